@@ -1,0 +1,159 @@
+//! The abstract syntax tree of a kiln source file. Every node carries its span.
+
+use kiln_ir::Span;
+
+#[derive(Clone, Debug)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+/// A dimension in a type: a number or a shape variable.
+#[derive(Clone, Debug)]
+pub enum Dim {
+    Known(usize, Span),
+    Var(Ident),
+}
+
+#[derive(Clone, Debug)]
+pub struct TypeExpr {
+    pub dtype: Ident,
+    pub dims: Vec<Dim>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub name: Ident,
+    pub ty: TypeExpr,
+}
+
+#[derive(Clone, Debug)]
+pub struct FnDef {
+    pub name: Ident,
+    pub params: Vec<Param>,
+    /// The declared result types: one for a tensor, several for a tuple; None when omitted.
+    pub ret: Option<Vec<TypeExpr>>,
+    pub body: Block,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Export {
+    /// The exported expression: a function name (or, later, a transformation of one).
+    pub target: Expr,
+    pub alias: Option<Ident>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub enum Item {
+    Fn(FnDef),
+    Export(Export),
+}
+
+#[derive(Clone, Debug)]
+pub enum Pattern {
+    Name(Ident),
+    Ignore(Span),
+    Tuple(Vec<Pattern>, Span),
+}
+
+impl Pattern {
+    pub fn span(&self) -> Span {
+        match self {
+            Pattern::Name(i) => i.span,
+            Pattern::Ignore(s) | Pattern::Tuple(_, s) => *s,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Let {
+    pub pattern: Pattern,
+    pub ty: Option<TypeExpr>,
+    pub value: Expr,
+}
+
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub lets: Vec<Let>,
+    pub result: Box<Expr>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    MatMul,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Pow => "**",
+            BinOp::MatMul => "@",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Arg {
+    /// The keyword, for `name = value` arguments.
+    pub keyword: Option<Ident>,
+    pub value: Expr,
+}
+
+/// One item of an index expression `x[...]`.
+#[derive(Clone, Debug)]
+pub enum IndexItem {
+    /// `i`: picks one element and drops the axis.
+    At(Expr),
+    /// `start:stop:step`, each part optional.
+    Range { start: Option<Expr>, stop: Option<Expr>, step: Option<Expr>, span: Span },
+}
+
+#[derive(Clone, Debug)]
+pub enum ExprKind {
+    Int(u64),
+    Float(f64),
+    Bool(bool),
+    Name(String),
+    Call { callee: Ident, args: Vec<Arg> },
+    Binary { op: BinOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
+    Neg(Box<Expr>),
+    Index { base: Box<Expr>, items: Vec<IndexItem> },
+    Tuple(Vec<Expr>),
+    List(Vec<Expr>),
+    Block(Block),
+}
+
+#[derive(Clone, Debug)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SourceFile {
+    pub items: Vec<Item>,
+}

@@ -1,0 +1,848 @@
+//! Elaboration: name resolution, shape inference, type promotion and lowering of a parsed file
+//! into IR. Each export becomes one IR function; helper functions are inlined at every call,
+//! where their shape variables are bound from the argument types.
+//!
+//! Values follow jax.numpy: numeric literals are weakly typed (they take the dtype of the
+//! array they meet), arrays of different dtypes promote (bool < integers < floats, wider wins,
+//! an integer meeting a float takes the float's dtype), and shapes broadcast as in numpy.
+
+use crate::ast::*;
+use kiln_ir::types::check_shape;
+use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// A weakly typed literal: the value of a number written in the source (and of arithmetic on
+/// such numbers, which is folded).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Lit {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Lit {
+    /// The dtype a literal gets when nothing else decides: i32, f32 or bool (as in JAX).
+    pub fn default_dtype(self) -> DType {
+        match self {
+            Lit::Int(_) => DType::I32,
+            Lit::Float(_) => DType::F32,
+            Lit::Bool(_) => DType::Bool,
+        }
+    }
+}
+
+/// The value of an expression during elaboration.
+#[derive(Clone, Debug)]
+pub enum Val {
+    Tensor(Value),
+    Lit(Lit),
+    Tuple(Vec<Val>),
+}
+
+/// What a name refers to inside a function body.
+#[derive(Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, Val>,
+    shape_vars: HashMap<String, usize>,
+}
+
+pub struct Elab<'a> {
+    fns: BTreeMap<&'a str, &'a FnDef>,
+    pub func: Func,
+    call_stack: Vec<&'a str>,
+}
+
+type R<T> = Result<T, Diagnostic>;
+
+/// Lowers every export of `file` into a function of a module named `module_name`, and checks
+/// every function whose parameter types are fully known even if it is not exported.
+pub fn elaborate(file: &SourceFile, module_name: &str) -> R<Module> {
+    let mut fns: BTreeMap<&str, &FnDef> = BTreeMap::new();
+    for item in &file.items {
+        if let Item::Fn(f) = item {
+            if crate::builtins::is_builtin(&f.name.name) {
+                return Err(Diagnostic::error("E0104", format!("`{}` is a builtin and cannot be redefined", f.name.name))
+                    .at(f.name.span, "redefines a builtin")
+                    .help("choose another name"));
+            }
+            if let Some(prev) = fns.insert(&f.name.name, f) {
+                return Err(Diagnostic::error("E0104", format!("function `{}` is defined twice", f.name.name))
+                    .at(f.name.span, "second definition")
+                    .also(prev.name.span, "first definition here"));
+            }
+            let mut seen: HashMap<&str, Span> = HashMap::new();
+            for p in &f.params {
+                if let Some(prev) = seen.insert(&p.name.name, p.name.span) {
+                    return Err(Diagnostic::error("E0105", format!("parameter `{}` is declared twice", p.name.name))
+                        .at(p.name.span, "second declaration")
+                        .also(prev, "first declaration here"));
+                }
+            }
+        }
+    }
+    let mut module = Module { name: module_name.to_string(), funcs: vec![] };
+    let mut exported: HashMap<String, Span> = HashMap::new();
+    for item in &file.items {
+        let Item::Export(export) = item else { continue };
+        let ExprKind::Name(target) = &export.target.kind else {
+            return Err(Diagnostic::error("E0107", "only functions can be exported")
+                .at(export.target.span, "not a function name")
+                .help("export a function by name: `export loss;` or `export loss as f;`"));
+        };
+        let Some(def) = fns.get(target.as_str()) else {
+            return Err(unknown_function(target, export.target.span, &fns));
+        };
+        let name = export.alias.as_ref().map_or(target, |a| &a.name);
+        let name_span = export.alias.as_ref().map_or(export.target.span, |a| a.span);
+        if let Some(prev) = exported.insert(name.clone(), name_span) {
+            return Err(Diagnostic::error("E0106", format!("`{name}` is exported twice"))
+                .at(name_span, "second export of this name")
+                .also(prev, "first exported here")
+                .help("give one of them another name with `as`"));
+        }
+        module.funcs.push(Elab::new(&fns, name).instantiate(def)?);
+    }
+    // Functions with fully known parameter types are checked even when nothing exports them.
+    for def in fns.values() {
+        if !exported.contains_key(&def.name.name) && def.params.iter().all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..)))) {
+            Elab::new(&fns, &def.name.name).instantiate(def)?;
+        }
+    }
+    if let Err(e) = kiln_ir::verify::verify_module(&module) {
+        return Err(Diagnostic::error("E9999", format!("internal compiler error: the frontend produced invalid IR: {e}"))
+            .help("please report this as a bug in kiln"));
+    }
+    Ok(module)
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + (ca != b[j]) as usize).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The closest candidate to `name`, if it is close enough to be a likely typo.
+pub fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    candidates
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|&(d, c)| d <= (name.len().max(c.len()) / 3).max(1))
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnDef>) -> Diagnostic {
+    let candidates = fns.keys().copied().chain(crate::builtins::NAMES.iter().copied());
+    let d = Diagnostic::error("E0102", format!("cannot find function `{name}`")).at(span, "not found");
+    match suggest(name, candidates) {
+        Some(s) => d.help(format!("a function with a similar name exists: `{s}`")),
+        None => d,
+    }
+}
+
+impl<'a> Elab<'a> {
+    fn new(fns: &BTreeMap<&'a str, &'a FnDef>, name: &str) -> Elab<'a> {
+        Elab { fns: fns.clone(), func: Func::new(name, Span::default()), call_stack: vec![] }
+    }
+
+    /// Lowers `def` with its declared (fully static) parameter types into a function.
+    fn instantiate(mut self, def: &'a FnDef) -> R<Func> {
+        self.func.span = def.span;
+        let mut env = Env::default();
+        for p in &def.params {
+            let mut dims = vec![];
+            for d in &p.ty.dims {
+                match d {
+                    Dim::Known(n, _) => dims.push(*n),
+                    Dim::Var(v) => {
+                        return Err(Diagnostic::error("E0108", format!("exported function `{}` has a shape variable", def.name.name))
+                            .at(v.span, format!("`{}` is not known", v.name))
+                            .note("shape variables are inferred at calls; an exported function is called from C, so its shapes must be numbers")
+                            .help("write a helper with shape variables and export a function that calls it with fixed shapes"));
+                    }
+                }
+            }
+            let dtype = resolve_dtype(&p.ty.dtype)?;
+            check_type_shape(&dims, p.ty.span)?;
+            let v = self.func.add_param(p.name.name.clone(), TensorType::new(dtype, dims), p.name.span);
+            env.vars.insert(p.name.name.clone(), Val::Tensor(v));
+        }
+        self.call_stack.push(&def.name.name);
+        let result = self.eval_block(&mut env, &def.body)?;
+        let result = self.check_result(def, &mut env, result)?;
+        let parts = match result {
+            Val::Tuple(items) => items,
+            v => vec![v],
+        };
+        for (i, part) in parts.into_iter().enumerate() {
+            let v = self.tensor_default(part, def.body.result.span)?;
+            self.func.results.push(v);
+            self.func.result_names.push(format!("out{i}"));
+        }
+        Ok(self.func)
+    }
+
+    /// Checks the body's value against the declared result types (binding any shape variables
+    /// they still name) and converts literal results to the declared dtype.
+    fn check_result(&mut self, def: &FnDef, env: &mut Env, result: Val) -> R<Val> {
+        let Some(ret) = &def.ret else {
+            if let Val::Tuple(items) = &result {
+                if items.iter().any(|i| matches!(i, Val::Tuple(_))) {
+                    return Err(Diagnostic::error("E0214", "functions cannot return nested tuples").at(def.body.result.span, "nested tuple"));
+                }
+            }
+            return Ok(result);
+        };
+        let span = def.body.result.span;
+        let items = match (ret.len(), result) {
+            (1, v @ (Val::Tensor(_) | Val::Lit(_))) => vec![v],
+            (n, Val::Tuple(items)) if n == items.len() && n != 1 => items,
+            (_, v) => {
+                return Err(Diagnostic::error("E0209", "the function's result does not match its declared type")
+                    .at(span, format!("this is {}", self.describe(&v)))
+                    .also(ret[0].span.to(ret[ret.len() - 1].span), format!("declared as {} value{}", ret.len(), if ret.len() == 1 { "" } else { "s" })))
+            }
+        };
+        let mut out = vec![];
+        for (item, ty) in items.into_iter().zip(ret) {
+            out.push(self.check_against(env, item, ty, span, "E0209", "the function's result")?);
+        }
+        Ok(if out.len() == 1 { out.pop().unwrap() } else { Val::Tuple(out) })
+    }
+
+    /// Checks that `v` has type `ty` (binding shape variables of `env`), converting a literal
+    /// to a scalar of the declared dtype. `what` names the value in the message.
+    fn check_against(&mut self, env: &mut Env, v: Val, ty: &TypeExpr, span: Span, code: &'static str, what: &str) -> R<Val> {
+        let dtype = resolve_dtype(&ty.dtype)?;
+        let mismatch = |found: String| {
+            Diagnostic::error(code, format!("mismatched types: {what} is {found}, declared {}", type_expr_text(ty)))
+                .at(span, format!("this is {found}"))
+                .also(ty.span, "declared here")
+        };
+        let t = match v {
+            Val::Lit(l) if ty.dims.is_empty() => self.lit_to(l, dtype, span)?,
+            Val::Tensor(t) => t,
+            other => return Err(mismatch(self.describe(&other))),
+        };
+        let actual = self.func.ty(t).clone();
+        if actual.dtype != dtype || actual.rank() != ty.dims.len() {
+            return Err(mismatch(actual.to_string()));
+        }
+        for (d, &n) in ty.dims.iter().zip(&actual.shape) {
+            let ok = match d {
+                Dim::Known(k, _) => *k == n,
+                Dim::Var(var) => *env.shape_vars.entry(var.name.clone()).or_insert(n) == n,
+            };
+            if !ok {
+                return Err(mismatch(actual.to_string()));
+            }
+        }
+        Ok(Val::Tensor(t))
+    }
+
+    pub fn describe(&self, v: &Val) -> String {
+        match v {
+            Val::Tensor(t) => self.func.ty(*t).to_string(),
+            Val::Lit(l) => format!("the number {}", lit_text(*l)),
+            Val::Tuple(items) => format!("a tuple of {} values", items.len()),
+        }
+    }
+
+    pub fn ty(&self, v: Value) -> &TensorType {
+        self.func.ty(v)
+    }
+
+    /// Appends an instruction; a type rule failure here is a compiler bug, since callers check
+    /// operands and report user errors first.
+    pub fn push(&mut self, op: Op, args: Vec<Value>, span: Span) -> R<Value> {
+        self.func.push(op, args, span).map_err(|e| {
+            Diagnostic::error("E9999", format!("internal compiler error: {e}"))
+                .at(span, "while lowering this expression")
+                .help("please report this as a bug in kiln")
+        })
+    }
+
+    fn eval_block(&mut self, env: &mut Env, block: &'a Block) -> R<Val> {
+        let saved = env.vars.clone();
+        for l in &block.lets {
+            let mut v = self.eval(env, &l.value)?;
+            if let Some(ty) = &l.ty {
+                v = self.check_against(env, v, ty, l.value.span, "E0209", "the value")?;
+            }
+            self.bind(env, &l.pattern, v, l.value.span)?;
+        }
+        let result = self.eval(env, &block.result);
+        env.vars = saved;
+        result
+    }
+
+    fn bind(&mut self, env: &mut Env, pattern: &Pattern, v: Val, span: Span) -> R<()> {
+        match (pattern, v) {
+            (Pattern::Ignore(_), _) => Ok(()),
+            (Pattern::Name(id), v) => {
+                env.vars.insert(id.name.clone(), v);
+                Ok(())
+            }
+            (Pattern::Tuple(pats, _), Val::Tuple(items)) if pats.len() == items.len() => {
+                pats.iter().zip(items).try_for_each(|(p, item)| self.bind(env, p, item, span))
+            }
+            (p, v) => Err(Diagnostic::error("E0214", format!("cannot destructure {}", self.describe(&v)))
+                .at(p.span(), format!("this pattern expects {}", pattern_text(p)))
+                .also(span, format!("this is {}", self.describe(&v)))),
+        }
+    }
+
+    pub fn eval(&mut self, env: &mut Env, e: &'a Expr) -> R<Val> {
+        match &e.kind {
+            ExprKind::Int(v) => Ok(Val::Lit(Lit::Int(i64::try_from(*v).map_err(|_| {
+                Diagnostic::error("E0218", "integer literal is too large").at(e.span, "exceeds the largest i64")
+            })?))),
+            ExprKind::Float(v) => Ok(Val::Lit(Lit::Float(*v))),
+            ExprKind::Bool(b) => Ok(Val::Lit(Lit::Bool(*b))),
+            ExprKind::Name(name) => self.lookup(env, name, e.span),
+            ExprKind::Neg(inner) => {
+                let v = self.eval(env, inner)?;
+                match v {
+                    Val::Lit(Lit::Int(i)) => Ok(Val::Lit(Lit::Int(i.wrapping_neg()))),
+                    Val::Lit(Lit::Float(f)) => Ok(Val::Lit(Lit::Float(-f))),
+                    v => {
+                        let t = self.tensor_arg(v, inner.span)?;
+                        self.require_numeric(t, inner.span, "negate")?;
+                        Ok(Val::Tensor(self.push(Op::Unary(UnaryOp::Neg), vec![t], e.span)?))
+                    }
+                }
+            }
+            ExprKind::Binary { op, op_span, lhs, rhs } => {
+                let a = self.eval(env, lhs)?;
+                let b = self.eval(env, rhs)?;
+                self.binary(*op, *op_span, (a, lhs.span), (b, rhs.span), e.span)
+            }
+            ExprKind::Tuple(items) => Ok(Val::Tuple(items.iter().map(|i| self.eval(env, i)).collect::<R<_>>()?)),
+            ExprKind::List(_) => Err(Diagnostic::error("E0216", "a list is not a value")
+                .at(e.span, "lists only appear as arguments, such as axes and shapes")
+                .help("use concat([a, b], axis=0) to join arrays")),
+            ExprKind::Block(b) => {
+                let mut inner = env.clone();
+                self.eval_block(&mut inner, b)
+            }
+            ExprKind::Index { base, items } => {
+                let b = self.eval(env, base)?;
+                let t = self.tensor_arg(b, base.span)?;
+                self.index(env, t, items, e.span)
+            }
+            ExprKind::Call { callee, args } => {
+                if crate::builtins::is_builtin(&callee.name) {
+                    crate::builtins::call(self, env, callee, args, e.span)
+                } else {
+                    self.call_user(env, callee, args, e.span)
+                }
+            }
+        }
+    }
+
+    fn lookup(&mut self, env: &Env, name: &str, span: Span) -> R<Val> {
+        if let Some(v) = env.vars.get(name) {
+            return Ok(v.clone());
+        }
+        if let Some(&n) = env.shape_vars.get(name) {
+            return Ok(Val::Lit(Lit::Int(n as i64)));
+        }
+        if self.fns.contains_key(name) || crate::builtins::is_builtin(name) {
+            return Err(Diagnostic::error("E0101", format!("`{name}` is a function, not a value"))
+                .at(span, "a function")
+                .help(format!("call it: `{name}(...)`")));
+        }
+        let candidates = env.vars.keys().chain(env.shape_vars.keys()).map(String::as_str);
+        let d = Diagnostic::error("E0101", format!("cannot find value `{name}` in this scope")).at(span, "not found in this scope");
+        Err(match suggest(name, candidates) {
+            Some(s) => d.help(format!("a value with a similar name exists: `{s}`")),
+            None => d,
+        })
+    }
+
+    fn call_user(&mut self, env: &mut Env, callee: &Ident, args: &'a [Arg], span: Span) -> R<Val> {
+        let Some(&def) = self.fns.get(callee.name.as_str()) else {
+            return Err(unknown_function(&callee.name, callee.span, &self.fns));
+        };
+        if self.call_stack.contains(&def.name.name.as_str()) {
+            return Err(Diagnostic::error("E0109", format!("`{}` calls itself", def.name.name))
+                .at(span, "recursive call")
+                .also(def.name.span, "defined here")
+                .note("kiln inlines every call, so recursion cannot be compiled"));
+        }
+        if let Some(a) = args.iter().find(|a| a.keyword.is_some()) {
+            return Err(Diagnostic::error("E0215", "functions defined in kiln take positional arguments only")
+                .at(a.keyword.as_ref().unwrap().span, "keyword argument"));
+        }
+        if args.len() != def.params.len() {
+            return Err(Diagnostic::error("E0201", format!("`{}` takes {} argument{} but {} were given", def.name.name, def.params.len(), plural(def.params.len()), args.len()))
+                .at(span, format!("{} argument{}", args.len(), plural(args.len())))
+                .also(def.name.span, "defined here"));
+        }
+        let mut inner = Env::default();
+        for (p, a) in def.params.iter().zip(args) {
+            let v = self.eval(env, &a.value)?;
+            let v = self.check_against(&mut inner, v, &p.ty, a.value.span, "E0207", &format!("argument `{}`", p.name.name))
+                .map_err(|d| d.also(p.name.span, "parameter declared here"))?;
+            inner.vars.insert(p.name.name.clone(), v);
+        }
+        self.call_stack.push(&def.name.name);
+        let result = self
+            .eval_block(&mut inner, &def.body)
+            .and_then(|r| self.check_result(def, &mut inner, r))
+            .map_err(|d| if d.labels.iter().any(|l| l.span == span) { d } else { d.also(span, format!("in this call of `{}`", def.name.name)) });
+        self.call_stack.pop();
+        result
+    }
+
+    // ---- values and conversions -------------------------------------------------------
+
+    /// A tensor value; literals become scalars of their default dtype.
+    pub fn tensor_default(&mut self, v: Val, span: Span) -> R<Value> {
+        match v {
+            Val::Lit(l) => self.lit_to(l, l.default_dtype(), span),
+            v => self.tensor_arg(v, span),
+        }
+    }
+
+    /// A tensor value; literals become scalars of their default dtype, tuples are an error.
+    pub fn tensor_arg(&mut self, v: Val, span: Span) -> R<Value> {
+        match v {
+            Val::Tensor(t) => Ok(t),
+            Val::Lit(l) => self.lit_to(l, l.default_dtype(), span),
+            Val::Tuple(items) => Err(Diagnostic::error("E0214", "expected an array, found a tuple")
+                .at(span, format!("a tuple of {} values", items.len()))
+                .help("destructure it first: `let (a, b) = ...;`")),
+        }
+    }
+
+    /// A scalar constant of `dtype` holding the literal.
+    pub fn lit_to(&mut self, l: Lit, dtype: DType, span: Span) -> R<Value> {
+        let literal = match (l, dtype) {
+            (Lit::Bool(b), DType::Bool) => Literal::Bool(b),
+            (Lit::Bool(b), d) => Literal::of_i64(d, b as i64),
+            (Lit::Int(i), d @ (DType::I32 | DType::I64)) => {
+                let lit = Literal::of_i64(d, i);
+                if lit != Literal::Int(d, i) {
+                    return Err(Diagnostic::error("E0218", format!("literal `{i}` does not fit in {d}")).at(span, format!("out of range for {d}")));
+                }
+                lit
+            }
+            (Lit::Int(i), d) => Literal::of_i64(d, i),
+            (Lit::Float(f), d) if d.is_float() => Literal::of_f64(d, f),
+            (Lit::Float(f), d) => {
+                return Err(Diagnostic::error("E0202", format!("a float literal cannot be {d}")).at(span, format!("`{}` is a float", lit_text(Lit::Float(f)))))
+            }
+        };
+        self.push(Op::Const(literal), vec![], span)
+    }
+
+    /// Converts `t` to `dtype` (no instruction when it already is).
+    pub fn convert(&mut self, t: Value, dtype: DType, span: Span) -> R<Value> {
+        if self.ty(t).dtype == dtype { Ok(t) } else { self.push(Op::Convert { to: dtype }, vec![t], span) }
+    }
+
+    /// Broadcasts `t` to `shape`, which numpy's rules must allow (checked by the caller).
+    pub fn broadcast(&mut self, t: Value, shape: &[usize], span: Span) -> R<Value> {
+        let ty = self.ty(t);
+        if ty.shape == shape {
+            return Ok(t);
+        }
+        let offset = shape.len() - ty.rank();
+        let dims = (offset..shape.len()).collect();
+        self.push(Op::Broadcast { shape: shape.to_vec(), dims }, vec![t], span)
+    }
+
+    /// Reshapes `t` (no instruction when the shape is already right).
+    pub fn reshape(&mut self, t: Value, shape: Vec<usize>, span: Span) -> R<Value> {
+        if self.ty(t).shape == shape { Ok(t) } else { self.push(Op::Reshape { shape }, vec![t], span) }
+    }
+
+    /// A float version of `t`: integers and bools convert to f32 (as jax.numpy does for exp,
+    /// true division and the like).
+    pub fn to_float(&mut self, t: Value, span: Span) -> R<Value> {
+        let d = self.ty(t).dtype;
+        if d.is_float() { Ok(t) } else { self.convert(t, DType::F32, span) }
+    }
+
+    pub fn require_numeric(&self, t: Value, span: Span, what: &str) -> R<()> {
+        let ty = self.ty(t);
+        if ty.dtype.is_numeric() {
+            Ok(())
+        } else {
+            Err(Diagnostic::error("E0202", format!("cannot {what} a value of type {ty}"))
+                .at(span, format!("this is {ty}"))
+                .help("convert it first, e.g. `cast(x, i32)`"))
+        }
+    }
+
+    /// Several values brought to one dtype (JAX promotion, literals weak) and one broadcast
+    /// shape. `spans` are the operands' spans, for errors.
+    pub fn unify(&mut self, vals: Vec<(Val, Span)>, span: Span) -> R<Vec<Value>> {
+        let mut dtype: Option<DType> = None;
+        for (v, s) in &vals {
+            if let Val::Tensor(t) = v {
+                let d = self.ty(*t).dtype;
+                dtype = Some(dtype.map_or(d, |e| promote(e, d)));
+            } else if let Val::Tuple(_) = v {
+                return Err(Diagnostic::error("E0214", "expected an array, found a tuple").at(*s, self.describe(v)));
+            }
+        }
+        // Literals are weak: they join the arrays' dtype, except that a float literal lifts
+        // integers and bools to f32 and an integer literal lifts bools to i32.
+        for (v, _) in &vals {
+            if let Val::Lit(l) = v {
+                dtype = Some(match (dtype, l) {
+                    (None, l) => l.default_dtype(),
+                    (Some(d), Lit::Float(_)) if !d.is_float() => DType::F32,
+                    (Some(DType::Bool), Lit::Int(_)) => DType::I32,
+                    (Some(d), _) => d,
+                });
+            }
+        }
+        let dtype = dtype.expect("unify takes at least one value");
+        let mut shape: Vec<usize> = vec![];
+        let mut shape_from: Option<Span> = None;
+        let mut values = vec![];
+        for (v, s) in vals {
+            let t = match v {
+                Val::Lit(l) => self.lit_to(l, dtype, s)?,
+                Val::Tensor(t) => self.convert(t, dtype, s)?,
+                Val::Tuple(_) => unreachable!("rejected above"),
+            };
+            let ts = self.ty(t).shape.clone();
+            shape = match broadcast_shapes(&shape, &ts) {
+                Some(b) => b,
+                None => {
+                    let d = Diagnostic::error("E0203", format!("cannot broadcast {} with {}", TensorType::new(dtype, shape.clone()), self.ty(t)))
+                        .at(s, format!("this is {}", self.ty(t)));
+                    let d = match shape_from {
+                        Some(p) => d.also(p, format!("this is {}", TensorType::new(dtype, shape.clone()))),
+                        None => d,
+                    };
+                    return Err(d.note("dimensions are compared from the right; each pair must be equal or one of them 1"));
+                }
+            };
+            if !ts.is_empty() && shape_from.is_none() {
+                shape_from = Some(s);
+            }
+            values.push(t);
+        }
+        values.into_iter().map(|t| self.broadcast(t, &shape, span)).collect()
+    }
+
+    fn binary(&mut self, op: BinOp, op_span: Span, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> R<Val> {
+        if let (Val::Lit(x), Val::Lit(y)) = (&a, &b) {
+            if let Some(l) = fold(op, *x, *y) {
+                return Ok(Val::Lit(l));
+            }
+        }
+        if op == BinOp::MatMul {
+            return self.matmul((a, sa), (b, sb), span).map(Val::Tensor);
+        }
+        // x ** n for a small literal integer n: repeated multiplication (exact, any dtype).
+        if let (BinOp::Pow, Val::Lit(Lit::Int(n @ 0..=16))) = (op, &b) {
+            let x = self.tensor_arg(a, sa)?;
+            self.require_numeric(x, sa, "raise to a power")?;
+            return self.int_power(x, *n as u32, span).map(Val::Tensor);
+        }
+        let vals = self.unify(vec![(a, sa), (b, sb)], span)?;
+        let (mut x, mut y) = (vals[0], vals[1]);
+        let dtype = self.ty(x).dtype;
+        let ir_op = match op {
+            BinOp::Add => BinaryOp::Add,
+            BinOp::Sub => BinaryOp::Sub,
+            BinOp::Mul => BinaryOp::Mul,
+            BinOp::Div => BinaryOp::Div,
+            BinOp::Pow => BinaryOp::Pow,
+            BinOp::Eq => BinaryOp::Eq,
+            BinOp::Ne => BinaryOp::Ne,
+            BinOp::Lt => BinaryOp::Lt,
+            BinOp::Le => BinaryOp::Le,
+            BinOp::Gt => BinaryOp::Gt,
+            BinOp::Ge => BinaryOp::Ge,
+            BinOp::MatMul => unreachable!("handled above"),
+        };
+        if !ir_op.is_comparison() && dtype == DType::Bool {
+            return Err(Diagnostic::error("E0202", format!("cannot apply `{}` to bool values", op.symbol()))
+                .at(op_span, "arithmetic on bool")
+                .help("convert first, e.g. `cast(x, i32)`"));
+        }
+        if matches!(ir_op, BinaryOp::Div | BinaryOp::Pow) && !dtype.is_float() {
+            x = self.to_float(x, sa)?;
+            y = self.to_float(y, sb)?;
+        }
+        self.push(Op::Binary(ir_op), vec![x, y], span).map(Val::Tensor)
+    }
+
+    /// x^n by square-and-multiply.
+    fn int_power(&mut self, x: Value, n: u32, span: Span) -> R<Value> {
+        if n == 0 {
+            let one = self.lit_to(Lit::Int(1), self.ty(x).dtype, span)?;
+            let shape = self.ty(x).shape.clone();
+            return self.broadcast(one, &shape, span);
+        }
+        let mut result: Option<Value> = None;
+        let mut base = x;
+        let mut k = n;
+        loop {
+            if k & 1 == 1 {
+                result = Some(match result {
+                    None => base,
+                    Some(r) => self.push(Op::Binary(BinaryOp::Mul), vec![r, base], span)?,
+                });
+            }
+            k >>= 1;
+            if k == 0 {
+                return Ok(result.unwrap());
+            }
+            base = self.push(Op::Binary(BinaryOp::Mul), vec![base, base], span)?;
+        }
+    }
+
+    /// `a @ b` with numpy's matmul rules: vectors are promoted to matrices and the added axis
+    /// removed again, batch dimensions broadcast.
+    fn matmul(&mut self, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> R<Value> {
+        let (x, y) = (self.tensor_arg(a, sa)?, self.tensor_arg(b, sb)?);
+        for (t, s) in [(x, sa), (y, sb)] {
+            if self.ty(t).rank() == 0 {
+                return Err(Diagnostic::error("E0204", "matmul needs arrays of rank 1 or more")
+                    .at(s, format!("this is {}", self.ty(t)))
+                    .help("use `*` to multiply by a scalar"));
+            }
+            self.require_numeric(t, s, "multiply")?;
+        }
+        let dtype = promote(self.ty(x).dtype, self.ty(y).dtype);
+        let x = self.convert(x, dtype, sa)?;
+        let y = self.convert(y, dtype, sb)?;
+        let (xs, ys) = (self.ty(x).shape.clone(), self.ty(y).shape.clone());
+        let (x_vec, y_vec) = (xs.len() == 1, ys.len() == 1);
+        let xm = if x_vec { vec![1, xs[0]] } else { xs.clone() };
+        let ym = if y_vec { vec![ys[0], 1] } else { ys.clone() };
+        let (k1, k2) = (xm[xm.len() - 1], ym[ym.len() - 2]);
+        if k1 != k2 {
+            return Err(Diagnostic::error("E0204", format!("matmul shapes do not match: {} @ {}", self.ty(x), self.ty(y)))
+                .at(sa, format!("this has {k1} columns"))
+                .also(sb, format!("this has {k2} rows"))
+                .note("for `a @ b`, the last dimension of a must equal the second-to-last of b"));
+        }
+        let (xb, yb) = (&xm[..xm.len() - 2], &ym[..ym.len() - 2]);
+        let Some(batch) = broadcast_shapes(xb, yb) else {
+            return Err(Diagnostic::error("E0204", format!("matmul batch dimensions do not broadcast: {} @ {}", self.ty(x), self.ty(y)))
+                .at(sa, format!("batch {}", kiln_ir::types::format_shape(xb)))
+                .also(sb, format!("batch {}", kiln_ir::types::format_shape(yb))));
+        };
+        let full = |m: &[usize], batch: &[usize]| -> Vec<usize> { batch.iter().chain(&m[m.len() - 2..]).copied().collect() };
+        let xr = self.reshape(x, xm.clone(), sa)?;
+        let yr = self.reshape(y, ym.clone(), sb)?;
+        let xf = self.broadcast(xr, &full(&xm, &batch), sa)?;
+        let yf = self.broadcast(yr, &full(&ym, &batch), sb)?;
+        let d = self.push(Op::Dot, vec![xf, yf], span)?;
+        let mut out: Vec<usize> = batch.clone();
+        if !x_vec {
+            out.push(xm[xm.len() - 2]);
+        }
+        if !y_vec {
+            out.push(ym[ym.len() - 1]);
+        }
+        self.reshape(d, out, span)
+    }
+
+    /// `x[items]`: numpy basic indexing with static integers and slices.
+    fn index(&mut self, env: &mut Env, t: Value, items: &'a [IndexItem], span: Span) -> R<Val> {
+        let ty = self.ty(t).clone();
+        if items.len() > ty.rank() {
+            return Err(Diagnostic::error("E0219", format!("too many indices for {ty}"))
+                .at(span, format!("{} indices for rank {}", items.len(), ty.rank())));
+        }
+        let (mut start, mut step, mut shape, mut keep) = (vec![], vec![], vec![], vec![]);
+        for axis in 0..ty.rank() {
+            let n = ty.shape[axis] as i64;
+            match items.get(axis) {
+                None => {
+                    start.push(0);
+                    step.push(1);
+                    shape.push(n as usize);
+                    keep.push(n as usize);
+                }
+                Some(IndexItem::At(e)) => {
+                    let i = self.const_int(env, e)?;
+                    let j = if i < 0 { i + n } else { i };
+                    if !(0..n).contains(&j) {
+                        return Err(Diagnostic::error("E0206", format!("index {i} is out of bounds for axis {axis} of size {n}")).at(e.span, "out of bounds"));
+                    }
+                    start.push(j as usize);
+                    step.push(1);
+                    shape.push(1);
+                }
+                Some(IndexItem::Range { start: s, stop, step: st, span: item_span }) => {
+                    let mut opt = |e: &'a Option<Expr>| -> R<Option<i64>> { e.as_ref().map(|e| self.const_int(env, e)).transpose() };
+                    let (s, e, k) = (opt(s)?, opt(stop)?, opt(st)?);
+                    let k = k.unwrap_or(1);
+                    if k == 0 {
+                        return Err(Diagnostic::error("E0206", "slice step cannot be zero").at(*item_span, "zero step"));
+                    }
+                    let (first, len) = slice_indices(n, s, e, k);
+                    if len == 0 {
+                        return Err(Diagnostic::error("E0206", format!("slice of axis {axis} (size {n}) is empty"))
+                            .at(*item_span, "selects no elements")
+                            .note("kiln arrays cannot be empty"));
+                    }
+                    start.push(first as usize);
+                    step.push(k);
+                    shape.push(len as usize);
+                    keep.push(len as usize);
+                }
+            }
+        }
+        let whole = start.iter().all(|&s| s == 0) && step.iter().all(|&k| k == 1) && shape == ty.shape;
+        let sliced = if whole { t } else { self.push(Op::Slice { start, step, shape }, vec![t], span)? };
+        self.reshape(sliced, keep, span).map(Val::Tensor)
+    }
+
+    /// An integer known at compile time: a literal, a shape variable, or arithmetic on them.
+    pub fn const_int(&mut self, env: &mut Env, e: &'a Expr) -> R<i64> {
+        match self.eval(env, e)? {
+            Val::Lit(Lit::Int(i)) => Ok(i),
+            v => Err(Diagnostic::error("E0216", "expected an integer constant")
+                .at(e.span, format!("this is {}", self.describe(&v)))
+                .note("axes, shapes and indices must be known when the program is compiled")),
+        }
+    }
+}
+
+/// numpy's slice semantics: bounds are clamped, negative ones count from the end. Returns the
+/// first index and the number of elements.
+fn slice_indices(n: i64, start: Option<i64>, stop: Option<i64>, step: i64) -> (i64, i64) {
+    let norm = |i: i64, lo: i64, hi: i64| if i < 0 { (i + n).max(lo) } else { i.min(hi) };
+    let (s, e) = if step > 0 {
+        (start.map_or(0, |s| norm(s, 0, n)), stop.map_or(n, |e| norm(e, 0, n)))
+    } else {
+        (start.map_or(n - 1, |s| norm(s, -1, n - 1)), stop.map_or(-1, |e| norm(e, -1, n - 1)))
+    };
+    let len = if step > 0 { (e - s + step - 1).div_euclid(step) } else { (s - e + (-step) - 1).div_euclid(-step) };
+    (s, len.max(0))
+}
+
+/// numpy broadcasting of two shapes, or None when they are incompatible.
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for i in 0..n {
+        let x = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+        let y = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        out[i] = match (x, y) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+/// JAX's promotion of two array dtypes: bool yields to anything, an integer meeting a float
+/// takes the float, otherwise the wider one wins.
+pub fn promote(a: DType, b: DType) -> DType {
+    match (a, b) {
+        (a, b) if a == b => a,
+        (DType::Bool, x) | (x, DType::Bool) => x,
+        (x, y) if x.is_float() != y.is_float() => if x.is_float() { x } else { y },
+        (x, y) => x.max(y),
+    }
+}
+
+/// Folds arithmetic on two literals, or None when the result is not a literal (matmul).
+fn fold(op: BinOp, a: Lit, b: Lit) -> Option<Lit> {
+    use Lit::*;
+    let as_f = |l: Lit| match l {
+        Int(i) => i as f64,
+        Float(f) => f,
+        Bool(b) => b as i64 as f64,
+    };
+    let cmp = |o: std::cmp::Ordering| -> bool {
+        match op {
+            BinOp::Eq => o.is_eq(),
+            BinOp::Ne => o.is_ne(),
+            BinOp::Lt => o.is_lt(),
+            BinOp::Le => o.is_le(),
+            BinOp::Gt => o.is_gt(),
+            _ => o.is_ge(),
+        }
+    };
+    Some(match (op, a, b) {
+        (BinOp::MatMul, ..) => return None,
+        (BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge, a, b) => {
+            let (x, y) = (as_f(a), as_f(b));
+            match x.partial_cmp(&y) {
+                Some(o) => Bool(cmp(o)),
+                None => Bool(op == BinOp::Ne),
+            }
+        }
+        (_, Bool(_), _) | (_, _, Bool(_)) => return None,
+        (BinOp::Add, Int(x), Int(y)) => Int(x.wrapping_add(y)),
+        (BinOp::Sub, Int(x), Int(y)) => Int(x.wrapping_sub(y)),
+        (BinOp::Mul, Int(x), Int(y)) => Int(x.wrapping_mul(y)),
+        (BinOp::Pow, Int(x), Int(y)) if (0..64).contains(&y) => Int(x.wrapping_pow(y as u32)),
+        (BinOp::Add, x, y) => Float(as_f(x) + as_f(y)),
+        (BinOp::Sub, x, y) => Float(as_f(x) - as_f(y)),
+        (BinOp::Mul, x, y) => Float(as_f(x) * as_f(y)),
+        (BinOp::Div, x, y) => Float(as_f(x) / as_f(y)),
+        (BinOp::Pow, x, y) => Float(as_f(x).powf(as_f(y))),
+    })
+}
+
+pub fn resolve_dtype(id: &Ident) -> R<DType> {
+    DType::from_name(&id.name).ok_or_else(|| {
+        let names = DType::ALL.iter().map(|d| d.name());
+        let d = Diagnostic::error("E0103", format!("unknown element type `{}`", id.name)).at(id.span, "not a dtype");
+        match suggest(&id.name, names) {
+            Some(s) => d.help(format!("did you mean `{s}`? kiln's dtypes are bool, i32, i64, f32 and f64")),
+            None => d.help("kiln's dtypes are bool, i32, i64, f32 and f64"),
+        }
+    })
+}
+
+pub fn check_type_shape(dims: &[usize], span: Span) -> R<()> {
+    check_shape(dims).map_err(|e| Diagnostic::error("E0213", format!("invalid shape: {e}")).at(span, "this type"))
+}
+
+fn type_expr_text(ty: &TypeExpr) -> String {
+    let dims: Vec<String> = ty
+        .dims
+        .iter()
+        .map(|d| match d {
+            Dim::Known(n, _) => n.to_string(),
+            Dim::Var(v) => v.name.clone(),
+        })
+        .collect();
+    format!("{}[{}]", ty.dtype.name, dims.join(", "))
+}
+
+fn pattern_text(p: &Pattern) -> String {
+    match p {
+        Pattern::Tuple(items, _) => format!("a tuple of {} values", items.len()),
+        _ => "a value".into(),
+    }
+}
+
+pub fn lit_text(l: Lit) -> String {
+    match l {
+        Lit::Int(i) => i.to_string(),
+        Lit::Float(f) => kiln_ir::types::format_float(f),
+        Lit::Bool(b) => b.to_string(),
+    }
+}
+
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

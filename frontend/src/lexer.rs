@@ -1,0 +1,123 @@
+//! The lexer: source text to tokens with byte spans.
+
+use kiln_ir::{Diagnostic, Span};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tok {
+    Ident(String),
+    Int(u64),
+    Float(f64),
+    Punct(&'static str),
+    Eof,
+}
+
+impl Tok {
+    pub fn describe(&self) -> String {
+        match self {
+            Tok::Ident(s) => format!("`{s}`"),
+            Tok::Int(v) => format!("`{v}`"),
+            Tok::Float(v) => format!("`{v}`"),
+            Tok::Punct(p) => format!("`{p}`"),
+            Tok::Eof => "end of file".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub tok: Tok,
+    pub span: Span,
+}
+
+/// Punctuation, longest first so that `**` wins over `*`.
+const PUNCT: &[&str] = &[
+    "->", "**", "==", "!=", "<=", ">=", "(", ")", "[", "]", "{", "}", ",", ":", ";", "=", "+", "-",
+    "*", "/", "@", "<", ">",
+];
+
+/// Splits source text into tokens, ending with [`Tok::Eof`].
+pub fn lex(src: &str) -> Result<Vec<Token>, Diagnostic> {
+    let bytes = src.as_bytes();
+    let mut tokens = vec![];
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if src[i..].starts_with("//") {
+            i += src[i..].find('\n').unwrap_or(src.len() - i);
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            tokens.push(Token { tok: Tok::Ident(src[start..i].to_string()), span: Span::new(start, i) });
+        } else if c.is_ascii_digit() || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            let (tok, end) = number(src, i)?;
+            tokens.push(Token { tok, span: Span::new(i, end) });
+            i = end;
+        } else if let Some(p) = PUNCT.iter().find(|p| src[i..].starts_with(**p)) {
+            tokens.push(Token { tok: Tok::Punct(p), span: Span::new(i, i + p.len()) });
+            i += p.len();
+        } else {
+            let ch = src[i..].chars().next().unwrap_or('?');
+            let end = i + ch.len_utf8();
+            return Err(Diagnostic::error("E0001", format!("unexpected character `{}`", ch.escape_debug()))
+                .at(Span::new(i, end), "not valid in a kiln program"));
+        }
+    }
+    tokens.push(Token { tok: Tok::Eof, span: Span::new(src.len(), src.len()) });
+    Ok(tokens)
+}
+
+/// Reads a number literal starting at `start`: digits, an optional fraction and exponent.
+/// Integers without a fraction or exponent are `Int`.
+fn number(src: &str, start: usize) -> Result<(Tok, usize), Diagnostic> {
+    let bytes = src.as_bytes();
+    let digits = |mut i: usize| {
+        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'_') {
+            i += 1;
+        }
+        i
+    };
+    let mut i = digits(start);
+    let mut is_float = false;
+    if i < bytes.len() && bytes[i] == b'.' && !bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') {
+        is_float = true;
+        i = digits(i + 1);
+    }
+    if i < bytes.len() && (bytes[i] == b'e' || bytes[i] == b'E') {
+        is_float = true;
+        i += 1;
+        if i < bytes.len() && (bytes[i] == b'+' || bytes[i] == b'-') {
+            i += 1;
+        }
+        let exp_start = i;
+        i = digits(i);
+        if i == exp_start {
+            return Err(Diagnostic::error("E0002", "malformed number literal")
+                .at(Span::new(start, i), "the exponent has no digits"));
+        }
+    }
+    if i < bytes.len() && (bytes[i].is_ascii_alphabetic() || bytes[i] == b'_') {
+        let mut end = i;
+        while end < bytes.len() && bytes[end].is_ascii_alphanumeric() {
+            end += 1;
+        }
+        return Err(Diagnostic::error("E0002", "malformed number literal")
+            .at(Span::new(start, end), "a number cannot be followed by letters")
+            .help("names start with a letter or `_`"));
+    }
+    let text: String = src[start..i].chars().filter(|&c| c != '_').collect();
+    let tok = if is_float {
+        Tok::Float(text.parse().map_err(|_| {
+            Diagnostic::error("E0002", "malformed number literal").at(Span::new(start, i), "not a valid float")
+        })?)
+    } else {
+        Tok::Int(text.parse().map_err(|_| {
+            Diagnostic::error("E0002", "integer literal is too large")
+                .at(Span::new(start, i), "does not fit in 64 bits")
+        })?)
+    };
+    Ok((tok, i))
+}

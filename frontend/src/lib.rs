@@ -1,0 +1,40 @@
+//! kiln-frontend: from kiln source text to verified IR.
+//!
+//! Owns: the lexer, the parser and AST, name and shape resolution with JAX-style type
+//! promotion and numpy broadcasting, and lowering (elaboration) of every export into an IR
+//! function, with helper functions inlined at each call and their shape variables inferred there.
+//! Also renders diagnostics against the source with codespan-reporting.
+//!
+//! May depend on: kiln-ir (and a diagnostics renderer).
+//!
+//! Guarantees: every user error is a [`kiln_ir::Diagnostic`] with a code, never a panic; the
+//! module returned by [`compile_source`] passes the IR verifier; every instruction carries the
+//! span of the source expression it came from.
+
+pub mod ast;
+mod builtins;
+mod elab;
+pub mod lexer;
+pub mod parser;
+pub mod render;
+
+pub use elab::elaborate;
+pub use render::render_diagnostic;
+
+use kiln_ir::{Diagnostic, Module};
+
+/// Parses and elaborates a source file into a module named `module_name`.
+pub fn compile_source(src: &str, module_name: &str) -> Result<Module, Diagnostic> {
+    let file = parser::parse(src)?;
+    elaborate(&file, module_name)
+}
+
+/// A C identifier made from a file stem: other characters become `_`, and a leading digit
+/// gets a `_` in front. Used as the default module name.
+pub fn module_name_from_stem(stem: &str) -> String {
+    let mut name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert(0, '_');
+    }
+    name
+}

@@ -1,0 +1,338 @@
+//! The parser: tokens to [`SourceFile`], by recursive descent with precedence climbing.
+//!
+//! Precedence, loosest first: comparisons (non-associative), `+ -`, `* / @`, unary `-`,
+//! `**` (right-associative, so `-x**2` is `-(x**2)` as in Python), then calls and indexing.
+
+use crate::ast::*;
+use crate::lexer::{lex, Tok, Token};
+use kiln_ir::{Diagnostic, Span};
+
+/// Nesting deeper than this is refused with a diagnostic rather than overflowing the stack.
+const MAX_DEPTH: usize = 128;
+
+pub fn parse(src: &str) -> Result<SourceFile, Diagnostic> {
+    let tokens = lex(src)?;
+    let mut p = Parser { tokens, pos: 0, depth: 0 };
+    let mut file = SourceFile::default();
+    while p.peek() != &Tok::Eof {
+        file.items.push(p.item()?);
+    }
+    Ok(file)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    pos: usize,
+    depth: usize,
+}
+
+type PResult<T> = Result<T, Diagnostic>;
+
+impl Parser {
+    fn peek(&self) -> &Tok {
+        &self.tokens[self.pos].tok
+    }
+
+    fn span(&self) -> Span {
+        self.tokens[self.pos].span
+    }
+
+    fn prev_span(&self) -> Span {
+        self.tokens[self.pos.saturating_sub(1)].span
+    }
+
+    fn bump(&mut self) -> Token {
+        let t = self.tokens[self.pos].clone();
+        if self.pos + 1 < self.tokens.len() {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn is(&self, p: &str) -> bool {
+        matches!(self.peek(), Tok::Punct(q) if *q == p)
+    }
+
+    fn is_keyword(&self, k: &str) -> bool {
+        matches!(self.peek(), Tok::Ident(s) if s == k)
+    }
+
+    fn eat(&mut self, p: &str) -> bool {
+        let found = self.is(p);
+        if found {
+            self.bump();
+        }
+        found
+    }
+
+    fn unexpected(&self, expected: &str) -> Diagnostic {
+        let found = self.peek().describe();
+        Diagnostic::error("E0003", format!("expected {expected}, found {found}"))
+            .at(self.span(), format!("expected {expected}"))
+    }
+
+    fn expect(&mut self, p: &str) -> PResult<Span> {
+        if self.is(p) { Ok(self.bump().span) } else { Err(self.unexpected(&format!("`{p}`"))) }
+    }
+
+    fn ident(&mut self, what: &str) -> PResult<Ident> {
+        match self.peek().clone() {
+            Tok::Ident(name) if !is_reserved(&name) => Ok(Ident { name, span: self.bump().span }),
+            _ => Err(self.unexpected(what)),
+        }
+    }
+
+    fn enter(&mut self) -> PResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Diagnostic::error("E0004", "expression is nested too deeply")
+                .at(self.span(), format!("more than {MAX_DEPTH} levels of nesting"))
+                .help("split the expression with `let` bindings"));
+        }
+        Ok(())
+    }
+
+    /// A comma-separated list up to `close`, each element read by `f`.
+    fn comma_list<T>(&mut self, close: &str, mut f: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
+        let mut items = vec![];
+        while !self.eat(close) {
+            items.push(f(self)?);
+            if !self.eat(",") {
+                self.expect(close)?;
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    fn item(&mut self) -> PResult<Item> {
+        let start = self.span();
+        if self.is_keyword("fn") {
+            self.bump();
+            let name = self.ident("a function name")?;
+            self.expect("(")?;
+            let params = self.comma_list(")", |p| {
+                let name = p.ident("a parameter name")?;
+                p.expect(":")?;
+                Ok(Param { name, ty: p.ty()? })
+            })?;
+            let ret = if self.eat("->") {
+                if self.eat("(") { Some(self.comma_list(")", Self::ty)?) } else { Some(vec![self.ty()?]) }
+            } else {
+                None
+            };
+            let body = self.block()?;
+            Ok(Item::Fn(FnDef { name, params, ret, body, span: start.to(self.prev_span()) }))
+        } else if self.is_keyword("export") {
+            self.bump();
+            let target = self.expr()?;
+            let alias = if self.is_keyword("as") {
+                self.bump();
+                Some(self.ident("an export name")?)
+            } else {
+                None
+            };
+            self.expect(";")?;
+            Ok(Item::Export(Export { target, alias, span: start.to(self.prev_span()) }))
+        } else {
+            Err(self.unexpected("`fn` or `export`"))
+        }
+    }
+
+    fn ty(&mut self) -> PResult<TypeExpr> {
+        let dtype = self.ident("a type such as `f32[2, 3]`")?;
+        let mut dims = vec![];
+        if self.eat("[") {
+            dims = self.comma_list("]", |p| match p.peek().clone() {
+                Tok::Int(v) => {
+                    let span = p.bump().span;
+                    Ok(Dim::Known(usize::try_from(v).unwrap_or(usize::MAX), span))
+                }
+                Tok::Ident(_) => Ok(Dim::Var(p.ident("a dimension")?)),
+                _ => Err(p.unexpected("a dimension (a number or a shape variable)")),
+            })?;
+        }
+        Ok(TypeExpr { span: dtype.span.to(self.prev_span()), dtype, dims })
+    }
+
+    fn block(&mut self) -> PResult<Block> {
+        self.expect("{")?;
+        self.enter()?;
+        let mut lets = vec![];
+        while self.is_keyword("let") {
+            self.bump();
+            let pattern = self.pattern()?;
+            let ty = if self.eat(":") { Some(self.ty()?) } else { None };
+            self.expect("=")?;
+            let value = self.expr()?;
+            self.expect(";")?;
+            lets.push(Let { pattern, ty, value });
+        }
+        let result = Box::new(self.expr()?);
+        self.expect("}")?;
+        self.depth -= 1;
+        Ok(Block { lets, result })
+    }
+
+    fn pattern(&mut self) -> PResult<Pattern> {
+        self.enter()?;
+        let start = self.span();
+        let pattern = if self.eat("(") {
+            let items = self.comma_list(")", Self::pattern)?;
+            Pattern::Tuple(items, start.to(self.prev_span()))
+        } else if self.is_keyword("_") {
+            Pattern::Ignore(self.bump().span)
+        } else {
+            Pattern::Name(self.ident("a name or `(`")?)
+        };
+        self.depth -= 1;
+        Ok(pattern)
+    }
+
+    fn expr(&mut self) -> PResult<Expr> {
+        self.enter()?;
+        let lhs = self.binary(0)?;
+        let e = if let Some(op) = self.binop(&[("==", BinOp::Eq), ("!=", BinOp::Ne), ("<=", BinOp::Le), (">=", BinOp::Ge), ("<", BinOp::Lt), (">", BinOp::Gt)]) {
+            let rhs = self.binary(0)?;
+            if self.binop(&[("==", BinOp::Eq), ("!=", BinOp::Ne), ("<=", BinOp::Le), (">=", BinOp::Ge), ("<", BinOp::Lt), (">", BinOp::Gt)]).is_some() {
+                return Err(Diagnostic::error("E0003", "comparisons cannot be chained")
+                    .at(self.prev_span(), "second comparison")
+                    .help("use parentheses to say which comparison comes first"));
+            }
+            mk_binary(op, lhs, rhs)
+        } else {
+            lhs
+        };
+        self.depth -= 1;
+        Ok(e)
+    }
+
+    fn binop(&mut self, table: &[(&str, BinOp)]) -> Option<(BinOp, Span)> {
+        let (_, op) = table.iter().find(|(p, _)| self.is(p))?;
+        Some((*op, self.bump().span))
+    }
+
+    /// Left-associative levels: 0 is `+ -`, 1 is `* / @`, then unary.
+    fn binary(&mut self, level: usize) -> PResult<Expr> {
+        const LEVELS: [&[(&str, BinOp)]; 2] =
+            [&[("+", BinOp::Add), ("-", BinOp::Sub)], &[("*", BinOp::Mul), ("/", BinOp::Div), ("@", BinOp::MatMul)]];
+        if level == LEVELS.len() {
+            return self.unary();
+        }
+        let mut lhs = self.binary(level + 1)?;
+        while let Some(op) = self.binop(LEVELS[level]) {
+            let rhs = self.binary(level + 1)?;
+            lhs = mk_binary(op, lhs, rhs);
+        }
+        Ok(lhs)
+    }
+
+    fn unary(&mut self) -> PResult<Expr> {
+        if self.is("-") {
+            let start = self.bump().span;
+            self.enter()?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr { span: start.to(inner.span), kind: ExprKind::Neg(Box::new(inner)) });
+        }
+        let base = self.postfix()?;
+        if let Some(op) = self.binop(&[("**", BinOp::Pow)]) {
+            self.enter()?;
+            let exponent = self.unary()?;
+            self.depth -= 1;
+            return Ok(mk_binary(op, base, exponent));
+        }
+        Ok(base)
+    }
+
+    fn postfix(&mut self) -> PResult<Expr> {
+        let mut e = self.primary()?;
+        while self.is("[") {
+            self.bump();
+            let items = self.comma_list("]", Self::index_item)?;
+            e = Expr { span: e.span.to(self.prev_span()), kind: ExprKind::Index { base: Box::new(e), items } };
+        }
+        Ok(e)
+    }
+
+    fn index_item(&mut self) -> PResult<IndexItem> {
+        let start_span = self.span();
+        let part = |p: &mut Self| -> PResult<Option<Expr>> {
+            if p.is(":") || p.is(",") || p.is("]") { Ok(None) } else { Ok(Some(p.expr()?)) }
+        };
+        let start = part(self)?;
+        if !self.eat(":") {
+            return match start {
+                Some(e) => Ok(IndexItem::At(e)),
+                None => Err(self.unexpected("an index or a slice")),
+            };
+        }
+        let stop = part(self)?;
+        let step = if self.eat(":") { part(self)? } else { None };
+        Ok(IndexItem::Range { start, stop, step, span: start_span.to(self.prev_span()) })
+    }
+
+    fn primary(&mut self) -> PResult<Expr> {
+        let start = self.span();
+        let kind = match self.peek().clone() {
+            Tok::Int(v) => {
+                self.bump();
+                ExprKind::Int(v)
+            }
+            Tok::Float(v) => {
+                self.bump();
+                ExprKind::Float(v)
+            }
+            Tok::Ident(name) if name == "true" || name == "false" => {
+                self.bump();
+                ExprKind::Bool(name == "true")
+            }
+            Tok::Ident(_) => {
+                let id = self.ident("an expression")?;
+                if self.eat("(") {
+                    let args = self.comma_list(")", |p| {
+                        let keyword = match (p.peek(), &p.tokens[p.pos + 1].tok) {
+                            (Tok::Ident(_), Tok::Punct("=")) => {
+                                let k = p.ident("a keyword")?;
+                                p.bump();
+                                Some(k)
+                            }
+                            _ => None,
+                        };
+                        Ok(Arg { keyword, value: p.expr()? })
+                    })?;
+                    ExprKind::Call { callee: id, args }
+                } else {
+                    ExprKind::Name(id.name)
+                }
+            }
+            Tok::Punct("(") => {
+                self.bump();
+                let mut items = self.comma_list(")", Self::expr)?;
+                let trailing_comma = self.tokens[self.pos - 2].tok == Tok::Punct(",");
+                if items.len() == 1 && !trailing_comma {
+                    let mut e = items.pop().unwrap();
+                    e.span = start.to(self.prev_span());
+                    return Ok(e);
+                }
+                ExprKind::Tuple(items)
+            }
+            Tok::Punct("[") => {
+                self.bump();
+                ExprKind::List(self.comma_list("]", Self::expr)?)
+            }
+            Tok::Punct("{") => ExprKind::Block(self.block()?),
+            _ => return Err(self.unexpected("an expression")),
+        };
+        Ok(Expr { kind, span: start.to(self.prev_span()) })
+    }
+}
+
+fn mk_binary((op, op_span): (BinOp, Span), lhs: Expr, rhs: Expr) -> Expr {
+    Expr { span: lhs.span.to(rhs.span), kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) } }
+}
+
+/// Words that cannot name a value or function.
+pub fn is_reserved(name: &str) -> bool {
+    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_")
+}

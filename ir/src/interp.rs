@@ -1,0 +1,450 @@
+//! The reference interpreter: the meaning of every op on every dtype.
+//!
+//! It is the oracle for all compiled code, so it favors clarity and accuracy over speed: float
+//! sums and dot products accumulate in f64 (so f32 results are correctly rounded sums), integer
+//! arithmetic wraps, float-to-integer conversion saturates, max and min propagate NaN.
+
+use crate::func::{Func, Value};
+use crate::ops::{float_max, float_min, BinaryOp, Op, ReduceKind};
+use crate::types::{DType, Literal, TensorType};
+
+/// Elements of a tensor, row-major. bool is stored as `bool`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    Bool(Vec<bool>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// Applies a generic expression to the vector inside any variant, rebuilding the same variant.
+macro_rules! map_data {
+    ($data:expr, |$v:ident| $e:expr) => {
+        match $data {
+            Data::Bool($v) => Data::Bool($e),
+            Data::I32($v) => Data::I32($e),
+            Data::I64($v) => Data::I64($e),
+            Data::F32($v) => Data::F32($e),
+            Data::F64($v) => Data::F64($e),
+        }
+    };
+}
+
+/// Conversions between element types with the semantics of the `convert` op.
+pub trait Elem: Copy + Default + PartialEq + std::fmt::Debug {
+    fn to_f64(self) -> f64;
+    fn to_f32(self) -> f32;
+    fn to_i64(self) -> i64;
+    fn to_i32(self) -> i32;
+    fn to_bool(self) -> bool;
+}
+
+macro_rules! impl_elem {
+    ($($t:ty),*) => {$(
+        impl Elem for $t {
+            fn to_f64(self) -> f64 { self as f64 }
+            fn to_f32(self) -> f32 { self as f32 }
+            fn to_i64(self) -> i64 { self as i64 }
+            fn to_i32(self) -> i32 { self as i32 }
+            fn to_bool(self) -> bool { self != (0 as $t) }
+        }
+    )*};
+}
+impl_elem!(i32, i64, f32, f64);
+
+impl Elem for bool {
+    fn to_f64(self) -> f64 { self as i64 as f64 }
+    fn to_f32(self) -> f32 { self as i64 as f32 }
+    fn to_i64(self) -> i64 { self as i64 }
+    fn to_i32(self) -> i32 { self as i32 }
+    fn to_bool(self) -> bool { self }
+}
+
+impl Data {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Data::Bool(_) => DType::Bool,
+            Data::I32(_) => DType::I32,
+            Data::I64(_) => DType::I64,
+            Data::F32(_) => DType::F32,
+            Data::F64(_) => DType::F64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Data::Bool(v) => v.len(),
+            Data::I32(v) => v.len(),
+            Data::I64(v) => v.len(),
+            Data::F32(v) => v.len(),
+            Data::F64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `out[i] = self[indices[i]]`.
+    pub fn gather(&self, indices: &[usize]) -> Data {
+        map_data!(self, |v| indices.iter().map(|&i| v[i]).collect())
+    }
+
+    /// Every element converted to `to`.
+    pub fn convert(&self, to: DType) -> Data {
+        fn conv<T: Elem>(v: &[T], to: DType) -> Data {
+            match to {
+                DType::Bool => Data::Bool(v.iter().map(|x| x.to_bool()).collect()),
+                DType::I32 => Data::I32(v.iter().map(|x| x.to_i32()).collect()),
+                DType::I64 => Data::I64(v.iter().map(|x| x.to_i64()).collect()),
+                DType::F32 => Data::F32(v.iter().map(|x| x.to_f32()).collect()),
+                DType::F64 => Data::F64(v.iter().map(|x| x.to_f64()).collect()),
+            }
+        }
+        match self {
+            Data::Bool(v) => conv(v, to),
+            Data::I32(v) => conv(v, to),
+            Data::I64(v) => conv(v, to),
+            Data::F32(v) => conv(v, to),
+            Data::F64(v) => conv(v, to),
+        }
+    }
+
+    /// Element i as f64 (integers and bools exactly where representable).
+    pub fn get_f64(&self, i: usize) -> f64 {
+        match self {
+            Data::Bool(v) => v[i].to_f64(),
+            Data::I32(v) => v[i].to_f64(),
+            Data::I64(v) => v[i].to_f64(),
+            Data::F32(v) => v[i].to_f64(),
+            Data::F64(v) => v[i],
+        }
+    }
+
+    /// `n` copies of a literal.
+    pub fn splat(lit: Literal, n: usize) -> Data {
+        match lit {
+            Literal::Bool(b) => Data::Bool(vec![b; n]),
+            Literal::Int(DType::I32, v) => Data::I32(vec![v as i32; n]),
+            Literal::Int(_, v) => Data::I64(vec![v; n]),
+            Literal::Float(DType::F32, v) => Data::F32(vec![v as f32; n]),
+            Literal::Float(_, v) => Data::F64(vec![v; n]),
+        }
+    }
+
+    /// The bytes of the elements as stored in buffers passed to compiled code (little-endian
+    /// host order; bool as one byte 0 or 1).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Data::Bool(v) => v.iter().map(|&b| b as u8).collect(),
+            Data::I32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+            Data::I64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+            Data::F32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+            Data::F64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+        }
+    }
+
+    /// The inverse of [`Data::to_bytes`]; None when the length does not match.
+    pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Option<Data> {
+        let size = dtype.size_bytes();
+        if bytes.len() % size != 0 {
+            return None;
+        }
+        let chunks = bytes.chunks_exact(size);
+        Some(match dtype {
+            DType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            DType::I32 => Data::I32(chunks.map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::I64 => Data::I64(chunks.map(|c| i64::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::F32 => Data::F32(chunks.map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::F64 => Data::F64(chunks.map(|c| f64::from_ne_bytes(c.try_into().unwrap())).collect()),
+        })
+    }
+}
+
+/// A tensor value: a type and its elements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Data) -> Tensor {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape and data disagree");
+        Tensor { shape, data }
+    }
+
+    pub fn ty(&self) -> TensorType {
+        TensorType::new(self.data.dtype(), self.shape.clone())
+    }
+}
+
+/// Row-major strides of a shape.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Calls `f` with every multi-index of `shape` in row-major order.
+pub fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
+    let n: usize = shape.iter().product();
+    let mut idx = vec![0; shape.len()];
+    for _ in 0..n {
+        f(&idx);
+        for d in (0..shape.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// For every element of `out_shape`, the flat index of the operand element it reads, where
+/// `source(out_index, operand_index)` fills in the operand's multi-index.
+fn gather_indices(out_shape: &[usize], in_shape: &[usize], mut source: impl FnMut(&[usize], &mut [usize])) -> Vec<usize> {
+    let in_strides = strides(in_shape);
+    let mut in_idx = vec![0; in_shape.len()];
+    let mut indices = Vec::with_capacity(out_shape.iter().product());
+    for_each_index(out_shape, |out_idx| {
+        source(out_idx, &mut in_idx);
+        indices.push(in_idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum());
+    });
+    indices
+}
+
+/// Runs a function on arguments of its parameter types and returns its results.
+///
+/// Panics if an argument's type differs from its parameter's: callers check arguments first.
+pub fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
+    assert_eq!(args.len(), func.params.len(), "argument count");
+    let mut values: Vec<Tensor> = Vec::with_capacity(func.num_values());
+    for (arg, p) in args.iter().zip(&func.params) {
+        assert_eq!(arg.ty(), p.ty, "argument `{}` has the wrong type", p.name);
+        values.push(arg.clone());
+    }
+    for inst in &func.insts {
+        let operands: Vec<&Tensor> = inst.args.iter().map(|a| &values[a.index()]).collect();
+        let result = eval(&inst.op, &operands, &inst.ty);
+        debug_assert_eq!(result.ty(), inst.ty);
+        values.push(result);
+    }
+    func.results.iter().map(|&r: &Value| values[r.index()].clone()).collect()
+}
+
+/// Evaluates one op on its operands; `ty` is the result type the op's rule gave.
+pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
+    let n = ty.num_elements();
+    let data = match op {
+        Op::Const(lit) => Data::splat(*lit, 1),
+        Op::Iota { shape, axis, .. } => {
+            let mut v = Vec::with_capacity(n);
+            for_each_index(shape, |idx| v.push(idx[*axis] as i64));
+            Data::I64(v).convert(ty.dtype)
+        }
+        Op::Unary(u) => match &args[0].data {
+            Data::F32(v) => Data::F32(v.iter().map(|&x| u.eval_float(x)).collect()),
+            Data::F64(v) => Data::F64(v.iter().map(|&x| u.eval_float(x)).collect()),
+            Data::I32(v) => Data::I32(v.iter().map(|&x| u.eval_int(x as i64) as i32).collect()),
+            Data::I64(v) => Data::I64(v.iter().map(|&x| u.eval_int(x)).collect()),
+            Data::Bool(_) => unreachable!("type rule rejects unary ops on bool"),
+        },
+        Op::Binary(b) => binary(*b, &args[0].data, &args[1].data),
+        Op::Select => {
+            let Data::Bool(pred) = &args[0].data else { unreachable!("select predicate is bool") };
+            let (a, b) = (&args[1].data, &args[2].data);
+            let indices: Vec<usize> = pred.iter().enumerate().map(|(i, &p)| if p { i } else { i + n }).collect();
+            concat_data(&[a, b]).gather(&indices)
+        }
+        Op::Convert { to } => args[0].data.convert(*to),
+        Op::Reduce { kind, axes } => reduce(*kind, axes, args[0]).data,
+        Op::Dot => dot(args[0], args[1], ty).data,
+        Op::Reshape { .. } => args[0].data.clone(),
+        Op::Transpose { perm } => {
+            let idx = gather_indices(&ty.shape, &args[0].shape, |o, i| {
+                for (d, &p) in perm.iter().enumerate() {
+                    i[p] = o[d];
+                }
+            });
+            args[0].data.gather(&idx)
+        }
+        Op::Broadcast { dims, .. } => {
+            let in_shape = &args[0].shape;
+            let idx = gather_indices(&ty.shape, in_shape, |o, i| {
+                for (k, &d) in dims.iter().enumerate() {
+                    i[k] = if in_shape[k] == 1 { 0 } else { o[d] };
+                }
+            });
+            args[0].data.gather(&idx)
+        }
+        Op::Slice { start, step, .. } => {
+            let idx = gather_indices(&ty.shape, &args[0].shape, |o, i| {
+                for d in 0..o.len() {
+                    i[d] = (start[d] as i64 + o[d] as i64 * step[d]) as usize;
+                }
+            });
+            args[0].data.gather(&idx)
+        }
+        Op::Concat { axis } => {
+            // Index into the operands laid end to end.
+            let mut offsets = vec![0];
+            let mut bounds = vec![0];
+            for a in args {
+                offsets.push(offsets.last().unwrap() + a.data.len());
+                bounds.push(bounds.last().unwrap() + a.shape[*axis]);
+            }
+            let mut indices = Vec::with_capacity(n);
+            for_each_index(&ty.shape, |o| {
+                let k = bounds.iter().rposition(|&b| b <= o[*axis]).unwrap();
+                let a = &args[k];
+                let s = strides(&a.shape);
+                let flat: usize = (0..o.len()).map(|d| if d == *axis { (o[d] - bounds[k]) * s[d] } else { o[d] * s[d] }).sum();
+                indices.push(offsets[k] + flat);
+            });
+            let parts: Vec<&Data> = args.iter().map(|a| &a.data).collect();
+            concat_data(&parts).gather(&indices)
+        }
+    };
+    Tensor::new(ty.shape.clone(), data)
+}
+
+/// The operands' elements laid end to end (all of one dtype).
+fn concat_data(parts: &[&Data]) -> Data {
+    macro_rules! cat {
+        ($variant:ident) => {
+            Data::$variant(
+                parts
+                    .iter()
+                    .flat_map(|p| match p {
+                        Data::$variant(v) => v.iter().copied(),
+                        _ => unreachable!("type rule gives concat operands of one dtype"),
+                    })
+                    .collect(),
+            )
+        };
+    }
+    match parts[0] {
+        Data::Bool(_) => cat!(Bool),
+        Data::I32(_) => cat!(I32),
+        Data::I64(_) => cat!(I64),
+        Data::F32(_) => cat!(F32),
+        Data::F64(_) => cat!(F64),
+    }
+}
+
+fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
+    fn float<T: crate::ops::Float>(op: BinaryOp, a: &[T], b: &[T], wrap: fn(Vec<T>) -> Data) -> Data {
+        let r: Vec<T> = a.iter().zip(b).map(|(&x, &y)| op.eval_float(x, y)).collect();
+        if op.is_comparison() {
+            Data::Bool(r.iter().map(|&x| x == T::ONE).collect())
+        } else {
+            wrap(r)
+        }
+    }
+    fn int<T: Elem>(op: BinaryOp, a: &[T], b: &[T], wrap: fn(Vec<i64>) -> Data) -> Data {
+        let r: Vec<i64> = a.iter().zip(b).map(|(x, y)| op.eval_int(x.to_i64(), y.to_i64())).collect();
+        if op.is_comparison() {
+            Data::Bool(r.iter().map(|&x| x != 0).collect())
+        } else {
+            wrap(r)
+        }
+    }
+    match (a, b) {
+        (Data::F32(a), Data::F32(b)) => float(op, a, b, Data::F32),
+        (Data::F64(a), Data::F64(b)) => float(op, a, b, Data::F64),
+        (Data::I32(a), Data::I32(b)) => int(op, a, b, |v| Data::I32(v.into_iter().map(|x| x as i32).collect())),
+        (Data::I64(a), Data::I64(b)) => int(op, a, b, Data::I64),
+        (Data::Bool(a), Data::Bool(b)) => int(op, a, b, |v| Data::Bool(v.into_iter().map(|x| x != 0).collect())),
+        _ => unreachable!("type rule gives binary ops operands of one dtype"),
+    }
+}
+
+/// Accumulates a reduction: sums in f64 for floats (wrapping i64 for integers), max and min
+/// propagating NaN.
+fn reduce(kind: ReduceKind, axes: &[usize], x: &Tensor) -> Tensor {
+    let kept: Vec<usize> = (0..x.shape.len()).filter(|a| !axes.contains(a)).collect();
+    let out_shape: Vec<usize> = kept.iter().map(|&a| x.shape[a]).collect();
+    let out_strides = strides(&out_shape);
+    let mut target = Vec::with_capacity(x.data.len());
+    for_each_index(&x.shape, |idx| {
+        target.push(kept.iter().zip(&out_strides).map(|(&a, s)| idx[a] * s).sum::<usize>());
+    });
+    let m: usize = out_shape.iter().product();
+    fn fold<T: Copy>(init: T, m: usize, target: &[usize], v: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+        let mut acc = vec![init; m];
+        for (i, &x) in v.iter().enumerate() {
+            acc[target[i]] = f(acc[target[i]], x);
+        }
+        acc
+    }
+    let init = kind.identity(x.data.dtype());
+    let data = match (&x.data, kind) {
+        (Data::F32(v), ReduceKind::Sum) => {
+            let wide: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+            Data::F32(fold(0.0, m, &target, &wide, |a, b| a + b).into_iter().map(|x| x as f32).collect())
+        }
+        (Data::F64(v), ReduceKind::Sum) => Data::F64(fold(0.0, m, &target, v, |a, b| a + b)),
+        (Data::F32(v), _) => {
+            let f = if kind == ReduceKind::Max { float_max::<f32> } else { float_min::<f32> };
+            Data::F32(fold(init.as_f64() as f32, m, &target, v, f))
+        }
+        (Data::F64(v), _) => {
+            let f = if kind == ReduceKind::Max { float_max::<f64> } else { float_min::<f64> };
+            Data::F64(fold(init.as_f64(), m, &target, v, f))
+        }
+        (Data::I32(v), _) => {
+            let wide: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+            let Literal::Int(_, init) = init else { unreachable!() };
+            let r = fold(init, m, &target, &wide, |a, b| kind.combiner().eval_int(a, b));
+            Data::I32(r.into_iter().map(|x| x as i32).collect())
+        }
+        (Data::I64(v), _) => {
+            let Literal::Int(_, init) = init else { unreachable!() };
+            Data::I64(fold(init, m, &target, v, |a, b| kind.combiner().eval_int(a, b)))
+        }
+        (Data::Bool(_), _) => unreachable!("type rule rejects reductions of bool"),
+    };
+    Tensor::new(out_shape, data)
+}
+
+/// Batched matrix product, accumulating floats in f64 and integers with wrapping.
+fn dot(a: &Tensor, b: &Tensor, ty: &TensorType) -> Tensor {
+    let r = a.shape.len();
+    let (m, k, n) = (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]);
+    let batch: usize = a.shape[..r - 2].iter().product();
+    let mut out = vec![0f64; batch * m * n];
+    let mut out_int = vec![0i64; batch * m * n];
+    let is_float = ty.dtype.is_float();
+    for bt in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                let o = (bt * m + i) * n + j;
+                for l in 0..k {
+                    let x = bt * m * k + i * k + l;
+                    let y = bt * k * n + l * n + j;
+                    if is_float {
+                        out[o] += a.data.get_f64(x) * b.data.get_f64(y);
+                    } else {
+                        let (p, q) = (int_at(&a.data, x), int_at(&b.data, y));
+                        out_int[o] = out_int[o].wrapping_add(p.wrapping_mul(q));
+                    }
+                }
+            }
+        }
+    }
+    let data = if is_float { Data::F64(out).convert(ty.dtype) } else { Data::I64(out_int).convert(ty.dtype) };
+    Tensor::new(ty.shape.clone(), data)
+}
+
+fn int_at(d: &Data, i: usize) -> i64 {
+    match d {
+        Data::I32(v) => v[i] as i64,
+        Data::I64(v) => v[i],
+        _ => unreachable!("integer dot"),
+    }
+}

@@ -1,0 +1,542 @@
+//! The op table: every op kiln knows, declared once.
+//!
+//! Elementwise ops are rows of the [`unary_ops!`] and [`binary_ops!`] tables below: name, the
+//! dtypes they accept, and their reference semantics on floats and integers. Structured ops
+//! (reductions, contraction, shape ops) are variants of [`Op`] with their attributes. For every
+//! op, [`Op::infer`] is the type rule; the interpreter, printer, parser, verifier and every
+//! lowering match on [`Op`] exhaustively, so a new row cannot compile until each stage handles
+//! it, and [`Op::catalog`] lists one instance of each so that tests cover it the moment it exists.
+
+use crate::types::{check_shape, format_shape, DType, Literal, TensorType};
+
+/// What a kind of op does, for cost models, printing and test generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpClass {
+    /// Produces a tensor from attributes alone.
+    Source,
+    Elementwise,
+    Reduction,
+    Contraction,
+    /// Moves or copies elements without arithmetic.
+    Shape,
+}
+
+/// Which dtypes an elementwise op accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// f32 and f64.
+    Float,
+    /// Integers and floats.
+    Numeric,
+    /// Every dtype, bool included.
+    Any,
+}
+
+impl Domain {
+    pub fn accepts(self, dtype: DType) -> bool {
+        match self {
+            Domain::Float => dtype.is_float(),
+            Domain::Numeric => dtype.is_numeric(),
+            Domain::Any => true,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Domain::Float => "a float type (f32 or f64)",
+            Domain::Numeric => "a numeric type (i32, i64, f32 or f64)",
+            Domain::Any => "any type",
+        }
+    }
+}
+
+/// Floating-point element types the interpreter computes in, so that float semantics are
+/// written once for f32 and f64.
+pub trait Float: Copy + PartialOrd + std::ops::Neg<Output = Self> + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self>
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn tanh(self) -> Self;
+    fn sin(self) -> Self;
+    fn cos(self) -> Self;
+    fn abs(self) -> Self;
+    fn powf(self, e: Self) -> Self;
+    fn is_nan(self) -> bool;
+    fn is_sign_negative(self) -> bool;
+}
+
+macro_rules! impl_float {
+    ($t:ty) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            fn exp(self) -> Self { <$t>::exp(self) }
+            fn ln(self) -> Self { <$t>::ln(self) }
+            fn sqrt(self) -> Self { <$t>::sqrt(self) }
+            fn tanh(self) -> Self { <$t>::tanh(self) }
+            fn sin(self) -> Self { <$t>::sin(self) }
+            fn cos(self) -> Self { <$t>::cos(self) }
+            fn abs(self) -> Self { <$t>::abs(self) }
+            fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
+            fn is_nan(self) -> bool { <$t>::is_nan(self) }
+            fn is_sign_negative(self) -> bool { <$t>::is_sign_negative(self) }
+        }
+    };
+}
+impl_float!(f32);
+impl_float!(f64);
+
+/// IEEE 754-2019 `maximum`: NaN propagates and +0 is greater than -0 (jax.numpy.maximum).
+pub fn float_max<T: Float>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        if a.is_nan() { a } else { b }
+    } else if a > b || (a == b && b.is_sign_negative()) {
+        a
+    } else {
+        b
+    }
+}
+
+/// IEEE 754-2019 `minimum`: NaN propagates and -0 is less than +0 (jax.numpy.minimum).
+pub fn float_min<T: Float>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        if a.is_nan() { a } else { b }
+    } else if a < b || (a == b && a.is_sign_negative()) {
+        a
+    } else {
+        b
+    }
+}
+
+/// Declares the unary elementwise ops: `Variant "name" domain, float semantics, integer
+/// semantics` (integer semantics wrap; `none` for float-only ops).
+macro_rules! unary_ops {
+    ($($variant:ident $name:literal $domain:ident, |$x:ident| $float:expr, $int:tt;)*) => {
+        /// Unary elementwise ops.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum UnaryOp { $($variant),* }
+
+        impl UnaryOp {
+            pub const ALL: &'static [UnaryOp] = &[$(UnaryOp::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(UnaryOp::$variant => $name),* }
+            }
+
+            pub fn domain(self) -> Domain {
+                match self { $(UnaryOp::$variant => Domain::$domain),* }
+            }
+
+            /// Reference semantics on a float.
+            pub fn eval_float<T: Float>(self, x: T) -> T {
+                match self { $(UnaryOp::$variant => { let $x = x; $float }),* }
+            }
+
+            /// Reference semantics on an integer (computed in i64, wrapped by the caller to the
+            /// element width).
+            pub fn eval_int(self, x: i64) -> i64 {
+                match self { $(UnaryOp::$variant => unary_ops!(@int $int x)),* }
+            }
+        }
+    };
+    (@int none $x:ident) => { unreachable!("float-only op applied to an integer {}", $x) };
+    (@int (|$i:ident| $e:expr) $x:ident) => { { let $i = $x; $e } };
+}
+
+unary_ops! {
+    Neg     "neg"     Numeric, |x| -x,                               (|i| i.wrapping_neg());
+    Abs     "abs"     Numeric, |x| x.abs(),                          (|i| i.wrapping_abs());
+    Exp     "exp"     Float,   |x| x.exp(),                          none;
+    Log     "log"     Float,   |x| x.ln(),                           none;
+    Sqrt    "sqrt"    Float,   |x| x.sqrt(),                         none;
+    // rsqrt(x) = 1 / sqrt(x)
+    Rsqrt   "rsqrt"   Float,   |x| T::ONE / x.sqrt(),                none;
+    Tanh    "tanh"    Float,   |x| x.tanh(),                         none;
+    // sigmoid(x) = 1 / (1 + exp(-x)): saturates to 0 and 1 without overflow to NaN.
+    Sigmoid "sigmoid" Float,   |x| T::ONE / (T::ONE + (-x).exp()),   none;
+    Sin     "sin"     Float,   |x| x.sin(),                          none;
+    Cos     "cos"     Float,   |x| x.cos(),                          none;
+}
+
+/// Declares the binary elementwise ops: `Variant "name" domain result, float semantics,
+/// integer semantics`. `result` is `same` (the operand dtype) or `bool` (comparisons).
+macro_rules! binary_ops {
+    ($($variant:ident $name:literal $domain:ident $result:ident,
+       |$a:ident, $b:ident| $float:expr, $int:tt;)*) => {
+        /// Binary elementwise ops; both operands have the same type.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum BinaryOp { $($variant),* }
+
+        impl BinaryOp {
+            pub const ALL: &'static [BinaryOp] = &[$(BinaryOp::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(BinaryOp::$variant => $name),* }
+            }
+
+            pub fn domain(self) -> Domain {
+                match self { $(BinaryOp::$variant => Domain::$domain),* }
+            }
+
+            /// True for comparisons, whose result is bool.
+            pub fn is_comparison(self) -> bool {
+                match self { $(BinaryOp::$variant => binary_ops!(@cmp $result)),* }
+            }
+
+            /// Reference semantics on floats; comparisons return 1 or 0.
+            pub fn eval_float<T: Float>(self, a: T, b: T) -> T {
+                match self { $(BinaryOp::$variant => { let ($a, $b) = (a, b); binary_ops!(@float $result $float) }),* }
+            }
+
+            /// Reference semantics on integers (and bools as 0 and 1); comparisons return 1 or 0.
+            pub fn eval_int(self, a: i64, b: i64) -> i64 {
+                match self { $(BinaryOp::$variant => binary_ops!(@int $int a b)),* }
+            }
+        }
+    };
+    (@cmp same) => { false };
+    (@cmp bool) => { true };
+    (@float same $e:expr) => { $e };
+    (@float bool $e:expr) => { if $e { T::ONE } else { T::ZERO } };
+    (@int none $a:ident $b:ident) => { unreachable!("float-only op applied to integers {} {}", $a, $b) };
+    (@int (|$x:ident, $y:ident| $e:expr) $a:ident $b:ident) => { { let ($x, $y) = ($a, $b); $e } };
+}
+
+binary_ops! {
+    Add "add" Numeric same, |a, b| a + b,             (|a, b| a.wrapping_add(b));
+    Sub "sub" Numeric same, |a, b| a - b,             (|a, b| a.wrapping_sub(b));
+    Mul "mul" Numeric same, |a, b| a * b,             (|a, b| a.wrapping_mul(b));
+    // True division (jax.numpy.true_divide); the frontend converts integers to floats first.
+    Div "div" Float   same, |a, b| a / b,             none;
+    // NaN-propagating maximum and minimum (IEEE 754-2019 maximum/minimum).
+    Max "max" Numeric same, |a, b| float_max(a, b),   (|a, b| a.max(b));
+    Min "min" Numeric same, |a, b| float_min(a, b),   (|a, b| a.min(b));
+    Pow "pow" Float   same, |a, b| a.powf(b),         none;
+    // Comparisons are ordered for floats (false when either side is NaN) except `ne`, which is
+    // true when either side is NaN; bools compare as 0 < 1.
+    Eq  "eq"  Any     bool, |a, b| a == b,            (|a, b| (a == b) as i64);
+    Ne  "ne"  Any     bool, |a, b| a != b,            (|a, b| (a != b) as i64);
+    Lt  "lt"  Any     bool, |a, b| a < b,             (|a, b| (a < b) as i64);
+    Le  "le"  Any     bool, |a, b| a <= b,            (|a, b| (a <= b) as i64);
+    Gt  "gt"  Any     bool, |a, b| a > b,             (|a, b| (a > b) as i64);
+    Ge  "ge"  Any     bool, |a, b| a >= b,            (|a, b| (a >= b) as i64);
+}
+
+/// How a reduction combines elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    Sum,
+    Max,
+    Min,
+}
+
+impl ReduceKind {
+    pub const ALL: [ReduceKind; 3] = [ReduceKind::Sum, ReduceKind::Max, ReduceKind::Min];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceKind::Sum => "reduce_sum",
+            ReduceKind::Max => "reduce_max",
+            ReduceKind::Min => "reduce_min",
+        }
+    }
+
+    /// The binary op that combines two partial results.
+    pub fn combiner(self) -> BinaryOp {
+        match self {
+            ReduceKind::Sum => BinaryOp::Add,
+            ReduceKind::Max => BinaryOp::Max,
+            ReduceKind::Min => BinaryOp::Min,
+        }
+    }
+
+    /// The identity element of the combiner for `dtype`.
+    pub fn identity(self, dtype: DType) -> Literal {
+        match (self, dtype) {
+            (ReduceKind::Sum, d) => Literal::of_i64(d, 0),
+            (ReduceKind::Max, DType::I32) => Literal::Int(DType::I32, i32::MIN as i64),
+            (ReduceKind::Max, DType::I64) => Literal::Int(DType::I64, i64::MIN),
+            (ReduceKind::Max, d) => Literal::of_f64(d, f64::NEG_INFINITY),
+            (ReduceKind::Min, DType::I32) => Literal::Int(DType::I32, i32::MAX as i64),
+            (ReduceKind::Min, DType::I64) => Literal::Int(DType::I64, i64::MAX),
+            (ReduceKind::Min, d) => Literal::of_f64(d, f64::INFINITY),
+        }
+    }
+}
+
+/// An op with its attributes. Every op's result type follows from its attributes and operand
+/// types alone ([`Op::infer`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// A scalar constant.
+    Const(Literal),
+    /// `iota[shape, axis]`: element (i_0, ..., i_n) is i_axis.
+    Iota { dtype: DType, shape: Vec<usize>, axis: usize },
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    /// `select(pred, a, b)`: a where pred is true, else b; all three of one shape.
+    Select,
+    /// Elementwise conversion to `to`: floats to integers truncate toward zero and saturate
+    /// (NaN becomes 0), integers wrap, anything to bool is `x != 0`.
+    Convert { to: DType },
+    /// Reduces over `axes` (sorted, distinct), removing them from the shape.
+    Reduce { kind: ReduceKind, axes: Vec<usize> },
+    /// `[b.., m, k] x [b.., k, n] -> [b.., m, n]`, batch dimensions equal.
+    Dot,
+    /// Row-major reshape to `shape` (same element count).
+    Reshape { shape: Vec<usize> },
+    /// Result dimension i is operand dimension perm[i].
+    Transpose { perm: Vec<usize> },
+    /// Operand dimension i becomes result dimension dims[i] (increasing); operand dimensions
+    /// of size 1 stretch to any size (StableHLO broadcast_in_dim).
+    Broadcast { shape: Vec<usize>, dims: Vec<usize> },
+    /// Result element i along each axis is operand element start + i * step.
+    Slice { start: Vec<usize>, step: Vec<i64>, shape: Vec<usize> },
+    /// Joins the operands along `axis`; other dimensions equal.
+    Concat { axis: usize },
+}
+
+impl Op {
+    /// The op's name in the text form.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Const(_) => "const",
+            Op::Iota { .. } => "iota",
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
+            Op::Select => "select",
+            Op::Convert { .. } => "convert",
+            Op::Reduce { kind, .. } => kind.name(),
+            Op::Dot => "dot",
+            Op::Reshape { .. } => "reshape",
+            Op::Transpose { .. } => "transpose",
+            Op::Broadcast { .. } => "broadcast",
+            Op::Slice { .. } => "slice",
+            Op::Concat { .. } => "concat",
+        }
+    }
+
+    pub fn class(&self) -> OpClass {
+        match self {
+            Op::Const(_) | Op::Iota { .. } => OpClass::Source,
+            Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => OpClass::Elementwise,
+            Op::Reduce { .. } => OpClass::Reduction,
+            Op::Dot => OpClass::Contraction,
+            Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Broadcast { .. }
+            | Op::Slice { .. }
+            | Op::Concat { .. } => OpClass::Shape,
+        }
+    }
+
+    /// Number of operands, or None for variadic ops (concat takes one or more).
+    pub fn arity(&self) -> Option<usize> {
+        match self {
+            Op::Const(_) | Op::Iota { .. } => Some(0),
+            Op::Unary(_) | Op::Convert { .. } | Op::Reduce { .. } => Some(1),
+            Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => {
+                Some(1)
+            }
+            Op::Binary(_) | Op::Dot => Some(2),
+            Op::Select => Some(3),
+            Op::Concat { .. } => None,
+        }
+    }
+
+    /// One instance of every op, with representative attributes: the list tests iterate over.
+    pub fn catalog() -> Vec<Op> {
+        let mut ops = vec![
+            Op::Const(Literal::Float(DType::F32, 1.5)),
+            Op::Iota { dtype: DType::I32, shape: vec![2, 3], axis: 1 },
+        ];
+        ops.extend(UnaryOp::ALL.iter().map(|&u| Op::Unary(u)));
+        ops.extend(BinaryOp::ALL.iter().map(|&b| Op::Binary(b)));
+        ops.push(Op::Select);
+        ops.push(Op::Convert { to: DType::I32 });
+        ops.extend(ReduceKind::ALL.iter().map(|&kind| Op::Reduce { kind, axes: vec![1] }));
+        ops.extend([
+            Op::Dot,
+            Op::Reshape { shape: vec![6] },
+            Op::Transpose { perm: vec![1, 0] },
+            Op::Broadcast { shape: vec![4, 2, 3], dims: vec![1, 2] },
+            Op::Slice { start: vec![0, 2], step: vec![1, -1], shape: vec![2, 2] },
+            Op::Concat { axis: 0 },
+        ]);
+        ops
+    }
+
+    /// The type rule: the result type for these operand types, or a lowercase reason why the
+    /// operands are invalid.
+    pub fn infer(&self, args: &[&TensorType]) -> Result<TensorType, String> {
+        if let Some(n) = self.arity() {
+            if args.len() != n {
+                return Err(format!("`{}` takes {n} operands, got {}", self.name(), args.len()));
+            }
+        } else if args.is_empty() {
+            return Err(format!("`{}` takes at least one operand", self.name()));
+        }
+        let ty = match self {
+            Op::Const(lit) => TensorType::scalar(lit.dtype()),
+            Op::Iota { dtype, shape, axis } => {
+                check_shape(shape)?;
+                check_axis(*axis, shape.len())?;
+                if !dtype.is_numeric() {
+                    return Err(format!("iota needs a numeric dtype, not {dtype}"));
+                }
+                TensorType::new(*dtype, shape.clone())
+            }
+            Op::Unary(u) => {
+                check_domain(u.name(), u.domain(), args[0].dtype)?;
+                args[0].clone()
+            }
+            Op::Binary(b) => {
+                same_types(b.name(), args[0], args[1])?;
+                check_domain(b.name(), b.domain(), args[0].dtype)?;
+                if b.is_comparison() { args[0].with_dtype(DType::Bool) } else { args[0].clone() }
+            }
+            Op::Select => {
+                if args[0].dtype != DType::Bool {
+                    return Err(format!("select's predicate must be bool, not {}", args[0].dtype));
+                }
+                same_types("select", args[1], args[2])?;
+                if args[0].shape != args[1].shape {
+                    return Err(format!(
+                        "select's predicate has shape {}, its operands {}",
+                        format_shape(&args[0].shape),
+                        format_shape(&args[1].shape)
+                    ));
+                }
+                args[1].clone()
+            }
+            Op::Convert { to } => args[0].with_dtype(*to),
+            Op::Reduce { kind, axes } => {
+                let x = args[0];
+                if !x.dtype.is_numeric() {
+                    return Err(format!("`{}` needs a numeric operand, not {}", kind.name(), x.dtype));
+                }
+                check_axes_sorted(axes, x.rank())?;
+                let shape =
+                    x.shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d);
+                TensorType::new(x.dtype, shape.collect())
+            }
+            Op::Dot => {
+                let (a, b) = (args[0], args[1]);
+                if a.dtype != b.dtype || !a.dtype.is_numeric() {
+                    return Err(format!("dot needs two operands of one numeric dtype, got {} and {}", a.dtype, b.dtype));
+                }
+                if a.rank() < 2 || a.rank() != b.rank() {
+                    return Err(format!("dot needs operands of equal rank >= 2, got {a} and {b}"));
+                }
+                let r = a.rank();
+                if a.shape[..r - 2] != b.shape[..r - 2] || a.shape[r - 1] != b.shape[r - 2] {
+                    return Err(format!("dot shapes do not match: {a} and {b}"));
+                }
+                let mut shape = a.shape[..r - 1].to_vec();
+                shape.push(b.shape[r - 1]);
+                TensorType::new(a.dtype, shape)
+            }
+            Op::Reshape { shape } => {
+                check_shape(shape)?;
+                let n: usize = shape.iter().product();
+                if n != args[0].num_elements() {
+                    return Err(format!(
+                        "cannot reshape {} ({} elements) to {} ({n} elements)",
+                        args[0],
+                        args[0].num_elements(),
+                        format_shape(shape)
+                    ));
+                }
+                TensorType::new(args[0].dtype, shape.clone())
+            }
+            Op::Transpose { perm } => {
+                let x = args[0];
+                let mut seen = vec![false; x.rank()];
+                if perm.len() != x.rank() || perm.iter().any(|&p| p >= x.rank() || std::mem::replace(&mut seen[p], true)) {
+                    return Err(format!("{perm:?} is not a permutation of the {} axes of {x}", x.rank()));
+                }
+                TensorType::new(x.dtype, perm.iter().map(|&p| x.shape[p]).collect())
+            }
+            Op::Broadcast { shape, dims } => {
+                let x = args[0];
+                check_shape(shape)?;
+                if dims.len() != x.rank() || dims.windows(2).any(|w| w[0] >= w[1]) || dims.iter().any(|&d| d >= shape.len()) {
+                    return Err(format!("broadcast dims {dims:?} do not map {x} into {}", format_shape(shape)));
+                }
+                for (i, &d) in dims.iter().enumerate() {
+                    if x.shape[i] != 1 && x.shape[i] != shape[d] {
+                        return Err(format!("cannot broadcast {x} to {}", format_shape(shape)));
+                    }
+                }
+                TensorType::new(x.dtype, shape.clone())
+            }
+            Op::Slice { start, step, shape } => {
+                let x = args[0];
+                check_shape(shape)?;
+                if start.len() != x.rank() || step.len() != x.rank() || shape.len() != x.rank() {
+                    return Err(format!("slice attributes do not match the rank of {x}"));
+                }
+                for axis in 0..x.rank() {
+                    let last = start[axis] as i128 + (shape[axis] as i128 - 1) * step[axis] as i128;
+                    if step[axis] == 0 || start[axis] >= x.shape[axis] || last < 0 || last >= x.shape[axis] as i128 {
+                        return Err(format!("slice of axis {axis} is out of bounds for {x}"));
+                    }
+                }
+                TensorType::new(x.dtype, shape.clone())
+            }
+            Op::Concat { axis } => {
+                let first = args[0];
+                check_axis(*axis, first.rank())?;
+                let mut total = 0usize;
+                for a in args {
+                    let same_rest = a.rank() == first.rank()
+                        && (0..a.rank()).all(|i| i == *axis || a.shape[i] == first.shape[i]);
+                    if a.dtype != first.dtype || !same_rest {
+                        return Err(format!("cannot concatenate {first} and {a} along axis {axis}"));
+                    }
+                    total += a.shape[*axis];
+                }
+                let mut shape = first.shape.clone();
+                shape[*axis] = total;
+                check_shape(&shape)?;
+                TensorType::new(first.dtype, shape)
+            }
+        };
+        Ok(ty)
+    }
+}
+
+fn check_domain(name: &str, domain: Domain, dtype: DType) -> Result<(), String> {
+    if domain.accepts(dtype) {
+        Ok(())
+    } else {
+        Err(format!("`{name}` needs {}, not {dtype}", domain.describe()))
+    }
+}
+
+fn same_types(name: &str, a: &TensorType, b: &TensorType) -> Result<(), String> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(format!("`{name}` needs operands of one type, got {a} and {b}"))
+    }
+}
+
+fn check_axis(axis: usize, rank: usize) -> Result<(), String> {
+    if axis < rank {
+        Ok(())
+    } else {
+        Err(format!("axis {axis} is out of range for rank {rank}"))
+    }
+}
+
+fn check_axes_sorted(axes: &[usize], rank: usize) -> Result<(), String> {
+    if axes.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("reduction axes {axes:?} must be sorted and distinct"));
+    }
+    axes.iter().try_for_each(|&a| check_axis(a, rank))
+}

@@ -1,0 +1,229 @@
+//! Element types, tensor types and scalar literals.
+
+use std::fmt;
+
+/// Element type of a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DType {
+    Bool,
+    I32,
+    I64,
+    F32,
+    F64,
+}
+
+impl DType {
+    /// Every element type, in promotion order.
+    pub const ALL: [DType; 5] = [DType::Bool, DType::I32, DType::I64, DType::F32, DType::F64];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Bool => "bool",
+            DType::I32 => "i32",
+            DType::I64 => "i64",
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Size of one element in bytes, as stored in buffers passed to compiled code (bool is one
+    /// byte, 0 or 1).
+    pub fn size_bytes(self) -> usize {
+        match self {
+            DType::Bool => 1,
+            DType::I32 | DType::F32 => 4,
+            DType::I64 | DType::F64 => 8,
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+
+    pub fn is_int(self) -> bool {
+        matches!(self, DType::I32 | DType::I64)
+    }
+
+    /// Integers and floats: the types arithmetic is defined on.
+    pub fn is_numeric(self) -> bool {
+        self.is_int() || self.is_float()
+    }
+
+    /// The C type used for this dtype in generated headers.
+    pub fn c_type(self) -> &'static str {
+        match self {
+            DType::Bool => "uint8_t",
+            DType::I32 => "int32_t",
+            DType::I64 => "int64_t",
+            DType::F32 => "float",
+            DType::F64 => "double",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The largest number of elements a tensor may have (2^40): keeps every byte size and index
+/// computation far from 64-bit overflow.
+pub const MAX_ELEMENTS: u64 = 1 << 40;
+
+/// The largest rank a tensor may have.
+pub const MAX_RANK: usize = 16;
+
+/// A tensor type with a static shape; rank 0 is a scalar.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TensorType {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+impl TensorType {
+    pub fn new(dtype: DType, shape: Vec<usize>) -> Self {
+        TensorType { dtype, shape }
+    }
+
+    pub fn scalar(dtype: DType) -> Self {
+        TensorType { dtype, shape: vec![] }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements (1 for a scalar).
+    pub fn num_elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.num_elements() * self.dtype.size_bytes()
+    }
+
+    pub fn with_dtype(&self, dtype: DType) -> Self {
+        TensorType { dtype, shape: self.shape.clone() }
+    }
+}
+
+/// Checks that a shape is one kiln accepts: rank at most [`MAX_RANK`], every dimension at least
+/// 1 and at most [`MAX_ELEMENTS`] elements in all. Returns a lowercase reason otherwise.
+pub fn check_shape(shape: &[usize]) -> Result<(), String> {
+    if shape.len() > MAX_RANK {
+        return Err(format!("rank {} exceeds the maximum of {MAX_RANK}", shape.len()));
+    }
+    if let Some(axis) = shape.iter().position(|&d| d == 0) {
+        return Err(format!("dimension {axis} is zero; tensors must not be empty"));
+    }
+    let mut n: u64 = 1;
+    for &d in shape {
+        n = n.saturating_mul(d as u64);
+        if n > MAX_ELEMENTS {
+            return Err(format!("more than 2^40 elements ({})", format_shape(shape)));
+        }
+    }
+    Ok(())
+}
+
+/// `[2, 3]` for a shape.
+pub fn format_shape(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+impl fmt::Display for TensorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.dtype, format_shape(&self.shape))
+    }
+}
+
+/// A scalar constant of a given dtype. Float values are stored as f64 holding a value
+/// representable in the dtype (an f32 literal is rounded to f32 when it is made).
+#[derive(Clone, Copy, Debug)]
+pub enum Literal {
+    Bool(bool),
+    Int(DType, i64),
+    Float(DType, f64),
+}
+
+impl Literal {
+    pub fn dtype(&self) -> DType {
+        match *self {
+            Literal::Bool(_) => DType::Bool,
+            Literal::Int(d, _) | Literal::Float(d, _) => d,
+        }
+    }
+
+    /// The literal `value` converted to `dtype` with the same rules as the `convert` op.
+    pub fn of_f64(dtype: DType, value: f64) -> Literal {
+        match dtype {
+            DType::Bool => Literal::Bool(value != 0.0),
+            DType::I32 => Literal::Int(dtype, value as i32 as i64),
+            DType::I64 => Literal::Int(dtype, value as i64),
+            DType::F32 => Literal::Float(dtype, value as f32 as f64),
+            DType::F64 => Literal::Float(dtype, value),
+        }
+    }
+
+    /// The literal `value` converted to `dtype`, wrapping integers like the `convert` op.
+    pub fn of_i64(dtype: DType, value: i64) -> Literal {
+        match dtype {
+            DType::Bool => Literal::Bool(value != 0),
+            DType::I32 => Literal::Int(dtype, value as i32 as i64),
+            DType::I64 => Literal::Int(dtype, value),
+            DType::F32 => Literal::Float(dtype, value as f32 as f64),
+            DType::F64 => Literal::Float(dtype, value as f64),
+        }
+    }
+
+    pub fn as_f64(&self) -> f64 {
+        match *self {
+            Literal::Bool(b) => b as i64 as f64,
+            Literal::Int(_, v) => v as f64,
+            Literal::Float(_, v) => v,
+        }
+    }
+}
+
+/// Bitwise equality, so that NaN literals compare equal to themselves and -0.0 differs from 0.0.
+impl PartialEq for Literal {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Literal::Bool(a), Literal::Bool(b)) => a == b,
+            (Literal::Int(d, a), Literal::Int(e, b)) => d == e && a == b,
+            (Literal::Float(d, a), Literal::Float(e, b)) => d == e && a.to_bits() == b.to_bits(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Literal {}
+
+impl fmt::Display for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Literal::Bool(b) => write!(f, "{b}"),
+            Literal::Int(_, v) => write!(f, "{v}"),
+            Literal::Float(_, v) => f.write_str(&format_float(v)),
+        }
+    }
+}
+
+/// Formats a float so that it reads back exactly and always looks like a float: `1.0`,
+/// `2.5e-8`, `inf`, `-inf`, `nan`.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf".into() } else { "-inf".into() }
+    } else {
+        let s = format!("{v:?}");
+        if s.contains(['.', 'e', 'E']) { s } else { format!("{s}.0") }
+    }
+}
