@@ -1,1 +1,333 @@
+//! kiln: the driver. The library API that build scripts and the `kiln` CLI share.
+//!
+//! Owns: reading sources, running the stages in order (frontend, passes, codegen), writing
+//! artifacts (object, C header, manifest) and dumps, and turning every failure into an
+//! [`Error`] the CLI maps to an exit code.
+//!
+//! May depend on: every kiln crate.
+//!
+//! Guarantees: user errors are [`Error::Source`] diagnostics; the same input, compiler version,
+//! target and options give byte-identical artifacts (no time or path is recorded).
 
+use kiln_codegen::manifest::{self, Compiler, FileInfo, Manifest, TargetInfo};
+use kiln_codegen::{Emit, Target};
+use kiln_ir::{Diagnostic, Module};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use kiln_codegen;
+pub use kiln_frontend;
+pub use kiln_ir;
+pub use kiln_passes;
+
+/// The compiler version recorded in artifacts.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Things `--emit` can produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EmitKind {
+    /// The parsed syntax tree.
+    Ast,
+    /// The IR as the frontend produced it.
+    Ir,
+    /// The IR after the pass pipeline.
+    Opt,
+    /// MLIR before its pass pipeline.
+    Mlir,
+    /// Optimized LLVM IR.
+    Llvm,
+    /// Assembly.
+    Asm,
+    /// The object, with its C header and manifest.
+    Obj,
+}
+
+impl EmitKind {
+    pub const ALL: [(EmitKind, &'static str, &'static str); 7] = [
+        (EmitKind::Ast, "ast", "ast.txt"),
+        (EmitKind::Ir, "ir", "kir"),
+        (EmitKind::Opt, "opt", "opt.kir"),
+        (EmitKind::Mlir, "mlir", "mlir"),
+        (EmitKind::Llvm, "llvm", "ll"),
+        (EmitKind::Asm, "asm", "s"),
+        (EmitKind::Obj, "obj", "o"),
+    ];
+
+    pub fn parse(name: &str) -> Option<EmitKind> {
+        Self::ALL.iter().find(|k| k.1 == name).map(|k| k.0)
+    }
+
+    pub fn extension(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|k| k.0 == self)
+            .map(|k| k.2)
+            .expect("every kind is listed")
+    }
+}
+
+/// Options of a build.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub opt_level: u8,
+    pub target: Target,
+    /// The module name (symbol prefix); by default made from the file name.
+    pub module_name: Option<String>,
+    pub emit: Vec<EmitKind>,
+    pub dump_after: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            opt_level: 2,
+            target: Target::default(),
+            module_name: None,
+            emit: vec![EmitKind::Obj],
+            dump_after: vec![],
+        }
+    }
+}
+
+/// Why a build failed.
+#[derive(Debug)]
+pub enum Error {
+    /// An error in the user's program.
+    Source {
+        diag: Box<Diagnostic>,
+        file: String,
+        src: String,
+    },
+    /// A bad option or a file that cannot be read or written.
+    Usage(String),
+    /// A compiler bug.
+    Internal(String),
+}
+
+impl Error {
+    /// The message as the CLI prints it (diagnostics rendered against the source).
+    pub fn render(&self, color: bool) -> String {
+        match self {
+            Error::Source { diag, file, src } => kiln_frontend::render_diagnostic(diag, file, src, color),
+            Error::Usage(m) => format!("error: {m}\n"),
+            Error::Internal(m) => format!(
+                "error: internal compiler error: {m}\nnote: this is a bug in kiln {VERSION}; please report it with the input that caused it\n"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render(false))
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The products of a build, in memory.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub module_name: String,
+    /// (extension, contents) of each text dump asked for with `--emit` or `--dump-after`.
+    pub dumps: Vec<(String, String)>,
+    /// (file name, contents) of the artifacts: object, header, manifest.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Time spent in each stage, in order.
+    pub timings: Vec<(String, Duration)>,
+}
+
+/// A source file read into memory, with the name diagnostics show.
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+impl Source {
+    pub fn read(path: &Path) -> Result<Source, Error> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Usage(format!("`{}` is not UTF-8 text", path.display())))?;
+        Ok(Source {
+            name: path.display().to_string(),
+            text,
+        })
+    }
+
+    /// The default module name: the file stem as a C identifier.
+    pub fn default_module_name(&self) -> String {
+        let stem = Path::new(&self.name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        kiln_frontend::module_name_from_stem(&stem)
+    }
+
+    fn error(&self, diag: Diagnostic) -> Error {
+        Error::Source {
+            diag: Box::new(diag),
+            file: self.name.clone(),
+            src: self.text.clone(),
+        }
+    }
+}
+
+/// Parses and checks a source, returning the IR module (the work of `kiln check`).
+pub fn check(source: &Source, module_name: &str) -> Result<Module, Error> {
+    if !kiln_ir::func::is_identifier(module_name) {
+        return Err(Error::Usage(format!(
+            "module name `{module_name}` is not a C identifier"
+        )));
+    }
+    kiln_frontend::compile_source(&source.text, module_name).map_err(|d| source.error(d))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn file_info(name: &str, bytes: &[u8]) -> FileInfo {
+    FileInfo {
+        name: name.to_string(),
+        sha256: sha256_hex(bytes),
+        bytes: bytes.len() as u64,
+    }
+}
+
+/// Compiles a source with `options`, in memory.
+pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
+    let module_name = options
+        .module_name
+        .clone()
+        .unwrap_or_else(|| source.default_module_name());
+    let mut out = Output {
+        module_name: module_name.clone(),
+        ..Default::default()
+    };
+    let wants = |k: EmitKind| options.emit.contains(&k);
+    let start = Instant::now();
+    let file = kiln_frontend::parser::parse(&source.text).map_err(|d| source.error(d))?;
+    if wants(EmitKind::Ast) {
+        out.dumps
+            .push((EmitKind::Ast.extension().into(), format!("{file:#?}\n")));
+    }
+    out.timings.push(("parse".into(), start.elapsed()));
+    let start = Instant::now();
+    let mut module = check(source, &module_name)?;
+    out.timings.push(("elaborate".into(), start.elapsed()));
+    if wants(EmitKind::Ir) {
+        out.dumps.push((
+            EmitKind::Ir.extension().into(),
+            kiln_ir::text::print_module(&module),
+        ));
+    }
+    for d in &options.dump_after {
+        if !kiln_passes::step_names().contains(&d.as_str()) {
+            return Err(Error::Usage(format!(
+                "unknown step `{d}` in --dump-after; steps are: {}",
+                kiln_passes::step_names().join(", ")
+            )));
+        }
+    }
+    let report =
+        kiln_passes::run_pipeline(&mut module, &options.dump_after).map_err(Error::Internal)?;
+    out.timings.extend(report.timings);
+    for (step, text) in report.dumps {
+        out.dumps.push((format!("after-{step}.kir"), text));
+    }
+    if wants(EmitKind::Opt) {
+        out.dumps.push((
+            EmitKind::Opt.extension().into(),
+            kiln_ir::text::print_module(&module),
+        ));
+    }
+    let needs_codegen = [EmitKind::Mlir, EmitKind::Llvm, EmitKind::Asm, EmitKind::Obj]
+        .iter()
+        .any(|&k| wants(k));
+    if !needs_codegen {
+        return Ok(out);
+    }
+    let emit = Emit {
+        mlir: wants(EmitKind::Mlir),
+        llvm: wants(EmitKind::Llvm),
+        asm: wants(EmitKind::Asm),
+    };
+    let artifacts = kiln_codegen::compile(&module, &options.target, options.opt_level, emit)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    out.timings.extend(artifacts.timings.iter().cloned());
+    for (kind, text) in [
+        (EmitKind::Mlir, &artifacts.mlir),
+        (EmitKind::Llvm, &artifacts.llvm),
+        (EmitKind::Asm, &artifacts.asm),
+    ] {
+        if let Some(t) = text {
+            out.dumps.push((kind.extension().into(), t.clone()));
+        }
+    }
+    if wants(EmitKind::Obj) {
+        let object_name = format!("{module_name}.o");
+        let header_name = format!("{module_name}.h");
+        let header = kiln_codegen::header::emit_header(&module, VERSION).into_bytes();
+        let source_name = Path::new(&source.name)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let manifest = Manifest {
+            format: manifest::FORMAT,
+            version: manifest::VERSION,
+            module: module_name.clone(),
+            compiler: Compiler {
+                name: "kiln",
+                version: VERSION.to_string(),
+            },
+            target: TargetInfo {
+                triple: options.target.triple.clone(),
+                cpu: options.target.cpu.clone(),
+                features: options.target.features.clone(),
+            },
+            opt_level: options.opt_level,
+            source: file_info(&source_name, source.text.as_bytes()),
+            functions: manifest::functions(&module),
+            files: vec![
+                file_info(&object_name, &artifacts.object),
+                file_info(&header_name, &header),
+            ],
+        };
+        let mut json =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        json.push(b'\n');
+        out.files.push((object_name, artifacts.object));
+        out.files.push((header_name, header));
+        out.files.push((format!("{module_name}.json"), json));
+    }
+    Ok(out)
+}
+
+/// Writes the artifacts of `out` into `dir` (created if missing), and the dumps as
+/// `<module>.<ext>` files. Returns the paths written.
+pub fn write_output(out: &Output, dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
+    let mut written = vec![];
+    let dumps = out
+        .dumps
+        .iter()
+        .map(|(ext, text)| (format!("{}.{ext}", out.module_name), text.as_bytes()));
+    for (name, bytes) in out
+        .files
+        .iter()
+        .map(|(n, b)| (n.clone(), b.as_slice()))
+        .chain(dumps)
+    {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)
+            .map_err(|e| Error::Usage(format!("cannot write `{}`: {e}", path.display())))?;
+        written.push(path);
+    }
+    Ok(written)
+}

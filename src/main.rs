@@ -1,8 +1,268 @@
-fn main() {
-    let path = std::env::args().nth(1).unwrap();
-    let src = std::fs::read_to_string(&path).unwrap();
-    match kiln_frontend::compile_source(&src, "mlp") {
-        Ok(m) => print!("{}", kiln_ir::text::print_module(&m)),
-        Err(d) => eprint!("{}", kiln_frontend::render_diagnostic(&d, &path, &src, false)),
+//! The `kiln` command line: `kiln build`, `kiln check` and `kiln eval`.
+//!
+//! Exit codes: 0 success, 1 an error in the user's program or options, 2 a malformed command
+//! line, 101 an internal compiler error (a bug, with a message that asks for a report).
+
+use clap::{Args, Parser, Subcommand};
+use kiln::{EmitKind, Error, Options, Source};
+use kiln_codegen::Target;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "kiln: an ahead-of-time tensor compiler"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a .kn file into an object, a C header and a manifest.
+    Build(BuildArgs),
+    /// Check a .kn file and report errors, producing nothing.
+    Check { file: PathBuf },
+    /// Run an exported function in the reference interpreter on raw input files.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    file: PathBuf,
+    /// Output directory; without it, --emit kinds other than obj print to stdout.
+    #[arg(short = 'o', long = "out-dir")]
+    out_dir: Option<PathBuf>,
+    /// Optimization level, 0 to 3.
+    #[arg(short = 'O', default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
+    opt_level: u8,
+    /// Target triple (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu).
+    #[arg(long)]
+    target: Option<String>,
+    /// LLVM CPU name (x86-64-v3 by default on x86-64, x86-64-v4, skylake, ...) or `native`.
+    #[arg(long = "target-cpu")]
+    target_cpu: Option<String>,
+    /// Module name: the prefix of every exported symbol (default: the file name).
+    #[arg(long = "module-name")]
+    module_name: Option<String>,
+    /// What to produce: ast, ir, opt, mlir, llvm, asm, obj (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    emit: Vec<String>,
+    /// Print the IR after these pipeline steps.
+    #[arg(long = "dump-after", value_delimiter = ',')]
+    dump_after: Vec<String>,
+    /// Print the time spent in each stage to stderr.
+    #[arg(long = "time-passes")]
+    time_passes: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    file: PathBuf,
+    /// The exported function to run.
+    #[arg(long)]
+    function: String,
+    /// An input as NAME=PATH: a raw file of the parameter's elements (little-endian, row-major).
+    #[arg(long = "input", value_name = "NAME=PATH")]
+    inputs: Vec<String>,
+    /// Compare a result with a raw file, as NAME=PATH; exits 1 on a mismatch.
+    #[arg(long = "compare", value_name = "NAME=PATH")]
+    compare: Vec<String>,
+    /// Relative tolerance of --compare for floats (scaled by the largest magnitude).
+    #[arg(long, default_value_t = 1e-5)]
+    rtol: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Deeply nested programs recurse deeply: give the compiler a large stack of its own.
+    let worker = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || run(cli));
+    let result = match worker {
+        Ok(handle) => handle.join().unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Internal(msg))
+        }),
+        Err(e) => Err(Error::Internal(format!(
+            "cannot start the compiler thread: {e}"
+        ))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{}", e.render(std::io::stderr().is_terminal()));
+            ExitCode::from(if matches!(e, Error::Internal(_)) {
+                101
+            } else {
+                1
+            })
+        }
     }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Build(args) => build(args),
+        Command::Check { file } => {
+            let source = Source::read(&file)?;
+            kiln::check(&source, &source.default_module_name()).map(|_| ())
+        }
+        Command::Eval(args) => eval(args),
+    }
+}
+
+fn build(args: BuildArgs) -> Result<(), Error> {
+    let source = Source::read(&args.file)?;
+    let target =
+        Target::new(args.target.as_deref(), args.target_cpu.as_deref()).map_err(Error::Usage)?;
+    let mut emit = vec![];
+    for e in &args.emit {
+        emit.push(EmitKind::parse(e).ok_or_else(|| {
+            let names: Vec<&str> = EmitKind::ALL.iter().map(|k| k.1).collect();
+            Error::Usage(format!(
+                "unknown --emit kind `{e}`; kinds are: {}",
+                names.join(", ")
+            ))
+        })?);
+    }
+    let to_stdout = args.out_dir.is_none() && !emit.is_empty();
+    if emit.is_empty() {
+        emit.push(EmitKind::Obj);
+    }
+    if to_stdout && emit.contains(&EmitKind::Obj) {
+        return Err(Error::Usage(
+            "--emit=obj needs an output directory (-o DIR)".into(),
+        ));
+    }
+    let options = Options {
+        opt_level: args.opt_level,
+        target,
+        module_name: args.module_name,
+        emit,
+        dump_after: args.dump_after,
+    };
+    let out = kiln::build(&source, &options)?;
+    if to_stdout || !options.dump_after.is_empty() && args.out_dir.is_none() {
+        let mut stdout = std::io::stdout().lock();
+        for (_, text) in &out.dumps {
+            let _ = stdout.write_all(text.as_bytes());
+        }
+    }
+    if !to_stdout {
+        kiln::write_output(&out, args.out_dir.as_deref().unwrap_or(Path::new(".")))?;
+    }
+    if args.time_passes {
+        let total: f64 = out.timings.iter().map(|(_, d)| d.as_secs_f64()).sum();
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "time-passes: {:.3} ms total", total * 1e3);
+        for (name, d) in &out.timings {
+            let _ = writeln!(err, "  {:<16} {:>10.3} ms", name, d.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(())
+}
+
+fn name_and_path(spec: &str, flag: &str) -> Result<(String, PathBuf), Error> {
+    let (name, path) = spec
+        .split_once('=')
+        .ok_or_else(|| Error::Usage(format!("{flag} takes NAME=PATH, got `{spec}`")))?;
+    Ok((name.to_string(), PathBuf::from(path)))
+}
+
+fn eval(args: EvalArgs) -> Result<(), Error> {
+    use kiln_ir::interp::{Data, Tensor};
+    let source = Source::read(&args.file)?;
+    let module = kiln::check(&source, &source.default_module_name())?;
+    let func = module.func(&args.function).ok_or_else(|| {
+        let names: Vec<&str> = module.funcs.iter().map(|f| f.name.as_str()).collect();
+        Error::Usage(format!(
+            "no exported function `{}`; exports are: {}",
+            args.function,
+            names.join(", ")
+        ))
+    })?;
+    let read = |path: &Path, ty: &kiln_ir::TensorType, what: &str| -> Result<Tensor, Error> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+        if bytes.len() != ty.size_bytes() {
+            return Err(Error::Usage(format!(
+                "{what} is {ty}, {} bytes, but `{}` has {} bytes",
+                ty.size_bytes(),
+                path.display(),
+                bytes.len()
+            )));
+        }
+        let data = Data::from_bytes(ty.dtype, &bytes).expect("length checked");
+        Ok(Tensor::new(ty.shape.clone(), data))
+    };
+    let mut inputs = vec![];
+    let given: Vec<(String, PathBuf)> = args
+        .inputs
+        .iter()
+        .map(|s| name_and_path(s, "--input"))
+        .collect::<Result<_, _>>()?;
+    for p in &func.params {
+        let (_, path) = given
+            .iter()
+            .find(|(n, _)| *n == p.name)
+            .ok_or_else(|| Error::Usage(format!("missing --input {}=PATH", p.name)))?;
+        inputs.push(read(path, &p.ty, &format!("parameter `{}`", p.name))?);
+    }
+    if let Some((n, _)) = given
+        .iter()
+        .find(|(n, _)| !func.params.iter().any(|p| p.name == *n))
+    {
+        return Err(Error::Usage(format!(
+            "`{}` has no parameter `{n}`",
+            func.name
+        )));
+    }
+    let results = kiln_ir::interp::run(func, &inputs);
+    let mut failures = vec![];
+    for (spec, name, path) in args
+        .compare
+        .iter()
+        .map(|s| name_and_path(s, "--compare").map(|(n, p)| (s, n, p)))
+        .collect::<Result<Vec<_>, _>>()?
+    {
+        let Some(i) = func.result_names.iter().position(|r| *r == name) else {
+            return Err(Error::Usage(format!(
+                "`{}` has no result `{name}` (in `{spec}`)",
+                func.name
+            )));
+        };
+        let actual = read(&path, func.ty(func.results[i]), &format!("result `{name}`"))?;
+        if let Err(e) = kiln_ir::interp::compare(&results[i], &actual, args.rtol) {
+            failures.push(format!("result `{name}` differs from the interpreter: {e}"));
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    for (name, t) in func.result_names.iter().zip(&results) {
+        let _ = writeln!(
+            stdout,
+            "{name}: {} = {}",
+            t.ty(),
+            kiln_ir::interp::summary(t)
+        );
+    }
+    if !failures.is_empty() {
+        return Err(Error::Usage(failures.join("\n")));
+    }
+    if !args.compare.is_empty() {
+        let _ = writeln!(
+            stdout,
+            "compiled results agree with the interpreter (rtol {:e})",
+            args.rtol
+        );
+    }
+    Ok(())
 }

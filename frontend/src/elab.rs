@@ -8,7 +8,9 @@
 
 use crate::ast::*;
 use kiln_ir::types::check_shape;
-use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
+use kiln_ir::{
+    BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value,
+};
 use std::collections::{BTreeMap, HashMap};
 
 /// A weakly typed literal: the value of a number written in the source (and of arithmetic on
@@ -61,26 +63,38 @@ pub fn elaborate(file: &SourceFile, module_name: &str) -> R<Module> {
     for item in &file.items {
         if let Item::Fn(f) = item {
             if crate::builtins::is_builtin(&f.name.name) {
-                return Err(Diagnostic::error("E0104", format!("`{}` is a builtin and cannot be redefined", f.name.name))
-                    .at(f.name.span, "redefines a builtin")
-                    .help("choose another name"));
+                return Err(Diagnostic::error(
+                    "E0104",
+                    format!("`{}` is a builtin and cannot be redefined", f.name.name),
+                )
+                .at(f.name.span, "redefines a builtin")
+                .help("choose another name"));
             }
             if let Some(prev) = fns.insert(&f.name.name, f) {
-                return Err(Diagnostic::error("E0104", format!("function `{}` is defined twice", f.name.name))
-                    .at(f.name.span, "second definition")
-                    .also(prev.name.span, "first definition here"));
+                return Err(Diagnostic::error(
+                    "E0104",
+                    format!("function `{}` is defined twice", f.name.name),
+                )
+                .at(f.name.span, "second definition")
+                .also(prev.name.span, "first definition here"));
             }
             let mut seen: HashMap<&str, Span> = HashMap::new();
             for p in &f.params {
                 if let Some(prev) = seen.insert(&p.name.name, p.name.span) {
-                    return Err(Diagnostic::error("E0105", format!("parameter `{}` is declared twice", p.name.name))
-                        .at(p.name.span, "second declaration")
-                        .also(prev, "first declaration here"));
+                    return Err(Diagnostic::error(
+                        "E0105",
+                        format!("parameter `{}` is declared twice", p.name.name),
+                    )
+                    .at(p.name.span, "second declaration")
+                    .also(prev, "first declaration here"));
                 }
             }
         }
     }
-    let mut module = Module { name: module_name.to_string(), funcs: vec![] };
+    let mut module = Module {
+        name: module_name.to_string(),
+        funcs: vec![],
+    };
     let mut exported: HashMap<String, Span> = HashMap::new();
     for item in &file.items {
         let Item::Export(export) = item else { continue };
@@ -95,22 +109,32 @@ pub fn elaborate(file: &SourceFile, module_name: &str) -> R<Module> {
         let name = export.alias.as_ref().map_or(target, |a| &a.name);
         let name_span = export.alias.as_ref().map_or(export.target.span, |a| a.span);
         if let Some(prev) = exported.insert(name.clone(), name_span) {
-            return Err(Diagnostic::error("E0106", format!("`{name}` is exported twice"))
-                .at(name_span, "second export of this name")
-                .also(prev, "first exported here")
-                .help("give one of them another name with `as`"));
+            return Err(
+                Diagnostic::error("E0106", format!("`{name}` is exported twice"))
+                    .at(name_span, "second export of this name")
+                    .also(prev, "first exported here")
+                    .help("give one of them another name with `as`"),
+            );
         }
         module.funcs.push(Elab::new(&fns, name).instantiate(def)?);
     }
     // Functions with fully known parameter types are checked even when nothing exports them.
     for def in fns.values() {
-        if !exported.contains_key(&def.name.name) && def.params.iter().all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..)))) {
+        if !exported.contains_key(&def.name.name)
+            && def
+                .params
+                .iter()
+                .all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..))))
+        {
             Elab::new(&fns, &def.name.name).instantiate(def)?;
         }
     }
     if let Err(e) = kiln_ir::verify::verify_module(&module) {
-        return Err(Diagnostic::error("E9999", format!("internal compiler error: the frontend produced invalid IR: {e}"))
-            .help("please report this as a bug in kiln"));
+        return Err(Diagnostic::error(
+            "E9999",
+            format!("internal compiler error: the frontend produced invalid IR: {e}"),
+        )
+        .help("please report this as a bug in kiln"));
     }
     Ok(module)
 }
@@ -141,8 +165,12 @@ pub fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Opt
 }
 
 fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnDef>) -> Diagnostic {
-    let candidates = fns.keys().copied().chain(crate::builtins::NAMES.iter().copied());
-    let d = Diagnostic::error("E0102", format!("cannot find function `{name}`")).at(span, "not found");
+    let candidates = fns
+        .keys()
+        .copied()
+        .chain(crate::builtins::NAMES.iter().copied());
+    let d =
+        Diagnostic::error("E0102", format!("cannot find function `{name}`")).at(span, "not found");
     match suggest(name, candidates) {
         Some(s) => d.help(format!("a function with a similar name exists: `{s}`")),
         None => d,
@@ -151,7 +179,11 @@ fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnDef>) -> Dia
 
 impl<'a> Elab<'a> {
     fn new(fns: &BTreeMap<&'a str, &'a FnDef>, name: &str) -> Elab<'a> {
-        Elab { fns: fns.clone(), func: Func::new(name, Span::default()), call_stack: vec![] }
+        Elab {
+            fns: fns.clone(),
+            func: Func::new(name, Span::default()),
+            call_stack: vec![],
+        }
     }
 
     /// Lowers `def` with its declared (fully static) parameter types into a function.
@@ -173,7 +205,11 @@ impl<'a> Elab<'a> {
             }
             let dtype = resolve_dtype(&p.ty.dtype)?;
             check_type_shape(&dims, p.ty.span)?;
-            let v = self.func.add_param(p.name.name.clone(), TensorType::new(dtype, dims), p.name.span);
+            let v = self.func.add_param(
+                p.name.name.clone(),
+                TensorType::new(dtype, dims),
+                p.name.span,
+            );
             env.vars.insert(p.name.name.clone(), Val::Tensor(v));
         }
         self.call_stack.push(&def.name.name);
@@ -197,7 +233,11 @@ impl<'a> Elab<'a> {
         let Some(ret) = &def.ret else {
             if let Val::Tuple(items) = &result {
                 if items.iter().any(|i| matches!(i, Val::Tuple(_))) {
-                    return Err(Diagnostic::error("E0214", "functions cannot return nested tuples").at(def.body.result.span, "nested tuple"));
+                    return Err(Diagnostic::error(
+                        "E0214",
+                        "functions cannot return nested tuples",
+                    )
+                    .at(def.body.result.span, "nested tuple"));
                 }
             }
             return Ok(result);
@@ -207,26 +247,54 @@ impl<'a> Elab<'a> {
             (1, v @ (Val::Tensor(_) | Val::Lit(_))) => vec![v],
             (n, Val::Tuple(items)) if n == items.len() && n != 1 => items,
             (_, v) => {
-                return Err(Diagnostic::error("E0209", "the function's result does not match its declared type")
-                    .at(span, format!("this is {}", self.describe(&v)))
-                    .also(ret[0].span.to(ret[ret.len() - 1].span), format!("declared as {} value{}", ret.len(), if ret.len() == 1 { "" } else { "s" })))
+                return Err(Diagnostic::error(
+                    "E0209",
+                    "the function's result does not match its declared type",
+                )
+                .at(span, format!("this is {}", self.describe(&v)))
+                .also(
+                    ret[0].span.to(ret[ret.len() - 1].span),
+                    format!(
+                        "declared as {} value{}",
+                        ret.len(),
+                        if ret.len() == 1 { "" } else { "s" }
+                    ),
+                ))
             }
         };
         let mut out = vec![];
         for (item, ty) in items.into_iter().zip(ret) {
             out.push(self.check_against(env, item, ty, span, "E0209", "the function's result")?);
         }
-        Ok(if out.len() == 1 { out.pop().unwrap() } else { Val::Tuple(out) })
+        Ok(if out.len() == 1 {
+            out.pop().unwrap()
+        } else {
+            Val::Tuple(out)
+        })
     }
 
     /// Checks that `v` has type `ty` (binding shape variables of `env`), converting a literal
     /// to a scalar of the declared dtype. `what` names the value in the message.
-    fn check_against(&mut self, env: &mut Env, v: Val, ty: &TypeExpr, span: Span, code: &'static str, what: &str) -> R<Val> {
+    fn check_against(
+        &mut self,
+        env: &mut Env,
+        v: Val,
+        ty: &TypeExpr,
+        span: Span,
+        code: &'static str,
+        what: &str,
+    ) -> R<Val> {
         let dtype = resolve_dtype(&ty.dtype)?;
         let mismatch = |found: String| {
-            Diagnostic::error(code, format!("mismatched types: {what} is {found}, declared {}", type_expr_text(ty)))
-                .at(span, format!("this is {found}"))
-                .also(ty.span, "declared here")
+            Diagnostic::error(
+                code,
+                format!(
+                    "mismatched types: {what} is {found}, declared {}",
+                    type_expr_text(ty)
+                ),
+            )
+            .at(span, format!("this is {found}"))
+            .also(ty.span, "declared here")
         };
         let t = match v {
             Val::Lit(l) if ty.dims.is_empty() => self.lit_to(l, dtype, span)?,
@@ -292,19 +360,27 @@ impl<'a> Elab<'a> {
                 env.vars.insert(id.name.clone(), v);
                 Ok(())
             }
-            (Pattern::Tuple(pats, _), Val::Tuple(items)) if pats.len() == items.len() => {
-                pats.iter().zip(items).try_for_each(|(p, item)| self.bind(env, p, item, span))
-            }
-            (p, v) => Err(Diagnostic::error("E0214", format!("cannot destructure {}", self.describe(&v)))
-                .at(p.span(), format!("this pattern expects {}", pattern_text(p)))
-                .also(span, format!("this is {}", self.describe(&v)))),
+            (Pattern::Tuple(pats, _), Val::Tuple(items)) if pats.len() == items.len() => pats
+                .iter()
+                .zip(items)
+                .try_for_each(|(p, item)| self.bind(env, p, item, span)),
+            (p, v) => Err(Diagnostic::error(
+                "E0214",
+                format!("cannot destructure {}", self.describe(&v)),
+            )
+            .at(
+                p.span(),
+                format!("this pattern expects {}", pattern_text(p)),
+            )
+            .also(span, format!("this is {}", self.describe(&v)))),
         }
     }
 
     pub fn eval(&mut self, env: &mut Env, e: &'a Expr) -> R<Val> {
         match &e.kind {
             ExprKind::Int(v) => Ok(Val::Lit(Lit::Int(i64::try_from(*v).map_err(|_| {
-                Diagnostic::error("E0218", "integer literal is too large").at(e.span, "exceeds the largest i64")
+                Diagnostic::error("E0218", "integer literal is too large")
+                    .at(e.span, "exceeds the largest i64")
             })?))),
             ExprKind::Float(v) => Ok(Val::Lit(Lit::Float(*v))),
             ExprKind::Bool(b) => Ok(Val::Lit(Lit::Bool(*b))),
@@ -317,18 +393,32 @@ impl<'a> Elab<'a> {
                     v => {
                         let t = self.tensor_arg(v, inner.span)?;
                         self.require_numeric(t, inner.span, "negate")?;
-                        Ok(Val::Tensor(self.push(Op::Unary(UnaryOp::Neg), vec![t], e.span)?))
+                        Ok(Val::Tensor(self.push(
+                            Op::Unary(UnaryOp::Neg),
+                            vec![t],
+                            e.span,
+                        )?))
                     }
                 }
             }
-            ExprKind::Binary { op, op_span, lhs, rhs } => {
+            ExprKind::Binary {
+                op,
+                op_span,
+                lhs,
+                rhs,
+            } => {
                 let a = self.eval(env, lhs)?;
                 let b = self.eval(env, rhs)?;
                 self.binary(*op, *op_span, (a, lhs.span), (b, rhs.span), e.span)
             }
-            ExprKind::Tuple(items) => Ok(Val::Tuple(items.iter().map(|i| self.eval(env, i)).collect::<R<_>>()?)),
+            ExprKind::Tuple(items) => Ok(Val::Tuple(
+                items.iter().map(|i| self.eval(env, i)).collect::<R<_>>()?,
+            )),
             ExprKind::List(_) => Err(Diagnostic::error("E0216", "a list is not a value")
-                .at(e.span, "lists only appear as arguments, such as axes and shapes")
+                .at(
+                    e.span,
+                    "lists only appear as arguments, such as axes and shapes",
+                )
                 .help("use concat([a, b], axis=0) to join arrays")),
             ExprKind::Block(b) => {
                 let mut inner = env.clone();
@@ -357,12 +447,19 @@ impl<'a> Elab<'a> {
             return Ok(Val::Lit(Lit::Int(n as i64)));
         }
         if self.fns.contains_key(name) || crate::builtins::is_builtin(name) {
-            return Err(Diagnostic::error("E0101", format!("`{name}` is a function, not a value"))
-                .at(span, "a function")
-                .help(format!("call it: `{name}(...)`")));
+            return Err(
+                Diagnostic::error("E0101", format!("`{name}` is a function, not a value"))
+                    .at(span, "a function")
+                    .help(format!("call it: `{name}(...)`")),
+            );
         }
-        let candidates = env.vars.keys().chain(env.shape_vars.keys()).map(String::as_str);
-        let d = Diagnostic::error("E0101", format!("cannot find value `{name}` in this scope")).at(span, "not found in this scope");
+        let candidates = env
+            .vars
+            .keys()
+            .chain(env.shape_vars.keys())
+            .map(String::as_str);
+        let d = Diagnostic::error("E0101", format!("cannot find value `{name}` in this scope"))
+            .at(span, "not found in this scope");
         Err(match suggest(name, candidates) {
             Some(s) => d.help(format!("a value with a similar name exists: `{s}`")),
             None => d,
@@ -374,24 +471,49 @@ impl<'a> Elab<'a> {
             return Err(unknown_function(&callee.name, callee.span, &self.fns));
         };
         if self.call_stack.contains(&def.name.name.as_str()) {
-            return Err(Diagnostic::error("E0109", format!("`{}` calls itself", def.name.name))
-                .at(span, "recursive call")
-                .also(def.name.span, "defined here")
-                .note("kiln inlines every call, so recursion cannot be compiled"));
+            return Err(
+                Diagnostic::error("E0109", format!("`{}` calls itself", def.name.name))
+                    .at(span, "recursive call")
+                    .also(def.name.span, "defined here")
+                    .note("kiln inlines every call, so recursion cannot be compiled"),
+            );
         }
         if let Some(a) = args.iter().find(|a| a.keyword.is_some()) {
-            return Err(Diagnostic::error("E0215", "functions defined in kiln take positional arguments only")
-                .at(a.keyword.as_ref().unwrap().span, "keyword argument"));
+            return Err(Diagnostic::error(
+                "E0215",
+                "functions defined in kiln take positional arguments only",
+            )
+            .at(a.keyword.as_ref().unwrap().span, "keyword argument"));
         }
         if args.len() != def.params.len() {
-            return Err(Diagnostic::error("E0201", format!("`{}` takes {} argument{} but {} were given", def.name.name, def.params.len(), plural(def.params.len()), args.len()))
-                .at(span, format!("{} argument{}", args.len(), plural(args.len())))
-                .also(def.name.span, "defined here"));
+            return Err(Diagnostic::error(
+                "E0201",
+                format!(
+                    "`{}` takes {} argument{} but {} were given",
+                    def.name.name,
+                    def.params.len(),
+                    plural(def.params.len()),
+                    args.len()
+                ),
+            )
+            .at(
+                span,
+                format!("{} argument{}", args.len(), plural(args.len())),
+            )
+            .also(def.name.span, "defined here"));
         }
         let mut inner = Env::default();
         for (p, a) in def.params.iter().zip(args) {
             let v = self.eval(env, &a.value)?;
-            let v = self.check_against(&mut inner, v, &p.ty, a.value.span, "E0207", &format!("argument `{}`", p.name.name))
+            let v = self
+                .check_against(
+                    &mut inner,
+                    v,
+                    &p.ty,
+                    a.value.span,
+                    "E0207",
+                    &format!("argument `{}`", p.name.name),
+                )
                 .map_err(|d| d.also(p.name.span, "parameter declared here"))?;
             inner.vars.insert(p.name.name.clone(), v);
         }
@@ -399,7 +521,13 @@ impl<'a> Elab<'a> {
         let result = self
             .eval_block(&mut inner, &def.body)
             .and_then(|r| self.check_result(def, &mut inner, r))
-            .map_err(|d| if d.labels.iter().any(|l| l.span == span) { d } else { d.also(span, format!("in this call of `{}`", def.name.name)) });
+            .map_err(|d| {
+                if d.labels.iter().any(|l| l.span == span) {
+                    d
+                } else {
+                    d.also(span, format!("in this call of `{}`", def.name.name))
+                }
+            });
         self.call_stack.pop();
         result
     }
@@ -419,9 +547,12 @@ impl<'a> Elab<'a> {
         match v {
             Val::Tensor(t) => Ok(t),
             Val::Lit(l) => self.lit_to(l, l.default_dtype(), span),
-            Val::Tuple(items) => Err(Diagnostic::error("E0214", "expected an array, found a tuple")
-                .at(span, format!("a tuple of {} values", items.len()))
-                .help("destructure it first: `let (a, b) = ...;`")),
+            Val::Tuple(items) => Err(Diagnostic::error(
+                "E0214",
+                "expected an array, found a tuple",
+            )
+            .at(span, format!("a tuple of {} values", items.len()))
+            .help("destructure it first: `let (a, b) = ...;`")),
         }
     }
 
@@ -433,14 +564,21 @@ impl<'a> Elab<'a> {
             (Lit::Int(i), d @ (DType::I32 | DType::I64)) => {
                 let lit = Literal::of_i64(d, i);
                 if lit != Literal::Int(d, i) {
-                    return Err(Diagnostic::error("E0218", format!("literal `{i}` does not fit in {d}")).at(span, format!("out of range for {d}")));
+                    return Err(Diagnostic::error(
+                        "E0218",
+                        format!("literal `{i}` does not fit in {d}"),
+                    )
+                    .at(span, format!("out of range for {d}")));
                 }
                 lit
             }
             (Lit::Int(i), d) => Literal::of_i64(d, i),
             (Lit::Float(f), d) if d.is_float() => Literal::of_f64(d, f),
             (Lit::Float(f), d) => {
-                return Err(Diagnostic::error("E0202", format!("a float literal cannot be {d}")).at(span, format!("`{}` is a float", lit_text(Lit::Float(f)))))
+                return Err(
+                    Diagnostic::error("E0202", format!("a float literal cannot be {d}"))
+                        .at(span, format!("`{}` is a float", lit_text(Lit::Float(f)))),
+                )
             }
         };
         self.push(Op::Const(literal), vec![], span)
@@ -448,7 +586,11 @@ impl<'a> Elab<'a> {
 
     /// Converts `t` to `dtype` (no instruction when it already is).
     pub fn convert(&mut self, t: Value, dtype: DType, span: Span) -> R<Value> {
-        if self.ty(t).dtype == dtype { Ok(t) } else { self.push(Op::Convert { to: dtype }, vec![t], span) }
+        if self.ty(t).dtype == dtype {
+            Ok(t)
+        } else {
+            self.push(Op::Convert { to: dtype }, vec![t], span)
+        }
     }
 
     /// Broadcasts `t` to `shape`, which numpy's rules must allow (checked by the caller).
@@ -459,19 +601,34 @@ impl<'a> Elab<'a> {
         }
         let offset = shape.len() - ty.rank();
         let dims = (offset..shape.len()).collect();
-        self.push(Op::Broadcast { shape: shape.to_vec(), dims }, vec![t], span)
+        self.push(
+            Op::Broadcast {
+                shape: shape.to_vec(),
+                dims,
+            },
+            vec![t],
+            span,
+        )
     }
 
     /// Reshapes `t` (no instruction when the shape is already right).
     pub fn reshape(&mut self, t: Value, shape: Vec<usize>, span: Span) -> R<Value> {
-        if self.ty(t).shape == shape { Ok(t) } else { self.push(Op::Reshape { shape }, vec![t], span) }
+        if self.ty(t).shape == shape {
+            Ok(t)
+        } else {
+            self.push(Op::Reshape { shape }, vec![t], span)
+        }
     }
 
     /// A float version of `t`: integers and bools convert to f32 (as jax.numpy does for exp,
     /// true division and the like).
     pub fn to_float(&mut self, t: Value, span: Span) -> R<Value> {
         let d = self.ty(t).dtype;
-        if d.is_float() { Ok(t) } else { self.convert(t, DType::F32, span) }
+        if d.is_float() {
+            Ok(t)
+        } else {
+            self.convert(t, DType::F32, span)
+        }
     }
 
     pub fn require_numeric(&self, t: Value, span: Span, what: &str) -> R<()> {
@@ -479,9 +636,11 @@ impl<'a> Elab<'a> {
         if ty.dtype.is_numeric() {
             Ok(())
         } else {
-            Err(Diagnostic::error("E0202", format!("cannot {what} a value of type {ty}"))
-                .at(span, format!("this is {ty}"))
-                .help("convert it first, e.g. `cast(x, i32)`"))
+            Err(
+                Diagnostic::error("E0202", format!("cannot {what} a value of type {ty}"))
+                    .at(span, format!("this is {ty}"))
+                    .help("convert it first, e.g. `cast(x, i32)`"),
+            )
         }
     }
 
@@ -494,7 +653,10 @@ impl<'a> Elab<'a> {
                 let d = self.ty(*t).dtype;
                 dtype = Some(dtype.map_or(d, |e| promote(e, d)));
             } else if let Val::Tuple(_) = v {
-                return Err(Diagnostic::error("E0214", "expected an array, found a tuple").at(*s, self.describe(v)));
+                return Err(
+                    Diagnostic::error("E0214", "expected an array, found a tuple")
+                        .at(*s, self.describe(v)),
+                );
             }
         }
         // Literals are weak: they join the arrays' dtype, except that a float literal lifts
@@ -523,10 +685,20 @@ impl<'a> Elab<'a> {
             shape = match broadcast_shapes(&shape, &ts) {
                 Some(b) => b,
                 None => {
-                    let d = Diagnostic::error("E0203", format!("cannot broadcast {} with {}", TensorType::new(dtype, shape.clone()), self.ty(t)))
-                        .at(s, format!("this is {}", self.ty(t)));
+                    let d = Diagnostic::error(
+                        "E0203",
+                        format!(
+                            "cannot broadcast {} with {}",
+                            TensorType::new(dtype, shape.clone()),
+                            self.ty(t)
+                        ),
+                    )
+                    .at(s, format!("this is {}", self.ty(t)));
                     let d = match shape_from {
-                        Some(p) => d.also(p, format!("this is {}", TensorType::new(dtype, shape.clone()))),
+                        Some(p) => d.also(
+                            p,
+                            format!("this is {}", TensorType::new(dtype, shape.clone())),
+                        ),
                         None => d,
                     };
                     return Err(d.note("dimensions are compared from the right; each pair must be equal or one of them 1"));
@@ -537,10 +709,20 @@ impl<'a> Elab<'a> {
             }
             values.push(t);
         }
-        values.into_iter().map(|t| self.broadcast(t, &shape, span)).collect()
+        values
+            .into_iter()
+            .map(|t| self.broadcast(t, &shape, span))
+            .collect()
     }
 
-    fn binary(&mut self, op: BinOp, op_span: Span, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> R<Val> {
+    fn binary(
+        &mut self,
+        op: BinOp,
+        op_span: Span,
+        (a, sa): (Val, Span),
+        (b, sb): (Val, Span),
+        span: Span,
+    ) -> R<Val> {
         if let (Val::Lit(x), Val::Lit(y)) = (&a, &b) {
             if let Some(l) = fold(op, *x, *y) {
                 return Ok(Val::Lit(l));
@@ -573,15 +755,19 @@ impl<'a> Elab<'a> {
             BinOp::MatMul => unreachable!("handled above"),
         };
         if !ir_op.is_comparison() && dtype == DType::Bool {
-            return Err(Diagnostic::error("E0202", format!("cannot apply `{}` to bool values", op.symbol()))
-                .at(op_span, "arithmetic on bool")
-                .help("convert first, e.g. `cast(x, i32)`"));
+            return Err(Diagnostic::error(
+                "E0202",
+                format!("cannot apply `{}` to bool values", op.symbol()),
+            )
+            .at(op_span, "arithmetic on bool")
+            .help("convert first, e.g. `cast(x, i32)`"));
         }
         if matches!(ir_op, BinaryOp::Div | BinaryOp::Pow) && !dtype.is_float() {
             x = self.to_float(x, sa)?;
             y = self.to_float(y, sb)?;
         }
-        self.push(Op::Binary(ir_op), vec![x, y], span).map(Val::Tensor)
+        self.push(Op::Binary(ir_op), vec![x, y], span)
+            .map(Val::Tensor)
     }
 
     /// x^n by square-and-multiply.
@@ -615,9 +801,11 @@ impl<'a> Elab<'a> {
         let (x, y) = (self.tensor_arg(a, sa)?, self.tensor_arg(b, sb)?);
         for (t, s) in [(x, sa), (y, sb)] {
             if self.ty(t).rank() == 0 {
-                return Err(Diagnostic::error("E0204", "matmul needs arrays of rank 1 or more")
-                    .at(s, format!("this is {}", self.ty(t)))
-                    .help("use `*` to multiply by a scalar"));
+                return Err(
+                    Diagnostic::error("E0204", "matmul needs arrays of rank 1 or more")
+                        .at(s, format!("this is {}", self.ty(t)))
+                        .help("use `*` to multiply by a scalar"),
+                );
             }
             self.require_numeric(t, s, "multiply")?;
         }
@@ -630,18 +818,34 @@ impl<'a> Elab<'a> {
         let ym = if y_vec { vec![ys[0], 1] } else { ys.clone() };
         let (k1, k2) = (xm[xm.len() - 1], ym[ym.len() - 2]);
         if k1 != k2 {
-            return Err(Diagnostic::error("E0204", format!("matmul shapes do not match: {} @ {}", self.ty(x), self.ty(y)))
-                .at(sa, format!("this has {k1} columns"))
-                .also(sb, format!("this has {k2} rows"))
-                .note("for `a @ b`, the last dimension of a must equal the second-to-last of b"));
+            return Err(Diagnostic::error(
+                "E0204",
+                format!(
+                    "matmul shapes do not match: {} @ {}",
+                    self.ty(x),
+                    self.ty(y)
+                ),
+            )
+            .at(sa, format!("this has {k1} columns"))
+            .also(sb, format!("this has {k2} rows"))
+            .note("for `a @ b`, the last dimension of a must equal the second-to-last of b"));
         }
         let (xb, yb) = (&xm[..xm.len() - 2], &ym[..ym.len() - 2]);
         let Some(batch) = broadcast_shapes(xb, yb) else {
-            return Err(Diagnostic::error("E0204", format!("matmul batch dimensions do not broadcast: {} @ {}", self.ty(x), self.ty(y)))
-                .at(sa, format!("batch {}", kiln_ir::types::format_shape(xb)))
-                .also(sb, format!("batch {}", kiln_ir::types::format_shape(yb))));
+            return Err(Diagnostic::error(
+                "E0204",
+                format!(
+                    "matmul batch dimensions do not broadcast: {} @ {}",
+                    self.ty(x),
+                    self.ty(y)
+                ),
+            )
+            .at(sa, format!("batch {}", kiln_ir::types::format_shape(xb)))
+            .also(sb, format!("batch {}", kiln_ir::types::format_shape(yb))));
         };
-        let full = |m: &[usize], batch: &[usize]| -> Vec<usize> { batch.iter().chain(&m[m.len() - 2..]).copied().collect() };
+        let full = |m: &[usize], batch: &[usize]| -> Vec<usize> {
+            batch.iter().chain(&m[m.len() - 2..]).copied().collect()
+        };
         let xr = self.reshape(x, xm.clone(), sa)?;
         let yr = self.reshape(y, ym.clone(), sb)?;
         let xf = self.broadcast(xr, &full(&xm, &batch), sa)?;
@@ -661,8 +865,12 @@ impl<'a> Elab<'a> {
     fn index(&mut self, env: &mut Env, t: Value, items: &'a [IndexItem], span: Span) -> R<Val> {
         let ty = self.ty(t).clone();
         if items.len() > ty.rank() {
-            return Err(Diagnostic::error("E0219", format!("too many indices for {ty}"))
-                .at(span, format!("{} indices for rank {}", items.len(), ty.rank())));
+            return Err(
+                Diagnostic::error("E0219", format!("too many indices for {ty}")).at(
+                    span,
+                    format!("{} indices for rank {}", items.len(), ty.rank()),
+                ),
+            );
         }
         let (mut start, mut step, mut shape, mut keep) = (vec![], vec![], vec![], vec![]);
         for axis in 0..ty.rank() {
@@ -678,24 +886,39 @@ impl<'a> Elab<'a> {
                     let i = self.const_int(env, e)?;
                     let j = if i < 0 { i + n } else { i };
                     if !(0..n).contains(&j) {
-                        return Err(Diagnostic::error("E0206", format!("index {i} is out of bounds for axis {axis} of size {n}")).at(e.span, "out of bounds"));
+                        return Err(Diagnostic::error(
+                            "E0206",
+                            format!("index {i} is out of bounds for axis {axis} of size {n}"),
+                        )
+                        .at(e.span, "out of bounds"));
                     }
                     start.push(j as usize);
                     step.push(1);
                     shape.push(1);
                 }
-                Some(IndexItem::Range { start: s, stop, step: st, span: item_span }) => {
-                    let mut opt = |e: &'a Option<Expr>| -> R<Option<i64>> { e.as_ref().map(|e| self.const_int(env, e)).transpose() };
+                Some(IndexItem::Range {
+                    start: s,
+                    stop,
+                    step: st,
+                    span: item_span,
+                }) => {
+                    let mut opt = |e: &'a Option<Expr>| -> R<Option<i64>> {
+                        e.as_ref().map(|e| self.const_int(env, e)).transpose()
+                    };
                     let (s, e, k) = (opt(s)?, opt(stop)?, opt(st)?);
                     let k = k.unwrap_or(1);
                     if k == 0 {
-                        return Err(Diagnostic::error("E0206", "slice step cannot be zero").at(*item_span, "zero step"));
+                        return Err(Diagnostic::error("E0206", "slice step cannot be zero")
+                            .at(*item_span, "zero step"));
                     }
                     let (first, len) = slice_indices(n, s, e, k);
                     if len == 0 {
-                        return Err(Diagnostic::error("E0206", format!("slice of axis {axis} (size {n}) is empty"))
-                            .at(*item_span, "selects no elements")
-                            .note("kiln arrays cannot be empty"));
+                        return Err(Diagnostic::error(
+                            "E0206",
+                            format!("slice of axis {axis} (size {n}) is empty"),
+                        )
+                        .at(*item_span, "selects no elements")
+                        .note("kiln arrays cannot be empty"));
                     }
                     start.push(first as usize);
                     step.push(k);
@@ -704,8 +927,13 @@ impl<'a> Elab<'a> {
                 }
             }
         }
-        let whole = start.iter().all(|&s| s == 0) && step.iter().all(|&k| k == 1) && shape == ty.shape;
-        let sliced = if whole { t } else { self.push(Op::Slice { start, step, shape }, vec![t], span)? };
+        let whole =
+            start.iter().all(|&s| s == 0) && step.iter().all(|&k| k == 1) && shape == ty.shape;
+        let sliced = if whole {
+            t
+        } else {
+            self.push(Op::Slice { start, step, shape }, vec![t], span)?
+        };
         self.reshape(sliced, keep, span).map(Val::Tensor)
     }
 
@@ -725,11 +953,21 @@ impl<'a> Elab<'a> {
 fn slice_indices(n: i64, start: Option<i64>, stop: Option<i64>, step: i64) -> (i64, i64) {
     let norm = |i: i64, lo: i64, hi: i64| if i < 0 { (i + n).max(lo) } else { i.min(hi) };
     let (s, e) = if step > 0 {
-        (start.map_or(0, |s| norm(s, 0, n)), stop.map_or(n, |e| norm(e, 0, n)))
+        (
+            start.map_or(0, |s| norm(s, 0, n)),
+            stop.map_or(n, |e| norm(e, 0, n)),
+        )
     } else {
-        (start.map_or(n - 1, |s| norm(s, -1, n - 1)), stop.map_or(-1, |e| norm(e, -1, n - 1)))
+        (
+            start.map_or(n - 1, |s| norm(s, -1, n - 1)),
+            stop.map_or(-1, |e| norm(e, -1, n - 1)),
+        )
     };
-    let len = if step > 0 { (e - s + step - 1).div_euclid(step) } else { (s - e + (-step) - 1).div_euclid(-step) };
+    let len = if step > 0 {
+        (e - s + step - 1).div_euclid(step)
+    } else {
+        (s - e + (-step) - 1).div_euclid(-step)
+    };
     (s, len.max(0))
 }
 
@@ -738,8 +976,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let x = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let y = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let x = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let y = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (x, y) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -756,7 +1002,13 @@ pub fn promote(a: DType, b: DType) -> DType {
     match (a, b) {
         (a, b) if a == b => a,
         (DType::Bool, x) | (x, DType::Bool) => x,
-        (x, y) if x.is_float() != y.is_float() => if x.is_float() { x } else { y },
+        (x, y) if x.is_float() != y.is_float() => {
+            if x.is_float() {
+                x
+            } else {
+                y
+            }
+        }
         (x, y) => x.max(y),
     }
 }
@@ -804,16 +1056,21 @@ fn fold(op: BinOp, a: Lit, b: Lit) -> Option<Lit> {
 pub fn resolve_dtype(id: &Ident) -> R<DType> {
     DType::from_name(&id.name).ok_or_else(|| {
         let names = DType::ALL.iter().map(|d| d.name());
-        let d = Diagnostic::error("E0103", format!("unknown element type `{}`", id.name)).at(id.span, "not a dtype");
+        let d = Diagnostic::error("E0103", format!("unknown element type `{}`", id.name))
+            .at(id.span, "not a dtype");
         match suggest(&id.name, names) {
-            Some(s) => d.help(format!("did you mean `{s}`? kiln's dtypes are bool, i32, i64, f32 and f64")),
+            Some(s) => d.help(format!(
+                "did you mean `{s}`? kiln's dtypes are bool, i32, i64, f32 and f64"
+            )),
             None => d.help("kiln's dtypes are bool, i32, i64, f32 and f64"),
         }
     })
 }
 
 pub fn check_type_shape(dims: &[usize], span: Span) -> R<()> {
-    check_shape(dims).map_err(|e| Diagnostic::error("E0213", format!("invalid shape: {e}")).at(span, "this type"))
+    check_shape(dims).map_err(|e| {
+        Diagnostic::error("E0213", format!("invalid shape: {e}")).at(span, "this type")
+    })
 }
 
 fn type_expr_text(ty: &TypeExpr) -> String {
@@ -844,5 +1101,9 @@ pub fn lit_text(l: Lit) -> String {
 }
 
 pub fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }

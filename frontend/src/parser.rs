@@ -12,7 +12,11 @@ const MAX_DEPTH: usize = 128;
 
 pub fn parse(src: &str) -> Result<SourceFile, Diagnostic> {
     let tokens = lex(src)?;
-    let mut p = Parser { tokens, pos: 0, depth: 0 };
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
     let mut file = SourceFile::default();
     while p.peek() != &Tok::Eof {
         file.items.push(p.item()?);
@@ -72,12 +76,19 @@ impl Parser {
     }
 
     fn expect(&mut self, p: &str) -> PResult<Span> {
-        if self.is(p) { Ok(self.bump().span) } else { Err(self.unexpected(&format!("`{p}`"))) }
+        if self.is(p) {
+            Ok(self.bump().span)
+        } else {
+            Err(self.unexpected(&format!("`{p}`")))
+        }
     }
 
     fn ident(&mut self, what: &str) -> PResult<Ident> {
         match self.peek().clone() {
-            Tok::Ident(name) if !is_reserved(&name) => Ok(Ident { name, span: self.bump().span }),
+            Tok::Ident(name) if !is_reserved(&name) => Ok(Ident {
+                name,
+                span: self.bump().span,
+            }),
             _ => Err(self.unexpected(what)),
         }
     }
@@ -85,15 +96,24 @@ impl Parser {
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(Diagnostic::error("E0004", "expression is nested too deeply")
-                .at(self.span(), format!("more than {MAX_DEPTH} levels of nesting"))
-                .help("split the expression with `let` bindings"));
+            return Err(
+                Diagnostic::error("E0004", "expression is nested too deeply")
+                    .at(
+                        self.span(),
+                        format!("more than {MAX_DEPTH} levels of nesting"),
+                    )
+                    .help("split the expression with `let` bindings"),
+            );
         }
         Ok(())
     }
 
     /// A comma-separated list up to `close`, each element read by `f`.
-    fn comma_list<T>(&mut self, close: &str, mut f: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
+    fn comma_list<T>(
+        &mut self,
+        close: &str,
+        mut f: impl FnMut(&mut Self) -> PResult<T>,
+    ) -> PResult<Vec<T>> {
         let mut items = vec![];
         while !self.eat(close) {
             items.push(f(self)?);
@@ -117,12 +137,22 @@ impl Parser {
                 Ok(Param { name, ty: p.ty()? })
             })?;
             let ret = if self.eat("->") {
-                if self.eat("(") { Some(self.comma_list(")", Self::ty)?) } else { Some(vec![self.ty()?]) }
+                if self.eat("(") {
+                    Some(self.comma_list(")", Self::ty)?)
+                } else {
+                    Some(vec![self.ty()?])
+                }
             } else {
                 None
             };
             let body = self.block()?;
-            Ok(Item::Fn(FnDef { name, params, ret, body, span: start.to(self.prev_span()) }))
+            Ok(Item::Fn(FnDef {
+                name,
+                params,
+                ret,
+                body,
+                span: start.to(self.prev_span()),
+            }))
         } else if self.is_keyword("export") {
             self.bump();
             let target = self.expr()?;
@@ -133,7 +163,11 @@ impl Parser {
                 None
             };
             self.expect(";")?;
-            Ok(Item::Export(Export { target, alias, span: start.to(self.prev_span()) }))
+            Ok(Item::Export(Export {
+                target,
+                alias,
+                span: start.to(self.prev_span()),
+            }))
         } else {
             Err(self.unexpected("`fn` or `export`"))
         }
@@ -152,7 +186,11 @@ impl Parser {
                 _ => Err(p.unexpected("a dimension (a number or a shape variable)")),
             })?;
         }
-        Ok(TypeExpr { span: dtype.span.to(self.prev_span()), dtype, dims })
+        Ok(TypeExpr {
+            span: dtype.span.to(self.prev_span()),
+            dtype,
+            dims,
+        })
     }
 
     fn block(&mut self) -> PResult<Block> {
@@ -162,7 +200,11 @@ impl Parser {
         while self.is_keyword("let") {
             self.bump();
             let pattern = self.pattern()?;
-            let ty = if self.eat(":") { Some(self.ty()?) } else { None };
+            let ty = if self.eat(":") {
+                Some(self.ty()?)
+            } else {
+                None
+            };
             self.expect("=")?;
             let value = self.expr()?;
             self.expect(";")?;
@@ -192,9 +234,26 @@ impl Parser {
     fn expr(&mut self) -> PResult<Expr> {
         self.enter()?;
         let lhs = self.binary(0)?;
-        let e = if let Some(op) = self.binop(&[("==", BinOp::Eq), ("!=", BinOp::Ne), ("<=", BinOp::Le), (">=", BinOp::Ge), ("<", BinOp::Lt), (">", BinOp::Gt)]) {
+        let e = if let Some(op) = self.binop(&[
+            ("==", BinOp::Eq),
+            ("!=", BinOp::Ne),
+            ("<=", BinOp::Le),
+            (">=", BinOp::Ge),
+            ("<", BinOp::Lt),
+            (">", BinOp::Gt),
+        ]) {
             let rhs = self.binary(0)?;
-            if self.binop(&[("==", BinOp::Eq), ("!=", BinOp::Ne), ("<=", BinOp::Le), (">=", BinOp::Ge), ("<", BinOp::Lt), (">", BinOp::Gt)]).is_some() {
+            if self
+                .binop(&[
+                    ("==", BinOp::Eq),
+                    ("!=", BinOp::Ne),
+                    ("<=", BinOp::Le),
+                    (">=", BinOp::Ge),
+                    ("<", BinOp::Lt),
+                    (">", BinOp::Gt),
+                ])
+                .is_some()
+            {
                 return Err(Diagnostic::error("E0003", "comparisons cannot be chained")
                     .at(self.prev_span(), "second comparison")
                     .help("use parentheses to say which comparison comes first"));
@@ -214,8 +273,10 @@ impl Parser {
 
     /// Left-associative levels: 0 is `+ -`, 1 is `* / @`, then unary.
     fn binary(&mut self, level: usize) -> PResult<Expr> {
-        const LEVELS: [&[(&str, BinOp)]; 2] =
-            [&[("+", BinOp::Add), ("-", BinOp::Sub)], &[("*", BinOp::Mul), ("/", BinOp::Div), ("@", BinOp::MatMul)]];
+        const LEVELS: [&[(&str, BinOp)]; 2] = [
+            &[("+", BinOp::Add), ("-", BinOp::Sub)],
+            &[("*", BinOp::Mul), ("/", BinOp::Div), ("@", BinOp::MatMul)],
+        ];
         if level == LEVELS.len() {
             return self.unary();
         }
@@ -233,7 +294,10 @@ impl Parser {
             self.enter()?;
             let inner = self.unary()?;
             self.depth -= 1;
-            return Ok(Expr { span: start.to(inner.span), kind: ExprKind::Neg(Box::new(inner)) });
+            return Ok(Expr {
+                span: start.to(inner.span),
+                kind: ExprKind::Neg(Box::new(inner)),
+            });
         }
         let base = self.postfix()?;
         if let Some(op) = self.binop(&[("**", BinOp::Pow)]) {
@@ -250,7 +314,13 @@ impl Parser {
         while self.is("[") {
             self.bump();
             let items = self.comma_list("]", Self::index_item)?;
-            e = Expr { span: e.span.to(self.prev_span()), kind: ExprKind::Index { base: Box::new(e), items } };
+            e = Expr {
+                span: e.span.to(self.prev_span()),
+                kind: ExprKind::Index {
+                    base: Box::new(e),
+                    items,
+                },
+            };
         }
         Ok(e)
     }
@@ -258,7 +328,11 @@ impl Parser {
     fn index_item(&mut self) -> PResult<IndexItem> {
         let start_span = self.span();
         let part = |p: &mut Self| -> PResult<Option<Expr>> {
-            if p.is(":") || p.is(",") || p.is("]") { Ok(None) } else { Ok(Some(p.expr()?)) }
+            if p.is(":") || p.is(",") || p.is("]") {
+                Ok(None)
+            } else {
+                Ok(Some(p.expr()?))
+            }
         };
         let start = part(self)?;
         if !self.eat(":") {
@@ -269,7 +343,12 @@ impl Parser {
         }
         let stop = part(self)?;
         let step = if self.eat(":") { part(self)? } else { None };
-        Ok(IndexItem::Range { start, stop, step, span: start_span.to(self.prev_span()) })
+        Ok(IndexItem::Range {
+            start,
+            stop,
+            step,
+            span: start_span.to(self.prev_span()),
+        })
     }
 
     fn primary(&mut self) -> PResult<Expr> {
@@ -299,7 +378,10 @@ impl Parser {
                             }
                             _ => None,
                         };
-                        Ok(Arg { keyword, value: p.expr()? })
+                        Ok(Arg {
+                            keyword,
+                            value: p.expr()?,
+                        })
                     })?;
                     ExprKind::Call { callee: id, args }
                 } else {
@@ -324,15 +406,29 @@ impl Parser {
             Tok::Punct("{") => ExprKind::Block(self.block()?),
             _ => return Err(self.unexpected("an expression")),
         };
-        Ok(Expr { kind, span: start.to(self.prev_span()) })
+        Ok(Expr {
+            kind,
+            span: start.to(self.prev_span()),
+        })
     }
 }
 
 fn mk_binary((op, op_span): (BinOp, Span), lhs: Expr, rhs: Expr) -> Expr {
-    Expr { span: lhs.span.to(rhs.span), kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) } }
+    Expr {
+        span: lhs.span.to(rhs.span),
+        kind: ExprKind::Binary {
+            op,
+            op_span,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        },
+    }
 }
 
 /// Words that cannot name a value or function.
 pub fn is_reserved(name: &str) -> bool {
-    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_")
+    matches!(
+        name,
+        "fn" | "let" | "export" | "as" | "true" | "false" | "_"
+    )
 }

@@ -62,7 +62,11 @@ impl Func {
     /// instruction.
     pub fn add_param(&mut self, name: impl Into<String>, ty: TensorType, span: Span) -> Value {
         assert!(self.insts.is_empty(), "parameters come before instructions");
-        self.params.push(Param { name: name.into(), ty, span });
+        self.params.push(Param {
+            name: name.into(),
+            ty,
+            span,
+        });
         Value(self.params.len() as u32 - 1)
     }
 
@@ -80,7 +84,9 @@ impl Func {
 
     /// The instruction defining `v`, or None for a parameter.
     pub fn inst(&self, v: Value) -> Option<&Inst> {
-        v.index().checked_sub(self.params.len()).map(|i| &self.insts[i])
+        v.index()
+            .checked_sub(self.params.len())
+            .map(|i| &self.insts[i])
     }
 
     pub fn ty(&self, v: Value) -> &TensorType {

@@ -54,11 +54,21 @@ macro_rules! impl_elem {
 impl_elem!(i32, i64, f32, f64);
 
 impl Elem for bool {
-    fn to_f64(self) -> f64 { self as i64 as f64 }
-    fn to_f32(self) -> f32 { self as i64 as f32 }
-    fn to_i64(self) -> i64 { self as i64 }
-    fn to_i32(self) -> i32 { self as i32 }
-    fn to_bool(self) -> bool { self }
+    fn to_f64(self) -> f64 {
+        self as i64 as f64
+    }
+    fn to_f32(self) -> f32 {
+        self as i64 as f32
+    }
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+    fn to_bool(self) -> bool {
+        self
+    }
 }
 
 impl Data {
@@ -154,10 +164,26 @@ impl Data {
         let chunks = bytes.chunks_exact(size);
         Some(match dtype {
             DType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
-            DType::I32 => Data::I32(chunks.map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect()),
-            DType::I64 => Data::I64(chunks.map(|c| i64::from_ne_bytes(c.try_into().unwrap())).collect()),
-            DType::F32 => Data::F32(chunks.map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect()),
-            DType::F64 => Data::F64(chunks.map(|c| f64::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::I32 => Data::I32(
+                chunks
+                    .map(|c| i32::from_ne_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            DType::I64 => Data::I64(
+                chunks
+                    .map(|c| i64::from_ne_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            DType::F32 => Data::F32(
+                chunks
+                    .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            DType::F64 => Data::F64(
+                chunks
+                    .map(|c| f64::from_ne_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
         })
     }
 }
@@ -171,7 +197,11 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Data) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape and data disagree");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape and data disagree"
+        );
         Tensor { shape, data }
     }
 
@@ -207,7 +237,11 @@ pub fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
 
 /// For every element of `out_shape`, the flat index of the operand element it reads, where
 /// `source(out_index, operand_index)` fills in the operand's multi-index.
-fn gather_indices(out_shape: &[usize], in_shape: &[usize], mut source: impl FnMut(&[usize], &mut [usize])) -> Vec<usize> {
+fn gather_indices(
+    out_shape: &[usize],
+    in_shape: &[usize],
+    mut source: impl FnMut(&[usize], &mut [usize]),
+) -> Vec<usize> {
     let in_strides = strides(in_shape);
     let mut in_idx = vec![0; in_shape.len()];
     let mut indices = Vec::with_capacity(out_shape.iter().product());
@@ -234,7 +268,10 @@ pub fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
         debug_assert_eq!(result.ty(), inst.ty);
         values.push(result);
     }
-    func.results.iter().map(|&r: &Value| values[r.index()].clone()).collect()
+    func.results
+        .iter()
+        .map(|&r: &Value| values[r.index()].clone())
+        .collect()
 }
 
 /// Evaluates one op on its operands; `ty` is the result type the op's rule gave.
@@ -256,9 +293,15 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
         },
         Op::Binary(b) => binary(*b, &args[0].data, &args[1].data),
         Op::Select => {
-            let Data::Bool(pred) = &args[0].data else { unreachable!("select predicate is bool") };
+            let Data::Bool(pred) = &args[0].data else {
+                unreachable!("select predicate is bool")
+            };
             let (a, b) = (&args[1].data, &args[2].data);
-            let indices: Vec<usize> = pred.iter().enumerate().map(|(i, &p)| if p { i } else { i + n }).collect();
+            let indices: Vec<usize> = pred
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| if p { i } else { i + n })
+                .collect();
             concat_data(&[a, b]).gather(&indices)
         }
         Op::Convert { to } => args[0].data.convert(*to),
@@ -303,7 +346,15 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
                 let k = bounds.iter().rposition(|&b| b <= o[*axis]).unwrap();
                 let a = &args[k];
                 let s = strides(&a.shape);
-                let flat: usize = (0..o.len()).map(|d| if d == *axis { (o[d] - bounds[k]) * s[d] } else { o[d] * s[d] }).sum();
+                let flat: usize = (0..o.len())
+                    .map(|d| {
+                        if d == *axis {
+                            (o[d] - bounds[k]) * s[d]
+                        } else {
+                            o[d] * s[d]
+                        }
+                    })
+                    .sum();
                 indices.push(offsets[k] + flat);
             });
             let parts: Vec<&Data> = args.iter().map(|a| &a.data).collect();
@@ -338,8 +389,17 @@ fn concat_data(parts: &[&Data]) -> Data {
 }
 
 fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
-    fn float<T: crate::ops::Float>(op: BinaryOp, a: &[T], b: &[T], wrap: fn(Vec<T>) -> Data) -> Data {
-        let r: Vec<T> = a.iter().zip(b).map(|(&x, &y)| op.eval_float(x, y)).collect();
+    fn float<T: crate::ops::Float>(
+        op: BinaryOp,
+        a: &[T],
+        b: &[T],
+        wrap: fn(Vec<T>) -> Data,
+    ) -> Data {
+        let r: Vec<T> = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| op.eval_float(x, y))
+            .collect();
         if op.is_comparison() {
             Data::Bool(r.iter().map(|&x| x == T::ONE).collect())
         } else {
@@ -347,7 +407,11 @@ fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
         }
     }
     fn int<T: Elem>(op: BinaryOp, a: &[T], b: &[T], wrap: fn(Vec<i64>) -> Data) -> Data {
-        let r: Vec<i64> = a.iter().zip(b).map(|(x, y)| op.eval_int(x.to_i64(), y.to_i64())).collect();
+        let r: Vec<i64> = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| op.eval_int(x.to_i64(), y.to_i64()))
+            .collect();
         if op.is_comparison() {
             Data::Bool(r.iter().map(|&x| x != 0).collect())
         } else {
@@ -357,9 +421,13 @@ fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
     match (a, b) {
         (Data::F32(a), Data::F32(b)) => float(op, a, b, Data::F32),
         (Data::F64(a), Data::F64(b)) => float(op, a, b, Data::F64),
-        (Data::I32(a), Data::I32(b)) => int(op, a, b, |v| Data::I32(v.into_iter().map(|x| x as i32).collect())),
+        (Data::I32(a), Data::I32(b)) => int(op, a, b, |v| {
+            Data::I32(v.into_iter().map(|x| x as i32).collect())
+        }),
         (Data::I64(a), Data::I64(b)) => int(op, a, b, Data::I64),
-        (Data::Bool(a), Data::Bool(b)) => int(op, a, b, |v| Data::Bool(v.into_iter().map(|x| x != 0).collect())),
+        (Data::Bool(a), Data::Bool(b)) => int(op, a, b, |v| {
+            Data::Bool(v.into_iter().map(|x| x != 0).collect())
+        }),
         _ => unreachable!("type rule gives binary ops operands of one dtype"),
     }
 }
@@ -372,10 +440,21 @@ fn reduce(kind: ReduceKind, axes: &[usize], x: &Tensor) -> Tensor {
     let out_strides = strides(&out_shape);
     let mut target = Vec::with_capacity(x.data.len());
     for_each_index(&x.shape, |idx| {
-        target.push(kept.iter().zip(&out_strides).map(|(&a, s)| idx[a] * s).sum::<usize>());
+        target.push(
+            kept.iter()
+                .zip(&out_strides)
+                .map(|(&a, s)| idx[a] * s)
+                .sum::<usize>(),
+        );
     });
     let m: usize = out_shape.iter().product();
-    fn fold<T: Copy>(init: T, m: usize, target: &[usize], v: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+    fn fold<T: Copy>(
+        init: T,
+        m: usize,
+        target: &[usize],
+        v: &[T],
+        f: impl Fn(T, T) -> T,
+    ) -> Vec<T> {
         let mut acc = vec![init; m];
         for (i, &x) in v.iter().enumerate() {
             acc[target[i]] = f(acc[target[i]], x);
@@ -386,26 +465,47 @@ fn reduce(kind: ReduceKind, axes: &[usize], x: &Tensor) -> Tensor {
     let data = match (&x.data, kind) {
         (Data::F32(v), ReduceKind::Sum) => {
             let wide: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-            Data::F32(fold(0.0, m, &target, &wide, |a, b| a + b).into_iter().map(|x| x as f32).collect())
+            Data::F32(
+                fold(0.0, m, &target, &wide, |a, b| a + b)
+                    .into_iter()
+                    .map(|x| x as f32)
+                    .collect(),
+            )
         }
         (Data::F64(v), ReduceKind::Sum) => Data::F64(fold(0.0, m, &target, v, |a, b| a + b)),
         (Data::F32(v), _) => {
-            let f = if kind == ReduceKind::Max { float_max::<f32> } else { float_min::<f32> };
+            let f = if kind == ReduceKind::Max {
+                float_max::<f32>
+            } else {
+                float_min::<f32>
+            };
             Data::F32(fold(init.as_f64() as f32, m, &target, v, f))
         }
         (Data::F64(v), _) => {
-            let f = if kind == ReduceKind::Max { float_max::<f64> } else { float_min::<f64> };
+            let f = if kind == ReduceKind::Max {
+                float_max::<f64>
+            } else {
+                float_min::<f64>
+            };
             Data::F64(fold(init.as_f64(), m, &target, v, f))
         }
         (Data::I32(v), _) => {
             let wide: Vec<i64> = v.iter().map(|&x| x as i64).collect();
-            let Literal::Int(_, init) = init else { unreachable!() };
-            let r = fold(init, m, &target, &wide, |a, b| kind.combiner().eval_int(a, b));
+            let Literal::Int(_, init) = init else {
+                unreachable!()
+            };
+            let r = fold(init, m, &target, &wide, |a, b| {
+                kind.combiner().eval_int(a, b)
+            });
             Data::I32(r.into_iter().map(|x| x as i32).collect())
         }
         (Data::I64(v), _) => {
-            let Literal::Int(_, init) = init else { unreachable!() };
-            Data::I64(fold(init, m, &target, v, |a, b| kind.combiner().eval_int(a, b)))
+            let Literal::Int(_, init) = init else {
+                unreachable!()
+            };
+            Data::I64(fold(init, m, &target, v, |a, b| {
+                kind.combiner().eval_int(a, b)
+            }))
         }
         (Data::Bool(_), _) => unreachable!("type rule rejects reductions of bool"),
     };
@@ -437,7 +537,11 @@ fn dot(a: &Tensor, b: &Tensor, ty: &TensorType) -> Tensor {
             }
         }
     }
-    let data = if is_float { Data::F64(out).convert(ty.dtype) } else { Data::I64(out_int).convert(ty.dtype) };
+    let data = if is_float {
+        Data::F64(out).convert(ty.dtype)
+    } else {
+        Data::I64(out_int).convert(ty.dtype)
+    };
     Tensor::new(ty.shape.clone(), data)
 }
 
@@ -446,5 +550,74 @@ fn int_at(d: &Data, i: usize) -> i64 {
         Data::I32(v) => v[i] as i64,
         Data::I64(v) => v[i],
         _ => unreachable!("integer dot"),
+    }
+}
+
+/// Compares a result with the reference: same type; integers and bools exactly; floats with
+/// |a - r| <= rtol * max|r| per element (errors scaled by the tensor's magnitude, so that sums
+/// with cancellation are judged fairly), and NaN only where the reference has NaN.
+pub fn compare(reference: &Tensor, actual: &Tensor, rtol: f64) -> Result<(), String> {
+    if reference.ty() != actual.ty() {
+        return Err(format!(
+            "type {} instead of {}",
+            actual.ty(),
+            reference.ty()
+        ));
+    }
+    let n = reference.data.len();
+    if !reference.data.dtype().is_float() {
+        return match (0..n).find(|&i| reference.data.get_f64(i) != actual.data.get_f64(i)) {
+            Some(i) => Err(format!(
+                "element {i} is {} instead of {}",
+                actual.data.get_f64(i),
+                reference.data.get_f64(i)
+            )),
+            None => Ok(()),
+        };
+    }
+    let scale = (0..n)
+        .map(|i| reference.data.get_f64(i))
+        .filter(|x| x.is_finite())
+        .fold(0.0f64, |m, x| m.max(x.abs()));
+    for i in 0..n {
+        let (r, a) = (reference.data.get_f64(i), actual.data.get_f64(i));
+        let ok = if r.is_nan() || a.is_nan() {
+            r.is_nan() && a.is_nan()
+        } else if r.is_infinite() || a.is_infinite() {
+            r == a
+        } else {
+            (a - r).abs() <= rtol * scale.max(f64::MIN_POSITIVE)
+        };
+        if !ok {
+            return Err(format!(
+                "element {i} is {a:e} instead of {r:e} (tolerance {:e})",
+                rtol * scale
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A short text form of a tensor: all elements if there are at most 8, else the first 8.
+pub fn summary(t: &Tensor) -> String {
+    let n = t.data.len();
+    let shown: Vec<String> = (0..n.min(8))
+        .map(|i| match &t.data {
+            Data::Bool(v) => v[i].to_string(),
+            Data::I32(v) => v[i].to_string(),
+            Data::I64(v) => v[i].to_string(),
+            Data::F32(v) => format!("{:.6}", v[i]),
+            Data::F64(v) => format!("{:.6}", v[i]),
+        })
+        .collect();
+    let more = if n > 8 {
+        format!(", ... ({n} elements)")
+    } else {
+        String::new()
+    };
+    if t.shape.is_empty() {
+        shown[0].clone()
+    } else {
+        format!("[{}{more}]", shown.join(", "))
     }
 }

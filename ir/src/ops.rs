@@ -52,8 +52,14 @@ impl Domain {
 
 /// Floating-point element types the interpreter computes in, so that float semantics are
 /// written once for f32 and f64.
-pub trait Float: Copy + PartialOrd + std::ops::Neg<Output = Self> + std::ops::Add<Output = Self>
-    + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self>
+pub trait Float:
+    Copy
+    + PartialOrd
+    + std::ops::Neg<Output = Self>
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
 {
     const ZERO: Self;
     const ONE: Self;
@@ -74,16 +80,36 @@ macro_rules! impl_float {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
-            fn exp(self) -> Self { <$t>::exp(self) }
-            fn ln(self) -> Self { <$t>::ln(self) }
-            fn sqrt(self) -> Self { <$t>::sqrt(self) }
-            fn tanh(self) -> Self { <$t>::tanh(self) }
-            fn sin(self) -> Self { <$t>::sin(self) }
-            fn cos(self) -> Self { <$t>::cos(self) }
-            fn abs(self) -> Self { <$t>::abs(self) }
-            fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
-            fn is_nan(self) -> bool { <$t>::is_nan(self) }
-            fn is_sign_negative(self) -> bool { <$t>::is_sign_negative(self) }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            fn sin(self) -> Self {
+                <$t>::sin(self)
+            }
+            fn cos(self) -> Self {
+                <$t>::cos(self)
+            }
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            fn powf(self, e: Self) -> Self {
+                <$t>::powf(self, e)
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+            fn is_sign_negative(self) -> bool {
+                <$t>::is_sign_negative(self)
+            }
         }
     };
 }
@@ -93,7 +119,11 @@ impl_float!(f64);
 /// IEEE 754-2019 `maximum`: NaN propagates and +0 is greater than -0 (jax.numpy.maximum).
 pub fn float_max<T: Float>(a: T, b: T) -> T {
     if a.is_nan() || b.is_nan() {
-        if a.is_nan() { a } else { b }
+        if a.is_nan() {
+            a
+        } else {
+            b
+        }
     } else if a > b || (a == b && b.is_sign_negative()) {
         a
     } else {
@@ -104,7 +134,11 @@ pub fn float_max<T: Float>(a: T, b: T) -> T {
 /// IEEE 754-2019 `minimum`: NaN propagates and -0 is less than +0 (jax.numpy.minimum).
 pub fn float_min<T: Float>(a: T, b: T) -> T {
     if a.is_nan() || b.is_nan() {
-        if a.is_nan() { a } else { b }
+        if a.is_nan() {
+            a
+        } else {
+            b
+        }
     } else if a < b || (a == b && a.is_sign_negative()) {
         a
     } else {
@@ -275,29 +309,51 @@ pub enum Op {
     /// A scalar constant.
     Const(Literal),
     /// `iota[shape, axis]`: element (i_0, ..., i_n) is i_axis.
-    Iota { dtype: DType, shape: Vec<usize>, axis: usize },
+    Iota {
+        dtype: DType,
+        shape: Vec<usize>,
+        axis: usize,
+    },
     Unary(UnaryOp),
     Binary(BinaryOp),
     /// `select(pred, a, b)`: a where pred is true, else b; all three of one shape.
     Select,
     /// Elementwise conversion to `to`: floats to integers truncate toward zero and saturate
     /// (NaN becomes 0), integers wrap, anything to bool is `x != 0`.
-    Convert { to: DType },
+    Convert {
+        to: DType,
+    },
     /// Reduces over `axes` (sorted, distinct), removing them from the shape.
-    Reduce { kind: ReduceKind, axes: Vec<usize> },
+    Reduce {
+        kind: ReduceKind,
+        axes: Vec<usize>,
+    },
     /// `[b.., m, k] x [b.., k, n] -> [b.., m, n]`, batch dimensions equal.
     Dot,
     /// Row-major reshape to `shape` (same element count).
-    Reshape { shape: Vec<usize> },
+    Reshape {
+        shape: Vec<usize>,
+    },
     /// Result dimension i is operand dimension perm[i].
-    Transpose { perm: Vec<usize> },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// Operand dimension i becomes result dimension dims[i] (increasing); operand dimensions
     /// of size 1 stretch to any size (StableHLO broadcast_in_dim).
-    Broadcast { shape: Vec<usize>, dims: Vec<usize> },
+    Broadcast {
+        shape: Vec<usize>,
+        dims: Vec<usize>,
+    },
     /// Result element i along each axis is operand element start + i * step.
-    Slice { start: Vec<usize>, step: Vec<i64>, shape: Vec<usize> },
+    Slice {
+        start: Vec<usize>,
+        step: Vec<i64>,
+        shape: Vec<usize>,
+    },
     /// Joins the operands along `axis`; other dimensions equal.
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
 }
 
 impl Op {
@@ -352,19 +408,33 @@ impl Op {
     pub fn catalog() -> Vec<Op> {
         let mut ops = vec![
             Op::Const(Literal::Float(DType::F32, 1.5)),
-            Op::Iota { dtype: DType::I32, shape: vec![2, 3], axis: 1 },
+            Op::Iota {
+                dtype: DType::I32,
+                shape: vec![2, 3],
+                axis: 1,
+            },
         ];
         ops.extend(UnaryOp::ALL.iter().map(|&u| Op::Unary(u)));
         ops.extend(BinaryOp::ALL.iter().map(|&b| Op::Binary(b)));
         ops.push(Op::Select);
         ops.push(Op::Convert { to: DType::I32 });
-        ops.extend(ReduceKind::ALL.iter().map(|&kind| Op::Reduce { kind, axes: vec![1] }));
+        ops.extend(ReduceKind::ALL.iter().map(|&kind| Op::Reduce {
+            kind,
+            axes: vec![1],
+        }));
         ops.extend([
             Op::Dot,
             Op::Reshape { shape: vec![6] },
             Op::Transpose { perm: vec![1, 0] },
-            Op::Broadcast { shape: vec![4, 2, 3], dims: vec![1, 2] },
-            Op::Slice { start: vec![0, 2], step: vec![1, -1], shape: vec![2, 2] },
+            Op::Broadcast {
+                shape: vec![4, 2, 3],
+                dims: vec![1, 2],
+            },
+            Op::Slice {
+                start: vec![0, 2],
+                step: vec![1, -1],
+                shape: vec![2, 2],
+            },
             Op::Concat { axis: 0 },
         ]);
         ops
@@ -375,7 +445,11 @@ impl Op {
     pub fn infer(&self, args: &[&TensorType]) -> Result<TensorType, String> {
         if let Some(n) = self.arity() {
             if args.len() != n {
-                return Err(format!("`{}` takes {n} operands, got {}", self.name(), args.len()));
+                return Err(format!(
+                    "`{}` takes {n} operands, got {}",
+                    self.name(),
+                    args.len()
+                ));
             }
         } else if args.is_empty() {
             return Err(format!("`{}` takes at least one operand", self.name()));
@@ -397,11 +471,18 @@ impl Op {
             Op::Binary(b) => {
                 same_types(b.name(), args[0], args[1])?;
                 check_domain(b.name(), b.domain(), args[0].dtype)?;
-                if b.is_comparison() { args[0].with_dtype(DType::Bool) } else { args[0].clone() }
+                if b.is_comparison() {
+                    args[0].with_dtype(DType::Bool)
+                } else {
+                    args[0].clone()
+                }
             }
             Op::Select => {
                 if args[0].dtype != DType::Bool {
-                    return Err(format!("select's predicate must be bool, not {}", args[0].dtype));
+                    return Err(format!(
+                        "select's predicate must be bool, not {}",
+                        args[0].dtype
+                    ));
                 }
                 same_types("select", args[1], args[2])?;
                 if args[0].shape != args[1].shape {
@@ -417,20 +498,33 @@ impl Op {
             Op::Reduce { kind, axes } => {
                 let x = args[0];
                 if !x.dtype.is_numeric() {
-                    return Err(format!("`{}` needs a numeric operand, not {}", kind.name(), x.dtype));
+                    return Err(format!(
+                        "`{}` needs a numeric operand, not {}",
+                        kind.name(),
+                        x.dtype
+                    ));
                 }
                 check_axes_sorted(axes, x.rank())?;
-                let shape =
-                    x.shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d);
+                let shape = x
+                    .shape
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !axes.contains(i))
+                    .map(|(_, &d)| d);
                 TensorType::new(x.dtype, shape.collect())
             }
             Op::Dot => {
                 let (a, b) = (args[0], args[1]);
                 if a.dtype != b.dtype || !a.dtype.is_numeric() {
-                    return Err(format!("dot needs two operands of one numeric dtype, got {} and {}", a.dtype, b.dtype));
+                    return Err(format!(
+                        "dot needs two operands of one numeric dtype, got {} and {}",
+                        a.dtype, b.dtype
+                    ));
                 }
                 if a.rank() < 2 || a.rank() != b.rank() {
-                    return Err(format!("dot needs operands of equal rank >= 2, got {a} and {b}"));
+                    return Err(format!(
+                        "dot needs operands of equal rank >= 2, got {a} and {b}"
+                    ));
                 }
                 let r = a.rank();
                 if a.shape[..r - 2] != b.shape[..r - 2] || a.shape[r - 1] != b.shape[r - 2] {
@@ -456,16 +550,29 @@ impl Op {
             Op::Transpose { perm } => {
                 let x = args[0];
                 let mut seen = vec![false; x.rank()];
-                if perm.len() != x.rank() || perm.iter().any(|&p| p >= x.rank() || std::mem::replace(&mut seen[p], true)) {
-                    return Err(format!("{perm:?} is not a permutation of the {} axes of {x}", x.rank()));
+                if perm.len() != x.rank()
+                    || perm
+                        .iter()
+                        .any(|&p| p >= x.rank() || std::mem::replace(&mut seen[p], true))
+                {
+                    return Err(format!(
+                        "{perm:?} is not a permutation of the {} axes of {x}",
+                        x.rank()
+                    ));
                 }
                 TensorType::new(x.dtype, perm.iter().map(|&p| x.shape[p]).collect())
             }
             Op::Broadcast { shape, dims } => {
                 let x = args[0];
                 check_shape(shape)?;
-                if dims.len() != x.rank() || dims.windows(2).any(|w| w[0] >= w[1]) || dims.iter().any(|&d| d >= shape.len()) {
-                    return Err(format!("broadcast dims {dims:?} do not map {x} into {}", format_shape(shape)));
+                if dims.len() != x.rank()
+                    || dims.windows(2).any(|w| w[0] >= w[1])
+                    || dims.iter().any(|&d| d >= shape.len())
+                {
+                    return Err(format!(
+                        "broadcast dims {dims:?} do not map {x} into {}",
+                        format_shape(shape)
+                    ));
                 }
                 for (i, &d) in dims.iter().enumerate() {
                     if x.shape[i] != 1 && x.shape[i] != shape[d] {
@@ -482,7 +589,11 @@ impl Op {
                 }
                 for axis in 0..x.rank() {
                     let last = start[axis] as i128 + (shape[axis] as i128 - 1) * step[axis] as i128;
-                    if step[axis] == 0 || start[axis] >= x.shape[axis] || last < 0 || last >= x.shape[axis] as i128 {
+                    if step[axis] == 0
+                        || start[axis] >= x.shape[axis]
+                        || last < 0
+                        || last >= x.shape[axis] as i128
+                    {
                         return Err(format!("slice of axis {axis} is out of bounds for {x}"));
                     }
                 }
@@ -496,7 +607,9 @@ impl Op {
                     let same_rest = a.rank() == first.rank()
                         && (0..a.rank()).all(|i| i == *axis || a.shape[i] == first.shape[i]);
                     if a.dtype != first.dtype || !same_rest {
-                        return Err(format!("cannot concatenate {first} and {a} along axis {axis}"));
+                        return Err(format!(
+                            "cannot concatenate {first} and {a} along axis {axis}"
+                        ));
                     }
                     total += a.shape[*axis];
                 }
@@ -522,7 +635,9 @@ fn same_types(name: &str, a: &TensorType, b: &TensorType) -> Result<(), String> 
     if a == b {
         Ok(())
     } else {
-        Err(format!("`{name}` needs operands of one type, got {a} and {b}"))
+        Err(format!(
+            "`{name}` needs operands of one type, got {a} and {b}"
+        ))
     }
 }
 
@@ -536,7 +651,9 @@ fn check_axis(axis: usize, rank: usize) -> Result<(), String> {
 
 fn check_axes_sorted(axes: &[usize], rank: usize) -> Result<(), String> {
     if axes.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(format!("reduction axes {axes:?} must be sorted and distinct"));
+        return Err(format!(
+            "reduction axes {axes:?} must be sorted and distinct"
+        ));
     }
     axes.iter().try_for_each(|&a| check_axis(a, rank))
 }

@@ -91,7 +91,10 @@ impl TensorType {
     }
 
     pub fn scalar(dtype: DType) -> Self {
-        TensorType { dtype, shape: vec![] }
+        TensorType {
+            dtype,
+            shape: vec![],
+        }
     }
 
     pub fn rank(&self) -> usize {
@@ -108,7 +111,10 @@ impl TensorType {
     }
 
     pub fn with_dtype(&self, dtype: DType) -> Self {
-        TensorType { dtype, shape: self.shape.clone() }
+        TensorType {
+            dtype,
+            shape: self.shape.clone(),
+        }
     }
 }
 
@@ -116,10 +122,15 @@ impl TensorType {
 /// 1 and at most [`MAX_ELEMENTS`] elements in all. Returns a lowercase reason otherwise.
 pub fn check_shape(shape: &[usize]) -> Result<(), String> {
     if shape.len() > MAX_RANK {
-        return Err(format!("rank {} exceeds the maximum of {MAX_RANK}", shape.len()));
+        return Err(format!(
+            "rank {} exceeds the maximum of {MAX_RANK}",
+            shape.len()
+        ));
     }
     if let Some(axis) = shape.iter().position(|&d| d == 0) {
-        return Err(format!("dimension {axis} is zero; tensors must not be empty"));
+        return Err(format!(
+            "dimension {axis} is zero; tensors must not be empty"
+        ));
     }
     let mut n: u64 = 1;
     for &d in shape {
@@ -221,9 +232,17 @@ pub fn format_float(v: f64) -> String {
     if v.is_nan() {
         "nan".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "inf".into() } else { "-inf".into() }
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else {
         let s = format!("{v:?}");
-        if s.contains(['.', 'e', 'E']) { s } else { format!("{s}.0") }
+        if s.contains(['.', 'e', 'E']) {
+            s
+        } else {
+            format!("{s}.0")
+        }
     }
 }

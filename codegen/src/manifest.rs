@@ -1,0 +1,87 @@
+//! The manifest: a JSON description of a built module (format `kiln-manifest`, version 1,
+//! documented in docs/artifact-format.md). Field order is fixed and no time or path is
+//! recorded, so the same build gives the same bytes.
+
+use kiln_ir::{Module, TensorType};
+use serde::Serialize;
+
+pub const FORMAT: &str = "kiln-manifest";
+pub const VERSION: u32 = 1;
+
+#[derive(Serialize)]
+pub struct Manifest {
+    pub format: &'static str,
+    pub version: u32,
+    pub module: String,
+    pub compiler: Compiler,
+    pub target: TargetInfo,
+    pub opt_level: u8,
+    pub source: FileInfo,
+    pub functions: Vec<FunctionInfo>,
+    pub files: Vec<FileInfo>,
+}
+
+#[derive(Serialize)]
+pub struct Compiler {
+    pub name: &'static str,
+    pub version: String,
+}
+
+#[derive(Serialize)]
+pub struct TargetInfo {
+    pub triple: String,
+    pub cpu: String,
+    pub features: String,
+}
+
+#[derive(Serialize)]
+pub struct FileInfo {
+    /// The file name, without any directory.
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Serialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub symbol: String,
+    pub params: Vec<ArgInfo>,
+    pub results: Vec<ArgInfo>,
+}
+
+#[derive(Serialize)]
+pub struct ArgInfo {
+    pub name: String,
+    pub dtype: &'static str,
+    pub shape: Vec<usize>,
+    pub bytes: usize,
+}
+
+fn arg(name: &str, ty: &TensorType) -> ArgInfo {
+    ArgInfo {
+        name: name.to_string(),
+        dtype: ty.dtype.name(),
+        shape: ty.shape.clone(),
+        bytes: ty.size_bytes(),
+    }
+}
+
+/// The functions of a module as the manifest lists them.
+pub fn functions(module: &Module) -> Vec<FunctionInfo> {
+    module
+        .funcs
+        .iter()
+        .map(|f| FunctionInfo {
+            name: f.name.clone(),
+            symbol: crate::mlir::entry_symbol(&module.name, &f.name),
+            params: f.params.iter().map(|p| arg(&p.name, &p.ty)).collect(),
+            results: f
+                .result_names
+                .iter()
+                .zip(f.result_types())
+                .map(|(n, t)| arg(n, t))
+                .collect(),
+        })
+        .collect()
+}

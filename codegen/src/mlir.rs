@@ -1,0 +1,771 @@
+//! IR to MLIR text: each IR function becomes a `func.func` on tensors built from `linalg`,
+//! `tensor`, `arith` and `math` ops, in destination-passing style at the boundary: inputs
+//! arrive as memrefs (read with `bufferization.to_tensor restrict`), results are written into
+//! caller-provided memrefs with `bufferization.materialize_in_destination`, so after
+//! bufferization the last op of each result writes straight into the caller's buffer.
+//!
+//! bool tensors are `i1` inside and one byte (`i8`, 0 or 1) at the boundary.
+//! f32 sums accumulate in f64 (see docs/decisions.md): exact for up to 2^53 ones and far more
+//! accurate than an f32 accumulator, at no cost in memory traffic.
+
+use kiln_ir::{BinaryOp, DType, Func, Literal, Module, Op, ReduceKind, TensorType, UnaryOp, Value};
+use std::fmt::Write;
+
+/// The MLIR symbol of a function's implementation (its C entry point wraps it).
+pub fn impl_symbol(module: &str, func: &str) -> String {
+    format!("{module}_{func}_impl")
+}
+
+/// The C symbol of an exported function.
+pub fn entry_symbol(module: &str, func: &str) -> String {
+    format!("{module}_{func}")
+}
+
+/// Emits the MLIR module (as text) for every function of `module`.
+pub fn emit_module(module: &Module) -> String {
+    let mut out = String::from("module {\n");
+    for f in &module.funcs {
+        out.push_str(&FuncEmitter::new(f).emit(&impl_symbol(&module.name, &f.name)));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The MLIR element type of a dtype inside tensors.
+fn elem(d: DType) -> &'static str {
+    match d {
+        DType::Bool => "i1",
+        DType::I32 => "i32",
+        DType::I64 => "i64",
+        DType::F32 => "f32",
+        DType::F64 => "f64",
+    }
+}
+
+fn shaped(kind: &str, shape: &[usize], e: &str) -> String {
+    let mut s = format!("{kind}<");
+    for d in shape {
+        let _ = write!(s, "{d}x");
+    }
+    format!("{s}{e}>")
+}
+
+fn tensor(ty: &TensorType) -> String {
+    shaped("tensor", &ty.shape, elem(ty.dtype))
+}
+
+/// The boundary type of a parameter or result: bool travels as bytes.
+fn boundary_elem(d: DType) -> &'static str {
+    if d == DType::Bool {
+        "i8"
+    } else {
+        elem(d)
+    }
+}
+
+/// `affine_map<(d0, d1) -> (exprs)>` over `rank` loop dimensions.
+fn affine_map(rank: usize, exprs: &[String]) -> String {
+    let dims: Vec<String> = (0..rank).map(|i| format!("d{i}")).collect();
+    format!(
+        "affine_map<({}) -> ({})>",
+        dims.join(", "),
+        exprs.join(", ")
+    )
+}
+
+fn identity_exprs(rank: usize) -> Vec<String> {
+    (0..rank).map(|i| format!("d{i}")).collect()
+}
+
+/// An exact MLIR float constant: the bit pattern in hex.
+fn float_bits(d: DType, v: f64) -> String {
+    match d {
+        DType::F32 => format!("0x{:08X}", (v as f32).to_bits()),
+        _ => format!("0x{:016X}", v.to_bits()),
+    }
+}
+
+/// The text of a scalar constant of `dtype`.
+fn scalar_const(lit: Literal) -> String {
+    match lit {
+        Literal::Bool(b) => format!("{b}"),
+        Literal::Int(d, v) => format!("{v} : {}", elem(d)),
+        Literal::Float(d, v) => format!("{} : {}", float_bits(d, v), elem(d)),
+    }
+}
+
+/// Builds the scalar body of a `linalg.generic` region.
+struct Body {
+    lines: String,
+    next: usize,
+}
+
+impl Body {
+    fn op(&mut self, text: String) -> String {
+        let name = format!("%s{}", self.next);
+        self.next += 1;
+        let _ = writeln!(self.lines, "      {name} = {text}");
+        name
+    }
+
+    fn constant(&mut self, lit: Literal) -> String {
+        self.op(format!("arith.constant {}", scalar_const(lit)))
+    }
+
+    fn unary(&mut self, op: UnaryOp, x: &str, d: DType) -> String {
+        let t = elem(d);
+        if d.is_int() {
+            return match op {
+                UnaryOp::Neg => {
+                    let zero = self.constant(Literal::Int(d, 0));
+                    self.op(format!("arith.subi {zero}, {x} : {t}"))
+                }
+                UnaryOp::Abs => self.op(format!("math.absi {x} : {t}")),
+                _ => unreachable!("float-only op {} on {d}", op.name()),
+            };
+        }
+        let one = || Literal::Float(d, 1.0);
+        match op {
+            UnaryOp::Neg => self.op(format!("arith.negf {x} : {t}")),
+            UnaryOp::Abs => self.op(format!("math.absf {x} : {t}")),
+            UnaryOp::Exp => self.op(format!("math.exp {x} : {t}")),
+            UnaryOp::Log => self.op(format!("math.log {x} : {t}")),
+            UnaryOp::Sqrt => self.op(format!("math.sqrt {x} : {t}")),
+            UnaryOp::Tanh => self.op(format!("math.tanh {x} : {t}")),
+            UnaryOp::Sin => self.op(format!("math.sin {x} : {t}")),
+            UnaryOp::Cos => self.op(format!("math.cos {x} : {t}")),
+            // rsqrt(x) = 1 / sqrt(x), as the interpreter computes it.
+            UnaryOp::Rsqrt => {
+                let s = self.op(format!("math.sqrt {x} : {t}"));
+                let c = self.constant(one());
+                self.op(format!("arith.divf {c}, {s} : {t}"))
+            }
+            // sigmoid(x) = 1 / (1 + exp(-x))
+            UnaryOp::Sigmoid => {
+                let n = self.op(format!("arith.negf {x} : {t}"));
+                let e = self.op(format!("math.exp {n} : {t}"));
+                let c = self.constant(one());
+                let s = self.op(format!("arith.addf {c}, {e} : {t}"));
+                self.op(format!("arith.divf {c}, {s} : {t}"))
+            }
+        }
+    }
+
+    /// `d` is the operands' dtype.
+    fn binary(&mut self, op: BinaryOp, a: &str, b: &str, d: DType) -> String {
+        let t = elem(d);
+        let (float, int, boolean) = match op {
+            BinaryOp::Add => ("arith.addf", "arith.addi", ""),
+            BinaryOp::Sub => ("arith.subf", "arith.subi", ""),
+            BinaryOp::Mul => ("arith.mulf", "arith.muli", ""),
+            BinaryOp::Div => ("arith.divf", "", ""),
+            BinaryOp::Max => ("arith.maximumf", "arith.maxsi", ""),
+            BinaryOp::Min => ("arith.minimumf", "arith.minsi", ""),
+            BinaryOp::Pow => ("math.powf", "", ""),
+            BinaryOp::Eq => ("arith.cmpf oeq,", "arith.cmpi eq,", "arith.cmpi eq,"),
+            BinaryOp::Ne => ("arith.cmpf une,", "arith.cmpi ne,", "arith.cmpi ne,"),
+            BinaryOp::Lt => ("arith.cmpf olt,", "arith.cmpi slt,", "arith.cmpi ult,"),
+            BinaryOp::Le => ("arith.cmpf ole,", "arith.cmpi sle,", "arith.cmpi ule,"),
+            BinaryOp::Gt => ("arith.cmpf ogt,", "arith.cmpi sgt,", "arith.cmpi ugt,"),
+            BinaryOp::Ge => ("arith.cmpf oge,", "arith.cmpi sge,", "arith.cmpi uge,"),
+        };
+        let name = match d {
+            DType::Bool => boolean,
+            DType::I32 | DType::I64 => int,
+            DType::F32 | DType::F64 => float,
+        };
+        assert!(!name.is_empty(), "`{}` is not defined on {d}", op.name());
+        self.op(format!("{name} {a}, {b} : {t}"))
+    }
+
+    /// Converts a scalar of dtype `from` to `to` with the `convert` op's semantics.
+    fn convert(&mut self, x: &str, from: DType, to: DType) -> String {
+        let (f, t) = (elem(from), elem(to));
+        match (from, to) {
+            _ if from == to => x.to_string(),
+            (DType::Bool, d) if d.is_int() => self.op(format!("arith.extui {x} : i1 to {t}")),
+            (DType::Bool, _) => self.op(format!("arith.uitofp {x} : i1 to {t}")),
+            (d, DType::Bool) if d.is_int() => {
+                let zero = self.constant(Literal::Int(d, 0));
+                self.op(format!("arith.cmpi ne, {x}, {zero} : {f}"))
+            }
+            (d, DType::Bool) => {
+                let zero = self.constant(Literal::Float(d, 0.0));
+                self.op(format!("arith.cmpf une, {x}, {zero} : {f}"))
+            }
+            (DType::I32, DType::I64) => self.op(format!("arith.extsi {x} : i32 to i64")),
+            (DType::I64, DType::I32) => self.op(format!("arith.trunci {x} : i64 to i32")),
+            (DType::F32, DType::F64) => self.op(format!("arith.extf {x} : f32 to f64")),
+            (DType::F64, DType::F32) => self.op(format!("arith.truncf {x} : f64 to f32")),
+            (i, _) if i.is_int() => self.op(format!("arith.sitofp {x} : {f} to {t}")),
+            // Float to integer saturates and maps NaN to 0 (Rust's `as`, LLVM's fptosi.sat):
+            // clamp into range, convert, then fix the top end and NaN with selects.
+            (fl, int) => {
+                let bits = if int == DType::I32 { 31 } else { 63 };
+                let mantissa = if fl == DType::F32 { 24 } else { 53 };
+                let top = 2f64.powi(bits);
+                let hi = if mantissa > bits {
+                    top - 1.0
+                } else {
+                    top - 2f64.powi(bits - mantissa)
+                };
+                let lo_c = self.constant(Literal::Float(fl, -top));
+                let hi_c = self.constant(Literal::Float(fl, hi));
+                let top_c = self.constant(Literal::Float(fl, top));
+                let lo = self.op(format!("arith.maximumf {x}, {lo_c} : {f}"));
+                let clamped = self.op(format!("arith.minimumf {lo}, {hi_c} : {f}"));
+                let y = self.op(format!("arith.fptosi {clamped} : {f} to {t}"));
+                let max = self.constant(Literal::Int(
+                    int,
+                    if int == DType::I32 {
+                        i32::MAX as i64
+                    } else {
+                        i64::MAX
+                    },
+                ));
+                let over = self.op(format!("arith.cmpf oge, {x}, {top_c} : {f}"));
+                let y = self.op(format!("arith.select {over}, {max}, {y} : {t}"));
+                let zero = self.constant(Literal::Int(int, 0));
+                let nan = self.op(format!("arith.cmpf uno, {x}, {x} : {f}"));
+                self.op(format!("arith.select {nan}, {zero}, {y} : {t}"))
+            }
+        }
+    }
+}
+
+/// One input of a `linalg.generic`: SSA name, tensor type, indexing expressions.
+struct GenericInput {
+    name: String,
+    /// The tensor type's text and its element type.
+    ty: String,
+    elem: &'static str,
+    exprs: Vec<String>,
+}
+
+impl GenericInput {
+    fn new(name: &str, ty: &TensorType, exprs: Vec<String>) -> GenericInput {
+        GenericInput {
+            name: name.to_string(),
+            ty: tensor(ty),
+            elem: elem(ty.dtype),
+            exprs,
+        }
+    }
+}
+
+struct FuncEmitter<'f> {
+    func: &'f Func,
+    out: String,
+    next: usize,
+    /// The SSA name of each IR value.
+    names: Vec<String>,
+}
+
+impl<'f> FuncEmitter<'f> {
+    fn new(func: &'f Func) -> Self {
+        FuncEmitter {
+            func,
+            out: String::new(),
+            next: 0,
+            names: vec![],
+        }
+    }
+
+    fn fresh(&mut self) -> String {
+        self.next += 1;
+        format!("%t{}", self.next)
+    }
+
+    fn line(&mut self, text: String) {
+        let _ = writeln!(self.out, "    {text}");
+    }
+
+    fn emit(mut self, symbol: &str) -> String {
+        let f = self.func;
+        let mut args = vec![];
+        for (i, p) in f.params.iter().enumerate() {
+            args.push(format!(
+                "%in{i}: {}",
+                shaped("memref", &p.ty.shape, boundary_elem(p.ty.dtype))
+            ));
+        }
+        for (i, ty) in f.result_types().iter().enumerate() {
+            args.push(format!(
+                "%out{i}: {}",
+                shaped("memref", &ty.shape, boundary_elem(ty.dtype))
+            ));
+        }
+        let mut text = format!("  func.func private @{symbol}({}) {{\n", args.join(", "));
+        for (i, p) in f.params.iter().enumerate() {
+            let bt = shaped("tensor", &p.ty.shape, boundary_elem(p.ty.dtype));
+            let mt = shaped("memref", &p.ty.shape, boundary_elem(p.ty.dtype));
+            let raw = self.fresh();
+            self.line(format!(
+                "{raw} = bufferization.to_tensor %in{i} restrict : {mt} to {bt}"
+            ));
+            let name = if p.ty.dtype == DType::Bool {
+                // Bytes to i1: any nonzero byte is true.
+                let rank = p.ty.rank();
+                let init = self.empty(&p.ty.shape, "i1");
+                let input = GenericInput {
+                    name: raw,
+                    ty: bt,
+                    elem: "i8",
+                    exprs: identity_exprs(rank),
+                };
+                self.generic(
+                    rank,
+                    &vec!["parallel"; rank],
+                    &[input],
+                    &init,
+                    &p.ty.shape,
+                    "i1",
+                    &identity_exprs(rank),
+                    |b, a| {
+                        let zero = b.op("arith.constant 0 : i8".into());
+                        b.op(format!("arith.cmpi ne, {}, {zero} : i8", a[0]))
+                    },
+                )
+            } else {
+                raw
+            };
+            self.names.push(name);
+        }
+        for inst in &f.insts {
+            let r = self.inst(&inst.op, &inst.args, &inst.ty);
+            self.names.push(r);
+        }
+        for (i, &r) in f.results.iter().enumerate() {
+            let ty = f.ty(r).clone();
+            let mut t = self.names[r.index()].clone();
+            if ty.dtype == DType::Bool {
+                // i1 to bytes 0 and 1.
+                t = self.map(
+                    &[(t, ty.clone())],
+                    &ty,
+                    |b, a| b.op(format!("arith.extui {} : i1 to i8", a[0])),
+                    Some("i8"),
+                );
+            }
+            let bt = shaped("tensor", &ty.shape, boundary_elem(ty.dtype));
+            let mt = shaped("memref", &ty.shape, boundary_elem(ty.dtype));
+            self.line(format!("bufferization.materialize_in_destination {t} in restrict writable %out{i} : ({bt}, {mt}) -> ()"));
+        }
+        text.push_str(&self.out);
+        text.push_str("    return\n  }\n");
+        text
+    }
+
+    /// `tensor.empty` of a type with element type `e`.
+    fn empty(&mut self, shape: &[usize], e: &str) -> String {
+        let n = self.fresh();
+        self.line(format!(
+            "{n} = tensor.empty() : {}",
+            shaped("tensor", shape, e)
+        ));
+        n
+    }
+
+    /// A `linalg.generic` over the loop space `loops` (iterator kinds `iters`), writing `init`
+    /// of type `out_ty`/`out_elem` through `out_exprs`; `body` computes the yielded scalar from
+    /// the input scalars (and the output's current value, last).
+    fn generic(
+        &mut self,
+        loops: usize,
+        iters: &[&str],
+        inputs: &[GenericInput],
+        init: &str,
+        out_shape: &[usize],
+        out_elem: &str,
+        out_exprs: &[String],
+        body: impl FnOnce(&mut Body, &[String]) -> String,
+    ) -> String {
+        let mut maps: Vec<String> = inputs.iter().map(|i| affine_map(loops, &i.exprs)).collect();
+        maps.push(affine_map(loops, out_exprs));
+        let iter_types: Vec<String> = iters.iter().map(|k| format!("\"{k}\"")).collect();
+        let out_t = shaped("tensor", out_shape, out_elem);
+        let ins = if inputs.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+            let tys: Vec<&str> = inputs.iter().map(|i| i.ty.as_str()).collect();
+            format!(" ins({} : {})", names.join(", "), tys.join(", "))
+        };
+        let mut block_args: Vec<String> = inputs
+            .iter()
+            .enumerate()
+            .map(|(k, i)| format!("%a{k}: {}", i.elem))
+            .collect();
+        block_args.push(format!("%acc: {out_elem}"));
+        let mut arg_names: Vec<String> = (0..inputs.len()).map(|k| format!("%a{k}")).collect();
+        arg_names.push("%acc".into());
+        let mut b = Body {
+            lines: String::new(),
+            next: 0,
+        };
+        let result = body(&mut b, &arg_names);
+        let n = self.fresh();
+        self.line(format!(
+            "{n} = linalg.generic {{indexing_maps = [{}], iterator_types = [{}]}}{ins} outs({init} : {out_t}) {{\n    ^bb0({}):\n{}      linalg.yield {result} : {out_elem}\n    }} -> {out_t}",
+            maps.join(", "),
+            iter_types.join(", "),
+            block_args.join(", "),
+            b.lines
+        ));
+        n
+    }
+
+    /// An elementwise map over operands of one shape into a new tensor of `ty` (element type
+    /// overridden by `out_elem` when given).
+    fn map(
+        &mut self,
+        args: &[(String, TensorType)],
+        ty: &TensorType,
+        body: impl FnOnce(&mut Body, &[String]) -> String,
+        out_elem: Option<&str>,
+    ) -> String {
+        let rank = ty.rank();
+        let e = out_elem.unwrap_or(elem(ty.dtype));
+        let init = self.empty(&ty.shape, e);
+        let inputs: Vec<GenericInput> = args
+            .iter()
+            .map(|(name, t)| GenericInput::new(name, t, identity_exprs(rank)))
+            .collect();
+        self.generic(
+            rank,
+            &vec!["parallel"; rank],
+            &inputs,
+            &init,
+            &ty.shape,
+            e,
+            &identity_exprs(rank),
+            body,
+        )
+    }
+
+    fn operand(&self, v: Value) -> (String, TensorType) {
+        (self.names[v.index()].clone(), self.func.ty(v).clone())
+    }
+
+    /// Emits one instruction and returns the SSA name of its result.
+    fn inst(&mut self, op: &Op, args: &[Value], ty: &TensorType) -> String {
+        let operands: Vec<(String, TensorType)> = args.iter().map(|&a| self.operand(a)).collect();
+        match op {
+            Op::Const(lit) => {
+                let n = self.fresh();
+                let text = match *lit {
+                    Literal::Bool(b) => format!("dense<{b}>"),
+                    Literal::Int(_, v) => format!("dense<{v}>"),
+                    Literal::Float(d, v) => format!("dense<{}>", float_bits(d, v)),
+                };
+                self.line(format!("{n} = arith.constant {text} : {}", tensor(ty)));
+                n
+            }
+            Op::Iota { axis, .. } => {
+                let rank = ty.rank();
+                let init = self.empty(&ty.shape, elem(ty.dtype));
+                let e = elem(ty.dtype);
+                self.generic(
+                    rank,
+                    &vec!["parallel"; rank],
+                    &[],
+                    &init,
+                    &ty.shape,
+                    e,
+                    &identity_exprs(rank),
+                    |b, _| {
+                        let i = b.op(format!("linalg.index {axis} : index"));
+                        b.op(format!("arith.index_cast {i} : index to {e}"))
+                    },
+                )
+            }
+            Op::Unary(u) => {
+                let d = ty.dtype;
+                self.map(&operands, ty, |b, a| b.unary(*u, &a[0], d), None)
+            }
+            Op::Binary(bop) => {
+                let d = operands[0].1.dtype;
+                self.map(&operands, ty, |b, a| b.binary(*bop, &a[0], &a[1], d), None)
+            }
+            Op::Select => {
+                let e = elem(ty.dtype);
+                self.map(
+                    &operands,
+                    ty,
+                    |b, a| b.op(format!("arith.select {}, {}, {} : {e}", a[0], a[1], a[2])),
+                    None,
+                )
+            }
+            Op::Convert { to } => {
+                let from = operands[0].1.dtype;
+                self.map(&operands, ty, |b, a| b.convert(&a[0], from, *to), None)
+            }
+            Op::Reduce { kind, axes } => self.reduce(*kind, axes, &operands[0], ty),
+            Op::Dot => self.dot(&operands[0], &operands[1], ty),
+            Op::Reshape { shape } => self.reshape(&operands[0], shape, ty),
+            Op::Transpose { perm } => {
+                let rank = ty.rank();
+                let mut exprs = vec![String::new(); rank];
+                for (i, &p) in perm.iter().enumerate() {
+                    exprs[p] = format!("d{i}");
+                }
+                self.gather(&operands[0], exprs, ty)
+            }
+            Op::Broadcast { dims, .. } => {
+                let x = &operands[0].1;
+                let exprs = dims
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &d)| {
+                        if x.shape[k] == 1 {
+                            "0".to_string()
+                        } else {
+                            format!("d{d}")
+                        }
+                    })
+                    .collect();
+                self.gather(&operands[0], exprs, ty)
+            }
+            Op::Slice { start, step, .. } => {
+                let exprs = (0..ty.rank())
+                    .map(|d| format!("d{d} * {} + {}", step[d], start[d]))
+                    .collect();
+                self.gather(&operands[0], exprs, ty)
+            }
+            Op::Concat { axis } => {
+                let mut acc = self.empty(&ty.shape, elem(ty.dtype));
+                let mut offset = 0;
+                for (name, t) in &operands {
+                    let offsets: Vec<String> = (0..ty.rank())
+                        .map(|d| {
+                            if d == *axis {
+                                offset.to_string()
+                            } else {
+                                "0".into()
+                            }
+                        })
+                        .collect();
+                    let sizes: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+                    let strides = vec!["1"; ty.rank()];
+                    let n = self.fresh();
+                    self.line(format!(
+                        "{n} = tensor.insert_slice {name} into {acc}[{}] [{}] [{}] : {} into {}",
+                        offsets.join(", "),
+                        sizes.join(", "),
+                        strides.join(", "),
+                        tensor(t),
+                        tensor(ty)
+                    ));
+                    acc = n;
+                    offset += t.shape[*axis];
+                }
+                acc
+            }
+        }
+    }
+
+    /// A copy where output element `d` reads operand element `exprs(d)`.
+    fn gather(&mut self, x: &(String, TensorType), exprs: Vec<String>, ty: &TensorType) -> String {
+        let rank = ty.rank();
+        let e = elem(ty.dtype);
+        let init = self.empty(&ty.shape, e);
+        let input = GenericInput::new(&x.0, &x.1, exprs);
+        self.generic(
+            rank,
+            &vec!["parallel"; rank],
+            &[input],
+            &init,
+            &ty.shape,
+            e,
+            &identity_exprs(rank),
+            |_, a| a[0].clone(),
+        )
+    }
+
+    fn reduce(
+        &mut self,
+        kind: ReduceKind,
+        axes: &[usize],
+        x: &(String, TensorType),
+        ty: &TensorType,
+    ) -> String {
+        let rank = x.1.rank();
+        let d = ty.dtype;
+        // f32 sums accumulate in f64.
+        let acc_dtype = if kind == ReduceKind::Sum && d == DType::F32 {
+            DType::F64
+        } else {
+            d
+        };
+        let acc_e = elem(acc_dtype);
+        let init = self.empty(&ty.shape, acc_e);
+        let identity = self.fresh();
+        self.line(format!(
+            "{identity} = arith.constant {}",
+            scalar_const(kind.identity(acc_dtype))
+        ));
+        let filled = self.fresh();
+        self.line(format!(
+            "{filled} = linalg.fill ins({identity} : {acc_e}) outs({init} : {}) -> {}",
+            shaped("tensor", &ty.shape, acc_e),
+            shaped("tensor", &ty.shape, acc_e)
+        ));
+        let iters: Vec<&str> = (0..rank)
+            .map(|i| {
+                if axes.contains(&i) {
+                    "reduction"
+                } else {
+                    "parallel"
+                }
+            })
+            .collect();
+        let out_exprs: Vec<String> = (0..rank)
+            .filter(|i| !axes.contains(i))
+            .map(|i| format!("d{i}"))
+            .collect();
+        let input = GenericInput::new(&x.0, &x.1, identity_exprs(rank));
+        let r = self.generic(
+            rank,
+            &iters,
+            &[input],
+            &filled,
+            &ty.shape,
+            acc_e,
+            &out_exprs,
+            |b, a| {
+                let v = b.convert(&a[0], d, acc_dtype);
+                b.binary(kind.combiner(), &a[1], &v, acc_dtype)
+            },
+        );
+        if acc_dtype == d {
+            r
+        } else {
+            self.map(
+                &[(r, ty.with_dtype(acc_dtype))],
+                ty,
+                |b, a| b.convert(&a[0], acc_dtype, d),
+                None,
+            )
+        }
+    }
+
+    fn dot(
+        &mut self,
+        a: &(String, TensorType),
+        b: &(String, TensorType),
+        ty: &TensorType,
+    ) -> String {
+        let r = ty.rank();
+        // Loops: batch dims, m, n, k.
+        let loops = r + 1;
+        let batch: Vec<String> = (0..r - 2).map(|i| format!("d{i}")).collect();
+        let (m, n, k) = (
+            format!("d{}", r - 2),
+            format!("d{}", r - 1),
+            format!("d{r}"),
+        );
+        let with = |x: &[&String]| -> Vec<String> {
+            batch
+                .iter()
+                .cloned()
+                .chain(x.iter().map(|s| s.to_string()))
+                .collect()
+        };
+        let mut iters = vec!["parallel"; r];
+        iters.push("reduction");
+        let d = ty.dtype;
+        let e = elem(d);
+        let init = self.empty(&ty.shape, e);
+        let zero = self.fresh();
+        self.line(format!(
+            "{zero} = arith.constant {}",
+            scalar_const(Literal::of_i64(d, 0))
+        ));
+        let filled = self.fresh();
+        self.line(format!(
+            "{filled} = linalg.fill ins({zero} : {e}) outs({init} : {}) -> {}",
+            tensor(ty),
+            tensor(ty)
+        ));
+        let inputs = [
+            GenericInput::new(&a.0, &a.1, with(&[&m, &k])),
+            GenericInput::new(&b.0, &b.1, with(&[&k, &n])),
+        ];
+        self.generic(
+            loops,
+            &iters,
+            &inputs,
+            &filled,
+            &ty.shape,
+            e,
+            &with(&[&m, &n]),
+            |body, x| {
+                let p = body.binary(BinaryOp::Mul, &x[0], &x[1], d);
+                body.binary(BinaryOp::Add, &x[2], &p, d)
+            },
+        )
+    }
+
+    /// Row-major reshape: collapse to one dimension, then expand to the target.
+    fn reshape(&mut self, x: &(String, TensorType), shape: &[usize], ty: &TensorType) -> String {
+        let (name, from) = x;
+        let n = from.num_elements();
+        let flat = TensorType::new(ty.dtype, vec![n]);
+        let all = |rank: usize| {
+            format!(
+                "[[{}]]",
+                (0..rank)
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        // Rank 0 to or from anything: every dimension is 1 and the reassociation is empty.
+        let collapsed = match from.rank() {
+            1 => name.clone(),
+            0 => {
+                let t = self.fresh();
+                self.line(format!(
+                    "{t} = tensor.expand_shape {name} [] output_shape [1] : {} into {}",
+                    tensor(from),
+                    tensor(&flat)
+                ));
+                t
+            }
+            r => {
+                let t = self.fresh();
+                self.line(format!(
+                    "{t} = tensor.collapse_shape {name} {} : {} into {}",
+                    all(r),
+                    tensor(from),
+                    tensor(&flat)
+                ));
+                t
+            }
+        };
+        match shape.len() {
+            1 => collapsed,
+            0 => {
+                let t = self.fresh();
+                self.line(format!(
+                    "{t} = tensor.collapse_shape {collapsed} [] : {} into {}",
+                    tensor(&flat),
+                    tensor(ty)
+                ));
+                t
+            }
+            r => {
+                let t = self.fresh();
+                let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+                self.line(format!(
+                    "{t} = tensor.expand_shape {collapsed} {} output_shape [{}] : {} into {}",
+                    all(r),
+                    dims.join(", "),
+                    tensor(&flat),
+                    tensor(ty)
+                ));
+                t
+            }
+        }
+    }
+}

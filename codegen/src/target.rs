@@ -1,0 +1,126 @@
+//! Code generation targets: an architecture, its triple and a CPU.
+//!
+//! The default CPU of each architecture is a fixed baseline so that artifacts are portable and
+//! reproducible (x86-64-v3 for x86-64: AVX2 and FMA); `native` asks for the host's CPU and
+//! features, which makes the artifact specific to this machine.
+
+use inkwell::targets::{
+    CodeModel, InitializationConfig, RelocMode, Target as LlvmTarget, TargetMachine, TargetTriple,
+};
+use inkwell::OptimizationLevel;
+
+/// An architecture kiln generates code for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// Every architecture, with its triple and baseline CPU.
+    pub const ALL: [(Arch, &'static str, &'static str); 2] = [
+        (Arch::X86_64, "x86_64-unknown-linux-gnu", "x86-64-v3"),
+        (Arch::Aarch64, "aarch64-unknown-linux-gnu", "generic"),
+    ];
+
+    fn initialize(self) {
+        let config = InitializationConfig::default();
+        match self {
+            Arch::X86_64 => LlvmTarget::initialize_x86(&config),
+            Arch::Aarch64 => LlvmTarget::initialize_aarch64(&config),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub arch: Arch,
+    pub triple: String,
+    /// The LLVM CPU name (`x86-64-v3`, `skylake-avx512`, ...), resolved for `native`.
+    pub cpu: String,
+    /// LLVM target features (`+avx2,...`); empty unless the CPU is `native`.
+    pub features: String,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target::new(None, None).expect("the default target is valid")
+    }
+}
+
+impl Target {
+    /// The target for a triple (default x86_64-unknown-linux-gnu) and a CPU (default the
+    /// architecture's baseline; `native` for the host).
+    pub fn new(triple: Option<&str>, cpu: Option<&str>) -> Result<Target, String> {
+        let triple = triple.unwrap_or(Arch::ALL[0].1);
+        let Some(&(arch, _, baseline)) = Arch::ALL.iter().find(|(_, t, _)| *t == triple) else {
+            let known: Vec<&str> = Arch::ALL.iter().map(|a| a.1).collect();
+            return Err(format!(
+                "unsupported target `{triple}`; kiln supports {}",
+                known.join(", ")
+            ));
+        };
+        let (cpu, features) = match cpu {
+            Some("native") => {
+                if arch != host_arch() {
+                    return Err(format!("`--target-cpu native` needs a {triple} host"));
+                }
+                (
+                    TargetMachine::get_host_cpu_name().to_string(),
+                    TargetMachine::get_host_cpu_features().to_string(),
+                )
+            }
+            Some(c) => (c.to_string(), String::new()),
+            None => (baseline.to_string(), String::new()),
+        };
+        if cpu.is_empty()
+            || !cpu
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(format!("`{cpu}` is not a CPU name"));
+        }
+        Ok(Target {
+            arch,
+            triple: triple.to_string(),
+            cpu,
+            features,
+        })
+    }
+
+    /// An LLVM target machine producing position-independent code.
+    pub fn machine(&self, opt: u8) -> Result<TargetMachine, String> {
+        self.arch.initialize();
+        let triple = TargetTriple::create(&self.triple);
+        let target = LlvmTarget::from_triple(&triple).map_err(|e| e.to_string())?;
+        let level = match opt {
+            0 => OptimizationLevel::None,
+            1 => OptimizationLevel::Less,
+            2 => OptimizationLevel::Default,
+            _ => OptimizationLevel::Aggressive,
+        };
+        target
+            .create_target_machine(
+                &triple,
+                &self.cpu,
+                &self.features,
+                level,
+                RelocMode::PIC,
+                CodeModel::Default,
+            )
+            .ok_or_else(|| {
+                format!(
+                    "LLVM cannot create a target machine for {} ({})",
+                    self.triple, self.cpu
+                )
+            })
+    }
+}
+
+fn host_arch() -> Arch {
+    if cfg!(target_arch = "aarch64") {
+        Arch::Aarch64
+    } else {
+        Arch::X86_64
+    }
+}
