@@ -241,7 +241,11 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
             )));
         };
         let actual = read(&path, func.ty(func.results[i]), &format!("result `{name}`"))?;
-        if let Err(e) = kiln_ir::interp::compare(&results[i], &actual, args.rtol) {
+        if let Err(e) = kiln_ir::interp::compare(
+            &results[i],
+            &actual,
+            kiln_ir::interp::Tolerance::Scaled(args.rtol),
+        ) {
             failures.push(format!("result `{name}` differs from the interpreter: {e}"));
         }
     }

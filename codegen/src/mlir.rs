@@ -475,7 +475,8 @@ impl<'f> FuncEmitter<'f> {
                     &identity_exprs(rank),
                     |b, _| {
                         let i = b.op(format!("linalg.index {axis} : index"));
-                        b.op(format!("arith.index_cast {i} : index to {e}"))
+                        let i = b.op(format!("arith.index_cast {i} : index to i64"));
+                        b.convert(&i, DType::I64, ty.dtype)
                     },
                 )
             }
@@ -526,41 +527,8 @@ impl<'f> FuncEmitter<'f> {
                     .collect();
                 self.gather(&operands[0], exprs, ty)
             }
-            Op::Slice { start, step, .. } => {
-                let exprs = (0..ty.rank())
-                    .map(|d| format!("d{d} * {} + {}", step[d], start[d]))
-                    .collect();
-                self.gather(&operands[0], exprs, ty)
-            }
-            Op::Concat { axis } => {
-                let mut acc = self.empty(&ty.shape, elem(ty.dtype));
-                let mut offset = 0;
-                for (name, t) in &operands {
-                    let offsets: Vec<String> = (0..ty.rank())
-                        .map(|d| {
-                            if d == *axis {
-                                offset.to_string()
-                            } else {
-                                "0".into()
-                            }
-                        })
-                        .collect();
-                    let sizes: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
-                    let strides = vec!["1"; ty.rank()];
-                    let n = self.fresh();
-                    self.line(format!(
-                        "{n} = tensor.insert_slice {name} into {acc}[{}] [{}] [{}] : {} into {}",
-                        offsets.join(", "),
-                        sizes.join(", "),
-                        strides.join(", "),
-                        tensor(t),
-                        tensor(ty)
-                    ));
-                    acc = n;
-                    offset += t.shape[*axis];
-                }
-                acc
-            }
+            Op::Slice { start, step, .. } => self.slice(&operands[0], start, step, ty),
+            Op::Concat { axis } => self.concat(&operands, *axis, ty),
         }
     }
 
@@ -579,6 +547,106 @@ impl<'f> FuncEmitter<'f> {
             e,
             &identity_exprs(rank),
             |_, a| a[0].clone(),
+        )
+    }
+
+    /// A strided slice as one loop nest over the result: element i of each axis reads operand
+    /// element start + i * step (any sign of step). Reading with `tensor.extract` rather than
+    /// through a strided view keeps strided copies, which need MLIR's runtime library, out of
+    /// the object.
+    fn slice(
+        &mut self,
+        x: &(String, TensorType),
+        start: &[usize],
+        step: &[i64],
+        ty: &TensorType,
+    ) -> String {
+        let rank = ty.rank();
+        let e = elem(ty.dtype);
+        let init = self.empty(&ty.shape, e);
+        self.generic(
+            rank,
+            &vec!["parallel"; rank],
+            &[],
+            &init,
+            &ty.shape,
+            e,
+            &identity_exprs(rank),
+            |b, _| {
+                let at: Vec<String> = (0..rank)
+                    .map(|d| {
+                        let i = b.op(format!("linalg.index {d} : index"));
+                        let k = b.op(format!("arith.constant {} : index", step[d]));
+                        let s = b.op(format!("arith.constant {} : index", start[d]));
+                        let scaled = b.op(format!("arith.muli {i}, {k} : index"));
+                        b.op(format!("arith.addi {scaled}, {s} : index"))
+                    })
+                    .collect();
+                b.op(format!(
+                    "tensor.extract {}[{}] : {}",
+                    x.0,
+                    at.join(", "),
+                    tensor(&x.1)
+                ))
+            },
+        )
+    }
+
+    /// Concatenation as one loop nest over the result: each element reads every operand at
+    /// its index clamped into that operand, and selects the one whose window holds it. (Writing
+    /// each operand into a window of the result would leave strided copies that need MLIR's
+    /// runtime library.)
+    fn concat(
+        &mut self,
+        operands: &[(String, TensorType)],
+        axis: usize,
+        ty: &TensorType,
+    ) -> String {
+        let rank = ty.rank();
+        let e = elem(ty.dtype);
+        let init = self.empty(&ty.shape, e);
+        self.generic(
+            rank,
+            &vec!["parallel"; rank],
+            &[],
+            &init,
+            &ty.shape,
+            e,
+            &identity_exprs(rank),
+            |b, _| {
+                let idx: Vec<String> = (0..rank)
+                    .map(|d| b.op(format!("linalg.index {d} : index")))
+                    .collect();
+                let mut offset = 0;
+                let mut result: Option<String> = None;
+                for (name, t) in operands {
+                    let len = t.shape[axis];
+                    // Index along the axis inside this operand, clamped to [0, len - 1].
+                    let off = b.op(format!("arith.constant {offset} : index"));
+                    let last = b.op(format!("arith.constant {} : index", len - 1));
+                    let zero = b.op("arith.constant 0 : index".into());
+                    let local = b.op(format!("arith.subi {}, {off} : index", idx[axis]));
+                    let low = b.op(format!("arith.maxsi {local}, {zero} : index"));
+                    let clamped = b.op(format!("arith.minsi {low}, {last} : index"));
+                    let mut at = idx.clone();
+                    at[axis] = clamped;
+                    let v = b.op(format!(
+                        "tensor.extract {name}[{}] : {}",
+                        at.join(", "),
+                        tensor(t)
+                    ));
+                    result = Some(match result {
+                        None => v,
+                        Some(prev) => {
+                            let inside =
+                                b.op(format!("arith.cmpi sge, {}, {off} : index", idx[axis]));
+                            b.op(format!("arith.select {inside}, {v}, {prev} : {e}"))
+                        }
+                    });
+                    offset += len;
+                }
+                result.expect("concat has operands")
+            },
         )
     }
 

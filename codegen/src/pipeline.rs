@@ -159,6 +159,7 @@ pub fn compile(
     llvm_module
         .verify()
         .map_err(|e| err("LLVM IR verification", e.to_string()))?;
+    check_external_functions(&llvm_module)?;
     llvm_module
         .run_passes(
             &format!("default<O{}>", opt.min(3)),
@@ -188,6 +189,31 @@ pub fn compile(
     timer.lap("object");
     artifacts.timings = timer.timings;
     Ok(artifacts)
+}
+
+/// The only functions an object may call outside itself: C's allocator and memory functions,
+/// and libm (LLVM intrinsics such as `llvm.exp.f32` become calls to the libm function).
+pub const ALLOWED_EXTERNAL: &[&str] = &[
+    "malloc", "free", "memcpy", "memmove", "memset", "expf", "exp", "logf", "log", "sqrtf", "sqrt",
+    "tanhf", "tanh", "sinf", "sin", "cosf", "cos", "powf", "pow", "fabsf", "fabs",
+];
+
+/// Refuses a module that declares a function outside [`ALLOWED_EXTERNAL`] (such as MLIR's
+/// runtime library), so every object links with nothing but libc and libm.
+fn check_external_functions(m: &LlvmModule) -> Result<(), CodegenError> {
+    for f in m.get_functions() {
+        let name = f.get_name().to_string_lossy().into_owned();
+        if f.count_basic_blocks() == 0
+            && !name.starts_with("llvm.")
+            && !ALLOWED_EXTERNAL.contains(&name.as_str())
+        {
+            return Err(err(
+                "external symbol check",
+                format!("the generated code calls `{name}`, which is neither libc nor libm"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Adds the C entry point `int32_t <module>_<f>(ptr...)` of every function: it returns 1 when

@@ -1,1 +1,348 @@
-pub fn placeholder() {}
+//! Random well-typed instances of every op and random programs over the op table, for
+//! property and differential tests (round trips, compiled code against the interpreter,
+//! rewrites against the interpreter). Deterministic for a given seed.
+
+use crate::func::{Func, Value};
+use crate::interp::{Data, Tensor};
+use crate::ops::{BinaryOp, Domain, Op, ReduceKind, UnaryOp};
+use crate::types::{DType, Literal, TensorType};
+use crate::Span;
+
+/// SplitMix64: a small, fast, seedable generator (tests only need reproducibility).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+}
+
+/// A random dtype that `domain` accepts.
+pub fn dtype_in(rng: &mut Rng, domain: Domain) -> DType {
+    let all: Vec<DType> = DType::ALL
+        .iter()
+        .copied()
+        .filter(|&d| domain.accepts(d))
+        .collect();
+    rng.pick(&all)
+}
+
+/// A random shape of rank `lo..=hi` with small dimensions.
+pub fn shape(rng: &mut Rng, lo: usize, hi: usize) -> Vec<usize> {
+    let rank = lo + rng.below(hi - lo + 1);
+    (0..rank).map(|_| 1 + rng.below(5)).collect()
+}
+
+/// Random elements for `ty`: floats mostly in [-2, 2] with occasional large values, zeros and
+/// (when `specials`) NaN and infinities; integers in a small signed range; bools half true.
+pub fn tensor(rng: &mut Rng, ty: &TensorType, specials: bool) -> Tensor {
+    let n = ty.num_elements();
+    let float = |rng: &mut Rng| -> f64 {
+        let r = rng.unit();
+        if specials && r < 0.03 {
+            rng.pick(&[
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                3.0e9,
+                -3.0e9,
+                1.0e20,
+            ])
+        } else if r < 0.06 {
+            0.0
+        } else {
+            4.0 * rng.unit() - 2.0
+        }
+    };
+    let data = match ty.dtype {
+        DType::Bool => Data::Bool((0..n).map(|_| rng.chance(0.5)).collect()),
+        DType::I32 => Data::I32((0..n).map(|_| rng.below(21) as i32 - 10).collect()),
+        DType::I64 => Data::I64((0..n).map(|_| rng.below(21) as i64 - 10).collect()),
+        DType::F32 => Data::F32((0..n).map(|_| float(rng) as f32).collect()),
+        DType::F64 => Data::F64((0..n).map(|_| float(rng)).collect()),
+    };
+    Tensor::new(ty.shape.clone(), data)
+}
+
+/// A random literal of `dtype`.
+pub fn literal(rng: &mut Rng, dtype: DType) -> Literal {
+    match dtype {
+        DType::Bool => Literal::Bool(rng.chance(0.5)),
+        d if d.is_int() => Literal::of_i64(d, rng.below(41) as i64 - 20),
+        d => Literal::of_f64(d, ((8.0 * rng.unit() - 4.0) * 1024.0).round() / 1024.0),
+    }
+}
+
+/// A random well-typed instance of the same kind of op as `template` (attributes drawn
+/// afresh) with the operand types it needs.
+pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
+    match template {
+        Op::Const(_) => {
+            let d = dtype_in(rng, Domain::Any);
+            (Op::Const(literal(rng, d)), vec![])
+        }
+        Op::Iota { .. } => {
+            let s = shape(rng, 1, 3);
+            let axis = rng.below(s.len());
+            (
+                Op::Iota {
+                    dtype: dtype_in(rng, Domain::Numeric),
+                    shape: s,
+                    axis,
+                },
+                vec![],
+            )
+        }
+        Op::Unary(u) => {
+            let ty = TensorType::new(dtype_in(rng, u.domain()), shape(rng, 0, 3));
+            (Op::Unary(*u), vec![ty])
+        }
+        Op::Binary(b) => {
+            let ty = TensorType::new(dtype_in(rng, b.domain()), shape(rng, 0, 3));
+            (Op::Binary(*b), vec![ty.clone(), ty])
+        }
+        Op::Select => {
+            let ty = TensorType::new(dtype_in(rng, Domain::Any), shape(rng, 0, 3));
+            (Op::Select, vec![ty.with_dtype(DType::Bool), ty.clone(), ty])
+        }
+        Op::Convert { .. } => {
+            let ty = TensorType::new(dtype_in(rng, Domain::Any), shape(rng, 0, 3));
+            (
+                Op::Convert {
+                    to: dtype_in(rng, Domain::Any),
+                },
+                vec![ty],
+            )
+        }
+        Op::Reduce { kind, .. } => {
+            let s = shape(rng, 1, 4);
+            let mut axes: Vec<usize> = (0..s.len()).filter(|_| rng.chance(0.5)).collect();
+            if axes.is_empty() {
+                axes.push(rng.below(s.len()));
+            }
+            (
+                Op::Reduce { kind: *kind, axes },
+                vec![TensorType::new(dtype_in(rng, Domain::Numeric), s)],
+            )
+        }
+        Op::Dot => {
+            let batch = shape(rng, 0, 2);
+            let (m, k, n) = (1 + rng.below(6), 1 + rng.below(9), 1 + rng.below(6));
+            let d = dtype_in(rng, Domain::Numeric);
+            let with = |a: usize, b: usize| batch.iter().copied().chain([a, b]).collect::<Vec<_>>();
+            (
+                Op::Dot,
+                vec![
+                    TensorType::new(d, with(m, k)),
+                    TensorType::new(d, with(k, n)),
+                ],
+            )
+        }
+        Op::Reshape { .. } => {
+            let s = shape(rng, 0, 3);
+            let n: usize = s.iter().product();
+            // A random factorization of n.
+            let mut target = vec![];
+            let mut rest = n;
+            while rest > 1 && rng.chance(0.7) {
+                let divisors: Vec<usize> = (2..=rest).filter(|d| rest % d == 0).collect();
+                let d = rng.pick(&divisors);
+                target.push(d);
+                rest /= d;
+            }
+            if rest > 1 || rng.chance(0.3) {
+                target.push(rest);
+            }
+            (
+                Op::Reshape { shape: target },
+                vec![TensorType::new(dtype_in(rng, Domain::Any), s)],
+            )
+        }
+        Op::Transpose { .. } => {
+            let s = shape(rng, 1, 4);
+            let mut perm: Vec<usize> = (0..s.len()).collect();
+            for i in (1..perm.len()).rev() {
+                perm.swap(i, rng.below(i + 1));
+            }
+            (
+                Op::Transpose { perm },
+                vec![TensorType::new(dtype_in(rng, Domain::Any), s)],
+            )
+        }
+        Op::Broadcast { .. } => {
+            let out = shape(rng, 1, 4);
+            let dims: Vec<usize> = (0..out.len()).filter(|_| rng.chance(0.6)).collect();
+            let in_shape = dims
+                .iter()
+                .map(|&d| if rng.chance(0.3) { 1 } else { out[d] })
+                .collect();
+            (
+                Op::Broadcast { shape: out, dims },
+                vec![TensorType::new(dtype_in(rng, Domain::Any), in_shape)],
+            )
+        }
+        Op::Slice { .. } => {
+            let s: Vec<usize> = shape(rng, 1, 3).iter().map(|d| d + 2).collect();
+            let (mut start, mut step, mut out) = (vec![], vec![], vec![]);
+            for &n in &s {
+                let k = rng.pick(&[1i64, 1, 2, 3, -1, -2]);
+                let first = rng.below(n);
+                // Elements reachable from `first` with step k.
+                let avail = if k > 0 {
+                    (n - 1 - first) as i64 / k + 1
+                } else {
+                    first as i64 / -k + 1
+                };
+                start.push(first);
+                step.push(k);
+                out.push(1 + rng.below(avail as usize));
+            }
+            (
+                Op::Slice {
+                    start,
+                    step,
+                    shape: out,
+                },
+                vec![TensorType::new(dtype_in(rng, Domain::Any), s)],
+            )
+        }
+        Op::Concat { .. } => {
+            let s = shape(rng, 1, 3);
+            let axis = rng.below(s.len());
+            let d = dtype_in(rng, Domain::Any);
+            let parts = (0..1 + rng.below(3))
+                .map(|_| {
+                    let mut p = s.clone();
+                    p[axis] = 1 + rng.below(4);
+                    TensorType::new(d, p)
+                })
+                .collect();
+            (Op::Concat { axis }, parts)
+        }
+    }
+}
+
+/// A function applying one random instance of `template` to its parameters.
+pub fn single_op_func(rng: &mut Rng, template: &Op, name: &str) -> Func {
+    let (op, types) = instance(rng, template);
+    let mut f = Func::new(name, Span::default());
+    let args: Vec<Value> = types
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| f.add_param(format!("p{i}"), t, Span::default()))
+        .collect();
+    let r = f
+        .push(op, args, Span::default())
+        .expect("generated instances are well typed");
+    f.results.push(r);
+    f.result_names.push("out0".into());
+    f
+}
+
+/// A random program of about `size` instructions: each step applies a random elementwise,
+/// reduction, contraction or shape op to earlier values of matching types (or to new
+/// parameters), and a few values are returned.
+pub fn random_func(rng: &mut Rng, size: usize, name: &str) -> Func {
+    let mut f = Func::new(name, Span::default());
+    let base = TensorType::new(rng.pick(&[DType::F32, DType::F64]), shape(rng, 1, 3));
+    let p0 = f.add_param("x", base.clone(), Span::default());
+    let p1 = f.add_param("y", base.clone(), Span::default());
+    let mut pool: Vec<Value> = vec![p0, p1];
+    for _ in 0..size {
+        let a = rng.pick(&pool);
+        let ta = f.ty(a).clone();
+        let same: Vec<Value> = pool.iter().copied().filter(|&v| *f.ty(v) == ta).collect();
+        let b = rng.pick(&same);
+        let candidates: Vec<(Op, Vec<Value>)> = {
+            let mut c = vec![];
+            if ta.dtype.is_float() {
+                for &u in UnaryOp::ALL {
+                    c.push((Op::Unary(u), vec![a]));
+                }
+            }
+            if ta.dtype.is_numeric() {
+                for &op in BinaryOp::ALL
+                    .iter()
+                    .filter(|b| b.domain().accepts(ta.dtype))
+                {
+                    c.push((Op::Binary(op), vec![a, b]));
+                }
+                if ta.rank() > 0 {
+                    let axes = vec![rng.below(ta.rank())];
+                    c.push((
+                        Op::Reduce {
+                            kind: rng.pick(&ReduceKind::ALL),
+                            axes,
+                        },
+                        vec![a],
+                    ));
+                    let mut perm: Vec<usize> = (0..ta.rank()).collect();
+                    perm.reverse();
+                    c.push((Op::Transpose { perm }, vec![a]));
+                }
+                if ta.rank() == 2 && ta.shape[0] == ta.shape[1] {
+                    c.push((Op::Dot, vec![a, b]));
+                }
+                let mut wide = ta.shape.clone();
+                wide.insert(0, 2);
+                c.push((
+                    Op::Broadcast {
+                        shape: wide,
+                        dims: (1..=ta.rank()).collect(),
+                    },
+                    vec![a],
+                ));
+            }
+            if ta.dtype == DType::Bool {
+                c.push((Op::Convert { to: base.dtype }, vec![a]));
+            }
+            c.push((
+                Op::Reshape {
+                    shape: vec![ta.num_elements()],
+                },
+                vec![a],
+            ));
+            c
+        };
+        let (op, args) = candidates[rng.below(candidates.len())].clone();
+        if let Ok(v) = f.push(op, args, Span::default()) {
+            if f.ty(v).num_elements() <= 4096 {
+                pool.push(v);
+            }
+        }
+    }
+    let n = 1 + rng.below(2.min(pool.len()));
+    for i in 0..n {
+        let v = pool[pool.len() - 1 - i];
+        f.results.push(v);
+        f.result_names.push(format!("out{i}"));
+    }
+    f
+}

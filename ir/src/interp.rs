@@ -553,10 +553,19 @@ fn int_at(d: &Data, i: usize) -> i64 {
     }
 }
 
-/// Compares a result with the reference: same type; integers and bools exactly; floats with
-/// |a - r| <= rtol * max|r| per element (errors scaled by the tensor's magnitude, so that sums
-/// with cancellation are judged fairly), and NaN only where the reference has NaN.
-pub fn compare(reference: &Tensor, actual: &Tensor, rtol: f64) -> Result<(), String> {
+/// How float results are compared with the reference.
+#[derive(Clone, Copy, Debug)]
+pub enum Tolerance {
+    /// |a - r| <= rtol * |r| for every element: for elementwise results.
+    Elementwise(f64),
+    /// |a - r| <= rtol * max|r|: errors scaled by the tensor's magnitude, so that sums and dot
+    /// products with cancellation are judged fairly.
+    Scaled(f64),
+}
+
+/// Compares a result with the reference: same type; integers and bools exactly; floats within
+/// the tolerance, infinities exactly, and NaN exactly where the reference has NaN.
+pub fn compare(reference: &Tensor, actual: &Tensor, tolerance: Tolerance) -> Result<(), String> {
     if reference.ty() != actual.ty() {
         return Err(format!(
             "type {} instead of {}",
@@ -581,17 +590,20 @@ pub fn compare(reference: &Tensor, actual: &Tensor, rtol: f64) -> Result<(), Str
         .fold(0.0f64, |m, x| m.max(x.abs()));
     for i in 0..n {
         let (r, a) = (reference.data.get_f64(i), actual.data.get_f64(i));
+        let allowed = match tolerance {
+            Tolerance::Elementwise(rtol) => rtol * r.abs(),
+            Tolerance::Scaled(rtol) => rtol * scale,
+        };
         let ok = if r.is_nan() || a.is_nan() {
             r.is_nan() && a.is_nan()
         } else if r.is_infinite() || a.is_infinite() {
             r == a
         } else {
-            (a - r).abs() <= rtol * scale.max(f64::MIN_POSITIVE)
+            (a - r).abs() <= allowed.max(f64::MIN_POSITIVE)
         };
         if !ok {
             return Err(format!(
-                "element {i} is {a:e} instead of {r:e} (tolerance {:e})",
-                rtol * scale
+                "element {i} is {a:e} instead of {r:e} (tolerance {allowed:e})"
             ));
         }
     }

@@ -1,0 +1,163 @@
+//! Test support: compile IR to a shared library, load it, and call its entry points on
+//! tensors; random seeds per run.
+#![allow(dead_code)]
+
+use kiln_ir::interp::{compare, Data, Tensor, Tolerance};
+use kiln_ir::Module;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The seed of this run: KILN_TEST_SEED if set, else drawn from the clock. Printed so that a
+/// failure can be reproduced.
+pub fn seed() -> u64 {
+    let seed = std::env::var("KILN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("random seed: {seed} (set KILN_TEST_SEED={seed} to reproduce)");
+    seed
+}
+
+/// A compiled module loaded as a shared library.
+pub struct Loaded {
+    pub module: Module,
+    lib: libloading::Library,
+    _dir: tempfile::TempDir,
+}
+
+/// Compiles a verified module with the default target at `opt`, links it into a shared
+/// library with the system C compiler and loads it.
+pub fn compile_and_load(module: &Module, opt: u8) -> Loaded {
+    kiln_ir::verify::verify_module(module).expect("test modules verify");
+    let artifacts = kiln_codegen::compile(
+        module,
+        &kiln_codegen::Target::default(),
+        opt,
+        Default::default(),
+    )
+    .unwrap_or_else(|e| {
+        let path = std::env::temp_dir().join(format!("kiln-failed-{}.mlir", module.name));
+        let _ = std::fs::write(&path, kiln_codegen::mlir::emit_module(module));
+        panic!(
+            "codegen failed: {e}\n(MLIR written to {})\n{}",
+            path.display(),
+            kiln_ir::text::print_module(module)
+        )
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let obj: PathBuf = dir.path().join("m.o");
+    let so: PathBuf = dir.path().join("libm.so");
+    std::fs::write(&obj, &artifacts.object).expect("write object");
+    let status = Command::new("cc")
+        .arg("-shared")
+        .arg("-o")
+        .arg(&so)
+        .arg(&obj)
+        .arg("-lm")
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "linking failed");
+    let lib = unsafe { libloading::Library::new(&so) }.expect("load library");
+    Loaded {
+        module: module.clone(),
+        lib,
+        _dir: dir,
+    }
+}
+
+/// Calls `f(ptrs...)` through a C function pointer with as many pointer arguments as given.
+unsafe fn call_entry(f: *const std::ffi::c_void, p: &[*mut u8]) -> i32 {
+    macro_rules! arity {
+        ($($i:literal)*) => {{
+            let f: extern "C" fn($(arity!(@ptr $i)),*) -> i32 = std::mem::transmute(f);
+            f($(p[$i]),*)
+        }};
+        (@ptr $i:literal) => { *mut u8 };
+    }
+    match p.len() {
+        1 => arity!(0),
+        2 => arity!(0 1),
+        3 => arity!(0 1 2),
+        4 => arity!(0 1 2 3),
+        5 => arity!(0 1 2 3 4),
+        6 => arity!(0 1 2 3 4 5),
+        7 => arity!(0 1 2 3 4 5 6),
+        8 => arity!(0 1 2 3 4 5 6 7),
+        9 => arity!(0 1 2 3 4 5 6 7 8),
+        10 => arity!(0 1 2 3 4 5 6 7 8 9),
+        11 => arity!(0 1 2 3 4 5 6 7 8 9 10),
+        12 => arity!(0 1 2 3 4 5 6 7 8 9 10 11),
+        n => panic!("test harness supports up to 12 arguments, not {n}"),
+    }
+}
+
+impl Loaded {
+    /// Calls exported function `name` on `args` and returns its results.
+    pub fn call(&self, name: &str, args: &[Tensor]) -> Vec<Tensor> {
+        let func = self.module.func(name).expect("function exists");
+        let symbol = format!("{}_{}\0", self.module.name, name);
+        let f: libloading::Symbol<*const std::ffi::c_void> =
+            unsafe { self.lib.get(symbol.as_bytes()) }.expect("symbol");
+        let mut inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
+        let mut outputs: Vec<Vec<u8>> = func
+            .result_types()
+            .iter()
+            .map(|t| vec![0xA5u8; t.size_bytes()])
+            .collect();
+        let mut ptrs: Vec<*mut u8> = inputs.iter_mut().map(|b| b.as_mut_ptr()).collect();
+        ptrs.extend(outputs.iter_mut().map(|b| b.as_mut_ptr()));
+        let status = unsafe { call_entry(*f, &ptrs) };
+        assert_eq!(status, 0, "entry point returned {status}");
+        outputs
+            .iter()
+            .zip(func.result_types())
+            .map(|(bytes, ty)| {
+                Tensor::new(
+                    ty.shape.clone(),
+                    Data::from_bytes(ty.dtype, bytes).expect("size"),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The tolerance for comparing a function's results with the interpreter: f32 1e-5 and f64
+/// 1e-12, per element for elementwise programs, scaled by magnitude otherwise.
+pub fn tolerance(dtype: kiln_ir::DType, elementwise: bool) -> Tolerance {
+    let rtol = if dtype == kiln_ir::DType::F64 {
+        1e-12
+    } else {
+        1e-5
+    };
+    if elementwise {
+        Tolerance::Elementwise(rtol)
+    } else {
+        Tolerance::Scaled(rtol)
+    }
+}
+
+/// Runs `name` compiled and interpreted on `args` and checks that they agree.
+pub fn check_against_interpreter(
+    loaded: &Loaded,
+    name: &str,
+    args: &[Tensor],
+    elementwise: bool,
+) -> Result<(), String> {
+    let func = loaded.module.func(name).expect("function exists");
+    let expected = kiln_ir::interp::run(func, args);
+    let actual = loaded.call(name, args);
+    for (i, (e, a)) in expected.iter().zip(&actual).enumerate() {
+        compare(e, a, tolerance(e.data.dtype(), elementwise)).map_err(|m| {
+            format!(
+                "`{name}` result {i}: {m}\n{}",
+                kiln_ir::text::print_func(func)
+            )
+        })?;
+    }
+    Ok(())
+}
