@@ -59,11 +59,7 @@ impl EmitKind {
     }
 
     pub fn extension(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|k| k.0 == self)
-            .map(|k| k.2)
-            .expect("every kind is listed")
+        Self::ALL.iter().find(|k| k.0 == self).map(|k| k.2).expect("every kind is listed")
     }
 }
 
@@ -94,11 +90,7 @@ impl Default for Options {
 #[derive(Debug)]
 pub enum Error {
     /// An error in the user's program.
-    Source {
-        diag: Box<Diagnostic>,
-        file: String,
-        src: String,
-    },
+    Source { diag: Box<Diagnostic>, file: String, src: String },
     /// A bad option or a file that cannot be read or written.
     Usage(String),
     /// A compiler bug.
@@ -146,85 +138,55 @@ pub struct Source {
 
 impl Source {
     pub fn read(path: &Path) -> Result<Source, Error> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", path.display())))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::Usage(format!("`{}` is not UTF-8 text", path.display())))?;
-        Ok(Source {
-            name: path.display().to_string(),
-            text,
-        })
+        let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| Error::Usage(format!("`{}` is not UTF-8 text", path.display())))?;
+        Ok(Source { name: path.display().to_string(), text })
     }
 
     /// The default module name: the file stem as a C identifier.
     pub fn default_module_name(&self) -> String {
-        let stem = Path::new(&self.name)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = Path::new(&self.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         kiln_frontend::module_name_from_stem(&stem)
     }
 
     fn error(&self, diag: Diagnostic) -> Error {
-        Error::Source {
-            diag: Box::new(diag),
-            file: self.name.clone(),
-            src: self.text.clone(),
-        }
+        Error::Source { diag: Box::new(diag), file: self.name.clone(), src: self.text.clone() }
     }
 }
 
 /// Parses and checks a source, returning the IR module (the work of `kiln check`).
 pub fn check(source: &Source, module_name: &str) -> Result<Module, Error> {
     if !kiln_ir::func::is_identifier(module_name) {
-        return Err(Error::Usage(format!(
-            "module name `{module_name}` is not a C identifier"
-        )));
+        return Err(Error::Usage(format!("module name `{module_name}` is not a C identifier")));
     }
     kiln_frontend::compile_source(&source.text, module_name).map_err(|d| source.error(d))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn file_info(name: &str, bytes: &[u8]) -> FileInfo {
-    FileInfo {
-        name: name.to_string(),
-        sha256: sha256_hex(bytes),
-        bytes: bytes.len() as u64,
-    }
+    FileInfo { name: name.to_string(), sha256: sha256_hex(bytes), bytes: bytes.len() as u64 }
 }
 
 /// Compiles a source with `options`, in memory.
 pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
-    let module_name = options
-        .module_name
-        .clone()
-        .unwrap_or_else(|| source.default_module_name());
-    let mut out = Output {
-        module_name: module_name.clone(),
-        ..Default::default()
-    };
+    let module_name = options.module_name.clone().unwrap_or_else(|| source.default_module_name());
+    let mut out = Output { module_name: module_name.clone(), ..Default::default() };
     let wants = |k: EmitKind| options.emit.contains(&k);
     let start = Instant::now();
     let file = kiln_frontend::parser::parse(&source.text).map_err(|d| source.error(d))?;
     if wants(EmitKind::Ast) {
-        out.dumps
-            .push((EmitKind::Ast.extension().into(), format!("{file:#?}\n")));
+        out.dumps.push((EmitKind::Ast.extension().into(), format!("{file:#?}\n")));
     }
     out.timings.push(("parse".into(), start.elapsed()));
     let start = Instant::now();
     let mut module = check(source, &module_name)?;
     out.timings.push(("elaborate".into(), start.elapsed()));
     if wants(EmitKind::Ir) {
-        out.dumps.push((
-            EmitKind::Ir.extension().into(),
-            kiln_ir::text::print_module(&module),
-        ));
+        out.dumps.push((EmitKind::Ir.extension().into(), kiln_ir::text::print_module(&module)));
     }
     for d in &options.dump_after {
         if !kiln_passes::step_names().contains(&d.as_str()) {
@@ -234,37 +196,25 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
             )));
         }
     }
-    let report =
-        kiln_passes::run_pipeline(&mut module, &options.dump_after).map_err(Error::Internal)?;
+    let report = kiln_passes::run_pipeline(&mut module, &options.dump_after).map_err(Error::Internal)?;
     out.timings.extend(report.timings);
     for (step, text) in report.dumps {
         out.dumps.push((format!("after-{step}.kir"), text));
     }
     if wants(EmitKind::Opt) {
-        out.dumps.push((
-            EmitKind::Opt.extension().into(),
-            kiln_ir::text::print_module(&module),
-        ));
+        out.dumps.push((EmitKind::Opt.extension().into(), kiln_ir::text::print_module(&module)));
     }
-    let needs_codegen = [EmitKind::Mlir, EmitKind::Llvm, EmitKind::Asm, EmitKind::Obj]
-        .iter()
-        .any(|&k| wants(k));
+    let needs_codegen = [EmitKind::Mlir, EmitKind::Llvm, EmitKind::Asm, EmitKind::Obj].iter().any(|&k| wants(k));
     if !needs_codegen {
         return Ok(out);
     }
-    let emit = Emit {
-        mlir: wants(EmitKind::Mlir),
-        llvm: wants(EmitKind::Llvm),
-        asm: wants(EmitKind::Asm),
-    };
+    let emit = Emit { mlir: wants(EmitKind::Mlir), llvm: wants(EmitKind::Llvm), asm: wants(EmitKind::Asm) };
     let artifacts = kiln_codegen::compile(&module, &options.target, options.opt_level, emit)
         .map_err(|e| Error::Internal(e.to_string()))?;
     out.timings.extend(artifacts.timings.iter().cloned());
-    for (kind, text) in [
-        (EmitKind::Mlir, &artifacts.mlir),
-        (EmitKind::Llvm, &artifacts.llvm),
-        (EmitKind::Asm, &artifacts.asm),
-    ] {
+    for (kind, text) in
+        [(EmitKind::Mlir, &artifacts.mlir), (EmitKind::Llvm, &artifacts.llvm), (EmitKind::Asm, &artifacts.asm)]
+    {
         if let Some(t) = text {
             out.dumps.push((kind.extension().into(), t.clone()));
         }
@@ -273,18 +223,13 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         let object_name = format!("{module_name}.o");
         let header_name = format!("{module_name}.h");
         let header = kiln_codegen::header::emit_header(&module, VERSION).into_bytes();
-        let source_name = Path::new(&source.name)
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let source_name =
+            Path::new(&source.name).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let manifest = Manifest {
             format: manifest::FORMAT,
             version: manifest::VERSION,
             module: module_name.clone(),
-            compiler: Compiler {
-                name: "kiln",
-                version: VERSION.to_string(),
-            },
+            compiler: Compiler { name: "kiln", version: VERSION.to_string() },
             target: TargetInfo {
                 triple: options.target.triple.clone(),
                 cpu: options.target.cpu.clone(),
@@ -293,13 +238,9 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
             opt_level: options.opt_level,
             source: file_info(&source_name, source.text.as_bytes()),
             functions: manifest::functions(&module),
-            files: vec![
-                file_info(&object_name, &artifacts.object),
-                file_info(&header_name, &header),
-            ],
+            files: vec![file_info(&object_name, &artifacts.object), file_info(&header_name, &header)],
         };
-        let mut json =
-            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
         json.push(b'\n');
         out.files.push((object_name, artifacts.object));
         out.files.push((header_name, header));
@@ -311,22 +252,12 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
 /// Writes the artifacts of `out` into `dir` (created if missing), and the dumps as
 /// `<module>.<ext>` files. Returns the paths written.
 pub fn write_output(out: &Output, dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
     let mut written = vec![];
-    let dumps = out
-        .dumps
-        .iter()
-        .map(|(ext, text)| (format!("{}.{ext}", out.module_name), text.as_bytes()));
-    for (name, bytes) in out
-        .files
-        .iter()
-        .map(|(n, b)| (n.clone(), b.as_slice()))
-        .chain(dumps)
-    {
+    let dumps = out.dumps.iter().map(|(ext, text)| (format!("{}.{ext}", out.module_name), text.as_bytes()));
+    for (name, bytes) in out.files.iter().map(|(n, b)| (n.clone(), b.as_slice())).chain(dumps) {
         let path = dir.join(name);
-        std::fs::write(&path, bytes)
-            .map_err(|e| Error::Usage(format!("cannot write `{}`: {e}", path.display())))?;
+        std::fs::write(&path, bytes).map_err(|e| Error::Usage(format!("cannot write `{}`: {e}", path.display())))?;
         written.push(path);
     }
     Ok(written)

@@ -11,11 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "kiln",
-    version,
-    about = "kiln: an ahead-of-time tensor compiler"
-)]
+#[command(name = "kiln", version, about = "kiln: an ahead-of-time tensor compiler")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,9 +76,7 @@ struct EvalArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Deeply nested programs recurse deeply: give the compiler a large stack of its own.
-    let worker = std::thread::Builder::new()
-        .stack_size(256 << 20)
-        .spawn(move || run(cli));
+    let worker = std::thread::Builder::new().stack_size(256 << 20).spawn(move || run(cli));
     let result = match worker {
         Ok(handle) => handle.join().unwrap_or_else(|panic| {
             let msg = panic
@@ -92,19 +86,13 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|| "unknown panic".into());
             Err(Error::Internal(msg))
         }),
-        Err(e) => Err(Error::Internal(format!(
-            "cannot start the compiler thread: {e}"
-        ))),
+        Err(e) => Err(Error::Internal(format!("cannot start the compiler thread: {e}"))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprint!("{}", e.render(std::io::stderr().is_terminal()));
-            ExitCode::from(if matches!(e, Error::Internal(_)) {
-                101
-            } else {
-                1
-            })
+            ExitCode::from(if matches!(e, Error::Internal(_)) { 101 } else { 1 })
         }
     }
 }
@@ -122,16 +110,12 @@ fn run(cli: Cli) -> Result<(), Error> {
 
 fn build(args: BuildArgs) -> Result<(), Error> {
     let source = Source::read(&args.file)?;
-    let target =
-        Target::new(args.target.as_deref(), args.target_cpu.as_deref()).map_err(Error::Usage)?;
+    let target = Target::new(args.target.as_deref(), args.target_cpu.as_deref()).map_err(Error::Usage)?;
     let mut emit = vec![];
     for e in &args.emit {
         emit.push(EmitKind::parse(e).ok_or_else(|| {
             let names: Vec<&str> = EmitKind::ALL.iter().map(|k| k.1).collect();
-            Error::Usage(format!(
-                "unknown --emit kind `{e}`; kinds are: {}",
-                names.join(", ")
-            ))
+            Error::Usage(format!("unknown --emit kind `{e}`; kinds are: {}", names.join(", ")))
         })?);
     }
     let to_stdout = args.out_dir.is_none() && !emit.is_empty();
@@ -139,17 +123,10 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         emit.push(EmitKind::Obj);
     }
     if to_stdout && emit.contains(&EmitKind::Obj) {
-        return Err(Error::Usage(
-            "--emit=obj needs an output directory (-o DIR)".into(),
-        ));
+        return Err(Error::Usage("--emit=obj needs an output directory (-o DIR)".into()));
     }
-    let options = Options {
-        opt_level: args.opt_level,
-        target,
-        module_name: args.module_name,
-        emit,
-        dump_after: args.dump_after,
-    };
+    let options =
+        Options { opt_level: args.opt_level, target, module_name: args.module_name, emit, dump_after: args.dump_after };
     let out = kiln::build(&source, &options)?;
     if to_stdout || !options.dump_after.is_empty() && args.out_dir.is_none() {
         let mut stdout = std::io::stdout().lock();
@@ -172,9 +149,8 @@ fn build(args: BuildArgs) -> Result<(), Error> {
 }
 
 fn name_and_path(spec: &str, flag: &str) -> Result<(String, PathBuf), Error> {
-    let (name, path) = spec
-        .split_once('=')
-        .ok_or_else(|| Error::Usage(format!("{flag} takes NAME=PATH, got `{spec}`")))?;
+    let (name, path) =
+        spec.split_once('=').ok_or_else(|| Error::Usage(format!("{flag} takes NAME=PATH, got `{spec}`")))?;
     Ok((name.to_string(), PathBuf::from(path)))
 }
 
@@ -184,15 +160,10 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
     let module = kiln::check(&source, &source.default_module_name())?;
     let func = module.func(&args.function).ok_or_else(|| {
         let names: Vec<&str> = module.funcs.iter().map(|f| f.name.as_str()).collect();
-        Error::Usage(format!(
-            "no exported function `{}`; exports are: {}",
-            args.function,
-            names.join(", ")
-        ))
+        Error::Usage(format!("no exported function `{}`; exports are: {}", args.function, names.join(", ")))
     })?;
     let read = |path: &Path, ty: &kiln_ir::TensorType, what: &str| -> Result<Tensor, Error> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", path.display())))?;
         if bytes.len() != ty.size_bytes() {
             return Err(Error::Usage(format!(
                 "{what} is {ty}, {} bytes, but `{}` has {} bytes",
@@ -205,11 +176,8 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
         Ok(Tensor::new(ty.shape.clone(), data))
     };
     let mut inputs = vec![];
-    let given: Vec<(String, PathBuf)> = args
-        .inputs
-        .iter()
-        .map(|s| name_and_path(s, "--input"))
-        .collect::<Result<_, _>>()?;
+    let given: Vec<(String, PathBuf)> =
+        args.inputs.iter().map(|s| name_and_path(s, "--input")).collect::<Result<_, _>>()?;
     for p in &func.params {
         let (_, path) = given
             .iter()
@@ -217,14 +185,8 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
             .ok_or_else(|| Error::Usage(format!("missing --input {}=PATH", p.name)))?;
         inputs.push(read(path, &p.ty, &format!("parameter `{}`", p.name))?);
     }
-    if let Some((n, _)) = given
-        .iter()
-        .find(|(n, _)| !func.params.iter().any(|p| p.name == *n))
-    {
-        return Err(Error::Usage(format!(
-            "`{}` has no parameter `{n}`",
-            func.name
-        )));
+    if let Some((n, _)) = given.iter().find(|(n, _)| !func.params.iter().any(|p| p.name == *n)) {
+        return Err(Error::Usage(format!("`{}` has no parameter `{n}`", func.name)));
     }
     let results = kiln_ir::interp::run(func, &inputs);
     let mut failures = vec![];
@@ -235,38 +197,22 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()?
     {
         let Some(i) = func.result_names.iter().position(|r| *r == name) else {
-            return Err(Error::Usage(format!(
-                "`{}` has no result `{name}` (in `{spec}`)",
-                func.name
-            )));
+            return Err(Error::Usage(format!("`{}` has no result `{name}` (in `{spec}`)", func.name)));
         };
         let actual = read(&path, func.ty(func.results[i]), &format!("result `{name}`"))?;
-        if let Err(e) = kiln_ir::interp::compare(
-            &results[i],
-            &actual,
-            kiln_ir::interp::Tolerance::Scaled(args.rtol),
-        ) {
+        if let Err(e) = kiln_ir::interp::compare(&results[i], &actual, kiln_ir::interp::Tolerance::Scaled(args.rtol)) {
             failures.push(format!("result `{name}` differs from the interpreter: {e}"));
         }
     }
     let mut stdout = std::io::stdout().lock();
     for (name, t) in func.result_names.iter().zip(&results) {
-        let _ = writeln!(
-            stdout,
-            "{name}: {} = {}",
-            t.ty(),
-            kiln_ir::interp::summary(t)
-        );
+        let _ = writeln!(stdout, "{name}: {} = {}", t.ty(), kiln_ir::interp::summary(t));
     }
     if !failures.is_empty() {
         return Err(Error::Usage(failures.join("\n")));
     }
     if !args.compare.is_empty() {
-        let _ = writeln!(
-            stdout,
-            "compiled results agree with the interpreter (rtol {:e})",
-            args.rtol
-        );
+        let _ = writeln!(stdout, "compiled results agree with the interpreter (rtol {:e})", args.rtol);
     }
     Ok(())
 }

@@ -13,14 +13,7 @@ const INSTANCES: usize = 6;
 /// Whether inputs may hold NaN, infinities and huge values: everywhere except sums and dot
 /// products, whose rounding differs legitimately once values overflow.
 fn with_specials(op: &Op) -> bool {
-    !matches!(
-        op,
-        Op::Dot
-            | Op::Reduce {
-                kind: ReduceKind::Sum,
-                ..
-            }
-    )
+    !matches!(op, Op::Dot | Op::Reduce { kind: ReduceKind::Sum, .. })
 }
 
 #[test]
@@ -37,61 +30,34 @@ fn every_op_agrees_with_the_interpreter() {
             funcs.push(f);
         }
     }
-    let module = Module {
-        name: "ops".into(),
-        funcs,
-    };
+    let module = Module { name: "ops".into(), funcs };
     for opt in [0, 2] {
         let loaded = common::compile_and_load(&module, opt);
         let mut failures = vec![];
         for (name, template) in &cases {
             let f = module.func(name).unwrap();
-            let args: Vec<_> = f
-                .params
-                .iter()
-                .map(|p| gen::tensor(&mut rng, &p.ty, with_specials(template)))
-                .collect();
-            let elementwise =
-                template.class() == OpClass::Elementwise || template.class() == OpClass::Shape;
+            let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, with_specials(template))).collect();
+            let elementwise = template.class() == OpClass::Elementwise || template.class() == OpClass::Shape;
             if let Err(e) = common::check_against_interpreter(&loaded, name, &args, elementwise) {
                 failures.push(format!("-O{opt}: {e}"));
             }
         }
-        assert!(
-            failures.is_empty(),
-            "{} failures:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     }
 }
 
 #[test]
 fn random_programs_agree_with_the_interpreter() {
     let mut rng = Rng::new(common::seed());
-    let funcs: Vec<_> = (0..40)
-        .map(|i| gen::random_func(&mut rng, 4 + i % 12, &format!("p{i}")))
-        .collect();
-    let module = Module {
-        name: "progs".into(),
-        funcs,
-    };
+    let funcs: Vec<_> = (0..40).map(|i| gen::random_func(&mut rng, 4 + i % 12, &format!("p{i}"))).collect();
+    let module = Module { name: "progs".into(), funcs };
     let loaded = common::compile_and_load(&module, 2);
     let mut failures = vec![];
     for f in &module.funcs {
-        let args: Vec<_> = f
-            .params
-            .iter()
-            .map(|p| gen::tensor(&mut rng, &p.ty, false))
-            .collect();
+        let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
         if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, false) {
             failures.push(e);
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }

@@ -16,10 +16,7 @@ pub fn emit_header(module: &Module, version: &str) -> String {
         h.push('\n');
         h.push_str(&func_decl(&module.name, f));
     }
-    let _ = write!(
-        h,
-        "\n#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */\n"
-    );
+    let _ = write!(h, "\n#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */\n");
     h
 }
 
@@ -34,11 +31,7 @@ fn func_decl(module: &str, f: &Func) -> String {
         for (i, d) in ty.shape.iter().enumerate() {
             let _ = writeln!(out, "#define {key}_DIM{i} {d}");
         }
-        let _ = writeln!(
-            out,
-            "#define {key}_SIZE {} /* elements */",
-            ty.num_elements()
-        );
+        let _ = writeln!(out, "#define {key}_SIZE {} /* elements */", ty.num_elements());
     };
     let _ = writeln!(out, "/* {} */", signature(f));
     for p in &f.params {
@@ -55,21 +48,7 @@ fn func_decl(module: &str, f: &Func) -> String {
 
 /// `loss(x: f32[16, 32], ...) -> (out0: f32[])`, for comments and messages.
 pub fn signature(f: &Func) -> String {
-    let params: Vec<String> = f
-        .params
-        .iter()
-        .map(|p| format!("{}: {}", p.name, p.ty))
-        .collect();
-    let results: Vec<String> = f
-        .result_names
-        .iter()
-        .zip(f.result_types())
-        .map(|(n, t)| format!("{n}: {t}"))
-        .collect();
-    format!(
-        "{}({}) -> ({})",
-        f.name,
-        params.join(", "),
-        results.join(", ")
-    )
+    let params: Vec<String> = f.params.iter().map(|p| format!("{}: {}", p.name, p.ty)).collect();
+    let results: Vec<String> = f.result_names.iter().zip(f.result_types()).map(|(n, t)| format!("{n}: {t}")).collect();
+    format!("{}({}) -> ({})", f.name, params.join(", "), results.join(", "))
 }

@@ -59,12 +59,7 @@ pub struct ArgInfo {
 }
 
 fn arg(name: &str, ty: &TensorType) -> ArgInfo {
-    ArgInfo {
-        name: name.to_string(),
-        dtype: ty.dtype.name(),
-        shape: ty.shape.clone(),
-        bytes: ty.size_bytes(),
-    }
+    ArgInfo { name: name.to_string(), dtype: ty.dtype.name(), shape: ty.shape.clone(), bytes: ty.size_bytes() }
 }
 
 /// The functions of a module as the manifest lists them.
@@ -76,12 +71,7 @@ pub fn functions(module: &Module) -> Vec<FunctionInfo> {
             name: f.name.clone(),
             symbol: crate::mlir::entry_symbol(&module.name, &f.name),
             params: f.params.iter().map(|p| arg(&p.name, &p.ty)).collect(),
-            results: f
-                .result_names
-                .iter()
-                .zip(f.result_types())
-                .map(|(n, t)| arg(n, t))
-                .collect(),
+            results: f.result_names.iter().zip(f.result_types()).map(|(n, t)| arg(n, t)).collect(),
         })
         .collect()
 }

@@ -66,11 +66,7 @@ fn boundary_elem(d: DType) -> &'static str {
 /// `affine_map<(d0, d1) -> (exprs)>` over `rank` loop dimensions.
 fn affine_map(rank: usize, exprs: &[String]) -> String {
     let dims: Vec<String> = (0..rank).map(|i| format!("d{i}")).collect();
-    format!(
-        "affine_map<({}) -> ({})>",
-        dims.join(", "),
-        exprs.join(", ")
-    )
+    format!("affine_map<({}) -> ({})>", dims.join(", "), exprs.join(", "))
 }
 
 fn identity_exprs(rank: usize) -> Vec<String> {
@@ -204,25 +200,14 @@ impl Body {
                 let bits = if int == DType::I32 { 31 } else { 63 };
                 let mantissa = if fl == DType::F32 { 24 } else { 53 };
                 let top = 2f64.powi(bits);
-                let hi = if mantissa > bits {
-                    top - 1.0
-                } else {
-                    top - 2f64.powi(bits - mantissa)
-                };
+                let hi = if mantissa > bits { top - 1.0 } else { top - 2f64.powi(bits - mantissa) };
                 let lo_c = self.constant(Literal::Float(fl, -top));
                 let hi_c = self.constant(Literal::Float(fl, hi));
                 let top_c = self.constant(Literal::Float(fl, top));
                 let lo = self.op(format!("arith.maximumf {x}, {lo_c} : {f}"));
                 let clamped = self.op(format!("arith.minimumf {lo}, {hi_c} : {f}"));
                 let y = self.op(format!("arith.fptosi {clamped} : {f} to {t}"));
-                let max = self.constant(Literal::Int(
-                    int,
-                    if int == DType::I32 {
-                        i32::MAX as i64
-                    } else {
-                        i64::MAX
-                    },
-                ));
+                let max = self.constant(Literal::Int(int, if int == DType::I32 { i32::MAX as i64 } else { i64::MAX }));
                 let over = self.op(format!("arith.cmpf oge, {x}, {top_c} : {f}"));
                 let y = self.op(format!("arith.select {over}, {max}, {y} : {t}"));
                 let zero = self.constant(Literal::Int(int, 0));
@@ -244,12 +229,7 @@ struct GenericInput {
 
 impl GenericInput {
     fn new(name: &str, ty: &TensorType, exprs: Vec<String>) -> GenericInput {
-        GenericInput {
-            name: name.to_string(),
-            ty: tensor(ty),
-            elem: elem(ty.dtype),
-            exprs,
-        }
+        GenericInput { name: name.to_string(), ty: tensor(ty), elem: elem(ty.dtype), exprs }
     }
 }
 
@@ -263,12 +243,7 @@ struct FuncEmitter<'f> {
 
 impl<'f> FuncEmitter<'f> {
     fn new(func: &'f Func) -> Self {
-        FuncEmitter {
-            func,
-            out: String::new(),
-            next: 0,
-            names: vec![],
-        }
+        FuncEmitter { func, out: String::new(), next: 0, names: vec![] }
     }
 
     fn fresh(&mut self) -> String {
@@ -284,35 +259,22 @@ impl<'f> FuncEmitter<'f> {
         let f = self.func;
         let mut args = vec![];
         for (i, p) in f.params.iter().enumerate() {
-            args.push(format!(
-                "%in{i}: {}",
-                shaped("memref", &p.ty.shape, boundary_elem(p.ty.dtype))
-            ));
+            args.push(format!("%in{i}: {}", shaped("memref", &p.ty.shape, boundary_elem(p.ty.dtype))));
         }
         for (i, ty) in f.result_types().iter().enumerate() {
-            args.push(format!(
-                "%out{i}: {}",
-                shaped("memref", &ty.shape, boundary_elem(ty.dtype))
-            ));
+            args.push(format!("%out{i}: {}", shaped("memref", &ty.shape, boundary_elem(ty.dtype))));
         }
         let mut text = format!("  func.func private @{symbol}({}) {{\n", args.join(", "));
         for (i, p) in f.params.iter().enumerate() {
             let bt = shaped("tensor", &p.ty.shape, boundary_elem(p.ty.dtype));
             let mt = shaped("memref", &p.ty.shape, boundary_elem(p.ty.dtype));
             let raw = self.fresh();
-            self.line(format!(
-                "{raw} = bufferization.to_tensor %in{i} restrict : {mt} to {bt}"
-            ));
+            self.line(format!("{raw} = bufferization.to_tensor %in{i} restrict : {mt} to {bt}"));
             let name = if p.ty.dtype == DType::Bool {
                 // Bytes to i1: any nonzero byte is true.
                 let rank = p.ty.rank();
                 let init = self.empty(&p.ty.shape, "i1");
-                let input = GenericInput {
-                    name: raw,
-                    ty: bt,
-                    elem: "i8",
-                    exprs: identity_exprs(rank),
-                };
+                let input = GenericInput { name: raw, ty: bt, elem: "i8", exprs: identity_exprs(rank) };
                 self.generic(
                     rank,
                     &vec!["parallel"; rank],
@@ -349,7 +311,9 @@ impl<'f> FuncEmitter<'f> {
             }
             let bt = shaped("tensor", &ty.shape, boundary_elem(ty.dtype));
             let mt = shaped("memref", &ty.shape, boundary_elem(ty.dtype));
-            self.line(format!("bufferization.materialize_in_destination {t} in restrict writable %out{i} : ({bt}, {mt}) -> ()"));
+            self.line(format!(
+                "bufferization.materialize_in_destination {t} in restrict writable %out{i} : ({bt}, {mt}) -> ()"
+            ));
         }
         text.push_str(&self.out);
         text.push_str("    return\n  }\n");
@@ -359,10 +323,7 @@ impl<'f> FuncEmitter<'f> {
     /// `tensor.empty` of a type with element type `e`.
     fn empty(&mut self, shape: &[usize], e: &str) -> String {
         let n = self.fresh();
-        self.line(format!(
-            "{n} = tensor.empty() : {}",
-            shaped("tensor", shape, e)
-        ));
+        self.line(format!("{n} = tensor.empty() : {}", shaped("tensor", shape, e)));
         n
     }
 
@@ -391,18 +352,12 @@ impl<'f> FuncEmitter<'f> {
             let tys: Vec<&str> = inputs.iter().map(|i| i.ty.as_str()).collect();
             format!(" ins({} : {})", names.join(", "), tys.join(", "))
         };
-        let mut block_args: Vec<String> = inputs
-            .iter()
-            .enumerate()
-            .map(|(k, i)| format!("%a{k}: {}", i.elem))
-            .collect();
+        let mut block_args: Vec<String> =
+            inputs.iter().enumerate().map(|(k, i)| format!("%a{k}: {}", i.elem)).collect();
         block_args.push(format!("%acc: {out_elem}"));
         let mut arg_names: Vec<String> = (0..inputs.len()).map(|k| format!("%a{k}")).collect();
         arg_names.push("%acc".into());
-        let mut b = Body {
-            lines: String::new(),
-            next: 0,
-        };
+        let mut b = Body { lines: String::new(), next: 0 };
         let result = body(&mut b, &arg_names);
         let n = self.fresh();
         self.line(format!(
@@ -427,20 +382,9 @@ impl<'f> FuncEmitter<'f> {
         let rank = ty.rank();
         let e = out_elem.unwrap_or(elem(ty.dtype));
         let init = self.empty(&ty.shape, e);
-        let inputs: Vec<GenericInput> = args
-            .iter()
-            .map(|(name, t)| GenericInput::new(name, t, identity_exprs(rank)))
-            .collect();
-        self.generic(
-            rank,
-            &vec!["parallel"; rank],
-            &inputs,
-            &init,
-            &ty.shape,
-            e,
-            &identity_exprs(rank),
-            body,
-        )
+        let inputs: Vec<GenericInput> =
+            args.iter().map(|(name, t)| GenericInput::new(name, t, identity_exprs(rank))).collect();
+        self.generic(rank, &vec!["parallel"; rank], &inputs, &init, &ty.shape, e, &identity_exprs(rank), body)
     }
 
     fn operand(&self, v: Value) -> (String, TensorType) {
@@ -465,20 +409,11 @@ impl<'f> FuncEmitter<'f> {
                 let rank = ty.rank();
                 let init = self.empty(&ty.shape, elem(ty.dtype));
                 let e = elem(ty.dtype);
-                self.generic(
-                    rank,
-                    &vec!["parallel"; rank],
-                    &[],
-                    &init,
-                    &ty.shape,
-                    e,
-                    &identity_exprs(rank),
-                    |b, _| {
-                        let i = b.op(format!("linalg.index {axis} : index"));
-                        let i = b.op(format!("arith.index_cast {i} : index to i64"));
-                        b.convert(&i, DType::I64, ty.dtype)
-                    },
-                )
+                self.generic(rank, &vec!["parallel"; rank], &[], &init, &ty.shape, e, &identity_exprs(rank), |b, _| {
+                    let i = b.op(format!("linalg.index {axis} : index"));
+                    let i = b.op(format!("arith.index_cast {i} : index to i64"));
+                    b.convert(&i, DType::I64, ty.dtype)
+                })
             }
             Op::Unary(u) => {
                 let d = ty.dtype;
@@ -490,12 +425,7 @@ impl<'f> FuncEmitter<'f> {
             }
             Op::Select => {
                 let e = elem(ty.dtype);
-                self.map(
-                    &operands,
-                    ty,
-                    |b, a| b.op(format!("arith.select {}, {}, {} : {e}", a[0], a[1], a[2])),
-                    None,
-                )
+                self.map(&operands, ty, |b, a| b.op(format!("arith.select {}, {}, {} : {e}", a[0], a[1], a[2])), None)
             }
             Op::Convert { to } => {
                 let from = operands[0].1.dtype;
@@ -517,13 +447,7 @@ impl<'f> FuncEmitter<'f> {
                 let exprs = dims
                     .iter()
                     .enumerate()
-                    .map(|(k, &d)| {
-                        if x.shape[k] == 1 {
-                            "0".to_string()
-                        } else {
-                            format!("d{d}")
-                        }
-                    })
+                    .map(|(k, &d)| if x.shape[k] == 1 { "0".to_string() } else { format!("d{d}") })
                     .collect();
                 self.gather(&operands[0], exprs, ty)
             }
@@ -538,240 +462,121 @@ impl<'f> FuncEmitter<'f> {
         let e = elem(ty.dtype);
         let init = self.empty(&ty.shape, e);
         let input = GenericInput::new(&x.0, &x.1, exprs);
-        self.generic(
-            rank,
-            &vec!["parallel"; rank],
-            &[input],
-            &init,
-            &ty.shape,
-            e,
-            &identity_exprs(rank),
-            |_, a| a[0].clone(),
-        )
+        self.generic(rank, &vec!["parallel"; rank], &[input], &init, &ty.shape, e, &identity_exprs(rank), |_, a| {
+            a[0].clone()
+        })
     }
 
     /// A strided slice as one loop nest over the result: element i of each axis reads operand
     /// element start + i * step (any sign of step). Reading with `tensor.extract` rather than
     /// through a strided view keeps strided copies, which need MLIR's runtime library, out of
     /// the object.
-    fn slice(
-        &mut self,
-        x: &(String, TensorType),
-        start: &[usize],
-        step: &[i64],
-        ty: &TensorType,
-    ) -> String {
+    fn slice(&mut self, x: &(String, TensorType), start: &[usize], step: &[i64], ty: &TensorType) -> String {
         let rank = ty.rank();
         let e = elem(ty.dtype);
         let init = self.empty(&ty.shape, e);
-        self.generic(
-            rank,
-            &vec!["parallel"; rank],
-            &[],
-            &init,
-            &ty.shape,
-            e,
-            &identity_exprs(rank),
-            |b, _| {
-                let at: Vec<String> = (0..rank)
-                    .map(|d| {
-                        let i = b.op(format!("linalg.index {d} : index"));
-                        let k = b.op(format!("arith.constant {} : index", step[d]));
-                        let s = b.op(format!("arith.constant {} : index", start[d]));
-                        let scaled = b.op(format!("arith.muli {i}, {k} : index"));
-                        b.op(format!("arith.addi {scaled}, {s} : index"))
-                    })
-                    .collect();
-                b.op(format!(
-                    "tensor.extract {}[{}] : {}",
-                    x.0,
-                    at.join(", "),
-                    tensor(&x.1)
-                ))
-            },
-        )
+        self.generic(rank, &vec!["parallel"; rank], &[], &init, &ty.shape, e, &identity_exprs(rank), |b, _| {
+            let at: Vec<String> = (0..rank)
+                .map(|d| {
+                    let i = b.op(format!("linalg.index {d} : index"));
+                    let k = b.op(format!("arith.constant {} : index", step[d]));
+                    let s = b.op(format!("arith.constant {} : index", start[d]));
+                    let scaled = b.op(format!("arith.muli {i}, {k} : index"));
+                    b.op(format!("arith.addi {scaled}, {s} : index"))
+                })
+                .collect();
+            b.op(format!("tensor.extract {}[{}] : {}", x.0, at.join(", "), tensor(&x.1)))
+        })
     }
 
     /// Concatenation as one loop nest over the result: each element reads every operand at
     /// its index clamped into that operand, and selects the one whose window holds it. (Writing
     /// each operand into a window of the result would leave strided copies that need MLIR's
     /// runtime library.)
-    fn concat(
-        &mut self,
-        operands: &[(String, TensorType)],
-        axis: usize,
-        ty: &TensorType,
-    ) -> String {
+    fn concat(&mut self, operands: &[(String, TensorType)], axis: usize, ty: &TensorType) -> String {
         let rank = ty.rank();
         let e = elem(ty.dtype);
         let init = self.empty(&ty.shape, e);
-        self.generic(
-            rank,
-            &vec!["parallel"; rank],
-            &[],
-            &init,
-            &ty.shape,
-            e,
-            &identity_exprs(rank),
-            |b, _| {
-                let idx: Vec<String> = (0..rank)
-                    .map(|d| b.op(format!("linalg.index {d} : index")))
-                    .collect();
-                let mut offset = 0;
-                let mut result: Option<String> = None;
-                for (name, t) in operands {
-                    let len = t.shape[axis];
-                    // Index along the axis inside this operand, clamped to [0, len - 1].
-                    let off = b.op(format!("arith.constant {offset} : index"));
-                    let last = b.op(format!("arith.constant {} : index", len - 1));
-                    let zero = b.op("arith.constant 0 : index".into());
-                    let local = b.op(format!("arith.subi {}, {off} : index", idx[axis]));
-                    let low = b.op(format!("arith.maxsi {local}, {zero} : index"));
-                    let clamped = b.op(format!("arith.minsi {low}, {last} : index"));
-                    let mut at = idx.clone();
-                    at[axis] = clamped;
-                    let v = b.op(format!(
-                        "tensor.extract {name}[{}] : {}",
-                        at.join(", "),
-                        tensor(t)
-                    ));
-                    result = Some(match result {
-                        None => v,
-                        Some(prev) => {
-                            let inside =
-                                b.op(format!("arith.cmpi sge, {}, {off} : index", idx[axis]));
-                            b.op(format!("arith.select {inside}, {v}, {prev} : {e}"))
-                        }
-                    });
-                    offset += len;
-                }
-                result.expect("concat has operands")
-            },
-        )
+        self.generic(rank, &vec!["parallel"; rank], &[], &init, &ty.shape, e, &identity_exprs(rank), |b, _| {
+            let idx: Vec<String> = (0..rank).map(|d| b.op(format!("linalg.index {d} : index"))).collect();
+            let mut offset = 0;
+            let mut result: Option<String> = None;
+            for (name, t) in operands {
+                let len = t.shape[axis];
+                // Index along the axis inside this operand, clamped to [0, len - 1].
+                let off = b.op(format!("arith.constant {offset} : index"));
+                let last = b.op(format!("arith.constant {} : index", len - 1));
+                let zero = b.op("arith.constant 0 : index".into());
+                let local = b.op(format!("arith.subi {}, {off} : index", idx[axis]));
+                let low = b.op(format!("arith.maxsi {local}, {zero} : index"));
+                let clamped = b.op(format!("arith.minsi {low}, {last} : index"));
+                let mut at = idx.clone();
+                at[axis] = clamped;
+                let v = b.op(format!("tensor.extract {name}[{}] : {}", at.join(", "), tensor(t)));
+                result = Some(match result {
+                    None => v,
+                    Some(prev) => {
+                        let inside = b.op(format!("arith.cmpi sge, {}, {off} : index", idx[axis]));
+                        b.op(format!("arith.select {inside}, {v}, {prev} : {e}"))
+                    }
+                });
+                offset += len;
+            }
+            result.expect("concat has operands")
+        })
     }
 
-    fn reduce(
-        &mut self,
-        kind: ReduceKind,
-        axes: &[usize],
-        x: &(String, TensorType),
-        ty: &TensorType,
-    ) -> String {
+    fn reduce(&mut self, kind: ReduceKind, axes: &[usize], x: &(String, TensorType), ty: &TensorType) -> String {
         let rank = x.1.rank();
         let d = ty.dtype;
         // f32 sums accumulate in f64.
-        let acc_dtype = if kind == ReduceKind::Sum && d == DType::F32 {
-            DType::F64
-        } else {
-            d
-        };
+        let acc_dtype = if kind == ReduceKind::Sum && d == DType::F32 { DType::F64 } else { d };
         let acc_e = elem(acc_dtype);
         let init = self.empty(&ty.shape, acc_e);
         let identity = self.fresh();
-        self.line(format!(
-            "{identity} = arith.constant {}",
-            scalar_const(kind.identity(acc_dtype))
-        ));
+        self.line(format!("{identity} = arith.constant {}", scalar_const(kind.identity(acc_dtype))));
         let filled = self.fresh();
         self.line(format!(
             "{filled} = linalg.fill ins({identity} : {acc_e}) outs({init} : {}) -> {}",
             shaped("tensor", &ty.shape, acc_e),
             shaped("tensor", &ty.shape, acc_e)
         ));
-        let iters: Vec<&str> = (0..rank)
-            .map(|i| {
-                if axes.contains(&i) {
-                    "reduction"
-                } else {
-                    "parallel"
-                }
-            })
-            .collect();
-        let out_exprs: Vec<String> = (0..rank)
-            .filter(|i| !axes.contains(i))
-            .map(|i| format!("d{i}"))
-            .collect();
+        let iters: Vec<&str> = (0..rank).map(|i| if axes.contains(&i) { "reduction" } else { "parallel" }).collect();
+        let out_exprs: Vec<String> = (0..rank).filter(|i| !axes.contains(i)).map(|i| format!("d{i}")).collect();
         let input = GenericInput::new(&x.0, &x.1, identity_exprs(rank));
-        let r = self.generic(
-            rank,
-            &iters,
-            &[input],
-            &filled,
-            &ty.shape,
-            acc_e,
-            &out_exprs,
-            |b, a| {
-                let v = b.convert(&a[0], d, acc_dtype);
-                b.binary(kind.combiner(), &a[1], &v, acc_dtype)
-            },
-        );
+        let r = self.generic(rank, &iters, &[input], &filled, &ty.shape, acc_e, &out_exprs, |b, a| {
+            let v = b.convert(&a[0], d, acc_dtype);
+            b.binary(kind.combiner(), &a[1], &v, acc_dtype)
+        });
         if acc_dtype == d {
             r
         } else {
-            self.map(
-                &[(r, ty.with_dtype(acc_dtype))],
-                ty,
-                |b, a| b.convert(&a[0], acc_dtype, d),
-                None,
-            )
+            self.map(&[(r, ty.with_dtype(acc_dtype))], ty, |b, a| b.convert(&a[0], acc_dtype, d), None)
         }
     }
 
-    fn dot(
-        &mut self,
-        a: &(String, TensorType),
-        b: &(String, TensorType),
-        ty: &TensorType,
-    ) -> String {
+    fn dot(&mut self, a: &(String, TensorType), b: &(String, TensorType), ty: &TensorType) -> String {
         let r = ty.rank();
         // Loops: batch dims, m, n, k.
         let loops = r + 1;
         let batch: Vec<String> = (0..r - 2).map(|i| format!("d{i}")).collect();
-        let (m, n, k) = (
-            format!("d{}", r - 2),
-            format!("d{}", r - 1),
-            format!("d{r}"),
-        );
-        let with = |x: &[&String]| -> Vec<String> {
-            batch
-                .iter()
-                .cloned()
-                .chain(x.iter().map(|s| s.to_string()))
-                .collect()
-        };
+        let (m, n, k) = (format!("d{}", r - 2), format!("d{}", r - 1), format!("d{r}"));
+        let with =
+            |x: &[&String]| -> Vec<String> { batch.iter().cloned().chain(x.iter().map(|s| s.to_string())).collect() };
         let mut iters = vec!["parallel"; r];
         iters.push("reduction");
         let d = ty.dtype;
         let e = elem(d);
         let init = self.empty(&ty.shape, e);
         let zero = self.fresh();
-        self.line(format!(
-            "{zero} = arith.constant {}",
-            scalar_const(Literal::of_i64(d, 0))
-        ));
+        self.line(format!("{zero} = arith.constant {}", scalar_const(Literal::of_i64(d, 0))));
         let filled = self.fresh();
-        self.line(format!(
-            "{filled} = linalg.fill ins({zero} : {e}) outs({init} : {}) -> {}",
-            tensor(ty),
-            tensor(ty)
-        ));
-        let inputs = [
-            GenericInput::new(&a.0, &a.1, with(&[&m, &k])),
-            GenericInput::new(&b.0, &b.1, with(&[&k, &n])),
-        ];
-        self.generic(
-            loops,
-            &iters,
-            &inputs,
-            &filled,
-            &ty.shape,
-            e,
-            &with(&[&m, &n]),
-            |body, x| {
-                let p = body.binary(BinaryOp::Mul, &x[0], &x[1], d);
-                body.binary(BinaryOp::Add, &x[2], &p, d)
-            },
-        )
+        self.line(format!("{filled} = linalg.fill ins({zero} : {e}) outs({init} : {}) -> {}", tensor(ty), tensor(ty)));
+        let inputs = [GenericInput::new(&a.0, &a.1, with(&[&m, &k])), GenericInput::new(&b.0, &b.1, with(&[&k, &n]))];
+        self.generic(loops, &iters, &inputs, &filled, &ty.shape, e, &with(&[&m, &n]), |body, x| {
+            let p = body.binary(BinaryOp::Mul, &x[0], &x[1], d);
+            body.binary(BinaryOp::Add, &x[2], &p, d)
+        })
     }
 
     /// Row-major reshape: collapse to one dimension, then expand to the target.
@@ -779,15 +584,7 @@ impl<'f> FuncEmitter<'f> {
         let (name, from) = x;
         let n = from.num_elements();
         let flat = TensorType::new(ty.dtype, vec![n]);
-        let all = |rank: usize| {
-            format!(
-                "[[{}]]",
-                (0..rank)
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
+        let all = |rank: usize| format!("[[{}]]", (0..rank).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
         // Rank 0 to or from anything: every dimension is 1 and the reassociation is empty.
         let collapsed = match from.rank() {
             1 => name.clone(),

@@ -24,11 +24,7 @@ use std::time::{Duration, Instant};
 /// The MLIR pipeline from linalg on tensors to the LLVM dialect. At -O1 and above,
 /// elementwise producers are first fused into their consumers.
 fn mlir_pipeline(opt: u8) -> String {
-    let fuse = if opt > 0 {
-        "linalg-fuse-elementwise-ops,"
-    } else {
-        ""
-    };
+    let fuse = if opt > 0 { "linalg-fuse-elementwise-ops," } else { "" };
     format!(
         "builtin.module({fuse}eliminate-empty-tensors,\
          one-shot-bufferize{{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map}},\
@@ -79,10 +75,7 @@ impl std::fmt::Display for CodegenError {
 impl std::error::Error for CodegenError {}
 
 fn err(stage: &'static str, message: impl Into<String>) -> CodegenError {
-    CodegenError {
-        stage,
-        message: message.into(),
-    }
+    CodegenError { stage, message: message.into() }
 }
 
 struct Timer {
@@ -99,16 +92,8 @@ impl Timer {
 }
 
 /// Compiles a verified module for `target` at optimization level `opt` (0 to 3).
-pub fn compile(
-    module: &Module,
-    target: &Target,
-    opt: u8,
-    emit: Emit,
-) -> Result<Artifacts, CodegenError> {
-    let mut timer = Timer {
-        timings: vec![],
-        start: Instant::now(),
-    };
+pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
+    let mut timer = Timer { timings: vec![], start: Instant::now() };
     let text = emit_module(module);
     timer.lap("mlir-emit");
 
@@ -128,22 +113,18 @@ pub fn compile(
     });
     let collected = || messages.borrow().join("\n");
 
-    let mut mlir_module =
-        MlirModule::parse(&context, &text).ok_or_else(|| err("MLIR parsing", collected()))?;
+    let mut mlir_module = MlirModule::parse(&context, &text).ok_or_else(|| err("MLIR parsing", collected()))?;
     let pm = PassManager::new(&context);
     parse_pass_pipeline(pm.as_operation_pass_manager(), &mlir_pipeline(opt))
         .map_err(|e| err("MLIR pipeline parsing", e.to_string()))?;
-    pm.run(&mut mlir_module)
-        .map_err(|_| err("MLIR lowering", collected()))?;
+    pm.run(&mut mlir_module).map_err(|_| err("MLIR lowering", collected()))?;
     if !messages.borrow().is_empty() {
         return Err(err("MLIR lowering", collected()));
     }
     timer.lap("mlir-lower");
 
     let llvm = LlvmContext::create();
-    let raw = unsafe {
-        mlir_sys::mlirTranslateModuleToLLVMIR(mlir_module.as_operation().to_raw(), llvm.raw() as _)
-    };
+    let raw = unsafe { mlir_sys::mlirTranslateModuleToLLVMIR(mlir_module.as_operation().to_raw(), llvm.raw() as _) };
     if raw.is_null() {
         return Err(err("translation to LLVM IR", collected()));
     }
@@ -156,23 +137,14 @@ pub fn compile(
     let machine = target.machine(opt).map_err(|e| err("target setup", e))?;
     llvm_module.set_triple(&machine.get_triple());
     llvm_module.set_data_layout(&machine.get_target_data().get_data_layout());
-    llvm_module
-        .verify()
-        .map_err(|e| err("LLVM IR verification", e.to_string()))?;
+    llvm_module.verify().map_err(|e| err("LLVM IR verification", e.to_string()))?;
     check_external_functions(&llvm_module)?;
     llvm_module
-        .run_passes(
-            &format!("default<O{}>", opt.min(3)),
-            &machine,
-            PassBuilderOptions::create(),
-        )
+        .run_passes(&format!("default<O{}>", opt.min(3)), &machine, PassBuilderOptions::create())
         .map_err(|e| err("LLVM optimization", e.to_string()))?;
     timer.lap("llvm-opt");
 
-    let mut artifacts = Artifacts {
-        mlir: emit.mlir.then_some(text),
-        ..Default::default()
-    };
+    let mut artifacts = Artifacts { mlir: emit.mlir.then_some(text), ..Default::default() };
     if emit.llvm {
         artifacts.llvm = Some(llvm_module.print_to_string().to_string());
     }
@@ -194,8 +166,8 @@ pub fn compile(
 /// The only functions an object may call outside itself: C's allocator and memory functions,
 /// and libm (LLVM intrinsics such as `llvm.exp.f32` become calls to the libm function).
 pub const ALLOWED_EXTERNAL: &[&str] = &[
-    "malloc", "free", "memcpy", "memmove", "memset", "expf", "exp", "logf", "log", "sqrtf", "sqrt",
-    "tanhf", "tanh", "sinf", "sin", "cosf", "cos", "powf", "pow", "fabsf", "fabs",
+    "malloc", "free", "memcpy", "memmove", "memset", "expf", "exp", "logf", "log", "sqrtf", "sqrt", "tanhf", "tanh",
+    "sinf", "sin", "cosf", "cos", "powf", "pow", "fabsf", "fabs",
 ];
 
 /// Refuses a module that declares a function outside [`ALLOWED_EXTERNAL`] (such as MLIR's
@@ -203,10 +175,7 @@ pub const ALLOWED_EXTERNAL: &[&str] = &[
 fn check_external_functions(m: &LlvmModule) -> Result<(), CodegenError> {
     for f in m.get_functions() {
         let name = f.get_name().to_string_lossy().into_owned();
-        if f.count_basic_blocks() == 0
-            && !name.starts_with("llvm.")
-            && !ALLOWED_EXTERNAL.contains(&name.as_str())
-        {
+        if f.count_basic_blocks() == 0 && !name.starts_with("llvm.") && !ALLOWED_EXTERNAL.contains(&name.as_str()) {
             return Err(err(
                 "external symbol check",
                 format!("the generated code calls `{name}`, which is neither libc nor libm"),
@@ -219,11 +188,7 @@ fn check_external_functions(m: &LlvmModule) -> Result<(), CodegenError> {
 /// Adds the C entry point `int32_t <module>_<f>(ptr...)` of every function: it returns 1 when
 /// any pointer is NULL, else calls the implementation and returns 0. Implementations become
 /// internal so that only entry points are exported.
-fn add_entry_points<'c>(
-    llvm: &'c LlvmContext,
-    m: &LlvmModule<'c>,
-    module: &Module,
-) -> Result<(), CodegenError> {
+fn add_entry_points<'c>(llvm: &'c LlvmContext, m: &LlvmModule<'c>, module: &Module) -> Result<(), CodegenError> {
     for f in m.get_functions() {
         if f.count_basic_blocks() > 0 {
             f.set_linkage(Linkage::Internal);
@@ -234,19 +199,10 @@ fn add_entry_points<'c>(
     for func in &module.funcs {
         let imp = m
             .get_function(&impl_symbol(&module.name, &func.name))
-            .ok_or_else(|| {
-                err(
-                    "entry points",
-                    format!("no implementation of `{}`", func.name),
-                )
-            })?;
+            .ok_or_else(|| err("entry points", format!("no implementation of `{}`", func.name)))?;
         let n = func.params.len() + func.results.len();
         let params = vec![ptr.into(); n];
-        let entry = m.add_function(
-            &entry_symbol(&module.name, &func.name),
-            i32t.fn_type(&params, false),
-            None,
-        );
+        let entry = m.add_function(&entry_symbol(&module.name, &func.name), i32t.fn_type(&params, false), None);
         let b = llvm.create_builder();
         let start = llvm.append_basic_block(entry, "entry");
         let null = llvm.append_basic_block(entry, "null_argument");
@@ -258,11 +214,9 @@ fn add_entry_points<'c>(
             let is_null = b.build_is_null(p.into_pointer_value(), "").map_err(build)?;
             any_null = b.build_or(any_null, is_null, "").map_err(build)?;
         }
-        b.build_conditional_branch(any_null, null, call)
-            .map_err(build)?;
+        b.build_conditional_branch(any_null, null, call).map_err(build)?;
         b.position_at_end(null);
-        b.build_return(Some(&i32t.const_int(1, false)))
-            .map_err(build)?;
+        b.build_return(Some(&i32t.const_int(1, false))).map_err(build)?;
         b.position_at_end(call);
         let args: Vec<_> = entry.get_param_iter().map(|p| p.into()).collect();
         b.build_call(imp, &args, "").map_err(build)?;

@@ -4,9 +4,7 @@
 //! reproducible (x86-64-v3 for x86-64: AVX2 and FMA); `native` asks for the host's CPU and
 //! features, which makes the artifact specific to this machine.
 
-use inkwell::targets::{
-    CodeModel, InitializationConfig, RelocMode, Target as LlvmTarget, TargetMachine, TargetTriple,
-};
+use inkwell::targets::{CodeModel, InitializationConfig, RelocMode, Target as LlvmTarget, TargetMachine, TargetTriple};
 use inkwell::OptimizationLevel;
 
 /// An architecture kiln generates code for.
@@ -55,37 +53,22 @@ impl Target {
         let triple = triple.unwrap_or(Arch::ALL[0].1);
         let Some(&(arch, _, baseline)) = Arch::ALL.iter().find(|(_, t, _)| *t == triple) else {
             let known: Vec<&str> = Arch::ALL.iter().map(|a| a.1).collect();
-            return Err(format!(
-                "unsupported target `{triple}`; kiln supports {}",
-                known.join(", ")
-            ));
+            return Err(format!("unsupported target `{triple}`; kiln supports {}", known.join(", ")));
         };
         let (cpu, features) = match cpu {
             Some("native") => {
                 if arch != host_arch() {
                     return Err(format!("`--target-cpu native` needs a {triple} host"));
                 }
-                (
-                    TargetMachine::get_host_cpu_name().to_string(),
-                    TargetMachine::get_host_cpu_features().to_string(),
-                )
+                (TargetMachine::get_host_cpu_name().to_string(), TargetMachine::get_host_cpu_features().to_string())
             }
             Some(c) => (c.to_string(), String::new()),
             None => (baseline.to_string(), String::new()),
         };
-        if cpu.is_empty()
-            || !cpu
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
+        if cpu.is_empty() || !cpu.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
             return Err(format!("`{cpu}` is not a CPU name"));
         }
-        Ok(Target {
-            arch,
-            triple: triple.to_string(),
-            cpu,
-            features,
-        })
+        Ok(Target { arch, triple: triple.to_string(), cpu, features })
     }
 
     /// An LLVM target machine producing position-independent code.
@@ -100,20 +83,8 @@ impl Target {
             _ => OptimizationLevel::Aggressive,
         };
         target
-            .create_target_machine(
-                &triple,
-                &self.cpu,
-                &self.features,
-                level,
-                RelocMode::PIC,
-                CodeModel::Default,
-            )
-            .ok_or_else(|| {
-                format!(
-                    "LLVM cannot create a target machine for {} ({})",
-                    self.triple, self.cpu
-                )
-            })
+            .create_target_machine(&triple, &self.cpu, &self.features, level, RelocMode::PIC, CodeModel::Default)
+            .ok_or_else(|| format!("LLVM cannot create a target machine for {} ({})", self.triple, self.cpu))
     }
 }
 

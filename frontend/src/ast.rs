@@ -129,12 +129,7 @@ pub enum IndexItem {
     /// `i`: picks one element and drops the axis.
     At(Expr),
     /// `start:stop:step`, each part optional.
-    Range {
-        start: Option<Expr>,
-        stop: Option<Expr>,
-        step: Option<Expr>,
-        span: Span,
-    },
+    Range { start: Option<Expr>, stop: Option<Expr>, step: Option<Expr>, span: Span },
 }
 
 #[derive(Clone, Debug)]
@@ -143,21 +138,10 @@ pub enum ExprKind {
     Float(f64),
     Bool(bool),
     Name(String),
-    Call {
-        callee: Ident,
-        args: Vec<Arg>,
-    },
-    Binary {
-        op: BinOp,
-        op_span: Span,
-        lhs: Box<Expr>,
-        rhs: Box<Expr>,
-    },
+    Call { callee: Ident, args: Vec<Arg> },
+    Binary { op: BinOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
     Neg(Box<Expr>),
-    Index {
-        base: Box<Expr>,
-        items: Vec<IndexItem>,
-    },
+    Index { base: Box<Expr>, items: Vec<IndexItem> },
     Tuple(Vec<Expr>),
     List(Vec<Expr>),
     Block(Block),

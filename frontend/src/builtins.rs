@@ -89,13 +89,7 @@ impl<'a> Bound<'a> {
     }
 }
 
-fn bind<'a>(
-    name: &str,
-    params: &[&str],
-    required: usize,
-    args: &'a [Arg],
-    span: Span,
-) -> R<Bound<'a>> {
+fn bind<'a>(name: &str, params: &[&str], required: usize, args: &'a [Arg], span: Span) -> R<Bound<'a>> {
     let mut bound: Vec<Option<&Expr>> = vec![None; params.len()];
     let mut positional = 0;
     for a in args {
@@ -104,11 +98,7 @@ fn bind<'a>(
                 if positional >= params.len() {
                     return Err(Diagnostic::error(
                         "E0201",
-                        format!(
-                            "`{name}` takes at most {} argument{}",
-                            params.len(),
-                            plural(params.len())
-                        ),
+                        format!("`{name}` takes at most {} argument{}", params.len(), plural(params.len())),
                     )
                     .at(a.value.span, "unexpected argument")
                     .note(format!("signature: {name}({})", params.join(", "))));
@@ -119,11 +109,8 @@ fn bind<'a>(
             Some(k) => match params.iter().position(|p| *p == k.name) {
                 Some(i) => i,
                 None => {
-                    let d = Diagnostic::error(
-                        "E0215",
-                        format!("`{name}` has no parameter named `{}`", k.name),
-                    )
-                    .at(k.span, "unknown keyword");
+                    let d = Diagnostic::error("E0215", format!("`{name}` has no parameter named `{}`", k.name))
+                        .at(k.span, "unknown keyword");
                     return Err(match suggest(&k.name, params.iter().copied()) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
                         None => d.note(format!("signature: {name}({})", params.join(", "))),
@@ -132,38 +119,23 @@ fn bind<'a>(
             },
         };
         if bound[i].is_some() {
-            return Err(Diagnostic::error(
-                "E0215",
-                format!("argument `{}` of `{name}` is given twice", params[i]),
-            )
-            .at(a.value.span, "given again here"));
+            return Err(Diagnostic::error("E0215", format!("argument `{}` of `{name}` is given twice", params[i]))
+                .at(a.value.span, "given again here"));
         }
         bound[i] = Some(&a.value);
     }
     if let Some(missing) = (0..required).find(|&i| bound[i].is_none()) {
-        return Err(Diagnostic::error(
-            "E0201",
-            format!("`{name}` is missing argument `{}`", params[missing]),
-        )
-        .at(span, format!("`{}` not given", params[missing]))
-        .note(format!("signature: {name}({})", params.join(", "))));
+        return Err(Diagnostic::error("E0201", format!("`{name}` is missing argument `{}`", params[missing]))
+            .at(span, format!("`{}` not given", params[missing]))
+            .note(format!("signature: {name}({})", params.join(", "))));
     }
     Ok(Bound { args: bound })
 }
 
 /// Lowers a call of the builtin `callee`.
-pub fn call<'a>(
-    el: &mut Elab<'a>,
-    env: &mut Env,
-    callee: &Ident,
-    args: &'a [Arg],
-    span: Span,
-) -> R<Val> {
+pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg], span: Span) -> R<Val> {
     let name = callee.name.as_str();
-    let &(_, params, required) = SIGNATURES
-        .iter()
-        .find(|s| s.0 == name)
-        .expect("every builtin has a signature");
+    let &(_, params, required) = SIGNATURES.iter().find(|s| s.0 == name).expect("every builtin has a signature");
     let b = bind(name, params, required, args, span)?;
     let tensor = |el: &mut Elab<'a>, env: &mut Env, i: usize| -> R<(Value, Span)> {
         let e = b.get(i).expect("required");
@@ -172,10 +144,7 @@ pub fn call<'a>(
     };
     let v = match name {
         "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "sigmoid" | "sin" | "cos" => {
-            let op = *UnaryOp::ALL
-                .iter()
-                .find(|u| u.name() == name)
-                .expect("unary builtin");
+            let op = *UnaryOp::ALL.iter().find(|u| u.name() == name).expect("unary builtin");
             let (x, s) = tensor(el, env, 0)?;
             el.require_numeric(x, s, &format!("apply `{name}` to"))?;
             let x = el.to_float(x, s)?;
@@ -190,10 +159,7 @@ pub fn call<'a>(
         "relu" => {
             let (x, s) = tensor(el, env, 0)?;
             el.require_numeric(x, s, "apply `relu` to")?;
-            let v = el.unify(
-                vec![(Val::Tensor(x), s), (Val::Lit(Lit::Int(0)), span)],
-                span,
-            )?;
+            let v = el.unify(vec![(Val::Tensor(x), s), (Val::Lit(Lit::Int(0)), span)], span)?;
             el.push(Op::Binary(BinaryOp::Max), v, span)?
         }
         "maximum" | "minimum" | "pow" => {
@@ -217,22 +183,17 @@ pub fn call<'a>(
         "where" => {
             let (c, cs) = tensor(el, env, 0)?;
             if el.ty(c).dtype != DType::Bool {
-                return Err(Diagnostic::error(
-                    "E0202",
-                    format!("`where` needs a bool condition, not {}", el.ty(c)),
-                )
-                .at(cs, "not bool")
-                .help("compare to get a condition, e.g. `x > 0`"));
+                return Err(Diagnostic::error("E0202", format!("`where` needs a bool condition, not {}", el.ty(c)))
+                    .at(cs, "not bool")
+                    .help("compare to get a condition, e.g. `x > 0`"));
             }
             let vals = values(el, env, &b, &[1, 2])?;
             let v = el.unify(vals, span)?;
             let (vs, ct) = (el.ty(v[0]).clone(), el.ty(c).clone());
             let Some(shape) = broadcast_shapes(&vs.shape, &ct.shape) else {
-                return Err(
-                    Diagnostic::error("E0203", format!("cannot broadcast {ct} with {vs}"))
-                        .at(cs, format!("this is {ct}"))
-                        .also(span, format!("the values are {vs}")),
-                );
+                return Err(Diagnostic::error("E0203", format!("cannot broadcast {ct} with {vs}"))
+                    .at(cs, format!("this is {ct}"))
+                    .also(span, format!("the values are {vs}")));
             };
             let c = el.broadcast(c, &shape, cs)?;
             let x = el.broadcast(v[0], &shape, span)?;
@@ -252,30 +213,17 @@ pub fn call<'a>(
             let x = match (dtype, kind) {
                 (DType::Bool, ReduceKind::Sum) => el.convert(x, DType::I32, s)?,
                 (DType::Bool, _) => {
-                    return Err(Diagnostic::error(
-                        "E0202",
-                        format!("cannot take `{name}` of bool values"),
-                    )
-                    .at(s, "this is bool")
-                    .help("convert first, e.g. `cast(x, i32)`"))
+                    return Err(Diagnostic::error("E0202", format!("cannot take `{name}` of bool values"))
+                        .at(s, "this is bool")
+                        .help("convert first, e.g. `cast(x, i32)`"))
                 }
                 _ => x,
             };
-            let x = if name == "mean" {
-                el.to_float(x, s)?
-            } else {
-                x
-            };
+            let x = if name == "mean" { el.to_float(x, s)? } else { x };
             let r = reduce(el, kind, x, &axes, keepdims, span)?;
             if name == "mean" {
                 let n: usize = axes.iter().map(|&a| el.ty(x).shape[a]).product();
-                let inv = el.unify(
-                    vec![
-                        (Val::Tensor(r), span),
-                        (Val::Lit(Lit::Float(1.0 / n as f64)), span),
-                    ],
-                    span,
-                )?;
+                let inv = el.unify(vec![(Val::Tensor(r), span), (Val::Lit(Lit::Float(1.0 / n as f64)), span)], span)?;
                 el.push(Op::Binary(BinaryOp::Mul), inv, span)?
             } else {
                 r
@@ -286,16 +234,9 @@ pub fn call<'a>(
             let e = b.get(1).expect("required");
             let dims = int_list(el, env, e)?;
             let shape = reshape_target(el.ty(x).num_elements(), &dims).ok_or_else(|| {
-                Diagnostic::error(
-                    "E0210",
-                    format!("cannot reshape {} into {:?}", el.ty(x), dims),
-                )
-                .at(e.span, "element counts differ")
-                .note(format!(
-                    "{} has {} elements",
-                    el.ty(x),
-                    el.ty(x).num_elements()
-                ))
+                Diagnostic::error("E0210", format!("cannot reshape {} into {:?}", el.ty(x), dims))
+                    .at(e.span, "element counts differ")
+                    .note(format!("{} has {} elements", el.ty(x), el.ty(x).num_elements()))
             })?;
             el.reshape(x, shape, span)?
         }
@@ -306,8 +247,7 @@ pub fn call<'a>(
                 None => (0..rank).rev().collect(),
                 Some(e) => {
                     let raw = int_list(el, env, e)?;
-                    let perm: Option<Vec<usize>> =
-                        raw.iter().map(|&a| normalize_axis(a, rank)).collect();
+                    let perm: Option<Vec<usize>> = raw.iter().map(|&a| normalize_axis(a, rank)).collect();
                     match perm {
                         Some(p) if p.len() == rank && (0..rank).all(|i| p.contains(&i)) => p,
                         _ => {
@@ -333,35 +273,26 @@ pub fn call<'a>(
             let shape: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
             crate::elab::check_type_shape(&shape, e.span)?;
             let xs = el.ty(x).shape.clone();
-            if dims.iter().any(|&d| d <= 0)
-                || broadcast_shapes(&xs, &shape).as_deref() != Some(&shape[..])
-            {
+            if dims.iter().any(|&d| d <= 0) || broadcast_shapes(&xs, &shape).as_deref() != Some(&shape[..]) {
                 return Err(Diagnostic::error(
                     "E0221",
                     format!("cannot broadcast {} to {}", el.ty(x), format_shape(&shape)),
                 )
                 .at(s, format!("this is {}", el.ty(x)))
                 .also(e.span, "target shape")
-                .note(
-                    "dimensions are compared from the right; each must be equal or 1 in the array",
-                ));
+                .note("dimensions are compared from the right; each must be equal or 1 in the array"));
             }
             el.broadcast(x, &shape, span)?
         }
         "concat" => {
             let e = b.get(0).expect("required");
             let ExprKind::List(items) = &e.kind else {
-                return Err(
-                    Diagnostic::error("E0212", "`concat` takes a list of arrays")
-                        .at(e.span, "not a list")
-                        .help("write `concat([a, b], axis=0)`"),
-                );
+                return Err(Diagnostic::error("E0212", "`concat` takes a list of arrays")
+                    .at(e.span, "not a list")
+                    .help("write `concat([a, b], axis=0)`"));
             };
             if items.is_empty() {
-                return Err(
-                    Diagnostic::error("E0212", "`concat` needs at least one array")
-                        .at(e.span, "empty list"),
-                );
+                return Err(Diagnostic::error("E0212", "`concat` needs at least one array").at(e.span, "empty list"));
             }
             let mut ts = vec![];
             let mut dtype: Option<DType> = None;
@@ -380,9 +311,7 @@ pub fn call<'a>(
             let mut vs = vec![];
             for &(t, s) in &ts {
                 let ty = el.ty(t).clone();
-                if ty.rank() != first.rank()
-                    || (0..ty.rank()).any(|i| i != axis && ty.shape[i] != first.shape[i])
-                {
+                if ty.rank() != first.rank() || (0..ty.rank()).any(|i| i != axis && ty.shape[i] != first.shape[i]) {
                     return Err(Diagnostic::error(
                         "E0212",
                         format!("cannot concatenate {first} and {ty} along axis {axis}"),
@@ -407,11 +336,8 @@ pub fn call<'a>(
                     .at(e.span, "not a dtype")
                     .help("write e.g. `cast(x, f32)`"));
             };
-            let to = resolve_dtype(&Ident {
-                name: n.clone(),
-                span: e.span,
-            })
-            .map_err(|d| Diagnostic { code: "E0217", ..d })?;
+            let to = resolve_dtype(&Ident { name: n.clone(), span: e.span })
+                .map_err(|d| Diagnostic { code: "E0217", ..d })?;
             el.convert(x, to, span)?
         }
         // softmax(x) = exp(x - max(x)) / sum(exp(x - max(x))) along `axis`.
@@ -447,16 +373,13 @@ pub fn call<'a>(
             let lt = el.ty(logits).clone();
             let bt = el.ty(labels).clone();
             if !bt.dtype.is_int() || bt.shape[..] != lt.shape[..axis] {
-                return Err(Diagnostic::error(
-                    "E0220",
-                    format!("labels {bt} do not match logits {lt}"),
-                )
-                .at(bs, format!("this is {bt}"))
-                .also(ls, format!("this is {lt}"))
-                .note(format!(
-                    "for logits {lt}, labels must be integers of shape {}",
-                    format_shape(&lt.shape[..axis])
-                )));
+                return Err(Diagnostic::error("E0220", format!("labels {bt} do not match logits {lt}"))
+                    .at(bs, format!("this is {bt}"))
+                    .also(ls, format!("this is {lt}"))
+                    .note(format!(
+                        "for logits {lt}, labels must be integers of shape {}",
+                        format_shape(&lt.shape[..axis])
+                    )));
             }
             let lse = logsumexp(el, logits, &[axis], false, span)?;
             let hot = one_hot(el, labels, lt.shape[axis], lt.dtype, span)?;
@@ -480,27 +403,14 @@ pub fn call<'a>(
         "arange" => {
             let e = b.get(0).expect("required");
             let n = positive_int(el, env, e)?;
-            el.push(
-                Op::Iota {
-                    dtype: DType::I32,
-                    shape: vec![n],
-                    axis: 0,
-                },
-                vec![],
-                span,
-            )?
+            el.push(Op::Iota { dtype: DType::I32, shape: vec![n], axis: 0 }, vec![], span)?
         }
         _ => unreachable!("builtin `{name}` has a signature but no lowering"),
     };
     Ok(Val::Tensor(v))
 }
 
-fn values<'a>(
-    el: &mut Elab<'a>,
-    env: &mut Env,
-    b: &Bound<'a>,
-    idx: &[usize],
-) -> R<Vec<(Val, Span)>> {
+fn values<'a>(el: &mut Elab<'a>, env: &mut Env, b: &Bound<'a>, idx: &[usize]) -> R<Vec<(Val, Span)>> {
     idx.iter()
         .map(|&i| {
             let e = b.get(i).expect("required");
@@ -517,11 +427,8 @@ fn float_arg(el: &mut Elab, x: Value, s: Span, name: &str) -> R<Value> {
 fn last_axis(el: &Elab, x: Value, s: Span, name: &str) -> R<usize> {
     let rank = el.ty(x).rank();
     if rank == 0 {
-        return Err(Diagnostic::error(
-            "E0205",
-            format!("`{name}` needs an array with at least one axis"),
-        )
-        .at(s, "this is a scalar"));
+        return Err(Diagnostic::error("E0205", format!("`{name}` needs an array with at least one axis"))
+            .at(s, "this is a scalar"));
     }
     Ok(rank - 1)
 }
@@ -533,32 +440,14 @@ fn binary(el: &mut Elab, op: BinaryOp, a: Value, b: Value, span: Span) -> R<Valu
 }
 
 /// Reduces `x` over `axes` (sorted), keeping them as size-1 axes when `keepdims`.
-fn reduce(
-    el: &mut Elab,
-    kind: ReduceKind,
-    x: Value,
-    axes: &[usize],
-    keepdims: bool,
-    span: Span,
-) -> R<Value> {
+fn reduce(el: &mut Elab, kind: ReduceKind, x: Value, axes: &[usize], keepdims: bool, span: Span) -> R<Value> {
     if axes.is_empty() {
         return Ok(x);
     }
     let shape = el.ty(x).shape.clone();
-    let r = el.push(
-        Op::Reduce {
-            kind,
-            axes: axes.to_vec(),
-        },
-        vec![x],
-        span,
-    )?;
+    let r = el.push(Op::Reduce { kind, axes: axes.to_vec() }, vec![x], span)?;
     if keepdims {
-        let kept = shape
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
-            .collect();
+        let kept = shape.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
         el.reshape(r, kept, span)
     } else {
         Ok(r)
@@ -585,14 +474,7 @@ fn logsumexp(el: &mut Elab, x: Value, axes: &[usize], keepdims: bool, span: Span
     if keepdims {
         Ok(r)
     } else {
-        let shape = el
-            .ty(r)
-            .shape
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !axes.contains(i))
-            .map(|(_, &d)| d)
-            .collect();
+        let shape = el.ty(r).shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
         el.reshape(r, shape, span)
     }
 }
@@ -603,23 +485,9 @@ fn one_hot(el: &mut Elab, labels: Value, n: usize, dtype: DType, span: Span) -> 
     let mut shape = lt.shape.clone();
     shape.push(n);
     let axis = shape.len() - 1;
-    let iota = el.push(
-        Op::Iota {
-            dtype: lt.dtype,
-            shape: shape.clone(),
-            axis,
-        },
-        vec![],
-        span,
-    )?;
-    let expanded = el.push(
-        Op::Broadcast {
-            shape: shape.clone(),
-            dims: (0..lt.rank()).collect(),
-        },
-        vec![labels],
-        span,
-    )?;
+    let iota = el.push(Op::Iota { dtype: lt.dtype, shape: shape.clone(), axis }, vec![], span)?;
+    let expanded =
+        el.push(Op::Broadcast { shape: shape.clone(), dims: (0..lt.rank()).collect() }, vec![labels], span)?;
     let eq = el.push(Op::Binary(BinaryOp::Eq), vec![expanded, iota], span)?;
     el.convert(eq, dtype, span)
 }
@@ -636,16 +504,9 @@ fn axis_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, rank: usize) -> R
 }
 
 fn axis_error(a: i64, rank: usize, span: Span) -> Diagnostic {
-    Diagnostic::error(
-        "E0205",
-        format!("axis {a} is out of bounds for an array of rank {rank}"),
-    )
-    .at(span, "out of bounds")
-    .note(format!(
-        "valid axes are {} to {}",
-        -(rank as i64),
-        rank as i64 - 1
-    ))
+    Diagnostic::error("E0205", format!("axis {a} is out of bounds for an array of rank {rank}"))
+        .at(span, "out of bounds")
+        .note(format!("valid axes are {} to {}", -(rank as i64), rank as i64 - 1))
 }
 
 /// The `axis` argument of reductions: absent (all axes, when `all_if_absent`), an integer or
@@ -658,11 +519,7 @@ fn axes_arg<'a>(
     all_if_absent: bool,
 ) -> R<Vec<usize>> {
     let Some(e) = e else {
-        return Ok(if all_if_absent {
-            (0..rank).collect()
-        } else {
-            vec![]
-        });
+        return Ok(if all_if_absent { (0..rank).collect() } else { vec![] });
     };
     let raw = match &e.kind {
         ExprKind::List(_) => int_list(el, env, e)?,
@@ -672,10 +529,7 @@ fn axes_arg<'a>(
     for a in raw {
         let n = normalize_axis(a, rank).ok_or_else(|| axis_error(a, rank, e.span))?;
         if axes.contains(&n) {
-            return Err(
-                Diagnostic::error("E0205", format!("axis {a} is given twice"))
-                    .at(e.span, "repeated axis"),
-            );
+            return Err(Diagnostic::error("E0205", format!("axis {a} is given twice")).at(e.span, "repeated axis"));
         }
         axes.push(n);
     }
@@ -687,8 +541,10 @@ fn bool_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>) -> R<bool
     let Some(e) = e else { return Ok(false) };
     match el.eval(env, e)? {
         Val::Lit(Lit::Bool(b)) => Ok(b),
-        v => Err(Diagnostic::error("E0216", "expected `true` or `false`")
-            .at(e.span, format!("this is {}", el.describe(&v)))),
+        v => {
+            Err(Diagnostic::error("E0216", "expected `true` or `false`")
+                .at(e.span, format!("this is {}", el.describe(&v))))
+        }
     }
 }
 
@@ -705,8 +561,7 @@ fn positive_int<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr) -> R<usize> {
     let n = el.const_int(env, e)?;
     if n <= 0 || n as u64 > kiln_ir::types::MAX_ELEMENTS {
         return Err(
-            Diagnostic::error("E0213", format!("size {n} is not a valid dimension"))
-                .at(e.span, "must be positive"),
+            Diagnostic::error("E0213", format!("size {n} is not a valid dimension")).at(e.span, "must be positive")
         );
     }
     Ok(n as usize)
@@ -718,11 +573,7 @@ fn reshape_target(n: usize, dims: &[i64]) -> Option<Vec<usize>> {
     if holes > 1 || dims.iter().any(|&d| d == 0 || d < -1) {
         return None;
     }
-    let known: u128 = dims
-        .iter()
-        .filter(|&&d| d != -1)
-        .map(|&d| d as u128)
-        .product();
+    let known: u128 = dims.iter().filter(|&&d| d != -1).map(|&d| d as u128).product();
     if known == 0 || known > kiln_ir::types::MAX_ELEMENTS as u128 {
         return None;
     }
@@ -737,9 +588,5 @@ fn reshape_target(n: usize, dims: &[i64]) -> Option<Vec<usize>> {
         }
         1
     };
-    Some(
-        dims.iter()
-            .map(|&d| if d == -1 { fill } else { d as usize })
-            .collect(),
-    )
+    Some(dims.iter().map(|&d| if d == -1 { fill } else { d as usize }).collect())
 }

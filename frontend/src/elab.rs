@@ -8,9 +8,7 @@
 
 use crate::ast::*;
 use kiln_ir::types::check_shape;
-use kiln_ir::{
-    BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value,
-};
+use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
 use std::collections::{BTreeMap, HashMap};
 
 /// A weakly typed literal: the value of a number written in the source (and of arithmetic on
@@ -71,30 +69,21 @@ pub fn elaborate(file: &SourceFile, module_name: &str) -> R<Module> {
                 .help("choose another name"));
             }
             if let Some(prev) = fns.insert(&f.name.name, f) {
-                return Err(Diagnostic::error(
-                    "E0104",
-                    format!("function `{}` is defined twice", f.name.name),
-                )
-                .at(f.name.span, "second definition")
-                .also(prev.name.span, "first definition here"));
+                return Err(Diagnostic::error("E0104", format!("function `{}` is defined twice", f.name.name))
+                    .at(f.name.span, "second definition")
+                    .also(prev.name.span, "first definition here"));
             }
             let mut seen: HashMap<&str, Span> = HashMap::new();
             for p in &f.params {
                 if let Some(prev) = seen.insert(&p.name.name, p.name.span) {
-                    return Err(Diagnostic::error(
-                        "E0105",
-                        format!("parameter `{}` is declared twice", p.name.name),
-                    )
-                    .at(p.name.span, "second declaration")
-                    .also(prev, "first declaration here"));
+                    return Err(Diagnostic::error("E0105", format!("parameter `{}` is declared twice", p.name.name))
+                        .at(p.name.span, "second declaration")
+                        .also(prev, "first declaration here"));
                 }
             }
         }
     }
-    let mut module = Module {
-        name: module_name.to_string(),
-        funcs: vec![],
-    };
+    let mut module = Module { name: module_name.to_string(), funcs: vec![] };
     let mut exported: HashMap<String, Span> = HashMap::new();
     for item in &file.items {
         let Item::Export(export) = item else { continue };
@@ -109,22 +98,17 @@ pub fn elaborate(file: &SourceFile, module_name: &str) -> R<Module> {
         let name = export.alias.as_ref().map_or(target, |a| &a.name);
         let name_span = export.alias.as_ref().map_or(export.target.span, |a| a.span);
         if let Some(prev) = exported.insert(name.clone(), name_span) {
-            return Err(
-                Diagnostic::error("E0106", format!("`{name}` is exported twice"))
-                    .at(name_span, "second export of this name")
-                    .also(prev, "first exported here")
-                    .help("give one of them another name with `as`"),
-            );
+            return Err(Diagnostic::error("E0106", format!("`{name}` is exported twice"))
+                .at(name_span, "second export of this name")
+                .also(prev, "first exported here")
+                .help("give one of them another name with `as`"));
         }
         module.funcs.push(Elab::new(&fns, name).instantiate(def)?);
     }
     // Functions with fully known parameter types are checked even when nothing exports them.
     for def in fns.values() {
         if !exported.contains_key(&def.name.name)
-            && def
-                .params
-                .iter()
-                .all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..))))
+            && def.params.iter().all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..))))
         {
             Elab::new(&fns, &def.name.name).instantiate(def)?;
         }
@@ -165,12 +149,8 @@ pub fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Opt
 }
 
 fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnDef>) -> Diagnostic {
-    let candidates = fns
-        .keys()
-        .copied()
-        .chain(crate::builtins::NAMES.iter().copied());
-    let d =
-        Diagnostic::error("E0102", format!("cannot find function `{name}`")).at(span, "not found");
+    let candidates = fns.keys().copied().chain(crate::builtins::NAMES.iter().copied());
+    let d = Diagnostic::error("E0102", format!("cannot find function `{name}`")).at(span, "not found");
     match suggest(name, candidates) {
         Some(s) => d.help(format!("a function with a similar name exists: `{s}`")),
         None => d,
@@ -179,11 +159,7 @@ fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnDef>) -> Dia
 
 impl<'a> Elab<'a> {
     fn new(fns: &BTreeMap<&'a str, &'a FnDef>, name: &str) -> Elab<'a> {
-        Elab {
-            fns: fns.clone(),
-            func: Func::new(name, Span::default()),
-            call_stack: vec![],
-        }
+        Elab { fns: fns.clone(), func: Func::new(name, Span::default()), call_stack: vec![] }
     }
 
     /// Lowers `def` with its declared (fully static) parameter types into a function.
@@ -205,11 +181,7 @@ impl<'a> Elab<'a> {
             }
             let dtype = resolve_dtype(&p.ty.dtype)?;
             check_type_shape(&dims, p.ty.span)?;
-            let v = self.func.add_param(
-                p.name.name.clone(),
-                TensorType::new(dtype, dims),
-                p.name.span,
-            );
+            let v = self.func.add_param(p.name.name.clone(), TensorType::new(dtype, dims), p.name.span);
             env.vars.insert(p.name.name.clone(), Val::Tensor(v));
         }
         self.call_stack.push(&def.name.name);
@@ -233,11 +205,8 @@ impl<'a> Elab<'a> {
         let Some(ret) = &def.ret else {
             if let Val::Tuple(items) = &result {
                 if items.iter().any(|i| matches!(i, Val::Tuple(_))) {
-                    return Err(Diagnostic::error(
-                        "E0214",
-                        "functions cannot return nested tuples",
-                    )
-                    .at(def.body.result.span, "nested tuple"));
+                    return Err(Diagnostic::error("E0214", "functions cannot return nested tuples")
+                        .at(def.body.result.span, "nested tuple"));
                 }
             }
             return Ok(result);
@@ -247,30 +216,19 @@ impl<'a> Elab<'a> {
             (1, v @ (Val::Tensor(_) | Val::Lit(_))) => vec![v],
             (n, Val::Tuple(items)) if n == items.len() && n != 1 => items,
             (_, v) => {
-                return Err(Diagnostic::error(
-                    "E0209",
-                    "the function's result does not match its declared type",
-                )
-                .at(span, format!("this is {}", self.describe(&v)))
-                .also(
-                    ret[0].span.to(ret[ret.len() - 1].span),
-                    format!(
-                        "declared as {} value{}",
-                        ret.len(),
-                        if ret.len() == 1 { "" } else { "s" }
-                    ),
-                ))
+                return Err(Diagnostic::error("E0209", "the function's result does not match its declared type")
+                    .at(span, format!("this is {}", self.describe(&v)))
+                    .also(
+                        ret[0].span.to(ret[ret.len() - 1].span),
+                        format!("declared as {} value{}", ret.len(), if ret.len() == 1 { "" } else { "s" }),
+                    ))
             }
         };
         let mut out = vec![];
         for (item, ty) in items.into_iter().zip(ret) {
             out.push(self.check_against(env, item, ty, span, "E0209", "the function's result")?);
         }
-        Ok(if out.len() == 1 {
-            out.pop().unwrap()
-        } else {
-            Val::Tuple(out)
-        })
+        Ok(if out.len() == 1 { out.pop().unwrap() } else { Val::Tuple(out) })
     }
 
     /// Checks that `v` has type `ty` (binding shape variables of `env`), converting a literal
@@ -286,15 +244,9 @@ impl<'a> Elab<'a> {
     ) -> R<Val> {
         let dtype = resolve_dtype(&ty.dtype)?;
         let mismatch = |found: String| {
-            Diagnostic::error(
-                code,
-                format!(
-                    "mismatched types: {what} is {found}, declared {}",
-                    type_expr_text(ty)
-                ),
-            )
-            .at(span, format!("this is {found}"))
-            .also(ty.span, "declared here")
+            Diagnostic::error(code, format!("mismatched types: {what} is {found}, declared {}", type_expr_text(ty)))
+                .at(span, format!("this is {found}"))
+                .also(ty.span, "declared here")
         };
         let t = match v {
             Val::Lit(l) if ty.dims.is_empty() => self.lit_to(l, dtype, span)?,
@@ -305,13 +257,22 @@ impl<'a> Elab<'a> {
         if actual.dtype != dtype || actual.rank() != ty.dims.len() {
             return Err(mismatch(actual.to_string()));
         }
-        for (d, &n) in ty.dims.iter().zip(&actual.shape) {
-            let ok = match d {
-                Dim::Known(k, _) => *k == n,
-                Dim::Var(var) => *env.shape_vars.entry(var.name.clone()).or_insert(n) == n,
-            };
-            if !ok {
-                return Err(mismatch(actual.to_string()));
+        for (axis, (d, &n)) in ty.dims.iter().zip(&actual.shape).enumerate() {
+            match d {
+                Dim::Known(k, _) if *k != n => return Err(mismatch(actual.to_string())),
+                Dim::Known(..) => {}
+                Dim::Var(var) => {
+                    let bound = *env.shape_vars.entry(var.name.clone()).or_insert(n);
+                    if bound != n {
+                        return Err(Diagnostic::error(
+                            "E0208",
+                            format!("shape variable `{}` is {bound} and {n} at once", var.name),
+                        )
+                        .at(span, format!("axis {axis} of this {actual} makes `{}` = {n}", var.name))
+                        .also(var.span, format!("`{}` was bound to {bound} by an earlier argument", var.name))
+                        .note("a shape variable takes one value per call, from the first argument that mentions it"));
+                    }
+                }
             }
         }
         Ok(Val::Tensor(t))
@@ -332,10 +293,15 @@ impl<'a> Elab<'a> {
     /// Appends an instruction; a type rule failure here is a compiler bug, since callers check
     /// operands and report user errors first.
     pub fn push(&mut self, op: Op, args: Vec<Value>, span: Span) -> R<Value> {
-        self.func.push(op, args, span).map_err(|e| {
-            Diagnostic::error("E9999", format!("internal compiler error: {e}"))
+        self.func.push(op, args, span).map_err(|e| match e.strip_prefix(kiln_ir::types::SHAPE_LIMIT) {
+            // Shapes built from valid ones can still exceed the limits (broadcasting two large
+            // arrays, one_hot with a huge class count): the user's error, not a bug.
+            Some(reason) => {
+                Diagnostic::error("E0213", format!("invalid shape: {reason}")).at(span, "this expression's result")
+            }
+            None => Diagnostic::error("E9999", format!("internal compiler error: {e}"))
                 .at(span, "while lowering this expression")
-                .help("please report this as a bug in kiln")
+                .help("please report this as a bug in kiln"),
         })
     }
 
@@ -360,27 +326,19 @@ impl<'a> Elab<'a> {
                 env.vars.insert(id.name.clone(), v);
                 Ok(())
             }
-            (Pattern::Tuple(pats, _), Val::Tuple(items)) if pats.len() == items.len() => pats
-                .iter()
-                .zip(items)
-                .try_for_each(|(p, item)| self.bind(env, p, item, span)),
-            (p, v) => Err(Diagnostic::error(
-                "E0214",
-                format!("cannot destructure {}", self.describe(&v)),
-            )
-            .at(
-                p.span(),
-                format!("this pattern expects {}", pattern_text(p)),
-            )
-            .also(span, format!("this is {}", self.describe(&v)))),
+            (Pattern::Tuple(pats, _), Val::Tuple(items)) if pats.len() == items.len() => {
+                pats.iter().zip(items).try_for_each(|(p, item)| self.bind(env, p, item, span))
+            }
+            (p, v) => Err(Diagnostic::error("E0214", format!("cannot destructure {}", self.describe(&v)))
+                .at(p.span(), format!("this pattern expects {}", pattern_text(p)))
+                .also(span, format!("this is {}", self.describe(&v)))),
         }
     }
 
     pub fn eval(&mut self, env: &mut Env, e: &'a Expr) -> R<Val> {
         match &e.kind {
             ExprKind::Int(v) => Ok(Val::Lit(Lit::Int(i64::try_from(*v).map_err(|_| {
-                Diagnostic::error("E0218", "integer literal is too large")
-                    .at(e.span, "exceeds the largest i64")
+                Diagnostic::error("E0218", "integer literal is too large").at(e.span, "exceeds the largest i64")
             })?))),
             ExprKind::Float(v) => Ok(Val::Lit(Lit::Float(*v))),
             ExprKind::Bool(b) => Ok(Val::Lit(Lit::Bool(*b))),
@@ -393,32 +351,18 @@ impl<'a> Elab<'a> {
                     v => {
                         let t = self.tensor_arg(v, inner.span)?;
                         self.require_numeric(t, inner.span, "negate")?;
-                        Ok(Val::Tensor(self.push(
-                            Op::Unary(UnaryOp::Neg),
-                            vec![t],
-                            e.span,
-                        )?))
+                        Ok(Val::Tensor(self.push(Op::Unary(UnaryOp::Neg), vec![t], e.span)?))
                     }
                 }
             }
-            ExprKind::Binary {
-                op,
-                op_span,
-                lhs,
-                rhs,
-            } => {
+            ExprKind::Binary { op, op_span, lhs, rhs } => {
                 let a = self.eval(env, lhs)?;
                 let b = self.eval(env, rhs)?;
                 self.binary(*op, *op_span, (a, lhs.span), (b, rhs.span), e.span)
             }
-            ExprKind::Tuple(items) => Ok(Val::Tuple(
-                items.iter().map(|i| self.eval(env, i)).collect::<R<_>>()?,
-            )),
+            ExprKind::Tuple(items) => Ok(Val::Tuple(items.iter().map(|i| self.eval(env, i)).collect::<R<_>>()?)),
             ExprKind::List(_) => Err(Diagnostic::error("E0216", "a list is not a value")
-                .at(
-                    e.span,
-                    "lists only appear as arguments, such as axes and shapes",
-                )
+                .at(e.span, "lists only appear as arguments, such as axes and shapes")
                 .help("use concat([a, b], axis=0) to join arrays")),
             ExprKind::Block(b) => {
                 let mut inner = env.clone();
@@ -447,17 +391,11 @@ impl<'a> Elab<'a> {
             return Ok(Val::Lit(Lit::Int(n as i64)));
         }
         if self.fns.contains_key(name) || crate::builtins::is_builtin(name) {
-            return Err(
-                Diagnostic::error("E0101", format!("`{name}` is a function, not a value"))
-                    .at(span, "a function")
-                    .help(format!("call it: `{name}(...)`")),
-            );
+            return Err(Diagnostic::error("E0101", format!("`{name}` is a function, not a value"))
+                .at(span, "a function")
+                .help(format!("call it: `{name}(...)`")));
         }
-        let candidates = env
-            .vars
-            .keys()
-            .chain(env.shape_vars.keys())
-            .map(String::as_str);
+        let candidates = env.vars.keys().chain(env.shape_vars.keys()).map(String::as_str);
         let d = Diagnostic::error("E0101", format!("cannot find value `{name}` in this scope"))
             .at(span, "not found in this scope");
         Err(match suggest(name, candidates) {
@@ -471,57 +409,41 @@ impl<'a> Elab<'a> {
             return Err(unknown_function(&callee.name, callee.span, &self.fns));
         };
         if self.call_stack.contains(&def.name.name.as_str()) {
-            return Err(
-                Diagnostic::error("E0109", format!("`{}` calls itself", def.name.name))
-                    .at(span, "recursive call")
-                    .also(def.name.span, "defined here")
-                    .note("kiln inlines every call, so recursion cannot be compiled"),
-            );
+            return Err(Diagnostic::error("E0109", format!("`{}` calls itself", def.name.name))
+                .at(span, "recursive call")
+                .also(def.name.span, "defined here")
+                .note("kiln inlines every call, so recursion cannot be compiled"));
         }
         if let Some(a) = args.iter().find(|a| a.keyword.is_some()) {
-            return Err(Diagnostic::error(
-                "E0215",
-                "functions defined in kiln take positional arguments only",
-            )
-            .at(a.keyword.as_ref().unwrap().span, "keyword argument"));
+            return Err(Diagnostic::error("E0215", "functions defined in kiln take positional arguments only")
+                .at(a.keyword.as_ref().unwrap().span, "keyword argument"));
         }
         if args.len() != def.params.len() {
             return Err(Diagnostic::error(
                 "E0201",
                 format!(
-                    "`{}` takes {} argument{} but {} were given",
+                    "`{}` takes {} argument{} but {} {} given",
                     def.name.name,
                     def.params.len(),
                     plural(def.params.len()),
-                    args.len()
+                    args.len(),
+                    if args.len() == 1 { "was" } else { "were" }
                 ),
             )
-            .at(
-                span,
-                format!("{} argument{}", args.len(), plural(args.len())),
-            )
+            .at(span, format!("{} argument{}", args.len(), plural(args.len())))
             .also(def.name.span, "defined here"));
         }
         let mut inner = Env::default();
         for (p, a) in def.params.iter().zip(args) {
             let v = self.eval(env, &a.value)?;
             let v = self
-                .check_against(
-                    &mut inner,
-                    v,
-                    &p.ty,
-                    a.value.span,
-                    "E0207",
-                    &format!("argument `{}`", p.name.name),
-                )
+                .check_against(&mut inner, v, &p.ty, a.value.span, "E0207", &format!("argument `{}`", p.name.name))
                 .map_err(|d| d.also(p.name.span, "parameter declared here"))?;
             inner.vars.insert(p.name.name.clone(), v);
         }
         self.call_stack.push(&def.name.name);
-        let result = self
-            .eval_block(&mut inner, &def.body)
-            .and_then(|r| self.check_result(def, &mut inner, r))
-            .map_err(|d| {
+        let result =
+            self.eval_block(&mut inner, &def.body).and_then(|r| self.check_result(def, &mut inner, r)).map_err(|d| {
                 if d.labels.iter().any(|l| l.span == span) {
                     d
                 } else {
@@ -547,12 +469,9 @@ impl<'a> Elab<'a> {
         match v {
             Val::Tensor(t) => Ok(t),
             Val::Lit(l) => self.lit_to(l, l.default_dtype(), span),
-            Val::Tuple(items) => Err(Diagnostic::error(
-                "E0214",
-                "expected an array, found a tuple",
-            )
-            .at(span, format!("a tuple of {} values", items.len()))
-            .help("destructure it first: `let (a, b) = ...;`")),
+            Val::Tuple(items) => Err(Diagnostic::error("E0214", "expected an array, found a tuple")
+                .at(span, format!("a tuple of {} values", items.len()))
+                .help("destructure it first: `let (a, b) = ...;`")),
         }
     }
 
@@ -564,21 +483,16 @@ impl<'a> Elab<'a> {
             (Lit::Int(i), d @ (DType::I32 | DType::I64)) => {
                 let lit = Literal::of_i64(d, i);
                 if lit != Literal::Int(d, i) {
-                    return Err(Diagnostic::error(
-                        "E0218",
-                        format!("literal `{i}` does not fit in {d}"),
-                    )
-                    .at(span, format!("out of range for {d}")));
+                    return Err(Diagnostic::error("E0218", format!("literal `{i}` does not fit in {d}"))
+                        .at(span, format!("out of range for {d}")));
                 }
                 lit
             }
             (Lit::Int(i), d) => Literal::of_i64(d, i),
             (Lit::Float(f), d) if d.is_float() => Literal::of_f64(d, f),
             (Lit::Float(f), d) => {
-                return Err(
-                    Diagnostic::error("E0202", format!("a float literal cannot be {d}"))
-                        .at(span, format!("`{}` is a float", lit_text(Lit::Float(f)))),
-                )
+                return Err(Diagnostic::error("E0202", format!("a float literal cannot be {d}"))
+                    .at(span, format!("`{}` is a float", lit_text(Lit::Float(f)))))
             }
         };
         self.push(Op::Const(literal), vec![], span)
@@ -601,14 +515,7 @@ impl<'a> Elab<'a> {
         }
         let offset = shape.len() - ty.rank();
         let dims = (offset..shape.len()).collect();
-        self.push(
-            Op::Broadcast {
-                shape: shape.to_vec(),
-                dims,
-            },
-            vec![t],
-            span,
-        )
+        self.push(Op::Broadcast { shape: shape.to_vec(), dims }, vec![t], span)
     }
 
     /// Reshapes `t` (no instruction when the shape is already right).
@@ -636,11 +543,9 @@ impl<'a> Elab<'a> {
         if ty.dtype.is_numeric() {
             Ok(())
         } else {
-            Err(
-                Diagnostic::error("E0202", format!("cannot {what} a value of type {ty}"))
-                    .at(span, format!("this is {ty}"))
-                    .help("convert it first, e.g. `cast(x, i32)`"),
-            )
+            Err(Diagnostic::error("E0202", format!("cannot {what} a value of type {ty}"))
+                .at(span, format!("this is {ty}"))
+                .help("convert it first, e.g. `cast(x, i32)`"))
         }
     }
 
@@ -653,10 +558,7 @@ impl<'a> Elab<'a> {
                 let d = self.ty(*t).dtype;
                 dtype = Some(dtype.map_or(d, |e| promote(e, d)));
             } else if let Val::Tuple(_) = v {
-                return Err(
-                    Diagnostic::error("E0214", "expected an array, found a tuple")
-                        .at(*s, self.describe(v)),
-                );
+                return Err(Diagnostic::error("E0214", "expected an array, found a tuple").at(*s, self.describe(v)));
             }
         }
         // Literals are weak: they join the arrays' dtype, except that a float literal lifts
@@ -687,21 +589,16 @@ impl<'a> Elab<'a> {
                 None => {
                     let d = Diagnostic::error(
                         "E0203",
-                        format!(
-                            "cannot broadcast {} with {}",
-                            TensorType::new(dtype, shape.clone()),
-                            self.ty(t)
-                        ),
+                        format!("cannot broadcast {} with {}", TensorType::new(dtype, shape.clone()), self.ty(t)),
                     )
                     .at(s, format!("this is {}", self.ty(t)));
                     let d = match shape_from {
-                        Some(p) => d.also(
-                            p,
-                            format!("this is {}", TensorType::new(dtype, shape.clone())),
-                        ),
+                        Some(p) => d.also(p, format!("this is {}", TensorType::new(dtype, shape.clone()))),
                         None => d,
                     };
-                    return Err(d.note("dimensions are compared from the right; each pair must be equal or one of them 1"));
+                    return Err(
+                        d.note("dimensions are compared from the right; each pair must be equal or one of them 1")
+                    );
                 }
             };
             if !ts.is_empty() && shape_from.is_none() {
@@ -709,20 +606,10 @@ impl<'a> Elab<'a> {
             }
             values.push(t);
         }
-        values
-            .into_iter()
-            .map(|t| self.broadcast(t, &shape, span))
-            .collect()
+        values.into_iter().map(|t| self.broadcast(t, &shape, span)).collect()
     }
 
-    fn binary(
-        &mut self,
-        op: BinOp,
-        op_span: Span,
-        (a, sa): (Val, Span),
-        (b, sb): (Val, Span),
-        span: Span,
-    ) -> R<Val> {
+    fn binary(&mut self, op: BinOp, op_span: Span, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> R<Val> {
         if let (Val::Lit(x), Val::Lit(y)) = (&a, &b) {
             if let Some(l) = fold(op, *x, *y) {
                 return Ok(Val::Lit(l));
@@ -755,19 +642,15 @@ impl<'a> Elab<'a> {
             BinOp::MatMul => unreachable!("handled above"),
         };
         if !ir_op.is_comparison() && dtype == DType::Bool {
-            return Err(Diagnostic::error(
-                "E0202",
-                format!("cannot apply `{}` to bool values", op.symbol()),
-            )
-            .at(op_span, "arithmetic on bool")
-            .help("convert first, e.g. `cast(x, i32)`"));
+            return Err(Diagnostic::error("E0202", format!("cannot apply `{}` to bool values", op.symbol()))
+                .at(op_span, "arithmetic on bool")
+                .help("convert first, e.g. `cast(x, i32)`"));
         }
         if matches!(ir_op, BinaryOp::Div | BinaryOp::Pow) && !dtype.is_float() {
             x = self.to_float(x, sa)?;
             y = self.to_float(y, sb)?;
         }
-        self.push(Op::Binary(ir_op), vec![x, y], span)
-            .map(Val::Tensor)
+        self.push(Op::Binary(ir_op), vec![x, y], span).map(Val::Tensor)
     }
 
     /// x^n by square-and-multiply.
@@ -801,11 +684,9 @@ impl<'a> Elab<'a> {
         let (x, y) = (self.tensor_arg(a, sa)?, self.tensor_arg(b, sb)?);
         for (t, s) in [(x, sa), (y, sb)] {
             if self.ty(t).rank() == 0 {
-                return Err(
-                    Diagnostic::error("E0204", "matmul needs arrays of rank 1 or more")
-                        .at(s, format!("this is {}", self.ty(t)))
-                        .help("use `*` to multiply by a scalar"),
-                );
+                return Err(Diagnostic::error("E0204", "matmul needs arrays of rank 1 or more")
+                    .at(s, format!("this is {}", self.ty(t)))
+                    .help("use `*` to multiply by a scalar"));
             }
             self.require_numeric(t, s, "multiply")?;
         }
@@ -820,11 +701,7 @@ impl<'a> Elab<'a> {
         if k1 != k2 {
             return Err(Diagnostic::error(
                 "E0204",
-                format!(
-                    "matmul shapes do not match: {} @ {}",
-                    self.ty(x),
-                    self.ty(y)
-                ),
+                format!("matmul shapes do not match: {} @ {}", self.ty(x), self.ty(y)),
             )
             .at(sa, format!("this has {k1} columns"))
             .also(sb, format!("this has {k2} rows"))
@@ -834,18 +711,13 @@ impl<'a> Elab<'a> {
         let Some(batch) = broadcast_shapes(xb, yb) else {
             return Err(Diagnostic::error(
                 "E0204",
-                format!(
-                    "matmul batch dimensions do not broadcast: {} @ {}",
-                    self.ty(x),
-                    self.ty(y)
-                ),
+                format!("matmul batch dimensions do not broadcast: {} @ {}", self.ty(x), self.ty(y)),
             )
             .at(sa, format!("batch {}", kiln_ir::types::format_shape(xb)))
             .also(sb, format!("batch {}", kiln_ir::types::format_shape(yb))));
         };
-        let full = |m: &[usize], batch: &[usize]| -> Vec<usize> {
-            batch.iter().chain(&m[m.len() - 2..]).copied().collect()
-        };
+        let full =
+            |m: &[usize], batch: &[usize]| -> Vec<usize> { batch.iter().chain(&m[m.len() - 2..]).copied().collect() };
         let xr = self.reshape(x, xm.clone(), sa)?;
         let yr = self.reshape(y, ym.clone(), sb)?;
         let xf = self.broadcast(xr, &full(&xm, &batch), sa)?;
@@ -865,12 +737,8 @@ impl<'a> Elab<'a> {
     fn index(&mut self, env: &mut Env, t: Value, items: &'a [IndexItem], span: Span) -> R<Val> {
         let ty = self.ty(t).clone();
         if items.len() > ty.rank() {
-            return Err(
-                Diagnostic::error("E0219", format!("too many indices for {ty}")).at(
-                    span,
-                    format!("{} indices for rank {}", items.len(), ty.rank()),
-                ),
-            );
+            return Err(Diagnostic::error("E0219", format!("too many indices for {ty}"))
+                .at(span, format!("{} indices for rank {}", items.len(), ty.rank())));
         }
         let (mut start, mut step, mut shape, mut keep) = (vec![], vec![], vec![], vec![]);
         for axis in 0..ty.rank() {
@@ -896,29 +764,20 @@ impl<'a> Elab<'a> {
                     step.push(1);
                     shape.push(1);
                 }
-                Some(IndexItem::Range {
-                    start: s,
-                    stop,
-                    step: st,
-                    span: item_span,
-                }) => {
+                Some(IndexItem::Range { start: s, stop, step: st, span: item_span }) => {
                     let mut opt = |e: &'a Option<Expr>| -> R<Option<i64>> {
                         e.as_ref().map(|e| self.const_int(env, e)).transpose()
                     };
                     let (s, e, k) = (opt(s)?, opt(stop)?, opt(st)?);
                     let k = k.unwrap_or(1);
                     if k == 0 {
-                        return Err(Diagnostic::error("E0206", "slice step cannot be zero")
-                            .at(*item_span, "zero step"));
+                        return Err(Diagnostic::error("E0206", "slice step cannot be zero").at(*item_span, "zero step"));
                     }
                     let (first, len) = slice_indices(n, s, e, k);
                     if len == 0 {
-                        return Err(Diagnostic::error(
-                            "E0206",
-                            format!("slice of axis {axis} (size {n}) is empty"),
-                        )
-                        .at(*item_span, "selects no elements")
-                        .note("kiln arrays cannot be empty"));
+                        return Err(Diagnostic::error("E0206", format!("slice of axis {axis} (size {n}) is empty"))
+                            .at(*item_span, "selects no elements")
+                            .note("kiln arrays cannot be empty"));
                     }
                     start.push(first as usize);
                     step.push(k);
@@ -927,13 +786,8 @@ impl<'a> Elab<'a> {
                 }
             }
         }
-        let whole =
-            start.iter().all(|&s| s == 0) && step.iter().all(|&k| k == 1) && shape == ty.shape;
-        let sliced = if whole {
-            t
-        } else {
-            self.push(Op::Slice { start, step, shape }, vec![t], span)?
-        };
+        let whole = start.iter().all(|&s| s == 0) && step.iter().all(|&k| k == 1) && shape == ty.shape;
+        let sliced = if whole { t } else { self.push(Op::Slice { start, step, shape }, vec![t], span)? };
         self.reshape(sliced, keep, span).map(Val::Tensor)
     }
 
@@ -953,21 +807,11 @@ impl<'a> Elab<'a> {
 fn slice_indices(n: i64, start: Option<i64>, stop: Option<i64>, step: i64) -> (i64, i64) {
     let norm = |i: i64, lo: i64, hi: i64| if i < 0 { (i + n).max(lo) } else { i.min(hi) };
     let (s, e) = if step > 0 {
-        (
-            start.map_or(0, |s| norm(s, 0, n)),
-            stop.map_or(n, |e| norm(e, 0, n)),
-        )
+        (start.map_or(0, |s| norm(s, 0, n)), stop.map_or(n, |e| norm(e, 0, n)))
     } else {
-        (
-            start.map_or(n - 1, |s| norm(s, -1, n - 1)),
-            stop.map_or(-1, |e| norm(e, -1, n - 1)),
-        )
+        (start.map_or(n - 1, |s| norm(s, -1, n - 1)), stop.map_or(-1, |e| norm(e, -1, n - 1)))
     };
-    let len = if step > 0 {
-        (e - s + step - 1).div_euclid(step)
-    } else {
-        (s - e + (-step) - 1).div_euclid(-step)
-    };
+    let len = if step > 0 { (e - s + step - 1).div_euclid(step) } else { (s - e + (-step) - 1).div_euclid(-step) };
     (s, len.max(0))
 }
 
@@ -976,16 +820,8 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let x = if i + a.len() >= n {
-            a[i + a.len() - n]
-        } else {
-            1
-        };
-        let y = if i + b.len() >= n {
-            b[i + b.len() - n]
-        } else {
-            1
-        };
+        let x = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+        let y = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
         out[i] = match (x, y) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -1056,21 +892,16 @@ fn fold(op: BinOp, a: Lit, b: Lit) -> Option<Lit> {
 pub fn resolve_dtype(id: &Ident) -> R<DType> {
     DType::from_name(&id.name).ok_or_else(|| {
         let names = DType::ALL.iter().map(|d| d.name());
-        let d = Diagnostic::error("E0103", format!("unknown element type `{}`", id.name))
-            .at(id.span, "not a dtype");
+        let d = Diagnostic::error("E0103", format!("unknown element type `{}`", id.name)).at(id.span, "not a dtype");
         match suggest(&id.name, names) {
-            Some(s) => d.help(format!(
-                "did you mean `{s}`? kiln's dtypes are bool, i32, i64, f32 and f64"
-            )),
+            Some(s) => d.help(format!("did you mean `{s}`? kiln's dtypes are bool, i32, i64, f32 and f64")),
             None => d.help("kiln's dtypes are bool, i32, i64, f32 and f64"),
         }
     })
 }
 
 pub fn check_type_shape(dims: &[usize], span: Span) -> R<()> {
-    check_shape(dims).map_err(|e| {
-        Diagnostic::error("E0213", format!("invalid shape: {e}")).at(span, "this type")
-    })
+    check_shape(dims).map_err(|e| Diagnostic::error("E0213", e).at(span, "this type"))
 }
 
 fn type_expr_text(ty: &TypeExpr) -> String {

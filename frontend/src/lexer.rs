@@ -31,8 +31,8 @@ pub struct Token {
 
 /// Punctuation, longest first so that `**` wins over `*`.
 const PUNCT: &[&str] = &[
-    "->", "**", "==", "!=", "<=", ">=", "(", ")", "[", "]", "{", "}", ",", ":", ";", "=", "+", "-",
-    "*", "/", "@", "<", ">",
+    "->", "**", "==", "!=", "<=", ">=", "(", ")", "[", "]", "{", "}", ",", ":", ";", "=", "+", "-", "*", "/", "@", "<",
+    ">",
 ];
 
 /// Splits source text into tokens, ending with [`Tok::Eof`].
@@ -51,39 +51,22 @@ pub fn lex(src: &str) -> Result<Vec<Token>, Diagnostic> {
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
             }
-            tokens.push(Token {
-                tok: Tok::Ident(src[start..i].to_string()),
-                span: Span::new(start, i),
-            });
-        } else if c.is_ascii_digit()
-            || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
-        {
+            tokens.push(Token { tok: Tok::Ident(src[start..i].to_string()), span: Span::new(start, i) });
+        } else if c.is_ascii_digit() || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
             let (tok, end) = number(src, i)?;
-            tokens.push(Token {
-                tok,
-                span: Span::new(i, end),
-            });
+            tokens.push(Token { tok, span: Span::new(i, end) });
             i = end;
         } else if let Some(p) = PUNCT.iter().find(|p| src[i..].starts_with(**p)) {
-            tokens.push(Token {
-                tok: Tok::Punct(p),
-                span: Span::new(i, i + p.len()),
-            });
+            tokens.push(Token { tok: Tok::Punct(p), span: Span::new(i, i + p.len()) });
             i += p.len();
         } else {
             let ch = src[i..].chars().next().unwrap_or('?');
             let end = i + ch.len_utf8();
-            return Err(Diagnostic::error(
-                "E0001",
-                format!("unexpected character `{}`", ch.escape_debug()),
-            )
-            .at(Span::new(i, end), "not valid in a kiln program"));
+            return Err(Diagnostic::error("E0001", format!("unexpected character `{}`", ch.escape_debug()))
+                .at(Span::new(i, end), "not valid in a kiln program"));
         }
     }
-    tokens.push(Token {
-        tok: Tok::Eof,
-        span: Span::new(src.len(), src.len()),
-    });
+    tokens.push(Token { tok: Tok::Eof, span: Span::new(src.len(), src.len()) });
     Ok(tokens)
 }
 
@@ -99,12 +82,7 @@ fn number(src: &str, start: usize) -> Result<(Tok, usize), Diagnostic> {
     };
     let mut i = digits(start);
     let mut is_float = false;
-    if i < bytes.len()
-        && bytes[i] == b'.'
-        && !bytes
-            .get(i + 1)
-            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
-    {
+    if i < bytes.len() && bytes[i] == b'.' && !bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') {
         is_float = true;
         i = digits(i + 1);
     }
@@ -127,17 +105,13 @@ fn number(src: &str, start: usize) -> Result<(Tok, usize), Diagnostic> {
             end += 1;
         }
         return Err(Diagnostic::error("E0002", "malformed number literal")
-            .at(
-                Span::new(start, end),
-                "a number cannot be followed by letters",
-            )
+            .at(Span::new(start, end), "a number cannot be followed by letters")
             .help("names start with a letter or `_`"));
     }
     let text: String = src[start..i].chars().filter(|&c| c != '_').collect();
     let tok = if is_float {
         Tok::Float(text.parse().map_err(|_| {
-            Diagnostic::error("E0002", "malformed number literal")
-                .at(Span::new(start, i), "not a valid float")
+            Diagnostic::error("E0002", "malformed number literal").at(Span::new(start, i), "not a valid float")
         })?)
     } else {
         Tok::Int(text.parse().map_err(|_| {

@@ -32,10 +32,7 @@ pub fn compile_source(src: &str, module_name: &str) -> Result<Module, Diagnostic
 /// A C identifier made from a file stem: other characters become `_`, and a leading digit
 /// gets a `_` in front. Used as the default module name.
 pub fn module_name_from_stem(stem: &str) -> String {
-    let mut name: String = stem
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
+    let mut name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, '_');
     }

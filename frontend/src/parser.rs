@@ -12,11 +12,7 @@ const MAX_DEPTH: usize = 128;
 
 pub fn parse(src: &str) -> Result<SourceFile, Diagnostic> {
     let tokens = lex(src)?;
-    let mut p = Parser {
-        tokens,
-        pos: 0,
-        depth: 0,
-    };
+    let mut p = Parser { tokens, pos: 0, depth: 0 };
     let mut file = SourceFile::default();
     while p.peek() != &Tok::Eof {
         file.items.push(p.item()?);
@@ -35,6 +31,11 @@ type PResult<T> = Result<T, Diagnostic>;
 impl Parser {
     fn peek(&self) -> &Tok {
         &self.tokens[self.pos].tok
+    }
+
+    /// The token `n` ahead of the current one (the end-of-file token past the end).
+    fn peek_ahead(&self, n: usize) -> &Tok {
+        &self.tokens[(self.pos + n).min(self.tokens.len() - 1)].tok
     }
 
     fn span(&self) -> Span {
@@ -85,10 +86,7 @@ impl Parser {
 
     fn ident(&mut self, what: &str) -> PResult<Ident> {
         match self.peek().clone() {
-            Tok::Ident(name) if !is_reserved(&name) => Ok(Ident {
-                name,
-                span: self.bump().span,
-            }),
+            Tok::Ident(name) if !is_reserved(&name) => Ok(Ident { name, span: self.bump().span }),
             _ => Err(self.unexpected(what)),
         }
     }
@@ -96,24 +94,15 @@ impl Parser {
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(
-                Diagnostic::error("E0004", "expression is nested too deeply")
-                    .at(
-                        self.span(),
-                        format!("more than {MAX_DEPTH} levels of nesting"),
-                    )
-                    .help("split the expression with `let` bindings"),
-            );
+            return Err(Diagnostic::error("E0004", "expression is nested too deeply")
+                .at(self.span(), format!("more than {MAX_DEPTH} levels of nesting"))
+                .help("split the expression with `let` bindings"));
         }
         Ok(())
     }
 
     /// A comma-separated list up to `close`, each element read by `f`.
-    fn comma_list<T>(
-        &mut self,
-        close: &str,
-        mut f: impl FnMut(&mut Self) -> PResult<T>,
-    ) -> PResult<Vec<T>> {
+    fn comma_list<T>(&mut self, close: &str, mut f: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
         let mut items = vec![];
         while !self.eat(close) {
             items.push(f(self)?);
@@ -146,13 +135,7 @@ impl Parser {
                 None
             };
             let body = self.block()?;
-            Ok(Item::Fn(FnDef {
-                name,
-                params,
-                ret,
-                body,
-                span: start.to(self.prev_span()),
-            }))
+            Ok(Item::Fn(FnDef { name, params, ret, body, span: start.to(self.prev_span()) }))
         } else if self.is_keyword("export") {
             self.bump();
             let target = self.expr()?;
@@ -163,11 +146,7 @@ impl Parser {
                 None
             };
             self.expect(";")?;
-            Ok(Item::Export(Export {
-                target,
-                alias,
-                span: start.to(self.prev_span()),
-            }))
+            Ok(Item::Export(Export { target, alias, span: start.to(self.prev_span()) }))
         } else {
             Err(self.unexpected("`fn` or `export`"))
         }
@@ -186,11 +165,7 @@ impl Parser {
                 _ => Err(p.unexpected("a dimension (a number or a shape variable)")),
             })?;
         }
-        Ok(TypeExpr {
-            span: dtype.span.to(self.prev_span()),
-            dtype,
-            dims,
-        })
+        Ok(TypeExpr { span: dtype.span.to(self.prev_span()), dtype, dims })
     }
 
     fn block(&mut self) -> PResult<Block> {
@@ -200,11 +175,7 @@ impl Parser {
         while self.is_keyword("let") {
             self.bump();
             let pattern = self.pattern()?;
-            let ty = if self.eat(":") {
-                Some(self.ty()?)
-            } else {
-                None
-            };
+            let ty = if self.eat(":") { Some(self.ty()?) } else { None };
             self.expect("=")?;
             let value = self.expr()?;
             self.expect(";")?;
@@ -273,10 +244,8 @@ impl Parser {
 
     /// Left-associative levels: 0 is `+ -`, 1 is `* / @`, then unary.
     fn binary(&mut self, level: usize) -> PResult<Expr> {
-        const LEVELS: [&[(&str, BinOp)]; 2] = [
-            &[("+", BinOp::Add), ("-", BinOp::Sub)],
-            &[("*", BinOp::Mul), ("/", BinOp::Div), ("@", BinOp::MatMul)],
-        ];
+        const LEVELS: [&[(&str, BinOp)]; 2] =
+            [&[("+", BinOp::Add), ("-", BinOp::Sub)], &[("*", BinOp::Mul), ("/", BinOp::Div), ("@", BinOp::MatMul)]];
         if level == LEVELS.len() {
             return self.unary();
         }
@@ -294,10 +263,7 @@ impl Parser {
             self.enter()?;
             let inner = self.unary()?;
             self.depth -= 1;
-            return Ok(Expr {
-                span: start.to(inner.span),
-                kind: ExprKind::Neg(Box::new(inner)),
-            });
+            return Ok(Expr { span: start.to(inner.span), kind: ExprKind::Neg(Box::new(inner)) });
         }
         let base = self.postfix()?;
         if let Some(op) = self.binop(&[("**", BinOp::Pow)]) {
@@ -314,13 +280,7 @@ impl Parser {
         while self.is("[") {
             self.bump();
             let items = self.comma_list("]", Self::index_item)?;
-            e = Expr {
-                span: e.span.to(self.prev_span()),
-                kind: ExprKind::Index {
-                    base: Box::new(e),
-                    items,
-                },
-            };
+            e = Expr { span: e.span.to(self.prev_span()), kind: ExprKind::Index { base: Box::new(e), items } };
         }
         Ok(e)
     }
@@ -343,12 +303,7 @@ impl Parser {
         }
         let stop = part(self)?;
         let step = if self.eat(":") { part(self)? } else { None };
-        Ok(IndexItem::Range {
-            start,
-            stop,
-            step,
-            span: start_span.to(self.prev_span()),
-        })
+        Ok(IndexItem::Range { start, stop, step, span: start_span.to(self.prev_span()) })
     }
 
     fn primary(&mut self) -> PResult<Expr> {
@@ -370,7 +325,7 @@ impl Parser {
                 let id = self.ident("an expression")?;
                 if self.eat("(") {
                     let args = self.comma_list(")", |p| {
-                        let keyword = match (p.peek(), &p.tokens[p.pos + 1].tok) {
+                        let keyword = match (p.peek(), p.peek_ahead(1)) {
                             (Tok::Ident(_), Tok::Punct("=")) => {
                                 let k = p.ident("a keyword")?;
                                 p.bump();
@@ -378,10 +333,7 @@ impl Parser {
                             }
                             _ => None,
                         };
-                        Ok(Arg {
-                            keyword,
-                            value: p.expr()?,
-                        })
+                        Ok(Arg { keyword, value: p.expr()? })
                     })?;
                     ExprKind::Call { callee: id, args }
                 } else {
@@ -391,7 +343,8 @@ impl Parser {
             Tok::Punct("(") => {
                 self.bump();
                 let mut items = self.comma_list(")", Self::expr)?;
-                let trailing_comma = self.tokens[self.pos - 2].tok == Tok::Punct(",");
+                // `(x,)` is a one-element tuple, `(x)` a parenthesized expression.
+                let trailing_comma = self.pos >= 2 && self.tokens[self.pos - 2].tok == Tok::Punct(",");
                 if items.len() == 1 && !trailing_comma {
                     let mut e = items.pop().unwrap();
                     e.span = start.to(self.prev_span());
@@ -406,29 +359,15 @@ impl Parser {
             Tok::Punct("{") => ExprKind::Block(self.block()?),
             _ => return Err(self.unexpected("an expression")),
         };
-        Ok(Expr {
-            kind,
-            span: start.to(self.prev_span()),
-        })
+        Ok(Expr { kind, span: start.to(self.prev_span()) })
     }
 }
 
 fn mk_binary((op, op_span): (BinOp, Span), lhs: Expr, rhs: Expr) -> Expr {
-    Expr {
-        span: lhs.span.to(rhs.span),
-        kind: ExprKind::Binary {
-            op,
-            op_span,
-            lhs: Box::new(lhs),
-            rhs: Box::new(rhs),
-        },
-    }
+    Expr { span: lhs.span.to(rhs.span), kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) } }
 }
 
 /// Words that cannot name a value or function.
 pub fn is_reserved(name: &str) -> bool {
-    matches!(
-        name,
-        "fn" | "let" | "export" | "as" | "true" | "false" | "_"
-    )
+    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_")
 }

@@ -37,16 +37,9 @@ pub fn render_diagnostic(diag: &Diagnostic, file_name: &str, src: &str, color: b
     if let Some(help) = &diag.help {
         notes.push(format!("help: {help}"));
     }
-    let cs = CsDiagnostic::error()
-        .with_code(diag.code)
-        .with_message(&diag.message)
-        .with_labels(labels)
-        .with_notes(notes);
-    let mut buffer = if color {
-        Buffer::ansi()
-    } else {
-        Buffer::no_color()
-    };
+    let cs =
+        CsDiagnostic::error().with_code(diag.code).with_message(&diag.message).with_labels(labels).with_notes(notes);
+    let mut buffer = if color { Buffer::ansi() } else { Buffer::no_color() };
     let config = term::Config::default();
     if term::emit(&mut buffer, &config, &file, &cs).is_err() {
         return format!("{diag}\n");

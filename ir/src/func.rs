@@ -48,25 +48,14 @@ pub struct Func {
 
 impl Func {
     pub fn new(name: impl Into<String>, span: Span) -> Func {
-        Func {
-            name: name.into(),
-            params: vec![],
-            insts: vec![],
-            results: vec![],
-            result_names: vec![],
-            span,
-        }
+        Func { name: name.into(), params: vec![], insts: vec![], results: vec![], result_names: vec![], span }
     }
 
     /// Adds a parameter and returns its value. Parameters must all be added before the first
     /// instruction.
     pub fn add_param(&mut self, name: impl Into<String>, ty: TensorType, span: Span) -> Value {
         assert!(self.insts.is_empty(), "parameters come before instructions");
-        self.params.push(Param {
-            name: name.into(),
-            ty,
-            span,
-        });
+        self.params.push(Param { name: name.into(), ty, span });
         Value(self.params.len() as u32 - 1)
     }
 
@@ -84,9 +73,7 @@ impl Func {
 
     /// The instruction defining `v`, or None for a parameter.
     pub fn inst(&self, v: Value) -> Option<&Inst> {
-        v.index()
-            .checked_sub(self.params.len())
-            .map(|i| &self.insts[i])
+        v.index().checked_sub(self.params.len()).map(|i| &self.insts[i])
     }
 
     pub fn ty(&self, v: Value) -> &TensorType {

@@ -46,11 +46,7 @@ impl Rng {
 
 /// A random dtype that `domain` accepts.
 pub fn dtype_in(rng: &mut Rng, domain: Domain) -> DType {
-    let all: Vec<DType> = DType::ALL
-        .iter()
-        .copied()
-        .filter(|&d| domain.accepts(d))
-        .collect();
+    let all: Vec<DType> = DType::ALL.iter().copied().filter(|&d| domain.accepts(d)).collect();
     rng.pick(&all)
 }
 
@@ -67,14 +63,7 @@ pub fn tensor(rng: &mut Rng, ty: &TensorType, specials: bool) -> Tensor {
     let float = |rng: &mut Rng| -> f64 {
         let r = rng.unit();
         if specials && r < 0.03 {
-            rng.pick(&[
-                f64::NAN,
-                f64::INFINITY,
-                f64::NEG_INFINITY,
-                3.0e9,
-                -3.0e9,
-                1.0e20,
-            ])
+            rng.pick(&[f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 3.0e9, -3.0e9, 1.0e20])
         } else if r < 0.06 {
             0.0
         } else {
@@ -111,14 +100,7 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
         Op::Iota { .. } => {
             let s = shape(rng, 1, 3);
             let axis = rng.below(s.len());
-            (
-                Op::Iota {
-                    dtype: dtype_in(rng, Domain::Numeric),
-                    shape: s,
-                    axis,
-                },
-                vec![],
-            )
+            (Op::Iota { dtype: dtype_in(rng, Domain::Numeric), shape: s, axis }, vec![])
         }
         Op::Unary(u) => {
             let ty = TensorType::new(dtype_in(rng, u.domain()), shape(rng, 0, 3));
@@ -134,12 +116,7 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
         }
         Op::Convert { .. } => {
             let ty = TensorType::new(dtype_in(rng, Domain::Any), shape(rng, 0, 3));
-            (
-                Op::Convert {
-                    to: dtype_in(rng, Domain::Any),
-                },
-                vec![ty],
-            )
+            (Op::Convert { to: dtype_in(rng, Domain::Any) }, vec![ty])
         }
         Op::Reduce { kind, .. } => {
             let s = shape(rng, 1, 4);
@@ -147,23 +124,14 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             if axes.is_empty() {
                 axes.push(rng.below(s.len()));
             }
-            (
-                Op::Reduce { kind: *kind, axes },
-                vec![TensorType::new(dtype_in(rng, Domain::Numeric), s)],
-            )
+            (Op::Reduce { kind: *kind, axes }, vec![TensorType::new(dtype_in(rng, Domain::Numeric), s)])
         }
         Op::Dot => {
             let batch = shape(rng, 0, 2);
             let (m, k, n) = (1 + rng.below(6), 1 + rng.below(9), 1 + rng.below(6));
             let d = dtype_in(rng, Domain::Numeric);
             let with = |a: usize, b: usize| batch.iter().copied().chain([a, b]).collect::<Vec<_>>();
-            (
-                Op::Dot,
-                vec![
-                    TensorType::new(d, with(m, k)),
-                    TensorType::new(d, with(k, n)),
-                ],
-            )
+            (Op::Dot, vec![TensorType::new(d, with(m, k)), TensorType::new(d, with(k, n))])
         }
         Op::Reshape { .. } => {
             let s = shape(rng, 0, 3);
@@ -180,10 +148,7 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             if rest > 1 || rng.chance(0.3) {
                 target.push(rest);
             }
-            (
-                Op::Reshape { shape: target },
-                vec![TensorType::new(dtype_in(rng, Domain::Any), s)],
-            )
+            (Op::Reshape { shape: target }, vec![TensorType::new(dtype_in(rng, Domain::Any), s)])
         }
         Op::Transpose { .. } => {
             let s = shape(rng, 1, 4);
@@ -191,22 +156,13 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             for i in (1..perm.len()).rev() {
                 perm.swap(i, rng.below(i + 1));
             }
-            (
-                Op::Transpose { perm },
-                vec![TensorType::new(dtype_in(rng, Domain::Any), s)],
-            )
+            (Op::Transpose { perm }, vec![TensorType::new(dtype_in(rng, Domain::Any), s)])
         }
         Op::Broadcast { .. } => {
             let out = shape(rng, 1, 4);
             let dims: Vec<usize> = (0..out.len()).filter(|_| rng.chance(0.6)).collect();
-            let in_shape = dims
-                .iter()
-                .map(|&d| if rng.chance(0.3) { 1 } else { out[d] })
-                .collect();
-            (
-                Op::Broadcast { shape: out, dims },
-                vec![TensorType::new(dtype_in(rng, Domain::Any), in_shape)],
-            )
+            let in_shape = dims.iter().map(|&d| if rng.chance(0.3) { 1 } else { out[d] }).collect();
+            (Op::Broadcast { shape: out, dims }, vec![TensorType::new(dtype_in(rng, Domain::Any), in_shape)])
         }
         Op::Slice { .. } => {
             let s: Vec<usize> = shape(rng, 1, 3).iter().map(|d| d + 2).collect();
@@ -215,23 +171,12 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
                 let k = rng.pick(&[1i64, 1, 2, 3, -1, -2]);
                 let first = rng.below(n);
                 // Elements reachable from `first` with step k.
-                let avail = if k > 0 {
-                    (n - 1 - first) as i64 / k + 1
-                } else {
-                    first as i64 / -k + 1
-                };
+                let avail = if k > 0 { (n - 1 - first) as i64 / k + 1 } else { first as i64 / -k + 1 };
                 start.push(first);
                 step.push(k);
                 out.push(1 + rng.below(avail as usize));
             }
-            (
-                Op::Slice {
-                    start,
-                    step,
-                    shape: out,
-                },
-                vec![TensorType::new(dtype_in(rng, Domain::Any), s)],
-            )
+            (Op::Slice { start, step, shape: out }, vec![TensorType::new(dtype_in(rng, Domain::Any), s)])
         }
         Op::Concat { .. } => {
             let s = shape(rng, 1, 3);
@@ -253,14 +198,9 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
 pub fn single_op_func(rng: &mut Rng, template: &Op, name: &str) -> Func {
     let (op, types) = instance(rng, template);
     let mut f = Func::new(name, Span::default());
-    let args: Vec<Value> = types
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| f.add_param(format!("p{i}"), t, Span::default()))
-        .collect();
-    let r = f
-        .push(op, args, Span::default())
-        .expect("generated instances are well typed");
+    let args: Vec<Value> =
+        types.into_iter().enumerate().map(|(i, t)| f.add_param(format!("p{i}"), t, Span::default())).collect();
+    let r = f.push(op, args, Span::default()).expect("generated instances are well typed");
     f.results.push(r);
     f.result_names.push("out0".into());
     f
@@ -288,21 +228,12 @@ pub fn random_func(rng: &mut Rng, size: usize, name: &str) -> Func {
                 }
             }
             if ta.dtype.is_numeric() {
-                for &op in BinaryOp::ALL
-                    .iter()
-                    .filter(|b| b.domain().accepts(ta.dtype))
-                {
+                for &op in BinaryOp::ALL.iter().filter(|b| b.domain().accepts(ta.dtype)) {
                     c.push((Op::Binary(op), vec![a, b]));
                 }
                 if ta.rank() > 0 {
                     let axes = vec![rng.below(ta.rank())];
-                    c.push((
-                        Op::Reduce {
-                            kind: rng.pick(&ReduceKind::ALL),
-                            axes,
-                        },
-                        vec![a],
-                    ));
+                    c.push((Op::Reduce { kind: rng.pick(&ReduceKind::ALL), axes }, vec![a]));
                     let mut perm: Vec<usize> = (0..ta.rank()).collect();
                     perm.reverse();
                     c.push((Op::Transpose { perm }, vec![a]));
@@ -312,23 +243,12 @@ pub fn random_func(rng: &mut Rng, size: usize, name: &str) -> Func {
                 }
                 let mut wide = ta.shape.clone();
                 wide.insert(0, 2);
-                c.push((
-                    Op::Broadcast {
-                        shape: wide,
-                        dims: (1..=ta.rank()).collect(),
-                    },
-                    vec![a],
-                ));
+                c.push((Op::Broadcast { shape: wide, dims: (1..=ta.rank()).collect() }, vec![a]));
             }
             if ta.dtype == DType::Bool {
                 c.push((Op::Convert { to: base.dtype }, vec![a]));
             }
-            c.push((
-                Op::Reshape {
-                    shape: vec![ta.num_elements()],
-                },
-                vec![a],
-            ));
+            c.push((Op::Reshape { shape: vec![ta.num_elements()] }, vec![a]));
             c
         };
         let (op, args) = candidates[rng.below(candidates.len())].clone();

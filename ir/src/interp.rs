@@ -164,26 +164,10 @@ impl Data {
         let chunks = bytes.chunks_exact(size);
         Some(match dtype {
             DType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
-            DType::I32 => Data::I32(
-                chunks
-                    .map(|c| i32::from_ne_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ),
-            DType::I64 => Data::I64(
-                chunks
-                    .map(|c| i64::from_ne_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ),
-            DType::F32 => Data::F32(
-                chunks
-                    .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ),
-            DType::F64 => Data::F64(
-                chunks
-                    .map(|c| f64::from_ne_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ),
+            DType::I32 => Data::I32(chunks.map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::I64 => Data::I64(chunks.map(|c| i64::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::F32 => Data::F32(chunks.map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::F64 => Data::F64(chunks.map(|c| f64::from_ne_bytes(c.try_into().unwrap())).collect()),
         })
     }
 }
@@ -197,11 +181,7 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Data) -> Tensor {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "shape and data disagree"
-        );
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape and data disagree");
         Tensor { shape, data }
     }
 
@@ -268,10 +248,7 @@ pub fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
         debug_assert_eq!(result.ty(), inst.ty);
         values.push(result);
     }
-    func.results
-        .iter()
-        .map(|&r: &Value| values[r.index()].clone())
-        .collect()
+    func.results.iter().map(|&r: &Value| values[r.index()].clone()).collect()
 }
 
 /// Evaluates one op on its operands; `ty` is the result type the op's rule gave.
@@ -293,15 +270,9 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
         },
         Op::Binary(b) => binary(*b, &args[0].data, &args[1].data),
         Op::Select => {
-            let Data::Bool(pred) = &args[0].data else {
-                unreachable!("select predicate is bool")
-            };
+            let Data::Bool(pred) = &args[0].data else { unreachable!("select predicate is bool") };
             let (a, b) = (&args[1].data, &args[2].data);
-            let indices: Vec<usize> = pred
-                .iter()
-                .enumerate()
-                .map(|(i, &p)| if p { i } else { i + n })
-                .collect();
+            let indices: Vec<usize> = pred.iter().enumerate().map(|(i, &p)| if p { i } else { i + n }).collect();
             concat_data(&[a, b]).gather(&indices)
         }
         Op::Convert { to } => args[0].data.convert(*to),
@@ -346,15 +317,8 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
                 let k = bounds.iter().rposition(|&b| b <= o[*axis]).unwrap();
                 let a = &args[k];
                 let s = strides(&a.shape);
-                let flat: usize = (0..o.len())
-                    .map(|d| {
-                        if d == *axis {
-                            (o[d] - bounds[k]) * s[d]
-                        } else {
-                            o[d] * s[d]
-                        }
-                    })
-                    .sum();
+                let flat: usize =
+                    (0..o.len()).map(|d| if d == *axis { (o[d] - bounds[k]) * s[d] } else { o[d] * s[d] }).sum();
                 indices.push(offsets[k] + flat);
             });
             let parts: Vec<&Data> = args.iter().map(|a| &a.data).collect();
@@ -389,17 +353,8 @@ fn concat_data(parts: &[&Data]) -> Data {
 }
 
 fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
-    fn float<T: crate::ops::Float>(
-        op: BinaryOp,
-        a: &[T],
-        b: &[T],
-        wrap: fn(Vec<T>) -> Data,
-    ) -> Data {
-        let r: Vec<T> = a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| op.eval_float(x, y))
-            .collect();
+    fn float<T: crate::ops::Float>(op: BinaryOp, a: &[T], b: &[T], wrap: fn(Vec<T>) -> Data) -> Data {
+        let r: Vec<T> = a.iter().zip(b).map(|(&x, &y)| op.eval_float(x, y)).collect();
         if op.is_comparison() {
             Data::Bool(r.iter().map(|&x| x == T::ONE).collect())
         } else {
@@ -407,11 +362,7 @@ fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
         }
     }
     fn int<T: Elem>(op: BinaryOp, a: &[T], b: &[T], wrap: fn(Vec<i64>) -> Data) -> Data {
-        let r: Vec<i64> = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| op.eval_int(x.to_i64(), y.to_i64()))
-            .collect();
+        let r: Vec<i64> = a.iter().zip(b).map(|(x, y)| op.eval_int(x.to_i64(), y.to_i64())).collect();
         if op.is_comparison() {
             Data::Bool(r.iter().map(|&x| x != 0).collect())
         } else {
@@ -421,13 +372,9 @@ fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
     match (a, b) {
         (Data::F32(a), Data::F32(b)) => float(op, a, b, Data::F32),
         (Data::F64(a), Data::F64(b)) => float(op, a, b, Data::F64),
-        (Data::I32(a), Data::I32(b)) => int(op, a, b, |v| {
-            Data::I32(v.into_iter().map(|x| x as i32).collect())
-        }),
+        (Data::I32(a), Data::I32(b)) => int(op, a, b, |v| Data::I32(v.into_iter().map(|x| x as i32).collect())),
         (Data::I64(a), Data::I64(b)) => int(op, a, b, Data::I64),
-        (Data::Bool(a), Data::Bool(b)) => int(op, a, b, |v| {
-            Data::Bool(v.into_iter().map(|x| x != 0).collect())
-        }),
+        (Data::Bool(a), Data::Bool(b)) => int(op, a, b, |v| Data::Bool(v.into_iter().map(|x| x != 0).collect())),
         _ => unreachable!("type rule gives binary ops operands of one dtype"),
     }
 }
@@ -440,21 +387,10 @@ fn reduce(kind: ReduceKind, axes: &[usize], x: &Tensor) -> Tensor {
     let out_strides = strides(&out_shape);
     let mut target = Vec::with_capacity(x.data.len());
     for_each_index(&x.shape, |idx| {
-        target.push(
-            kept.iter()
-                .zip(&out_strides)
-                .map(|(&a, s)| idx[a] * s)
-                .sum::<usize>(),
-        );
+        target.push(kept.iter().zip(&out_strides).map(|(&a, s)| idx[a] * s).sum::<usize>());
     });
     let m: usize = out_shape.iter().product();
-    fn fold<T: Copy>(
-        init: T,
-        m: usize,
-        target: &[usize],
-        v: &[T],
-        f: impl Fn(T, T) -> T,
-    ) -> Vec<T> {
+    fn fold<T: Copy>(init: T, m: usize, target: &[usize], v: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
         let mut acc = vec![init; m];
         for (i, &x) in v.iter().enumerate() {
             acc[target[i]] = f(acc[target[i]], x);
@@ -465,47 +401,26 @@ fn reduce(kind: ReduceKind, axes: &[usize], x: &Tensor) -> Tensor {
     let data = match (&x.data, kind) {
         (Data::F32(v), ReduceKind::Sum) => {
             let wide: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-            Data::F32(
-                fold(0.0, m, &target, &wide, |a, b| a + b)
-                    .into_iter()
-                    .map(|x| x as f32)
-                    .collect(),
-            )
+            Data::F32(fold(0.0, m, &target, &wide, |a, b| a + b).into_iter().map(|x| x as f32).collect())
         }
         (Data::F64(v), ReduceKind::Sum) => Data::F64(fold(0.0, m, &target, v, |a, b| a + b)),
         (Data::F32(v), _) => {
-            let f = if kind == ReduceKind::Max {
-                float_max::<f32>
-            } else {
-                float_min::<f32>
-            };
+            let f = if kind == ReduceKind::Max { float_max::<f32> } else { float_min::<f32> };
             Data::F32(fold(init.as_f64() as f32, m, &target, v, f))
         }
         (Data::F64(v), _) => {
-            let f = if kind == ReduceKind::Max {
-                float_max::<f64>
-            } else {
-                float_min::<f64>
-            };
+            let f = if kind == ReduceKind::Max { float_max::<f64> } else { float_min::<f64> };
             Data::F64(fold(init.as_f64(), m, &target, v, f))
         }
         (Data::I32(v), _) => {
             let wide: Vec<i64> = v.iter().map(|&x| x as i64).collect();
-            let Literal::Int(_, init) = init else {
-                unreachable!()
-            };
-            let r = fold(init, m, &target, &wide, |a, b| {
-                kind.combiner().eval_int(a, b)
-            });
+            let Literal::Int(_, init) = init else { unreachable!() };
+            let r = fold(init, m, &target, &wide, |a, b| kind.combiner().eval_int(a, b));
             Data::I32(r.into_iter().map(|x| x as i32).collect())
         }
         (Data::I64(v), _) => {
-            let Literal::Int(_, init) = init else {
-                unreachable!()
-            };
-            Data::I64(fold(init, m, &target, v, |a, b| {
-                kind.combiner().eval_int(a, b)
-            }))
+            let Literal::Int(_, init) = init else { unreachable!() };
+            Data::I64(fold(init, m, &target, v, |a, b| kind.combiner().eval_int(a, b)))
         }
         (Data::Bool(_), _) => unreachable!("type rule rejects reductions of bool"),
     };
@@ -537,11 +452,7 @@ fn dot(a: &Tensor, b: &Tensor, ty: &TensorType) -> Tensor {
             }
         }
     }
-    let data = if is_float {
-        Data::F64(out).convert(ty.dtype)
-    } else {
-        Data::I64(out_int).convert(ty.dtype)
-    };
+    let data = if is_float { Data::F64(out).convert(ty.dtype) } else { Data::I64(out_int).convert(ty.dtype) };
     Tensor::new(ty.shape.clone(), data)
 }
 
@@ -567,27 +478,18 @@ pub enum Tolerance {
 /// the tolerance, infinities exactly, and NaN exactly where the reference has NaN.
 pub fn compare(reference: &Tensor, actual: &Tensor, tolerance: Tolerance) -> Result<(), String> {
     if reference.ty() != actual.ty() {
-        return Err(format!(
-            "type {} instead of {}",
-            actual.ty(),
-            reference.ty()
-        ));
+        return Err(format!("type {} instead of {}", actual.ty(), reference.ty()));
     }
     let n = reference.data.len();
     if !reference.data.dtype().is_float() {
         return match (0..n).find(|&i| reference.data.get_f64(i) != actual.data.get_f64(i)) {
-            Some(i) => Err(format!(
-                "element {i} is {} instead of {}",
-                actual.data.get_f64(i),
-                reference.data.get_f64(i)
-            )),
+            Some(i) => {
+                Err(format!("element {i} is {} instead of {}", actual.data.get_f64(i), reference.data.get_f64(i)))
+            }
             None => Ok(()),
         };
     }
-    let scale = (0..n)
-        .map(|i| reference.data.get_f64(i))
-        .filter(|x| x.is_finite())
-        .fold(0.0f64, |m, x| m.max(x.abs()));
+    let scale = (0..n).map(|i| reference.data.get_f64(i)).filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()));
     for i in 0..n {
         let (r, a) = (reference.data.get_f64(i), actual.data.get_f64(i));
         let allowed = match tolerance {
@@ -602,9 +504,7 @@ pub fn compare(reference: &Tensor, actual: &Tensor, tolerance: Tolerance) -> Res
             (a - r).abs() <= allowed.max(f64::MIN_POSITIVE)
         };
         if !ok {
-            return Err(format!(
-                "element {i} is {a:e} instead of {r:e} (tolerance {allowed:e})"
-            ));
+            return Err(format!("element {i} is {a:e} instead of {r:e} (tolerance {allowed:e})"));
         }
     }
     Ok(())
@@ -622,11 +522,7 @@ pub fn summary(t: &Tensor) -> String {
             Data::F64(v) => format!("{:.6}", v[i]),
         })
         .collect();
-    let more = if n > 8 {
-        format!(", ... ({n} elements)")
-    } else {
-        String::new()
-    };
+    let more = if n > 8 { format!(", ... ({n} elements)") } else { String::new() };
     if t.shape.is_empty() {
         shown[0].clone()
     } else {

@@ -382,11 +382,9 @@ impl Op {
             Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => OpClass::Elementwise,
             Op::Reduce { .. } => OpClass::Reduction,
             Op::Dot => OpClass::Contraction,
-            Op::Reshape { .. }
-            | Op::Transpose { .. }
-            | Op::Broadcast { .. }
-            | Op::Slice { .. }
-            | Op::Concat { .. } => OpClass::Shape,
+            Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } | Op::Concat { .. } => {
+                OpClass::Shape
+            }
         }
     }
 
@@ -395,9 +393,7 @@ impl Op {
         match self {
             Op::Const(_) | Op::Iota { .. } => Some(0),
             Op::Unary(_) | Op::Convert { .. } | Op::Reduce { .. } => Some(1),
-            Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => {
-                Some(1)
-            }
+            Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
             Op::Binary(_) | Op::Dot => Some(2),
             Op::Select => Some(3),
             Op::Concat { .. } => None,
@@ -408,33 +404,19 @@ impl Op {
     pub fn catalog() -> Vec<Op> {
         let mut ops = vec![
             Op::Const(Literal::Float(DType::F32, 1.5)),
-            Op::Iota {
-                dtype: DType::I32,
-                shape: vec![2, 3],
-                axis: 1,
-            },
+            Op::Iota { dtype: DType::I32, shape: vec![2, 3], axis: 1 },
         ];
         ops.extend(UnaryOp::ALL.iter().map(|&u| Op::Unary(u)));
         ops.extend(BinaryOp::ALL.iter().map(|&b| Op::Binary(b)));
         ops.push(Op::Select);
         ops.push(Op::Convert { to: DType::I32 });
-        ops.extend(ReduceKind::ALL.iter().map(|&kind| Op::Reduce {
-            kind,
-            axes: vec![1],
-        }));
+        ops.extend(ReduceKind::ALL.iter().map(|&kind| Op::Reduce { kind, axes: vec![1] }));
         ops.extend([
             Op::Dot,
             Op::Reshape { shape: vec![6] },
             Op::Transpose { perm: vec![1, 0] },
-            Op::Broadcast {
-                shape: vec![4, 2, 3],
-                dims: vec![1, 2],
-            },
-            Op::Slice {
-                start: vec![0, 2],
-                step: vec![1, -1],
-                shape: vec![2, 2],
-            },
+            Op::Broadcast { shape: vec![4, 2, 3], dims: vec![1, 2] },
+            Op::Slice { start: vec![0, 2], step: vec![1, -1], shape: vec![2, 2] },
             Op::Concat { axis: 0 },
         ]);
         ops
@@ -445,11 +427,7 @@ impl Op {
     pub fn infer(&self, args: &[&TensorType]) -> Result<TensorType, String> {
         if let Some(n) = self.arity() {
             if args.len() != n {
-                return Err(format!(
-                    "`{}` takes {n} operands, got {}",
-                    self.name(),
-                    args.len()
-                ));
+                return Err(format!("`{}` takes {n} operands, got {}", self.name(), args.len()));
             }
         } else if args.is_empty() {
             return Err(format!("`{}` takes at least one operand", self.name()));
@@ -479,10 +457,7 @@ impl Op {
             }
             Op::Select => {
                 if args[0].dtype != DType::Bool {
-                    return Err(format!(
-                        "select's predicate must be bool, not {}",
-                        args[0].dtype
-                    ));
+                    return Err(format!("select's predicate must be bool, not {}", args[0].dtype));
                 }
                 same_types("select", args[1], args[2])?;
                 if args[0].shape != args[1].shape {
@@ -498,19 +473,10 @@ impl Op {
             Op::Reduce { kind, axes } => {
                 let x = args[0];
                 if !x.dtype.is_numeric() {
-                    return Err(format!(
-                        "`{}` needs a numeric operand, not {}",
-                        kind.name(),
-                        x.dtype
-                    ));
+                    return Err(format!("`{}` needs a numeric operand, not {}", kind.name(), x.dtype));
                 }
                 check_axes_sorted(axes, x.rank())?;
-                let shape = x
-                    .shape
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !axes.contains(i))
-                    .map(|(_, &d)| d);
+                let shape = x.shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d);
                 TensorType::new(x.dtype, shape.collect())
             }
             Op::Dot => {
@@ -522,9 +488,7 @@ impl Op {
                     ));
                 }
                 if a.rank() < 2 || a.rank() != b.rank() {
-                    return Err(format!(
-                        "dot needs operands of equal rank >= 2, got {a} and {b}"
-                    ));
+                    return Err(format!("dot needs operands of equal rank >= 2, got {a} and {b}"));
                 }
                 let r = a.rank();
                 if a.shape[..r - 2] != b.shape[..r - 2] || a.shape[r - 1] != b.shape[r - 2] {
@@ -551,14 +515,9 @@ impl Op {
                 let x = args[0];
                 let mut seen = vec![false; x.rank()];
                 if perm.len() != x.rank()
-                    || perm
-                        .iter()
-                        .any(|&p| p >= x.rank() || std::mem::replace(&mut seen[p], true))
+                    || perm.iter().any(|&p| p >= x.rank() || std::mem::replace(&mut seen[p], true))
                 {
-                    return Err(format!(
-                        "{perm:?} is not a permutation of the {} axes of {x}",
-                        x.rank()
-                    ));
+                    return Err(format!("{perm:?} is not a permutation of the {} axes of {x}", x.rank()));
                 }
                 TensorType::new(x.dtype, perm.iter().map(|&p| x.shape[p]).collect())
             }
@@ -569,10 +528,7 @@ impl Op {
                     || dims.windows(2).any(|w| w[0] >= w[1])
                     || dims.iter().any(|&d| d >= shape.len())
                 {
-                    return Err(format!(
-                        "broadcast dims {dims:?} do not map {x} into {}",
-                        format_shape(shape)
-                    ));
+                    return Err(format!("broadcast dims {dims:?} do not map {x} into {}", format_shape(shape)));
                 }
                 for (i, &d) in dims.iter().enumerate() {
                     if x.shape[i] != 1 && x.shape[i] != shape[d] {
@@ -589,11 +545,7 @@ impl Op {
                 }
                 for axis in 0..x.rank() {
                     let last = start[axis] as i128 + (shape[axis] as i128 - 1) * step[axis] as i128;
-                    if step[axis] == 0
-                        || start[axis] >= x.shape[axis]
-                        || last < 0
-                        || last >= x.shape[axis] as i128
-                    {
+                    if step[axis] == 0 || start[axis] >= x.shape[axis] || last < 0 || last >= x.shape[axis] as i128 {
                         return Err(format!("slice of axis {axis} is out of bounds for {x}"));
                     }
                 }
@@ -604,12 +556,10 @@ impl Op {
                 check_axis(*axis, first.rank())?;
                 let mut total = 0usize;
                 for a in args {
-                    let same_rest = a.rank() == first.rank()
-                        && (0..a.rank()).all(|i| i == *axis || a.shape[i] == first.shape[i]);
+                    let same_rest =
+                        a.rank() == first.rank() && (0..a.rank()).all(|i| i == *axis || a.shape[i] == first.shape[i]);
                     if a.dtype != first.dtype || !same_rest {
-                        return Err(format!(
-                            "cannot concatenate {first} and {a} along axis {axis}"
-                        ));
+                        return Err(format!("cannot concatenate {first} and {a} along axis {axis}"));
                     }
                     total += a.shape[*axis];
                 }
@@ -635,9 +585,7 @@ fn same_types(name: &str, a: &TensorType, b: &TensorType) -> Result<(), String> 
     if a == b {
         Ok(())
     } else {
-        Err(format!(
-            "`{name}` needs operands of one type, got {a} and {b}"
-        ))
+        Err(format!("`{name}` needs operands of one type, got {a} and {b}"))
     }
 }
 
@@ -651,9 +599,7 @@ fn check_axis(axis: usize, rank: usize) -> Result<(), String> {
 
 fn check_axes_sorted(axes: &[usize], rank: usize) -> Result<(), String> {
     if axes.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(format!(
-            "reduction axes {axes:?} must be sorted and distinct"
-        ));
+        return Err(format!("reduction axes {axes:?} must be sorted and distinct"));
     }
     axes.iter().try_for_each(|&a| check_axis(a, rank))
 }

@@ -51,32 +51,17 @@ fn attributes(op: &Op) -> String {
         Op::Broadcast { dims, .. } => format!("[dims={}]", list(dims)),
         Op::Slice { start, step, .. } => format!("[start={}, step={}]", list(start), list(step)),
         Op::Concat { axis } => format!("[axis={axis}]"),
-        Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => {
-            String::new()
-        }
+        Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
     }
 }
 
 /// Prints one function in the text form.
 pub fn print_func(func: &Func) -> String {
-    let params: Vec<String> = func
-        .params
-        .iter()
-        .map(|p| format!("%{}: {}", p.name, p.ty))
-        .collect();
-    let results: Vec<String> = func
-        .results
-        .iter()
-        .zip(&func.result_names)
-        .map(|(&r, name)| format!("{name}: {}", func.ty(r)))
-        .collect();
-    let mut out = format!(
-        "func @{}({}) -> ({}) {{\n",
-        func.name,
-        params.join(", "),
-        results.join(", ")
-    );
+    let params: Vec<String> = func.params.iter().map(|p| format!("%{}: {}", p.name, p.ty)).collect();
+    let results: Vec<String> =
+        func.results.iter().zip(&func.result_names).map(|(&r, name)| format!("{name}: {}", func.ty(r))).collect();
+    let mut out = format!("func @{}({}) -> ({}) {{\n", func.name, params.join(", "), results.join(", "));
     for (i, inst) in func.insts.iter().enumerate() {
         let v = Value((func.params.len() + i) as u32);
         let mut operands: Vec<String> = inst.args.iter().map(|&a| value_name(func, a)).collect();
@@ -164,16 +149,8 @@ impl<'a> Parser<'a> {
         let numeric = matches!(bytes.first(), Some(b'0'..=b'9' | b'-'));
         let mut len = 0;
         while let Some(&c) = bytes.get(len) {
-            let exponent_sign = numeric
-                && matches!(c, b'+' | b'-')
-                && len > 0
-                && matches!(bytes[len - 1], b'e' | b'E');
-            if c.is_ascii_alphanumeric()
-                || c == b'_'
-                || c == b'.'
-                || (c == b'-' && len == 0)
-                || exponent_sign
-            {
+            let exponent_sign = numeric && matches!(c, b'+' | b'-') && len > 0 && matches!(bytes[len - 1], b'e' | b'E');
+            if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || (c == b'-' && len == 0) || exponent_sign {
                 len += 1;
             } else {
                 break;
@@ -289,11 +266,7 @@ impl<'a> Parser<'a> {
             }
         }
         if func.results.len() != result_types.len()
-            || func
-                .results
-                .iter()
-                .zip(&result_types)
-                .any(|(&v, t)| func.ty(v) != t)
+            || func.results.iter().zip(&result_types).any(|(&v, t)| func.ty(v) != t)
         {
             return Err(self.error("returned values do not match the declared result types"));
         }
@@ -311,11 +284,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn inst(
-        &mut self,
-        func: &mut Func,
-        names: &mut HashMap<String, Value>,
-    ) -> Result<(), Diagnostic> {
+    fn inst(&mut self, func: &mut Func, names: &mut HashMap<String, Value>) -> Result<(), Diagnostic> {
         self.expect("%")?;
         let name = self.word()?.to_string();
         self.expect("=")?;
@@ -343,17 +312,10 @@ impl<'a> Parser<'a> {
         let arg_types: Vec<&TensorType> = args.iter().map(|&a| func.ty(a)).collect();
         match op.infer(&arg_types) {
             Ok(inferred) if inferred == ty => self.pos = end,
-            Ok(inferred) => {
-                return Err(self.error(format!("`{op_name}` gives {inferred}, not {ty}")))
-            }
+            Ok(inferred) => return Err(self.error(format!("`{op_name}` gives {inferred}, not {ty}"))),
             Err(e) => return Err(self.error(e)),
         }
-        func.insts.push(Inst {
-            op,
-            args,
-            ty,
-            span: Span::default(),
-        });
+        func.insts.push(Inst { op, args, ty, span: Span::default() });
         let v = Value(func.num_values() as u32 - 1);
         if names.insert(name.clone(), v).is_some() {
             return Err(self.error(format!("value `%{name}` is defined twice")));
@@ -373,36 +335,20 @@ impl<'a> Parser<'a> {
             }
             let key = self.ident()?.to_string();
             self.expect("=")?;
-            let value = if self.peek_is("[") {
-                self.int_list()?
-            } else {
-                vec![self.number()?]
-            };
+            let value = if self.peek_is("[") { self.int_list()? } else { vec![self.number()?] };
             attrs.map.insert(key, value);
         }
         Ok(attrs)
     }
 
-    fn op(
-        &self,
-        name: &str,
-        attrs: &Attrs,
-        literal: Option<&str>,
-        ty: &TensorType,
-    ) -> Result<Op, Diagnostic> {
+    fn op(&self, name: &str, attrs: &Attrs, literal: Option<&str>, ty: &TensorType) -> Result<Op, Diagnostic> {
         let get = |key: &str| -> Result<&Vec<i64>, Diagnostic> {
-            attrs
-                .map
-                .get(key)
-                .ok_or_else(|| self.error(format!("`{name}` needs attribute `{key}`")))
+            attrs.map.get(key).ok_or_else(|| self.error(format!("`{name}` needs attribute `{key}`")))
         };
         let indices = |key: &str| -> Result<Vec<usize>, Diagnostic> {
             get(key)?
                 .iter()
-                .map(|&i| {
-                    usize::try_from(i)
-                        .map_err(|_| self.error(format!("`{key}` must be non-negative")))
-                })
+                .map(|&i| usize::try_from(i).map_err(|_| self.error(format!("`{key}` must be non-negative"))))
                 .collect()
         };
         let single = |key: &str| -> Result<usize, Diagnostic> {
@@ -418,39 +364,19 @@ impl<'a> Parser<'a> {
             return Ok(Op::Binary(*b));
         }
         if let Some(kind) = ReduceKind::ALL.iter().find(|k| k.name() == name) {
-            return Ok(Op::Reduce {
-                kind: *kind,
-                axes: indices("axes")?,
-            });
+            return Ok(Op::Reduce { kind: *kind, axes: indices("axes")? });
         }
         Ok(match name {
             "const" => Op::Const(self.literal(literal, ty.dtype)?),
-            "iota" => Op::Iota {
-                dtype: ty.dtype,
-                shape: ty.shape.clone(),
-                axis: single("axis")?,
-            },
+            "iota" => Op::Iota { dtype: ty.dtype, shape: ty.shape.clone(), axis: single("axis")? },
             "select" => Op::Select,
             "convert" => Op::Convert { to: ty.dtype },
             "dot" => Op::Dot,
-            "reshape" => Op::Reshape {
-                shape: ty.shape.clone(),
-            },
-            "transpose" => Op::Transpose {
-                perm: indices("perm")?,
-            },
-            "broadcast" => Op::Broadcast {
-                shape: ty.shape.clone(),
-                dims: indices("dims")?,
-            },
-            "slice" => Op::Slice {
-                start: indices("start")?,
-                step: get("step")?.clone(),
-                shape: ty.shape.clone(),
-            },
-            "concat" => Op::Concat {
-                axis: single("axis")?,
-            },
+            "reshape" => Op::Reshape { shape: ty.shape.clone() },
+            "transpose" => Op::Transpose { perm: indices("perm")? },
+            "broadcast" => Op::Broadcast { shape: ty.shape.clone(), dims: indices("dims")? },
+            "slice" => Op::Slice { start: indices("start")?, step: get("step")?.clone(), shape: ty.shape.clone() },
+            "concat" => Op::Concat { axis: single("axis")? },
             _ => return Err(self.error(format!("unknown op `{name}`"))),
         })
     }

@@ -91,10 +91,7 @@ impl TensorType {
     }
 
     pub fn scalar(dtype: DType) -> Self {
-        TensorType {
-            dtype,
-            shape: vec![],
-        }
+        TensorType { dtype, shape: vec![] }
     }
 
     pub fn rank(&self) -> usize {
@@ -111,36 +108,32 @@ impl TensorType {
     }
 
     pub fn with_dtype(&self, dtype: DType) -> Self {
-        TensorType {
-            dtype,
-            shape: self.shape.clone(),
-        }
+        TensorType { dtype, shape: self.shape.clone() }
     }
 }
 
 /// Checks that a shape is one kiln accepts: rank at most [`MAX_RANK`], every dimension at least
-/// 1 and at most [`MAX_ELEMENTS`] elements in all. Returns a lowercase reason otherwise.
+/// 1 and at most [`MAX_ELEMENTS`] elements in all. Returns a lowercase reason otherwise, which
+/// always starts with [`SHAPE_LIMIT`] so that callers can tell limit violations apart.
 pub fn check_shape(shape: &[usize]) -> Result<(), String> {
     if shape.len() > MAX_RANK {
-        return Err(format!(
-            "rank {} exceeds the maximum of {MAX_RANK}",
-            shape.len()
-        ));
+        return Err(format!("{SHAPE_LIMIT}rank {} exceeds the maximum of {MAX_RANK}", shape.len()));
     }
     if let Some(axis) = shape.iter().position(|&d| d == 0) {
-        return Err(format!(
-            "dimension {axis} is zero; tensors must not be empty"
-        ));
+        return Err(format!("{SHAPE_LIMIT}dimension {axis} is zero; tensors must not be empty"));
     }
     let mut n: u64 = 1;
     for &d in shape {
         n = n.saturating_mul(d as u64);
         if n > MAX_ELEMENTS {
-            return Err(format!("more than 2^40 elements ({})", format_shape(shape)));
+            return Err(format!("{SHAPE_LIMIT}more than 2^40 elements in {}", format_shape(shape)));
         }
     }
     Ok(())
 }
+
+/// The start of every message of [`check_shape`].
+pub const SHAPE_LIMIT: &str = "invalid shape: ";
 
 /// `[2, 3]` for a shape.
 pub fn format_shape(shape: &[usize]) -> String {

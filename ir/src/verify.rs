@@ -18,10 +18,7 @@ use std::collections::BTreeSet;
 /// Checks every invariant listed in the module documentation.
 pub fn verify_module(module: &Module) -> Result<(), String> {
     if !is_identifier(&module.name) {
-        return Err(format!(
-            "module name `{}` is not an identifier",
-            module.name
-        ));
+        return Err(format!("module name `{}` is not an identifier", module.name));
     }
     let mut names = BTreeSet::new();
     for func in &module.funcs {
@@ -53,10 +50,7 @@ fn valid_type(ty: &TensorType) -> Result<(), String> {
 /// Checks one function.
 pub fn verify_func(func: &Func) -> Result<(), String> {
     if !is_identifier(&func.name) {
-        return Err(format!(
-            "function name `{}` is not an identifier",
-            func.name
-        ));
+        return Err(format!("function name `{}` is not an identifier", func.name));
     }
     unique_identifiers("parameter", func.params.iter().map(|p| p.name.as_str()))?;
     unique_identifiers("result", func.result_names.iter().map(String::as_str))?;
@@ -80,11 +74,7 @@ pub fn verify_func(func: &Func) -> Result<(), String> {
         match inst.op.infer(&arg_types) {
             Ok(ty) if ty == inst.ty => {}
             Ok(ty) => {
-                return Err(format!(
-                    "%{defined} = {} is typed {} but its rule gives {ty}",
-                    inst.op.name(),
-                    inst.ty
-                ))
+                return Err(format!("%{defined} = {} is typed {} but its rule gives {ty}", inst.op.name(), inst.ty))
             }
             Err(e) => return Err(format!("%{defined} = {}: {e}", inst.op.name())),
         }

@@ -19,15 +19,11 @@ fn apply(op: Op, args: &[&Tensor]) -> Tensor {
 fn max_and_min_propagate_nan_and_order_zeros() {
     let a = t(&[3], Data::F32(vec![f32::NAN, 0.0, -0.0]));
     let b = t(&[3], Data::F32(vec![1.0, -0.0, 0.0]));
-    let Data::F32(m) = apply(Op::Binary(BinaryOp::Max), &[&a, &b]).data else {
-        panic!()
-    };
+    let Data::F32(m) = apply(Op::Binary(BinaryOp::Max), &[&a, &b]).data else { panic!() };
     assert!(m[0].is_nan());
     assert!(m[1] == 0.0 && m[1].is_sign_positive());
     assert!(m[2] == 0.0 && m[2].is_sign_positive());
-    let Data::F32(m) = apply(Op::Binary(BinaryOp::Min), &[&a, &b]).data else {
-        panic!()
-    };
+    let Data::F32(m) = apply(Op::Binary(BinaryOp::Min), &[&a, &b]).data else { panic!() };
     assert!(m[0].is_nan() && m[1].is_sign_negative() && m[2].is_sign_negative());
 }
 
@@ -52,56 +48,23 @@ fn integer_arithmetic_wraps() {
 #[test]
 fn slice_with_negative_step() {
     let x = t(&[2, 4], Data::I32((0..8).collect()));
-    let r = apply(
-        Op::Slice {
-            start: vec![1, 3],
-            step: vec![1, -2],
-            shape: vec![1, 2],
-        },
-        &[&x],
-    );
+    let r = apply(Op::Slice { start: vec![1, 3], step: vec![1, -2], shape: vec![1, 2] }, &[&x]);
     assert_eq!(r.data, Data::I32(vec![7, 5]));
 }
 
 #[test]
 fn broadcast_transpose_concat_reduce_dot() {
     let x = t(&[2, 1], Data::F64(vec![1.0, 2.0]));
-    let b = apply(
-        Op::Broadcast {
-            shape: vec![3, 2, 2],
-            dims: vec![1, 2],
-        },
-        &[&x],
-    );
-    assert_eq!(
-        b.data,
-        Data::F64(vec![
-            1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0
-        ])
-    );
+    let b = apply(Op::Broadcast { shape: vec![3, 2, 2], dims: vec![1, 2] }, &[&x]);
+    assert_eq!(b.data, Data::F64(vec![1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]));
     let y = t(&[2, 3], Data::I64((0..6).collect()));
-    assert_eq!(
-        apply(Op::Transpose { perm: vec![1, 0] }, &[&y]).data,
-        Data::I64(vec![0, 3, 1, 4, 2, 5])
-    );
+    assert_eq!(apply(Op::Transpose { perm: vec![1, 0] }, &[&y]).data, Data::I64(vec![0, 3, 1, 4, 2, 5]));
     let c = apply(Op::Concat { axis: 1 }, &[&y, &y]);
     assert_eq!(c.shape, vec![2, 6]);
     assert_eq!(c.data, Data::I64(vec![0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5]));
-    let s = apply(
-        Op::Reduce {
-            kind: ReduceKind::Sum,
-            axes: vec![0],
-        },
-        &[&y],
-    );
+    let s = apply(Op::Reduce { kind: ReduceKind::Sum, axes: vec![0] }, &[&y]);
     assert_eq!(s.data, Data::I64(vec![3, 5, 7]));
-    let m = apply(
-        Op::Reduce {
-            kind: ReduceKind::Max,
-            axes: vec![0, 1],
-        },
-        &[&y],
-    );
+    let m = apply(Op::Reduce { kind: ReduceKind::Max, axes: vec![0, 1] }, &[&y]);
     assert_eq!(m.data, Data::I64(vec![5]));
     let w = t(&[3, 2], Data::I64(vec![1, 0, 0, 1, 1, 1]));
     assert_eq!(apply(Op::Dot, &[&y, &w]).data, Data::I64(vec![2, 3, 8, 9]));
@@ -111,13 +74,7 @@ fn broadcast_transpose_concat_reduce_dot() {
 fn f32_sums_are_correctly_rounded() {
     // 2^24 + 1 + 1 is not reachable by an f32 accumulator but is by the interpreter's.
     let x = t(&[3], Data::F32(vec![16777216.0, 1.0, 1.0]));
-    let r = apply(
-        Op::Reduce {
-            kind: ReduceKind::Sum,
-            axes: vec![0],
-        },
-        &[&x],
-    );
+    let r = apply(Op::Reduce { kind: ReduceKind::Sum, axes: vec![0] }, &[&x]);
     assert_eq!(r.data, Data::F32(vec![16777218.0]));
 }
 

@@ -35,26 +35,20 @@ proptest! {
 
 #[test]
 fn malformed_text_is_an_error_not_a_panic() {
-    let good = print_module(&Module {
-        name: "m".into(),
-        funcs: vec![random_func(&mut Rng::new(7), 20, "f")],
-    });
+    let good = print_module(&Module { name: "m".into(), funcs: vec![random_func(&mut Rng::new(7), 20, "f")] });
     for cut in 0..good.len() {
         if good.is_char_boundary(cut) {
             let _ = parse_module(&good[..cut]);
         }
     }
-    let err = parse_module("module m\nfunc @f(%x: f32[2]) -> (out0: f32[2]) {\n  %1 = frobnicate %x : f32[2]\n  return %1\n}\n").unwrap_err();
+    let err = parse_module(
+        "module m\nfunc @f(%x: f32[2]) -> (out0: f32[2]) {\n  %1 = frobnicate %x : f32[2]\n  return %1\n}\n",
+    )
+    .unwrap_err();
     assert_eq!(err.code, "E0900");
-    assert!(
-        err.message.contains("unknown op `frobnicate`"),
-        "{}",
-        err.message
-    );
-    let err = parse_module("module m\nfunc @f(%x: f32[2]) -> (out0: f32[3]) {\n  %1 = neg %x : f32[3]\n  return %1\n}\n").unwrap_err();
-    assert!(
-        err.message.contains("gives f32[2], not f32[3]"),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("unknown op `frobnicate`"), "{}", err.message);
+    let err =
+        parse_module("module m\nfunc @f(%x: f32[2]) -> (out0: f32[3]) {\n  %1 = neg %x : f32[3]\n  return %1\n}\n")
+            .unwrap_err();
+    assert!(err.message.contains("gives f32[2], not f32[3]"), "{}", err.message);
 }

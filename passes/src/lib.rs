@@ -22,10 +22,7 @@ pub struct Step {
 }
 
 /// The pipeline, in order.
-pub const STEPS: &[Step] = &[Step {
-    name: "dce",
-    run: dce::run,
-}];
+pub const STEPS: &[Step] = &[Step { name: "dce", run: dce::run }];
 
 /// What the pipeline did: the time of each step, and the module after each step named in
 /// `dump_after`.
@@ -42,15 +39,10 @@ pub fn run_pipeline(module: &mut Module, dump_after: &[String]) -> Result<Pipeli
     for step in STEPS {
         let start = Instant::now();
         (step.run)(module);
-        kiln_ir::verify::verify_module(module)
-            .map_err(|e| format!("after step `{}`: {e}", step.name))?;
-        report
-            .timings
-            .push((step.name.to_string(), start.elapsed()));
+        kiln_ir::verify::verify_module(module).map_err(|e| format!("after step `{}`: {e}", step.name))?;
+        report.timings.push((step.name.to_string(), start.elapsed()));
         if dump_after.iter().any(|d| d == step.name) {
-            report
-                .dumps
-                .push((step.name.to_string(), kiln_ir::text::print_module(module)));
+            report.dumps.push((step.name.to_string(), kiln_ir::text::print_module(module)));
         }
     }
     Ok(report)

@@ -10,15 +10,9 @@ use std::process::Command;
 /// The seed of this run: KILN_TEST_SEED if set, else drawn from the clock. Printed so that a
 /// failure can be reproduced.
 pub fn seed() -> u64 {
-    let seed = std::env::var("KILN_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+    let seed = std::env::var("KILN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    });
     eprintln!("random seed: {seed} (set KILN_TEST_SEED={seed} to reproduce)");
     seed
 }
@@ -34,40 +28,20 @@ pub struct Loaded {
 /// library with the system C compiler and loads it.
 pub fn compile_and_load(module: &Module, opt: u8) -> Loaded {
     kiln_ir::verify::verify_module(module).expect("test modules verify");
-    let artifacts = kiln_codegen::compile(
-        module,
-        &kiln_codegen::Target::default(),
-        opt,
-        Default::default(),
-    )
-    .unwrap_or_else(|e| {
-        let path = std::env::temp_dir().join(format!("kiln-failed-{}.mlir", module.name));
-        let _ = std::fs::write(&path, kiln_codegen::mlir::emit_module(module));
-        panic!(
-            "codegen failed: {e}\n(MLIR written to {})\n{}",
-            path.display(),
-            kiln_ir::text::print_module(module)
-        )
-    });
+    let artifacts = kiln_codegen::compile(module, &kiln_codegen::Target::default(), opt, Default::default())
+        .unwrap_or_else(|e| {
+            let path = std::env::temp_dir().join(format!("kiln-failed-{}.mlir", module.name));
+            let _ = std::fs::write(&path, kiln_codegen::mlir::emit_module(module));
+            panic!("codegen failed: {e}\n(MLIR written to {})\n{}", path.display(), kiln_ir::text::print_module(module))
+        });
     let dir = tempfile::tempdir().expect("temp dir");
     let obj: PathBuf = dir.path().join("m.o");
     let so: PathBuf = dir.path().join("libm.so");
     std::fs::write(&obj, &artifacts.object).expect("write object");
-    let status = Command::new("cc")
-        .arg("-shared")
-        .arg("-o")
-        .arg(&so)
-        .arg(&obj)
-        .arg("-lm")
-        .status()
-        .expect("run cc");
+    let status = Command::new("cc").arg("-shared").arg("-o").arg(&so).arg(&obj).arg("-lm").status().expect("run cc");
     assert!(status.success(), "linking failed");
     let lib = unsafe { libloading::Library::new(&so) }.expect("load library");
-    Loaded {
-        module: module.clone(),
-        lib,
-        _dir: dir,
-    }
+    Loaded { module: module.clone(), lib, _dir: dir }
 }
 
 /// Calls `f(ptrs...)` through a C function pointer with as many pointer arguments as given.
@@ -104,11 +78,7 @@ impl Loaded {
         let f: libloading::Symbol<*const std::ffi::c_void> =
             unsafe { self.lib.get(symbol.as_bytes()) }.expect("symbol");
         let mut inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
-        let mut outputs: Vec<Vec<u8>> = func
-            .result_types()
-            .iter()
-            .map(|t| vec![0xA5u8; t.size_bytes()])
-            .collect();
+        let mut outputs: Vec<Vec<u8>> = func.result_types().iter().map(|t| vec![0xA5u8; t.size_bytes()]).collect();
         let mut ptrs: Vec<*mut u8> = inputs.iter_mut().map(|b| b.as_mut_ptr()).collect();
         ptrs.extend(outputs.iter_mut().map(|b| b.as_mut_ptr()));
         let status = unsafe { call_entry(*f, &ptrs) };
@@ -116,12 +86,7 @@ impl Loaded {
         outputs
             .iter()
             .zip(func.result_types())
-            .map(|(bytes, ty)| {
-                Tensor::new(
-                    ty.shape.clone(),
-                    Data::from_bytes(ty.dtype, bytes).expect("size"),
-                )
-            })
+            .map(|(bytes, ty)| Tensor::new(ty.shape.clone(), Data::from_bytes(ty.dtype, bytes).expect("size")))
             .collect()
     }
 }
@@ -129,11 +94,7 @@ impl Loaded {
 /// The tolerance for comparing a function's results with the interpreter: f32 1e-5 and f64
 /// 1e-12, per element for elementwise programs, scaled by magnitude otherwise.
 pub fn tolerance(dtype: kiln_ir::DType, elementwise: bool) -> Tolerance {
-    let rtol = if dtype == kiln_ir::DType::F64 {
-        1e-12
-    } else {
-        1e-5
-    };
+    let rtol = if dtype == kiln_ir::DType::F64 { 1e-12 } else { 1e-5 };
     if elementwise {
         Tolerance::Elementwise(rtol)
     } else {
@@ -152,12 +113,8 @@ pub fn check_against_interpreter(
     let expected = kiln_ir::interp::run(func, args);
     let actual = loaded.call(name, args);
     for (i, (e, a)) in expected.iter().zip(&actual).enumerate() {
-        compare(e, a, tolerance(e.data.dtype(), elementwise)).map_err(|m| {
-            format!(
-                "`{name}` result {i}: {m}\n{}",
-                kiln_ir::text::print_func(func)
-            )
-        })?;
+        compare(e, a, tolerance(e.data.dtype(), elementwise))
+            .map_err(|m| format!("`{name}` result {i}: {m}\n{}", kiln_ir::text::print_func(func)))?;
     }
     Ok(())
 }

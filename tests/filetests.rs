@@ -1,0 +1,96 @@
+//! Filetests: each file keeps its input and a header naming what to check.
+//!
+//! - tests/errors/*.kn start with `// error: CODE`: checking must fail with that code; the
+//!   rendered diagnostic is an insta snapshot.
+//! - examples/*.kn and tests/run/*.kn: the IR of every export is an insta snapshot, and files
+//!   whose header has a `// run` line (every example) are compiled and every export is checked
+//!   against the interpreter on random inputs drawn per run.
+
+mod common;
+
+use kiln::{Error, Source};
+use kiln_ir::gen::{self, Rng};
+use std::path::{Path, PathBuf};
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "kn"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn source(path: &Path) -> Source {
+    let text = std::fs::read_to_string(path).unwrap();
+    // Name files by their file name alone, so snapshots do not depend on the checkout path.
+    Source { name: path.file_name().unwrap().to_string_lossy().into_owned(), text }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn error_filetests() {
+    let files = files("tests/errors");
+    assert!(files.len() >= 25, "at least 25 error filetests");
+    for path in files {
+        let src = source(&path);
+        let expected = src
+            .text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// error: "))
+            .unwrap_or_else(|| panic!("{} must start with `// error: CODE`", path.display()));
+        match kiln::check(&src, "m") {
+            Ok(_) => panic!("{} compiled, but should fail with {expected}", path.display()),
+            Err(e @ Error::Source { .. }) => {
+                let Error::Source { diag, .. } = &e else { unreachable!() };
+                assert_eq!(diag.code, expected.trim(), "{}:\n{}", path.display(), e.render(false));
+                assert!(!diag.labels.is_empty(), "{}: a diagnostic points at the source", path.display());
+                assert!(diag.message.chars().next().is_some_and(|c| !c.is_uppercase()), "messages are lowercase");
+                insta::assert_snapshot!(format!("error_{}", stem(&path)), e.render(false));
+            }
+            Err(e) => panic!("{}: {}", path.display(), e.render(false)),
+        }
+    }
+}
+
+fn check_and_run(path: &Path, rng: &mut Rng) {
+    let src = source(path);
+    let module = kiln::check(&src, "m").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    insta::assert_snapshot!(format!("ir_{}", stem(path)), kiln_ir::text::print_module(&module));
+    let runs = path.starts_with(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+        || src.text.lines().take_while(|l| l.starts_with("//")).any(|l| l.trim() == "// run");
+    if !runs {
+        return;
+    }
+    let loaded = common::compile_and_load(&module, 2);
+    for f in &module.funcs {
+        for _ in 0..3 {
+            let args: Vec<_> = f.params.iter().map(|p| gen::tensor(rng, &p.ty, false)).collect();
+            if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, false) {
+                panic!("{}: {e}", path.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn example_filetests() {
+    let mut rng = Rng::new(common::seed());
+    for path in files("examples") {
+        check_and_run(&path, &mut rng);
+    }
+}
+
+#[test]
+fn run_filetests() {
+    let mut rng = Rng::new(common::seed());
+    for path in files("tests/run") {
+        check_and_run(&path, &mut rng);
+    }
+}
