@@ -1,0 +1,176 @@
+//! Artifacts: reproducible bytes, a header that compiles as strict C99, module-prefixed
+//! symbols only, and the CLI's outputs and exit codes.
+
+use std::path::Path;
+use std::process::Command;
+
+fn kiln() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+}
+
+fn example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)
+}
+
+fn read_dir_sorted(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn builds_are_byte_identical_across_runs_directories_and_source_paths() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    // The same source under another directory: no path may leak into an artifact.
+    let moved = b.path().join("elsewhere/deeper");
+    std::fs::create_dir_all(&moved).unwrap();
+    std::fs::copy(example("mlp.kn"), moved.join("mlp.kn")).unwrap();
+    let s1 = kiln().arg("build").arg(example("mlp.kn")).arg("-o").arg(a.path().join("out")).status().unwrap();
+    let s2 = kiln().current_dir(&moved).arg("build").arg("mlp.kn").arg("-o").arg(b.path().join("x/out")).status().unwrap();
+    assert!(s1.success() && s2.success());
+    let first = read_dir_sorted(&a.path().join("out"));
+    let second = read_dir_sorted(&b.path().join("x/out"));
+    let names: Vec<&str> = first.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(names, ["mlp.h", "mlp.json", "mlp.o"]);
+    assert_eq!(first, second, "artifacts differ between builds");
+    let third = tempfile::tempdir().unwrap();
+    assert!(kiln().arg("build").arg(example("mlp.kn")).arg("-o").arg(third.path()).status().unwrap().success());
+    assert_eq!(first, read_dir_sorted(third.path()));
+}
+
+#[test]
+fn manifest_records_hashes_shapes_and_target() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(kiln().arg("build").arg(example("mlp.kn")).arg("-o").arg(dir.path()).status().unwrap().success());
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("mlp.json")).unwrap()).unwrap();
+    assert_eq!(manifest["format"], "kiln-manifest");
+    assert_eq!(manifest["version"], 1);
+    assert_eq!(manifest["module"], "mlp");
+    assert_eq!(manifest["target"]["cpu"], "x86-64-v3");
+    let loss = &manifest["functions"][0];
+    assert_eq!(loss["symbol"], "mlp_loss");
+    assert_eq!(loss["params"][1]["dtype"], "i32");
+    assert_eq!(loss["params"][0]["shape"], serde_json::json!([16, 32]));
+    for file in manifest["files"].as_array().unwrap() {
+        let bytes = std::fs::read(dir.path().join(file["name"].as_str().unwrap())).unwrap();
+        use sha2::Digest;
+        let digest: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(file["sha256"], digest.as_str());
+        assert_eq!(file["bytes"], bytes.len());
+    }
+    assert!(manifest.to_string().find("/tmp").is_none(), "no path in the manifest");
+}
+
+#[test]
+fn header_compiles_as_strict_c99_and_object_exports_only_prefixed_symbols() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(kiln().arg("build").arg(example("mlp.kn")).arg("-o").arg(dir.path()).status().unwrap().success());
+    let c = dir.path().join("use.c");
+    std::fs::write(&c, "#include \"mlp.h\"\nint main(void) { float x[MLP_LOSS_X_SIZE]; (void)x; return 0; }\n").unwrap();
+    let out = Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", "-o"])
+        .arg(dir.path().join("use.o"))
+        .arg(&c)
+        .arg("-I")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let nm = Command::new("nm").arg("-g").arg("--defined-only").arg(dir.path().join("mlp.o")).output().unwrap();
+    let symbols: Vec<String> =
+        String::from_utf8_lossy(&nm.stdout).lines().filter_map(|l| l.split_whitespace().nth(2).map(String::from)).collect();
+    assert_eq!(symbols, ["mlp_loss", "mlp_predict"]);
+    let undefined = Command::new("nm").arg("-u").arg(dir.path().join("mlp.o")).output().unwrap();
+    for line in String::from_utf8_lossy(&undefined.stdout).lines() {
+        let name = line.split_whitespace().last().unwrap();
+        assert!(kiln_codegen::pipeline::ALLOWED_EXTERNAL.contains(&name), "undefined symbol `{name}`");
+    }
+}
+
+#[test]
+fn module_name_prefixes_symbols() {
+    let dir = tempfile::tempdir().unwrap();
+    let status =
+        kiln().arg("build").arg(example("mlp.kn")).args(["--module-name", "net2", "-o"]).arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    let header = std::fs::read_to_string(dir.path().join("net2.h")).unwrap();
+    assert!(header.contains("int32_t net2_loss(const float* x, const int32_t* labels,"));
+    let out = kiln().arg("build").arg(example("mlp.kn")).args(["--module-name", "2bad"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn emit_prints_every_stage() {
+    for (kind, needle) in [
+        ("ast", "SourceFile"),
+        ("ir", "func @loss("),
+        ("opt", "func @predict("),
+        ("mlir", "linalg.generic"),
+        ("llvm", "i32 @mlp_loss(ptr"),
+        ("asm", "mlp_loss:"),
+    ] {
+        let out = kiln().arg("build").arg(example("mlp.kn")).arg(format!("--emit={kind}")).output().unwrap();
+        assert!(out.status.success(), "{kind}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(needle), "--emit={kind} lacks `{needle}`");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = kiln()
+        .arg("build")
+        .arg(example("mlp.kn"))
+        .args(["--emit=ir,llvm,obj", "--time-passes", "-O3", "-o"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for f in ["mlp.kir", "mlp.ll", "mlp.o", "mlp.h", "mlp.json"] {
+        assert!(dir.path().join(f).exists(), "{f} written");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for step in ["parse", "elaborate", "dce", "mlir-lower", "llvm-opt", "object"] {
+        assert!(stderr.contains(step), "--time-passes reports {step}: {stderr}");
+    }
+    let dump = kiln().arg("build").arg(example("mlp.kn")).arg("--dump-after=dce").arg("--emit=ir").output().unwrap();
+    assert!(String::from_utf8_lossy(&dump.stdout).matches("func @loss(").count() == 2);
+}
+
+#[test]
+fn cli_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.kn");
+    std::fs::write(&bad, "fn f(x: f32[2]) -> f32[2] { x + y }\nexport f;\n").unwrap();
+    let out = kiln().arg("check").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error[E0101]: cannot find value `y` in this scope"), "{stderr}");
+    assert!(stderr.contains("bad.kn:1:33"), "{stderr}");
+    assert_eq!(kiln().arg("check").arg(example("mlp.kn")).status().unwrap().code(), Some(0));
+    for args in [vec!["build", "--emit=wat"], vec!["build", "--target", "riscv64-unknown-linux-gnu"], vec!["build", "--dump-after=nope"]] {
+        let out = kiln().args(&args).arg(example("mlp.kn")).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+    }
+    // A malformed command line is clap's exit code 2.
+    assert_eq!(kiln().args(["build", "-O9"]).arg(example("mlp.kn")).status().unwrap().code(), Some(2));
+}
+
+#[test]
+fn cross_compiles_for_aarch64_and_other_cpus() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, machine) in [
+        (vec!["--target", "aarch64-unknown-linux-gnu"], "AArch64"),
+        (vec!["--target-cpu", "x86-64-v4"], "X86-64"),
+        (vec!["--target-cpu", "native"], "X86-64"),
+    ] {
+        let out = kiln().arg("build").arg(example("mlp.kn")).args(&args).arg("-o").arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let header = Command::new("readelf").arg("-h").arg(dir.path().join("mlp.o")).output().unwrap();
+        assert!(String::from_utf8_lossy(&header.stdout).contains(machine), "{args:?}");
+    }
+}
