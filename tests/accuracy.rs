@@ -24,7 +24,7 @@ fn sum_of_two_to_the_26_ones_is_exact() {
          export flat;\nexport square;\n",
     );
     let ones = Tensor::new(vec![1 << 26], Data::F32(vec![1.0; 1 << 26]));
-    assert_eq!(scalar(&loaded.call("flat", &[ones.clone()])[0]), 67108864.0);
+    assert_eq!(scalar(&loaded.call("flat", std::slice::from_ref(&ones))[0]), 67108864.0);
     let square = Tensor::new(vec![8192, 8192], ones.data);
     let r = loaded.call("square", &[square]);
     assert_eq!(scalar(&r[0]), 67108864.0);

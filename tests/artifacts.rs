@@ -33,7 +33,8 @@ fn builds_are_byte_identical_across_runs_directories_and_source_paths() {
     std::fs::create_dir_all(&moved).unwrap();
     std::fs::copy(example("mlp.kn"), moved.join("mlp.kn")).unwrap();
     let s1 = kiln().arg("build").arg(example("mlp.kn")).arg("-o").arg(a.path().join("out")).status().unwrap();
-    let s2 = kiln().current_dir(&moved).arg("build").arg("mlp.kn").arg("-o").arg(b.path().join("x/out")).status().unwrap();
+    let s2 =
+        kiln().current_dir(&moved).arg("build").arg("mlp.kn").arg("-o").arg(b.path().join("x/out")).status().unwrap();
     assert!(s1.success() && s2.success());
     let first = read_dir_sorted(&a.path().join("out"));
     let second = read_dir_sorted(&b.path().join("x/out"));
@@ -49,7 +50,8 @@ fn builds_are_byte_identical_across_runs_directories_and_source_paths() {
 fn manifest_records_hashes_shapes_and_target() {
     let dir = tempfile::tempdir().unwrap();
     assert!(kiln().arg("build").arg(example("mlp.kn")).arg("-o").arg(dir.path()).status().unwrap().success());
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("mlp.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("mlp.json")).unwrap()).unwrap();
     assert_eq!(manifest["format"], "kiln-manifest");
     assert_eq!(manifest["version"], 1);
     assert_eq!(manifest["module"], "mlp");
@@ -73,7 +75,8 @@ fn header_compiles_as_strict_c99_and_object_exports_only_prefixed_symbols() {
     let dir = tempfile::tempdir().unwrap();
     assert!(kiln().arg("build").arg(example("mlp.kn")).arg("-o").arg(dir.path()).status().unwrap().success());
     let c = dir.path().join("use.c");
-    std::fs::write(&c, "#include \"mlp.h\"\nint main(void) { float x[MLP_LOSS_X_SIZE]; (void)x; return 0; }\n").unwrap();
+    std::fs::write(&c, "#include \"mlp.h\"\nint main(void) { float x[MLP_LOSS_X_SIZE]; (void)x; return 0; }\n")
+        .unwrap();
     let out = Command::new("cc")
         .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", "-o"])
         .arg(dir.path().join("use.o"))
@@ -84,8 +87,10 @@ fn header_compiles_as_strict_c99_and_object_exports_only_prefixed_symbols() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let nm = Command::new("nm").arg("-g").arg("--defined-only").arg(dir.path().join("mlp.o")).output().unwrap();
-    let symbols: Vec<String> =
-        String::from_utf8_lossy(&nm.stdout).lines().filter_map(|l| l.split_whitespace().nth(2).map(String::from)).collect();
+    let symbols: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(String::from))
+        .collect();
     assert_eq!(symbols, ["mlp_loss", "mlp_predict"]);
     let undefined = Command::new("nm").arg("-u").arg(dir.path().join("mlp.o")).output().unwrap();
     for line in String::from_utf8_lossy(&undefined.stdout).lines() {
@@ -97,8 +102,13 @@ fn header_compiles_as_strict_c99_and_object_exports_only_prefixed_symbols() {
 #[test]
 fn module_name_prefixes_symbols() {
     let dir = tempfile::tempdir().unwrap();
-    let status =
-        kiln().arg("build").arg(example("mlp.kn")).args(["--module-name", "net2", "-o"]).arg(dir.path()).status().unwrap();
+    let status = kiln()
+        .arg("build")
+        .arg(example("mlp.kn"))
+        .args(["--module-name", "net2", "-o"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
     assert!(status.success());
     let header = std::fs::read_to_string(dir.path().join("net2.h")).unwrap();
     assert!(header.contains("int32_t net2_loss(const float* x, const int32_t* labels,"));
@@ -151,7 +161,12 @@ fn cli_exit_codes() {
     assert!(stderr.contains("error[E0101]: cannot find value `y` in this scope"), "{stderr}");
     assert!(stderr.contains("bad.kn:1:33"), "{stderr}");
     assert_eq!(kiln().arg("check").arg(example("mlp.kn")).status().unwrap().code(), Some(0));
-    for args in [vec!["build", "--emit=wat"], vec!["build", "--target", "riscv64-unknown-linux-gnu"], vec!["build", "--dump-after=nope"]] {
+    for args in [
+        vec!["build", "--emit=wat"],
+        vec!["build", "--target", "riscv64-unknown-linux-gnu"],
+        vec!["build", "--dump-after=nope"],
+        vec!["build", "--target-cpu", "bogus"],
+    ] {
         let out = kiln().args(&args).arg(example("mlp.kn")).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));

@@ -233,6 +233,15 @@ impl GenericInput {
     }
 }
 
+/// Where a `linalg.generic` writes: its init tensor, that tensor's shape and element type, and
+/// the output's indexing expressions.
+struct Dest<'a> {
+    init: &'a str,
+    shape: &'a [usize],
+    elem: &'a str,
+    exprs: &'a [String],
+}
+
 struct FuncEmitter<'f> {
     func: &'f Func,
     out: String,
@@ -272,22 +281,11 @@ impl<'f> FuncEmitter<'f> {
             self.line(format!("{raw} = bufferization.to_tensor %in{i} restrict : {mt} to {bt}"));
             let name = if p.ty.dtype == DType::Bool {
                 // Bytes to i1: any nonzero byte is true.
-                let rank = p.ty.rank();
-                let init = self.empty(&p.ty.shape, "i1");
-                let input = GenericInput { name: raw, ty: bt, elem: "i8", exprs: identity_exprs(rank) };
-                self.generic(
-                    rank,
-                    &vec!["parallel"; rank],
-                    &[input],
-                    &init,
-                    &p.ty.shape,
-                    "i1",
-                    &identity_exprs(rank),
-                    |b, a| {
-                        let zero = b.op("arith.constant 0 : i8".into());
-                        b.op(format!("arith.cmpi ne, {}, {zero} : i8", a[0]))
-                    },
-                )
+                let input = GenericInput { name: raw, ty: bt, elem: "i8", exprs: identity_exprs(p.ty.rank()) };
+                self.parallel(&p.ty.shape, "i1", &[input], |b, a| {
+                    let zero = b.op("arith.constant 0 : i8".into());
+                    b.op(format!("arith.cmpi ne, {}, {zero} : i8", a[0]))
+                })
             } else {
                 raw
             };
@@ -327,20 +325,18 @@ impl<'f> FuncEmitter<'f> {
         n
     }
 
-    /// A `linalg.generic` over the loop space `loops` (iterator kinds `iters`), writing `init`
-    /// of type `out_ty`/`out_elem` through `out_exprs`; `body` computes the yielded scalar from
-    /// the input scalars (and the output's current value, last).
+    /// A `linalg.generic` with iterator kinds `iters` (one per loop) writing `dest`; `body`
+    /// computes the yielded scalar from the input scalars (and the output's current value,
+    /// last).
     fn generic(
         &mut self,
-        loops: usize,
         iters: &[&str],
         inputs: &[GenericInput],
-        init: &str,
-        out_shape: &[usize],
-        out_elem: &str,
-        out_exprs: &[String],
+        dest: Dest,
         body: impl FnOnce(&mut Body, &[String]) -> String,
     ) -> String {
+        let loops = iters.len();
+        let Dest { init, shape: out_shape, elem: out_elem, exprs: out_exprs } = dest;
         let mut maps: Vec<String> = inputs.iter().map(|i| affine_map(loops, &i.exprs)).collect();
         maps.push(affine_map(loops, out_exprs));
         let iter_types: Vec<String> = iters.iter().map(|k| format!("\"{k}\"")).collect();
@@ -370,6 +366,37 @@ impl<'f> FuncEmitter<'f> {
         n
     }
 
+    /// A tensor of `shape` filled with `value` (the initial value of a reduction).
+    fn filled(&mut self, shape: &[usize], value: Literal) -> String {
+        let e = elem(value.dtype());
+        let init = self.empty(shape, e);
+        let c = self.fresh();
+        self.line(format!("{c} = arith.constant {}", scalar_const(value)));
+        let n = self.fresh();
+        let t = shaped("tensor", shape, e);
+        self.line(format!("{n} = linalg.fill ins({c} : {e}) outs({init} : {t}) -> {t}"));
+        n
+    }
+
+    /// A loop nest over a fresh tensor of `shape` and `elem`: all loops parallel, output
+    /// indexed by the loop indices.
+    fn parallel(
+        &mut self,
+        shape: &[usize],
+        elem: &str,
+        inputs: &[GenericInput],
+        body: impl FnOnce(&mut Body, &[String]) -> String,
+    ) -> String {
+        let rank = shape.len();
+        let init = self.empty(shape, elem);
+        self.generic(
+            &vec!["parallel"; rank],
+            inputs,
+            Dest { init: &init, shape, elem, exprs: &identity_exprs(rank) },
+            body,
+        )
+    }
+
     /// An elementwise map over operands of one shape into a new tensor of `ty` (element type
     /// overridden by `out_elem` when given).
     fn map(
@@ -379,12 +406,9 @@ impl<'f> FuncEmitter<'f> {
         body: impl FnOnce(&mut Body, &[String]) -> String,
         out_elem: Option<&str>,
     ) -> String {
-        let rank = ty.rank();
-        let e = out_elem.unwrap_or(elem(ty.dtype));
-        let init = self.empty(&ty.shape, e);
         let inputs: Vec<GenericInput> =
-            args.iter().map(|(name, t)| GenericInput::new(name, t, identity_exprs(rank))).collect();
-        self.generic(rank, &vec!["parallel"; rank], &inputs, &init, &ty.shape, e, &identity_exprs(rank), body)
+            args.iter().map(|(name, t)| GenericInput::new(name, t, identity_exprs(ty.rank()))).collect();
+        self.parallel(&ty.shape, out_elem.unwrap_or(elem(ty.dtype)), &inputs, body)
     }
 
     fn operand(&self, v: Value) -> (String, TensorType) {
@@ -405,16 +429,11 @@ impl<'f> FuncEmitter<'f> {
                 self.line(format!("{n} = arith.constant {text} : {}", tensor(ty)));
                 n
             }
-            Op::Iota { axis, .. } => {
-                let rank = ty.rank();
-                let init = self.empty(&ty.shape, elem(ty.dtype));
-                let e = elem(ty.dtype);
-                self.generic(rank, &vec!["parallel"; rank], &[], &init, &ty.shape, e, &identity_exprs(rank), |b, _| {
-                    let i = b.op(format!("linalg.index {axis} : index"));
-                    let i = b.op(format!("arith.index_cast {i} : index to i64"));
-                    b.convert(&i, DType::I64, ty.dtype)
-                })
-            }
+            Op::Iota { axis, .. } => self.parallel(&ty.shape, elem(ty.dtype), &[], |b, _| {
+                let i = b.op(format!("linalg.index {axis} : index"));
+                let i = b.op(format!("arith.index_cast {i} : index to i64"));
+                b.convert(&i, DType::I64, ty.dtype)
+            }),
             Op::Unary(u) => {
                 let d = ty.dtype;
                 self.map(&operands, ty, |b, a| b.unary(*u, &a[0], d), None)
@@ -458,13 +477,8 @@ impl<'f> FuncEmitter<'f> {
 
     /// A copy where output element `d` reads operand element `exprs(d)`.
     fn gather(&mut self, x: &(String, TensorType), exprs: Vec<String>, ty: &TensorType) -> String {
-        let rank = ty.rank();
-        let e = elem(ty.dtype);
-        let init = self.empty(&ty.shape, e);
         let input = GenericInput::new(&x.0, &x.1, exprs);
-        self.generic(rank, &vec!["parallel"; rank], &[input], &init, &ty.shape, e, &identity_exprs(rank), |_, a| {
-            a[0].clone()
-        })
+        self.parallel(&ty.shape, elem(ty.dtype), &[input], |_, a| a[0].clone())
     }
 
     /// A strided slice as one loop nest over the result: element i of each axis reads operand
@@ -473,9 +487,7 @@ impl<'f> FuncEmitter<'f> {
     /// the object.
     fn slice(&mut self, x: &(String, TensorType), start: &[usize], step: &[i64], ty: &TensorType) -> String {
         let rank = ty.rank();
-        let e = elem(ty.dtype);
-        let init = self.empty(&ty.shape, e);
-        self.generic(rank, &vec!["parallel"; rank], &[], &init, &ty.shape, e, &identity_exprs(rank), |b, _| {
+        self.parallel(&ty.shape, elem(ty.dtype), &[], |b, _| {
             let at: Vec<String> = (0..rank)
                 .map(|d| {
                     let i = b.op(format!("linalg.index {d} : index"));
@@ -496,8 +508,7 @@ impl<'f> FuncEmitter<'f> {
     fn concat(&mut self, operands: &[(String, TensorType)], axis: usize, ty: &TensorType) -> String {
         let rank = ty.rank();
         let e = elem(ty.dtype);
-        let init = self.empty(&ty.shape, e);
-        self.generic(rank, &vec!["parallel"; rank], &[], &init, &ty.shape, e, &identity_exprs(rank), |b, _| {
+        self.parallel(&ty.shape, e, &[], |b, _| {
             let idx: Vec<String> = (0..rank).map(|d| b.op(format!("linalg.index {d} : index"))).collect();
             let mut offset = 0;
             let mut result: Option<String> = None;
@@ -532,19 +543,12 @@ impl<'f> FuncEmitter<'f> {
         // f32 sums accumulate in f64.
         let acc_dtype = if kind == ReduceKind::Sum && d == DType::F32 { DType::F64 } else { d };
         let acc_e = elem(acc_dtype);
-        let init = self.empty(&ty.shape, acc_e);
-        let identity = self.fresh();
-        self.line(format!("{identity} = arith.constant {}", scalar_const(kind.identity(acc_dtype))));
-        let filled = self.fresh();
-        self.line(format!(
-            "{filled} = linalg.fill ins({identity} : {acc_e}) outs({init} : {}) -> {}",
-            shaped("tensor", &ty.shape, acc_e),
-            shaped("tensor", &ty.shape, acc_e)
-        ));
+        let filled = self.filled(&ty.shape, kind.identity(acc_dtype));
         let iters: Vec<&str> = (0..rank).map(|i| if axes.contains(&i) { "reduction" } else { "parallel" }).collect();
         let out_exprs: Vec<String> = (0..rank).filter(|i| !axes.contains(i)).map(|i| format!("d{i}")).collect();
         let input = GenericInput::new(&x.0, &x.1, identity_exprs(rank));
-        let r = self.generic(rank, &iters, &[input], &filled, &ty.shape, acc_e, &out_exprs, |b, a| {
+        let dest = Dest { init: &filled, shape: &ty.shape, elem: acc_e, exprs: &out_exprs };
+        let r = self.generic(&iters, &[input], dest, |b, a| {
             let v = b.convert(&a[0], d, acc_dtype);
             b.binary(kind.combiner(), &a[1], &v, acc_dtype)
         });
@@ -558,7 +562,6 @@ impl<'f> FuncEmitter<'f> {
     fn dot(&mut self, a: &(String, TensorType), b: &(String, TensorType), ty: &TensorType) -> String {
         let r = ty.rank();
         // Loops: batch dims, m, n, k.
-        let loops = r + 1;
         let batch: Vec<String> = (0..r - 2).map(|i| format!("d{i}")).collect();
         let (m, n, k) = (format!("d{}", r - 2), format!("d{}", r - 1), format!("d{r}"));
         let with =
@@ -566,14 +569,10 @@ impl<'f> FuncEmitter<'f> {
         let mut iters = vec!["parallel"; r];
         iters.push("reduction");
         let d = ty.dtype;
-        let e = elem(d);
-        let init = self.empty(&ty.shape, e);
-        let zero = self.fresh();
-        self.line(format!("{zero} = arith.constant {}", scalar_const(Literal::of_i64(d, 0))));
-        let filled = self.fresh();
-        self.line(format!("{filled} = linalg.fill ins({zero} : {e}) outs({init} : {}) -> {}", tensor(ty), tensor(ty)));
+        let filled = self.filled(&ty.shape, Literal::of_i64(d, 0));
         let inputs = [GenericInput::new(&a.0, &a.1, with(&[&m, &k])), GenericInput::new(&b.0, &b.1, with(&[&k, &n]))];
-        self.generic(loops, &iters, &inputs, &filled, &ty.shape, e, &with(&[&m, &n]), |body, x| {
+        let dest = Dest { init: &filled, shape: &ty.shape, elem: elem(d), exprs: &with(&[&m, &n]) };
+        self.generic(&iters, &inputs, dest, |body, x| {
             let p = body.binary(BinaryOp::Mul, &x[0], &x[1], d);
             body.binary(BinaryOp::Add, &x[2], &p, d)
         })

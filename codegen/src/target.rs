@@ -14,7 +14,19 @@ pub enum Arch {
     Aarch64,
 }
 
+mod cpus {
+    include!(concat!(env!("OUT_DIR"), "/cpus.rs"));
+}
+
 impl Arch {
+    /// The CPU names LLVM accepts for this architecture.
+    pub fn cpus(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => cpus::X86_64_CPUS,
+            Arch::Aarch64 => cpus::AARCH64_CPUS,
+        }
+    }
+
     /// Every architecture, with its triple and baseline CPU.
     pub const ALL: [(Arch, &'static str, &'static str); 2] = [
         (Arch::X86_64, "x86_64-unknown-linux-gnu", "x86-64-v3"),
@@ -65,8 +77,11 @@ impl Target {
             Some(c) => (c.to_string(), String::new()),
             None => (baseline.to_string(), String::new()),
         };
-        if cpu.is_empty() || !cpu.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-            return Err(format!("`{cpu}` is not a CPU name"));
+        if !arch.cpus().contains(&cpu.as_str()) {
+            let close: Vec<&str> =
+                arch.cpus().iter().copied().filter(|c| c.starts_with(&cpu[..cpu.len().min(3)])).take(8).collect();
+            let hint = if close.is_empty() { String::new() } else { format!(" (similar: {})", close.join(", ")) };
+            return Err(format!("unknown CPU `{cpu}` for {triple}{hint}; `--target-cpu native` uses this machine's"));
         }
         Ok(Target { arch, triple: triple.to_string(), cpu, features })
     }

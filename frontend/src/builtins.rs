@@ -147,7 +147,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let op = *UnaryOp::ALL.iter().find(|u| u.name() == name).expect("unary builtin");
             let (x, s) = tensor(el, env, 0)?;
             el.require_numeric(x, s, &format!("apply `{name}` to"))?;
-            let x = el.to_float(x, s)?;
+            let x = el.float_of(x, s)?;
             el.push(Op::Unary(op), vec![x], span)?
         }
         "abs" => {
@@ -170,7 +170,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             for (t, s) in v.iter_mut().zip(spans) {
                 el.require_numeric(*t, s, &format!("apply `{name}` to"))?;
                 if name == "pow" {
-                    *t = el.to_float(*t, s)?;
+                    *t = el.float_of(*t, s)?;
                 }
             }
             let op = match name {
@@ -219,7 +219,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 }
                 _ => x,
             };
-            let x = if name == "mean" { el.to_float(x, s)? } else { x };
+            let x = if name == "mean" { el.float_of(x, s)? } else { x };
             let r = reduce(el, kind, x, &axes, keepdims, span)?;
             if name == "mean" {
                 let n: usize = axes.iter().map(|&a| el.ty(x).shape[a]).product();
@@ -421,7 +421,7 @@ fn values<'a>(el: &mut Elab<'a>, env: &mut Env, b: &Bound<'a>, idx: &[usize]) ->
 
 fn float_arg(el: &mut Elab, x: Value, s: Span, name: &str) -> R<Value> {
     el.require_numeric(x, s, &format!("apply `{name}` to"))?;
-    el.to_float(x, s)
+    el.float_of(x, s)
 }
 
 fn last_axis(el: &Elab, x: Value, s: Span, name: &str) -> R<usize> {
@@ -578,7 +578,7 @@ fn reshape_target(n: usize, dims: &[i64]) -> Option<Vec<usize>> {
         return None;
     }
     let fill = if holes == 1 {
-        if n as u128 % known != 0 {
+        if !(n as u128).is_multiple_of(known) {
             return None;
         }
         (n as u128 / known) as usize

@@ -529,7 +529,7 @@ impl<'a> Elab<'a> {
 
     /// A float version of `t`: integers and bools convert to f32 (as jax.numpy does for exp,
     /// true division and the like).
-    pub fn to_float(&mut self, t: Value, span: Span) -> R<Value> {
+    pub fn float_of(&mut self, t: Value, span: Span) -> R<Value> {
         let d = self.ty(t).dtype;
         if d.is_float() {
             Ok(t)
@@ -647,8 +647,8 @@ impl<'a> Elab<'a> {
                 .help("convert first, e.g. `cast(x, i32)`"));
         }
         if matches!(ir_op, BinaryOp::Div | BinaryOp::Pow) && !dtype.is_float() {
-            x = self.to_float(x, sa)?;
-            y = self.to_float(y, sb)?;
+            x = self.float_of(x, sa)?;
+            y = self.float_of(y, sb)?;
         }
         self.push(Op::Binary(ir_op), vec![x, y], span).map(Val::Tensor)
     }

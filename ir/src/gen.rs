@@ -140,7 +140,7 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             let mut target = vec![];
             let mut rest = n;
             while rest > 1 && rng.chance(0.7) {
-                let divisors: Vec<usize> = (2..=rest).filter(|d| rest % d == 0).collect();
+                let divisors: Vec<usize> = (2..=rest).filter(|&d| rest.is_multiple_of(d)).collect();
                 let d = rng.pick(&divisors);
                 target.push(d);
                 rest /= d;

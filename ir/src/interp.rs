@@ -158,7 +158,7 @@ impl Data {
     /// The inverse of [`Data::to_bytes`]; None when the length does not match.
     pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Option<Data> {
         let size = dtype.size_bytes();
-        if bytes.len() % size != 0 {
+        if !bytes.len().is_multiple_of(size) {
             return None;
         }
         let chunks = bytes.chunks_exact(size);

@@ -44,32 +44,6 @@ pub fn compile_and_load(module: &Module, opt: u8) -> Loaded {
     Loaded { module: module.clone(), lib, _dir: dir }
 }
 
-/// Calls `f(ptrs...)` through a C function pointer with as many pointer arguments as given.
-unsafe fn call_entry(f: *const std::ffi::c_void, p: &[*mut u8]) -> i32 {
-    macro_rules! arity {
-        ($($i:literal)*) => {{
-            let f: extern "C" fn($(arity!(@ptr $i)),*) -> i32 = std::mem::transmute(f);
-            f($(p[$i]),*)
-        }};
-        (@ptr $i:literal) => { *mut u8 };
-    }
-    match p.len() {
-        1 => arity!(0),
-        2 => arity!(0 1),
-        3 => arity!(0 1 2),
-        4 => arity!(0 1 2 3),
-        5 => arity!(0 1 2 3 4),
-        6 => arity!(0 1 2 3 4 5),
-        7 => arity!(0 1 2 3 4 5 6),
-        8 => arity!(0 1 2 3 4 5 6 7),
-        9 => arity!(0 1 2 3 4 5 6 7 8),
-        10 => arity!(0 1 2 3 4 5 6 7 8 9),
-        11 => arity!(0 1 2 3 4 5 6 7 8 9 10),
-        12 => arity!(0 1 2 3 4 5 6 7 8 9 10 11),
-        n => panic!("test harness supports up to 12 arguments, not {n}"),
-    }
-}
-
 impl Loaded {
     /// Calls exported function `name` on `args` and returns its results.
     pub fn call(&self, name: &str, args: &[Tensor]) -> Vec<Tensor> {
@@ -79,9 +53,9 @@ impl Loaded {
             unsafe { self.lib.get(symbol.as_bytes()) }.expect("symbol");
         let mut inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
         let mut outputs: Vec<Vec<u8>> = func.result_types().iter().map(|t| vec![0xA5u8; t.size_bytes()]).collect();
-        let mut ptrs: Vec<*mut u8> = inputs.iter_mut().map(|b| b.as_mut_ptr()).collect();
-        ptrs.extend(outputs.iter_mut().map(|b| b.as_mut_ptr()));
-        let status = unsafe { call_entry(*f, &ptrs) };
+        let mut ptrs: Vec<*mut std::ffi::c_void> = inputs.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
+        ptrs.extend(outputs.iter_mut().map(|b| b.as_mut_ptr().cast()));
+        let status = unsafe { kiln_runtime::entry::call(*f, &ptrs) }.expect("callable");
         assert_eq!(status, 0, "entry point returned {status}");
         outputs
             .iter()
