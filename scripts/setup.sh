@@ -2,7 +2,7 @@
 # Installs what kiln needs to build on Debian 12 (idempotent): LLVM/MLIR 22 from Debian's
 # packages. Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
-pkgs=(gcc libc6-dev llvm-22-dev libmlir-22-dev mlir-22-tools libclang-22-dev clang-22 libpolly-22-dev libzstd-dev)
+pkgs=(gcc g++ libc6-dev llvm-22-dev libmlir-22-dev mlir-22-tools libclang-22-dev clang-22 libpolly-22-dev libzstd-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

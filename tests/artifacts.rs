@@ -189,3 +189,30 @@ fn cross_compiles_for_aarch64_and_other_cpus() {
         assert!(String::from_utf8_lossy(&header.stdout).contains(machine), "{args:?}");
     }
 }
+
+#[test]
+fn header_survives_c_keywords_and_clashing_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/run/names.kn");
+    assert!(kiln().arg("build").arg(&src).arg("-o").arg(dir.path()).status().unwrap().success());
+    let header = std::fs::read_to_string(dir.path().join("names.h")).unwrap();
+    assert!(
+        header.contains(
+            "int32_t names_f(const float* int_, const float* out0, const int32_t* double_, float* out0_, float* out1);"
+        ),
+        "{header}"
+    );
+    let c = dir.path().join("use.c");
+    std::fs::write(&c, "#include \"names.h\"\nint main(void) { return 0; }\n").unwrap();
+    for (compiler, std) in [("cc", "-std=c99"), ("c++", "-std=c++17")] {
+        let out = Command::new(compiler)
+            .args([std, "-Wall", "-Werror", "-x", if compiler == "cc" { "c" } else { "c++" }, "-c", "-o"])
+            .arg(dir.path().join("use.o"))
+            .arg(&c)
+            .arg("-I")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{compiler}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

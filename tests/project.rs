@@ -81,3 +81,14 @@ fn every_diagnostic_code_is_documented_and_tested() {
         }
     }
 }
+
+#[test]
+fn readme_language_example_compiles() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme.split("## The language by example").nth(1).expect("README has the language section");
+    let code = section.split("```").nth(1).expect("a code block");
+    let source = kiln::Source { name: "readme.kn".into(), text: code.to_string() };
+    let module = kiln::check(&source, "mlp").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let names: Vec<&str> = module.funcs.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["loss", "forward"]);
+}

@@ -36,14 +36,80 @@ fn func_decl(module: &str, f: &Func) -> String {
     let _ = writeln!(out, "/* {} */", signature(f));
     for p in &f.params {
         describe(&mut out, &p.name, &p.ty);
-        args.push(format!("const {}* {}", p.ty.dtype.c_type(), p.name));
+        args.push(format!("const {}* {}", p.ty.dtype.c_type(), c_name(&p.name)));
     }
     for (name, ty) in f.result_names.iter().zip(f.result_types()) {
         describe(&mut out, name, ty);
-        args.push(format!("{}* {}", ty.dtype.c_type(), name));
+        args.push(format!("{}* {}", ty.dtype.c_type(), c_name(name)));
     }
     let _ = writeln!(out, "int32_t {sym}({});", args.join(", "));
     out
+}
+
+/// C and C++ keywords (and names the header itself uses) that a kiln identifier may be.
+const RESERVED: &[&str] = &[
+    "auto",
+    "bool",
+    "break",
+    "case",
+    "char",
+    "class",
+    "const",
+    "continue",
+    "default",
+    "delete",
+    "do",
+    "double",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "float",
+    "for",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "int32_t",
+    "int64_t",
+    "long",
+    "namespace",
+    "new",
+    "operator",
+    "private",
+    "protected",
+    "public",
+    "register",
+    "restrict",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "struct",
+    "switch",
+    "template",
+    "this",
+    "true",
+    "typedef",
+    "typename",
+    "uint8_t",
+    "union",
+    "unsigned",
+    "using",
+    "virtual",
+    "void",
+    "volatile",
+    "while",
+];
+
+/// A parameter name usable in C and C++ prototypes: keywords get a trailing underscore.
+fn c_name(name: &str) -> String {
+    if RESERVED.contains(&name) {
+        format!("{name}_")
+    } else {
+        name.to_string()
+    }
 }
 
 /// `loss(x: f32[16, 32], ...) -> (out0: f32[])`, for comments and messages.

@@ -194,7 +194,12 @@ impl<'a> Elab<'a> {
         for (i, part) in parts.into_iter().enumerate() {
             let v = self.tensor_default(part, def.body.result.span)?;
             self.func.results.push(v);
-            self.func.result_names.push(format!("out{i}"));
+            // `out0`, `out1`, ...; underscores added until no parameter has the name.
+            let mut name = format!("out{i}");
+            while self.func.params.iter().any(|p| p.name == name) {
+                name.push('_');
+            }
+            self.func.result_names.push(name);
         }
         Ok(self.func)
     }
