@@ -77,15 +77,7 @@ fn header_compiles_as_strict_c99_and_object_exports_only_prefixed_symbols() {
     let c = dir.path().join("use.c");
     std::fs::write(&c, "#include \"mlp.h\"\nint main(void) { float x[MLP_LOSS_X_SIZE]; (void)x; return 0; }\n")
         .unwrap();
-    let out = Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", "-o"])
-        .arg(dir.path().join("use.o"))
-        .arg(&c)
-        .arg("-I")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    compile_c("cc", &["-std=c99", "-Wextra", "-pedantic"], &c, dir.path());
     let nm = Command::new("nm").arg("-g").arg("--defined-only").arg(dir.path().join("mlp.o")).output().unwrap();
     let symbols: Vec<String> = String::from_utf8_lossy(&nm.stdout)
         .lines()
@@ -204,15 +196,20 @@ fn header_survives_c_keywords_and_clashing_names() {
     );
     let c = dir.path().join("use.c");
     std::fs::write(&c, "#include \"names.h\"\nint main(void) { return 0; }\n").unwrap();
-    for (compiler, std) in [("cc", "-std=c99"), ("c++", "-std=c++17")] {
-        let out = Command::new(compiler)
-            .args([std, "-Wall", "-Werror", "-x", if compiler == "cc" { "c" } else { "c++" }, "-c", "-o"])
-            .arg(dir.path().join("use.o"))
-            .arg(&c)
-            .arg("-I")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{compiler}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    compile_c("cc", &["-std=c99"], &c, dir.path());
+    compile_c("c++", &["-std=c++17", "-x", "c++"], &c, dir.path());
+}
+
+/// Compiles `source` (with headers from `dir`) to an object, warnings as errors.
+fn compile_c(compiler: &str, flags: &[&str], source: &Path, dir: &Path) {
+    let out = Command::new(compiler)
+        .args(flags)
+        .args(["-Wall", "-Werror", "-c", "-o"])
+        .arg(dir.join("use.o"))
+        .arg(source)
+        .arg("-I")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{compiler}: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -202,7 +202,11 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         }
         "sum" | "mean" | "max" | "min" => {
             let (x, s) = tensor(el, env, 0)?;
-            let axes = axes_arg(el, env, b.get(1), el.ty(x).rank(), true)?;
+            let rank = el.ty(x).rank();
+            let axes = match b.get(1) {
+                None => (0..rank).collect(),
+                Some(e) => axes_arg(el, env, e, rank)?,
+            };
             let keepdims = bool_arg(el, env, b.get(2))?;
             let kind = match name {
                 "max" => ReduceKind::Max,
@@ -344,10 +348,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         "softmax" => {
             let (x, s) = tensor(el, env, 0)?;
             let x = float_arg(el, x, s, name)?;
-            let axes = match b.get(1) {
-                None => vec![last_axis(el, x, s, name)?],
-                Some(e) => axes_arg(el, env, Some(e), el.ty(x).rank(), false)?,
-            };
+            let axes = axes_or_last(el, env, b.get(1), x, s, name)?;
             let m = reduce(el, ReduceKind::Max, x, &axes, true, span)?;
             let shifted = binary(el, BinaryOp::Sub, x, m, span)?;
             let e = el.push(Op::Unary(UnaryOp::Exp), vec![shifted], span)?;
@@ -357,10 +358,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         "logsumexp" => {
             let (x, s) = tensor(el, env, 0)?;
             let x = float_arg(el, x, s, name)?;
-            let axes = match b.get(1) {
-                None => vec![last_axis(el, x, s, name)?],
-                Some(e) => axes_arg(el, env, Some(e), el.ty(x).rank(), true)?,
-            };
+            let axes = axes_or_last(el, env, b.get(1), x, s, name)?;
             let keepdims = bool_arg(el, env, b.get(2))?;
             logsumexp(el, x, &axes, keepdims, span)?
         }
@@ -509,18 +507,9 @@ fn axis_error(a: i64, rank: usize, span: Span) -> Diagnostic {
         .note(format!("valid axes are {} to {}", -(rank as i64), rank as i64 - 1))
 }
 
-/// The `axis` argument of reductions: absent (all axes, when `all_if_absent`), an integer or
-/// a list of integers; negative axes count from the end. Returned sorted.
-fn axes_arg<'a>(
-    el: &mut Elab<'a>,
-    env: &mut Env,
-    e: Option<&'a Expr>,
-    rank: usize,
-    all_if_absent: bool,
-) -> R<Vec<usize>> {
-    let Some(e) = e else {
-        return Ok(if all_if_absent { (0..rank).collect() } else { vec![] });
-    };
+/// An `axis` argument: an integer or a list of integers; negative axes count from the end.
+/// Returned sorted.
+fn axes_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, rank: usize) -> R<Vec<usize>> {
     let raw = match &e.kind {
         ExprKind::List(_) => int_list(el, env, e)?,
         _ => vec![el.const_int(env, e)?],
@@ -535,6 +524,21 @@ fn axes_arg<'a>(
     }
     axes.sort_unstable();
     Ok(axes)
+}
+
+/// The `axis` argument of softmax and logsumexp: the last axis when absent.
+fn axes_or_last<'a>(
+    el: &mut Elab<'a>,
+    env: &mut Env,
+    e: Option<&'a Expr>,
+    x: Value,
+    s: Span,
+    name: &str,
+) -> R<Vec<usize>> {
+    match e {
+        None => Ok(vec![last_axis(el, x, s, name)?]),
+        Some(e) => axes_arg(el, env, e, el.ty(x).rank()),
+    }
 }
 
 fn bool_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>) -> R<bool> {

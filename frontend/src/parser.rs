@@ -7,6 +7,10 @@ use crate::ast::*;
 use crate::lexer::{lex, Tok, Token};
 use kiln_ir::{Diagnostic, Span};
 
+/// Comparison operators, longest first so that `<=` wins over `<`.
+const COMPARISONS: &[(&str, BinOp)] =
+    &[("==", BinOp::Eq), ("!=", BinOp::Ne), ("<=", BinOp::Le), (">=", BinOp::Ge), ("<", BinOp::Lt), (">", BinOp::Gt)];
+
 /// Nesting deeper than this is refused with a diagnostic rather than overflowing the stack.
 const MAX_DEPTH: usize = 128;
 
@@ -205,26 +209,9 @@ impl Parser {
     fn expr(&mut self) -> PResult<Expr> {
         self.enter()?;
         let lhs = self.binary(0)?;
-        let e = if let Some(op) = self.binop(&[
-            ("==", BinOp::Eq),
-            ("!=", BinOp::Ne),
-            ("<=", BinOp::Le),
-            (">=", BinOp::Ge),
-            ("<", BinOp::Lt),
-            (">", BinOp::Gt),
-        ]) {
+        let e = if let Some(op) = self.binop(COMPARISONS) {
             let rhs = self.binary(0)?;
-            if self
-                .binop(&[
-                    ("==", BinOp::Eq),
-                    ("!=", BinOp::Ne),
-                    ("<=", BinOp::Le),
-                    (">=", BinOp::Ge),
-                    ("<", BinOp::Lt),
-                    (">", BinOp::Gt),
-                ])
-                .is_some()
-            {
+            if self.binop(COMPARISONS).is_some() {
                 return Err(Diagnostic::error("E0003", "comparisons cannot be chained")
                     .at(self.prev_span(), "second comparison")
                     .help("use parentheses to say which comparison comes first"));
