@@ -12,7 +12,7 @@ const COMPARISONS: &[(&str, BinOp)] =
     &[("==", BinOp::Eq), ("!=", BinOp::Ne), ("<=", BinOp::Le), (">=", BinOp::Ge), ("<", BinOp::Lt), (">", BinOp::Gt)];
 
 /// Nesting deeper than this is refused with a diagnostic rather than overflowing the stack.
-const MAX_DEPTH: usize = 128;
+const MAX_DEPTH: usize = 256;
 
 pub fn parse(src: &str) -> Result<SourceFile, Diagnostic> {
     let tokens = lex(src)?;
@@ -236,11 +236,16 @@ impl Parser {
         if level == LEVELS.len() {
             return self.unary();
         }
+        // A chain `a + b + c` builds a left-deep tree: each operand is a level of nesting for
+        // the stages that walk it recursively.
+        let depth = self.depth;
         let mut lhs = self.binary(level + 1)?;
         while let Some(op) = self.binop(LEVELS[level]) {
+            self.enter()?;
             let rhs = self.binary(level + 1)?;
             lhs = mk_binary(op, lhs, rhs);
         }
+        self.depth = depth;
         Ok(lhs)
     }
 
@@ -263,12 +268,15 @@ impl Parser {
     }
 
     fn postfix(&mut self) -> PResult<Expr> {
+        let depth = self.depth;
         let mut e = self.primary()?;
         while self.is("[") {
+            self.enter()?;
             self.bump();
             let items = self.comma_list("]", Self::index_item)?;
             e = Expr { span: e.span.to(self.prev_span()), kind: ExprKind::Index { base: Box::new(e), items } };
         }
+        self.depth = depth;
         Ok(e)
     }
 
