@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # The test command, from a fresh machine: install what kiln needs, then build and run the
-# whole test suite (one cargo profile, so nothing is built twice).
+# whole test suite (one cargo profile, so nothing is built twice), and close with one line
+# that totals every test binary's results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo test --workspace --no-fail-fast
+mkdir -p target
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log || status=$?
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test.log
+exit "$status"
