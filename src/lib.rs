@@ -16,6 +16,9 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod build_script;
+
+pub use build_script::Build;
 pub use kiln_codegen;
 pub use kiln_frontend;
 pub use kiln_ir;
@@ -63,11 +66,49 @@ impl EmitKind {
     }
 }
 
+/// What form the compiled code takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OutputKind {
+    /// A relocatable object, `M.o`.
+    #[default]
+    Object,
+    /// A static library, `libM.a`, holding the object (written in-process, deterministically).
+    Static,
+    /// A shared library, `libM.so`, linked by the target's C compiler driver.
+    Shared,
+}
+
+impl OutputKind {
+    pub const ALL: [(OutputKind, &'static str); 3] =
+        [(OutputKind::Object, "object"), (OutputKind::Static, "static"), (OutputKind::Shared, "shared")];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|k| k.0 == self).map(|k| k.1).expect("every kind is listed")
+    }
+
+    pub fn parse(name: &str) -> Option<OutputKind> {
+        Self::ALL.iter().find(|k| k.1 == name).map(|k| k.0)
+    }
+
+    /// The library file's name for module `m`.
+    pub fn file_name(self, m: &str) -> String {
+        match self {
+            OutputKind::Object => format!("{m}.o"),
+            OutputKind::Static => format!("lib{m}.a"),
+            OutputKind::Shared => format!("lib{m}.so"),
+        }
+    }
+}
+
 /// Options of a build.
 #[derive(Clone, Debug)]
 pub struct Options {
     pub opt_level: u8,
     pub target: Target,
+    pub output: OutputKind,
+    /// The C compiler driver that links shared libraries (default: `cc` for the host's
+    /// architecture, `<arch>-linux-gnu-gcc` for another).
+    pub linker: Option<String>,
     /// The module name (symbol prefix); by default made from the file name.
     pub module_name: Option<String>,
     pub emit: Vec<EmitKind>,
@@ -79,6 +120,8 @@ impl Default for Options {
         Options {
             opt_level: 2,
             target: Target::default(),
+            output: OutputKind::Object,
+            linker: None,
             module_name: None,
             emit: vec![EmitKind::Obj],
             dump_after: vec![],
@@ -220,33 +263,91 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         }
     }
     if wants(EmitKind::Obj) {
-        let object_name = format!("{module_name}.o");
-        let header_name = format!("{module_name}.h");
-        let header = kiln_codegen::header::emit_header(&module, VERSION).into_bytes();
-        let source_name =
-            Path::new(&source.name).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let manifest = Manifest {
-            format: manifest::FORMAT,
-            version: manifest::VERSION,
-            module: module_name.clone(),
-            compiler: Compiler { name: "kiln", version: VERSION.to_string() },
-            target: TargetInfo {
-                triple: options.target.triple.clone(),
-                cpu: options.target.cpu.clone(),
-                features: options.target.features.clone(),
-            },
-            opt_level: options.opt_level,
-            source: file_info(&source_name, source.text.as_bytes()),
-            functions: manifest::functions(&module),
-            files: vec![file_info(&object_name, &artifacts.object), file_info(&header_name, &header)],
-        };
-        let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
-        json.push(b'\n');
-        out.files.push((object_name, artifacts.object));
-        out.files.push((header_name, header));
-        out.files.push((format!("{module_name}.json"), json));
+        out.files = package(source, &module, artifacts.object, options)?;
     }
     Ok(out)
+}
+
+/// The artifacts of a compiled module: the library file of the requested kind, the C header, the
+/// Rust bindings and the manifest that lists them all with their hashes.
+fn package(source: &Source, module: &Module, object: Vec<u8>, options: &Options) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let m = &module.name;
+    let library = match options.output {
+        OutputKind::Object => object,
+        OutputKind::Static => static_library(vec![(format!("{m}.o"), object)])?,
+        OutputKind::Shared => shared_library(m, &object, options)?,
+    };
+    let mut files = vec![
+        (options.output.file_name(m), library),
+        (format!("{m}.h"), kiln_codegen::header::emit_header(module, VERSION).into_bytes()),
+        (format!("{m}.rs"), kiln_codegen::bindings::emit_bindings(module, VERSION).into_bytes()),
+    ];
+    let source_name = Path::new(&source.name).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        version: manifest::VERSION,
+        module: m.clone(),
+        kind: options.output.name(),
+        compiler: Compiler { name: "kiln", version: VERSION.to_string() },
+        target: TargetInfo {
+            triple: options.target.triple.clone(),
+            cpu: options.target.cpu.clone(),
+            features: options.target.features.clone(),
+        },
+        opt_level: options.opt_level,
+        source: file_info(&source_name, source.text.as_bytes()),
+        functions: manifest::functions(module),
+        files: files.iter().map(|(name, bytes)| file_info(name, bytes)).collect(),
+    };
+    let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    json.push(b'\n');
+    files.push((format!("{m}.json"), json));
+    Ok(files)
+}
+
+/// A GNU archive holding `objects` (name, bytes), with a symbol index and zeroed timestamps
+/// and owners.
+pub(crate) fn static_library(objects: Vec<(String, Vec<u8>)>) -> Result<Vec<u8>, Error> {
+    use ar_archive_writer::{write_archive_to_stream, ArchiveKind, NewArchiveMember, DEFAULT_OBJECT_READER};
+    let members: Vec<NewArchiveMember> =
+        objects.into_iter().map(|(name, bytes)| NewArchiveMember::new(bytes, &DEFAULT_OBJECT_READER, name)).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    write_archive_to_stream(&mut out, &members, ArchiveKind::Gnu, false, None)
+        .map_err(|e| Error::Internal(format!("cannot write the static library: {e}")))?;
+    Ok(out.into_inner())
+}
+
+/// Links the object into a shared library with the target's C compiler driver.
+fn shared_library(m: &str, object: &[u8], options: &Options) -> Result<Vec<u8>, Error> {
+    let linker = options.linker.clone().unwrap_or_else(|| kiln_codegen::target::default_linker(&options.target));
+    let dir = tempfile::tempdir().map_err(|e| Error::Usage(format!("cannot create a temporary directory: {e}")))?;
+    let obj = dir.path().join(format!("{m}.o"));
+    let lib = dir.path().join(format!("lib{m}.so"));
+    std::fs::write(&obj, object).map_err(|e| Error::Usage(format!("cannot write `{}`: {e}", obj.display())))?;
+    let out = std::process::Command::new(&linker)
+        .args(["-shared", "-nostartfiles", "-Wl,--build-id=none", "-o"])
+        .arg(&lib)
+        .arg(&obj)
+        .arg("-lm")
+        .output()
+        .map_err(|e| Error::Usage(format!("cannot run the linker `{linker}`: {e}; choose one with --linker")))?;
+    if !out.status.success() {
+        return Err(Error::Usage(format!("linking `lib{m}.so` with `{linker}` failed:\n{}", String::from_utf8_lossy(&out.stderr))));
+    }
+    std::fs::read(&lib).map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", lib.display())))
+}
+
+/// Builds twice and compares every artifact byte for byte; the error names the first file
+/// that differs.
+pub fn build_verified(source: &Source, options: &Options) -> Result<Output, Error> {
+    let first = build(source, options)?;
+    let second = build(source, options)?;
+    for ((name, a), (_, b)) in first.files.iter().zip(&second.files) {
+        if a != b {
+            return Err(Error::Internal(format!("`{name}` differs between two builds of the same input")));
+        }
+    }
+    Ok(first)
 }
 
 /// Writes the artifacts of `out` into `dir` (created if missing), and the dumps as

@@ -4,7 +4,7 @@
 //! line, 101 an internal compiler error (a bug, with a message that asks for a report).
 
 use clap::{Args, Parser, Subcommand};
-use kiln::{EmitKind, Error, Options, Source};
+use kiln::{EmitKind, Error, Options, OutputKind, Source};
 use kiln_codegen::Target;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -54,6 +54,15 @@ struct BuildArgs {
     /// Print the time spent in each stage to stderr.
     #[arg(long = "time-passes")]
     time_passes: bool,
+    /// The library to produce: object (M.o), static (libM.a) or shared (libM.so).
+    #[arg(long = "output-kind", default_value = "object")]
+    output_kind: String,
+    /// The C compiler driver that links shared libraries.
+    #[arg(long)]
+    linker: Option<String>,
+    /// Build twice and fail unless every artifact is byte-identical.
+    #[arg(long = "verify-reproducible")]
+    verify_reproducible: bool,
 }
 
 #[derive(Args)]
@@ -125,9 +134,20 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     if to_stdout && emit.contains(&EmitKind::Obj) {
         return Err(Error::Usage("--emit=obj needs an output directory (-o DIR)".into()));
     }
-    let options =
-        Options { opt_level: args.opt_level, target, module_name: args.module_name, emit, dump_after: args.dump_after };
-    let out = kiln::build(&source, &options)?;
+    let output = OutputKind::parse(&args.output_kind).ok_or_else(|| {
+        let names: Vec<&str> = OutputKind::ALL.iter().map(|k| k.1).collect();
+        Error::Usage(format!("unknown --output-kind `{}`; kinds are: {}", args.output_kind, names.join(", ")))
+    })?;
+    let options = Options {
+        opt_level: args.opt_level,
+        target,
+        output,
+        linker: args.linker,
+        module_name: args.module_name,
+        emit,
+        dump_after: args.dump_after,
+    };
+    let out = if args.verify_reproducible { kiln::build_verified(&source, &options)? } else { kiln::build(&source, &options)? };
     if to_stdout || !options.dump_after.is_empty() && args.out_dir.is_none() {
         let mut stdout = std::io::stdout().lock();
         for (_, text) in &out.dumps {

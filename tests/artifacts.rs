@@ -213,3 +213,68 @@ fn compile_c(compiler: &str, flags: &[&str], source: &Path, dir: &Path) {
         .unwrap();
     assert!(out.status.success(), "{compiler}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Builds `model` with extra kiln arguments into `dir`.
+fn build_into(model: &Path, dir: &Path, args: &[&str]) {
+    let out = kiln().arg("build").arg(model).args(args).arg("-o").arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Links `main.c` (written from `program`) with `libs` and runs it; returns its stdout.
+fn link_and_run(dir: &Path, program: &str, libs: &[&str]) -> String {
+    std::fs::write(dir.join("main.c"), program).unwrap();
+    let exe = dir.join("main");
+    let out = Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(dir.join("main.c"))
+        .arg("-I")
+        .arg(dir)
+        .arg(format!("-L{}", dir.display()))
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .args(libs)
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "link: {}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(&exe).output().unwrap();
+    assert!(run.status.success(), "run: {}", String::from_utf8_lossy(&run.stderr));
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+const TWO_MODELS: &str = r#"#include <stdio.h>
+#include "mlp.h"
+#include "affine.h"
+int main(void) {
+    static float x[MLP_LOSS_X_SIZE], w1[MLP_LOSS_W1_SIZE], b1[MLP_LOSS_B1_SIZE], w2[MLP_LOSS_W2_SIZE], b2[MLP_LOSS_B2_SIZE];
+    static int32_t labels[MLP_LOSS_LABELS_SIZE];
+    float ax[AFFINE_LOSS_X_SIZE] = {0}, ay[AFFINE_LOSS_Y_SIZE] = {0}, aw[AFFINE_LOSS_W_SIZE] = {0}, ab = 2.0f;
+    float l1, l2;
+    if (mlp_loss(x, labels, w1, b1, w2, b2, &l1) || affine_loss(ax, ay, aw, &ab, &l2)) return 1;
+    printf("%.6f %.6f\n", l1, l2);
+    return 0;
+}
+"#;
+
+#[test]
+fn two_models_link_into_one_c_program_as_objects_static_and_shared_libraries() {
+    let affine = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rust-build/models/affine.kn");
+    for (kind, libs) in [
+        ("object", vec!["mlp.o", "affine.o"]),
+        ("static", vec!["-lmlp", "-laffine"]),
+        ("shared", vec!["-lmlp", "-laffine"]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        for model in [example("mlp.kn"), affine.clone()] {
+            build_into(&model, dir.path(), &["--output-kind", kind, "--verify-reproducible"]);
+        }
+        let libs: Vec<String> =
+            libs.iter().map(|l| if l.ends_with(".o") { dir.path().join(l).display().to_string() } else { l.to_string() }).collect();
+        let libs: Vec<&str> = libs.iter().map(String::as_str).collect();
+        // All-zero inputs: the mlp's loss is log(10), the affine loss is b^2 = 4.
+        assert_eq!(link_and_run(dir.path(), TWO_MODELS, &libs), "2.302585 4.000000\n", "{kind}");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("mlp.json")).unwrap()).unwrap();
+        assert_eq!(manifest["kind"], kind);
+    }
+}

@@ -10,6 +10,7 @@
 //! exported function `f` of module `m` is a C function `int32_t m_f(const T* in..., T* out...)`
 //! that returns 0 on success and 1 when a pointer is NULL; no other symbol is exported.
 
+pub mod bindings;
 pub mod header;
 pub mod manifest;
 pub mod mlir;

@@ -13,6 +13,8 @@ pub struct Manifest {
     pub format: &'static str,
     pub version: u32,
     pub module: String,
+    /// What the library file is: `object`, `static` or `shared`.
+    pub kind: &'static str,
     pub compiler: Compiler,
     pub target: TargetInfo,
     pub opt_level: u8,

@@ -110,3 +110,14 @@ fn host_arch() -> Arch {
         Arch::X86_64
     }
 }
+
+/// The C compiler driver that links for `target` on this machine: `cc` for the host's
+/// architecture, the Debian cross compiler (`aarch64-linux-gnu-gcc`, ...) otherwise.
+pub fn default_linker(target: &Target) -> String {
+    if target.arch == host_arch() {
+        "cc".into()
+    } else {
+        let arch = target.triple.split('-').next().unwrap_or("");
+        format!("{arch}-linux-gnu-gcc")
+    }
+}
