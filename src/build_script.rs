@@ -81,7 +81,10 @@ impl Build {
         }
         let out_dir = match &self.out_dir {
             Some(d) => d.clone(),
-            None => PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(|| Error::Usage("OUT_DIR is not set: call out_dir() outside build scripts".into()))?),
+            None => PathBuf::from(
+                std::env::var_os("OUT_DIR")
+                    .ok_or_else(|| Error::Usage("OUT_DIR is not set: call out_dir() outside build scripts".into()))?,
+            ),
         };
         let triple = std::env::var("TARGET").ok();
         let target = Target::new(triple.as_deref(), self.target_cpu.as_deref()).map_err(Error::Usage)?;

@@ -270,7 +270,12 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
 
 /// The artifacts of a compiled module: the library file of the requested kind, the C header, the
 /// Rust bindings and the manifest that lists them all with their hashes.
-fn package(source: &Source, module: &Module, object: Vec<u8>, options: &Options) -> Result<Vec<(String, Vec<u8>)>, Error> {
+fn package(
+    source: &Source,
+    module: &Module,
+    object: Vec<u8>,
+    options: &Options,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let m = &module.name;
     let library = match options.output {
         OutputKind::Object => object,
@@ -332,7 +337,10 @@ fn shared_library(m: &str, object: &[u8], options: &Options) -> Result<Vec<u8>, 
         .output()
         .map_err(|e| Error::Usage(format!("cannot run the linker `{linker}`: {e}; choose one with --linker")))?;
     if !out.status.success() {
-        return Err(Error::Usage(format!("linking `lib{m}.so` with `{linker}` failed:\n{}", String::from_utf8_lossy(&out.stderr))));
+        return Err(Error::Usage(format!(
+            "linking `lib{m}.so` with `{linker}` failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
     std::fs::read(&lib).map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", lib.display())))
 }

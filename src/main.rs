@@ -147,7 +147,11 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         emit,
         dump_after: args.dump_after,
     };
-    let out = if args.verify_reproducible { kiln::build_verified(&source, &options)? } else { kiln::build(&source, &options)? };
+    let out = if args.verify_reproducible {
+        kiln::build_verified(&source, &options)?
+    } else {
+        kiln::build(&source, &options)?
+    };
     if to_stdout || !options.dump_after.is_empty() && args.out_dir.is_none() {
         let mut stdout = std::io::stdout().lock();
         for (_, text) in &out.dumps {

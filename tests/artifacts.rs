@@ -83,7 +83,7 @@ fn header_compiles_as_strict_c99_and_object_exports_only_prefixed_symbols() {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2).map(String::from))
         .collect();
-    assert_eq!(symbols, ["mlp_loss", "mlp_predict"]);
+    assert_eq!(symbols, ["mlp.kiln_abi", "mlp_loss", "mlp_predict"]);
     let undefined = Command::new("nm").arg("-u").arg(dir.path().join("mlp.o")).output().unwrap();
     for line in String::from_utf8_lossy(&undefined.stdout).lines() {
         let name = line.split_whitespace().last().unwrap();
@@ -268,8 +268,10 @@ fn two_models_link_into_one_c_program_as_objects_static_and_shared_libraries() {
         for model in [example("mlp.kn"), affine.clone()] {
             build_into(&model, dir.path(), &["--output-kind", kind, "--verify-reproducible"]);
         }
-        let libs: Vec<String> =
-            libs.iter().map(|l| if l.ends_with(".o") { dir.path().join(l).display().to_string() } else { l.to_string() }).collect();
+        let libs: Vec<String> = libs
+            .iter()
+            .map(|l| if l.ends_with(".o") { dir.path().join(l).display().to_string() } else { l.to_string() })
+            .collect();
         let libs: Vec<&str> = libs.iter().map(String::as_str).collect();
         // All-zero inputs: the mlp's loss is log(10), the affine loss is b^2 = 4.
         assert_eq!(link_and_run(dir.path(), TWO_MODELS, &libs), "2.302585 4.000000\n", "{kind}");
@@ -277,4 +279,46 @@ fn two_models_link_into_one_c_program_as_objects_static_and_shared_libraries() {
             serde_json::from_slice(&std::fs::read(dir.path().join("mlp.json")).unwrap()).unwrap();
         assert_eq!(manifest["kind"], kind);
     }
+}
+
+#[test]
+fn cross_compiled_aarch64_example_agrees_with_the_interpreter_under_qemu() {
+    for tool in ["aarch64-linux-gnu-gcc", "qemu-aarch64"] {
+        let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+        assert!(found, "`{tool}` is missing: run scripts/setup.sh, which installs the cross toolchain and qemu-user");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    build_into(&example("mlp.kn"), dir.path(), &["--target", "aarch64-unknown-linux-gnu"]);
+    let exe = dir.path().join("mlp_demo");
+    let out = Command::new("aarch64-linux-gnu-gcc")
+        .args(["-std=c99", "-Wall", "-Werror", "-O2", "-static", "-o"])
+        .arg(&exe)
+        .arg(example("c/main.c"))
+        .arg(dir.path().join("mlp.o"))
+        .arg("-I")
+        .arg(dir.path())
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let run = Command::new("qemu-aarch64").arg(&exe).arg(&data).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stdout).starts_with("loss = "));
+    let d = |name: &str| format!("{name}={}", data.join(format!("{name}.bin")).display());
+    let eval = kiln()
+        .arg("eval")
+        .arg(example("mlp.kn"))
+        .args(["--function", "loss"])
+        .args(["x", "labels", "w1", "b1", "w2", "b2"].iter().flat_map(|n| ["--input".to_string(), d(n)]))
+        .args(["--compare".to_string(), d("loss").replace("loss=", "out0=")])
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&eval.stdout),
+        String::from_utf8_lossy(&eval.stderr)
+    );
 }

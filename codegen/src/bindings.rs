@@ -18,14 +18,18 @@ fn rust_type(d: DType) -> &'static str {
 
 /// Rust keywords a kiln identifier may be; they are written as raw identifiers.
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn", "for",
-    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static", "struct",
-    "super", "trait", "true", "type", "unsafe", "use", "where", "while", "yield", "gen", "box", "do", "final", "macro",
-    "override", "priv", "typeof", "unsized", "virtual", "abstract", "become", "try",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
+    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static",
+    "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "yield", "gen", "box", "do",
+    "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "abstract", "become", "try",
 ];
 
 fn ident(name: &str) -> String {
-    if KEYWORDS.contains(&name) { format!("r#{name}") } else { name.to_string() }
+    if KEYWORDS.contains(&name) {
+        format!("r#{name}")
+    } else {
+        name.to_string()
+    }
 }
 
 /// The bindings' source text; `version` is the compiler version recorded in its comment.

@@ -77,3 +77,26 @@ pub fn functions(module: &Module) -> Vec<FunctionInfo> {
         })
         .collect()
 }
+
+/// The ABI descriptor of a module, embedded in its object as the string `<module>.kiln_abi`:
+/// one `symbol(dtype[dims],...)->(dtype[dims],...)` per function, joined by `;`, for example
+/// `mlp_loss(f32[16,32],i32[16])->(f32[])`. docs/artifact-format.md specifies it; the runtime
+/// rebuilds it from a manifest and refuses the bundle when the two differ.
+pub fn abi(module: &Module) -> String {
+    let list = |types: Vec<&TensorType>| -> String {
+        let items: Vec<String> = types
+            .iter()
+            .map(|t| format!("{}[{}]", t.dtype, t.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")))
+            .collect();
+        items.join(",")
+    };
+    let funcs: Vec<String> = module
+        .funcs
+        .iter()
+        .map(|f| {
+            let params = list(f.params.iter().map(|p| &p.ty).collect());
+            format!("{}({params})->({})", crate::mlir::entry_symbol(&module.name, &f.name), list(f.result_types()))
+        })
+        .collect();
+    funcs.join(";")
+}

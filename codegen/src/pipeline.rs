@@ -132,6 +132,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     llvm_module.set_name(&module.name);
     llvm_module.set_source_file_name(&format!("{}.kn", module.name));
     add_entry_points(&llvm, &llvm_module, module)?;
+    add_abi_descriptor(&llvm, &llvm_module, module);
     timer.lap("llvm-translate");
 
     let machine = target.machine(opt).map_err(|e| err("target setup", e))?;
@@ -183,6 +184,17 @@ fn check_external_functions(m: &LlvmModule) -> Result<(), CodegenError> {
         }
     }
     Ok(())
+}
+
+/// Adds the constant C string `<module>.kiln_abi` holding [`crate::manifest::abi`]: a loader can
+/// check that a manifest describes the library it sits beside before calling anything. The `.`
+/// keeps the name apart from every C identifier, so it cannot clash with an entry point.
+fn add_abi_descriptor<'c>(llvm: &'c LlvmContext, m: &LlvmModule<'c>, module: &Module) {
+    let text = crate::manifest::abi(module);
+    let value = llvm.const_string(text.as_bytes(), true);
+    let global = m.add_global(value.get_type(), None, &format!("{}.kiln_abi", module.name));
+    global.set_initializer(&value);
+    global.set_constant(true);
 }
 
 /// Adds the C entry point `int32_t <module>_<f>(ptr...)` of every function: it returns 1 when

@@ -1,13 +1,17 @@
 //! kiln-runtime: what a program needs at run time to call kiln's compiled functions.
 //!
-//! Owns: calling an exported entry point through a C function pointer with its argument
-//! buffers ([`entry`]). Bundle loading and validation, the CPU and GPU executors and the C API
+//! Owns: loading and verifying bundles (a shared library with its manifest, [`bundle`]) and
+//! calling their entry points with checked buffers ([`entry`]). The C API and the GPU executor
 //! grow here (see the artifacts and GPU issues).
 //!
 //! May depend on: nothing of the compiler. The runtime sees only the C ABI of entry points
-//! (`int32_t f(void* in..., void* out...)`) and, later, the documented manifest format.
+//! (`int32_t f(void* in..., void* out...)`) and the manifest format of docs/artifact-format.md.
 //!
-//! Guarantees: no allocation and no global state; an entry point is called with exactly the
-//! pointers given, in order.
+//! Guarantees: a bundle is verified (format, version, target, file hashes, argument
+//! consistency, and the ABI compiled into the library) before any of its code is called; a call
+//! with the wrong argument count or buffer sizes is refused before it reaches compiled code.
 
+pub mod bundle;
 pub mod entry;
+
+pub use bundle::{Bundle, DType, Error};

@@ -1,0 +1,352 @@
+//! Bundles: a shared library built by `kiln build --output-kind shared` with its manifest.
+//!
+//! [`Bundle::open`] checks everything before it loads any code: the manifest's format and
+//! version, that the bundle is a shared library for this machine's architecture, the size and
+//! SHA-256 of every file it lists, and the consistency of every argument's dtype, shape and
+//! byte count. After loading, it compares the ABI descriptor compiled into the library
+//! (`<module>.kiln_abi`) with the one the manifest implies, so a manifest edited to claim other
+//! shapes is refused rather than believed. [`Bundle::call`] checks argument count, dtypes and
+//! buffer lengths before the call.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::ffi::{c_void, CStr};
+use std::path::{Path, PathBuf};
+
+/// The manifest format this runtime reads.
+pub const FORMAT: &str = "kiln-manifest";
+pub const VERSION: u64 = 1;
+
+/// The largest manifest the runtime reads (a bigger one is refused, not parsed).
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+#[derive(Deserialize, Debug, Clone)]
+struct Manifest {
+    format: String,
+    version: u64,
+    module: String,
+    kind: String,
+    target: TargetInfo,
+    functions: Vec<FunctionInfo>,
+    files: Vec<FileInfo>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+struct TargetInfo {
+    triple: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+struct FileInfo {
+    name: String,
+    sha256: String,
+    bytes: u64,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+struct FunctionInfo {
+    name: String,
+    symbol: String,
+    params: Vec<ArgInfo>,
+    results: Vec<ArgInfo>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+struct ArgInfo {
+    name: String,
+    dtype: String,
+    shape: Vec<u64>,
+    bytes: u64,
+}
+
+/// Element types, as the manifest names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    Bool,
+    I32,
+    I64,
+    F32,
+    F64,
+}
+
+impl DType {
+    fn parse(name: &str) -> Option<DType> {
+        Some(match name {
+            "bool" => DType::Bool,
+            "i32" => DType::I32,
+            "i64" => DType::I64,
+            "f32" => DType::F32,
+            "f64" => DType::F64,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Bool => "bool",
+            DType::I32 => "i32",
+            DType::I64 => "i64",
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+        }
+    }
+
+    pub fn size(self) -> u64 {
+        match self {
+            DType::Bool => 1,
+            DType::I32 | DType::F32 => 4,
+            DType::I64 | DType::F64 => 8,
+        }
+    }
+}
+
+/// Why a bundle or a call was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Error {
+    Io(String),
+    /// The manifest is not valid JSON of the expected shape, or contradicts itself.
+    Manifest(String),
+    /// A format or version this runtime does not read.
+    Version(String),
+    /// Built for another architecture, or not a shared library.
+    Target(String),
+    /// A file's size or hash differs from the manifest.
+    Integrity(String),
+    /// The library cannot be loaded, lacks a symbol, or its ABI differs from the manifest.
+    Library(String),
+    /// A call with the wrong function, argument count, dtype or buffer size.
+    Argument(String),
+    /// The compiled function returned a nonzero status.
+    Status(i32),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Io(m) => write!(f, "cannot read the bundle: {m}"),
+            Error::Manifest(m) => write!(f, "invalid manifest: {m}"),
+            Error::Version(m) => write!(f, "unsupported manifest: {m}"),
+            Error::Target(m) => write!(f, "wrong target: {m}"),
+            Error::Integrity(m) => write!(f, "corrupt bundle: {m}"),
+            Error::Library(m) => write!(f, "cannot load the library: {m}"),
+            Error::Argument(m) => write!(f, "bad arguments: {m}"),
+            Error::Status(s) => write!(f, "the compiled function returned status {s}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// One argument's expected type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArgSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<u64>,
+    pub bytes: usize,
+}
+
+/// A function of a loaded bundle.
+#[derive(Debug)]
+pub struct Function {
+    pub name: String,
+    pub params: Vec<ArgSpec>,
+    pub results: Vec<ArgSpec>,
+    entry: *const c_void,
+}
+
+/// A loaded, verified bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    pub module: String,
+    functions: Vec<Function>,
+    _library: libloading::Library,
+}
+
+// SAFETY: entry points are plain functions with no shared mutable state (the library holds no
+// globals besides constants), so calls from several threads with distinct buffers are safe.
+unsafe impl Send for Bundle {}
+unsafe impl Sync for Bundle {}
+
+fn host_arch() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "aarch64"
+    } else {
+        "x86_64"
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn spec(a: &ArgInfo) -> Result<ArgSpec, Error> {
+    let dtype = DType::parse(&a.dtype).ok_or_else(|| Error::Manifest(format!("unknown dtype `{}`", a.dtype)))?;
+    let elements = a.shape.iter().try_fold(1u64, |n, &d| if d == 0 { None } else { n.checked_mul(d) });
+    let bytes = elements.and_then(|n| n.checked_mul(dtype.size())).filter(|&b| b == a.bytes && b <= 1 << 44);
+    let bytes = bytes.ok_or_else(|| {
+        Error::Manifest(format!("argument `{}`: shape {:?} does not give {} bytes", a.name, a.shape, a.bytes))
+    })?;
+    Ok(ArgSpec { name: a.name.clone(), dtype, shape: a.shape.clone(), bytes: bytes as usize })
+}
+
+/// The ABI descriptor the manifest implies (the format of docs/artifact-format.md).
+fn abi(functions: &[Function], symbols: &[String]) -> String {
+    let list = |args: &[ArgSpec]| -> String {
+        let items: Vec<String> = args
+            .iter()
+            .map(|a| {
+                format!("{}[{}]", a.dtype.name(), a.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+            })
+            .collect();
+        items.join(",")
+    };
+    let items: Vec<String> = functions
+        .iter()
+        .zip(symbols)
+        .map(|(f, s)| format!("{s}({})->({})", list(&f.params), list(&f.results)))
+        .collect();
+    items.join(";")
+}
+
+impl Bundle {
+    /// Opens the bundle whose manifest is at `manifest` (its files sit beside it).
+    pub fn open(manifest: &Path) -> Result<Bundle, Error> {
+        let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+        let size = std::fs::metadata(manifest).map_err(|e| Error::Io(format!("{}: {e}", manifest.display())))?.len();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(Error::Manifest(format!("{size} bytes is too large for a manifest")));
+        }
+        let text = std::fs::read(manifest).map_err(|e| Error::Io(format!("{}: {e}", manifest.display())))?;
+        let m: Manifest = serde_json::from_slice(&text).map_err(|e| Error::Manifest(e.to_string()))?;
+        if m.format != FORMAT || m.version != VERSION {
+            return Err(Error::Version(format!(
+                "format `{}` version {}; this runtime reads `{FORMAT}` version {VERSION}",
+                m.format, m.version
+            )));
+        }
+        if m.kind != "shared" {
+            return Err(Error::Target(format!(
+                "a `{}` build; the runtime loads shared libraries (--output-kind shared)",
+                m.kind
+            )));
+        }
+        let arch = m.target.triple.split('-').next().unwrap_or("");
+        if arch != host_arch() {
+            return Err(Error::Target(format!("built for {}, this machine is {}", m.target.triple, host_arch())));
+        }
+        if !is_identifier(&m.module) {
+            return Err(Error::Manifest(format!("module name `{}` is not an identifier", m.module)));
+        }
+        let library_name = format!("lib{}.so", m.module);
+        if !m.files.iter().any(|f| f.name == library_name) {
+            return Err(Error::Manifest(format!("the file list lacks `{library_name}`")));
+        }
+        for f in &m.files {
+            verify_file(&dir, f)?;
+        }
+        let mut functions = vec![];
+        let mut symbols = vec![];
+        for f in &m.functions {
+            if !is_identifier(&f.name) || f.symbol != format!("{}_{}", m.module, f.name) {
+                return Err(Error::Manifest(format!("function `{}` has symbol `{}`", f.name, f.symbol)));
+            }
+            let params = f.params.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
+            let results = f.results.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
+            if params.len() + results.len() > crate::entry::MAX_ARGS {
+                return Err(Error::Manifest(format!("`{}` has too many arguments", f.name)));
+            }
+            functions.push(Function { name: f.name.clone(), params, results, entry: std::ptr::null() });
+            symbols.push(f.symbol.clone());
+        }
+        // SAFETY: the library's bytes match the hash its manifest records; kiln's libraries run
+        // no initializers.
+        let library =
+            unsafe { libloading::Library::new(dir.join(&library_name)) }.map_err(|e| Error::Library(e.to_string()))?;
+        let descriptor = format!("{}.kiln_abi\0", m.module);
+        // SAFETY: the symbol is a NUL-terminated constant string in kiln's libraries.
+        let embedded = unsafe {
+            let s: libloading::Symbol<*const std::ffi::c_char> =
+                library.get(descriptor.as_bytes()).map_err(|e| Error::Library(e.to_string()))?;
+            CStr::from_ptr(*s).to_string_lossy().into_owned()
+        };
+        let expected = abi(&functions, &symbols);
+        if embedded != expected {
+            return Err(Error::Library(format!(
+                "the library's ABI `{embedded}` differs from the manifest's `{expected}`"
+            )));
+        }
+        for (f, s) in functions.iter_mut().zip(&symbols) {
+            let name = format!("{s}\0");
+            // SAFETY: resolving a symbol has no side effect.
+            let entry: libloading::Symbol<*const c_void> =
+                unsafe { library.get(name.as_bytes()) }.map_err(|e| Error::Library(e.to_string()))?;
+            f.entry = *entry;
+        }
+        Ok(Bundle { module: m.module, functions, _library: library })
+    }
+
+    pub fn functions(&self) -> &[Function] {
+        &self.functions
+    }
+
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// Calls `name` with input and output buffers (raw little-endian bytes, row-major) after
+    /// checking their count and sizes.
+    pub fn call(&self, name: &str, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
+        let f = self
+            .function(name)
+            .ok_or_else(|| Error::Argument(format!("no function `{name}` in module `{}`", self.module)))?;
+        if inputs.len() != f.params.len() || outputs.len() != f.results.len() {
+            return Err(Error::Argument(format!(
+                "`{name}` takes {} inputs and {} outputs, got {} and {}",
+                f.params.len(),
+                f.results.len(),
+                inputs.len(),
+                outputs.len()
+            )));
+        }
+        for (spec, len) in f
+            .params
+            .iter()
+            .zip(inputs.iter().map(|b| b.len()))
+            .chain(f.results.iter().zip(outputs.iter().map(|b| b.len())))
+        {
+            if spec.bytes != len {
+                return Err(Error::Argument(format!(
+                    "`{}` of `{name}` needs {} bytes, got {len}",
+                    spec.name, spec.bytes
+                )));
+            }
+        }
+        let mut ptrs: Vec<*mut c_void> = inputs.iter().map(|b| b.as_ptr() as *mut c_void).collect();
+        ptrs.extend(outputs.iter_mut().map(|b| b.as_mut_ptr() as *mut c_void));
+        // SAFETY: the entry point comes from a verified bundle whose ABI matches these specs,
+        // and every buffer has the size its argument needs.
+        match unsafe { crate::entry::call(f.entry, &ptrs) }.map_err(|e| Error::Argument(e.to_string()))? {
+            0 => Ok(()),
+            s => Err(Error::Status(s)),
+        }
+    }
+}
+
+fn verify_file(dir: &Path, f: &FileInfo) -> Result<(), Error> {
+    if f.name.is_empty() || f.name.contains(['/', '\\']) || f.name.starts_with('.') {
+        return Err(Error::Manifest(format!("file name `{}` is not a plain file name", f.name)));
+    }
+    let path: PathBuf = dir.join(&f.name);
+    let bytes = std::fs::read(&path).map_err(|e| Error::Integrity(format!("{}: {e}", f.name)))?;
+    if bytes.len() as u64 != f.bytes {
+        return Err(Error::Integrity(format!("`{}` has {} bytes, the manifest says {}", f.name, bytes.len(), f.bytes)));
+    }
+    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if digest != f.sha256 {
+        return Err(Error::Integrity(format!("`{}` does not match its SHA-256", f.name)));
+    }
+    Ok(())
+}

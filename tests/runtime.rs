@@ -1,0 +1,179 @@
+//! The runtime loads verified bundles and calls them with checked buffers: thousands of
+//! mutated manifests, libraries and argument sets are each refused with an error or run
+//! correctly, never crash.
+
+mod common;
+
+use kiln_ir::gen::{self, Rng};
+use kiln_runtime::{Bundle, Error};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Builds examples/mlp.kn as a shared-library bundle in a fresh directory.
+fn bundle_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("build")
+        .arg(model)
+        .args(["--output-kind", "shared", "-o"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+fn module() -> kiln_ir::Module {
+    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn")).unwrap();
+    kiln_frontend::compile_source(&src, "mlp").unwrap()
+}
+
+/// Calls `loss` through the bundle on random inputs and checks it against the interpreter.
+fn check_loss(bundle: &Bundle, rng: &mut Rng) {
+    let module = module();
+    let f = module.func("loss").unwrap();
+    let args: Vec<_> = f.params.iter().map(|p| gen::tensor(rng, &p.ty, false)).collect();
+    let inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
+    let input_refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut out = vec![0u8; 4];
+    bundle.call("loss", &input_refs, &mut [&mut out]).unwrap();
+    let expected = kiln_ir::interp::run(f, &args)[0].data.get_f64(0) as f32;
+    let actual = f32::from_ne_bytes(out.try_into().unwrap());
+    assert!((actual - expected).abs() <= 1e-5 * expected.abs().max(1.0), "{actual} vs {expected}");
+}
+
+#[test]
+fn loads_and_calls_a_verified_bundle() {
+    let dir = bundle_dir();
+    let bundle = Bundle::open(&dir.path().join("mlp.json")).unwrap();
+    assert_eq!(bundle.functions().iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["loss", "predict"]);
+    check_loss(&bundle, &mut Rng::new(common::seed()));
+    // Wrong calls are refused before they reach compiled code.
+    let f = bundle.function("loss").unwrap();
+    let mut good: Vec<Vec<u8>> = f.params.iter().map(|p| vec![0u8; p.bytes]).collect();
+    let refs = |v: &Vec<Vec<u8>>| -> Vec<Vec<u8>> { v.clone() };
+    let mut out = vec![0u8; 4];
+    let call = |inputs: &Vec<Vec<u8>>, out: &mut Vec<u8>, name: &str| {
+        let r: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        bundle.call(name, &r, &mut [out.as_mut_slice()])
+    };
+    assert!(matches!(call(&good, &mut out, "nope"), Err(Error::Argument(_))));
+    let mut short = refs(&good);
+    short[0].pop();
+    assert!(matches!(call(&short, &mut out, "loss"), Err(Error::Argument(_))));
+    let mut fewer = refs(&good);
+    fewer.pop();
+    assert!(matches!(call(&fewer, &mut out, "loss"), Err(Error::Argument(_))));
+    let mut small_out = vec![0u8; 3];
+    assert!(matches!(call(&good, &mut small_out, "loss"), Err(Error::Argument(_))));
+    good[1] = vec![0u8; 64];
+    assert_eq!(call(&good, &mut out, "loss"), Ok(()));
+}
+
+#[test]
+fn refuses_other_kinds_versions_and_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
+    for (args, expect) in [
+        (vec!["--output-kind", "static"], "Target"),
+        (
+            vec![
+                "--target",
+                "aarch64-unknown-linux-gnu",
+                "--output-kind",
+                "shared",
+                "--linker",
+                "aarch64-linux-gnu-gcc",
+            ],
+            "Target",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("build")
+            .arg(&model)
+            .args(&args)
+            .arg("-o")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let err = Bundle::open(&dir.path().join("mlp.json")).unwrap_err();
+        assert!(format!("{err:?}").starts_with(expect), "{args:?}: {err:?}");
+    }
+}
+
+/// One random change to a text: flip, delete, duplicate or replace a span of characters.
+fn mutate_text(rng: &mut Rng, text: &str) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return String::from("{");
+    }
+    let at = rng.below(chars.len());
+    match rng.below(5) {
+        0 => chars.truncate(at),
+        1 => {
+            chars.remove(at);
+        }
+        2 => {
+            let c = chars[at];
+            chars.insert(at, c);
+        }
+        3 => chars[at] = rng.pick(&['0', '1', '9', '"', '{', ']', ',', '-', 'x', ' ']),
+        _ => {
+            // A digit changed: shapes, sizes, versions and hashes.
+            let digits: Vec<usize> = (0..chars.len()).filter(|&i| chars[i].is_ascii_digit()).collect();
+            if !digits.is_empty() {
+                let i = rng.pick(&digits);
+                chars[i] = char::from(b'0' + rng.below(10) as u8);
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+#[test]
+fn thousands_of_mutated_bundles_are_refused_or_run_correctly() {
+    let dir = bundle_dir();
+    let manifest_path: PathBuf = dir.path().join("mlp.json");
+    let original = std::fs::read_to_string(&manifest_path).unwrap();
+    let library = std::fs::read(dir.path().join("libmlp.so")).unwrap();
+    let mut rng = Rng::new(common::seed());
+    let (mut refused, mut loaded) = (0, 0);
+    for i in 0..2000 {
+        // Mostly manifest mutations; every tenth case corrupts the library instead.
+        if i % 10 == 9 {
+            let mut lib = library.clone();
+            let at = rng.below(lib.len());
+            lib[at] ^= 1 << rng.below(8);
+            std::fs::write(dir.path().join("libmlp.so"), &lib).unwrap();
+            std::fs::write(&manifest_path, &original).unwrap();
+        } else {
+            std::fs::write(dir.path().join("libmlp.so"), &library).unwrap();
+            let mut text = original.clone();
+            for _ in 0..1 + rng.below(3) {
+                text = mutate_text(&mut rng, &text);
+            }
+            std::fs::write(&manifest_path, text).unwrap();
+        }
+        match Bundle::open(&manifest_path) {
+            Err(_) => refused += 1,
+            Ok(bundle) => {
+                loaded += 1;
+                check_loss(&bundle, &mut rng);
+            }
+        }
+    }
+    eprintln!("{refused} mutated bundles refused, {loaded} loaded and ran correctly");
+    assert!(refused > 1500, "most mutations must be refused ({refused} refused, {loaded} loaded)");
+    // A manifest that consistently claims another shape is refused by the ABI check.
+    let forged = original.replacen(
+        "\"shape\": [\n            16,\n            32\n          ],\n          \"bytes\": 2048",
+        "\"shape\": [\n            16,\n            64\n          ],\n          \"bytes\": 4096",
+        1,
+    );
+    assert_ne!(forged, original, "the forgery pattern matches the manifest");
+    std::fs::write(dir.path().join("libmlp.so"), &library).unwrap();
+    std::fs::write(&manifest_path, forged).unwrap();
+    assert!(matches!(Bundle::open(&manifest_path), Err(Error::Library(m)) if m.contains("ABI")));
+}
