@@ -39,7 +39,7 @@ fn builds_are_byte_identical_across_runs_directories_and_source_paths() {
     let first = read_dir_sorted(&a.path().join("out"));
     let second = read_dir_sorted(&b.path().join("x/out"));
     let names: Vec<&str> = first.iter().map(|f| f.0.as_str()).collect();
-    assert_eq!(names, ["mlp.h", "mlp.json", "mlp.o"]);
+    assert_eq!(names, ["mlp.h", "mlp.json", "mlp.o", "mlp.rs"]);
     assert_eq!(first, second, "artifacts differ between builds");
     let third = tempfile::tempdir().unwrap();
     assert!(kiln().arg("build").arg(example("mlp.kn")).arg("-o").arg(third.path()).status().unwrap().success());
