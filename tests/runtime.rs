@@ -177,3 +177,61 @@ fn thousands_of_mutated_bundles_are_refused_or_run_correctly() {
     std::fs::write(&manifest_path, forged).unwrap();
     assert!(matches!(Bundle::open(&manifest_path), Err(Error::Library(m)) if m.contains("ABI")));
 }
+
+const C_PROGRAM: &str = r#"#include <stdio.h>
+#include <string.h>
+#include "kiln_runtime.h"
+#include "mlp.h"
+int main(int argc, char **argv) {
+    char err[512];
+    if (argc < 2) return 2;
+    kiln_bundle *b = kiln_bundle_open(argv[1], err, sizeof err);
+    if (!b) { printf("open failed: %s\n", err); return 1; }
+    static float x[MLP_LOSS_X_SIZE], w1[MLP_LOSS_W1_SIZE], b1[MLP_LOSS_B1_SIZE], w2[MLP_LOSS_W2_SIZE], b2[MLP_LOSS_B2_SIZE];
+    static int32_t labels[MLP_LOSS_LABELS_SIZE];
+    float loss = -1;
+    const void *in[6] = {x, labels, w1, b1, w2, b2};
+    size_t in_bytes[6] = {sizeof x, sizeof labels, sizeof w1, sizeof b1, sizeof w2, sizeof b2};
+    void *out[1] = {&loss};
+    size_t out_bytes[1] = {sizeof loss};
+    if (kiln_bundle_call(b, "loss", in, in_bytes, 6, out, out_bytes, 1, err, sizeof err)) { printf("call failed: %s\n", err); return 1; }
+    printf("loss %.6f\n", loss);
+    in_bytes[0] -= 1;
+    int32_t status = kiln_bundle_call(b, "loss", in, in_bytes, 6, out, out_bytes, 1, err, sizeof err);
+    printf("short buffer: %d %s\n", status, err);
+    status = kiln_bundle_call(b, "nope", in, in_bytes, 6, out, out_bytes, 1, err, sizeof err);
+    printf("unknown function: %d %s\n", status, err);
+    kiln_bundle_close(b);
+    printf("missing: %s\n", kiln_bundle_open("/nonexistent/m.json", err, sizeof err) ? "opened" : err);
+    return 0;
+}
+"#;
+
+#[test]
+fn c_api_opens_and_calls_a_bundle() {
+    let dir = bundle_dir();
+    let target_dir = Path::new(env!("CARGO_BIN_EXE_kiln")).parent().unwrap();
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/include");
+    std::fs::write(dir.path().join("main.c"), C_PROGRAM).unwrap();
+    let exe = dir.path().join("main");
+    let out = Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(dir.path().join("main.c"))
+        .arg("-I")
+        .arg(&include)
+        .arg("-I")
+        .arg(dir.path())
+        .arg(target_dir.join("libkiln_runtime.a"))
+        .args(["-ldl", "-lpthread", "-lm"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(&exe).arg(dir.path().join("mlp.json")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("loss 2.302585"), "{stdout}");
+    assert!(stdout.contains("short buffer: 1 bad arguments: `x` of `loss` needs 2048 bytes, got 2047"), "{stdout}");
+    assert!(stdout.contains("unknown function: 1 bad arguments: no function `nope`"), "{stdout}");
+    assert!(stdout.contains("missing: cannot read the bundle"), "{stdout}");
+}

@@ -12,6 +12,7 @@
 //! with the wrong argument count or buffer sizes is refused before it reaches compiled code.
 
 pub mod bundle;
+pub mod capi;
 pub mod entry;
 
 pub use bundle::{Bundle, DType, Error};
