@@ -322,3 +322,25 @@ fn cross_compiled_aarch64_example_agrees_with_the_interpreter_under_qemu() {
         String::from_utf8_lossy(&eval.stderr)
     );
 }
+
+#[test]
+fn cmake_example_builds_and_runs() {
+    let found = Command::new("cmake").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(found, "`cmake` is missing: run scripts/setup.sh, which installs it");
+    let build = tempfile::tempdir().unwrap();
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cmake");
+    let configure = Command::new("cmake")
+        .arg("-S")
+        .arg(&project)
+        .arg("-B")
+        .arg(build.path())
+        .arg(format!("-DKILN_EXECUTABLE={}", env!("CARGO_BIN_EXE_kiln")))
+        .output()
+        .unwrap();
+    assert!(configure.status.success(), "{}", String::from_utf8_lossy(&configure.stderr));
+    let make = Command::new("cmake").arg("--build").arg(build.path()).output().unwrap();
+    assert!(make.status.success(), "{}{}", String::from_utf8_lossy(&make.stdout), String::from_utf8_lossy(&make.stderr));
+    let run = Command::new(build.path().join("mlp_demo")).output().unwrap();
+    assert!(run.status.success());
+    assert!(String::from_utf8_lossy(&run.stdout).starts_with("loss = 2.305"), "{}", String::from_utf8_lossy(&run.stdout));
+}
