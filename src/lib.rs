@@ -263,7 +263,7 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         }
     }
     if wants(EmitKind::Obj) {
-        out.files = package(source, &module, artifacts.object, options)?;
+        out.files = package(source, &module, artifacts.object, &artifacts.workspace, options)?;
     }
     Ok(out)
 }
@@ -274,6 +274,7 @@ fn package(
     source: &Source,
     module: &Module,
     object: Vec<u8>,
+    workspace: &[u64],
     options: &Options,
 ) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let m = &module.name;
@@ -284,8 +285,8 @@ fn package(
     };
     let mut files = vec![
         (options.output.file_name(m), library),
-        (format!("{m}.h"), kiln_codegen::header::emit_header(module, VERSION).into_bytes()),
-        (format!("{m}.rs"), kiln_codegen::bindings::emit_bindings(module, VERSION).into_bytes()),
+        (format!("{m}.h"), kiln_codegen::header::emit_header(module, VERSION, workspace).into_bytes()),
+        (format!("{m}.rs"), kiln_codegen::bindings::emit_bindings(module, VERSION, workspace).into_bytes()),
     ];
     let source_name = Path::new(&source.name).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let manifest = Manifest {
@@ -301,7 +302,7 @@ fn package(
         },
         opt_level: options.opt_level,
         source: file_info(&source_name, source.text.as_bytes()),
-        functions: manifest::functions(module),
+        functions: manifest::functions(module, workspace),
         files: files.iter().map(|(name, bytes)| file_info(name, bytes)).collect(),
     };
     let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;

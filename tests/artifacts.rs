@@ -190,7 +190,7 @@ fn header_survives_c_keywords_and_clashing_names() {
     let header = std::fs::read_to_string(dir.path().join("names.h")).unwrap();
     assert!(
         header.contains(
-            "int32_t names_f(const float* int_, const float* out0, const int32_t* double_, float* out0_, float* out1);"
+            "int32_t names_f(const float* int_, const float* out0, const int32_t* double_, float* out0_, float* out1, void* workspace);"
         ),
         "{header}"
     );
@@ -250,7 +250,7 @@ int main(void) {
     static int32_t labels[MLP_LOSS_LABELS_SIZE];
     float ax[AFFINE_LOSS_X_SIZE] = {0}, ay[AFFINE_LOSS_Y_SIZE] = {0}, aw[AFFINE_LOSS_W_SIZE] = {0}, ab = 2.0f;
     float l1, l2;
-    if (mlp_loss(x, labels, w1, b1, w2, b2, &l1) || affine_loss(ax, ay, aw, &ab, &l2)) return 1;
+    if (mlp_loss(x, labels, w1, b1, w2, b2, &l1, NULL) || affine_loss(ax, ay, aw, &ab, &l2, NULL)) return 1;
     printf("%.6f %.6f\n", l1, l2);
     return 0;
 }
@@ -339,8 +339,17 @@ fn cmake_example_builds_and_runs() {
         .unwrap();
     assert!(configure.status.success(), "{}", String::from_utf8_lossy(&configure.stderr));
     let make = Command::new("cmake").arg("--build").arg(build.path()).output().unwrap();
-    assert!(make.status.success(), "{}{}", String::from_utf8_lossy(&make.stdout), String::from_utf8_lossy(&make.stderr));
+    assert!(
+        make.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&make.stdout),
+        String::from_utf8_lossy(&make.stderr)
+    );
     let run = Command::new(build.path().join("mlp_demo")).output().unwrap();
     assert!(run.status.success());
-    assert!(String::from_utf8_lossy(&run.stdout).starts_with("loss = 2.305"), "{}", String::from_utf8_lossy(&run.stdout));
+    assert!(
+        String::from_utf8_lossy(&run.stdout).starts_with("loss = 2.305"),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
 }

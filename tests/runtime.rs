@@ -207,6 +207,23 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// The newest `libkiln_runtime*.a` Cargo built: a dependency's static library stays in
+/// `deps/` under a hashed name unless the runtime itself was built as a root.
+fn runtime_archive(target_dir: &Path) -> PathBuf {
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = [target_dir.to_path_buf(), target_dir.join("deps")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("libkiln_runtime") && name.ends_with(".a")
+        })
+        .map(|p| (std::fs::metadata(&p).and_then(|m| m.modified()).unwrap(), p))
+        .collect();
+    candidates.sort();
+    candidates.pop().expect("cargo builds libkiln_runtime.a with the runtime crate").1
+}
+
 #[test]
 fn c_api_opens_and_calls_a_bundle() {
     let dir = bundle_dir();
@@ -222,7 +239,7 @@ fn c_api_opens_and_calls_a_bundle() {
         .arg(&include)
         .arg("-I")
         .arg(dir.path())
-        .arg(target_dir.join("libkiln_runtime.a"))
+        .arg(runtime_archive(target_dir))
         .args(["-ldl", "-lpthread", "-lm"])
         .output()
         .unwrap();
@@ -234,4 +251,49 @@ fn c_api_opens_and_calls_a_bundle() {
     assert!(stdout.contains("short buffer: 1 bad arguments: `x` of `loss` needs 2048 bytes, got 2047"), "{stdout}");
     assert!(stdout.contains("unknown function: 1 bad arguments: no function `nope`"), "{stdout}");
     assert!(stdout.contains("missing: cannot read the bundle"), "{stdout}");
+}
+
+#[test]
+fn workspace_size_is_exact_and_nothing_outside_it_is_touched() {
+    let dir = bundle_dir();
+    let bundle = Bundle::open(&dir.path().join("mlp.json")).unwrap();
+    let module = module();
+    let mut rng = Rng::new(common::seed());
+    for name in ["loss", "predict"] {
+        let f = bundle.function(name).unwrap();
+        let n = f.workspace_bytes;
+        assert!(n > 0, "`{name}` has intermediate results");
+        let func = module.func(name).unwrap();
+        let args: Vec<_> = func.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
+        let inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
+        let input_refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        let expected = kiln_ir::interp::run(func, &args);
+        let mut outputs: Vec<Vec<u8>> = f.results.iter().map(|r| vec![0u8; r.bytes]).collect();
+        // The workspace sits between canaries inside a larger buffer.
+        let mut fenced = vec![0xA5u8; n + 256];
+        let start = 64 + fenced[64..].as_ptr().align_offset(64) + 64;
+        {
+            let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+            let ws = &mut fenced[start..start + n];
+            bundle.call_with_workspace(name, &input_refs, &mut outs, ws).unwrap();
+        }
+        assert!(fenced[..start].iter().all(|&b| b == 0xA5), "`{name}` wrote before its workspace");
+        assert!(fenced[start + n..].iter().all(|&b| b == 0xA5), "`{name}` wrote after its workspace");
+        assert!(fenced[start..start + n].iter().any(|&b| b != 0xA5), "`{name}` used its workspace");
+        for (i, (e, bytes)) in expected.iter().zip(&outputs).enumerate() {
+            let actual = kiln_ir::interp::Tensor::new(
+                e.shape.clone(),
+                kiln_ir::interp::Data::from_bytes(e.data.dtype(), bytes).unwrap(),
+            );
+            kiln_ir::interp::compare(e, &actual, kiln_ir::interp::Tolerance::Scaled(1e-5))
+                .unwrap_or_else(|m| panic!("`{name}` result {i}: {m}"));
+        }
+        // One byte less, or a misaligned workspace, is refused before the call.
+        let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        let short = bundle.call_with_workspace(name, &input_refs, &mut outs, &mut fenced[start..start + n - 1]);
+        assert!(matches!(short, Err(Error::Argument(m)) if m.contains("workspace")));
+        let misaligned =
+            bundle.call_with_workspace(name, &input_refs, &mut outs, &mut fenced[start + 1..start + n + 1]);
+        assert!(matches!(misaligned, Err(Error::Argument(m)) if m.contains("aligned")));
+    }
 }

@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod mlir;
 pub mod pipeline;
 pub mod target;
+pub mod workspace;
 
 pub use pipeline::{compile, Artifacts, CodegenError, Emit};
 pub use target::{Arch, Target};

@@ -50,6 +50,8 @@ pub struct FunctionInfo {
     pub symbol: String,
     pub params: Vec<ArgInfo>,
     pub results: Vec<ArgInfo>,
+    /// Bytes of scratch memory the function needs, 64-byte aligned (its last argument).
+    pub workspace_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -64,12 +66,14 @@ fn arg(name: &str, ty: &TensorType) -> ArgInfo {
     ArgInfo { name: name.to_string(), dtype: ty.dtype.name(), shape: ty.shape.clone(), bytes: ty.size_bytes() }
 }
 
-/// The functions of a module as the manifest lists them.
-pub fn functions(module: &Module) -> Vec<FunctionInfo> {
+/// The functions of a module as the manifest lists them, with their workspace bytes.
+pub fn functions(module: &Module, workspace: &[u64]) -> Vec<FunctionInfo> {
     module
         .funcs
         .iter()
-        .map(|f| FunctionInfo {
+        .zip(workspace)
+        .map(|(f, &workspace_bytes)| FunctionInfo {
+            workspace_bytes,
             name: f.name.clone(),
             symbol: crate::mlir::entry_symbol(&module.name, &f.name),
             params: f.params.iter().map(|p| arg(&p.name, &p.ty)).collect(),
@@ -79,10 +83,10 @@ pub fn functions(module: &Module) -> Vec<FunctionInfo> {
 }
 
 /// The ABI descriptor of a module, embedded in its object as the string `<module>.kiln_abi`:
-/// one `symbol(dtype[dims],...)->(dtype[dims],...)` per function, joined by `;`, for example
-/// `mlp_loss(f32[16,32],i32[16])->(f32[])`. docs/artifact-format.md specifies it; the runtime
+/// one `symbol(dtype[dims],...)->(dtype[dims],...)ws=BYTES` per function, joined by `;`, for
+/// example `mlp_loss(f32[16,32],i32[16])->(f32[])ws=4096`. docs/artifact-format.md specifies it; the runtime
 /// rebuilds it from a manifest and refuses the bundle when the two differ.
-pub fn abi(module: &Module) -> String {
+pub fn abi(module: &Module, workspace: &[u64]) -> String {
     let list = |types: Vec<&TensorType>| -> String {
         let items: Vec<String> = types
             .iter()
@@ -93,9 +97,11 @@ pub fn abi(module: &Module) -> String {
     let funcs: Vec<String> = module
         .funcs
         .iter()
-        .map(|f| {
+        .zip(workspace)
+        .map(|(f, ws)| {
             let params = list(f.params.iter().map(|p| &p.ty).collect());
-            format!("{}({params})->({})", crate::mlir::entry_symbol(&module.name, &f.name), list(f.result_types()))
+            let symbol = crate::mlir::entry_symbol(&module.name, &f.name);
+            format!("{symbol}({params})->({})ws={ws}", list(f.result_types()))
         })
         .collect();
     funcs.join(";")

@@ -4,6 +4,7 @@
 
 use crate::mlir::{emit_module, entry_symbol, impl_symbol};
 use crate::target::Target;
+use crate::workspace;
 use inkwell::context::Context as LlvmContext;
 use inkwell::module::{Linkage, Module as LlvmModule};
 use inkwell::passes::PassBuilderOptions;
@@ -21,19 +22,23 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// The MLIR pipeline from linalg on tensors to the LLVM dialect. At -O1 and above,
-/// elementwise producers are first fused into their consumers.
-fn mlir_pipeline(opt: u8) -> String {
+/// The first MLIR pipeline: linalg on tensors to buffers. At -O1 and above, elementwise
+/// producers are first fused into their consumers. Its output is planned by [`workspace`].
+fn bufferize_pipeline(opt: u8) -> String {
     let fuse = if opt > 0 { "linalg-fuse-elementwise-ops," } else { "" };
     format!(
         "builtin.module({fuse}eliminate-empty-tensors,\
          one-shot-bufferize{{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map}},\
-         canonicalize,buffer-deallocation-pipeline,func.func(convert-linalg-to-loops),convert-scf-to-cf,\
-         expand-strided-metadata,lower-affine,convert-math-to-llvm,convert-math-to-libm,convert-arith-to-llvm,\
-         convert-index-to-llvm,finalize-memref-to-llvm,convert-func-to-llvm{{use-bare-ptr-memref-call-conv=1}},\
-         convert-cf-to-llvm,convert-ub-to-llvm,reconcile-unrealized-casts)"
+         canonicalize,cse)"
     )
 }
+
+/// The second MLIR pipeline: buffers (allocations already rewritten into workspace views) to
+/// the LLVM dialect.
+const LOWER_PIPELINE: &str = "builtin.module(func.func(convert-linalg-to-loops),convert-scf-to-cf,\
+     expand-strided-metadata,lower-affine,convert-math-to-llvm,convert-math-to-libm,convert-arith-to-llvm,\
+     convert-index-to-llvm,finalize-memref-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},\
+     convert-cf-to-llvm,convert-ub-to-llvm,reconcile-unrealized-casts)";
 
 /// Which outputs to produce besides the object.
 #[derive(Clone, Copy, Debug, Default)]
@@ -54,6 +59,8 @@ pub struct Artifacts {
     pub asm: Option<String>,
     /// The relocatable object file.
     pub object: Vec<u8>,
+    /// Workspace bytes of each function, in module order.
+    pub workspace: Vec<u64>,
     /// Time spent in each step, in order.
     pub timings: Vec<(String, Duration)>,
 }
@@ -113,14 +120,37 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     });
     let collected = || messages.borrow().join("\n");
 
-    let mut mlir_module = MlirModule::parse(&context, &text).ok_or_else(|| err("MLIR parsing", collected()))?;
-    let pm = PassManager::new(&context);
-    parse_pass_pipeline(pm.as_operation_pass_manager(), &mlir_pipeline(opt))
-        .map_err(|e| err("MLIR pipeline parsing", e.to_string()))?;
-    pm.run(&mut mlir_module).map_err(|_| err("MLIR lowering", collected()))?;
-    if !messages.borrow().is_empty() {
-        return Err(err("MLIR lowering", collected()));
-    }
+    let run = |module: &mut MlirModule, pipeline: &str| -> Result<(), CodegenError> {
+        let pm = PassManager::new(&context);
+        parse_pass_pipeline(pm.as_operation_pass_manager(), pipeline)
+            .map_err(|e| err("MLIR pipeline parsing", e.to_string()))?;
+        pm.run(module).map_err(|_| err("MLIR lowering", collected()))?;
+        if messages.borrow().is_empty() {
+            Ok(())
+        } else {
+            Err(err("MLIR lowering", collected()))
+        }
+    };
+    let mut bufferized = MlirModule::parse(&context, &text).ok_or_else(|| err("MLIR parsing", collected()))?;
+    run(&mut bufferized, &bufferize_pipeline(opt))?;
+    let plans = workspace::plan(&bufferized).map_err(|e| err("workspace planning", e))?;
+    let planned =
+        workspace::rewrite(&bufferized.as_operation().to_string(), &plans).map_err(|e| err("workspace planning", e))?;
+    let mut mlir_module =
+        MlirModule::parse(&context, &planned).ok_or_else(|| err("MLIR parsing (planned)", collected()))?;
+    run(&mut mlir_module, LOWER_PIPELINE)?;
+    let workspace: Vec<u64> = module
+        .funcs
+        .iter()
+        .map(|f| {
+            let symbol = impl_symbol(&module.name, &f.name);
+            plans
+                .iter()
+                .find(|p| p.symbol == symbol)
+                .map(|p| p.bytes)
+                .ok_or_else(|| err("workspace planning", format!("no plan for `{symbol}`")))
+        })
+        .collect::<Result<_, _>>()?;
     timer.lap("mlir-lower");
 
     let llvm = LlvmContext::create();
@@ -131,8 +161,8 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     let llvm_module = unsafe { LlvmModule::new(raw as _) };
     llvm_module.set_name(&module.name);
     llvm_module.set_source_file_name(&format!("{}.kn", module.name));
-    add_entry_points(&llvm, &llvm_module, module)?;
-    add_abi_descriptor(&llvm, &llvm_module, module);
+    add_entry_points(&llvm, &llvm_module, module, &workspace)?;
+    add_abi_descriptor(&llvm, &llvm_module, module, &workspace);
     timer.lap("llvm-translate");
 
     let machine = target.machine(opt).map_err(|e| err("target setup", e))?;
@@ -145,7 +175,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         .map_err(|e| err("LLVM optimization", e.to_string()))?;
     timer.lap("llvm-opt");
 
-    let mut artifacts = Artifacts { mlir: emit.mlir.then_some(text), ..Default::default() };
+    let mut artifacts = Artifacts { mlir: emit.mlir.then_some(text), workspace, ..Default::default() };
     if emit.llvm {
         artifacts.llvm = Some(llvm_module.print_to_string().to_string());
     }
@@ -167,8 +197,28 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
 /// The only functions an object may call outside itself: C's allocator and memory functions,
 /// and libm (LLVM intrinsics such as `llvm.exp.f32` become calls to the libm function).
 pub const ALLOWED_EXTERNAL: &[&str] = &[
-    "malloc", "free", "memcpy", "memmove", "memset", "expf", "exp", "logf", "log", "sqrtf", "sqrt", "tanhf", "tanh",
-    "sinf", "sin", "cosf", "cos", "powf", "pow", "fabsf", "fabs",
+    "aligned_alloc",
+    "malloc",
+    "free",
+    "memcpy",
+    "memmove",
+    "memset",
+    "expf",
+    "exp",
+    "logf",
+    "log",
+    "sqrtf",
+    "sqrt",
+    "tanhf",
+    "tanh",
+    "sinf",
+    "sin",
+    "cosf",
+    "cos",
+    "powf",
+    "pow",
+    "fabsf",
+    "fabs",
 ];
 
 /// Refuses a module that declares a function outside [`ALLOWED_EXTERNAL`] (such as MLIR's
@@ -189,18 +239,25 @@ fn check_external_functions(m: &LlvmModule) -> Result<(), CodegenError> {
 /// Adds the constant C string `<module>.kiln_abi` holding [`crate::manifest::abi`]: a loader can
 /// check that a manifest describes the library it sits beside before calling anything. The `.`
 /// keeps the name apart from every C identifier, so it cannot clash with an entry point.
-fn add_abi_descriptor<'c>(llvm: &'c LlvmContext, m: &LlvmModule<'c>, module: &Module) {
-    let text = crate::manifest::abi(module);
+fn add_abi_descriptor<'c>(llvm: &'c LlvmContext, m: &LlvmModule<'c>, module: &Module, workspace: &[u64]) {
+    let text = crate::manifest::abi(module, workspace);
     let value = llvm.const_string(text.as_bytes(), true);
     let global = m.add_global(value.get_type(), None, &format!("{}.kiln_abi", module.name));
     global.set_initializer(&value);
     global.set_constant(true);
 }
 
-/// Adds the C entry point `int32_t <module>_<f>(ptr...)` of every function: it returns 1 when
-/// any pointer is NULL, else calls the implementation and returns 0. Implementations become
-/// internal so that only entry points are exported.
-fn add_entry_points<'c>(llvm: &'c LlvmContext, m: &LlvmModule<'c>, module: &Module) -> Result<(), CodegenError> {
+/// Adds the C entry point `int32_t <module>_<f>(ptr in..., ptr out..., ptr workspace)` of
+/// every function. It returns 1 when an input or output pointer is NULL, 2 when the workspace
+/// is not 64-byte aligned, 3 when it must allocate the workspace (NULL given) and cannot; else
+/// it calls the implementation and returns 0. Implementations become internal so that only
+/// entry points are exported.
+fn add_entry_points<'c>(
+    llvm: &'c LlvmContext,
+    m: &LlvmModule<'c>,
+    module: &Module,
+    workspace: &[u64],
+) -> Result<(), CodegenError> {
     for f in m.get_functions() {
         if f.count_basic_blocks() > 0 {
             f.set_linkage(Linkage::Internal);
@@ -208,30 +265,77 @@ fn add_entry_points<'c>(llvm: &'c LlvmContext, m: &LlvmModule<'c>, module: &Modu
     }
     let ptr = llvm.ptr_type(AddressSpace::default());
     let i32t = llvm.i32_type();
-    for func in &module.funcs {
+    let i64t = llvm.i64_type();
+    let aligned_alloc = m.add_function("aligned_alloc", ptr.fn_type(&[i64t.into(), i64t.into()], false), None);
+    let free = m.add_function("free", llvm.void_type().fn_type(&[ptr.into()], false), None);
+    for (func, &bytes) in module.funcs.iter().zip(workspace) {
         let imp = m
             .get_function(&impl_symbol(&module.name, &func.name))
             .ok_or_else(|| err("entry points", format!("no implementation of `{}`", func.name)))?;
         let n = func.params.len() + func.results.len();
-        let params = vec![ptr.into(); n];
+        let params = vec![ptr.into(); n + 1];
         let entry = m.add_function(&entry_symbol(&module.name, &func.name), i32t.fn_type(&params, false), None);
         let b = llvm.create_builder();
-        let start = llvm.append_basic_block(entry, "entry");
-        let null = llvm.append_basic_block(entry, "null_argument");
-        let call = llvm.append_basic_block(entry, "call");
-        b.position_at_end(start);
+        let block = |name: &str| llvm.append_basic_block(entry, name);
+        let (start, null, given, misaligned, call, allocate, failed, owned) = (
+            block("entry"),
+            block("null_argument"),
+            block("workspace_given"),
+            block("misaligned_workspace"),
+            block("call"),
+            block("allocate_workspace"),
+            block("allocation_failed"),
+            block("call_with_own_workspace"),
+        );
         let build = |e: inkwell::builder::BuilderError| err("entry points", e.to_string());
+        let ret = |at, code: u64| -> Result<(), CodegenError> {
+            b.position_at_end(at);
+            b.build_return(Some(&i32t.const_int(code, false))).map(|_| ()).map_err(build)
+        };
+        let args: Vec<_> = entry.get_param_iter().map(|p| p.into()).collect();
+        let ws = entry.get_nth_param(n as u32).expect("workspace parameter").into_pointer_value();
+        b.position_at_end(start);
         let mut any_null = llvm.bool_type().const_zero();
-        for p in entry.get_param_iter() {
+        for p in entry.get_param_iter().take(n) {
             let is_null = b.build_is_null(p.into_pointer_value(), "").map_err(build)?;
             any_null = b.build_or(any_null, is_null, "").map_err(build)?;
         }
-        b.build_conditional_branch(any_null, null, call).map_err(build)?;
-        b.position_at_end(null);
-        b.build_return(Some(&i32t.const_int(1, false))).map_err(build)?;
+        b.build_conditional_branch(any_null, null, given).map_err(build)?;
+        ret(null, 1)?;
+        // A NULL workspace with nothing to plan is fine: the views are never read.
+        b.position_at_end(given);
+        let ws_null = b.build_is_null(ws, "").map_err(build)?;
+        let address = b.build_ptr_to_int(ws, i64t, "").map_err(build)?;
+        let low = b.build_and(address, i64t.const_int(workspace::ALIGNMENT - 1, false), "").map_err(build)?;
+        let aligned = b.build_int_compare(inkwell::IntPredicate::EQ, low, i64t.const_zero(), "").map_err(build)?;
+        let needs_own =
+            b.build_and(ws_null, llvm.bool_type().const_int((bytes > 0) as u64, false), "").map_err(build)?;
+        let ok = b.build_or(aligned, ws_null, "").map_err(build)?;
+        let check = llvm.append_basic_block(entry, "check_alignment");
+        b.build_conditional_branch(needs_own, allocate, check).map_err(build)?;
+        b.position_at_end(check);
+        b.build_conditional_branch(ok, call, misaligned).map_err(build)?;
+        ret(misaligned, 2)?;
         b.position_at_end(call);
-        let args: Vec<_> = entry.get_param_iter().map(|p| p.into()).collect();
         b.build_call(imp, &args, "").map_err(build)?;
+        b.build_return(Some(&i32t.const_zero())).map_err(build)?;
+        b.position_at_end(allocate);
+        let size = i64t.const_int(bytes, false);
+        let own = b
+            .build_call(aligned_alloc, &[i64t.const_int(workspace::ALIGNMENT, false).into(), size.into()], "")
+            .map_err(build)?
+            .try_as_basic_value()
+            .basic()
+            .ok_or_else(|| err("entry points", "aligned_alloc returns nothing"))?
+            .into_pointer_value();
+        let own_null = b.build_is_null(own, "").map_err(build)?;
+        b.build_conditional_branch(own_null, failed, owned).map_err(build)?;
+        ret(failed, 3)?;
+        b.position_at_end(owned);
+        let mut own_args = args.clone();
+        own_args[n] = own.into();
+        b.build_call(imp, &own_args, "").map_err(build)?;
+        b.build_call(free, &[own.into()], "").map_err(build)?;
         b.build_return(Some(&i32t.const_zero())).map_err(build)?;
     }
     Ok(())

@@ -40,23 +40,26 @@ int main(int argc, char **argv) {
     fill(b2, MLP_LOSS_B2_SIZE, 5, 0.1f);
     for (int i = 0; i < MLP_LOSS_LABELS_SIZE; i++) labels[i] = (i * 7) % MLP_LOSS_W2_DIM1;
 
+    /* The loss runs in a workspace of the exact size the compiler planned, so the call does
+     * not allocate; predict gets NULL and allocates its own. */
+    static unsigned char workspace[MLP_LOSS_WORKSPACE_BYTES + 1] __attribute__((aligned(64)));
     float loss;
-    if (mlp_loss(x, labels, w1, b1, w2, b2, &loss) != 0) {
+    if (mlp_loss(x, labels, w1, b1, w2, b2, &loss, workspace) != 0) {
         fprintf(stderr, "mlp_loss failed\n");
         return 1;
     }
     static float probs[MLP_PREDICT_OUT0_SIZE], best[MLP_PREDICT_OUT1_SIZE];
-    if (mlp_predict(x, w1, b1, w2, b2, probs, best) != 0) {
+    if (mlp_predict(x, w1, b1, w2, b2, probs, best, NULL) != 0) {
         fprintf(stderr, "mlp_predict failed\n");
         return 1;
     }
     /* A NULL argument is refused with status 1, not a crash. */
-    if (mlp_loss(NULL, labels, w1, b1, w2, b2, &loss) != 1) {
+    if (mlp_loss(NULL, labels, w1, b1, w2, b2, &loss, workspace) != 1) {
         fprintf(stderr, "mlp_loss accepted a NULL pointer\n");
         return 1;
     }
 
-    printf("loss = %.6f\n", loss);
+    printf("loss = %.6f (workspace: %d bytes)\n", loss, MLP_LOSS_WORKSPACE_BYTES);
     printf("probabilities of example 0:");
     for (int j = 0; j < MLP_PREDICT_OUT0_DIM1; j++) printf(" %.4f", probs[j]);
     printf("\nlargest probability per example:");

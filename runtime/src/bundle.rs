@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 pub const FORMAT: &str = "kiln-manifest";
 pub const VERSION: u64 = 1;
 
+/// The alignment a caller's workspace must have.
+pub const WORKSPACE_ALIGNMENT: usize = 64;
+
 /// The largest manifest the runtime reads (a bigger one is refused, not parsed).
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
@@ -49,6 +52,7 @@ struct FunctionInfo {
     symbol: String,
     params: Vec<ArgInfo>,
     results: Vec<ArgInfo>,
+    workspace_bytes: u64,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -152,6 +156,8 @@ pub struct Function {
     pub name: String,
     pub params: Vec<ArgSpec>,
     pub results: Vec<ArgSpec>,
+    /// Bytes of scratch memory a call needs (see [`Bundle::call_with_workspace`]).
+    pub workspace_bytes: usize,
     entry: *const c_void,
 }
 
@@ -206,7 +212,7 @@ fn abi(functions: &[Function], symbols: &[String]) -> String {
     let items: Vec<String> = functions
         .iter()
         .zip(symbols)
-        .map(|(f, s)| format!("{s}({})->({})", list(&f.params), list(&f.results)))
+        .map(|(f, s)| format!("{s}({})->({})ws={}", list(&f.params), list(&f.results), f.workspace_bytes))
         .collect();
     items.join(";")
 }
@@ -255,10 +261,20 @@ impl Bundle {
             }
             let params = f.params.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
             let results = f.results.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
-            if params.len() + results.len() > crate::entry::MAX_ARGS {
+            if params.len() + results.len() + 1 > crate::entry::MAX_ARGS {
                 return Err(Error::Manifest(format!("`{}` has too many arguments", f.name)));
             }
-            functions.push(Function { name: f.name.clone(), params, results, entry: std::ptr::null() });
+            if f.workspace_bytes > 1 << 44 || !f.workspace_bytes.is_multiple_of(WORKSPACE_ALIGNMENT as u64) {
+                return Err(Error::Manifest(format!("`{}` claims {} workspace bytes", f.name, f.workspace_bytes)));
+            }
+            let workspace_bytes = f.workspace_bytes as usize;
+            functions.push(Function {
+                name: f.name.clone(),
+                params,
+                results,
+                workspace_bytes,
+                entry: std::ptr::null(),
+            });
             symbols.push(f.symbol.clone());
         }
         // SAFETY: the library's bytes match the hash its manifest records; kiln's libraries run
@@ -297,8 +313,30 @@ impl Bundle {
     }
 
     /// Calls `name` with input and output buffers (raw little-endian bytes, row-major) after
-    /// checking their count and sizes.
+    /// checking their count and sizes; the compiled code allocates its own scratch memory.
     pub fn call(&self, name: &str, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
+        self.invoke(name, inputs, outputs, None)
+    }
+
+    /// As [`Bundle::call`], with scratch memory from `workspace`: at least the function's
+    /// `workspace_bytes`, aligned to 64 bytes. The call then allocates nothing.
+    pub fn call_with_workspace(
+        &self,
+        name: &str,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        workspace: &mut [u8],
+    ) -> Result<(), Error> {
+        self.invoke(name, inputs, outputs, Some(workspace))
+    }
+
+    fn invoke(
+        &self,
+        name: &str,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        workspace: Option<&mut [u8]>,
+    ) -> Result<(), Error> {
         let f = self
             .function(name)
             .ok_or_else(|| Error::Argument(format!("no function `{name}` in module `{}`", self.module)))?;
@@ -311,12 +349,8 @@ impl Bundle {
                 outputs.len()
             )));
         }
-        for (spec, len) in f
-            .params
-            .iter()
-            .zip(inputs.iter().map(|b| b.len()))
-            .chain(f.results.iter().zip(outputs.iter().map(|b| b.len())))
-        {
+        let sizes = f.params.iter().zip(inputs.iter().map(|b| b.len()));
+        for (spec, len) in sizes.chain(f.results.iter().zip(outputs.iter().map(|b| b.len()))) {
             if spec.bytes != len {
                 return Err(Error::Argument(format!(
                     "`{}` of `{name}` needs {} bytes, got {len}",
@@ -324,10 +358,28 @@ impl Bundle {
                 )));
             }
         }
+        let ws = match workspace {
+            None => std::ptr::null_mut(),
+            Some(w) if w.len() < f.workspace_bytes => {
+                return Err(Error::Argument(format!(
+                    "`{name}` needs a workspace of {} bytes, got {}",
+                    f.workspace_bytes,
+                    w.len()
+                )))
+            }
+            Some(w) if !(w.as_ptr() as usize).is_multiple_of(WORKSPACE_ALIGNMENT) => {
+                return Err(Error::Argument(format!(
+                    "the workspace of `{name}` must be aligned to {WORKSPACE_ALIGNMENT} bytes"
+                )))
+            }
+            Some(w) => w.as_mut_ptr() as *mut c_void,
+        };
         let mut ptrs: Vec<*mut c_void> = inputs.iter().map(|b| b.as_ptr() as *mut c_void).collect();
         ptrs.extend(outputs.iter_mut().map(|b| b.as_mut_ptr() as *mut c_void));
+        ptrs.push(ws);
         // SAFETY: the entry point comes from a verified bundle whose ABI matches these specs,
-        // and every buffer has the size its argument needs.
+        // every buffer has the size its argument needs, and the workspace is NULL or large
+        // enough and aligned.
         match unsafe { crate::entry::call(f.entry, &ptrs) }.map_err(|e| Error::Argument(e.to_string()))? {
             0 => Ok(()),
             s => Err(Error::Status(s)),

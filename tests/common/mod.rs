@@ -55,6 +55,8 @@ impl Loaded {
         let mut outputs: Vec<Vec<u8>> = func.result_types().iter().map(|t| vec![0xA5u8; t.size_bytes()]).collect();
         let mut ptrs: Vec<*mut std::ffi::c_void> = inputs.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
         ptrs.extend(outputs.iter_mut().map(|b| b.as_mut_ptr().cast()));
+        // No workspace: the entry point allocates its own.
+        ptrs.push(std::ptr::null_mut());
         let status = unsafe { kiln_runtime::entry::call(*f, &ptrs) }.expect("callable");
         assert_eq!(status, 0, "entry point returned {status}");
         outputs

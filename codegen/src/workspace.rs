@@ -1,0 +1,221 @@
+//! The static memory plan: every intermediate buffer of a function lives at a fixed offset of
+//! one caller-provided workspace, so the exact scratch size of each function is known at
+//! compile time and generated code never allocates when given a workspace.
+//!
+//! After bufferization, each function's top-level block holds its `memref.alloc`s. The plan
+//! computes each buffer's live range (from its allocation to the last top-level op that uses
+//! it or a view of it, nested uses included), places buffers largest first at the lowest
+//! 64-byte-aligned offset that overlaps no buffer whose range intersects its own, and rewrites
+//! each allocation into a `memref.view` of a new last function argument, `%kiln_ws`.
+
+use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
+
+use melior::ir::{BlockLike, Module, RegionLike, ValueLike};
+use std::collections::HashMap;
+
+/// Alignment of every buffer in the workspace, and of the workspace itself.
+pub const ALIGNMENT: u64 = 64;
+
+/// The plan of one function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionPlan {
+    /// The MLIR symbol of the function.
+    pub symbol: String,
+    /// Offset of each allocation, in the order the allocations appear.
+    pub offsets: Vec<u64>,
+    /// Workspace bytes the function needs (0 when it has no intermediate buffer).
+    pub bytes: u64,
+}
+
+struct Buffer {
+    bytes: u64,
+    first: usize,
+    last: usize,
+}
+
+/// Bytes of a static `memref<AxBxT>` type; None for anything else.
+fn memref_bytes(ty: &str) -> Option<u64> {
+    let inner = ty.strip_prefix("memref<")?.strip_suffix('>')?;
+    let mut parts: Vec<&str> = inner.split('x').collect();
+    let elem = parts.pop()?;
+    let size = match elem {
+        "i1" | "i8" => 1,
+        "i32" | "f32" => 4,
+        "i64" | "f64" | "index" => 8,
+        _ => return None,
+    };
+    parts.iter().try_fold(size, |n: u64, d| d.parse::<u64>().ok().and_then(|d| n.checked_mul(d)))
+}
+
+/// Plans every function of a bufferized module.
+pub fn plan(module: &Module) -> Result<Vec<FunctionPlan>, String> {
+    let mut plans = vec![];
+    let mut op = module.body().first_operation();
+    while let Some(func) = op {
+        if func.name().as_string_ref().as_str() == Ok("func.func") {
+            let symbol =
+                func.attribute("sym_name").map_err(|e| e.to_string())?.to_string().trim_matches('"').to_string();
+            let body = func.region(0).map_err(|e| e.to_string())?.first_block().ok_or("a function without a body")?;
+            plans.push(plan_block(&symbol, &body)?);
+        }
+        op = func.next_in_block();
+    }
+    Ok(plans)
+}
+
+fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result<FunctionPlan, String> {
+    let mut buffers: Vec<Buffer> = vec![];
+    // Raw value pointer -> the buffer it is (or is a view of).
+    let mut owner: HashMap<usize, usize> = HashMap::new();
+    let mut index = 0;
+    let mut op = body.first_operation();
+    while let Some(top) = op {
+        let mut used = vec![];
+        let mut nested_alloc = false;
+        top.walk(WalkOrder::PreOrder, |inner| {
+            used.extend(inner.operands().map(|v| v.to_raw().ptr as usize));
+            if inner.to_raw().ptr != top.to_raw().ptr && inner.name().as_string_ref().as_str() == Ok("memref.alloc") {
+                nested_alloc = true;
+            }
+            WalkResult::Advance
+        });
+        if nested_alloc {
+            return Err(format!(
+                "`{symbol}` allocates inside a region; the workspace plan handles top-level buffers only"
+            ));
+        }
+        for v in &used {
+            if let Some(&b) = owner.get(v) {
+                buffers[b].last = index;
+            }
+        }
+        let name = top.name().as_string_ref().as_str().map(str::to_string).unwrap_or_default();
+        if name == "memref.alloc" {
+            let result = top.result(0).map_err(|e| e.to_string())?;
+            let ty = result.r#type().to_string();
+            let bytes =
+                memref_bytes(&ty).ok_or_else(|| format!("`{symbol}` allocates `{ty}`, which has no static size"))?;
+            owner.insert(result.to_raw().ptr as usize, buffers.len());
+            buffers.push(Buffer { bytes, first: index, last: index });
+        } else if let Some(&b) = top.operands().find_map(|v| owner.get(&(v.to_raw().ptr as usize))) {
+            // Views (reshapes, casts, subviews) of a buffer keep it alive while they are used.
+            for r in top.results() {
+                if r.r#type().to_string().starts_with("memref<") {
+                    owner.insert(r.to_raw().ptr as usize, b);
+                }
+            }
+        }
+        index += 1;
+        op = top.next_in_block();
+    }
+    let (offsets, bytes) = place(&buffers);
+    Ok(FunctionPlan { symbol: symbol.to_string(), offsets, bytes })
+}
+
+fn align(n: u64) -> u64 {
+    n.div_ceil(ALIGNMENT) * ALIGNMENT
+}
+
+/// Offsets for buffers with live ranges: largest first (ties by position), each at the lowest
+/// aligned offset free of every placed buffer whose range intersects its own.
+fn place(buffers: &[Buffer]) -> (Vec<u64>, u64) {
+    let mut order: Vec<usize> = (0..buffers.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].bytes), i));
+    let mut offsets = vec![0u64; buffers.len()];
+    let mut placed: Vec<usize> = vec![];
+    let mut total = 0;
+    for i in order {
+        let b = &buffers[i];
+        let mut busy: Vec<(u64, u64)> = placed
+            .iter()
+            .filter(|&&j| buffers[j].first <= b.last && b.first <= buffers[j].last)
+            .map(|&j| (offsets[j], offsets[j] + buffers[j].bytes))
+            .collect();
+        busy.sort_unstable();
+        let mut offset = 0;
+        for (start, end) in busy {
+            if offset + b.bytes <= start {
+                break;
+            }
+            offset = offset.max(align(end));
+        }
+        offsets[i] = offset;
+        total = total.max(align(offset + b.bytes));
+        placed.push(i);
+    }
+    (offsets, total)
+}
+
+/// Rewrites the printed, bufferized module: each function of `plans` gets the argument
+/// `%kiln_ws: memref<Nxi8>` and its allocations become views of it at the planned offsets.
+pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
+    let by_symbol: HashMap<&str, &FunctionPlan> = plans.iter().map(|p| (p.symbol.as_str(), p)).collect();
+    let mut out = String::with_capacity(text.len() + 1024);
+    let mut current: Option<(&FunctionPlan, usize)> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if let Some(rest) = trimmed.strip_prefix("func.func ") {
+            if let Some((plan, seen)) = current.take() {
+                check_count(plan, seen)?;
+            }
+            let symbol = rest.split('@').nth(1).and_then(|s| s.split('(').next()).unwrap_or("");
+            let plan = by_symbol.get(symbol).ok_or_else(|| format!("no workspace plan for `{symbol}`"))?;
+            let close = line.rfind(") {").ok_or_else(|| format!("unexpected function header `{line}`"))?;
+            let sep = if line[..close].ends_with('(') { "" } else { ", " };
+            out.push_str(&format!("{}{sep}%kiln_ws: memref<{}xi8>{}\n", &line[..close], plan.bytes, &line[close..]));
+            current = Some((plan, 0));
+        } else if let Some((name, alloc)) = trimmed.split_once(" = memref.alloc()") {
+            let (plan, seen) = current.as_mut().ok_or("an allocation outside a function")?;
+            let ty = alloc.rsplit(": ").next().unwrap_or("").trim();
+            let offset = *plan
+                .offsets
+                .get(*seen)
+                .ok_or_else(|| format!("`{}` has more allocations than planned", plan.symbol))?;
+            out.push_str(&format!("{indent}%kiln_off{seen} = arith.constant {offset} : index\n"));
+            out.push_str(&format!(
+                "{indent}{name} = memref.view %kiln_ws[%kiln_off{seen}][] : memref<{}xi8> to {ty}\n",
+                plan.bytes
+            ));
+            *seen += 1;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if let Some((plan, seen)) = current {
+        check_count(plan, seen)?;
+    }
+    Ok(out)
+}
+
+fn check_count(plan: &FunctionPlan, seen: usize) -> Result<(), String> {
+    if seen == plan.offsets.len() {
+        Ok(())
+    } else {
+        Err(format!("`{}` has {seen} allocations in its text but {} in its plan", plan.symbol, plan.offsets.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_with_disjoint_lives_share_memory() {
+        let b = |bytes, first, last| Buffer { bytes, first, last };
+        // 0 and 2 never live at once; 1 overlaps both.
+        let (offsets, total) = place(&[b(100, 0, 1), b(10, 1, 3), b(100, 2, 3)]);
+        assert_eq!(offsets, vec![0, 128, 0]);
+        assert_eq!(total, 192);
+        assert_eq!(place(&[]), (vec![], 0));
+    }
+
+    #[test]
+    fn memref_sizes() {
+        assert_eq!(memref_bytes("memref<16x64xf32>"), Some(4096));
+        assert_eq!(memref_bytes("memref<f64>"), Some(8));
+        assert_eq!(memref_bytes("memref<3xi1>"), Some(3));
+        assert_eq!(memref_bytes("memref<?xf32>"), None);
+    }
+}
