@@ -297,3 +297,35 @@ fn workspace_size_is_exact_and_nothing_outside_it_is_touched() {
         assert!(matches!(misaligned, Err(Error::Argument(m)) if m.contains("aligned")));
     }
 }
+
+#[test]
+fn typed_calls_check_dtypes() {
+    use kiln_runtime::{TensorMut, TensorRef};
+    let dir = bundle_dir();
+    let bundle = Bundle::open(&dir.path().join("mlp.json")).unwrap();
+    let (x, w1, b1, w2, b2) = (vec![0f32; 512], vec![0f32; 2048], vec![0f32; 64], vec![0f32; 640], vec![0f32; 10]);
+    let labels = vec![0i32; 16];
+    let mut loss = [0f32];
+    let inputs = [
+        TensorRef::F32(&x),
+        TensorRef::I32(&labels),
+        TensorRef::F32(&w1),
+        TensorRef::F32(&b1),
+        TensorRef::F32(&w2),
+        TensorRef::F32(&b2),
+    ];
+    bundle.call_typed("loss", &inputs, &mut [TensorMut::F32(&mut loss)]).unwrap();
+    assert!((loss[0] - 10f32.ln()).abs() < 1e-6);
+    // Labels as f32 have the right byte count but the wrong dtype.
+    let as_float = vec![0f32; 16];
+    let wrong = [
+        TensorRef::F32(&x),
+        TensorRef::F32(&as_float),
+        TensorRef::F32(&w1),
+        TensorRef::F32(&b1),
+        TensorRef::F32(&w2),
+        TensorRef::F32(&b2),
+    ];
+    let err = bundle.call_typed("loss", &wrong, &mut [TensorMut::F32(&mut loss)]).unwrap_err();
+    assert_eq!(err, Error::Argument("`labels` of `loss` is i32, got f32".into()));
+}

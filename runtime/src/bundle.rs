@@ -104,6 +104,62 @@ impl DType {
     }
 }
 
+/// A typed view of an input buffer, for [`Bundle::call_typed`].
+#[derive(Clone, Copy, Debug)]
+pub enum TensorRef<'a> {
+    /// bool, one byte per element (0 or 1).
+    Bool(&'a [u8]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+/// A typed view of an output buffer, for [`Bundle::call_typed`].
+#[derive(Debug)]
+pub enum TensorMut<'a> {
+    Bool(&'a mut [u8]),
+    I32(&'a mut [i32]),
+    I64(&'a mut [i64]),
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+}
+
+/// The dtype and bytes of a typed buffer.
+macro_rules! typed_bytes {
+    ($t:expr, $bytes:ident) => {
+        match $t {
+            TensorRef::Bool(v) => (DType::Bool, $bytes(v)),
+            TensorRef::I32(v) => (DType::I32, $bytes(v)),
+            TensorRef::I64(v) => (DType::I64, $bytes(v)),
+            TensorRef::F32(v) => (DType::F32, $bytes(v)),
+            TensorRef::F64(v) => (DType::F64, $bytes(v)),
+        }
+    };
+}
+
+fn as_bytes<T: Copy>(v: &[T]) -> &[u8] {
+    // SAFETY: plain numeric elements; any byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+fn as_bytes_mut<T: Copy>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: as above; the compiled code writes valid values of T (for bool, 0 or 1).
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+impl TensorMut<'_> {
+    fn dtype_and_bytes(&mut self) -> (DType, &mut [u8]) {
+        match self {
+            TensorMut::Bool(v) => (DType::Bool, as_bytes_mut(v)),
+            TensorMut::I32(v) => (DType::I32, as_bytes_mut(v)),
+            TensorMut::I64(v) => (DType::I64, as_bytes_mut(v)),
+            TensorMut::F32(v) => (DType::F32, as_bytes_mut(v)),
+            TensorMut::F64(v) => (DType::F64, as_bytes_mut(v)),
+        }
+    }
+}
+
 /// Why a bundle or a call was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Error {
@@ -316,6 +372,30 @@ impl Bundle {
     /// checking their count and sizes; the compiled code allocates its own scratch memory.
     pub fn call(&self, name: &str, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
         self.invoke(name, inputs, outputs, None)
+    }
+
+    /// As [`Bundle::call`] with typed buffers: each buffer's dtype must also match its
+    /// argument's.
+    pub fn call_typed(&self, name: &str, inputs: &[TensorRef], outputs: &mut [TensorMut]) -> Result<(), Error> {
+        let f = self
+            .function(name)
+            .ok_or_else(|| Error::Argument(format!("no function `{name}` in module `{}`", self.module)))?;
+        let ins: Vec<(DType, &[u8])> = inputs.iter().map(|t| typed_bytes!(t, as_bytes)).collect();
+        let mut outs: Vec<(DType, &mut [u8])> = outputs.iter_mut().map(TensorMut::dtype_and_bytes).collect();
+        let given = ins.iter().map(|(d, _)| *d).chain(outs.iter().map(|(d, _)| *d));
+        for (spec, dtype) in f.params.iter().chain(&f.results).zip(given) {
+            if spec.dtype != dtype {
+                return Err(Error::Argument(format!(
+                    "`{}` of `{name}` is {}, got {}",
+                    spec.name,
+                    spec.dtype.name(),
+                    dtype.name()
+                )));
+            }
+        }
+        let in_bytes: Vec<&[u8]> = ins.into_iter().map(|(_, b)| b).collect();
+        let mut out_bytes: Vec<&mut [u8]> = outs.iter_mut().map(|(_, b)| &mut **b).collect();
+        self.invoke(name, &in_bytes, &mut out_bytes, None)
     }
 
     /// As [`Bundle::call`], with scratch memory from `workspace`: at least the function's

@@ -15,4 +15,4 @@ pub mod bundle;
 pub mod capi;
 pub mod entry;
 
-pub use bundle::{Bundle, DType, Error};
+pub use bundle::{Bundle, DType, Error, TensorMut, TensorRef};
