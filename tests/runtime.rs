@@ -329,3 +329,68 @@ fn typed_calls_check_dtypes() {
     let err = bundle.call_typed("loss", &wrong, &mut [TensorMut::F32(&mut loss)]).unwrap_err();
     assert_eq!(err, Error::Argument("`labels` of `loss` is i32, got f32".into()));
 }
+
+#[test]
+fn thousands_of_argument_sets_are_refused_or_run_correctly() {
+    use kiln_runtime::{TensorMut, TensorRef};
+    let dir = bundle_dir();
+    let bundle = Bundle::open(&dir.path().join("mlp.json")).unwrap();
+    let mut rng = Rng::new(common::seed());
+    let f = bundle.function("loss").unwrap();
+    let (mut refused, mut ran) = (0, 0);
+    for _ in 0..3000 {
+        // Start from the right element counts, then perturb counts, sizes and dtypes.
+        let mut counts: Vec<usize> = f.params.iter().map(|p| p.bytes / p.dtype.size() as usize).collect();
+        let mut dtypes: Vec<kiln_runtime::DType> = f.params.iter().map(|p| p.dtype).collect();
+        match rng.below(4) {
+            0 => {
+                let i = rng.below(counts.len());
+                counts[i] = rng.below(counts[i] * 2 + 2);
+            }
+            1 => {
+                let i = rng.below(dtypes.len());
+                dtypes[i] = rng.pick(&[
+                    kiln_runtime::DType::F32,
+                    kiln_runtime::DType::I32,
+                    kiln_runtime::DType::F64,
+                    kiln_runtime::DType::Bool,
+                ]);
+            }
+            2 if rng.chance(0.5) => {
+                counts.pop();
+            }
+            _ => {}
+        }
+        // u64 words keep every view aligned for any element type.
+        let buffers: Vec<(kiln_runtime::DType, usize, Vec<u64>)> =
+            dtypes.iter().zip(&counts).map(|(&d, &n)| (d, n, vec![0u64; n + 1])).collect();
+        let inputs: Vec<TensorRef> = buffers.iter().map(typed).collect();
+        let mut loss = vec![0f32; if rng.chance(0.05) { 2 } else { 1 }];
+        match bundle.call_typed("loss", &inputs, &mut [TensorMut::F32(&mut loss)]) {
+            Ok(()) => {
+                ran += 1;
+                assert!((loss[0] - 10f32.ln()).abs() < 1e-6, "zero inputs give log(10)");
+            }
+            Err(Error::Argument(_)) => refused += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(refused > 1000 && ran > 300, "{refused} refused, {ran} ran");
+}
+
+/// A typed view of `n` zeroed elements.
+fn typed((d, n, words): &(kiln_runtime::DType, usize, Vec<u64>)) -> kiln_runtime::TensorRef<'_> {
+    use kiln_runtime::{DType, TensorRef};
+    fn cast<T>(words: &[u64], n: usize) -> &[T] {
+        // SAFETY (test): `words` holds at least n elements of any type of at most 8 bytes, is
+        // aligned for all of them, and zeroed bytes are valid values of each.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), n) }
+    }
+    match d {
+        DType::Bool => TensorRef::Bool(cast(words, *n)),
+        DType::I32 => TensorRef::I32(cast(words, *n)),
+        DType::I64 => TensorRef::I64(cast(words, *n)),
+        DType::F32 => TensorRef::F32(cast(words, *n)),
+        DType::F64 => TensorRef::F64(cast(words, *n)),
+    }
+}
