@@ -61,3 +61,30 @@ fn random_programs_agree_with_the_interpreter() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
+
+#[test]
+fn compiled_derivatives_agree_with_interpreted_derivatives() {
+    use kiln_passes::autodiff::{jvp, vjp};
+    let mut rng = Rng::new(common::seed());
+    let mut funcs = vec![];
+    for (i, template) in Op::catalog().iter().enumerate() {
+        for k in 0..3 {
+            let f = gen::single_op_func(&mut rng, template, &format!("f{i}_{k}"));
+            if !f.ty(f.results[0]).dtype.is_float() {
+                continue;
+            }
+            funcs.push(jvp(&f, &format!("jvp{i}_{k}")));
+            funcs.push(vjp(&f, &format!("vjp{i}_{k}"), None));
+        }
+    }
+    let module = Module { name: "derivs".into(), funcs };
+    let loaded = common::compile_and_load(&module, 2);
+    let mut failures = vec![];
+    for f in &module.funcs {
+        let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
+        if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, false) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}

@@ -10,6 +10,7 @@
 //! interpreter results; the pipeline verifies after each step and reports a compiler bug if a
 //! step breaks an invariant.
 
+pub mod autodiff;
 pub mod dce;
 
 use kiln_ir::Module;

@@ -1,0 +1,373 @@
+//! Derivative rules: for every op, its forward-mode rule (tangent of the result from the
+//! tangents of the operands) and its reverse-mode rule (cotangents of the operands from the
+//! cotangent of the result). Both matches are exhaustive over [`Op`]. Formulas are in terms of
+//! operands x, a, b, result y, tangents t and cotangent g.
+//!
+//! Ties: `max`/`min` (and so `relu`, which is `max(x, 0)`) split the derivative evenly between
+//! equal operands, as jax.numpy.maximum does; reductions with `max`/`min` split it evenly among
+//! all elements equal to the extreme. `abs` has derivative 0 at 0 (sign(0) = 0).
+
+use super::Builder;
+use kiln_ir::{BinaryOp, Op, ReduceKind, TensorType, UnaryOp, Value};
+
+/// sign(x) = [x > 0] - [x < 0], in x's dtype.
+fn sign(b: &mut Builder, x: Value) -> Value {
+    let ty = b.ty(x).clone();
+    let zero = b.zeros(&ty);
+    let pos = b.binary(BinaryOp::Gt, x, zero);
+    let neg = b.binary(BinaryOp::Lt, x, zero);
+    let (p, n) = (b.mask(pos, ty.dtype), b.mask(neg, ty.dtype));
+    b.sub(p, n)
+}
+
+/// The derivative dy/dx of a unary op.
+fn unary_derivative(b: &mut Builder, op: UnaryOp, x: Value, y: Value) -> Value {
+    let ty = b.ty(x).clone();
+    match op {
+        // d(-x) = -1
+        UnaryOp::Neg => b.constant(-1.0, &ty),
+        // d|x| = sign(x)
+        UnaryOp::Abs => sign(b, x),
+        // d exp(x) = exp(x) = y
+        UnaryOp::Exp => y,
+        // d log(x) = 1 / x
+        UnaryOp::Log => {
+            let one = b.constant(1.0, &ty);
+            b.div(one, x)
+        }
+        // d sqrt(x) = 1 / (2 sqrt(x)) = 0.5 / y
+        UnaryOp::Sqrt => {
+            let half = b.constant(0.5, &ty);
+            b.div(half, y)
+        }
+        // d x^(-1/2) = -1/2 x^(-3/2) = -0.5 y / x
+        UnaryOp::Rsqrt => {
+            let q = b.div(y, x);
+            b.scale(q, -0.5)
+        }
+        // d tanh(x) = 1 - y^2
+        UnaryOp::Tanh => {
+            let one = b.constant(1.0, &ty);
+            let y2 = b.mul(y, y);
+            b.sub(one, y2)
+        }
+        // d sigmoid(x) = y (1 - y)
+        UnaryOp::Sigmoid => {
+            let one = b.constant(1.0, &ty);
+            let c = b.sub(one, y);
+            b.mul(y, c)
+        }
+        // d sin(x) = cos(x)
+        UnaryOp::Sin => b.unary(UnaryOp::Cos, x),
+        // d cos(x) = -sin(x)
+        UnaryOp::Cos => {
+            let s = b.unary(UnaryOp::Sin, x);
+            b.neg(s)
+        }
+    }
+}
+
+/// The partial derivatives (dy/da, dy/db) of a differentiable binary op, or None for the
+/// linear ones handled directly (add, sub) and comparisons.
+fn binary_partials(b: &mut Builder, op: BinaryOp, x: Value, z: Value, y: Value) -> Option<(Value, Value)> {
+    let ty = b.ty(x).clone();
+    match op {
+        // d(a b) = (b, a)
+        BinaryOp::Mul => Some((z, x)),
+        // d(a / b) = (1 / b, -y / b)
+        BinaryOp::Div => {
+            let one = b.constant(1.0, &ty);
+            let da = b.div(one, z);
+            let q = b.div(y, z);
+            Some((da, b.neg(q)))
+        }
+        // d max(a, b) = ([a > b] + [a == b] / 2, the rest); min likewise with a < b.
+        BinaryOp::Max | BinaryOp::Min => {
+            let wins = if op == BinaryOp::Max { BinaryOp::Gt } else { BinaryOp::Lt };
+            let w = b.binary(wins, x, z);
+            let e = b.binary(BinaryOp::Eq, x, z);
+            let (w, e) = (b.mask(w, ty.dtype), b.mask(e, ty.dtype));
+            let half = b.scale(e, 0.5);
+            let da = b.add(w, half);
+            let one = b.constant(1.0, &ty);
+            Some((da, b.sub(one, da)))
+        }
+        // d a^b = (b a^(b-1), log(a) a^b)
+        BinaryOp::Pow => {
+            let one = b.constant(1.0, &ty);
+            let bm1 = b.sub(z, one);
+            let p = b.binary(BinaryOp::Pow, x, bm1);
+            let da = b.mul(z, p);
+            let l = b.unary(UnaryOp::Log, x);
+            Some((da, b.mul(l, y)))
+        }
+        BinaryOp::Add | BinaryOp::Sub => None,
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => None,
+    }
+}
+
+/// For `max`/`min` reductions: the mask of elements equal to the extreme (as x's dtype) and
+/// the number of them per output element.
+fn extreme_mask(b: &mut Builder, x: Value, y: Value, axes: &[usize]) -> (Value, Value) {
+    let xt = b.ty(x).clone();
+    let kept: Vec<usize> = (0..xt.rank()).filter(|a| !axes.contains(a)).collect();
+    let yb = b.push(Op::Broadcast { shape: xt.shape.clone(), dims: kept }, vec![y]);
+    let eq = b.binary(BinaryOp::Eq, x, yb);
+    let mask = b.mask(eq, xt.dtype);
+    let count = b.push(Op::Reduce { kind: ReduceKind::Sum, axes: axes.to_vec() }, vec![mask]);
+    (mask, count)
+}
+
+/// Broadcasts a reduction's result (or cotangent) back to the operand's shape.
+fn unreduce(b: &mut Builder, v: Value, xt: &TensorType, axes: &[usize]) -> Value {
+    let kept = (0..xt.rank()).filter(|a| !axes.contains(a)).collect();
+    b.push(Op::Broadcast { shape: xt.shape.clone(), dims: kept }, vec![v])
+}
+
+/// Swaps the last two axes.
+fn swap_last(b: &mut Builder, x: Value) -> Value {
+    let r = b.ty(x).rank();
+    let mut perm: Vec<usize> = (0..r).collect();
+    perm.swap(r - 1, r - 2);
+    b.push(Op::Transpose { perm }, vec![x])
+}
+
+/// Forward mode: the tangent of `y = op(args)` from the operands' tangents (None is zero).
+pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value>]) -> Option<Value> {
+    let tangent = |b: &mut Builder, i: usize| -> Value {
+        match t[i] {
+            Some(v) => v,
+            None => {
+                let ty = b.ty(args[i]).clone();
+                b.zeros(&ty)
+            }
+        }
+    };
+    Some(match op {
+        Op::Const(_) | Op::Iota { .. } => return None,
+        // y' = t dy/dx
+        Op::Unary(u) => {
+            let d = unary_derivative(b, *u, args[0], y);
+            b.mul(t[0]?, d)
+        }
+        // (a + b)' = ta + tb
+        Op::Binary(BinaryOp::Add) => {
+            let (ta, tb) = (tangent(b, 0), tangent(b, 1));
+            b.add(ta, tb)
+        }
+        // (a - b)' = ta - tb
+        Op::Binary(BinaryOp::Sub) => {
+            let (ta, tb) = (tangent(b, 0), tangent(b, 1));
+            b.sub(ta, tb)
+        }
+        // y' = ta dy/da + tb dy/db
+        Op::Binary(op) => {
+            let (da, db) = binary_partials(b, *op, args[0], args[1], y)?;
+            let (ta, tb) = (tangent(b, 0), tangent(b, 1));
+            let (x, z) = (b.mul(ta, da), b.mul(tb, db));
+            b.add(x, z)
+        }
+        // select(p, a, b)' = select(p, ta, tb)
+        Op::Select => {
+            let (ta, tb) = (tangent(b, 1), tangent(b, 2));
+            b.push(Op::Select, vec![args[0], ta, tb])
+        }
+        Op::Convert { to } => b.push(Op::Convert { to: *to }, vec![t[0]?]),
+        // sum(x)' = sum(t)
+        Op::Reduce { kind: ReduceKind::Sum, axes } => {
+            b.push(Op::Reduce { kind: ReduceKind::Sum, axes: axes.clone() }, vec![t[0]?])
+        }
+        // max(x)' = sum(t [x == max]) / #[x == max]
+        Op::Reduce { axes, .. } => {
+            let (mask, count) = extreme_mask(b, args[0], y, axes);
+            let picked = b.mul(t[0]?, mask);
+            let s = b.push(Op::Reduce { kind: ReduceKind::Sum, axes: axes.clone() }, vec![picked]);
+            b.div(s, count)
+        }
+        // (a b)' = ta b + a tb
+        Op::Dot => {
+            let mut acc = None;
+            if let Some(ta) = t[0] {
+                acc = Some(b.push(Op::Dot, vec![ta, args[1]]));
+            }
+            if let Some(tb) = t[1] {
+                let d = b.push(Op::Dot, vec![args[0], tb]);
+                acc = Some(b.accumulate(acc, d));
+            }
+            acc?
+        }
+        // Linear shape ops apply to the tangent as they do to the value.
+        Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => {
+            b.push(op.clone(), vec![t[0]?])
+        }
+        Op::Concat { .. } => {
+            let ts: Vec<Value> = (0..args.len()).map(|i| tangent(b, i)).collect();
+            b.push(op.clone(), ts)
+        }
+    })
+}
+
+/// Reverse mode: the cotangent of each operand of `y = op(args)` given the cotangent `g` of y,
+/// for the operands where `wants` is set.
+pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: &[bool]) -> Vec<Option<Value>> {
+    match op {
+        Op::Const(_) | Op::Iota { .. } => vec![],
+        // ga = g dy/dx
+        Op::Unary(u) => {
+            let d = unary_derivative(b, *u, args[0], y);
+            vec![Some(b.mul(g, d))]
+        }
+        Op::Binary(BinaryOp::Add) => vec![Some(g), Some(g)],
+        Op::Binary(BinaryOp::Sub) => vec![Some(g), Some(b.neg(g))],
+        // (ga, gb) = (g dy/da, g dy/db)
+        Op::Binary(op) => match binary_partials(b, *op, args[0], args[1], y) {
+            Some((da, db)) => {
+                let ga = wants[0].then(|| b.mul(g, da));
+                let gb = wants[1].then(|| b.mul(g, db));
+                vec![ga, gb]
+            }
+            None => vec![None, None],
+        },
+        // (ga, gb) = (select(p, g, 0), select(p, 0, g))
+        Op::Select => {
+            let ty = b.ty(g).clone();
+            let zero = b.zeros(&ty);
+            let ga = wants[1].then(|| b.push(Op::Select, vec![args[0], g, zero]));
+            let gb = wants[2].then(|| b.push(Op::Select, vec![args[0], zero, g]));
+            vec![None, ga, gb]
+        }
+        Op::Convert { .. } => {
+            let from = b.ty(args[0]).dtype;
+            vec![wants[0].then(|| b.push(Op::Convert { to: from }, vec![g]))]
+        }
+        // Each element receives the cotangent of the output element it was summed into.
+        Op::Reduce { kind: ReduceKind::Sum, axes } => {
+            let xt = b.ty(args[0]).clone();
+            vec![Some(unreduce(b, g, &xt, axes))]
+        }
+        // The extreme's cotangent, shared evenly among tied elements.
+        Op::Reduce { axes, .. } => {
+            let xt = b.ty(args[0]).clone();
+            let (mask, count) = extreme_mask(b, args[0], y, axes);
+            let share = b.div(g, count);
+            let spread = unreduce(b, share, &xt, axes);
+            vec![Some(b.mul(spread, mask))]
+        }
+        // For y = a b: ga = g b^T, gb = a^T g (over the last two axes).
+        Op::Dot => {
+            let ga = wants[0].then(|| {
+                let bt = swap_last(b, args[1]);
+                b.push(Op::Dot, vec![g, bt])
+            });
+            let gb = wants[1].then(|| {
+                let at = swap_last(b, args[0]);
+                b.push(Op::Dot, vec![at, g])
+            });
+            vec![ga, gb]
+        }
+        Op::Reshape { .. } => {
+            let shape = b.ty(args[0]).shape.clone();
+            vec![Some(b.push(Op::Reshape { shape }, vec![g]))]
+        }
+        // Transposed back with the inverse permutation.
+        Op::Transpose { perm } => {
+            let mut inverse = vec![0; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                inverse[p] = i;
+            }
+            vec![Some(b.push(Op::Transpose { perm: inverse }, vec![g]))]
+        }
+        // Summed over the axes the broadcast created or stretched, size-1 axes restored.
+        Op::Broadcast { shape, dims } => {
+            let xt = b.ty(args[0]).clone();
+            let axes: Vec<usize> = (0..shape.len())
+                .filter(|d| match dims.iter().position(|e| e == d) {
+                    None => true,
+                    Some(i) => xt.shape[i] == 1 && shape[*d] != 1,
+                })
+                .collect();
+            let summed = if axes.is_empty() { g } else { b.push(Op::Reduce { kind: ReduceKind::Sum, axes }, vec![g]) };
+            let restored =
+                if *b.ty(summed) == xt { summed } else { b.push(Op::Reshape { shape: xt.shape }, vec![summed]) };
+            vec![Some(restored)]
+        }
+        Op::Slice { start, step, shape } => {
+            let xt = b.ty(args[0]).clone();
+            vec![Some(unslice(b, g, &xt, start, step, shape))]
+        }
+        // Each operand receives its window of g.
+        Op::Concat { axis } => {
+            let mut offset = 0;
+            args.iter()
+                .zip(wants)
+                .map(|(&a, &want)| {
+                    let at = b.ty(a).clone();
+                    let mut start = vec![0; at.rank()];
+                    start[*axis] = offset;
+                    offset += at.shape[*axis];
+                    want.then(|| {
+                        b.push(Op::Slice { start, step: vec![1; at.rank()], shape: at.shape.clone() }, vec![g])
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// The adjoint of a strided slice: `g` placed back at the positions the slice read, zeros
+/// elsewhere. Built axis by axis from existing ops: reverse negative steps, interleave
+/// zeros for steps above 1, then pad both ends with zeros.
+fn unslice(b: &mut Builder, g: Value, xt: &TensorType, start: &[usize], step: &[i64], shape: &[usize]) -> Value {
+    let mut cur = g;
+    for axis in 0..xt.rank() {
+        let n = shape[axis];
+        let k = step[axis].unsigned_abs() as usize;
+        let lowest = if step[axis] > 0 { start[axis] } else { start[axis] - (n - 1) * k };
+        if step[axis] < 0 && n > 1 {
+            // Reversed: element i of the result is element n - 1 - i.
+            let ct = b.ty(cur).clone();
+            let mut st = vec![0; ct.rank()];
+            let mut sp = vec![1i64; ct.rank()];
+            st[axis] = n - 1;
+            sp[axis] = -1;
+            cur = b.push(Op::Slice { start: st, step: sp, shape: ct.shape }, vec![cur]);
+        }
+        if k > 1 && n > 1 {
+            // [.., n, ..] -> [.., n, 1, ..] ++ zeros [.., n, k-1, ..] -> [.., n k, ..], keep (n-1) k + 1.
+            let ct = b.ty(cur).clone();
+            let mut column_shape = ct.shape.clone();
+            column_shape.insert(axis + 1, 1);
+            let column = b.push(Op::Reshape { shape: column_shape.clone() }, vec![cur]);
+            let mut zeros_shape = column_shape;
+            zeros_shape[axis + 1] = k - 1;
+            let zeros = b.zeros(&TensorType::new(ct.dtype, zeros_shape));
+            let spread = b.push(Op::Concat { axis: axis + 1 }, vec![column, zeros]);
+            let mut flat = ct.shape.clone();
+            flat[axis] = n * k;
+            let merged = b.push(Op::Reshape { shape: flat.clone() }, vec![spread]);
+            let mut keep = flat;
+            keep[axis] = (n - 1) * k + 1;
+            cur =
+                b.push(Op::Slice { start: vec![0; keep.len()], step: vec![1; keep.len()], shape: keep }, vec![merged]);
+        }
+        let ct = b.ty(cur).clone();
+        let high = xt.shape[axis] - lowest - ct.shape[axis];
+        let zeros_of = |b: &mut Builder, len: usize| {
+            let mut s = ct.shape.clone();
+            s[axis] = len;
+            b.zeros(&TensorType::new(ct.dtype, s))
+        };
+        let mut parts = vec![];
+        if lowest > 0 {
+            parts.push(zeros_of(b, lowest));
+        }
+        parts.push(cur);
+        if high > 0 {
+            parts.push(zeros_of(b, high));
+        }
+        if parts.len() > 1 {
+            cur = b.push(Op::Concat { axis }, parts);
+        }
+    }
+    cur
+}
