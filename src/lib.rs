@@ -11,7 +11,8 @@
 
 use kiln_codegen::manifest::{self, Compiler, FileInfo, Manifest, TargetInfo};
 use kiln_codegen::{Emit, Target};
-use kiln_ir::{Diagnostic, Module};
+use kiln_frontend::Transform;
+use kiln_ir::{Diagnostic, Func, Module};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -198,12 +199,33 @@ impl Source {
     }
 }
 
+/// The frontend's transformations (`grad`, `value_and_grad`, `jvp`, `vjp`), applied by
+/// kiln-passes' autodiff.
+pub struct Autodiff;
+
+impl kiln_frontend::Differentiator for Autodiff {
+    fn transform(&self, kind: Transform, f: &Func, wrt: &[usize], name: &str) -> Result<Func, String> {
+        use kiln_passes::autodiff;
+        match kind {
+            Transform::ValueAndGrad => autodiff::value_and_grad(f, name, wrt),
+            Transform::Grad => {
+                let mut g = autodiff::value_and_grad(f, name, wrt)?;
+                g.results.remove(0);
+                g.result_names.remove(0);
+                Ok(g)
+            }
+            Transform::Jvp => Ok(autodiff::jvp(f, name)),
+            Transform::Vjp => Ok(autodiff::vjp(f, name, None)),
+        }
+    }
+}
+
 /// Parses and checks a source, returning the IR module (the work of `kiln check`).
 pub fn check(source: &Source, module_name: &str) -> Result<Module, Error> {
     if !kiln_ir::func::is_identifier(module_name) {
         return Err(Error::Usage(format!("module name `{module_name}` is not a C identifier")));
     }
-    kiln_frontend::compile_source(&source.text, module_name).map_err(|d| source.error(d))
+    kiln_frontend::compile_source_with(&source.text, module_name, &Autodiff).map_err(|d| source.error(d))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

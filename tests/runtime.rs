@@ -26,7 +26,7 @@ fn bundle_dir() -> tempfile::TempDir {
 
 fn module() -> kiln_ir::Module {
     let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn")).unwrap();
-    kiln_frontend::compile_source(&src, "mlp").unwrap()
+    kiln_frontend::compile_source_with(&src, "mlp", &kiln::Autodiff).unwrap()
 }
 
 /// Calls `loss` through the bundle on random inputs and checks it against the interpreter.
@@ -47,7 +47,10 @@ fn check_loss(bundle: &Bundle, rng: &mut Rng) {
 fn loads_and_calls_a_verified_bundle() {
     let dir = bundle_dir();
     let bundle = Bundle::open(&dir.path().join("mlp.json")).unwrap();
-    assert_eq!(bundle.functions().iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["loss", "predict"]);
+    assert_eq!(
+        bundle.functions().iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["loss", "predict", "train_step"]
+    );
     check_loss(&bundle, &mut Rng::new(common::seed()));
     // Wrong calls are refused before they reach compiled code.
     let f = bundle.function("loss").unwrap();
@@ -259,7 +262,7 @@ fn workspace_size_is_exact_and_nothing_outside_it_is_touched() {
     let bundle = Bundle::open(&dir.path().join("mlp.json")).unwrap();
     let module = module();
     let mut rng = Rng::new(common::seed());
-    for name in ["loss", "predict"] {
+    for name in ["loss", "predict", "train_step"] {
         let f = bundle.function(name).unwrap();
         let n = f.workspace_bytes;
         assert!(n > 0, "`{name}` has intermediate results");

@@ -138,10 +138,26 @@ pub enum ExprKind {
     Float(f64),
     Bool(bool),
     Name(String),
-    Call { callee: Ident, args: Vec<Arg> },
-    Binary { op: BinOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
+    Call {
+        callee: Ident,
+        args: Vec<Arg>,
+    },
+    /// A call of a computed function: `grad(f, wrt=[w])(x, w)`.
+    Apply {
+        func: Box<Expr>,
+        args: Vec<Arg>,
+    },
+    Binary {
+        op: BinOp,
+        op_span: Span,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     Neg(Box<Expr>),
-    Index { base: Box<Expr>, items: Vec<IndexItem> },
+    Index {
+        base: Box<Expr>,
+        items: Vec<IndexItem>,
+    },
     Tuple(Vec<Expr>),
     List(Vec<Expr>),
     Block(Block),

@@ -7,6 +7,7 @@
 //! an integer meeting a float takes the float's dtype), and shapes broadcast as in numpy.
 
 use crate::ast::*;
+use crate::transform::{Differentiator, Transform};
 use kiln_ir::types::check_shape;
 use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -50,17 +51,24 @@ pub struct Elab<'a> {
     fns: BTreeMap<&'a str, &'a FnDef>,
     pub func: Func,
     call_stack: Vec<&'a str>,
+    diff: Option<&'a dyn Differentiator>,
+}
+
+/// A function as a value: a definition, or a transformation of a function value.
+enum FnValue<'a> {
+    Def(&'a FnDef),
+    Transformed { kind: Transform, inner: Box<FnValue<'a>>, wrt: Option<Vec<Ident>>, span: Span },
 }
 
 type R<T> = Result<T, Diagnostic>;
 
 /// Lowers every export of `file` into a function of a module named `module_name`, and checks
 /// every function whose parameter types are fully known even if it is not exported.
-pub fn elaborate(file: &SourceFile, module_name: &str) -> R<Module> {
+pub fn elaborate<'a>(file: &'a SourceFile, module_name: &str, diff: Option<&'a dyn Differentiator>) -> R<Module> {
     let mut fns: BTreeMap<&str, &FnDef> = BTreeMap::new();
     for item in &file.items {
         if let Item::Fn(f) = item {
-            if crate::builtins::is_builtin(&f.name.name) {
+            if crate::builtins::is_builtin(&f.name.name) || Transform::parse(&f.name.name).is_some() {
                 return Err(Diagnostic::error(
                     "E0104",
                     format!("`{}` is a builtin and cannot be redefined", f.name.name),
@@ -87,30 +95,42 @@ pub fn elaborate(file: &SourceFile, module_name: &str) -> R<Module> {
     let mut exported: HashMap<String, Span> = HashMap::new();
     for item in &file.items {
         let Item::Export(export) = item else { continue };
-        let ExprKind::Name(target) = &export.target.kind else {
-            return Err(Diagnostic::error("E0107", "only functions can be exported")
-                .at(export.target.span, "not a function name")
-                .help("export a function by name: `export loss;` or `export loss as f;`"));
+        let (func, default_name, name_span) = match &export.target.kind {
+            ExprKind::Name(target) => {
+                let Some(def) = fns.get(target.as_str()) else {
+                    return Err(unknown_function(target, export.target.span, &fns));
+                };
+                (Elab::new(&fns, target, diff).instantiate(def, None)?, target.clone(), export.target.span)
+            }
+            ExprKind::Call { callee, .. } if Transform::parse(&callee.name).is_some() => {
+                let el = Elab::new(&fns, &callee.name, diff);
+                let fv = el.function_value(&export.target)?;
+                let f = el.instantiate_value(&fv, None)?;
+                let name = f.name.clone();
+                (f, name, export.target.span)
+            }
+            _ => {
+                return Err(Diagnostic::error("E0107", "only functions can be exported")
+                    .at(export.target.span, "not a function")
+                    .help("export a function by name, `export loss;`, or a transformation of one, `export grad(loss, wrt=[w]) as g;`"))
+            }
         };
-        let Some(def) = fns.get(target.as_str()) else {
-            return Err(unknown_function(target, export.target.span, &fns));
-        };
-        let name = export.alias.as_ref().map_or(target, |a| &a.name);
-        let name_span = export.alias.as_ref().map_or(export.target.span, |a| a.span);
+        let name = export.alias.as_ref().map_or(default_name, |a| a.name.clone());
+        let name_span = export.alias.as_ref().map_or(name_span, |a| a.span);
         if let Some(prev) = exported.insert(name.clone(), name_span) {
             return Err(Diagnostic::error("E0106", format!("`{name}` is exported twice"))
                 .at(name_span, "second export of this name")
                 .also(prev, "first exported here")
                 .help("give one of them another name with `as`"));
         }
-        module.funcs.push(Elab::new(&fns, name).instantiate(def)?);
+        module.funcs.push(Func { name, ..func });
     }
     // Functions with fully known parameter types are checked even when nothing exports them.
     for def in fns.values() {
         if !exported.contains_key(&def.name.name)
             && def.params.iter().all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..))))
         {
-            Elab::new(&fns, &def.name.name).instantiate(def)?;
+            Elab::new(&fns, &def.name.name, diff).instantiate(def, None)?;
         }
     }
     if let Err(e) = kiln_ir::verify::verify_module(&module) {
@@ -121,6 +141,20 @@ pub fn elaborate(file: &SourceFile, module_name: &str) -> R<Module> {
         .help("please report this as a bug in kiln"));
     }
     Ok(module)
+}
+
+/// The names of a `wrt=` argument: one name or a list of names.
+fn wrt_names(e: &Expr) -> R<Vec<Ident>> {
+    let one = |e: &Expr| match &e.kind {
+        ExprKind::Name(n) => Ok(Ident { name: n.clone(), span: e.span }),
+        _ => Err(Diagnostic::error("E0302", "`wrt` names parameters")
+            .at(e.span, "not a parameter name")
+            .help("write `wrt=[w1, b1]`")),
+    };
+    match &e.kind {
+        ExprKind::List(items) => items.iter().map(one).collect(),
+        _ => Ok(vec![one(e)?]),
+    }
 }
 
 /// Levenshtein distance, for "did you mean" suggestions.
@@ -158,14 +192,235 @@ fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnDef>) -> Dia
 }
 
 impl<'a> Elab<'a> {
-    fn new(fns: &BTreeMap<&'a str, &'a FnDef>, name: &str) -> Elab<'a> {
-        Elab { fns: fns.clone(), func: Func::new(name, Span::default()), call_stack: vec![] }
+    fn new(fns: &BTreeMap<&'a str, &'a FnDef>, name: &str, diff: Option<&'a dyn Differentiator>) -> Elab<'a> {
+        Elab { fns: fns.clone(), func: Func::new(name, Span::default()), call_stack: vec![], diff }
     }
 
-    /// Lowers `def` with its declared (fully static) parameter types into a function.
-    fn instantiate(mut self, def: &'a FnDef) -> R<Func> {
+    /// An elaborator for a function instantiated while elaborating this one (a transformed
+    /// function): it shares the call stack, so recursion through transformations is caught.
+    fn child(&self, name: &str) -> Elab<'a> {
+        Elab {
+            fns: self.fns.clone(),
+            func: Func::new(name, Span::default()),
+            call_stack: self.call_stack.clone(),
+            diff: self.diff,
+        }
+    }
+
+    /// The function an expression denotes: a function name, or a transformation of one.
+    fn function_value(&self, e: &'a Expr) -> R<FnValue<'a>> {
+        match &e.kind {
+            ExprKind::Name(name) => match self.fns.get(name.as_str()) {
+                Some(def) => Ok(FnValue::Def(def)),
+                None => Err(unknown_function(name, e.span, &self.fns)),
+            },
+            ExprKind::Call { callee, args } if Transform::parse(&callee.name).is_some() => {
+                let kind = Transform::parse(&callee.name).expect("checked");
+                let mut inner = None;
+                let mut wrt = None;
+                for a in args {
+                    match (&a.keyword, inner.is_none()) {
+                        (None, true) => inner = Some(self.function_value(&a.value)?),
+                        (Some(k), _) if k.name == "wrt" && kind.takes_wrt() => wrt = Some(wrt_names(&a.value)?),
+                        (Some(k), _) => {
+                            return Err(Diagnostic::error(
+                                "E0215",
+                                format!("`{}` has no parameter named `{}`", kind.name(), k.name),
+                            )
+                            .at(k.span, "unknown keyword")
+                            .note(if kind.takes_wrt() {
+                                "signature: grad(f, wrt=[names])"
+                            } else {
+                                "signature: jvp(f) and vjp(f) take the function alone"
+                            }))
+                        }
+                        (None, false) => {
+                            return Err(Diagnostic::error("E0201", format!("`{}` takes one function", kind.name()))
+                                .at(a.value.span, "unexpected argument"))
+                        }
+                    }
+                }
+                let inner = inner.ok_or_else(|| {
+                    Diagnostic::error("E0201", format!("`{}` is missing the function to transform", kind.name()))
+                        .at(e.span, "no function given")
+                })?;
+                Ok(FnValue::Transformed { kind, inner: Box::new(inner), wrt, span: e.span })
+            }
+            _ => Err(Diagnostic::error("E0304", "expected a function")
+                .at(e.span, "not a function")
+                .help("transformations take a function name or another transformation, e.g. `grad(loss, wrt=[w])`")),
+        }
+    }
+
+    /// Instantiates a function value: at `types` when given (a call), else at its declared
+    /// static types (an export).
+    fn instantiate_value(&self, fv: &FnValue<'a>, types: Option<(&[TensorType], Span)>) -> R<Func> {
+        match fv {
+            FnValue::Def(def) => self.child(&def.name.name).instantiate(def, types),
+            FnValue::Transformed { kind, inner, wrt, span: tspan } => {
+                let inner_types = match types {
+                    Some((ts, s)) => {
+                        let k = self.param_count(inner, ts, s)?.min(ts.len());
+                        Some((&ts[..k], s))
+                    }
+                    None => None,
+                };
+                let f = self.instantiate_value(inner, inner_types)?;
+                let g = self.transform(*kind, &f, wrt.as_deref(), *tspan)?;
+                if let Some((ts, s)) = types {
+                    let expected: Vec<&TensorType> = g.params.iter().map(|p| &p.ty).collect();
+                    if expected.len() != ts.len() || expected.iter().zip(ts).any(|(a, b)| *a != b) {
+                        let list = |v: Vec<String>| v.join(", ");
+                        return Err(Diagnostic::error(
+                            "E0207",
+                            format!("`{}` takes ({})", g.name, list(expected.iter().map(|t| t.to_string()).collect())),
+                        )
+                        .at(s, format!("called with ({})", list(ts.iter().map(|t| t.to_string()).collect()))));
+                    }
+                }
+                Ok(g)
+            }
+        }
+    }
+
+    /// How many of `types` the function value takes as its own parameters.
+    fn param_count(&self, fv: &FnValue<'a>, types: &[TensorType], span: Span) -> R<usize> {
+        Ok(match fv {
+            FnValue::Def(def) => def.params.len(),
+            FnValue::Transformed { kind: Transform::Grad | Transform::ValueAndGrad, inner, .. } => {
+                self.param_count(inner, types, span)?
+            }
+            FnValue::Transformed { kind: Transform::Jvp, inner, .. } => {
+                let k = self.param_count(inner, types, span)?.min(types.len());
+                k + types[..k].iter().filter(|t| t.dtype.is_float()).count()
+            }
+            FnValue::Transformed { kind: Transform::Vjp, inner, .. } => {
+                let k = self.param_count(inner, types, span)?.min(types.len());
+                let f = self.instantiate_value(inner, Some((&types[..k], span)))?;
+                k + f.result_types().iter().filter(|t| t.dtype.is_float()).count()
+            }
+        })
+    }
+
+    /// Applies a transformation through the differentiator.
+    fn transform(&self, kind: Transform, f: &Func, wrt: Option<&[Ident]>, span: Span) -> R<Func> {
+        let diff = self.diff.ok_or_else(|| {
+            Diagnostic::error(
+                "E0305",
+                format!("`{}` needs the autodiff pass, which this frontend was not given", kind.name()),
+            )
+            .at(span, "transformation")
+            .note("kiln's driver provides it; a bare frontend only lowers programs without transformations")
+        })?;
+        let wrt: Vec<usize> = match wrt {
+            _ if !kind.takes_wrt() => vec![],
+            None => {
+                // As jax.grad: the first parameter.
+                if !f.params.first().is_some_and(|p| p.ty.dtype.is_float()) {
+                    return Err(Diagnostic::error(
+                        "E0303",
+                        format!(
+                            "`{}` differentiates with respect to the first parameter of `{}`, which is not a float",
+                            kind.name(),
+                            f.name
+                        ),
+                    )
+                    .at(span, "no float parameter to differentiate")
+                    .help("name the parameters with `wrt=[...]`"));
+                }
+                vec![0]
+            }
+            Some(names) => {
+                let mut idx = vec![];
+                for n in names {
+                    let Some(i) = f.params.iter().position(|p| p.name == n.name) else {
+                        let names: Vec<&str> = f.params.iter().map(|p| p.name.as_str()).collect();
+                        return Err(Diagnostic::error("E0302", format!("`{}` has no parameter `{}`", f.name, n.name))
+                            .at(n.span, "not a parameter")
+                            .note(format!("its parameters are: {}", names.join(", "))));
+                    };
+                    if !f.params[i].ty.dtype.is_float() {
+                        return Err(Diagnostic::error(
+                            "E0303",
+                            format!("cannot differentiate with respect to `{}`, which is {}", n.name, f.params[i].ty),
+                        )
+                        .at(n.span, "not a float")
+                        .note("only f32 and f64 values have derivatives"));
+                    }
+                    if idx.contains(&i) {
+                        return Err(Diagnostic::error("E0302", format!("`{}` is named twice in `wrt`", n.name))
+                            .at(n.span, "repeated"));
+                    }
+                    idx.push(i);
+                }
+                idx
+            }
+        };
+        let name = format!("{}_{}", kind.name(), f.name);
+        diff.transform(kind, f, &wrt, &name).map_err(|e| {
+            Diagnostic::error("E0301", format!("cannot take `{}` of `{}`: {e}", kind.name(), f.name))
+                .at(span, "this transformation")
+        })
+    }
+
+    /// Copies the instructions of `f` into this function with its parameters bound to `args`;
+    /// returns its result, or a tuple of its results.
+    fn inline(&mut self, f: &Func, args: &[Value], span: Span) -> R<Val> {
+        let mut map: Vec<Value> = args.to_vec();
+        for inst in &f.insts {
+            let a = inst.args.iter().map(|v| map[v.index()]).collect();
+            map.push(self.push(inst.op.clone(), a, span)?);
+        }
+        let results: Vec<Val> = f.results.iter().map(|r| Val::Tensor(map[r.index()])).collect();
+        Ok(if results.len() == 1 { results.into_iter().next().expect("one result") } else { Val::Tuple(results) })
+    }
+
+    /// A call of a computed function, `grad(f)(x)`.
+    fn apply(&mut self, env: &mut Env, func: &'a Expr, args: &'a [Arg], span: Span) -> R<Val> {
+        let fv = self.function_value(func)?;
+        if let Some(a) = args.iter().find(|a| a.keyword.is_some()) {
+            return Err(Diagnostic::error("E0215", "transformed functions take positional arguments only")
+                .at(a.keyword.as_ref().expect("found").span, "keyword argument"));
+        }
+        let mut values = vec![];
+        for a in args {
+            let v = self.eval(env, &a.value)?;
+            values.push(self.tensor_arg(v, a.value.span)?);
+        }
+        let types: Vec<TensorType> = values.iter().map(|&v| self.ty(v).clone()).collect();
+        let f = self.instantiate_value(&fv, Some((&types, span)))?;
+        self.inline(&f, &values, span)
+    }
+
+    /// Lowers `def` into a standalone function: with `types` as its parameter types (checked
+    /// against the declared ones, binding shape variables), or with its declared types, which
+    /// must then be fully static.
+    fn instantiate(mut self, def: &'a FnDef, types: Option<(&[TensorType], Span)>) -> R<Func> {
         self.func.span = def.span;
         let mut env = Env::default();
+        if let Some((types, span)) = types {
+            if types.len() != def.params.len() {
+                return Err(Diagnostic::error(
+                    "E0201",
+                    format!("`{}` takes {} arguments but {} were given", def.name.name, def.params.len(), types.len()),
+                )
+                .at(span, format!("{} arguments", types.len()))
+                .also(def.name.span, "defined here"));
+            }
+            for (p, ty) in def.params.iter().zip(types) {
+                let v = self.func.add_param(p.name.name.clone(), ty.clone(), p.name.span);
+                let v = self.check_against(
+                    &mut env,
+                    Val::Tensor(v),
+                    &p.ty,
+                    span,
+                    "E0207",
+                    &format!("argument `{}`", p.name.name),
+                )?;
+                env.vars.insert(p.name.name.clone(), v);
+            }
+            return self.finish(def, env);
+        }
         for p in &def.params {
             let mut dims = vec![];
             for d in &p.ty.dims {
@@ -183,6 +438,16 @@ impl<'a> Elab<'a> {
             check_type_shape(&dims, p.ty.span)?;
             let v = self.func.add_param(p.name.name.clone(), TensorType::new(dtype, dims), p.name.span);
             env.vars.insert(p.name.name.clone(), Val::Tensor(v));
+        }
+        self.finish(def, env)
+    }
+
+    /// Elaborates `def`'s body in `env` (its parameters bound) and sets the results.
+    fn finish(mut self, def: &'a FnDef, mut env: Env) -> R<Func> {
+        if self.call_stack.contains(&def.name.name.as_str()) {
+            return Err(Diagnostic::error("E0109", format!("`{}` calls itself", def.name.name))
+                .at(def.name.span, "recursive through a transformation")
+                .note("kiln inlines every call, so recursion cannot be compiled"));
         }
         self.call_stack.push(&def.name.name);
         let result = self.eval_block(&mut env, &def.body)?;
@@ -377,6 +642,12 @@ impl<'a> Elab<'a> {
                 let b = self.eval(env, base)?;
                 let t = self.tensor_arg(b, base.span)?;
                 self.index(env, t, items, e.span)
+            }
+            ExprKind::Apply { func, args } => self.apply(env, func, args, e.span),
+            ExprKind::Call { callee, .. } if Transform::parse(&callee.name).is_some() => {
+                Err(Diagnostic::error("E0304", format!("`{}` makes a function; call it", callee.name))
+                    .at(e.span, "a function, not a value")
+                    .help(format!("apply it to arguments: `{}(f, ...)(x, ...)`", callee.name)))
             }
             ExprKind::Call { callee, args } => {
                 if crate::builtins::is_builtin(&callee.name) {

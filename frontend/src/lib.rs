@@ -17,16 +17,25 @@ mod elab;
 pub mod lexer;
 pub mod parser;
 pub mod render;
+pub mod transform;
 
 pub use elab::elaborate;
 pub use render::render_diagnostic;
+pub use transform::{Differentiator, Transform};
 
 use kiln_ir::{Diagnostic, Module};
 
-/// Parses and elaborates a source file into a module named `module_name`.
+/// Parses and elaborates a source file into a module named `module_name`; transformations
+/// (`grad`, ...) are refused (E0305): [`compile_source_with`] takes the pass that applies them.
 pub fn compile_source(src: &str, module_name: &str) -> Result<Module, Diagnostic> {
     let file = parser::parse(src)?;
-    elaborate(&file, module_name)
+    elaborate(&file, module_name, None)
+}
+
+/// Parses and elaborates a source file, applying transformations with `diff`.
+pub fn compile_source_with(src: &str, module_name: &str, diff: &dyn Differentiator) -> Result<Module, Diagnostic> {
+    let file = parser::parse(src)?;
+    elaborate(&file, module_name, Some(diff))
 }
 
 /// A C identifier made from a file stem: other characters become `_`, and a leading digit

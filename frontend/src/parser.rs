@@ -270,14 +270,33 @@ impl Parser {
     fn postfix(&mut self) -> PResult<Expr> {
         let depth = self.depth;
         let mut e = self.primary()?;
-        while self.is("[") {
+        while self.is("[") || self.is("(") {
             self.enter()?;
-            self.bump();
-            let items = self.comma_list("]", Self::index_item)?;
-            e = Expr { span: e.span.to(self.prev_span()), kind: ExprKind::Index { base: Box::new(e), items } };
+            let start = e.span;
+            let base = Box::new(e);
+            let kind = if self.eat("[") {
+                ExprKind::Index { base, items: self.comma_list("]", Self::index_item)? }
+            } else {
+                self.bump();
+                ExprKind::Apply { func: base, args: self.comma_list(")", Self::arg)? }
+            };
+            e = Expr { span: start.to(self.prev_span()), kind };
         }
         self.depth = depth;
         Ok(e)
+    }
+
+    /// A call argument: `value` or `keyword = value`.
+    fn arg(&mut self) -> PResult<Arg> {
+        let keyword = match (self.peek(), self.peek_ahead(1)) {
+            (Tok::Ident(_), Tok::Punct("=")) => {
+                let k = self.ident("a keyword")?;
+                self.bump();
+                Some(k)
+            }
+            _ => None,
+        };
+        Ok(Arg { keyword, value: self.expr()? })
     }
 
     fn index_item(&mut self) -> PResult<IndexItem> {
@@ -319,17 +338,7 @@ impl Parser {
             Tok::Ident(_) => {
                 let id = self.ident("an expression")?;
                 if self.eat("(") {
-                    let args = self.comma_list(")", |p| {
-                        let keyword = match (p.peek(), p.peek_ahead(1)) {
-                            (Tok::Ident(_), Tok::Punct("=")) => {
-                                let k = p.ident("a keyword")?;
-                                p.bump();
-                                Some(k)
-                            }
-                            _ => None,
-                        };
-                        Ok(Arg { keyword, value: p.expr()? })
-                    })?;
+                    let args = self.comma_list(")", Self::arg)?;
                     ExprKind::Call { callee: id, args }
                 } else {
                     ExprKind::Name(id.name)
