@@ -39,6 +39,8 @@ pub enum EmitKind {
     Opt,
     /// MLIR before its pass pipeline.
     Mlir,
+    /// Op counts and FLOPs per function, after the pass pipeline.
+    Stats,
     /// Optimized LLVM IR.
     Llvm,
     /// Assembly.
@@ -48,10 +50,11 @@ pub enum EmitKind {
 }
 
 impl EmitKind {
-    pub const ALL: [(EmitKind, &'static str, &'static str); 7] = [
+    pub const ALL: [(EmitKind, &'static str, &'static str); 8] = [
         (EmitKind::Ast, "ast", "ast.txt"),
         (EmitKind::Ir, "ir", "kir"),
         (EmitKind::Opt, "opt", "opt.kir"),
+        (EmitKind::Stats, "stats", "stats.txt"),
         (EmitKind::Mlir, "mlir", "mlir"),
         (EmitKind::Llvm, "llvm", "ll"),
         (EmitKind::Asm, "asm", "s"),
@@ -268,6 +271,9 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
     }
     if wants(EmitKind::Opt) {
         out.dumps.push((EmitKind::Opt.extension().into(), kiln_ir::text::print_module(&module)));
+    }
+    if wants(EmitKind::Stats) {
+        out.dumps.push((EmitKind::Stats.extension().into(), kiln_passes::stats::report(&module)));
     }
     let needs_codegen = [EmitKind::Mlir, EmitKind::Llvm, EmitKind::Asm, EmitKind::Obj].iter().any(|&k| wants(k));
     if !needs_codegen {

@@ -45,7 +45,7 @@ struct BuildArgs {
     /// Module name: the prefix of every exported symbol (default: the file name).
     #[arg(long = "module-name")]
     module_name: Option<String>,
-    /// What to produce: ast, ir, opt, mlir, llvm, asm, obj (comma-separated).
+    /// What to produce: ast, ir, opt, stats, mlir, llvm, asm, obj (comma-separated).
     #[arg(long, value_delimiter = ',')]
     emit: Vec<String>,
     /// Print the IR after these pipeline steps.

@@ -112,6 +112,7 @@ fn module_name_prefixes_symbols() {
 fn emit_prints_every_stage() {
     for (kind, needle) in [
         ("ast", "SourceFile"),
+        ("stats", "train_step: "),
         ("ir", "func @loss("),
         ("opt", "func @predict("),
         ("mlir", "linalg.generic"),

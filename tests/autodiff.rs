@@ -94,3 +94,20 @@ fn compiled_gradients_agree_with_interpreted_gradients() {
         common::check_against_interpreter(&loaded, &f.name, &args, false).unwrap();
     }
 }
+
+#[test]
+fn mlp_backward_pass_costs_at_most_three_times_the_forward_pass() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
+    let mut module = kiln::check(&kiln::Source::read(&path).unwrap(), "mlp").unwrap();
+    kiln_passes::run_pipeline(&mut module, &[]).unwrap();
+    let flops = |name: &str| kiln_passes::stats::func_stats(module.func(name).unwrap()).flops;
+    let (forward, train) = (flops("loss"), flops("train_step"));
+    eprintln!(
+        "loss: {forward} flops, train_step: {train} flops (backward {:.2}x forward)",
+        (train - forward) as f64 / forward as f64
+    );
+    assert!(train - forward <= 3 * forward, "backward {} flops vs forward {forward}", train - forward);
+    // The derivative program reuses the forward values: it has exactly the forward's two dot
+    // products plus three for the gradients (none for the input x, which is not differentiated).
+    assert_eq!(kiln_passes::stats::func_stats(module.func("train_step").unwrap()).ops["dot"], 5);
+}

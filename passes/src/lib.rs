@@ -12,6 +12,7 @@
 
 pub mod autodiff;
 pub mod dce;
+pub mod stats;
 
 use kiln_ir::Module;
 use std::time::{Duration, Instant};

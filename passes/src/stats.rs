@@ -1,0 +1,53 @@
+//! Static statistics of a function: op counts and floating-point operations, from shapes.
+//!
+//! FLOPs: one per output element of an elementwise op (a transcendental counts as one), one per
+//! input element of a reduction, 2·m·n·k per batch element of `dot`; constants, iota, converts
+//! and shape ops count none.
+
+use kiln_ir::{Func, Op, OpClass};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Instructions per op name, sorted by name.
+    pub ops: BTreeMap<&'static str, usize>,
+    pub instructions: usize,
+    pub flops: u64,
+}
+
+/// The floating-point operations of one instruction with operand types `args` and result `ty`.
+pub fn flops(op: &Op, args: &[&kiln_ir::TensorType], ty: &kiln_ir::TensorType) -> u64 {
+    match op.class() {
+        OpClass::Elementwise if !matches!(op, Op::Convert { .. }) => ty.num_elements() as u64,
+        OpClass::Reduction => args[0].num_elements() as u64,
+        OpClass::Contraction => {
+            let k = args[0].shape[args[0].rank() - 1] as u64;
+            2 * ty.num_elements() as u64 * k
+        }
+        _ => 0,
+    }
+}
+
+pub fn func_stats(f: &Func) -> Stats {
+    let mut s = Stats::default();
+    for inst in &f.insts {
+        *s.ops.entry(inst.op.name()).or_default() += 1;
+        s.instructions += 1;
+        let args: Vec<&kiln_ir::TensorType> = inst.args.iter().map(|&a| f.ty(a)).collect();
+        s.flops += flops(&inst.op, &args, &inst.ty);
+    }
+    s
+}
+
+/// A text report: one block per function.
+pub fn report(module: &kiln_ir::Module) -> String {
+    let mut out = String::new();
+    for f in &module.funcs {
+        let s = func_stats(f);
+        out.push_str(&format!("{}: {} instructions, {} flops\n", f.name, s.instructions, s.flops));
+        for (name, n) in &s.ops {
+            out.push_str(&format!("  {name:<12} {n}\n"));
+        }
+    }
+    out
+}
