@@ -12,13 +12,20 @@ use kiln::{Error, Source};
 use kiln_ir::gen::{self, Rng};
 use std::path::{Path, PathBuf};
 
+/// The `.kn` files under `dir`, in subdirectories too, sorted.
 fn files(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "kn"))
-        .collect();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "kn") {
+                out.push(path);
+            }
+        }
+    }
+    let mut v = vec![];
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir), &mut v);
     v.sort();
     v
 }
