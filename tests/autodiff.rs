@@ -111,3 +111,47 @@ fn mlp_backward_pass_costs_at_most_three_times_the_forward_pass() {
     // products plus three for the gradients (none for the input x, which is not differentiated).
     assert_eq!(kiln_passes::stats::func_stats(module.func("train_step").unwrap()).ops["dot"], 5);
 }
+
+/// The inputs of examples/c/main.c (and of scripts/jax_fixture.py): scale · sin(0.37 i + 1.7 seed).
+fn pattern(shape: &[usize], seed: f64, scale: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::new(
+        shape.to_vec(),
+        Data::F32((0..n).map(|i| (scale * (0.37 * i as f64 + 1.7 * seed).sin()) as f32).collect()),
+    )
+}
+
+#[test]
+fn mlp_gradient_agrees_with_jax() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/mlp_jax.json")).unwrap()).unwrap();
+    let module = kiln::check(&kiln::Source::read(&root.join("examples/mlp.kn")).unwrap(), "mlp").unwrap();
+    let args = vec![
+        pattern(&[16, 32], 1.0, 1.0),
+        Tensor::new(vec![16], Data::I32((0..16).map(|i| (i * 7) % 10).collect())),
+        pattern(&[32, 64], 2.0, 0.3),
+        pattern(&[64], 3.0, 0.1),
+        pattern(&[64, 10], 4.0, 0.3),
+        pattern(&[10], 5.0, 0.1),
+    ];
+    let loaded = common::compile_and_load(&module, 2);
+    for (how, out) in [
+        ("interpreted", run(module.func("train_step").unwrap(), &args)),
+        ("compiled", loaded.call("train_step", &args)),
+    ] {
+        let loss = values(&out[0])[0];
+        let expected = fixture["loss"].as_f64().unwrap();
+        assert!((loss - expected).abs() <= 1e-5 * expected, "{how} loss {loss} vs JAX {expected}");
+        for (k, name) in ["w1", "b1", "w2", "b2"].iter().enumerate() {
+            let jax: Vec<f64> =
+                fixture["grads"][name].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let ours = values(&out[k + 1]);
+            assert_eq!(ours.len(), jax.len(), "{name}");
+            let scale = jax.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            for (i, (a, e)) in ours.iter().zip(&jax).enumerate() {
+                assert!((a - e).abs() <= 1e-5 * scale, "{how} d/d{name}[{i}]: {a} vs JAX {e}");
+            }
+        }
+    }
+}
