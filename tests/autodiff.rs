@@ -91,7 +91,7 @@ fn compiled_gradients_agree_with_interpreted_gradients() {
     let mut rng = Rng::new(common::seed());
     for f in &module.funcs {
         let args: Vec<Tensor> = f.params.iter().map(|p| random(&mut rng, &p.ty.shape)).collect();
-        common::check_against_interpreter(&loaded, &f.name, &args, false).unwrap();
+        common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program).unwrap();
     }
 }
 

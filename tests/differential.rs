@@ -37,8 +37,12 @@ fn every_op_agrees_with_the_interpreter() {
         for (name, template) in &cases {
             let f = module.func(name).unwrap();
             let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, with_specials(template))).collect();
-            let elementwise = template.class() == OpClass::Elementwise || template.class() == OpClass::Shape;
-            if let Err(e) = common::check_against_interpreter(&loaded, name, &args, elementwise) {
+            let check = if matches!(template.class(), OpClass::Elementwise | OpClass::Shape) {
+                common::Check::Elementwise
+            } else {
+                common::Check::Reduction
+            };
+            if let Err(e) = common::check_against_interpreter(&loaded, name, &args, check) {
                 failures.push(format!("-O{opt}: {e}"));
             }
         }
@@ -55,7 +59,7 @@ fn random_programs_agree_with_the_interpreter() {
     let mut failures = vec![];
     for f in &module.funcs {
         let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
-        if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, false) {
+        if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program) {
             failures.push(e);
         }
     }
@@ -82,7 +86,7 @@ fn compiled_derivatives_agree_with_interpreted_derivatives() {
     let mut failures = vec![];
     for f in &module.funcs {
         let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
-        if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, false) {
+        if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program) {
             failures.push(e);
         }
     }

@@ -79,7 +79,7 @@ fn check_and_run(path: &Path, rng: &mut Rng) {
     for f in &module.funcs {
         for _ in 0..3 {
             let args: Vec<_> = f.params.iter().map(|p| gen::tensor(rng, &p.ty, false)).collect();
-            if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, false) {
+            if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program) {
                 panic!("{}: {e}", path.display());
             }
         }
