@@ -117,6 +117,8 @@ pub struct Options {
     pub module_name: Option<String>,
     pub emit: Vec<EmitKind>,
     pub dump_after: Vec<String>,
+    /// Equality saturation's limits and whether IEEE-unsafe rewrites may fire (`--fast-math`).
+    pub saturate: kiln_passes::saturate::Options,
 }
 
 impl Default for Options {
@@ -129,6 +131,7 @@ impl Default for Options {
             module_name: None,
             emit: vec![EmitKind::Obj],
             dump_after: vec![],
+            saturate: Default::default(),
         }
     }
 }
@@ -175,6 +178,8 @@ pub struct Output {
     pub files: Vec<(String, Vec<u8>)>,
     /// Time spent in each stage, in order.
     pub timings: Vec<(String, Duration)>,
+    /// What equality saturation did to each function.
+    pub saturation: Vec<kiln_passes::saturate::Report>,
 }
 
 /// A source file read into memory, with the name diagnostics show.
@@ -264,8 +269,11 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
             )));
         }
     }
-    let report = kiln_passes::run_pipeline(&mut module, &options.dump_after).map_err(Error::Internal)?;
+    let pipeline =
+        kiln_passes::PipelineOptions { dump_after: options.dump_after.clone(), saturate: options.saturate.clone() };
+    let report = kiln_passes::run_pipeline(&mut module, &pipeline).map_err(Error::Internal)?;
     out.timings.extend(report.timings);
+    out.saturation = report.saturation;
     for (step, text) in report.dumps {
         out.dumps.push((format!("after-{step}.kir"), text));
     }
@@ -273,7 +281,9 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         out.dumps.push((EmitKind::Opt.extension().into(), kiln_ir::text::print_module(&module)));
     }
     if wants(EmitKind::Stats) {
-        out.dumps.push((EmitKind::Stats.extension().into(), kiln_passes::stats::report(&module)));
+        let mut text = kiln_passes::stats::report(&module);
+        text.push_str(&saturation_report(&out.saturation));
+        out.dumps.push((EmitKind::Stats.extension().into(), text));
     }
     let needs_codegen = [EmitKind::Mlir, EmitKind::Llvm, EmitKind::Asm, EmitKind::Obj].iter().any(|&k| wants(k));
     if !needs_codegen {
@@ -294,6 +304,19 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         out.files = package(source, &module, artifacts.object, &artifacts.workspace, options)?;
     }
     Ok(out)
+}
+
+/// One line per function: why saturation stopped, the e-graph it reached and the cost change.
+pub fn saturation_report(reports: &[kiln_passes::saturate::Report]) -> String {
+    reports
+        .iter()
+        .map(|r| {
+            format!(
+                "saturate {}: stopped by {} after {} iterations, {} nodes in {} classes, cost {:.0} -> {:.0}\n",
+                r.function, r.stop, r.iterations, r.nodes, r.classes, r.cost_before, r.cost_after
+            )
+        })
+        .collect()
 }
 
 /// The artifacts of a compiled module: the library file of the requested kind, the C header, the

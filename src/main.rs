@@ -63,6 +63,19 @@ struct BuildArgs {
     /// Build twice and fail unless every artifact is byte-identical.
     #[arg(long = "verify-reproducible")]
     verify_reproducible: bool,
+    /// Allow rewrites that are false under IEEE arithmetic (x*0 = 0, reassociation, ...).
+    #[arg(long = "fast-math")]
+    fast_math: bool,
+    /// Equality saturation: most e-graph nodes per function.
+    #[arg(long = "egraph-nodes", default_value_t = 20_000)]
+    egraph_nodes: usize,
+    /// Equality saturation: most rewrite iterations per function.
+    #[arg(long = "egraph-iters", default_value_t = 30)]
+    egraph_iters: usize,
+    /// Equality saturation: most seconds per function (a safety net; the node and iteration
+    /// limits keep results deterministic).
+    #[arg(long = "egraph-seconds", default_value_t = 5.0)]
+    egraph_seconds: f64,
 }
 
 #[derive(Args)]
@@ -146,6 +159,12 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         module_name: args.module_name,
         emit,
         dump_after: args.dump_after,
+        saturate: kiln_passes::saturate::Options {
+            node_limit: args.egraph_nodes,
+            iter_limit: args.egraph_iters,
+            time_limit: std::time::Duration::from_secs_f64(args.egraph_seconds.clamp(0.0, 3600.0)),
+            fast_math: args.fast_math,
+        },
     };
     let out = if args.verify_reproducible {
         kiln::build_verified(&source, &options)?
@@ -168,6 +187,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         for (name, d) in &out.timings {
             let _ = writeln!(err, "  {:<16} {:>10.3} ms", name, d.as_secs_f64() * 1e3);
         }
+        let _ = write!(err, "{}", kiln::saturation_report(&out.saturation));
     }
     Ok(())
 }

@@ -99,7 +99,7 @@ fn compiled_gradients_agree_with_interpreted_gradients() {
 fn mlp_backward_pass_costs_at_most_three_times_the_forward_pass() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
     let mut module = kiln::check(&kiln::Source::read(&path).unwrap(), "mlp").unwrap();
-    kiln_passes::run_pipeline(&mut module, &[]).unwrap();
+    kiln_passes::run_pipeline(&mut module, &Default::default()).unwrap();
     let flops = |name: &str| kiln_passes::stats::func_stats(module.func(name).unwrap()).flops;
     let (forward, train) = (flops("loss"), flops("train_step"));
     eprintln!(

@@ -151,7 +151,7 @@ pub fn float_min<T: Float>(a: T, b: T) -> T {
 macro_rules! unary_ops {
     ($($variant:ident $name:literal $domain:ident, |$x:ident| $float:expr, $int:tt;)*) => {
         /// Unary elementwise ops.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum UnaryOp { $($variant),* }
 
         impl UnaryOp {
@@ -202,7 +202,7 @@ macro_rules! binary_ops {
     ($($variant:ident $name:literal $domain:ident $result:ident,
        |$a:ident, $b:ident| $float:expr, $int:tt;)*) => {
         /// Binary elementwise ops; both operands have the same type.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum BinaryOp { $($variant),* }
 
         impl BinaryOp {
@@ -261,7 +261,7 @@ binary_ops! {
 }
 
 /// How a reduction combines elements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReduceKind {
     Sum,
     Max,
@@ -304,7 +304,7 @@ impl ReduceKind {
 
 /// An op with its attributes. Every op's result type follows from its attributes and operand
 /// types alone ([`Op::infer`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
     /// A scalar constant.
     Const(Literal),

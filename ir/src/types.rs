@@ -209,6 +209,35 @@ impl PartialEq for Literal {
 
 impl Eq for Literal {}
 
+impl Literal {
+    /// A key that orders and hashes literals bitwise, consistently with `==`.
+    fn key(&self) -> (u8, DType, u64) {
+        match *self {
+            Literal::Bool(b) => (0, DType::Bool, b as u64),
+            Literal::Int(d, v) => (1, d, v as u64),
+            Literal::Float(d, v) => (2, d, v.to_bits()),
+        }
+    }
+}
+
+impl std::hash::Hash for Literal {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state)
+    }
+}
+
+impl PartialOrd for Literal {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Literal {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
 impl fmt::Display for Literal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -90,12 +90,7 @@ pub fn tolerance(dtype: kiln_ir::DType, check: Check) -> Tolerance {
 }
 
 /// Runs `name` compiled and interpreted on `args` and checks that they agree.
-pub fn check_against_interpreter(
-    loaded: &Loaded,
-    name: &str,
-    args: &[Tensor],
-    check: Check,
-) -> Result<(), String> {
+pub fn check_against_interpreter(loaded: &Loaded, name: &str, args: &[Tensor], check: Check) -> Result<(), String> {
     let func = loaded.module.func(name).expect("function exists");
     let expected = kiln_ir::interp::run(func, args);
     let actual = loaded.call(name, args);
