@@ -101,3 +101,42 @@ fn run_filetests() {
         check_and_run(&path, &mut rng);
     }
 }
+
+/// tests/rewrites/*.kn start with `// saturate` (or `// saturate fast-math`): the module after
+/// the pass pipeline is a snapshot, and without fast-math its results equal the original's
+/// bit for bit on random inputs.
+#[test]
+fn rewrite_filetests() {
+    let mut rng = Rng::new(common::seed());
+    for path in files("tests/rewrites") {
+        let src = source(&path);
+        let header = src.text.lines().next().unwrap_or("");
+        let fast_math = match header {
+            "// saturate" => false,
+            "// saturate fast-math" => true,
+            _ => panic!("{} must start with `// saturate` or `// saturate fast-math`", path.display()),
+        };
+        let original = kiln::check(&src, "m").unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let mut module = original.clone();
+        let options = kiln_passes::PipelineOptions {
+            saturate: kiln_passes::saturate::Options { fast_math, ..Default::default() },
+            ..Default::default()
+        };
+        kiln_passes::run_pipeline(&mut module, &options).unwrap();
+        insta::assert_snapshot!(format!("rewrite_{}", stem(&path)), kiln_ir::text::print_module(&module));
+        if fast_math {
+            continue;
+        }
+        for (f, g) in original.funcs.iter().zip(&module.funcs) {
+            let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, true)).collect();
+            let (a, b) = (kiln_ir::interp::run(f, &args), kiln_ir::interp::run(g, &args));
+            for (x, y) in a.iter().zip(&b) {
+                let same = (0..x.data.len()).all(|i| {
+                    let (p, q) = (x.data.get_f64(i), y.data.get_f64(i));
+                    p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan())
+                });
+                assert!(same, "{}: `{}` changed its results", path.display(), f.name);
+            }
+        }
+    }
+}
