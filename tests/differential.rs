@@ -55,15 +55,7 @@ fn random_programs_agree_with_the_interpreter() {
     let mut rng = Rng::new(common::seed());
     let funcs: Vec<_> = (0..40).map(|i| gen::random_func(&mut rng, 4 + i % 12, &format!("p{i}"))).collect();
     let module = Module { name: "progs".into(), funcs };
-    let loaded = common::compile_and_load(&module, 2);
-    let mut failures = vec![];
-    for f in &module.funcs {
-        let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
-        if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program) {
-            failures.push(e);
-        }
-    }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    common::check_module(&module, &mut rng);
 }
 
 #[test]
@@ -82,13 +74,5 @@ fn compiled_derivatives_agree_with_interpreted_derivatives() {
         }
     }
     let module = Module { name: "derivs".into(), funcs };
-    let loaded = common::compile_and_load(&module, 2);
-    let mut failures = vec![];
-    for f in &module.funcs {
-        let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
-        if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program) {
-            failures.push(e);
-        }
-    }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    common::check_module(&module, &mut rng);
 }

@@ -8,6 +8,16 @@ use crate::ops::{BinaryOp, Domain, Op, ReduceKind, UnaryOp};
 use crate::types::{DType, Literal, TensorType};
 use crate::Span;
 
+/// The seed of a randomized test run: KILN_TEST_SEED if set, else drawn from the clock.
+/// Printed, so that a failure can be reproduced.
+pub fn test_seed() -> u64 {
+    let seed = std::env::var("KILN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    });
+    eprintln!("random seed: {seed} (set KILN_TEST_SEED={seed} to reproduce)");
+    seed
+}
+
 /// SplitMix64: a small, fast, seedable generator (tests only need reproducibility).
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

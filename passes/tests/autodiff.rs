@@ -7,14 +7,6 @@ use kiln_ir::interp::{self, Data, Tensor};
 use kiln_ir::{BinaryOp, DType, Func, Op, TensorType, UnaryOp};
 use kiln_passes::autodiff::{jvp, value_and_grad, vjp};
 
-fn seed() -> u64 {
-    let seed = std::env::var("KILN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-    });
-    eprintln!("random seed: {seed} (set KILN_TEST_SEED={seed} to reproduce)");
-    seed
-}
-
 /// Ops whose operands must be positive for the derivative to exist.
 fn needs_positive(op: &Op) -> bool {
     matches!(op, Op::Unary(UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt) | Op::Binary(BinaryOp::Pow))
@@ -81,7 +73,7 @@ fn close(actual: &[f64], expected: &[f64], rtol: f64) -> Result<(), String> {
 
 #[test]
 fn jvp_matches_finite_differences_and_vjp_is_its_transpose() {
-    let mut rng = Rng::new(seed());
+    let mut rng = Rng::new(gen::test_seed());
     let mut tested = 0;
     for template in Op::catalog() {
         for _ in 0..4 {
@@ -150,7 +142,7 @@ fn value_and_grad_of_a_scalar_function() {
     f.result_names.push("out0".into());
     let g = value_and_grad(&f, "loss_grad", &[1]).unwrap();
     kiln_ir::verify::verify_func(&g).unwrap();
-    let mut rng = Rng::new(seed());
+    let mut rng = Rng::new(gen::test_seed());
     let (xv, wv) = (input(&mut rng, &src_x, false), input(&mut rng, &src_w, false));
     let out = interp::run(&g, &[xv.clone(), wv.clone()]);
     assert_eq!(values(&out[0]), values(&interp::run(&f, &[xv.clone(), wv.clone()])[0]));

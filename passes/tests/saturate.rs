@@ -9,14 +9,6 @@ use kiln_ir::Func;
 use kiln_passes::saturate::{saturate, Options};
 use kiln_passes::stats::func_stats;
 
-fn seed() -> u64 {
-    let seed = std::env::var("KILN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-    });
-    eprintln!("random seed: {seed} (set KILN_TEST_SEED={seed} to reproduce)");
-    seed
-}
-
 /// Bitwise equality of results, any NaN matching any NaN.
 fn same_bits(a: &Data, b: &Data) -> bool {
     match (a, b) {
@@ -43,7 +35,7 @@ fn optimized(f: &Func, fast_math: bool) -> Func {
 
 #[test]
 fn random_programs_keep_their_results_bit_for_bit() {
-    let mut rng = Rng::new(seed());
+    let mut rng = Rng::new(gen::test_seed());
     let mut changed = 0;
     for i in 0..150 {
         let f = gen::random_func(&mut rng, 4 + i % 30, "p");
@@ -68,7 +60,7 @@ fn random_programs_keep_their_results_bit_for_bit() {
 
 #[test]
 fn fast_math_rewrites_stay_within_tolerance() {
-    let mut rng = Rng::new(seed());
+    let mut rng = Rng::new(gen::test_seed());
     for i in 0..60 {
         let f = gen::random_func(&mut rng, 4 + i % 20, "p");
         // Comparisons turn rounding differences into jumps; this check is about continuous code.
@@ -169,7 +161,7 @@ fn matrix_chains_reassociate_under_fast_math() {
 
 #[test]
 fn limits_stop_the_search_and_runs_are_deterministic() {
-    let mut rng = Rng::new(seed());
+    let mut rng = Rng::new(gen::test_seed());
     let f = gen::random_func(&mut rng, 60, "p");
     let mut g = f.clone();
     let report = saturate(&mut g, &Options { node_limit: 50, ..Options::default() });

@@ -7,14 +7,9 @@ use kiln_ir::Module;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The seed of this run: KILN_TEST_SEED if set, else drawn from the clock. Printed so that a
-/// failure can be reproduced.
+/// The seed of this run (see `kiln_ir::gen::test_seed`).
 pub fn seed() -> u64 {
-    let seed = std::env::var("KILN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-    });
-    eprintln!("random seed: {seed} (set KILN_TEST_SEED={seed} to reproduce)");
-    seed
+    kiln_ir::gen::test_seed()
 }
 
 /// A compiled module loaded as a shared library.
@@ -99,4 +94,18 @@ pub fn check_against_interpreter(loaded: &Loaded, name: &str, args: &[Tensor], c
             .map_err(|m| format!("`{name}` result {i}: {m}\n{}", kiln_ir::text::print_func(func)))?;
     }
     Ok(())
+}
+
+/// Compiles `module`, runs every function on random inputs compiled and interpreted, and fails
+/// with every disagreement.
+pub fn check_module(module: &Module, rng: &mut kiln_ir::gen::Rng) {
+    let loaded = compile_and_load(module, 2);
+    let mut failures = vec![];
+    for f in &module.funcs {
+        let args: Vec<_> = f.params.iter().map(|p| kiln_ir::gen::tensor(rng, &p.ty, false)).collect();
+        if let Err(e) = check_against_interpreter(&loaded, &f.name, &args, Check::Program) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
