@@ -312,8 +312,18 @@ pub fn saturation_report(reports: &[kiln_passes::saturate::Report]) -> String {
         .iter()
         .map(|r| {
             format!(
-                "saturate {}: stopped by {} after {} iterations, {} nodes in {} classes, cost {:.0} -> {:.0}\n",
-                r.function, r.stop, r.iterations, r.nodes, r.classes, r.cost_before, r.cost_after
+                "saturate {}: stopped by {} after {} iterations, {} nodes in {} classes; instructions {} -> {}, flops {} -> {}, cost {:.0} -> {:.0}\n",
+                r.function,
+                r.stop,
+                r.iterations,
+                r.nodes,
+                r.classes,
+                r.instructions.0,
+                r.instructions.1,
+                r.flops.0,
+                r.flops.1,
+                r.cost_before,
+                r.cost_after
             )
         })
         .collect()

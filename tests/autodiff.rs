@@ -155,3 +155,17 @@ fn mlp_gradient_agrees_with_jax() {
         }
     }
 }
+
+#[test]
+fn derivative_programs_shrink_under_saturation() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, func) in
+        [("examples/mlp.kn", "train_step"), ("examples/train/train.kn", "step"), ("tests/run/autodiff.kn", "hvp")]
+    {
+        let mut module = kiln::check(&kiln::Source::read(&root.join(file)).unwrap(), "m").unwrap();
+        let report = kiln_passes::run_pipeline(&mut module, &Default::default()).unwrap();
+        let r = report.saturation.iter().find(|r| r.function == func).unwrap();
+        eprintln!("{file} {func}: instructions {:?}, flops {:?}", r.instructions, r.flops);
+        assert!(r.instructions.1 < r.instructions.0 && r.flops.1 < r.flops.0, "{file} {func}: {r:?}");
+    }
+}

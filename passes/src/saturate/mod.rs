@@ -191,6 +191,9 @@ pub struct Report {
     pub classes: usize,
     pub cost_before: f64,
     pub cost_after: f64,
+    /// Instructions and FLOPs before and after.
+    pub instructions: (usize, usize),
+    pub flops: (u64, u64),
 }
 
 /// Optimizes every function of `module`, returning one report per function.
@@ -214,6 +217,7 @@ pub fn saturate(f: &mut Func, options: &Options) -> Report {
     graph.rebuild();
     let roots: Vec<Id> = f.results.iter().map(|r| ids[r.index()]).collect();
     let cost_before = cost::program_cost(f);
+    let before = crate::stats::func_stats(f);
     let runner = Runner::default()
         .with_egraph(graph)
         .with_node_limit(options.node_limit)
@@ -233,7 +237,12 @@ pub fn saturate(f: &mut Func, options: &Options) -> Report {
     let mut g = rebuild(f, graph, &extracted, &roots);
     // Keep the program unchanged unless the extracted one is cheaper.
     let cost_after = cost::program_cost(&g);
-    let report = Report {
+    if cost_after < cost_before {
+        g.name = f.name.clone();
+        *f = g;
+    }
+    let after = crate::stats::func_stats(f);
+    Report {
         function: f.name.clone(),
         stop,
         iterations: runner.iterations.len(),
@@ -241,12 +250,9 @@ pub fn saturate(f: &mut Func, options: &Options) -> Report {
         classes: graph.number_of_classes(),
         cost_before,
         cost_after: cost_after.min(cost_before),
-    };
-    if cost_after < cost_before {
-        g.name = f.name.clone();
-        *f = g;
+        instructions: (before.instructions, after.instructions),
+        flops: (before.flops, after.flops),
     }
-    report
 }
 
 /// The chosen node of every e-class reachable from `roots`, by the cost model (greedy: each
