@@ -75,12 +75,18 @@ fn check_and_run(path: &Path, rng: &mut Rng) {
     if !runs {
         return;
     }
-    let loaded = common::compile_and_load(&module, 2);
-    for f in &module.funcs {
-        for _ in 0..3 {
-            let args: Vec<_> = f.params.iter().map(|p| gen::tensor(rng, &p.ty, false)).collect();
-            if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program) {
-                panic!("{}: {e}", path.display());
+    // Compiled as written, and after the pass pipeline (saturation, dce): both against the
+    // program as written, interpreted.
+    let mut optimized = module.clone();
+    kiln_passes::run_pipeline(&mut optimized, &Default::default()).unwrap();
+    for compiled in [&module, &optimized] {
+        let loaded = common::compile_and_load(compiled, 2);
+        for f in &module.funcs {
+            for _ in 0..3 {
+                let args: Vec<_> = f.params.iter().map(|p| gen::tensor(rng, &p.ty, false)).collect();
+                if let Err(e) = common::check_against(&loaded, f, &args, common::Check::Program) {
+                    panic!("{}: {e}", path.display());
+                }
             }
         }
     }

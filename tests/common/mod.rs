@@ -86,7 +86,13 @@ pub fn tolerance(dtype: kiln_ir::DType, check: Check) -> Tolerance {
 
 /// Runs `name` compiled and interpreted on `args` and checks that they agree.
 pub fn check_against_interpreter(loaded: &Loaded, name: &str, args: &[Tensor], check: Check) -> Result<(), String> {
-    let func = loaded.module.func(name).expect("function exists");
+    check_against(loaded, loaded.module.func(name).expect("function exists"), args, check)
+}
+
+/// Runs the compiled function named like `func` and checks it against `func` interpreted
+/// (which may be the program before optimization).
+pub fn check_against(loaded: &Loaded, func: &kiln_ir::Func, args: &[Tensor], check: Check) -> Result<(), String> {
+    let name = &func.name;
     let expected = kiln_ir::interp::run(func, args);
     let actual = loaded.call(name, args);
     for (i, (e, a)) in expected.iter().zip(&actual).enumerate() {
