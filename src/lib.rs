@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod bench;
 mod build_script;
 
 pub use build_script::Build;

@@ -25,6 +25,21 @@ enum Command {
     Check { file: PathBuf },
     /// Run an exported function in the reference interpreter on raw input files.
     Eval(EvalArgs),
+    /// Time kiln's compiled code on the CPU benchmark suite against this machine's limits.
+    Bench {
+        /// LLVM CPU name, or `native`.
+        #[arg(long = "target-cpu")]
+        target_cpu: Option<String>,
+        /// Timed runs per benchmark (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// The Python whose numpy measures OpenBLAS sgemm.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Only benchmarks whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -127,6 +142,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             kiln::check(&source, &source.default_module_name()).map(|_| ())
         }
         Command::Eval(args) => eval(args),
+        Command::Bench { target_cpu, runs, python, filter } => {
+            let report = kiln::bench::run(&kiln::bench::BenchOptions { target_cpu, runs, python, filter })?;
+            print!("{report}");
+            Ok(())
+        }
     }
 }
 

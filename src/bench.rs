@@ -1,0 +1,187 @@
+//! `kiln bench`: the CPU benchmark suite. Each program is compiled by kiln (as a shared
+//! library, loaded with kiln-runtime) and timed; figures are reported against machine limits
+//! measured in the same run: copy bandwidth (a large memcpy) and, when Python with numpy is
+//! available, OpenBLAS sgemm through numpy.
+
+use crate::{build, write_output, Error, Options, OutputKind, Source};
+use kiln_runtime::Bundle;
+use std::time::Instant;
+
+/// One benchmark: a program exporting `f`, and whether it is judged by FLOPs or bytes.
+struct Case {
+    name: &'static str,
+    source: String,
+    compute_bound: bool,
+}
+
+fn cases() -> Vec<Case> {
+    let mlp = "fn dense(x: f32[B, I], w: f32[I, O], b: f32[O]) -> f32[B, O] { x @ w + b }
+fn loss(x: f32[256, 784], labels: i32[256], w1: f32[784, 512], b1: f32[512], w2: f32[512, 512],
+        b2: f32[512], w3: f32[512, 10], b3: f32[10]) -> f32 {
+    let h1 = relu(dense(x, w1, b1));
+    let h2 = relu(dense(h1, w2, b2));
+    mean(cross_entropy(dense(h2, w3, b3), labels))
+}\n";
+    vec![
+        Case {
+            name: "matmul 1024^3",
+            source: "fn f(a: f32[1024, 1024], b: f32[1024, 1024]) -> f32[1024, 1024] { a @ b }".into(),
+            compute_bound: true,
+        },
+        Case {
+            name: "matmul 256x4096x256",
+            source: "fn f(a: f32[256, 4096], b: f32[4096, 256]) -> f32[256, 256] { a @ b }".into(),
+            compute_bound: true,
+        },
+        Case {
+            name: "tanh(x*a+b)*sigmoid(x) 16M",
+            source: "fn f(x: f32[16777216], a: f32, b: f32) -> f32[16777216] { tanh(x * a + b) * sigmoid(x) }".into(),
+            compute_bound: false,
+        },
+        Case {
+            name: "softmax 4096x1024",
+            source: "fn f(x: f32[4096, 1024]) -> f32[4096, 1024] { softmax(x) }".into(),
+            compute_bound: false,
+        },
+        Case {
+            name: "layernorm 4096x1024",
+            source: "fn f(x: f32[4096, 1024], g: f32[1024], b: f32[1024]) -> f32[4096, 1024] {
+    let m = mean(x, axis=1, keepdims=true);
+    let d = x - m;
+    let v = mean(d * d, axis=1, keepdims=true);
+    d * rsqrt(v + 1e-5) * g + b
+}"
+            .into(),
+            compute_bound: false,
+        },
+        Case { name: "sum 64M", source: "fn f(x: f32[67108864]) -> f32 { sum(x) }".into(), compute_bound: false },
+        Case {
+            name: "MLP 784-512-512-10 forward, batch 256",
+            source: format!("{mlp}export loss as f;"),
+            compute_bound: true,
+        },
+        Case {
+            name: "MLP value_and_grad",
+            source: format!("{mlp}export value_and_grad(loss, wrt=[w1, b1, w2, b2, w3, b3]) as f;"),
+            compute_bound: true,
+        },
+        Case {
+            name: "attention 512x64",
+            source: "fn f(q: f32[512, 64], k: f32[512, 64], v: f32[512, 64]) -> f32[512, 64] {
+    softmax(q @ transpose(k) * 0.125) @ v
+}"
+            .into(),
+            compute_bound: true,
+        },
+    ]
+}
+
+/// The median of `runs` timings of `f`, in seconds.
+fn median_time(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// Copy bandwidth of this machine in GB/s (reads plus writes of a 256 MiB copy).
+fn copy_bandwidth(runs: usize) -> f64 {
+    let src = vec![1u8; 256 << 20];
+    let mut dst = vec![0u8; 256 << 20];
+    let t = median_time(runs, || dst.copy_from_slice(std::hint::black_box(&src)));
+    2.0 * src.len() as f64 / t / 1e9
+}
+
+/// OpenBLAS sgemm 1024^3 through numpy, in GFLOP/s, if `python` has numpy.
+fn numpy_sgemm(python: &str, runs: usize) -> Option<f64> {
+    let script = format!(
+        "import numpy as np, time\na = np.random.rand(1024, 1024).astype(np.float32)\nb = np.random.rand(1024, 1024).astype(np.float32)\na @ b\nt = []\nfor _ in range({runs}):\n    s = time.perf_counter(); a @ b; t.append(time.perf_counter() - s)\nt.sort()\nprint(2 * 1024**3 / t[len(t) // 2] / 1e9)\n"
+    );
+    // One thread, as kiln's code runs on one thread today.
+    let out =
+        std::process::Command::new(python).env("OPENBLAS_NUM_THREADS", "1").args(["-c", &script]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Options of `kiln bench`.
+pub struct BenchOptions {
+    pub target_cpu: Option<String>,
+    pub runs: usize,
+    pub python: String,
+    pub filter: Option<String>,
+}
+
+/// Runs the suite and returns the report as a Markdown table.
+pub fn run(options: &BenchOptions) -> Result<String, Error> {
+    let target = kiln_codegen::Target::new(None, options.target_cpu.as_deref()).map_err(Error::Usage)?;
+    let bandwidth = copy_bandwidth(options.runs);
+    let sgemm = numpy_sgemm(&options.python, options.runs);
+    let mut out = format!(
+        "Target CPU {}; {} runs each, median; 1 thread.\nCopy bandwidth: {bandwidth:.1} GB/s. numpy sgemm 1024^3: {}.\n\n| benchmark | time | rate | of the limit |\n|---|---|---|---|\n",
+        target.cpu,
+        options.runs,
+        sgemm.map_or("unavailable (no numpy)".to_string(), |g| format!("{g:.1} GFLOP/s"))
+    );
+    let dir = tempfile::tempdir().map_err(|e| Error::Usage(e.to_string()))?;
+    for (i, case) in cases().into_iter().enumerate() {
+        if options.filter.as_deref().is_some_and(|f| !case.name.contains(f)) {
+            continue;
+        }
+        let text =
+            if case.source.contains("export ") { case.source.clone() } else { format!("{}\nexport f;\n", case.source) };
+        let source = Source { name: format!("bench{i}.kn"), text };
+        let build_options = Options {
+            output: OutputKind::Shared,
+            target: target.clone(),
+            module_name: Some(format!("bench{i}")),
+            ..Options::default()
+        };
+        let built = build(&source, &build_options)?;
+        let sub = dir.path().join(format!("b{i}"));
+        write_output(&built, &sub)?;
+        let bundle = Bundle::open(&sub.join(format!("bench{i}.json"))).map_err(|e| Error::Internal(e.to_string()))?;
+        let f = bundle.function("f").ok_or_else(|| Error::Internal("no function f".into()))?;
+        let inputs: Vec<Vec<u8>> = f
+            .params
+            .iter()
+            .map(|p| match p.dtype {
+                kiln_runtime::DType::F32 => {
+                    (0..p.bytes / 4).flat_map(|k| (((k % 17) as f32 - 8.0) / 16.0).to_ne_bytes()).collect()
+                }
+                _ => vec![0u8; p.bytes],
+            })
+            .collect();
+        let mut outputs: Vec<Vec<u8>> = f.results.iter().map(|r| vec![0u8; r.bytes]).collect();
+        let mut workspace = vec![0u8; f.workspace_bytes + 64];
+        let offset = workspace.as_ptr().align_offset(64);
+        let bytes: usize = f.params.iter().chain(&f.results).map(|a| a.bytes).sum();
+        let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        let mut call_error = None;
+        let t = median_time(options.runs, || {
+            let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+            let ws = &mut workspace[offset..offset + f.workspace_bytes];
+            if let Err(e) = bundle.call_with_workspace("f", &refs, &mut outs, ws) {
+                call_error = Some(e);
+            }
+        });
+        if let Some(e) = call_error {
+            return Err(Error::Internal(e.to_string()));
+        }
+        let flops: u64 = built.saturation.iter().map(|r| r.flops.1).sum();
+        let (rate, fraction) = if case.compute_bound {
+            let g = flops as f64 / t / 1e9;
+            (format!("{g:.2} GFLOP/s"), sgemm.map_or("-".into(), |s| format!("{:.1}% of sgemm", 100.0 * g / s)))
+        } else {
+            let g = bytes as f64 / t / 1e9;
+            (format!("{g:.2} GB/s"), format!("{:.1}% of copy", 100.0 * g / bandwidth))
+        };
+        out.push_str(&format!("| {} | {:.3} ms | {rate} | {fraction} |\n", case.name, t * 1e3));
+    }
+    Ok(out)
+}
