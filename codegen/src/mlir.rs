@@ -561,13 +561,15 @@ impl<'f> FuncEmitter<'f> {
 
     fn dot(&mut self, a: &(String, TensorType), b: &(String, TensorType), ty: &TensorType) -> String {
         let r = ty.rank();
-        // Loops: batch dims, m, n, k.
+        // Loops: batch dims, m, k, n. With n innermost, the inner loop walks rows of B and C
+        // contiguously (vectorizable, cache-friendly), while each output element still adds
+        // its k terms in increasing k order, so results are those of the naive m, n, k order.
         let batch: Vec<String> = (0..r - 2).map(|i| format!("d{i}")).collect();
-        let (m, n, k) = (format!("d{}", r - 2), format!("d{}", r - 1), format!("d{r}"));
+        let (m, k, n) = (format!("d{}", r - 2), format!("d{}", r - 1), format!("d{r}"));
         let with =
             |x: &[&String]| -> Vec<String> { batch.iter().cloned().chain(x.iter().map(|s| s.to_string())).collect() };
-        let mut iters = vec!["parallel"; r];
-        iters.push("reduction");
+        let mut iters = vec!["parallel"; r - 1];
+        iters.extend(["reduction", "parallel"]);
         let d = ty.dtype;
         let filled = self.filled(&ty.shape, Literal::of_i64(d, 0));
         let inputs = [GenericInput::new(&a.0, &a.1, with(&[&m, &k])), GenericInput::new(&b.0, &b.1, with(&[&k, &n]))];
