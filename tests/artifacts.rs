@@ -357,7 +357,10 @@ fn cmake_example_builds_and_runs() {
 
 #[test]
 fn bench_runs_a_benchmark_against_measured_limits() {
-    let out = kiln().args(["bench", "--filter", "attention", "--runs", "1", "--python", "/nonexistent/python"]).output().unwrap();
+    let out = kiln()
+        .args(["bench", "--filter", "attention", "--runs", "1", "--python", "/nonexistent/python"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("Copy bandwidth: ") && stdout.contains("numpy sgemm 1024^3: unavailable"), "{stdout}");

@@ -559,25 +559,34 @@ impl<'f> FuncEmitter<'f> {
         }
     }
 
+    /// A contraction as `linalg.contract`, a named op: MLIR's elementwise fusion only fuses into
+    /// generic ops, so an elementwise producer is computed once rather than once per column of
+    /// the product. Loops run over (batch, m, k, n): the inner loop walks rows of B and C
+    /// contiguously (vectorizable), and each output still adds its k terms in increasing order.
     fn dot(&mut self, a: &(String, TensorType), b: &(String, TensorType), ty: &TensorType) -> String {
         let r = ty.rank();
-        // Loops: batch dims, m, k, n. With n innermost, the inner loop walks rows of B and C
-        // contiguously (vectorizable, cache-friendly), while each output element still adds
-        // its k terms in increasing k order, so results are those of the naive m, n, k order.
         let batch: Vec<String> = (0..r - 2).map(|i| format!("d{i}")).collect();
         let (m, k, n) = (format!("d{}", r - 2), format!("d{}", r - 1), format!("d{r}"));
         let with =
             |x: &[&String]| -> Vec<String> { batch.iter().cloned().chain(x.iter().map(|s| s.to_string())).collect() };
-        let mut iters = vec!["parallel"; r - 1];
-        iters.extend(["reduction", "parallel"]);
-        let d = ty.dtype;
-        let filled = self.filled(&ty.shape, Literal::of_i64(d, 0));
-        let inputs = [GenericInput::new(&a.0, &a.1, with(&[&m, &k])), GenericInput::new(&b.0, &b.1, with(&[&k, &n]))];
-        let dest = Dest { init: &filled, shape: &ty.shape, elem: elem(d), exprs: &with(&[&m, &n]) };
-        self.generic(&iters, &inputs, dest, |body, x| {
-            let p = body.binary(BinaryOp::Mul, &x[0], &x[1], d);
-            body.binary(BinaryOp::Add, &x[2], &p, d)
-        })
+        let loops = r + 1;
+        let maps = [
+            affine_map(loops, &with(&[&m, &k])),
+            affine_map(loops, &with(&[&k, &n])),
+            affine_map(loops, &with(&[&m, &n])),
+        ];
+        let filled = self.filled(&ty.shape, Literal::of_i64(ty.dtype, 0));
+        let out = self.fresh();
+        self.line(format!(
+            "{out} = linalg.contract indexing_maps = [{}] ins({}, {} : {}, {}) outs({filled} : {t}) -> {t}",
+            maps.join(", "),
+            a.0,
+            b.0,
+            tensor(&a.1),
+            tensor(&b.1),
+            t = tensor(ty)
+        ));
+        out
     }
 
     /// Row-major reshape: collapse to one dimension, then expand to the target.
