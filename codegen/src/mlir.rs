@@ -11,6 +11,10 @@
 use kiln_ir::{BinaryOp, DType, Func, Literal, Module, Op, ReduceKind, TensorType, UnaryOp, Value};
 use std::fmt::Write;
 
+/// Partial results per output of a reduction over contiguous elements (see `reduce`): 16 f32
+/// lanes fill two AVX-512 or four AVX2 registers' worth of independent accumulators.
+const LANES: usize = 16;
+
 /// The MLIR symbol of a function's implementation (its C entry point wraps it).
 pub fn impl_symbol(module: &str, func: &str) -> String {
     format!("{module}_{func}_impl")
@@ -537,26 +541,54 @@ impl<'f> FuncEmitter<'f> {
         })
     }
 
+    /// A reduction, accumulating f32 sums in f64. When the reduced axes are the trailing ones
+    /// and hold a multiple of [`LANES`] elements (at least two rows of lanes), it runs in two
+    /// stages: [`LANES`] partial results per output, each summing every LANES-th element (an
+    /// inner loop over contiguous lanes that vectorizes), then the lanes combined.
     fn reduce(&mut self, kind: ReduceKind, axes: &[usize], x: &(String, TensorType), ty: &TensorType) -> String {
         let rank = x.1.rank();
         let d = ty.dtype;
-        // f32 sums accumulate in f64.
-        let acc_dtype = if kind == ReduceKind::Sum && d == DType::F32 { DType::F64 } else { d };
-        let acc_e = elem(acc_dtype);
-        let filled = self.filled(&ty.shape, kind.identity(acc_dtype));
+        let acc = if kind == ReduceKind::Sum && d == DType::F32 { DType::F64 } else { d };
+        let n: usize = axes.iter().map(|&a| x.1.shape[a]).product();
+        let trailing = axes.iter().enumerate().all(|(i, &a)| a == rank - axes.len() + i);
+        let r = if trailing && n >= 2 * LANES && n % LANES == 0 {
+            let kept = &x.1.shape[..rank - axes.len()];
+            let split = TensorType::new(x.1.dtype, kept.iter().copied().chain([n / LANES, LANES]).collect());
+            let rows = self.reshape(x, &split.shape, &split);
+            let lanes = TensorType::new(d, kept.iter().copied().chain([LANES]).collect());
+            let partial = self.reduce_stage(kind, &[kept.len()], &(rows, split), &lanes, acc);
+            self.reduce_stage(kind, &[kept.len()], &(partial, lanes.with_dtype(acc)), ty, acc)
+        } else {
+            self.reduce_stage(kind, axes, x, ty, acc)
+        };
+        if acc == d {
+            r
+        } else {
+            self.map(&[(r, ty.with_dtype(acc))], ty, |b, a| b.convert(&a[0], acc, d), None)
+        }
+    }
+
+    /// One reduction loop nest over `axes` of `x` into a tensor of `ty`'s shape with elements of
+    /// dtype `acc`; loops run in `x`'s axis order.
+    fn reduce_stage(
+        &mut self,
+        kind: ReduceKind,
+        axes: &[usize],
+        x: &(String, TensorType),
+        ty: &TensorType,
+        acc: DType,
+    ) -> String {
+        let rank = x.1.rank();
+        let from = x.1.dtype;
+        let filled = self.filled(&ty.shape, kind.identity(acc));
         let iters: Vec<&str> = (0..rank).map(|i| if axes.contains(&i) { "reduction" } else { "parallel" }).collect();
         let out_exprs: Vec<String> = (0..rank).filter(|i| !axes.contains(i)).map(|i| format!("d{i}")).collect();
         let input = GenericInput::new(&x.0, &x.1, identity_exprs(rank));
-        let dest = Dest { init: &filled, shape: &ty.shape, elem: acc_e, exprs: &out_exprs };
-        let r = self.generic(&iters, &[input], dest, |b, a| {
-            let v = b.convert(&a[0], d, acc_dtype);
-            b.binary(kind.combiner(), &a[1], &v, acc_dtype)
-        });
-        if acc_dtype == d {
-            r
-        } else {
-            self.map(&[(r, ty.with_dtype(acc_dtype))], ty, |b, a| b.convert(&a[0], acc_dtype, d), None)
-        }
+        let dest = Dest { init: &filled, shape: &ty.shape, elem: elem(acc), exprs: &out_exprs };
+        self.generic(&iters, &[input], dest, |b, a| {
+            let v = b.convert(&a[0], from, acc);
+            b.binary(kind.combiner(), &a[1], &v, acc)
+        })
     }
 
     /// A contraction as `linalg.contract`, a named op: MLIR's elementwise fusion only fuses into
