@@ -551,7 +551,7 @@ impl<'f> FuncEmitter<'f> {
         let acc = if kind == ReduceKind::Sum && d == DType::F32 { DType::F64 } else { d };
         let n: usize = axes.iter().map(|&a| x.1.shape[a]).product();
         let trailing = axes.iter().enumerate().all(|(i, &a)| a == rank - axes.len() + i);
-        let r = if trailing && n >= 2 * LANES && n % LANES == 0 {
+        let r = if trailing && n >= 2 * LANES && n.is_multiple_of(LANES) {
             let kept = &x.1.shape[..rank - axes.len()];
             let split = TensorType::new(x.1.dtype, kept.iter().copied().chain([n / LANES, LANES]).collect());
             let rows = self.reshape(x, &split.shape, &split);
