@@ -291,8 +291,15 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         return Ok(out);
     }
     let emit = Emit { mlir: wants(EmitKind::Mlir), llvm: wants(EmitKind::Llvm), asm: wants(EmitKind::Asm) };
-    let artifacts = kiln_codegen::compile(&module, &options.target, options.opt_level, emit)
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let artifacts = kiln_codegen::compile(&module, &options.target, options.opt_level, emit).map_err(|e| {
+        // A codegen failure is a compiler bug; when MLIR names a source location, show it.
+        let place = e.span.map(|span| {
+            let diag = Diagnostic::error("E9999", format!("internal compiler error in {}", e.stage))
+                .at(span, "while compiling this");
+            kiln_frontend::render_diagnostic(&diag, &source.name, &source.text, false)
+        });
+        Error::Internal(format!("{e}{}", place.map(|p| format!("\n{p}")).unwrap_or_default()))
+    })?;
     out.timings.extend(artifacts.timings.iter().cloned());
     for (kind, text) in
         [(EmitKind::Mlir, &artifacts.mlir), (EmitKind::Llvm, &artifacts.llvm), (EmitKind::Asm, &artifacts.asm)]

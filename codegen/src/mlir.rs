@@ -8,7 +8,7 @@
 //! f32 sums accumulate in f64 (see docs/decisions.md): exact for up to 2^53 ones and far more
 //! accurate than an f32 accumulator, at no cost in memory traffic.
 
-use kiln_ir::{BinaryOp, DType, Func, Literal, Module, Op, ReduceKind, TensorType, UnaryOp, Value};
+use kiln_ir::{BinaryOp, DType, Func, Literal, Module, Op, ReduceKind, Span, TensorType, UnaryOp, Value};
 use std::fmt::Write;
 
 /// Partial results per output of a reduction over contiguous elements (see `reduce`): 16 f32
@@ -18,6 +18,19 @@ const LANES: usize = 16;
 /// The MLIR symbol of a function's implementation (its C entry point wraps it).
 pub fn impl_symbol(module: &str, func: &str) -> String {
     format!("{module}_{func}_impl")
+}
+
+/// The MLIR location name of a source span: `kiln.span:START-END` (byte offsets).
+pub fn span_location(span: Span) -> String {
+    format!("kiln.span:{}-{}", span.start, span.end)
+}
+
+/// The first source span named in MLIR diagnostics text, if any.
+pub fn span_in(text: &str) -> Option<Span> {
+    let rest = &text[text.find("kiln.span:")? + "kiln.span:".len()..];
+    let (start, rest) = rest.split_once('-')?;
+    let end: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some(Span::new(start.parse().ok()?, end.parse().ok()?))
 }
 
 /// The C symbol of an exported function.
@@ -252,11 +265,13 @@ struct FuncEmitter<'f> {
     next: usize,
     /// The SSA name of each IR value.
     names: Vec<String>,
+    /// The span of the instruction being lowered.
+    span: Option<Span>,
 }
 
 impl<'f> FuncEmitter<'f> {
     fn new(func: &'f Func) -> Self {
-        FuncEmitter { func, out: String::new(), next: 0, names: vec![] }
+        FuncEmitter { func, out: String::new(), next: 0, names: vec![], span: None }
     }
 
     fn fresh(&mut self) -> String {
@@ -264,8 +279,17 @@ impl<'f> FuncEmitter<'f> {
         format!("%t{}", self.next)
     }
 
+    /// Emits one operation, located at the source span of the instruction being lowered (see
+    /// [`span_location`]) so that MLIR's diagnostics name the user's code.
     fn line(&mut self, text: String) {
-        let _ = writeln!(self.out, "    {text}");
+        match self.span {
+            Some(span) => {
+                let _ = writeln!(self.out, "    {text} loc(\"{}\")", span_location(span));
+            }
+            None => {
+                let _ = writeln!(self.out, "    {text}");
+            }
+        }
     }
 
     fn emit(mut self, symbol: &str) -> String {
@@ -296,9 +320,11 @@ impl<'f> FuncEmitter<'f> {
             self.names.push(name);
         }
         for inst in &f.insts {
+            self.span = (inst.span != Span::default()).then_some(inst.span);
             let r = self.inst(&inst.op, &inst.args, &inst.ty);
             self.names.push(r);
         }
+        self.span = None;
         for (i, &r) in f.results.iter().enumerate() {
             let ty = f.ty(r).clone();
             let mut t = self.names[r.index()].clone();
@@ -674,5 +700,18 @@ impl<'f> FuncEmitter<'f> {
                 t
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_round_trip_through_location_names() {
+        let span = Span::new(12, 30);
+        let message = format!("loc(\"{}\"): 'linalg.generic' op failed", span_location(span));
+        assert_eq!(span_in(&message), Some(span));
+        assert_eq!(span_in("loc(\"-\":3:4): no span"), None);
     }
 }

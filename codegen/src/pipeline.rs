@@ -71,6 +71,8 @@ pub struct Artifacts {
 pub struct CodegenError {
     pub stage: &'static str,
     pub message: String,
+    /// The source span MLIR's diagnostics point at, when they point at one.
+    pub span: Option<kiln_ir::Span>,
 }
 
 impl std::fmt::Display for CodegenError {
@@ -82,7 +84,8 @@ impl std::fmt::Display for CodegenError {
 impl std::error::Error for CodegenError {}
 
 fn err(stage: &'static str, message: impl Into<String>) -> CodegenError {
-    CodegenError { stage, message: message.into() }
+    let message = message.into();
+    CodegenError { stage, span: crate::mlir::span_in(&message), message }
 }
 
 struct Timer {
