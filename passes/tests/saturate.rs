@@ -126,6 +126,10 @@ fn each_ieee_unsafe_identity_fires_only_with_fast_math() {
             "`{rule}` fired without fast-math:\n{without}"
         );
     }
+    // sum(broadcast(v)) over the new axis = v * 8: no reduction with fast-math, one without.
+    let f = func("module m\nfunc @f(%v: f32[4]) -> (out0: f32[4]) {\n  %1 = broadcast[dims=[1]] %v : f32[8, 4]\n  %2 = reduce_sum[axes=[0]] %1 : f32[4]\n  return %2\n}\n");
+    assert!(!func_stats(&optimized(&f, true)).ops.contains_key("reduce_sum"));
+    assert_eq!(func_stats(&optimized(&f, false)).ops["reduce_sum"], 1);
     // sum(sum(x)) = sum over both axes: one reduction with fast-math, two without.
     let f = func("module m\nfunc @f(%x: f32[4, 5]) -> (out0: f32[]) {\n  %1 = reduce_sum[axes=[1]] %x : f32[4]\n  %2 = reduce_sum[axes=[0]] %1 : f32[]\n  return %2\n}\n");
     assert_eq!(func_stats(&optimized(&f, true)).ops["reduce_sum"], 1);

@@ -231,13 +231,84 @@ fn structural_exact() -> Vec<Rule> {
         }),
         // max(max(x, a1), a2) = max(x, a1 ∪ a2), and min likewise: max is associative exactly
         structural("reduce-extreme-nested", |g, id| nested_reductions(g, id, &[ReduceKind::Max, ReduceKind::Min])),
+        // broadcast(broadcast(x, s1, d1), s2, d2) = broadcast(x, s2, d2 ∘ d1)
+        structural("broadcast-broadcast", |g, id| {
+            let mut out = vec![];
+            let bcast = |op: &Op| {
+                if let Op::Broadcast { shape, dims } = op {
+                    Some((shape.clone(), dims.clone()))
+                } else {
+                    None
+                }
+            };
+            for ((shape, outer), c) in nodes(g, id, bcast) {
+                for ((_, inner), cc) in nodes(g, c[0], bcast) {
+                    let dims: Vec<usize> = inner.iter().map(|&i| outer[i]).collect();
+                    out.push(Build::Node(Op::Broadcast { shape: shape.clone(), dims }, vec![Build::Class(cc[0])]));
+                }
+            }
+            out
+        }),
+        // (A B)^T = B^T A^T over the last two axes: each element is the same products (a b = b a
+        // exactly) summed over k in the same order
+        structural("dot-transpose", |g, id| {
+            let mut out = vec![];
+            for (perm, c) in nodes(g, id, |op| if let Op::Transpose { perm } = op { Some(perm.clone()) } else { None })
+            {
+                if !swaps_last_two(&perm) {
+                    continue;
+                }
+                for (_, cc) in nodes(g, c[0], |op| (*op == Op::Dot).then_some(())) {
+                    let t = |x: Id| Build::Node(Op::Transpose { perm: perm.clone() }, vec![Build::Class(x)]);
+                    out.push(Build::Node(Op::Dot, vec![t(cc[1]), t(cc[0])]));
+                }
+            }
+            out
+        }),
     ]
+}
+
+/// Whether `perm` swaps the last two axes and keeps the others.
+fn swaps_last_two(perm: &[usize]) -> bool {
+    let r = perm.len();
+    r >= 2 && perm[r - 1] == r - 2 && perm[r - 2] == r - 1 && perm[..r - 2].iter().enumerate().all(|(i, &p)| i == p)
 }
 
 fn structural_fast_math() -> Vec<Rule> {
     vec![
         // [fast-math] sum(sum(x, a1), a2) = sum(x, a1 ∪ a2): the sums reassociate
         structural("reduce-sum-nested", |g, id| nested_reductions(g, id, &[ReduceKind::Sum])),
+        // [fast-math] sum(broadcast(x)) over the axes the broadcast added = x · (their size): n
+        // additions round differently from one multiplication
+        structural("reduce-sum-broadcast", |g, id| {
+            let mut out = vec![];
+            for (axes, c) in nodes(g, id, |op| {
+                if let Op::Reduce { kind: ReduceKind::Sum, axes } = op {
+                    Some(axes.clone())
+                } else {
+                    None
+                }
+            }) {
+                for ((shape, dims), cc) in nodes(g, c[0], |op| {
+                    if let Op::Broadcast { shape, dims } = op {
+                        Some((shape.clone(), dims.clone()))
+                    } else {
+                        None
+                    }
+                }) {
+                    let added: Vec<usize> = (0..shape.len()).filter(|d| !dims.contains(d)).collect();
+                    let x = ty(g, cc[0]);
+                    if axes == added && x.dtype.is_float() && x.shape.iter().zip(&dims).all(|(&n, &d)| n == shape[d]) {
+                        let count: usize = added.iter().map(|&a| shape[a]).product();
+                        out.push(Build::Node(
+                            Op::Binary(BinaryOp::Mul),
+                            vec![Build::Class(cc[0]), splat(x, count as f64)],
+                        ));
+                    }
+                }
+            }
+            out
+        }),
         // [fast-math] x * 0 = 0: false for x = inf or NaN, and for x < 0 (gives -0)
         structural("mul-zero", |g, id| {
             let zero_operand = nodes(g, id, |op| (*op == Op::Binary(BinaryOp::Mul)).then_some(()))
