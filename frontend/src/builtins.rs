@@ -40,42 +40,16 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("cross_entropy", &["logits", "labels"], 2),
     ("one_hot", &["labels", "n"], 2),
     ("arange", &["n"], 1),
+    ("conv2d", &["x", "w", "stride", "padding", "dilation"], 2),
 ];
 
 /// The names of all builtins.
-pub const NAMES: &[&str] = &[
-    "exp",
-    "log",
-    "sqrt",
-    "rsqrt",
-    "tanh",
-    "sigmoid",
-    "sin",
-    "cos",
-    "abs",
-    "relu",
-    "maximum",
-    "minimum",
-    "pow",
-    "where",
-    "sum",
-    "mean",
-    "max",
-    "min",
-    "reshape",
-    "transpose",
-    "broadcast_to",
-    "concat",
-    "cast",
-    "softmax",
-    "logsumexp",
-    "cross_entropy",
-    "one_hot",
-    "arange",
-];
+pub fn names() -> impl Iterator<Item = &'static str> {
+    SIGNATURES.iter().map(|s| s.0)
+}
 
 pub fn is_builtin(name: &str) -> bool {
-    NAMES.contains(&name)
+    names().any(|n| n == name)
 }
 
 /// Arguments bound to a builtin's parameters.
@@ -398,6 +372,68 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let n = positive_int(el, env, e)?;
             one_hot(el, labels, n, DType::F32, span)?
         }
+        // conv2d(x[N, H, W, C], w[KH, KW, C, CO]) as im2col: for every kernel tap (i, j), the
+        // strided slice of the zero-padded input it reads; the taps side by side along the
+        // channels; one matrix product with w as a [KH·KW·C, CO] matrix.
+        "conv2d" => {
+            let (x, xs) = tensor(el, env, 0)?;
+            let (w, ws) = tensor(el, env, 1)?;
+            let dtype = promote(promote(el.ty(x).dtype, el.ty(w).dtype), DType::F32);
+            let (x, w) = (el.convert(x, dtype, xs)?, el.convert(w, dtype, ws)?);
+            let (xt, wt) = (el.ty(x).clone(), el.ty(w).clone());
+            if xt.rank() != 4 || wt.rank() != 4 || xt.shape[3] != wt.shape[2] {
+                return Err(Diagnostic::error("E0222", format!("cannot convolve {xt} with {wt}"))
+                    .at(xs, format!("this is {xt}"))
+                    .also(ws, format!("this is {wt}"))
+                    .note("conv2d takes an input [N, H, W, C] and a kernel [KH, KW, C, CO] with the same C"));
+            }
+            let stride = pair_arg(el, env, b.get(2), 1, 1)?;
+            let padding = pair_arg(el, env, b.get(3), 0, 0)?;
+            let dilation = pair_arg(el, env, b.get(4), 1, 1)?;
+            let (n, c, co) = (xt.shape[0], xt.shape[3], wt.shape[3]);
+            let mut out = [0usize; 2];
+            for a in 0..2 {
+                let span = xt.shape[1 + a] + 2 * padding[a];
+                let reach = dilation[a] * (wt.shape[a] - 1) + 1;
+                if reach > span {
+                    return Err(Diagnostic::error(
+                        "E0222",
+                        format!("the kernel ({reach} wide with dilation) is larger than the padded input ({span})"),
+                    )
+                    .at(ws, "kernel")
+                    .note("the output would be empty"));
+                }
+                out[a] = (span - reach) / stride[a] + 1;
+            }
+            let mut padded = x;
+            for a in 0..2 {
+                if padding[a] > 0 {
+                    let mut zshape = el.ty(padded).shape.clone();
+                    zshape[1 + a] = padding[a];
+                    let zero = el.lit_to(Lit::Float(0.0), dtype, span)?;
+                    let zeros = el.broadcast(zero, &zshape, span)?;
+                    padded = el.push(Op::Concat { axis: 1 + a }, vec![zeros, padded, zeros], span)?;
+                }
+            }
+            let mut taps = vec![];
+            for i in 0..wt.shape[0] {
+                for j in 0..wt.shape[1] {
+                    let start = vec![0, i * dilation[0], j * dilation[1], 0];
+                    let step = vec![1, stride[0] as i64, stride[1] as i64, 1];
+                    taps.push(el.push(
+                        Op::Slice { start, step, shape: vec![n, out[0], out[1], c] },
+                        vec![padded],
+                        span,
+                    )?);
+                }
+            }
+            let cols = if taps.len() == 1 { taps[0] } else { el.push(Op::Concat { axis: 3 }, taps, span)? };
+            let k = wt.shape[0] * wt.shape[1] * c;
+            let rows = el.reshape(cols, vec![n * out[0] * out[1], k], span)?;
+            let kernel = el.reshape(w, vec![k, co], span)?;
+            let product = el.push(Op::Dot, vec![rows, kernel], span)?;
+            el.reshape(product, vec![n, out[0], out[1], co], span)?
+        }
         "arange" => {
             let e = b.get(0).expect("required");
             let n = positive_int(el, env, e)?;
@@ -569,6 +605,21 @@ fn positive_int<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr) -> R<usize> {
         );
     }
     Ok(n as usize)
+}
+
+/// An argument that is one non-negative integer or a list of two (height, width); `min` is the
+/// smallest value allowed.
+fn pair_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>, min: i64, default: usize) -> R<[usize; 2]> {
+    let Some(e) = e else { return Ok([default, default]) };
+    let values = match &e.kind {
+        ExprKind::List(_) => int_list(el, env, e)?,
+        _ => vec![el.const_int(env, e)?; 2],
+    };
+    match values.as_slice() {
+        &[h, w] if h >= min && w >= min && h < 1 << 20 && w < 1 << 20 => Ok([h as usize, w as usize]),
+        _ => Err(Diagnostic::error("E0222", "expected one integer or a pair [height, width]")
+            .at(e.span, format!("each must be {min} or more"))),
+    }
 }
 
 /// The shape for `reshape(x, dims)` of an array of `n` elements; one dimension may be -1.

@@ -183,7 +183,7 @@ pub fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Opt
 }
 
 fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnDef>) -> Diagnostic {
-    let candidates = fns.keys().copied().chain(crate::builtins::NAMES.iter().copied());
+    let candidates = fns.keys().copied().chain(crate::builtins::names().map(|n| -> &str { n }));
     let d = Diagnostic::error("E0102", format!("cannot find function `{name}`")).at(span, "not found");
     match suggest(name, candidates) {
         Some(s) => d.help(format!("a function with a similar name exists: `{s}`")),
