@@ -231,10 +231,16 @@ impl kiln_frontend::Differentiator for Autodiff {
 
 /// Parses and checks a source, returning the IR module (the work of `kiln check`).
 pub fn check(source: &Source, module_name: &str) -> Result<Module, Error> {
+    let file = kiln_frontend::parser::parse(&source.text).map_err(|d| source.error(d))?;
+    elaborate(source, &file, module_name)
+}
+
+/// Lowers a parsed source into a module named `module_name`, with autodiff available.
+fn elaborate(source: &Source, file: &kiln_frontend::ast::SourceFile, module_name: &str) -> Result<Module, Error> {
     if !kiln_ir::func::is_identifier(module_name) {
         return Err(Error::Usage(format!("module name `{module_name}` is not a C identifier")));
     }
-    kiln_frontend::compile_source_with(&source.text, module_name, &Autodiff).map_err(|d| source.error(d))
+    kiln_frontend::elaborate(file, module_name, Some(&Autodiff)).map_err(|d| source.error(d))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -257,7 +263,7 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
     }
     out.timings.push(("parse".into(), start.elapsed()));
     let start = Instant::now();
-    let mut module = check(source, &module_name)?;
+    let mut module = elaborate(source, &file, &module_name)?;
     out.timings.push(("elaborate".into(), start.elapsed()));
     if wants(EmitKind::Ir) {
         out.dumps.push((EmitKind::Ir.extension().into(), kiln_ir::text::print_module(&module)));

@@ -61,6 +61,14 @@ impl Builder {
         self.constant(0.0, ty)
     }
 
+    /// A derivative that may be absent (zero) as a value of type `ty`.
+    pub fn or_zeros(&mut self, v: Option<Value>, ty: &TensorType) -> Value {
+        match v {
+            Some(v) => v,
+            None => self.zeros(ty),
+        }
+    }
+
     pub fn unary(&mut self, op: kiln_ir::UnaryOp, x: Value) -> Value {
         self.push(Op::Unary(op), vec![x])
     }
@@ -170,10 +178,7 @@ pub fn jvp(f: &Func, name: &str) -> Func {
     }
     for (&r, name) in f.results.iter().zip(&f.result_names) {
         if differentiable(f.ty(r)) {
-            let t = match tangent[r.index()] {
-                Some(t) => t,
-                None => b.zeros(&f.ty(r).clone()),
-            };
+            let t = b.or_zeros(tangent[r.index()], f.ty(r));
             b.func.results.push(t);
             b.func.result_names.push(format!("t_{name}"));
         }
@@ -208,10 +213,7 @@ pub fn vjp(f: &Func, name: &str, wrt: Option<&[usize]>) -> Func {
     }
     let wanted: Vec<usize> = wrt.map(<[usize]>::to_vec).unwrap_or_else(|| (0..f.params.len()).collect());
     for i in wanted.into_iter().filter(|&i| differentiable(&f.params[i].ty)) {
-        let ct = match cotangent[i] {
-            Some(c) => c,
-            None => b.zeros(&f.params[i].ty.clone()),
-        };
+        let ct = b.or_zeros(cotangent[i], &f.params[i].ty);
         b.func.results.push(ct);
         b.func.result_names.push(fresh_name(f, format!("ct_{}", f.params[i].name)));
     }
@@ -239,10 +241,7 @@ pub fn value_and_grad(f: &Func, name: &str, wrt: &[usize]) -> Result<Func, Strin
     b.func.results.push(map[r.index()]);
     b.func.result_names.push("value".into());
     for &i in wrt {
-        let ct = match cotangent[i] {
-            Some(c) => c,
-            None => b.zeros(&f.params[i].ty.clone()),
-        };
+        let ct = b.or_zeros(cotangent[i], &f.params[i].ty);
         b.func.results.push(ct);
         b.func.result_names.push(fresh_name(f, format!("grad_{}", f.params[i].name)));
     }

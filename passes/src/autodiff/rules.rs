@@ -135,13 +135,8 @@ fn swap_last(b: &mut Builder, x: Value) -> Value {
 /// Forward mode: the tangent of `y = op(args)` from the operands' tangents (None is zero).
 pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value>]) -> Option<Value> {
     let tangent = |b: &mut Builder, i: usize| -> Value {
-        match t[i] {
-            Some(v) => v,
-            None => {
-                let ty = b.ty(args[i]).clone();
-                b.zeros(&ty)
-            }
-        }
+        let ty = b.ty(args[i]).clone();
+        b.or_zeros(t[i], &ty)
     };
     Some(match op {
         Op::Const(_) | Op::Iota { .. } => return None,
