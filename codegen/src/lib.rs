@@ -1,7 +1,7 @@
 //! kiln-codegen: from verified IR to machine code.
 //!
 //! Owns: IR to MLIR ([`mlir`]), the MLIR pass pipeline that bufferizes and lowers to the LLVM
-//! dialect ([`pipeline`]), translation to LLVM IR and the C entry points, LLVM target machines
+//! dialect ([`pipeline`]), loop schedules for contractions ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
 //! ([`target`]) and object emission, the generated C header ([`header`]).
 //!
 //! May depend on: kiln-ir, melior and mlir-sys (MLIR 22), inkwell (LLVM 22).
@@ -15,6 +15,7 @@ pub mod header;
 pub mod manifest;
 pub mod mlir;
 pub mod pipeline;
+pub mod schedule;
 pub mod target;
 pub mod workspace;
 

@@ -38,14 +38,36 @@ pub fn entry_symbol(module: &str, func: &str) -> String {
     format!("{module}_{func}")
 }
 
+/// A contraction the emitter tagged `{kiln.contraction = ID}` for [`crate::schedule`]: its
+/// loops are (batch..., m, k, n).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contraction {
+    pub id: usize,
+    pub batch: Vec<usize>,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub dtype: DType,
+}
+
+/// The MLIR module of an IR module, and the contractions in it.
+#[derive(Clone, Debug)]
+pub struct Emitted {
+    pub text: String,
+    pub contractions: Vec<Contraction>,
+}
+
 /// Emits the MLIR module (as text) for every function of `module`.
-pub fn emit_module(module: &Module) -> String {
-    let mut out = String::from("module {\n");
+pub fn emit_module(module: &Module) -> Emitted {
+    let mut text = String::from("module {\n");
+    let mut contractions = vec![];
     for f in &module.funcs {
-        out.push_str(&FuncEmitter::new(f).emit(&impl_symbol(&module.name, &f.name)));
+        let mut emitter = FuncEmitter::new(f, contractions.len());
+        text.push_str(&emitter.emit(&impl_symbol(&module.name, &f.name)));
+        contractions.append(&mut emitter.contractions);
     }
-    out.push_str("}\n");
-    out
+    text.push_str("}\n");
+    Emitted { text, contractions }
 }
 
 /// The MLIR element type of a dtype inside tensors.
@@ -267,11 +289,22 @@ struct FuncEmitter<'f> {
     names: Vec<String>,
     /// The span of the instruction being lowered.
     span: Option<Span>,
+    /// Contractions emitted so far, numbered from the `first_contraction` given to `new`.
+    contractions: Vec<Contraction>,
+    first_contraction: usize,
 }
 
 impl<'f> FuncEmitter<'f> {
-    fn new(func: &'f Func) -> Self {
-        FuncEmitter { func, out: String::new(), next: 0, names: vec![], span: None }
+    fn new(func: &'f Func, first_contraction: usize) -> Self {
+        FuncEmitter {
+            func,
+            out: String::new(),
+            next: 0,
+            names: vec![],
+            span: None,
+            contractions: vec![],
+            first_contraction,
+        }
     }
 
     fn fresh(&mut self) -> String {
@@ -292,7 +325,7 @@ impl<'f> FuncEmitter<'f> {
         }
     }
 
-    fn emit(mut self, symbol: &str) -> String {
+    fn emit(&mut self, symbol: &str) -> String {
         let f = self.func;
         let mut args = vec![];
         for (i, p) in f.params.iter().enumerate() {
@@ -343,7 +376,7 @@ impl<'f> FuncEmitter<'f> {
                 "bufferization.materialize_in_destination {t} in restrict writable %out{i} : ({bt}, {mt}) -> ()"
             ));
         }
-        text.push_str(&self.out);
+        text.push_str(&std::mem::take(&mut self.out));
         text.push_str("    return\n  }\n");
         text
     }
@@ -635,8 +668,17 @@ impl<'f> FuncEmitter<'f> {
         ];
         let filled = self.filled(&ty.shape, Literal::of_i64(ty.dtype, 0));
         let out = self.fresh();
+        let id = self.first_contraction + self.contractions.len();
+        self.contractions.push(Contraction {
+            id,
+            batch: ty.shape[..r - 2].to_vec(),
+            m: ty.shape[r - 2],
+            k: a.1.shape[r - 1],
+            n: ty.shape[r - 1],
+            dtype: ty.dtype,
+        });
         self.line(format!(
-            "{out} = linalg.contract indexing_maps = [{}] ins({}, {} : {}, {}) outs({filled} : {t}) -> {t}",
+            "{out} = linalg.contract indexing_maps = [{}] ins({}, {} : {}, {}) outs({filled} : {t}) {{kiln.contraction = {id} : i64}} -> {t}",
             maps.join(", "),
             a.0,
             b.0,

@@ -3,6 +3,7 @@
 //! assembly or object emission. Each step is timed under its name.
 
 use crate::mlir::{emit_module, entry_symbol, impl_symbol};
+use crate::schedule;
 use crate::target::Target;
 use crate::workspace;
 use inkwell::context::Context as LlvmContext;
@@ -12,7 +13,7 @@ use inkwell::targets::FileType;
 use inkwell::AddressSpace;
 use kiln_ir::Module;
 use melior::dialect::DialectRegistry;
-use melior::ir::Module as MlirModule;
+use melior::ir::{BlockLike, Module as MlirModule};
 use melior::pass::PassManager;
 use melior::utility::{
     parse_pass_pipeline, register_all_dialects, register_all_llvm_translations, register_all_passes,
@@ -22,21 +23,26 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// The first MLIR pipeline: linalg on tensors to buffers. At -O1 and above, elementwise
-/// producers are first fused into their consumers. Its output is planned by [`workspace`].
-fn bufferize_pipeline(opt: u8) -> String {
+/// Fuses elementwise producers into their consumers (at -O1 and above) and replaces each
+/// result's `tensor.empty` with its destination. Both run before the contractions are
+/// scheduled: the schedule's cse would merge equal `tensor.empty`s, and empty-tensor
+/// elimination would then hand one destination to two results.
+fn prepare_pipeline(opt: u8) -> String {
     let fuse = if opt > 0 { "linalg-fuse-elementwise-ops," } else { "" };
-    format!(
-        "builtin.module({fuse}eliminate-empty-tensors,\
-         one-shot-bufferize{{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map}},\
-         canonicalize,cse)"
-    )
+    format!("builtin.module({fuse}eliminate-empty-tensors)")
 }
+
+/// Linalg on tensors to buffers (after [`prepare_pipeline`]). The second canonicalization, after cse, removes the
+/// self-copies that tiling's `tensor.insert_slice`s bufferize into. Its output is planned by
+/// [`workspace`].
+const BUFFERIZE_PIPELINE: &str = "builtin.module(\
+     one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},\
+     canonicalize,cse,canonicalize)";
 
 /// The second MLIR pipeline: buffers (allocations already rewritten into workspace views) to
 /// the LLVM dialect.
-const LOWER_PIPELINE: &str = "builtin.module(func.func(convert-linalg-to-loops),convert-scf-to-cf,\
-     expand-strided-metadata,lower-affine,convert-math-to-llvm,convert-math-to-libm,convert-arith-to-llvm,\
+const LOWER_PIPELINE: &str = "builtin.module(func.func(convert-linalg-to-loops),convert-vector-to-scf{full-unroll=true},convert-scf-to-cf,\
+     expand-strided-metadata,lower-affine,convert-vector-to-llvm,convert-math-to-llvm,convert-math-to-libm,convert-arith-to-llvm,\
      convert-index-to-llvm,finalize-memref-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},\
      convert-cf-to-llvm,convert-ub-to-llvm,reconcile-unrealized-casts)";
 
@@ -104,7 +110,9 @@ impl Timer {
 /// Compiles a verified module for `target` at optimization level `opt` (0 to 3).
 pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
     let mut timer = Timer { timings: vec![], start: Instant::now() };
-    let text = emit_module(module);
+    let emitted = emit_module(module);
+    let text = emitted.text;
+    let script = if opt > 0 { schedule::transform_script(&emitted.contractions, target.registers()) } else { None };
     timer.lap("mlir-emit");
 
     let registry = DialectRegistry::new();
@@ -135,7 +143,11 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         }
     };
     let mut bufferized = MlirModule::parse(&context, &text).ok_or_else(|| err("MLIR parsing", collected()))?;
-    run(&mut bufferized, &bufferize_pipeline(opt))?;
+    run(&mut bufferized, &prepare_pipeline(opt))?;
+    if let Some(script) = &script {
+        apply_schedule(&context, &bufferized, script).map_err(|e| err("contraction schedule", e + &collected()))?;
+    }
+    run(&mut bufferized, BUFFERIZE_PIPELINE)?;
     let plans = workspace::plan(&bufferized).map_err(|e| err("workspace planning", e))?;
     let planned =
         workspace::rewrite(&bufferized.as_operation().to_string(), &plans).map_err(|e| err("workspace planning", e))?;
@@ -178,7 +190,11 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         .map_err(|e| err("LLVM optimization", e.to_string()))?;
     timer.lap("llvm-opt");
 
-    let mut artifacts = Artifacts { mlir: emit.mlir.then_some(text), workspace, ..Default::default() };
+    let mlir = emit.mlir.then(|| match script {
+        Some(script) => format!("{text}// The contraction schedule, applied before bufferization:\n{script}"),
+        None => text,
+    });
+    let mut artifacts = Artifacts { mlir, workspace, ..Default::default() };
     if emit.llvm {
         artifacts.llvm = Some(llvm_module.print_to_string().to_string());
     }
@@ -195,6 +211,29 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     timer.lap("object");
     artifacts.timings = timer.timings;
     Ok(artifacts)
+}
+
+/// Applies a transform script (`@__transform_main` in its own module) to `payload`.
+fn apply_schedule(context: &Context, payload: &MlirModule, script: &str) -> Result<(), String> {
+    let script = MlirModule::parse(context, script).ok_or("the schedule does not parse: ")?;
+    let entry = script.body().first_operation().ok_or("the schedule is empty: ")?;
+    // SAFETY: every handle is alive for the whole call; the options are destroyed once.
+    let applied = unsafe {
+        let options = mlir_sys::mlirTransformOptionsCreate();
+        let result = mlir_sys::mlirTransformApplyNamedSequence(
+            payload.as_operation().to_raw(),
+            entry.to_raw(),
+            script.as_operation().to_raw(),
+            options,
+        );
+        mlir_sys::mlirTransformOptionsDestroy(options);
+        result.value != 0
+    };
+    if applied {
+        Ok(())
+    } else {
+        Err("the transform interpreter failed: ".into())
+    }
 }
 
 /// The only functions an object may call outside itself: C's allocator and memory functions,

@@ -103,6 +103,65 @@ impl Target {
     }
 }
 
+/// The vector registers the schedules tile for (see `schedule::MatmulTiles`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegisterFile {
+    pub count: u32,
+    pub vector_bits: u32,
+}
+
+/// x86-64 CPUs (LLVM names) with AVX-512F: 32 registers of 512 bits.
+const AVX512_CPUS: &[&str] = &[
+    "x86-64-v4",
+    "skylake-avx512",
+    "cascadelake",
+    "cooperlake",
+    "cannonlake",
+    "icelake-client",
+    "icelake-server",
+    "tigerlake",
+    "rocketlake",
+    "sapphirerapids",
+    "emeraldrapids",
+    "graniterapids",
+    "graniterapids-d",
+    "diamondrapids",
+    "znver4",
+    "znver5",
+    "knl",
+    "knm",
+];
+
+/// x86-64 CPUs (LLVM names) without AVX: 16 registers of 128 bits.
+const SSE_CPUS: &[&str] =
+    &["x86-64", "x86-64-v2", "nehalem", "westmere", "core2", "penryn", "k8", "btver1", "silvermont"];
+
+impl Target {
+    /// The vector register file of the target CPU: from the host's features for `native`, from
+    /// the CPU name otherwise (x86-64: AVX-512 CPUs 32 x 512 bits, SSE-only CPUs 16 x 128,
+    /// the rest AVX2's 16 x 256; aarch64: NEON's 32 x 128). A CPU missing from these lists
+    /// still gets correct code, tiled for AVX2.
+    pub fn registers(&self) -> RegisterFile {
+        let has = |feature: &str| self.features.split(',').any(|f| f == feature);
+        let (count, vector_bits) = match self.arch {
+            Arch::Aarch64 => (32, 128),
+            Arch::X86_64 if !self.features.is_empty() => {
+                if has("+avx512f") {
+                    (32, 512)
+                } else if has("+avx2") {
+                    (16, 256)
+                } else {
+                    (16, 128)
+                }
+            }
+            Arch::X86_64 if AVX512_CPUS.contains(&self.cpu.as_str()) => (32, 512),
+            Arch::X86_64 if SSE_CPUS.contains(&self.cpu.as_str()) => (16, 128),
+            Arch::X86_64 => (16, 256),
+        };
+        RegisterFile { count, vector_bits }
+    }
+}
+
 fn host_arch() -> Arch {
     if cfg!(target_arch = "aarch64") {
         Arch::Aarch64

@@ -19,16 +19,20 @@ pub struct Loaded {
     _dir: tempfile::TempDir,
 }
 
-/// Compiles a verified module with the default target at `opt`, links it into a shared
-/// library with the system C compiler and loads it.
+/// Compiles a verified module with the default target at `opt`; see [`compile_and_load_for`].
 pub fn compile_and_load(module: &Module, opt: u8) -> Loaded {
+    compile_and_load_for(module, opt, &kiln_codegen::Target::default())
+}
+
+/// Compiles a verified module for a host `target` at `opt`, links it into a shared
+/// library with the system C compiler and loads it.
+pub fn compile_and_load_for(module: &Module, opt: u8, target: &kiln_codegen::Target) -> Loaded {
     kiln_ir::verify::verify_module(module).expect("test modules verify");
-    let artifacts = kiln_codegen::compile(module, &kiln_codegen::Target::default(), opt, Default::default())
-        .unwrap_or_else(|e| {
-            let path = std::env::temp_dir().join(format!("kiln-failed-{}.mlir", module.name));
-            let _ = std::fs::write(&path, kiln_codegen::mlir::emit_module(module));
-            panic!("codegen failed: {e}\n(MLIR written to {})\n{}", path.display(), kiln_ir::text::print_module(module))
-        });
+    let artifacts = kiln_codegen::compile(module, target, opt, Default::default()).unwrap_or_else(|e| {
+        let path = std::env::temp_dir().join(format!("kiln-failed-{}.mlir", module.name));
+        let _ = std::fs::write(&path, kiln_codegen::mlir::emit_module(module).text);
+        panic!("codegen failed: {e}\n(MLIR written to {})\n{}", path.display(), kiln_ir::text::print_module(module))
+    });
     let dir = tempfile::tempdir().expect("temp dir");
     let obj: PathBuf = dir.path().join("m.o");
     let so: PathBuf = dir.path().join("libm.so");

@@ -1,0 +1,184 @@
+//! Loop schedules for contractions, applied with MLIR's transform dialect before bufferization.
+//!
+//! Every `linalg.contract` the emitter produces carries `{kiln.contraction = ID}`; this module
+//! writes one transform script (`@__transform_main`) that, for each of them:
+//!
+//! 1. tiles (batch, m, n) into cache tiles: a B panel of `cache_k x cache_n` stays in L2 while
+//!    `cache_m` rows of A stream past it;
+//! 2. tiles k by `cache_k`: small k tiles keep the rows of B a register tile touches in L1 even
+//!    when the row stride is a power of two (the rows alias in L1 sets);
+//! 3. tiles (m, n, k) by (`reg_m`, `reg_n`, 1), k innermost: the `reg_m x reg_n` tile of C lives
+//!    in vector registers across the k loop, which is unrolled by `unroll_k`;
+//! 4. peels every loop whose extent the tile does not divide, innermost first, so that every
+//!    tile has a static shape (the main loops run full tiles, one remainder iteration runs the
+//!    rest) and vectorization needs no masks;
+//!
+//! and then, for all of them together: vectorizes the tiled contractions, turns the vector
+//! contractions into outer products (one broadcast of A and `reg_n / lanes` FMAs per row and k
+//! step), hoists the C tile out of the k loop (loop-invariant subsets become `iter_args`), and
+//! lowers the vector transfers to plain loads and stores.
+//!
+//! The tile sizes come from [`MatmulTiles::for_target`], one row per register file.
+
+use crate::mlir::Contraction;
+use crate::target::RegisterFile;
+use std::fmt::Write;
+
+/// Tile sizes of the contraction schedule, in elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulTiles {
+    pub cache_m: usize,
+    pub cache_n: usize,
+    pub cache_k: usize,
+    pub reg_m: usize,
+    pub reg_n: usize,
+    pub unroll_k: usize,
+}
+
+impl MatmulTiles {
+    /// The tiles for elements of `elem_bits` on a register file.
+    ///
+    /// | vector registers | register tile (rows x vectors) | why |
+    /// |---|---|---|
+    /// | 32 x 512 bit (AVX-512) | 8 x 2 | 16 accumulators, 2 loads of B and broadcasts of A in the other 16 |
+    /// | 16 x 256 bit (AVX2) | 6 x 2 | 12 accumulators + 2 B + 1 broadcast = 15 of 16 (BLIS's Haswell kernel) |
+    /// | 32 x 128 bit (NEON) | 8 x 3 | 24 accumulators + 3 B + broadcasts (BLIS's ARMv8 kernel) |
+    /// | other | 4 x 2 | fits 16 registers of any width |
+    ///
+    /// Cache tiles (measured on AMD EPYC (Zen 4), docs/performance.md): 64 rows of A by a
+    /// 256 x 512 panel of B (512 KiB of f32, half of a 1 MiB L2).
+    pub fn for_target(registers: RegisterFile, elem_bits: usize) -> MatmulTiles {
+        let lanes = (registers.vector_bits as usize / elem_bits).max(1);
+        let (reg_m, vectors) = match (registers.count, registers.vector_bits) {
+            (32, 512) => (8, 2),
+            (16, 256) => (6, 2),
+            (32, 128) => (8, 3),
+            _ => (4, 2),
+        };
+        MatmulTiles { cache_m: 64, cache_n: 512, cache_k: 256, reg_m, reg_n: vectors * lanes, unroll_k: 4 }
+    }
+
+    /// The tiles clamped to a contraction's extents (a tile never exceeds its loop).
+    fn clamped(self, c: &Contraction) -> MatmulTiles {
+        let cache_m = self.cache_m.min(c.m);
+        let cache_n = self.cache_n.min(c.n);
+        MatmulTiles {
+            cache_m,
+            cache_n,
+            cache_k: self.cache_k.min(c.k),
+            reg_m: self.reg_m.min(cache_m),
+            reg_n: self.reg_n.min(cache_n),
+            unroll_k: self.unroll_k,
+        }
+    }
+}
+
+/// The transform module scheduling `contractions`, or `None` when there are none.
+pub fn transform_script(contractions: &[Contraction], registers: RegisterFile) -> Option<String> {
+    if contractions.is_empty() {
+        return None;
+    }
+    let mut s = String::from(
+        "module attributes {transform.with_named_sequence} {\n  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {\n",
+    );
+    for c in contractions {
+        tile_contraction(&mut s, c, MatmulTiles::for_target(registers, c.dtype.size_bytes() * 8).clamped(c));
+    }
+    s.push_str(VECTORIZE_AND_LOWER);
+    s.push_str("    transform.yield\n  }\n}\n");
+    Some(s)
+}
+
+/// Handle types: `n` handles to any op.
+fn any_ops(n: usize) -> String {
+    vec!["!transform.any_op"; n].join(", ")
+}
+
+/// A comma-separated list.
+fn list(xs: impl IntoIterator<Item = usize>) -> String {
+    xs.into_iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Steps 1 to 4 for one contraction, whose loops are (batch..., m, k, n).
+fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
+    let id = c.id;
+    let b = c.batch.len();
+    let ones = || std::iter::repeat_n(1, b);
+    let zeros = || std::iter::repeat_n(0, b);
+    let cache: Vec<usize> = ones().chain([t.cache_m, 0, t.cache_n]).collect();
+    let k_tile: Vec<usize> = zeros().chain([0, t.cache_k, 0]).collect();
+    let reg: Vec<usize> = zeros().chain([t.reg_m, 1, t.reg_n]).collect();
+    // Register loops in the order m, n, k: k innermost.
+    let interchange: Vec<usize> = (0..b).chain([b, b + 2, b + 1]).collect();
+    let _ = writeln!(
+        s,
+        "    %c{id} = transform.structured.match ops{{[\"linalg.contract\"]}} attributes {{kiln.contraction = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
+         \x20   %c{id}_t1, %c{id}_cache:{nc} = transform.structured.tile_using_for %c{id} tile_sizes [{cache}] : (!transform.any_op) -> ({r1})\n\
+         \x20   %c{id}_t2, %c{id}_k = transform.structured.tile_using_for %c{id}_t1 tile_sizes [{k_tile}] : (!transform.any_op) -> ({r2})\n\
+         \x20   %c{id}_t3, %c{id}_reg:3 = transform.structured.tile_using_for %c{id}_t2 tile_sizes [{reg}] interchange = [{interchange}] : (!transform.any_op) -> ({r4})\n\
+         \x20   transform.loop.unroll %c{id}_reg#2 {{ factor = {unroll} }} : !transform.any_op",
+        nc = b + 2,
+        cache = list(cache),
+        k_tile = list(k_tile),
+        reg = list(reg),
+        interchange = list(interchange),
+        r1 = any_ops(b + 3),
+        r2 = any_ops(2),
+        r4 = any_ops(4),
+        unroll = t.unroll_k,
+    );
+    // A loop needs peeling when its extent is dynamic (the enclosing cache tile is partial)
+    // or not a multiple of its step.
+    let partial_m = !c.m.is_multiple_of(t.cache_m);
+    let partial_n = !c.n.is_multiple_of(t.cache_n);
+    let peels = [
+        (format!("%c{id}_reg#1"), partial_n || !t.cache_n.is_multiple_of(t.reg_n)),
+        (format!("%c{id}_reg#0"), partial_m || !t.cache_m.is_multiple_of(t.reg_m)),
+        (format!("%c{id}_k"), !c.k.is_multiple_of(t.cache_k)),
+        (format!("%c{id}_cache#{}", b + 1), partial_n),
+        (format!("%c{id}_cache#{b}"), partial_m),
+    ];
+    for (i, (handle, _)) in peels.iter().enumerate().filter(|(_, (_, needed))| *needed) {
+        let _ = writeln!(
+            s,
+            "    %c{id}_p{i} = transform.cast {handle} : !transform.any_op to !transform.op<\"scf.for\">\n\
+             \x20   %c{id}_p{i}_main, %c{id}_p{i}_rest = transform.loop.peel %c{id}_p{i} : (!transform.op<\"scf.for\">) -> (!transform.any_op, !transform.any_op)"
+        );
+    }
+}
+
+/// Steps 5 to 8 for every scheduled contraction at once. Order matters:
+/// canonicalization first folds the peeled tiles' sizes to constants (so vectorization needs
+/// no masks); `reduction_to_contract` must run before any canonicalization of the vectorized
+/// code (otherwise a k tile of 1 becomes mulf + addf, and no FMA); the C tile is hoisted out of
+/// the k loop only after cse and licm have exposed the loop-invariant subset. Patterns apply to
+/// the whole module: a handle to several functions cannot be a pattern root.
+const VECTORIZE_AND_LOWER: &str = r#"    transform.apply_patterns to %root {
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+    %tiles = transform.structured.match ops{["linalg.contract"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %tiles : !transform.any_op
+    transform.apply_patterns to %root {
+      transform.apply_patterns.vector.reduction_to_contract
+      transform.apply_patterns.vector.transfer_permutation_patterns
+    } : !transform.any_op
+    transform.apply_patterns to %root {
+      transform.apply_patterns.canonicalization
+      transform.apply_patterns.tensor.fold_tensor_subset_ops_into_vector_transfers
+    } : !transform.any_op
+    transform.apply_cse to %root : !transform.any_op
+    %loops = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_licm to %loops : !transform.any_op
+    transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op
+    transform.apply_patterns to %root {
+      transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
+      transform.apply_patterns.vector.lower_outerproduct
+      transform.apply_patterns.vector.transfer_permutation_patterns
+      transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerparallel"
+      transform.apply_patterns.vector.transfer_to_scf max_transfer_rank = 1 full_unroll = true
+      transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1
+      transform.apply_patterns.vector.lower_shape_cast
+      transform.apply_patterns.vector.lower_transpose lowering_strategy = "shuffle_1d"
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+"#;
