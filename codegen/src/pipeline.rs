@@ -112,7 +112,6 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     let mut timer = Timer { timings: vec![], start: Instant::now() };
     let emitted = emit_module(module);
     let text = emitted.text;
-    let script = if opt > 0 { schedule::transform_script(&emitted.contractions, target.registers()) } else { None };
     timer.lap("mlir-emit");
 
     let registry = DialectRegistry::new();
@@ -144,6 +143,12 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     };
     let mut bufferized = MlirModule::parse(&context, &text).ok_or_else(|| err("MLIR parsing", collected()))?;
     run(&mut bufferized, &prepare_pipeline(opt))?;
+    let script = if opt > 0 {
+        let generics = schedule::tag_generics(&context, &bufferized);
+        schedule::transform_script(&emitted.contractions, &generics, target.registers())
+    } else {
+        None
+    };
     if let Some(script) = &script {
         apply_schedule(&context, &bufferized, script).map_err(|e| err("contraction schedule", e + &collected()))?;
     }

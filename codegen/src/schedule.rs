@@ -18,11 +18,99 @@
 //! step), hoists the C tile out of the k loop (loop-invariant subsets become `iter_args`), and
 //! lowers the vector transfers to plain loads and stores.
 //!
+//! Every other `linalg.generic` (elementwise chains after fusion, reductions, broadcasts) is
+//! vectorized along its innermost loop: [`tag_generics`] marks it `{kiln.vectorize = ID}`
+//! after elementwise fusion, and the script tiles its outer loops by 1 and its innermost loop by
+//! two vector registers' worth of elements ([`RegisterFile::vector_elements`]), peels the
+//! remainder, and vectorizes the tiles. Explicit vectors do not depend on LLVM proving that
+//! intermediate buffers, which are all views of one workspace, do not overlap.
+//!
 //! The tile sizes come from [`MatmulTiles::for_target`], one row per register file.
 
 use crate::mlir::Contraction;
 use crate::target::RegisterFile;
+use melior::ir::attribute::AttributeLike;
+use melior::ir::attribute::IntegerAttribute;
+use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
+use melior::ir::r#type::IntegerType;
+use melior::ir::r#type::TypeLike;
+use melior::ir::{Module, ValueLike};
+use melior::{Context, StringRef};
 use std::fmt::Write;
+
+/// A `linalg.generic` tagged for vectorization, with its static loop extents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generic {
+    pub id: usize,
+    pub extents: Vec<usize>,
+}
+
+/// Tags every `linalg.generic` of `module` that the schedule vectorizes with
+/// `kiln.vectorize = ID` and returns them, in walk order (deterministic). Left as scalar loops:
+/// ops without loops, ops that gather (`tensor.extract` in the body; vector gathers are slower
+/// than scalar loads), and ops with bool operands (vectors of `i1` are bit-packed in memory,
+/// bool buffers hold a byte per element).
+pub fn tag_generics(context: &Context, module: &Module) -> Vec<Generic> {
+    let mut generics = vec![];
+    let i64_type = IntegerType::new(context, 64).into();
+    module.as_operation().walk(WalkOrder::PreOrder, |op| {
+        if op.name().as_string_ref().as_str() == Ok("linalg.generic") {
+            if let Some(extents) = vectorizable_extents(&op) {
+                let id = generics.len();
+                let tag = IntegerAttribute::new(i64_type, id as i64).to_raw();
+                // SAFETY: the attribute belongs to the op's context, which outlives the call.
+                unsafe {
+                    mlir_sys::mlirOperationSetDiscardableAttributeByName(
+                        op.to_raw(),
+                        StringRef::new("kiln.vectorize").to_raw(),
+                        tag,
+                    );
+                }
+                generics.push(Generic { id, extents });
+            }
+        }
+        WalkResult::Advance
+    });
+    generics
+}
+
+/// The loop extents of a `linalg.generic`, read from its indexing maps and static operand
+/// shapes, when the op is one to vectorize (see [`tag_generics`]).
+fn vectorizable_extents<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Vec<usize>> {
+    let maps = op.attribute("indexing_maps").ok()?.to_raw();
+    let mut gathers = false;
+    op.walk(WalkOrder::PreOrder, |inner| {
+        gathers |= inner.name().as_string_ref().as_str() == Ok("tensor.extract");
+        WalkResult::Advance
+    });
+    if gathers {
+        return None;
+    }
+    let mut extents: Vec<Option<usize>> = vec![];
+    for i in 0..op.operand_count() {
+        let ty = op.operand(i).ok()?.r#type().to_raw();
+        // SAFETY: `maps` is the op's ArrayAttr of AffineMapAttrs (one per operand) and `ty` a
+        // ranked tensor type (the emitter writes no other operand types).
+        unsafe {
+            let element = mlir_sys::mlirShapedTypeGetElementType(ty);
+            if mlir_sys::mlirTypeIsAInteger(element) && mlir_sys::mlirIntegerTypeGetWidth(element) == 1 {
+                return None;
+            }
+            let map = mlir_sys::mlirAffineMapAttrGetValue(mlir_sys::mlirArrayAttrGetElement(maps, i as isize));
+            extents.resize(mlir_sys::mlirAffineMapGetNumDims(map) as usize, None);
+            for r in 0..mlir_sys::mlirAffineMapGetNumResults(map) {
+                let expr = mlir_sys::mlirAffineMapGetResult(map, r);
+                if mlir_sys::mlirAffineExprIsADim(expr) {
+                    let d = mlir_sys::mlirAffineDimExprGetPosition(expr) as usize;
+                    let size = mlir_sys::mlirShapedTypeGetDimSize(ty, r);
+                    extents[d] = usize::try_from(size).ok();
+                }
+            }
+        }
+    }
+    let extents: Vec<usize> = extents.into_iter().collect::<Option<_>>()?;
+    (!extents.is_empty()).then_some(extents)
+}
 
 /// Tile sizes of the contraction schedule, in elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,9 +161,10 @@ impl MatmulTiles {
     }
 }
 
-/// The transform module scheduling `contractions`, or `None` when there are none.
-pub fn transform_script(contractions: &[Contraction], registers: RegisterFile) -> Option<String> {
-    if contractions.is_empty() {
+/// The transform module scheduling `contractions` and vectorizing `generics`, or `None` when
+/// there is nothing to schedule.
+pub fn transform_script(contractions: &[Contraction], generics: &[Generic], registers: RegisterFile) -> Option<String> {
+    if contractions.is_empty() && generics.is_empty() {
         return None;
     }
     let mut s = String::from(
@@ -84,7 +173,22 @@ pub fn transform_script(contractions: &[Contraction], registers: RegisterFile) -
     for c in contractions {
         tile_contraction(&mut s, c, MatmulTiles::for_target(registers, c.dtype.size_bytes() * 8).clamped(c));
     }
-    s.push_str(VECTORIZE_AND_LOWER);
+    for g in generics {
+        tile_generic(&mut s, g, registers.vector_elements());
+    }
+    s.push_str(CANONICALIZE);
+    if !contractions.is_empty() {
+        s.push_str(VECTORIZE_CONTRACTIONS);
+    }
+    for g in generics {
+        let _ = writeln!(
+            s,
+            "    %g{id}_tiles = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
+             \x20   transform.structured.vectorize %g{id}_tiles : !transform.any_op",
+            id = g.id
+        );
+    }
+    s.push_str(LOWER);
     s.push_str("    transform.yield\n  }\n}\n");
     Some(s)
 }
@@ -97,6 +201,37 @@ fn any_ops(n: usize) -> String {
 /// A comma-separated list.
 fn list(xs: impl IntoIterator<Item = usize>) -> String {
     xs.into_iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Writes the peeling of each loop handle in `loops`.
+fn peel(s: &mut String, prefix: &str, loops: &[String]) {
+    for (i, handle) in loops.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "    {prefix}_p{i} = transform.cast {handle} : !transform.any_op to !transform.op<\"scf.for\">\n\
+             \x20   {prefix}_p{i}_main, {prefix}_p{i}_rest = transform.loop.peel {prefix}_p{i} : (!transform.op<\"scf.for\">) -> (!transform.any_op, !transform.any_op)"
+        );
+    }
+}
+
+/// Tiles a generic's outer loops by 1 and its innermost loop by `vector` elements (or its
+/// whole extent, when shorter), peeling the remainder.
+fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
+    let id = g.id;
+    let n = g.extents.len();
+    let inner = g.extents[n - 1];
+    let tile = vector.min(inner);
+    let tiles: Vec<usize> = std::iter::repeat_n(1, n - 1).chain([tile]).collect();
+    let _ = writeln!(
+        s,
+        "    %g{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
+         \x20   %g{id}_t, %g{id}_loops:{n} = transform.structured.tile_using_for %g{id} tile_sizes [{}] : (!transform.any_op) -> ({})",
+        list(tiles),
+        any_ops(n + 1)
+    );
+    if !inner.is_multiple_of(tile) {
+        peel(s, &format!("%g{id}"), &[format!("%g{id}_loops#{}", n - 1)]);
+    }
 }
 
 /// Steps 1 to 4 for one contraction, whose loops are (batch..., m, k, n).
@@ -138,31 +273,33 @@ fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
         (format!("%c{id}_cache#{}", b + 1), partial_n),
         (format!("%c{id}_cache#{b}"), partial_m),
     ];
-    for (i, (handle, _)) in peels.iter().enumerate().filter(|(_, (_, needed))| *needed) {
-        let _ = writeln!(
-            s,
-            "    %c{id}_p{i} = transform.cast {handle} : !transform.any_op to !transform.op<\"scf.for\">\n\
-             \x20   %c{id}_p{i}_main, %c{id}_p{i}_rest = transform.loop.peel %c{id}_p{i} : (!transform.op<\"scf.for\">) -> (!transform.any_op, !transform.any_op)"
-        );
-    }
+    let needed: Vec<String> = peels.into_iter().filter(|(_, needed)| *needed).map(|(handle, _)| handle).collect();
+    peel(s, &format!("%c{id}"), &needed);
 }
 
-/// Steps 5 to 8 for every scheduled contraction at once. Order matters:
-/// canonicalization first folds the peeled tiles' sizes to constants (so vectorization needs
-/// no masks); `reduction_to_contract` must run before any canonicalization of the vectorized
-/// code (otherwise a k tile of 1 becomes mulf + addf, and no FMA); the C tile is hoisted out of
-/// the k loop only after cse and licm have exposed the loop-invariant subset. Patterns apply to
-/// the whole module: a handle to several functions cannot be a pattern root.
-const VECTORIZE_AND_LOWER: &str = r#"    transform.apply_patterns to %root {
+/// Folds the peeled tiles' sizes to constants, so that vectorization needs no masks.
+const CANONICALIZE: &str = r#"    transform.apply_patterns to %root {
       transform.apply_patterns.canonicalization
     } : !transform.any_op
-    %tiles = transform.structured.match ops{["linalg.contract"]} in %root : (!transform.any_op) -> !transform.any_op
+"#;
+
+/// Vectorizes the contraction tiles. `reduction_to_contract` must run before any
+/// canonicalization of the vectorized code (otherwise a k tile of 1 becomes mulf + addf, and
+/// no FMA).
+const VECTORIZE_CONTRACTIONS: &str = r#"    %tiles = transform.structured.match ops{["linalg.contract"]} in %root : (!transform.any_op) -> !transform.any_op
     transform.structured.vectorize %tiles : !transform.any_op
     transform.apply_patterns to %root {
       transform.apply_patterns.vector.reduction_to_contract
       transform.apply_patterns.vector.transfer_permutation_patterns
     } : !transform.any_op
-    transform.apply_patterns to %root {
+"#;
+
+/// Hoists and lowers every vectorized tile: accumulators (the C tile of a contraction, the
+/// partial results of a reduction) leave their loops as `iter_args` once cse and licm have
+/// exposed the loop-invariant subsets; contractions become outer products, and transfers plain
+/// vector loads and stores. Patterns apply to the whole module: a handle to several functions
+/// cannot be a pattern root.
+const LOWER: &str = r#"    transform.apply_patterns to %root {
       transform.apply_patterns.canonicalization
       transform.apply_patterns.tensor.fold_tensor_subset_ops_into_vector_transfers
     } : !transform.any_op
@@ -174,11 +311,10 @@ const VECTORIZE_AND_LOWER: &str = r#"    transform.apply_patterns to %root {
       transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
       transform.apply_patterns.vector.lower_outerproduct
       transform.apply_patterns.vector.transfer_permutation_patterns
-      transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerparallel"
+      transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerreduction"
       transform.apply_patterns.vector.transfer_to_scf max_transfer_rank = 1 full_unroll = true
       transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1
       transform.apply_patterns.vector.lower_shape_cast
-      transform.apply_patterns.vector.lower_transpose lowering_strategy = "shuffle_1d"
       transform.apply_patterns.canonicalization
     } : !transform.any_op
 "#;

@@ -110,6 +110,14 @@ pub struct RegisterFile {
     pub vector_bits: u32,
 }
 
+impl RegisterFile {
+    /// Elements per vectorized tile of an elementwise loop or reduction: two registers of f32,
+    /// so that two independent vector operations are in flight.
+    pub fn vector_elements(self) -> usize {
+        2 * self.vector_bits as usize / 32
+    }
+}
+
 /// x86-64 CPUs (LLVM names) with AVX-512F: 32 registers of 512 bits.
 const AVX512_CPUS: &[&str] = &[
     "x86-64-v4",

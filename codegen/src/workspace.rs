@@ -147,7 +147,7 @@ fn place(buffers: &[Buffer]) -> (Vec<u64>, u64) {
 }
 
 /// Rewrites the printed, bufferized module: each function of `plans` gets the argument
-/// `%kiln_ws: memref<Nxi8>` and its allocations become views of it at the planned offsets.
+/// `%kiln_ws: memref<Nxi8> {llvm.noalias}` and its allocations become views of it at the planned offsets.
 pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
     let by_symbol: HashMap<&str, &FunctionPlan> = plans.iter().map(|p| (p.symbol.as_str(), p)).collect();
     let mut out = String::with_capacity(text.len() + 1024);
@@ -163,7 +163,12 @@ pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
             let plan = by_symbol.get(symbol).ok_or_else(|| format!("no workspace plan for `{symbol}`"))?;
             let close = line.rfind(") {").ok_or_else(|| format!("unexpected function header `{line}`"))?;
             let sep = if line[..close].ends_with('(') { "" } else { ", " };
-            out.push_str(&format!("{}{sep}%kiln_ws: memref<{}xi8>{}\n", &line[..close], plan.bytes, &line[close..]));
+            out.push_str(&format!(
+                "{}{sep}%kiln_ws: memref<{}xi8> {{llvm.noalias}}{}\n",
+                &line[..close],
+                plan.bytes,
+                &line[close..]
+            ));
             current = Some((plan, 0));
         } else if let Some((name, alloc)) = trimmed.split_once(" = memref.alloc()") {
             let (plan, seen) = current.as_mut().ok_or("an allocation outside a function")?;

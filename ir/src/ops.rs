@@ -190,10 +190,22 @@ unary_ops! {
     // rsqrt(x) = 1 / sqrt(x)
     Rsqrt   "rsqrt"   Float,   |x| T::ONE / x.sqrt(),                none;
     Tanh    "tanh"    Float,   |x| x.tanh(),                         none;
-    // sigmoid(x) = 1 / (1 + exp(-x)): saturates to 0 and 1 without overflow to NaN.
-    Sigmoid "sigmoid" Float,   |x| T::ONE / (T::ONE + (-x).exp()),   none;
+    // sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, with e = exp(-|x|) <= 1:
+    // never overflows, and keeps full relative accuracy down to the smallest subnormal.
+    Sigmoid "sigmoid" Float,   |x| sigmoid(x),                       none;
     Sin     "sin"     Float,   |x| x.sin(),                          none;
     Cos     "cos"     Float,   |x| x.cos(),                          none;
+}
+
+/// The logistic function, as every lowering computes it (see the `Sigmoid` row).
+fn sigmoid<T: Float>(x: T) -> T {
+    let e = (-x.abs()).exp();
+    let s = T::ONE / (T::ONE + e);
+    if x < T::ZERO {
+        e * s
+    } else {
+        s
+    }
 }
 
 /// Declares the binary elementwise ops: `Variant "name" domain result, float semantics,
