@@ -124,71 +124,137 @@ pub struct BenchOptions {
     pub filter: Option<String>,
 }
 
+/// One compiled and timed program.
+struct Measured {
+    output: crate::Output,
+    /// Seconds to compile.
+    compile: f64,
+    /// Median seconds per call.
+    time: f64,
+    /// Bytes of the inputs and outputs.
+    bytes: usize,
+}
+
+/// Compiles `text` (which exports `f`) as shared library number `i` under `dir`, and times
+/// calls of `f` on fixed inputs with a caller-provided workspace.
+fn measure(
+    dir: &std::path::Path,
+    i: usize,
+    text: String,
+    target: &kiln_codegen::Target,
+    runs: usize,
+) -> Result<Measured, Error> {
+    let source = Source { name: format!("bench{i}.kn"), text };
+    let build_options = Options {
+        output: OutputKind::Shared,
+        target: target.clone(),
+        module_name: Some(format!("bench{i}")),
+        emit: vec![crate::EmitKind::Opt, crate::EmitKind::Obj],
+        ..Options::default()
+    };
+    let start = Instant::now();
+    let output = build(&source, &build_options)?;
+    let compile = start.elapsed().as_secs_f64();
+    let sub = dir.join(format!("b{i}"));
+    write_output(&output, &sub)?;
+    let bundle = Bundle::open(&sub.join(format!("bench{i}.json"))).map_err(|e| Error::Internal(e.to_string()))?;
+    let f = bundle.function("f").ok_or_else(|| Error::Internal("no function f".into()))?;
+    let inputs: Vec<Vec<u8>> = f
+        .params
+        .iter()
+        .map(|p| match p.dtype {
+            kiln_runtime::DType::F32 => {
+                (0..p.bytes / 4).flat_map(|k| (((k % 17) as f32 - 8.0) / 16.0).to_ne_bytes()).collect()
+            }
+            _ => vec![0u8; p.bytes],
+        })
+        .collect();
+    let mut outputs: Vec<Vec<u8>> = f.results.iter().map(|r| vec![0u8; r.bytes]).collect();
+    let mut workspace = vec![0u8; f.workspace_bytes + 64];
+    let offset = workspace.as_ptr().align_offset(64);
+    let bytes: usize = f.params.iter().chain(&f.results).map(|a| a.bytes).sum();
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut call_error = None;
+    let time = median_time(runs, || {
+        let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        let ws = &mut workspace[offset..offset + f.workspace_bytes];
+        if let Err(e) = bundle.call_with_workspace("f", &refs, &mut outs, ws) {
+            call_error = Some(e);
+        }
+    });
+    match call_error {
+        Some(e) => Err(Error::Internal(e.to_string())),
+        None => Ok(Measured { output, compile, time, bytes }),
+    }
+}
+
+/// A program of one product for each `dot` in the optimized IR of `output`, in order.
+fn products(output: &crate::Output) -> Result<Vec<String>, Error> {
+    let text = output.dumps.iter().find(|(ext, _)| ext == "opt.kir").map(|(_, t)| t.as_str()).unwrap_or("");
+    let module = kiln_ir::text::parse_module(text).map_err(|d| Error::Internal(d.message))?;
+    let mut programs = vec![];
+    for func in &module.funcs {
+        for inst in func.insts.iter().filter(|inst| inst.op == kiln_ir::Op::Dot) {
+            let (a, b) = (func.ty(inst.args[0]), func.ty(inst.args[1]));
+            programs.push(format!("fn f(a: {a}, b: {b}) -> {} {{ a @ b }}\nexport f;\n", inst.ty));
+        }
+    }
+    Ok(programs)
+}
+
 /// Runs the suite and returns the report as a Markdown table.
 pub fn run(options: &BenchOptions) -> Result<String, Error> {
     let target = kiln_codegen::Target::new(None, options.target_cpu.as_deref()).map_err(Error::Usage)?;
     let bandwidth = copy_bandwidth(options.runs);
     let sgemm = numpy_sgemm(&options.python, options.runs);
     let mut out = format!(
-        "Target CPU {}; {} runs each, median; 1 thread.\nCopy bandwidth: {bandwidth:.1} GB/s. numpy sgemm 1024^3: {}.\n\n| benchmark | time | rate | of the limit |\n|---|---|---|---|\n",
+        "Target CPU {}; {} runs each, median; 1 thread.\nCopy bandwidth: {bandwidth:.1} GB/s. numpy sgemm 1024^3: {}.\n\n\
+         | benchmark | compile | time | rate | of the limit | time / its products' |\n|---|---|---|---|---|---|\n",
         target.cpu,
         options.runs,
         sgemm.map_or("unavailable (no numpy)".to_string(), |g| format!("{g:.1} GFLOP/s"))
     );
     let dir = tempfile::tempdir().map_err(|e| Error::Usage(e.to_string()))?;
-    for (i, case) in cases().into_iter().enumerate() {
+    let mut product_times: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut next = 0;
+    for case in cases() {
         if options.filter.as_deref().is_some_and(|f| !case.name.contains(f)) {
             continue;
         }
         let text =
             if case.source.contains("export ") { case.source.clone() } else { format!("{}\nexport f;\n", case.source) };
-        let source = Source { name: format!("bench{i}.kn"), text };
-        let build_options = Options {
-            output: OutputKind::Shared,
-            target: target.clone(),
-            module_name: Some(format!("bench{i}")),
-            ..Options::default()
-        };
-        let built = build(&source, &build_options)?;
-        let sub = dir.path().join(format!("b{i}"));
-        write_output(&built, &sub)?;
-        let bundle = Bundle::open(&sub.join(format!("bench{i}.json"))).map_err(|e| Error::Internal(e.to_string()))?;
-        let f = bundle.function("f").ok_or_else(|| Error::Internal("no function f".into()))?;
-        let inputs: Vec<Vec<u8>> = f
-            .params
-            .iter()
-            .map(|p| match p.dtype {
-                kiln_runtime::DType::F32 => {
-                    (0..p.bytes / 4).flat_map(|k| (((k % 17) as f32 - 8.0) / 16.0).to_ne_bytes()).collect()
-                }
-                _ => vec![0u8; p.bytes],
-            })
-            .collect();
-        let mut outputs: Vec<Vec<u8>> = f.results.iter().map(|r| vec![0u8; r.bytes]).collect();
-        let mut workspace = vec![0u8; f.workspace_bytes + 64];
-        let offset = workspace.as_ptr().align_offset(64);
-        let bytes: usize = f.params.iter().chain(&f.results).map(|a| a.bytes).sum();
-        let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
-        let mut call_error = None;
-        let t = median_time(options.runs, || {
-            let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-            let ws = &mut workspace[offset..offset + f.workspace_bytes];
-            if let Err(e) = bundle.call_with_workspace("f", &refs, &mut outs, ws) {
-                call_error = Some(e);
-            }
-        });
-        if let Some(e) = call_error {
-            return Err(Error::Internal(e.to_string()));
-        }
-        let flops: u64 = built.saturation.iter().map(|r| r.flops.1).sum();
+        next += 1;
+        let m = measure(dir.path(), next, text, &target, options.runs)?;
+        let flops: u64 = m.output.saturation.iter().map(|r| r.flops.1).sum();
         let (rate, fraction) = if case.compute_bound {
-            let g = flops as f64 / t / 1e9;
+            let g = flops as f64 / m.time / 1e9;
             (format!("{g:.2} GFLOP/s"), sgemm.map_or("-".into(), |s| format!("{:.1}% of sgemm", 100.0 * g / s)))
         } else {
-            let g = bytes as f64 / t / 1e9;
+            let g = m.bytes as f64 / m.time / 1e9;
             (format!("{g:.2} GB/s"), format!("{:.1}% of copy", 100.0 * g / bandwidth))
         };
-        out.push_str(&format!("| {} | {:.3} ms | {rate} | {fraction} |\n", case.name, t * 1e3));
+        // A program with several products is compared with the time of its products alone.
+        let programs = products(&m.output)?;
+        let versus = if programs.len() > 1 {
+            let mut total = 0.0;
+            for program in programs {
+                if !product_times.contains_key(&program) {
+                    next += 1;
+                    let p = measure(dir.path(), next, program.clone(), &target, options.runs)?;
+                    product_times.insert(program.clone(), p.time);
+                }
+                total += product_times[&program];
+            }
+            format!("{:.2}x", m.time / total)
+        } else {
+            "-".into()
+        };
+        out.push_str(&format!(
+            "| {} | {:.2} s | {:.3} ms | {rate} | {fraction} | {versus} |\n",
+            case.name,
+            m.compile,
+            m.time * 1e3
+        ));
     }
     Ok(out)
 }

@@ -1,4 +1,4 @@
-//! conv2d: the im2col composite agrees with a direct convolution written here, compiled code
+//! conv2d: the tap-sum composite agrees with a direct convolution written here, compiled code
 //! agrees with the interpreter, and gradients agree with finite differences.
 
 mod common;

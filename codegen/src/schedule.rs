@@ -47,7 +47,8 @@ pub struct Generic {
 
 /// Tags every `linalg.generic` of `module` that the schedule vectorizes with
 /// `kiln.vectorize = ID` and returns them, in walk order (deterministic). Left as scalar loops:
-/// ops without loops, ops that gather (`tensor.extract` in the body; vector gathers are slower
+/// ops without loops, ops whose indexing maps are not projected permutations (MLIR's vectorizer
+/// rejects them), ops that gather (`tensor.extract` in the body; vector gathers are slower
 /// than scalar loads), and ops with bool operands (vectors of `i1` are bit-packed in memory,
 /// bool buffers hold a byte per element).
 pub fn tag_generics(context: &Context, module: &Module) -> Vec<Generic> {
@@ -104,6 +105,11 @@ fn vectorizable_extents<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<V
                     let d = mlir_sys::mlirAffineDimExprGetPosition(expr) as usize;
                     let size = mlir_sys::mlirShapedTypeGetDimSize(ty, r);
                     extents[d] = usize::try_from(size).ok();
+                } else if !(mlir_sys::mlirAffineExprIsAConstant(expr)
+                    && mlir_sys::mlirAffineConstantExprGetValue(expr) == 0)
+                {
+                    // Only dimensions and the 0 of a broadcast size-1 axis vectorize.
+                    return None;
                 }
             }
         }

@@ -372,9 +372,11 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let n = positive_int(el, env, e)?;
             one_hot(el, labels, n, DType::F32, span)?
         }
-        // conv2d(x[N, H, W, C], w[KH, KW, C, CO]) as im2col: for every kernel tap (i, j), the
-        // strided slice of the zero-padded input it reads; the taps side by side along the
-        // channels; one matrix product with w as a [KH·KW·C, CO] matrix.
+        // conv2d(x[N, H, W, C], w[KH, KW, C, CO]) as a sum over kernel taps (i, j): the strided
+        // slice of the zero-padded input that tap reads, as an [N·OH·OW, C] matrix, times the
+        // tap's [C, CO] slice of w. One product per tap runs at the contraction kernel's speed
+        // and reads each gathered slice once; an im2col concatenation of the taps would gather
+        // KH·KW operands per element (docs/decisions.md).
         "conv2d" => {
             let (x, xs) = tensor(el, env, 0)?;
             let (w, ws) = tensor(el, env, 1)?;
@@ -415,24 +417,29 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                     padded = el.push(Op::Concat { axis: 1 + a }, vec![zeros, padded, zeros], span)?;
                 }
             }
-            let mut taps = vec![];
+            let rows = n * out[0] * out[1];
+            let mut sum = None;
             for i in 0..wt.shape[0] {
                 for j in 0..wt.shape[1] {
                     let start = vec![0, i * dilation[0], j * dilation[1], 0];
                     let step = vec![1, stride[0] as i64, stride[1] as i64, 1];
-                    taps.push(el.push(
-                        Op::Slice { start, step, shape: vec![n, out[0], out[1], c] },
-                        vec![padded],
+                    let tap =
+                        el.push(Op::Slice { start, step, shape: vec![n, out[0], out[1], c] }, vec![padded], span)?;
+                    let tap = el.reshape(tap, vec![rows, c], span)?;
+                    let kernel = el.push(
+                        Op::Slice { start: vec![i, j, 0, 0], step: vec![1; 4], shape: vec![1, 1, c, co] },
+                        vec![w],
                         span,
-                    )?);
+                    )?;
+                    let kernel = el.reshape(kernel, vec![c, co], span)?;
+                    let product = el.push(Op::Dot, vec![tap, kernel], span)?;
+                    sum = Some(match sum {
+                        None => product,
+                        Some(acc) => el.push(Op::Binary(BinaryOp::Add), vec![acc, product], span)?,
+                    });
                 }
             }
-            let cols = if taps.len() == 1 { taps[0] } else { el.push(Op::Concat { axis: 3 }, taps, span)? };
-            let k = wt.shape[0] * wt.shape[1] * c;
-            let rows = el.reshape(cols, vec![n * out[0] * out[1], k], span)?;
-            let kernel = el.reshape(w, vec![k, co], span)?;
-            let product = el.push(Op::Dot, vec![rows, kernel], span)?;
-            el.reshape(product, vec![n, out[0], out[1], co], span)?
+            el.reshape(sum.expect("a kernel has at least one tap"), vec![n, out[0], out[1], co], span)?
         }
         "arange" => {
             let e = b.get(0).expect("required");
