@@ -106,13 +106,16 @@ fn copy_bandwidth(runs: usize) -> f64 {
 }
 
 /// OpenBLAS sgemm 1024^3 through numpy, in GFLOP/s, if `python` has numpy.
-fn numpy_sgemm(python: &str, runs: usize) -> Option<f64> {
+fn numpy_sgemm(python: &str, runs: usize, threads: usize) -> Option<f64> {
     let script = format!(
         "import numpy as np, time\na = np.random.rand(1024, 1024).astype(np.float32)\nb = np.random.rand(1024, 1024).astype(np.float32)\na @ b\nt = []\nfor _ in range({runs}):\n    s = time.perf_counter(); a @ b; t.append(time.perf_counter() - s)\nt.sort()\nprint(2 * 1024**3 / t[len(t) // 2] / 1e9)\n"
     );
-    // One thread, as kiln's code runs on one thread today.
-    let out =
-        std::process::Command::new(python).env("OPENBLAS_NUM_THREADS", "1").args(["-c", &script]).output().ok()?;
+    // As many threads as kiln's code gets.
+    let out = std::process::Command::new(python)
+        .env("OPENBLAS_NUM_THREADS", threads.to_string())
+        .args(["-c", &script])
+        .output()
+        .ok()?;
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
@@ -122,6 +125,8 @@ pub struct BenchOptions {
     pub runs: usize,
     pub python: String,
     pub filter: Option<String>,
+    /// Threads for parallel loops (and for OpenBLAS).
+    pub threads: usize,
 }
 
 /// One compiled and timed program.
@@ -206,12 +211,14 @@ fn products(output: &crate::Output) -> Result<Vec<String>, Error> {
 pub fn run(options: &BenchOptions) -> Result<String, Error> {
     let target = kiln_codegen::Target::new(None, options.target_cpu.as_deref()).map_err(Error::Usage)?;
     let bandwidth = copy_bandwidth(options.runs);
-    let sgemm = numpy_sgemm(&options.python, options.runs);
+    let sgemm = numpy_sgemm(&options.python, options.runs, options.threads);
+    kiln_runtime::pool::set_threads(options.threads);
     let mut out = format!(
-        "Target CPU {}; {} runs each, median; 1 thread.\nCopy bandwidth: {bandwidth:.1} GB/s. numpy sgemm 1024^3: {}.\n\n\
+        "Target CPU {}; {} runs each, median; {} thread(s).\nCopy bandwidth: {bandwidth:.1} GB/s. numpy sgemm 1024^3: {}.\n\n\
          | benchmark | compile | time | rate | of the limit | time / its products' |\n|---|---|---|---|---|---|\n",
         target.cpu,
         options.runs,
+        options.threads,
         sgemm.map_or("unavailable (no numpy)".to_string(), |g| format!("{g:.1} GFLOP/s"))
     );
     let dir = tempfile::tempdir().map_err(|e| Error::Usage(e.to_string()))?;

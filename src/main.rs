@@ -39,6 +39,9 @@ enum Command {
         /// Only benchmarks whose name contains this.
         #[arg(long)]
         filter: Option<String>,
+        /// Threads running parallel loops (and OpenBLAS), the caller's included
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
 }
 
@@ -142,8 +145,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             kiln::check(&source, &source.default_module_name()).map(|_| ())
         }
         Command::Eval(args) => eval(args),
-        Command::Bench { target_cpu, runs, python, filter } => {
-            let report = kiln::bench::run(&kiln::bench::BenchOptions { target_cpu, runs, python, filter })?;
+        Command::Bench { target_cpu, runs, python, filter, threads } => {
+            let report = kiln::bench::run(&kiln::bench::BenchOptions { target_cpu, runs, python, filter, threads })?;
             print!("{report}");
             Ok(())
         }

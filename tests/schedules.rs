@@ -2,7 +2,8 @@
 //! file this machine can run. Contractions: shapes the cache and register tiles divide, shapes
 //! they do not (every loop peeled), tiny and batched shapes, in every dtype a product accepts.
 //! Vectorized generics: elementwise chains, broadcasts, transposes, row and column reductions,
-//! over extents the vector tile does not divide (peeled) and extents shorter than it.
+//! over extents the vector tile does not divide (peeled) and extents shorter than it. Parallel
+//! loops give bit-identical results on 1 and 3 threads.
 
 mod common;
 
@@ -18,6 +19,7 @@ const SHAPES: &[(&[usize], usize, usize, usize)] = &[
     (&[], 7, 5, 3),
     (&[3, 2], 13, 17, 33),
     (&[], 97, 261, 1),
+    (&[], 300, 64, 200),
 ];
 
 /// CPUs whose register files select different tiles: SSE (16 x 128 bits), AVX2 (16 x 256),
@@ -48,6 +50,8 @@ const GENERICS: &[&str] = &[
     "fn ints(a: i32[5, 99], b: i32[99]) -> i32[5, 99] { abs(a - b) * 3 }",
     "fn doubles(x: f64[3, 101]) -> f64[3, 101] { exp(x) + log(abs(x) + 1.0) + tanh(x) }",
     "fn short(x: f32[2, 3]) -> f32[2, 3] { exp(x) * x }",
+    "fn rowwise(x: f32[300, 1000]) -> f32[300, 1000] { softmax(x) * 2.0 }",
+    "fn long(x: f32[100003], a: f32) -> f32[100003] { exp(x) * a }",
 ];
 
 fn source() -> String {
@@ -74,12 +78,19 @@ fn scheduled_code_agrees_with_the_interpreter() {
     for cpu in cpus() {
         let target = kiln_codegen::Target::new(None, Some(cpu)).unwrap();
         let loaded = common::compile_and_load_for(&module, 2, &target);
+        loaded.use_pool();
         let mut failures = vec![];
         for f in &module.funcs {
             let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
             assert!(f.params.iter().all(|p| [DType::F32, DType::F64, DType::I32].contains(&p.ty.dtype)));
+            kiln_runtime::pool::set_threads(3);
+            let threaded = loaded.call(&f.name, &args);
+            kiln_runtime::pool::set_threads(1);
             if let Err(e) = common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program) {
                 failures.push(format!("{cpu}: {e}"));
+            }
+            if threaded != loaded.call(&f.name, &args) {
+                failures.push(format!("{cpu}: `{}` differs between 1 and 3 threads", f.name));
             }
         }
         assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));

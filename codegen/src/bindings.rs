@@ -89,6 +89,27 @@ pub mod MODULE {
     fn check(argument: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
         if expected == actual { Ok(()) } else { Err(Error::Length { argument, expected, actual }) }
     }
+
+    /// A parallel loop's body: runs iterations `[begin, end)`.
+    pub type Body = unsafe extern "C" fn(ctx: *mut std::ffi::c_void, begin: i64, end: i64);
+
+    /// A parallel-for, such as `kiln_runtime::pool::kiln_parallel_for`: calls `body` on disjoint
+    /// chunks covering `[0, n)`, each at least `grain` long except perhaps the last, and returns
+    /// when all have finished.
+    pub type ParallelFor = unsafe extern "C" fn(body: Body, ctx: *mut std::ffi::c_void, n: i64, grain: i64);
+
+    unsafe extern "C" {
+        fn MODULE_set_parallel_for(parallel_for: Option<ParallelFor>);
+    }
+
+    /// Runs this module's parallel loops with `parallel_for` (None: serially, the default).
+    ///
+    /// # Safety
+    /// `parallel_for` must keep the contract of [`ParallelFor`]; no call of this module may be
+    /// running.
+    pub unsafe fn set_parallel_for(parallel_for: Option<ParallelFor>) {
+        unsafe { MODULE_set_parallel_for(parallel_for) }
+    }
 "#;
 
 /// The bindings' source text; `version` is the compiler version recorded in its comment,

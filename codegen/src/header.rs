@@ -20,6 +20,13 @@ pub fn emit_header(module: &Module, version: &str, workspace: &[u64]) -> String 
         h.push('\n');
         h.push_str(&func_decl(&module.name, f, ws));
     }
+    let _ = write!(
+        h,
+        "\n/* Parallel loops call this module's parallel-for, a serial loop until set here: pass\n * kiln_parallel_for from kiln_runtime.h (thread count: kiln_set_threads), or your own with\n * the same contract; NULL restores the serial loop. Set it before calling any function. */\n\
+         void {}(void (*parallel_for)(void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx,\n\
+         \x20                                   int64_t n, int64_t grain));\n",
+        crate::parallel::setter_symbol(&module.name)
+    );
     let _ = write!(h, "\n#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */\n");
     h
 }

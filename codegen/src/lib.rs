@@ -1,19 +1,21 @@
 //! kiln-codegen: from verified IR to machine code.
 //!
 //! Owns: IR to MLIR ([`mlir`]), the MLIR pass pipeline that bufferizes and lowers to the LLVM
-//! dialect ([`pipeline`]), loop schedules for contractions ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
+//! dialect ([`pipeline`]), threads ([`parallel`]), loop schedules for contractions ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
 //! ([`target`]) and object emission, the generated C header ([`header`]).
 //!
 //! May depend on: kiln-ir, melior and mlir-sys (MLIR 22), inkwell (LLVM 22).
 //!
 //! Guarantees: the same module, target and options give byte-identical outputs; every
 //! exported function `f` of module `m` is a C function `int32_t m_f(const T* in..., T* out...)`
-//! that returns 0 on success and 1 when a pointer is NULL; no other symbol is exported.
+//! that returns 0 on success and 1 when a pointer is NULL; besides those, only the ABI string
+//! `m.kiln_abi` and the parallel-for setter `m_set_parallel_for` are exported.
 
 pub mod bindings;
 pub mod header;
 pub mod manifest;
 pub mod mlir;
+pub mod parallel;
 pub mod pipeline;
 pub mod schedule;
 pub mod target;

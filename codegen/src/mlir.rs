@@ -6,6 +6,7 @@
 //!
 //! Parameters and results are `llvm.noalias`: the C interface requires that they do not overlap
 //! (docs/artifact-format.md), and knowing it lets LLVM vectorize loops without runtime checks.
+//! Parameters are also `llvm.readonly` (the C interface passes them as `const`).
 //!
 //! bool tensors are `i1` inside and one byte (`i8`, 0 or 1) at the boundary.
 //! f32 sums accumulate in f64 (see docs/decisions.md): exact for up to 2^53 ones and far more
@@ -19,6 +20,18 @@ use std::fmt::Write;
 /// Partial results per output of a reduction over contiguous elements (see `reduce`): 16 f32
 /// lanes fill two AVX-512 or four AVX2 registers' worth of independent accumulators.
 const LANES: usize = 16;
+
+/// Independent chunks of a reduction over `rows` rows of [`LANES`] elements per output, when
+/// there are `outputs` outputs: with few outputs, up to 256 chunks of at least 256 rows each (the
+/// largest divisor of `rows` that allows it), so that the chunks' loop can run in parallel; one
+/// chunk otherwise (the outputs' loop is parallel already). The result does not depend on the
+/// thread count: chunk boundaries depend only on the shape.
+fn reduction_chunks(outputs: usize, rows: usize) -> usize {
+    if outputs >= 16 {
+        return 1;
+    }
+    (1..=256).rev().find(|&c| rows.is_multiple_of(c) && rows / c >= 256).unwrap_or(1)
+}
 
 /// The MLIR symbol of a function's implementation (its C entry point wraps it).
 pub fn impl_symbol(module: &str, func: &str) -> String {
@@ -351,7 +364,10 @@ impl<'f> FuncEmitter<'f> {
         let f = self.func;
         let mut args = vec![];
         for (i, p) in f.params.iter().enumerate() {
-            args.push(format!("%in{i}: {} {{llvm.noalias}}", shaped("memref", &p.ty.shape, boundary_elem(p.ty.dtype))));
+            args.push(format!(
+                "%in{i}: {} {{llvm.noalias, llvm.readonly}}",
+                shaped("memref", &p.ty.shape, boundary_elem(p.ty.dtype))
+            ));
         }
         for (i, ty) in f.result_types().iter().enumerate() {
             args.push(format!("%out{i}: {} {{llvm.noalias}}", shaped("memref", &ty.shape, boundary_elem(ty.dtype))));
@@ -633,12 +649,16 @@ impl<'f> FuncEmitter<'f> {
         let n: usize = axes.iter().map(|&a| x.1.shape[a]).product();
         let trailing = axes.iter().enumerate().all(|(i, &a)| a == rank - axes.len() + i);
         let r = if trailing && n >= 2 * LANES && n.is_multiple_of(LANES) {
+            // [kept..., n] as [kept..., chunks, n / LANES / chunks, LANES]: partial results per
+            // chunk and lane, then the chunks and lanes combined in a fixed order.
             let kept = &x.1.shape[..rank - axes.len()];
-            let split = TensorType::new(x.1.dtype, kept.iter().copied().chain([n / LANES, LANES]).collect());
+            let chunks = reduction_chunks(kept.iter().product(), n / LANES);
+            let split =
+                TensorType::new(x.1.dtype, kept.iter().copied().chain([chunks, n / LANES / chunks, LANES]).collect());
             let rows = self.reshape(x, &split.shape, &split);
-            let lanes = TensorType::new(d, kept.iter().copied().chain([LANES]).collect());
-            let partial = self.reduce_stage(kind, &[kept.len()], &(rows, split), &lanes, acc);
-            self.reduce_stage(kind, &[kept.len()], &(partial, lanes.with_dtype(acc)), ty, acc)
+            let lanes = TensorType::new(d, kept.iter().copied().chain([chunks, LANES]).collect());
+            let partial = self.reduce_stage(kind, &[kept.len() + 1], &(rows, split), &lanes, acc);
+            self.reduce_stage(kind, &[kept.len(), kept.len() + 1], &(partial, lanes.with_dtype(acc)), ty, acc)
         } else {
             self.reduce_stage(kind, axes, x, ty, acc)
         };

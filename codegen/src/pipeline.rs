@@ -3,6 +3,7 @@
 //! assembly or object emission. Each step is timed under its name.
 
 use crate::mlir::{emit_module, entry_symbol, impl_symbol};
+use crate::parallel;
 use crate::schedule;
 use crate::target::Target;
 use crate::workspace;
@@ -156,6 +157,8 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     let plans = workspace::plan(&bufferized).map_err(|e| err("workspace planning", e))?;
     let planned =
         workspace::rewrite(&bufferized.as_operation().to_string(), &plans).map_err(|e| err("workspace planning", e))?;
+    let (planned, stages) =
+        if opt > 0 { parallel::outline(&planned).map_err(|e| err("parallel loops", e))? } else { (planned, vec![]) };
     let mut mlir_module =
         MlirModule::parse(&context, &planned).ok_or_else(|| err("MLIR parsing (planned)", collected()))?;
     run(&mut mlir_module, LOWER_PIPELINE)?;
@@ -182,6 +185,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     llvm_module.set_name(&module.name);
     llvm_module.set_source_file_name(&format!("{}.kn", module.name));
     add_entry_points(&llvm, &llvm_module, module, &workspace)?;
+    parallel::add_dispatch(&llvm, &llvm_module, &module.name, &stages).map_err(|e| err("parallel loops", e))?;
     add_abi_descriptor(&llvm, &llvm_module, module, &workspace);
     timer.lap("llvm-translate");
 

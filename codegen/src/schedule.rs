@@ -43,6 +43,8 @@ use std::fmt::Write;
 pub struct Generic {
     pub id: usize,
     pub extents: Vec<usize>,
+    /// Whether the outermost loop is parallel (not a reduction).
+    pub parallel_outer: bool,
 }
 
 /// Tags every `linalg.generic` of `module` that the schedule vectorizes with
@@ -58,6 +60,8 @@ pub fn tag_generics(context: &Context, module: &Module) -> Vec<Generic> {
         if op.name().as_string_ref().as_str() == Ok("linalg.generic") {
             if let Some(extents) = vectorizable_extents(&op) {
                 let id = generics.len();
+                let iterators = op.attribute("iterator_types").map(|a| a.to_string()).unwrap_or_default();
+                let parallel_outer = iterators.split(',').next().is_some_and(|first| first.contains("parallel"));
                 let tag = IntegerAttribute::new(i64_type, id as i64).to_raw();
                 // SAFETY: the attribute belongs to the op's context, which outlives the call.
                 unsafe {
@@ -67,7 +71,7 @@ pub fn tag_generics(context: &Context, module: &Module) -> Vec<Generic> {
                         tag,
                     );
                 }
-                generics.push(Generic { id, extents });
+                generics.push(Generic { id, extents, parallel_outer });
             }
         }
         WalkResult::Advance
@@ -209,6 +213,29 @@ fn list(xs: impl IntoIterator<Item = usize>) -> String {
     xs.into_iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// Loops doing less work than this (elements, or multiply-adds) run serially: a parallel
+/// dispatch costs about a microsecond.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// Work per chunk of a parallel loop, at least: 16K elements or multiply-adds.
+const PARALLEL_GRAIN_WORK: usize = 1 << 14;
+
+/// Marks a parallel loop `kiln.parallel = GRAIN` (iterations per chunk, see [`crate::parallel`])
+/// when its `total` work is worth threads; `per_iteration` is the work of one iteration. Peeling
+/// later copies the mark onto the remainder loop.
+fn annotate_parallel(s: &mut String, handle: &str, total: usize, per_iteration: usize) {
+    if total < PARALLEL_MIN_WORK {
+        return;
+    }
+    let grain = PARALLEL_GRAIN_WORK.div_ceil(per_iteration.max(1));
+    let name = &handle[1..].replace('#', "_");
+    let _ = writeln!(
+        s,
+        "    %{name}_grain = transform.param.constant {grain} : i64 -> !transform.param<i64>\n\
+         \x20   transform.annotate {handle} \"kiln.parallel\" = %{name}_grain : !transform.any_op, !transform.param<i64>"
+    );
+}
+
 /// Writes the peeling of each loop handle in `loops`.
 fn peel(s: &mut String, prefix: &str, loops: &[String]) {
     for (i, handle) in loops.iter().enumerate() {
@@ -235,6 +262,10 @@ fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
         list(tiles),
         any_ops(n + 1)
     );
+    if g.parallel_outer {
+        let per_iteration: usize = if n == 1 { tile } else { g.extents[1..].iter().product() };
+        annotate_parallel(s, &format!("%g{id}_loops#0"), g.extents.iter().product(), per_iteration);
+    }
     if !inner.is_multiple_of(tile) {
         peel(s, &format!("%g{id}"), &[format!("%g{id}_loops#{}", n - 1)]);
     }
@@ -279,6 +310,14 @@ fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
         (format!("%c{id}_cache#{}", b + 1), partial_n),
         (format!("%c{id}_cache#{b}"), partial_m),
     ];
+    // The outermost loop (a batch or the m cache tiles) is parallel.
+    let per_iteration = if b > 0 { c.m * c.n * c.k } else { t.cache_m * c.n * c.k };
+    annotate_parallel(
+        s,
+        &format!("%c{id}_cache#0"),
+        c.batch.iter().product::<usize>() * c.m * c.n * c.k,
+        per_iteration,
+    );
     let needed: Vec<String> = peels.into_iter().filter(|(_, needed)| *needed).map(|(handle, _)| handle).collect();
     peel(s, &format!("%c{id}"), &needed);
 }

@@ -357,6 +357,12 @@ impl Bundle {
                 unsafe { library.get(name.as_bytes()) }.map_err(|e| Error::Library(e.to_string()))?;
             f.entry = *entry;
         }
+        // Parallel loops run on this runtime's pool (serially until `pool::set_threads`).
+        let setter = format!("{}_set_parallel_for\0", m.module);
+        // SAFETY: kiln's libraries define the setter as `void (ParallelFor)`.
+        if let Ok(set) = unsafe { library.get::<unsafe extern "C" fn(crate::pool::ParallelFor)>(setter.as_bytes()) } {
+            unsafe { set(crate::pool::kiln_parallel_for) };
+        }
         Ok(Bundle { module: m.module, functions, _library: library })
     }
 

@@ -148,3 +148,9 @@ pub unsafe extern "C" fn kiln_bundle_close(bundle: *mut KilnBundle) {
         drop(unsafe { Box::from_raw(bundle) });
     }
 }
+
+/// Sets the thread count of compiled parallel loops (see [`crate::pool::set_threads`]).
+#[unsafe(no_mangle)]
+pub extern "C" fn kiln_set_threads(threads: usize) {
+    let _ = std::panic::catch_unwind(|| crate::pool::set_threads(threads));
+}

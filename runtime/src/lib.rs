@@ -1,7 +1,8 @@
 //! kiln-runtime: what a program needs at run time to call kiln's compiled functions.
 //!
 //! Owns: loading and verifying bundles (a shared library with its manifest, [`bundle`]) and
-//! calling their entry points with checked buffers ([`entry`]). The C API and the GPU executor
+//! calling their entry points with checked buffers ([`entry`]), the thread pool that runs
+//! compiled parallel loops ([`pool`]). The C API and the GPU executor
 //! grow here (see the artifacts and GPU issues).
 //!
 //! May depend on: nothing of the compiler. The runtime sees only the C ABI of entry points
@@ -14,5 +15,6 @@
 pub mod bundle;
 pub mod capi;
 pub mod entry;
+pub mod pool;
 
 pub use bundle::{Bundle, DType, Error, TensorMut, TensorRef};

@@ -44,6 +44,14 @@ pub fn compile_and_load_for(module: &Module, opt: u8, target: &kiln_codegen::Tar
 }
 
 impl Loaded {
+    /// Runs the module's parallel loops on kiln-runtime's pool (see `kiln_runtime::pool`).
+    pub fn use_pool(&self) {
+        let symbol = format!("{}_set_parallel_for\0", self.module.name);
+        let set: libloading::Symbol<unsafe extern "C" fn(kiln_runtime::pool::ParallelFor)> =
+            unsafe { self.lib.get(symbol.as_bytes()) }.expect("every module exports its parallel-for setter");
+        unsafe { set(kiln_runtime::pool::kiln_parallel_for) };
+    }
+
     /// Calls exported function `name` on `args` and returns its results.
     pub fn call(&self, name: &str, args: &[Tensor]) -> Vec<Tensor> {
         let func = self.module.func(name).expect("function exists");

@@ -1,0 +1,208 @@
+//! The thread pool behind compiled parallel loops: [`kiln_parallel_for`] is the parallel-for a
+//! kiln module calls once it is given to the module's `M_set_parallel_for` (bundles do this
+//! when they open). The caller chooses the thread count with [`set_threads`] (1 by default: a
+//! program opts in to threads).
+//!
+//! A dispatch splits `[0, n)` into chunks of at least `grain` iterations; the calling thread and
+//! the workers take chunks from an atomic counter until none is left, and the call returns when
+//! every chunk has finished. Chunk boundaries do not change results: kiln only marks loops whose
+//! iterations write disjoint outputs. One dispatch runs at a time; a dispatch that finds the pool
+//! busy (another thread's call, or a parallel loop inside a chunk) runs its loop serially.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+/// A parallel loop's body: runs iterations `[begin, end)` with its context.
+pub type Body = unsafe extern "C" fn(ctx: *mut c_void, begin: i64, end: i64);
+
+/// The function type of [`kiln_parallel_for`], as a module's setter takes it.
+pub type ParallelFor = unsafe extern "C" fn(body: Body, ctx: *mut c_void, n: i64, grain: i64);
+
+/// One dispatched loop.
+#[derive(Clone, Copy)]
+struct Job {
+    body: Body,
+    ctx: *mut c_void,
+    n: i64,
+    chunk: i64,
+}
+
+// SAFETY: the context pointer is only used while its dispatch waits for every worker.
+unsafe impl Send for Job {}
+
+struct State {
+    /// Incremented for every job; workers run each generation once.
+    generation: u64,
+    job: Option<Job>,
+    /// Workers that have not finished the current generation.
+    running: usize,
+    stop: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    done: Condvar,
+    next: AtomicI64,
+}
+
+struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    fn new(threads: usize) -> Pool {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { generation: 0, job: None, running: 0, stop: false }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            next: AtomicI64::new(0),
+        });
+        let workers = (1..threads)
+            .map(|_| {
+                let shared = shared.clone();
+                std::thread::spawn(move || work(&shared))
+            })
+            .collect();
+        Pool { shared, workers }
+    }
+
+    /// Runs `job` on every worker and the calling thread; returns when all chunks are done.
+    fn run(&self, job: Job) {
+        let s = &self.shared;
+        s.next.store(0, Ordering::Relaxed);
+        {
+            let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.generation += 1;
+            state.job = Some(job);
+            state.running = self.workers.len();
+        }
+        s.wake.notify_all();
+        take_chunks(s, job);
+        let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.running > 0 {
+            state = s.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.job = None;
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.shared.wake.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn take_chunks(s: &Shared, job: Job) {
+    loop {
+        let begin = s.next.fetch_add(job.chunk, Ordering::Relaxed);
+        if begin >= job.n {
+            return;
+        }
+        // SAFETY: the compiled body accepts any sub-range of [0, n).
+        unsafe { (job.body)(job.ctx, begin, (begin + job.chunk).min(job.n)) };
+    }
+}
+
+fn work(s: &Shared) {
+    let mut seen = 0;
+    loop {
+        let job = {
+            let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
+            while state.generation == seen && !state.stop {
+                state = s.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            if state.stop {
+                return;
+            }
+            seen = state.generation;
+            state.job
+        };
+        if let Some(job) = job {
+            take_chunks(s, job);
+        }
+        let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.running -= 1;
+        if state.running == 0 {
+            s.done.notify_all();
+        }
+    }
+}
+
+/// The pool (None: one thread) behind a lock held for a whole dispatch.
+fn pool() -> &'static Mutex<Option<Pool>> {
+    static POOL: OnceLock<Mutex<Option<Pool>>> = OnceLock::new();
+    POOL.get_or_init(|| Mutex::new(None))
+}
+
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Sets how many threads (the caller's included) run parallel loops from now on; 0 means one
+/// per available core. Waits for a running dispatch to finish.
+pub fn set_threads(threads: usize) {
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    let mut pool = pool().lock().unwrap_or_else(|e| e.into_inner());
+    THREADS.store(threads, Ordering::Relaxed);
+    *pool = (threads > 1).then(|| Pool::new(threads));
+}
+
+/// The thread count set by [`set_threads`].
+pub fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
+}
+
+/// The parallel-for given to compiled modules: calls `body` on disjoint chunks covering
+/// `[0, n)`, each at least `grain` iterations except perhaps the last, and returns when all
+/// have finished.
+///
+/// # Safety
+/// `body` must be safe to call on any sub-range of `[0, n)` with `ctx`, from any thread and
+/// concurrently on disjoint ranges, as kiln's compiled loop bodies are.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kiln_parallel_for(body: Body, ctx: *mut c_void, n: i64, grain: i64) {
+    if n <= 0 {
+        return;
+    }
+    let serial = || unsafe { body(ctx, 0, n) };
+    let Ok(guard) = pool().try_lock() else { return serial() };
+    let Some(p) = guard.as_ref() else { return serial() };
+    let threads = p.workers.len() as i64 + 1;
+    // About four chunks per thread, to even out uneven chunks.
+    let chunk = grain.max(1).max((n + 4 * threads - 1) / (4 * threads));
+    if chunk >= n {
+        return serial();
+    }
+    p.run(Job { body, ctx, n, chunk });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    unsafe extern "C" fn mark(ctx: *mut c_void, begin: i64, end: i64) {
+        let hits = unsafe { &*(ctx as *const Vec<AtomicU64>) };
+        for i in begin..end {
+            hits[i as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn every_iteration_runs_once_at_any_thread_count() {
+        for threads in [1, 2, 3, 8] {
+            set_threads(threads);
+            for (n, grain) in [(1, 1), (7, 1), (1000, 3), (1000, 1000), (4097, 16)] {
+                let hits: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+                unsafe { kiln_parallel_for(mark, &hits as *const _ as *mut c_void, n, grain) };
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "{threads} threads, n {n}");
+            }
+        }
+        set_threads(1);
+    }
+}
