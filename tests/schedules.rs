@@ -2,7 +2,8 @@
 //! file this machine can run. Contractions: shapes the cache and register tiles divide, shapes
 //! they do not (every loop peeled), tiny and batched shapes, in every dtype a product accepts.
 //! Vectorized generics: elementwise chains, broadcasts, transposes, row and column reductions,
-//! over extents the vector tile does not divide (peeled) and extents shorter than it. Parallel
+//! over extents the vector tile does not divide (peeled) and extents shorter than it; gathers and
+//! bool operands (tiled for threads only). Parallel
 //! loops give bit-identical results on 1 and 3 threads.
 
 mod common;
@@ -52,6 +53,8 @@ const GENERICS: &[&str] = &[
     "fn short(x: f32[2, 3]) -> f32[2, 3] { exp(x) * x }",
     "fn rowwise(x: f32[300, 1000]) -> f32[300, 1000] { softmax(x) * 2.0 }",
     "fn long(x: f32[100003], a: f32) -> f32[100003] { exp(x) * a }",
+    "fn conv(x: f32[4, 40, 40, 16], w: f32[3, 3, 16, 8]) -> f32[4, 40, 40, 8] { conv2d(x, w, padding=1) }",
+    "fn pick(x: f32[300, 400], y: f32[400]) -> f32[300, 400] { where(x > y, x, y) }",
 ];
 
 fn source() -> String {

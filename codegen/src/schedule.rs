@@ -45,20 +45,23 @@ pub struct Generic {
     pub extents: Vec<usize>,
     /// Whether the outermost loop is parallel (not a reduction).
     pub parallel_outer: bool,
+    /// Whether the op vectorizes; the others (gathers, bool operands) only get their outermost
+    /// loop, for threads.
+    pub vectorize: bool,
 }
 
-/// Tags every `linalg.generic` of `module` that the schedule vectorizes with
-/// `kiln.vectorize = ID` and returns them, in walk order (deterministic). Left as scalar loops:
-/// ops without loops, ops whose indexing maps are not projected permutations (MLIR's vectorizer
-/// rejects them), ops that gather (`tensor.extract` in the body; vector gathers are slower
-/// than scalar loads), and ops with bool operands (vectors of `i1` are bit-packed in memory,
-/// bool buffers hold a byte per element).
+/// Tags every `linalg.generic` of `module` that the schedule tiles with `kiln.vectorize = ID`
+/// and returns them, in walk order (deterministic). Left alone: ops without loops and ops whose
+/// indexing maps are not projected permutations (MLIR's vectorizer rejects them). Tiled for
+/// threads but left scalar: ops that gather (`tensor.extract` in the body; vector gathers are
+/// slower than scalar loads) and ops with bool operands (vectors of `i1` are bit-packed in
+/// memory, bool buffers hold a byte per element).
 pub fn tag_generics(context: &Context, module: &Module) -> Vec<Generic> {
     let mut generics = vec![];
     let i64_type = IntegerType::new(context, 64).into();
     module.as_operation().walk(WalkOrder::PreOrder, |op| {
         if op.name().as_string_ref().as_str() == Ok("linalg.generic") {
-            if let Some(extents) = vectorizable_extents(&op) {
+            if let Some((extents, vectorize)) = schedule_of(&op) {
                 let id = generics.len();
                 let iterators = op.attribute("iterator_types").map(|a| a.to_string()).unwrap_or_default();
                 let parallel_outer = iterators.split(',').next().is_some_and(|first| first.contains("parallel"));
@@ -71,7 +74,7 @@ pub fn tag_generics(context: &Context, module: &Module) -> Vec<Generic> {
                         tag,
                     );
                 }
-                generics.push(Generic { id, extents, parallel_outer });
+                generics.push(Generic { id, extents, parallel_outer, vectorize });
             }
         }
         WalkResult::Advance
@@ -79,18 +82,17 @@ pub fn tag_generics(context: &Context, module: &Module) -> Vec<Generic> {
     generics
 }
 
-/// The loop extents of a `linalg.generic`, read from its indexing maps and static operand
-/// shapes, when the op is one to vectorize (see [`tag_generics`]).
-fn vectorizable_extents<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Vec<usize>> {
+/// How the schedule treats a generic: its loop extents, read from its indexing maps and static
+/// operand shapes, and whether it vectorizes; `None` when it has no loops or maps that are not
+/// projected permutations (see [`tag_generics`]).
+fn schedule_of<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<(Vec<usize>, bool)> {
     let maps = op.attribute("indexing_maps").ok()?.to_raw();
     let mut gathers = false;
     op.walk(WalkOrder::PreOrder, |inner| {
         gathers |= inner.name().as_string_ref().as_str() == Ok("tensor.extract");
         WalkResult::Advance
     });
-    if gathers {
-        return None;
-    }
+    let mut vectorize = !gathers;
     let mut extents: Vec<Option<usize>> = vec![];
     for i in 0..op.operand_count() {
         let ty = op.operand(i).ok()?.r#type().to_raw();
@@ -99,7 +101,7 @@ fn vectorizable_extents<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<V
         unsafe {
             let element = mlir_sys::mlirShapedTypeGetElementType(ty);
             if mlir_sys::mlirTypeIsAInteger(element) && mlir_sys::mlirIntegerTypeGetWidth(element) == 1 {
-                return None;
+                vectorize = false;
             }
             let map = mlir_sys::mlirAffineMapAttrGetValue(mlir_sys::mlirArrayAttrGetElement(maps, i as isize));
             extents.resize(mlir_sys::mlirAffineMapGetNumDims(map) as usize, None);
@@ -112,14 +114,14 @@ fn vectorizable_extents<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<V
                 } else if !(mlir_sys::mlirAffineExprIsAConstant(expr)
                     && mlir_sys::mlirAffineConstantExprGetValue(expr) == 0)
                 {
-                    // Only dimensions and the 0 of a broadcast size-1 axis vectorize.
+                    // Only dimensions and the 0 of a broadcast size-1 axis.
                     return None;
                 }
             }
         }
     }
     let extents: Vec<usize> = extents.into_iter().collect::<Option<_>>()?;
-    (!extents.is_empty()).then_some(extents)
+    (!extents.is_empty()).then_some((extents, vectorize))
 }
 
 /// Tile sizes of the contraction schedule, in elements.
@@ -190,7 +192,7 @@ pub fn transform_script(contractions: &[Contraction], generics: &[Generic], regi
     if !contractions.is_empty() {
         s.push_str(VECTORIZE_CONTRACTIONS);
     }
-    for g in generics {
+    for g in generics.iter().filter(|g| g.vectorize) {
         let _ = writeln!(
             s,
             "    %g{id}_tiles = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
@@ -252,6 +254,20 @@ fn peel(s: &mut String, prefix: &str, loops: &[String]) {
 fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
     let id = g.id;
     let n = g.extents.len();
+    if !g.vectorize {
+        // Only the outermost loop, for threads.
+        if g.parallel_outer && n > 1 {
+            let tiles: Vec<usize> = [1].into_iter().chain(std::iter::repeat_n(0, n - 1)).collect();
+            let _ = writeln!(
+                s,
+                "    %g{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
+                 \x20   %g{id}_t, %g{id}_outer = transform.structured.tile_using_for %g{id} tile_sizes [{}] : (!transform.any_op) -> (!transform.any_op, !transform.any_op)",
+                list(tiles)
+            );
+            annotate_parallel(s, &format!("%g{id}_outer"), g.extents.iter().product(), g.extents[1..].iter().product());
+        }
+        return;
+    }
     let inner = g.extents[n - 1];
     let tile = vector.min(inner);
     let tiles: Vec<usize> = std::iter::repeat_n(1, n - 1).chain([tile]).collect();
