@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+KILN_PTXAS="${KILN_PTXAS:-$(bash scripts/ptxas.sh)}"
+export KILN_PTXAS
 mkdir -p target
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log || status=$?

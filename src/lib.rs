@@ -298,6 +298,9 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
     }
     let emit = Emit { mlir: wants(EmitKind::Mlir), llvm: wants(EmitKind::Llvm), asm: wants(EmitKind::Asm) };
     let artifacts = kiln_codegen::compile(&module, &options.target, options.opt_level, emit).map_err(|e| {
+        if e.stage == kiln_codegen::gpu::UNSUPPORTED {
+            return Error::Usage(format!("{}: {}", options.target.cpu, e.message));
+        }
         // A codegen failure is a compiler bug; when MLIR names a source location, show it.
         let place = e.span.map(|span| {
             let diag = Diagnostic::error("E9999", format!("internal compiler error in {}", e.stage))
@@ -315,7 +318,7 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         }
     }
     if wants(EmitKind::Obj) {
-        out.files = package(source, &module, artifacts.object, &artifacts.workspace, options)?;
+        out.files = package(source, &module, artifacts, options)?;
     }
     Ok(out)
 }
@@ -343,32 +346,42 @@ pub fn saturation_report(reports: &[kiln_passes::saturate::Report]) -> String {
         .collect()
 }
 
-/// The artifacts of a compiled module: the library file of the requested kind, the C header, the
-/// Rust bindings and the manifest that lists them all with their hashes.
+/// The artifacts of a compiled module and the manifest that lists them all with their hashes:
+/// for a CPU, the library file of the requested kind, the C header and the Rust bindings; for a
+/// GPU, one PTX file per kernel (the launch plans are in the manifest).
 fn package(
     source: &Source,
     module: &Module,
-    object: Vec<u8>,
-    workspace: &[u64],
+    artifacts: kiln_codegen::Artifacts,
     options: &Options,
 ) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let m = &module.name;
-    let library = match options.output {
-        OutputKind::Object => object,
-        OutputKind::Static => static_library(vec![(format!("{m}.o"), object)])?,
-        OutputKind::Shared => shared_library(m, &object, options)?,
-    };
-    let mut files = vec![
-        (options.output.file_name(m), library),
-        (format!("{m}.h"), kiln_codegen::header::emit_header(module, VERSION, workspace).into_bytes()),
-        (format!("{m}.rs"), kiln_codegen::bindings::emit_bindings(module, VERSION, workspace).into_bytes()),
-    ];
+    let workspace = &artifacts.workspace;
+    let gpu = options.target.arch.is_gpu();
+    let mut files = vec![];
+    let mut kernels = vec![];
+    if gpu {
+        for k in &artifacts.kernels {
+            let file = format!("{m}.{}.ptx", k.name);
+            kernels.push(manifest::KernelInfo { name: k.name.clone(), entry: k.entry.clone(), file: file.clone() });
+            files.push((file, k.ptx.clone().into_bytes()));
+        }
+    } else {
+        let library = match options.output {
+            OutputKind::Object => artifacts.object,
+            OutputKind::Static => static_library(vec![(format!("{m}.o"), artifacts.object)])?,
+            OutputKind::Shared => shared_library(m, &artifacts.object, options)?,
+        };
+        files.push((options.output.file_name(m), library));
+        files.push((format!("{m}.h"), kiln_codegen::header::emit_header(module, VERSION, workspace).into_bytes()));
+        files.push((format!("{m}.rs"), kiln_codegen::bindings::emit_bindings(module, VERSION, workspace).into_bytes()));
+    }
     let source_name = Path::new(&source.name).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let manifest = Manifest {
         format: manifest::FORMAT,
         version: manifest::VERSION,
         module: m.clone(),
-        kind: options.output.name(),
+        kind: if gpu { "gpu" } else { options.output.name() },
         compiler: Compiler { name: "kiln", version: VERSION.to_string() },
         target: TargetInfo {
             triple: options.target.triple.clone(),
@@ -377,7 +390,8 @@ fn package(
         },
         opt_level: options.opt_level,
         source: file_info(&source_name, source.text.as_bytes()),
-        functions: manifest::functions(module, workspace),
+        functions: manifest::functions(module, workspace, &artifacts.launches),
+        kernels,
         files: files.iter().map(|(name, bytes)| file_info(name, bytes)).collect(),
     };
     let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;

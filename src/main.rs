@@ -54,9 +54,12 @@ struct BuildArgs {
     /// Optimization level, 0 to 3.
     #[arg(short = 'O', default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
     opt_level: u8,
-    /// Target triple (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu).
+    /// Target triple (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu, nvptx64-nvidia-cuda).
     #[arg(long)]
     target: Option<String>,
+    /// GPU architecture for --target nvptx64-nvidia-cuda: sm_80 (default) or sm_90.
+    #[arg(long)]
+    gpu: Option<String>,
     /// LLVM CPU name (x86-64-v3 by default on x86-64, x86-64-v4, skylake, ...) or `native`.
     #[arg(long = "target-cpu")]
     target_cpu: Option<String>,
@@ -155,7 +158,17 @@ fn run(cli: Cli) -> Result<(), Error> {
 
 fn build(args: BuildArgs) -> Result<(), Error> {
     let source = Source::read(&args.file)?;
-    let target = Target::new(args.target.as_deref(), args.target_cpu.as_deref()).map_err(Error::Usage)?;
+    let cpu = match (&args.gpu, &args.target_cpu) {
+        (Some(_), Some(_)) => return Err(Error::Usage("give either --gpu or --target-cpu, not both".into())),
+        (Some(gpu), None) => {
+            if args.target.as_deref() != Some("nvptx64-nvidia-cuda") {
+                return Err(Error::Usage("--gpu needs --target nvptx64-nvidia-cuda".into()));
+            }
+            Some(gpu.as_str())
+        }
+        (None, cpu) => cpu.as_deref(),
+    };
+    let target = Target::new(args.target.as_deref(), cpu).map_err(Error::Usage)?;
     let mut emit = vec![];
     for e in &args.emit {
         emit.push(EmitKind::parse(e).ok_or_else(|| {

@@ -2,7 +2,7 @@
 //!
 //! Owns: IR to MLIR ([`mlir`]), the MLIR pass pipeline that bufferizes and lowers to the LLVM
 //! dialect ([`pipeline`]), threads ([`parallel`]), loop schedules for contractions ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
-//! ([`target`]) and object emission, the generated C header ([`header`]).
+//! ([`target`]) and object emission, PTX kernels and launch plans for GPUs ([`gpu`]), the generated C header ([`header`]).
 //!
 //! May depend on: kiln-ir, melior and mlir-sys (MLIR 22), inkwell (LLVM 22).
 //!
@@ -12,6 +12,7 @@
 //! `m.kiln_abi` and the parallel-for setter `m_set_parallel_for` are exported.
 
 pub mod bindings;
+pub mod gpu;
 pub mod header;
 pub mod manifest;
 pub mod mlir;

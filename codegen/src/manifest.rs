@@ -13,14 +13,24 @@ pub struct Manifest {
     pub format: &'static str,
     pub version: u32,
     pub module: String,
-    /// What the library file is: `object`, `static` or `shared`.
+    /// What the library file is: `object`, `static` or `shared`; `gpu` for PTX kernels.
     pub kind: &'static str,
     pub compiler: Compiler,
     pub target: TargetInfo,
     pub opt_level: u8,
     pub source: FileInfo,
     pub functions: Vec<FunctionInfo>,
+    /// GPU bundles: each kernel's name (as launches name it), PTX entry and file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernels: Vec<KernelInfo>,
     pub files: Vec<FileInfo>,
+}
+
+#[derive(Serialize)]
+pub struct KernelInfo {
+    pub name: String,
+    pub entry: String,
+    pub file: String,
 }
 
 #[derive(Serialize)]
@@ -50,8 +60,12 @@ pub struct FunctionInfo {
     pub symbol: String,
     pub params: Vec<ArgInfo>,
     pub results: Vec<ArgInfo>,
-    /// Bytes of scratch memory the function needs, 64-byte aligned (its last argument).
+    /// Bytes of scratch memory the function needs, 64-byte aligned (its last argument; device
+    /// memory for GPU bundles).
     pub workspace_bytes: u64,
+    /// GPU bundles: the kernel launches that compute the function, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub launches: Vec<crate::gpu::Launch>,
 }
 
 #[derive(Serialize)]
@@ -66,14 +80,17 @@ fn arg(name: &str, ty: &TensorType) -> ArgInfo {
     ArgInfo { name: name.to_string(), dtype: ty.dtype.name(), shape: ty.shape.clone(), bytes: ty.size_bytes() }
 }
 
-/// The functions of a module as the manifest lists them, with their workspace bytes.
-pub fn functions(module: &Module, workspace: &[u64]) -> Vec<FunctionInfo> {
+/// The functions of a module as the manifest lists them, with their workspace bytes and (GPU)
+/// launch plans.
+pub fn functions(module: &Module, workspace: &[u64], launches: &[Vec<crate::gpu::Launch>]) -> Vec<FunctionInfo> {
     module
         .funcs
         .iter()
         .zip(workspace)
-        .map(|(f, &workspace_bytes)| FunctionInfo {
+        .enumerate()
+        .map(|(i, (f, &workspace_bytes))| FunctionInfo {
             workspace_bytes,
+            launches: launches.get(i).cloned().unwrap_or_default(),
             name: f.name.clone(),
             symbol: crate::mlir::entry_symbol(&module.name, &f.name),
             params: f.params.iter().map(|p| arg(&p.name, &p.ty)).collect(),

@@ -77,7 +77,7 @@ struct Param {
 }
 
 /// The SSA names (`%x`) in a line, in order.
-fn names(line: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn names(line: &str) -> impl Iterator<Item = &str> {
     line.match_indices('%').map(move |(i, _)| {
         let rest = &line[i + 1..];
         let end =
@@ -88,7 +88,7 @@ fn names(line: &str) -> impl Iterator<Item = &str> {
 
 /// The names a line defines: results (`%x = `, `%x:2 = `), loop variables and `iter_args`
 /// (`%i = `), block arguments (`%a: f32`).
-fn definitions(line: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn definitions(line: &str) -> impl Iterator<Item = &str> {
     line.match_indices('%').filter_map(move |(i, _)| {
         let name = names(&line[i..]).next()?;
         let after = &line[i + name.len()..];
@@ -97,7 +97,7 @@ fn definitions(line: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The name a top-level line defines (`%x = ...` or `%x:2 = ...`), if any.
-fn defined(line: &str) -> Option<&str> {
+pub(crate) fn defined(line: &str) -> Option<&str> {
     let t = line.trim_start();
     let (lhs, _) = t.split_once(" = ")?;
     lhs.starts_with('%').then(|| lhs.split(':').next().unwrap_or(lhs))

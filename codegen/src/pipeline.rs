@@ -64,8 +64,12 @@ pub struct Artifacts {
     pub llvm: Option<String>,
     /// Assembly (when asked for).
     pub asm: Option<String>,
-    /// The relocatable object file.
+    /// The relocatable object file (CPU targets).
     pub object: Vec<u8>,
+    /// The kernels (GPU targets).
+    pub kernels: Vec<crate::gpu::Kernel>,
+    /// The launch plan of each function, in module order (GPU targets).
+    pub launches: Vec<Vec<crate::gpu::Launch>>,
     /// Workspace bytes of each function, in module order.
     pub workspace: Vec<u64>,
     /// Time spent in each step, in order.
@@ -90,18 +94,18 @@ impl std::fmt::Display for CodegenError {
 
 impl std::error::Error for CodegenError {}
 
-fn err(stage: &'static str, message: impl Into<String>) -> CodegenError {
+pub(crate) fn err(stage: &'static str, message: impl Into<String>) -> CodegenError {
     let message = message.into();
     CodegenError { stage, span: crate::mlir::span_in(&message), message }
 }
 
-struct Timer {
-    timings: Vec<(String, Duration)>,
-    start: Instant,
+pub(crate) struct Timer {
+    pub timings: Vec<(String, Duration)>,
+    pub start: Instant,
 }
 
 impl Timer {
-    fn lap(&mut self, name: &str) {
+    pub fn lap(&mut self, name: &str) {
         let now = Instant::now();
         self.timings.push((name.to_string(), now - self.start));
         self.start = now;
@@ -109,59 +113,88 @@ impl Timer {
 }
 
 /// Compiles a verified module for `target` at optimization level `opt` (0 to 3).
-pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
-    let mut timer = Timer { timings: vec![], start: Instant::now() };
-    let emitted = emit_module(module);
-    let text = emitted.text;
-    timer.lap("mlir-emit");
+/// The MLIR context of one compilation, with every dialect, pass and translation registered,
+/// collecting diagnostics.
+pub(crate) struct Mlir {
+    pub context: Context,
+    messages: Rc<RefCell<Vec<String>>>,
+}
 
-    let registry = DialectRegistry::new();
-    register_all_dialects(&registry);
-    let context = Context::new();
-    context.enable_multi_threading(false);
-    context.append_dialect_registry(&registry);
-    context.load_all_available_dialects();
-    register_all_llvm_translations(&context);
-    register_all_passes();
-    let messages = Rc::new(RefCell::new(Vec::<String>::new()));
-    let sink = messages.clone();
-    context.attach_diagnostic_handler(move |d| {
-        sink.borrow_mut().push(format!("{}: {}", d.location(), d));
-        true
-    });
-    let collected = || messages.borrow().join("\n");
+impl Mlir {
+    pub fn new() -> Mlir {
+        let registry = DialectRegistry::new();
+        register_all_dialects(&registry);
+        let context = Context::new();
+        context.enable_multi_threading(false);
+        context.append_dialect_registry(&registry);
+        context.load_all_available_dialects();
+        register_all_llvm_translations(&context);
+        register_all_passes();
+        let messages = Rc::new(RefCell::new(Vec::<String>::new()));
+        let sink = messages.clone();
+        context.attach_diagnostic_handler(move |d| {
+            sink.borrow_mut().push(format!("{}: {}", d.location(), d));
+            true
+        });
+        Mlir { context, messages }
+    }
 
-    let run = |module: &mut MlirModule, pipeline: &str| -> Result<(), CodegenError> {
-        let pm = PassManager::new(&context);
+    /// The diagnostics so far.
+    pub fn collected(&self) -> String {
+        self.messages.borrow().join("\n")
+    }
+
+    pub fn parse(&self, text: &str, stage: &'static str) -> Result<MlirModule<'_>, CodegenError> {
+        MlirModule::parse(&self.context, text).ok_or_else(|| err(stage, self.collected()))
+    }
+
+    /// Runs a textual pass pipeline; any error diagnostic is a failure, even when the pass
+    /// manager reports success.
+    pub fn run(&self, module: &mut MlirModule, pipeline: &str) -> Result<(), CodegenError> {
+        let pm = PassManager::new(&self.context);
         parse_pass_pipeline(pm.as_operation_pass_manager(), pipeline)
             .map_err(|e| err("MLIR pipeline parsing", e.to_string()))?;
-        pm.run(module).map_err(|_| err("MLIR lowering", collected()))?;
-        if messages.borrow().is_empty() {
+        pm.run(module).map_err(|_| err("MLIR lowering", self.collected()))?;
+        if self.messages.borrow().is_empty() {
             Ok(())
         } else {
-            Err(err("MLIR lowering", collected()))
+            Err(err("MLIR lowering", self.collected()))
         }
-    };
-    let mut bufferized = MlirModule::parse(&context, &text).ok_or_else(|| err("MLIR parsing", collected()))?;
-    run(&mut bufferized, &prepare_pipeline(opt))?;
-    let script = if opt > 0 {
-        let generics = schedule::tag_generics(&context, &bufferized);
-        schedule::transform_script(&emitted.contractions, &generics, target.registers())
-    } else {
-        None
-    };
-    if let Some(script) = &script {
-        apply_schedule(&context, &bufferized, script).map_err(|e| err("contraction schedule", e + &collected()))?;
     }
-    run(&mut bufferized, BUFFERIZE_PIPELINE)?;
+
+    /// Translates an LLVM-dialect module into `llvm`'s context.
+    pub fn translate<'l>(&self, module: &MlirModule, llvm: &'l LlvmContext) -> Result<LlvmModule<'l>, CodegenError> {
+        // SAFETY: both contexts are alive; the returned module is owned by `llvm`.
+        let raw = unsafe { mlir_sys::mlirTranslateModuleToLLVMIR(module.as_operation().to_raw(), llvm.raw() as _) };
+        if raw.is_null() {
+            return Err(err("translation to LLVM IR", self.collected()));
+        }
+        Ok(unsafe { LlvmModule::new(raw as _) })
+    }
+}
+
+/// The emitted module bufferized and planned: elementwise fusion, the schedule `script` makes
+/// from the fused module (if any), bufferization, and the workspace plan with allocations
+/// rewritten into views of `%kiln_ws`. Returns the planned text, each function's workspace
+/// bytes (in `module`'s order) and the script.
+pub(crate) fn bufferize_and_plan(
+    mlir: &Mlir,
+    module: &Module,
+    text: &str,
+    opt: u8,
+    script: impl FnOnce(&MlirModule) -> Option<String>,
+) -> Result<(String, Vec<u64>, Option<String>), CodegenError> {
+    let mut bufferized = mlir.parse(text, "MLIR parsing")?;
+    mlir.run(&mut bufferized, &prepare_pipeline(opt))?;
+    let script = script(&bufferized);
+    if let Some(script) = &script {
+        apply_schedule(&mlir.context, &bufferized, script)
+            .map_err(|e| err("contraction schedule", e + &mlir.collected()))?;
+    }
+    mlir.run(&mut bufferized, BUFFERIZE_PIPELINE)?;
     let plans = workspace::plan(&bufferized).map_err(|e| err("workspace planning", e))?;
     let planned =
         workspace::rewrite(&bufferized.as_operation().to_string(), &plans).map_err(|e| err("workspace planning", e))?;
-    let (planned, stages) =
-        if opt > 0 { parallel::outline(&planned).map_err(|e| err("parallel loops", e))? } else { (planned, vec![]) };
-    let mut mlir_module =
-        MlirModule::parse(&context, &planned).ok_or_else(|| err("MLIR parsing (planned)", collected()))?;
-    run(&mut mlir_module, LOWER_PIPELINE)?;
     let workspace: Vec<u64> = module
         .funcs
         .iter()
@@ -174,14 +207,35 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
                 .ok_or_else(|| err("workspace planning", format!("no plan for `{symbol}`")))
         })
         .collect::<Result<_, _>>()?;
+    Ok((planned, workspace, script))
+}
+
+/// Compiles a verified module for `target` at optimization level `opt` (0 to 3): an object
+/// for a CPU, PTX kernels and a launch plan for a GPU ([`crate::gpu`]).
+pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
+    if target.arch.is_gpu() {
+        return crate::gpu::compile(module, target, opt, emit);
+    }
+    let mut timer = Timer { timings: vec![], start: Instant::now() };
+    let emitted = emit_module(module);
+    let text = emitted.text;
+    timer.lap("mlir-emit");
+
+    let mlir = Mlir::new();
+    let (planned, workspace, script) = bufferize_and_plan(&mlir, module, &text, opt, |fused| {
+        (opt > 0).then(|| {
+            let generics = schedule::tag_generics(&mlir.context, fused);
+            schedule::transform_script(&emitted.contractions, &generics, target.registers())
+        })?
+    })?;
+    let (planned, stages) =
+        if opt > 0 { parallel::outline(&planned).map_err(|e| err("parallel loops", e))? } else { (planned, vec![]) };
+    let mut mlir_module = mlir.parse(&planned, "MLIR parsing (planned)")?;
+    mlir.run(&mut mlir_module, LOWER_PIPELINE)?;
     timer.lap("mlir-lower");
 
     let llvm = LlvmContext::create();
-    let raw = unsafe { mlir_sys::mlirTranslateModuleToLLVMIR(mlir_module.as_operation().to_raw(), llvm.raw() as _) };
-    if raw.is_null() {
-        return Err(err("translation to LLVM IR", collected()));
-    }
-    let llvm_module = unsafe { LlvmModule::new(raw as _) };
+    let llvm_module = mlir.translate(&mlir_module, &llvm)?;
     llvm_module.set_name(&module.name);
     llvm_module.set_source_file_name(&format!("{}.kn", module.name));
     add_entry_points(&llvm, &llvm_module, module, &workspace)?;

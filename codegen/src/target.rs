@@ -12,6 +12,8 @@ use inkwell::OptimizationLevel;
 pub enum Arch {
     X86_64,
     Aarch64,
+    /// NVIDIA GPUs: PTX kernels and a launch plan (codegen/src/gpu.rs).
+    Nvptx64,
 }
 
 mod cpus {
@@ -20,24 +22,34 @@ mod cpus {
 
 impl Arch {
     /// The CPU names LLVM accepts for this architecture.
+    /// For NVPTX, the GPU architectures kiln has validated with ptxas (each with PTX ISA 8.0:
+    /// a wrong pair makes LLVM abort the process, so no other name reaches it).
     pub fn cpus(self) -> &'static [&'static str] {
         match self {
             Arch::X86_64 => cpus::X86_64_CPUS,
             Arch::Aarch64 => cpus::AARCH64_CPUS,
+            Arch::Nvptx64 => &["sm_80", "sm_90"],
         }
     }
 
     /// Every architecture, with its triple and baseline CPU.
-    pub const ALL: [(Arch, &'static str, &'static str); 2] = [
+    pub const ALL: [(Arch, &'static str, &'static str); 3] = [
         (Arch::X86_64, "x86_64-unknown-linux-gnu", "x86-64-v3"),
         (Arch::Aarch64, "aarch64-unknown-linux-gnu", "generic"),
+        (Arch::Nvptx64, "nvptx64-nvidia-cuda", "sm_80"),
     ];
+
+    /// Whether code for this architecture runs on a GPU.
+    pub fn is_gpu(self) -> bool {
+        self == Arch::Nvptx64
+    }
 
     fn initialize(self) {
         let config = InitializationConfig::default();
         match self {
             Arch::X86_64 => LlvmTarget::initialize_x86(&config),
             Arch::Aarch64 => LlvmTarget::initialize_aarch64(&config),
+            Arch::Nvptx64 => LlvmTarget::initialize_nvptx(&config),
         }
     }
 }
@@ -77,10 +89,15 @@ impl Target {
             Some(c) => (c.to_string(), String::new()),
             None => (baseline.to_string(), String::new()),
         };
+        // PTX ISA 8.0 covers every GPU architecture in `Arch::cpus`.
+        let features = if arch.is_gpu() { "+ptx80".to_string() } else { features };
         if !arch.cpus().contains(&cpu.as_str()) {
             let close: Vec<&str> =
                 arch.cpus().iter().copied().filter(|c| c.starts_with(&cpu[..cpu.len().min(3)])).take(8).collect();
             let hint = if close.is_empty() { String::new() } else { format!(" (similar: {})", close.join(", ")) };
+            if arch.is_gpu() {
+                return Err(format!("unsupported GPU `{cpu}`; kiln supports {}", arch.cpus().join(", ")));
+            }
             return Err(format!("unknown CPU `{cpu}` for {triple}{hint}; `--target-cpu native` uses this machine's"));
         }
         Ok(Target { arch, triple: triple.to_string(), cpu, features })
@@ -152,7 +169,7 @@ impl Target {
     pub fn registers(&self) -> RegisterFile {
         let has = |feature: &str| self.features.split(',').any(|f| f == feature);
         let (count, vector_bits) = match self.arch {
-            Arch::Aarch64 => (32, 128),
+            Arch::Aarch64 | Arch::Nvptx64 => (32, 128),
             Arch::X86_64 if !self.features.is_empty() => {
                 if has("+avx512f") {
                     (32, 512)

@@ -1,0 +1,381 @@
+//! GPU code generation for NVIDIA GPUs: PTX kernels and, per function, a launch plan that
+//! kiln's runtime replays (no MLIR host runtime, no libdevice).
+//!
+//! Route (../shared/docs/gpu.md): the same tensor program as on the CPU is fused, bufferized and
+//! planned (intermediates are views of one device workspace); linalg ops become parallel loops,
+//! tiled by [`THREADS_PER_BLOCK`] and mapped to blocks and threads, and outlined into
+//! `gpu.module`s. Whatever remains on the host besides constants, views and launches (a loop
+//! nest with no parallel dimension, a scalar store) is first wrapped in a one-iteration parallel
+//! loop, so that it runs as a single-thread kernel. The host functions are then read, not
+//! lowered: each `gpu.launch_func` becomes a [`Launch`] (kernel, grid, block, arguments as
+//! parameters, workspace offsets or constants). Each kernel module is lowered through NVVM,
+//! translated to LLVM IR and emitted as PTX by LLVM's NVPTX target. Math ops become LLVM
+//! intrinsics the NVPTX backend selects (f32 exp, log and tanh are already kiln's own
+//! polynomials); any other math op is refused rather than turned into a libdevice call.
+//!
+//! This first version maps loops naively (one thread per output element; reductions run
+//! sequentially in their thread; products are plain loops): correct, checked by ptxas, not yet
+//! fast.
+
+use crate::mlir::emit_module;
+use crate::pipeline::{bufferize_and_plan, err, Artifacts, CodegenError, Emit, Mlir, Timer};
+use crate::target::Target;
+use inkwell::context::Context as LlvmContext;
+use inkwell::passes::PassBuilderOptions;
+use inkwell::targets::FileType;
+use kiln_ir::Module;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// The stage of a [`CodegenError`] for programs the GPU backend cannot compile yet: a
+/// limitation to report to the user, not a compiler bug.
+pub const UNSUPPORTED: &str = "GPU support";
+
+/// Threads per block of the elementwise mapping.
+pub const THREADS_PER_BLOCK: usize = 256;
+
+/// One kernel: the name of its module in the plan, its PTX entry, and the PTX text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kernel {
+    pub name: String,
+    pub entry: String,
+    pub ptx: String,
+}
+
+/// An argument of a launch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaunchArg {
+    /// The function's parameter or result buffer number `index` (parameters first).
+    Buffer { index: usize },
+    /// The device workspace, `offset` bytes in.
+    Workspace { offset: u64 },
+    /// A 64-bit integer passed by value.
+    Int { value: i64 },
+}
+
+/// One kernel launch of a function's plan, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Launch {
+    pub kernel: String,
+    pub grid: [u64; 3],
+    pub block: [u64; 3],
+    pub args: Vec<LaunchArg>,
+}
+
+/// Host ops that may stay around the launches: they compute no data.
+const HOST_OPS: &[&str] = &[
+    "arith.constant",
+    "ub.poison",
+    "memref.view",
+    "memref.expand_shape",
+    "memref.collapse_shape",
+    "memref.cast",
+    "scf.parallel",
+    "gpu.launch_func",
+    "return",
+];
+
+/// Math ops and the LLVM intrinsic the NVPTX backend selects for each (per element type).
+const INTRINSICS: &[(&str, &str)] = &[
+    ("math.floor", "llvm.floor"),
+    ("math.absf", "llvm.fabs"),
+    ("math.copysign", "llvm.copysign"),
+    ("math.sqrt", "llvm.sqrt"),
+];
+
+/// The lowering of each kernel module (after outlining).
+const DEVICE_PIPELINE: &str = "builtin.module(gpu.module(fold-memref-alias-ops,expand-strided-metadata,lower-affine,\
+     convert-scf-to-cf,convert-gpu-to-nvvm{index-bitwidth=64 use-bare-ptr-memref-call-conv=1},canonicalize,cse,\
+     reconcile-unrealized-casts))";
+
+/// Compiles `module` into PTX kernels and launch plans.
+pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
+    let mut timer = Timer { timings: vec![], start: Instant::now() };
+    let text = emit_module(module).text;
+    timer.lap("mlir-emit");
+    let mlir = Mlir::new();
+    let (planned, workspace, _) = bufferize_and_plan(&mlir, module, &text, opt, |_| None)?;
+    let mut loops = mlir.parse(&planned, "MLIR parsing (planned)")?;
+    mlir.run(&mut loops, "builtin.module(func.func(convert-linalg-to-parallel-loops),canonicalize,cse)")?;
+    let wrapped = wrap_serial_statements(&loops.as_operation().to_string()).map_err(|e| err("GPU mapping", e))?;
+    let mut mapped = mlir.parse(&wrapped, "MLIR parsing (GPU loops)")?;
+    mlir.run(
+        &mut mapped,
+        &format!(
+            "builtin.module(func.func(scf-parallel-loop-tiling{{parallel-loop-tile-sizes={THREADS_PER_BLOCK} no-min-max-bounds=true}},\
+             gpu-map-parallel-loops,convert-parallel-loops-to-gpu),gpu-launch-sink-index-computations,gpu-kernel-outlining,canonicalize,cse)"
+        ),
+    )?;
+    let outlined = mapped.as_operation().to_string();
+    let launches: Vec<Vec<Launch>> = module
+        .funcs
+        .iter()
+        .map(|f| {
+            launch_plan(&outlined, &crate::mlir::impl_symbol(&module.name, &f.name), f.params.len() + f.results.len())
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| err("GPU launch plan", e))?;
+    let device_text = with_intrinsics(&outlined).map_err(|e| err(UNSUPPORTED, e))?;
+    let mut device = mlir.parse(&device_text, "MLIR parsing (kernels)")?;
+    mlir.run(&mut device, DEVICE_PIPELINE)?;
+    timer.lap("mlir-lower");
+
+    let machine = target.machine(opt.max(2)).map_err(|e| err("target setup", e))?;
+    let mut kernels = vec![];
+    for (name, body) in kernel_modules(&device.as_operation().to_string()) {
+        let kernel = mlir.parse(&format!("module {{\n{body}}}\n"), "MLIR parsing (kernel)")?;
+        let llvm = LlvmContext::create();
+        let m = mlir.translate(&kernel, &llvm)?;
+        m.set_name(&name);
+        m.set_triple(&machine.get_triple());
+        m.set_data_layout(&machine.get_target_data().get_data_layout());
+        m.verify().map_err(|e| err("LLVM IR verification", e.to_string()))?;
+        let external = |f: &inkwell::values::FunctionValue| {
+            f.count_basic_blocks() == 0 && !f.get_name().to_string_lossy().starts_with("llvm.")
+        };
+        if let Some(f) = m.get_functions().find(external) {
+            return Err(err(
+                "GPU math",
+                format!("kernel `{name}` calls `{}`, which kiln cannot ship", f.get_name().to_string_lossy()),
+            ));
+        }
+        m.run_passes("default<O3>", &machine, PassBuilderOptions::create())
+            .map_err(|e| err("LLVM optimization", e.to_string()))?;
+        let entry = m
+            .get_functions()
+            .find(|f| f.count_basic_blocks() > 0)
+            .map(|f| f.get_name().to_string_lossy().into_owned())
+            .ok_or_else(|| err("PTX emission", format!("kernel module `{name}` is empty")))?;
+        let ptx =
+            machine.write_to_memory_buffer(&m, FileType::Assembly).map_err(|e| err("PTX emission", e.to_string()))?;
+        kernels.push(Kernel { name, entry, ptx: String::from_utf8_lossy(ptx.as_slice()).into_owned() });
+    }
+    timer.lap("ptx");
+    Ok(Artifacts {
+        mlir: emit.mlir.then_some(text),
+        workspace,
+        kernels,
+        launches,
+        timings: timer.timings,
+        ..Default::default()
+    })
+}
+
+/// The leading-space indentation of a line.
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// The op name of a statement's first line (`%x = op ...` or `op ...`).
+fn op_name(line: &str) -> &str {
+    let t = line.trim_start();
+    let rhs = t.split_once(" = ").filter(|(lhs, _)| lhs.starts_with('%')).map_or(t, |(_, rhs)| rhs);
+    rhs.split([' ', '(']).next().unwrap_or("")
+}
+
+/// Statements of a function body at `depth` spaces: each is its first line and the lines of its
+/// regions, up to its closing line at the same depth.
+fn statements<'t>(body: &[&'t str], depth: usize) -> Vec<Vec<&'t str>> {
+    let mut out: Vec<Vec<&str>> = vec![];
+    for &line in body {
+        match out.last_mut() {
+            Some(open) if indent(line) > depth || (indent(line) == depth && line.trim_start().starts_with('}')) => {
+                open.push(line)
+            }
+            _ => out.push(vec![line]),
+        }
+    }
+    out
+}
+
+/// Wraps each run of host statements that compute data (loop nests without parallel loops,
+/// scalar loads and stores) into a one-iteration `scf.parallel`, so that it becomes a kernel.
+fn wrap_serial_statements(text: &str) -> Result<String, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::with_capacity(text.len() + 1024);
+    let mut i = 0;
+    let mut group = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let is_definition = line.trim_start().starts_with("func.func ") && line.trim_end().ends_with('{');
+        out.push_str(line);
+        out.push('\n');
+        i += 1;
+        if !is_definition {
+            continue;
+        }
+        let depth = indent(line) + 2;
+        let start = i;
+        while i < lines.len() && !(indent(lines[i]) == depth - 2 && lines[i].trim() == "}") {
+            i += 1;
+        }
+        let stmts = statements(&lines[start..i], depth);
+        let mut k = 0;
+        while k < stmts.len() {
+            if HOST_OPS.contains(&op_name(stmts[k][0])) {
+                for l in &stmts[k] {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+                k += 1;
+                continue;
+            }
+            let end = (k..stmts.len()).find(|&j| HOST_OPS.contains(&op_name(stmts[j][0]))).unwrap_or(stmts.len());
+            let run: Vec<&str> = stmts[k..end].iter().flatten().copied().collect();
+            // Only results of the run's own statements can escape it (region arguments cannot).
+            let defined: Vec<&str> = stmts[k..end].iter().filter_map(|st| crate::parallel::defined(st[0])).collect();
+            let later = stmts[end..].iter().flatten();
+            if let Some(n) = later.clone().flat_map(|l| crate::parallel::names(l)).find(|n| defined.contains(n)) {
+                return Err(format!("the value `{n}` computed on the host is used by a later kernel"));
+            }
+            let pad = " ".repeat(depth);
+            out.push_str(&format!(
+                "{pad}%kiln_zero{group} = arith.constant 0 : index\n{pad}%kiln_one{group} = arith.constant 1 : index\n\
+                 {pad}scf.parallel (%kiln_serial{group}) = (%kiln_zero{group}) to (%kiln_one{group}) step (%kiln_one{group}) {{\n"
+            ));
+            for l in run {
+                out.push_str("  ");
+                out.push_str(l);
+                out.push('\n');
+            }
+            out.push_str(&format!("{pad}  scf.reduce\n{pad}}}\n"));
+            group += 1;
+            k = end;
+        }
+    }
+    Ok(out)
+}
+
+/// The launch plan of host function `symbol` in the outlined module: every statement must be a
+/// constant, a view or a launch. `buffers` is its number of parameter and result buffers (the
+/// workspace follows them).
+fn launch_plan(text: &str, symbol: &str, buffers: usize) -> Result<Vec<Launch>, String> {
+    let header = text
+        .lines()
+        .position(|l| l.trim_start().starts_with("func.func ") && l.contains(&format!("@{symbol}(")))
+        .ok_or_else(|| format!("no function `{symbol}`"))?;
+    let lines: Vec<&str> = text.lines().skip(header + 1).take_while(|l| l.trim() != "}" || indent(l) > 2).collect();
+    let params: Vec<&str> = crate::parallel::names(text.lines().nth(header).unwrap_or("")).collect();
+    // What each host value is: a launch argument, or an index for grid sizes.
+    let mut values: BTreeMap<&str, LaunchArg> = BTreeMap::new();
+    for (i, p) in params.iter().enumerate() {
+        let arg = if i < buffers { LaunchArg::Buffer { index: i } } else { LaunchArg::Workspace { offset: 0 } };
+        values.insert(p, arg);
+    }
+    let mut launches = vec![];
+    for line in &lines {
+        let op = op_name(line);
+        if !HOST_OPS.contains(&op) {
+            return Err(format!("`{op}` remains on the host in `{symbol}`"));
+        }
+        let t = line.trim_start();
+        let target = t.split_once(" = ").map(|(lhs, _)| lhs.split(':').next().unwrap_or(lhs));
+        let operands: Vec<&str> = crate::parallel::names(t.split_once(" = ").map_or(t, |(_, rhs)| rhs))
+            .filter(|n| !n.starts_with("%arg") || params.contains(n))
+            .collect();
+        match (op, target) {
+            ("arith.constant", Some(name)) => {
+                if let Some(v) = t
+                    .split(" = arith.constant ")
+                    .nth(1)
+                    .and_then(|r| r.split(" : ").next())
+                    .and_then(|v| v.parse().ok())
+                {
+                    values.insert(name, LaunchArg::Int { value: v });
+                }
+            }
+            ("memref.view", Some(name)) => {
+                let (Some(LaunchArg::Workspace { offset }), Some(LaunchArg::Int { value })) =
+                    (operands.first().and_then(|n| values.get(n)), operands.get(1).and_then(|n| values.get(n)))
+                else {
+                    return Err(format!("unexpected view in `{symbol}`: {t}"));
+                };
+                values.insert(name, LaunchArg::Workspace { offset: offset + *value as u64 });
+            }
+            ("memref.expand_shape" | "memref.collapse_shape" | "memref.cast", Some(name)) => {
+                let source = operands.first().and_then(|n| values.get(n)).cloned();
+                values.insert(name, source.ok_or_else(|| format!("unexpected reshape in `{symbol}`: {t}"))?);
+            }
+            ("gpu.launch_func", _) => {
+                launches.push(launch(t, &values).ok_or_else(|| format!("unexpected launch: {t}"))?)
+            }
+            _ => {}
+        }
+    }
+    Ok(launches)
+}
+
+/// One `gpu.launch_func @module::@kernel blocks in (...) threads in (...) args(%a : T, ...)`.
+fn launch(t: &str, values: &BTreeMap<&str, LaunchArg>) -> Option<Launch> {
+    let kernel = t.split('@').nth(1)?.split("::").next()?.to_string();
+    let dims = |key: &str| -> Option<[u64; 3]> {
+        let inside = t.split(key).nth(1)?.split(')').next()?;
+        let v: Vec<u64> = crate::parallel::names(inside)
+            .map(|n| match values.get(n) {
+                Some(LaunchArg::Int { value }) => u64::try_from(*value).ok(),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        v.try_into().ok()
+    };
+    let args_text = t.split(" args(").nth(1).unwrap_or("");
+    let args = crate::parallel::names(args_text)
+        .filter(|n| args_text.contains(&format!("{n} :")))
+        .map(|n| values.get(n).cloned())
+        .collect::<Option<_>>()?;
+    Some(Launch { kernel, grid: dims("blocks in (")?, block: dims("threads in (")?, args })
+}
+
+/// The outlined module with every math op in the kernels turned into the LLVM intrinsic the
+/// NVPTX backend selects; any other math op is an error.
+fn with_intrinsics(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let op = op_name(line);
+        if let Some(rest) = op.strip_prefix("math.") {
+            let (_, intrinsic) = INTRINSICS.iter().find(|(m, _)| *m == op).ok_or_else(|| {
+                format!(
+                    "`{rest}` ({}) is not supported on GPU targets yet (f32 exp, log, tanh and sigmoid are)",
+                    line.rsplit(" : ").next().unwrap_or("").trim()
+                )
+            })?;
+            // %r = math.op %a[, %b] : T  ->  %r = llvm.call_intrinsic "llvm.op.T"(%a[, %b]) : (T[, T]) -> T
+            let (lhs, rhs) = line.split_once(" = ").ok_or("a math op without a result")?;
+            let (operands, ty) = rhs[op.len()..].rsplit_once(" : ").ok_or("a math op without a type")?;
+            let ty = ty.split(" loc(").next().unwrap_or(ty).trim();
+            let operands = operands.split(" {").next().unwrap_or(operands).trim();
+            let n = operands.split(',').count();
+            out.push_str(&format!(
+                "{lhs} = llvm.call_intrinsic \"{intrinsic}.{ty}\"({operands}) : ({}) -> {ty}\n",
+                vec![ty; n].join(", ")
+            ));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// The body text of each `gpu.module` of the lowered module, by module name, in order.
+fn kernel_modules(text: &str) -> Vec<(String, String)> {
+    let mut modules = vec![];
+    let mut current: Option<(String, usize, String)> = None;
+    for line in text.lines() {
+        if let Some((name, depth, body)) = current.as_mut() {
+            if indent(line) == *depth && line.trim() == "}" {
+                modules.push((std::mem::take(name), std::mem::take(body)));
+                current = None;
+            } else {
+                body.push_str(line);
+                body.push('\n');
+            }
+        } else if let Some(rest) = line.trim_start().strip_prefix("gpu.module @") {
+            let name = rest.split([' ', '{']).next().unwrap_or("").to_string();
+            current = Some((name, indent(line), String::new()));
+        }
+    }
+    modules
+}
