@@ -2,6 +2,7 @@
 //! tests/rewrites compiles for sm_80 and sm_90 into PTX kernels and launch plans; ptxas accepts
 //! every kernel when it is available (KILN_PTXAS, which scripts/test.sh sets up from PyPI's
 //! nvidia-cuda-nvcc; without it that check is skipped with a message); builds are reproducible.
+//! GPU bundles are verified by kiln-runtime's GPU loader and run on a GPU when there is one.
 //! The one documented gap: sin, cos, pow and f64 transcendental functions have no GPU lowering
 //! yet, and a program using them gets a clear error naming the function.
 
@@ -112,4 +113,64 @@ fn gpu_builds_are_reproducible() {
         ..Options::default()
     };
     assert_eq!(build(&source, &options).unwrap().files, build(&source, &options).unwrap().files);
+}
+
+/// A GPU bundle opens and is verified without a device; a memory limit below one call's needs
+/// is refused before the device is touched; with no GPU the executor says so (and the test
+/// stops there); on a GPU every function agrees with the interpreter.
+#[test]
+fn gpu_bundles_verify_and_run_or_report_no_gpu() {
+    use kiln_ir::gen::{self, Rng};
+    use kiln_runtime::gpu::{GpuBundle, GpuExecutor};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
+    let source = Source { name: "mlp.kn".into(), text: std::fs::read_to_string(path).unwrap() };
+    let options = Options {
+        target: kiln_codegen::Target::new(Some("nvptx64-nvidia-cuda"), Some("sm_80")).unwrap(),
+        ..Options::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    kiln::write_output(&build(&source, &options).unwrap(), dir.path()).unwrap();
+    let manifest = dir.path().join("mlp.json");
+    let bundle = GpuBundle::open(&manifest).unwrap();
+    assert_eq!(bundle.functions.len(), 3);
+    assert!(kiln_runtime::Bundle::open(&manifest).is_err(), "the CPU loader refuses a GPU bundle");
+    let needs = bundle.functions.iter().map(|f| f.device_bytes()).max().unwrap();
+    match GpuExecutor::new(bundle.clone(), 0, Some(needs - 1)) {
+        Err(kiln_runtime::Error::Device(m)) => assert!(m.contains("more than the limit"), "{m}"),
+        other => panic!("a plan over the memory limit must be refused, got {:?}", other.err()),
+    }
+    // A tampered kernel is refused.
+    let ptx = dir.path().join(format!("mlp.{}.ptx", bundle.kernels[0].name));
+    let original = std::fs::read(&ptx).unwrap();
+    std::fs::write(&ptx, [original.as_slice(), b"\n"].concat()).unwrap();
+    assert!(matches!(GpuBundle::open(&manifest), Err(kiln_runtime::Error::Integrity(_))));
+    std::fs::write(&ptx, &original).unwrap();
+
+    let executor = match GpuExecutor::new(bundle, 0, None) {
+        Ok(e) => e,
+        Err(kiln_runtime::Error::Device(m)) => {
+            eprintln!("skipping the GPU run: {m}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let module = kiln::check(&source, "mlp").unwrap();
+    let mut rng = Rng::new(kiln_ir::gen::test_seed());
+    for f in &module.funcs {
+        let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
+        let expected = kiln_ir::interp::run(f, &args);
+        let inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
+        let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        let mut outputs: Vec<Vec<u8>> = f.result_types().iter().map(|t| vec![0u8; t.size_bytes()]).collect();
+        let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        executor.call(&f.name, &refs, &mut outs).unwrap();
+        for ((bytes, ty), want) in outputs.iter().zip(f.result_types()).zip(&expected) {
+            let got = kiln_ir::interp::Tensor::new(
+                ty.shape.clone(),
+                kiln_ir::interp::Data::from_bytes(ty.dtype, bytes).unwrap(),
+            );
+            kiln_ir::interp::compare(want, &got, kiln_ir::interp::Tolerance::Scaled(1e-4))
+                .unwrap_or_else(|e| panic!("`{}`: {e}", f.name));
+        }
+    }
 }

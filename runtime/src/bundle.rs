@@ -24,19 +24,23 @@ pub const WORKSPACE_ALIGNMENT: usize = 64;
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 
 #[derive(Deserialize, Debug, Clone)]
-struct Manifest {
+pub(crate) struct Manifest {
     format: String,
     version: u64,
-    module: String,
-    kind: String,
-    target: TargetInfo,
-    functions: Vec<FunctionInfo>,
+    pub module: String,
+    pub kind: String,
+    pub target: TargetInfo,
+    pub functions: Vec<FunctionInfo>,
+    /// GPU bundles only.
+    #[serde(default)]
+    pub kernels: Vec<KernelInfo>,
     files: Vec<FileInfo>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
-struct TargetInfo {
-    triple: String,
+pub(crate) struct TargetInfo {
+    pub triple: String,
+    pub cpu: String,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -47,16 +51,42 @@ struct FileInfo {
 }
 
 #[derive(Deserialize, Debug, Clone)]
-struct FunctionInfo {
-    name: String,
-    symbol: String,
-    params: Vec<ArgInfo>,
-    results: Vec<ArgInfo>,
-    workspace_bytes: u64,
+pub(crate) struct FunctionInfo {
+    pub name: String,
+    pub symbol: String,
+    pub params: Vec<ArgInfo>,
+    pub results: Vec<ArgInfo>,
+    pub workspace_bytes: u64,
+    /// GPU bundles only.
+    #[serde(default)]
+    pub launches: Vec<LaunchInfo>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
-struct ArgInfo {
+pub(crate) struct KernelInfo {
+    pub name: String,
+    pub entry: String,
+    pub file: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub(crate) struct LaunchInfo {
+    pub kernel: String,
+    pub grid: [u64; 3],
+    pub block: [u64; 3],
+    pub args: Vec<LaunchArgInfo>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LaunchArgInfo {
+    Buffer { index: usize },
+    Workspace { offset: u64 },
+    Int { value: i64 },
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub(crate) struct ArgInfo {
     name: String,
     dtype: String,
     shape: Vec<u64>,
@@ -178,6 +208,9 @@ pub enum Error {
     Argument(String),
     /// The compiled function returned a nonzero status.
     Status(i32),
+    /// No usable GPU (no driver, no device, too old a device, not enough memory allowed), or
+    /// the CUDA driver failed.
+    Device(String),
 }
 
 impl std::fmt::Display for Error {
@@ -188,6 +221,7 @@ impl std::fmt::Display for Error {
             Error::Version(m) => write!(f, "unsupported manifest: {m}"),
             Error::Target(m) => write!(f, "wrong target: {m}"),
             Error::Integrity(m) => write!(f, "corrupt bundle: {m}"),
+            Error::Device(m) => write!(f, "GPU: {m}"),
             Error::Library(m) => write!(f, "cannot load the library: {m}"),
             Error::Argument(m) => write!(f, "bad arguments: {m}"),
             Error::Status(s) => write!(f, "the compiled function returned status {s}"),
@@ -244,6 +278,79 @@ fn is_identifier(s: &str) -> bool {
         && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
+/// Checks the count and byte size of a call's buffers against a function's arguments.
+pub(crate) fn check_buffers(
+    name: &str,
+    params: &[ArgSpec],
+    results: &[ArgSpec],
+    inputs: &[&[u8]],
+    outputs: &[&mut [u8]],
+) -> Result<(), Error> {
+    if inputs.len() != params.len() || outputs.len() != results.len() {
+        return Err(Error::Argument(format!(
+            "`{name}` takes {} inputs and {} outputs, got {} and {}",
+            params.len(),
+            results.len(),
+            inputs.len(),
+            outputs.len()
+        )));
+    }
+    let sizes = params.iter().zip(inputs.iter().map(|b| b.len()));
+    for (spec, len) in sizes.chain(results.iter().zip(outputs.iter().map(|b| b.len()))) {
+        if spec.bytes != len {
+            return Err(Error::Argument(format!("`{}` of `{name}` needs {} bytes, got {len}", spec.name, spec.bytes)));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the manifest at `path` and checks what every bundle must satisfy: size, JSON shape,
+/// format and version, module name, and the size and SHA-256 of every file it lists (which
+/// lie in the returned directory).
+pub(crate) fn read_manifest(path: &Path) -> Result<(Manifest, PathBuf), Error> {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let size = std::fs::metadata(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?.len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(Error::Manifest(format!("{size} bytes is too large for a manifest")));
+    }
+    let text = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let m: Manifest = serde_json::from_slice(&text).map_err(|e| Error::Manifest(e.to_string()))?;
+    if m.format != FORMAT || m.version != VERSION {
+        return Err(Error::Version(format!(
+            "format `{}` version {}; this runtime reads `{FORMAT}` version {VERSION}",
+            m.format, m.version
+        )));
+    }
+    if !is_identifier(&m.module) {
+        return Err(Error::Manifest(format!("module name `{}` is not an identifier", m.module)));
+    }
+    for f in &m.files {
+        verify_file(&dir, f)?;
+    }
+    Ok((m, dir))
+}
+
+/// Whether the manifest lists a file of that name (and so has verified it).
+pub(crate) fn lists(m: &Manifest, name: &str) -> bool {
+    m.files.iter().any(|f| f.name == name)
+}
+
+/// A function's checked parameters, results and workspace bytes.
+pub(crate) fn signature(module: &str, f: &FunctionInfo) -> Result<(Vec<ArgSpec>, Vec<ArgSpec>, usize), Error> {
+    if !is_identifier(&f.name) || f.symbol != format!("{module}_{}", f.name) {
+        return Err(Error::Manifest(format!("function `{}` has symbol `{}`", f.name, f.symbol)));
+    }
+    let params = f.params.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
+    let results = f.results.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
+    if params.len() + results.len() + 1 > crate::entry::MAX_ARGS {
+        return Err(Error::Manifest(format!("`{}` has too many arguments", f.name)));
+    }
+    if f.workspace_bytes > 1 << 44 || !f.workspace_bytes.is_multiple_of(WORKSPACE_ALIGNMENT as u64) {
+        return Err(Error::Manifest(format!("`{}` claims {} workspace bytes", f.name, f.workspace_bytes)));
+    }
+    Ok((params, results, f.workspace_bytes as usize))
+}
+
 fn spec(a: &ArgInfo) -> Result<ArgSpec, Error> {
     let dtype = DType::parse(&a.dtype).ok_or_else(|| Error::Manifest(format!("unknown dtype `{}`", a.dtype)))?;
     let elements = a.shape.iter().try_fold(1u64, |n, &d| if d == 0 { None } else { n.checked_mul(d) });
@@ -276,54 +383,26 @@ fn abi(functions: &[Function], symbols: &[String]) -> String {
 impl Bundle {
     /// Opens the bundle whose manifest is at `manifest` (its files sit beside it).
     pub fn open(manifest: &Path) -> Result<Bundle, Error> {
-        let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
-        let size = std::fs::metadata(manifest).map_err(|e| Error::Io(format!("{}: {e}", manifest.display())))?.len();
-        if size > MAX_MANIFEST_BYTES {
-            return Err(Error::Manifest(format!("{size} bytes is too large for a manifest")));
-        }
-        let text = std::fs::read(manifest).map_err(|e| Error::Io(format!("{}: {e}", manifest.display())))?;
-        let m: Manifest = serde_json::from_slice(&text).map_err(|e| Error::Manifest(e.to_string()))?;
-        if m.format != FORMAT || m.version != VERSION {
-            return Err(Error::Version(format!(
-                "format `{}` version {}; this runtime reads `{FORMAT}` version {VERSION}",
-                m.format, m.version
-            )));
-        }
+        let (m, dir) = read_manifest(manifest)?;
         if m.kind != "shared" {
             return Err(Error::Target(format!(
-                "a `{}` build; the runtime loads shared libraries (--output-kind shared)",
-                m.kind
+                "a `{}` build; the runtime loads shared libraries (--output-kind shared){}",
+                m.kind,
+                if m.kind == "gpu" { " here, and GPU bundles with kiln_runtime::gpu" } else { "" }
             )));
         }
         let arch = m.target.triple.split('-').next().unwrap_or("");
         if arch != host_arch() {
             return Err(Error::Target(format!("built for {}, this machine is {}", m.target.triple, host_arch())));
         }
-        if !is_identifier(&m.module) {
-            return Err(Error::Manifest(format!("module name `{}` is not an identifier", m.module)));
-        }
         let library_name = format!("lib{}.so", m.module);
-        if !m.files.iter().any(|f| f.name == library_name) {
+        if !lists(&m, &library_name) {
             return Err(Error::Manifest(format!("the file list lacks `{library_name}`")));
-        }
-        for f in &m.files {
-            verify_file(&dir, f)?;
         }
         let mut functions = vec![];
         let mut symbols = vec![];
         for f in &m.functions {
-            if !is_identifier(&f.name) || f.symbol != format!("{}_{}", m.module, f.name) {
-                return Err(Error::Manifest(format!("function `{}` has symbol `{}`", f.name, f.symbol)));
-            }
-            let params = f.params.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
-            let results = f.results.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
-            if params.len() + results.len() + 1 > crate::entry::MAX_ARGS {
-                return Err(Error::Manifest(format!("`{}` has too many arguments", f.name)));
-            }
-            if f.workspace_bytes > 1 << 44 || !f.workspace_bytes.is_multiple_of(WORKSPACE_ALIGNMENT as u64) {
-                return Err(Error::Manifest(format!("`{}` claims {} workspace bytes", f.name, f.workspace_bytes)));
-            }
-            let workspace_bytes = f.workspace_bytes as usize;
+            let (params, results, workspace_bytes) = signature(&m.module, f)?;
             functions.push(Function {
                 name: f.name.clone(),
                 params,
@@ -426,24 +505,7 @@ impl Bundle {
         let f = self
             .function(name)
             .ok_or_else(|| Error::Argument(format!("no function `{name}` in module `{}`", self.module)))?;
-        if inputs.len() != f.params.len() || outputs.len() != f.results.len() {
-            return Err(Error::Argument(format!(
-                "`{name}` takes {} inputs and {} outputs, got {} and {}",
-                f.params.len(),
-                f.results.len(),
-                inputs.len(),
-                outputs.len()
-            )));
-        }
-        let sizes = f.params.iter().zip(inputs.iter().map(|b| b.len()));
-        for (spec, len) in sizes.chain(f.results.iter().zip(outputs.iter().map(|b| b.len()))) {
-            if spec.bytes != len {
-                return Err(Error::Argument(format!(
-                    "`{}` of `{name}` needs {} bytes, got {len}",
-                    spec.name, spec.bytes
-                )));
-            }
-        }
+        check_buffers(name, &f.params, &f.results, inputs, outputs)?;
         let ws = match workspace {
             None => std::ptr::null_mut(),
             Some(w) if w.len() < f.workspace_bytes => {

@@ -2,10 +2,10 @@
 //!
 //! Owns: loading and verifying bundles (a shared library with its manifest, [`bundle`]) and
 //! calling their entry points with checked buffers ([`entry`]), the thread pool that runs
-//! compiled parallel loops ([`pool`]). The C API and the GPU executor
+//! compiled parallel loops ([`pool`]), the GPU executor ([`gpu`], CUDA's driver loaded at run time). The C API and the GPU executor
 //! grow here (see the artifacts and GPU issues).
 //!
-//! May depend on: nothing of the compiler. The runtime sees only the C ABI of entry points
+//! May depend on: nothing of the compiler; cudarc (dynamically loaded driver API). The runtime sees only the C ABI of entry points
 //! (`int32_t f(void* in..., void* out...)`) and the manifest format of docs/artifact-format.md.
 //!
 //! Guarantees: a bundle is verified (format, version, target, file hashes, argument
@@ -15,6 +15,7 @@
 pub mod bundle;
 pub mod capi;
 pub mod entry;
+pub mod gpu;
 pub mod pool;
 
 pub use bundle::{Bundle, DType, Error, TensorMut, TensorRef};
