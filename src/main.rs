@@ -25,6 +25,17 @@ enum Command {
     Check { file: PathBuf },
     /// Run an exported function in the reference interpreter on raw input files.
     Eval(EvalArgs),
+    /// Write random inputs and the interpreter's results for every exported function as raw
+    /// files (DIR/FUNCTION.ARGUMENT.bin), for kiln-gpu-check on a machine with a GPU.
+    Expect {
+        file: PathBuf,
+        /// Output directory.
+        #[arg(short = 'o', long = "out-dir")]
+        out_dir: PathBuf,
+        /// Seed of the random inputs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Time kiln's compiled code on the CPU benchmark suite against this machine's limits.
     Bench {
         /// LLVM CPU name, or `native`.
@@ -148,6 +159,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             kiln::check(&source, &source.default_module_name()).map(|_| ())
         }
         Command::Eval(args) => eval(args),
+        Command::Expect { file, out_dir, seed } => expect(&file, &out_dir, seed),
         Command::Bench { target_cpu, runs, python, filter, threads } => {
             let report = kiln::bench::run(&kiln::bench::BenchOptions { target_cpu, runs, python, filter, threads })?;
             print!("{report}");
@@ -232,6 +244,24 @@ fn name_and_path(spec: &str, flag: &str) -> Result<(String, PathBuf), Error> {
     let (name, path) =
         spec.split_once('=').ok_or_else(|| Error::Usage(format!("{flag} takes NAME=PATH, got `{spec}`")))?;
     Ok((name.to_string(), PathBuf::from(path)))
+}
+
+fn expect(file: &Path, dir: &Path, seed: u64) -> Result<(), Error> {
+    let source = Source::read(file)?;
+    let module = kiln::check(&source, &source.default_module_name())?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
+    let mut rng = kiln_ir::gen::Rng::new(seed);
+    for f in &module.funcs {
+        let inputs: Vec<_> = f.params.iter().map(|p| kiln_ir::gen::tensor(&mut rng, &p.ty, false)).collect();
+        let results = kiln_ir::interp::run(f, &inputs);
+        let names = f.params.iter().map(|p| &p.name).chain(&f.result_names);
+        for (name, t) in names.zip(inputs.iter().chain(&results)) {
+            let path = dir.join(format!("{}.{name}.bin", f.name));
+            std::fs::write(&path, t.data.to_bytes())
+                .map_err(|e| Error::Usage(format!("cannot write `{}`: {e}", path.display())))?;
+        }
+    }
+    Ok(())
 }
 
 fn eval(args: EvalArgs) -> Result<(), Error> {

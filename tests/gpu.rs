@@ -174,3 +174,42 @@ fn gpu_bundles_verify_and_run_or_report_no_gpu() {
         }
     }
 }
+
+/// `kiln expect` writes every argument of every function as a raw file of the right size, and
+/// kiln-gpu-check (which needs only the runtime) runs the bundle against them: on a GPU it
+/// agrees; without one it exits 2 saying so.
+#[test]
+fn the_gpu_check_program_runs_bundles_against_expected_results() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kiln = Path::new(env!("CARGO_BIN_EXE_kiln"));
+    let check = kiln.with_file_name("kiln-gpu-check");
+    if !check.is_file() {
+        eprintln!("skipping: build kiln-gpu-check first (cargo build -p kiln-runtime --bins)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, data) = (dir.path().join("bundle"), dir.path().join("data"));
+    let example = root.join("examples/mlp.kn");
+    let run = |cmd: &mut Command| cmd.output().unwrap();
+    let built = run(Command::new(kiln)
+        .arg("build")
+        .arg(&example)
+        .args(["--target", "nvptx64-nvidia-cuda", "--gpu", "sm_80", "-o"])
+        .arg(&bundle));
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(run(Command::new(kiln).arg("expect").arg(&example).arg("-o").arg(&data)).status.success());
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("mlp.json")).unwrap()).unwrap();
+    for f in manifest["functions"].as_array().unwrap() {
+        for a in f["params"].as_array().unwrap().iter().chain(f["results"].as_array().unwrap()) {
+            let file = data.join(format!("{}.{}.bin", f["name"].as_str().unwrap(), a["name"].as_str().unwrap()));
+            assert_eq!(std::fs::metadata(&file).unwrap().len(), a["bytes"].as_u64().unwrap(), "{}", file.display());
+        }
+    }
+    let out = run(Command::new(&check).arg(bundle.join("mlp.json")).arg(&data).args(["--runs", "3"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => assert!(String::from_utf8_lossy(&out.stdout).matches("agrees").count() == 3),
+        Some(2) => eprintln!("no GPU here: {stderr}"),
+        code => panic!("kiln-gpu-check exited with {code:?}: {stderr}{}", String::from_utf8_lossy(&out.stdout)),
+    }
+}

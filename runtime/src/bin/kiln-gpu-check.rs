@@ -1,0 +1,142 @@
+//! kiln-gpu-check: runs GPU bundles on this machine's GPU against expected results computed
+//! elsewhere, and times them. It needs only the runtime and the CUDA driver; the bundles come
+//! from `kiln build --target nvptx64-nvidia-cuda` and the data from `kiln expect` (raw files
+//! DIR/FUNCTION.ARGUMENT.bin), both on any machine.
+//!
+//! Usage: kiln-gpu-check [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ...
+//! (manifest and data directory in pairs). Exit status: 0 all agree, 1 a mismatch or error,
+//! 2 no usable GPU.
+
+use kiln_runtime::gpu::{GpuBundle, GpuExecutor};
+use kiln_runtime::DType;
+use std::path::PathBuf;
+use std::time::Instant;
+
+struct Options {
+    runs: usize,
+    rtol: f64,
+    memory_limit: Option<usize>,
+    pairs: Vec<(PathBuf, PathBuf)>,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut o = Options { runs: 10, rtol: 1e-4, memory_limit: None, pairs: vec![] };
+    let mut args = std::env::args().skip(1);
+    let mut paths = vec![];
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--runs" => o.runs = value("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--rtol" => o.rtol = value("--rtol")?.parse().map_err(|e| format!("--rtol: {e}"))?,
+            "--memory-limit" => {
+                o.memory_limit = Some(value("--memory-limit")?.parse().map_err(|e| format!("--memory-limit: {e}"))?)
+            }
+            _ => paths.push(PathBuf::from(a)),
+        }
+    }
+    if paths.is_empty() || paths.len() % 2 != 0 {
+        return Err("usage: kiln-gpu-check [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ...".into());
+    }
+    o.pairs = paths.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+    Ok(o)
+}
+
+/// Elements as f64 (bool and integers exactly).
+fn values(dtype: DType, bytes: &[u8]) -> Vec<f64> {
+    let n = dtype.size() as usize;
+    bytes
+        .chunks_exact(n)
+        .map(|c| match dtype {
+            DType::Bool => c[0] as f64,
+            DType::I32 => i32::from_le_bytes(c.try_into().unwrap()) as f64,
+            DType::I64 => i64::from_le_bytes(c.try_into().unwrap()) as f64,
+            DType::F32 => f32::from_le_bytes(c.try_into().unwrap()) as f64,
+            DType::F64 => f64::from_le_bytes(c.try_into().unwrap()),
+        })
+        .collect()
+}
+
+/// The largest difference relative to the largest expected magnitude (floats), or whether all
+/// elements are equal (integers, bool: 0 or infinity).
+fn error(dtype: DType, got: &[u8], want: &[u8]) -> f64 {
+    let (g, w) = (values(dtype, got), values(dtype, want));
+    let exact = matches!(dtype, DType::Bool | DType::I32 | DType::I64);
+    let scale = w.iter().fold(1e-30f64, |m, x| m.max(x.abs()));
+    g.iter().zip(&w).fold(0.0, |e: f64, (a, b)| {
+        if a.is_nan() && b.is_nan() {
+            e
+        } else if exact {
+            if a == b {
+                e
+            } else {
+                f64::INFINITY
+            }
+        } else {
+            e.max((a - b).abs() / scale)
+        }
+    })
+}
+
+fn run(o: &Options) -> Result<bool, (i32, String)> {
+    let mut ok = true;
+    for (manifest, data) in &o.pairs {
+        let bundle = GpuBundle::open(manifest).map_err(|e| (1, format!("{}: {e}", manifest.display())))?;
+        let module = bundle.module.clone();
+        let executor = GpuExecutor::new(bundle, 0, o.memory_limit).map_err(|e| match e {
+            kiln_runtime::Error::Device(m) => (2, m),
+            e => (1, e.to_string()),
+        })?;
+        for f in executor.bundle().functions.clone() {
+            let read = |name: &str| {
+                let path = data.join(format!("{}.{name}.bin", f.name));
+                std::fs::read(&path).map_err(|e| (1, format!("{}: {e}", path.display())))
+            };
+            let inputs: Vec<Vec<u8>> = f.params.iter().map(|p| read(&p.name)).collect::<Result<_, _>>()?;
+            let expected: Vec<Vec<u8>> = f.results.iter().map(|r| read(&r.name)).collect::<Result<_, _>>()?;
+            let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+            let mut outputs: Vec<Vec<u8>> = f.results.iter().map(|r| vec![0u8; r.bytes]).collect();
+            let mut times = vec![];
+            for _ in 0..o.runs.max(1) {
+                let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+                let start = Instant::now();
+                executor.call(&f.name, &refs, &mut outs).map_err(|e| (1, format!("{module}.{}: {e}", f.name)))?;
+                times.push(start.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            let worst = f
+                .results
+                .iter()
+                .zip(&outputs)
+                .zip(&expected)
+                .map(|((r, g), w)| error(r.dtype, g, w))
+                .fold(0.0, f64::max);
+            let agrees = worst <= o.rtol;
+            ok &= agrees;
+            println!(
+                "{module}.{}: {} (max relative error {worst:.2e}), median {:.3} ms per call with copies",
+                f.name,
+                if agrees { "agrees" } else { "DIFFERS" },
+                times[times.len() / 2] * 1e3
+            );
+        }
+    }
+    Ok(ok)
+}
+
+fn main() {
+    let options = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    match run(&options) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            std::process::exit(code);
+        }
+    }
+}
