@@ -173,8 +173,10 @@ pub unsafe extern "C" fn kiln_parallel_for(body: Body, ctx: *mut c_void, n: i64,
     let Ok(guard) = pool().try_lock() else { return serial() };
     let Some(p) = guard.as_ref() else { return serial() };
     let threads = p.workers.len() as i64 + 1;
-    // About four chunks per thread, to even out uneven chunks.
-    let chunk = grain.max(1).max((n + 4 * threads - 1) / (4 * threads));
+    // Chunks of `grain` iterations (the compiler sizes it to amortize a dispatch), but no more
+    // than 16 per thread: a loop of a few heavy iterations (tiles of a product) is shared one
+    // iteration at a time, so that threads finish together.
+    let chunk = grain.max(1).max((n + 16 * threads - 1) / (16 * threads));
     if chunk >= n {
         return serial();
     }
