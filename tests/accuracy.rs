@@ -112,3 +112,88 @@ fn transcendental_functions_are_within_their_ulp_bounds() {
         eprintln!("{name}: at most {worst} ulp");
     }
 }
+
+/// kiln's sin, cos and pow polynomials (the GPU's; CPU targets call libm) on a CPU target built
+/// with `libm: false`: sin and cos within 2 ulp for |x| <= π/4 and 1.2e-7 absolute up to 8192,
+/// pow within 3 + 2 |y ln x| ulp with C's special cases exact.
+#[test]
+fn gpu_sin_cos_and_pow_polynomials_are_within_their_bounds() {
+    const N: usize = 1 << 20;
+    let module = kiln_frontend::compile_source(
+        &format!(
+            "fn s(x: f32[{N}]) -> f32[{N}] {{ sin(x) }}\nfn c(x: f32[{N}]) -> f32[{N}] {{ cos(x) }}\n\
+             fn p(x: f32[{N}], y: f32[{N}]) -> f32[{N}] {{ pow(x, y) }}\nexport s;\nexport c;\nexport p;\n"
+        ),
+        "poly",
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let target = kiln_codegen::Target { libm: false, ..Default::default() };
+    let loaded = common::compile_and_load_for(&module, 2, &target);
+    let mut rng = Rng::new(common::seed());
+    let specials = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-30, 8192.0, -8192.0, 0.785398, 0.1];
+    let x: Vec<f32> = specials
+        .iter()
+        .copied()
+        .chain((specials.len()..N).map(|i| {
+            let scale = [0.785, 10.0, 100.0, 8192.0][i % 4];
+            ((rng.unit() * 2.0 - 1.0) * scale) as f32
+        }))
+        .collect();
+    let input = Tensor::new(vec![N], Data::F32(x.clone()));
+    for (name, reference, bound) in [("s", f64::sin as fn(f64) -> f64, 2), ("c", f64::cos, 2)] {
+        let r = loaded.call(name, std::slice::from_ref(&input));
+        let Data::F32(y) = &r[0].data else { panic!("f32 result") };
+        // Within `bound` ulp for |x| <= π/4 (no reduction); beyond, the reduction's rounding
+        // (Cody-Waite in f32, not libm's exact reduction) bounds the absolute error instead: it
+        // dominates near the function's zeros.
+        let near = x.iter().zip(y).filter(|(x, _)| !(x.abs() > std::f32::consts::FRAC_PI_4));
+        let (worst, at) =
+            near.map(|(&x, &y)| (ulps(y, reference(x as f64) as f32), x)).max_by_key(|&(u, _)| u).unwrap();
+        assert!(worst <= bound, "{name}: {worst} ulp at x = {at:e}");
+        let finite = x.iter().zip(y).filter(|(x, _)| x.is_finite());
+        let (error, far_at) = finite
+            .map(|(&x, &y)| ((y as f64 - reference(x as f64)).abs(), x))
+            .fold((0.0, 0.0), |m, e| if e.0 > m.0 { e } else { m });
+        assert!(error <= 1.2e-7, "{name}: absolute error {error:e} at x = {far_at:e}");
+        assert!(x.iter().zip(y).all(|(x, y)| x.is_finite() || y.is_nan()), "{name} of inf or NaN is NaN");
+        eprintln!("{name}: at most {worst} ulp for |x| <= pi/4, absolute error {error:.1e} up to 8192");
+    }
+    // pow: positive bases over many magnitudes, negative bases with integer exponents, and
+    // C's special cases.
+    let cases: Vec<(f32, f32)> = [
+        (0.0, -1.0),
+        (0.0, 2.0),
+        (-1.0, f32::INFINITY),
+        (1.0, f32::NAN),
+        (f32::NAN, 0.0),
+        (-2.0, 0.5),
+        (-2.0, 3.0),
+        (-2.0, 2.0),
+        (f32::INFINITY, -1.0),
+    ]
+    .into_iter()
+    .chain((9..N).map(|i| {
+        let base = (10f64.powf(rng.unit() * 4.0 - 2.0)) as f32;
+        if i % 3 == 0 {
+            (-base, (rng.below(17) as i64 - 8) as f32)
+        } else {
+            (base, ((rng.unit() * 2.0 - 1.0) * 8.0) as f32)
+        }
+    }))
+    .collect();
+    let (xs, ys): (Vec<f32>, Vec<f32>) = cases.iter().copied().unzip();
+    let r = loaded.call("p", &[Tensor::new(vec![N], Data::F32(xs)), Tensor::new(vec![N], Data::F32(ys))]);
+    let Data::F32(out) = &r[0].data else { panic!("f32 result") };
+    let mut worst = 0.0f64;
+    for (&(x, y), &got) in cases.iter().zip(out) {
+        let want = x.powf(y);
+        let u = ulps(got, want);
+        let amplification = (y as f64 * (x.abs() as f64).ln()).abs();
+        let bound = 3.0 + if amplification.is_finite() { 2.0 * amplification } else { 0.0 };
+        assert!(u as f64 <= bound, "pow({x:e}, {y:e}) = {got:e}, libm {want:e}: {u} ulp (bound {bound:.1})");
+        if want.is_finite() && want != 0.0 {
+            worst = worst.max(u as f64 / bound);
+        }
+    }
+    eprintln!("pow: at most {worst:.2} of its bound");
+}

@@ -10,8 +10,9 @@
 //! lowered: each `gpu.launch_func` becomes a [`Launch`] (kernel, grid, block, arguments as
 //! parameters, workspace offsets or constants). Each kernel module is lowered through NVVM,
 //! translated to LLVM IR and emitted as PTX by LLVM's NVPTX target. Math ops become LLVM
-//! intrinsics the NVPTX backend selects (f32 exp, log and tanh are already kiln's own
-//! polynomials); any other math op is refused rather than turned into a libdevice call.
+//! intrinsics the NVPTX backend selects (f32 exp, log, tanh, sin, cos and pow are kiln's own
+//! polynomials: GPU targets have `libm: false`); any other math op (f64 transcendental
+//! functions) is refused rather than turned into a libdevice call.
 //!
 //! This first version maps loops naively (one thread per output element; reductions run
 //! sequentially in their thread; products are plain loops): correct, checked by ptxas, not yet
@@ -93,7 +94,7 @@ const DEVICE_PIPELINE: &str = "builtin.module(gpu.module(fold-memref-alias-ops,e
 /// Compiles `module` into PTX kernels and launch plans.
 pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
     let mut timer = Timer { timings: vec![], start: Instant::now() };
-    let text = emit_module(module).text;
+    let text = emit_module(module, target.libm).text;
     timer.lap("mlir-emit");
     let mlir = Mlir::new();
     let (planned, workspace, _) = bufferize_and_plan(&mlir, module, &text, opt, |_| None)?;
@@ -337,7 +338,7 @@ fn with_intrinsics(text: &str) -> Result<String, String> {
         if let Some(rest) = op.strip_prefix("math.") {
             let (_, intrinsic) = INTRINSICS.iter().find(|(m, _)| *m == op).ok_or_else(|| {
                 format!(
-                    "`{rest}` ({}) is not supported on GPU targets yet (f32 exp, log, tanh and sigmoid are)",
+                    "`{rest}` ({}) is not supported on GPU targets yet (f32 exp, log, tanh, sigmoid, sin, cos and pow are)",
                     line.rsplit(" : ").next().unwrap_or("").trim()
                 )
             })?;

@@ -75,12 +75,13 @@ pub struct Emitted {
     pub contractions: Vec<Contraction>,
 }
 
-/// Emits the MLIR module (as text) for every function of `module`.
-pub fn emit_module(module: &Module) -> Emitted {
+/// Emits the MLIR module (as text) for every function of `module`; `libm` says whether f32
+/// sin, cos and pow call libm or use kiln's polynomials (see [`crate::target::Target::libm`]).
+pub fn emit_module(module: &Module, libm: bool) -> Emitted {
     let mut text = String::from("module {\n");
     let mut contractions = vec![];
     for f in &module.funcs {
-        let mut emitter = FuncEmitter::new(f, contractions.len());
+        let mut emitter = FuncEmitter::new(f, contractions.len(), libm);
         text.push_str(&emitter.emit(&impl_symbol(&module.name, &f.name)));
         contractions.append(&mut emitter.contractions);
     }
@@ -151,6 +152,8 @@ fn scalar_const(lit: Literal) -> String {
 struct Body {
     lines: String,
     next: usize,
+    /// Whether f32 sin, cos and pow call libm (CPU) or use kiln's polynomials (GPU).
+    libm: bool,
 }
 
 impl Body {
@@ -196,7 +199,9 @@ impl Body {
             UnaryOp::Sqrt => self.op(format!("math.sqrt {x} : {t}")),
             UnaryOp::Tanh if f32 => self.tanh_f32(x),
             UnaryOp::Tanh => self.op(format!("math.tanh {x} : {t}")),
+            UnaryOp::Sin if f32 && !self.libm => self.sin_f32(x),
             UnaryOp::Sin => self.op(format!("math.sin {x} : {t}")),
+            UnaryOp::Cos if f32 && !self.libm => self.cos_f32(x),
             UnaryOp::Cos => self.op(format!("math.cos {x} : {t}")),
             // rsqrt(x) = 1 / sqrt(x), as the interpreter computes it.
             UnaryOp::Rsqrt => {
@@ -224,6 +229,9 @@ impl Body {
     /// `d` is the operands' dtype.
     fn binary(&mut self, op: BinaryOp, a: &str, b: &str, d: DType) -> String {
         let t = elem(d);
+        if op == BinaryOp::Pow && d == DType::F32 && !self.libm {
+            return self.pow_f32(a, b);
+        }
         let (float, int, boolean) = match op {
             BinaryOp::Add => ("arith.addf", "arith.addi", ""),
             BinaryOp::Sub => ("arith.subf", "arith.subi", ""),
@@ -327,10 +335,11 @@ struct FuncEmitter<'f> {
     /// Contractions emitted so far, numbered from the `first_contraction` given to `new`.
     contractions: Vec<Contraction>,
     first_contraction: usize,
+    libm: bool,
 }
 
 impl<'f> FuncEmitter<'f> {
-    fn new(func: &'f Func, first_contraction: usize) -> Self {
+    fn new(func: &'f Func, first_contraction: usize, libm: bool) -> Self {
         FuncEmitter {
             func,
             out: String::new(),
@@ -339,6 +348,7 @@ impl<'f> FuncEmitter<'f> {
             span: None,
             contractions: vec![],
             first_contraction,
+            libm,
         }
     }
 
@@ -454,7 +464,7 @@ impl<'f> FuncEmitter<'f> {
         block_args.push(format!("%acc: {out_elem}"));
         let mut arg_names: Vec<String> = (0..inputs.len()).map(|k| format!("%a{k}")).collect();
         arg_names.push("%acc".into());
-        let mut b = Body { lines: String::new(), next: 0 };
+        let mut b = Body { lines: String::new(), next: 0, libm: self.libm };
         let result = body(&mut b, &arg_names);
         let n = self.fresh();
         self.line(format!(

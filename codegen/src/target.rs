@@ -62,6 +62,10 @@ pub struct Target {
     pub cpu: String,
     /// LLVM target features (`+avx2,...`); empty unless the CPU is `native`.
     pub features: String,
+    /// Whether f32 sin, cos and pow call libm (CPU targets: correctly rounded at any argument)
+    /// or use kiln's polynomials (GPU targets, which have no libm; bounds in
+    /// codegen/src/mlir/approx.rs).
+    pub libm: bool,
 }
 
 impl Default for Target {
@@ -100,7 +104,7 @@ impl Target {
             }
             return Err(format!("unknown CPU `{cpu}` for {triple}{hint}; `--target-cpu native` uses this machine's"));
         }
-        Ok(Target { arch, triple: triple.to_string(), cpu, features })
+        Ok(Target { arch, triple: triple.to_string(), cpu, features, libm: !arch.is_gpu() })
     }
 
     /// An LLVM target machine producing position-independent code.

@@ -6,8 +6,10 @@
 //!
 //! Error bounds against the correctly rounded result, asserted over every f32 exponent and the
 //! special values by tests/accuracy.rs: exp, log and tanh 2 ulp, sigmoid 4 ulp (the largest
-//! errors measured over 12M inputs were 1, 1, 1 and 3 ulp). sin, cos, pow and every f64
-//! function still call libm.
+//! errors measured over 12M inputs were 1, 1, 1 and 3 ulp). sin, cos and pow call libm on CPU
+//! targets; GPU targets, which have no libm, use the polynomials below (sin and cos within 2 ulp
+//! for |x| <= π/4 and 1.2e-7 absolute up to 8192, pow within 3 + 2 |y ln x| ulp: exp amplifies the rounding of y ln x). f64 functions call libm (CPU) or are
+//! refused (GPU).
 
 use super::Body;
 use kiln_ir::{DType, Literal};
@@ -190,5 +192,126 @@ impl Body {
         let threshold = self.f(0.625);
         let is_small = self.fop("cmpf olt,", &a, &threshold);
         self.select(&is_small, &small, &large)
+    }
+}
+
+/// π/4 in three parts, the first two exact in few bits (Cephes' DP1, DP2, DP3).
+const PI_4: [f64; 3] = [0.78515625, 2.418_756_484_985_351_6e-4, 3.774_894_977_445_941e-8];
+
+impl Body {
+    fn iop_test(&mut self, value: &str, bits: i64) -> String {
+        let mask = self.i(bits);
+        let masked = self.iop("andi", value, &mask);
+        let zero = self.i(0);
+        self.op(format!("arith.cmpi ne, {masked}, {zero} : i32"))
+    }
+
+    fn negate_if(&mut self, cond: &str, x: &str) -> String {
+        let negated = self.op(format!("arith.negf {x} : {T}"));
+        self.select(cond, &negated, x)
+    }
+
+    /// NaN where `x` is infinite or NaN, `value` elsewhere.
+    fn nan_unless_finite(&mut self, x: &str, value: &str) -> String {
+        let a = self.op(format!("math.absf {x} : {T}"));
+        let inf = self.f(f64::INFINITY);
+        let finite = self.fop("cmpf olt,", &a, &inf);
+        let nan = self.f(f64::NAN);
+        self.select(&finite, value, &nan)
+    }
+
+    /// (sin |x|, cos |x|): |x| = j π/4 + z with j even and z in [-π/4, π/4] (π/4 in three
+    /// parts), then the minimax polynomials of Cephes' sinf and cosf on z, swapped and negated
+    /// by the octant j. j comes from |x| capped at 2^24 · π/4; the reduction is accurate while
+    /// j π/4 is representable exactly enough (|x| up to about 8192; beyond, larger errors).
+    fn quadrant(&mut self, x: &str) -> (String, String) {
+        let a = self.op(format!("math.absf {x} : {T}"));
+        let four_over_pi = self.f(4.0 / std::f64::consts::PI);
+        let t = self.fop("mulf", &a, &four_over_pi);
+        let cap = self.f(16777216.0);
+        let t = self.fop("minimumf", &t, &cap);
+        let j = self.op(format!("arith.fptosi {t} : {T} to i32"));
+        let (one, even) = (self.i(1), self.i(-2));
+        let j = self.iop("addi", &j, &one);
+        let j = self.iop("andi", &j, &even);
+        let y = self.op(format!("arith.sitofp {j} : i32 to {T}"));
+        let mut z = a;
+        for part in PI_4 {
+            let c = self.f(part);
+            let yc = self.fop("mulf", &y, &c);
+            z = self.fop("subf", &z, &yc);
+        }
+        let zz = self.fop("mulf", &z, &z);
+        let sp = self.horner(&zz, &[-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1]);
+        let sp = self.fop("mulf", &sp, &zz);
+        let sin = self.mul_add(&sp, &z, &z);
+        let cp = self.horner(&zz, &[2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2]);
+        let cp = self.fop("mulf", &cp, &zz);
+        let cp = self.fop("mulf", &cp, &zz);
+        let half = self.f(-0.5);
+        let cp = self.mul_add(&zz, &half, &cp);
+        let one_f = self.f(1.0);
+        let cos = self.fop("addf", &cp, &one_f);
+        // Octant bits of j: 2 swaps sine and cosine, 4 negates.
+        let swap = self.iop_test(&j, 2);
+        let negate = self.iop_test(&j, 4);
+        let s = self.select(&swap, &cos, &sin);
+        let c = self.select(&swap, &sin, &cos);
+        let s = self.negate_if(&negate, &s);
+        // cos(z + π/2) = -sin(z): the swapped cosine is negated once more.
+        let flip = self.op(format!("arith.xori {negate}, {swap} : i1"));
+        let c = self.negate_if(&flip, &c);
+        (s, c)
+    }
+
+    /// sin(x) by [`Body::quadrant`], odd in x.
+    pub(super) fn sin_f32(&mut self, x: &str) -> String {
+        let (s, _) = self.quadrant(x);
+        let zero = self.f(0.0);
+        let negative = self.fop("cmpf olt,", x, &zero);
+        let s = self.negate_if(&negative, &s);
+        self.nan_unless_finite(x, &s)
+    }
+
+    /// cos(x) by [`Body::quadrant`], even in x.
+    pub(super) fn cos_f32(&mut self, x: &str) -> String {
+        let (_, c) = self.quadrant(x);
+        self.nan_unless_finite(x, &c)
+    }
+
+    /// pow(x, y) = ±exp(y log|x|) with C's special cases: pow(x, 0) = pow(1, y) = 1, pow(-1, ±inf)
+    /// = 1, a negative base needs an integer exponent (NaN otherwise) and is negative for an
+    /// odd one. Error within 3 + 2 |y ln x| ulp: exp amplifies the rounding of y ln x.
+    pub(super) fn pow_f32(&mut self, x: &str, y: &str) -> String {
+        let a = self.op(format!("math.absf {x} : {T}"));
+        let l = self.log_f32(&a);
+        let p = self.fop("mulf", y, &l);
+        let r = self.exp_f32(&p);
+        let fl = self.op(format!("math.floor {y} : {T}"));
+        let integer = self.fop("cmpf oeq,", &fl, y);
+        let half = self.f(0.5);
+        let h = self.fop("mulf", y, &half);
+        let hf = self.op(format!("math.floor {h} : {T}"));
+        let odd = self.fop("cmpf one,", &hf, &h);
+        let odd = self.op(format!("arith.andi {odd}, {integer} : i1"));
+        let zero = self.f(0.0);
+        let negative = self.fop("cmpf olt,", x, &zero);
+        let flip = self.op(format!("arith.andi {negative}, {odd} : i1"));
+        let r = self.negate_if(&flip, &r);
+        let invalid = self.fop("cmpf one,", &fl, y);
+        let invalid = self.op(format!("arith.andi {negative}, {invalid} : i1"));
+        let nan = self.f(f64::NAN);
+        let r = self.select(&invalid, &nan, &r);
+        let one = self.f(1.0);
+        let unit = self.fop("cmpf oeq,", &a, &one);
+        let inf = self.f(f64::INFINITY);
+        let ay = self.op(format!("math.absf {y} : {T}"));
+        let y_inf = self.fop("cmpf oeq,", &ay, &inf);
+        let unit_inf = self.op(format!("arith.andi {unit}, {y_inf} : i1"));
+        let r = self.select(&unit_inf, &one, &r);
+        let x_one = self.fop("cmpf oeq,", x, &one);
+        let y_zero = self.fop("cmpf oeq,", y, &zero);
+        let trivial = self.op(format!("arith.ori {x_one}, {y_zero} : i1"));
+        self.select(&trivial, &one, &r)
     }
 }
