@@ -1,7 +1,7 @@
 //! Scheduled code (codegen/src/schedule.rs) agrees with the interpreter, tiled for each register
 //! file this machine can run. Contractions: shapes the cache and register tiles divide, shapes
 //! they do not (every loop peeled), tiny and batched shapes, in every dtype a product accepts.
-//! Vectorized generics: elementwise chains, broadcasts, transposes, row and column reductions,
+//! Products whose left operand is a transpose read it through their indexing map. Vectorized generics: elementwise chains, broadcasts, transposes, row and column reductions,
 //! over extents the vector tile does not divide (peeled) and extents shorter than it; gathers and
 //! bool operands (tiled for threads only). Parallel
 //! loops give bit-identical results on 1 and 3 threads.
@@ -55,6 +55,8 @@ const GENERICS: &[&str] = &[
     "fn long(x: f32[100003], a: f32) -> f32[100003] { exp(x) * a }",
     "fn conv(x: f32[4, 40, 40, 16], w: f32[3, 3, 16, 8]) -> f32[4, 40, 40, 8] { conv2d(x, w, padding=1) }",
     "fn pick(x: f32[300, 400], y: f32[400]) -> f32[300, 400] { where(x > y, x, y) }",
+    "fn xty(x: f32[300, 70], y: f32[300, 90]) -> f32[70, 90] { transpose(x) @ y }",
+    "fn both(x: f32[30, 70], y: f32[50, 30]) -> (f32[70, 50], f32[70, 30]) { let t = transpose(x); (t @ transpose(y), t) }",
 ];
 
 fn source() -> String {

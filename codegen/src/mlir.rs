@@ -33,6 +33,35 @@ fn reduction_chunks(outputs: usize, rows: usize) -> usize {
     (1..=256).rev().find(|&c| rows.is_multiple_of(c) && rows / c >= 256).unwrap_or(1)
 }
 
+/// For each value of `func`, whether it is a transpose of the last two axes that is read only
+/// as the left operand of products (not a result): products read A^T's source through a
+/// transposed indexing map (XLA's dot dimension numbers do the same), which the contraction
+/// schedule vectorizes with contiguous loads, so the transpose is never written out. (A right
+/// operand stays materialized: read transposed, its rows of n would be strided gathers.)
+fn fused_transposes(func: &Func) -> Vec<bool> {
+    let n = func.params.len() + func.insts.len();
+    let mut fused = vec![false; n];
+    for (i, inst) in func.insts.iter().enumerate() {
+        if let Op::Transpose { perm } = &inst.op {
+            let r = perm.len();
+            let swaps_last_two =
+                r >= 2 && perm[..r - 2].iter().enumerate().all(|(i, &p)| p == i) && perm[r - 2] == r - 1;
+            fused[func.params.len() + i] = swaps_last_two;
+        }
+    }
+    for inst in &func.insts {
+        for (k, a) in inst.args.iter().enumerate() {
+            if !(inst.op == Op::Dot && k == 0) {
+                fused[a.index()] = false;
+            }
+        }
+    }
+    for r in &func.results {
+        fused[r.index()] = false;
+    }
+    fused
+}
+
 /// The MLIR symbol of a function's implementation (its C entry point wraps it).
 pub fn impl_symbol(module: &str, func: &str) -> String {
     format!("{module}_{func}_impl")
@@ -336,6 +365,9 @@ struct FuncEmitter<'f> {
     contractions: Vec<Contraction>,
     first_contraction: usize,
     libm: bool,
+    /// Values that are transposes read only as the left operand of products: the product reads
+    /// the untransposed array through its indexing map instead (see [`fused_transposes`]).
+    fused: Vec<bool>,
 }
 
 impl<'f> FuncEmitter<'f> {
@@ -349,6 +381,7 @@ impl<'f> FuncEmitter<'f> {
             contractions: vec![],
             first_contraction,
             libm,
+            fused: fused_transposes(func),
         }
     }
 
@@ -400,9 +433,14 @@ impl<'f> FuncEmitter<'f> {
             };
             self.names.push(name);
         }
-        for inst in &f.insts {
+        for (i, inst) in f.insts.iter().enumerate() {
             self.span = (inst.span != Span::default()).then_some(inst.span);
-            let r = self.inst(&inst.op, &inst.args, &inst.ty);
+            let r = if self.fused[f.params.len() + i] {
+                // Emitted by its products: the name stands for the untransposed array.
+                self.names[inst.args[0].index()].clone()
+            } else {
+                self.inst(&inst.op, &inst.args, &inst.ty)
+            };
             self.names.push(r);
         }
         self.span = None;
@@ -562,7 +600,18 @@ impl<'f> FuncEmitter<'f> {
                 self.map(&operands, ty, |b, a| b.convert(&a[0], from, *to), None)
             }
             Op::Reduce { kind, axes } => self.reduce(*kind, axes, &operands[0], ty),
-            Op::Dot => self.dot(&operands[0], &operands[1], ty),
+            Op::Dot => {
+                // A fused transpose's name is its untransposed source, of that type.
+                let a = &args[0];
+                let transposed = self.fused[a.index()];
+                let left = if transposed {
+                    let source = self.func.insts[a.index() - self.func.params.len()].args[0];
+                    (operands[0].0.clone(), self.func.ty(source).clone())
+                } else {
+                    operands[0].clone()
+                };
+                self.dot(&left, transposed, &operands[1], ty)
+            }
             Op::Reshape { shape } => self.reshape(&operands[0], shape, ty),
             Op::Transpose { perm } => {
                 let rank = ty.rank();
@@ -706,15 +755,24 @@ impl<'f> FuncEmitter<'f> {
     /// generic ops, so an elementwise producer is computed once rather than once per column of
     /// the product. Loops run over (batch, m, k, n): the inner loop walks rows of B and C
     /// contiguously (vectorizable), and each output still adds its k terms in increasing order.
-    fn dot(&mut self, a: &(String, TensorType), b: &(String, TensorType), ty: &TensorType) -> String {
+    /// With `a_transposed`, `a` holds A^T (batch..., k, m) and is read through a transposed map:
+    /// the transpose is never materialized.
+    fn dot(
+        &mut self,
+        a: &(String, TensorType),
+        a_transposed: bool,
+        b: &(String, TensorType),
+        ty: &TensorType,
+    ) -> String {
         let r = ty.rank();
         let batch: Vec<String> = (0..r - 2).map(|i| format!("d{i}")).collect();
         let (m, k, n) = (format!("d{}", r - 2), format!("d{}", r - 1), format!("d{r}"));
         let with =
             |x: &[&String]| -> Vec<String> { batch.iter().cloned().chain(x.iter().map(|s| s.to_string())).collect() };
         let loops = r + 1;
+        let a_axes = if a_transposed { [&k, &m] } else { [&m, &k] };
         let maps = [
-            affine_map(loops, &with(&[&m, &k])),
+            affine_map(loops, &with(&a_axes)),
             affine_map(loops, &with(&[&k, &n])),
             affine_map(loops, &with(&[&m, &n])),
         ];
@@ -725,7 +783,7 @@ impl<'f> FuncEmitter<'f> {
             id,
             batch: ty.shape[..r - 2].to_vec(),
             m: ty.shape[r - 2],
-            k: a.1.shape[r - 1],
+            k: b.1.shape[r - 2],
             n: ty.shape[r - 1],
             dtype: ty.dtype,
         });
