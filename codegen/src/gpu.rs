@@ -10,9 +10,9 @@
 //! lowered: each `gpu.launch_func` becomes a [`Launch`] (kernel, grid, block, arguments as
 //! parameters, workspace offsets or constants). Each kernel module is lowered through NVVM,
 //! translated to LLVM IR and emitted as PTX by LLVM's NVPTX target. Math ops become LLVM
-//! intrinsics the NVPTX backend selects (f32 exp, log, tanh, sin, cos and pow are kiln's own
-//! polynomials: GPU targets have `libm: false`); any other math op (f64 transcendental
-//! functions) is refused rather than turned into a libdevice call.
+//! intrinsics the NVPTX backend selects; exp, log, tanh, sin, cos and pow, in f32 and f64, are
+//! kiln's own polynomials (GPU targets have `libm: false`); any other math op would be refused
+//! rather than turned into a libdevice call.
 //!
 //! This first version maps loops naively (one thread per output element; reductions run
 //! sequentially in their thread; products are plain loops): correct, checked by ptxas, not yet
@@ -337,10 +337,7 @@ fn with_intrinsics(text: &str) -> Result<String, String> {
         let op = op_name(line);
         if let Some(rest) = op.strip_prefix("math.") {
             let (_, intrinsic) = INTRINSICS.iter().find(|(m, _)| *m == op).ok_or_else(|| {
-                format!(
-                    "`{rest}` ({}) is not supported on GPU targets yet (f32 exp, log, tanh, sigmoid, sin, cos and pow are)",
-                    line.rsplit(" : ").next().unwrap_or("").trim()
-                )
+                format!("`{rest}` ({}) is not supported on GPU targets", line.rsplit(" : ").next().unwrap_or("").trim())
             })?;
             // %r = math.op %a[, %b] : T  ->  %r = llvm.call_intrinsic "llvm.op.T"(%a[, %b]) : (T[, T]) -> T
             let (lhs, rhs) = line.split_once(" = ").ok_or("a math op without a result")?;

@@ -217,20 +217,22 @@ impl Body {
             };
         }
         let one = || Literal::Float(d, 1.0);
-        let f32 = d == DType::F32;
+        let fmt = approx::Fmt::of(d);
+        // f32 exp, log and tanh are always kiln's (they vectorize); the rest only without libm.
+        let own = d == DType::F32 || !self.libm;
         match op {
             UnaryOp::Neg => self.op(format!("arith.negf {x} : {t}")),
             UnaryOp::Abs => self.op(format!("math.absf {x} : {t}")),
-            UnaryOp::Exp if f32 => self.exp_f32(x),
+            UnaryOp::Exp if own => self.exp(fmt, x),
             UnaryOp::Exp => self.op(format!("math.exp {x} : {t}")),
-            UnaryOp::Log if f32 => self.log_f32(x),
+            UnaryOp::Log if own => self.log(fmt, x),
             UnaryOp::Log => self.op(format!("math.log {x} : {t}")),
             UnaryOp::Sqrt => self.op(format!("math.sqrt {x} : {t}")),
-            UnaryOp::Tanh if f32 => self.tanh_f32(x),
+            UnaryOp::Tanh if own => self.tanh(fmt, x),
             UnaryOp::Tanh => self.op(format!("math.tanh {x} : {t}")),
-            UnaryOp::Sin if f32 && !self.libm => self.sin_f32(x),
+            UnaryOp::Sin if !self.libm => self.sin(fmt, x),
             UnaryOp::Sin => self.op(format!("math.sin {x} : {t}")),
-            UnaryOp::Cos if f32 && !self.libm => self.cos_f32(x),
+            UnaryOp::Cos if !self.libm => self.cos(fmt, x),
             UnaryOp::Cos => self.op(format!("math.cos {x} : {t}")),
             // rsqrt(x) = 1 / sqrt(x), as the interpreter computes it.
             UnaryOp::Rsqrt => {
@@ -258,8 +260,8 @@ impl Body {
     /// `d` is the operands' dtype.
     fn binary(&mut self, op: BinaryOp, a: &str, b: &str, d: DType) -> String {
         let t = elem(d);
-        if op == BinaryOp::Pow && d == DType::F32 && !self.libm {
-            return self.pow_f32(a, b);
+        if op == BinaryOp::Pow && d.is_float() && !self.libm {
+            return self.pow(approx::Fmt::of(d), a, b);
         }
         let (float, int, boolean) = match op {
             BinaryOp::Add => ("arith.addf", "arith.addi", ""),
