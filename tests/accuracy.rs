@@ -10,8 +10,17 @@ use kiln_ir::gen::Rng;
 use kiln_ir::interp::{Data, Tensor};
 
 fn load(src: &str) -> common::Loaded {
+    load_for(src, &kiln_codegen::Target::default())
+}
+
+fn load_for(src: &str, target: &kiln_codegen::Target) -> common::Loaded {
     let module = kiln_frontend::compile_source(src, "acc").unwrap_or_else(|d| panic!("{d:?}"));
-    common::compile_and_load(&module, 2)
+    common::compile_and_load_for(&module, 2, target)
+}
+
+/// A CPU target whose code uses kiln's own transcendental functions throughout, as a GPU's does.
+fn without_libm() -> kiln_codegen::Target {
+    kiln_codegen::Target { libm: false, ..Default::default() }
 }
 
 fn scalar(t: &Tensor) -> f64 {
@@ -58,18 +67,22 @@ fn random_sums_are_within_1e6_of_f64() {
 /// Distance in units in the last place: the number of f32 values between `a` and `b` (0 when
 /// both are NaN or both are the same infinity; the maximum when only one is NaN).
 fn ulps(a: f32, b: f32) -> u64 {
-    if a.is_nan() || b.is_nan() {
-        return if a.is_nan() && b.is_nan() { 0 } else { u64::MAX };
+    distance(a.is_nan(), b.is_nan(), a.to_bits() as u64, b.to_bits() as u64, 1 << 31)
+}
+
+/// [`ulps`] for f64.
+fn ulps64(a: f64, b: f64) -> u64 {
+    distance(a.is_nan(), b.is_nan(), a.to_bits(), b.to_bits(), 1 << 63)
+}
+
+/// The distance between two floats' bit patterns once ordered like the numbers (sign and
+/// magnitude to a signed integer, so that -0 and +0 coincide).
+fn distance(a_nan: bool, b_nan: bool, a: u64, b: u64, sign: u64) -> u64 {
+    if a_nan || b_nan {
+        return if a_nan && b_nan { 0 } else { u64::MAX };
     }
-    let ordered = |x: f32| {
-        let bits = x.to_bits() as i64;
-        if bits & 0x8000_0000 != 0 {
-            -(bits & 0x7fff_ffff)
-        } else {
-            bits
-        }
-    };
-    ordered(a).abs_diff(ordered(b))
+    let ordered = |bits: u64| if bits & sign != 0 { -((bits & !sign) as i128) } else { bits as i128 };
+    (ordered(a) - ordered(b)).unsigned_abs() as u64
 }
 
 #[test]
@@ -119,16 +132,13 @@ fn transcendental_functions_are_within_their_ulp_bounds() {
 #[test]
 fn gpu_sin_cos_and_pow_polynomials_are_within_their_bounds() {
     const N: usize = 1 << 20;
-    let module = kiln_frontend::compile_source(
+    let loaded = load_for(
         &format!(
             "fn s(x: f32[{N}]) -> f32[{N}] {{ sin(x) }}\nfn c(x: f32[{N}]) -> f32[{N}] {{ cos(x) }}\n\
              fn p(x: f32[{N}], y: f32[{N}]) -> f32[{N}] {{ pow(x, y) }}\nexport s;\nexport c;\nexport p;\n"
         ),
-        "poly",
-    )
-    .unwrap_or_else(|d| panic!("{d:?}"));
-    let target = kiln_codegen::Target { libm: false, ..Default::default() };
-    let loaded = common::compile_and_load_for(&module, 2, &target);
+        &without_libm(),
+    );
     let mut rng = Rng::new(common::seed());
     let specials = [
         0.0,
@@ -209,29 +219,13 @@ fn gpu_sin_cos_and_pow_polynomials_are_within_their_bounds() {
     eprintln!("pow: at most {worst:.2} of its bound");
 }
 
-/// Distance in units in the last place between f64 values (see [`ulps`]).
-fn ulps64(a: f64, b: f64) -> u64 {
-    if a.is_nan() || b.is_nan() {
-        return if a.is_nan() && b.is_nan() { 0 } else { u64::MAX };
-    }
-    let ordered = |x: f64| {
-        let bits = x.to_bits() as i64;
-        if bits < 0 {
-            -(bits & i64::MAX) as i128
-        } else {
-            bits as i128
-        }
-    };
-    (ordered(a) - ordered(b)).unsigned_abs() as u64
-}
-
 /// kiln's f64 functions (GPU targets have no libm), on a CPU target built with `libm: false`,
 /// against glibc: exp within 2 ulp, log and sigmoid 3, tanh 6 (measured 1, 2, 2, 4), sin and cos within 2 ulp for
 /// |x| <= π/4 and 1e-15 absolute up to 1000, pow within 3 + 2 |y ln x| ulp.
 #[test]
 fn f64_functions_without_libm_are_within_their_bounds() {
     const N: usize = 1 << 18;
-    let module = kiln_frontend::compile_source(
+    let loaded = load_for(
         &format!(
             "fn e(x: f64[{N}]) -> f64[{N}] {{ exp(x) }}\nfn l(x: f64[{N}]) -> f64[{N}] {{ log(x) }}\n\
              fn t(x: f64[{N}]) -> f64[{N}] {{ tanh(x) }}\nfn g(x: f64[{N}]) -> f64[{N}] {{ sigmoid(x) }}\n\
@@ -239,11 +233,8 @@ fn f64_functions_without_libm_are_within_their_bounds() {
              fn p(x: f64[{N}], y: f64[{N}]) -> f64[{N}] {{ pow(x, y) }}\n\
              export e;\nexport l;\nexport t;\nexport g;\nexport s;\nexport c;\nexport p;\n"
         ),
-        "poly64",
-    )
-    .unwrap_or_else(|d| panic!("{d:?}"));
-    let target = kiln_codegen::Target { libm: false, ..Default::default() };
-    let loaded = common::compile_and_load_for(&module, 2, &target);
+        &without_libm(),
+    );
     let mut rng = Rng::new(common::seed());
     let specials = [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MIN_POSITIVE, 5e-324, 1.0];
     let inputs = |rng: &mut Rng, lo: f64, hi: f64| -> Vec<f64> {

@@ -33,6 +33,30 @@ fn ptxas() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// Runs ptxas for `gpu` on one kernel's PTX (written under `dir`); its complaint on failure.
+fn ptxas_check(ptxas: &Path, dir: &Path, name: &str, ptx: &[u8], gpu: &str) -> Result<(), String> {
+    let file = dir.join(name);
+    std::fs::write(&file, ptx).unwrap();
+    let run =
+        Command::new(ptxas).arg(format!("-arch={gpu}")).arg(&file).arg("-o").arg(dir.join("k.cubin")).output().unwrap();
+    if run.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ptxas rejects {name} ({gpu}): {}", String::from_utf8_lossy(&run.stderr)))
+    }
+}
+
+/// Build options for one GPU.
+fn gpu_options(gpu: &str) -> Options {
+    Options { target: kiln_codegen::Target::new(Some("nvptx64-nvidia-cuda"), Some(gpu)).unwrap(), ..Options::default() }
+}
+
+/// examples/mlp.kn.
+fn mlp() -> Source {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
+    Source { name: "mlp.kn".into(), text: std::fs::read_to_string(path).unwrap() }
+}
+
 #[test]
 fn every_program_compiles_to_ptx_that_ptxas_accepts() {
     let ptxas = ptxas();
@@ -48,11 +72,7 @@ fn every_program_compiles_to_ptx_that_ptxas_accepts() {
             text: std::fs::read_to_string(&path).unwrap(),
         };
         for gpu in ["sm_80", "sm_90"] {
-            let options = Options {
-                target: kiln_codegen::Target::new(Some("nvptx64-nvidia-cuda"), Some(gpu)).unwrap(),
-                ..Options::default()
-            };
-            let out = match build(&source, &options) {
+            let out = match build(&source, &gpu_options(gpu)) {
                 Ok(out) => out,
                 Err(e) => {
                     failures.push(format!("{} for {gpu}: {}", path.display(), e.render(false)));
@@ -75,18 +95,8 @@ fn every_program_compiles_to_ptx_that_ptxas_accepts() {
                 let text = String::from_utf8_lossy(bytes);
                 assert!(text.contains(&format!(".target {gpu}")) && !text.contains("__nv_"), "{name}");
                 if let Some(ptxas) = &ptxas {
-                    let file = dir.path().join(name);
-                    std::fs::write(&file, bytes).unwrap();
-                    let run = Command::new(ptxas)
-                        .arg(format!("-arch={gpu}"))
-                        .arg(&file)
-                        .arg("-o")
-                        .arg(dir.path().join("k.cubin"))
-                        .output()
-                        .unwrap();
-                    if !run.status.success() {
-                        failures
-                            .push(format!("ptxas rejects {name} ({gpu}): {}", String::from_utf8_lossy(&run.stderr)));
+                    if let Err(e) = ptxas_check(ptxas, dir.path(), name, bytes, gpu) {
+                        failures.push(e);
                     }
                 }
             }
@@ -98,12 +108,7 @@ fn every_program_compiles_to_ptx_that_ptxas_accepts() {
 
 #[test]
 fn gpu_builds_are_reproducible() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
-    let source = Source { name: "mlp.kn".into(), text: std::fs::read_to_string(path).unwrap() };
-    let options = Options {
-        target: kiln_codegen::Target::new(Some("nvptx64-nvidia-cuda"), Some("sm_90")).unwrap(),
-        ..Options::default()
-    };
+    let (source, options) = (mlp(), gpu_options("sm_90"));
     assert_eq!(build(&source, &options).unwrap().files, build(&source, &options).unwrap().files);
 }
 
@@ -114,12 +119,7 @@ fn gpu_builds_are_reproducible() {
 fn gpu_bundles_verify_and_run_or_report_no_gpu() {
     use kiln_ir::gen::{self, Rng};
     use kiln_runtime::gpu::{GpuBundle, GpuExecutor};
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
-    let source = Source { name: "mlp.kn".into(), text: std::fs::read_to_string(path).unwrap() };
-    let options = Options {
-        target: kiln_codegen::Target::new(Some("nvptx64-nvidia-cuda"), Some("sm_80")).unwrap(),
-        ..Options::default()
-    };
+    let (source, options) = (mlp(), gpu_options("sm_80"));
     let dir = tempfile::tempdir().unwrap();
     kiln::write_output(&build(&source, &options).unwrap(), dir.path()).unwrap();
     let manifest = dir.path().join("mlp.json");
@@ -214,24 +214,14 @@ fn random_programs_compile_to_ptx() {
     let mut rng = Rng::new(kiln_ir::gen::test_seed());
     let funcs: Vec<_> = (0..30).map(|i| gen::random_func(&mut rng, 4 + i % 10, &format!("p{i}"))).collect();
     let module = kiln_ir::Module { name: "rand".into(), funcs };
-    let target = kiln_codegen::Target::new(Some("nvptx64-nvidia-cuda"), Some("sm_90")).unwrap();
-    let artifacts = kiln_codegen::compile(&module, &target, 2, Default::default())
+    let artifacts = kiln_codegen::compile(&module, &gpu_options("sm_90").target, 2, Default::default())
         .unwrap_or_else(|e| panic!("{e}\n{}", kiln_ir::text::print_module(&module)));
     assert_eq!(artifacts.launches.len(), module.funcs.len());
     assert!(artifacts.launches.iter().all(|l| !l.is_empty()));
     if let Some(ptxas) = ptxas() {
         let dir = tempfile::tempdir().unwrap();
         for k in &artifacts.kernels {
-            let file = dir.path().join(format!("{}.ptx", k.name));
-            std::fs::write(&file, &k.ptx).unwrap();
-            let run = Command::new(&ptxas)
-                .arg("-arch=sm_90")
-                .arg(&file)
-                .arg("-o")
-                .arg(dir.path().join("k.cubin"))
-                .output()
-                .unwrap();
-            assert!(run.status.success(), "ptxas rejects {}: {}", k.name, String::from_utf8_lossy(&run.stderr));
+            ptxas_check(&ptxas, dir.path(), &format!("{}.ptx", k.name), k.ptx.as_bytes(), "sm_90").unwrap();
         }
     }
 }

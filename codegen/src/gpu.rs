@@ -20,6 +20,7 @@
 
 use crate::mlir::emit_module;
 use crate::pipeline::{bufferize_and_plan, err, Artifacts, CodegenError, Emit, Mlir, Timer};
+use crate::printed::{defined, indent, names, op_name, rhs};
 use crate::target::Target;
 use inkwell::context::Context as LlvmContext;
 use inkwell::passes::PassBuilderOptions;
@@ -164,18 +165,6 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     })
 }
 
-/// The leading-space indentation of a line.
-fn indent(line: &str) -> usize {
-    line.len() - line.trim_start().len()
-}
-
-/// The op name of a statement's first line (`%x = op ...` or `op ...`).
-fn op_name(line: &str) -> &str {
-    let t = line.trim_start();
-    let rhs = t.split_once(" = ").filter(|(lhs, _)| lhs.starts_with('%')).map_or(t, |(_, rhs)| rhs);
-    rhs.split([' ', '(']).next().unwrap_or("")
-}
-
 /// Statements of a function body at `depth` spaces: each is its first line and the lines of its
 /// regions, up to its closing line at the same depth.
 fn statements<'t>(body: &[&'t str], depth: usize) -> Vec<Vec<&'t str>> {
@@ -226,9 +215,9 @@ fn wrap_serial_statements(text: &str) -> Result<String, String> {
             let end = (k..stmts.len()).find(|&j| HOST_OPS.contains(&op_name(stmts[j][0]))).unwrap_or(stmts.len());
             let run: Vec<&str> = stmts[k..end].iter().flatten().copied().collect();
             // Only results of the run's own statements can escape it (region arguments cannot).
-            let defined: Vec<&str> = stmts[k..end].iter().filter_map(|st| crate::parallel::defined(st[0])).collect();
+            let defined: Vec<&str> = stmts[k..end].iter().filter_map(|st| defined(st[0])).collect();
             let later = stmts[end..].iter().flatten();
-            if let Some(n) = later.clone().flat_map(|l| crate::parallel::names(l)).find(|n| defined.contains(n)) {
+            if let Some(n) = later.clone().flat_map(|l| names(l)).find(|n| defined.contains(n)) {
                 return Err(format!("the value `{n}` computed on the host is used by a later kernel"));
             }
             let pad = " ".repeat(depth);
@@ -258,7 +247,7 @@ fn launch_plan(text: &str, symbol: &str, buffers: usize) -> Result<Vec<Launch>, 
         .position(|l| l.trim_start().starts_with("func.func ") && l.contains(&format!("@{symbol}(")))
         .ok_or_else(|| format!("no function `{symbol}`"))?;
     let lines: Vec<&str> = text.lines().skip(header + 1).take_while(|l| l.trim() != "}" || indent(l) > 2).collect();
-    let params: Vec<&str> = crate::parallel::names(text.lines().nth(header).unwrap_or("")).collect();
+    let params: Vec<&str> = names(text.lines().nth(header).unwrap_or("")).collect();
     // What each host value is: a launch argument, or an index for grid sizes.
     let mut values: BTreeMap<&str, LaunchArg> = BTreeMap::new();
     for (i, p) in params.iter().enumerate() {
@@ -272,10 +261,8 @@ fn launch_plan(text: &str, symbol: &str, buffers: usize) -> Result<Vec<Launch>, 
             return Err(format!("`{op}` remains on the host in `{symbol}`"));
         }
         let t = line.trim_start();
-        let target = t.split_once(" = ").map(|(lhs, _)| lhs.split(':').next().unwrap_or(lhs));
-        let operands: Vec<&str> = crate::parallel::names(t.split_once(" = ").map_or(t, |(_, rhs)| rhs))
-            .filter(|n| !n.starts_with("%arg") || params.contains(n))
-            .collect();
+        let target = defined(t);
+        let operands: Vec<&str> = names(rhs(t)).filter(|n| !n.starts_with("%arg") || params.contains(n)).collect();
         match (op, target) {
             ("arith.constant", Some(name)) => {
                 if let Some(v) = t
@@ -313,7 +300,7 @@ fn launch(t: &str, values: &BTreeMap<&str, LaunchArg>) -> Option<Launch> {
     let kernel = t.split('@').nth(1)?.split("::").next()?.to_string();
     let dims = |key: &str| -> Option<[u64; 3]> {
         let inside = t.split(key).nth(1)?.split(')').next()?;
-        let v: Vec<u64> = crate::parallel::names(inside)
+        let v: Vec<u64> = names(inside)
             .map(|n| match values.get(n) {
                 Some(LaunchArg::Int { value }) => u64::try_from(*value).ok(),
                 _ => None,
@@ -322,7 +309,7 @@ fn launch(t: &str, values: &BTreeMap<&str, LaunchArg>) -> Option<Launch> {
         v.try_into().ok()
     };
     let args_text = t.split(" args(").nth(1).unwrap_or("");
-    let args = crate::parallel::names(args_text)
+    let args = names(args_text)
         .filter(|n| args_text.contains(&format!("{n} :")))
         .map(|n| values.get(n).cloned())
         .collect::<Option<_>>()?;
@@ -340,8 +327,8 @@ fn with_intrinsics(text: &str) -> Result<String, String> {
                 format!("`{rest}` ({}) is not supported on GPU targets", line.rsplit(" : ").next().unwrap_or("").trim())
             })?;
             // %r = math.op %a[, %b] : T  ->  %r = llvm.call_intrinsic "llvm.op.T"(%a[, %b]) : (T[, T]) -> T
-            let (lhs, rhs) = line.split_once(" = ").ok_or("a math op without a result")?;
-            let (operands, ty) = rhs[op.len()..].rsplit_once(" : ").ok_or("a math op without a type")?;
+            let (lhs, call) = line.split_once(" = ").ok_or("a math op without a result")?;
+            let (operands, ty) = call[op.len()..].rsplit_once(" : ").ok_or("a math op without a type")?;
             let ty = ty.split(" loc(").next().unwrap_or(ty).trim();
             let operands = operands.split(" {").next().unwrap_or(operands).trim();
             let n = operands.split(',').count();

@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod mlir;
 pub mod parallel;
 pub mod pipeline;
+pub mod printed;
 pub mod schedule;
 pub mod target;
 pub mod workspace;

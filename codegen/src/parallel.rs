@@ -15,6 +15,7 @@
 //! Iterations of a marked loop write disjoint outputs, so results do not depend on how the
 //! iterations are split among threads.
 
+use crate::printed::{defined, definitions, names, op_name, rhs};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A stage outlined from a parallel loop.
@@ -74,33 +75,6 @@ struct Param {
     name: String,
     ty: String,
     readonly: bool,
-}
-
-/// The SSA names (`%x`) in a line, in order.
-pub(crate) fn names(line: &str) -> impl Iterator<Item = &str> {
-    line.match_indices('%').map(move |(i, _)| {
-        let rest = &line[i + 1..];
-        let end =
-            rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.')).unwrap_or(rest.len());
-        &line[i..i + 1 + end]
-    })
-}
-
-/// The names a line defines: results (`%x = `, `%x:2 = `), loop variables and `iter_args`
-/// (`%i = `), block arguments (`%a: f32`).
-pub(crate) fn definitions(line: &str) -> impl Iterator<Item = &str> {
-    line.match_indices('%').filter_map(move |(i, _)| {
-        let name = names(&line[i..]).next()?;
-        let after = &line[i + name.len()..];
-        (after.starts_with(" = ") || after.starts_with(':')).then_some(name)
-    })
-}
-
-/// The name a top-level line defines (`%x = ...` or `%x:2 = ...`), if any.
-pub(crate) fn defined(line: &str) -> Option<&str> {
-    let t = line.trim_start();
-    let (lhs, _) = t.split_once(" = ")?;
-    lhs.starts_with('%').then(|| lhs.split(':').next().unwrap_or(lhs))
 }
 
 /// One function of the printed module: its header, body lines and closing line.
@@ -229,10 +203,9 @@ fn rewrite_function(f: &Function, indent: &str, stages: &mut Vec<(Stage, String)
             continue;
         }
         let t = line.trim_start();
-        let op = t.split(" = ").nth(1).unwrap_or(t).split([' ', '(']).next().unwrap_or("");
         if let Some(name) = defined(line) {
-            let operands: Vec<&str> = names(t.split(" = ").nth(1).unwrap_or("")).collect();
-            if is_recomputable(op, &operands, &recomputable, &params) {
+            let operands: Vec<&str> = names(rhs(line)).collect();
+            if is_recomputable(op_name(line), &operands, &recomputable, &params) {
                 recomputable.insert(name, line);
             }
         }
@@ -368,7 +341,7 @@ fn emit_with_dependencies<'t>(
     if !emitted.insert(name) {
         return;
     }
-    for n in names(def.split(" = ").nth(1).unwrap_or("")) {
+    for n in names(rhs(def)) {
         if let Some((&k, _)) = recomputable.get_key_value(n) {
             emit_with_dependencies(k, recomputable, emitted, text);
         }

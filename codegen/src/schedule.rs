@@ -251,40 +251,34 @@ fn peel(s: &mut String, prefix: &str, loops: &[String]) {
     }
 }
 
-/// Tiles a generic's outer loops by 1 and its innermost loop by `vector` elements (or its
-/// whole extent, when shorter), peeling the remainder.
+/// Tiles a generic to vectorize its outer loops by 1 and its innermost loop by `vector`
+/// elements (or its whole extent, when shorter), peeling the remainder; one left scalar only
+/// gets its outermost loop, for threads. A parallel outermost loop is marked.
 fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
     let id = g.id;
     let n = g.extents.len();
-    if !g.vectorize {
-        // Only the outermost loop, for threads.
-        if g.parallel_outer && n > 1 {
-            let tiles: Vec<usize> = [1].into_iter().chain(std::iter::repeat_n(0, n - 1)).collect();
-            let _ = writeln!(
-                s,
-                "    %g{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
-                 \x20   %g{id}_t, %g{id}_outer = transform.structured.tile_using_for %g{id} tile_sizes [{}] : (!transform.any_op) -> (!transform.any_op, !transform.any_op)",
-                list(tiles)
-            );
-            annotate_parallel(s, &format!("%g{id}_outer"), g.extents.iter().product(), g.extents[1..].iter().product());
-        }
-        return;
-    }
     let inner = g.extents[n - 1];
-    let tile = vector.min(inner);
-    let tiles: Vec<usize> = std::iter::repeat_n(1, n - 1).chain([tile]).collect();
+    let tiles: Vec<usize> = if g.vectorize {
+        std::iter::repeat_n(1, n - 1).chain([vector.min(inner)]).collect()
+    } else if g.parallel_outer && n > 1 {
+        // Scalar inside: only the outermost loop, for threads.
+        [1].into_iter().chain(std::iter::repeat_n(0, n - 1)).collect()
+    } else {
+        return;
+    };
+    let loops = tiles.iter().filter(|&&t| t > 0).count();
     let _ = writeln!(
         s,
         "    %g{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
-         \x20   %g{id}_t, %g{id}_loops:{n} = transform.structured.tile_using_for %g{id} tile_sizes [{}] : (!transform.any_op) -> ({})",
-        list(tiles),
-        any_ops(n + 1)
+         \x20   %g{id}_t, %g{id}_loops:{loops} = transform.structured.tile_using_for %g{id} tile_sizes [{}] : (!transform.any_op) -> ({})",
+        list(tiles.iter().copied()),
+        any_ops(loops + 1)
     );
     if g.parallel_outer {
-        let per_iteration: usize = if n == 1 { tile } else { g.extents[1..].iter().product() };
+        let per_iteration: usize = if n == 1 { tiles[0] } else { g.extents[1..].iter().product() };
         annotate_parallel(s, &format!("%g{id}_loops#0"), g.extents.iter().product(), per_iteration);
     }
-    if !inner.is_multiple_of(tile) {
+    if g.vectorize && !inner.is_multiple_of(tiles[n - 1]) {
         peel(s, &format!("%g{id}"), &[format!("%g{id}_loops#{}", n - 1)]);
     }
 }
