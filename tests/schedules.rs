@@ -57,6 +57,14 @@ const GENERICS: &[&str] = &[
     "fn pick(x: f32[300, 400], y: f32[400]) -> f32[300, 400] { where(x > y, x, y) }",
     "fn xty(x: f32[300, 70], y: f32[300, 90]) -> f32[70, 90] { transpose(x) @ y }",
     "fn both(x: f32[30, 70], y: f32[50, 30]) -> (f32[70, 50], f32[70, 30]) { let t = transpose(x); (t @ transpose(y), t) }",
+    // Row groups: two row loops, a producer also returned (not fused), rows too long for the
+    // stack (not grouped), row-broadcast operands, a product feeding a group, integer lanes.
+    "fn heads(x: f32[3, 5, 96]) -> f32[3, 5, 96] { softmax(x) }",
+    "fn shared(x: f32[40, 64]) -> (f32[40, 64], f32[40, 64]) { let e = exp(x - max(x, axis=1, keepdims=true)); (e / sum(e, axis=1, keepdims=true), e) }",
+    "fn wide(x: f32[6, 20000]) -> f32[6, 20000] { softmax(x) }",
+    "fn layer(x: f32[64, 512], g: f32[512], b: f32[512]) -> f32[64, 512] { let m = mean(x, axis=1, keepdims=true); let d = x - m; d * rsqrt(mean(d * d, axis=1, keepdims=true) + 1e-5) * g + b }",
+    "fn attend(q: f32[40, 16], k: f32[48, 16], v: f32[48, 24]) -> f32[40, 24] { softmax(q @ transpose(k) * 0.25) @ v }",
+    "fn imax(x: i32[30, 64]) -> i32[30, 64] { x - max(x, axis=1, keepdims=true) + sum(x, axis=1, keepdims=true) }",
 ];
 
 fn source() -> String {
@@ -100,4 +108,27 @@ fn scheduled_code_agrees_with_the_interpreter() {
         }
         assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     }
+}
+
+/// Row-wise programs run as row groups (codegen/src/schedule/rows.rs): the schedule fuses them
+/// into one loop over rows, and no intermediate tensor is left in the workspace (the rows live
+/// on the stack). Rows too long for the stack are not grouped and use the workspace.
+#[test]
+fn row_groups_keep_intermediate_rows_off_the_workspace() {
+    let compile = |text: &str| {
+        let source = kiln::Source { name: "rows.kn".into(), text: format!("{text}\nexport f;\n") };
+        let module = kiln::check(&source, "rows").unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let emit = kiln_codegen::Emit { mlir: true, ..Default::default() };
+        kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 2, emit).unwrap()
+    };
+    for program in [
+        "fn f(x: f32[256, 1024]) -> f32[256, 1024] { softmax(x) }",
+        "fn f(x: f32[256, 512], g: f32[512]) -> f32[256, 512] { let d = x - mean(x, axis=1, keepdims=true); d * rsqrt(mean(d * d, axis=1, keepdims=true) + 1e-5) * g }",
+    ] {
+        let artifacts = compile(program);
+        assert!(artifacts.mlir.unwrap().contains("fuse_into_containing_op"), "not fused: {program}");
+        assert_eq!(artifacts.workspace, vec![0], "intermediates in the workspace: {program}");
+    }
+    let wide = compile("fn f(x: f32[8, 20000]) -> f32[8, 20000] { softmax(x) }");
+    assert!(wide.workspace[0] >= 8 * 20000 * 4, "rows of 80 KB on the stack");
 }

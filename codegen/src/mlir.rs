@@ -19,7 +19,7 @@ use std::fmt::Write;
 
 /// Partial results per output of a reduction over contiguous elements (see `reduce`): 16 f32
 /// lanes fill two AVX-512 or four AVX2 registers' worth of independent accumulators.
-const LANES: usize = 16;
+pub const LANES: usize = 16;
 
 /// Independent chunks of a reduction over `rows` rows of [`LANES`] elements per output, when
 /// there are `outputs` outputs: with few outputs, up to 256 chunks of at least 256 rows each (the
@@ -700,20 +700,24 @@ impl<'f> FuncEmitter<'f> {
     }
 
     /// A reduction, accumulating f32 sums in f64. When the reduced axes are the trailing ones
-    /// and hold a multiple of [`LANES`] elements (at least two rows of lanes), it runs in two
-    /// stages: [`LANES`] partial results per output, each summing every LANES-th element (an
-    /// inner loop over contiguous lanes that vectorizes), then the lanes combined.
+    /// and hold a multiple of [`LANES`] elements (at least two rows of lanes), it runs with
+    /// [`LANES`] partial results per output, each summing every LANES-th element (an inner loop
+    /// over contiguous lanes that vectorizes), then the lanes combined. A reduction over one
+    /// trailing axis that needs no chunks (a row reduction) is one loop nest, which the schedule
+    /// splits into lanes (`tile_reduction_using_for`) and can fuse with the ops that produce and
+    /// consume its rows; the others are written in two stages here, through a reshape.
     fn reduce(&mut self, kind: ReduceKind, axes: &[usize], x: &(String, TensorType), ty: &TensorType) -> String {
         let rank = x.1.rank();
         let d = ty.dtype;
         let acc = if kind == ReduceKind::Sum && d == DType::F32 { DType::F64 } else { d };
         let n: usize = axes.iter().map(|&a| x.1.shape[a]).product();
         let trailing = axes.iter().enumerate().all(|(i, &a)| a == rank - axes.len() + i);
-        let r = if trailing && n >= 2 * LANES && n.is_multiple_of(LANES) {
+        let kept = &x.1.shape[..rank - axes.len()];
+        let chunks = reduction_chunks(kept.iter().product(), n / LANES);
+        let row = axes.len() == 1 && chunks == 1;
+        let r = if trailing && !row && n >= 2 * LANES && n.is_multiple_of(LANES) {
             // [kept..., n] as [kept..., chunks, n / LANES / chunks, LANES]: partial results per
             // chunk and lane, then the chunks and lanes combined in a fixed order.
-            let kept = &x.1.shape[..rank - axes.len()];
-            let chunks = reduction_chunks(kept.iter().product(), n / LANES);
             let split =
                 TensorType::new(x.1.dtype, kept.iter().copied().chain([chunks, n / LANES / chunks, LANES]).collect());
             let rows = self.reshape(x, &split.shape, &split);

@@ -39,8 +39,11 @@ impl Stage {
 }
 
 /// Ops whose top-level results a stage may recompute, given recomputable operands: pure ops
-/// (all of `arith` too), and reads of read-only parameters (see [`is_recomputable`]).
+/// (all of `arith` too), reads of read-only parameters (see [`is_recomputable`]), and the
+/// stack buffers the workspace plan gives a parallel loop's scratch (each stage call, so each
+/// thread, gets its own).
 const RECOMPUTABLE: &[&str] = &[
+    "memref.alloca",
     "vector.broadcast",
     "vector.shape_cast",
     "vector.extract",

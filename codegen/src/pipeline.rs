@@ -30,15 +30,17 @@ use std::time::{Duration, Instant};
 /// elimination would then hand one destination to two results.
 fn prepare_pipeline(opt: u8) -> String {
     let fuse = if opt > 0 { "linalg-fuse-elementwise-ops," } else { "" };
-    format!("builtin.module({fuse}eliminate-empty-tensors)")
+    let unit_dims = if opt > 0 { "linalg-fold-unit-extent-dims,canonicalize," } else { "" };
+    format!("builtin.module({fuse}{unit_dims}eliminate-empty-tensors)")
 }
 
 /// Linalg on tensors to buffers (after [`prepare_pipeline`]). The second canonicalization, after cse, removes the
-/// self-copies that tiling's `tensor.insert_slice`s bufferize into. Its output is planned by
-/// [`workspace`].
+/// self-copies that tiling's `tensor.insert_slice`s bufferize into. Buffers allocated inside a
+/// loop (a row group's rows) move out of it: the workspace plan handles top-level buffers. Its
+/// output is planned by [`workspace`].
 const BUFFERIZE_PIPELINE: &str = "builtin.module(\
      one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},\
-     canonicalize,cse,canonicalize)";
+     canonicalize,cse,canonicalize,func.func(buffer-loop-hoisting))";
 
 /// The second MLIR pipeline: buffers (allocations already rewritten into workspace views) to
 /// the LLVM dialect.
@@ -224,8 +226,8 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     let mlir = Mlir::new();
     let (planned, workspace, script) = bufferize_and_plan(&mlir, module, &text, opt, |fused| {
         (opt > 0).then(|| {
-            let generics = schedule::tag_generics(&mlir.context, fused);
-            schedule::transform_script(&emitted.contractions, &generics, target.registers())
+            let tagged = schedule::tag(&mlir.context, fused);
+            schedule::transform_script(&emitted.contractions, &tagged, target.registers())
         })?
     })?;
     let (planned, stages) =

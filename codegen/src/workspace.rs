@@ -7,6 +7,12 @@
 //! it or a view of it, nested uses included), places buffers largest first at the lowest
 //! 64-byte-aligned offset that overlaps no buffer whose range intersects its own, and rewrites
 //! each allocation into a `memref.view` of a new last function argument, `%kiln_ws`.
+//!
+//! A buffer used only inside one loop marked parallel (`kiln.parallel`, see [`crate::parallel`])
+//! is that loop's scratch (a row of a row group, say): threads running different iterations
+//! need their own copy, so it is not in the workspace but on the stack, a
+//! `memref.alloca` that each stage call recomputes. The schedule bounds such buffers (a few
+//! KiB per loop); the plan reports their bytes and refuses more than [`STACK_LIMIT`].
 
 use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
 
@@ -16,21 +22,30 @@ use std::collections::HashMap;
 /// Alignment of every buffer in the workspace, and of the workspace itself.
 pub const ALIGNMENT: u64 = 64;
 
+/// Stack bytes a function's loop scratch may take, at most: well under the 2 MiB of a thread's
+/// stack (Rust's default for spawned threads).
+pub const STACK_LIMIT: u64 = 256 << 10;
+
 /// The plan of one function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionPlan {
     /// The MLIR symbol of the function.
     pub symbol: String,
-    /// Offset of each allocation, in the order the allocations appear.
-    pub offsets: Vec<u64>,
+    /// Offset of each allocation in the workspace, in the order the allocations appear; `None`
+    /// for a parallel loop's scratch, which goes on the stack.
+    pub offsets: Vec<Option<u64>>,
     /// Workspace bytes the function needs (0 when it has no intermediate buffer).
     pub bytes: u64,
+    /// Stack bytes of its loops' scratch buffers.
+    pub stack: u64,
 }
 
 struct Buffer {
     bytes: u64,
     first: usize,
     last: usize,
+    /// The top-level ops that use the buffer or a view of it, other than views.
+    users: Vec<usize>,
 }
 
 /// Bytes of a static `memref<AxBxT>` type; None for anything else.
@@ -67,6 +82,8 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
     let mut buffers: Vec<Buffer> = vec![];
     // Raw value pointer -> the buffer it is (or is a view of).
     let mut owner: HashMap<usize, usize> = HashMap::new();
+    // Top-level loops marked parallel.
+    let mut parallel = vec![];
     let mut index = 0;
     let mut op = body.first_operation();
     while let Some(top) = op {
@@ -84,19 +101,26 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
                 "`{symbol}` allocates inside a region; the workspace plan handles top-level buffers only"
             ));
         }
+        let name = top.name().as_string_ref().as_str().map(str::to_string).unwrap_or_default();
+        let is_view = top.results().any(|r| r.r#type().to_string().starts_with("memref<"));
         for v in &used {
             if let Some(&b) = owner.get(v) {
                 buffers[b].last = index;
+                if !is_view && buffers[b].users.last() != Some(&index) {
+                    buffers[b].users.push(index);
+                }
             }
         }
-        let name = top.name().as_string_ref().as_str().map(str::to_string).unwrap_or_default();
+        if name == "scf.for" && top.attribute("kiln.parallel").is_ok() {
+            parallel.push(index);
+        }
         if name == "memref.alloc" {
             let result = top.result(0).map_err(|e| e.to_string())?;
             let ty = result.r#type().to_string();
             let bytes =
                 memref_bytes(&ty).ok_or_else(|| format!("`{symbol}` allocates `{ty}`, which has no static size"))?;
             owner.insert(result.to_raw().ptr as usize, buffers.len());
-            buffers.push(Buffer { bytes, first: index, last: index });
+            buffers.push(Buffer { bytes, first: index, last: index, users: vec![] });
         } else if let Some(&b) = top.operands().find_map(|v| owner.get(&(v.to_raw().ptr as usize))) {
             // Views (reshapes, casts, subviews) of a buffer keep it alive while they are used.
             for r in top.results() {
@@ -108,8 +132,23 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
         index += 1;
         op = top.next_in_block();
     }
-    let (offsets, bytes) = place(&buffers);
-    Ok(FunctionPlan { symbol: symbol.to_string(), offsets, bytes })
+    // Scratch of a parallel loop: used by that loop only.
+    let on_stack: Vec<bool> =
+        buffers.iter().map(|b| matches!(b.users.as_slice(), [l] if parallel.contains(l))).collect();
+    let stack: u64 = buffers.iter().zip(&on_stack).filter(|(_, &s)| s).map(|(b, _)| align(b.bytes)).sum();
+    if stack > STACK_LIMIT {
+        return Err(format!(
+            "`{symbol}` has {stack} bytes of loop scratch, more than the {STACK_LIMIT} the stack may take"
+        ));
+    }
+    let in_workspace: Vec<usize> = (0..buffers.len()).filter(|&i| !on_stack[i]).collect();
+    let placed: Vec<Buffer> = in_workspace.iter().map(|&i| Buffer { users: vec![], ..buffers[i] }).collect();
+    let (placed_offsets, bytes) = place(&placed);
+    let mut offsets = vec![None; buffers.len()];
+    for (&i, offset) in in_workspace.iter().zip(placed_offsets) {
+        offsets[i] = Some(offset);
+    }
+    Ok(FunctionPlan { symbol: symbol.to_string(), offsets, bytes, stack })
 }
 
 fn align(n: u64) -> u64 {
@@ -177,11 +216,17 @@ pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
                 .offsets
                 .get(*seen)
                 .ok_or_else(|| format!("`{}` has more allocations than planned", plan.symbol))?;
-            out.push_str(&format!("{indent}%kiln_off{seen} = arith.constant {offset} : index\n"));
-            out.push_str(&format!(
-                "{indent}{name} = memref.view %kiln_ws[%kiln_off{seen}][] : memref<{}xi8> to {ty}\n",
-                plan.bytes
-            ));
+            match offset {
+                Some(offset) => {
+                    out.push_str(&format!("{indent}%kiln_off{seen} = arith.constant {offset} : index\n"));
+                    out.push_str(&format!(
+                        "{indent}{name} = memref.view %kiln_ws[%kiln_off{seen}][] : memref<{}xi8> to {ty}\n",
+                        plan.bytes
+                    ));
+                }
+                None => out
+                    .push_str(&format!("{indent}{name} = memref.alloca() {{alignment = {ALIGNMENT} : i64}} : {ty}\n")),
+            }
             *seen += 1;
         } else {
             out.push_str(line);
@@ -208,7 +253,7 @@ mod tests {
 
     #[test]
     fn buffers_with_disjoint_lives_share_memory() {
-        let b = |bytes, first, last| Buffer { bytes, first, last };
+        let b = |bytes, first, last| Buffer { bytes, first, last, users: vec![] };
         // 0 and 2 never live at once; 1 overlaps both.
         let (offsets, total) = place(&[b(100, 0, 1), b(10, 1, 3), b(100, 2, 3)]);
         assert_eq!(offsets, vec![0, 128, 0]);

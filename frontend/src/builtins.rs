@@ -318,7 +318,9 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 .map_err(|d| Diagnostic { code: "E0217", ..d })?;
             el.convert(x, to, span)?
         }
-        // softmax(x) = exp(x - max(x)) / sum(exp(x - max(x))) along `axis`.
+        // softmax(x) = exp(x - max(x)) * (1 / sum(exp(x - max(x)))) along `axis`: one division
+        // per row and a multiply per element, as PyTorch computes it (within an ulp of dividing
+        // each element; a vector division costs several multiplies).
         "softmax" => {
             let (x, s) = tensor(el, env, 0)?;
             let x = float_arg(el, x, s, name)?;
@@ -327,7 +329,9 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let shifted = binary(el, BinaryOp::Sub, x, m, span)?;
             let e = el.push(Op::Unary(UnaryOp::Exp), vec![shifted], span)?;
             let total = reduce(el, ReduceKind::Sum, e, &axes, true, span)?;
-            binary(el, BinaryOp::Div, e, total, span)?
+            let one = el.unify(vec![(Val::Lit(Lit::Float(1.0)), span), (Val::Tensor(total), span)], span)?;
+            let inverse = el.push(Op::Binary(BinaryOp::Div), one, span)?;
+            binary(el, BinaryOp::Mul, e, inverse, span)?
         }
         "logsumexp" => {
             let (x, s) = tensor(el, env, 0)?;

@@ -96,10 +96,11 @@ impl Body {
         self.op(format!("math.{name} {a} : {}", fmt.ty))
     }
 
-    /// `a * b + c`.
+    /// `a * b + c`, contractible: one fused multiply-add where the target has one (the
+    /// polynomials' bounds hold either way; a fused step rounds once instead of twice).
     fn mul_add(&mut self, fmt: Fmt, a: &str, b: &str, c: &str) -> String {
-        let p = self.fop(fmt, "mulf", a, b);
-        self.fop(fmt, "addf", &p, c)
+        let p = self.op(format!("arith.mulf {a}, {b} fastmath<contract> : {}", fmt.ty));
+        self.op(format!("arith.addf {p}, {c} fastmath<contract> : {}", fmt.ty))
     }
 
     /// `c[0] x^(n-1) + ... + c[n-1]` by Horner's rule.

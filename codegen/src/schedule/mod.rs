@@ -1,0 +1,614 @@
+//! Loop schedules for contractions, applied with MLIR's transform dialect before bufferization.
+//!
+//! Every `linalg.contract` the emitter produces carries `{kiln.contraction = ID}`; this module
+//! writes one transform script (`@__transform_main`) that, for each of them:
+//!
+//! 1. tiles (batch, m, n) into cache tiles: a B panel of `cache_k x cache_n` stays in L2 while
+//!    `cache_m` rows of A stream past it;
+//! 2. tiles k by `cache_k`: small k tiles keep the rows of B a register tile touches in L1 even
+//!    when the row stride is a power of two (the rows alias in L1 sets);
+//! 3. tiles (m, n, k) by (`reg_m`, `reg_n`, 1), k innermost: the `reg_m x reg_n` tile of C lives
+//!    in vector registers across the k loop, which is unrolled by `unroll_k`;
+//! 4. peels every loop whose extent the tile does not divide, innermost first, so that every
+//!    tile has a static shape (the main loops run full tiles, one remainder iteration runs the
+//!    rest) and vectorization needs no masks;
+//!
+//! and then, for all of them together: vectorizes the tiled contractions, turns the vector
+//! contractions into outer products (one broadcast of A and `reg_n / lanes` FMAs per row and k
+//! step), hoists the C tile out of the k loop (loop-invariant subsets become `iter_args`), and
+//! lowers the vector transfers to plain loads and stores.
+//!
+//! Row-wise chains of reductions and elementwise ops (softmax, layernorm) first become row
+//! groups, one loop over rows with every op of the chain fused into it ([`rows`]).
+//!
+//! Every other `linalg.generic` (elementwise chains after fusion, reductions, broadcasts), and
+//! every member of a row group inside its loop, is vectorized along its innermost loop: [`tag`]
+//! marks it `{kiln.vectorize = ID}` after elementwise fusion, and the script tiles its outer
+//! loops by 1 and its innermost loop by two vector registers' worth of elements
+//! ([`RegisterFile::vector_elements`]), peels the remainder, and vectorizes the tiles. A
+//! reduction over its innermost loop (a row reduction) is split into partial results instead
+//! (`tile_reduction_using_for`): [`LANES`] of them for float sums, whose result depends on the
+//! order (the same on every target), and four vector registers' worth for max, min and integer
+//! sums, which are exact in any order; the partial results live in registers across the row
+//! and are combined once at its end. Explicit vectors do not depend on LLVM proving that
+//! intermediate buffers, which are all views of one workspace, do not overlap.
+//!
+//! The tile sizes come from [`MatmulTiles::for_target`], one row per register file.
+
+use crate::mlir::{Contraction, LANES};
+use crate::target::RegisterFile;
+use melior::ir::attribute::AttributeLike;
+use melior::ir::attribute::IntegerAttribute;
+use melior::ir::operation::OperationRef;
+use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
+use melior::ir::r#type::IntegerType;
+use melior::ir::r#type::TypeLike;
+use melior::ir::{BlockLike, Module, RegionLike, ValueLike};
+use melior::{Context, StringRef};
+use std::fmt::Write;
+
+pub mod rows;
+
+/// A `linalg.generic` tagged for vectorization, with its static loop extents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generic {
+    pub id: usize,
+    pub extents: Vec<usize>,
+    /// Whether the outermost loop is parallel (not a reduction).
+    pub parallel_outer: bool,
+    /// Whether the op vectorizes; the others (gathers, bool operands) only get their outermost
+    /// loop, for threads.
+    pub vectorize: bool,
+    /// Whether the innermost loop is the only reduction and holds whole rows of
+    /// [`LANES`]: the schedule splits it into partial results (see `mlir::reduce`).
+    pub lanes: bool,
+    /// Whether the reduction's result depends on the order of its terms (a float sum or
+    /// product): it then has exactly [`LANES`] partial results, on every target; the others
+    /// (max, min, integer sums) get as many as keep four vector registers busy.
+    pub ordered: bool,
+    /// Leading loops that a row group already runs one at a time (0 outside groups).
+    pub grouped: usize,
+}
+
+/// The ops of a module that the schedule transforms, tagged in the module.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tagged {
+    pub generics: Vec<Generic>,
+    pub groups: Vec<rows::RowGroup>,
+}
+
+/// Tags every `linalg.generic` of `module` that the schedule tiles with `kiln.vectorize = ID`,
+/// finds the row groups among them (see [`rows`]), and returns both, in walk order
+/// (deterministic). Left alone: ops without loops and ops whose indexing maps are not
+/// projected permutations (MLIR's vectorizer rejects them). Tiled for threads but left scalar:
+/// ops that gather (`tensor.extract` in the body; vector gathers are slower than scalar loads)
+/// and ops with bool operands (vectors of `i1` are bit-packed in memory, bool buffers hold a
+/// byte per element).
+pub fn tag(context: &Context, module: &Module) -> Tagged {
+    let mut generics = vec![];
+    let mut nodes = vec![];
+    let mut fills = 0;
+    let mut empties = 0;
+    let i64_type = IntegerType::new(context, 64).into();
+    module.as_operation().walk(WalkOrder::PreOrder, |op| {
+        match op.name().as_string_ref().as_str() {
+            Ok("linalg.generic") => {
+                if let Some(loops) = loops_of(&op) {
+                    let id = generics.len();
+                    set_tag(&op, "kiln.vectorize", IntegerAttribute::new(i64_type, id as i64).into());
+                    let inner = loops.extents[loops.extents.len() - 1];
+                    let reductions = loops.parallel.iter().filter(|&&p| !p).count();
+                    generics.push(Generic {
+                        id,
+                        parallel_outer: loops.parallel[0],
+                        vectorize: loops.vectorize,
+                        lanes: loops.vectorize
+                            && reductions == 1
+                            && !loops.parallel[loops.parallel.len() - 1]
+                            && inner >= 2 * LANES
+                            && inner.is_multiple_of(LANES),
+                        grouped: 0,
+                        ordered: float_combiner(&op),
+                        extents: loops.extents.clone(),
+                    });
+                    nodes.push(rows::Node::new(&op, rows::Member::Generic(id), loops));
+                }
+            }
+            Ok("tensor.empty") => {
+                // Distinct empty tensors stay distinct under cse (see `MERGE_FUSED`).
+                set_tag(&op, "kiln.empty", IntegerAttribute::new(i64_type, empties as i64).into());
+                empties += 1;
+            }
+            Ok("linalg.fill") => {
+                if let Some(loops) = fill_loops(&op) {
+                    nodes.push(rows::Node::new(&op, rows::Member::Fill(fills), loops));
+                    fills += 1;
+                }
+            }
+            _ => {}
+        }
+        WalkResult::Advance
+    });
+    let groups = rows::find(&nodes, &generics);
+    for group in &groups {
+        for (node, member) in group.nodes.iter().zip(&group.producers) {
+            if let rows::Member::Fill(id) = member {
+                set_tag(&nodes[*node].op(), "kiln.fill", IntegerAttribute::new(i64_type, *id as i64).into());
+            }
+        }
+        for g in std::iter::once(group.root).chain(group.producers.iter().filter_map(|m| m.generic())) {
+            generics[g].grouped = group.dims;
+        }
+    }
+    Tagged { generics, groups }
+}
+
+/// Whether a generic's yielded value comes from a float add or multiply: a reduction whose
+/// value depends on the order of its terms.
+fn float_combiner<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> bool {
+    let combiner = || -> Option<bool> {
+        let block = op.region(0).ok()?.first_block()?;
+        let value = block.terminator()?.operand(0).ok()?.to_raw();
+        // SAFETY: `value` is a live value of the op's body; its owner is read only for results.
+        let owner = unsafe {
+            if !mlir_sys::mlirValueIsAOpResult(value) {
+                return Some(false);
+            }
+            OperationRef::from_raw(mlir_sys::mlirOpResultGetOwner(value))
+        };
+        Some(matches!(owner.name().as_string_ref().as_str(), Ok("arith.addf" | "arith.mulf")))
+    };
+    combiner().unwrap_or(true)
+}
+
+/// Sets a discardable attribute on an op.
+fn set_tag<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>, name: &str, value: melior::ir::Attribute<'c>) {
+    // SAFETY: the attribute belongs to the op's context, which outlives the call.
+    unsafe {
+        mlir_sys::mlirOperationSetDiscardableAttributeByName(
+            op.to_raw(),
+            StringRef::new(name).to_raw(),
+            value.to_raw(),
+        );
+    }
+}
+
+/// The loop nest of a linalg op, as the schedule sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Loops {
+    /// Static extent of each loop.
+    pub extents: Vec<usize>,
+    /// Whether each loop is parallel (not a reduction).
+    pub parallel: Vec<bool>,
+    /// Leading loops that are parallel and index the leading axes of the result in order: a
+    /// row of the result is an iteration of them.
+    pub row_dims: usize,
+    /// For each operand, how many leading loops index its leading axes in order: a row of the
+    /// result reads only the same row of such an operand.
+    pub operand_rows: Vec<usize>,
+    /// Whether the op vectorizes (see [`tag`]).
+    pub vectorize: bool,
+    /// Bytes of the result.
+    pub bytes: usize,
+}
+
+/// The loops of a `linalg.generic`, read from its indexing maps and static operand shapes;
+/// `None` when it has no loops or maps that are not projected permutations (see [`tag`]).
+fn loops_of<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
+    let maps = op.attribute("indexing_maps").ok()?.to_raw();
+    let iterators = op.attribute("iterator_types").ok()?.to_string();
+    let parallel: Vec<bool> = iterators.split(',').map(|i| i.contains("parallel")).collect();
+    let mut gathers = false;
+    op.walk(WalkOrder::PreOrder, |inner| {
+        gathers |= inner.name().as_string_ref().as_str() == Ok("tensor.extract");
+        WalkResult::Advance
+    });
+    let mut vectorize = !gathers;
+    let mut extents: Vec<Option<usize>> = vec![None; parallel.len()];
+    let mut operand_rows = vec![];
+    for i in 0..op.operand_count() {
+        let ty = op.operand(i).ok()?.r#type().to_raw();
+        // SAFETY: `maps` is the op's ArrayAttr of AffineMapAttrs (one per operand) and `ty` a
+        // ranked tensor type (the emitter writes no other operand types).
+        unsafe {
+            let element = mlir_sys::mlirShapedTypeGetElementType(ty);
+            if mlir_sys::mlirTypeIsAInteger(element) && mlir_sys::mlirIntegerTypeGetWidth(element) == 1 {
+                vectorize = false;
+            }
+            let map = mlir_sys::mlirAffineMapAttrGetValue(mlir_sys::mlirArrayAttrGetElement(maps, i as isize));
+            if mlir_sys::mlirAffineMapGetNumDims(map) as usize != parallel.len() {
+                return None;
+            }
+            let results = mlir_sys::mlirAffineMapGetNumResults(map) as usize;
+            let mut rows = results;
+            for r in 0..results {
+                let expr = mlir_sys::mlirAffineMapGetResult(map, r as isize);
+                if mlir_sys::mlirAffineExprIsADim(expr) {
+                    let d = mlir_sys::mlirAffineDimExprGetPosition(expr) as usize;
+                    let size = mlir_sys::mlirShapedTypeGetDimSize(ty, r as isize);
+                    extents[d] = usize::try_from(size).ok();
+                    if r < rows && d != r {
+                        rows = r;
+                    }
+                } else if mlir_sys::mlirAffineExprIsAConstant(expr)
+                    && mlir_sys::mlirAffineConstantExprGetValue(expr) == 0
+                {
+                    // The 0 of a broadcast size-1 axis.
+                    rows = rows.min(r);
+                } else {
+                    return None;
+                }
+            }
+            operand_rows.push(rows);
+        }
+    }
+    let extents: Vec<usize> = extents.into_iter().collect::<Option<_>>()?;
+    let bytes = result_bytes(op)?;
+    // The result is the last operand (the init).
+    let row_dims = operand_rows.last().copied()?.min(parallel.iter().take_while(|&&p| p).count());
+    (!extents.is_empty()).then_some(Loops { extents, parallel, row_dims, operand_rows, vectorize, bytes })
+}
+
+/// The loops of a `linalg.fill` on a static tensor of rank 1 or more: every loop is parallel
+/// and a row.
+fn fill_loops<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
+    let ty = op.result(0).ok()?.r#type().to_raw();
+    // SAFETY: a fill's result is a shaped type (a ranked tensor before bufferization).
+    let extents: Vec<usize> = unsafe {
+        if !mlir_sys::mlirTypeIsARankedTensor(ty) {
+            return None;
+        }
+        (0..mlir_sys::mlirShapedTypeGetRank(ty))
+            .map(|r| usize::try_from(mlir_sys::mlirShapedTypeGetDimSize(ty, r as isize)).ok())
+            .collect::<Option<_>>()?
+    };
+    let rank = extents.len();
+    (rank > 0).then(|| Loops {
+        parallel: vec![true; rank],
+        row_dims: rank,
+        // The value, then the init.
+        operand_rows: vec![0, rank],
+        vectorize: true,
+        bytes: result_bytes(op).unwrap_or(0),
+        extents,
+    })
+}
+
+/// Bytes of an op's first result, a static tensor (bools take a byte each).
+fn result_bytes<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<usize> {
+    let ty = op.result(0).ok()?.r#type().to_raw();
+    // SAFETY: `ty` is checked to be a ranked tensor before its shape is read.
+    unsafe {
+        if !mlir_sys::mlirTypeIsARankedTensor(ty) || !mlir_sys::mlirShapedTypeHasStaticShape(ty) {
+            return None;
+        }
+        let element = mlir_sys::mlirShapedTypeGetElementType(ty);
+        let bits = if mlir_sys::mlirTypeIsAInteger(element) {
+            mlir_sys::mlirIntegerTypeGetWidth(element) as usize
+        } else if mlir_sys::mlirTypeIsAFloat(element) {
+            mlir_sys::mlirFloatTypeGetWidth(element) as usize
+        } else {
+            return None;
+        };
+        let elements: i64 = (0..mlir_sys::mlirShapedTypeGetRank(ty))
+            .map(|r| mlir_sys::mlirShapedTypeGetDimSize(ty, r as isize))
+            .product();
+        Some(usize::try_from(elements).ok()? * bits.div_ceil(8))
+    }
+}
+
+/// Tile sizes of the contraction schedule, in elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulTiles {
+    pub cache_m: usize,
+    pub cache_n: usize,
+    pub cache_k: usize,
+    pub reg_m: usize,
+    pub reg_n: usize,
+    pub unroll_k: usize,
+}
+
+impl MatmulTiles {
+    /// The tiles for elements of `elem_bits` on a register file.
+    ///
+    /// | vector registers | register tile (rows x vectors) | why |
+    /// |---|---|---|
+    /// | 32 x 512 bit (AVX-512) | 12 x 2 | 24 accumulators, 2 loads of B and a broadcast of A in the other 8 (12 x 2 measured 1.3-1.5x faster than 8 x 2 on Zen 5) |
+    /// | 16 x 256 bit (AVX2) | 6 x 2 | 12 accumulators + 2 B + 1 broadcast = 15 of 16 (BLIS's Haswell kernel) |
+    /// | 32 x 128 bit (NEON) | 8 x 3 | 24 accumulators + 3 B + broadcasts (BLIS's ARMv8 kernel) |
+    /// | other | 4 x 2 | fits 16 registers of any width |
+    ///
+    /// Cache tiles (measured on AMD EPYC Zen 5, docs/performance.md): 96 rows of A (a multiple
+    /// of every register tile's rows, so full cache tiles need no peeling) by a 256 x 512 panel
+    /// of B (512 KiB of f32, half of a 1 MiB L2). The k loop is unrolled twice: four times
+    /// measured slower on both AVX2 and AVX-512 (more code, no more independent work).
+    pub fn for_target(registers: RegisterFile, elem_bits: usize) -> MatmulTiles {
+        let lanes = (registers.vector_bits as usize / elem_bits).max(1);
+        let (reg_m, vectors) = match (registers.count, registers.vector_bits) {
+            (32, 512) => (12, 2),
+            (16, 256) => (6, 2),
+            (32, 128) => (8, 3),
+            _ => (4, 2),
+        };
+        MatmulTiles { cache_m: 96, cache_n: 512, cache_k: 256, reg_m, reg_n: vectors * lanes, unroll_k: 2 }
+    }
+
+    /// The tiles clamped to a contraction's extents (a tile never exceeds its loop).
+    fn clamped(self, c: &Contraction) -> MatmulTiles {
+        let cache_m = self.cache_m.min(c.m);
+        let cache_n = self.cache_n.min(c.n);
+        MatmulTiles {
+            cache_m,
+            cache_n,
+            cache_k: self.cache_k.min(c.k),
+            reg_m: self.reg_m.min(cache_m),
+            reg_n: self.reg_n.min(cache_n),
+            unroll_k: self.unroll_k,
+        }
+    }
+}
+
+/// The transform module scheduling `contractions`, fusing the row groups and vectorizing the
+/// generics of `tagged`, or `None` when there is nothing to schedule.
+pub fn transform_script(contractions: &[Contraction], tagged: &Tagged, registers: RegisterFile) -> Option<String> {
+    let generics = &tagged.generics;
+    if contractions.is_empty() && generics.is_empty() {
+        return None;
+    }
+    let mut s = String::from(
+        "module attributes {transform.with_named_sequence} {\n  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {\n",
+    );
+    for c in contractions {
+        tile_contraction(&mut s, c, MatmulTiles::for_target(registers, c.dtype.size_bytes() * 8).clamped(c));
+    }
+    for group in &tagged.groups {
+        rows::fuse(&mut s, group, &generics[group.root]);
+    }
+    if !tagged.groups.is_empty() {
+        s.push_str(MERGE_FUSED);
+    }
+    for g in generics {
+        tile_generic(&mut s, g, registers.vector_elements());
+    }
+    s.push_str(CANONICALIZE);
+    if !contractions.is_empty() {
+        s.push_str(VECTORIZE_CONTRACTIONS);
+    }
+    for g in generics.iter().filter(|g| g.vectorize) {
+        let _ = writeln!(
+            s,
+            "    %g{id}_tiles = transform.structured.match interface{{LinalgOp}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
+             \x20   transform.structured.vectorize %g{id}_tiles : !transform.any_op",
+            id = g.id
+        );
+    }
+    // A group's fills (reductions' initial rows) too: reads of a vectorized fill fold into
+    // constants, where a fill left for later would be a buffer read from every row.
+    for (group, member) in tagged.groups.iter().flat_map(|g| g.producers.iter().map(move |m| (g.root, m))) {
+        if let rows::Member::Fill(id) = member {
+            let _ = writeln!(
+                s,
+                "    %row{group}_fill{id} = {}\n\
+                 \x20   transform.structured.vectorize %row{group}_fill{id} : !transform.any_op",
+                member.matcher()
+            );
+        }
+    }
+    s.push_str(LOWER);
+    s.push_str("    transform.yield\n  }\n}\n");
+    Some(s)
+}
+
+/// Handle types: `n` handles to any op.
+fn any_ops(n: usize) -> String {
+    vec!["!transform.any_op"; n].join(", ")
+}
+
+/// A comma-separated list.
+fn list(xs: impl IntoIterator<Item = usize>) -> String {
+    xs.into_iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Loops doing less work than this (elements, or multiply-adds) run serially: a parallel
+/// dispatch costs about a microsecond.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// Work per chunk of a parallel loop, at least: 16K elements or multiply-adds.
+const PARALLEL_GRAIN_WORK: usize = 1 << 14;
+
+/// Marks a parallel loop `kiln.parallel = GRAIN` (iterations per chunk, see [`crate::parallel`])
+/// when its `total` work is worth threads; `per_iteration` is the work of one iteration. Peeling
+/// later copies the mark onto the remainder loop.
+fn annotate_parallel(s: &mut String, handle: &str, total: usize, per_iteration: usize) {
+    if total < PARALLEL_MIN_WORK {
+        return;
+    }
+    let grain = PARALLEL_GRAIN_WORK.div_ceil(per_iteration.max(1));
+    let name = &handle[1..].replace('#', "_");
+    let _ = writeln!(
+        s,
+        "    %{name}_grain = transform.param.constant {grain} : i64 -> !transform.param<i64>\n\
+         \x20   transform.annotate {handle} \"kiln.parallel\" = %{name}_grain : !transform.any_op, !transform.param<i64>"
+    );
+}
+
+/// Writes the peeling of each loop handle in `loops`.
+fn peel(s: &mut String, prefix: &str, loops: &[String]) {
+    for (i, handle) in loops.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "    {prefix}_p{i} = transform.cast {handle} : !transform.any_op to !transform.op<\"scf.for\">\n\
+             \x20   {prefix}_p{i}_main, {prefix}_p{i}_rest = transform.loop.peel {prefix}_p{i} : (!transform.op<\"scf.for\">) -> (!transform.any_op, !transform.any_op)"
+        );
+    }
+}
+
+/// Tiles a generic to vectorize its outer loops by 1 and its innermost loop by `vector`
+/// elements (or its whole extent, when shorter), peeling the remainder; a row reduction
+/// ([`Generic::lanes`]) has its innermost loop split into [`LANES`] partial results instead.
+/// Loops a row group runs are not tiled again. One left scalar only gets its outermost loop,
+/// for threads. A parallel outermost loop outside a row group is marked.
+fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
+    let id = g.id;
+    let n = g.extents.len();
+    let inner = g.extents[n - 1];
+    let outer = |t: usize| (0..n - 1).map(move |d| if d < g.grouped { 0 } else { t });
+    let tiles: Vec<usize> = if g.lanes {
+        outer(1).chain([0]).collect()
+    } else if g.vectorize {
+        outer(1).chain([vector.min(inner)]).collect()
+    } else if g.parallel_outer && n > 1 && g.grouped == 0 {
+        // Scalar inside: only the outermost loop, for threads.
+        [1].into_iter().chain(std::iter::repeat_n(0, n - 1)).collect()
+    } else {
+        return;
+    };
+    let loops = tiles.iter().filter(|&&t| t > 0).count();
+    let _ = writeln!(
+        s,
+        "    %g{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op"
+    );
+    let mut tiled = format!("%g{id}");
+    if loops > 0 {
+        let _ = writeln!(
+            s,
+            "    %g{id}_t, %g{id}_loops:{loops} = transform.structured.tile_using_for %g{id} tile_sizes [{}] : (!transform.any_op) -> ({})",
+            list(tiles.iter().copied()),
+            any_ops(loops + 1)
+        );
+        tiled = format!("%g{id}_t");
+        if g.parallel_outer && g.grouped == 0 {
+            let per_iteration: usize = if n == 1 { tiles[0] } else { g.extents[1..].iter().product() };
+            annotate_parallel(s, &format!("%g{id}_loops#0"), g.extents.iter().product(), per_iteration);
+        }
+    }
+    if g.lanes {
+        // The partial results, the loop filling them and their merge are vectorized as `id`.
+        let free = 2 * vector;
+        let count = if !g.ordered && inner.is_multiple_of(free) { free } else { LANES };
+        let lanes: Vec<usize> = std::iter::repeat_n(0, n - 1).chain([count]).collect();
+        let _ = writeln!(
+            s,
+            "    %g{id}_fill, %g{id}_part, %g{id}_merge, %g{id}_lanes = transform.structured.tile_reduction_using_for {tiled} by tile_sizes = [{}] : (!transform.any_op) -> ({})\n\
+             \x20   %g{id}_tag = transform.param.constant {id} : i64 -> !transform.param<i64>",
+            list(lanes),
+            any_ops(4)
+        );
+        for part in ["fill", "part", "merge"] {
+            let _ = writeln!(
+                s,
+                "    transform.annotate %g{id}_{part} \"kiln.vectorize\" = %g{id}_tag : !transform.any_op, !transform.param<i64>"
+            );
+        }
+    } else if g.vectorize && !inner.is_multiple_of(tiles[n - 1]) {
+        peel(s, &format!("%g{id}"), &[format!("%g{id}_loops#{}", loops - 1)]);
+    }
+}
+
+/// Steps 1 to 4 for one contraction, whose loops are (batch..., m, k, n).
+fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
+    let id = c.id;
+    let b = c.batch.len();
+    let ones = || std::iter::repeat_n(1, b);
+    let zeros = || std::iter::repeat_n(0, b);
+    let cache: Vec<usize> = ones().chain([t.cache_m, 0, t.cache_n]).collect();
+    let k_tile: Vec<usize> = zeros().chain([0, t.cache_k, 0]).collect();
+    let reg: Vec<usize> = zeros().chain([t.reg_m, 1, t.reg_n]).collect();
+    // Register loops in the order m, n, k: k innermost.
+    let interchange: Vec<usize> = (0..b).chain([b, b + 2, b + 1]).collect();
+    let _ = writeln!(
+        s,
+        "    %c{id} = transform.structured.match ops{{[\"linalg.contract\"]}} attributes {{kiln.contraction = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
+         \x20   %c{id}_t1, %c{id}_cache:{nc} = transform.structured.tile_using_for %c{id} tile_sizes [{cache}] : (!transform.any_op) -> ({r1})\n\
+         \x20   %c{id}_t2, %c{id}_k = transform.structured.tile_using_for %c{id}_t1 tile_sizes [{k_tile}] : (!transform.any_op) -> ({r2})\n\
+         \x20   %c{id}_t3, %c{id}_reg:3 = transform.structured.tile_using_for %c{id}_t2 tile_sizes [{reg}] interchange = [{interchange}] : (!transform.any_op) -> ({r4})\n\
+         \x20   transform.loop.unroll %c{id}_reg#2 {{ factor = {unroll} }} : !transform.any_op",
+        nc = b + 2,
+        cache = list(cache),
+        k_tile = list(k_tile),
+        reg = list(reg),
+        interchange = list(interchange),
+        r1 = any_ops(b + 3),
+        r2 = any_ops(2),
+        r4 = any_ops(4),
+        unroll = t.unroll_k,
+    );
+    // A loop needs peeling when its extent is dynamic (the enclosing cache tile is partial)
+    // or not a multiple of its step.
+    let partial_m = !c.m.is_multiple_of(t.cache_m);
+    let partial_n = !c.n.is_multiple_of(t.cache_n);
+    let peels = [
+        (format!("%c{id}_reg#1"), partial_n || !t.cache_n.is_multiple_of(t.reg_n)),
+        (format!("%c{id}_reg#0"), partial_m || !t.cache_m.is_multiple_of(t.reg_m)),
+        (format!("%c{id}_k"), !c.k.is_multiple_of(t.cache_k)),
+        (format!("%c{id}_cache#{}", b + 1), partial_n),
+        (format!("%c{id}_cache#{b}"), partial_m),
+    ];
+    // The outermost loop (a batch or the m cache tiles) is parallel.
+    let per_iteration = if b > 0 { c.m * c.n * c.k } else { t.cache_m * c.n * c.k };
+    annotate_parallel(
+        s,
+        &format!("%c{id}_cache#0"),
+        c.batch.iter().product::<usize>() * c.m * c.n * c.k,
+        per_iteration,
+    );
+    let needed: Vec<String> = peels.into_iter().filter(|(_, needed)| *needed).map(|(handle, _)| handle).collect();
+    peel(s, &format!("%c{id}"), &needed);
+}
+
+/// After row groups are fused: merges the tiled copies of a producer that fusion made for each
+/// of its uses (cse; empty tensors are tagged apart, see [`tag`], so that two results never
+/// share one), then turns the slices of empty tensors inside row loops into row-sized
+/// allocations (the rows that the workspace plan puts on the stack): `alloc_tensor`, not
+/// `tensor.empty`, which a later cse would merge into one buffer for two live rows.
+const MERGE_FUSED: &str = r#"    transform.apply_cse to %root : !transform.any_op
+    transform.apply_patterns to %root {
+      transform.apply_patterns.canonicalization
+      transform.apply_patterns.tensor.fold_tensor_empty
+    } : !transform.any_op
+    %empties = transform.structured.match ops{["tensor.empty"]} in %root : (!transform.any_op) -> !transform.any_op
+    %empty_ops = transform.cast %empties : !transform.any_op to !transform.op<"tensor.empty">
+    transform.bufferization.empty_tensor_to_alloc_tensor %empty_ops : (!transform.op<"tensor.empty">) -> !transform.op<"bufferization.alloc_tensor">
+"#;
+
+/// Folds the peeled tiles' sizes to constants, so that vectorization needs no masks.
+const CANONICALIZE: &str = r#"    transform.apply_patterns to %root {
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+"#;
+
+/// Vectorizes the contraction tiles. `reduction_to_contract` must run before any
+/// canonicalization of the vectorized code (otherwise a k tile of 1 becomes mulf + addf, and
+/// no FMA).
+const VECTORIZE_CONTRACTIONS: &str = r#"    %tiles = transform.structured.match ops{["linalg.contract"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.structured.vectorize %tiles : !transform.any_op
+    transform.apply_patterns to %root {
+      transform.apply_patterns.vector.reduction_to_contract
+      transform.apply_patterns.vector.transfer_permutation_patterns
+    } : !transform.any_op
+"#;
+
+/// Hoists and lowers every vectorized tile: accumulators (the C tile of a contraction, the
+/// partial results of a reduction) leave their loops as `iter_args` once cse and licm have
+/// exposed the loop-invariant subsets; contractions become outer products, and transfers plain
+/// vector loads and stores. Patterns apply to the whole module: a handle to several functions
+/// cannot be a pattern root.
+const LOWER: &str = r#"    transform.apply_patterns to %root {
+      transform.apply_patterns.canonicalization
+      transform.apply_patterns.tensor.fold_tensor_subset_ops_into_vector_transfers
+    } : !transform.any_op
+    transform.apply_cse to %root : !transform.any_op
+    %loops = transform.structured.match ops{["scf.for"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_licm to %loops : !transform.any_op
+    transform.loop.hoist_loop_invariant_subsets %loops : !transform.any_op
+    transform.apply_patterns to %root {
+      transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
+      transform.apply_patterns.vector.lower_outerproduct
+      transform.apply_patterns.vector.transfer_permutation_patterns
+      transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerreduction"
+      transform.apply_patterns.vector.transfer_to_scf max_transfer_rank = 1 full_unroll = true
+      transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1
+      transform.apply_patterns.vector.lower_shape_cast
+      transform.apply_patterns.canonicalization
+    } : !transform.any_op
+"#;
