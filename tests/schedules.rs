@@ -57,6 +57,10 @@ const GENERICS: &[&str] = &[
     "fn pick(x: f32[300, 400], y: f32[400]) -> f32[300, 400] { where(x > y, x, y) }",
     "fn xty(x: f32[300, 70], y: f32[300, 90]) -> f32[70, 90] { transpose(x) @ y }",
     "fn both(x: f32[30, 70], y: f32[50, 30]) -> (f32[70, 50], f32[70, 30]) { let t = transpose(x); (t @ transpose(y), t) }",
+    // Transposes, tiled in squares of lanes: odd extents (both loops peeled), a batch, f64, i32.
+    "fn swap(x: f64[3, 20, 45]) -> f64[3, 45, 20] { transpose(x, axes=[0, 2, 1]) * 2.0 }",
+    "fn iflip(x: i32[17, 40]) -> i32[40, 17] { transpose(x) + 1 }",
+    "fn square(x: f32[64, 64], y: f32[64, 64]) -> f32[64, 64] { transpose(x) - y }",
     // Row groups: two row loops, a producer also returned (not fused), rows too long for the
     // stack (not grouped), row-broadcast operands, a product feeding a group, integer lanes.
     "fn heads(x: f32[3, 5, 96]) -> f32[3, 5, 96] { softmax(x) }",

@@ -30,7 +30,10 @@
 //! (`tile_reduction_using_for`): [`LANES`] of them for float sums, whose result depends on the
 //! order (the same on every target), and four vector registers' worth for max, min and integer
 //! sums, which are exact in any order; the partial results live in registers across the row
-//! and are combined once at its end. Explicit vectors do not depend on LLVM proving that
+//! and are combined once at its end. A transpose (an input whose contiguous axis is not the
+//! result's) is tiled in squares of one register's lanes instead, read by contiguous rows and
+//! transposed in registers with shuffles (reading a column element by element measured 7x
+//! slower). Explicit vectors do not depend on LLVM proving that
 //! intermediate buffers, which are all views of one workspace, do not overlap.
 //!
 //! The tile sizes come from [`MatmulTiles::for_target`], one row per register file.
@@ -68,6 +71,10 @@ pub struct Generic {
     pub ordered: bool,
     /// Leading loops that a row group already runs one at a time (0 outside groups).
     pub grouped: usize,
+    /// The loop that walks the innermost axis of an input, when it is not the innermost loop
+    /// (a transpose): both loops are tiled by a vector's lanes, so that the tile is read by
+    /// contiguous rows and transposed in registers.
+    pub transposed: Option<usize>,
 }
 
 /// The ops of a module that the schedule transforms, tagged in the module.
@@ -109,6 +116,7 @@ pub fn tag(context: &Context, module: &Module) -> Tagged {
                             && inner.is_multiple_of(LANES),
                         grouped: 0,
                         ordered: float_combiner(&op),
+                        transposed: loops.transposed.filter(|_| loops.vectorize && loops.parallel.iter().all(|&p| p)),
                         extents: loops.extents.clone(),
                     });
                     nodes.push(rows::Node::new(&op, rows::Member::Generic(id), loops));
@@ -188,6 +196,8 @@ pub(crate) struct Loops {
     pub operand_rows: Vec<usize>,
     /// Whether the op vectorizes (see [`tag`]).
     pub vectorize: bool,
+    /// The loop walking the innermost axis of an input, when it is not the innermost loop.
+    pub transposed: Option<usize>,
     /// Bytes of the result.
     pub bytes: usize,
 }
@@ -206,6 +216,8 @@ fn loops_of<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
     let mut vectorize = !gathers;
     let mut extents: Vec<Option<usize>> = vec![None; parallel.len()];
     let mut operand_rows = vec![];
+    let mut transposed = None;
+    let inputs = op.operand_count().saturating_sub(1);
     for i in 0..op.operand_count() {
         let ty = op.operand(i).ok()?.r#type().to_raw();
         // SAFETY: `maps` is the op's ArrayAttr of AffineMapAttrs (one per operand) and `ty` a
@@ -240,13 +252,24 @@ fn loops_of<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
                 }
             }
             operand_rows.push(rows);
+            if i < inputs && results > 0 {
+                let last = mlir_sys::mlirAffineMapGetResult(map, results as isize - 1);
+                if mlir_sys::mlirAffineExprIsADim(last)
+                    && mlir_sys::mlirShapedTypeGetDimSize(ty, results as isize - 1) > 1
+                {
+                    let d = mlir_sys::mlirAffineDimExprGetPosition(last) as usize;
+                    if d + 1 != parallel.len() && parallel[d] {
+                        transposed = Some(d);
+                    }
+                }
+            }
         }
     }
     let extents: Vec<usize> = extents.into_iter().collect::<Option<_>>()?;
     let bytes = result_bytes(op)?;
     // The result is the last operand (the init).
     let row_dims = operand_rows.last().copied()?.min(parallel.iter().take_while(|&&p| p).count());
-    (!extents.is_empty()).then_some(Loops { extents, parallel, row_dims, operand_rows, vectorize, bytes })
+    (!extents.is_empty()).then_some(Loops { extents, parallel, row_dims, operand_rows, vectorize, transposed, bytes })
 }
 
 /// The loops of a `linalg.fill` on a static tensor of rank 1 or more: every loop is parallel
@@ -268,6 +291,7 @@ fn fill_loops<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
         row_dims: rank,
         // The value, then the init.
         operand_rows: vec![0, rank],
+        transposed: None,
         vectorize: true,
         bytes: result_bytes(op).unwrap_or(0),
         extents,
@@ -453,8 +477,13 @@ fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
     let n = g.extents.len();
     let inner = g.extents[n - 1];
     let outer = |t: usize| (0..n - 1).map(move |d| if d < g.grouped { 0 } else { t });
+    let transposed = g.transposed.filter(|_| g.grouped == 0);
     let tiles: Vec<usize> = if g.lanes {
         outer(1).chain([0]).collect()
+    } else if let Some(d) = transposed {
+        // A square of lanes: rows of the input and of the result are read and written whole.
+        let lanes = vector / 2;
+        (0..n).map(|i| if i == d || i == n - 1 { lanes.min(g.extents[i]) } else { 1 }).collect()
     } else if g.vectorize {
         outer(1).chain([vector.min(inner)]).collect()
     } else if g.parallel_outer && n > 1 && g.grouped == 0 {
@@ -478,7 +507,7 @@ fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
         );
         tiled = format!("%g{id}_t");
         if g.parallel_outer && g.grouped == 0 {
-            let per_iteration: usize = if n == 1 { tiles[0] } else { g.extents[1..].iter().product() };
+            let per_iteration: usize = tiles[0] * g.extents[1..].iter().product::<usize>();
             annotate_parallel(s, &format!("%g{id}_loops#0"), g.extents.iter().product(), per_iteration);
         }
     }
@@ -500,8 +529,12 @@ fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
                 "    transform.annotate %g{id}_{part} \"kiln.vectorize\" = %g{id}_tag : !transform.any_op, !transform.param<i64>"
             );
         }
-    } else if g.vectorize && !inner.is_multiple_of(tiles[n - 1]) {
-        peel(s, &format!("%g{id}"), &[format!("%g{id}_loops#{}", loops - 1)]);
+    } else if g.vectorize {
+        // Loops whose extent the tile does not divide, innermost first.
+        let handle = |dim: usize| format!("%g{id}_loops#{}", tiles[..dim].iter().filter(|&&t| t > 0).count());
+        let partial: Vec<String> =
+            (0..n).rev().filter(|&d| tiles[d] > 1 && !g.extents[d].is_multiple_of(tiles[d])).map(handle).collect();
+        peel(s, &format!("%g{id}"), &partial);
     }
 }
 
