@@ -136,3 +136,18 @@ fn row_groups_keep_intermediate_rows_off_the_workspace() {
     let wide = compile("fn f(x: f32[8, 20000]) -> f32[8, 20000] { softmax(x) }");
     assert!(wide.workspace[0] >= 8 * 20000 * 4, "rows of 80 KB on the stack");
 }
+
+/// A product whose operand is reshaped (conv2d's im2col matrix) keeps its contraction
+/// schedule: elementwise fusion would otherwise propagate the reshape into it and turn it into
+/// a generic loop nest without FMAs (codegen/src/mlir.rs, `hide_contractions`).
+#[test]
+fn a_product_of_a_reshaped_operand_keeps_its_schedule() {
+    let source = kiln::Source {
+        name: "im2col.kn".into(),
+        text: "fn f(x: f32[2, 12, 12, 16], w: f32[3, 3, 16, 32]) -> f32[2, 12, 12, 32] { conv2d(x, w, padding=1) }\nexport f;\n".into(),
+    };
+    let module = kiln::check(&source, "im2col").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let emit = kiln_codegen::Emit { asm: true, ..Default::default() };
+    let artifacts = kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 2, emit).unwrap();
+    assert!(artifacts.asm.unwrap().contains("vfmadd231ps"), "the product lost its contraction schedule");
+}

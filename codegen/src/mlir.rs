@@ -104,18 +104,110 @@ pub struct Emitted {
     pub contractions: Vec<Contraction>,
 }
 
-/// Emits the MLIR module (as text) for every function of `module`; `libm` says whether f32
-/// sin, cos and pow call libm or use kiln's polynomials (see [`crate::target::Target::libm`]).
-pub fn emit_module(module: &Module, libm: bool) -> Emitted {
+/// Emits the MLIR module (as text) for every function of `module` for `target`: whether f32
+/// sin, cos and pow call libm or use kiln's polynomials (see [`crate::target::Target::libm`]),
+/// and whether slices and concatenations copy strided views (CPUs) or gather element by
+/// element (GPUs, whose launch plans pass whole buffers to kernels).
+pub fn emit_module(module: &Module, target: &crate::target::Target) -> Emitted {
     let mut text = String::from("module {\n");
     let mut contractions = vec![];
     for f in &module.funcs {
-        let mut emitter = FuncEmitter::new(f, contractions.len(), libm);
+        let mut emitter = FuncEmitter::new(f, contractions.len(), target.libm);
+        emitter.views_allowed = !target.arch.is_gpu();
         text.push_str(&emitter.emit(&impl_symbol(&module.name, &f.name)));
         contractions.append(&mut emitter.contractions);
     }
     text.push_str("}\n");
     Emitted { text, contractions }
+}
+
+/// The callee that stands for contraction `id` while the contractions are hidden.
+fn hidden_contraction(id: usize) -> String {
+    format!("@kiln_contraction_{id}")
+}
+
+/// The module `text` (as [`emit_module`] writes it) with every `linalg.contract` replaced by a
+/// call of a declared function, and the contractions' indexing maps by id. Elementwise fusion
+/// propagates reshapes into every linalg op it meets, turning a contraction whose operand is
+/// reshaped (an im2col matrix, say) into a generic with several reduction loops that the
+/// contraction schedule no longer recognizes; a call is opaque to it. [`restore_contractions`]
+/// puts them back.
+pub fn hide_contractions(text: &str) -> (String, Vec<(usize, String)>) {
+    let mut out = String::with_capacity(text.len());
+    let mut hidden = vec![];
+    let mut declarations = String::new();
+    for line in text.lines() {
+        let parsed = (|| {
+            let (result, rest) = line.split_once(" = linalg.contract indexing_maps = ")?;
+            let (maps, rest) = rest.split_once(" ins(")?;
+            let (ins, rest) = rest.split_once(") outs(")?;
+            let (init, rest) = rest.split_once(") {kiln.contraction = ")?;
+            let id: usize = rest.split(' ').next()?.parse().ok()?;
+            let (operands, operand_types) = ins.split_once(" : ")?;
+            let (init, result_type) = init.split_once(" : ")?;
+            Some((result, maps, operands, operand_types, init, result_type, id))
+        })();
+        match parsed {
+            Some((result, maps, operands, operand_types, init, result_type, id)) => {
+                let callee = hidden_contraction(id);
+                let location = line.find(" loc(").map_or("", |i| &line[i..]);
+                let _ = writeln!(
+                    out,
+                    "{result} = func.call {callee}({operands}, {init}) : ({operand_types}, {result_type}) -> {result_type}{location}"
+                );
+                let _ = writeln!(
+                    declarations,
+                    "  func.func private {callee}({operand_types}, {result_type}) -> {result_type}"
+                );
+                hidden.push((id, maps.to_string()));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    if let Some(end) = out.trim_end().rfind('}') {
+        out.insert_str(end, &declarations);
+    }
+    (out, hidden)
+}
+
+/// The printed module `text` with the calls and declarations of [`hide_contractions`] turned
+/// back into `linalg.contract`s.
+pub fn restore_contractions(text: &str, hidden: &[(usize, String)]) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("func.func private @kiln_contraction_") {
+            continue;
+        }
+        let call = line.split_once(" = ").and_then(|(result, rest)| {
+            let rest = rest.strip_prefix("func.").unwrap_or(rest).strip_prefix("call @kiln_contraction_")?;
+            Some((result, rest))
+        });
+        let Some((result, rest)) = call else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let bad = || format!("unexpected hidden contraction `{line}`");
+        let (id, rest) = rest.split_once('(').ok_or_else(bad)?;
+        let id: usize = id.parse().map_err(|_| bad())?;
+        let (args, rest) = rest.split_once(") : (").ok_or_else(bad)?;
+        let (types, result_type) = rest.split_once(") -> ").ok_or_else(bad)?;
+        let args: Vec<&str> = args.split(", ").collect();
+        // Tensor types contain no ", " (static shapes): split the types at the top level.
+        let types: Vec<&str> = types.split(", ").collect();
+        let maps = &hidden.iter().find(|(i, _)| *i == id).ok_or_else(bad)?.1;
+        let ([a, b, init], [ta, tb, _]) = (args.as_slice(), types.as_slice()) else { return Err(bad()) };
+        let result_type = result_type.split(' ').next().unwrap_or(result_type);
+        let _ = writeln!(
+            out,
+            "{result} = linalg.contract indexing_maps = {maps} ins({a}, {b} : {ta}, {tb}) outs({init} : {result_type}) {{kiln.contraction = {id} : i64}} -> {result_type}"
+        );
+    }
+    Ok(out)
 }
 
 /// The MLIR element type of a dtype inside tensors.
@@ -370,6 +462,11 @@ struct FuncEmitter<'f> {
     /// Values that are transposes read only as the left operand of products: the product reads
     /// the untransposed array through its indexing map instead (see [`fused_transposes`]).
     fused: Vec<bool>,
+    /// The strided view each slice copies (by SSA name of the copy): a concatenation copies the
+    /// view into its window directly, and the slice's own copy, then unused, is erased.
+    views: std::collections::BTreeMap<String, String>,
+    /// Whether slices and concatenations may use strided views (see [`emit_module`]).
+    views_allowed: bool,
 }
 
 impl<'f> FuncEmitter<'f> {
@@ -384,6 +481,8 @@ impl<'f> FuncEmitter<'f> {
             first_contraction,
             libm,
             fused: fused_transposes(func),
+            views: Default::default(),
+            views_allowed: true,
         }
     }
 
@@ -643,12 +742,38 @@ impl<'f> FuncEmitter<'f> {
         self.parallel(&ty.shape, elem(ty.dtype), &[input], |_, a| a[0].clone())
     }
 
-    /// A strided slice as one loop nest over the result: element i of each axis reads operand
-    /// element start + i * step (any sign of step). Reading with `tensor.extract` rather than
-    /// through a strided view keeps strided copies, which need MLIR's runtime library, out of
-    /// the object.
+    /// `linalg.copy` of `source` into `dest` (both of type `ty`). A copy, not an identity
+    /// `linalg.generic`, which canonicalization would fold away, leaving a `memref.copy` of a
+    /// strided view that needs MLIR's runtime library; the schedule vectorizes copies.
+    fn copy(&mut self, source: &str, dest: &str, ty: &TensorType) -> String {
+        let n = self.fresh();
+        let t = tensor(ty);
+        self.line(format!("{n} = linalg.copy ins({source} : {t}) outs({dest} : {t}) -> {t}"));
+        n
+    }
+
+    /// A strided slice. With steps of at least 1, a copy of a strided view
+    /// (`tensor.extract_slice`); a reversing slice (negative step) as a loop nest over the
+    /// result whose element i of each axis reads operand element start + i * step.
     fn slice(&mut self, x: &(String, TensorType), start: &[usize], step: &[i64], ty: &TensorType) -> String {
         let rank = ty.rank();
+        if self.views_allowed && step.iter().all(|&k| k >= 1) {
+            let view = self.fresh();
+            let list = |xs: &[String]| xs.join(", ");
+            self.line(format!(
+                "{view} = tensor.extract_slice {}[{}] [{}] [{}] : {} to {}",
+                x.0,
+                list(&start.iter().map(|v| v.to_string()).collect::<Vec<_>>()),
+                list(&ty.shape.iter().map(|v| v.to_string()).collect::<Vec<_>>()),
+                list(&step.iter().map(|v| v.to_string()).collect::<Vec<_>>()),
+                tensor(&x.1),
+                tensor(ty)
+            ));
+            let dest = self.empty(&ty.shape, elem(ty.dtype));
+            let copy = self.copy(&view, &dest, ty);
+            self.views.insert(copy.clone(), view);
+            return copy;
+        }
         self.parallel(&ty.shape, elem(ty.dtype), &[], |b, _| {
             let at: Vec<String> = (0..rank)
                 .map(|d| {
@@ -663,11 +788,40 @@ impl<'f> FuncEmitter<'f> {
         })
     }
 
-    /// Concatenation as one loop nest over the result: each element reads every operand at
-    /// its index clamped into that operand, and selects the one whose window holds it. (Writing
-    /// each operand into a window of the result would leave strided copies that need MLIR's
-    /// runtime library.)
+    /// Concatenation: each operand copied into its window of the result (`tensor.extract_slice`
+    /// of the destination, written in place after bufferization); an operand that is a slice
+    /// is copied straight from the view it slices.
     fn concat(&mut self, operands: &[(String, TensorType)], axis: usize, ty: &TensorType) -> String {
+        if !self.views_allowed {
+            return self.concat_gather(operands, axis, ty);
+        }
+        let rank = ty.rank();
+        let mut result = self.empty(&ty.shape, elem(ty.dtype));
+        let mut offset = 0;
+        for (name, t) in operands {
+            let offsets: Vec<String> =
+                (0..rank).map(|d| if d == axis { offset.to_string() } else { "0".into() }).collect();
+            let sizes: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+            let window = format!("[{}] [{}] [{}]", offsets.join(", "), sizes.join(", "), vec!["1"; rank].join(", "));
+            let dest = self.fresh();
+            self.line(format!("{dest} = tensor.extract_slice {result}{window} : {} to {}", tensor(ty), tensor(t)));
+            let source = self.views.get(name).cloned().unwrap_or_else(|| name.clone());
+            let copy = self.copy(&source, &dest, t);
+            let inserted = self.fresh();
+            self.line(format!(
+                "{inserted} = tensor.insert_slice {copy} into {result}{window} : {} into {}",
+                tensor(t),
+                tensor(ty)
+            ));
+            result = inserted;
+            offset += t.shape[axis];
+        }
+        result
+    }
+
+    /// Concatenation as one loop nest over the result (GPUs): each element reads every operand
+    /// at its index clamped into that operand, and selects the one whose window holds it.
+    fn concat_gather(&mut self, operands: &[(String, TensorType)], axis: usize, ty: &TensorType) -> String {
         let rank = ty.rank();
         let e = elem(ty.dtype);
         self.parallel(&ty.shape, e, &[], |b, _| {
@@ -864,6 +1018,23 @@ impl<'f> FuncEmitter<'f> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_contractions_come_back_as_they_were() {
+        let contract = "    %t5 = linalg.contract indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>] ins(%t1, %t2 : tensor<4x3xf32>, tensor<3x2xf32>) outs(%t4 : tensor<4x2xf32>) {kiln.contraction = 7 : i64} -> tensor<4x2xf32>";
+        let text = format!(
+            "module {{\n  func.func private @f() {{\n{contract} loc(\"kiln.span:1-2\")\n    return\n  }}\n}}\n"
+        );
+        let (hidden, maps) = hide_contractions(&text);
+        assert!(!hidden.contains("linalg.contract"));
+        assert!(hidden.contains("%t5 = func.call @kiln_contraction_7(%t1, %t2, %t4) : (tensor<4x3xf32>, tensor<3x2xf32>, tensor<4x2xf32>) -> tensor<4x2xf32> loc("));
+        assert!(hidden.contains("  func.func private @kiln_contraction_7(tensor<4x3xf32>, tensor<3x2xf32>, tensor<4x2xf32>) -> tensor<4x2xf32>\n}"));
+        // As MLIR prints the call inside a function (the `func.` prefix elided).
+        let printed = hidden.replace("func.call @", "call @").replace(" loc(\"kiln.span:1-2\")", "");
+        let restored = restore_contractions(&printed, &maps).unwrap();
+        assert!(restored.contains(contract), "{restored}");
+        assert!(!restored.contains("kiln_contraction_7("));
+    }
 
     #[test]
     fn spans_round_trip_through_location_names() {

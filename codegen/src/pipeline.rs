@@ -24,17 +24,17 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Fuses elementwise producers into their consumers (at -O1 and above) and replaces each
-/// result's `tensor.empty` with its destination. Both run before the contractions are
-/// scheduled: the schedule's cse would merge equal `tensor.empty`s, and empty-tensor
-/// elimination would then hand one destination to two results.
-fn prepare_pipeline(opt: u8) -> String {
-    let fuse = if opt > 0 { "linalg-fuse-elementwise-ops," } else { "" };
-    let unit_dims = if opt > 0 { "linalg-fold-unit-extent-dims,canonicalize," } else { "" };
-    format!("builtin.module({fuse}{unit_dims}eliminate-empty-tensors)")
-}
+/// Fuses elementwise producers into their consumers and folds unit dimensions (at -O1 and
+/// above; unit dimensions left by reshapes would block the row groups' fusion), with the
+/// contractions hidden (see [`crate::mlir::hide_contractions`]).
+const FUSE_PIPELINE: &str = "builtin.module(linalg-fuse-elementwise-ops,linalg-fold-unit-extent-dims,canonicalize)";
 
-/// Linalg on tensors to buffers (after [`prepare_pipeline`]). The second canonicalization, after cse, removes the
+/// Replaces each result's `tensor.empty` with its destination. This runs before the
+/// contractions are scheduled: the schedule's cse would merge equal `tensor.empty`s, and
+/// empty-tensor elimination would then hand one destination to two results.
+const PREPARE_PIPELINE: &str = "builtin.module(eliminate-empty-tensors)";
+
+/// Linalg on tensors to buffers (after [`PREPARE_PIPELINE`]). The second canonicalization, after cse, removes the
 /// self-copies that tiling's `tensor.insert_slice`s bufferize into. Buffers allocated inside a
 /// loop (a row group's rows) move out of it: the workspace plan handles top-level buffers. Its
 /// output is planned by [`workspace`].
@@ -186,8 +186,17 @@ pub(crate) fn bufferize_and_plan(
     opt: u8,
     script: impl FnOnce(&MlirModule) -> Option<String>,
 ) -> Result<(String, Vec<u64>, Option<String>), CodegenError> {
-    let mut bufferized = mlir.parse(text, "MLIR parsing")?;
-    mlir.run(&mut bufferized, &prepare_pipeline(opt))?;
+    let mut bufferized = if opt > 0 {
+        let (hidden_text, hidden) = crate::mlir::hide_contractions(text);
+        let mut fused = mlir.parse(&hidden_text, "MLIR parsing")?;
+        mlir.run(&mut fused, FUSE_PIPELINE)?;
+        let restored = crate::mlir::restore_contractions(&fused.as_operation().to_string(), &hidden)
+            .map_err(|e| err("elementwise fusion", e))?;
+        mlir.parse(&restored, "MLIR parsing (fused)")?
+    } else {
+        mlir.parse(text, "MLIR parsing")?
+    };
+    mlir.run(&mut bufferized, PREPARE_PIPELINE)?;
     let script = script(&bufferized);
     if let Some(script) = &script {
         apply_schedule(&mlir.context, &bufferized, script)
@@ -219,7 +228,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         return crate::gpu::compile(module, target, opt, emit);
     }
     let mut timer = Timer { timings: vec![], start: Instant::now() };
-    let emitted = emit_module(module, target.libm);
+    let emitted = emit_module(module, target);
     let text = emitted.text;
     timer.lap("mlir-emit");
 

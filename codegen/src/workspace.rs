@@ -185,8 +185,22 @@ fn place(buffers: &[Buffer]) -> (Vec<u64>, u64) {
     (offsets, total)
 }
 
+/// `memref.copy %a, %b : A to B` as `linalg.copy`, which becomes a loop nest: MLIR lowers a
+/// `memref.copy` between strided views to a call into its runtime library, which a kiln object
+/// must not need. Bufferization writes such copies where it cannot compute a value in place.
+fn copy_as_loops(line: &str) -> Option<String> {
+    let trimmed = line.trim_start();
+    let indent = &line[..line.len() - trimmed.len()];
+    let (operands, types) = trimmed.strip_prefix("memref.copy ")?.split_once(" : ")?;
+    let (source, dest) = operands.split_once(", ")?;
+    let (from, to) = types.split_once(" to ")?;
+    Some(format!("{indent}linalg.copy ins({source} : {from}) outs({dest} : {to})"))
+}
+
 /// Rewrites the printed, bufferized module: each function of `plans` gets the argument
-/// `%kiln_ws: memref<Nxi8> {llvm.noalias}` and its allocations become views of it at the planned offsets.
+/// `%kiln_ws: memref<Nxi8> {llvm.noalias}` and its allocations become views of it at the
+/// planned offsets (or stack buffers, see the module's documentation); copies become loops
+/// ([`copy_as_loops`]).
 pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
     let by_symbol: HashMap<&str, &FunctionPlan> = plans.iter().map(|p| (p.symbol.as_str(), p)).collect();
     let mut out = String::with_capacity(text.len() + 1024);
@@ -228,6 +242,9 @@ pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
                     .push_str(&format!("{indent}{name} = memref.alloca() {{alignment = {ALIGNMENT} : i64}} : {ty}\n")),
             }
             *seen += 1;
+        } else if let Some(copy) = copy_as_loops(line) {
+            out.push_str(&copy);
+            out.push('\n');
         } else {
             out.push_str(line);
             out.push('\n');
@@ -259,6 +276,16 @@ mod tests {
         assert_eq!(offsets, vec![0, 128, 0]);
         assert_eq!(total, 192);
         assert_eq!(place(&[]), (vec![], 0));
+    }
+
+    #[test]
+    fn copies_become_linalg_copies() {
+        let line = "    memref.copy %a, %sub : memref<2x3xf32> to memref<2x3xf32, strided<[6, 1], offset: 3>>";
+        assert_eq!(
+            copy_as_loops(line).unwrap(),
+            "    linalg.copy ins(%a : memref<2x3xf32>) outs(%sub : memref<2x3xf32, strided<[6, 1], offset: 3>>)"
+        );
+        assert_eq!(copy_as_loops("    %x = memref.alloc() : memref<4xf32>"), None);
     }
 
     #[test]

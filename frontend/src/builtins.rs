@@ -421,29 +421,28 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                     padded = el.push(Op::Concat { axis: 1 + a }, vec![zeros, padded, zeros], span)?;
                 }
             }
+            // im2col: the taps side by side along the channels, [rows, KH * KW * C], times the
+            // kernel as a [KH * KW * C, CO] matrix (its row-major order is the taps' order):
+            // one product with a long reduction instead of one short product per tap.
             let rows = n * out[0] * out[1];
-            let mut sum = None;
+            let mut taps = vec![];
             for i in 0..wt.shape[0] {
                 for j in 0..wt.shape[1] {
                     let start = vec![0, i * dilation[0], j * dilation[1], 0];
                     let step = vec![1, stride[0] as i64, stride[1] as i64, 1];
-                    let tap =
-                        el.push(Op::Slice { start, step, shape: vec![n, out[0], out[1], c] }, vec![padded], span)?;
-                    let tap = el.reshape(tap, vec![rows, c], span)?;
-                    let kernel = el.push(
-                        Op::Slice { start: vec![i, j, 0, 0], step: vec![1; 4], shape: vec![1, 1, c, co] },
-                        vec![w],
+                    taps.push(el.push(
+                        Op::Slice { start, step, shape: vec![n, out[0], out[1], c] },
+                        vec![padded],
                         span,
-                    )?;
-                    let kernel = el.reshape(kernel, vec![c, co], span)?;
-                    let product = el.push(Op::Dot, vec![tap, kernel], span)?;
-                    sum = Some(match sum {
-                        None => product,
-                        Some(acc) => el.push(Op::Binary(BinaryOp::Add), vec![acc, product], span)?,
-                    });
+                    )?);
                 }
             }
-            el.reshape(sum.expect("a kernel has at least one tap"), vec![n, out[0], out[1], co], span)?
+            let patches = if taps.len() == 1 { taps[0] } else { el.push(Op::Concat { axis: 3 }, taps, span)? };
+            let depth = wt.shape[0] * wt.shape[1] * c;
+            let patches = el.reshape(patches, vec![rows, depth], span)?;
+            let kernel = el.reshape(w, vec![depth, co], span)?;
+            let product = el.push(Op::Dot, vec![patches, kernel], span)?;
+            el.reshape(product, vec![n, out[0], out[1], co], span)?
         }
         "arange" => {
             let e = b.get(0).expect("required");

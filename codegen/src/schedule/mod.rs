@@ -122,6 +122,22 @@ pub fn tag(context: &Context, module: &Module) -> Tagged {
                     nodes.push(rows::Node::new(&op, rows::Member::Generic(id), loops));
                 }
             }
+            Ok("linalg.copy") => {
+                if let Some(loops) = fill_loops(&op) {
+                    let id = generics.len();
+                    set_tag(&op, "kiln.vectorize", IntegerAttribute::new(i64_type, id as i64).into());
+                    generics.push(Generic {
+                        id,
+                        parallel_outer: true,
+                        vectorize: loops.vectorize,
+                        lanes: false,
+                        ordered: false,
+                        grouped: 0,
+                        transposed: None,
+                        extents: loops.extents.clone(),
+                    });
+                }
+            }
             Ok("tensor.empty") => {
                 // Distinct empty tensors stay distinct under cse (see `MERGE_FUSED`).
                 set_tag(&op, "kiln.empty", IntegerAttribute::new(i64_type, empties as i64).into());
@@ -272,8 +288,8 @@ fn loops_of<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
     (!extents.is_empty()).then_some(Loops { extents, parallel, row_dims, operand_rows, vectorize, transposed, bytes })
 }
 
-/// The loops of a `linalg.fill` on a static tensor of rank 1 or more: every loop is parallel
-/// and a row.
+/// The loops of a `linalg.fill` or `linalg.copy` on a static tensor of rank 1 or more: every
+/// loop is parallel and a row; bools are left scalar (see [`tag`]).
 fn fill_loops<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
     let ty = op.result(0).ok()?.r#type().to_raw();
     // SAFETY: a fill's result is a shaped type (a ranked tensor before bufferization).
@@ -286,13 +302,18 @@ fn fill_loops<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
             .collect::<Option<_>>()?
     };
     let rank = extents.len();
+    // SAFETY: `ty` is a ranked tensor type.
+    let bools = unsafe {
+        let element = mlir_sys::mlirShapedTypeGetElementType(ty);
+        mlir_sys::mlirTypeIsAInteger(element) && mlir_sys::mlirIntegerTypeGetWidth(element) == 1
+    };
     (rank > 0).then(|| Loops {
         parallel: vec![true; rank],
         row_dims: rank,
         // The value, then the init.
         operand_rows: vec![0, rank],
         transposed: None,
-        vectorize: true,
+        vectorize: !bools,
         bytes: result_bytes(op).unwrap_or(0),
         extents,
     })
@@ -495,7 +516,7 @@ fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
     let loops = tiles.iter().filter(|&&t| t > 0).count();
     let _ = writeln!(
         s,
-        "    %g{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op"
+        "    %g{id} = transform.structured.match interface{{LinalgOp}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op"
     );
     let mut tiled = format!("%g{id}");
     if loops > 0 {
