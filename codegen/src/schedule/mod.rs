@@ -342,6 +342,9 @@ fn result_bytes<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<usize> {
     }
 }
 
+/// Row cache tiles a product without batch axes is split into, at least, when its rows allow.
+const MIN_ROW_TILES: usize = 4;
+
 /// Tile sizes of the contraction schedule, in elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatmulTiles {
@@ -378,9 +381,17 @@ impl MatmulTiles {
         MatmulTiles { cache_m: 96, cache_n: 512, cache_k: 256, reg_m, reg_n: vectors * lanes, unroll_k: 2 }
     }
 
-    /// The tiles clamped to a contraction's extents (a tile never exceeds its loop).
+    /// The tiles clamped to a contraction's extents (a tile never exceeds its loop). Without
+    /// batch axes the row cache tiles are the parallel loop: a short m gets smaller cache tiles
+    /// (whole register tiles, at least [`MIN_ROW_TILES`] of them when m allows) so that threads
+    /// share the rows evenly (m = 256 in tiles of 96 left two tiles and a 64-row serial rest).
     fn clamped(self, c: &Contraction) -> MatmulTiles {
-        let cache_m = self.cache_m.min(c.m);
+        let register_rows = c.m / self.reg_m;
+        let cache_m = if c.batch.is_empty() && register_rows > 0 {
+            (register_rows / MIN_ROW_TILES).clamp(1, self.cache_m / self.reg_m) * self.reg_m
+        } else {
+            self.cache_m.min(c.m)
+        };
         let cache_n = self.cache_n.min(c.n);
         MatmulTiles {
             cache_m,
@@ -666,3 +677,27 @@ const LOWER: &str = r#"    transform.apply_patterns to %root {
       transform.apply_patterns.canonicalization
     } : !transform.any_op
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(batch: &[usize], m: usize) -> Contraction {
+        Contraction { id: 0, batch: batch.to_vec(), m, k: 64, n: 64, dtype: kiln_ir::DType::F32 }
+    }
+
+    #[test]
+    fn short_products_get_row_tiles_for_every_thread() {
+        let avx512 = MatmulTiles::for_target(RegisterFile { count: 32, vector_bits: 512 }, 32);
+        // 256 rows: four tiles of five register tiles (60 rows) and a 16-row rest.
+        assert_eq!(avx512.clamped(&product(&[], 256)).cache_m, 60);
+        // Long products keep the full cache tile; short ones one register tile or all rows.
+        assert_eq!(avx512.clamped(&product(&[], 1024)).cache_m, 96);
+        assert_eq!(avx512.clamped(&product(&[], 30)).cache_m, 12);
+        assert_eq!(avx512.clamped(&product(&[], 7)).cache_m, 7);
+        // Batched products are parallel over the batch.
+        assert_eq!(avx512.clamped(&product(&[4], 256)).cache_m, 96);
+        let avx2 = MatmulTiles::for_target(RegisterFile { count: 16, vector_bits: 256 }, 32);
+        assert_eq!(avx2.clamped(&product(&[], 256)).cache_m, 60);
+    }
+}
