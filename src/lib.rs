@@ -390,7 +390,7 @@ fn package(
         },
         opt_level: options.opt_level,
         source: file_info(&source_name, source.text.as_bytes()),
-        functions: manifest::functions(module, workspace, &artifacts.launches),
+        functions: manifest::functions(module, workspace, &artifacts.stack, &artifacts.launches),
         kernels,
         files: files.iter().map(|(name, bytes)| file_info(name, bytes)).collect(),
     };

@@ -132,6 +132,8 @@ fn row_groups_keep_intermediate_rows_off_the_workspace() {
         let artifacts = compile(program);
         assert!(artifacts.mlir.unwrap().contains("fuse_into_containing_op"), "not fused: {program}");
         assert_eq!(artifacts.workspace, vec![0], "intermediates in the workspace: {program}");
+        // The rows on the stack: one or two rows of f32, reported for the manifest.
+        assert!((1024..=32 << 10).contains(&artifacts.stack[0]), "stack bytes {:?}: {program}", artifacts.stack);
     }
     let wide = compile("fn f(x: f32[8, 20000]) -> f32[8, 20000] { softmax(x) }");
     assert!(wide.workspace[0] >= 8 * 20000 * 4, "rows of 80 KB on the stack");

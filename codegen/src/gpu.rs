@@ -98,7 +98,8 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     let text = emit_module(module, target).text;
     timer.lap("mlir-emit");
     let mlir = Mlir::new();
-    let (planned, workspace, _) = bufferize_and_plan(&mlir, module, &text, opt, |_| None)?;
+    let planned = bufferize_and_plan(&mlir, module, &text, opt, |_| None)?;
+    let (workspace, planned) = (planned.workspace, planned.text);
     let mut loops = mlir.parse(&planned, "MLIR parsing (planned)")?;
     mlir.run(&mut loops, "builtin.module(func.func(convert-linalg-to-parallel-loops),canonicalize,cse)")?;
     let wrapped = wrap_serial_statements(&loops.as_operation().to_string()).map_err(|e| err("GPU mapping", e))?;

@@ -63,6 +63,9 @@ pub struct FunctionInfo {
     /// Bytes of scratch memory the function needs, 64-byte aligned (its last argument; device
     /// memory for GPU bundles).
     pub workspace_bytes: u64,
+    /// Bytes of stack the function's parallel loops take per thread for rows they keep in
+    /// cache (row groups), besides the caller's stack use; 0 for most functions.
+    pub stack_bytes: u64,
     /// GPU bundles: the kernel launches that compute the function, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub launches: Vec<crate::gpu::Launch>,
@@ -80,9 +83,14 @@ fn arg(name: &str, ty: &TensorType) -> ArgInfo {
     ArgInfo { name: name.to_string(), dtype: ty.dtype.name(), shape: ty.shape.clone(), bytes: ty.size_bytes() }
 }
 
-/// The functions of a module as the manifest lists them, with their workspace bytes and (GPU)
-/// launch plans.
-pub fn functions(module: &Module, workspace: &[u64], launches: &[Vec<crate::gpu::Launch>]) -> Vec<FunctionInfo> {
+/// The functions of a module as the manifest lists them, with their workspace and stack bytes
+/// and (GPU) launch plans.
+pub fn functions(
+    module: &Module,
+    workspace: &[u64],
+    stack: &[u64],
+    launches: &[Vec<crate::gpu::Launch>],
+) -> Vec<FunctionInfo> {
     module
         .funcs
         .iter()
@@ -90,6 +98,7 @@ pub fn functions(module: &Module, workspace: &[u64], launches: &[Vec<crate::gpu:
         .enumerate()
         .map(|(i, (f, &workspace_bytes))| FunctionInfo {
             workspace_bytes,
+            stack_bytes: stack.get(i).copied().unwrap_or(0),
             launches: launches.get(i).cloned().unwrap_or_default(),
             name: f.name.clone(),
             symbol: crate::mlir::entry_symbol(&module.name, &f.name),

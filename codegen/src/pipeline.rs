@@ -74,6 +74,8 @@ pub struct Artifacts {
     pub launches: Vec<Vec<crate::gpu::Launch>>,
     /// Workspace bytes of each function, in module order.
     pub workspace: Vec<u64>,
+    /// Stack bytes of each function's loop scratch (see [`workspace`]), in module order.
+    pub stack: Vec<u64>,
     /// Time spent in each step, in order.
     pub timings: Vec<(String, Duration)>,
 }
@@ -177,15 +179,14 @@ impl Mlir {
 
 /// The emitted module bufferized and planned: elementwise fusion, the schedule `script` makes
 /// from the fused module (if any), bufferization, and the workspace plan with allocations
-/// rewritten into views of `%kiln_ws`. Returns the planned text, each function's workspace
-/// bytes (in `module`'s order) and the script.
+/// rewritten into views of `%kiln_ws` (or stack buffers).
 pub(crate) fn bufferize_and_plan(
     mlir: &Mlir,
     module: &Module,
     text: &str,
     opt: u8,
     script: impl FnOnce(&MlirModule) -> Option<String>,
-) -> Result<(String, Vec<u64>, Option<String>), CodegenError> {
+) -> Result<Planned, CodegenError> {
     let mut bufferized = if opt > 0 {
         let (hidden_text, hidden) = crate::mlir::hide_contractions(text);
         let mut fused = mlir.parse(&hidden_text, "MLIR parsing")?;
@@ -206,7 +207,7 @@ pub(crate) fn bufferize_and_plan(
     let plans = workspace::plan(&bufferized).map_err(|e| err("workspace planning", e))?;
     let planned =
         workspace::rewrite(&bufferized.as_operation().to_string(), &plans).map_err(|e| err("workspace planning", e))?;
-    let workspace: Vec<u64> = module
+    let ordered: Vec<&workspace::FunctionPlan> = module
         .funcs
         .iter()
         .map(|f| {
@@ -214,11 +215,27 @@ pub(crate) fn bufferize_and_plan(
             plans
                 .iter()
                 .find(|p| p.symbol == symbol)
-                .map(|p| p.bytes)
                 .ok_or_else(|| err("workspace planning", format!("no plan for `{symbol}`")))
         })
         .collect::<Result<_, _>>()?;
-    Ok((planned, workspace, script))
+    Ok(Planned {
+        text: planned,
+        workspace: ordered.iter().map(|p| p.bytes).collect(),
+        stack: ordered.iter().map(|p| p.stack).collect(),
+        script,
+    })
+}
+
+/// What [`bufferize_and_plan`] produces.
+pub(crate) struct Planned {
+    /// The planned module.
+    pub text: String,
+    /// Workspace bytes of each function, in module order.
+    pub workspace: Vec<u64>,
+    /// Stack bytes of each function's loop scratch, in module order.
+    pub stack: Vec<u64>,
+    /// The transform script applied, if any.
+    pub script: Option<String>,
 }
 
 /// Compiles a verified module for `target` at optimization level `opt` (0 to 3): an object
@@ -233,7 +250,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     timer.lap("mlir-emit");
 
     let mlir = Mlir::new();
-    let (planned, workspace, script) = bufferize_and_plan(&mlir, module, &text, opt, |fused| {
+    let Planned { text: planned, workspace, stack, script } = bufferize_and_plan(&mlir, module, &text, opt, |fused| {
         (opt > 0).then(|| {
             let tagged = schedule::tag(&mlir.context, fused);
             schedule::transform_script(&emitted.contractions, &tagged, target.registers())
@@ -268,7 +285,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         Some(script) => format!("{text}// The contraction schedule, applied before bufferization:\n{script}"),
         None => text,
     });
-    let mut artifacts = Artifacts { mlir, workspace, ..Default::default() };
+    let mut artifacts = Artifacts { mlir, workspace, stack, ..Default::default() };
     if emit.llvm {
         artifacts.llvm = Some(llvm_module.print_to_string().to_string());
     }

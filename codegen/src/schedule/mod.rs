@@ -342,8 +342,26 @@ fn result_bytes<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<usize> {
     }
 }
 
-/// Row cache tiles a product without batch axes is split into, at least, when its rows allow.
-const MIN_ROW_TILES: usize = 4;
+/// The row cache tile of a product of `m` rows without batch axes: whole register tiles of
+/// `reg_m` rows, from half the table's `max` register tiles up to all of them, chosen so that 2
+/// and 4 threads finish together: each thread runs its share of the tiles, then the rows the
+/// tiles leave over run serially (the peeled remainder). m = 1024 in tiles of 96 left 64 rows
+/// over and 2 threads reached 1.74x; tiles of 84 leave 16 rows. Larger tiles win ties.
+fn row_tile(m: usize, reg_m: usize, max: usize) -> usize {
+    let register_rows = m / reg_m;
+    if register_rows == 0 {
+        return m;
+    }
+    let cost = |r: usize| -> usize {
+        let rows = r * reg_m;
+        let (tiles, rest) = (m / rows, m % rows);
+        // Rows one thread runs, scaled by the thread count to weigh 2 and 4 threads alike.
+        [2, 4].iter().map(|&t| (tiles.div_ceil(t) * rows + rest) * t).sum()
+    };
+    let largest = max.min(register_rows);
+    let smallest = (max / 2).clamp(1, largest);
+    (smallest..=largest).rev().min_by_key(|&r| cost(r)).unwrap_or(largest) * reg_m
+}
 
 /// Tile sizes of the contraction schedule, in elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -382,13 +400,11 @@ impl MatmulTiles {
     }
 
     /// The tiles clamped to a contraction's extents (a tile never exceeds its loop). Without
-    /// batch axes the row cache tiles are the parallel loop: a short m gets smaller cache tiles
-    /// (whole register tiles, at least [`MIN_ROW_TILES`] of them when m allows) so that threads
-    /// share the rows evenly (m = 256 in tiles of 96 left two tiles and a 64-row serial rest).
+    /// batch axes the row cache tiles are the parallel loop, and the rows the tiles leave over
+    /// run serially after it: see [`row_tile`].
     fn clamped(self, c: &Contraction) -> MatmulTiles {
-        let register_rows = c.m / self.reg_m;
-        let cache_m = if c.batch.is_empty() && register_rows > 0 {
-            (register_rows / MIN_ROW_TILES).clamp(1, self.cache_m / self.reg_m) * self.reg_m
+        let cache_m = if c.batch.is_empty() {
+            row_tile(c.m, self.reg_m, self.cache_m / self.reg_m)
         } else {
             self.cache_m.min(c.m)
         };
@@ -691,9 +707,14 @@ mod tests {
         let avx512 = MatmulTiles::for_target(RegisterFile { count: 32, vector_bits: 512 }, 32);
         // 256 rows: four tiles of five register tiles (60 rows) and a 16-row rest.
         assert_eq!(avx512.clamped(&product(&[], 256)).cache_m, 60);
-        // Long products keep the full cache tile; short ones one register tile or all rows.
-        assert_eq!(avx512.clamped(&product(&[], 1024)).cache_m, 96);
-        assert_eq!(avx512.clamped(&product(&[], 30)).cache_m, 12);
+        // 1024 rows: twelve tiles of 84 and a 16-row rest (tiles of 96 left 64 rows over).
+        assert_eq!(avx512.clamped(&product(&[], 1024)).cache_m, 84);
+        // 960 rows: sixteen tiles of 60 (even for 2 and 4 threads), nothing over.
+        assert_eq!(avx512.clamped(&product(&[], 960)).cache_m, 60);
+        // 288 rows: three tiles of 96 would leave 4 threads unbalanced; four of 72.
+        assert_eq!(avx512.clamped(&product(&[], 288)).cache_m, 72);
+        // Short products: whole register tiles, or all rows.
+        assert_eq!(avx512.clamped(&product(&[], 30)).cache_m, 24);
         assert_eq!(avx512.clamped(&product(&[], 7)).cache_m, 7);
         // Batched products are parallel over the batch.
         assert_eq!(avx512.clamped(&product(&[4], 256)).cache_m, 96);
