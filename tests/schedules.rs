@@ -1,4 +1,4 @@
-//! Scheduled code (codegen/src/schedule.rs) agrees with the interpreter, tiled for each register
+//! Scheduled code (codegen/src/schedule/) agrees with the interpreter, tiled for each register
 //! file this machine can run. Contractions: shapes the cache and register tiles divide, shapes
 //! they do not (every loop peeled), tiny and batched shapes, in every dtype a product accepts.
 //! Products whose left operand is a transpose read it through their indexing map. Vectorized generics: elementwise chains, broadcasts, transposes, row and column reductions,
