@@ -200,8 +200,7 @@ pub(crate) fn bufferize_and_plan(
     mlir.run(&mut bufferized, PREPARE_PIPELINE)?;
     let script = script(&bufferized);
     if let Some(script) = &script {
-        apply_schedule(&mlir.context, &bufferized, script)
-            .map_err(|e| err("contraction schedule", e + &mlir.collected()))?;
+        apply_schedule(&mlir.context, &bufferized, script).map_err(|e| err("loop schedule", e + &mlir.collected()))?;
     }
     mlir.run(&mut bufferized, BUFFERIZE_PIPELINE)?;
     let plans = workspace::plan(&bufferized).map_err(|e| err("workspace planning", e))?;
@@ -282,7 +281,9 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     timer.lap("llvm-opt");
 
     let mlir = emit.mlir.then(|| match script {
-        Some(script) => format!("{text}// The contraction schedule, applied before bufferization:\n{script}"),
+        Some(script) => {
+            format!("{text}// The loop schedule (transform dialect), applied before bufferization:\n{script}")
+        }
         None => text,
     });
     let mut artifacts = Artifacts { mlir, workspace, stack, ..Default::default() };
