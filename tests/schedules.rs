@@ -12,9 +12,12 @@ use kiln_ir::gen::{self, Rng};
 use kiln_ir::DType;
 
 /// (batch, m, k, n): divisible by every tile; partial cache and register tiles in m, k and n;
-/// degenerate; batched with odd extents; a matrix-vector product.
+/// degenerate; batched with odd extents; a matrix-vector product; B with rows of a multiple of
+/// 256 bytes read through a padded copy (AVX2 from 64 rows, AVX-512 from 512), batched too.
 const SHAPES: &[(&[usize], usize, usize, usize)] = &[
     (&[], 128, 512, 1024),
+    (&[], 520, 70, 256),
+    (&[2], 64, 9, 128),
     (&[], 70, 300, 530),
     (&[], 1, 1, 1),
     (&[], 7, 5, 3),
@@ -152,4 +155,22 @@ fn a_product_of_a_reshaped_operand_keeps_its_schedule() {
     let emit = kiln_codegen::Emit { asm: true, ..Default::default() };
     let artifacts = kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 2, emit).unwrap();
     assert!(artifacts.asm.unwrap().contains("vfmadd231ps"), "the product lost its contraction schedule");
+}
+
+/// B with rows of a multiple of 256 bytes is read through a copy with rows one cache line
+/// longer where the register file's table says it pays (AVX2 from 64 rows of the product,
+/// AVX-512 from 512): the copy is the function's workspace.
+#[test]
+fn products_read_power_of_two_rows_through_a_padded_copy() {
+    let source = kiln::Source {
+        name: "pad.kn".into(),
+        text: "fn f(a: f32[128, 64], b: f32[64, 256]) -> f32[128, 256] { a @ b }\nexport f;\n".into(),
+    };
+    let module = kiln::check(&source, "pad").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let workspace = |cpu: &str| {
+        let target = kiln_codegen::Target::new(None, Some(cpu)).unwrap();
+        kiln_codegen::compile(&module, &target, 2, Default::default()).unwrap().workspace
+    };
+    assert_eq!(workspace("x86-64-v3"), vec![64 * (256 + 16) * 4]);
+    assert_eq!(workspace("x86-64-v4"), vec![0], "128 rows are too few to pay for the copy on AVX-512");
 }
