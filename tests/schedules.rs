@@ -13,11 +13,11 @@ use kiln_ir::DType;
 
 /// (batch, m, k, n): divisible by every tile; partial cache and register tiles in m, k and n;
 /// degenerate; batched with odd extents; a matrix-vector product; B with rows of a multiple of
-/// 256 bytes read through a padded copy (AVX2 from 64 rows, AVX-512 from 512), batched too.
+/// 256 bytes read through a padded copy (from 512 rows), batched too.
 const SHAPES: &[(&[usize], usize, usize, usize)] = &[
     (&[], 128, 512, 1024),
     (&[], 520, 70, 256),
-    (&[2], 64, 9, 128),
+    (&[2], 512, 9, 128),
     (&[], 70, 300, 530),
     (&[], 1, 1, 1),
     (&[], 7, 5, 3),
@@ -158,19 +158,20 @@ fn a_product_of_a_reshaped_operand_keeps_its_schedule() {
 }
 
 /// B with rows of a multiple of 256 bytes is read through a copy with rows one cache line
-/// longer where the register file's table says it pays (AVX2 from 64 rows of the product,
-/// AVX-512 from 512): the copy is the function's workspace.
+/// longer where the register file's table says it pays (AVX2 and AVX-512 from 512 rows of the
+/// product, never on SSE): the copy is the function's workspace.
 #[test]
 fn products_read_power_of_two_rows_through_a_padded_copy() {
-    let source = kiln::Source {
-        name: "pad.kn".into(),
-        text: "fn f(a: f32[128, 64], b: f32[64, 256]) -> f32[128, 256] { a @ b }\nexport f;\n".into(),
-    };
-    let module = kiln::check(&source, "pad").unwrap_or_else(|e| panic!("{}", e.render(false)));
-    let workspace = |cpu: &str| {
+    let workspace = |m: usize, cpu: &str| {
+        let text = format!("fn f(a: f32[{m}, 64], b: f32[64, 256]) -> f32[{m}, 256] {{ a @ b }}\nexport f;\n");
+        let source = kiln::Source { name: "pad.kn".into(), text };
+        let module = kiln::check(&source, "pad").unwrap_or_else(|e| panic!("{}", e.render(false)));
         let target = kiln_codegen::Target::new(None, Some(cpu)).unwrap();
         kiln_codegen::compile(&module, &target, 2, Default::default()).unwrap().workspace
     };
-    assert_eq!(workspace("x86-64-v3"), vec![64 * (256 + 16) * 4]);
-    assert_eq!(workspace("x86-64-v4"), vec![0], "128 rows are too few to pay for the copy on AVX-512");
+    for cpu in ["x86-64-v3", "x86-64-v4"] {
+        assert_eq!(workspace(512, cpu), vec![64 * (256 + 16) * 4], "{cpu}");
+        assert_eq!(workspace(256, cpu), vec![0], "{cpu}: 256 rows are too few to pay for the copy");
+    }
+    assert_eq!(workspace(512, "x86-64"), vec![0], "SSE reads B in place");
 }

@@ -971,7 +971,7 @@ impl<'f> FuncEmitter<'f> {
     /// table says the copy pays for m rows (`MatmulTiles::pad_b_from_m`). The register tile
     /// reads a column of rows of B; with such a stride they fall in a few L1 sets and evict one
     /// another before the next register tile reuses them (matmul 1024^3 on AVX2: 69 GFLOP/s,
-    /// against 112 at 1000^3 and 117 padded).
+    /// against 112 at 1000^3 and 120 padded).
     fn with_padded_rows(&mut self, b: &(String, TensorType), m: usize) -> (String, TensorType) {
         let rank = b.1.rank();
         let row_bytes = b.1.shape[rank - 1] * b.1.dtype.size_bytes();

@@ -394,14 +394,15 @@ impl MatmulTiles {
     ///
     /// B rows whose stride is a multiple of 256 bytes fall in a few L1 sets; copying B with
     /// padded rows costs a pass over B, which pays when the product has enough rows to reuse
-    /// it. Measured on Zen 5, 1024^3: AVX2 69 -> 117 GFLOP/s (pays from 64 rows: the 6 x 16
-    /// kernel waits on L1 misses), AVX-512 210 -> 232 GFLOP/s (but the MLP's 256-row products
-    /// got 8% slower: from 512 rows), SSE unchanged (never). NEON is unmeasured (never).
+    /// it. Measured on Zen 5: 1024^3 on AVX2 69 -> 120 GFLOP/s, on AVX-512 210 -> 232; with
+    /// 256 rows the copy costs what it saves or more (AVX2 256x4096x256 4.5 -> 5.1 ms, the
+    /// MLP's products 8% slower on AVX-512): from 512 rows. SSE unchanged (never); NEON
+    /// unmeasured (never).
     pub fn for_target(registers: RegisterFile, elem_bits: usize) -> MatmulTiles {
         let lanes = (registers.vector_bits as usize / elem_bits).max(1);
         let (reg_m, vectors, pad_b_from_m) = match (registers.count, registers.vector_bits) {
             (32, 512) => (12, 2, Some(512)),
-            (16, 256) => (6, 2, Some(64)),
+            (16, 256) => (6, 2, Some(512)),
             (32, 128) => (8, 3, None),
             _ => (4, 2, None),
         };
