@@ -84,9 +84,9 @@ pub struct Tagged {
     pub groups: Vec<rows::RowGroup>,
 }
 
-/// Tags every `linalg.generic` of `module` that the schedule tiles with `kiln.vectorize = ID`,
-/// finds the row groups among them (see [`rows`]), and returns both, in walk order
-/// (deterministic). Left alone: ops without loops and ops whose indexing maps are not
+/// Tags every `linalg.generic` (and `linalg.copy`, see `mlir::copy`) of `module` that the
+/// schedule tiles with `kiln.vectorize = ID`, finds the row groups among them (see [`rows`]),
+/// and returns both, in walk order (deterministic). Left alone: ops without loops and ops whose indexing maps are not
 /// projected permutations (MLIR's vectorizer rejects them). Tiled for threads but left scalar:
 /// ops that gather (`tensor.extract` in the body; vector gathers are slower than scalar loads)
 /// and ops with bool operands (vectors of `i1` are bit-packed in memory, bool buffers hold a
@@ -123,7 +123,7 @@ pub fn tag(context: &Context, module: &Module) -> Tagged {
                 }
             }
             Ok("linalg.copy") => {
-                if let Some(loops) = fill_loops(&op) {
+                if let Some(loops) = elementwise_loops(&op) {
                     let id = generics.len();
                     set_tag(&op, "kiln.vectorize", IntegerAttribute::new(i64_type, id as i64).into());
                     generics.push(Generic {
@@ -144,7 +144,7 @@ pub fn tag(context: &Context, module: &Module) -> Tagged {
                 empties += 1;
             }
             Ok("linalg.fill") => {
-                if let Some(loops) = fill_loops(&op) {
+                if let Some(loops) = elementwise_loops(&op) {
                     nodes.push(rows::Node::new(&op, rows::Member::Fill(fills), loops));
                     fills += 1;
                 }
@@ -290,7 +290,7 @@ fn loops_of<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
 
 /// The loops of a `linalg.fill` or `linalg.copy` on a static tensor of rank 1 or more: every
 /// loop is parallel and a row; bools are left scalar (see [`tag`]).
-fn fill_loops<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
+fn elementwise_loops<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>) -> Option<Loops> {
     let ty = op.result(0).ok()?.r#type().to_raw();
     // SAFETY: a fill's result is a shaped type (a ranked tensor before bufferization).
     let extents: Vec<usize> = unsafe {
