@@ -200,7 +200,7 @@ fn copy_as_loops(line: &str) -> Option<String> {
 /// Rewrites the printed, bufferized module: each function of `plans` gets the argument
 /// `%kiln_ws: memref<Nxi8> {llvm.noalias}` and its allocations become views of it at the
 /// planned offsets (or stack buffers, see the module's documentation); copies become loops
-/// ([`copy_as_loops`]).
+/// (`copy_as_loops`).
 pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
     let by_symbol: HashMap<&str, &FunctionPlan> = plans.iter().map(|p| (p.symbol.as_str(), p)).collect();
     let mut out = String::with_capacity(text.len() + 1024);
