@@ -72,6 +72,8 @@ const GENERICS: &[&str] = &[
     "fn layer(x: f32[64, 512], g: f32[512], b: f32[512]) -> f32[64, 512] { let m = mean(x, axis=1, keepdims=true); let d = x - m; d * rsqrt(mean(d * d, axis=1, keepdims=true) + 1e-5) * g + b }",
     "fn attend(q: f32[40, 16], k: f32[48, 16], v: f32[48, 24]) -> f32[40, 24] { softmax(q @ transpose(k) * 0.25) @ v }",
     "fn imax(x: i32[30, 64]) -> i32[30, 64] { x - max(x, axis=1, keepdims=true) + sum(x, axis=1, keepdims=true) }",
+    "fn dsoft(x: f64[40, 96]) -> f64[40, 96] { softmax(x) }",
+    "fn oddrows(x: f32[64, 1000]) -> f32[64, 1000] { softmax(x) * 3.0 }",
 ];
 
 fn source() -> String {
