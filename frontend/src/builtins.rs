@@ -43,6 +43,11 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("conv2d", &["x", "w", "stride", "padding", "dilation"], 2),
 ];
 
+/// Bytes of conv2d's im2col matrix built at once, at most (one image's is built whatever its
+/// size): the matrix lives in the workspace, and products of a few thousand rows already run
+/// at the contraction kernel's speed.
+const IM2COL_BYTES: usize = 32 << 20;
+
 /// The names of all builtins.
 pub fn names() -> impl Iterator<Item = &'static str> {
     SIGNATURES.iter().map(|s| s.0)
@@ -423,26 +428,35 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             }
             // im2col: the taps side by side along the channels, [rows, KH * KW * C], times the
             // kernel as a [KH * KW * C, CO] matrix (its row-major order is the taps' order):
-            // one product with a long reduction instead of one short product per tap.
-            let rows = n * out[0] * out[1];
-            let mut taps = vec![];
-            for i in 0..wt.shape[0] {
-                for j in 0..wt.shape[1] {
-                    let start = vec![0, i * dilation[0], j * dilation[1], 0];
-                    let step = vec![1, stride[0] as i64, stride[1] as i64, 1];
-                    taps.push(el.push(
-                        Op::Slice { start, step, shape: vec![n, out[0], out[1], c] },
-                        vec![padded],
-                        span,
-                    )?);
-                }
-            }
-            let patches = if taps.len() == 1 { taps[0] } else { el.push(Op::Concat { axis: 3 }, taps, span)? };
+            // one product with a long reduction instead of one short product per tap. The
+            // matrix is built for a few images at a time (at most IM2COL_BYTES, one image at
+            // least), so that its buffer stays bounded whatever the batch.
             let depth = wt.shape[0] * wt.shape[1] * c;
-            let patches = el.reshape(patches, vec![rows, depth], span)?;
             let kernel = el.reshape(w, vec![depth, co], span)?;
-            let product = el.push(Op::Dot, vec![patches, kernel], span)?;
-            el.reshape(product, vec![n, out[0], out[1], co], span)?
+            let per_image = out[0] * out[1] * depth * dtype.size_bytes();
+            let chunk = (IM2COL_BYTES / per_image).clamp(1, n);
+            let mut results = vec![];
+            for first in (0..n).step_by(chunk) {
+                let images = chunk.min(n - first);
+                let mut taps = vec![];
+                for i in 0..wt.shape[0] {
+                    for j in 0..wt.shape[1] {
+                        let start = vec![first, i * dilation[0], j * dilation[1], 0];
+                        let step = vec![1, stride[0] as i64, stride[1] as i64, 1];
+                        let shape = vec![images, out[0], out[1], c];
+                        taps.push(el.push(Op::Slice { start, step, shape }, vec![padded], span)?);
+                    }
+                }
+                let patches = if taps.len() == 1 { taps[0] } else { el.push(Op::Concat { axis: 3 }, taps, span)? };
+                let patches = el.reshape(patches, vec![images * out[0] * out[1], depth], span)?;
+                let product = el.push(Op::Dot, vec![patches, kernel], span)?;
+                results.push(el.reshape(product, vec![images, out[0], out[1], co], span)?);
+            }
+            if results.len() == 1 {
+                results[0]
+            } else {
+                el.push(Op::Concat { axis: 0 }, results, span)?
+            }
         }
         "arange" => {
             let e = b.get(0).expect("required");
