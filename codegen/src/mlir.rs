@@ -106,17 +106,19 @@ pub struct Emitted {
 
 /// Emits the MLIR module (as text) for every function of `module` for `target`: whether f32
 /// sin, cos and pow call libm or use kiln's polynomials (see [`crate::target::Target::libm`]),
-/// and whether slices and concatenations copy strided views (CPUs) or gather element by
-/// element (GPUs, whose launch plans pass whole buffers to kernels).
+/// and the forms that differ between CPUs, where kiln's loop schedule runs, and GPUs: slices
+/// and concatenations copy strided views on CPUs and gather element by element on GPUs (whose
+/// launch plans pass whole buffers to kernels); row reductions are one loop nest that the
+/// schedule splits into partial results on CPUs and two stages on GPUs (partial results in
+/// parallel threads).
 pub fn emit_module(module: &Module, target: &crate::target::Target) -> Emitted {
     let mut text = String::from("module {\n");
     let mut contractions = vec![];
     for f in &module.funcs {
         let mut emitter = FuncEmitter::new(f, contractions.len(), target.libm);
-        emitter.views_allowed = !target.arch.is_gpu();
-        emitter.pad_b_from_m = crate::schedule::MatmulTiles::for_target(target.registers(), 32)
-            .pad_b_from_m
-            .filter(|_| emitter.views_allowed);
+        emitter.gpu = target.arch.is_gpu();
+        emitter.pad_b_from_m =
+            crate::schedule::MatmulTiles::for_target(target.registers(), 32).pad_b_from_m.filter(|_| !emitter.gpu);
         text.push_str(&emitter.emit(&impl_symbol(&module.name, &f.name)));
         contractions.append(&mut emitter.contractions);
     }
@@ -468,8 +470,8 @@ struct FuncEmitter<'f> {
     /// The strided view each slice copies (by SSA name of the copy): a concatenation copies the
     /// view into its window directly, and the slice's own copy, then unused, is erased.
     views: std::collections::BTreeMap<String, String>,
-    /// Whether slices and concatenations may use strided views (see [`emit_module`]).
-    views_allowed: bool,
+    /// Whether the target is a GPU (see [`emit_module`]).
+    gpu: bool,
     /// Products of at least this many rows read B with padded rows (see `with_padded_rows`).
     pad_b_from_m: Option<usize>,
 }
@@ -487,7 +489,7 @@ impl<'f> FuncEmitter<'f> {
             libm,
             fused: fused_transposes(func),
             views: Default::default(),
-            views_allowed: true,
+            gpu: false,
             pad_b_from_m: None,
         }
     }
@@ -763,7 +765,7 @@ impl<'f> FuncEmitter<'f> {
     /// result whose element i of each axis reads operand element start + i * step.
     fn slice(&mut self, x: &(String, TensorType), start: &[usize], step: &[i64], ty: &TensorType) -> String {
         let rank = ty.rank();
-        if self.views_allowed && step.iter().all(|&k| k >= 1) {
+        if !self.gpu && step.iter().all(|&k| k >= 1) {
             let view = self.fresh();
             let list = |xs: &[String]| xs.join(", ");
             self.line(format!(
@@ -798,7 +800,7 @@ impl<'f> FuncEmitter<'f> {
     /// of the destination, written in place after bufferization); an operand that is a slice
     /// is copied straight from the view it slices.
     fn concat(&mut self, operands: &[(String, TensorType)], axis: usize, ty: &TensorType) -> String {
-        if !self.views_allowed {
+        if self.gpu {
             return self.concat_gather(operands, axis, ty);
         }
         let rank = ty.rank();
@@ -863,9 +865,10 @@ impl<'f> FuncEmitter<'f> {
     /// and hold a multiple of [`LANES`] elements (at least two rows of lanes), it runs with
     /// [`LANES`] partial results per output, each summing every LANES-th element (an inner loop
     /// over contiguous lanes that vectorizes), then the lanes combined. A reduction over one
-    /// trailing axis that needs no chunks (a row reduction) is one loop nest, which the schedule
-    /// splits into lanes (`tile_reduction_using_for`) and can fuse with the ops that produce and
-    /// consume its rows; the others are written in two stages here, through a reshape.
+    /// trailing axis that needs no chunks (a row reduction) is one loop nest on CPUs, which the
+    /// schedule splits into lanes (`tile_reduction_using_for`) and can fuse with the ops that
+    /// produce and consume its rows; the others, and every one on GPUs (whose threads take the
+    /// lanes), are written in two stages here, through a reshape.
     fn reduce(&mut self, kind: ReduceKind, axes: &[usize], x: &(String, TensorType), ty: &TensorType) -> String {
         let rank = x.1.rank();
         let d = ty.dtype;
@@ -874,7 +877,7 @@ impl<'f> FuncEmitter<'f> {
         let trailing = axes.iter().enumerate().all(|(i, &a)| a == rank - axes.len() + i);
         let kept = &x.1.shape[..rank - axes.len()];
         let chunks = reduction_chunks(kept.iter().product(), n / LANES);
-        let row = axes.len() == 1 && chunks == 1;
+        let row = axes.len() == 1 && chunks == 1 && !self.gpu;
         let r = if trailing && !row && n >= 2 * LANES && n.is_multiple_of(LANES) {
             // [kept..., n] as [kept..., chunks, n / LANES / chunks, LANES]: partial results per
             // chunk and lane, then the chunks and lanes combined in a fixed order.
