@@ -120,14 +120,14 @@ fn scheduled_code_agrees_with_the_interpreter() {
 }
 
 /// Row-wise programs run as row groups (codegen/src/schedule/rows.rs): the schedule fuses them
-/// into one loop over rows, and no intermediate tensor is left in the workspace (the rows live
-/// on the stack). Rows too long for the stack are not grouped and use the workspace.
+/// into one loop over rows, which prefetches the next row, and no intermediate tensor is left
+/// in the workspace (the rows live on the stack). Rows too long for the stack are not grouped and use the workspace.
 #[test]
 fn row_groups_keep_intermediate_rows_off_the_workspace() {
     let compile = |text: &str| {
         let source = kiln::Source { name: "rows.kn".into(), text: format!("{text}\nexport f;\n") };
         let module = kiln::check(&source, "rows").unwrap_or_else(|e| panic!("{}", e.render(false)));
-        let emit = kiln_codegen::Emit { mlir: true, ..Default::default() };
+        let emit = kiln_codegen::Emit { mlir: true, asm: true, ..Default::default() };
         kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 2, emit).unwrap()
     };
     for program in [
@@ -136,6 +136,8 @@ fn row_groups_keep_intermediate_rows_off_the_workspace() {
     ] {
         let artifacts = compile(program);
         assert!(artifacts.mlir.unwrap().contains("fuse_into_containing_op"), "not fused: {program}");
+        // The loop over a row prefetches the next one (codegen/src/prefetch.rs).
+        assert!(artifacts.asm.unwrap().contains("prefetcht0"), "no prefetch: {program}");
         assert_eq!(artifacts.workspace, vec![0], "intermediates in the workspace: {program}");
         // The rows on the stack: one or two rows of f32, reported for the manifest.
         assert!((1024..=32 << 10).contains(&artifacts.stack[0]), "stack bytes {:?}: {program}", artifacts.stack);

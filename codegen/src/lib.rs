@@ -1,7 +1,7 @@
 //! kiln-codegen: from verified IR to machine code.
 //!
 //! Owns: IR to MLIR ([`mlir`]), the MLIR pass pipeline that bufferizes and lowers to the LLVM
-//! dialect ([`pipeline`]), threads ([`parallel`]), loop schedules: contractions, row groups and vectorization ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
+//! dialect ([`pipeline`]), threads ([`parallel`]), next-row prefetches ([`prefetch`]), loop schedules: contractions, row groups and vectorization ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
 //! ([`target`]) and object emission, PTX kernels and launch plans for GPUs ([`gpu`]), the generated C header ([`header`]).
 //!
 //! May depend on: kiln-ir, melior and mlir-sys (MLIR 22), inkwell (LLVM 22).
@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod mlir;
 pub mod parallel;
 pub mod pipeline;
+pub mod prefetch;
 pub mod printed;
 pub mod schedule;
 pub mod target;

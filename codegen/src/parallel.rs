@@ -15,7 +15,7 @@
 //! Iterations of a marked loop write disjoint outputs, so results do not depend on how the
 //! iterations are split among threads.
 
-use crate::printed::{defined, definitions, names, op_name, rhs};
+use crate::printed::{defined, definitions, index_constants, names, op_name, rhs};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A stage outlined from a parallel loop.
@@ -164,20 +164,6 @@ fn split_top_level(s: &str) -> Vec<&str> {
     parts
 }
 
-/// `index` constants defined at the top level of a body: name to value.
-fn index_constants<'t>(body: &[&'t str], indent: &str) -> BTreeMap<&'t str, i64> {
-    let mut constants = BTreeMap::new();
-    for line in body.iter().filter(|l| is_top_level(l, indent)) {
-        let t = line.trim_start();
-        if let (Some(name), Some(rest)) = (defined(line), t.split(" = arith.constant ").nth(1)) {
-            if let Some(v) = rest.strip_suffix(" : index").and_then(|v| v.parse().ok()) {
-                constants.insert(name, v);
-            }
-        }
-    }
-    constants
-}
-
 /// Whether a body line is at the function's top level (one indentation step in).
 fn is_top_level(line: &str, indent: &str) -> bool {
     line.len() > indent.len() + 2
@@ -190,7 +176,7 @@ fn is_top_level(line: &str, indent: &str) -> bool {
 /// and the text of the stage functions.
 fn rewrite_function(f: &Function, indent: &str, stages: &mut Vec<(Stage, String)>) -> Result<(String, String), String> {
     let (symbol, params) = signature(f.header)?;
-    let constants = index_constants(&f.body, indent);
+    let constants = index_constants(f.body.iter().copied().filter(|l| is_top_level(l, indent)));
     let inner = format!("{indent}  ");
     let mut out = format!("{}\n", f.header);
     let mut stage_texts = String::new();

@@ -255,8 +255,11 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
             schedule::transform_script(&emitted.contractions, &tagged, target.registers())
         })?
     })?;
-    let (planned, stages) =
-        if opt > 0 { parallel::outline(&planned).map_err(|e| err("parallel loops", e))? } else { (planned, vec![]) };
+    let (planned, stages) = if opt > 0 {
+        parallel::outline(&crate::prefetch::next_rows(&planned)).map_err(|e| err("parallel loops", e))?
+    } else {
+        (planned, vec![])
+    };
     let mut mlir_module = mlir.parse(&planned, "MLIR parsing (planned)")?;
     mlir.run(&mut mlir_module, LOWER_PIPELINE)?;
     timer.lap("mlir-lower");

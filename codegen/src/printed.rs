@@ -29,6 +29,20 @@ pub fn defined(line: &str) -> Option<&str> {
     lhs.starts_with('%').then(|| lhs.split(':').next().unwrap_or(lhs))
 }
 
+/// The `index` constants that `lines` define: name to value.
+pub fn index_constants<'t>(lines: impl Iterator<Item = &'t str>) -> std::collections::BTreeMap<&'t str, i64> {
+    let mut constants = std::collections::BTreeMap::new();
+    for line in lines {
+        let t = line.trim_start();
+        if let (Some(name), Some(rest)) = (defined(line), t.split(" = arith.constant ").nth(1)) {
+            if let Some(v) = rest.strip_suffix(" : index").and_then(|v| v.parse().ok()) {
+                constants.insert(name, v);
+            }
+        }
+    }
+    constants
+}
+
 /// The leading-space indentation of a line.
 pub fn indent(line: &str) -> usize {
     line.len() - line.trim_start().len()

@@ -254,7 +254,9 @@ pub fn fuse(s: &mut String, group: &RowGroup, root_op: &Generic) {
     }
     // Fusion may replace the loop it fuses into: the outermost row loop is marked afterwards.
     // An iteration of it runs the rows of the inner ones.
-    let outermost = if k == 1 { containing } else { format!("%row{root}_loops#0") };
+    let outermost = if k == 1 { containing.clone() } else { format!("%row{root}_loops#0") };
     let inner_rows: usize = root_op.extents[1..k].iter().product();
     annotate_parallel(s, &outermost, group.rows * group.work_per_row, inner_rows * group.work_per_row);
+    // The innermost row loop prefetches its next row (see `crate::prefetch`).
+    let _ = writeln!(s, "    transform.annotate {containing} \"kiln.rows\" : !transform.any_op");
 }
