@@ -179,3 +179,37 @@ fn products_read_power_of_two_rows_through_a_padded_copy() {
     }
     assert_eq!(workspace(512, "x86-64"), vec![0], "SSE reads B in place");
 }
+
+/// Row groups over shapes drawn per run (rows and columns from 1 to a few hundred: whole lanes
+/// or not, parallel or not, rows that fit the stack or not) agree with the interpreter, on 1
+/// and 3 threads alike.
+#[test]
+fn row_groups_on_random_shapes() {
+    let mut rng = Rng::new(common::seed());
+    let mut text = String::new();
+    for i in 0..6 {
+        let (rows, cols) = (1 + rng.below(300), 1 + rng.below(700));
+        let body = match i % 3 {
+            0 => "softmax(x)".to_string(),
+            1 => "let d = x - mean(x, axis=1, keepdims=true); d * rsqrt(mean(d * d, axis=1, keepdims=true) + 1e-5) * g"
+                .into(),
+            _ => "exp(x - max(x, axis=1, keepdims=true)) / sum(abs(x), axis=1, keepdims=true) + g".into(),
+        };
+        text += &format!(
+            "fn r{i}(x: f32[{rows}, {cols}], g: f32[{cols}]) -> f32[{rows}, {cols}] {{ {body} }}\nexport r{i};\n"
+        );
+    }
+    let source = kiln::Source { name: "rows.kn".into(), text: text.clone() };
+    let module = kiln::check(&source, "rows").unwrap_or_else(|e| panic!("{}\n{text}", e.render(false)));
+    let loaded = common::compile_and_load(&module, 2);
+    loaded.use_pool();
+    for f in &module.funcs {
+        let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
+        kiln_runtime::pool::set_threads(3);
+        let threaded = loaded.call(&f.name, &args);
+        kiln_runtime::pool::set_threads(1);
+        common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(threaded == loaded.call(&f.name, &args), "`{}` differs between 1 and 3 threads\n{text}", f.name);
+    }
+}
