@@ -213,3 +213,18 @@ fn row_groups_on_random_shapes() {
         assert!(threaded == loaded.call(&f.name, &args), "`{}` differs between 1 and 3 threads\n{text}", f.name);
     }
 }
+
+/// Twenty row groups in one function share one stack arena of one group's rows: loops never
+/// run at once (a sum of their rows failed the stack limit at 304 KiB).
+#[test]
+fn row_groups_share_one_stack_arena() {
+    let body: Vec<String> = (1..=20).map(|i| format!("softmax(x * {i}.0)")).collect();
+    let text = format!("fn f(x: f32[64, 4096]) -> f32[64, 4096] {{ {} }}\nexport f;\n", body.join(" + "));
+    let module = kiln::check(&kiln::Source { name: "many.kn".into(), text }, "many").unwrap();
+    let artifacts = kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 2, Default::default()).unwrap();
+    assert_eq!(artifacts.stack, vec![4096 * 4], "one row of f32 on the stack");
+    let loaded = common::compile_and_load(&module, 2);
+    let mut rng = Rng::new(common::seed());
+    let args = vec![gen::tensor(&mut rng, &module.funcs[0].params[0].ty, false)];
+    common::check_against_interpreter(&loaded, "f", &args, common::Check::Program).unwrap();
+}

@@ -10,9 +10,12 @@
 //!
 //! A buffer used only inside one loop marked parallel (`kiln.parallel`, see [`crate::parallel`])
 //! is that loop's scratch (a row of a row group, say): threads running different iterations
-//! need their own copy, so it is not in the workspace but on the stack, a
-//! `memref.alloca` that each stage call recomputes. The schedule bounds such buffers (a few
-//! KiB per loop); the plan reports their bytes and refuses more than [`STACK_LIMIT`].
+//! need their own copy, so it is not in the workspace but on the stack: a view of one stack
+//! arena (`%kiln_stack`, a `memref.alloca` that each stage call recomputes). Different loops'
+//! scratch shares the arena, since no two loops run at once, so the arena is the largest
+//! loop's scratch, not the sum: a function with twenty softmaxes needs one softmax's rows. The
+//! schedule bounds each loop's scratch (32 KiB); the plan reports the arena's bytes and
+//! refuses more than [`STACK_LIMIT`].
 
 use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
 
@@ -31,13 +34,20 @@ pub const STACK_LIMIT: u64 = 256 << 10;
 pub struct FunctionPlan {
     /// The MLIR symbol of the function.
     pub symbol: String,
-    /// Offset of each allocation in the workspace, in the order the allocations appear; `None`
-    /// for a parallel loop's scratch, which goes on the stack.
-    pub offsets: Vec<Option<u64>>,
+    /// Where each allocation goes, in the order the allocations appear.
+    pub offsets: Vec<Placement>,
     /// Workspace bytes the function needs (0 when it has no intermediate buffer).
     pub bytes: u64,
-    /// Stack bytes of its loops' scratch buffers.
+    /// Bytes of the stack arena of its loops' scratch buffers.
     pub stack: u64,
+}
+
+/// Where a buffer lives: an offset into the workspace, or into the stack arena (a parallel
+/// loop's scratch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    Workspace(u64),
+    Stack(u64),
 }
 
 struct Buffer {
@@ -132,21 +142,31 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
         index += 1;
         op = top.next_in_block();
     }
-    // Scratch of a parallel loop: used by that loop only.
-    let on_stack: Vec<bool> =
-        buffers.iter().map(|b| matches!(b.users.as_slice(), [l] if parallel.contains(l))).collect();
-    let stack: u64 = buffers.iter().zip(&on_stack).filter(|(_, &s)| s).map(|(b, _)| align(b.bytes)).sum();
+    // Scratch of a parallel loop (used by that loop only): consecutive in the stack arena,
+    // from offset 0 for each loop.
+    let mut offsets = vec![Placement::Workspace(0); buffers.len()];
+    let mut loop_bytes: HashMap<usize, u64> = HashMap::new();
+    let mut in_workspace = vec![];
+    for (i, b) in buffers.iter().enumerate() {
+        match b.users.as_slice() {
+            [l] if parallel.contains(l) => {
+                let used = loop_bytes.entry(*l).or_default();
+                offsets[i] = Placement::Stack(*used);
+                *used += align(b.bytes);
+            }
+            _ => in_workspace.push(i),
+        }
+    }
+    let stack = loop_bytes.values().copied().max().unwrap_or(0);
     if stack > STACK_LIMIT {
         return Err(format!(
-            "`{symbol}` has {stack} bytes of loop scratch, more than the {STACK_LIMIT} the stack may take"
+            "`{symbol}` has a loop with {stack} bytes of scratch, more than the {STACK_LIMIT} the stack may take"
         ));
     }
-    let in_workspace: Vec<usize> = (0..buffers.len()).filter(|&i| !on_stack[i]).collect();
     let placed: Vec<Buffer> = in_workspace.iter().map(|&i| Buffer { users: vec![], ..buffers[i] }).collect();
     let (placed_offsets, bytes) = place(&placed);
-    let mut offsets = vec![None; buffers.len()];
     for (&i, offset) in in_workspace.iter().zip(placed_offsets) {
-        offsets[i] = Some(offset);
+        offsets[i] = Placement::Workspace(offset);
     }
     Ok(FunctionPlan { symbol: symbol.to_string(), offsets, bytes, stack })
 }
@@ -204,12 +224,14 @@ fn copy_as_loops(line: &str) -> Option<String> {
 pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
     let by_symbol: HashMap<&str, &FunctionPlan> = plans.iter().map(|p| (p.symbol.as_str(), p)).collect();
     let mut out = String::with_capacity(text.len() + 1024);
-    let mut current: Option<(&FunctionPlan, usize)> = None;
+    // The function being rewritten, its allocations seen so far, and whether its stack arena
+    // is defined yet.
+    let mut current: Option<(&FunctionPlan, usize, bool)> = None;
     for line in text.lines() {
         let trimmed = line.trim_start();
         let indent = &line[..line.len() - trimmed.len()];
         if let Some(rest) = trimmed.strip_prefix("func.func ") {
-            if let Some((plan, seen)) = current.take() {
+            if let Some((plan, seen, _)) = current.take() {
                 check_count(plan, seen)?;
             }
             let symbol = rest.split('@').nth(1).and_then(|s| s.split('(').next()).unwrap_or("");
@@ -222,25 +244,31 @@ pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
                 plan.bytes,
                 &line[close..]
             ));
-            current = Some((plan, 0));
+            current = Some((plan, 0, false));
         } else if let Some((name, alloc)) = trimmed.split_once(" = memref.alloc()") {
-            let (plan, seen) = current.as_mut().ok_or("an allocation outside a function")?;
+            let (plan, seen, arena) = current.as_mut().ok_or("an allocation outside a function")?;
             let ty = alloc.rsplit(": ").next().unwrap_or("").trim();
             let offset = *plan
                 .offsets
                 .get(*seen)
                 .ok_or_else(|| format!("`{}` has more allocations than planned", plan.symbol))?;
-            match offset {
-                Some(offset) => {
-                    out.push_str(&format!("{indent}%kiln_off{seen} = arith.constant {offset} : index\n"));
-                    out.push_str(&format!(
-                        "{indent}{name} = memref.view %kiln_ws[%kiln_off{seen}][] : memref<{}xi8> to {ty}\n",
-                        plan.bytes
-                    ));
+            let (base, bytes, offset) = match offset {
+                Placement::Workspace(offset) => ("%kiln_ws", plan.bytes, offset),
+                Placement::Stack(offset) => {
+                    if !*arena {
+                        out.push_str(&format!(
+                            "{indent}%kiln_stack = memref.alloca() {{alignment = {ALIGNMENT} : i64}} : memref<{}xi8>\n",
+                            plan.stack
+                        ));
+                        *arena = true;
+                    }
+                    ("%kiln_stack", plan.stack, offset)
                 }
-                None => out
-                    .push_str(&format!("{indent}{name} = memref.alloca() {{alignment = {ALIGNMENT} : i64}} : {ty}\n")),
-            }
+            };
+            out.push_str(&format!("{indent}%kiln_off{seen} = arith.constant {offset} : index\n"));
+            out.push_str(&format!(
+                "{indent}{name} = memref.view {base}[%kiln_off{seen}][] : memref<{bytes}xi8> to {ty}\n"
+            ));
             *seen += 1;
         } else if let Some(copy) = copy_as_loops(line) {
             out.push_str(&copy);
@@ -250,7 +278,7 @@ pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
             out.push('\n');
         }
     }
-    if let Some((plan, seen)) = current {
+    if let Some((plan, seen, _)) = current {
         check_count(plan, seen)?;
     }
     Ok(out)
