@@ -215,6 +215,17 @@ pub fn restore_contractions(text: &str, hidden: &[(usize, String)]) -> Result<St
     Ok(out)
 }
 
+/// The `[offsets] [sizes] [strides]` of a `tensor.extract_slice` or `insert_slice`.
+fn window(offsets: &[usize], sizes: &[usize], strides: &[i64]) -> String {
+    let list = |xs: Vec<String>| xs.join(", ");
+    format!(
+        "[{}] [{}] [{}]",
+        list(offsets.iter().map(|x| x.to_string()).collect()),
+        list(sizes.iter().map(|x| x.to_string()).collect()),
+        list(strides.iter().map(|x| x.to_string()).collect())
+    )
+}
+
 /// The MLIR element type of a dtype inside tensors.
 fn elem(d: DType) -> &'static str {
     match d {
@@ -626,13 +637,18 @@ impl<'f> FuncEmitter<'f> {
 
     /// A tensor of `shape` filled with `value` (the initial value of a reduction).
     fn filled(&mut self, shape: &[usize], value: Literal) -> String {
+        let init = self.empty(shape, elem(value.dtype()));
+        self.fill(&init, shape, value)
+    }
+
+    /// `dest`, a tensor of `shape`, filled with `value`.
+    fn fill(&mut self, dest: &str, shape: &[usize], value: Literal) -> String {
         let e = elem(value.dtype());
-        let init = self.empty(shape, e);
         let c = self.fresh();
         self.line(format!("{c} = arith.constant {}", scalar_const(value)));
         let n = self.fresh();
         let t = shaped("tensor", shape, e);
-        self.line(format!("{n} = linalg.fill ins({c} : {e}) outs({init} : {t}) -> {t}"));
+        self.line(format!("{n} = linalg.fill ins({c} : {e}) outs({dest} : {t}) -> {t}"));
         n
     }
 
@@ -760,23 +776,42 @@ impl<'f> FuncEmitter<'f> {
         n
     }
 
+    /// The window of `x` (a tensor of `from`) that `window` selects, a tensor of `ty`.
+    fn extract_slice(&mut self, x: &str, from: &TensorType, window: &str, ty: &TensorType) -> String {
+        let n = self.fresh();
+        self.line(format!("{n} = tensor.extract_slice {x}{window} : {} to {}", tensor(from), tensor(ty)));
+        n
+    }
+
+    /// `dest` (a tensor of `dest_ty`) with its window `window` (a tensor of `ty`) replaced by
+    /// what `write` writes into it, given the window as a destination: bufferization turns the
+    /// extract, write and insert into a write in place.
+    fn write_window(
+        &mut self,
+        dest: &str,
+        dest_ty: &TensorType,
+        window: &str,
+        ty: &TensorType,
+        write: impl FnOnce(&mut Self, &str) -> String,
+    ) -> String {
+        let slice = self.extract_slice(dest, dest_ty, window, ty);
+        let written = write(self, &slice);
+        let n = self.fresh();
+        self.line(format!(
+            "{n} = tensor.insert_slice {written} into {dest}{window} : {} into {}",
+            tensor(ty),
+            tensor(dest_ty)
+        ));
+        n
+    }
+
     /// A strided slice. With steps of at least 1, a copy of a strided view
     /// (`tensor.extract_slice`); a reversing slice (negative step) as a loop nest over the
     /// result whose element i of each axis reads operand element start + i * step.
     fn slice(&mut self, x: &(String, TensorType), start: &[usize], step: &[i64], ty: &TensorType) -> String {
         let rank = ty.rank();
         if !self.gpu && step.iter().all(|&k| k >= 1) {
-            let view = self.fresh();
-            let list = |xs: &[String]| xs.join(", ");
-            self.line(format!(
-                "{view} = tensor.extract_slice {}[{}] [{}] [{}] : {} to {}",
-                x.0,
-                list(&start.iter().map(|v| v.to_string()).collect::<Vec<_>>()),
-                list(&ty.shape.iter().map(|v| v.to_string()).collect::<Vec<_>>()),
-                list(&step.iter().map(|v| v.to_string()).collect::<Vec<_>>()),
-                tensor(&x.1),
-                tensor(ty)
-            ));
+            let view = self.extract_slice(&x.0, &x.1, &window(start, &ty.shape, step), ty);
             let dest = self.empty(&ty.shape, elem(ty.dtype));
             let copy = self.copy(&view, &dest, ty);
             self.views.insert(copy.clone(), view);
@@ -805,24 +840,12 @@ impl<'f> FuncEmitter<'f> {
         }
         let rank = ty.rank();
         let mut result = self.empty(&ty.shape, elem(ty.dtype));
-        let mut offset = 0;
+        let mut offsets = vec![0; rank];
         for (name, t) in operands {
-            let offsets: Vec<String> =
-                (0..rank).map(|d| if d == axis { offset.to_string() } else { "0".into() }).collect();
-            let sizes: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
-            let window = format!("[{}] [{}] [{}]", offsets.join(", "), sizes.join(", "), vec!["1"; rank].join(", "));
-            let dest = self.fresh();
-            self.line(format!("{dest} = tensor.extract_slice {result}{window} : {} to {}", tensor(ty), tensor(t)));
             let source = self.views.get(name).cloned().unwrap_or_else(|| name.clone());
-            let copy = self.copy(&source, &dest, t);
-            let inserted = self.fresh();
-            self.line(format!(
-                "{inserted} = tensor.insert_slice {copy} into {result}{window} : {} into {}",
-                tensor(t),
-                tensor(ty)
-            ));
-            result = inserted;
-            offset += t.shape[axis];
+            let at = window(&offsets, &t.shape, &vec![1; rank]);
+            result = self.write_window(&result, ty, &at, t, |e, dest| e.copy(&source, dest, t));
+            offsets[axis] += t.shape[axis];
         }
         result
     }
@@ -986,57 +1009,21 @@ impl<'f> FuncEmitter<'f> {
         padded_shape[rank - 1] += line;
         let padded = TensorType::new(b.1.dtype, padded_shape);
         let empty = self.empty(&padded.shape, elem(b.1.dtype));
-        let window = format!(
-            "[{}] [{}] [{}]",
-            vec!["0"; rank].join(", "),
-            b.1.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
-            vec!["1"; rank].join(", ")
-        );
-        let dest = self.fresh();
-        self.line(format!("{dest} = tensor.extract_slice {empty}{window} : {} to {}", tensor(&padded), tensor(&b.1)));
-        let copy = self.copy(&b.0, &dest, &b.1);
-        let copied = self.fresh();
-        self.line(format!(
-            "{copied} = tensor.insert_slice {copy} into {empty}{window} : {} into {}",
-            tensor(&b.1),
-            tensor(&padded)
-        ));
+        let ones = vec![1; rank];
+        let rows = window(&vec![0; rank], &b.1.shape, &ones);
+        let copied = self.write_window(&empty, &padded, &rows, &b.1, |e, dest| e.copy(&b.0, dest, &b.1));
         // The padding columns are zeroed (a line per row): that also keeps canonicalization
         // from folding the view below into the copy, which would drop the padded stride.
+        let mut pad_offsets = vec![0; rank];
+        pad_offsets[rank - 1] = b.1.shape[rank - 1];
         let mut pad_shape = b.1.shape.clone();
         pad_shape[rank - 1] = line;
-        let pad_window = format!(
-            "[{}, {}] [{}] [{}]",
-            vec!["0"; rank - 1].join(", "),
-            b.1.shape[rank - 1],
-            pad_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
-            vec!["1"; rank].join(", ")
-        )
-        .replace("[, ", "[");
-        let pad_type = TensorType::new(b.1.dtype, pad_shape.clone());
-        let pad_dest = self.fresh();
-        self.line(format!(
-            "{pad_dest} = tensor.extract_slice {copied}{pad_window} : {} to {}",
-            tensor(&padded),
-            tensor(&pad_type)
-        ));
-        let zero = self.fresh();
-        self.line(format!("{zero} = arith.constant {}", scalar_const(Literal::of_i64(b.1.dtype, 0))));
-        let zeros = self.fresh();
-        self.line(format!(
-            "{zeros} = linalg.fill ins({zero} : {e}) outs({pad_dest} : {t}) -> {t}",
-            e = elem(b.1.dtype),
-            t = tensor(&pad_type)
-        ));
-        let filled = self.fresh();
-        self.line(format!(
-            "{filled} = tensor.insert_slice {zeros} into {copied}{pad_window} : {} into {}",
-            tensor(&pad_type),
-            tensor(&padded)
-        ));
-        let view = self.fresh();
-        self.line(format!("{view} = tensor.extract_slice {filled}{window} : {} to {}", tensor(&padded), tensor(&b.1)));
-        (view, b.1.clone())
+        let pad_type = TensorType::new(b.1.dtype, pad_shape);
+        let zero = Literal::of_i64(b.1.dtype, 0);
+        let pads = window(&pad_offsets, &pad_type.shape, &ones);
+        let filled =
+            self.write_window(&copied, &padded, &pads, &pad_type, |e, dest| e.fill(dest, &pad_type.shape, zero));
+        (self.extract_slice(&filled, &padded, &rows, &b.1), b.1.clone())
     }
 
     /// Row-major reshape: collapse to one dimension, then expand to the target.
