@@ -15,7 +15,7 @@
 //! Iterations of a marked loop write disjoint outputs, so results do not depend on how the
 //! iterations are split among threads.
 
-use crate::printed::{defined, definitions, index_constants, names, op_name, rhs};
+use crate::printed::{defined, definitions, index_constants, loop_at, names, op_name, rhs, Loop};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A stage outlined from a parallel loop.
@@ -191,31 +191,21 @@ fn rewrite_function(f: &Function, indent: &str, stages: &mut Vec<(Stage, String)
             i += 1;
             continue;
         }
-        let t = line.trim_start();
         if let Some(name) = defined(line) {
             let operands: Vec<&str> = names(rhs(line)).collect();
             if is_recomputable(op_name(line), &operands, &recomputable, &params) {
                 recomputable.insert(name, line);
             }
         }
-        // A loop: its lines run to the closing line at the same indentation.
-        let end = if t.starts_with("scf.for ") {
-            let mut j = i + 1;
-            while j < f.body.len() && !(f.body[j].starts_with(&format!("{inner}}}"))) {
-                j += 1;
-            }
-            Some(j)
-        } else {
-            None
-        };
-        let Some(end) = end.filter(|&j| j < f.body.len()) else {
+        // A loop without results: its lines run to the closing line at the same indentation.
+        let Some(l) = loop_at(&f.body, i).filter(|_| line.trim_start().starts_with("scf.for ")) else {
             out.push_str(line);
             out.push('\n');
             i += 1;
             continue;
         };
-        let loop_lines = &f.body[i..=end];
-        match stage_of(loop_lines, &params, &constants, &recomputable, &symbol, stages.len())? {
+        let loop_lines = &f.body[l.header..=l.close];
+        match stage_of(&l, loop_lines, &params, &constants, &recomputable, &symbol, stages.len())? {
             Some((stage, text)) => {
                 let arg_names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
                 let types: Vec<&str> = params.iter().map(|p| p.ty.as_str()).collect();
@@ -235,14 +225,16 @@ fn rewrite_function(f: &Function, indent: &str, stages: &mut Vec<(Stage, String)
                 }
             }
         }
-        i = end + 1;
+        i = l.close + 1;
     }
     Ok((out, stage_texts))
 }
 
-/// The stage for the loop `lines` (header to closing line), when it is marked parallel, has
-/// constant bounds and no loop-carried values, and uses only recomputable top-level values.
+/// The stage for the loop `l` (its `lines`, header to closing line), when it is marked
+/// parallel, has constant bounds and no loop-carried values, and uses only recomputable
+/// top-level values.
 fn stage_of(
+    l: &Loop,
     lines: &[&str],
     params: &[Param],
     constants: &BTreeMap<&str, i64>,
@@ -256,15 +248,15 @@ fn stage_of(
     else {
         return Ok(None);
     };
-    if header.contains("iter_args") || header.contains(" -> ") {
+    // Exactly `scf.for %iv = %lb to %ub step %step {`: index bounds, no loop-carried values.
+    let words: Vec<&str> = header.split_whitespace().collect();
+    if words.len() != 9 || words[0] != "scf.for" || words[8] != "{" {
         return Ok(None);
     }
-    // scf.for %iv = %lb to %ub step %step {
-    let words: Vec<&str> = header.split_whitespace().collect();
-    let [_, iv, "=", lb, "to", ub, "step", step, "{"] = words.as_slice() else {
-        return Ok(None);
-    };
-    let (Some(&lb_v), Some(&ub_v), Some(&step_v)) = (constants.get(lb), constants.get(ub), constants.get(step)) else {
+    let iv = &l.iv;
+    let (Some(&lb_v), Some(&ub_v), Some(&step_v)) =
+        (constants.get(l.lower.as_str()), constants.get(l.upper.as_str()), constants.get(l.step.as_str()))
+    else {
         return Ok(None);
     };
     let iterations = u64::try_from((ub_v - lb_v + step_v - 1) / step_v).unwrap_or(0);

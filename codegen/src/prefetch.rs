@@ -12,33 +12,11 @@
 //! the schedule marked each row loop `kiln.rows`. A prefetch never faults and never changes a
 //! result.
 
-use crate::printed::{indent, index_constants};
+use crate::printed::{indent, index_constants, loop_at, Loop};
 use std::collections::BTreeMap;
 
 /// Bytes of a cache line.
 const LINE: usize = 64;
-
-/// A loop of the printed module: its header line, closing line, induction variable, and upper
-/// bound and step (SSA names).
-struct Loop {
-    header: usize,
-    close: usize,
-    iv: String,
-    upper: String,
-    step: String,
-}
-
-/// The loop whose header is `lines[at]`, if it is an `scf.for`.
-fn loop_at(lines: &[&str], at: usize) -> Option<Loop> {
-    let line = lines[at];
-    let rest = line.trim_start().split_once("scf.for ").map(|(_, r)| r)?;
-    // %iv = %lb to %ub step %step ...
-    let words: Vec<&str> = rest.split_whitespace().collect();
-    let [iv, "=", _, "to", upper, "step", step, ..] = words.as_slice() else { return None };
-    let depth = indent(line);
-    let close = (at + 1..lines.len()).find(|&j| indent(lines[j]) == depth && lines[j].trim_start().starts_with('}'))?;
-    Some(Loop { header: at, close, iv: iv.to_string(), upper: upper.to_string(), step: step.to_string() })
-}
 
 /// The loops directly inside `outer` (one indentation step in), in order.
 fn inner_loops(lines: &[&str], outer: &Loop) -> Vec<Loop> {

@@ -43,6 +43,30 @@ pub fn index_constants<'t>(lines: impl Iterator<Item = &'t str>) -> std::collect
     constants
 }
 
+/// An `scf.for` of printed lines: its header and closing line (indices), induction variable,
+/// bounds and step (SSA names).
+pub struct Loop {
+    pub header: usize,
+    pub close: usize,
+    pub iv: String,
+    pub lower: String,
+    pub upper: String,
+    pub step: String,
+}
+
+/// The loop whose header is `lines[at]` (`[%r = ]scf.for %iv = %lb to %ub step %s ...`), if
+/// it is one; it closes at the next line of its indentation that starts with `}`.
+pub fn loop_at(lines: &[&str], at: usize) -> Option<Loop> {
+    let line = lines[at];
+    let rest = line.trim_start().split_once("scf.for ").map(|(_, r)| r)?;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let [iv, "=", lower, "to", upper, "step", step, ..] = words.as_slice() else { return None };
+    let depth = indent(line);
+    let close = (at + 1..lines.len()).find(|&j| indent(lines[j]) == depth && lines[j].trim_start().starts_with('}'))?;
+    let name = |s: &str| s.to_string();
+    Some(Loop { header: at, close, iv: name(iv), lower: name(lower), upper: name(upper), step: name(step) })
+}
+
 /// The leading-space indentation of a line.
 pub fn indent(line: &str) -> usize {
     line.len() - line.trim_start().len()
