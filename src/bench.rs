@@ -73,6 +73,13 @@ fn loss(x: f32[256, 784], labels: i32[256], w1: f32[784, 512], b1: f32[512], w2:
             compute_bound: true,
         },
         Case {
+            name: "conv value_and_grad (x and w)",
+            source: "fn loss(x: f32[8, 56, 56, 64], w: f32[3, 3, 64, 64]) -> f32 { sum(tanh(conv2d(x, w, padding=1))) }
+export value_and_grad(loss, wrt=[x, w]) as f;"
+                .into(),
+            compute_bound: true,
+        },
+        Case {
             name: "attention 512x64",
             source: "fn f(q: f32[512, 64], k: f32[512, 64], v: f32[512, 64]) -> f32[512, 64] {
     softmax(q @ transpose(k) * 0.125) @ v

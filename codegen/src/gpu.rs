@@ -95,7 +95,7 @@ const DEVICE_PIPELINE: &str = "builtin.module(gpu.module(fold-memref-alias-ops,e
 /// Compiles `module` into PTX kernels and launch plans.
 pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
     let mut timer = Timer { timings: vec![], start: Instant::now() };
-    let text = emit_module(module, target).text;
+    let text = emit_module(module, target)?.text;
     timer.lap("mlir-emit");
     let mlir = Mlir::new();
     let planned = bufferize_and_plan(&mlir, module, &text, opt, |_| None)?;

@@ -1,6 +1,6 @@
 //! kiln-codegen: from verified IR to machine code.
 //!
-//! Owns: IR to MLIR ([`mlir`]), the MLIR pass pipeline that bufferizes and lowers to the LLVM
+//! Owns: the expansion of ops computed as compositions of others ([`lower`]), IR to MLIR ([`mlir`]), the MLIR pass pipeline that bufferizes and lowers to the LLVM
 //! dialect ([`pipeline`]), threads ([`parallel`]), next-row prefetches ([`prefetch`]), loop schedules: contractions, row groups and vectorization ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
 //! ([`target`]) and object emission, PTX kernels and launch plans for GPUs ([`gpu`]), the generated C header ([`header`]).
 //!
@@ -14,6 +14,7 @@
 pub mod bindings;
 pub mod gpu;
 pub mod header;
+pub mod lower;
 pub mod manifest;
 pub mod mlir;
 pub mod parallel;

@@ -110,12 +110,15 @@ pub struct Emitted {
 /// and concatenations copy strided views on CPUs and gather element by element on GPUs (whose
 /// launch plans pass whole buffers to kernels); row reductions are one loop nest that the
 /// schedule splits into partial results on CPUs and two stages on GPUs (partial results in
-/// parallel threads).
-pub fn emit_module(module: &Module, target: &crate::target::Target) -> Emitted {
+/// parallel threads). Ops computed as compositions of others are expanded first
+/// ([`crate::lower`]); that fails only when an expansion would exceed kiln's shape limits.
+pub fn emit_module(module: &Module, target: &crate::target::Target) -> Result<Emitted, crate::CodegenError> {
     let mut text = String::from("module {\n");
     let mut contractions = vec![];
     for f in &module.funcs {
-        let mut emitter = FuncEmitter::new(f, contractions.len(), target.libm);
+        let f =
+            crate::lower::expand(f).map_err(|e| crate::pipeline::err("expansion", format!("in `{}`: {e}", f.name)))?;
+        let mut emitter = FuncEmitter::new(&f, contractions.len(), target.libm);
         emitter.gpu = target.arch.is_gpu();
         emitter.pad_b_from_m =
             crate::schedule::MatmulTiles::for_target(target.registers(), 32).pad_b_from_m.filter(|_| !emitter.gpu);
@@ -123,7 +126,7 @@ pub fn emit_module(module: &Module, target: &crate::target::Target) -> Emitted {
         contractions.append(&mut emitter.contractions);
     }
     text.push_str("}\n");
-    Emitted { text, contractions }
+    Ok(Emitted { text, contractions })
 }
 
 /// The callee that stands for contraction `id` while the contractions are hidden.
@@ -757,6 +760,7 @@ impl<'f> FuncEmitter<'f> {
             }
             Op::Slice { start, step, .. } => self.slice(&operands[0], start, step, ty),
             Op::Concat { axis } => self.concat(&operands, *axis, ty),
+            Op::Conv(_) => unreachable!("conv2d is expanded before emission (lower.rs)"),
         }
     }
 

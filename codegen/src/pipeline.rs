@@ -244,7 +244,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         return crate::gpu::compile(module, target, opt, emit);
     }
     let mut timer = Timer { timings: vec![], start: Instant::now() };
-    let emitted = emit_module(module, target);
+    let emitted = emit_module(module, target)?;
     let text = emitted.text;
     timer.lap("mlir-emit");
 

@@ -5,7 +5,7 @@
 use crate::ast::{Arg, Expr, ExprKind, Ident};
 use crate::elab::{broadcast_shapes, plural, promote, resolve_dtype, suggest, Elab, Env, Lit, Val};
 use kiln_ir::types::format_shape;
-use kiln_ir::{BinaryOp, DType, Diagnostic, Op, ReduceKind, Span, UnaryOp, Value};
+use kiln_ir::{BinaryOp, ConvWindow, DType, Diagnostic, Op, ReduceKind, Span, UnaryOp, Value};
 
 type R<T> = Result<T, Diagnostic>;
 
@@ -42,11 +42,6 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("arange", &["n"], 1),
     ("conv2d", &["x", "w", "stride", "padding", "dilation"], 2),
 ];
-
-/// Bytes of conv2d's im2col matrix built at once, at most (one image's is built whatever its
-/// size): the matrix lives in the workspace, and products of a few thousand rows already run
-/// at the contraction kernel's speed.
-const IM2COL_BYTES: usize = 32 << 20;
 
 /// The names of all builtins.
 pub fn names() -> impl Iterator<Item = &'static str> {
@@ -381,11 +376,8 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let n = positive_int(el, env, e)?;
             one_hot(el, labels, n, DType::F32, span)?
         }
-        // conv2d(x[N, H, W, C], w[KH, KW, C, CO]) as a sum over kernel taps (i, j): the strided
-        // slice of the zero-padded input that tap reads, as an [N·OH·OW, C] matrix, times the
-        // tap's [C, CO] slice of w. One product per tap runs at the contraction kernel's speed
-        // and reads each gathered slice once; an im2col concatenation of the taps would gather
-        // KH·KW operands per element (docs/decisions.md).
+        // conv2d(x[N, H, W, C], w[KH, KW, C, CO]): the op, after the checks that explain a
+        // mismatch in the user's terms.
         "conv2d" => {
             let (x, xs) = tensor(el, env, 0)?;
             let (w, ws) = tensor(el, env, 1)?;
@@ -401,8 +393,6 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let stride = pair_arg(el, env, b.get(2), 1, 1)?;
             let padding = pair_arg(el, env, b.get(3), 0, 0)?;
             let dilation = pair_arg(el, env, b.get(4), 1, 1)?;
-            let (n, c, co) = (xt.shape[0], xt.shape[3], wt.shape[3]);
-            let mut out = [0usize; 2];
             for a in 0..2 {
                 let span = xt.shape[1 + a] + 2 * padding[a];
                 let reach = dilation[a] * (wt.shape[a] - 1) + 1;
@@ -414,49 +404,8 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                     .at(ws, "kernel")
                     .note("the output would be empty"));
                 }
-                out[a] = (span - reach) / stride[a] + 1;
             }
-            let mut padded = x;
-            for a in 0..2 {
-                if padding[a] > 0 {
-                    let mut zshape = el.ty(padded).shape.clone();
-                    zshape[1 + a] = padding[a];
-                    let zero = el.lit_to(Lit::Float(0.0), dtype, span)?;
-                    let zeros = el.broadcast(zero, &zshape, span)?;
-                    padded = el.push(Op::Concat { axis: 1 + a }, vec![zeros, padded, zeros], span)?;
-                }
-            }
-            // im2col: the taps side by side along the channels, [rows, KH * KW * C], times the
-            // kernel as a [KH * KW * C, CO] matrix (its row-major order is the taps' order):
-            // one product with a long reduction instead of one short product per tap. The
-            // matrix is built for a few images at a time (at most IM2COL_BYTES, one image at
-            // least), so that its buffer stays bounded whatever the batch.
-            let depth = wt.shape[0] * wt.shape[1] * c;
-            let kernel = el.reshape(w, vec![depth, co], span)?;
-            let per_image = out[0] * out[1] * depth * dtype.size_bytes();
-            let chunk = (IM2COL_BYTES / per_image).clamp(1, n);
-            let mut results = vec![];
-            for first in (0..n).step_by(chunk) {
-                let images = chunk.min(n - first);
-                let mut taps = vec![];
-                for i in 0..wt.shape[0] {
-                    for j in 0..wt.shape[1] {
-                        let start = vec![first, i * dilation[0], j * dilation[1], 0];
-                        let step = vec![1, stride[0] as i64, stride[1] as i64, 1];
-                        let shape = vec![images, out[0], out[1], c];
-                        taps.push(el.push(Op::Slice { start, step, shape }, vec![padded], span)?);
-                    }
-                }
-                let patches = if taps.len() == 1 { taps[0] } else { el.push(Op::Concat { axis: 3 }, taps, span)? };
-                let patches = el.reshape(patches, vec![images * out[0] * out[1], depth], span)?;
-                let product = el.push(Op::Dot, vec![patches, kernel], span)?;
-                results.push(el.reshape(product, vec![images, out[0], out[1], co], span)?);
-            }
-            if results.len() == 1 {
-                results[0]
-            } else {
-                el.push(Op::Concat { axis: 0 }, results, span)?
-            }
+            el.push(Op::Conv(ConvWindow::new(stride, padding, dilation)), vec![x, w], span)?
         }
         "arange" => {
             let e = b.get(0).expect("required");

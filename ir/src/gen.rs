@@ -4,7 +4,7 @@
 
 use crate::func::{Func, Value};
 use crate::interp::{Data, Tensor};
-use crate::ops::{BinaryOp, Domain, Op, ReduceKind, UnaryOp};
+use crate::ops::{BinaryOp, ConvWindow, Domain, Op, ReduceKind, UnaryOp};
 use crate::types::{DType, Literal, TensorType};
 use crate::Span;
 
@@ -143,6 +143,26 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             let with = |a: usize, b: usize| batch.iter().copied().chain([a, b]).collect::<Vec<_>>();
             (Op::Dot, vec![TensorType::new(d, with(m, k)), TensorType::new(d, with(k, n))])
         }
+        Op::Conv(_) => loop {
+            // Any window: strides, dilations of input and kernel, padding that may crop.
+            let mut pick = |choices: &[usize]| [rng.pick(choices), rng.pick(choices)];
+            let (stride, lhs_dilation, rhs_dilation) = (pick(&[1, 1, 2, 3]), pick(&[1, 1, 2]), pick(&[1, 1, 2]));
+            let pads = [-1i64, 0, 0, 1, 2];
+            let window = ConvWindow {
+                stride,
+                pad_lo: [rng.pick(&pads), rng.pick(&pads)],
+                pad_hi: [rng.pick(&pads), rng.pick(&pads)],
+                lhs_dilation,
+                rhs_dilation,
+            };
+            let (c, d) = (1 + rng.below(3), dtype_in(rng, Domain::Float));
+            let x = TensorType::new(d, vec![1 + rng.below(2), 1 + rng.below(6), 1 + rng.below(6), c]);
+            let w = TensorType::new(d, vec![1 + rng.below(3), 1 + rng.below(3), c, 1 + rng.below(3)]);
+            let op = Op::Conv(window);
+            if op.infer(&[&x, &w]).is_ok() {
+                break (op, vec![x, w]);
+            }
+        },
         Op::Reshape { .. } => {
             let s = shape(rng, 0, 3);
             let n: usize = s.iter().product();

@@ -5,7 +5,7 @@
 //! arithmetic wraps, float-to-integer conversion saturates, max and min propagate NaN.
 
 use crate::func::{Func, Value};
-use crate::ops::{float_max, float_min, BinaryOp, Op, ReduceKind};
+use crate::ops::{float_max, float_min, BinaryOp, ConvWindow, Op, ReduceKind};
 use crate::types::{DType, Literal, TensorType};
 
 /// Elements of a tensor, row-major. bool is stored as `bool`.
@@ -278,6 +278,7 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
         Op::Convert { to } => args[0].data.convert(*to),
         Op::Reduce { kind, axes } => reduce(*kind, axes, args[0]).data,
         Op::Dot => dot(args[0], args[1], ty).data,
+        Op::Conv(window) => conv(window, args[0], args[1], ty),
         Op::Reshape { .. } => args[0].data.clone(),
         Op::Transpose { perm } => {
             let idx = gather_indices(&ty.shape, &args[0].shape, |o, i| {
@@ -454,6 +455,41 @@ fn dot(a: &Tensor, b: &Tensor, ty: &TensorType) -> Tensor {
     }
     let data = if is_float { Data::F64(out).convert(ty.dtype) } else { Data::I64(out_int).convert(ty.dtype) };
     Tensor::new(ty.shape.clone(), data)
+}
+
+/// The convolution by its definition, summed over taps and then channels, in f64. Padding and
+/// dilation zeros are multiplied like any element (an infinite weight gives NaN there), as in
+/// the padded input the definition describes.
+fn conv(window: &ConvWindow, x: &Tensor, w: &Tensor, ty: &TensorType) -> Data {
+    let (&[n, h, wd, c], &[kh, kw, _, f]) = (x.shape.as_slice(), w.shape.as_slice()) else {
+        unreachable!("the type rule checks conv2d's ranks")
+    };
+    let (oh, ow) = (ty.shape[1], ty.shape[2]);
+    let mut out = vec![0f64; ty.num_elements()];
+    for b in 0..n {
+        for i in 0..oh {
+            for j in 0..ow {
+                let y = &mut out[((b * oh + i) * ow + j) * f..][..f];
+                for p in 0..kh {
+                    let r = window.source(0, i, p, h);
+                    for q in 0..kw {
+                        let s = window.source(1, j, q, wd);
+                        for ch in 0..c {
+                            let xv = match (r, s) {
+                                (Some(r), Some(s)) => x.data.get_f64(((b * h + r) * wd + s) * c + ch),
+                                _ => 0.0,
+                            };
+                            let k = ((p * kw + q) * c + ch) * f;
+                            for (o, acc) in y.iter_mut().enumerate() {
+                                *acc += xv * w.data.get_f64(k + o);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Data::F64(out).convert(ty.dtype)
 }
 
 fn int_at(d: &Data, i: usize) -> i64 {

@@ -1,7 +1,7 @@
 //! kiln-ir: the typed SSA intermediate representation at the center of kiln.
 //!
-//! Owns: the op table ([`ops`]), element and tensor types ([`types`]), SSA functions
-//! ([`func`]), the text printer and parser ([`text`]), the verifier ([`verify`]), the reference
+//! Owns: the op table ([`ops`]), compositions of ops that several stages build ([`compose`]),
+//! element and tensor types ([`types`]), SSA functions ([`func`]), the text printer and parser ([`text`]), the verifier ([`verify`]), the reference
 //! interpreter ([`interp`]) and the diagnostic type every stage reports errors with ([`diag`]).
 //!
 //! May depend on: std only. Every other compiler crate depends on this one.
@@ -11,6 +11,7 @@
 //! (each value defined once, before use) and has no empty tensors; the interpreter defines the
 //! meaning of every such module and is the oracle all compiled code is tested against.
 
+pub mod compose;
 pub mod diag;
 pub mod func;
 pub mod gen;
@@ -22,5 +23,5 @@ pub mod verify;
 
 pub use diag::{Diagnostic, Label, Span};
 pub use func::{Func, Inst, Module, Param, Value};
-pub use ops::{BinaryOp, Op, OpClass, ReduceKind, UnaryOp};
+pub use ops::{BinaryOp, ConvWindow, Op, OpClass, ReduceKind, UnaryOp};
 pub use types::{DType, Literal, TensorType};

@@ -314,6 +314,60 @@ impl ReduceKind {
     }
 }
 
+/// The window of a 2-D convolution, XLA's ConvGeneralDilated with fixed layouts: input
+/// `[N, H, W, C]`, kernel `[KH, KW, C, F]`, result `[N, OH, OW, F]`. Along each spatial axis
+/// the input is dilated (`lhs_dilation - 1` zeros between neighbours), padded with `pad_lo`
+/// and `pad_hi` zeros (a negative amount removes elements instead), and the kernel, its taps
+/// `rhs_dilation` apart, slides over the result by `stride`:
+///
+/// y[n, i, j, f] = Σ_{p, q, c} xp[n, i·stride_0 + p·rhs_dilation_0, j·stride_1 + q·rhs_dilation_1, c] · w[p, q, c, f]
+///
+/// where xp is the dilated, padded input. Both transposes of a convolution (the cotangents of
+/// its input and kernel) are convolutions of this form with the attributes exchanged, so the
+/// op is closed under differentiation to any order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConvWindow {
+    pub stride: [usize; 2],
+    pub pad_lo: [i64; 2],
+    pub pad_hi: [i64; 2],
+    pub lhs_dilation: [usize; 2],
+    pub rhs_dilation: [usize; 2],
+}
+
+impl ConvWindow {
+    /// The window of `conv2d(x, w, stride, padding, dilation)` in the language: the same
+    /// padding on both sides, an undilated input.
+    pub fn new(stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2]) -> ConvWindow {
+        let padding = padding.map(|p| p as i64);
+        ConvWindow { stride, pad_lo: padding, pad_hi: padding, lhs_dilation: [1, 1], rhs_dilation: dilation }
+    }
+
+    /// `(len - 1) · dilation + 1`: the extent of `len` elements `dilation` apart.
+    pub fn dilated(len: usize, dilation: usize) -> i128 {
+        (len as i128 - 1) * dilation as i128 + 1
+    }
+
+    /// The length of spatial axis `a` of the dilated, padded input of length `input`.
+    pub fn padded_len(&self, a: usize, input: usize) -> i128 {
+        Self::dilated(input, self.lhs_dilation[a]) + self.pad_lo[a] as i128 + self.pad_hi[a] as i128
+    }
+
+    /// The result's length along spatial axis `a`, or None when the dilated kernel does not
+    /// fit in the padded input.
+    pub fn out_len(&self, a: usize, input: usize, kernel: usize) -> Option<usize> {
+        let room = self.padded_len(a, input) - Self::dilated(kernel, self.rhs_dilation[a]);
+        (room >= 0).then(|| usize::try_from(room / self.stride[a] as i128 + 1).unwrap_or(usize::MAX))
+    }
+
+    /// The input element that result position `o` and kernel tap `k` read along spatial axis
+    /// `a` (input length `input`), or None where they read padding or a dilation zero.
+    pub fn source(&self, a: usize, o: usize, k: usize, input: usize) -> Option<usize> {
+        let u = o as i128 * self.stride[a] as i128 + k as i128 * self.rhs_dilation[a] as i128 - self.pad_lo[a] as i128;
+        let d = self.lhs_dilation[a] as i128;
+        (u >= 0 && u % d == 0 && u / d < input as i128).then(|| (u / d) as usize)
+    }
+}
+
 /// An op with its attributes. Every op's result type follows from its attributes and operand
 /// types alone ([`Op::infer`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -342,6 +396,8 @@ pub enum Op {
     },
     /// `[b.., m, k] x [b.., k, n] -> [b.., m, n]`, batch dimensions equal.
     Dot,
+    /// `[N, H, W, C] x [KH, KW, C, F] -> [N, OH, OW, F]`, see [`ConvWindow`].
+    Conv(ConvWindow),
     /// Row-major reshape to `shape` (same element count).
     Reshape {
         shape: Vec<usize>,
@@ -380,6 +436,7 @@ impl Op {
             Op::Convert { .. } => "convert",
             Op::Reduce { kind, .. } => kind.name(),
             Op::Dot => "dot",
+            Op::Conv(_) => "conv2d",
             Op::Reshape { .. } => "reshape",
             Op::Transpose { .. } => "transpose",
             Op::Broadcast { .. } => "broadcast",
@@ -393,7 +450,7 @@ impl Op {
             Op::Const(_) | Op::Iota { .. } => OpClass::Source,
             Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => OpClass::Elementwise,
             Op::Reduce { .. } => OpClass::Reduction,
-            Op::Dot => OpClass::Contraction,
+            Op::Dot | Op::Conv(_) => OpClass::Contraction,
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } | Op::Concat { .. } => {
                 OpClass::Shape
             }
@@ -406,7 +463,7 @@ impl Op {
             Op::Const(_) | Op::Iota { .. } => Some(0),
             Op::Unary(_) | Op::Convert { .. } | Op::Reduce { .. } => Some(1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
-            Op::Binary(_) | Op::Dot => Some(2),
+            Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
             Op::Select => Some(3),
             Op::Concat { .. } => None,
         }
@@ -425,6 +482,13 @@ impl Op {
         ops.extend(ReduceKind::ALL.iter().map(|&kind| Op::Reduce { kind, axes: vec![1] }));
         ops.extend([
             Op::Dot,
+            Op::Conv(ConvWindow {
+                stride: [2, 1],
+                pad_lo: [1, -1],
+                pad_hi: [0, 2],
+                lhs_dilation: [1, 2],
+                rhs_dilation: [2, 1],
+            }),
             Op::Reshape { shape: vec![6] },
             Op::Transpose { perm: vec![1, 0] },
             Op::Broadcast { shape: vec![4, 2, 3], dims: vec![1, 2] },
@@ -509,6 +573,28 @@ impl Op {
                 let mut shape = a.shape[..r - 1].to_vec();
                 shape.push(b.shape[r - 1]);
                 TensorType::new(a.dtype, shape)
+            }
+            Op::Conv(window) => {
+                let (x, w) = (args[0], args[1]);
+                if x.dtype != w.dtype || !x.dtype.is_float() {
+                    return Err(format!("conv2d needs two float operands of one dtype, got {x} and {w}"));
+                }
+                if x.rank() != 4 || w.rank() != 4 || x.shape[3] != w.shape[2] {
+                    return Err(format!(
+                        "conv2d needs an input [N, H, W, C] and a kernel [KH, KW, C, F], got {x} and {w}"
+                    ));
+                }
+                if window.stride.contains(&0) || window.lhs_dilation.contains(&0) || window.rhs_dilation.contains(&0) {
+                    return Err("conv2d strides and dilations must be positive".into());
+                }
+                let mut shape = vec![x.shape[0], 0, 0, w.shape[3]];
+                for a in 0..2 {
+                    shape[1 + a] = window.out_len(a, x.shape[1 + a], w.shape[a]).ok_or_else(|| {
+                        format!("the kernel {w} does not fit in the padded input {x} along axis {}", 1 + a)
+                    })?;
+                }
+                check_shape(&shape)?;
+                TensorType::new(x.dtype, shape)
             }
             Op::Reshape { shape } => {
                 check_shape(shape)?;

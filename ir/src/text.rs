@@ -15,7 +15,7 @@
 
 use crate::diag::{Diagnostic, Span};
 use crate::func::{is_identifier, Func, Inst, Module, Value};
-use crate::ops::{BinaryOp, Op, ReduceKind, UnaryOp};
+use crate::ops::{BinaryOp, ConvWindow, Op, ReduceKind, UnaryOp};
 use crate::types::{DType, Literal, TensorType};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -51,6 +51,14 @@ fn attributes(op: &Op) -> String {
         Op::Broadcast { dims, .. } => format!("[dims={}]", list(dims)),
         Op::Slice { start, step, .. } => format!("[start={}, step={}]", list(start), list(step)),
         Op::Concat { axis } => format!("[axis={axis}]"),
+        Op::Conv(w) => format!(
+            "[stride={}, pad_lo={}, pad_hi={}, lhs_dilation={}, rhs_dilation={}]",
+            list(&w.stride),
+            list(&w.pad_lo),
+            list(&w.pad_hi),
+            list(&w.lhs_dilation),
+            list(&w.rhs_dilation)
+        ),
         Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
     }
@@ -357,6 +365,16 @@ impl<'a> Parser<'a> {
                 _ => Err(self.error(format!("`{key}` must be one integer"))),
             }
         };
+        let pair = |key: &str| -> Result<[i64; 2], Diagnostic> {
+            <[i64; 2]>::try_from(get(key)?.as_slice()).map_err(|_| self.error(format!("`{key}` must be two integers")))
+        };
+        let positive_pair = |key: &str| -> Result<[usize; 2], Diagnostic> {
+            let [a, b] = pair(key)?;
+            match (usize::try_from(a), usize::try_from(b)) {
+                (Ok(a), Ok(b)) => Ok([a, b]),
+                _ => Err(self.error(format!("`{key}` must be non-negative"))),
+            }
+        };
         if let Some(u) = UnaryOp::ALL.iter().find(|u| u.name() == name) {
             return Ok(Op::Unary(*u));
         }
@@ -372,6 +390,13 @@ impl<'a> Parser<'a> {
             "select" => Op::Select,
             "convert" => Op::Convert { to: ty.dtype },
             "dot" => Op::Dot,
+            "conv2d" => Op::Conv(ConvWindow {
+                stride: positive_pair("stride")?,
+                pad_lo: pair("pad_lo")?,
+                pad_hi: pair("pad_hi")?,
+                lhs_dilation: positive_pair("lhs_dilation")?,
+                rhs_dilation: positive_pair("rhs_dilation")?,
+            }),
             "reshape" => Op::Reshape { shape: ty.shape.clone() },
             "transpose" => Op::Transpose { perm: indices("perm")? },
             "broadcast" => Op::Broadcast { shape: ty.shape.clone(), dims: indices("dims")? },

@@ -1,8 +1,8 @@
 //! Hand-checked semantics of the reference interpreter: the cases where a careless
 //! implementation and jax.numpy would disagree.
 
-use kiln_ir::interp::{eval, Data, Tensor};
-use kiln_ir::{BinaryOp, DType, Literal, Op, ReduceKind, TensorType, UnaryOp};
+use kiln_ir::interp::{eval, run, Data, Tensor};
+use kiln_ir::{compose, gen, BinaryOp, ConvWindow, DType, Func, Literal, Op, ReduceKind, Span, TensorType, UnaryOp};
 
 fn t(shape: &[usize], data: Data) -> Tensor {
     Tensor::new(shape.to_vec(), data)
@@ -85,4 +85,85 @@ fn every_op_in_the_catalog_has_a_type_rule_and_a_name() {
         assert!(names.insert(op.name()), "duplicate op name {}", op.name());
     }
     assert!(Op::Const(Literal::Bool(true)).infer(&[]).is_ok());
+}
+
+#[test]
+fn conv2d_by_hand() {
+    // x = [[1, 2], [3, 4]] (one image, one channel), w = [[1, 10]], padded by one column on
+    // the left: y[i, j] = xp[i, j] + 10 xp[i, j + 1] with xp = [[0, 1, 2], [0, 3, 4]].
+    let x = t(&[1, 2, 2, 1], Data::F64(vec![1.0, 2.0, 3.0, 4.0]));
+    let w = t(&[1, 2, 1, 1], Data::F64(vec![1.0, 10.0]));
+    let mut window = ConvWindow::new([1, 1], [0, 0], [1, 1]);
+    window.pad_lo = [0, 1];
+    let y = apply(Op::Conv(window), &[&x, &w]);
+    assert_eq!((y.shape.clone(), y.data), (vec![1, 2, 2, 1], Data::F64(vec![10.0, 21.0, 30.0, 43.0])));
+    // Dilating the input by 2 puts a zero between columns: xd = [[1, 0, 2], [3, 0, 4]]; with a
+    // stride of 2 the kernel starts at columns 0 and 2 of [xd, 0] (one column of padding on
+    // the right): y = [[1 + 0, 2 + 0], [3, 4]].
+    let mut window = ConvWindow::new([1, 2], [0, 0], [1, 1]);
+    window.lhs_dilation = [1, 2];
+    window.pad_hi = [0, 1];
+    let y = apply(Op::Conv(window), &[&x, &w]);
+    assert_eq!(y.data, Data::F64(vec![1.0, 2.0, 3.0, 4.0]));
+    // A negative padding crops: the first column is dropped, y = 2 + 0, 4 + 0 with the right pad.
+    let mut window = ConvWindow::new([1, 1], [0, 0], [1, 1]);
+    (window.pad_lo, window.pad_hi) = ([0, -1], [0, 1]);
+    let y = apply(Op::Conv(window), &[&x, &w]);
+    assert_eq!(y.data, Data::F64(vec![2.0, 4.0]));
+    // Padding multiplies like any element: an infinite weight over padding gives NaN.
+    let inf = t(&[1, 2, 1, 1], Data::F64(vec![f64::INFINITY, 1.0]));
+    let mut window = ConvWindow::new([1, 1], [0, 0], [1, 1]);
+    window.pad_lo = [0, 1];
+    let Data::F64(y) = apply(Op::Conv(window), &[&x, &inf]).data else { panic!() };
+    assert!(y[0].is_nan() && y[1] == f64::INFINITY);
+}
+
+#[test]
+fn padding_a_convolution_is_padding_its_input() {
+    // conv(x, w) with any window = conv(pad(x), w) with the same strides and kernel dilation
+    // and no padding or input dilation, pad being kiln_ir::compose::pad.
+    let mut rng = gen::Rng::new(gen::test_seed());
+    for _ in 0..50 {
+        let f = gen::single_op_func(&mut rng, &Op::catalog().into_iter().find(|o| o.name() == "conv2d").unwrap(), "f");
+        let (Op::Conv(window), [x, w]) = (&f.insts[0].op, [f.params[0].ty.clone(), f.params[1].ty.clone()]) else {
+            panic!()
+        };
+        let mut g = Func::new("g", Span::default());
+        let (xv, wv) = (g.add_param("x", x.clone(), Span::default()), g.add_param("w", w.clone(), Span::default()));
+        let mut xp = xv;
+        for a in 0..2 {
+            xp = compose::pad(
+                &mut g,
+                xp,
+                1 + a,
+                window.pad_lo[a],
+                window.pad_hi[a],
+                window.lhs_dilation[a] - 1,
+                Span::default(),
+            )
+            .unwrap();
+        }
+        let plain = ConvWindow::new(window.stride, [0, 0], window.rhs_dilation);
+        let y = g.push(Op::Conv(plain), vec![xp, wv], Span::default()).unwrap();
+        g.results.push(y);
+        let args = [gen::tensor(&mut rng, &x, false), gen::tensor(&mut rng, &w, false)];
+        assert_eq!(run(&f, &args), run(&g, &args), "{window:?}");
+    }
+}
+
+#[test]
+fn pad_places_elements_between_and_around_zeros() {
+    let x = Tensor::new(vec![3], Data::I32(vec![1, 2, 3]));
+    let padded = |lo: i64, hi: i64, interior: usize| -> Result<Data, String> {
+        let mut f = Func::new("f", Span::default());
+        let p = f.add_param("x", x.ty(), Span::default());
+        let v = compose::pad(&mut f, p, 0, lo, hi, interior, Span::default())?;
+        f.results.push(v);
+        Ok(run(&f, std::slice::from_ref(&x)).remove(0).data)
+    };
+    assert_eq!(padded(1, 2, 0), Ok(Data::I32(vec![0, 1, 2, 3, 0, 0])));
+    assert_eq!(padded(0, 0, 2), Ok(Data::I32(vec![1, 0, 0, 2, 0, 0, 3])));
+    assert_eq!(padded(-1, 1, 1), Ok(Data::I32(vec![0, 2, 0, 3, 0])));
+    assert_eq!(padded(2, -3, 0), Ok(Data::I32(vec![0, 0])));
+    assert!(padded(-2, -1, 0).is_err());
 }

@@ -109,6 +109,18 @@ impl Builder {
         self.push(Op::Convert { to: dtype }, vec![m])
     }
 
+    /// `x` padded along `axis` (see [`kiln_ir::compose::pad`]).
+    pub fn pad(&mut self, x: Value, axis: usize, lo: i64, hi: i64, interior: usize) -> Value {
+        kiln_ir::compose::pad(&mut self.func, x, axis, lo, hi, interior, Span::default())
+            .unwrap_or_else(|e| panic!("derivative rule built ill-typed code: {e}"))
+    }
+
+    /// `x` reversed along `axis`.
+    pub fn reverse(&mut self, x: Value, axis: usize) -> Value {
+        kiln_ir::compose::reverse(&mut self.func, x, axis, Span::default())
+            .unwrap_or_else(|e| panic!("derivative rule built ill-typed code: {e}"))
+    }
+
     /// The sum of two optional values.
     pub fn accumulate(&mut self, acc: Option<Value>, x: Value) -> Value {
         match acc {

@@ -1,7 +1,7 @@
 //! Static statistics of a function: op counts and floating-point operations, from shapes.
 //!
 //! FLOPs: one per output element of an elementwise op (a transcendental counts as one), one per
-//! input element of a reduction, 2·m·n·k per batch element of `dot`; constants, iota, converts
+//! input element of a reduction, 2·m·n·k per batch element of `dot`, 2·KH·KW·C per result element of `conv2d`; constants, iota, converts
 //! and shape ops count none.
 
 use kiln_ir::{Func, Op, OpClass};
@@ -20,9 +20,13 @@ pub fn flops(op: &Op, args: &[&kiln_ir::TensorType], ty: &kiln_ir::TensorType) -
     match op.class() {
         OpClass::Elementwise if !matches!(op, Op::Convert { .. }) => ty.num_elements() as u64,
         OpClass::Reduction => args[0].num_elements() as u64,
+        // Products summed per result element: k for dot, every tap of every channel for conv2d.
         OpClass::Contraction => {
-            let k = args[0].shape[args[0].rank() - 1] as u64;
-            2 * ty.num_elements() as u64 * k
+            let k = match op {
+                Op::Conv(_) => args[1].shape[..3].iter().product::<usize>(),
+                _ => args[0].shape[args[0].rank() - 1],
+            };
+            2 * ty.num_elements() as u64 * k as u64
         }
         _ => 0,
     }

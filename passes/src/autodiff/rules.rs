@@ -8,7 +8,7 @@
 //! all elements equal to the extreme. `abs` has derivative 0 at 0 (sign(0) = 0).
 
 use super::Builder;
-use kiln_ir::{BinaryOp, Op, ReduceKind, TensorType, UnaryOp, Value};
+use kiln_ir::{BinaryOp, ConvWindow, Op, ReduceKind, TensorType, UnaryOp, Value};
 
 /// sign(x) = [x > 0] - [x < 0], in x's dtype.
 fn sign(b: &mut Builder, x: Value) -> Value {
@@ -179,14 +179,14 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
             let s = b.push(Op::Reduce { kind: ReduceKind::Sum, axes: axes.clone() }, vec![picked]);
             b.div(s, count)
         }
-        // (a b)' = ta b + a tb
-        Op::Dot => {
+        // Bilinear ops: (a b)' = ta b + a tb, conv(x, w)' = conv(tx, w) + conv(x, tw).
+        Op::Dot | Op::Conv(_) => {
             let mut acc = None;
             if let Some(ta) = t[0] {
-                acc = Some(b.push(Op::Dot, vec![ta, args[1]]));
+                acc = Some(b.push(op.clone(), vec![ta, args[1]]));
             }
             if let Some(tb) = t[1] {
-                let d = b.push(Op::Dot, vec![args[0], tb]);
+                let d = b.push(op.clone(), vec![args[0], tb]);
                 acc = Some(b.accumulate(acc, d));
             }
             acc?
@@ -260,6 +260,11 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             });
             vec![ga, gb]
         }
+        Op::Conv(window) => {
+            let gx = wants[0].then(|| conv_input_cotangent(b, window, args[0], args[1], g));
+            let gw = wants[1].then(|| conv_kernel_cotangent(b, window, args[0], args[1], g));
+            vec![gx, gw]
+        }
         Op::Reshape { .. } => {
             let shape = b.ty(args[0]).shape.clone();
             vec![Some(b.push(Op::Reshape { shape }, vec![g]))]
@@ -310,8 +315,8 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
 }
 
 /// The adjoint of a strided slice: `g` placed back at the positions the slice read, zeros
-/// elsewhere. Built axis by axis from existing ops: reverse negative steps, interleave
-/// zeros for steps above 1, then pad both ends with zeros.
+/// elsewhere: along each axis, reversed for a negative step, then padded with step - 1 zeros
+/// between elements and zeros up to the operand's ends.
 fn unslice(b: &mut Builder, g: Value, xt: &TensorType, start: &[usize], step: &[i64], shape: &[usize]) -> Value {
     let mut cur = g;
     for axis in 0..xt.rank() {
@@ -319,50 +324,67 @@ fn unslice(b: &mut Builder, g: Value, xt: &TensorType, start: &[usize], step: &[
         let k = step[axis].unsigned_abs() as usize;
         let lowest = if step[axis] > 0 { start[axis] } else { start[axis] - (n - 1) * k };
         if step[axis] < 0 && n > 1 {
-            // Reversed: element i of the result is element n - 1 - i.
-            let ct = b.ty(cur).clone();
-            let mut st = vec![0; ct.rank()];
-            let mut sp = vec![1i64; ct.rank()];
-            st[axis] = n - 1;
-            sp[axis] = -1;
-            cur = b.push(Op::Slice { start: st, step: sp, shape: ct.shape }, vec![cur]);
+            cur = b.reverse(cur, axis);
         }
-        if k > 1 && n > 1 {
-            // [.., n, ..] -> [.., n, 1, ..] ++ zeros [.., n, k-1, ..] -> [.., n k, ..], keep (n-1) k + 1.
-            let ct = b.ty(cur).clone();
-            let mut column_shape = ct.shape.clone();
-            column_shape.insert(axis + 1, 1);
-            let column = b.push(Op::Reshape { shape: column_shape.clone() }, vec![cur]);
-            let mut zeros_shape = column_shape;
-            zeros_shape[axis + 1] = k - 1;
-            let zeros = b.zeros(&TensorType::new(ct.dtype, zeros_shape));
-            let spread = b.push(Op::Concat { axis: axis + 1 }, vec![column, zeros]);
-            let mut flat = ct.shape.clone();
-            flat[axis] = n * k;
-            let merged = b.push(Op::Reshape { shape: flat.clone() }, vec![spread]);
-            let mut keep = flat;
-            keep[axis] = (n - 1) * k + 1;
-            cur =
-                b.push(Op::Slice { start: vec![0; keep.len()], step: vec![1; keep.len()], shape: keep }, vec![merged]);
-        }
-        let ct = b.ty(cur).clone();
-        let high = xt.shape[axis] - lowest - ct.shape[axis];
-        let zeros_of = |b: &mut Builder, len: usize| {
-            let mut s = ct.shape.clone();
-            s[axis] = len;
-            b.zeros(&TensorType::new(ct.dtype, s))
-        };
-        let mut parts = vec![];
-        if lowest > 0 {
-            parts.push(zeros_of(b, lowest));
-        }
-        parts.push(cur);
-        if high > 0 {
-            parts.push(zeros_of(b, high));
-        }
-        if parts.len() > 1 {
-            cur = b.push(Op::Concat { axis }, parts);
-        }
+        let high = xt.shape[axis] - lowest - ((n - 1) * k + 1);
+        cur = b.pad(cur, axis, lowest as i64, high as i64, k - 1);
     }
     cur
+}
+
+/// For y = conv(x, w) with window (s, lo, hi, ld, rd) along each axis, and D(n, d) =
+/// (n - 1) d + 1 the extent of n elements d apart: the cotangent of x is g convolved with w
+/// reversed in space and with its channels exchanged, with
+///   stride' = ld, lhs_dilation' = s, rhs_dilation' = rd,
+///   lo' = D(KH, rd) - lo - 1, hi' = D(H, ld) + D(KH, rd) - 1 - D(OH, s) - lo'
+/// (jax.lax's transpose of conv_general_dilated in its left operand); the result is [N, H, W, C].
+fn conv_input_cotangent(b: &mut Builder, window: &ConvWindow, x: Value, w: Value, g: Value) -> Value {
+    let (xs, ws, gs) = (b.ty(x).shape.clone(), b.ty(w).shape.clone(), b.ty(g).shape.clone());
+    let mut t = ConvWindow {
+        stride: window.lhs_dilation,
+        pad_lo: [0; 2],
+        pad_hi: [0; 2],
+        lhs_dilation: window.stride,
+        rhs_dilation: window.rhs_dilation,
+    };
+    for a in 0..2 {
+        let reach = ConvWindow::dilated(ws[a], window.rhs_dilation[a]);
+        let lo = reach - window.pad_lo[a] as i128 - 1;
+        let spread = ConvWindow::dilated(gs[1 + a], window.stride[a]);
+        t.pad_lo[a] = lo as i64;
+        t.pad_hi[a] = (ConvWindow::dilated(xs[1 + a], window.lhs_dilation[a]) + reach - 1 - spread - lo) as i64;
+    }
+    let exchanged = b.push(Op::Transpose { perm: vec![0, 1, 3, 2] }, vec![w]);
+    let flipped = b.reverse(exchanged, 0);
+    let flipped = b.reverse(flipped, 1);
+    b.push(Op::Conv(t), vec![g, flipped])
+}
+
+/// The cotangent of w for y = conv(x, w) (notation of [`conv_input_cotangent`]): x with its
+/// batch and channels exchanged ([C, H, W, N]) convolved with g as the kernel ([OH, OW, N, F]),
+/// the stride and the kernel dilation trading places,
+///   stride' = rd, lhs_dilation' = ld, rhs_dilation' = s,
+///   lo' = lo, hi' = D(OH, s) - D(H, ld) + D(KH, rd) - lo - 1,
+/// gives [C, KH, KW, F], transposed to w's [KH, KW, C, F] (jax.lax's transpose in the right
+/// operand).
+fn conv_kernel_cotangent(b: &mut Builder, window: &ConvWindow, x: Value, w: Value, g: Value) -> Value {
+    let (xs, ws, gs) = (b.ty(x).shape.clone(), b.ty(w).shape.clone(), b.ty(g).shape.clone());
+    let mut t = ConvWindow {
+        stride: window.rhs_dilation,
+        pad_lo: window.pad_lo,
+        pad_hi: [0; 2],
+        lhs_dilation: window.lhs_dilation,
+        rhs_dilation: window.stride,
+    };
+    for a in 0..2 {
+        t.pad_hi[a] = (ConvWindow::dilated(gs[1 + a], window.stride[a])
+            - ConvWindow::dilated(xs[1 + a], window.lhs_dilation[a])
+            + ConvWindow::dilated(ws[a], window.rhs_dilation[a])
+            - window.pad_lo[a] as i128
+            - 1) as i64;
+    }
+    let xt = b.push(Op::Transpose { perm: vec![3, 1, 2, 0] }, vec![x]);
+    let gt = b.push(Op::Transpose { perm: vec![1, 2, 0, 3] }, vec![g]);
+    let y = b.push(Op::Conv(t), vec![xt, gt]);
+    b.push(Op::Transpose { perm: vec![1, 2, 0, 3] }, vec![y])
 }
