@@ -221,7 +221,7 @@ fn gpu_sin_cos_and_pow_polynomials_are_within_their_bounds() {
 
 /// kiln's f64 functions (GPU targets have no libm), on a CPU target built with `libm: false`,
 /// against glibc: exp within 2 ulp, log and sigmoid 3, tanh 6 (measured 1, 2, 2, 4), sin and cos within 2 ulp for
-/// |x| <= π/4 and 1e-15 absolute up to 1000, pow within 3 + 2 |y ln x| ulp.
+/// |x| <= π/4 and 1e-15 absolute up to 1000, pow within 3 + 3 |y ln x| ulp (see approx.rs).
 #[test]
 fn f64_functions_without_libm_are_within_their_bounds() {
     const N: usize = 1 << 18;
@@ -301,7 +301,7 @@ fn f64_functions_without_libm_are_within_their_bounds() {
         loaded.call("p", &[Tensor::new(vec![N], Data::F64(xs.clone())), Tensor::new(vec![N], Data::F64(ys.clone()))]);
     let Data::F64(out) = &r[0].data else { panic!("f64 result") };
     for ((&x, &y), &got) in xs.iter().zip(&ys).zip(out) {
-        let bound = 3.0 + 2.0 * (y * x.abs().ln()).abs();
+        let bound = 3.0 + 3.0 * (y * x.abs().ln()).abs();
         assert!(ulps64(got, x.powf(y)) as f64 <= bound, "pow({x:e}, {y:e}) = {got:e}, libm {:e}", x.powf(y));
     }
 }

@@ -12,7 +12,7 @@
 //! - f32 sin and cos (2 ulp for |x| <= π/4, 1.2e-7 absolute up to 8192) and pow
 //!   (3 + 2 |y ln x| ulp: exp amplifies the rounding of y ln x), and every f64 function (exp 2
 //!   ulp, log and sigmoid 3, tanh 6, sin and cos 2 within π/4 and 1e-15 absolute up to 1000, pow
-//!   as f32), on targets without libm (`Target::libm` false: GPUs); CPU targets call libm for
+//!   3 + 3 |y ln x|: log's f64 error is larger relative to its ulp), on targets without libm (`Target::libm` false: GPUs); CPU targets call libm for
 //!   those.
 
 use super::Body;
@@ -414,7 +414,9 @@ impl Body {
 
     /// pow(x, y) = ±exp(y log|x|) with C's special cases: pow(x, 0) = pow(1, y) = 1, pow(-1, ±inf)
     /// = 1, a negative base needs an integer exponent (NaN otherwise) and is negative for an
-    /// odd one. Error within 3 + 2 |y ln x| ulp: exp amplifies the rounding of y ln x.
+    /// odd one. Error within 3 + 2 |y ln x| ulp in f32 and 3 + 3 |y ln x| in
+    /// f64: exp turns the absolute error of y ln x (log's error plus the product's half ulp,
+    /// relative to |y ln x|) into a relative error of the result, up to twice as many of its ulps.
     pub(super) fn pow(&mut self, fmt: Fmt, x: &str, y: &str) -> String {
         let a = self.fun(fmt, "absf", x);
         let l = self.log(fmt, &a);
