@@ -1,6 +1,6 @@
-//! conv2d: the im2col composite (in chunks of images when its matrix is large) agrees with a
-//! direct convolution written here, compiled code
-//! agrees with the interpreter, and gradients agree with finite differences.
+//! conv2d: the interpreter agrees with a direct convolution written here, compiled code (the
+//! im2col expansion, in chunks of images when its matrix is large) agrees with the
+//! interpreter, and first and second derivatives agree with finite differences.
 
 mod common;
 
@@ -141,5 +141,43 @@ fn conv2d_gradients_match_finite_differences() {
                 assert!((g - fd).abs() <= 1e-6 * (1.0 + fd.abs()), "d/d{}[{i}]: {g} vs {fd}", ["x", "k"][which]);
             }
         }
+    }
+}
+
+#[test]
+fn conv2d_second_derivatives_match_finite_differences() {
+    // Hessian-vector products jvp(grad(loss, wrt=k)) against central differences of the
+    // gradient, interpreted and compiled: the transposed convolutions (input dilation, cropping
+    // padding) differentiated once more.
+    let mut rng = Rng::new(common::seed());
+    for cfg in configs().into_iter().filter(|c| c.stride != [1, 1]) {
+        let [n, h, w, c] = cfg.x;
+        let [kh, kw, _, co] = cfg.w;
+        let (x_ty, k_ty) = (format!("f64[{n}, {h}, {w}, {c}]"), format!("f64[{kh}, {kw}, {c}, {co}]"));
+        let text = format!(
+            "{}fn hvp(x: {x_ty}, k: {k_ty}, tx: {x_ty}, tk: {k_ty}) -> {k_ty} {{\n    let (_, hv) = jvp(grad(loss, wrt=k))(x, k, tx, tk);\n    hv\n}}\nexport hvp;\n",
+            cfg.source("f64")
+        );
+        let module = kiln::check(&kiln::Source { name: "conv.kn".into(), text }, "conv2")
+            .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let args: Vec<Tensor> = [&cfg.x, &cfg.w, &cfg.x, &cfg.w].iter().map(|s| random(&mut rng, &s[..])).collect();
+        let hv = values(&run(module.func("hvp").unwrap(), &args)[0]);
+        let grad_k = |s: f64| {
+            let shifted: Vec<Tensor> = (0..2)
+                .map(|i| {
+                    let v = values(&args[i]).iter().zip(values(&args[i + 2])).map(|(a, t)| a + s * t).collect();
+                    Tensor::new(args[i].shape.clone(), Data::F64(v))
+                })
+                .collect();
+            values(&run(module.func("g").unwrap(), &shifted)[2])
+        };
+        let step = 1e-5;
+        let (plus, minus) = (grad_k(step), grad_k(-step));
+        for (i, (a, (p, m))) in hv.iter().zip(plus.iter().zip(&minus)).enumerate() {
+            let fd = (p - m) / (2.0 * step);
+            assert!((a - fd).abs() <= 1e-6 * (1.0 + fd.abs()), "hvp[{i}]: {a} vs {fd} for {:?} {:?}", cfg.x, cfg.w);
+        }
+        let loaded = common::compile_and_load(&module, 2);
+        common::check_against(&loaded, module.func("hvp").unwrap(), &args, common::Check::Program).unwrap();
     }
 }

@@ -11,11 +11,13 @@
 //!   [KH·KW·C, F] matrix, one product with a long reduction. The matrix is built for a few
 //!   images at a time, at most [`IM2COL_BYTES`] (one image at least), one product per chunk;
 //! - by positions, when the result has fewer positions than the kernel taps (the kernel's
-//!   cotangent, whose "kernel" is the result's cotangent): for each result position, the window
-//!   [N, KH, KW, C] it reads as an [N, KH·KW·C] matrix times the same kernel matrix.
+//!   cotangent, whose "kernel" is the result's cotangent): the window [N, KH, KW, C] each
+//!   result position reads, stacked along the rows for a few positions at a time (at most
+//!   [`IM2COL_BYTES`], one position at least), times the same kernel matrix.
 //!
-//! Both gather N·OH·OW·KH·KW·C elements; the choice keeps the number of slices and products
-//! at the smaller of KH·KW and OH·OW. A dedicated convolution kernel that tiles the input
+//! Both gather N·OH·OW·KH·KW·C elements into matrices of the same size; the choice keeps the
+//! number of slices at the smaller of KH·KW and OH·OW, and products have many rows either way
+//! (rows are what threads share). A dedicated convolution kernel that tiles the input
 //! instead of writing the matrix would replace this expansion (docs/decisions.md).
 
 use kiln_ir::{compose, ConvWindow, Func, Op, Span, Value};
@@ -82,19 +84,30 @@ fn conv(f: &mut Func, window: &ConvWindow, x: Value, w: Value, span: Span) -> Re
         }
         concat(f, results, 0, span)
     } else {
+        // The windows of a few result positions at a time stacked along the rows,
+        // [positions · N, KH·KW·C], one product per chunk; rows are position-major.
+        let positions: Vec<(usize, usize)> = (0..oh).flat_map(|i| (0..ow).map(move |j| (i, j))).collect();
+        let per_position = n * depth * xt.dtype.size_bytes();
+        let chunk = (IM2COL_BYTES / per_position).clamp(1, positions.len());
         let mut results = vec![];
-        for i in 0..oh {
-            for j in 0..ow {
+        for group in positions.chunks(chunk) {
+            let mut windows = vec![];
+            for &(i, j) in group {
                 let start = vec![0, i * s[0], j * s[1], 0];
                 let step = vec![1, d[0] as i64, d[1] as i64, 1];
-                let window = f.push(Op::Slice { start, step, shape: vec![n, kh, kw, c] }, vec![xp], span)?;
-                let rows = reshape(f, window, vec![n, depth], span)?;
-                let product = f.push(Op::Dot, vec![rows, kernel], span)?;
-                results.push(reshape(f, product, vec![n, 1, co], span)?);
+                windows.push(f.push(Op::Slice { start, step, shape: vec![n, kh, kw, c] }, vec![xp], span)?);
             }
+            let rows = concat(f, windows, 0, span)?;
+            let rows = reshape(f, rows, vec![group.len() * n, depth], span)?;
+            results.push(f.push(Op::Dot, vec![rows, kernel], span)?);
         }
-        let joined = concat(f, results, 1, span)?;
-        reshape(f, joined, vec![n, oh, ow, co], span)
+        let joined = concat(f, results, 0, span)?;
+        let joined = reshape(f, joined, vec![oh, ow, n, co], span)?;
+        if n == 1 {
+            reshape(f, joined, vec![n, oh, ow, co], span)
+        } else {
+            f.push(Op::Transpose { perm: vec![2, 0, 1, 3] }, vec![joined], span)
+        }
     }
 }
 
@@ -113,5 +126,40 @@ fn concat(f: &mut Func, parts: Vec<Value>, axis: usize, span: Span) -> Result<Va
         Ok(parts[0])
     } else {
         f.push(Op::Concat { axis }, parts, span)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::{DType, TensorType};
+
+    /// The products an expansion of conv2d(x, w) with `window` makes: [rows, depth] each.
+    fn products(x: &[usize], w: &[usize], window: ConvWindow) -> Vec<Vec<usize>> {
+        let mut f = Func::new("f", Span::default());
+        let xv = f.add_param("x", TensorType::new(DType::F32, x.to_vec()), Span::default());
+        let wv = f.add_param("w", TensorType::new(DType::F32, w.to_vec()), Span::default());
+        let y = f.push(Op::Conv(window), vec![xv, wv], Span::default()).unwrap();
+        f.results.push(y);
+        f.result_names.push("out0".into());
+        let expanded = expand(&f).unwrap();
+        assert_eq!(expanded.ty(expanded.results[0]), f.ty(y));
+        expanded.insts.iter().filter(|i| i.op == Op::Dot).map(|i| expanded.ty(i.args[0]).shape.clone()).collect()
+    }
+
+    #[test]
+    fn forward_convolutions_gather_taps_in_chunks_of_images() {
+        // 3x3 over 8 images of 56x56x64: 3136 rows of 576 per image, 7.2 MB, four images a chunk.
+        let p = products(&[8, 56, 56, 64], &[3, 3, 64, 64], ConvWindow::new([1, 1], [1, 1], [1, 1]));
+        assert_eq!(p, vec![vec![4 * 3136, 576]; 2]);
+    }
+
+    #[test]
+    fn kernel_cotangents_gather_result_positions_in_chunks() {
+        // The benchmark's kernel cotangent: x as [64, 56, 56, 8] convolved with the 56x56
+        // cotangent as its kernel, 3x3 results: 9 windows of 64 rows of 25088 (6.4 MB each),
+        // five to a chunk, so that the products have rows for threads to share.
+        let p = products(&[64, 56, 56, 8], &[56, 56, 8, 64], ConvWindow::new([1, 1], [1, 1], [1, 1]));
+        assert_eq!(p, vec![vec![5 * 64, 25088], vec![4 * 64, 25088]]);
     }
 }
