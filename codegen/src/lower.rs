@@ -72,14 +72,11 @@ fn conv(f: &mut Func, window: &ConvWindow, x: Value, w: Value, span: Span) -> Re
             let mut taps = vec![];
             for p in 0..kh {
                 for q in 0..kw {
-                    let start = vec![first, p * d[0], q * d[1], 0];
-                    let step = vec![1, s[0] as i64, s[1] as i64, 1];
-                    taps.push(f.push(Op::Slice { start, step, shape: vec![images, oh, ow, c] }, vec![xp], span)?);
+                    let start = [first, p * d[0], q * d[1]];
+                    taps.push(strided_window(f, xp, start, s, [images, oh, ow, c], span)?);
                 }
             }
-            let patches = concat(f, taps, 3, span)?;
-            let patches = reshape(f, patches, vec![images * oh * ow, depth], span)?;
-            let product = f.push(Op::Dot, vec![patches, kernel], span)?;
+            let product = gathered_product(f, taps, 3, images * oh * ow, kernel, span)?;
             results.push(reshape(f, product, vec![images, oh, ow, co], span)?);
         }
         concat(f, results, 0, span)
@@ -93,13 +90,9 @@ fn conv(f: &mut Func, window: &ConvWindow, x: Value, w: Value, span: Span) -> Re
         for group in positions.chunks(chunk) {
             let mut windows = vec![];
             for &(i, j) in group {
-                let start = vec![0, i * s[0], j * s[1], 0];
-                let step = vec![1, d[0] as i64, d[1] as i64, 1];
-                windows.push(f.push(Op::Slice { start, step, shape: vec![n, kh, kw, c] }, vec![xp], span)?);
+                windows.push(strided_window(f, xp, [0, i * s[0], j * s[1]], d, [n, kh, kw, c], span)?);
             }
-            let rows = concat(f, windows, 0, span)?;
-            let rows = reshape(f, rows, vec![group.len() * n, depth], span)?;
-            results.push(f.push(Op::Dot, vec![rows, kernel], span)?);
+            results.push(gathered_product(f, windows, 0, group.len() * n, kernel, span)?);
         }
         let joined = concat(f, results, 0, span)?;
         let joined = reshape(f, joined, vec![oh, ow, n, co], span)?;
@@ -109,6 +102,36 @@ fn conv(f: &mut Func, window: &ConvWindow, x: Value, w: Value, span: Span) -> Re
             f.push(Op::Transpose { perm: vec![2, 0, 1, 3] }, vec![joined], span)
         }
     }
+}
+
+/// The window of `xp` ([N, H, W, C]) from `start` (image, row, column) with `step` between rows
+/// and between columns, of `shape`, all channels.
+fn strided_window(
+    f: &mut Func,
+    xp: Value,
+    start: [usize; 3],
+    step: [usize; 2],
+    shape: [usize; 4],
+    span: Span,
+) -> Result<Value, String> {
+    let (start, step) = (vec![start[0], start[1], start[2], 0], vec![1, step[0] as i64, step[1] as i64, 1]);
+    f.push(Op::Slice { start, step, shape: shape.to_vec() }, vec![xp], span)
+}
+
+/// The `windows` joined along `axis` and read as a [rows, KH·KW·C] matrix, times the kernel
+/// matrix: one product of gathered windows.
+fn gathered_product(
+    f: &mut Func,
+    windows: Vec<Value>,
+    axis: usize,
+    rows: usize,
+    kernel: Value,
+    span: Span,
+) -> Result<Value, String> {
+    let depth = f.ty(kernel).shape[0];
+    let joined = concat(f, windows, axis, span)?;
+    let matrix = reshape(f, joined, vec![rows, depth], span)?;
+    f.push(Op::Dot, vec![matrix, kernel], span)
 }
 
 /// `x` reshaped, or `x` itself when it has the shape already.
