@@ -3,7 +3,7 @@
 //! they do not (every loop peeled), tiny and batched shapes, in every dtype a product accepts.
 //! Products whose left operand is a transpose read it through their indexing map. Vectorized generics: elementwise chains, broadcasts, transposes, row and column reductions,
 //! over extents the vector tile does not divide (peeled) and extents shorter than it; gathers and
-//! bool operands (tiled for threads only). Parallel
+//! bool operands (tiled for threads only); direct convolutions. Parallel
 //! loops give bit-identical results on 1 and 3 threads.
 
 mod common;
@@ -56,7 +56,14 @@ const GENERICS: &[&str] = &[
     "fn short(x: f32[2, 3]) -> f32[2, 3] { exp(x) * x }",
     "fn rowwise(x: f32[300, 1000]) -> f32[300, 1000] { softmax(x) * 2.0 }",
     "fn long(x: f32[100003], a: f32) -> f32[100003] { exp(x) * a }",
+    // Direct convolutions: register tiles that divide neither the row nor the channels, one
+    // image (threads over rows), kernel dilation, f64, and the input cotangent of a strided
+    // convolution (a convolution of the dilated cotangent).
     "fn conv(x: f32[4, 40, 40, 16], w: f32[3, 3, 16, 8]) -> f32[4, 40, 40, 8] { conv2d(x, w, padding=1) }",
+    "fn conv1(x: f32[1, 17, 13, 5], w: f32[2, 3, 5, 70]) -> f32[1, 16, 9, 70] { conv2d(x, w, dilation=[1, 2]) }",
+    "fn dconv(x: f64[2, 9, 11, 3], w: f64[3, 3, 3, 4]) -> f64[2, 9, 11, 4] { conv2d(x, w, padding=1) }",
+    "fn closs(x: f32[2, 12, 12, 8], w: f32[3, 3, 8, 16]) -> f32 { sum(tanh(conv2d(x, w, stride=2, padding=1))) }",
+    "fn cgrad(x: f32[2, 12, 12, 8], w: f32[3, 3, 8, 16]) -> f32[2, 12, 12, 8] { grad(closs)(x, w) }",
     "fn pick(x: f32[300, 400], y: f32[400]) -> f32[300, 400] { where(x > y, x, y) }",
     "fn xty(x: f32[300, 70], y: f32[300, 90]) -> f32[70, 90] { transpose(x) @ y }",
     "fn both(x: f32[30, 70], y: f32[50, 30]) -> (f32[70, 50], f32[70, 30]) { let t = transpose(x); (t @ transpose(y), t) }",
@@ -146,19 +153,36 @@ fn row_groups_keep_intermediate_rows_off_the_workspace() {
     assert!(wide.workspace[0] >= 8 * 20000 * 4, "rows of 80 KB on the stack");
 }
 
-/// A product whose operand is reshaped (conv2d's im2col matrix) keeps its contraction
-/// schedule: elementwise fusion would otherwise propagate the reshape into it and turn it into
-/// a generic loop nest without FMAs (codegen/src/mlir.rs, `hide_contractions`).
+/// Compiles `f` of `text` for the host's default target at -O2, with its assembly.
+fn compile_f(text: &str) -> kiln_codegen::Artifacts {
+    let source = kiln::Source { name: "f.kn".into(), text: format!("{text}\nexport f;\n") };
+    let module = kiln::check(&source, "f").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let emit = kiln_codegen::Emit { asm: true, ..Default::default() };
+    kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 2, emit).unwrap()
+}
+
+/// A product whose operand is reshaped (a strided conv2d's im2col matrix) keeps its
+/// contraction schedule: elementwise fusion would otherwise propagate the reshape into it and
+/// turn it into a generic loop nest without FMAs (codegen/src/mlir.rs, `hide_contractions`).
 #[test]
 fn a_product_of_a_reshaped_operand_keeps_its_schedule() {
-    let source = kiln::Source {
-        name: "im2col.kn".into(),
-        text: "fn f(x: f32[2, 12, 12, 16], w: f32[3, 3, 16, 32]) -> f32[2, 12, 12, 32] { conv2d(x, w, padding=1) }\nexport f;\n".into(),
-    };
-    let module = kiln::check(&source, "im2col").unwrap_or_else(|e| panic!("{}", e.render(false)));
-    let emit = kiln_codegen::Emit { asm: true, ..Default::default() };
-    let artifacts = kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 2, emit).unwrap();
+    let artifacts = compile_f(
+        "fn f(x: f32[2, 12, 12, 16], w: f32[3, 3, 16, 32]) -> f32[2, 6, 6, 32] { conv2d(x, w, stride=2, padding=1) }",
+    );
     assert!(artifacts.asm.unwrap().contains("vfmadd231ps"), "the product lost its contraction schedule");
+}
+
+/// A stride-1 convolution runs as the direct kernel: FMAs, and a workspace of about the padded
+/// input (padded one axis at a time), where im2col would hold nine times the input
+/// (codegen/src/lower.rs).
+#[test]
+fn stride_one_convolutions_need_no_im2col_matrix() {
+    let artifacts = compile_f(
+        "fn f(x: f32[2, 12, 12, 16], w: f32[3, 3, 16, 32]) -> f32[2, 12, 12, 32] { conv2d(x, w, padding=1) }",
+    );
+    assert!(artifacts.asm.unwrap().contains("vfmadd231ps"), "the direct convolution has no FMAs");
+    let padded = 2 * 14 * 14 * 16 * 4;
+    assert!(artifacts.workspace[0] <= 2 * padded, "workspace {:?} for a padded input of {padded}", artifacts.workspace);
 }
 
 /// B with rows of a multiple of 256 bytes is read through a copy with rows one cache line

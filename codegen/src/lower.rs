@@ -1,24 +1,29 @@
 //! Ops this backend computes as compositions of others, expanded in the IR before MLIR is
-//! emitted: conv2d becomes products of gathered windows (im2col).
+//! emitted: conv2d, except where the direct kernel computes it.
 //!
 //! The convolution's input is first dilated and padded ([`kiln_ir::compose::pad`]), so that
-//! every tap reads a strided window of one array. Then one of two equivalent forms computes
+//! every tap reads a strided window of one array. Then, for
 //! y[n, i, j, f] = Σ_{p, q, c} xp[n, i s + p d, j s + q d, c] w[p, q, c, f]:
 //!
-//! - by taps, when the kernel has no more taps than the result has positions (a forward
-//!   convolution, the input's cotangent): the KH·KW taps' windows [N, OH, OW, C] concatenated
-//!   along the channels are the [N·OH·OW, KH·KW·C] im2col matrix, times the kernel as a
-//!   [KH·KW·C, F] matrix, one product with a long reduction. The matrix is built for a few
-//!   images at a time, at most [`IM2COL_BYTES`] (one image at least), one product per chunk;
-//! - by positions, when the result has fewer positions than the kernel taps (the kernel's
+//! - on CPUs, a stride-1 convolution whose kernel has no more taps than the result has
+//!   positions (forward convolutions, the input's cotangent) stays one conv2d, of the padded
+//!   input: the emitter writes it as one generic and the schedule runs it as a direct kernel
+//!   that reads the input in place (`schedule::tile_convolution`);
+//! - otherwise by taps, when the kernel has no more taps than the result has positions: the
+//!   KH·KW taps' windows [N, OH, OW, C] concatenated along the channels are the
+//!   [N·OH·OW, KH·KW·C] im2col matrix, times the kernel as a [KH·KW·C, F] matrix, one product
+//!   with a long reduction. The matrix is built for a few images at a time, at most
+//!   [`IM2COL_BYTES`] (one image at least), one product per chunk;
+//! - or by positions, when the result has fewer positions than the kernel taps (the kernel's
 //!   cotangent, whose "kernel" is the result's cotangent): the window [N, KH, KW, C] each
 //!   result position reads, stacked along the rows for a few positions at a time (at most
 //!   [`IM2COL_BYTES`], one position at least), times the same kernel matrix.
 //!
-//! Both gather N·OH·OW·KH·KW·C elements into matrices of the same size; the choice keeps the
-//! number of slices at the smaller of KH·KW and OH·OW, and products have many rows either way
-//! (rows are what threads share). A dedicated convolution kernel that tiles the input
-//! instead of writing the matrix would replace this expansion (docs/decisions.md).
+//! Both expansions gather N·OH·OW·KH·KW·C elements into matrices of the same size; the choice
+//! keeps the number of slices at the smaller of KH·KW and OH·OW, and products have many rows
+//! either way (rows are what threads share). Strided convolutions are expanded because the
+//! direct kernel's tile would read its pixels `s` apart, which linalg's vectorizer refuses;
+//! GPUs expand every convolution (their launch plans have no such kernel yet).
 
 use kiln_ir::{compose, ConvWindow, Func, Op, Span, Value};
 use std::borrow::Cow;
@@ -28,9 +33,12 @@ use std::borrow::Cow;
 /// contraction kernel's speed.
 pub const IM2COL_BYTES: usize = 32 << 20;
 
-/// `f` with every conv2d expanded (borrowed unchanged when it has none). Fails only when an
-/// expansion's intermediate array would exceed kiln's shape limits.
-pub fn expand(f: &Func) -> Result<Cow<'_, Func>, String> {
+/// `f` with every conv2d expanded (borrowed unchanged when it has none), except, with
+/// `direct`, stride-1 convolutions whose kernel has no more taps than the result has positions:
+/// those keep one conv2d over their padded input, for the direct kernel (see the module
+/// documentation). Fails only when an expansion's intermediate array would exceed kiln's
+/// shape limits.
+pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
     if !f.insts.iter().any(|i| matches!(i.op, Op::Conv(_))) {
         return Ok(Cow::Borrowed(f));
     }
@@ -39,7 +47,7 @@ pub fn expand(f: &Func) -> Result<Cow<'_, Func>, String> {
     for inst in &f.insts {
         let args: Vec<Value> = inst.args.iter().map(|a| map[a.index()]).collect();
         let v = match &inst.op {
-            Op::Conv(window) => conv(&mut out, window, args[0], args[1], inst.span)?,
+            Op::Conv(window) => conv(&mut out, window, args[0], args[1], direct, inst.span)?,
             op => out.push(op.clone(), args, inst.span)?,
         };
         map.push(v);
@@ -50,7 +58,7 @@ pub fn expand(f: &Func) -> Result<Cow<'_, Func>, String> {
 }
 
 /// conv2d(x, w) with `window` as products of gathered windows (see the module documentation).
-fn conv(f: &mut Func, window: &ConvWindow, x: Value, w: Value, span: Span) -> Result<Value, String> {
+fn conv(f: &mut Func, window: &ConvWindow, x: Value, w: Value, direct: bool, span: Span) -> Result<Value, String> {
     let mut xp = x;
     for a in 0..2 {
         xp = compose::pad(f, xp, 1 + a, window.pad_lo[a], window.pad_hi[a], window.lhs_dilation[a] - 1, span)?;
@@ -62,6 +70,9 @@ fn conv(f: &mut Func, window: &ConvWindow, x: Value, w: Value, span: Span) -> Re
     };
     let (s, d) = (window.stride, window.rhs_dilation);
     let depth = kh * kw * c;
+    if direct && s == [1, 1] && kh * kw <= oh * ow {
+        return f.push(Op::Conv(ConvWindow::new([1, 1], [0, 0], d)), vec![xp, w], span);
+    }
     let kernel = reshape(f, w, vec![depth, co], span)?;
     if kh * kw <= oh * ow {
         let per_image = oh * ow * depth * xt.dtype.size_bytes();
@@ -159,15 +170,40 @@ mod tests {
 
     /// The products an expansion of conv2d(x, w) with `window` makes: [rows, depth] each.
     fn products(x: &[usize], w: &[usize], window: ConvWindow) -> Vec<Vec<usize>> {
+        expanded(x, w, window, false).1
+    }
+
+    /// conv2d(x, w) with `window` expanded (for the direct kernel with `direct`): the windows
+    /// of the conv2d ops left, and the [rows, depth] of each product.
+    fn expanded(x: &[usize], w: &[usize], window: ConvWindow, direct: bool) -> (Vec<ConvWindow>, Vec<Vec<usize>>) {
         let mut f = Func::new("f", Span::default());
         let xv = f.add_param("x", TensorType::new(DType::F32, x.to_vec()), Span::default());
         let wv = f.add_param("w", TensorType::new(DType::F32, w.to_vec()), Span::default());
         let y = f.push(Op::Conv(window), vec![xv, wv], Span::default()).unwrap();
         f.results.push(y);
         f.result_names.push("out0".into());
-        let expanded = expand(&f).unwrap();
+        let expanded = expand(&f, direct).unwrap();
         assert_eq!(expanded.ty(expanded.results[0]), f.ty(y));
-        expanded.insts.iter().filter(|i| i.op == Op::Dot).map(|i| expanded.ty(i.args[0]).shape.clone()).collect()
+        let convs = expanded.insts.iter().filter_map(|i| if let Op::Conv(w) = i.op { Some(w) } else { None });
+        let products = expanded.insts.iter().filter(|i| i.op == Op::Dot).map(|i| expanded.ty(i.args[0]).shape.clone());
+        (convs.collect(), products.collect())
+    }
+
+    #[test]
+    fn stride_one_convolutions_stay_for_the_direct_kernel() {
+        // Padding and input dilation move into the padded input; the kernel dilation stays.
+        let mut window = ConvWindow::new([1, 1], [1, 2], [2, 1]);
+        window.lhs_dilation = [2, 1];
+        let plain = ConvWindow::new([1, 1], [0, 0], [2, 1]);
+        assert_eq!(expanded(&[2, 9, 9, 4], &[3, 3, 4, 8], window, true), (vec![plain], vec![]));
+        // Strided, or more taps than positions: expanded.
+        for (window, w) in [
+            (ConvWindow::new([2, 1], [1, 1], [1, 1]), [3, 3, 4, 8]),
+            (ConvWindow::new([1, 1], [0, 0], [1, 1]), [8, 8, 4, 8]),
+        ] {
+            let (convs, products) = expanded(&[2, 9, 9, 4], &w, window, true);
+            assert!(convs.is_empty() && !products.is_empty(), "{window:?}");
+        }
     }
 
     #[test]

@@ -97,11 +97,22 @@ pub struct Contraction {
     pub dtype: DType,
 }
 
-/// The MLIR module of an IR module, and the contractions in it.
+/// A direct convolution kernel: a valid (unpadded), stride-1 conv2d emitted as one generic
+/// over the loops (n, oh, ow, f, kh, kw, c) of these extents, tagged `kiln.contraction = id`
+/// (ids are shared with [`Contraction`]s) and scheduled by `schedule::tile_convolution`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Convolution {
+    pub id: usize,
+    pub loops: [usize; 7],
+    pub dtype: DType,
+}
+
+/// The MLIR module of an IR module, and the contractions and convolutions in it.
 #[derive(Clone, Debug)]
 pub struct Emitted {
     pub text: String,
     pub contractions: Vec<Contraction>,
+    pub convolutions: Vec<Convolution>,
 }
 
 /// Emits the MLIR module (as text) for every function of `module` for `target`: whether f32
@@ -114,19 +125,21 @@ pub struct Emitted {
 /// ([`crate::lower`]); that fails only when an expansion would exceed kiln's shape limits.
 pub fn emit_module(module: &Module, target: &crate::target::Target) -> Result<Emitted, crate::CodegenError> {
     let mut text = String::from("module {\n");
-    let mut contractions = vec![];
+    let (mut contractions, mut convolutions) = (vec![], vec![]);
+    let gpu = target.arch.is_gpu();
     for f in &module.funcs {
-        let f =
-            crate::lower::expand(f).map_err(|e| crate::pipeline::err("expansion", format!("in `{}`: {e}", f.name)))?;
-        let mut emitter = FuncEmitter::new(&f, contractions.len(), target.libm);
-        emitter.gpu = target.arch.is_gpu();
+        let f = crate::lower::expand(f, !gpu)
+            .map_err(|e| crate::pipeline::err("expansion", format!("in `{}`: {e}", f.name)))?;
+        let mut emitter = FuncEmitter::new(&f, contractions.len() + convolutions.len(), target.libm);
+        emitter.gpu = gpu;
         emitter.pad_b_from_m =
             crate::schedule::MatmulTiles::for_target(target.registers(), 32).pad_b_from_m.filter(|_| !emitter.gpu);
         text.push_str(&emitter.emit(&impl_symbol(&module.name, &f.name)));
         contractions.append(&mut emitter.contractions);
+        convolutions.append(&mut emitter.convolutions);
     }
     text.push_str("}\n");
-    Ok(Emitted { text, contractions })
+    Ok(Emitted { text, contractions, convolutions })
 }
 
 /// The callee that stands for contraction `id` while the contractions are hidden.
@@ -134,29 +147,41 @@ fn hidden_contraction(id: usize) -> String {
     format!("@kiln_contraction_{id}")
 }
 
-/// The module `text` (as [`emit_module`] writes it) with every `linalg.contract` replaced by a
-/// call of a declared function, and the contractions' indexing maps by id. Elementwise fusion
-/// propagates reshapes into every linalg op it meets, turning a contraction whose operand is
-/// reshaped (an im2col matrix, say) into a generic with several reduction loops that the
-/// contraction schedule no longer recognizes; a call is opaque to it. [`restore_contractions`]
-/// puts them back.
-pub fn hide_contractions(text: &str) -> (String, Vec<(usize, String)>) {
+/// An op hidden by [`hide_contractions`]: its text around its operands,
+/// `{result} = {head} ins({a}, {b} : {ta}, {tb}) outs({init} : {t}){tail}`.
+#[derive(Clone, Debug)]
+pub struct Hidden {
+    id: usize,
+    head: String,
+    tail: String,
+}
+
+/// The module `text` (as [`emit_module`] writes it) with every op tagged `kiln.contraction`
+/// (the `linalg.contract`s and the convolutions' generics, each on one line) replaced by a
+/// call of a declared function. Elementwise fusion propagates reshapes into every linalg op it
+/// meets, turning a contraction whose operand is reshaped (an im2col matrix, say) into a
+/// generic with several reduction loops that the contraction schedule no longer recognizes,
+/// and would fuse elementwise producers into a convolution, recomputing them for every tap; a
+/// call is opaque to it. [`restore_contractions`] puts them back.
+pub fn hide_contractions(text: &str) -> (String, Vec<Hidden>) {
     let mut out = String::with_capacity(text.len());
     let mut hidden = vec![];
     let mut declarations = String::new();
     for line in text.lines() {
         let parsed = (|| {
-            let (result, rest) = line.split_once(" = linalg.contract indexing_maps = ")?;
-            let (maps, rest) = rest.split_once(" ins(")?;
+            let (result, rest) = line.split_once(" = ")?;
+            let (head, rest) = rest.split_once(" ins(")?;
             let (ins, rest) = rest.split_once(") outs(")?;
-            let (init, rest) = rest.split_once(") {kiln.contraction = ")?;
-            let id: usize = rest.split(' ').next()?.parse().ok()?;
+            let (init, tail) = rest.split_once(')')?;
+            let (_, id) = tail.split_once("kiln.contraction = ")?;
+            let id: usize = id.split(' ').next()?.parse().ok()?;
             let (operands, operand_types) = ins.split_once(" : ")?;
             let (init, result_type) = init.split_once(" : ")?;
-            Some((result, maps, operands, operand_types, init, result_type, id))
+            let tail = tail.find(" loc(").map_or(tail, |i| &tail[..i]);
+            Some((result, head, operands, operand_types, init, result_type, tail, id))
         })();
         match parsed {
-            Some((result, maps, operands, operand_types, init, result_type, id)) => {
+            Some((result, head, operands, operand_types, init, result_type, tail, id)) => {
                 let callee = hidden_contraction(id);
                 let location = line.find(" loc(").map_or("", |i| &line[i..]);
                 let _ = writeln!(
@@ -167,7 +192,7 @@ pub fn hide_contractions(text: &str) -> (String, Vec<(usize, String)>) {
                     declarations,
                     "  func.func private {callee}({operand_types}, {result_type}) -> {result_type}"
                 );
-                hidden.push((id, maps.to_string()));
+                hidden.push(Hidden { id, head: head.to_string(), tail: tail.to_string() });
             }
             None => {
                 out.push_str(line);
@@ -182,8 +207,8 @@ pub fn hide_contractions(text: &str) -> (String, Vec<(usize, String)>) {
 }
 
 /// The printed module `text` with the calls and declarations of [`hide_contractions`] turned
-/// back into `linalg.contract`s.
-pub fn restore_contractions(text: &str, hidden: &[(usize, String)]) -> Result<String, String> {
+/// back into the ops they stand for.
+pub fn restore_contractions(text: &str, hidden: &[Hidden]) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let trimmed = line.trim_start();
@@ -207,13 +232,11 @@ pub fn restore_contractions(text: &str, hidden: &[(usize, String)]) -> Result<St
         let args: Vec<&str> = args.split(", ").collect();
         // Tensor types contain no ", " (static shapes): split the types at the top level.
         let types: Vec<&str> = types.split(", ").collect();
-        let maps = &hidden.iter().find(|(i, _)| *i == id).ok_or_else(bad)?.1;
+        let op = hidden.iter().find(|h| h.id == id).ok_or_else(bad)?;
         let ([a, b, init], [ta, tb, _]) = (args.as_slice(), types.as_slice()) else { return Err(bad()) };
         let result_type = result_type.split(' ').next().unwrap_or(result_type);
-        let _ = writeln!(
-            out,
-            "{result} = linalg.contract indexing_maps = {maps} ins({a}, {b} : {ta}, {tb}) outs({init} : {result_type}) {{kiln.contraction = {id} : i64}} -> {result_type}"
-        );
+        let _ =
+            writeln!(out, "{result} = {} ins({a}, {b} : {ta}, {tb}) outs({init} : {result_type}){}", op.head, op.tail);
     }
     Ok(out)
 }
@@ -474,8 +497,10 @@ struct FuncEmitter<'f> {
     names: Vec<String>,
     /// The span of the instruction being lowered.
     span: Option<Span>,
-    /// Contractions emitted so far, numbered from the `first_contraction` given to `new`.
+    /// Contractions and convolutions emitted so far, numbered together from the
+    /// `first_contraction` given to `new`.
     contractions: Vec<Contraction>,
+    convolutions: Vec<Convolution>,
     first_contraction: usize,
     libm: bool,
     /// Values that are transposes read only as the left operand of products: the product reads
@@ -499,6 +524,7 @@ impl<'f> FuncEmitter<'f> {
             names: vec![],
             span: None,
             contractions: vec![],
+            convolutions: vec![],
             first_contraction,
             libm,
             fused: fused_transposes(func),
@@ -760,7 +786,7 @@ impl<'f> FuncEmitter<'f> {
             }
             Op::Slice { start, step, .. } => self.slice(&operands[0], start, step, ty),
             Op::Concat { axis } => self.concat(&operands, *axis, ty),
-            Op::Conv(_) => unreachable!("conv2d is expanded before emission (lower.rs)"),
+            Op::Conv(window) => self.conv(&operands[0], &operands[1], window, ty),
         }
     }
 
@@ -975,7 +1001,7 @@ impl<'f> FuncEmitter<'f> {
         let b = &self.with_padded_rows(b, ty.shape[r - 2]);
         let filled = self.filled(&ty.shape, Literal::of_i64(ty.dtype, 0));
         let out = self.fresh();
-        let id = self.first_contraction + self.contractions.len();
+        let id = self.next_contraction_id();
         self.contractions.push(Contraction {
             id,
             batch: ty.shape[..r - 2].to_vec(),
@@ -992,6 +1018,50 @@ impl<'f> FuncEmitter<'f> {
             tensor(&a.1),
             tensor(&b.1),
             t = tensor(ty)
+        ));
+        out
+    }
+
+    /// The id of the next contraction or convolution.
+    fn next_contraction_id(&self) -> usize {
+        self.first_contraction + self.contractions.len() + self.convolutions.len()
+    }
+
+    /// A valid, stride-1 convolution (what [`crate::lower::expand`] leaves for CPU targets) as
+    /// one generic whose products are fused into FMAs (`contract`), on one line so that it can
+    /// be hidden from elementwise fusion like a contraction.
+    fn conv(
+        &mut self,
+        x: &(String, TensorType),
+        w: &(String, TensorType),
+        window: &kiln_ir::ConvWindow,
+        ty: &TensorType,
+    ) -> String {
+        let plain = kiln_ir::ConvWindow::new([1, 1], [0, 0], window.rhs_dilation);
+        assert_eq!(*window, plain, "conv2d reaches emission valid and with stride 1 (lower.rs)");
+        let [dh, dw] = window.rhs_dilation;
+        let exprs = |e: &[&str]| e.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let maps = [
+            affine_map(7, &exprs(&["d0", &format!("d1 + d4 * {dh}"), &format!("d2 + d5 * {dw}"), "d6"])),
+            affine_map(7, &exprs(&["d4", "d5", "d6", "d3"])),
+            affine_map(7, &exprs(&["d0", "d1", "d2", "d3"])),
+        ];
+        let (xs, ws) = (&x.1.shape, &w.1.shape);
+        let id = self.next_contraction_id();
+        self.convolutions.push(Convolution {
+            id,
+            loops: [ty.shape[0], ty.shape[1], ty.shape[2], ty.shape[3], ws[0], ws[1], xs[3]],
+            dtype: ty.dtype,
+        });
+        let filled = self.filled(&ty.shape, Literal::of_i64(ty.dtype, 0));
+        let (e, t, out) = (elem(ty.dtype), tensor(ty), self.fresh());
+        self.line(format!(
+            "{out} = linalg.generic {{indexing_maps = [{}], iterator_types = [\"parallel\", \"parallel\", \"parallel\", \"parallel\", \"reduction\", \"reduction\", \"reduction\"]}} ins({}, {} : {}, {}) outs({filled} : {t}) attrs = {{kiln.contraction = {id} : i64}} {{ ^bb0(%a0: {e}, %a1: {e}, %acc: {e}): %s0 = arith.mulf %a0, %a1 fastmath<contract> : {e} %s1 = arith.addf %acc, %s0 fastmath<contract> : {e} linalg.yield %s1 : {e} }} -> {t}",
+            maps.join(", "),
+            x.0,
+            w.0,
+            tensor(&x.1),
+            tensor(&w.1),
         ));
         out
     }
@@ -1105,6 +1175,18 @@ mod tests {
         let restored = restore_contractions(&printed, &maps).unwrap();
         assert!(restored.contains(contract), "{restored}");
         assert!(!restored.contains("kiln_contraction_7("));
+    }
+
+    #[test]
+    fn hidden_convolutions_come_back_as_they_were() {
+        let conv = "    %t9 = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1 + d4 * 1, d2 + d5 * 1, d6)>, affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5, d6, d3)>, affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1, d2, d3)>], iterator_types = [\"parallel\", \"parallel\", \"parallel\", \"parallel\", \"reduction\", \"reduction\", \"reduction\"]} ins(%t1, %t2 : tensor<1x4x4x2xf32>, tensor<3x3x2x5xf32>) outs(%t8 : tensor<1x2x2x5xf32>) attrs = {kiln.contraction = 3 : i64} { ^bb0(%a0: f32, %a1: f32, %acc: f32): %s0 = arith.mulf %a0, %a1 fastmath<contract> : f32 %s1 = arith.addf %acc, %s0 fastmath<contract> : f32 linalg.yield %s1 : f32 } -> tensor<1x2x2x5xf32>";
+        let text =
+            format!("module {{\n  func.func private @f() {{\n{conv} loc(\"kiln.span:1-2\")\n    return\n  }}\n}}\n");
+        let (hidden, ops) = hide_contractions(&text);
+        assert!(!hidden.contains("linalg.generic") && hidden.contains("call @kiln_contraction_3(%t1, %t2, %t8)"));
+        let printed = hidden.replace("func.call @", "call @").replace(" loc(\"kiln.span:1-2\")", "");
+        let restored = restore_contractions(&printed, &ops).unwrap();
+        assert!(restored.contains(conv), "{restored}");
     }
 
     #[test]

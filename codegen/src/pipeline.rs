@@ -252,7 +252,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     let Planned { text: planned, workspace, stack, script } = bufferize_and_plan(&mlir, module, &text, opt, |fused| {
         (opt > 0).then(|| {
             let tagged = schedule::tag(&mlir.context, fused);
-            schedule::transform_script(&emitted.contractions, &tagged, target.registers())
+            schedule::transform_script(&emitted.contractions, &emitted.convolutions, &tagged, target.registers())
         })?
     })?;
     let (planned, stages) = if opt > 0 {

@@ -18,6 +18,12 @@
 //! step), hoists the C tile out of the k loop (loop-invariant subsets become `iter_args`), and
 //! lowers the vector transfers to plain loads and stores.
 //!
+//! Direct convolutions (a stride-1 conv2d left by `lower.rs`, one generic over (n, oh, ow, f,
+//! kh, kw, c), also tagged `kiln.contraction`) reuse the register tile: one result row per
+//! iteration of the outer loops, `reg_m` pixels by `reg_n` channels accumulated over every
+//! tap and input channel, vectorized once the taps' unit loops are folded away
+//! ([`tile_convolution`]).
+//!
 //! Row-wise chains of reductions and elementwise ops (softmax, layernorm) first become row
 //! groups, one loop over rows with every op of the chain fused into it ([`rows`]).
 //!
@@ -38,7 +44,7 @@
 //!
 //! The tile sizes come from [`MatmulTiles::for_target`], one row per register file.
 
-use crate::mlir::{Contraction, LANES};
+use crate::mlir::{Contraction, Convolution, LANES};
 use crate::target::RegisterFile;
 use melior::ir::attribute::AttributeLike;
 use melior::ir::attribute::IntegerAttribute;
@@ -441,9 +447,14 @@ impl MatmulTiles {
 
 /// The transform module scheduling `contractions`, fusing the row groups and vectorizing the
 /// generics of `tagged`, or `None` when there is nothing to schedule.
-pub fn transform_script(contractions: &[Contraction], tagged: &Tagged, registers: RegisterFile) -> Option<String> {
+pub fn transform_script(
+    contractions: &[Contraction],
+    convolutions: &[Convolution],
+    tagged: &Tagged,
+    registers: RegisterFile,
+) -> Option<String> {
     let generics = &tagged.generics;
-    if contractions.is_empty() && generics.is_empty() {
+    if contractions.is_empty() && convolutions.is_empty() && generics.is_empty() {
         return None;
     }
     let mut s = String::from(
@@ -451,6 +462,9 @@ pub fn transform_script(contractions: &[Contraction], tagged: &Tagged, registers
     );
     for c in contractions {
         tile_contraction(&mut s, c, MatmulTiles::for_target(registers, c.dtype.size_bytes() * 8).clamped(c));
+    }
+    for c in convolutions {
+        tile_convolution(&mut s, c, MatmulTiles::for_target(registers, c.dtype.size_bytes() * 8));
     }
     for group in &tagged.groups {
         rows::fuse(&mut s, group, &generics[group.root]);
@@ -654,6 +668,49 @@ fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
     );
     let needed: Vec<String> = peels.into_iter().filter(|(_, needed)| *needed).map(|(handle, _)| handle).collect();
     peel(s, &format!("%c{id}"), &needed);
+}
+
+/// The direct convolution kernel, loops (n, oh, ow, f, kh, kw, c): one result row (n, oh) per
+/// iteration of the outer loops (parallel over images, or over rows of a single image); in it,
+/// register tiles of `reg_m` pixels by `reg_n` channels, the matmul kernel's, accumulated over
+/// every tap and input channel (kh, kw, c innermost). Once the tile's unit loops are folded
+/// away it is a rank-1 update, `reg_m` broadcast pixels times a row of the kernel, which
+/// vectorizes into FMAs; the accumulators leave the three reduction loops when `LOWER` hoists
+/// them. The padded input's rows stay in L1 and the kernel in L2 while a result row is made.
+fn tile_convolution(s: &mut String, c: &Convolution, t: MatmulTiles) {
+    let id = c.id;
+    let [n, oh, ow, f, kh, kw, ch] = c.loops;
+    let (reg_m, reg_n) = (t.reg_m.min(ow), t.reg_n.min(f));
+    let _ = writeln!(
+        s,
+        "    %v{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.contraction = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
+         \x20   %v{id}_t1, %v{id}_rows:2 = transform.structured.tile_using_for %v{id} tile_sizes [1, 1, 0, 0, 0, 0, 0] : (!transform.any_op) -> ({r3})\n\
+         \x20   %v{id}_t2, %v{id}_reg:5 = transform.structured.tile_using_for %v{id}_t1 tile_sizes [0, 0, {reg_m}, {reg_n}, 1, 1, 1] : (!transform.any_op) -> ({r6})",
+        r3 = any_ops(3),
+        r6 = any_ops(6),
+    );
+    let per_row = ow * f * kh * kw * ch;
+    let parallel = if n > 1 { format!("%v{id}_rows#0") } else { format!("%v{id}_rows#1") };
+    annotate_parallel(s, &parallel, n * oh * per_row, if n > 1 { oh * per_row } else { per_row });
+    let peels =
+        [(format!("%v{id}_reg#1"), !f.is_multiple_of(reg_n)), (format!("%v{id}_reg#0"), !ow.is_multiple_of(reg_m))];
+    let needed: Vec<String> = peels.into_iter().filter(|(_, needed)| *needed).map(|(handle, _)| handle).collect();
+    peel(s, &format!("%v{id}"), &needed);
+    // Within the result rows: the taps' and the row's unit loops folded away, then vectorized.
+    let _ = writeln!(
+        s,
+        "    transform.apply_patterns to %v{id}_rows#0 {{\n\
+         \x20     transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices\n\
+         \x20     transform.apply_patterns.canonicalization\n\
+         \x20   }} : !transform.any_op\n\
+         \x20   %v{id}_tiles = transform.structured.match ops{{[\"linalg.generic\"]}} in %v{id}_rows#0 : (!transform.any_op) -> !transform.any_op\n\
+         \x20   transform.structured.vectorize %v{id}_tiles : !transform.any_op\n\
+         \x20   transform.apply_patterns to %v{id}_rows#0 {{\n\
+         \x20     transform.apply_patterns.canonicalization\n\
+         \x20     transform.apply_patterns.tensor.fold_tensor_subset_ops_into_vector_transfers\n\
+         \x20     transform.apply_patterns.tensor.fold_tensor_subset_ops\n\
+         \x20   }} : !transform.any_op"
+    );
 }
 
 /// After row groups are fused: merges the tiled copies of a producer that fusion made for each
