@@ -786,7 +786,7 @@ impl<'f> FuncEmitter<'f> {
             }
             Op::Slice { start, step, .. } => self.slice(&operands[0], start, step, ty),
             Op::Concat { axis } => self.concat(&operands, *axis, ty),
-            Op::Conv(window) => self.conv(&operands[0], &operands[1], window, ty),
+            Op::Conv(win) => self.conv(&operands[0], &operands[1], win, ty),
         }
     }
 
@@ -1027,19 +1027,41 @@ impl<'f> FuncEmitter<'f> {
         self.first_contraction + self.contractions.len() + self.convolutions.len()
     }
 
-    /// A valid, stride-1 convolution (what [`crate::lower::expand`] leaves for CPU targets) as
-    /// one generic whose products are fused into FMAs (`contract`), on one line so that it can
-    /// be hidden from elementwise fusion like a contraction.
+    /// A stride-1 convolution with non-negative padding (what [`crate::lower::expand`] leaves
+    /// for CPU targets): the input copied once into a zeroed buffer of the padded size, then one
+    /// generic whose products are fused into FMAs (`contract`), on one line so that it can be
+    /// hidden from elementwise fusion like a contraction.
     fn conv(
         &mut self,
         x: &(String, TensorType),
         w: &(String, TensorType),
-        window: &kiln_ir::ConvWindow,
+        win: &kiln_ir::ConvWindow,
         ty: &TensorType,
     ) -> String {
-        let plain = kiln_ir::ConvWindow::new([1, 1], [0, 0], window.rhs_dilation);
-        assert_eq!(*window, plain, "conv2d reaches emission valid and with stride 1 (lower.rs)");
-        let [dh, dw] = window.rhs_dilation;
+        let plain = kiln_ir::ConvWindow {
+            pad_lo: win.pad_lo,
+            pad_hi: win.pad_hi,
+            ..kiln_ir::ConvWindow::new([1, 1], [0, 0], win.rhs_dilation)
+        };
+        assert!(
+            *win == plain && win.pad_lo.iter().chain(&win.pad_hi).all(|&p| p >= 0),
+            "conv2d reaches emission with stride 1 and no cropping (lower.rs)"
+        );
+        let padded = if win.pad_lo.iter().chain(&win.pad_hi).any(|&p| p > 0) {
+            let [lo, hi] = [win.pad_lo.map(|p| p as usize), win.pad_hi.map(|p| p as usize)];
+            let mut shape = x.1.shape.clone();
+            shape[1] += lo[0] + hi[0];
+            shape[2] += lo[1] + hi[1];
+            let padded = TensorType::new(x.1.dtype, shape);
+            let zeros = self.filled(&padded.shape, Literal::of_i64(x.1.dtype, 0));
+            let interior = window(&[0, lo[0], lo[1], 0], &x.1.shape, &[1; 4]);
+            let copied = self.write_window(&zeros, &padded, &interior, &x.1, |e, dest| e.copy(&x.0, dest, &x.1));
+            (copied, padded)
+        } else {
+            x.clone()
+        };
+        let x = &padded;
+        let [dh, dw] = win.rhs_dilation;
         let exprs = |e: &[&str]| e.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let maps = [
             affine_map(7, &exprs(&["d0", &format!("d1 + d4 * {dh}"), &format!("d2 + d5 * {dw}"), "d6"])),
