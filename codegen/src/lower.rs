@@ -70,7 +70,14 @@ fn conv(f: &mut Func, window: &ConvWindow, x: Value, w: Value, direct: bool, spa
     let depth = kh * kw * c;
     // The direct kernel pads its input itself (one copy into a zeroed buffer); dilation and
     // cropping are done here.
-    let direct = direct && s == [1, 1];
+    // A result of single pixels of one channel would make tiles without loops, which do not
+    // vectorize (`schedule::tile_convolution`). The direct kernel takes the positive padding;
+    // cropping comes first here, so it must leave an element of the dilated input.
+    let crops_all = (0..2).any(|a| {
+        let dilated = ConvWindow::dilated(xt.shape[1 + a], window.lhs_dilation[a]);
+        dilated + i128::from(window.pad_lo[a].min(0)) + i128::from(window.pad_hi[a].min(0)) < 1
+    });
+    let direct = direct && s == [1, 1] && (ow > 1 || co > 1) && !crops_all;
     let kept = |p: i64| if direct { p.max(0) } else { 0 };
     let mut xp = x;
     for a in 0..2 {

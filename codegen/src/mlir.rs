@@ -1028,7 +1028,8 @@ impl<'f> FuncEmitter<'f> {
     }
 
     /// A stride-1 convolution with non-negative padding (what [`crate::lower::expand`] leaves
-    /// for CPU targets): the input copied once into a zeroed buffer of the padded size, then one
+    /// for CPU targets): the input copied once into a buffer of the padded size with zeroed
+    /// borders, then one
     /// generic whose products are fused into FMAs (`contract`), on one line so that it can be
     /// hidden from elementwise fusion like a contraction.
     fn conv(
@@ -1049,14 +1050,27 @@ impl<'f> FuncEmitter<'f> {
         );
         let padded = if win.pad_lo.iter().chain(&win.pad_hi).any(|&p| p > 0) {
             let [lo, hi] = [win.pad_lo.map(|p| p as usize), win.pad_hi.map(|p| p as usize)];
-            let mut shape = x.1.shape.clone();
-            shape[1] += lo[0] + hi[0];
-            shape[2] += lo[1] + hi[1];
-            let padded = TensorType::new(x.1.dtype, shape);
-            let zeros = self.filled(&padded.shape, Literal::of_i64(x.1.dtype, 0));
+            let [n, h, w_, c] = [x.1.shape[0], x.1.shape[1], x.1.shape[2], x.1.shape[3]];
+            let (hp, wp) = (h + lo[0] + hi[0], w_ + lo[1] + hi[1]);
+            let padded = TensorType::new(x.1.dtype, vec![n, hp, wp, c]);
+            // The input copied into the middle of an empty buffer, then the borders zeroed
+            // (rows above and below, columns left and right of the input's rows).
+            let empty = self.empty(&padded.shape, elem(x.1.dtype));
             let interior = window(&[0, lo[0], lo[1], 0], &x.1.shape, &[1; 4]);
-            let copied = self.write_window(&zeros, &padded, &interior, &x.1, |e, dest| e.copy(&x.0, dest, &x.1));
-            (copied, padded)
+            let mut cur = self.write_window(&empty, &padded, &interior, &x.1, |e, dest| e.copy(&x.0, dest, &x.1));
+            let borders = [
+                ([0, 0, 0, 0], [n, lo[0], wp, c]),
+                ([0, lo[0] + h, 0, 0], [n, hi[0], wp, c]),
+                ([0, lo[0], 0, 0], [n, h, lo[1], c]),
+                ([0, lo[0], lo[1] + w_, 0], [n, h, hi[1], c]),
+            ];
+            let zero = Literal::of_i64(x.1.dtype, 0);
+            for (offsets, shape) in borders.into_iter().filter(|(_, shape)| !shape.contains(&0)) {
+                let border = TensorType::new(x.1.dtype, shape.to_vec());
+                let place = window(&offsets, &shape, &[1; 4]);
+                cur = self.write_window(&cur, &padded, &place, &border, |e, dest| e.fill(dest, &shape, zero));
+            }
+            (cur, padded)
         } else {
             x.clone()
         };

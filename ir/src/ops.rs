@@ -572,6 +572,7 @@ impl Op {
                 }
                 let mut shape = a.shape[..r - 1].to_vec();
                 shape.push(b.shape[r - 1]);
+                check_shape(&shape)?;
                 TensorType::new(a.dtype, shape)
             }
             Op::Conv(window) => {

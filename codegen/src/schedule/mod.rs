@@ -670,47 +670,88 @@ fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
     peel(s, &format!("%c{id}"), &needed);
 }
 
-/// The direct convolution kernel, loops (n, oh, ow, f, kh, kw, c): one result row (n, oh) per
-/// iteration of the outer loops (parallel over images, or over rows of a single image); in it,
-/// register tiles of `reg_m` pixels by `reg_n` channels, the matmul kernel's, accumulated over
-/// every tap and input channel (kh, kw, c innermost). Once the tile's unit loops are folded
-/// away it is a rank-1 update, `reg_m` broadcast pixels times a row of the kernel, which
-/// vectorizes into FMAs; the accumulators leave the three reduction loops when `LOWER` hoists
-/// them. The padded input's rows stay in L1 and the kernel in L2 while a result row is made.
+/// The direct convolution kernel, loops (n, oh, ow, f, kh, kw, c): register tiles of `reg_m`
+/// result pixels by `reg_n` channels, the matmul kernel's, accumulated over every tap and
+/// input channel (kh, kw, c innermost). Once the tile's unit loops are folded away it is a
+/// rank-1 update, `reg_m` broadcast pixels times a row of the kernel, which vectorizes into
+/// FMAs; the accumulators leave the three reduction loops when `LOWER` hoists them.
+///
+/// The tile's pixels are neighbours in a result row, one row (n, oh) per iteration of the
+/// outer loops (parallel over images, or over rows of a single image): the padded input's rows
+/// stay in L1 and the kernel in L2 while a row is made. Rows shorter than a register tile
+/// (kernel cotangents, whose rows are the kernel's: 3 pixels) take the pixel at one position
+/// in `reg_m` images instead, the largest divisor of the image count that fits, so that no
+/// loop needs peeling but the channels'; the loop over groups of images is the parallel one.
 fn tile_convolution(s: &mut String, c: &Convolution, t: MatmulTiles) {
     let id = c.id;
     let [n, oh, ow, f, kh, kw, ch] = c.loops;
-    let (reg_m, reg_n) = (t.reg_m.min(ow), t.reg_n.min(f));
+    let reg_n = tile_without_single_remainder(f, t.reg_n);
+    let across_images =
+        (ow < t.reg_m).then(|| (ow + 1..=t.reg_m.min(n)).rev().find(|&d| n.is_multiple_of(d))).flatten();
     let _ = writeln!(
         s,
-        "    %v{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.contraction = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
-         \x20   %v{id}_t1, %v{id}_rows:2 = transform.structured.tile_using_for %v{id} tile_sizes [1, 1, 0, 0, 0, 0, 0] : (!transform.any_op) -> ({r3})\n\
-         \x20   %v{id}_t2, %v{id}_reg:5 = transform.structured.tile_using_for %v{id}_t1 tile_sizes [0, 0, {reg_m}, {reg_n}, 1, 1, 1] : (!transform.any_op) -> ({r6})",
-        r3 = any_ops(3),
-        r6 = any_ops(6),
+        "    %v{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.contraction = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op"
     );
     let per_row = ow * f * kh * kw * ch;
-    let parallel = if n > 1 { format!("%v{id}_rows#0") } else { format!("%v{id}_rows#1") };
-    annotate_parallel(s, &parallel, n * oh * per_row, if n > 1 { oh * per_row } else { per_row });
-    let peels =
-        [(format!("%v{id}_reg#1"), !f.is_multiple_of(reg_n)), (format!("%v{id}_reg#0"), !ow.is_multiple_of(reg_m))];
-    let needed: Vec<String> = peels.into_iter().filter(|(_, needed)| *needed).map(|(handle, _)| handle).collect();
+    let (outer, mut peels) = match across_images {
+        None => {
+            let reg_m = tile_without_single_remainder(ow, t.reg_m);
+            let _ = writeln!(
+                s,
+                "    %v{id}_t1, %v{id}_rows:2 = transform.structured.tile_using_for %v{id} tile_sizes [1, 1, 0, 0, 0, 0, 0] : (!transform.any_op) -> ({r3})\n\
+                 \x20   %v{id}_t2, %v{id}_reg:5 = transform.structured.tile_using_for %v{id}_t1 tile_sizes [0, 0, {reg_m}, {reg_n}, 1, 1, 1] : (!transform.any_op) -> ({r6})",
+                r3 = any_ops(3),
+                r6 = any_ops(6),
+            );
+            let parallel = if n > 1 { format!("%v{id}_rows#0") } else { format!("%v{id}_rows#1") };
+            annotate_parallel(s, &parallel, n * oh * per_row, if n > 1 { oh * per_row } else { per_row });
+            let peels = vec![
+                (format!("%v{id}_reg#1"), !f.is_multiple_of(reg_n)),
+                (format!("%v{id}_reg#0"), !ow.is_multiple_of(reg_m)),
+            ];
+            (format!("%v{id}_rows#0"), peels)
+        }
+        Some(reg_m) => {
+            let _ = writeln!(
+                s,
+                "    %v{id}_t0, %v{id}_images = transform.structured.tile_using_for %v{id} tile_sizes [{reg_m}, 0, 0, 0, 0, 0, 0] : (!transform.any_op) -> ({r2})\n\
+                 \x20   %v{id}_t1, %v{id}_rows:2 = transform.structured.tile_using_for %v{id}_t0 tile_sizes [0, 1, 1, 0, 0, 0, 0] : (!transform.any_op) -> ({r3})\n\
+                 \x20   %v{id}_t2, %v{id}_reg:4 = transform.structured.tile_using_for %v{id}_t1 tile_sizes [0, 0, 0, {reg_n}, 1, 1, 1] : (!transform.any_op) -> ({r5})",
+                r2 = any_ops(2),
+                r3 = any_ops(3),
+                r5 = any_ops(5),
+            );
+            annotate_parallel(s, &format!("%v{id}_images"), n * oh * per_row, reg_m * oh * per_row);
+            (format!("%v{id}_images"), vec![(format!("%v{id}_reg#0"), !f.is_multiple_of(reg_n))])
+        }
+    };
+    peels.retain(|(_, needed)| *needed);
+    let needed: Vec<String> = peels.into_iter().map(|(handle, _)| handle).collect();
     peel(s, &format!("%v{id}"), &needed);
-    // Within the result rows: the taps' and the row's unit loops folded away, then vectorized.
+    // Within the outer loop: the unit loops folded away, then vectorized.
     let _ = writeln!(
         s,
-        "    transform.apply_patterns to %v{id}_rows#0 {{\n\
+        "    transform.apply_patterns to {outer} {{\n\
          \x20     transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices\n\
          \x20     transform.apply_patterns.canonicalization\n\
          \x20   }} : !transform.any_op\n\
-         \x20   %v{id}_tiles = transform.structured.match ops{{[\"linalg.generic\"]}} in %v{id}_rows#0 : (!transform.any_op) -> !transform.any_op\n\
+         \x20   %v{id}_tiles = transform.structured.match ops{{[\"linalg.generic\"]}} in {outer} : (!transform.any_op) -> !transform.any_op\n\
          \x20   transform.structured.vectorize %v{id}_tiles : !transform.any_op\n\
-         \x20   transform.apply_patterns to %v{id}_rows#0 {{\n\
+         \x20   transform.apply_patterns to {outer} {{\n\
          \x20     transform.apply_patterns.canonicalization\n\
          \x20     transform.apply_patterns.tensor.fold_tensor_subset_ops_into_vector_transfers\n\
          \x20     transform.apply_patterns.tensor.fold_tensor_subset_ops\n\
          \x20   }} : !transform.any_op"
     );
+}
+
+/// A tile for a loop of `extent` of at most `max`, the largest that leaves no remainder of one
+/// (2 or more when the extent is): folding a direct convolution's unit loops turns a tile
+/// whose pixels and channels are both one into an op without loops, which linalg's vectorizer
+/// refuses. `lower.rs` expands the convolutions whose rows and channels are both one.
+fn tile_without_single_remainder(extent: usize, max: usize) -> usize {
+    let largest = max.min(extent).max(1);
+    (2..=largest).rev().find(|&t| extent % t != 1).unwrap_or(largest)
 }
 
 /// After row groups are fused: merges the tiled copies of a producer that fusion made for each

@@ -152,10 +152,16 @@ fn grow(
         let l = &nodes[p].loops;
         !taken[p] && l.row_dims > 0 && l.extents[0] == first && l.vectorize
     };
+    // The root's own initial value (a reduction's fill) is the row loop's iteration argument,
+    // which fusion cannot move into the loop: it stays whole, outside.
+    let root_init = nodes[root].op().operand_count().saturating_sub(1);
     let mut members = BTreeSet::from([root]);
     let mut stack = vec![root];
     while let Some(m) = stack.pop() {
-        for &(_, p) in &producers[m] {
+        for &(operand, p) in &producers[m] {
+            if m == root && operand == root_init {
+                continue;
+            }
             if !members.contains(&p) && joins(p) {
                 members.insert(p);
                 stack.push(p);
