@@ -73,6 +73,12 @@ fn loss(x: f32[256, 784], labels: i32[256], w1: f32[784, 512], b1: f32[512], w2:
             compute_bound: true,
         },
         Case {
+            name: "conv 3x3 stride 2, 64->128, batch 8, 56x56",
+            source: "fn f(x: f32[8, 56, 56, 64], w: f32[3, 3, 64, 128]) -> f32[8, 28, 28, 128] { conv2d(x, w, stride=2, padding=1) }"
+                .into(),
+            compute_bound: true,
+        },
+        Case {
             name: "conv value_and_grad (x and w)",
             source: "fn loss(x: f32[8, 56, 56, 64], w: f32[3, 3, 64, 64]) -> f32 { sum(tanh(conv2d(x, w, padding=1))) }
 export value_and_grad(loss, wrt=[x, w]) as f;"

@@ -62,11 +62,13 @@ const GENERICS: &[&str] = &[
     // Direct convolutions: register tiles that divide neither the row nor the channels, one
     // image (threads over rows), kernel dilation, f64, and the cotangents of a strided
     // convolution (of the input: a convolution of the dilated cotangent; of the kernel: rows
-    // of 3 pixels, shorter than a register tile); the strided convolution itself is im2col.
+    // of 3 pixels, shorter than a register tile); strided convolutions themselves (3x3 and a
+    // 7x7 stem on three channels) are im2col.
     "fn conv(x: f32[4, 40, 40, 16], w: f32[3, 3, 16, 8]) -> f32[4, 40, 40, 8] { conv2d(x, w, padding=1) }",
     "fn conv1(x: f32[1, 17, 13, 5], w: f32[2, 3, 5, 70]) -> f32[1, 16, 9, 70] { conv2d(x, w, dilation=[1, 2]) }",
     "fn dconv(x: f64[2, 9, 11, 3], w: f64[3, 3, 3, 4]) -> f64[2, 9, 11, 4] { conv2d(x, w, padding=1) }",
     "fn closs(x: f32[2, 12, 12, 8], w: f32[3, 3, 8, 16]) -> f32 { sum(tanh(conv2d(x, w, stride=2, padding=1))) }",
+    "fn stem(x: f32[2, 23, 23, 3], w: f32[7, 7, 3, 16]) -> f32[2, 12, 12, 16] { conv2d(x, w, stride=2, padding=3) }",
     "fn cgrad(x: f32[2, 12, 12, 8], w: f32[3, 3, 8, 16]) -> f32[2, 12, 12, 8] { grad(closs)(x, w) }",
     "fn wgrad(x: f32[2, 12, 12, 8], w: f32[3, 3, 8, 16]) -> f32[3, 3, 8, 16] { grad(closs, wrt=w)(x, w) }",
     "fn pick(x: f32[300, 400], y: f32[400]) -> f32[300, 400] { where(x > y, x, y) }",
@@ -166,13 +168,13 @@ fn compile_f(text: &str) -> kiln_codegen::Artifacts {
     kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 2, emit).unwrap()
 }
 
-/// A product whose operand is reshaped (a strided conv2d's im2col matrix) keeps its
-/// contraction schedule: elementwise fusion would otherwise propagate the reshape into it and
-/// turn it into a generic loop nest without FMAs (codegen/src/mlir.rs, `hide_contractions`).
+/// A product whose operand is reshaped (the im2col matrix of a strided, dilated conv2d) keeps
+/// its contraction schedule: elementwise fusion would otherwise propagate the reshape into it
+/// and turn it into a generic loop nest without FMAs (codegen/src/mlir.rs, `hide_contractions`).
 #[test]
 fn a_product_of_a_reshaped_operand_keeps_its_schedule() {
     let artifacts = compile_f(
-        "fn f(x: f32[2, 12, 12, 16], w: f32[3, 3, 16, 32]) -> f32[2, 6, 6, 32] { conv2d(x, w, stride=2, padding=1) }",
+        "fn f(x: f32[2, 12, 12, 16], w: f32[3, 3, 16, 32]) -> f32[2, 5, 5, 32] { conv2d(x, w, stride=2, padding=1, dilation=2) }",
     );
     assert!(artifacts.asm.unwrap().contains("vfmadd231ps"), "the product lost its contraction schedule");
 }
