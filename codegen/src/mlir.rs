@@ -1048,32 +1048,8 @@ impl<'f> FuncEmitter<'f> {
             *win == plain && win.pad_lo.iter().chain(&win.pad_hi).all(|&p| p >= 0),
             "conv2d reaches emission with stride 1 and no cropping (lower.rs)"
         );
-        let padded = if win.pad_lo.iter().chain(&win.pad_hi).any(|&p| p > 0) {
-            let [lo, hi] = [win.pad_lo.map(|p| p as usize), win.pad_hi.map(|p| p as usize)];
-            let [n, h, w_, c] = [x.1.shape[0], x.1.shape[1], x.1.shape[2], x.1.shape[3]];
-            let (hp, wp) = (h + lo[0] + hi[0], w_ + lo[1] + hi[1]);
-            let padded = TensorType::new(x.1.dtype, vec![n, hp, wp, c]);
-            // The input copied into the middle of an empty buffer, then the borders zeroed
-            // (rows above and below, columns left and right of the input's rows).
-            let empty = self.empty(&padded.shape, elem(x.1.dtype));
-            let interior = window(&[0, lo[0], lo[1], 0], &x.1.shape, &[1; 4]);
-            let mut cur = self.write_window(&empty, &padded, &interior, &x.1, |e, dest| e.copy(&x.0, dest, &x.1));
-            let borders = [
-                ([0, 0, 0, 0], [n, lo[0], wp, c]),
-                ([0, lo[0] + h, 0, 0], [n, hi[0], wp, c]),
-                ([0, lo[0], 0, 0], [n, h, lo[1], c]),
-                ([0, lo[0], lo[1] + w_, 0], [n, h, hi[1], c]),
-            ];
-            let zero = Literal::of_i64(x.1.dtype, 0);
-            for (offsets, shape) in borders.into_iter().filter(|(_, shape)| !shape.contains(&0)) {
-                let border = TensorType::new(x.1.dtype, shape.to_vec());
-                let place = window(&offsets, &shape, &[1; 4]);
-                cur = self.write_window(&cur, &padded, &place, &border, |e, dest| e.fill(dest, &shape, zero));
-            }
-            (cur, padded)
-        } else {
-            x.clone()
-        };
+        let (lo, hi) = (win.pad_lo.map(|p| p as usize), win.pad_hi.map(|p| p as usize));
+        let padded = self.zero_padded(x, &[0, lo[0], lo[1], 0], &[0, hi[0], hi[1], 0]);
         let x = &padded;
         let [dh, dw] = win.rhs_dilation;
         let exprs = |e: &[&str]| e.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -1115,25 +1091,48 @@ impl<'f> FuncEmitter<'f> {
             return b.clone();
         }
         let line = 64 / b.1.dtype.size_bytes();
-        let mut padded_shape = b.1.shape.clone();
-        padded_shape[rank - 1] += line;
-        let padded = TensorType::new(b.1.dtype, padded_shape);
-        let empty = self.empty(&padded.shape, elem(b.1.dtype));
-        let ones = vec![1; rank];
-        let rows = window(&vec![0; rank], &b.1.shape, &ones);
-        let copied = self.write_window(&empty, &padded, &rows, &b.1, |e, dest| e.copy(&b.0, dest, &b.1));
+        let mut after = vec![0; rank];
+        after[rank - 1] = line;
         // The padding columns are zeroed (a line per row): that also keeps canonicalization
         // from folding the view below into the copy, which would drop the padded stride.
-        let mut pad_offsets = vec![0; rank];
-        pad_offsets[rank - 1] = b.1.shape[rank - 1];
-        let mut pad_shape = b.1.shape.clone();
-        pad_shape[rank - 1] = line;
-        let pad_type = TensorType::new(b.1.dtype, pad_shape);
-        let zero = Literal::of_i64(b.1.dtype, 0);
-        let pads = window(&pad_offsets, &pad_type.shape, &ones);
-        let filled =
-            self.write_window(&copied, &padded, &pads, &pad_type, |e, dest| e.fill(dest, &pad_type.shape, zero));
-        (self.extract_slice(&filled, &padded, &rows, &b.1), b.1.clone())
+        let padded = self.zero_padded(b, &vec![0; rank], &after);
+        let rows = window(&vec![0; rank], &b.1.shape, &vec![1; rank]);
+        (self.extract_slice(&padded.0, &padded.1, &rows, &b.1), b.1.clone())
+    }
+
+    /// `x` copied into a buffer with `before` and `after` zeros along each axis (itself when
+    /// there are none): the copy into the middle of an empty buffer, then the slabs around it
+    /// zeroed, along each axis the slab before and the slab after, as wide as the copy along
+    /// the axes before it and as the buffer along the axes after it.
+    fn zero_padded(&mut self, x: &(String, TensorType), before: &[usize], after: &[usize]) -> (String, TensorType) {
+        if before.iter().chain(after).all(|&p| p == 0) {
+            return x.clone();
+        }
+        let rank = x.1.rank();
+        let shape: Vec<usize> = (0..rank).map(|a| before[a] + x.1.shape[a] + after[a]).collect();
+        let padded = TensorType::new(x.1.dtype, shape);
+        let ones = vec![1; rank];
+        let empty = self.empty(&padded.shape, elem(x.1.dtype));
+        let middle = window(before, &x.1.shape, &ones);
+        let mut cur = self.write_window(&empty, &padded, &middle, &x.1, |e, dest| e.copy(&x.0, dest, &x.1));
+        let zero = Literal::of_i64(x.1.dtype, 0);
+        for a in 0..rank {
+            for (start, len) in [(0, before[a]), (before[a] + x.1.shape[a], after[a])] {
+                if len == 0 {
+                    continue;
+                }
+                let mut offsets: Vec<usize> = before[..a].to_vec();
+                let mut sizes: Vec<usize> = x.1.shape[..a].to_vec();
+                offsets.push(start);
+                sizes.push(len);
+                offsets.extend(std::iter::repeat_n(0, rank - a - 1));
+                sizes.extend_from_slice(&padded.shape[a + 1..]);
+                let slab = TensorType::new(x.1.dtype, sizes);
+                let place = window(&offsets, &slab.shape, &ones);
+                cur = self.write_window(&cur, &padded, &place, &slab, |e, dest| e.fill(dest, &slab.shape, zero));
+            }
+        }
+        (cur, padded)
     }
 
     /// Row-major reshape: collapse to one dimension, then expand to the target.
