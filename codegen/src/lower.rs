@@ -69,10 +69,9 @@ fn conv(f: &mut Func, window: &ConvWindow, x: Value, w: Value, direct: bool, spa
     let (s, d) = (window.stride, window.rhs_dilation);
     let depth = kh * kw * c;
     // The direct kernel pads its input itself (one copy into a zeroed buffer); dilation and
-    // cropping are done here.
-    // A result of single pixels of one channel would make tiles without loops, which do not
-    // vectorize (`schedule::tile_convolution`). The direct kernel takes the positive padding;
-    // cropping comes first here, so it must leave an element of the dilated input.
+    // cropping are done here, first, so they must leave an element of the dilated input. A
+    // result of single pixels of one channel would make tiles without loops, which do not
+    // vectorize (`schedule::tile_convolution`).
     let crops_all = (0..2).any(|a| {
         let dilated = ConvWindow::dilated(xt.shape[1 + a], window.lhs_dilation[a]);
         dilated + i128::from(window.pad_lo[a].min(0)) + i128::from(window.pad_hi[a].min(0)) < 1

@@ -1000,7 +1000,6 @@ impl<'f> FuncEmitter<'f> {
         ];
         let b = &self.with_padded_rows(b, ty.shape[r - 2]);
         let filled = self.filled(&ty.shape, Literal::of_i64(ty.dtype, 0));
-        let out = self.fresh();
         let id = self.next_contraction_id();
         self.contractions.push(Contraction {
             id,
@@ -1010,14 +1009,31 @@ impl<'f> FuncEmitter<'f> {
             n: ty.shape[r - 1],
             dtype: ty.dtype,
         });
+        let t = tensor(ty);
+        let head = format!("linalg.contract indexing_maps = [{}]", maps.join(", "));
+        self.tagged(&head, a, b, &filled, ty, &format!(" {{kiln.contraction = {id} : i64}} -> {t}"))
+    }
+
+    /// Writes `{out} = {head} ins({a}, {b} : ..) outs({init} : {ty}){tail}` on one line, the
+    /// form of the tagged ops (contractions, convolutions) that [`hide_contractions`] reads,
+    /// and returns `out`.
+    fn tagged(
+        &mut self,
+        head: &str,
+        a: &(String, TensorType),
+        b: &(String, TensorType),
+        init: &str,
+        ty: &TensorType,
+        tail: &str,
+    ) -> String {
+        let out = self.fresh();
         self.line(format!(
-            "{out} = linalg.contract indexing_maps = [{}] ins({}, {} : {}, {}) outs({filled} : {t}) {{kiln.contraction = {id} : i64}} -> {t}",
-            maps.join(", "),
+            "{out} = {head} ins({}, {} : {}, {}) outs({init} : {}){tail}",
             a.0,
             b.0,
             tensor(&a.1),
             tensor(&b.1),
-            t = tensor(ty)
+            tensor(ty)
         ));
         out
     }
@@ -1029,9 +1045,8 @@ impl<'f> FuncEmitter<'f> {
 
     /// A stride-1 convolution with non-negative padding (what [`crate::lower::expand`] leaves
     /// for CPU targets): the input copied once into a buffer of the padded size with zeroed
-    /// borders, then one
-    /// generic whose products are fused into FMAs (`contract`), on one line so that it can be
-    /// hidden from elementwise fusion like a contraction.
+    /// borders, then one generic whose products are fused into FMAs (`contract`), on one line
+    /// so that it can be hidden from elementwise fusion like a contraction.
     fn conv(
         &mut self,
         x: &(String, TensorType),
@@ -1066,16 +1081,15 @@ impl<'f> FuncEmitter<'f> {
             dtype: ty.dtype,
         });
         let filled = self.filled(&ty.shape, Literal::of_i64(ty.dtype, 0));
-        let (e, t, out) = (elem(ty.dtype), tensor(ty), self.fresh());
-        self.line(format!(
-            "{out} = linalg.generic {{indexing_maps = [{}], iterator_types = [\"parallel\", \"parallel\", \"parallel\", \"parallel\", \"reduction\", \"reduction\", \"reduction\"]}} ins({}, {} : {}, {}) outs({filled} : {t}) attrs = {{kiln.contraction = {id} : i64}} {{ ^bb0(%a0: {e}, %a1: {e}, %acc: {e}): %s0 = arith.mulf %a0, %a1 fastmath<contract> : {e} %s1 = arith.addf %acc, %s0 fastmath<contract> : {e} linalg.yield %s1 : {e} }} -> {t}",
-            maps.join(", "),
-            x.0,
-            w.0,
-            tensor(&x.1),
-            tensor(&w.1),
-        ));
-        out
+        let (e, t) = (elem(ty.dtype), tensor(ty));
+        let head = format!(
+            "linalg.generic {{indexing_maps = [{}], iterator_types = [\"parallel\", \"parallel\", \"parallel\", \"parallel\", \"reduction\", \"reduction\", \"reduction\"]}}",
+            maps.join(", ")
+        );
+        let tail = format!(
+            " attrs = {{kiln.contraction = {id} : i64}} {{ ^bb0(%a0: {e}, %a1: {e}, %acc: {e}): %s0 = arith.mulf %a0, %a1 fastmath<contract> : {e} %s1 = arith.addf %acc, %s0 fastmath<contract> : {e} linalg.yield %s1 : {e} }} -> {t}"
+        );
+        self.tagged(&head, x, w, &filled, ty, &tail)
     }
 
     /// The right operand of a product with `m` rows, read through a copy whose rows are one
