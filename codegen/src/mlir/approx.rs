@@ -9,9 +9,10 @@
 //! used, and the bounds tests/accuracy.rs asserts against the correctly rounded result:
 //!
 //! - f32 exp, log, tanh (2 ulp) and sigmoid (4 ulp) on every target (measured: 1, 1, 1, 3 ulp);
-//! - f32 sin and cos (2 ulp for |x| <= π/4, 1.2e-7 absolute up to 8192) and pow
-//!   (3 + 2 |y ln x| ulp: exp amplifies the rounding of y ln x), and every f64 function (exp 2
-//!   ulp, log and sigmoid 3, tanh 6, sin and cos 2 within π/4 and 1e-15 absolute up to 1000, pow
+//! - f32 sin and cos (2 ulp for |x| <= π/4, 1.2e-7 absolute at any magnitude: Payne and
+//!   Hanek's exact reduction) and pow (3 + 2 |y ln x| ulp: exp amplifies the rounding of
+//!   y ln x), and every f64 function (exp 2 ulp, log and sigmoid 3, tanh 6, sin and cos 2
+//!   within π/4 and 1e-15 absolute at any magnitude, pow
 //!   3 + 3 |y ln x|: log's f64 error is larger relative to its ulp), on targets without libm (`Target::libm` false: GPUs); CPU targets call libm for
 //!   those.
 
@@ -69,6 +70,32 @@ impl Fmt {
         }
     }
 }
+
+/// The bits of 2/π after the point, in 64-bit words, after one word of zeros (Payne and
+/// Hanek's reduction, [`Body::octant`], reads a window at any exponent); the first 53 bits are
+/// `FRAC_2_PI`'s mantissa, a test checks. Computed with exact integer arithmetic
+/// (Machin's formula); they agree with fdlibm's `ipio2`.
+const TWO_OVER_PI: [u64; 19] = [
+    0x0000000000000000,
+    0xa2f9836e4e441529,
+    0xfc2757d1f534ddc0,
+    0xdb6295993c439041,
+    0xfe5163abdebbc561,
+    0xb7246e3a424dd2e0,
+    0x06492eea09d1921c,
+    0xfe1deb1cb129a73e,
+    0xe88235f52ebb4484,
+    0xe99c7026b45f7e41,
+    0x3991d639835339f4,
+    0x9c845f8bbdf9283b,
+    0x1ff897ffde05980f,
+    0xef2f118b5a0a6d1f,
+    0x6d367ecf27cb09b7,
+    0x4f463f669e5fea2d,
+    0x7527bac7ebe5f17b,
+    0x3d0739f78a5292ea,
+    0x6bfb5fb11f8d5d08,
+];
 
 /// 1/k! for k = from..=to, highest first (Horner's order).
 fn inverse_factorials(from: u32, to: u32) -> Vec<f64> {
@@ -330,33 +357,23 @@ impl Body {
         self.select(fmt, &finite, value, &nan)
     }
 
-    /// (sin |x|, cos |x|): |x| = j π/4 + z with j even and z in [-π/4, π/4] (π/4 in three
-    /// parts, Cephes' DP1-DP3), then sin and cos of z (f32: Cephes' minimax polynomials; f64:
-    /// Taylor series to z^19 and z^18), swapped and negated by the octant j. j comes from |x|
-    /// capped where the format carries no fractional turn; the reduction is accurate while
-    /// j π/4 is (|x| up to about 8192 in f32; beyond, the absolute error grows).
+    /// (sin |x|, cos |x|): |x| = j π/4 + z with j even and z in [-π/4, π/4] (by
+    /// [`Body::octant`] beyond π/4), then sin and cos of z (f32: Cephes' minimax polynomials;
+    /// f64: Taylor series to z^19 and z^18), swapped and negated by the octant j.
     fn quadrant(&mut self, fmt: Fmt, x: &str) -> (String, String) {
         let a = self.fun(fmt, "absf", x);
-        let four_over_pi = self.f(fmt, 4.0 / std::f64::consts::PI);
-        let t = self.fop(fmt, "mulf", &a, &four_over_pi);
-        let cap = self.f(fmt, (2f64).powi(fmt.mantissa as i32 + 1));
-        let t = self.fop(fmt, "minimumf", &t, &cap);
-        let j = self.op(format!("arith.fptosi {t} : {} to {}", fmt.ty, fmt.int));
-        let (one, even) = (self.i(fmt, 1), self.i(fmt, -2));
-        let j = self.iop(fmt, "addi", &j, &one);
-        let j = self.iop(fmt, "andi", &j, &even);
-        let y = self.op(format!("arith.sitofp {j} : {} to {}", fmt.int, fmt.ty));
-        let pi_4: [f64; 3] = if fmt == F32 {
-            [0.78515625, 2.418_756_484_985_351_6e-4, 3.774_894_977_445_941e-8]
+        let wide = if fmt == F64 { a.clone() } else { self.op(format!("arith.extf {a} : f32 to f64")) };
+        let (j, z) = self.octant(&wide, if fmt == F64 { TWO_OVER_PI.len() } else { 5 });
+        let (j, z) = if fmt == F64 {
+            (j, z)
         } else {
-            [7.853_981_256_484_985e-1, 3.774_894_707_930_798e-8, 2.695_151_429_079_059_5e-15]
+            (self.op(format!("arith.trunci {j} : i64 to i32")), self.op(format!("arith.truncf {z} : f64 to f32")))
         };
-        let mut z = a;
-        for part in pi_4 {
-            let c = self.f(fmt, part);
-            let yc = self.fop(fmt, "mulf", &y, &c);
-            z = self.fop(fmt, "subf", &z, &yc);
-        }
+        let pi_4 = self.f(fmt, std::f64::consts::FRAC_PI_4);
+        let small = self.fop(fmt, "cmpf ole,", &a, &pi_4);
+        let zero = self.i(fmt, 0);
+        let j = self.op(format!("arith.select {small}, {zero}, {j} : {}", fmt.int));
+        let z = self.select(fmt, &small, &a, &z);
         let zz = self.fop(fmt, "mulf", &z, &z);
         let (sin_terms, cos_terms): (Vec<f64>, Vec<f64>) = if fmt == F32 {
             (
@@ -397,6 +414,90 @@ impl Body {
         (s, c)
     }
 
+    /// Payne and Hanek's exact reduction of a finite f64 `a` >= 2^-10: the even octant j
+    /// nearest to a 4/π (an i64, meaningful mod 8) and z = a - j π/4 (f64, in [-π/4, π/4]),
+    /// accurate to 2^-72 absolute however large `a` is.
+    ///
+    /// With a = M 2^e (M the 53-bit integer mantissa), y = a 4/π mod 8 is
+    /// M (2^(e+1) 2/π) mod 8, which needs only the 128 bits of 2/π around 2^(-e-1) (the
+    /// window W, 3 bits above the point and 125 below: higher bits give multiples of 8,
+    /// lower ones less than 2^-72): y 2^125 = M W mod 2^128, in i128. The window is cut from
+    /// [`TWO_OVER_PI`] by an index (a chain of selects: no memory, so the same code runs on
+    /// every target) and two shifts.
+    /// `words` is how much of the table the input's exponents reach: 5 words for a value
+    /// widened from f32 (e <= 75), all 19 for f64 (e <= 971).
+    fn octant(&mut self, a: &str, words: usize) -> (String, String) {
+        let i64c = |b: &mut Body, v: i64| b.constant(Literal::Int(DType::I64, v));
+        let bits = self.op(format!("arith.bitcast {a} : f64 to i64"));
+        let (c52, c63, exp_mask, frac_mask, one52) =
+            (i64c(self, 52), i64c(self, 63), i64c(self, 0x7ff), i64c(self, (1 << 52) - 1), i64c(self, 1 << 52));
+        let biased = self.op(format!("arith.shrui {bits}, {c52} : i64"));
+        let biased = self.op(format!("arith.andi {biased}, {exp_mask} : i64"));
+        // n = e + 62 with e = biased - 1075: the window starts n + 1 bits into the table
+        // (whose first word is zero padding, for exponents below -1).
+        let offset = i64c(self, 62 - 1075);
+        let n = self.op(format!("arith.addi {biased}, {offset} : i64"));
+        let fraction = self.op(format!("arith.andi {bits}, {frac_mask} : i64"));
+        let m = self.op(format!("arith.ori {fraction}, {one52} : i64"));
+        let six = i64c(self, 6);
+        let word = self.op(format!("arith.shrsi {n}, {six} : i64"));
+        let shift = self.op(format!("arith.andi {n}, {c63} : i64"));
+        let words = &TWO_OVER_PI[..words];
+        let t: Vec<String> = (0..3)
+            .map(|k| {
+                let k = i64c(self, k);
+                let index = self.op(format!("arith.addi {word}, {k} : i64"));
+                words.iter().enumerate().fold(i64c(self, 0), |acc, (i, &w)| {
+                    let (i, w) = (i64c(self, i as i64), i64c(self, w as i64));
+                    let hit = self.op(format!("arith.cmpi eq, {index}, {i} : i64"));
+                    self.op(format!("arith.select {hit}, {w}, {acc} : i64"))
+                })
+            })
+            .collect();
+        // (t[k] << shift) | (t[k+1] >> (64 - shift)), with no shift by 64.
+        let back = self.op(format!("arith.subi {c63}, {shift} : i64"));
+        let one = i64c(self, 1);
+        let mut halves = vec![];
+        for k in 0..2 {
+            let high = self.op(format!("arith.shli {}, {shift} : i64", t[k]));
+            let low = self.op(format!("arith.shrui {}, {one} : i64", t[k + 1]));
+            let low = self.op(format!("arith.shrui {low}, {back} : i64"));
+            let half = self.op(format!("arith.ori {high}, {low} : i64"));
+            halves.push(self.op(format!("arith.extui {half} : i64 to i128")));
+        }
+        let c64 = self.op("arith.constant 64 : i128".into());
+        let c125 = self.op("arith.constant 125 : i128".into());
+        let high = self.op(format!("arith.shli {}, {c64} : i128", halves[0]));
+        let window = self.op(format!("arith.ori {high}, {} : i128", halves[1]));
+        let m = self.op(format!("arith.extui {m} : i64 to i128"));
+        let y = self.op(format!("arith.muli {m}, {window} : i128"));
+        // j = the even integer nearest y; d = y - j, in [-1, 1) (j = 8 wraps to 0).
+        let octant = self.op(format!("arith.shrui {y}, {c125} : i128"));
+        let octant = self.op(format!("arith.trunci {octant} : i128 to i64"));
+        let odd = self.op(format!("arith.addi {octant}, {one} : i64"));
+        let even = i64c(self, -2);
+        let j = self.op(format!("arith.andi {odd}, {even} : i64"));
+        let jw = self.op(format!("arith.extui {j} : i64 to i128"));
+        let jw = self.op(format!("arith.shli {jw}, {c125} : i128"));
+        let d = self.op(format!("arith.subi {y}, {jw} : i128"));
+        let zero = self.op("arith.constant 0 : i128".into());
+        let negative = self.op(format!("arith.cmpi slt, {d}, {zero} : i128"));
+        let minus = self.op(format!("arith.subi {zero}, {d} : i128"));
+        let d = self.op(format!("arith.select {negative}, {minus}, {d} : i128"));
+        // |d| 2^125 as two unsigned words, each converted exactly enough: |d| = hi 2^-61 + lo 2^-125.
+        let hi = self.op(format!("arith.shrui {d}, {c64} : i128"));
+        let hi = self.op(format!("arith.trunci {hi} : i128 to i64"));
+        let lo = self.op(format!("arith.trunci {d} : i128 to i64"));
+        let hi = self.op(format!("arith.uitofp {hi} : i64 to f64"));
+        let lo = self.op(format!("arith.uitofp {lo} : i64 to f64"));
+        let (s61, s125) = (self.f(F64, 2f64.powi(-61)), self.f(F64, 2f64.powi(-125)));
+        let lo = self.fop(F64, "mulf", &lo, &s125);
+        let d = self.mul_add(F64, &hi, &s61, &lo);
+        let pi_4 = self.f(F64, std::f64::consts::FRAC_PI_4);
+        let z = self.fop(F64, "mulf", &d, &pi_4);
+        (j, self.negate_if(F64, &negative, &z))
+    }
+
     /// sin(x) by [`Body::quadrant`], odd in x.
     pub(super) fn sin(&mut self, fmt: Fmt, x: &str) -> String {
         let (s, _) = self.quadrant(fmt, x);
@@ -413,8 +514,8 @@ impl Body {
     }
 
     /// pow(x, y) = ±exp(y log|x|) with C's special cases: pow(x, 0) = pow(1, y) = 1, pow(-1, ±inf)
-    /// = 1, a negative base needs an integer exponent (NaN otherwise) and is negative for an
-    /// odd one. Error within 3 + 2 |y ln x| ulp in f32 and 3 + 3 |y ln x| in
+    /// = 1, a finite negative base needs an integer exponent (NaN otherwise; pow(-inf, y) is
+    /// exp(y log inf), +inf or +0, for a fractional y) and is negative for an odd one. Error within 3 + 2 |y ln x| ulp in f32 and 3 + 3 |y ln x| in
     /// f64: exp turns the absolute error of y ln x (log's error plus the product's half ulp,
     /// relative to |y ln x|) into a relative error of the result, up to twice as many of its ulps.
     pub(super) fn pow(&mut self, fmt: Fmt, x: &str, y: &str) -> String {
@@ -434,12 +535,14 @@ impl Body {
         let flip = self.op(format!("arith.andi {negative}, {odd} : i1"));
         let r = self.negate_if(fmt, &flip, &r);
         let fractional = self.fop(fmt, "cmpf one,", &fl, y);
+        let inf = self.f(fmt, f64::INFINITY);
+        let finite = self.fop(fmt, "cmpf one,", &a, &inf);
         let invalid = self.op(format!("arith.andi {negative}, {fractional} : i1"));
+        let invalid = self.op(format!("arith.andi {invalid}, {finite} : i1"));
         let nan = self.f(fmt, f64::NAN);
         let r = self.select(fmt, &invalid, &nan, &r);
         let one = self.f(fmt, 1.0);
         let unit = self.fop(fmt, "cmpf oeq,", &a, &one);
-        let inf = self.f(fmt, f64::INFINITY);
         let ay = self.fun(fmt, "absf", y);
         let y_inf = self.fop(fmt, "cmpf oeq,", &ay, &inf);
         let unit_inf = self.op(format!("arith.andi {unit}, {y_inf} : i1"));
@@ -448,5 +551,22 @@ impl Body {
         let y_zero = self.fop(fmt, "cmpf oeq,", y, &zero);
         let trivial = self.op(format!("arith.ori {x_one}, {y_zero} : i1"));
         self.select(fmt, &trivial, &one, &r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TWO_OVER_PI;
+
+    /// The table's first 53 bits are 2/π's f64 mantissa (2/π = 0.101000101...b: the mantissa
+    /// starts at the first bit, rounded at the 53rd).
+    #[test]
+    fn the_table_of_two_over_pi_starts_with_its_f64_value() {
+        let bits = std::f64::consts::FRAC_2_PI.to_bits();
+        let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
+        let leading = TWO_OVER_PI[1] >> 11;
+        let round_up = (TWO_OVER_PI[1] >> 10) & 1;
+        assert_eq!(mantissa, leading + round_up);
+        assert_eq!(TWO_OVER_PI[0], 0);
     }
 }
