@@ -5,44 +5,19 @@
 mod common;
 
 use kiln_ir::gen::{self, Rng};
-use kiln_ir::{Module, Op, OpClass, ReduceKind};
-
-/// Instances of each op per run.
-const INSTANCES: usize = 6;
-
-/// Whether inputs may hold NaN, infinities and huge values: everywhere except sums, dot
-/// products and convolutions, whose rounding differs legitimately once values overflow.
-fn with_specials(op: &Op) -> bool {
-    !matches!(op, Op::Dot | Op::Conv(_) | Op::Reduce { kind: ReduceKind::Sum, .. })
-}
+use kiln_ir::{Module, Op};
 
 #[test]
 fn every_op_agrees_with_the_interpreter() {
     let mut rng = Rng::new(common::seed());
-    let catalog = Op::catalog();
-    let mut funcs = vec![];
-    let mut cases = vec![];
-    for (i, template) in catalog.iter().enumerate() {
-        for k in 0..INSTANCES {
-            let name = format!("{}_{k}_{i}", template.name());
-            let f = gen::single_op_func(&mut rng, template, &name);
-            cases.push((name, template.clone()));
-            funcs.push(f);
-        }
-    }
-    let module = Module { name: "ops".into(), funcs };
+    let (module, cases) = common::op_instances(&mut rng, 6);
     for opt in [0, 2] {
         let loaded = common::compile_and_load(&module, opt);
         let mut failures = vec![];
         for (name, template) in &cases {
             let f = module.func(name).unwrap();
-            let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, with_specials(template))).collect();
-            let check = if matches!(template.class(), OpClass::Elementwise | OpClass::Shape) {
-                common::Check::Elementwise
-            } else {
-                common::Check::Reduction
-            };
-            if let Err(e) = common::check_against_interpreter(&loaded, name, &args, check) {
+            let args = common::op_inputs(&mut rng, f, template);
+            if let Err(e) = common::check_against_interpreter(&loaded, name, &args, common::Check::of(template)) {
                 failures.push(format!("-O{opt}: {e}"));
             }
         }

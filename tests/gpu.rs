@@ -4,6 +4,8 @@
 //! nvidia-cuda-nvcc; without it that check is skipped with a message); builds are reproducible.
 //! GPU bundles are verified by kiln-runtime's GPU loader and run on a GPU when there is one.
 
+mod common;
+
 use kiln::{build, Options, Source};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,7 +119,6 @@ fn gpu_builds_are_reproducible() {
 /// stops there); on a GPU every function agrees with the interpreter.
 #[test]
 fn gpu_bundles_verify_and_run_or_report_no_gpu() {
-    use kiln_ir::gen::{self, Rng};
     use kiln_runtime::gpu::{GpuBundle, GpuExecutor};
     let (source, options) = (mlp(), gpu_options("sm_80"));
     let dir = tempfile::tempdir().unwrap();
@@ -146,30 +147,110 @@ fn gpu_bundles_verify_and_run_or_report_no_gpu() {
         }
         Err(e) => panic!("{e}"),
     };
-    let module = kiln::check(&source, "mlp").unwrap();
-    let mut rng = Rng::new(kiln_ir::gen::test_seed());
+    let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
+    agrees_with_interpreter(&executor, &kiln::check(&source, "mlp").unwrap(), &mut rng).unwrap();
+}
+
+/// Calls `f` on `executor` (its GPU bundle) with `args`.
+fn call(
+    executor: &kiln_runtime::gpu::GpuExecutor,
+    f: &kiln_ir::Func,
+    args: &[kiln_ir::interp::Tensor],
+) -> Result<Vec<kiln_ir::interp::Tensor>, String> {
+    use kiln_ir::interp::{Data, Tensor};
+    let inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut outputs: Vec<Vec<u8>> = f.result_types().iter().map(|t| vec![0u8; t.size_bytes()]).collect();
+    let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+    executor.call(&f.name, &refs, &mut outs).map_err(|e| format!("`{}`: {e}", f.name))?;
+    Ok(outputs
+        .iter()
+        .zip(f.result_types())
+        .map(|(bytes, ty)| Tensor::new(ty.shape.clone(), Data::from_bytes(ty.dtype, bytes).unwrap()))
+        .collect())
+}
+
+/// Runs `f` on `executor` and in the interpreter on `args` and compares them under `check`.
+fn check_against_interpreter(
+    executor: &kiln_runtime::gpu::GpuExecutor,
+    f: &kiln_ir::Func,
+    args: &[kiln_ir::interp::Tensor],
+    check: common::Check,
+) -> Result<(), String> {
+    let expected = kiln_ir::interp::run(f, args);
+    for (want, got) in expected.iter().zip(call(executor, f, args)?) {
+        kiln_ir::interp::compare(want, &got, common::tolerance(want.data.dtype(), check))
+            .map_err(|e| format!("`{}`: {e}\n(inputs: {args:?})", f.name))?;
+    }
+    Ok(())
+}
+
+/// Calls every function of `module` on `executor` (its GPU bundle) with random inputs and
+/// compares the results with the interpreter's.
+fn agrees_with_interpreter(
+    executor: &kiln_runtime::gpu::GpuExecutor,
+    module: &kiln_ir::Module,
+    rng: &mut kiln_ir::gen::Rng,
+) -> Result<(), String> {
     for f in &module.funcs {
-        let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
-        let expected = kiln_ir::interp::run(f, &args);
-        let inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
-        let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
-        let mut outputs: Vec<Vec<u8>> = f.result_types().iter().map(|t| vec![0u8; t.size_bytes()]).collect();
-        let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-        executor.call(&f.name, &refs, &mut outs).unwrap();
-        for ((bytes, ty), want) in outputs.iter().zip(f.result_types()).zip(&expected) {
-            let got = kiln_ir::interp::Tensor::new(
-                ty.shape.clone(),
-                kiln_ir::interp::Data::from_bytes(ty.dtype, bytes).unwrap(),
-            );
-            kiln_ir::interp::compare(want, &got, kiln_ir::interp::Tolerance::Scaled(1e-4))
-                .unwrap_or_else(|e| panic!("`{}`: {e}", f.name));
+        let args: Vec<_> = f.params.iter().map(|p| kiln_ir::gen::tensor(rng, &p.ty, false)).collect();
+        check_against_interpreter(executor, f, &args, common::Check::Program)?;
+    }
+    Ok(())
+}
+
+/// Every op of the table (random instances over the dtypes it accepts, with the special
+/// values of the CPU's differential test), compiled for the GPU, runs on the PTX emulator like
+/// the interpreter.
+#[test]
+fn every_op_runs_on_the_ptx_emulator_like_the_interpreter() {
+    let mut rng = kiln_ir::gen::Rng::new(common::seed());
+    let (module, cases) = common::op_instances(&mut rng, 3);
+    let artifacts = kiln_codegen::compile(&module, &gpu_options("sm_90").target, 2, Default::default()).unwrap();
+    let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle_of(&module, &artifacts), None).unwrap();
+    let mut failures = vec![];
+    for (name, template) in &cases {
+        let f = module.func(name).unwrap();
+        let args = common::op_inputs(&mut rng, f, template);
+        if let Err(e) = check_against_interpreter(&executor, f, &args, common::Check::of(template)) {
+            failures.push(e);
         }
     }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Every example and every program under tests/run and tests/rewrites, compiled for the GPU,
+/// runs on the PTX emulator and agrees with the interpreter: the acceptance check of a GPU run,
+/// done without a GPU (the emulator does not model the approximate instructions' error).
+#[test]
+fn every_program_runs_on_the_ptx_emulator_like_the_interpreter() {
+    use kiln_runtime::gpu::{GpuBundle, GpuExecutor};
+    let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
+    let mut failures = vec![];
+    for path in programs() {
+        let source = Source::read(&path).unwrap();
+        let name = source.default_module_name();
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = || -> Result<(), String> {
+            let out = build(&source, &gpu_options("sm_80")).map_err(|e| e.render(false))?;
+            kiln::write_output(&out, dir.path()).map_err(|e| e.render(false))?;
+            let bundle = GpuBundle::open(&dir.path().join(format!("{name}.json"))).map_err(|e| e.to_string())?;
+            let executor = GpuExecutor::emulated(bundle, None).map_err(|e| e.to_string())?;
+            assert!(executor.is_emulated());
+            agrees_with_interpreter(&executor, &kiln::check(&source, &name).map_err(|e| e.render(false))?, &mut rng)
+        };
+        let start = std::time::Instant::now();
+        if let Err(e) = run() {
+            failures.push(format!("{}: {e}", path.display()));
+        }
+        eprintln!("{}: {:.2} s", path.display(), start.elapsed().as_secs_f64());
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// `kiln expect` writes every argument of every function as a raw file of the right size, and
-/// kiln-gpu-check (which needs only the runtime) runs the bundle against them: on a GPU it
-/// agrees; without one it exits 2 saying so.
+/// kiln-gpu-check (which needs only the runtime) runs the bundle against them: on the PTX
+/// emulator it agrees; on a GPU it agrees; without one it exits 2 saying so.
 #[test]
 fn the_gpu_check_program_runs_bundles_against_expected_results() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -197,6 +278,12 @@ fn the_gpu_check_program_runs_bundles_against_expected_results() {
             assert_eq!(std::fs::metadata(&file).unwrap().len(), a["bytes"].as_u64().unwrap(), "{}", file.display());
         }
     }
+    // On the PTX emulator, on any machine.
+    let out = run(Command::new(&check).arg("--emulate").arg(bundle.join("mlp.json")).arg(&data).args(["--runs", "1"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("agrees").count(), 3, "{stdout}");
+    assert!(stdout.contains("(emulated)"), "{stdout}");
     let out = run(Command::new(&check).arg(bundle.join("mlp.json")).arg(&data).args(["--runs", "3"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
@@ -207,7 +294,8 @@ fn the_gpu_check_program_runs_bundles_against_expected_results() {
 }
 
 /// Random programs over every op of the table and dtype (the generator of the differential
-/// tests) compile for the GPU, and ptxas accepts their kernels.
+/// tests) compile for the GPU, ptxas accepts their kernels, and on the PTX emulator they agree
+/// with the interpreter.
 #[test]
 fn random_programs_compile_to_ptx() {
     use kiln_ir::gen::{self, Rng};
@@ -224,4 +312,62 @@ fn random_programs_compile_to_ptx() {
             ptxas_check(&ptxas, dir.path(), &format!("{}.ptx", k.name), k.ptx.as_bytes(), "sm_90").unwrap();
         }
     }
+    let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle_of(&module, &artifacts), None).unwrap();
+    agrees_with_interpreter(&executor, &module, &mut rng)
+        .unwrap_or_else(|e| panic!("{e}\n{}", kiln_ir::text::print_module(&module)));
+}
+
+/// The GPU bundle of `module` compiled into `artifacts`, as the runtime reads it from a
+/// manifest (for modules that have no source text to build from).
+fn bundle_of(module: &kiln_ir::Module, artifacts: &kiln_codegen::Artifacts) -> kiln_runtime::gpu::GpuBundle {
+    use kiln_codegen::gpu::LaunchArg as Planned;
+    use kiln_runtime::gpu::{GpuBundle, GpuFunction, GpuKernel, Launch, LaunchArg};
+    use kiln_runtime::{bundle::ArgSpec, DType};
+    let spec = |name: String, ty: &kiln_ir::types::TensorType| ArgSpec {
+        name,
+        dtype: match ty.dtype {
+            kiln_ir::types::DType::Bool => DType::Bool,
+            kiln_ir::types::DType::I32 => DType::I32,
+            kiln_ir::types::DType::I64 => DType::I64,
+            kiln_ir::types::DType::F32 => DType::F32,
+            kiln_ir::types::DType::F64 => DType::F64,
+        },
+        shape: ty.shape.iter().map(|&d| d as u64).collect(),
+        bytes: ty.size_bytes(),
+    };
+    let kernels: Vec<GpuKernel> = artifacts
+        .kernels
+        .iter()
+        .map(|k| GpuKernel { name: k.name.clone(), entry: k.entry.clone(), ptx: k.ptx.clone() })
+        .collect();
+    let functions = module
+        .funcs
+        .iter()
+        .zip(&artifacts.launches)
+        .zip(&artifacts.workspace)
+        .map(|((f, plan), &workspace)| GpuFunction {
+            name: f.name.clone(),
+            params: f.params.iter().map(|p| spec(p.name.clone(), &p.ty)).collect(),
+            results: f.result_types().iter().enumerate().map(|(i, t)| spec(format!("r{i}"), t)).collect(),
+            workspace_bytes: workspace as usize,
+            launches: plan
+                .iter()
+                .map(|l| Launch {
+                    kernel: kernels.iter().position(|k| k.name == l.kernel).unwrap(),
+                    grid: l.grid.map(|d| d as u32),
+                    block: l.block.map(|d| d as u32),
+                    args: l
+                        .args
+                        .iter()
+                        .map(|a| match *a {
+                            Planned::Buffer { index } => LaunchArg::Buffer(index),
+                            Planned::Workspace { offset } => LaunchArg::Workspace(offset),
+                            Planned::Int { value } => LaunchArg::Int(value),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    GpuBundle { module: module.name.clone(), gpu: "sm_90".into(), kernels, functions }
 }

@@ -211,6 +211,9 @@ pub enum Error {
     /// No usable GPU (no driver, no device, too old a device, not enough memory allowed), or
     /// the CUDA driver failed.
     Device(String),
+    /// The PTX emulator cannot run a kernel, or a kernel faulted in it (an access outside its
+    /// buffers, a deadlock).
+    Emulator(String),
 }
 
 impl std::fmt::Display for Error {
@@ -222,6 +225,7 @@ impl std::fmt::Display for Error {
             Error::Target(m) => write!(f, "wrong target: {m}"),
             Error::Integrity(m) => write!(f, "corrupt bundle: {m}"),
             Error::Device(m) => write!(f, "GPU: {m}"),
+            Error::Emulator(m) => write!(f, "PTX emulator: {m}"),
             Error::Library(m) => write!(f, "cannot load the library: {m}"),
             Error::Argument(m) => write!(f, "bad arguments: {m}"),
             Error::Status(s) => write!(f, "the compiled function returned status {s}"),

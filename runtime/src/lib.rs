@@ -2,8 +2,8 @@
 //!
 //! Owns: loading and verifying bundles (a shared library with its manifest, [`bundle`]) and
 //! calling their entry points with checked buffers ([`entry`]), the thread pool that runs
-//! compiled parallel loops ([`pool`]), the GPU executor ([`gpu`], CUDA's driver loaded at run time). The C API and the GPU executor
-//! grow here (see the artifacts and GPU issues).
+//! compiled parallel loops ([`pool`]), the C API ([`capi`]), the GPU executor ([`gpu`]: CUDA's
+//! driver loaded at run time, or kiln's PTX emulator, which runs GPU bundles on any machine).
 //!
 //! May depend on: nothing of the compiler; cudarc (dynamically loaded driver API). The runtime sees only the C ABI of entry points
 //! (`int32_t f(void* in..., void* out...)`) and the manifest format of docs/artifact-format.md.

@@ -88,6 +88,41 @@ pub enum Check {
     Program,
 }
 
+impl Check {
+    /// The check of one op's instance.
+    pub fn of(op: &kiln_ir::Op) -> Check {
+        if matches!(op.class(), kiln_ir::OpClass::Elementwise | kiln_ir::OpClass::Shape) {
+            Check::Elementwise
+        } else {
+            Check::Reduction
+        }
+    }
+}
+
+/// `instances` random instances of every op of the table, as one module, with the op each
+/// function instantiates. A new op is covered the moment it appears in `Op::catalog`.
+pub fn op_instances(rng: &mut kiln_ir::gen::Rng, instances: usize) -> (Module, Vec<(String, kiln_ir::Op)>) {
+    let mut funcs = vec![];
+    let mut cases = vec![];
+    for (i, template) in kiln_ir::Op::catalog().iter().enumerate() {
+        for k in 0..instances {
+            let name = format!("{}_{k}_{i}", template.name());
+            funcs.push(kiln_ir::gen::single_op_func(rng, template, &name));
+            cases.push((name, template.clone()));
+        }
+    }
+    (Module { name: "ops".into(), funcs }, cases)
+}
+
+/// Random inputs of an instance of `op`: with NaN, infinities and huge values everywhere
+/// except sums, dot products and convolutions, whose rounding differs legitimately once
+/// values overflow.
+pub fn op_inputs(rng: &mut kiln_ir::gen::Rng, f: &kiln_ir::Func, op: &kiln_ir::Op) -> Vec<Tensor> {
+    use kiln_ir::{Op, ReduceKind};
+    let specials = !matches!(op, Op::Dot | Op::Conv(_) | Op::Reduce { kind: ReduceKind::Sum, .. });
+    f.params.iter().map(|p| kiln_ir::gen::tensor(rng, &p.ty, specials)).collect()
+}
+
 pub fn tolerance(dtype: kiln_ir::DType, check: Check) -> Tolerance {
     let f64 = dtype == kiln_ir::DType::F64;
     match check {

@@ -3,9 +3,10 @@
 //! from `kiln build --target nvptx64-nvidia-cuda` and the data from `kiln expect` (raw files
 //! DIR/FUNCTION.ARGUMENT.bin), both on any machine.
 //!
-//! Usage: kiln-gpu-check [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ...
+//! Usage: kiln-gpu-check [--emulate] [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ...
 //! (manifest and data directory in pairs). Exit status: 0 all agree, 1 a mismatch or error,
-//! 2 no usable GPU.
+//! 2 no usable GPU. With `--emulate` the bundles run on kiln's PTX emulator instead, on any
+//! machine: slow, every memory access checked; its times say nothing of a GPU.
 
 use kiln_runtime::gpu::{GpuBundle, GpuExecutor};
 use kiln_runtime::DType;
@@ -16,11 +17,12 @@ struct Options {
     runs: usize,
     rtol: f64,
     memory_limit: Option<usize>,
+    emulate: bool,
     pairs: Vec<(PathBuf, PathBuf)>,
 }
 
 fn parse() -> Result<Options, String> {
-    let mut o = Options { runs: 10, rtol: 1e-4, memory_limit: None, pairs: vec![] };
+    let mut o = Options { runs: 10, rtol: 1e-4, memory_limit: None, emulate: false, pairs: vec![] };
     let mut args = std::env::args().skip(1);
     let mut paths = vec![];
     while let Some(a) = args.next() {
@@ -28,6 +30,7 @@ fn parse() -> Result<Options, String> {
         match a.as_str() {
             "--runs" => o.runs = value("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--rtol" => o.rtol = value("--rtol")?.parse().map_err(|e| format!("--rtol: {e}"))?,
+            "--emulate" => o.emulate = true,
             "--memory-limit" => {
                 o.memory_limit = Some(value("--memory-limit")?.parse().map_err(|e| format!("--memory-limit: {e}"))?)
             }
@@ -35,7 +38,10 @@ fn parse() -> Result<Options, String> {
         }
     }
     if paths.is_empty() || paths.len() % 2 != 0 {
-        return Err("usage: kiln-gpu-check [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ...".into());
+        return Err(
+            "usage: kiln-gpu-check [--emulate] [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ..."
+                .into(),
+        );
     }
     o.pairs = paths.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
     Ok(o)
@@ -82,7 +88,12 @@ fn run(o: &Options) -> Result<bool, (i32, String)> {
     for (manifest, data) in &o.pairs {
         let bundle = GpuBundle::open(manifest).map_err(|e| (1, format!("{}: {e}", manifest.display())))?;
         let module = bundle.module.clone();
-        let executor = GpuExecutor::new(bundle, 0, o.memory_limit).map_err(|e| match e {
+        let executor = if o.emulate {
+            GpuExecutor::emulated(bundle, o.memory_limit)
+        } else {
+            GpuExecutor::new(bundle, 0, o.memory_limit)
+        };
+        let executor = executor.map_err(|e| match e {
             kiln_runtime::Error::Device(m) => (2, m),
             e => (1, e.to_string()),
         })?;
@@ -113,10 +124,11 @@ fn run(o: &Options) -> Result<bool, (i32, String)> {
             let agrees = worst <= o.rtol;
             ok &= agrees;
             println!(
-                "{module}.{}: {} (max relative error {worst:.2e}), median {:.3} ms per call with copies",
+                "{module}.{}: {} (max relative error {worst:.2e}), median {:.3} ms per call with copies{}",
                 f.name,
                 if agrees { "agrees" } else { "DIFFERS" },
-                times[times.len() / 2] * 1e3
+                times[times.len() / 2] * 1e3,
+                if o.emulate { " (emulated)" } else { "" }
             );
         }
     }

@@ -8,6 +8,13 @@
 //! the device, and returns [`Error::Device`] rather than panicking when there is no driver or
 //! no GPU. [`GpuExecutor::call`] copies the inputs to the device, replays the function's
 //! launches in order on one stream, and copies the results back.
+//!
+//! [`GpuExecutor::emulated`] replays the same plans on [`emulator`], kiln's PTX emulator
+//! (kernels read by [`ptx`]), on any machine: how CI checks GPU bundles against the interpreter
+//! without a GPU, with every memory access bounds-checked.
+
+pub mod emulator;
+pub mod ptx;
 
 use crate::bundle::{lists, read_manifest, signature, ArgSpec, Error, LaunchArgInfo};
 use std::path::Path;
@@ -135,30 +142,42 @@ impl GpuBundle {
     }
 }
 
-/// A GPU bundle loaded on a device.
+/// A GPU bundle loaded on a device, or on the PTX emulator.
 pub struct GpuExecutor {
     bundle: GpuBundle,
-    stream: Arc<cudarc::driver::CudaStream>,
-    functions: Vec<cudarc::driver::CudaFunction>,
+    backend: Backend,
+}
+
+enum Backend {
+    Cuda {
+        stream: Arc<cudarc::driver::CudaStream>,
+        functions: Vec<cudarc::driver::CudaFunction>,
+    },
+    /// Each bundle kernel, read for [`emulator`].
+    Emulator(Vec<ptx::Kernel>),
 }
 
 fn device_error(e: impl std::fmt::Display) -> Error {
     Error::Device(e.to_string())
 }
 
+/// Refuses `bundle` if one of its calls needs more device memory than `limit`.
+fn check_memory(bundle: &GpuBundle, limit: Option<usize>) -> Result<(), Error> {
+    match (limit, bundle.functions.iter().max_by_key(|f| f.device_bytes())) {
+        (Some(limit), Some(f)) if f.device_bytes() > limit => Err(Error::Device(format!(
+            "`{}` needs {} bytes of device memory, more than the limit of {limit}",
+            f.name,
+            f.device_bytes()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl GpuExecutor {
     /// Loads `bundle` on device `ordinal`. With `memory_limit`, refuses (before touching the
     /// device) a bundle one of whose calls needs more device memory than that.
     pub fn new(bundle: GpuBundle, ordinal: usize, memory_limit: Option<usize>) -> Result<GpuExecutor, Error> {
-        if let Some(limit) = memory_limit {
-            if let Some(f) = bundle.functions.iter().find(|f| f.device_bytes() > limit) {
-                return Err(Error::Device(format!(
-                    "`{}` needs {} bytes of device memory, more than the limit of {limit}",
-                    f.name,
-                    f.device_bytes()
-                )));
-            }
-        }
+        check_memory(&bundle, memory_limit)?;
         // cudarc panics when the driver library is missing: ask first.
         // SAFETY: only probes for the library.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
@@ -181,56 +200,164 @@ impl GpuExecutor {
             let module = context.load_module(cudarc::nvrtc::Ptx::from_src(k.ptx.clone())).map_err(device_error)?;
             functions.push(module.load_function(&k.entry).map_err(device_error)?);
         }
-        Ok(GpuExecutor { stream: context.default_stream(), bundle, functions })
+        Ok(GpuExecutor { backend: Backend::Cuda { stream: context.default_stream(), functions }, bundle })
+    }
+
+    /// Loads `bundle` on the PTX emulator ([`emulator`]): no GPU or driver needed, every
+    /// kernel read and checked now, every access checked when it runs. `memory_limit` as for
+    /// [`GpuExecutor::new`].
+    pub fn emulated(bundle: GpuBundle, memory_limit: Option<usize>) -> Result<GpuExecutor, Error> {
+        check_memory(&bundle, memory_limit)?;
+        let kernels = bundle
+            .kernels
+            .iter()
+            .map(|k| {
+                let mut module =
+                    ptx::parse(&k.ptx).map_err(|e| Error::Emulator(format!("kernel `{}`: {e}", k.name)))?;
+                let at = module.kernels.iter().position(|e| e.name == k.entry);
+                at.map(|i| module.kernels.swap_remove(i))
+                    .ok_or_else(|| Error::Manifest(format!("kernel `{}` has no entry `{}`", k.name, k.entry)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(GpuExecutor { backend: Backend::Emulator(kernels), bundle })
     }
 
     pub fn bundle(&self) -> &GpuBundle {
         &self.bundle
     }
 
+    /// Whether this executor runs on the PTX emulator.
+    pub fn is_emulated(&self) -> bool {
+        matches!(self.backend, Backend::Emulator(_))
+    }
+
     /// Calls `name`: checks the buffers, copies the inputs to the device, runs the launch plan
     /// and copies the results into `outputs`.
     pub fn call(&self, name: &str, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
-        use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
         let f = self.bundle.function(name).ok_or_else(|| Error::Argument(format!("no function `{name}`")))?;
         crate::bundle::check_buffers(&f.name, &f.params, &f.results, inputs, outputs)?;
-        let s = &self.stream;
-        let mut buffers = vec![];
-        for input in inputs {
-            buffers.push(s.clone_htod(*input).map_err(device_error)?);
-        }
-        for output in outputs.iter() {
-            buffers.push(s.alloc_zeros::<u8>(output.len()).map_err(device_error)?);
-        }
-        let workspace = s.alloc_zeros::<u8>(f.workspace_bytes.max(1)).map_err(device_error)?;
-        let pointers: Vec<u64> = buffers.iter().map(|b| b.device_ptr(s).0).collect();
-        let base = workspace.device_ptr(s).0;
-        for l in &f.launches {
-            let values: Vec<u64> = l
-                .args
-                .iter()
-                .map(|a| match *a {
-                    LaunchArg::Buffer(i) => pointers[i],
-                    LaunchArg::Workspace(offset) => base + offset,
-                    LaunchArg::Int(v) => v as u64,
-                })
-                .collect();
-            let mut builder = s.launch_builder(&self.functions[l.kernel]);
-            for v in &values {
-                builder.arg(v);
+        match &self.backend {
+            Backend::Cuda { stream, functions } => {
+                replay(&mut CudaCall { stream, functions, buffers: vec![] }, f, inputs, outputs)
             }
-            let config = LaunchConfig {
-                grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
-                block_dim: (l.block[0], l.block[1], l.block[2]),
-                shared_mem_bytes: 0,
-            };
-            // SAFETY: the plan was verified against the kernels' parameters by the compiler and
-            // its buffer indices and offsets against this function by `GpuBundle::open`.
-            unsafe { builder.launch(config) }.map_err(device_error)?;
+            Backend::Emulator(kernels) => {
+                replay(&mut EmulatedCall { kernels, memory: Default::default() }, f, inputs, outputs)
+            }
         }
-        for (output, buffer) in outputs.iter_mut().zip(&buffers[inputs.len()..]) {
-            s.memcpy_dtoh(buffer, &mut output[..]).map_err(device_error)?;
+    }
+}
+
+/// What replaying a launch plan needs of a device. Addresses are device pointers.
+trait Device {
+    fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error>;
+    fn zeros(&mut self, bytes: usize) -> Result<u64, Error>;
+    fn launch(&mut self, launch: &Launch, args: &[u64]) -> Result<(), Error>;
+    /// Copies the buffer at `address` into `out` once every launch has finished.
+    fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error>;
+}
+
+/// Runs `f`'s launch plan on `device`: the inputs, zeroed outputs and workspace as device
+/// buffers, the launches in order, the outputs copied back.
+fn replay(device: &mut impl Device, f: &GpuFunction, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
+    let mut pointers = vec![];
+    for input in inputs {
+        pointers.push(device.upload(input)?);
+    }
+    for output in outputs.iter() {
+        pointers.push(device.zeros(output.len())?);
+    }
+    let base = device.zeros(f.workspace_bytes.max(1))?;
+    for l in &f.launches {
+        let values: Vec<u64> = l
+            .args
+            .iter()
+            .map(|a| match *a {
+                LaunchArg::Buffer(i) => pointers[i],
+                LaunchArg::Workspace(offset) => base + offset,
+                LaunchArg::Int(v) => v as u64,
+            })
+            .collect();
+        device.launch(l, &values)?;
+    }
+    for (output, &p) in outputs.iter_mut().zip(&pointers[inputs.len()..]) {
+        device.download(p, output)?;
+    }
+    Ok(())
+}
+
+/// One call on a CUDA device: its buffers live until the call ends.
+struct CudaCall<'a> {
+    stream: &'a Arc<cudarc::driver::CudaStream>,
+    functions: &'a [cudarc::driver::CudaFunction],
+    buffers: Vec<(u64, cudarc::driver::CudaSlice<u8>)>,
+}
+
+impl CudaCall<'_> {
+    fn keep(&mut self, buffer: cudarc::driver::CudaSlice<u8>) -> u64 {
+        use cudarc::driver::DevicePtr;
+        let address = buffer.device_ptr(self.stream).0;
+        self.buffers.push((address, buffer));
+        address
+    }
+}
+
+impl Device for CudaCall<'_> {
+    fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error> {
+        let buffer = self.stream.clone_htod(bytes).map_err(device_error)?;
+        Ok(self.keep(buffer))
+    }
+
+    fn zeros(&mut self, bytes: usize) -> Result<u64, Error> {
+        let buffer = self.stream.alloc_zeros::<u8>(bytes).map_err(device_error)?;
+        Ok(self.keep(buffer))
+    }
+
+    fn launch(&mut self, l: &Launch, args: &[u64]) -> Result<(), Error> {
+        use cudarc::driver::{LaunchConfig, PushKernelArg};
+        let mut builder = self.stream.launch_builder(&self.functions[l.kernel]);
+        for v in args {
+            builder.arg(v);
         }
-        s.synchronize().map_err(device_error)
+        let config = LaunchConfig {
+            grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
+            block_dim: (l.block[0], l.block[1], l.block[2]),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the plan was verified against the kernels' parameters by the compiler and
+        // its buffer indices and offsets against this function by `GpuBundle::open`.
+        unsafe { builder.launch(config) }.map(drop).map_err(device_error)
+    }
+
+    fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error> {
+        let buffer = &self.buffers.iter().find(|b| b.0 == address).expect("a buffer of this call").1;
+        self.stream.memcpy_dtoh(buffer, out).map_err(device_error)?;
+        self.stream.synchronize().map_err(device_error)
+    }
+}
+
+/// One call on the PTX emulator.
+struct EmulatedCall<'a> {
+    kernels: &'a [ptx::Kernel],
+    memory: emulator::Memory,
+}
+
+impl Device for EmulatedCall<'_> {
+    fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error> {
+        let address = self.memory.alloc(bytes.len());
+        self.memory.bytes_mut(address).copy_from_slice(bytes);
+        Ok(address)
+    }
+
+    fn zeros(&mut self, bytes: usize) -> Result<u64, Error> {
+        Ok(self.memory.alloc(bytes))
+    }
+
+    fn launch(&mut self, l: &Launch, args: &[u64]) -> Result<(), Error> {
+        emulator::launch(&mut self.memory, &self.kernels[l.kernel], l.grid, l.block, args).map_err(Error::Emulator)
+    }
+
+    fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error> {
+        out.copy_from_slice(self.memory.bytes(address));
+        Ok(())
     }
 }
