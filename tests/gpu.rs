@@ -132,6 +132,19 @@ fn gpu_bundles_verify_and_run_or_report_no_gpu() {
         Err(kiln_runtime::Error::Device(m)) => assert!(m.contains("more than the limit"), "{m}"),
         other => panic!("a plan over the memory limit must be refused, got {:?}", other.err()),
     }
+    // Matrix products are library steps; one whose matrices overrun their buffers is refused.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(bundle.functions.iter().flat_map(|f| &f.launches).any(|s| matches!(s, kiln_runtime::gpu::Step::Gemm(_))));
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let steps = json["functions"][0]["launches"].as_array_mut().unwrap();
+    let gemm = steps.iter_mut().find(|s| s.get("gemm").is_some()).expect("a product in `loss`");
+    gemm["gemm"]["m"] = (gemm["gemm"]["m"].as_u64().unwrap() * 2).into();
+    std::fs::write(&manifest, serde_json::to_string(&json).unwrap()).unwrap();
+    match GpuBundle::open(&manifest) {
+        Err(kiln_runtime::Error::Manifest(m)) => assert!(m.contains("out of range"), "{m}"),
+        other => panic!("a product overrunning its buffers must be refused, got {other:?}"),
+    }
+    std::fs::write(&manifest, text).unwrap();
     // A tampered kernel is refused.
     let ptx = dir.path().join(format!("mlp.{}.ptx", bundle.kernels[0].name));
     let original = std::fs::read(&ptx).unwrap();
@@ -320,7 +333,7 @@ fn random_programs_compile_to_ptx() {
 /// The GPU bundle of `module` compiled into `artifacts`, as the runtime reads it from a
 /// manifest (for modules that have no source text to build from).
 fn bundle_of(module: &kiln_ir::Module, artifacts: &kiln_codegen::Artifacts) -> kiln_runtime::gpu::GpuBundle {
-    use kiln_codegen::gpu::LaunchArg as Planned;
+    use kiln_codegen::gpu::{LaunchArg as Planned, Step};
     use kiln_runtime::gpu::{GpuBundle, GpuFunction, GpuKernel, Launch, LaunchArg};
     use kiln_runtime::{bundle::ArgSpec, DType};
     let spec = |name: String, ty: &kiln_ir::types::TensorType| ArgSpec {
@@ -334,6 +347,11 @@ fn bundle_of(module: &kiln_ir::Module, artifacts: &kiln_codegen::Artifacts) -> k
         },
         shape: ty.shape.iter().map(|&d| d as u64).collect(),
         bytes: ty.size_bytes(),
+    };
+    let arg = |a: &Planned| match *a {
+        Planned::Buffer { index } => LaunchArg::Buffer(index),
+        Planned::Workspace { offset } => LaunchArg::Workspace(offset),
+        Planned::Int { value } => LaunchArg::Int(value),
     };
     let kernels: Vec<GpuKernel> = artifacts
         .kernels
@@ -352,19 +370,24 @@ fn bundle_of(module: &kiln_ir::Module, artifacts: &kiln_codegen::Artifacts) -> k
             workspace_bytes: workspace as usize,
             launches: plan
                 .iter()
-                .map(|l| Launch {
-                    kernel: kernels.iter().position(|k| k.name == l.kernel).unwrap(),
-                    grid: l.grid.map(|d| d as u32),
-                    block: l.block.map(|d| d as u32),
-                    args: l
-                        .args
-                        .iter()
-                        .map(|a| match *a {
-                            Planned::Buffer { index } => LaunchArg::Buffer(index),
-                            Planned::Workspace { offset } => LaunchArg::Workspace(offset),
-                            Planned::Int { value } => LaunchArg::Int(value),
-                        })
-                        .collect(),
+                .map(|step| match step {
+                    Step::Kernel(l) => kiln_runtime::gpu::Step::Kernel(Launch {
+                        kernel: kernels.iter().position(|k| k.name == l.kernel).unwrap(),
+                        grid: l.grid.map(|d| d as u32),
+                        block: l.block.map(|d| d as u32),
+                        args: l.args.iter().map(arg).collect(),
+                    }),
+                    Step::Gemm { gemm: g } => kiln_runtime::gpu::Step::Gemm(kiln_runtime::gpu::Gemm {
+                        dtype: if g.dtype == "f64" { DType::F64 } else { DType::F32 },
+                        batch: g.batch,
+                        m: g.m,
+                        n: g.n,
+                        k: g.k,
+                        a_transposed: g.a_transposed,
+                        a: arg(&g.a),
+                        b: arg(&g.b),
+                        c: arg(&g.c),
+                    }),
                 })
                 .collect(),
         })

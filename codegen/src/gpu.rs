@@ -2,30 +2,31 @@
 //! kiln's runtime replays (no MLIR host runtime, no libdevice).
 //!
 //! Route (../shared/docs/gpu.md): the same tensor program as on the CPU is fused, bufferized and
-//! planned (intermediates are views of one device workspace); linalg ops become parallel loops,
+//! planned (intermediates are views of one device workspace); float matrix products over whole
+//! buffers become library calls ([`Gemm`], cuBLAS in the runtime); other linalg ops become parallel loops,
 //! tiled by [`THREADS_PER_BLOCK`] and mapped to blocks and threads, and outlined into
 //! `gpu.module`s. Whatever remains on the host besides constants, views and launches (a loop
 //! nest with no parallel dimension, a scalar store) is first wrapped in a one-iteration parallel
 //! loop, so that it runs as a single-thread kernel. The host functions are then read, not
 //! lowered: each `gpu.launch_func` becomes a [`Launch`] (kernel, grid, block, arguments as
-//! parameters, workspace offsets or constants). Each kernel module is lowered through NVVM,
+//! parameters, workspace offsets or constants) and each library call a [`Gemm`]. Each kernel module is lowered through NVVM,
 //! translated to LLVM IR and emitted as PTX by LLVM's NVPTX target. Math ops become LLVM
 //! intrinsics the NVPTX backend selects; exp, log, tanh, sin, cos and pow, in f32 and f64, are
 //! kiln's own polynomials (GPU targets have `libm: false`); any other math op would be refused
 //! rather than turned into a libdevice call.
 //!
-//! This first version maps loops naively (one thread per output element; reductions run
-//! sequentially in their thread; products are plain loops): correct, checked by ptxas, not yet
-//! fast.
+//! Loops are mapped naively for now (one thread per output element; reductions run
+//! sequentially in their thread; integer products are plain loops): correct (the test suite
+//! runs every plan on kiln's PTX emulator), checked by ptxas, not yet fast.
 
-use crate::mlir::emit_module;
+use crate::mlir::{emit_module, Contraction};
 use crate::pipeline::{bufferize_and_plan, err, Artifacts, CodegenError, Emit, Mlir, Timer};
 use crate::printed::{defined, indent, names, op_name, rhs};
 use crate::target::Target;
 use inkwell::context::Context as LlvmContext;
 use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::FileType;
-use kiln_ir::Module;
+use kiln_ir::{DType, Module};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -57,13 +58,38 @@ pub enum LaunchArg {
     Int { value: i64 },
 }
 
-/// One kernel launch of a function's plan, in order.
+/// One kernel launch of a function's plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Launch {
     pub kernel: String,
     pub grid: [u64; 3],
     pub block: [u64; 3],
     pub args: Vec<LaunchArg>,
+}
+
+/// A matrix product the runtime computes with the GPU's BLAS (cuBLAS), as XLA does for dots:
+/// `c[i] += a[i] b[i]` for each of `batch` row-major matrices, `a[i]` m×k (k×m stored when
+/// `a_transposed`), `b[i]` k×n, `c[i]` m×n, each batch following the previous one densely.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Gemm {
+    /// `f32` or `f64`.
+    pub dtype: String,
+    pub batch: u64,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub a_transposed: bool,
+    pub a: LaunchArg,
+    pub b: LaunchArg,
+    pub c: LaunchArg,
+}
+
+/// One step of a function's launch plan, in order: a kernel launch or a library call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Step {
+    Kernel(Launch),
+    Gemm { gemm: Gemm },
 }
 
 /// Host ops that may stay around the launches: they compute no data.
@@ -76,8 +102,14 @@ const HOST_OPS: &[&str] = &[
     "memref.cast",
     "scf.parallel",
     "gpu.launch_func",
+    // `func.call`, printed in its short form inside functions: the library products.
+    "call",
     "return",
 ];
+
+/// The prefix of the functions that stand for library products between planning and the
+/// launch plan (see [`library_products`]).
+const GEMM_CALLEE: &str = "kiln_gemm_";
 
 /// Math ops and the LLVM intrinsic the NVPTX backend selects for each (per element type).
 const INTRINSICS: &[(&str, &str)] = &[
@@ -95,11 +127,13 @@ const DEVICE_PIPELINE: &str = "builtin.module(gpu.module(fold-memref-alias-ops,e
 /// Compiles `module` into PTX kernels and launch plans.
 pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
     let mut timer = Timer { timings: vec![], start: Instant::now() };
-    let text = emit_module(module, target)?.text;
+    let emitted = emit_module(module, target)?;
+    let text = emitted.text.clone();
     timer.lap("mlir-emit");
     let mlir = Mlir::new();
     let planned = bufferize_and_plan(&mlir, module, &text, opt, |_| None)?;
     let (workspace, planned) = (planned.workspace, planned.text);
+    let planned = library_products(&planned, &emitted.contractions);
     let mut loops = mlir.parse(&planned, "MLIR parsing (planned)")?;
     mlir.run(&mut loops, "builtin.module(func.func(convert-linalg-to-parallel-loops),canonicalize,cse)")?;
     let wrapped = wrap_serial_statements(&loops.as_operation().to_string()).map_err(|e| err("GPU mapping", e))?;
@@ -112,11 +146,12 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         ),
     )?;
     let outlined = mapped.as_operation().to_string();
-    let launches: Vec<Vec<Launch>> = module
+    let launches: Vec<Vec<Step>> = module
         .funcs
         .iter()
         .map(|f| {
-            launch_plan(&outlined, &crate::mlir::impl_symbol(&module.name, &f.name), f.params.len() + f.results.len())
+            let symbol = crate::mlir::impl_symbol(&module.name, &f.name);
+            launch_plan(&outlined, &symbol, f.params.len() + f.results.len(), &emitted.contractions)
         })
         .collect::<Result<_, _>>()
         .map_err(|e| err("GPU launch plan", e))?;
@@ -242,7 +277,7 @@ fn wrap_serial_statements(text: &str) -> Result<String, String> {
 /// The launch plan of host function `symbol` in the outlined module: every statement must be a
 /// constant, a view or a launch. `buffers` is its number of parameter and result buffers (the
 /// workspace follows them).
-fn launch_plan(text: &str, symbol: &str, buffers: usize) -> Result<Vec<Launch>, String> {
+fn launch_plan(text: &str, symbol: &str, buffers: usize, contractions: &[Contraction]) -> Result<Vec<Step>, String> {
     let header = text
         .lines()
         .position(|l| l.trim_start().starts_with("func.func ") && l.contains(&format!("@{symbol}(")))
@@ -288,12 +323,85 @@ fn launch_plan(text: &str, symbol: &str, buffers: usize) -> Result<Vec<Launch>, 
                 values.insert(name, source.ok_or_else(|| format!("unexpected reshape in `{symbol}`: {t}"))?);
             }
             ("gpu.launch_func", _) => {
-                launches.push(launch(t, &values).ok_or_else(|| format!("unexpected launch: {t}"))?)
+                launches.push(Step::Kernel(launch(t, &values).ok_or_else(|| format!("unexpected launch: {t}"))?))
+            }
+            ("call", _) => {
+                let gemm = library_call(t, &values, contractions).ok_or_else(|| format!("unexpected call: {t}"))?;
+                launches.push(Step::Gemm { gemm })
             }
             _ => {}
         }
     }
     Ok(launches)
+}
+
+/// One `func.call @kiln_gemm_ID(%a, %b, %c)` written by [`library_products`].
+fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Contraction]) -> Option<Gemm> {
+    let id: usize = t.split(&format!("@{GEMM_CALLEE}")).nth(1)?.split('(').next()?.parse().ok()?;
+    let c = contractions.iter().find(|c| c.id == id)?;
+    let operands: Vec<LaunchArg> =
+        names(t.split('(').nth(1)?.split(')').next()?).map(|n| values.get(n).cloned()).collect::<Option<_>>()?;
+    let [a, b, out]: [LaunchArg; 3] = operands.try_into().ok()?;
+    Some(Gemm {
+        dtype: c.dtype.name().to_string(),
+        batch: c.batch.iter().product::<usize>() as u64,
+        m: c.m as u64,
+        n: c.n as u64,
+        k: c.k as u64,
+        a_transposed: c.a_transposed,
+        a,
+        b,
+        c: out,
+    })
+}
+
+/// The planned module with each float product whose operands are whole dense buffers turned
+/// into a call of `@kiln_gemm_ID`, declared at the end of the module: it stays on the host,
+/// where [`launch_plan`] reads it as a library call. cuBLAS runs these products far faster
+/// than loops MLIR can map to threads (../shared/docs/gpu.md); products of integers, or of
+/// strided views, stay loops.
+fn library_products(planned: &str, contractions: &[Contraction]) -> String {
+    let memref = |dims: Vec<usize>, dtype: DType| {
+        format!("memref<{}x{}>", dims.iter().map(usize::to_string).collect::<Vec<_>>().join("x"), dtype.name())
+    };
+    let mut out = String::with_capacity(planned.len());
+    let mut declarations = String::new();
+    for line in planned.lines() {
+        let t = line.trim_start();
+        let call = (|| {
+            if !t.starts_with("linalg.contract ") {
+                return None;
+            }
+            let id: usize = t.split("kiln.contraction = ").nth(1)?.split(' ').next()?.parse().ok()?;
+            let c = contractions.iter().find(|c| c.id == id && c.dtype.is_float())?;
+            let with = |x: usize, y: usize| c.batch.iter().copied().chain([x, y]).collect::<Vec<_>>();
+            let a = if c.a_transposed { with(c.k, c.m) } else { with(c.m, c.k) };
+            let types = format!(
+                "{}, {}, {}",
+                memref(a, c.dtype),
+                memref(with(c.k, c.n), c.dtype),
+                memref(with(c.m, c.n), c.dtype)
+            );
+            let ins = t.split(" ins(").nth(1)?.split(") outs(").collect::<Vec<_>>();
+            let (ab, out) = (ins.first()?.split_once(" : ")?, ins.get(1)?.trim_end_matches(')').split_once(" : ")?);
+            if format!("{}, {}", ab.1, out.1) != types {
+                return None;
+            }
+            declarations.push_str(&format!("  func.func private @{GEMM_CALLEE}{id}({types})\n"));
+            Some(format!(
+                "{}func.call @{GEMM_CALLEE}{id}({}, {}) : ({types}) -> ()",
+                &line[..indent(line)],
+                ab.0,
+                out.0
+            ))
+        })();
+        out.push_str(call.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    // The module's closing brace is its last line.
+    let end = out.trim_end().rfind('}').unwrap_or(out.len());
+    out.insert_str(end, &declarations);
+    out
 }
 
 /// One `gpu.launch_func @module::@kernel blocks in (...) threads in (...) args(%a : T, ...)`.

@@ -6,7 +6,7 @@ use kiln_ir::{Module, TensorType};
 use serde::Serialize;
 
 pub const FORMAT: &str = "kiln-manifest";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 #[derive(Serialize)]
 pub struct Manifest {
@@ -66,9 +66,9 @@ pub struct FunctionInfo {
     /// Bytes of stack the function's parallel loops take per thread for rows they keep in
     /// cache (row groups), besides the caller's stack use; 0 for most functions.
     pub stack_bytes: u64,
-    /// GPU bundles: the kernel launches that compute the function, in order.
+    /// GPU bundles: the kernel launches and library products that compute the function, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub launches: Vec<crate::gpu::Launch>,
+    pub launches: Vec<crate::gpu::Step>,
 }
 
 #[derive(Serialize)]
@@ -89,7 +89,7 @@ pub fn functions(
     module: &Module,
     workspace: &[u64],
     stack: &[u64],
-    launches: &[Vec<crate::gpu::Launch>],
+    launches: &[Vec<crate::gpu::Step>],
 ) -> Vec<FunctionInfo> {
     module
         .funcs

@@ -95,6 +95,9 @@ pub struct Contraction {
     pub k: usize,
     pub n: usize,
     pub dtype: DType,
+    /// Whether the left operand is stored as [batch.., k, m] rather than [batch.., m, k] (the
+    /// right one is always [batch.., k, n], the result [batch.., m, n]).
+    pub a_transposed: bool,
 }
 
 /// A direct convolution kernel: a valid (unpadded), stride-1 conv2d emitted as one generic
@@ -1008,6 +1011,7 @@ impl<'f> FuncEmitter<'f> {
             k: b.1.shape[r - 2],
             n: ty.shape[r - 1],
             dtype: ty.dtype,
+            a_transposed,
         });
         let t = tensor(ty);
         let head = format!("linalg.contract indexing_maps = [{}]", maps.join(", "));

@@ -71,7 +71,7 @@ pub struct Artifacts {
     /// The kernels (GPU targets).
     pub kernels: Vec<crate::gpu::Kernel>,
     /// The launch plan of each function, in module order (GPU targets).
-    pub launches: Vec<Vec<crate::gpu::Launch>>,
+    pub launches: Vec<Vec<crate::gpu::Step>>,
     /// Workspace bytes of each function, in module order.
     pub workspace: Vec<u64>,
     /// Stack bytes of each function's loop scratch (see [`workspace`]), in module order.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// The manifest format this runtime reads.
 pub const FORMAT: &str = "kiln-manifest";
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 
 /// The alignment a caller's workspace must have.
 pub const WORKSPACE_ALIGNMENT: usize = 64;
@@ -59,7 +59,7 @@ pub(crate) struct FunctionInfo {
     pub workspace_bytes: u64,
     /// GPU bundles only.
     #[serde(default)]
-    pub launches: Vec<LaunchInfo>,
+    pub launches: Vec<StepInfo>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -67,6 +67,27 @@ pub(crate) struct KernelInfo {
     pub name: String,
     pub entry: String,
     pub file: String,
+}
+
+/// A step of a GPU launch plan: a kernel launch or a library product.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub(crate) enum StepInfo {
+    Kernel(LaunchInfo),
+    Gemm { gemm: GemmInfo },
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub(crate) struct GemmInfo {
+    pub dtype: String,
+    pub batch: u64,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub a_transposed: bool,
+    pub a: LaunchArgInfo,
+    pub b: LaunchArgInfo,
+    pub c: LaunchArgInfo,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -104,7 +125,7 @@ pub enum DType {
 }
 
 impl DType {
-    fn parse(name: &str) -> Option<DType> {
+    pub(crate) fn parse(name: &str) -> Option<DType> {
         Some(match name {
             "bool" => DType::Bool,
             "i32" => DType::I32,

@@ -816,7 +816,7 @@ mod tests {
     use super::*;
 
     fn product(batch: &[usize], m: usize) -> Contraction {
-        Contraction { id: 0, batch: batch.to_vec(), m, k: 64, n: 64, dtype: kiln_ir::DType::F32 }
+        Contraction { id: 0, batch: batch.to_vec(), m, k: 64, n: 64, dtype: kiln_ir::DType::F32, a_transposed: false }
     }
 
     #[test]

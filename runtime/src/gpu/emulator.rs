@@ -66,6 +66,47 @@ impl Memory {
     }
 }
 
+/// Computes a library product ([`super::Gemm`]) as cuBLAS does, on the operands at
+/// `[a, b, c]`: each element of c accumulates its k products in order, fused in f32 or f64.
+pub fn gemm(memory: &mut Memory, g: &super::Gemm, [a, b, c]: [u64; 3]) -> Result<(), String> {
+    let [a_bytes, b_bytes, c_bytes] = g.bytes();
+    let mut read = |address: u64, bytes: u64| -> Result<Vec<f64>, String> {
+        let (data, o) = memory
+            .find(address, bytes)
+            .ok_or(format!("a product's operand at {address:#x} is outside every buffer"))?;
+        let data = &data[o..o + bytes as usize];
+        Ok(match g.dtype {
+            super::DType::F64 => data.chunks_exact(8).map(|x| f64::from_le_bytes(x.try_into().unwrap())).collect(),
+            _ => data.chunks_exact(4).map(|x| f64::from(f32::from_le_bytes(x.try_into().unwrap()))).collect(),
+        })
+    };
+    let (av, bv, mut cv) = (read(a, a_bytes)?, read(b, b_bytes)?, read(c, c_bytes)?);
+    let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
+    for batch in 0..g.batch as usize {
+        let (a, b) = (&av[batch * m * k..], &bv[batch * k * n..]);
+        for i in 0..m {
+            for j in 0..n {
+                let out = &mut cv[batch * m * n + i * n + j];
+                for p in 0..k {
+                    let x = if g.a_transposed { a[p * m + i] } else { a[i * k + p] };
+                    *out = match g.dtype {
+                        super::DType::F64 => x.mul_add(b[p * n + j], *out),
+                        _ => f64::from((x as f32).mul_add(b[p * n + j] as f32, *out as f32)),
+                    };
+                }
+            }
+        }
+    }
+    let (data, o) = memory.find(c, c_bytes).expect("found above");
+    for (chunk, v) in data[o..o + c_bytes as usize].chunks_exact_mut(g.dtype.size() as usize).zip(cv) {
+        match g.dtype {
+            super::DType::F64 => chunk.copy_from_slice(&v.to_le_bytes()),
+            _ => chunk.copy_from_slice(&(v as f32).to_le_bytes()),
+        }
+    }
+    Ok(())
+}
+
 /// The state of a thread between instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {

@@ -16,7 +16,7 @@
 pub mod emulator;
 pub mod ptx;
 
-use crate::bundle::{lists, read_manifest, signature, ArgSpec, Error, LaunchArgInfo};
+use crate::bundle::{lists, read_manifest, signature, ArgSpec, DType, Error, GemmInfo, LaunchArgInfo, StepInfo};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -41,6 +41,39 @@ pub struct Launch {
     pub args: Vec<LaunchArg>,
 }
 
+/// A matrix product computed with cuBLAS (on the emulator, by loops): `c[i] += a[i] b[i]` for
+/// each of `batch` dense row-major matrices, `a[i]` m×k (stored k×m when `a_transposed`),
+/// `b[i]` k×n, `c[i]` m×n (docs/artifact-format.md, GPU bundles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gemm {
+    /// `F32` or `F64`.
+    pub dtype: DType,
+    pub batch: u64,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub a_transposed: bool,
+    pub a: LaunchArg,
+    pub b: LaunchArg,
+    pub c: LaunchArg,
+}
+
+impl Gemm {
+    /// Bytes of a, b and c (all batches).
+    pub fn bytes(&self) -> [u64; 3] {
+        let size = self.dtype.size();
+        [(self.m, self.k), (self.k, self.n), (self.m, self.n)]
+            .map(|(r, c)| r.saturating_mul(c).saturating_mul(self.batch).saturating_mul(size))
+    }
+}
+
+/// One step of a function's plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    Kernel(Launch),
+    Gemm(Gemm),
+}
+
 /// A function of a GPU bundle.
 #[derive(Clone, Debug)]
 pub struct GpuFunction {
@@ -49,7 +82,7 @@ pub struct GpuFunction {
     pub results: Vec<ArgSpec>,
     /// Device workspace bytes.
     pub workspace_bytes: usize,
-    pub launches: Vec<Launch>,
+    pub launches: Vec<Step>,
 }
 
 impl GpuFunction {
@@ -77,7 +110,8 @@ pub struct GpuBundle {
     pub functions: Vec<GpuFunction>,
 }
 
-/// The largest grid or block dimension a plan may ask for (CUDA's grid x limit).
+/// The largest grid or block dimension a plan may ask for (CUDA's grid x limit), and the
+/// largest matrix dimension, leading dimension and batch count (cuBLAS's `int`s).
 const MAX_DIM: u64 = (1 << 31) - 1;
 
 impl GpuBundle {
@@ -102,32 +136,26 @@ impl GpuBundle {
         for f in &m.functions {
             let (params, results, workspace_bytes) = signature(&m.module, f)?;
             let buffers = params.len() + results.len();
-            let mut launches = vec![];
-            for l in &f.launches {
-                let kernel = kernels
-                    .iter()
-                    .position(|k| k.name == l.kernel)
-                    .ok_or_else(|| Error::Manifest(format!("`{}` launches unknown kernel `{}`", f.name, l.kernel)))?;
-                let dims = |d: [u64; 3]| -> Result<[u32; 3], Error> {
-                    if d.iter().all(|&x| (1..=MAX_DIM).contains(&x)) {
-                        Ok(d.map(|x| x as u32))
-                    } else {
-                        Err(Error::Manifest(format!("`{}` launches `{}` with dimensions {d:?}", f.name, l.kernel)))
-                    }
-                };
-                let args = l
-                    .args
-                    .iter()
-                    .map(|a| match *a {
-                        LaunchArgInfo::Buffer { index } if index < buffers => Ok(LaunchArg::Buffer(index)),
-                        LaunchArgInfo::Workspace { offset } if offset <= workspace_bytes as u64 => {
-                            Ok(LaunchArg::Workspace(offset))
-                        }
-                        LaunchArgInfo::Int { value } => Ok(LaunchArg::Int(value)),
-                        _ => Err(Error::Manifest(format!("`{}`: launch argument {a:?} is out of range", f.name))),
-                    })
-                    .collect::<Result<_, _>>()?;
-                launches.push(Launch { kernel, grid: dims(l.grid)?, block: dims(l.block)?, args });
+            let buffer_bytes: Vec<u64> = params.iter().chain(&results).map(|a| a.bytes as u64).collect();
+            // An argument in range, holding `bytes` from where it points.
+            let arg = |a: &LaunchArgInfo, bytes: u64| match *a {
+                LaunchArgInfo::Buffer { index } if index < buffers && bytes <= buffer_bytes[index] => {
+                    Ok(LaunchArg::Buffer(index))
+                }
+                LaunchArgInfo::Workspace { offset }
+                    if offset.checked_add(bytes).is_some_and(|e| e <= workspace_bytes as u64) =>
+                {
+                    Ok(LaunchArg::Workspace(offset))
+                }
+                LaunchArgInfo::Int { value } if bytes == 0 => Ok(LaunchArg::Int(value)),
+                _ => Err(Error::Manifest(format!("`{}`: launch argument {a:?} is out of range", f.name))),
+            };
+            let mut launches: Vec<Step> = vec![];
+            for step in &f.launches {
+                launches.push(match step {
+                    StepInfo::Kernel(l) => Step::Kernel(kernel_launch(&f.name, l, &kernels, |a| arg(a, 0))?),
+                    StepInfo::Gemm { gemm } => Step::Gemm(library_product(&f.name, gemm, arg)?),
+                });
             }
             if launches.is_empty() {
                 return Err(Error::Manifest(format!("`{}` has no launches", f.name)));
@@ -142,6 +170,56 @@ impl GpuBundle {
     }
 }
 
+/// A kernel launch of function `f`'s plan, its kernel known and its dimensions in range.
+fn kernel_launch(
+    f: &str,
+    l: &crate::bundle::LaunchInfo,
+    kernels: &[GpuKernel],
+    arg: impl Fn(&LaunchArgInfo) -> Result<LaunchArg, Error>,
+) -> Result<Launch, Error> {
+    let kernel = kernels
+        .iter()
+        .position(|k| k.name == l.kernel)
+        .ok_or_else(|| Error::Manifest(format!("`{f}` launches unknown kernel `{}`", l.kernel)))?;
+    let dims = |d: [u64; 3]| -> Result<[u32; 3], Error> {
+        if d.iter().all(|&x| (1..=MAX_DIM).contains(&x)) {
+            Ok(d.map(|x| x as u32))
+        } else {
+            Err(Error::Manifest(format!("`{f}` launches `{}` with dimensions {d:?}", l.kernel)))
+        }
+    };
+    let args = l.args.iter().map(arg).collect::<Result<_, _>>()?;
+    Ok(Launch { kernel, grid: dims(l.grid)?, block: dims(l.block)?, args })
+}
+
+/// A library product of function `f`'s plan: a float type, dimensions cuBLAS takes, and
+/// operands whose buffers hold every matrix.
+fn library_product(
+    f: &str,
+    g: &GemmInfo,
+    arg: impl Fn(&LaunchArgInfo, u64) -> Result<LaunchArg, Error>,
+) -> Result<Gemm, Error> {
+    let dtype = DType::parse(&g.dtype).filter(|d| matches!(d, DType::F32 | DType::F64));
+    let dims = [g.batch, g.m, g.n, g.k];
+    let (Some(dtype), true) = (dtype, dims.iter().all(|&d| (1..=MAX_DIM).contains(&d))) else {
+        return Err(Error::Manifest(format!("`{f}`: a {} product of dimensions {dims:?}", g.dtype)));
+    };
+    let mut gemm = Gemm {
+        dtype,
+        batch: g.batch,
+        m: g.m,
+        n: g.n,
+        k: g.k,
+        a_transposed: g.a_transposed,
+        a: LaunchArg::Int(0),
+        b: LaunchArg::Int(0),
+        c: LaunchArg::Int(0),
+    };
+    let [a, b, c] = gemm.bytes();
+    (gemm.a, gemm.b, gemm.c) = (arg(&g.a, a)?, arg(&g.b, b)?, arg(&g.c, c)?);
+    Ok(gemm)
+}
+
 /// A GPU bundle loaded on a device, or on the PTX emulator.
 pub struct GpuExecutor {
     bundle: GpuBundle,
@@ -152,6 +230,8 @@ enum Backend {
     Cuda {
         stream: Arc<cudarc::driver::CudaStream>,
         functions: Vec<cudarc::driver::CudaFunction>,
+        /// Present when a plan has library products.
+        blas: Option<cudarc::cublas::CudaBlas>,
     },
     /// Each bundle kernel, read for [`emulator`].
     Emulator(Vec<ptx::Kernel>),
@@ -200,7 +280,18 @@ impl GpuExecutor {
             let module = context.load_module(cudarc::nvrtc::Ptx::from_src(k.ptx.clone())).map_err(device_error)?;
             functions.push(module.load_function(&k.entry).map_err(device_error)?);
         }
-        Ok(GpuExecutor { backend: Backend::Cuda { stream: context.default_stream(), functions }, bundle })
+        let stream = context.default_stream();
+        let products = bundle.functions.iter().flat_map(|f| &f.launches).any(|s| matches!(s, Step::Gemm(_)));
+        let blas = if products {
+            // SAFETY: only probes for the library (cudarc panics when it is missing).
+            if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+                return Err(Error::Device("the bundle's matrix products need cuBLAS (libcublas), not found".into()));
+            }
+            Some(cudarc::cublas::CudaBlas::new(stream.clone()).map_err(device_error)?)
+        } else {
+            None
+        };
+        Ok(GpuExecutor { backend: Backend::Cuda { stream, functions, blas }, bundle })
     }
 
     /// Loads `bundle` on the PTX emulator ([`emulator`]): no GPU or driver needed, every
@@ -237,8 +328,8 @@ impl GpuExecutor {
         let f = self.bundle.function(name).ok_or_else(|| Error::Argument(format!("no function `{name}`")))?;
         crate::bundle::check_buffers(&f.name, &f.params, &f.results, inputs, outputs)?;
         match &self.backend {
-            Backend::Cuda { stream, functions } => {
-                replay(&mut CudaCall { stream, functions, buffers: vec![] }, f, inputs, outputs)
+            Backend::Cuda { stream, functions, blas } => {
+                replay(&mut CudaCall { stream, functions, blas: blas.as_ref(), buffers: vec![] }, f, inputs, outputs)
             }
             Backend::Emulator(kernels) => {
                 replay(&mut EmulatedCall { kernels, memory: Default::default() }, f, inputs, outputs)
@@ -252,6 +343,8 @@ trait Device {
     fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error>;
     fn zeros(&mut self, bytes: usize) -> Result<u64, Error>;
     fn launch(&mut self, launch: &Launch, args: &[u64]) -> Result<(), Error>;
+    /// Computes `gemm` with its operands at `a`, `b` and `c`.
+    fn gemm(&mut self, gemm: &Gemm, a: u64, b: u64, c: u64) -> Result<(), Error>;
     /// Copies the buffer at `address` into `out` once every launch has finished.
     fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error>;
 }
@@ -267,17 +360,16 @@ fn replay(device: &mut impl Device, f: &GpuFunction, inputs: &[&[u8]], outputs: 
         pointers.push(device.zeros(output.len())?);
     }
     let base = device.zeros(f.workspace_bytes.max(1))?;
-    for l in &f.launches {
-        let values: Vec<u64> = l
-            .args
-            .iter()
-            .map(|a| match *a {
-                LaunchArg::Buffer(i) => pointers[i],
-                LaunchArg::Workspace(offset) => base + offset,
-                LaunchArg::Int(v) => v as u64,
-            })
-            .collect();
-        device.launch(l, &values)?;
+    let value = |a: &LaunchArg| match *a {
+        LaunchArg::Buffer(i) => pointers[i],
+        LaunchArg::Workspace(offset) => base + offset,
+        LaunchArg::Int(v) => v as u64,
+    };
+    for step in &f.launches {
+        match step {
+            Step::Kernel(l) => device.launch(l, &l.args.iter().map(value).collect::<Vec<_>>())?,
+            Step::Gemm(g) => device.gemm(g, value(&g.a), value(&g.b), value(&g.c))?,
+        }
     }
     for (output, &p) in outputs.iter_mut().zip(&pointers[inputs.len()..]) {
         device.download(p, output)?;
@@ -289,6 +381,7 @@ fn replay(device: &mut impl Device, f: &GpuFunction, inputs: &[&[u8]], outputs: 
 struct CudaCall<'a> {
     stream: &'a Arc<cudarc::driver::CudaStream>,
     functions: &'a [cudarc::driver::CudaFunction],
+    blas: Option<&'a cudarc::cublas::CudaBlas>,
     buffers: Vec<(u64, cudarc::driver::CudaSlice<u8>)>,
 }
 
@@ -328,6 +421,71 @@ impl Device for CudaCall<'_> {
         unsafe { builder.launch(config) }.map(drop).map_err(device_error)
     }
 
+    /// Row-major c = a b is column-major c^T = b^T a^T: cuBLAS multiplies b (n×k, leading
+    /// dimension n) by a (k×m, leading dimension k; or transposed from m×k when a is stored
+    /// k×m) into c (n×m, leading dimension n), with beta = 1 to accumulate.
+    fn gemm(&mut self, g: &Gemm, a: u64, b: u64, c: u64) -> Result<(), Error> {
+        use cudarc::cublas::{result, sys::cublasOperation_t as Op};
+        let blas = self.blas.ok_or_else(|| Error::Device("no cuBLAS handle".into()))?;
+        let (m, n, k, batch) = (g.m as i32, g.n as i32, g.k as i32, g.batch as i32);
+        let (op_a, lda) = if g.a_transposed { (Op::CUBLAS_OP_T, m) } else { (Op::CUBLAS_OP_N, k) };
+        let strides = [g.m * g.k, g.k * g.n, g.m * g.n].map(|s| s as i64);
+        let h = *blas.handle();
+        // SAFETY: the pointers are this call's buffers, verified by `GpuBundle::open` to hold
+        // every matrix of the product; the handle runs on this call's stream.
+        unsafe {
+            match g.dtype {
+                DType::F64 => {
+                    let (one, a, b, c) = (1.0f64, a as *const f64, b as *const f64, c as *mut f64);
+                    result::dgemm_strided_batched(
+                        h,
+                        Op::CUBLAS_OP_N,
+                        op_a,
+                        n,
+                        m,
+                        k,
+                        &one,
+                        b,
+                        n,
+                        strides[1],
+                        a,
+                        lda,
+                        strides[0],
+                        &one,
+                        c,
+                        n,
+                        strides[2],
+                        batch,
+                    )
+                }
+                _ => {
+                    let (one, a, b, c) = (1.0f32, a as *const f32, b as *const f32, c as *mut f32);
+                    result::sgemm_strided_batched(
+                        h,
+                        Op::CUBLAS_OP_N,
+                        op_a,
+                        n,
+                        m,
+                        k,
+                        &one,
+                        b,
+                        n,
+                        strides[1],
+                        a,
+                        lda,
+                        strides[0],
+                        &one,
+                        c,
+                        n,
+                        strides[2],
+                        batch,
+                    )
+                }
+            }
+        }
+        .map_err(device_error)
+    }
+
     fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error> {
         let buffer = &self.buffers.iter().find(|b| b.0 == address).expect("a buffer of this call").1;
         self.stream.memcpy_dtoh(buffer, out).map_err(device_error)?;
@@ -354,6 +512,10 @@ impl Device for EmulatedCall<'_> {
 
     fn launch(&mut self, l: &Launch, args: &[u64]) -> Result<(), Error> {
         emulator::launch(&mut self.memory, &self.kernels[l.kernel], l.grid, l.block, args).map_err(Error::Emulator)
+    }
+
+    fn gemm(&mut self, g: &Gemm, a: u64, b: u64, c: u64) -> Result<(), Error> {
+        emulator::gemm(&mut self.memory, g, [a, b, c]).map_err(Error::Emulator)
     }
 
     fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error> {
