@@ -232,6 +232,35 @@ fn every_op_runs_on_the_ptx_emulator_like_the_interpreter() {
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// Reductions big enough for a block of threads per output (`gpu::reduce`): rows, columns,
+/// full sums in two stages, every combining operator and element type, on the emulator
+/// against the interpreter; their kernels synchronize through workgroup memory.
+#[test]
+fn block_reductions_agree_with_the_interpreter() {
+    let source = Source {
+        name: "blocks.kn".into(),
+        text: "fn rows(x: f32[70, 300]) -> (f32[70], f32[70], f32[70], f32[70, 300]) {\n\
+               (sum(x, axis=1), max(x, axis=1), min(x, axis=1), softmax(x))\n}\n\
+               fn wide(x: f64[3, 500]) -> (f64[3], f64[3], f64[3]) { (sum(x, axis=1), max(x, axis=1), mean(x, axis=1)) }\n\
+               fn ints(x: i32[5, 200], y: i64[300]) -> (i32[5], i64, i32[5], i64) {\n\
+               (sum(x, axis=1), sum(y), max(x, axis=1), min(y))\n}\n\
+               fn full(x: f32[100000]) -> f32 { sum(x * x) }\n\
+               fn cols(x: f32[300, 7]) -> f32[7] { sum(x, axis=0) }\n\
+               export rows;\nexport wide;\nexport ints;\nexport full;\nexport cols;\n"
+            .into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = build(&source, &gpu_options("sm_80")).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let synchronizing =
+        out.files.iter().filter(|(n, b)| n.ends_with(".ptx") && String::from_utf8_lossy(b).contains("bar.sync"));
+    assert!(synchronizing.count() >= 6, "block reductions were not used");
+    kiln::write_output(&out, dir.path()).unwrap();
+    let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.path().join("blocks.json")).unwrap();
+    let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle, None).unwrap();
+    let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
+    agrees_with_interpreter(&executor, &kiln::check(&source, "blocks").unwrap(), &mut rng).unwrap();
+}
+
 /// Every example and every program under tests/run and tests/rewrites, compiled for the GPU,
 /// runs on the PTX emulator and agrees with the interpreter: the acceptance check of a GPU run,
 /// done without a GPU (the emulator does not model the approximate instructions' error).

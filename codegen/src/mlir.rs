@@ -921,10 +921,10 @@ impl<'f> FuncEmitter<'f> {
     /// and hold a multiple of [`LANES`] elements (at least two rows of lanes), it runs with
     /// [`LANES`] partial results per output, each summing every LANES-th element (an inner loop
     /// over contiguous lanes that vectorizes), then the lanes combined. A reduction over one
-    /// trailing axis that needs no chunks (a row reduction) is one loop nest on CPUs, which the
-    /// schedule splits into lanes (`tile_reduction_using_for`) and can fuse with the ops that
-    /// produce and consume its rows; the others, and every one on GPUs (whose threads take the
-    /// lanes), are written in two stages here, through a reshape.
+    /// trailing axis that needs no chunks (a row reduction) is one loop nest: on CPUs the
+    /// schedule splits it into lanes (`tile_reduction_using_for`) and can fuse it with the ops
+    /// that produce and consume its rows; on GPUs each row gets a block of threads
+    /// (`gpu::reduce`). The others are written in two stages here, through a reshape.
     fn reduce(&mut self, kind: ReduceKind, axes: &[usize], x: &(String, TensorType), ty: &TensorType) -> String {
         let rank = x.1.rank();
         let d = ty.dtype;
@@ -933,7 +933,7 @@ impl<'f> FuncEmitter<'f> {
         let trailing = axes.iter().enumerate().all(|(i, &a)| a == rank - axes.len() + i);
         let kept = &x.1.shape[..rank - axes.len()];
         let chunks = reduction_chunks(kept.iter().product(), n / LANES);
-        let row = axes.len() == 1 && chunks == 1 && !self.gpu;
+        let row = axes.len() == 1 && chunks == 1;
         let r = if trailing && !row && n >= 2 * LANES && n.is_multiple_of(LANES) {
             // [kept..., n] as [kept..., chunks, n / LANES / chunks, LANES]: partial results per
             // chunk and lane, then the chunks and lanes combined in a fixed order.

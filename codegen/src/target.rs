@@ -12,7 +12,7 @@ use inkwell::OptimizationLevel;
 pub enum Arch {
     X86_64,
     Aarch64,
-    /// NVIDIA GPUs: PTX kernels and a launch plan (codegen/src/gpu.rs).
+    /// NVIDIA GPUs: PTX kernels and a launch plan (codegen/src/gpu/).
     Nvptx64,
 }
 
