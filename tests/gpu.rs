@@ -261,6 +261,33 @@ fn block_reductions_agree_with_the_interpreter() {
     agrees_with_interpreter(&executor, &kiln::check(&source, "blocks").unwrap(), &mut rng).unwrap();
 }
 
+/// Elementwise loops over any shape run as one linear index, 256 consecutive elements per
+/// block: all grids stay within CUDA's limits (grid y was 100000 for a [4, 100000] array), and
+/// the results agree with the interpreter.
+#[test]
+fn elementwise_launches_cover_any_shape_within_cuda_limits() {
+    let source = Source {
+        name: "shapes.kn".into(),
+        text: "fn wide(x: f32[4, 70000]) -> f32[4, 70000] { x * 2.0 + 1.0 }\n\
+               fn tall(x: f32[70000, 3], y: f32[3]) -> f32[70000, 3] { tanh(x - y) }\n\
+               fn cube(x: i32[3, 5, 7]) -> i32[7, 5, 3] { transpose(x) }\n\
+               export wide;\nexport tall;\nexport cube;\n"
+            .into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = build(&source, &gpu_options("sm_80")).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    kiln::write_output(&out, dir.path()).unwrap();
+    let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.path().join("shapes.json")).unwrap();
+    for step in bundle.functions.iter().flat_map(|f| &f.launches) {
+        if let kiln_runtime::gpu::Step::Kernel(l) = step {
+            assert!(l.grid[1] == 1 && l.grid[2] == 1 && l.block == [256, 1, 1], "{l:?}");
+        }
+    }
+    let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle, None).unwrap();
+    let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
+    agrees_with_interpreter(&executor, &kiln::check(&source, "shapes").unwrap(), &mut rng).unwrap();
+}
+
 /// Every example and every program under tests/run and tests/rewrites, compiled for the GPU,
 /// runs on the PTX emulator and agrees with the interpreter: the acceptance check of a GPU run,
 /// done without a GPU (the emulator does not model the approximate instructions' error).

@@ -140,7 +140,8 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     let planned = reduce::block_reductions(&library_products(&planned, &emitted.contractions));
     let mut loops = mlir.parse(&planned, "MLIR parsing (planned)")?;
     mlir.run(&mut loops, "builtin.module(func.func(convert-linalg-to-parallel-loops),canonicalize,cse)")?;
-    let wrapped = wrap_serial_statements(&loops.as_operation().to_string()).map_err(|e| err("GPU mapping", e))?;
+    let collapsed = collapse_parallel_loops(&loops.as_operation().to_string());
+    let wrapped = wrap_serial_statements(&collapsed).map_err(|e| err("GPU mapping", e))?;
     let mut mapped = mlir.parse(&wrapped, "MLIR parsing (GPU loops)")?;
     mlir.run(
         &mut mapped,
@@ -215,6 +216,69 @@ fn statements<'t>(body: &[&'t str], depth: usize) -> Vec<Vec<&'t str>> {
                 open.push(line)
             }
             _ => out.push(vec![line]),
+        }
+    }
+    out
+}
+
+/// Each multi-dimensional `scf.parallel` with constant bounds, from 0 by 1, as a loop over
+/// one linear index, its indices recovered by division (the last fastest). Tiling then gives
+/// [`THREADS_PER_BLOCK`] consecutive linear indices, consecutive elements of the innermost
+/// dimension, to the threads of a block (coalesced accesses, every thread busy) and the rest
+/// to blocks along x, the grid dimension that is not limited to 65535. Mapped as they were,
+/// the first dimension went to the threads (4 of 256 busy over a [4, 100000] array, each
+/// reading 400 KB apart) and the second to grid y, beyond its limit.
+fn collapse_parallel_loops(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut constants = BTreeMap::new();
+    let mut out = String::with_capacity(text.len() + 1024);
+    for (n, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with("func.func ") {
+            // The index constants of this function (names are per function).
+            let end = (n + 1..lines.len()).find(|&j| indent(lines[j]) == indent(line) && lines[j].trim() == "}");
+            constants = crate::printed::index_constants(lines[n..end.unwrap_or(lines.len())].iter().copied());
+        }
+        let collapsed = (|| {
+            let t = line.trim_start();
+            let rest = t.strip_prefix("scf.parallel (")?;
+            let (ivs, rest) = rest.split_once(") = (")?;
+            let (lower, rest) = rest.split_once(") to (")?;
+            let (upper, rest) = rest.split_once(") step (")?;
+            let (step, tail) = rest.split_once(')')?;
+            let ivs: Vec<&str> = ivs.split(", ").collect();
+            let value =
+                |names: &str| -> Option<Vec<i64>> { names.split(", ").map(|v| constants.get(v).copied()).collect() };
+            let (lower, upper, step) = (value(lower)?, value(upper)?, value(step)?);
+            if ivs.len() < 2 || lower.iter().any(|&l| l != 0) || step.iter().any(|&s| s != 1) {
+                return None;
+            }
+            let total = upper.iter().try_fold(1i64, |a, &e| a.checked_mul(e))?;
+            let pad = &line[..indent(line)];
+            let p = format!("%kiln_lin{n}");
+            let mut s = format!(
+                "{pad}{p}_zero = arith.constant 0 : index\n{pad}{p}_one = arith.constant 1 : index\n\
+                 {pad}{p}_total = arith.constant {total} : index\n\
+                 {pad}scf.parallel ({p}) = ({p}_zero) to ({p}_total) step ({p}_one){tail}\n"
+            );
+            let mut rest = p.clone();
+            for (k, (iv, extent)) in ivs.iter().zip(&upper).enumerate().rev() {
+                if k == 0 {
+                    s.push_str(&format!("{pad}  {iv} = arith.addi {rest}, {p}_zero : index\n"));
+                } else {
+                    s.push_str(&format!("{pad}  {p}_e{k} = arith.constant {extent} : index\n"));
+                    s.push_str(&format!("{pad}  {iv} = arith.remui {rest}, {p}_e{k} : index\n"));
+                    s.push_str(&format!("{pad}  {p}_q{k} = arith.divui {rest}, {p}_e{k} : index\n"));
+                    rest = format!("{p}_q{k}");
+                }
+            }
+            Some(s)
+        })();
+        match collapsed {
+            Some(c) => out.push_str(&c),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
         }
     }
     out

@@ -158,7 +158,9 @@ pub fn launch(
         return Err(format!("`{name}` launched with block {block:?}, its .reqntid is {required:?}"));
     }
     let threads: u64 = block.iter().map(|&b| u64::from(b)).product();
-    if threads == 0 || threads > 1024 || grid.contains(&0) {
+    let within =
+        |d: [u32; 3], limits: [u64; 3]| d.iter().zip(limits).all(|(&x, max)| (1..=max).contains(&u64::from(x)));
+    if threads > 1024 || !within(grid, super::GRID_LIMITS) || !within(block, super::BLOCK_LIMITS) {
         return Err(format!("`{name}` launched with grid {grid:?} and block {block:?}"));
     }
     let mut params = vec![0u8; kernel.param_bytes as usize];

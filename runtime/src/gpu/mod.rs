@@ -110,9 +110,12 @@ pub struct GpuBundle {
     pub functions: Vec<GpuFunction>,
 }
 
-/// The largest grid or block dimension a plan may ask for (CUDA's grid x limit), and the
-/// largest matrix dimension, leading dimension and batch count (cuBLAS's `int`s).
+/// The largest matrix dimension, leading dimension and batch count of a product (cuBLAS's
+/// `int`s), and CUDA's grid x limit.
 const MAX_DIM: u64 = (1 << 31) - 1;
+/// CUDA's limits on grid and block dimensions (and at most 1024 threads per block).
+pub const GRID_LIMITS: [u64; 3] = [MAX_DIM, 65535, 65535];
+pub const BLOCK_LIMITS: [u64; 3] = [1024, 1024, 64];
 
 impl GpuBundle {
     /// Opens and verifies the GPU bundle whose manifest is at `manifest`.
@@ -181,15 +184,15 @@ fn kernel_launch(
         .iter()
         .position(|k| k.name == l.kernel)
         .ok_or_else(|| Error::Manifest(format!("`{f}` launches unknown kernel `{}`", l.kernel)))?;
-    let dims = |d: [u64; 3]| -> Result<[u32; 3], Error> {
-        if d.iter().all(|&x| (1..=MAX_DIM).contains(&x)) {
-            Ok(d.map(|x| x as u32))
-        } else {
-            Err(Error::Manifest(format!("`{f}` launches `{}` with dimensions {d:?}", l.kernel)))
-        }
-    };
+    let within = |d: [u64; 3], limits: [u64; 3]| d.iter().zip(limits).all(|(&x, max)| (1..=max).contains(&x));
+    if !within(l.grid, GRID_LIMITS) || !within(l.block, BLOCK_LIMITS) || l.block.iter().product::<u64>() > 1024 {
+        return Err(Error::Manifest(format!(
+            "`{f}` launches `{}` with grid {:?} and block {:?}, beyond CUDA's limits",
+            l.kernel, l.grid, l.block
+        )));
+    }
     let args = l.args.iter().map(arg).collect::<Result<_, _>>()?;
-    Ok(Launch { kernel, grid: dims(l.grid)?, block: dims(l.block)?, args })
+    Ok(Launch { kernel, grid: l.grid.map(|x| x as u32), block: l.block.map(|x| x as u32), args })
 }
 
 /// A library product of function `f`'s plan: a float type, dimensions cuBLAS takes, and
