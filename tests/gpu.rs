@@ -288,6 +288,34 @@ fn elementwise_launches_cover_any_shape_within_cuda_limits() {
     agrees_with_interpreter(&executor, &kiln::check(&source, "shapes").unwrap(), &mut rng).unwrap();
 }
 
+/// The GPU benchmark's program (scripts/gpu-bench) builds into a bundle the runtime accepts
+/// (launches within CUDA's limits), its product a cuBLAS step; kiln-gpu-check --bench times a
+/// bundle (here on the emulator, which is all this test can say about time).
+#[test]
+fn the_gpu_benchmark_builds_and_the_bench_mode_times_bundles() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = Source::read(&root.join("scripts/gpu-bench/bench.kn")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kiln::write_output(&build(&source, &gpu_options("sm_90")).unwrap(), dir.path()).unwrap();
+    let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.path().join("bench.json")).unwrap();
+    let matmul = bundle.function("matmul").unwrap();
+    assert!(matmul.launches.iter().any(|s| matches!(s, kiln_runtime::gpu::Step::Gemm(g) if g.m == 4096)));
+    let check = Path::new(env!("CARGO_BIN_EXE_kiln")).with_file_name("kiln-gpu-check");
+    if !check.is_file() {
+        eprintln!("skipping the bench mode: build kiln-gpu-check first (cargo build -p kiln-runtime --bins)");
+        return;
+    }
+    kiln::write_output(&build(&mlp(), &gpu_options("sm_80")).unwrap(), dir.path()).unwrap();
+    let out = Command::new(&check)
+        .args(["--bench", "--emulate", "--runs", "2"])
+        .arg(dir.path().join("mlp.json"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches(" ms, ").count(), 3, "{stdout}");
+}
+
 /// Every example and every program under tests/run and tests/rewrites, compiled for the GPU,
 /// runs on the PTX emulator and agrees with the interpreter: the acceptance check of a GPU run,
 /// done without a GPU (the emulator does not model the approximate instructions' error).

@@ -7,6 +7,11 @@
 //! (manifest and data directory in pairs). Exit status: 0 all agree, 1 a mismatch or error,
 //! 2 no usable GPU. With `--emulate` the bundles run on kiln's PTX emulator instead, on any
 //! machine: slow, every memory access checked; its times say nothing of a GPU.
+//!
+//! `kiln-gpu-check --bench [--runs N] MANIFEST ...` times every function on generated inputs
+//! (uniform in [-1, 1), small integers), copied to the device once: per function the median
+//! seconds of a run, the bandwidth its parameters and results alone would need at that time,
+//! and the TFLOP/s of its matrix products (scripts/gpu-bench.sh compares them with PyTorch).
 
 use kiln_runtime::gpu::{GpuBundle, GpuExecutor};
 use kiln_runtime::DType;
@@ -18,11 +23,12 @@ struct Options {
     rtol: f64,
     memory_limit: Option<usize>,
     emulate: bool,
+    bench: bool,
     pairs: Vec<(PathBuf, PathBuf)>,
 }
 
 fn parse() -> Result<Options, String> {
-    let mut o = Options { runs: 10, rtol: 1e-4, memory_limit: None, emulate: false, pairs: vec![] };
+    let mut o = Options { runs: 10, rtol: 1e-4, memory_limit: None, emulate: false, bench: false, pairs: vec![] };
     let mut args = std::env::args().skip(1);
     let mut paths = vec![];
     while let Some(a) = args.next() {
@@ -31,19 +37,24 @@ fn parse() -> Result<Options, String> {
             "--runs" => o.runs = value("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--rtol" => o.rtol = value("--rtol")?.parse().map_err(|e| format!("--rtol: {e}"))?,
             "--emulate" => o.emulate = true,
+            "--bench" => o.bench = true,
             "--memory-limit" => {
                 o.memory_limit = Some(value("--memory-limit")?.parse().map_err(|e| format!("--memory-limit: {e}"))?)
             }
             _ => paths.push(PathBuf::from(a)),
         }
     }
-    if paths.is_empty() || paths.len() % 2 != 0 {
+    if o.bench && !paths.is_empty() {
+        o.pairs = paths.into_iter().map(|p| (p, PathBuf::new())).collect();
+    } else if paths.is_empty() || paths.len() % 2 != 0 {
         return Err(
-            "usage: kiln-gpu-check [--emulate] [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ..."
+            "usage: kiln-gpu-check [--emulate] [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ...\n\
+                    \x20      kiln-gpu-check --bench [--emulate] [--runs N] MANIFEST ..."
                 .into(),
         );
+    } else {
+        o.pairs = paths.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
     }
-    o.pairs = paths.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
     Ok(o)
 }
 
@@ -83,6 +94,62 @@ fn error(dtype: DType, got: &[u8], want: &[u8]) -> f64 {
     })
 }
 
+/// Generated input bytes for `dtype`: uniform in [-1, 1) for floats, in [-8, 8) for
+/// integers, 0 or 1 for bool (a fixed linear congruential sequence).
+fn generated(dtype: DType, bytes: usize, seed: &mut u64) -> Vec<u8> {
+    let mut next = || {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (*seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let n = bytes / dtype.size() as usize;
+    let mut out = Vec::with_capacity(bytes);
+    for _ in 0..n {
+        let u = next();
+        match dtype {
+            DType::Bool => out.push(u8::from(u < 0.5)),
+            DType::I32 => out.extend(((u * 16.0) as i32 - 8).to_le_bytes()),
+            DType::I64 => out.extend(((u * 16.0) as i64 - 8).to_le_bytes()),
+            DType::F32 => out.extend(((u * 2.0 - 1.0) as f32).to_le_bytes()),
+            DType::F64 => out.extend((u * 2.0 - 1.0).to_le_bytes()),
+        }
+    }
+    out
+}
+
+/// Times every function of `executor`'s bundle (see the module documentation).
+fn bench(executor: &GpuExecutor, runs: usize) -> Result<(), String> {
+    use kiln_runtime::gpu::Step;
+    let module = &executor.bundle().module;
+    let mut seed = 1;
+    for f in &executor.bundle().functions {
+        let inputs: Vec<Vec<u8>> = f.params.iter().map(|p| generated(p.dtype, p.bytes, &mut seed)).collect();
+        let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        // One run first: module loading and library set-up are not timed.
+        executor.time(&f.name, &refs, 1).map_err(|e| format!("{module}.{}: {e}", f.name))?;
+        let mut times = executor.time(&f.name, &refs, runs).map_err(|e| format!("{module}.{}: {e}", f.name))?;
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let bytes: usize = f.params.iter().chain(&f.results).map(|a| a.bytes).sum();
+        let flops: f64 = f
+            .launches
+            .iter()
+            .map(|s| match s {
+                Step::Gemm(g) => 2.0 * (g.batch * g.m * g.n * g.k) as f64,
+                Step::Kernel(_) => 0.0,
+            })
+            .sum();
+        println!(
+            "{module}.{}: median {:.4} ms, {:.1} GB/s of parameters and results, {:.2} TFLOP/s of products{}",
+            f.name,
+            median * 1e3,
+            bytes as f64 / median / 1e9,
+            flops / median / 1e12,
+            if executor.is_emulated() { " (emulated)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
 fn run(o: &Options) -> Result<bool, (i32, String)> {
     let mut ok = true;
     for (manifest, data) in &o.pairs {
@@ -97,6 +164,10 @@ fn run(o: &Options) -> Result<bool, (i32, String)> {
             kiln_runtime::Error::Device(m) => (2, m),
             e => (1, e.to_string()),
         })?;
+        if o.bench {
+            bench(&executor, o.runs).map_err(|e| (1, e))?;
+            continue;
+        }
         for f in executor.bundle().functions.clone() {
             let read = |name: &str| {
                 let path = data.join(format!("{}.{name}.bin", f.name));

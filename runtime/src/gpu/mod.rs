@@ -328,14 +328,29 @@ impl GpuExecutor {
     /// Calls `name`: checks the buffers, copies the inputs to the device, runs the launch plan
     /// and copies the results into `outputs`.
     pub fn call(&self, name: &str, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
+        self.run(name, inputs, outputs, 1).map(drop)
+    }
+
+    /// Times `name` on `inputs`: the inputs are copied to the device once, then the plan runs
+    /// `runs` times; the seconds of each run, from a synchronized device to a synchronized
+    /// device (launch overheads included, copies excluded).
+    pub fn time(&self, name: &str, inputs: &[&[u8]], runs: usize) -> Result<Vec<f64>, Error> {
+        let f = self.bundle.function(name).ok_or_else(|| Error::Argument(format!("no function `{name}`")))?;
+        let mut outputs: Vec<Vec<u8>> = f.results.iter().map(|r| vec![0; r.bytes]).collect();
+        let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        self.run(name, inputs, &mut outs, runs)
+    }
+
+    fn run(&self, name: &str, inputs: &[&[u8]], outputs: &mut [&mut [u8]], runs: usize) -> Result<Vec<f64>, Error> {
         let f = self.bundle.function(name).ok_or_else(|| Error::Argument(format!("no function `{name}`")))?;
         crate::bundle::check_buffers(&f.name, &f.params, &f.results, inputs, outputs)?;
         match &self.backend {
             Backend::Cuda { stream, functions, blas } => {
-                replay(&mut CudaCall { stream, functions, blas: blas.as_ref(), buffers: vec![] }, f, inputs, outputs)
+                let mut device = CudaCall { stream, functions, blas: blas.as_ref(), buffers: vec![] };
+                replay(&mut device, f, inputs, outputs, runs)
             }
             Backend::Emulator(kernels) => {
-                replay(&mut EmulatedCall { kernels, memory: Default::default() }, f, inputs, outputs)
+                replay(&mut EmulatedCall { kernels, memory: Default::default() }, f, inputs, outputs, runs)
             }
         }
     }
@@ -348,13 +363,22 @@ trait Device {
     fn launch(&mut self, launch: &Launch, args: &[u64]) -> Result<(), Error>;
     /// Computes `gemm` with its operands at `a`, `b` and `c`.
     fn gemm(&mut self, gemm: &Gemm, a: u64, b: u64, c: u64) -> Result<(), Error>;
+    /// Waits until every step given so far has finished.
+    fn synchronize(&mut self) -> Result<(), Error>;
     /// Copies the buffer at `address` into `out` once every launch has finished.
     fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error>;
 }
 
-/// Runs `f`'s launch plan on `device`: the inputs, zeroed outputs and workspace as device
-/// buffers, the launches in order, the outputs copied back.
-fn replay(device: &mut impl Device, f: &GpuFunction, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
+/// Runs `f`'s launch plan `runs` times on `device`: the inputs, zeroed outputs and workspace
+/// as device buffers, the steps in order (each run recomputes every buffer from the inputs),
+/// the outputs copied back; the seconds of each run between synchronizations.
+fn replay(
+    device: &mut impl Device,
+    f: &GpuFunction,
+    inputs: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+    runs: usize,
+) -> Result<Vec<f64>, Error> {
     let mut pointers = vec![];
     for input in inputs {
         pointers.push(device.upload(input)?);
@@ -368,16 +392,23 @@ fn replay(device: &mut impl Device, f: &GpuFunction, inputs: &[&[u8]], outputs: 
         LaunchArg::Workspace(offset) => base + offset,
         LaunchArg::Int(v) => v as u64,
     };
-    for step in &f.launches {
-        match step {
-            Step::Kernel(l) => device.launch(l, &l.args.iter().map(value).collect::<Vec<_>>())?,
-            Step::Gemm(g) => device.gemm(g, value(&g.a), value(&g.b), value(&g.c))?,
+    let mut times = vec![];
+    for _ in 0..runs.max(1) {
+        device.synchronize()?;
+        let start = std::time::Instant::now();
+        for step in &f.launches {
+            match step {
+                Step::Kernel(l) => device.launch(l, &l.args.iter().map(value).collect::<Vec<_>>())?,
+                Step::Gemm(g) => device.gemm(g, value(&g.a), value(&g.b), value(&g.c))?,
+            }
         }
+        device.synchronize()?;
+        times.push(start.elapsed().as_secs_f64());
     }
     for (output, &p) in outputs.iter_mut().zip(&pointers[inputs.len()..]) {
         device.download(p, output)?;
     }
-    Ok(())
+    Ok(times)
 }
 
 /// One call on a CUDA device: its buffers live until the call ends.
@@ -398,6 +429,10 @@ impl CudaCall<'_> {
 }
 
 impl Device for CudaCall<'_> {
+    fn synchronize(&mut self) -> Result<(), Error> {
+        self.stream.synchronize().map_err(device_error)
+    }
+
     fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error> {
         let buffer = self.stream.clone_htod(bytes).map_err(device_error)?;
         Ok(self.keep(buffer))
@@ -503,6 +538,11 @@ struct EmulatedCall<'a> {
 }
 
 impl Device for EmulatedCall<'_> {
+    /// Every step runs to its end when it is given.
+    fn synchronize(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error> {
         let address = self.memory.alloc(bytes.len());
         self.memory.bytes_mut(address).copy_from_slice(bytes);
