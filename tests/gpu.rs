@@ -233,8 +233,9 @@ fn every_op_runs_on_the_ptx_emulator_like_the_interpreter() {
 }
 
 /// Reductions big enough for a block of threads per output (`gpu::reduce`): rows, columns,
-/// full sums in two stages, every combining operator and element type, on the emulator
-/// against the interpreter; their kernels synchronize through workgroup memory.
+/// full sums in two stages, every combining operator and element type, softmax and layer
+/// norm as row groups, on the emulator against the interpreter; their kernels synchronize
+/// through workgroup memory.
 #[test]
 fn block_reductions_agree_with_the_interpreter() {
     let source = Source {
@@ -246,7 +247,11 @@ fn block_reductions_agree_with_the_interpreter() {
                (sum(x, axis=1), sum(y), max(x, axis=1), min(y))\n}\n\
                fn full(x: f32[100000]) -> f32 { sum(x * x) }\n\
                fn cols(x: f32[300, 7]) -> f32[7] { sum(x, axis=0) }\n\
-               export rows;\nexport wide;\nexport ints;\nexport full;\nexport cols;\n"
+               fn soft(x: f32[70, 300]) -> f32[70, 300] { softmax(x) }\n\
+               fn norm(x: f32[9, 200], g: f32[200]) -> f32[9, 200] {\n\
+               let d = x - mean(x, axis=1, keepdims=true);\n\
+               d / sqrt(mean(d * d, axis=1, keepdims=true) + 0.00001) * g\n}\n\
+               export rows;\nexport wide;\nexport ints;\nexport full;\nexport cols;\nexport soft;\nexport norm;\n"
             .into(),
     };
     let dir = tempfile::tempdir().unwrap();
@@ -256,6 +261,9 @@ fn block_reductions_agree_with_the_interpreter() {
     assert!(synchronizing.count() >= 6, "block reductions were not used");
     kiln::write_output(&out, dir.path()).unwrap();
     let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.path().join("blocks.json")).unwrap();
+    // A softmax is two row groups (max and exp; sum and divide): the workspace plan gives the
+    // row maxima and the row sums the same bytes, which blocks of one launch would share.
+    assert_eq!(bundle.function("soft").unwrap().launches.len(), 2);
     let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle, None).unwrap();
     let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
     agrees_with_interpreter(&executor, &kiln::check(&source, "blocks").unwrap(), &mut rng).unwrap();

@@ -212,7 +212,10 @@ fn statements<'t>(body: &[&'t str], depth: usize) -> Vec<Vec<&'t str>> {
     let mut out: Vec<Vec<&str>> = vec![];
     for &line in body {
         match out.last_mut() {
-            Some(open) if indent(line) > depth || (indent(line) == depth && line.trim_start().starts_with('}')) => {
+            // Lines deeper than the statement, its closing brace, and its regions' block labels.
+            Some(open)
+                if indent(line) > depth || (indent(line) == depth && line.trim_start().starts_with(['}', '^'])) =>
+            {
                 open.push(line)
             }
             _ => out.push(vec![line]),

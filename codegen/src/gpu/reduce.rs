@@ -1,23 +1,31 @@
-//! Reductions as one block of threads per output element (GPU targets).
+//! Reductions, and the row operations around them, as one block of threads per output row
+//! (GPU targets).
 //!
 //! The naive mapping gives each output element one thread that runs the whole reduction: a
-//! softmax over 64 rows of 1000 ran on 64 threads. Here a planned `linalg.generic` with
-//! reduction loops, one output and a body that ends by combining the output with an
-//! associative operator (`%r = arith.addf %out, %x`, max, min, products, integer and bitwise
-//! forms) becomes a `gpu.launch` of one block of [`THREADS`] threads per output element:
+//! softmax over 64 rows of 1000 ran on 64 threads. Here planned linalg ops become `gpu.launch`es
+//! of one block of [`THREADS`] threads per output row:
 //!
-//! 1. each thread runs the generic's body (inlined, its output argument replaced by the
-//!    thread's partial result) over the reduction indices `tid, tid + 256, ...`, starting
-//!    from the operator's identity: consecutive threads read consecutive elements;
-//! 2. the 256 partial results are combined in workgroup memory by a tree of 8 halvings, each
-//!    followed by a barrier: a fixed order, so results are reproducible run to run;
-//! 3. thread 0 combines the total with the output's initial value (the fill before the
-//!    generic) and stores it.
+//! - A reduction (a generic with reduction loops, one dense output, and a body that ends by
+//!   combining the output with an associative operator: `%r = arith.addf %out, %x`, max, min,
+//!   products, integer and bitwise forms) runs as a *reduction phase*: each thread runs the
+//!   inlined body, its output argument replaced by the thread's partial result, over the
+//!   reduction indices `tid, tid + 256, ...` from the operator's identity (consecutive threads
+//!   read consecutive elements); the 256 partials are combined in workgroup memory by 8
+//!   halvings, each followed by a barrier (a fixed order: reproducible); thread 0 folds in the
+//!   output's initial value and stores it; a barrier publishes it to the block.
+//! - A *row group* is a run of statements over the same rows: fills of per-row outputs, row
+//!   reductions over the last loop, and elementwise generics over [rows..., n]. They become
+//!   phases of one launch: an elementwise phase has each thread compute the positions
+//!   `tid, tid + 256, ...` of its row, the same positions a reduction phase gives it, so values
+//!   one phase writes and a later one reads at the same position stay with one thread (read
+//!   back from its cache), and per-row results are read after the reduction's barrier. A softmax
+//!   is one launch, not six.
 //!
-//! Anything else (fewer than [`MIN_EXTENT`] reduced elements, several outputs, strided views,
-//! another body) keeps the naive mapping.
+//! A group needs a reduction over at least [`MIN_EXTENT`] elements per row. A lone reduction
+//! over other loops (the first stage of a full sum) gets its own launch; anything else (several
+//! outputs, strided views, another body) keeps the naive mapping.
 
-use crate::printed::{indent, names, op_name};
+use crate::printed::{definitions, indent, names, op_name, rhs};
 use std::collections::BTreeMap;
 
 /// Threads per block of a block reduction.
@@ -84,190 +92,508 @@ fn rename(text: &str, renames: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// The planned module `text` with every eligible reduction generic replaced by a block
-/// reduction (see the module documentation).
+/// A planned statement a launch can compute.
+struct Op<'t> {
+    /// Input memrefs (name, type) and their maps' results; the output and its map's results.
+    ins: Vec<(&'t str, &'t str, Vec<Option<usize>>)>,
+    out: (&'t str, &'t str, Vec<Option<usize>>),
+    /// Loop extents and which loops reduce.
+    extents: Vec<usize>,
+    reduced: Vec<bool>,
+    elem: &'t str,
+    kind: Kind<'t>,
+}
+
+enum Kind<'t> {
+    /// `linalg.fill` with this value.
+    Fill(&'t str),
+    Generic {
+        args: Vec<&'t str>,
+        body: Vec<&'t str>,
+        yielded: &'t str,
+        /// The combining operator of a reduction.
+        combiner: Option<&'t str>,
+    },
+}
+
+impl<'t> Op<'t> {
+    /// The op of a statement (its lines), if it is a fill or generic on dense memrefs with one
+    /// output (and, with reduction loops, a body a reduction phase can split).
+    fn parse(lines: &[&'t str], maps: &BTreeMap<&str, &'t str>) -> Option<Op<'t>> {
+        let head = lines[0].trim_start();
+        let operands = |key: &str| -> Option<Vec<(&'t str, &'t str)>> {
+            let inside = head.split(key).nth(1)?.split(')').next()?;
+            let (names, types) = inside.split_once(" : ")?;
+            let (names, types): (Vec<&str>, Vec<&str>) = (names.split(", ").collect(), types.split(", ").collect());
+            (names.len() == types.len()).then(|| names.into_iter().zip(types).collect())
+        };
+        let [(out, out_ty)] = operands(" outs(")?[..] else { return None };
+        let (out_shape, elem) = dense_memref(out_ty)?;
+        if op_name(head) == "linalg.fill" {
+            let [(value, _)] = operands("ins(")?[..] else { return None };
+            let dims: Vec<Option<usize>> = (0..out_shape.len()).map(Some).collect();
+            let reduced = vec![false; out_shape.len()];
+            return Some(Op {
+                ins: vec![],
+                out: (out, out_ty, dims),
+                extents: out_shape,
+                reduced,
+                elem,
+                kind: Kind::Fill(value),
+            });
+        }
+        if op_name(head) != "linalg.generic" || lines.len() < 3 {
+            return None;
+        }
+        let list = |key: &str| Some(head.split(key).nth(1)?.split(']').next()?.split(", ").collect::<Vec<_>>());
+        let reduced: Vec<bool> = list("iterator_types = [")?.iter().map(|t| *t == "\"reduction\"").collect();
+        let results: Vec<Vec<Option<usize>>> = list("indexing_maps = [")?
+            .iter()
+            .map(|m| maps.get(m).and_then(|t| map_results(t)))
+            .collect::<Option<_>>()?;
+        let ins = operands(" ins(").unwrap_or_default();
+        if results.len() != ins.len() + 1 {
+            return None;
+        }
+        let mut extents = vec![None; reduced.len()];
+        for ((_, ty), dims) in ins.iter().chain([&(out, out_ty)]).zip(&results) {
+            let (shape, _) = dense_memref(ty)?;
+            if shape.len() != dims.len() {
+                return None;
+            }
+            for (&extent, d) in shape.iter().zip(dims) {
+                if let Some(d) = *d {
+                    *extents.get_mut(d)? = Some(extent);
+                }
+            }
+        }
+        let extents: Vec<usize> = extents.into_iter().collect::<Option<_>>()?;
+        let args: Vec<&str> = names(lines[1].trim().strip_prefix("^bb0(")?).collect();
+        let (yield_line, body) = lines[2..lines.len() - 1].split_last()?;
+        let yielded = yield_line.trim().strip_prefix("linalg.yield ")?.split(" : ").next()?;
+        let out_arg = *args.last()?;
+        if args.len() != ins.len() + 1 || yielded.contains(',') {
+            return None;
+        }
+        let combiner = if reduced.contains(&true) {
+            let line = body.iter().find(|l| l.trim_start().starts_with(&format!("{yielded} = ")))?;
+            let combined: Vec<&str> = names(rhs(line)).collect();
+            let uses = body.iter().flat_map(|l| names(l)).filter(|&x| x == out_arg).count();
+            if combined.len() != 2 || !combined.contains(&out_arg) || uses != 1 {
+                return None;
+            }
+            identity(op_name(line), elem)?;
+            Some(op_name(line))
+        } else {
+            None
+        };
+        let ins = ins.into_iter().zip(results.clone()).map(|((n, t), r)| (n, t, r)).collect();
+        let out = (out, out_ty, results.last()?.clone());
+        Some(Op {
+            ins,
+            out,
+            extents,
+            reduced,
+            elem,
+            kind: Kind::Generic { args, body: body.to_vec(), yielded, combiner },
+        })
+    }
+
+    fn is_reduction(&self) -> bool {
+        self.reduced.contains(&true)
+    }
+
+    /// Its rows and row length when it is a row op: a reduction over its last loop into a
+    /// [rows...] output, or an elementwise op or fill over [rows..., n]; the output indexed by
+    /// its loops in order.
+    fn row(&self) -> Option<(Vec<usize>, usize)> {
+        let loops = self.extents.len();
+        let (rows, n) = self.extents.split_last().map(|(n, rows)| (rows.to_vec(), *n))?;
+        let in_order = |dims: &[Option<usize>], count: usize| dims.iter().copied().eq((0..count).map(Some));
+        let reduction = self.reduced.iter().enumerate().all(|(d, &r)| r == (d + 1 == loops));
+        match self.kind {
+            Kind::Generic { .. } if self.is_reduction() => {
+                (reduction && in_order(&self.out.2, loops - 1)).then_some((rows, n))
+            }
+            _ => (in_order(&self.out.2, loops) && loops >= 1).then_some((rows, n)),
+        }
+    }
+}
+
+/// The text of one launch being written.
+struct Launch {
+    text: String,
+    pad: String,
+    /// The prefix of its names.
+    p: String,
+}
+
+impl Launch {
+    fn line(&mut self, depth: usize, text: String) {
+        self.text.push_str(&self.pad);
+        self.text.push_str(&"  ".repeat(depth));
+        self.text.push_str(&text);
+        self.text.push('\n');
+    }
+
+    /// Names `{p}{prefix}d{d}` for loops `dims` of `extents`, from the linear index `from`
+    /// (the last dimension fastest).
+    fn delinearize(&mut self, depth: usize, from: &str, prefix: &str, dims: &[usize], extents: &[usize]) {
+        let p = self.p.clone();
+        let mut rest = from.to_string();
+        for (k, &d) in dims.iter().enumerate().rev() {
+            if k == 0 {
+                self.line(depth, format!("{p}{prefix}d{d} = arith.addi {rest}, {p}zero : index"));
+            } else {
+                self.line(depth, format!("{p}{prefix}e{d} = arith.constant {} : index", extents[d]));
+                self.line(depth, format!("{p}{prefix}d{d} = arith.remui {rest}, {p}{prefix}e{d} : index"));
+                self.line(depth, format!("{p}{prefix}q{d} = arith.divui {rest}, {p}{prefix}e{d} : index"));
+                rest = format!("{p}{prefix}q{d}");
+            }
+        }
+    }
+
+    /// Opens `gpu.launch` over `blocks` blocks with a 256-slot workgroup buffer per element type
+    /// in `reduced` (named `{p}smem_<type>`).
+    fn open(&mut self, blocks: usize, reduced: &[&str]) {
+        let p = self.p.clone();
+        self.line(0, format!("{p}blocks = arith.constant {blocks} : index"));
+        self.line(0, format!("{p}threads = arith.constant {THREADS} : index"));
+        self.line(0, format!("{p}one = arith.constant 1 : index"));
+        let buffers: Vec<String> = reduced.iter().map(|t| format!("{p}smem_{t} : {}", smem(t))).collect();
+        self.line(
+            0,
+            format!(
+                "gpu.launch blocks({p}bx, {p}by, {p}bz) in ({p}gx = {p}blocks, {p}gy = {p}one, {p}gz = {p}one) \
+                 threads({p}tx, {p}ty, {p}tz) in ({p}sx = {p}threads, {p}sy = {p}one, {p}sz = {p}one){} {{",
+                if buffers.is_empty() { String::new() } else { format!(" workgroup({})", buffers.join(", ")) }
+            ),
+        );
+        self.line(1, format!("{p}zero = arith.constant 0 : index"));
+        self.line(1, format!("{p}step = arith.constant {THREADS} : index"));
+    }
+
+    fn close(&mut self) {
+        self.line(1, "gpu.terminator".into());
+        self.line(0, "}".into());
+    }
+
+    /// Phase `q` computing `op`, whose loops have the index names in `index` where known (the
+    /// block's loops); the others are the thread's strided positions.
+    fn phase(&mut self, q: usize, op: &Op, index: &BTreeMap<usize, String>) {
+        let p = self.p.clone();
+        let pq = format!("{p}{q}_");
+        let (inner, inner_extent): (Vec<usize>, usize) = {
+            let dims: Vec<usize> = (0..op.extents.len()).filter(|d| !index.contains_key(d)).collect();
+            let extent = dims.iter().map(|&d| op.extents[d]).product();
+            (dims, extent)
+        };
+        let names_of = |dims: &[Option<usize>]| -> String {
+            dims.iter()
+                .map(|d| match d {
+                    Some(d) => index.get(d).cloned().unwrap_or(format!("{pq}d{d}")),
+                    None => format!("{p}zero"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (out, out_ty, out_dims) = &op.out;
+        let elem = op.elem;
+        match &op.kind {
+            Kind::Fill(value) if inner.is_empty() => {
+                self.line(1, format!("{pq}first = arith.cmpi eq, {p}tx, {p}zero : index"));
+                self.line(1, format!("scf.if {pq}first {{"));
+                self.line(2, format!("memref.store {value}, {out}[{}] : {out_ty}", names_of(out_dims)));
+                self.line(1, "}".into());
+                self.line(1, "gpu.barrier".into());
+            }
+            Kind::Fill(value) => {
+                self.line(1, format!("{pq}extent = arith.constant {inner_extent} : index"));
+                self.line(1, format!("scf.for {pq}r = {p}tx to {pq}extent step {p}step {{"));
+                self.delinearize(2, &format!("{pq}r"), &format!("{q}_"), &inner, &op.extents);
+                self.line(2, format!("memref.store {value}, {out}[{}] : {out_ty}", names_of(out_dims)));
+                self.line(1, "}".into());
+            }
+            Kind::Generic { args, body, yielded, combiner } => {
+                let mut renames: BTreeMap<String, String> = BTreeMap::new();
+                for line in body.iter() {
+                    for defined in definitions(line) {
+                        renames.insert(defined.to_string(), format!("{pq}v{}", &defined[1..]));
+                    }
+                }
+                self.line(1, format!("{pq}extent = arith.constant {inner_extent} : index"));
+                let loop_head = match combiner {
+                    Some(combiner) => {
+                        let identity = identity(combiner, elem).expect("checked when parsed");
+                        self.line(1, format!("{pq}identity = arith.constant {identity} : {elem}"));
+                        renames.insert(args[args.len() - 1].to_string(), format!("{pq}acc"));
+                        format!(
+                            "{pq}partial = scf.for {pq}r = {p}tx to {pq}extent step {p}step \
+                             iter_args({pq}acc = {pq}identity) -> ({elem}) {{"
+                        )
+                    }
+                    None => format!("scf.for {pq}r = {p}tx to {pq}extent step {p}step {{"),
+                };
+                self.line(1, loop_head);
+                self.delinearize(2, &format!("{pq}r"), &format!("{q}_"), &inner, &op.extents);
+                for (k, (name, ty, dims)) in op.ins.iter().enumerate() {
+                    self.line(2, format!("{pq}in{k} = memref.load {name}[{}] : {ty}", names_of(dims)));
+                    renames.insert(args[k].to_string(), format!("{pq}in{k}"));
+                }
+                let out_arg = args[args.len() - 1];
+                if combiner.is_none() && body.iter().any(|l| names(l).any(|x| x == out_arg)) {
+                    self.line(2, format!("{pq}old = memref.load {out}[{}] : {out_ty}", names_of(out_dims)));
+                    renames.insert(out_arg.to_string(), format!("{pq}old"));
+                }
+                for line in body.iter() {
+                    self.line(2, rename(line.trim(), &renames));
+                }
+                let value = rename(yielded, &renames);
+                match combiner {
+                    Some(combiner) => {
+                        self.line(2, format!("scf.yield {value} : {elem}"));
+                        self.line(1, "}".into());
+                        self.combine(&pq, combiner, elem, out, out_ty, &names_of(out_dims));
+                    }
+                    None => {
+                        self.line(2, format!("memref.store {value}, {out}[{}] : {out_ty}", names_of(out_dims)));
+                        self.line(1, "}".into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Combines the threads' `{pq}partial`s in workgroup memory and folds the total into
+    /// `out[index]` (thread 0); a barrier then makes it visible to the block.
+    fn combine(&mut self, pq: &str, combiner: &str, elem: &str, out: &str, out_ty: &str, index: &str) {
+        let p = self.p.clone();
+        let (smem, buffer) = (smem(elem), format!("{p}smem_{elem}"));
+        self.line(1, format!("memref.store {pq}partial, {buffer}[{p}tx] : {smem}"));
+        self.line(1, "gpu.barrier".into());
+        let mut half = THREADS / 2;
+        while half > 0 {
+            let h = format!("{pq}h{half}");
+            self.line(1, format!("{h} = arith.constant {half} : index"));
+            self.line(1, format!("{h}_lt = arith.cmpi ult, {p}tx, {h} : index"));
+            self.line(1, format!("scf.if {h}_lt {{"));
+            self.line(2, format!("{h}_j = arith.addi {p}tx, {h} : index"));
+            self.line(2, format!("{h}_a = memref.load {buffer}[{p}tx] : {smem}"));
+            self.line(2, format!("{h}_b = memref.load {buffer}[{h}_j] : {smem}"));
+            self.line(2, format!("{h}_c = {combiner} {h}_a, {h}_b : {elem}"));
+            self.line(2, format!("memref.store {h}_c, {buffer}[{p}tx] : {smem}"));
+            self.line(1, "}".into());
+            self.line(1, "gpu.barrier".into());
+            half /= 2;
+        }
+        self.line(1, format!("{pq}first = arith.cmpi eq, {p}tx, {p}zero : index"));
+        self.line(1, format!("scf.if {pq}first {{"));
+        self.line(2, format!("{pq}total = memref.load {buffer}[{p}zero] : {smem}"));
+        self.line(2, format!("{pq}init = memref.load {out}[{index}] : {out_ty}"));
+        self.line(2, format!("{pq}result = {combiner} {pq}init, {pq}total : {elem}"));
+        self.line(2, format!("memref.store {pq}result, {out}[{index}] : {out_ty}"));
+        self.line(1, "}".into());
+        self.line(1, "gpu.barrier".into());
+    }
+}
+
+/// The type of a reduction's workgroup buffer.
+fn smem(elem: &str) -> String {
+    format!("memref<{THREADS}x{elem}, #gpu.address_space<workgroup>>")
+}
+
+/// A lone reduction as one launch with a block per output element (any loops reduced).
+fn lone_reduction(op: &Op, pad: &str, n: usize) -> Option<String> {
+    let parallel: Vec<usize> = (0..op.extents.len()).filter(|&d| !op.reduced[d]).collect();
+    let blocks: usize = parallel.iter().map(|&d| op.extents[d]).product();
+    let extent: usize = (0..op.extents.len()).filter(|&d| op.reduced[d]).map(|d| op.extents[d]).product();
+    if !op.is_reduction() || extent < MIN_EXTENT || blocks > i32::MAX as usize {
+        return None;
+    }
+    let mut l = Launch { text: String::new(), pad: pad.to_string(), p: format!("%kiln_r{n}_") };
+    l.open(blocks, &[op.elem]);
+    let bx = format!("{}bx", l.p);
+    l.delinearize(1, &bx, "", &parallel, &op.extents);
+    let index = parallel.iter().map(|&d| (d, format!("{}d{d}", l.p))).collect();
+    l.phase(0, op, &index);
+    l.close();
+    Some(l.text)
+}
+
+/// A row group (see the module documentation) as one launch, or `None` if it has no row
+/// reduction worth a block.
+fn row_group(ops: &[Op], rows: &[usize], pad: &str, n: usize) -> Option<String> {
+    let worth = ops.iter().any(|o| o.is_reduction() && o.extents.last().is_some_and(|&e| e >= MIN_EXTENT));
+    let blocks: usize = rows.iter().product();
+    if !worth || blocks > i32::MAX as usize {
+        return None;
+    }
+    let mut types: Vec<&str> = ops.iter().filter(|o| o.is_reduction()).map(|o| o.elem).collect();
+    types.sort_unstable();
+    types.dedup();
+    let mut l = Launch { text: String::new(), pad: pad.to_string(), p: format!("%kiln_r{n}_") };
+    l.open(blocks, &types);
+    let bx = format!("{}bx", l.p);
+    let row_dims: Vec<usize> = (0..rows.len()).collect();
+    l.delinearize(1, &bx, "", &row_dims, rows);
+    let index: BTreeMap<usize, String> = row_dims.iter().map(|&d| (d, format!("{}d{d}", l.p))).collect();
+    for (q, op) in ops.iter().enumerate() {
+        l.phase(q + 1, op, &index);
+    }
+    l.close();
+    Some(l.text)
+}
+
+/// Whether fill `op` writes per-row values or whole rows of `rows`.
+fn fills(op: &Op, rows: &[usize]) -> bool {
+    op.extents == rows || op.extents.split_last().is_some_and(|(_, r)| r == rows)
+}
+
+/// Where each buffer of a function lies: its parameters (`%argN`) are distinct buffers; a
+/// view of the workspace covers its bytes from its offset. The workspace plan lets buffers
+/// whose ops run one after another share bytes; in one launch their blocks run side by side.
+struct Regions<'t> {
+    views: BTreeMap<&'t str, (u64, u64)>,
+}
+
+impl<'t> Regions<'t> {
+    fn of(body: &[&'t str]) -> Regions<'t> {
+        let constants = crate::printed::index_constants(body.iter().copied());
+        let views = body
+            .iter()
+            .filter_map(|l| {
+                let (name, rest) = l.trim_start().split_once(" = memref.view %kiln_ws[")?;
+                let offset = *constants.get(rest.split(']').next()?)?;
+                let (shape, elem) = dense_memref(rest.rsplit(" to ").next()?)?;
+                let bytes =
+                    shape.iter().product::<usize>() * elem.trim_start_matches(['f', 'i']).parse::<usize>().ok()? / 8;
+                Some((name, (offset as u64, bytes as u64)))
+            })
+            .collect();
+        Regions { views }
+    }
+
+    /// Whether `a` and `b` are the same buffer or lie apart; `None` for a buffer of unknown
+    /// place.
+    fn apart(&self, a: &str, b: &str) -> Option<bool> {
+        let place = |x: &str| if x.starts_with("%arg") { Some(None) } else { self.views.get(x).map(|&r| Some(r)) };
+        Some(match (place(a)?, place(b)?) {
+            _ if a == b => true,
+            (Some((o1, n1)), Some((o2, n2))) => o1 + n1 <= o2 || o2 + n2 <= o1,
+            _ => true,
+        })
+    }
+}
+
+/// The buffers `op` reads and writes.
+fn buffers<'a>(op: &'a Op) -> impl Iterator<Item = &'a str> {
+    op.ins.iter().map(|i| i.0).chain([op.out.0])
+}
+
+/// Whether `op` can join a row group over `rows` whose ops so far are `group`: same rows,
+/// every value it reads from the group read where it was written (by the same thread, or per
+/// row after a barrier), it overwrites nothing the group reads, and its buffers lie apart from
+/// the group's (or are the same).
+fn joins(op: &Op, rows: &[usize], group: &[Op], regions: &Regions) -> bool {
+    let apart = buffers(op)
+        .all(|a| group.iter().flat_map(buffers).chain(buffers(op)).all(|b| regions.apart(a, b) == Some(true)));
+    if !apart {
+        return false;
+    }
+    let same_rows = match op.kind {
+        Kind::Fill(_) => fills(op, rows),
+        Kind::Generic { .. } => op.row().is_some_and(|(r, _)| r == rows),
+    };
+    if !same_rows || group.iter().any(|g| g.ins.iter().any(|i| i.0 == op.out.0)) {
+        return false;
+    }
+    op.ins.iter().all(|(name, _, dims)| match group.iter().rev().find(|g| g.out.0 == *name) {
+        None => true,
+        Some(producer) => *dims == producer.out.2,
+    })
+}
+
+/// The planned module `text` with its reductions, and the row ops around them, computed by
+/// blocks of threads (see the module documentation).
 pub fn block_reductions(text: &str) -> String {
     let maps: BTreeMap<&str, &str> =
         text.lines().take_while(|l| !l.starts_with("module")).filter_map(|l| l.split_once(" = affine_map<")).collect();
     let lines: Vec<&str> = text.lines().collect();
     let mut out = String::with_capacity(text.len());
-    let (mut i, mut count) = (0, 0);
+    let mut count = 0;
+    let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
-        if op_name(line) == "linalg.generic" && line.trim_end().ends_with('{') {
-            let end = (i + 1..lines.len()).find(|&j| indent(lines[j]) == indent(line) && lines[j].trim() == "}");
-            if let Some(end) = end {
-                if let Some(launch) = block_reduction(&lines[i..=end], &maps, count) {
-                    out.push_str(&launch);
-                    count += 1;
-                    i = end + 1;
-                    continue;
-                }
-            }
-        }
         out.push_str(line);
         out.push('\n');
         i += 1;
+        if !(line.trim_start().starts_with("func.func ") && line.trim_end().ends_with('{')) {
+            continue;
+        }
+        let depth = indent(line) + 2;
+        let end =
+            (i..lines.len()).find(|&j| indent(lines[j]) == depth - 2 && lines[j].trim() == "}").unwrap_or(lines.len());
+        let statements = super::statements(&lines[i..end], depth);
+        let regions = Regions::of(&lines[i..end]);
+        let pad = " ".repeat(depth);
+        let mut k = 0;
+        while k < statements.len() {
+            // The longest row group from here, with the views and constants among its ops.
+            let mut group: Vec<Op> = vec![];
+            // Its rows are those of its first generic (fills before it wait to be checked).
+            let (mut taken, mut rows): (usize, Option<Vec<usize>>) = (k, None);
+            for (j, st) in statements.iter().enumerate().skip(k) {
+                if matches!(op_name(st[0]), "memref.view" | "arith.constant") {
+                    continue;
+                }
+                let Some(op) = Op::parse(st, &maps) else { break };
+                match (&rows, &op.kind) {
+                    (Some(r), _) if !joins(&op, r, &group, &regions) => break,
+                    (Some(_), _) | (None, Kind::Fill(_)) => {}
+                    (None, Kind::Generic { .. }) => {
+                        let Some((r, _)) = op.row() else { break };
+                        if !group.iter().all(|f| fills(f, &r)) || !joins(&op, &r, &group, &regions) {
+                            break;
+                        }
+                        rows = Some(r);
+                    }
+                }
+                group.push(op);
+                taken = j + 1;
+            }
+            let launch = match &rows {
+                Some(rows) if group.len() > 1 => row_group(&group, rows, &pad, count),
+                _ => None,
+            };
+            let launch = launch.map(|l| (l, taken)).or_else(|| {
+                let op = Op::parse(&statements[k], &maps)?;
+                Some((lone_reduction(&op, &pad, count)?, k + 1))
+            });
+            match launch {
+                Some((text, next)) => {
+                    for st in statements[k..next]
+                        .iter()
+                        .filter(|st| matches!(op_name(st[0]), "memref.view" | "arith.constant"))
+                    {
+                        for l in st.iter() {
+                            out.push_str(l);
+                            out.push('\n');
+                        }
+                    }
+                    out.push_str(&text);
+                    count += 1;
+                    k = next;
+                }
+                None => {
+                    for l in &statements[k] {
+                        out.push_str(l);
+                        out.push('\n');
+                    }
+                    k += 1;
+                }
+            }
+        }
+        i = end;
     }
     out
-}
-
-/// The `gpu.launch` computing the generic whose lines are `generic` (first line to closing
-/// brace), or `None` if it is not an eligible reduction. `n` makes its names unique.
-fn block_reduction(generic: &[&str], maps: &BTreeMap<&str, &str>, n: usize) -> Option<String> {
-    let head = generic[0].trim_start();
-    let map_names: Vec<&str> = head.split("indexing_maps = [").nth(1)?.split(']').next()?.split(", ").collect();
-    let iterators: Vec<bool> =
-        head.split("iterator_types = [").nth(1)?.split(']').next()?.split(", ").map(|t| t == "\"reduction\"").collect();
-    let operands = |key: &str| -> Option<Vec<(&str, &str)>> {
-        let inside = head.split(key).nth(1)?.split(')').next()?;
-        let (names, types) = inside.split_once(" : ")?;
-        let (names, types): (Vec<&str>, Vec<&str>) = (names.split(", ").collect(), types.split(", ").collect());
-        (names.len() == types.len()).then(|| names.into_iter().zip(types).collect())
-    };
-    let (ins, outs) = (operands(" ins(")?, operands(" outs(")?);
-    let [(out, out_ty)] = outs[..] else { return None };
-    let results: Vec<Vec<Option<usize>>> =
-        map_names.iter().map(|m| maps.get(m).and_then(|t| map_results(t))).collect::<Option<_>>()?;
-    if results.len() != ins.len() + 1 || !iterators.iter().any(|&r| r) {
-        return None;
-    }
-    // Loop extents, from the operands' shapes.
-    let mut extents = vec![None; iterators.len()];
-    let mut shapes = vec![];
-    for ((_, ty), dims) in ins.iter().chain(&outs).zip(&results) {
-        let (shape, _) = dense_memref(ty)?;
-        if shape.len() != dims.len() {
-            return None;
-        }
-        for (&extent, d) in shape.iter().zip(dims) {
-            if let Some(d) = *d {
-                *extents.get_mut(d)? = Some(extent);
-            }
-        }
-        shapes.push(shape);
-    }
-    let extents: Vec<usize> = extents.into_iter().collect::<Option<_>>()?;
-    let (reduced, parallel): (Vec<usize>, Vec<usize>) = (0..iterators.len()).partition(|&d| iterators[d]);
-    let (rows, extent) = (
-        parallel.iter().map(|&d| extents[d]).product::<usize>(),
-        reduced.iter().map(|&d| extents[d]).product::<usize>(),
-    );
-    let (_, elem) = dense_memref(out_ty)?;
-    if extent < MIN_EXTENT || rows > i32::MAX as usize {
-        return None;
-    }
-    // The body: block arguments, lines, and the combining operator of its last value.
-    let block = generic.get(1)?.trim();
-    let args: Vec<&str> = names(block.strip_prefix("^bb0(")?).collect();
-    let body = &generic[2..generic.len() - 1];
-    let (yield_line, body) = body.split_last()?;
-    let yielded = yield_line.trim().strip_prefix("linalg.yield ")?.split(" : ").next()?;
-    let out_arg = *args.last()?;
-    if args.len() != ins.len() + 1 {
-        return None;
-    }
-    let combine_line = body.iter().find(|l| l.trim_start().starts_with(&format!("{yielded} = ")))?;
-    let combiner = op_name(combine_line);
-    let identity = identity(combiner, elem)?;
-    let combined: Vec<&str> = names(crate::printed::rhs(combine_line)).collect();
-    let uses = body.iter().flat_map(|l| names(l)).filter(|&x| x == out_arg).count();
-    if combined.len() != 2 || !combined.contains(&out_arg) || uses != 1 {
-        return None;
-    }
-
-    let pad = " ".repeat(indent(generic[0]));
-    let p = format!("%kiln_r{n}_");
-    let smem = format!("memref<{THREADS}x{elem}, #gpu.address_space<workgroup>>");
-    let mut s = String::new();
-    let mut emit = |depth: usize, text: String| {
-        s.push_str(&pad);
-        s.push_str(&"  ".repeat(depth));
-        s.push_str(&text);
-        s.push('\n');
-    };
-    emit(0, format!("{p}rows = arith.constant {rows} : index"));
-    emit(0, format!("{p}threads = arith.constant {THREADS} : index"));
-    emit(0, format!("{p}one = arith.constant 1 : index"));
-    emit(
-        0,
-        format!(
-            "gpu.launch blocks({p}bx, {p}by, {p}bz) in ({p}gx = {p}rows, {p}gy = {p}one, {p}gz = {p}one) \
-             threads({p}tx, {p}ty, {p}tz) in ({p}sx = {p}threads, {p}sy = {p}one, {p}sz = {p}one) \
-             workgroup({p}smem : {smem}) {{"
-        ),
-    );
-    emit(1, format!("{p}zero = arith.constant 0 : index"));
-    emit(1, format!("{p}extent = arith.constant {extent} : index"));
-    emit(1, format!("{p}step = arith.constant {THREADS} : index"));
-    // Loop indices from a linear index, the last dimension fastest.
-    let delinearize = |emit: &mut dyn FnMut(usize, String), depth: usize, from: &str, dims: &[usize]| {
-        let mut rest = from.to_string();
-        for (k, &d) in dims.iter().enumerate().rev() {
-            if k == 0 {
-                emit(depth, format!("{p}d{d} = arith.addi {rest}, {p}zero : index"));
-            } else {
-                emit(depth, format!("{p}e{d} = arith.constant {} : index", extents[d]));
-                emit(depth, format!("{p}d{d} = arith.remui {rest}, {p}e{d} : index"));
-                emit(depth, format!("{p}q{d} = arith.divui {rest}, {p}e{d} : index"));
-                rest = format!("{p}q{d}");
-            }
-        }
-    };
-    let index = |dims: &[Option<usize>]| -> String {
-        dims.iter().map(|d| d.map_or(format!("{p}zero"), |d| format!("{p}d{d}"))).collect::<Vec<_>>().join(", ")
-    };
-    delinearize(&mut emit, 1, &format!("{p}bx"), &parallel);
-    emit(1, format!("{p}identity = arith.constant {identity} : {elem}"));
-    emit(
-        1,
-        format!(
-            "{p}partial = scf.for {p}r = {p}tx to {p}extent step {p}step iter_args({p}acc = {p}identity) -> ({elem}) {{"
-        ),
-    );
-    delinearize(&mut emit, 2, &format!("{p}r"), &reduced);
-    let mut renames: BTreeMap<String, String> = BTreeMap::new();
-    for (k, ((name, ty), dims)) in ins.iter().zip(&results).enumerate() {
-        emit(2, format!("{p}in{k} = memref.load {name}[{}] : {ty}", index(dims)));
-        renames.insert(args[k].to_string(), format!("{p}in{k}"));
-    }
-    renames.insert(out_arg.to_string(), format!("{p}acc"));
-    for line in body {
-        for defined in crate::printed::definitions(line) {
-            renames.insert(defined.to_string(), format!("{p}v{}", &defined[1..]));
-        }
-    }
-    for line in body {
-        emit(2, rename(line.trim(), &renames));
-    }
-    emit(2, format!("scf.yield {} : {elem}", rename(yielded, &renames)));
-    emit(1, "}".into());
-    emit(1, format!("memref.store {p}partial, {p}smem[{p}tx] : {smem}"));
-    emit(1, "gpu.barrier".into());
-    let mut half = THREADS / 2;
-    while half > 0 {
-        let h = format!("{p}h{half}");
-        emit(1, format!("{h} = arith.constant {half} : index"));
-        emit(1, format!("{h}_lt = arith.cmpi ult, {p}tx, {h} : index"));
-        emit(1, format!("scf.if {h}_lt {{"));
-        emit(2, format!("{h}_j = arith.addi {p}tx, {h} : index"));
-        emit(2, format!("{h}_a = memref.load {p}smem[{p}tx] : {smem}"));
-        emit(2, format!("{h}_b = memref.load {p}smem[{h}_j] : {smem}"));
-        emit(2, format!("{h}_c = {combiner} {h}_a, {h}_b : {elem}"));
-        emit(2, format!("memref.store {h}_c, {p}smem[{p}tx] : {smem}"));
-        emit(1, "}".into());
-        emit(1, "gpu.barrier".into());
-        half /= 2;
-    }
-    emit(1, format!("{p}first = arith.cmpi eq, {p}tx, {p}zero : index"));
-    emit(1, format!("scf.if {p}first {{"));
-    let out_index = index(results.last()?);
-    emit(2, format!("{p}total = memref.load {p}smem[{p}zero] : {smem}"));
-    emit(2, format!("{p}init = memref.load {out}[{out_index}] : {out_ty}"));
-    emit(2, format!("{p}result = {combiner} {p}init, {p}total : {elem}"));
-    emit(2, format!("memref.store {p}result, {out}[{out_index}] : {out_ty}"));
-    emit(1, "}".into());
-    emit(1, "gpu.terminator".into());
-    emit(0, "}".into());
-    Some(s)
 }

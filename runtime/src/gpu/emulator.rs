@@ -1,7 +1,8 @@
 //! A PTX emulator: runs kernels read by [`super::ptx`] on the CPU, so that GPU bundles are
 //! checked against the interpreter on machines without a GPU (CI, and any user's laptop).
 //!
-//! Blocks run one after another; the threads of a block run one at a time, each until it
+//! Blocks run one after another; the threads of a block run one at a time (first to last in
+//! even blocks, last to first in odd ones, so that a missing barrier shows), each until it
 //! exits or reaches a synchronization point (`bar.sync`: all live threads of its block;
 //! `shfl.sync`: all live threads of its warp of 32), where it waits until the others arrive.
 //! Threads that have exited no longer count (as on sm_70 and later). Threads that wait at
@@ -200,10 +201,16 @@ impl Launch<'_> {
                 tid,
             })
             .collect();
+        // Odd blocks run their threads last to first between synchronization points, so that
+        // a value read without the barrier that should order it after its write is read
+        // before the write in one of the two orders.
+        let reverse = (ctaid[0] + ctaid[1] + ctaid[2]) % 2 == 1;
         loop {
-            for (lane, t) in threads.iter_mut().enumerate() {
+            for i in 0..threads.len() {
+                let i = if reverse { threads.len() - 1 - i } else { i };
+                let t = &mut threads[i];
                 if t.state == State::Ready {
-                    self.run(memory, &mut shared, ctaid, (lane % WARP) as u32, t)?;
+                    self.run(memory, &mut shared, ctaid, (i % WARP) as u32, t)?;
                 }
             }
             if threads.iter().all(|t| t.state == State::Done) {
@@ -398,12 +405,27 @@ impl Launch<'_> {
                             }
                             r
                         }
-                        Kind::Mov(_) | Kind::Cvta => v(1),
+                        // `mov.b64 %rd, {%r1, %r2}` packs registers, the first lowest.
+                        Kind::Mov(ty) => match &ops[1] {
+                            Operand::Vector(regs) => {
+                                let width = ty.bits() / regs.len() as u32;
+                                regs.iter().rev().fold(0, |acc, &r| acc << width | (t.regs[r as usize] & mask(width)))
+                            }
+                            o => self.value(t, o, ctaid, lane),
+                        },
+                        Kind::Cvta => v(1),
                         Kind::Cvt { to, from, round, integral, sat } => convert(to, from, round, integral, sat, v(1)),
                         _ => unreachable!("handled above"),
                     };
-                    match ops[0] {
-                        Operand::Reg(d) | Operand::Pair(d, _) => t.regs[d as usize] = result,
+                    match &ops[0] {
+                        Operand::Reg(d) | Operand::Pair(d, _) => t.regs[*d as usize] = result,
+                        // `mov.b64 {%r1, %r2}, %rd` splits a value, the lowest bits first.
+                        Operand::Vector(regs) => {
+                            let width = inst_width(inst.kind) / regs.len() as u32;
+                            for (k, &r) in regs.iter().enumerate() {
+                                t.regs[r as usize] = (result >> (k as u32 * width)) & mask(width);
+                            }
+                        }
                         _ => unreachable!("checked when read"),
                     }
                 }
@@ -490,6 +512,16 @@ impl Launch<'_> {
 
 fn outside(l: &Launch, ctaid: [u32; 3], t: &Thread, space: Space, address: u64, width: u64) -> String {
     fault(l, ctaid, t, format!("{width}-byte access at {address:#x} is outside every {space:?} buffer"))
+}
+
+/// The width of an instruction's destination type (64 for those without one).
+fn inst_width(kind: Kind) -> u32 {
+    match kind {
+        Kind::Mov(ty) | Kind::Selp(ty) => ty.bits(),
+        Kind::Arith { ty, .. } | Kind::Carry { ty, .. } => ty.bits(),
+        Kind::Cvt { to, .. } => to.bits(),
+        _ => 64,
+    }
 }
 
 /// A register or immediate operand's bits.
@@ -664,6 +696,15 @@ fn arith(op: Arith, ty: Ty, round: Round, ftz: bool, sat: bool, [a, b, c]: [u64;
                 0
             } else {
                 ua >> s
+            }
+        }
+        Arith::Funnel { left, clamp } => {
+            let n = if clamp { (c as u32).min(32) } else { c as u32 & 31 };
+            let wide = (b & mask(32)) << 32 | (a & mask(32));
+            if left {
+                (wide << n) >> 32
+            } else {
+                wide >> n
             }
         }
         Arith::Bfe => {
@@ -932,7 +973,22 @@ $L__done:
         assert_eq!(arith(Arith::Mul(Half::Wide), Ty::U(32), no, false, false, [1 << 31, 4, 0]).unwrap(), 1 << 33);
         assert_eq!(arith(Arith::Shr, Ty::S(32), no, false, false, [0x8000_0000, 4, 0]).unwrap(), 0xf800_0000);
         assert_eq!(arith(Arith::Bfe, Ty::U(32), no, false, false, [0xabcd, 4, 8]).unwrap(), 0xbc);
+        // Funnel shifts of b:a = 0x12345678:0x9abcdef0.
+        let funnel = |left, clamp, n| {
+            arith(Arith::Funnel { left, clamp }, Ty::B(32), no, false, false, [0x9abc_def0, 0x1234_5678, n]).unwrap()
+        };
+        assert_eq!(funnel(true, false, 8), 0x3456_789a);
+        assert_eq!(funnel(false, false, 8), 0x789a_bcde);
+        assert_eq!(funnel(true, false, 40), 0x3456_789a);
+        assert_eq!(funnel(true, true, 40), 0x9abc_def0);
         // 128-bit subtraction in two words: (2^64 + 1) - 2 = 2^64 - 1.
+        let k = parse(&SUM.replace("mov.u32 %r9, %ctaid.x;", "mov.u32 %r9, %ctaid.x;\n\tmov.b64 {%r10, %r11}, %rd1;\n\tmov.b64 %rd6, {%r11, %r10};"))
+            .unwrap()
+            .kernels
+            .remove(0);
+        let mut m = Memory::default();
+        let (input, output) = (m.alloc(1024), m.alloc(8));
+        launch(&mut m, &k, [1, 1, 1], [256, 1, 1], &[input, output]).unwrap();
         let (lo, borrow) = add_with_carry(true, 64, 1, 2, false);
         assert_eq!((lo, borrow), (u64::MAX, true));
         assert_eq!(add_with_carry(true, 64, 1, 0, borrow), (0, false));

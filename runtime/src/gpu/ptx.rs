@@ -152,6 +152,12 @@ pub enum Arith {
     Copysign,
     /// Bit-field extract `bfe d, a, start, len`.
     Bfe,
+    /// Funnel shifts `shf.l`/`shf.r d, a, b, n` of the 64 bits b:a (`clamp`: n at most 32;
+    /// otherwise `wrap`: n mod 32), keeping the high (left) or low (right) 32 bits.
+    Funnel {
+        left: bool,
+        clamp: bool,
+    },
     Rcp,
     Sqrt,
     Rsqrt,
@@ -869,6 +875,7 @@ fn decode(op: &str) -> Option<Kind> {
         "shr" => arith(Arith::Shr),
         "copysign" => arith(Arith::Copysign),
         "bfe" => arith(Arith::Bfe),
+        "shf" => arith(Arith::Funnel { left: has("l"), clamp: has("clamp") }),
         "rcp" => arith(Arith::Rcp),
         "sqrt" => arith(Arith::Sqrt),
         "rsqrt" => arith(Arith::Rsqrt),
@@ -958,7 +965,7 @@ fn check_arity(kind: Kind, ops: &[Operand]) -> Result<(), String> {
             | Arith::Sin
             | Arith::Cos
             | Arith::Tanh => 2,
-            Arith::Mad(_) | Arith::Fma | Arith::Bfe => 4,
+            Arith::Mad(_) | Arith::Fma | Arith::Bfe | Arith::Funnel { .. } => 4,
             _ => 3,
         },
         Kind::Setp { combine, .. } => 3 + usize::from(combine.is_some()),
