@@ -18,8 +18,9 @@
 //!   phases of one launch: an elementwise phase has each thread compute the positions
 //!   `tid, tid + 256, ...` of its row, the same positions a reduction phase gives it, so values
 //!   one phase writes and a later one reads at the same position stay with one thread (read
-//!   back from its cache), and per-row results are read after the reduction's barrier. A softmax
-//!   is one launch, not six.
+//!   back from its cache), and per-row results are read after the reduction's barrier. Buffers
+//!   the group writes before reading and nothing after it uses live in workgroup memory (see
+//!   [`locals`]). A softmax is one launch, not six, and its intermediates never leave the block.
 //!
 //! A group needs a reduction over at least [`MIN_EXTENT`] elements per row. A lone reduction
 //! over other loops (the first stage of a full sum) gets its own launch; anything else (several
@@ -226,6 +227,9 @@ struct Launch {
     pad: String,
     /// The prefix of its names.
     p: String,
+    /// Buffers kept in workgroup memory instead (see [`locals`]): name to its workgroup
+    /// buffer and type.
+    locals: BTreeMap<String, (String, String)>,
 }
 
 impl Launch {
@@ -254,13 +258,15 @@ impl Launch {
     }
 
     /// Opens `gpu.launch` over `blocks` blocks with a 256-slot workgroup buffer per element type
-    /// in `reduced` (named `{p}smem_<type>`).
+    /// in `reduced` (named `{p}smem_<type>`) and the local buffers.
     fn open(&mut self, blocks: usize, reduced: &[&str]) {
         let p = self.p.clone();
+        let locals: Vec<String> = self.locals.values().map(|(name, ty)| format!("{name} : {ty}")).collect();
         self.line(0, format!("{p}blocks = arith.constant {blocks} : index"));
         self.line(0, format!("{p}threads = arith.constant {THREADS} : index"));
         self.line(0, format!("{p}one = arith.constant 1 : index"));
-        let buffers: Vec<String> = reduced.iter().map(|t| format!("{p}smem_{t} : {}", smem(t))).collect();
+        let mut buffers: Vec<String> = reduced.iter().map(|t| format!("{p}smem_{t} : {}", smem(t))).collect();
+        buffers.extend(locals);
         self.line(
             0,
             format!(
@@ -288,22 +294,33 @@ impl Launch {
             let extent = dims.iter().map(|&d| op.extents[d]).product();
             (dims, extent)
         };
-        let names_of = |dims: &[Option<usize>]| -> String {
-            dims.iter()
+        // `buffer[indices] : type` of an access, in workgroup memory for a local buffer (indexed
+        // by the thread's positions only: the row is the block's).
+        let locals = self.locals.clone();
+        let place = |name: &str, ty: &str, dims: &[Option<usize>]| -> String {
+            let local = locals.get(name);
+            let names: Vec<String> = dims
+                .iter()
+                .filter(|d| local.is_none() || d.is_some_and(|d| !index.contains_key(&d)))
                 .map(|d| match d {
                     Some(d) => index.get(d).cloned().unwrap_or(format!("{pq}d{d}")),
                     None => format!("{p}zero"),
                 })
-                .collect::<Vec<_>>()
-                .join(", ")
+                .collect();
+            match local {
+                Some((smem, smem_ty)) if names.is_empty() => format!("{smem}[{p}zero] : {smem_ty}"),
+                Some((smem, smem_ty)) => format!("{smem}[{}] : {smem_ty}", names.join(", ")),
+                None => format!("{name}[{}] : {ty}", names.join(", ")),
+            }
         };
         let (out, out_ty, out_dims) = &op.out;
+        let out_place = place(out, out_ty, out_dims);
         let elem = op.elem;
         match &op.kind {
             Kind::Fill(value) if inner.is_empty() => {
                 self.line(1, format!("{pq}first = arith.cmpi eq, {p}tx, {p}zero : index"));
                 self.line(1, format!("scf.if {pq}first {{"));
-                self.line(2, format!("memref.store {value}, {out}[{}] : {out_ty}", names_of(out_dims)));
+                self.line(2, format!("memref.store {value}, {out_place}"));
                 self.line(1, "}".into());
                 self.line(1, "gpu.barrier".into());
             }
@@ -311,7 +328,7 @@ impl Launch {
                 self.line(1, format!("{pq}extent = arith.constant {inner_extent} : index"));
                 self.line(1, format!("scf.for {pq}r = {p}tx to {pq}extent step {p}step {{"));
                 self.delinearize(2, &format!("{pq}r"), &format!("{q}_"), &inner, &op.extents);
-                self.line(2, format!("memref.store {value}, {out}[{}] : {out_ty}", names_of(out_dims)));
+                self.line(2, format!("memref.store {value}, {out_place}"));
                 self.line(1, "}".into());
             }
             Kind::Generic { args, body, yielded, combiner } => {
@@ -337,12 +354,12 @@ impl Launch {
                 self.line(1, loop_head);
                 self.delinearize(2, &format!("{pq}r"), &format!("{q}_"), &inner, &op.extents);
                 for (k, (name, ty, dims)) in op.ins.iter().enumerate() {
-                    self.line(2, format!("{pq}in{k} = memref.load {name}[{}] : {ty}", names_of(dims)));
+                    self.line(2, format!("{pq}in{k} = memref.load {}", place(name, ty, dims)));
                     renames.insert(args[k].to_string(), format!("{pq}in{k}"));
                 }
                 let out_arg = args[args.len() - 1];
                 if combiner.is_none() && body.iter().any(|l| names(l).any(|x| x == out_arg)) {
-                    self.line(2, format!("{pq}old = memref.load {out}[{}] : {out_ty}", names_of(out_dims)));
+                    self.line(2, format!("{pq}old = memref.load {out_place}"));
                     renames.insert(out_arg.to_string(), format!("{pq}old"));
                 }
                 for line in body.iter() {
@@ -353,10 +370,10 @@ impl Launch {
                     Some(combiner) => {
                         self.line(2, format!("scf.yield {value} : {elem}"));
                         self.line(1, "}".into());
-                        self.combine(&pq, combiner, elem, out, out_ty, &names_of(out_dims));
+                        self.combine(&pq, combiner, elem, &out_place);
                     }
                     None => {
-                        self.line(2, format!("memref.store {value}, {out}[{}] : {out_ty}", names_of(out_dims)));
+                        self.line(2, format!("memref.store {value}, {out_place}"));
                         self.line(1, "}".into());
                     }
                 }
@@ -365,8 +382,9 @@ impl Launch {
     }
 
     /// Combines the threads' `{pq}partial`s in workgroup memory and folds the total into
-    /// `out[index]` (thread 0); a barrier then makes it visible to the block.
-    fn combine(&mut self, pq: &str, combiner: &str, elem: &str, out: &str, out_ty: &str, index: &str) {
+    /// the output at `out` (`buffer[indices] : type`; thread 0); a barrier then makes it
+    /// visible to the block.
+    fn combine(&mut self, pq: &str, combiner: &str, elem: &str, out: &str) {
         let p = self.p.clone();
         let (smem, buffer) = (smem(elem), format!("{p}smem_{elem}"));
         self.line(1, format!("memref.store {pq}partial, {buffer}[{p}tx] : {smem}"));
@@ -389,9 +407,9 @@ impl Launch {
         self.line(1, format!("{pq}first = arith.cmpi eq, {p}tx, {p}zero : index"));
         self.line(1, format!("scf.if {pq}first {{"));
         self.line(2, format!("{pq}total = memref.load {buffer}[{p}zero] : {smem}"));
-        self.line(2, format!("{pq}init = memref.load {out}[{index}] : {out_ty}"));
+        self.line(2, format!("{pq}init = memref.load {out}"));
         self.line(2, format!("{pq}result = {combiner} {pq}init, {pq}total : {elem}"));
-        self.line(2, format!("memref.store {pq}result, {out}[{index}] : {out_ty}"));
+        self.line(2, format!("memref.store {pq}result, {out}"));
         self.line(1, "}".into());
         self.line(1, "gpu.barrier".into());
     }
@@ -410,7 +428,8 @@ fn lone_reduction(op: &Op, pad: &str, n: usize) -> Option<String> {
     if !op.is_reduction() || extent < MIN_EXTENT || blocks > i32::MAX as usize {
         return None;
     }
-    let mut l = Launch { text: String::new(), pad: pad.to_string(), p: format!("%kiln_r{n}_") };
+    let mut l =
+        Launch { text: String::new(), pad: pad.to_string(), p: format!("%kiln_r{n}_"), locals: BTreeMap::new() };
     l.open(blocks, &[op.elem]);
     let bx = format!("{}bx", l.p);
     l.delinearize(1, &bx, "", &parallel, &op.extents);
@@ -422,7 +441,7 @@ fn lone_reduction(op: &Op, pad: &str, n: usize) -> Option<String> {
 
 /// A row group (see the module documentation) as one launch, or `None` if it has no row
 /// reduction worth a block.
-fn row_group(ops: &[Op], rows: &[usize], pad: &str, n: usize) -> Option<String> {
+fn row_group(ops: &[Op], rows: &[usize], locals: &BTreeMap<&str, usize>, pad: &str, n: usize) -> Option<String> {
     let worth = ops.iter().any(|o| o.is_reduction() && o.extents.last().is_some_and(|&e| e >= MIN_EXTENT));
     let blocks: usize = rows.iter().product();
     if !worth || blocks > i32::MAX as usize {
@@ -431,7 +450,19 @@ fn row_group(ops: &[Op], rows: &[usize], pad: &str, n: usize) -> Option<String> 
     let mut types: Vec<&str> = ops.iter().filter(|o| o.is_reduction()).map(|o| o.elem).collect();
     types.sort_unstable();
     types.dedup();
-    let mut l = Launch { text: String::new(), pad: pad.to_string(), p: format!("%kiln_r{n}_") };
+    let p = format!("%kiln_r{n}_");
+    let locals = locals
+        .iter()
+        .enumerate()
+        .map(|(k, (&name, &count))| {
+            let elem = ops.iter().find(|o| o.out.0 == name).expect("a group op writes it").elem;
+            (
+                name.to_string(),
+                (format!("{p}local{k}"), format!("memref<{count}x{elem}, #gpu.address_space<workgroup>>")),
+            )
+        })
+        .collect();
+    let mut l = Launch { text: String::new(), pad: pad.to_string(), p, locals };
     l.open(blocks, &types);
     let bx = format!("{}bx", l.p);
     let row_dims: Vec<usize> = (0..rows.len()).collect();
@@ -442,6 +473,37 @@ fn row_group(ops: &[Op], rows: &[usize], pad: &str, n: usize) -> Option<String> 
     }
     l.close();
     Some(l.text)
+}
+
+/// The buffers a group can keep in workgroup memory, with their elements per row: written by
+/// the group before it reads them, used by nothing after it (`later`), not parameters, at
+/// most 32 KB in all.
+fn locals<'t>(group: &[Op<'t>], rows: &[usize], later: &[Vec<&str>]) -> BTreeMap<&'t str, usize> {
+    let mut locals = BTreeMap::new();
+    let mut bytes = 0;
+    for op in group {
+        let name = op.out.0;
+        let first = group.iter().find(|g| buffers(g).any(|b| b == name)).expect("op is in the group");
+        let used_later = later.iter().flatten().any(|l| names(l).any(|x| x == name));
+        let Some((shape, elem)) = dense_memref(op.out.1) else { continue };
+        let count: usize = shape[rows.len().min(shape.len())..].iter().product();
+        let size = count * elem.trim_start_matches(['f', 'i']).parse::<usize>().unwrap_or(64) / 8;
+        if name.starts_with("%arg") || first.ins.iter().any(|i| i.0 == name) || used_later || locals.contains_key(name)
+        {
+            continue;
+        }
+        if bytes + size <= 32 << 10 {
+            bytes += size;
+            locals.insert(name, count);
+        }
+    }
+    locals
+}
+
+/// Whether the buffers a group keeps in global memory are, pairwise, the same or apart.
+fn valid(group: &[Op], locals: &BTreeMap<&str, usize>, regions: &Regions) -> bool {
+    let global: Vec<&str> = group.iter().flat_map(buffers).filter(|b| !locals.contains_key(b)).collect();
+    global.iter().all(|a| global.iter().all(|b| regions.apart(a, b) == Some(true)))
 }
 
 /// Whether fill `op` writes per-row values or whole rows of `rows`.
@@ -492,12 +554,10 @@ fn buffers<'a>(op: &'a Op) -> impl Iterator<Item = &'a str> {
 
 /// Whether `op` can join a row group over `rows` whose ops so far are `group`: same rows,
 /// every value it reads from the group read where it was written (by the same thread, or per
-/// row after a barrier), it overwrites nothing the group reads, and its buffers lie apart from
-/// the group's (or are the same).
+/// row after a barrier), it overwrites nothing the group reads, and its buffers' places are
+/// known (see [`valid`]).
 fn joins(op: &Op, rows: &[usize], group: &[Op], regions: &Regions) -> bool {
-    let apart = buffers(op)
-        .all(|a| group.iter().flat_map(buffers).chain(buffers(op)).all(|b| regions.apart(a, b) == Some(true)));
-    if !apart {
+    if !buffers(op).all(|a| regions.apart(a, a).is_some()) {
         return false;
     }
     let same_rows = match op.kind {
@@ -541,7 +601,7 @@ pub fn block_reductions(text: &str) -> String {
             // The longest row group from here, with the views and constants among its ops.
             let mut group: Vec<Op> = vec![];
             // Its rows are those of its first generic (fills before it wait to be checked).
-            let (mut taken, mut rows): (usize, Option<Vec<usize>>) = (k, None);
+            let (mut ends, mut rows): (Vec<usize>, Option<Vec<usize>>) = (vec![], None);
             for (j, st) in statements.iter().enumerate().skip(k) {
                 if matches!(op_name(st[0]), "memref.view" | "arith.constant") {
                     continue;
@@ -559,10 +619,21 @@ pub fn block_reductions(text: &str) -> String {
                     }
                 }
                 group.push(op);
-                taken = j + 1;
+                ends.push(j + 1);
             }
+            // Shortened until what it keeps in global memory is apart.
+            let mut local = BTreeMap::new();
+            while let Some(&end) = ends.last() {
+                local = locals(&group, rows.as_deref().unwrap_or_default(), &statements[end..]);
+                if valid(&group, &local, &regions) {
+                    break;
+                }
+                group.pop();
+                ends.pop();
+            }
+            let taken = ends.last().copied().unwrap_or(k);
             let launch = match &rows {
-                Some(rows) if group.len() > 1 => row_group(&group, rows, &pad, count),
+                Some(rows) if group.len() > 1 => row_group(&group, rows, &local, &pad, count),
                 _ => None,
             };
             let launch = launch.map(|l| (l, taken)).or_else(|| {

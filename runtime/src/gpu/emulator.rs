@@ -698,6 +698,23 @@ fn arith(op: Arith, ty: Ty, round: Round, ftz: bool, sat: bool, [a, b, c]: [u64;
                 ua >> s
             }
         }
+        Arith::Permute => {
+            let bytes = ((b & mask(32)) << 32 | (a & mask(32))).to_le_bytes();
+            (0..4).fold(0, |d, i| {
+                let selector = (c >> (4 * i)) & 0xf;
+                let byte = bytes[(selector & 7) as usize];
+                let byte = if selector & 8 != 0 {
+                    if byte & 0x80 != 0 {
+                        0xff
+                    } else {
+                        0
+                    }
+                } else {
+                    byte
+                };
+                d | u64::from(byte) << (8 * i)
+            })
+        }
         Arith::Funnel { left, clamp } => {
             let n = if clamp { (c as u32).min(32) } else { c as u32 & 31 };
             let wide = (b & mask(32)) << 32 | (a & mask(32));
@@ -981,11 +998,17 @@ $L__done:
         assert_eq!(funnel(false, false, 8), 0x789a_bcde);
         assert_eq!(funnel(true, false, 40), 0x3456_789a);
         assert_eq!(funnel(true, true, 40), 0x9abc_def0);
+        // Byte permutes of b:a = 0x12345678:0x9abcdef0: bytes 4, 0, 7 and the sign of byte 2.
+        let permute = arith(Arith::Permute, Ty::B(32), no, false, false, [0x9abc_def0, 0x1234_5678, 0xa704]);
+        assert_eq!(permute.unwrap(), 0xff12_f078);
         // 128-bit subtraction in two words: (2^64 + 1) - 2 = 2^64 - 1.
-        let k = parse(&SUM.replace("mov.u32 %r9, %ctaid.x;", "mov.u32 %r9, %ctaid.x;\n\tmov.b64 {%r10, %r11}, %rd1;\n\tmov.b64 %rd6, {%r11, %r10};"))
-            .unwrap()
-            .kernels
-            .remove(0);
+        let k = parse(&SUM.replace(
+            "mov.u32 %r9, %ctaid.x;",
+            "mov.u32 %r9, %ctaid.x;\n\tmov.b64 {%r10, %r11}, %rd1;\n\tmov.b64 %rd6, {%r11, %r10};",
+        ))
+        .unwrap()
+        .kernels
+        .remove(0);
         let mut m = Memory::default();
         let (input, output) = (m.alloc(1024), m.alloc(8));
         launch(&mut m, &k, [1, 1, 1], [256, 1, 1], &[input, output]).unwrap();

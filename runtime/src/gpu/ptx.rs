@@ -158,6 +158,9 @@ pub enum Arith {
         left: bool,
         clamp: bool,
     },
+    /// Byte permute `prmt.b32 d, a, b, c` (default mode): byte i of d is byte `c[4i..4i+3] & 7`
+    /// of b:a, or that byte's sign copied when bit 3 of the selector is set.
+    Permute,
     Rcp,
     Sqrt,
     Rsqrt,
@@ -876,6 +879,7 @@ fn decode(op: &str) -> Option<Kind> {
         "copysign" => arith(Arith::Copysign),
         "bfe" => arith(Arith::Bfe),
         "shf" => arith(Arith::Funnel { left: has("l"), clamp: has("clamp") }),
+        "prmt" if mods == ["b32"] => arith(Arith::Permute),
         "rcp" => arith(Arith::Rcp),
         "sqrt" => arith(Arith::Sqrt),
         "rsqrt" => arith(Arith::Rsqrt),
@@ -965,7 +969,7 @@ fn check_arity(kind: Kind, ops: &[Operand]) -> Result<(), String> {
             | Arith::Sin
             | Arith::Cos
             | Arith::Tanh => 2,
-            Arith::Mad(_) | Arith::Fma | Arith::Bfe | Arith::Funnel { .. } => 4,
+            Arith::Mad(_) | Arith::Fma | Arith::Bfe | Arith::Funnel { .. } | Arith::Permute => 4,
             _ => 3,
         },
         Kind::Setp { combine, .. } => 3 + usize::from(combine.is_some()),
