@@ -178,14 +178,17 @@ impl Mlir {
 }
 
 /// The emitted module bufferized and planned: elementwise fusion, the schedule `script` makes
-/// from the fused module (if any), bufferization, and the workspace plan with allocations
-/// rewritten into views of `%kiln_ws` (or stack buffers).
+/// from the fused module (if any), bufferization, `before_plan`'s rewrite of the bufferized
+/// text (if any: the GPU's library calls and block launches, whose buffers the plan must then
+/// see), and the workspace plan with allocations rewritten into views of `%kiln_ws` (or stack
+/// buffers).
 pub(crate) fn bufferize_and_plan(
     mlir: &Mlir,
     module: &Module,
     text: &str,
     opt: u8,
     script: impl FnOnce(&MlirModule) -> Option<String>,
+    before_plan: Option<&dyn Fn(&str) -> String>,
 ) -> Result<Planned, CodegenError> {
     let mut bufferized = if opt > 0 {
         let (hidden_text, hidden) = crate::mlir::hide_contractions(text);
@@ -203,6 +206,9 @@ pub(crate) fn bufferize_and_plan(
         apply_schedule(&mlir.context, &bufferized, script).map_err(|e| err("loop schedule", e + &mlir.collected()))?;
     }
     mlir.run(&mut bufferized, BUFFERIZE_PIPELINE)?;
+    if let Some(rewrite) = before_plan {
+        bufferized = mlir.parse(&rewrite(&bufferized.as_operation().to_string()), "MLIR parsing (before planning)")?;
+    }
     let plans = workspace::plan(&bufferized).map_err(|e| err("workspace planning", e))?;
     let planned =
         workspace::rewrite(&bufferized.as_operation().to_string(), &plans).map_err(|e| err("workspace planning", e))?;
@@ -249,12 +255,19 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     timer.lap("mlir-emit");
 
     let mlir = Mlir::new();
-    let Planned { text: planned, workspace, stack, script } = bufferize_and_plan(&mlir, module, &text, opt, |fused| {
-        (opt > 0).then(|| {
-            let tagged = schedule::tag(&mlir.context, fused);
-            schedule::transform_script(&emitted.contractions, &emitted.convolutions, &tagged, target.registers())
-        })?
-    })?;
+    let Planned { text: planned, workspace, stack, script } = bufferize_and_plan(
+        &mlir,
+        module,
+        &text,
+        opt,
+        |fused| {
+            (opt > 0).then(|| {
+                let tagged = schedule::tag(&mlir.context, fused);
+                schedule::transform_script(&emitted.contractions, &emitted.convolutions, &tagged, target.registers())
+            })?
+        },
+        None,
+    )?;
     let (planned, stages) = if opt > 0 {
         parallel::outline(&crate::prefetch::next_rows(&planned)).map_err(|e| err("parallel loops", e))?
     } else {

@@ -80,8 +80,10 @@ pub fn plan(module: &Module) -> Result<Vec<FunctionPlan>, String> {
         if func.name().as_string_ref().as_str() == Ok("func.func") {
             let symbol =
                 func.attribute("sym_name").map_err(|e| e.to_string())?.to_string().trim_matches('"').to_string();
-            let body = func.region(0).map_err(|e| e.to_string())?.first_block().ok_or("a function without a body")?;
-            plans.push(plan_block(&symbol, &body)?);
+            // Declarations (the GPU's library products) have nothing to plan.
+            if let Some(body) = func.region(0).map_err(|e| e.to_string())?.first_block() {
+                plans.push(plan_block(&symbol, &body)?);
+            }
         }
         op = func.next_in_block();
     }
@@ -230,7 +232,9 @@ pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
     for line in text.lines() {
         let trimmed = line.trim_start();
         let indent = &line[..line.len() - trimmed.len()];
-        if let Some(rest) = trimmed.strip_prefix("func.func ") {
+        // Declarations (no body) keep their line.
+        let definition = trimmed.strip_prefix("func.func ").filter(|_| trimmed.ends_with('{'));
+        if let Some(rest) = definition {
             if let Some((plan, seen, _)) = current.take() {
                 check_count(plan, seen)?;
             }

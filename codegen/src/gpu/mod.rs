@@ -135,9 +135,9 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
     let text = emitted.text.clone();
     timer.lap("mlir-emit");
     let mlir = Mlir::new();
-    let planned = bufferize_and_plan(&mlir, module, &text, opt, |_| None)?;
+    let blocks = |bufferized: &str| reduce::block_reductions(&library_products(bufferized, &emitted.contractions));
+    let planned = bufferize_and_plan(&mlir, module, &text, opt, |_| None, Some(&blocks))?;
     let (workspace, planned) = (planned.workspace, planned.text);
-    let planned = reduce::block_reductions(&library_products(&planned, &emitted.contractions));
     let mut loops = mlir.parse(&planned, "MLIR parsing (planned)")?;
     mlir.run(&mut loops, "builtin.module(func.func(convert-linalg-to-parallel-loops),canonicalize,cse)")?;
     let collapsed = collapse_parallel_loops(&loops.as_operation().to_string());

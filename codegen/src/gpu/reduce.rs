@@ -29,6 +29,9 @@
 use crate::printed::{definitions, indent, names, op_name, rhs};
 use std::collections::BTreeMap;
 
+/// Statements that compute nothing a group reads or writes, hoisted above its launch.
+const PURE: &[&str] = &["memref.alloc", "memref.view", "arith.constant"];
+
 /// Threads per block of a block reduction.
 pub const THREADS: usize = 256;
 /// The fewest reduced elements per output worth a block of threads.
@@ -500,50 +503,27 @@ fn locals<'t>(group: &[Op<'t>], rows: &[usize], later: &[Vec<&str>]) -> BTreeMap
     locals
 }
 
-/// Whether the buffers a group keeps in global memory are, pairwise, the same or apart.
-fn valid(group: &[Op], locals: &BTreeMap<&str, usize>, regions: &Regions) -> bool {
-    let global: Vec<&str> = group.iter().flat_map(buffers).filter(|b| !locals.contains_key(b)).collect();
-    global.iter().all(|a| global.iter().all(|b| regions.apart(a, b) == Some(true)))
-}
-
 /// Whether fill `op` writes per-row values or whole rows of `rows`.
 fn fills(op: &Op, rows: &[usize]) -> bool {
     op.extents == rows || op.extents.split_last().is_some_and(|(_, r)| r == rows)
 }
 
-/// Where each buffer of a function lies: its parameters (`%argN`) are distinct buffers; a
-/// view of the workspace covers its bytes from its offset. The workspace plan lets buffers
-/// whose ops run one after another share bytes; in one launch their blocks run side by side.
-struct Regions<'t> {
-    views: BTreeMap<&'t str, (u64, u64)>,
+/// The buffers of a function whose places are known: its parameters (`%argN`) and its
+/// allocations (before the workspace plan, which then sees every buffer a launch uses live
+/// across it). Any other name (a reshaped view) may alias one of them.
+struct Places<'t> {
+    allocations: std::collections::BTreeSet<&'t str>,
 }
 
-impl<'t> Regions<'t> {
-    fn of(body: &[&'t str]) -> Regions<'t> {
-        let constants = crate::printed::index_constants(body.iter().copied());
-        let views = body
-            .iter()
-            .filter_map(|l| {
-                let (name, rest) = l.trim_start().split_once(" = memref.view %kiln_ws[")?;
-                let offset = *constants.get(rest.split(']').next()?)?;
-                let (shape, elem) = dense_memref(rest.rsplit(" to ").next()?)?;
-                let bytes =
-                    shape.iter().product::<usize>() * elem.trim_start_matches(['f', 'i']).parse::<usize>().ok()? / 8;
-                Some((name, (offset as u64, bytes as u64)))
-            })
-            .collect();
-        Regions { views }
+impl<'t> Places<'t> {
+    fn of(body: &[&'t str]) -> Places<'t> {
+        let allocations = body.iter().filter_map(|l| Some(l.trim_start().split_once(" = memref.alloc(")?.0)).collect();
+        Places { allocations }
     }
 
-    /// Whether `a` and `b` are the same buffer or lie apart; `None` for a buffer of unknown
-    /// place.
-    fn apart(&self, a: &str, b: &str) -> Option<bool> {
-        let place = |x: &str| if x.starts_with("%arg") { Some(None) } else { self.views.get(x).map(|&r| Some(r)) };
-        Some(match (place(a)?, place(b)?) {
-            _ if a == b => true,
-            (Some((o1, n1)), Some((o2, n2))) => o1 + n1 <= o2 || o2 + n2 <= o1,
-            _ => true,
-        })
+    /// Whether `name` is a buffer of its own.
+    fn known(&self, name: &str) -> bool {
+        name.starts_with("%arg") || self.allocations.contains(name)
     }
 }
 
@@ -554,10 +534,10 @@ fn buffers<'a>(op: &'a Op) -> impl Iterator<Item = &'a str> {
 
 /// Whether `op` can join a row group over `rows` whose ops so far are `group`: same rows,
 /// every value it reads from the group read where it was written (by the same thread, or per
-/// row after a barrier), it overwrites nothing the group reads, and its buffers' places are
-/// known (see [`valid`]).
-fn joins(op: &Op, rows: &[usize], group: &[Op], regions: &Regions) -> bool {
-    if !buffers(op).all(|a| regions.apart(a, a).is_some()) {
+/// row after a barrier), it overwrites nothing the group reads, and its buffers are buffers of
+/// their own (no two names for one buffer).
+fn joins(op: &Op, rows: &[usize], group: &[Op], places: &Places) -> bool {
+    if !buffers(op).all(|a| places.known(a)) {
         return false;
     }
     let same_rows = match op.kind {
@@ -594,8 +574,12 @@ pub fn block_reductions(text: &str) -> String {
         let end =
             (i..lines.len()).find(|&j| indent(lines[j]) == depth - 2 && lines[j].trim() == "}").unwrap_or(lines.len());
         let statements = super::statements(&lines[i..end], depth);
-        let regions = Regions::of(&lines[i..end]);
+        let places = Places::of(&lines[i..end]);
         let pad = " ".repeat(depth);
+        // The function's body as rewritten, and the buffers moved to workgroup memory, whose
+        // allocations go.
+        let mut body = String::new();
+        let mut moved: Vec<String> = vec![];
         let mut k = 0;
         while k < statements.len() {
             // The longest row group from here, with the views and constants among its ops.
@@ -603,16 +587,16 @@ pub fn block_reductions(text: &str) -> String {
             // Its rows are those of its first generic (fills before it wait to be checked).
             let (mut ends, mut rows): (Vec<usize>, Option<Vec<usize>>) = (vec![], None);
             for (j, st) in statements.iter().enumerate().skip(k) {
-                if matches!(op_name(st[0]), "memref.view" | "arith.constant") {
+                if PURE.contains(&op_name(st[0])) {
                     continue;
                 }
                 let Some(op) = Op::parse(st, &maps) else { break };
                 match (&rows, &op.kind) {
-                    (Some(r), _) if !joins(&op, r, &group, &regions) => break,
+                    (Some(r), _) if !joins(&op, r, &group, &places) => break,
                     (Some(_), _) | (None, Kind::Fill(_)) => {}
                     (None, Kind::Generic { .. }) => {
                         let Some((r, _)) = op.row() else { break };
-                        if !group.iter().all(|f| fills(f, &r)) || !joins(&op, &r, &group, &regions) {
+                        if !group.iter().all(|f| fills(f, &r)) || !joins(&op, &r, &group, &places) {
                             break;
                         }
                         rows = Some(r);
@@ -621,47 +605,44 @@ pub fn block_reductions(text: &str) -> String {
                 group.push(op);
                 ends.push(j + 1);
             }
-            // Shortened until what it keeps in global memory is apart.
-            let mut local = BTreeMap::new();
-            while let Some(&end) = ends.last() {
-                local = locals(&group, rows.as_deref().unwrap_or_default(), &statements[end..]);
-                if valid(&group, &local, &regions) {
-                    break;
-                }
-                group.pop();
-                ends.pop();
-            }
             let taken = ends.last().copied().unwrap_or(k);
+            let local = locals(&group, rows.as_deref().unwrap_or_default(), &statements[taken..]);
             let launch = match &rows {
-                Some(rows) if group.len() > 1 => row_group(&group, rows, &local, &pad, count),
+                Some(rows) if group.len() > 1 => row_group(&group, rows, &local, &pad, count)
+                    .map(|l| (l, taken, local.keys().map(|s| s.to_string()).collect())),
                 _ => None,
             };
-            let launch = launch.map(|l| (l, taken)).or_else(|| {
+            let launch = launch.or_else(|| {
                 let op = Op::parse(&statements[k], &maps)?;
-                Some((lone_reduction(&op, &pad, count)?, k + 1))
+                Some((lone_reduction(&op, &pad, count)?, k + 1, vec![]))
             });
             match launch {
-                Some((text, next)) => {
-                    for st in statements[k..next]
-                        .iter()
-                        .filter(|st| matches!(op_name(st[0]), "memref.view" | "arith.constant"))
-                    {
+                Some((text, next, locals)) => {
+                    for st in statements[k..next].iter().filter(|st| PURE.contains(&op_name(st[0]))) {
                         for l in st.iter() {
-                            out.push_str(l);
-                            out.push('\n');
+                            body.push_str(l);
+                            body.push('\n');
                         }
                     }
-                    out.push_str(&text);
+                    body.push_str(&text);
+                    moved.extend(locals);
                     count += 1;
                     k = next;
                 }
                 None => {
                     for l in &statements[k] {
-                        out.push_str(l);
-                        out.push('\n');
+                        body.push_str(l);
+                        body.push('\n');
                     }
                     k += 1;
                 }
+            }
+        }
+        for l in body.lines() {
+            let allocation = l.trim_start().split_once(" = memref.alloc(").map(|(name, _)| name);
+            if !allocation.is_some_and(|name| moved.iter().any(|m| m == name)) {
+                out.push_str(l);
+                out.push('\n');
             }
         }
         i = end;
