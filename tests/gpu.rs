@@ -263,8 +263,11 @@ fn block_reductions_agree_with_the_interpreter() {
     let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.path().join("blocks.json")).unwrap();
     // A softmax is one row group: one launch.
     assert_eq!(bundle.function("soft").unwrap().launches.len(), 1);
-    // Its intermediates live in workgroup memory, so it needs no device workspace.
+    // Its intermediates live in workgroup memory, so it needs no device workspace; so does a
+    // layer norm's (means, deviations, variances, per-row scales).
     assert_eq!(bundle.function("soft").unwrap().workspace_bytes, 0);
+    let norm = bundle.function("norm").unwrap();
+    assert_eq!((norm.launches.len(), norm.workspace_bytes), (1, 0));
     let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle, None).unwrap();
     let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
     agrees_with_interpreter(&executor, &kiln::check(&source, "blocks").unwrap(), &mut rng).unwrap();

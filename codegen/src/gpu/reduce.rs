@@ -14,7 +14,8 @@
 //!   halvings, each followed by a barrier (a fixed order: reproducible); thread 0 folds in the
 //!   output's initial value and stores it; a barrier publishes it to the block.
 //! - A *row group* is a run of statements over the same rows: fills of per-row outputs, row
-//!   reductions over the last loop, and elementwise generics over [rows..., n]. They become
+//!   reductions over the last loop, elementwise generics over [rows..., n], and per-row
+//!   elementwise generics over [rows...] (thread 0 computes those, then a barrier). They become
 //!   phases of one launch: an elementwise phase has each thread compute the positions
 //!   `tid, tid + 256, ...` of its row, the same positions a reduction phase gives it, so values
 //!   one phase writes and a later one reads at the same position stay with one thread (read
@@ -378,6 +379,10 @@ impl Launch {
                     None => {
                         self.line(2, format!("memref.store {value}, {out_place}"));
                         self.line(1, "}".into());
+                        if inner.is_empty() {
+                            // A per-row value, computed by thread 0 (the loop's one iteration).
+                            self.line(1, "gpu.barrier".into());
+                        }
                     }
                 }
             }
@@ -503,6 +508,12 @@ fn locals<'t>(group: &[Op<'t>], rows: &[usize], later: &[Vec<&str>]) -> BTreeMap
     locals
 }
 
+/// Whether `op` is elementwise over `rows` only (a per-row value: a mean from a sum), its
+/// output indexed by its loops in order; thread 0 computes it.
+fn per_row(op: &Op, rows: &[usize]) -> bool {
+    !op.is_reduction() && op.extents == rows && op.out.2.iter().copied().eq((0..rows.len()).map(Some))
+}
+
 /// Whether fill `op` writes per-row values or whole rows of `rows`.
 fn fills(op: &Op, rows: &[usize]) -> bool {
     op.extents == rows || op.extents.split_last().is_some_and(|(_, r)| r == rows)
@@ -542,7 +553,7 @@ fn joins(op: &Op, rows: &[usize], group: &[Op], places: &Places) -> bool {
     }
     let same_rows = match op.kind {
         Kind::Fill(_) => fills(op, rows),
-        Kind::Generic { .. } => op.row().is_some_and(|(r, _)| r == rows),
+        Kind::Generic { .. } => op.row().is_some_and(|(r, _)| r == rows) || per_row(op, rows),
     };
     if !same_rows || group.iter().any(|g| g.ins.iter().any(|i| i.0 == op.out.0)) {
         return false;
