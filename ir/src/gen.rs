@@ -240,8 +240,14 @@ pub fn single_op_func(rng: &mut Rng, template: &Op, name: &str) -> Func {
 /// reduction, contraction or shape op to earlier values of matching types (or to new
 /// parameters), and a few values are returned.
 pub fn random_func(rng: &mut Rng, size: usize, name: &str) -> Func {
-    let mut f = Func::new(name, Span::default());
     let base = TensorType::new(rng.pick(&[DType::F32, DType::F64]), shape(rng, 1, 3));
+    random_func_over(rng, size, name, base)
+}
+
+/// [`random_func`] whose two parameters have type `base` (long rows, say, to reach code paths
+/// that small shapes do not).
+pub fn random_func_over(rng: &mut Rng, size: usize, name: &str, base: TensorType) -> Func {
+    let mut f = Func::new(name, Span::default());
     let p0 = f.add_param("x", base.clone(), Span::default());
     let p1 = f.add_param("y", base.clone(), Span::default());
     let mut pool: Vec<Value> = vec![p0, p1];
