@@ -426,18 +426,18 @@ fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Con
     })
 }
 
-/// The planned module with each float product whose operands are whole dense buffers turned
+/// The bufferized module with each float product whose operands are whole dense buffers turned
 /// into a call of `@kiln_gemm_ID`, declared at the end of the module: it stays on the host,
 /// where [`launch_plan`] reads it as a library call. cuBLAS runs these products far faster
 /// than loops MLIR can map to threads (../shared/docs/gpu.md); products of integers, or of
 /// strided views, stay loops.
-fn library_products(planned: &str, contractions: &[Contraction]) -> String {
+fn library_products(bufferized: &str, contractions: &[Contraction]) -> String {
     let memref = |dims: Vec<usize>, dtype: DType| {
         format!("memref<{}x{}>", dims.iter().map(usize::to_string).collect::<Vec<_>>().join("x"), dtype.name())
     };
-    let mut out = String::with_capacity(planned.len());
+    let mut out = String::with_capacity(bufferized.len());
     let mut declarations = String::new();
-    for line in planned.lines() {
+    for line in bufferized.lines() {
         let t = line.trim_start();
         let call = (|| {
             if !t.starts_with("linalg.contract ") {

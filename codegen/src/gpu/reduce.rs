@@ -2,7 +2,8 @@
 //! (GPU targets).
 //!
 //! The naive mapping gives each output element one thread that runs the whole reduction: a
-//! softmax over 64 rows of 1000 ran on 64 threads. Here planned linalg ops become `gpu.launch`es
+//! softmax over 64 rows of 1000 ran on 64 threads. Here bufferized linalg ops (before the
+//! workspace plan, which then sees what each launch uses) become `gpu.launch`es
 //! of one block of [`THREADS`] threads per output row:
 //!
 //! - A reduction (a generic with reduction loops, one dense output, and a body that ends by
@@ -97,7 +98,7 @@ fn rename(text: &str, renames: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// A planned statement a launch can compute.
+/// A bufferized statement a launch can compute.
 struct Op<'t> {
     /// Input memrefs (name, type) and their maps' results; the output and its map's results.
     ins: Vec<(&'t str, &'t str, Vec<Option<usize>>)>,
@@ -564,7 +565,7 @@ fn joins(op: &Op, rows: &[usize], group: &[Op], places: &Places) -> bool {
     })
 }
 
-/// The planned module `text` with its reductions, and the row ops around them, computed by
+/// The bufferized module `text` with its reductions, and the row ops around them, computed by
 /// blocks of threads (see the module documentation).
 pub fn block_reductions(text: &str) -> String {
     let maps: BTreeMap<&str, &str> =
