@@ -11,9 +11,9 @@
 //!   products, integer and bitwise forms) runs as a *reduction phase*: each thread runs the
 //!   inlined body, its output argument replaced by the thread's partial result, over the
 //!   reduction indices `tid, tid + 256, ...` from the operator's identity (consecutive threads
-//!   read consecutive elements); the 256 partials are combined in workgroup memory by 8
-//!   halvings, each followed by a barrier (a fixed order: reproducible); thread 0 folds in the
-//!   output's initial value and stores it; a barrier publishes it to the block.
+//!   read consecutive elements); the 256 partials are combined by warp shuffles and, across
+//!   the 8 warps, through workgroup memory (a fixed order: reproducible); thread 0 folds in
+//!   the output's initial value and stores it; a barrier publishes it to the block.
 //! - A *row group* is a run of statements over the same rows: fills of per-row outputs, row
 //!   reductions over the last loop, elementwise generics over [rows..., n], and per-row
 //!   elementwise generics over [rows...] (thread 0 computes those, then a barrier). They become
@@ -36,6 +36,8 @@ const PURE: &[&str] = &["memref.alloc", "memref.view", "arith.constant"];
 
 /// Threads per block of a block reduction.
 pub const THREADS: usize = 256;
+/// Threads per warp.
+const WARP: usize = 32;
 /// The fewest reduced elements per output worth a block of threads.
 const MIN_EXTENT: usize = 64;
 
@@ -390,43 +392,65 @@ impl Launch {
         }
     }
 
-    /// Combines the threads' `{pq}partial`s in workgroup memory and folds the total into
-    /// the output at `out` (`buffer[indices] : type`; thread 0); a barrier then makes it
-    /// visible to the block.
+    /// Combines the threads' `{pq}partial`s and folds the total into the output at `out`
+    /// (`buffer[indices] : type`; thread 0); a barrier then makes it visible to the block.
+    /// Each warp combines its 32 values by 5 butterfly shuffles; lane 0 of each warp stores
+    /// its result in workgroup memory; after a barrier every warp combines those 8 (padded
+    /// with the identity) the same way, and thread 0 uses its total: a fixed order, two
+    /// barriers (as ../shared/docs/gpu.md's template).
     fn combine(&mut self, pq: &str, combiner: &str, elem: &str, out: &str) {
         let p = self.p.clone();
         let (smem, buffer) = (smem(elem), format!("{p}smem_{elem}"));
-        self.line(1, format!("memref.store {pq}partial, {buffer}[{p}tx] : {smem}"));
+        let warp_total = self.warp_reduce(&format!("{pq}w"), &format!("{pq}partial"), combiner, elem);
+        self.line(1, format!("{pq}warp_size = arith.constant {WARP} : index"));
+        self.line(1, format!("{pq}lane = arith.remui {p}tx, {pq}warp_size : index"));
+        self.line(1, format!("{pq}warp = arith.divui {p}tx, {pq}warp_size : index"));
+        self.line(1, format!("{pq}lane0 = arith.cmpi eq, {pq}lane, {p}zero : index"));
+        self.line(1, format!("scf.if {pq}lane0 {{"));
+        self.line(2, format!("memref.store {warp_total}, {buffer}[{pq}warp] : {smem}"));
+        self.line(1, "}".into());
         self.line(1, "gpu.barrier".into());
-        let mut half = THREADS / 2;
-        while half > 0 {
-            let h = format!("{pq}h{half}");
-            self.line(1, format!("{h} = arith.constant {half} : index"));
-            self.line(1, format!("{h}_lt = arith.cmpi ult, {p}tx, {h} : index"));
-            self.line(1, format!("scf.if {h}_lt {{"));
-            self.line(2, format!("{h}_j = arith.addi {p}tx, {h} : index"));
-            self.line(2, format!("{h}_a = memref.load {buffer}[{p}tx] : {smem}"));
-            self.line(2, format!("{h}_b = memref.load {buffer}[{h}_j] : {smem}"));
-            self.line(2, format!("{h}_c = {combiner} {h}_a, {h}_b : {elem}"));
-            self.line(2, format!("memref.store {h}_c, {buffer}[{p}tx] : {smem}"));
-            self.line(1, "}".into());
-            self.line(1, "gpu.barrier".into());
-            half /= 2;
-        }
+        self.line(1, format!("{pq}warps = arith.constant {} : index", THREADS / WARP));
+        self.line(1, format!("{pq}last = arith.constant {} : index", THREADS / WARP - 1));
+        self.line(1, format!("{pq}slot = arith.minui {p}tx, {pq}last : index"));
+        self.line(1, format!("{pq}stored = memref.load {buffer}[{pq}slot] : {smem}"));
+        self.line(1, format!("{pq}in_range = arith.cmpi ult, {p}tx, {pq}warps : index"));
+        self.line(1, format!("{pq}x = arith.select {pq}in_range, {pq}stored, {pq}identity : {elem}"));
+        let total = self.warp_reduce(&format!("{pq}b"), &format!("{pq}x"), combiner, elem);
         self.line(1, format!("{pq}first = arith.cmpi eq, {p}tx, {p}zero : index"));
         self.line(1, format!("scf.if {pq}first {{"));
-        self.line(2, format!("{pq}total = memref.load {buffer}[{p}zero] : {smem}"));
         self.line(2, format!("{pq}init = memref.load {out}"));
-        self.line(2, format!("{pq}result = {combiner} {pq}init, {pq}total : {elem}"));
+        self.line(2, format!("{pq}result = {combiner} {pq}init, {total} : {elem}"));
         self.line(2, format!("memref.store {pq}result, {out}"));
         self.line(1, "}".into());
         self.line(1, "gpu.barrier".into());
     }
+
+    /// `value` combined across each warp by butterfly shuffles (every lane gets the total);
+    /// the name of the result. Every thread of the block must run it.
+    fn warp_reduce(&mut self, n: &str, value: &str, combiner: &str, elem: &str) -> String {
+        self.line(1, format!("{n}_width = arith.constant {WARP} : i32"));
+        let mut current = value.to_string();
+        let mut offset = WARP / 2;
+        while offset > 0 {
+            self.line(1, format!("{n}_off{offset} = arith.constant {offset} : i32"));
+            self.line(
+                1,
+                format!(
+                    "{n}_s{offset}, {n}_ok{offset} = gpu.shuffle xor {current}, {n}_off{offset}, {n}_width : {elem}"
+                ),
+            );
+            self.line(1, format!("{n}_v{offset} = {combiner} {current}, {n}_s{offset} : {elem}"));
+            current = format!("{n}_v{offset}");
+            offset /= 2;
+        }
+        current
+    }
 }
 
-/// The type of a reduction's workgroup buffer.
+/// The type of a reduction's workgroup buffer: one slot per warp.
 fn smem(elem: &str) -> String {
-    format!("memref<{THREADS}x{elem}, #gpu.address_space<workgroup>>")
+    format!("memref<{}x{elem}, #gpu.address_space<workgroup>>", THREADS / WARP)
 }
 
 /// A lone reduction as one launch with a block per output element (any loops reduced).

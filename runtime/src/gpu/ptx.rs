@@ -577,6 +577,8 @@ fn entry(p: &mut Parser, module_shared: &Arrays) -> Result<Kernel, String> {
         shared: Arrays { offsets: module_shared.offsets.clone(), bytes: module_shared.bytes },
         local: Arrays::default(),
     };
+    // `_`, the sink operand (`mov.b64 {%r1, _}, %rd1;`), is a register nothing reads.
+    body.add("_".into());
     // Statements, with label operands kept by name until every label is known.
     let mut code: Vec<Statement> = vec![];
     loop {
@@ -765,7 +767,7 @@ impl Body {
             Raw::Word(w) => {
                 if let Some(s) = special(&w) {
                     Operand::Special(s)
-                } else if w.starts_with('%') {
+                } else if w.starts_with('%') || w == "_" {
                     Operand::Reg(self.register(&w)?)
                 } else if let Some(&target) = self.labels.get(&w) {
                     Operand::Label(target)
@@ -1038,10 +1040,12 @@ $L__BB0_2:
         let m = parse(SAMPLE).unwrap();
         let k = m.kernel("k").unwrap();
         assert_eq!(k.params.iter().map(|p| (p.offset, p.size)).collect::<Vec<_>>(), [(0, 8), (8, 8)]);
-        assert_eq!((k.registers, k.shared_bytes, k.max_threads), (2 + 3 + 4, 32, Some([256, 1, 1])));
+        // Its registers, and `_`.
+        assert_eq!((k.registers, k.shared_bytes, k.max_threads), (1 + 2 + 3 + 4, 32, Some([256, 1, 1])));
         assert_eq!(k.code.len(), 9);
         assert_eq!(k.code[3].operands, [Operand::Label(8)]);
-        assert_eq!(k.code[3].guard, Some((1, true)));
+        let p1 = k.register_names.iter().position(|n| n == "%p1").unwrap() as u32;
+        assert_eq!(k.code[3].guard, Some((p1, true)));
         assert_eq!(k.code[4].operands[1], Operand::Symbol(Base::Shared(0)));
         assert_eq!(k.code[6].operands[4], Operand::Imm(u64::MAX));
         assert!(k.synchronizes);
