@@ -59,7 +59,7 @@ struct Buffer {
 }
 
 /// Bytes of a static `memref<AxBxT>` type; None for anything else.
-fn memref_bytes(ty: &str) -> Option<u64> {
+pub(crate) fn memref_bytes(ty: &str) -> Option<u64> {
     let inner = ty.strip_prefix("memref<")?.strip_suffix('>')?;
     let mut parts: Vec<&str> = inner.split('x').collect();
     let elem = parts.pop()?;

@@ -513,14 +513,14 @@ fn row_group(ops: &[Op], rows: &[usize], locals: &BTreeMap<&str, usize>, pad: &s
 /// most 32 KB in all.
 fn locals<'t>(group: &[Op<'t>], rows: &[usize], later: &[Vec<&str>]) -> BTreeMap<&'t str, usize> {
     let mut locals = BTreeMap::new();
-    let mut bytes = 0;
+    let mut bytes = 0u64;
     for op in group {
         let name = op.out.0;
         let first = group.iter().find(|g| buffers(g).any(|b| b == name)).expect("op is in the group");
         let used_later = later.iter().flatten().any(|l| names(l).any(|x| x == name));
         let Some((shape, elem)) = dense_memref(op.out.1) else { continue };
         let count: usize = shape[rows.len().min(shape.len())..].iter().product();
-        let size = count * elem.trim_start_matches(['f', 'i']).parse::<usize>().unwrap_or(64) / 8;
+        let Some(size) = crate::workspace::memref_bytes(&format!("memref<{count}x{elem}>")) else { continue };
         if name.starts_with("%arg") || first.ins.iter().any(|i| i.0 == name) || used_later || locals.contains_key(name)
         {
             continue;
