@@ -807,6 +807,11 @@ fn special(w: &str) -> Option<Special> {
     })
 }
 
+/// The value of the first modifier in `table` that `mods` has.
+fn first<T: Copy>(mods: &[&str], table: &[(&str, T)]) -> Option<T> {
+    table.iter().find(|(m, _)| mods.contains(m)).map(|&(_, v)| v)
+}
+
 /// Decodes an opcode with its modifiers (`add.rn.f32`, `setp.lt.and.s64`, `ld.global.v4.b32`).
 fn decode(op: &str) -> Option<Kind> {
     let mut parts = op.split('.');
@@ -821,38 +826,27 @@ fn decode(op: &str) -> Option<Kind> {
     }
     let types: Vec<Ty> = mods.iter().filter_map(|m| Ty::parse(m)).collect();
     let has = |m: &str| mods.contains(&m);
-    let round = if has("rz") || has("rzi") {
-        Round::Zero
-    } else if has("rm") || has("rmi") {
-        Round::Down
-    } else if has("rp") || has("rpi") {
-        Round::Up
-    } else {
-        Round::Nearest
-    };
+    let round = first(
+        &mods,
+        &[
+            ("rz", Round::Zero),
+            ("rzi", Round::Zero),
+            ("rm", Round::Down),
+            ("rmi", Round::Down),
+            ("rp", Round::Up),
+            ("rpi", Round::Up),
+        ],
+    )
+    .unwrap_or(Round::Nearest);
     let ty = *types.last()?;
     let space = || {
-        if has("global") {
-            Space::Global
-        } else if has("shared") {
-            Space::Shared
-        } else if has("local") {
-            Space::Local
-        } else if has("param") {
-            Space::Param
-        } else {
-            Space::Generic
-        }
+        first(
+            &mods,
+            &[("global", Space::Global), ("shared", Space::Shared), ("local", Space::Local), ("param", Space::Param)],
+        )
+        .unwrap_or(Space::Generic)
     };
-    let half = || {
-        if has("hi") {
-            Half::Hi
-        } else if has("wide") {
-            Half::Wide
-        } else {
-            Half::Lo
-        }
-    };
+    let half = || first(&mods, &[("hi", Half::Hi), ("wide", Half::Wide)]).unwrap_or(Half::Lo);
     let arith = |op: Arith| Some(Kind::Arith { op, ty, round, ftz: has("ftz"), sat: has("sat") });
     let carry = |subtract: bool, carry_in: bool| Some(Kind::Carry { subtract, carry_in, carry_out: has("cc"), ty });
     match base {
@@ -892,15 +886,7 @@ fn decode(op: &str) -> Option<Kind> {
         "tanh" => arith(Arith::Tanh),
         "setp" => {
             let cmp = mods.iter().find_map(|m| comparison(m))?;
-            let combine = if has("and") {
-                Some(BoolOp::And)
-            } else if has("or") {
-                Some(BoolOp::Or)
-            } else if has("xor") {
-                Some(BoolOp::Xor)
-            } else {
-                None
-            };
+            let combine = first(&mods, &[("and", BoolOp::And), ("or", BoolOp::Or), ("xor", BoolOp::Xor)]);
             Some(Kind::Setp { cmp, ty, combine })
         }
         "selp" => Some(Kind::Selp(ty)),
@@ -914,17 +900,10 @@ fn decode(op: &str) -> Option<Kind> {
         }),
         "ld" | "ldu" => Some(Kind::Ld { space: space(), ty }),
         "st" => Some(Kind::St { space: space(), ty }),
-        "shfl" if has("sync") => Some(Kind::Shfl(if has("up") {
-            Shuffle::Up
-        } else if has("down") {
-            Shuffle::Down
-        } else if has("bfly") {
-            Shuffle::Butterfly
-        } else if has("idx") {
-            Shuffle::Index
-        } else {
-            return None;
-        })),
+        "shfl" if has("sync") => Some(Kind::Shfl(first(
+            &mods,
+            &[("up", Shuffle::Up), ("down", Shuffle::Down), ("bfly", Shuffle::Butterfly), ("idx", Shuffle::Index)],
+        )?)),
         _ => None,
     }
 }
