@@ -469,56 +469,39 @@ impl Device for CudaCall<'_> {
         let (op_a, lda) = if g.a_transposed { (Op::CUBLAS_OP_T, m) } else { (Op::CUBLAS_OP_N, k) };
         let strides = [g.m * g.k, g.k * g.n, g.m * g.n].map(|s| s as i64);
         let h = *blas.handle();
+        // One call for either element type: b (n×k), then a, into c, beta 1.
+        macro_rules! gemm {
+            ($call:path, $t:ty) => {{
+                let one: $t = 1.0;
+                let (a, b, c) = (a as *const $t, b as *const $t, c as *mut $t);
+                $call(
+                    h,
+                    Op::CUBLAS_OP_N,
+                    op_a,
+                    n,
+                    m,
+                    k,
+                    &one,
+                    b,
+                    n,
+                    strides[1],
+                    a,
+                    lda,
+                    strides[0],
+                    &one,
+                    c,
+                    n,
+                    strides[2],
+                    batch,
+                )
+            }};
+        }
         // SAFETY: the pointers are this call's buffers, verified by `GpuBundle::open` to hold
         // every matrix of the product; the handle runs on this call's stream.
         unsafe {
             match g.dtype {
-                DType::F64 => {
-                    let (one, a, b, c) = (1.0f64, a as *const f64, b as *const f64, c as *mut f64);
-                    result::dgemm_strided_batched(
-                        h,
-                        Op::CUBLAS_OP_N,
-                        op_a,
-                        n,
-                        m,
-                        k,
-                        &one,
-                        b,
-                        n,
-                        strides[1],
-                        a,
-                        lda,
-                        strides[0],
-                        &one,
-                        c,
-                        n,
-                        strides[2],
-                        batch,
-                    )
-                }
-                _ => {
-                    let (one, a, b, c) = (1.0f32, a as *const f32, b as *const f32, c as *mut f32);
-                    result::sgemm_strided_batched(
-                        h,
-                        Op::CUBLAS_OP_N,
-                        op_a,
-                        n,
-                        m,
-                        k,
-                        &one,
-                        b,
-                        n,
-                        strides[1],
-                        a,
-                        lda,
-                        strides[0],
-                        &one,
-                        c,
-                        n,
-                        strides[2],
-                        batch,
-                    )
-                }
+                DType::F64 => gemm!(result::dgemm_strided_batched, f64),
+                _ => gemm!(result::sgemm_strided_batched, f32),
             }
         }
         .map_err(device_error)
