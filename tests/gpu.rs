@@ -53,6 +53,27 @@ fn gpu_options(gpu: &str) -> Options {
     Options { target: kiln_codegen::Target::new(Some("nvptx64-nvidia-cuda"), Some(gpu)).unwrap(), ..Options::default() }
 }
 
+/// Builds `source` for `gpu` into `dir` and opens its bundle as the runtime does.
+fn gpu_bundle(source: &Source, gpu: &str, dir: &Path) -> Result<kiln_runtime::gpu::GpuBundle, String> {
+    let out = build(source, &gpu_options(gpu)).map_err(|e| e.render(false))?;
+    kiln::write_output(&out, dir).map_err(|e| e.render(false))?;
+    let manifest = dir.join(format!("{}.json", source.default_module_name()));
+    kiln_runtime::gpu::GpuBundle::open(&manifest).map_err(|e| e.to_string())
+}
+
+/// Runs every function of `bundle`, built from `source`, on the emulator against the
+/// interpreter.
+fn agrees_on_the_emulator(
+    source: &Source,
+    bundle: kiln_runtime::gpu::GpuBundle,
+    rng: &mut kiln_ir::gen::Rng,
+) -> Result<(), String> {
+    let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle, None).map_err(|e| e.to_string())?;
+    assert!(executor.is_emulated());
+    let module = kiln::check(source, &source.default_module_name()).map_err(|e| e.render(false))?;
+    agrees_with_interpreter(&executor, &module, rng)
+}
+
 /// examples/mlp.kn.
 fn mlp() -> Source {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
@@ -120,11 +141,10 @@ fn gpu_builds_are_reproducible() {
 #[test]
 fn gpu_bundles_verify_and_run_or_report_no_gpu() {
     use kiln_runtime::gpu::{GpuBundle, GpuExecutor};
-    let (source, options) = (mlp(), gpu_options("sm_80"));
+    let source = mlp();
     let dir = tempfile::tempdir().unwrap();
-    kiln::write_output(&build(&source, &options).unwrap(), dir.path()).unwrap();
+    let bundle = gpu_bundle(&source, "sm_80", dir.path()).unwrap();
     let manifest = dir.path().join("mlp.json");
-    let bundle = GpuBundle::open(&manifest).unwrap();
     assert_eq!(bundle.functions.len(), 3);
     assert!(kiln_runtime::Bundle::open(&manifest).is_err(), "the CPU loader refuses a GPU bundle");
     let needs = bundle.functions.iter().map(|f| f.device_bytes()).max().unwrap();
@@ -255,12 +275,9 @@ fn block_reductions_agree_with_the_interpreter() {
             .into(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let out = build(&source, &gpu_options("sm_80")).unwrap_or_else(|e| panic!("{}", e.render(false)));
-    let synchronizing =
-        out.files.iter().filter(|(n, b)| n.ends_with(".ptx") && String::from_utf8_lossy(b).contains("bar.sync"));
+    let bundle = gpu_bundle(&source, "sm_80", dir.path()).unwrap();
+    let synchronizing = bundle.kernels.iter().filter(|k| k.ptx.contains("bar.sync"));
     assert!(synchronizing.count() >= 6, "block reductions were not used");
-    kiln::write_output(&out, dir.path()).unwrap();
-    let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.path().join("blocks.json")).unwrap();
     // A softmax is one row group: one launch.
     assert_eq!(bundle.function("soft").unwrap().launches.len(), 1);
     // Its intermediates live in workgroup memory, so it needs no device workspace; so does a
@@ -268,9 +285,8 @@ fn block_reductions_agree_with_the_interpreter() {
     assert_eq!(bundle.function("soft").unwrap().workspace_bytes, 0);
     let norm = bundle.function("norm").unwrap();
     assert_eq!((norm.launches.len(), norm.workspace_bytes), (1, 0));
-    let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle, None).unwrap();
     let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
-    agrees_with_interpreter(&executor, &kiln::check(&source, "blocks").unwrap(), &mut rng).unwrap();
+    agrees_on_the_emulator(&source, bundle, &mut rng).unwrap();
 }
 
 /// Elementwise loops over any shape run as one linear index, 256 consecutive elements per
@@ -287,17 +303,14 @@ fn elementwise_launches_cover_any_shape_within_cuda_limits() {
             .into(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let out = build(&source, &gpu_options("sm_80")).unwrap_or_else(|e| panic!("{}", e.render(false)));
-    kiln::write_output(&out, dir.path()).unwrap();
-    let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.path().join("shapes.json")).unwrap();
+    let bundle = gpu_bundle(&source, "sm_80", dir.path()).unwrap();
     for step in bundle.functions.iter().flat_map(|f| &f.launches) {
         if let kiln_runtime::gpu::Step::Kernel(l) = step {
             assert!(l.grid[1] == 1 && l.grid[2] == 1 && l.block == [256, 1, 1], "{l:?}");
         }
     }
-    let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle, None).unwrap();
     let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
-    agrees_with_interpreter(&executor, &kiln::check(&source, "shapes").unwrap(), &mut rng).unwrap();
+    agrees_on_the_emulator(&source, bundle, &mut rng).unwrap();
 }
 
 /// The GPU benchmark's program (scripts/gpu-bench) builds into a bundle the runtime accepts
@@ -308,8 +321,7 @@ fn the_gpu_benchmark_builds_and_the_bench_mode_times_bundles() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let source = Source::read(&root.join("scripts/gpu-bench/bench.kn")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    kiln::write_output(&build(&source, &gpu_options("sm_90")).unwrap(), dir.path()).unwrap();
-    let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.path().join("bench.json")).unwrap();
+    let bundle = gpu_bundle(&source, "sm_90", dir.path()).unwrap();
     let matmul = bundle.function("matmul").unwrap();
     assert!(matmul.launches.iter().any(|s| matches!(s, kiln_runtime::gpu::Step::Gemm(g) if g.m == 4096)));
     let check = Path::new(env!("CARGO_BIN_EXE_kiln")).with_file_name("kiln-gpu-check");
@@ -317,7 +329,7 @@ fn the_gpu_benchmark_builds_and_the_bench_mode_times_bundles() {
         eprintln!("skipping the bench mode: build kiln-gpu-check first (cargo build -p kiln-runtime --bins)");
         return;
     }
-    kiln::write_output(&build(&mlp(), &gpu_options("sm_80")).unwrap(), dir.path()).unwrap();
+    gpu_bundle(&mlp(), "sm_80", dir.path()).unwrap();
     let out = Command::new(&check)
         .args(["--bench", "--emulate", "--runs", "2"])
         .arg(dir.path().join("mlp.json"))
@@ -333,23 +345,14 @@ fn the_gpu_benchmark_builds_and_the_bench_mode_times_bundles() {
 /// done without a GPU (the emulator does not model the approximate instructions' error).
 #[test]
 fn every_program_runs_on_the_ptx_emulator_like_the_interpreter() {
-    use kiln_runtime::gpu::{GpuBundle, GpuExecutor};
     let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
     let mut failures = vec![];
     for path in programs() {
         let source = Source::read(&path).unwrap();
-        let name = source.default_module_name();
         let dir = tempfile::tempdir().unwrap();
-        let mut run = || -> Result<(), String> {
-            let out = build(&source, &gpu_options("sm_80")).map_err(|e| e.render(false))?;
-            kiln::write_output(&out, dir.path()).map_err(|e| e.render(false))?;
-            let bundle = GpuBundle::open(&dir.path().join(format!("{name}.json"))).map_err(|e| e.to_string())?;
-            let executor = GpuExecutor::emulated(bundle, None).map_err(|e| e.to_string())?;
-            assert!(executor.is_emulated());
-            agrees_with_interpreter(&executor, &kiln::check(&source, &name).map_err(|e| e.render(false))?, &mut rng)
-        };
         let start = std::time::Instant::now();
-        if let Err(e) = run() {
+        let run = gpu_bundle(&source, "sm_80", dir.path()).and_then(|b| agrees_on_the_emulator(&source, b, &mut rng));
+        if let Err(e) = run {
             failures.push(format!("{}: {e}", path.display()));
         }
         eprintln!("{}: {:.2} s", path.display(), start.elapsed().as_secs_f64());
