@@ -53,7 +53,7 @@ fn manifest_records_hashes_shapes_and_target() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("mlp.json")).unwrap()).unwrap();
     assert_eq!(manifest["format"], "kiln-manifest");
-    assert_eq!(manifest["version"], 2);
+    assert_eq!(manifest["version"], 3);
     assert_eq!(manifest["module"], "mlp");
     assert_eq!(manifest["target"]["cpu"], "x86-64-v3");
     let loss = &manifest["functions"][0];

@@ -164,6 +164,17 @@ fn gpu_bundles_verify_and_run_or_report_no_gpu() {
         Err(kiln_runtime::Error::Manifest(m)) => assert!(m.contains("out of range"), "{m}"),
         other => panic!("a product overrunning its buffers must be refused, got {other:?}"),
     }
+    // So is one whose scratch memory is not aligned workspace.
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let steps = json["functions"][0]["launches"].as_array_mut().unwrap();
+    let gemm = steps.iter_mut().find(|s| s.get("gemm").is_some()).unwrap();
+    let offset = &mut gemm["gemm"]["scratch"]["workspace"]["offset"];
+    *offset = (offset.as_u64().unwrap() - 4).into();
+    std::fs::write(&manifest, serde_json::to_string(&json).unwrap()).unwrap();
+    match GpuBundle::open(&manifest) {
+        Err(kiln_runtime::Error::Manifest(m)) => assert!(m.contains("not aligned"), "{m}"),
+        other => panic!("misaligned scratch memory must be refused, got {other:?}"),
+    }
     std::fs::write(&manifest, text).unwrap();
     // A tampered kernel is refused.
     let ptx = dir.path().join(format!("mlp.{}.ptx", bundle.kernels[0].name));
@@ -311,6 +322,50 @@ fn elementwise_launches_cover_any_shape_within_cuda_limits() {
     }
     let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
     agrees_on_the_emulator(&source, bundle, &mut rng).unwrap();
+}
+
+/// Float products are cuBLAS steps that overwrite their output (the zero fill before them is
+/// gone: the plan of a lone product is that one step) and work in scratch memory at the end of
+/// the workspace, sized for the GPU and counted in the manifest's workspace. The emulator
+/// hands out memory filled with NaN, so a product that accumulated into its unfilled output
+/// would show.
+#[test]
+fn products_overwrite_their_output_and_their_scratch_is_workspace() {
+    use kiln_runtime::gpu::{LaunchArg, Step};
+    let source = Source {
+        name: "products.kn".into(),
+        text: "fn mm(a: f32[8, 16], b: f32[16, 4], c: f32[4]) -> f32[8, 4] { relu(a @ b + c) }\n\
+               fn bmm(a: f64[3, 8, 16], b: f64[3, 16, 4]) -> f64[3, 8, 4] { a @ b }\n\
+               fn atb(a: f32[16, 8], b: f32[16, 4]) -> f32[8, 4] { transpose(a) @ b }\n\
+               export mm;\nexport bmm;\nexport atb;\n"
+            .into(),
+    };
+    let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
+    for (gpu, scratch) in [("sm_80", 4u64 << 20), ("sm_90", 32 << 20)] {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = gpu_bundle(&source, gpu, dir.path()).unwrap();
+        for f in &bundle.functions {
+            let gemms: Vec<_> =
+                f.launches.iter().filter_map(|s| if let Step::Gemm(g) = s { Some(g) } else { None }).collect();
+            assert_eq!(gemms.len(), 1, "`{}`: {:?}", f.name, f.launches);
+            let g = gemms[0];
+            assert!(!g.accumulate && g.scratch_bytes == scratch, "{g:?}");
+            let LaunchArg::Workspace(offset) = g.scratch else { panic!("{g:?}") };
+            assert_eq!(offset + scratch, f.workspace_bytes as u64, "the scratch ends the workspace");
+        }
+        assert_eq!(bundle.function("bmm").unwrap().launches.len(), 1, "a product alone is one step");
+        agrees_on_the_emulator(&source, bundle.clone(), &mut rng).unwrap();
+        // Accumulating into the output nobody filled reads the emulator's NaNs.
+        let mut accumulating = bundle;
+        for f in &mut accumulating.functions {
+            for step in &mut f.launches {
+                if let Step::Gemm(g) = step {
+                    g.accumulate = true;
+                }
+            }
+        }
+        assert!(agrees_on_the_emulator(&source, accumulating, &mut rng).is_err());
+    }
 }
 
 /// The GPU benchmark's program (scripts/gpu-bench) builds into a bundle the runtime accepts
@@ -524,9 +579,12 @@ fn bundle_of(module: &kiln_ir::Module, artifacts: &kiln_codegen::Artifacts) -> k
                         n: g.n,
                         k: g.k,
                         a_transposed: g.a_transposed,
+                        accumulate: g.accumulate,
                         a: arg(&g.a),
                         b: arg(&g.b),
                         c: arg(&g.c),
+                        scratch: arg(&g.scratch),
+                        scratch_bytes: g.scratch_bytes,
                     }),
                 })
                 .collect(),

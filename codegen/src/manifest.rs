@@ -1,4 +1,4 @@
-//! The manifest: a JSON description of a built module (format `kiln-manifest`, version 1,
+//! The manifest: a JSON description of a built module (format `kiln-manifest`, version [`VERSION`],
 //! documented in docs/artifact-format.md). Field order is fixed and no time or path is
 //! recorded, so the same build gives the same bytes.
 
@@ -6,7 +6,7 @@ use kiln_ir::{Module, TensorType};
 use serde::Serialize;
 
 pub const FORMAT: &str = "kiln-manifest";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 #[derive(Serialize)]
 pub struct Manifest {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// The manifest format this runtime reads.
 pub const FORMAT: &str = "kiln-manifest";
-pub const VERSION: u64 = 2;
+pub const VERSION: u64 = 3;
 
 /// The alignment a caller's workspace must have.
 pub const WORKSPACE_ALIGNMENT: usize = 64;
@@ -85,9 +85,12 @@ pub(crate) struct GemmInfo {
     pub n: u64,
     pub k: u64,
     pub a_transposed: bool,
+    pub accumulate: bool,
     pub a: LaunchArgInfo,
     pub b: LaunchArgInfo,
     pub c: LaunchArgInfo,
+    pub scratch: LaunchArgInfo,
+    pub scratch_bytes: u64,
 }
 
 #[derive(Deserialize, Debug, Clone)]

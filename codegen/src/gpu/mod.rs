@@ -71,8 +71,10 @@ pub struct Launch {
 }
 
 /// A matrix product the runtime computes with the GPU's BLAS (cuBLAS), as XLA does for dots:
-/// `c[i] += a[i] b[i]` for each of `batch` row-major matrices, `a[i]` m×k (k×m stored when
-/// `a_transposed`), `b[i]` k×n, `c[i]` m×n, each batch following the previous one densely.
+/// `c[i] = a[i] b[i]` (`c[i] += a[i] b[i]` when `accumulate`) for each of `batch` row-major
+/// matrices, `a[i]` m×k (k×m stored when `a_transposed`), `b[i]` k×n, `c[i]` m×n, each batch
+/// following the previous one densely. The library works in `scratch_bytes` of the function's
+/// workspace at `scratch`, so that the manifest's workspace is all the device memory a call uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Gemm {
     /// `f32` or `f64`.
@@ -82,9 +84,12 @@ pub struct Gemm {
     pub n: u64,
     pub k: u64,
     pub a_transposed: bool,
+    pub accumulate: bool,
     pub a: LaunchArg,
     pub b: LaunchArg,
     pub c: LaunchArg,
+    pub scratch: LaunchArg,
+    pub scratch_bytes: u64,
 }
 
 /// One step of a function's launch plan, in order: a kernel launch or a library call.
@@ -112,8 +117,25 @@ const HOST_OPS: &[&str] = &[
 ];
 
 /// The prefix of the functions that stand for library products between planning and the
-/// launch plan (see [`library_products`]).
+/// launch plan, followed by [`OVERWRITE`] or [`ACCUMULATE`] and the contraction's id (see
+/// [`library_products`]).
 const GEMM_CALLEE: &str = "kiln_gemm_";
+const OVERWRITE: &str = "set_";
+const ACCUMULATE: &str = "add_";
+
+/// Alignment of the library's scratch memory in the workspace (cuBLAS asks for 256 bytes).
+const SCRATCH_ALIGN: u64 = 256;
+
+/// The scratch memory cuBLAS is given for the products of a function on `gpu`: the sizes the
+/// cuBLAS guide recommends for `cublasSetWorkspace`, 32 MiB on Hopper (sm_90) and 4 MiB before.
+fn blas_scratch_bytes(gpu: &str) -> u64 {
+    let sm: u32 = gpu.trim_start_matches("sm_").parse().unwrap_or(0);
+    if sm >= 90 {
+        32 << 20
+    } else {
+        4 << 20
+    }
+}
 
 /// Math ops and the LLVM intrinsic the NVPTX backend selects for each (per element type).
 const INTRINSICS: &[(&str, &str)] = &[
@@ -151,7 +173,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         ),
     )?;
     let outlined = mapped.as_operation().to_string();
-    let launches: Vec<Vec<Step>> = module
+    let mut launches: Vec<Vec<Step>> = module
         .funcs
         .iter()
         .map(|f| {
@@ -160,6 +182,10 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         })
         .collect::<Result<_, _>>()
         .map_err(|e| err("GPU launch plan", e))?;
+    let mut workspace = workspace;
+    for (steps, bytes) in launches.iter_mut().zip(&mut workspace) {
+        reserve_scratch(steps, bytes, blas_scratch_bytes(&target.cpu));
+    }
     let device_text = with_intrinsics(&outlined).map_err(|e| err(UNSUPPORTED, e))?;
     let mut device = mlir.parse(&device_text, "MLIR parsing (kernels)")?;
     mlir.run(&mut device, DEVICE_PIPELINE)?;
@@ -204,6 +230,22 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
         timings: timer.timings,
         ..Default::default()
     })
+}
+
+/// Gives the library products of a plan `scratch` bytes at the end of its `workspace`, which
+/// grows by them (products run one after another on one stream, so they share it).
+fn reserve_scratch(steps: &mut [Step], workspace: &mut u64, scratch: u64) {
+    let offset = workspace.div_ceil(SCRATCH_ALIGN) * SCRATCH_ALIGN;
+    let mut used = false;
+    for step in steps {
+        if let Step::Gemm { gemm } = step {
+            (gemm.scratch, gemm.scratch_bytes) = (LaunchArg::Workspace { offset }, scratch);
+            used = true;
+        }
+    }
+    if used {
+        *workspace = offset + scratch;
+    }
 }
 
 /// Statements of a function body at `depth` spaces: each is its first line and the lines of its
@@ -406,9 +448,15 @@ fn launch_plan(text: &str, symbol: &str, buffers: usize, contractions: &[Contrac
     Ok(launches)
 }
 
-/// One `func.call @kiln_gemm_ID(%a, %b, %c)` written by [`library_products`].
+/// One `func.call @kiln_gemm_MODE_ID(%a, %b, %c)` written by [`library_products`], its
+/// scratch memory not yet placed (see [`reserve_scratch`]).
 fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Contraction]) -> Option<Gemm> {
-    let id: usize = t.split(&format!("@{GEMM_CALLEE}")).nth(1)?.split('(').next()?.parse().ok()?;
+    let callee = t.split(&format!("@{GEMM_CALLEE}")).nth(1)?.split('(').next()?;
+    let (accumulate, id) = match callee.strip_prefix(OVERWRITE) {
+        Some(id) => (false, id),
+        None => (true, callee.strip_prefix(ACCUMULATE)?),
+    };
+    let id: usize = id.parse().ok()?;
     let c = contractions.iter().find(|c| c.id == id)?;
     let operands: Vec<LaunchArg> =
         names(t.split('(').nth(1)?.split(')').next()?).map(|n| values.get(n).cloned()).collect::<Option<_>>()?;
@@ -420,25 +468,40 @@ fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Con
         n: c.n as u64,
         k: c.k as u64,
         a_transposed: c.a_transposed,
+        accumulate,
         a,
         b,
         c: out,
+        scratch: LaunchArg::Workspace { offset: 0 },
+        scratch_bytes: 0,
     })
 }
 
 /// The bufferized module with each float product whose operands are whole dense buffers turned
-/// into a call of `@kiln_gemm_ID`, declared at the end of the module: it stays on the host,
-/// where [`launch_plan`] reads it as a library call. cuBLAS runs these products far faster
+/// into a call of `@kiln_gemm_MODE_ID`, declared at the end of the module: it stays on the
+/// host, where [`launch_plan`] reads it as a library call. cuBLAS runs these products far faster
 /// than loops MLIR can map to threads (../shared/docs/gpu.md); products of integers, or of
-/// strided views, stay loops.
+/// strided views, stay loops. A zero fill of the product's output just before it is dropped and
+/// the product overwrites instead of accumulating (BLAS's beta = 0): `c = 0; c += a b` is
+/// `c = a b`, one launch and one pass over c fewer.
 fn library_products(bufferized: &str, contractions: &[Contraction]) -> String {
     let memref = |dims: Vec<usize>, dtype: DType| {
         format!("memref<{}x{}>", dims.iter().map(usize::to_string).collect::<Vec<_>>().join("x"), dtype.name())
     };
-    let mut out = String::with_capacity(bufferized.len());
+    let mut out: Vec<String> = vec![];
     let mut declarations = String::new();
+    // The float constants equal to zero of the function being read (names are per function).
+    let mut zeros: Vec<&str> = vec![];
     for line in bufferized.lines() {
         let t = line.trim_start();
+        if t.starts_with("func.func ") {
+            zeros.clear();
+        }
+        if let Some((name, value)) = t.split_once(" = arith.constant ") {
+            if value.split(" : ").next().and_then(|v| v.parse::<f64>().ok()) == Some(0.0) {
+                zeros.push(name);
+            }
+        }
         let call = (|| {
             if !t.starts_with("linalg.contract ") {
                 return None;
@@ -454,21 +517,31 @@ fn library_products(bufferized: &str, contractions: &[Contraction]) -> String {
                 memref(with(c.m, c.n), c.dtype)
             );
             let ins = t.split(" ins(").nth(1)?.split(") outs(").collect::<Vec<_>>();
-            let (ab, out) = (ins.first()?.split_once(" : ")?, ins.get(1)?.trim_end_matches(')').split_once(" : ")?);
-            if format!("{}, {}", ab.1, out.1) != types {
+            let (ab, result) = (ins.first()?.split_once(" : ")?, ins.get(1)?.trim_end_matches(')').split_once(" : ")?);
+            if format!("{}, {}", ab.1, result.1) != types {
                 return None;
             }
-            declarations.push_str(&format!("  func.func private @{GEMM_CALLEE}{id}({types})\n"));
-            Some(format!(
-                "{}func.call @{GEMM_CALLEE}{id}({}, {}) : ({types}) -> ()",
-                &line[..indent(line)],
-                ab.0,
-                out.0
-            ))
+            let zero_fill =
+                |z: &&str| format!("linalg.fill ins({z} : {}) outs({} : {})", c.dtype.name(), result.0, result.1);
+            let overwrite = out.last().is_some_and(|last| zeros.iter().any(|z| last.trim_start() == zero_fill(z)));
+            let callee = format!("{GEMM_CALLEE}{}{id}", if overwrite { OVERWRITE } else { ACCUMULATE });
+            declarations.push_str(&format!("  func.func private @{callee}({types})\n"));
+            let call =
+                format!("{}func.call @{callee}({}, {}) : ({types}) -> ()", &line[..indent(line)], ab.0, result.0);
+            Some((call, overwrite))
         })();
-        out.push_str(call.as_deref().unwrap_or(line));
-        out.push('\n');
+        match call {
+            Some((call, overwrite)) => {
+                if overwrite {
+                    out.pop();
+                }
+                out.push(call);
+            }
+            None => out.push(line.to_string()),
+        }
     }
+    let mut out = out.join("\n");
+    out.push('\n');
     // The module's closing brace is its last line.
     let end = out.trim_end().rfind('}').unwrap_or(out.len());
     out.insert_str(end, &declarations);

@@ -68,7 +68,8 @@ impl Memory {
 }
 
 /// Computes a library product ([`super::Gemm`]) as cuBLAS does, on the operands at
-/// `[a, b, c]`: each element of c accumulates its k products in order, fused in f32 or f64.
+/// `[a, b, c]`: each element of c (zero first unless the product accumulates) accumulates its
+/// k products in order, fused in f32 or f64.
 pub fn gemm(memory: &mut Memory, g: &super::Gemm, [a, b, c]: [u64; 3]) -> Result<(), String> {
     let [a_bytes, b_bytes, c_bytes] = g.bytes();
     let mut read = |address: u64, bytes: u64| -> Result<Vec<f64>, String> {
@@ -81,7 +82,8 @@ pub fn gemm(memory: &mut Memory, g: &super::Gemm, [a, b, c]: [u64; 3]) -> Result
             _ => data.chunks_exact(4).map(|x| f64::from(f32::from_le_bytes(x.try_into().unwrap()))).collect(),
         })
     };
-    let (av, bv, mut cv) = (read(a, a_bytes)?, read(b, b_bytes)?, read(c, c_bytes)?);
+    let (av, bv) = (read(a, a_bytes)?, read(b, b_bytes)?);
+    let mut cv = if g.accumulate { read(c, c_bytes)? } else { vec![0.0; (c_bytes / g.dtype.size()) as usize] };
     let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
     for batch in 0..g.batch as usize {
         let (a, b) = (&av[batch * m * k..], &bv[batch * k * n..]);

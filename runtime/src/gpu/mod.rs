@@ -41,9 +41,10 @@ pub struct Launch {
     pub args: Vec<LaunchArg>,
 }
 
-/// A matrix product computed with cuBLAS (on the emulator, by loops): `c[i] += a[i] b[i]` for
-/// each of `batch` dense row-major matrices, `a[i]` m×k (stored k×m when `a_transposed`),
-/// `b[i]` k×n, `c[i]` m×n (docs/artifact-format.md, GPU bundles).
+/// A matrix product computed with cuBLAS (on the emulator, by loops): `c[i] = a[i] b[i]`
+/// (`c[i] += a[i] b[i]` when `accumulate`) for each of `batch` dense row-major matrices, `a[i]`
+/// m×k (stored k×m when `a_transposed`), `b[i]` k×n, `c[i]` m×n; cuBLAS works in the
+/// `scratch_bytes` of workspace at `scratch` (docs/artifact-format.md, GPU bundles).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gemm {
     /// `F32` or `F64`.
@@ -53,9 +54,13 @@ pub struct Gemm {
     pub n: u64,
     pub k: u64,
     pub a_transposed: bool,
+    pub accumulate: bool,
     pub a: LaunchArg,
     pub b: LaunchArg,
     pub c: LaunchArg,
+    /// A [`LaunchArg::Workspace`] aligned to [`SCRATCH_ALIGN`].
+    pub scratch: LaunchArg,
+    pub scratch_bytes: u64,
 }
 
 impl Gemm {
@@ -116,6 +121,8 @@ const MAX_DIM: u64 = (1 << 31) - 1;
 /// CUDA's limits on grid and block dimensions (and at most 1024 threads per block).
 pub const GRID_LIMITS: [u64; 3] = [MAX_DIM, 65535, 65535];
 pub const BLOCK_LIMITS: [u64; 3] = [1024, 1024, 64];
+/// The alignment cuBLAS requires of the scratch memory it is given.
+pub const SCRATCH_ALIGN: u64 = 256;
 
 impl GpuBundle {
     /// Opens and verifies the GPU bundle whose manifest is at `manifest`.
@@ -195,8 +202,8 @@ fn kernel_launch(
     Ok(Launch { kernel, grid: l.grid.map(|x| x as u32), block: l.block.map(|x| x as u32), args })
 }
 
-/// A library product of function `f`'s plan: a float type, dimensions cuBLAS takes, and
-/// operands whose buffers hold every matrix.
+/// A library product of function `f`'s plan: a float type, dimensions cuBLAS takes, operands
+/// whose buffers hold every matrix, and aligned scratch memory in the workspace.
 fn library_product(
     f: &str,
     g: &GemmInfo,
@@ -214,12 +221,24 @@ fn library_product(
         n: g.n,
         k: g.k,
         a_transposed: g.a_transposed,
+        accumulate: g.accumulate,
         a: LaunchArg::Int(0),
         b: LaunchArg::Int(0),
         c: LaunchArg::Int(0),
+        scratch: LaunchArg::Int(0),
+        scratch_bytes: g.scratch_bytes,
     };
     let [a, b, c] = gemm.bytes();
     (gemm.a, gemm.b, gemm.c) = (arg(&g.a, a)?, arg(&g.b, b)?, arg(&g.c, c)?);
+    gemm.scratch = match arg(&g.scratch, g.scratch_bytes)? {
+        LaunchArg::Workspace(offset) if offset % SCRATCH_ALIGN == 0 => LaunchArg::Workspace(offset),
+        _ => {
+            return Err(Error::Manifest(format!(
+                "`{f}`: a product's scratch memory {:?} is not aligned workspace",
+                g.scratch
+            )))
+        }
+    };
     Ok(gemm)
 }
 
@@ -359,18 +378,19 @@ impl GpuExecutor {
 /// What replaying a launch plan needs of a device. Addresses are device pointers.
 trait Device {
     fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error>;
-    fn zeros(&mut self, bytes: usize) -> Result<u64, Error>;
+    /// A buffer of `bytes` whose contents a plan must not rely on (it writes before it reads).
+    fn alloc(&mut self, bytes: usize) -> Result<u64, Error>;
     fn launch(&mut self, launch: &Launch, args: &[u64]) -> Result<(), Error>;
-    /// Computes `gemm` with its operands at `a`, `b` and `c`.
-    fn gemm(&mut self, gemm: &Gemm, a: u64, b: u64, c: u64) -> Result<(), Error>;
+    /// Computes `gemm` with its operands and scratch memory at these addresses.
+    fn gemm(&mut self, gemm: &Gemm, operands: [u64; 4]) -> Result<(), Error>;
     /// Waits until every step given so far has finished.
     fn synchronize(&mut self) -> Result<(), Error>;
     /// Copies the buffer at `address` into `out` once every launch has finished.
     fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error>;
 }
 
-/// Runs `f`'s launch plan `runs` times on `device`: the inputs, zeroed outputs and workspace
-/// as device buffers, the steps in order (each run recomputes every buffer from the inputs),
+/// Runs `f`'s launch plan `runs` times on `device`: the inputs, outputs and workspace as
+/// device buffers, the steps in order (each run recomputes every buffer from the inputs),
 /// the outputs copied back; the seconds of each run between synchronizations.
 fn replay(
     device: &mut impl Device,
@@ -384,9 +404,9 @@ fn replay(
         pointers.push(device.upload(input)?);
     }
     for output in outputs.iter() {
-        pointers.push(device.zeros(output.len())?);
+        pointers.push(device.alloc(output.len())?);
     }
-    let base = device.zeros(f.workspace_bytes.max(1))?;
+    let base = device.alloc(f.workspace_bytes.max(1))?;
     let value = |a: &LaunchArg| match *a {
         LaunchArg::Buffer(i) => pointers[i],
         LaunchArg::Workspace(offset) => base + offset,
@@ -399,7 +419,7 @@ fn replay(
         for step in &f.launches {
             match step {
                 Step::Kernel(l) => device.launch(l, &l.args.iter().map(value).collect::<Vec<_>>())?,
-                Step::Gemm(g) => device.gemm(g, value(&g.a), value(&g.b), value(&g.c))?,
+                Step::Gemm(g) => device.gemm(g, [&g.a, &g.b, &g.c, &g.scratch].map(value))?,
             }
         }
         device.synchronize()?;
@@ -438,7 +458,8 @@ impl Device for CudaCall<'_> {
         Ok(self.keep(buffer))
     }
 
-    fn zeros(&mut self, bytes: usize) -> Result<u64, Error> {
+    /// Zeroed, so that a call's results never depend on what the device held before.
+    fn alloc(&mut self, bytes: usize) -> Result<u64, Error> {
         let buffer = self.stream.alloc_zeros::<u8>(bytes).map_err(device_error)?;
         Ok(self.keep(buffer))
     }
@@ -461,18 +482,24 @@ impl Device for CudaCall<'_> {
 
     /// Row-major c = a b is column-major c^T = b^T a^T: cuBLAS multiplies b (n×k, leading
     /// dimension n) by a (k×m, leading dimension k; or transposed from m×k when a is stored
-    /// k×m) into c (n×m, leading dimension n), with beta = 1 to accumulate.
-    fn gemm(&mut self, g: &Gemm, a: u64, b: u64, c: u64) -> Result<(), Error> {
+    /// k×m) into c (n×m, leading dimension n), with beta = 1 to accumulate and 0 to overwrite,
+    /// in the plan's scratch memory (the same size on every call: same algorithms, same bits).
+    fn gemm(&mut self, g: &Gemm, [a, b, c, scratch]: [u64; 4]) -> Result<(), Error> {
         use cudarc::cublas::{result, sys::cublasOperation_t as Op};
         let blas = self.blas.ok_or_else(|| Error::Device("no cuBLAS handle".into()))?;
         let (m, n, k, batch) = (g.m as i32, g.n as i32, g.k as i32, g.batch as i32);
         let (op_a, lda) = if g.a_transposed { (Op::CUBLAS_OP_T, m) } else { (Op::CUBLAS_OP_N, k) };
         let strides = [g.m * g.k, g.k * g.n, g.m * g.n].map(|s| s as i64);
         let h = *blas.handle();
-        // One call for either element type: b (n×k), then a, into c, beta 1.
+        // SAFETY: the scratch memory lies inside this call's workspace (`GpuBundle::open`),
+        // aligned as cuBLAS requires, and outlives the products that use it.
+        unsafe { cudarc::cublas::sys::cublasSetWorkspace_v2(h, scratch as *mut _, g.scratch_bytes as usize) }
+            .result()
+            .map_err(device_error)?;
+        // One call for either element type: b (n×k), then a, into c.
         macro_rules! gemm {
             ($call:path, $t:ty) => {{
-                let one: $t = 1.0;
+                let (one, beta): ($t, $t) = (1.0, if g.accumulate { 1.0 } else { 0.0 });
                 let (a, b, c) = (a as *const $t, b as *const $t, c as *mut $t);
                 $call(
                     h,
@@ -488,7 +515,7 @@ impl Device for CudaCall<'_> {
                     a,
                     lda,
                     strides[0],
-                    &one,
+                    &beta,
                     c,
                     n,
                     strides[2],
@@ -532,15 +559,19 @@ impl Device for EmulatedCall<'_> {
         Ok(address)
     }
 
-    fn zeros(&mut self, bytes: usize) -> Result<u64, Error> {
-        Ok(self.memory.alloc(bytes))
+    /// Filled with 0xFF bytes, NaN in every float type and -1 in every integer type, so that a
+    /// plan that reads memory before writing it changes results.
+    fn alloc(&mut self, bytes: usize) -> Result<u64, Error> {
+        let address = self.memory.alloc(bytes);
+        self.memory.bytes_mut(address).fill(0xFF);
+        Ok(address)
     }
 
     fn launch(&mut self, l: &Launch, args: &[u64]) -> Result<(), Error> {
         emulator::launch(&mut self.memory, &self.kernels[l.kernel], l.grid, l.block, args).map_err(Error::Emulator)
     }
 
-    fn gemm(&mut self, g: &Gemm, a: u64, b: u64, c: u64) -> Result<(), Error> {
+    fn gemm(&mut self, g: &Gemm, [a, b, c, _scratch]: [u64; 4]) -> Result<(), Error> {
         emulator::gemm(&mut self.memory, g, [a, b, c]).map_err(Error::Emulator)
     }
 
