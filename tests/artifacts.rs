@@ -1,6 +1,8 @@
 //! Artifacts: reproducible bytes, a header that compiles as strict C99, module-prefixed
 //! symbols only, and the CLI's outputs and exit codes.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -223,24 +225,10 @@ fn build_into(model: &Path, dir: &Path, args: &[&str]) {
 
 /// Links `main.c` (written from `program`) with `libs` and runs it; returns its stdout.
 fn link_and_run(dir: &Path, program: &str, libs: &[&str]) -> String {
-    std::fs::write(dir.join("main.c"), program).unwrap();
-    let exe = dir.join("main");
-    let out = Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(dir.join("main.c"))
-        .arg("-I")
-        .arg(dir)
-        .arg(format!("-L{}", dir.display()))
-        .arg(format!("-Wl,-rpath,{}", dir.display()))
-        .args(libs)
-        .arg("-lm")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "link: {}", String::from_utf8_lossy(&out.stderr));
-    let run = Command::new(&exe).output().unwrap();
-    assert!(run.status.success(), "run: {}", String::from_utf8_lossy(&run.stderr));
-    String::from_utf8_lossy(&run.stdout).into_owned()
+    let mut flags: Vec<std::ffi::OsString> =
+        vec![format!("-L{}", dir.display()).into(), format!("-Wl,-rpath,{}", dir.display()).into()];
+    flags.extend(libs.iter().map(|l| l.into()));
+    common::run_c(dir, program, &flags, &[])
 }
 
 const TWO_MODELS: &str = r#"#include <stdio.h>

@@ -195,6 +195,125 @@ fn gpu_bundles_verify_and_run_or_report_no_gpu() {
     agrees_with_interpreter(&executor, &kiln::check(&source, "mlp").unwrap(), &mut rng).unwrap();
 }
 
+/// Plans run on buffers already on the device (the runtime's, or the caller's pointers) give
+/// the bytes the copying call gives; wrong counts, short buffers, foreign pointers and results
+/// overlapping another buffer are refused before anything runs.
+#[test]
+fn plans_run_on_device_buffers_and_caller_pointers() {
+    use kiln_runtime::gpu::GpuExecutor;
+    let source = mlp();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = gpu_bundle(&source, "sm_80", dir.path()).unwrap();
+    let executor = GpuExecutor::emulated(bundle, None).unwrap();
+    let module = kiln::check(&source, "mlp").unwrap();
+    let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
+    for f in &module.funcs {
+        let inputs: Vec<Vec<u8>> =
+            f.params.iter().map(|p| kiln_ir::gen::tensor(&mut rng, &p.ty, false).data.to_bytes()).collect();
+        let result_bytes: Vec<usize> = f.result_types().iter().map(|t| t.size_bytes()).collect();
+        let mut copied: Vec<Vec<u8>> = result_bytes.iter().map(|&n| vec![0; n]).collect();
+        let ins: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        executor.call(&f.name, &ins, &mut copied.iter_mut().map(Vec::as_mut_slice).collect::<Vec<_>>()).unwrap();
+
+        let mut buffers: Vec<_> = inputs.iter().map(|i| executor.upload(i).unwrap()).collect();
+        buffers.extend(result_bytes.iter().map(|&n| executor.alloc(n).unwrap()));
+        executor.call_buffers(&f.name, &buffers.iter().collect::<Vec<_>>()).unwrap();
+        for (buffer, want) in buffers[inputs.len()..].iter().zip(&copied) {
+            let mut got = vec![0; buffer.len()];
+            executor.download(buffer, &mut got).unwrap();
+            assert_eq!(&got, want, "`{}`", f.name);
+        }
+
+        let pointers: Vec<u64> = buffers.iter().map(|b| b.address()).collect();
+        let refused = |pointers: &[u64], why: &str| {
+            // SAFETY: the buffers are live and nothing else uses them.
+            match unsafe { executor.call_pointers(&f.name, pointers) } {
+                Err(kiln_runtime::Error::Argument(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("`{}` must be refused ({why}), got {other:?}", f.name),
+            }
+        };
+        refused(&pointers[1..], "takes");
+        let mut moved = pointers.clone();
+        moved[0] += 4;
+        refused(&moved, "needs");
+        moved[0] = pointers[0];
+        let last = pointers.len() - 1;
+        moved[last] = 0x1234;
+        refused(&moved, "is not memory");
+        moved[last] = pointers[0];
+        refused(&moved, "overlaps");
+        // SAFETY: as above.
+        unsafe { executor.call_pointers(&f.name, &pointers) }.unwrap();
+        // A buffer of another device is refused, even where its address means something here.
+        let other = GpuExecutor::emulated(executor.bundle().clone(), None).unwrap();
+        let foreign = other.upload(&inputs[0]).unwrap();
+        let mut mixed: Vec<_> = buffers.iter().collect();
+        mixed[0] = &foreign;
+        match executor.call_buffers(&f.name, &mixed) {
+            Err(kiln_runtime::Error::Argument(m)) => assert!(m.contains("another device"), "{m}"),
+            other => panic!("a foreign buffer must be refused, got {other:?}"),
+        }
+    }
+}
+
+const C_GPU_PROGRAM: &str = r#"#include <stdio.h>
+#include <string.h>
+#include "kiln_runtime.h"
+static float x[16 * 32], w1[32 * 64], b1[64], w2[64 * 10], b2[10];
+static int labels[16];
+int main(int argc, char **argv) {
+    char err[512];
+    if (argc < 2) return 2;
+    kiln_gpu *gpu = kiln_gpu_open(argv[1], 0, 0, 1, err, sizeof err);
+    if (!gpu) { printf("open failed: %s\n", err); return 1; }
+    float loss = -1;
+    const void *in[6] = {x, labels, w1, b1, w2, b2};
+    size_t bytes[7] = {sizeof x, sizeof labels, sizeof w1, sizeof b1, sizeof w2, sizeof b2, sizeof loss};
+    void *out[1] = {&loss};
+    if (kiln_gpu_call(gpu, "loss", in, bytes, 6, out, bytes + 6, 1, err, sizeof err)) { printf("call failed: %s\n", err); return 1; }
+    printf("copied loss %.6f\n", loss);
+    uint64_t buffers[7];
+    for (int i = 0; i < 7; i++) {
+        if (kiln_gpu_alloc(gpu, bytes[i], &buffers[i], err, sizeof err)) { printf("alloc failed: %s\n", err); return 1; }
+        if (i < 6 && kiln_gpu_copy_to_device(gpu, buffers[i], in[i], bytes[i], err, sizeof err)) { printf("copy failed: %s\n", err); return 1; }
+    }
+    if (kiln_gpu_call_device(gpu, "loss", buffers, 7, err, sizeof err)) { printf("device call failed: %s\n", err); return 1; }
+    loss = -1;
+    if (kiln_gpu_copy_from_device(gpu, &loss, buffers[6], sizeof loss, err, sizeof err)) { printf("copy back failed: %s\n", err); return 1; }
+    printf("device loss %.6f\n", loss);
+    printf("count: %d %s\n", kiln_gpu_call_device(gpu, "loss", buffers, 6, err, sizeof err), err);
+    printf("size: %d %s\n", kiln_gpu_copy_to_device(gpu, buffers[0], x, 4, err, sizeof err), err);
+    kiln_gpu_free(gpu, buffers[2]);
+    printf("freed: %d %s\n", kiln_gpu_call_device(gpu, "loss", buffers, 7, err, sizeof err), err);
+    kiln_gpu_close(gpu);
+    printf("limit: %s\n", kiln_gpu_open(argv[1], 0, 1000, 1, err, sizeof err) ? "opened" : err);
+    kiln_gpu *device = kiln_gpu_open(argv[1], 0, 0, 0, err, sizeof err);
+    printf("device: %s\n", device ? "opened" : err);
+    kiln_gpu_close(device);
+    return 0;
+}
+"#;
+
+/// The C API runs a GPU bundle (here on the emulator) with host buffers and with device
+/// buffers it allocated, and refuses bad counts, sizes, freed memory and a memory limit.
+#[test]
+fn c_api_runs_gpu_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    gpu_bundle(&mlp(), "sm_80", dir.path()).unwrap();
+    let stdout = common::run_c_with_runtime(dir.path(), C_GPU_PROGRAM, &dir.path().join("mlp.json"));
+    for want in [
+        "copied loss 2.302585",
+        "device loss 2.302585",
+        "count: 1 bad arguments: `loss` takes 7 buffers (6 parameters, 1 results), got 6",
+        "size: 1 the buffer at 0x",
+        "freed: 1 bad arguments: `w1` of `loss`: 0x",
+        "limit: GPU: `train_step` needs",
+    ] {
+        assert!(stdout.contains(want), "{want}\n{stdout}");
+    }
+    assert!(stdout.contains("device: opened") || stdout.contains("device: GPU: "), "{stdout}");
+}
+
 /// Calls `f` on `executor` (its GPU bundle) with `args`.
 fn call(
     executor: &kiln_runtime::gpu::GpuExecutor,

@@ -210,46 +210,10 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The newest `libkiln_runtime*.a` Cargo built: a dependency's static library stays in
-/// `deps/` under a hashed name unless the runtime itself was built as a root.
-fn runtime_archive(target_dir: &Path) -> PathBuf {
-    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = [target_dir.to_path_buf(), target_dir.join("deps")]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("libkiln_runtime") && name.ends_with(".a")
-        })
-        .map(|p| (std::fs::metadata(&p).and_then(|m| m.modified()).unwrap(), p))
-        .collect();
-    candidates.sort();
-    candidates.pop().expect("cargo builds libkiln_runtime.a with the runtime crate").1
-}
-
 #[test]
 fn c_api_opens_and_calls_a_bundle() {
     let dir = bundle_dir();
-    let target_dir = Path::new(env!("CARGO_BIN_EXE_kiln")).parent().unwrap();
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/include");
-    std::fs::write(dir.path().join("main.c"), C_PROGRAM).unwrap();
-    let exe = dir.path().join("main");
-    let out = Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(dir.path().join("main.c"))
-        .arg("-I")
-        .arg(&include)
-        .arg("-I")
-        .arg(dir.path())
-        .arg(runtime_archive(target_dir))
-        .args(["-ldl", "-lpthread", "-lm"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let run = Command::new(&exe).arg(dir.path().join("mlp.json")).output().unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    let stdout = common::run_c_with_runtime(dir.path(), C_PROGRAM, &dir.path().join("mlp.json"));
     assert!(stdout.contains("loss 2.302585"), "{stdout}");
     assert!(stdout.contains("short buffer: 1 bad arguments: `x` of `loss` needs 2048 bytes, got 2047"), "{stdout}");
     assert!(stdout.contains("unknown function: 1 bad arguments: no function `nope`"), "{stdout}");

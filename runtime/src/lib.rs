@@ -2,7 +2,7 @@
 //!
 //! Owns: loading and verifying bundles (a shared library with its manifest, [`bundle`]) and
 //! calling their entry points with checked buffers ([`entry`]), the thread pool that runs
-//! compiled parallel loops ([`pool`]), the C API ([`capi`]), the GPU executor ([`gpu`]: CUDA's
+//! compiled parallel loops ([`pool`]), the C API ([`capi`], CPU and GPU bundles), the GPU executor ([`gpu`]: CUDA's
 //! driver loaded at run time, or kiln's PTX emulator, which runs GPU bundles on any machine).
 //!
 //! May depend on: nothing of the compiler; cudarc (dynamically loaded driver API). The runtime sees only the C ABI of entry points

@@ -4,7 +4,7 @@
 
 use kiln_ir::interp::{compare, Data, Tensor, Tolerance};
 use kiln_ir::Module;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The seed of this run (see `kiln_ir::gen::test_seed`).
@@ -167,4 +167,52 @@ pub fn check_module(module: &Module, rng: &mut kiln_ir::gen::Rng) {
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The newest `libkiln_runtime*.a` Cargo built: a dependency's static library stays in
+/// `deps/` under a hashed name unless the runtime itself was built as a root.
+pub fn runtime_archive(target_dir: &Path) -> PathBuf {
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = [target_dir.to_path_buf(), target_dir.join("deps")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("libkiln_runtime") && name.ends_with(".a")
+        })
+        .map(|p| (std::fs::metadata(&p).and_then(|m| m.modified()).unwrap(), p))
+        .collect();
+    candidates.sort();
+    candidates.pop().expect("cargo builds libkiln_runtime.a with the runtime crate").1
+}
+
+/// Compiles the C program `source` as `dir`/main.c (with `dir` on the include path, then
+/// `flags`, then -lm), runs it with `args` and returns what it printed, asserting that it
+/// compiled and exited with 0.
+pub fn run_c(dir: &Path, source: &str, flags: &[std::ffi::OsString], args: &[&Path]) -> String {
+    std::fs::write(dir.join("main.c"), source).unwrap();
+    let exe = dir.join("main");
+    let out = Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(dir.join("main.c"))
+        .arg("-I")
+        .arg(dir)
+        .args(flags)
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "compile: {}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(&exe).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "run: {stdout}{}", String::from_utf8_lossy(&run.stderr));
+    stdout
+}
+
+/// [`run_c`] for a program that uses kiln_runtime.h, linked with libkiln_runtime.a.
+pub fn run_c_with_runtime(dir: &Path, source: &str, arg: &Path) -> String {
+    let target_dir = Path::new(env!("CARGO_BIN_EXE_kiln")).parent().unwrap();
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/include");
+    let flags = ["-I".into(), include.into(), runtime_archive(target_dir).into(), "-ldl".into(), "-lpthread".into()];
+    run_c(dir, source, &flags, &[arg])
 }

@@ -49,6 +49,20 @@ impl Memory {
         base
     }
 
+    /// Frees the allocation at `base` (as returned by [`Memory::alloc`]).
+    pub fn free(&mut self, base: u64) {
+        self.allocations.retain(|a| a.0 != base);
+    }
+
+    /// The bytes from `address` to the end of the allocation it falls in; `None` when it falls
+    /// in none.
+    pub fn available(&self, address: u64) -> Option<u64> {
+        let i = self.allocations.partition_point(|a| a.0 <= address).checked_sub(1)?;
+        let (base, data) = &self.allocations[i];
+        let end = base + data.len() as u64;
+        (address < end).then(|| end - address)
+    }
+
     /// The bytes of the allocation at `base` (as returned by [`Memory::alloc`]).
     pub fn bytes(&self, base: u64) -> &[u8] {
         &self.allocations.iter().find(|a| a.0 == base).expect("an allocation").1

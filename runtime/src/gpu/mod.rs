@@ -7,7 +7,10 @@
 //! (its buffers plus its workspace) exceeds the caller's device memory limit before it opens
 //! the device, and returns [`Error::Device`] rather than panicking when there is no driver or
 //! no GPU. [`GpuExecutor::call`] copies the inputs to the device, replays the function's
-//! launches in order on one stream, and copies the results back.
+//! launches in order on one stream, and copies the results back;
+//! [`GpuExecutor::call_buffers`] runs on [`DeviceBuffer`]s the executor allocated and
+//! [`GpuExecutor::call_pointers`] on the caller's device pointers, without copies, each
+//! pointer checked against the driver's record of its allocation.
 //!
 //! [`GpuExecutor::emulated`] replays the same plans on [`emulator`], kiln's PTX emulator
 //! (kernels read by [`ptx`]), on any machine: how CI checks GPU bundles against the interpreter
@@ -18,7 +21,7 @@ pub mod ptx;
 
 use crate::bundle::{lists, read_manifest, signature, ArgSpec, DType, Error, GemmInfo, LaunchArgInfo, StepInfo};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// An argument of a launch (see docs/artifact-format.md, GPU bundles).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,8 +258,63 @@ enum Backend {
         /// Present when a plan has library products.
         blas: Option<cudarc::cublas::CudaBlas>,
     },
-    /// Each bundle kernel, read for [`emulator`].
-    Emulator(Vec<ptx::Kernel>),
+    Emulator {
+        /// Each bundle kernel, read for [`emulator`].
+        kernels: Vec<ptx::Kernel>,
+        /// The emulated device's memory, shared with the [`DeviceBuffer`]s allocated in it.
+        memory: Arc<Mutex<emulator::Memory>>,
+    },
+}
+
+/// A buffer in an executor's device memory (for an emulated executor, the emulator's memory),
+/// freed when dropped: for callers that keep data on the device from one call to the next.
+pub struct DeviceBuffer {
+    address: u64,
+    bytes: usize,
+    owner: Owner,
+}
+
+enum Owner {
+    Cuda(cudarc::driver::CudaSlice<u8>),
+    Emulator(Arc<Mutex<emulator::Memory>>),
+}
+
+impl DeviceBuffer {
+    /// Its device address.
+    pub fn address(&self) -> u64 {
+        self.address
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        if let Owner::Emulator(memory) = &self.owner {
+            lock(memory).free(self.address);
+        }
+    }
+}
+
+/// The emulator's memory; a panic while it was held leaves it consistent (allocations are
+/// whole operations), so a poisoned lock is taken as it is.
+fn lock(memory: &Mutex<emulator::Memory>) -> std::sync::MutexGuard<'_, emulator::Memory> {
+    memory.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Refuses a copy between `buffer` and host memory of another size.
+fn same_size(buffer: &DeviceBuffer, bytes: usize) -> Result<(), Error> {
+    if buffer.bytes == bytes {
+        Ok(())
+    } else {
+        Err(Error::Argument(format!("a copy of {bytes} bytes to or from a device buffer of {}", buffer.bytes)))
+    }
 }
 
 fn device_error(e: impl std::fmt::Display) -> Error {
@@ -332,7 +390,7 @@ impl GpuExecutor {
                     .ok_or_else(|| Error::Manifest(format!("kernel `{}` has no entry `{}`", k.name, k.entry)))
             })
             .collect::<Result<_, _>>()?;
-        Ok(GpuExecutor { backend: Backend::Emulator(kernels), bundle })
+        Ok(GpuExecutor { backend: Backend::Emulator { kernels, memory: Default::default() }, bundle })
     }
 
     pub fn bundle(&self) -> &GpuBundle {
@@ -341,7 +399,7 @@ impl GpuExecutor {
 
     /// Whether this executor runs on the PTX emulator.
     pub fn is_emulated(&self) -> bool {
-        matches!(self.backend, Backend::Emulator(_))
+        matches!(self.backend, Backend::Emulator { .. })
     }
 
     /// Calls `name`: checks the buffers, copies the inputs to the device, runs the launch plan
@@ -354,62 +412,176 @@ impl GpuExecutor {
     /// `runs` times; the seconds of each run, from a synchronized device to a synchronized
     /// device (launch overheads included, copies excluded).
     pub fn time(&self, name: &str, inputs: &[&[u8]], runs: usize) -> Result<Vec<f64>, Error> {
-        let f = self.bundle.function(name).ok_or_else(|| Error::Argument(format!("no function `{name}`")))?;
+        let f = self.function(name)?;
         let mut outputs: Vec<Vec<u8>> = f.results.iter().map(|r| vec![0; r.bytes]).collect();
         let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
         self.run(name, inputs, &mut outs, runs)
     }
 
-    fn run(&self, name: &str, inputs: &[&[u8]], outputs: &mut [&mut [u8]], runs: usize) -> Result<Vec<f64>, Error> {
-        let f = self.bundle.function(name).ok_or_else(|| Error::Argument(format!("no function `{name}`")))?;
-        crate::bundle::check_buffers(&f.name, &f.params, &f.results, inputs, outputs)?;
-        match &self.backend {
-            Backend::Cuda { stream, functions, blas } => {
-                let mut device = CudaCall { stream, functions, blas: blas.as_ref(), buffers: vec![] };
-                replay(&mut device, f, inputs, outputs, runs)
+    /// A device buffer of `bytes` bytes, its contents unspecified.
+    pub fn alloc(&self, bytes: usize) -> Result<DeviceBuffer, Error> {
+        self.device().alloc(bytes)
+    }
+
+    /// A device buffer holding a copy of `data`.
+    pub fn upload(&self, data: &[u8]) -> Result<DeviceBuffer, Error> {
+        self.device().upload(data)
+    }
+
+    /// Copies `data` into `buffer`, of the same size.
+    pub fn write(&self, buffer: &DeviceBuffer, data: &[u8]) -> Result<(), Error> {
+        same_size(buffer, data.len())?;
+        self.device().write(buffer, data)
+    }
+
+    /// Copies `buffer` into `out`, of the same size, once every call given so far has finished.
+    pub fn download(&self, buffer: &DeviceBuffer, out: &mut [u8]) -> Result<(), Error> {
+        same_size(buffer, out.len())?;
+        self.device().download(buffer, out)
+    }
+
+    /// Calls `name` on buffers already on the device, parameters then results, without
+    /// copies. Refused: a wrong count, a buffer of another device or smaller than its
+    /// parameter or result, a result overlapping another buffer.
+    pub fn call_buffers(&self, name: &str, buffers: &[&DeviceBuffer]) -> Result<(), Error> {
+        let mut device = self.device();
+        let spans = buffers
+            .iter()
+            .map(|b| device.owns(b).map(|()| (b.address, b.bytes as u64)))
+            .collect::<Result<Vec<_>, _>>()?;
+        // SAFETY: each buffer is a live allocation of this device, borrowed for the call.
+        unsafe { self.call_spans(&mut *device, name, &spans) }
+    }
+
+    /// Calls `name` on the caller's device pointers (`CUdeviceptr`s of this executor's device,
+    /// from `cudaMalloc` or `cuMemAlloc`; on the emulator, addresses of [`DeviceBuffer`]s):
+    /// parameters then results. Each pointer must point into device memory with at least its
+    /// buffer's bytes from there on, as the driver records it (`cuMemGetAddressRange`);
+    /// otherwise as [`GpuExecutor::call_buffers`].
+    ///
+    /// # Safety
+    /// The memory stays allocated during the call, and nothing else writes the buffers, or
+    /// reads the results, while it runs.
+    pub unsafe fn call_pointers(&self, name: &str, pointers: &[u64]) -> Result<(), Error> {
+        let mut device = self.device();
+        let spans: Vec<(u64, u64)> = pointers.iter().map(|&p| (p, device.available(p).unwrap_or(0))).collect();
+        // SAFETY: forwarded from the caller.
+        unsafe { self.call_spans(&mut *device, name, &spans) }
+    }
+
+    /// Runs `name` once with its parameters and results in the device memory `spans`
+    /// (address, bytes available there; 0 when it is not device memory), after checking them.
+    ///
+    /// # Safety
+    /// As for [`GpuExecutor::call_pointers`].
+    unsafe fn call_spans(&self, device: &mut dyn Device, name: &str, spans: &[(u64, u64)]) -> Result<(), Error> {
+        let f = self.function(name)?;
+        let specs: Vec<&ArgSpec> = f.params.iter().chain(&f.results).collect();
+        if spans.len() != specs.len() {
+            return Err(Error::Argument(format!(
+                "`{name}` takes {} buffers ({} parameters, {} results), got {}",
+                specs.len(),
+                f.params.len(),
+                f.results.len(),
+                spans.len()
+            )));
+        }
+        for (&(p, n), spec) in spans.iter().zip(&specs) {
+            if n == 0 {
+                return Err(Error::Argument(format!(
+                    "`{}` of `{name}`: {p:#x} is not memory of this executor's device",
+                    spec.name
+                )));
             }
-            Backend::Emulator(kernels) => {
-                replay(&mut EmulatedCall { kernels, memory: Default::default() }, f, inputs, outputs, runs)
+            if n < spec.bytes as u64 {
+                return Err(Error::Argument(format!(
+                    "`{}` of `{name}` needs {} bytes, its device memory holds {n} from {p:#x}",
+                    spec.name, spec.bytes
+                )));
             }
         }
+        let range = |i: usize| spans[i].0..spans[i].0 + specs[i].bytes as u64;
+        for r in f.params.len()..specs.len() {
+            if let Some(i) =
+                (0..specs.len()).find(|&i| i != r && range(i).start < range(r).end && range(r).start < range(i).end)
+            {
+                return Err(Error::Argument(format!(
+                    "`{name}`: the result `{}` overlaps `{}`",
+                    specs[r].name, specs[i].name
+                )));
+            }
+        }
+        let pointers: Vec<u64> = spans.iter().map(|s| s.0).collect();
+        replay(device, f, &pointers, 1).map(drop)
+    }
+
+    fn function(&self, name: &str) -> Result<&GpuFunction, Error> {
+        self.bundle.function(name).ok_or_else(|| Error::Argument(format!("no function `{name}`")))
+    }
+
+    /// This executor's device, for one operation or call.
+    fn device(&self) -> Box<dyn Device + '_> {
+        match &self.backend {
+            Backend::Cuda { stream, functions, blas } => {
+                Box::new(CudaDevice { stream, functions, blas: blas.as_ref() })
+            }
+            Backend::Emulator { kernels, memory } => Box::new(EmulatedDevice { kernels, memory }),
+        }
+    }
+
+    fn run(&self, name: &str, inputs: &[&[u8]], outputs: &mut [&mut [u8]], runs: usize) -> Result<Vec<f64>, Error> {
+        let f = self.function(name)?;
+        crate::bundle::check_buffers(&f.name, &f.params, &f.results, inputs, outputs)?;
+        let mut device = self.device();
+        let mut buffers = vec![];
+        for input in inputs {
+            buffers.push(device.upload(input)?);
+        }
+        for output in outputs.iter() {
+            buffers.push(device.alloc(output.len())?);
+        }
+        let pointers: Vec<u64> = buffers.iter().map(|b| b.address).collect();
+        let times = replay(&mut *device, f, &pointers, runs)?;
+        for (output, buffer) in outputs.iter_mut().zip(&buffers[inputs.len()..]) {
+            device.download(buffer, output)?;
+        }
+        Ok(times)
     }
 }
 
-/// What replaying a launch plan needs of a device. Addresses are device pointers.
+/// What running launch plans needs of a device. Addresses are device pointers.
 trait Device {
-    fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error>;
-    /// A buffer of `bytes` whose contents a plan must not rely on (it writes before it reads).
-    fn alloc(&mut self, bytes: usize) -> Result<u64, Error>;
+    /// A buffer whose contents a plan must not rely on (it writes before it reads).
+    fn alloc(&mut self, bytes: usize) -> Result<DeviceBuffer, Error>;
+    /// Copies `data`, of its size, into `buffer`.
+    fn write(&mut self, buffer: &DeviceBuffer, data: &[u8]) -> Result<(), Error>;
+    fn upload(&mut self, data: &[u8]) -> Result<DeviceBuffer, Error> {
+        let buffer = self.alloc(data.len())?;
+        self.write(&buffer, data)?;
+        Ok(buffer)
+    }
+    /// Copies `buffer` into `out` once every step given so far has finished.
+    fn download(&mut self, buffer: &DeviceBuffer, out: &mut [u8]) -> Result<(), Error>;
+    /// The bytes of device memory from `address` to the end of its allocation; `None` when
+    /// `address` is not device memory.
+    fn available(&mut self, address: u64) -> Option<u64>;
+    /// Refuses a buffer of another device (its address may mean nothing here).
+    fn owns(&self, buffer: &DeviceBuffer) -> Result<(), Error>;
     fn launch(&mut self, launch: &Launch, args: &[u64]) -> Result<(), Error>;
     /// Computes `gemm` with its operands and scratch memory at these addresses.
     fn gemm(&mut self, gemm: &Gemm, operands: [u64; 4]) -> Result<(), Error>;
     /// Waits until every step given so far has finished.
     fn synchronize(&mut self) -> Result<(), Error>;
-    /// Copies the buffer at `address` into `out` once every launch has finished.
-    fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error>;
 }
 
-/// Runs `f`'s launch plan `runs` times on `device`: the inputs, outputs and workspace as
-/// device buffers, the steps in order (each run recomputes every buffer from the inputs),
-/// the outputs copied back; the seconds of each run between synchronizations.
-fn replay(
-    device: &mut impl Device,
-    f: &GpuFunction,
-    inputs: &[&[u8]],
-    outputs: &mut [&mut [u8]],
-    runs: usize,
-) -> Result<Vec<f64>, Error> {
-    let mut pointers = vec![];
-    for input in inputs {
-        pointers.push(device.upload(input)?);
-    }
-    for output in outputs.iter() {
-        pointers.push(device.alloc(output.len())?);
-    }
-    let base = device.alloc(f.workspace_bytes.max(1))?;
+/// Runs `f`'s launch plan `runs` times on `device` with its parameters and results at
+/// `pointers` and a workspace allocated for it, the steps in order (each run recomputes every
+/// result from the parameters); the seconds of each run between synchronizations.
+fn replay(device: &mut dyn Device, f: &GpuFunction, pointers: &[u64], runs: usize) -> Result<Vec<f64>, Error> {
+    let workspace = device.alloc(f.workspace_bytes.max(1))?;
     let value = |a: &LaunchArg| match *a {
         LaunchArg::Buffer(i) => pointers[i],
-        LaunchArg::Workspace(offset) => base + offset,
+        LaunchArg::Workspace(offset) => workspace.address + offset,
         LaunchArg::Int(v) => v as u64,
     };
     let mut times = vec![];
@@ -425,43 +597,59 @@ fn replay(
         device.synchronize()?;
         times.push(start.elapsed().as_secs_f64());
     }
-    for (output, &p) in outputs.iter_mut().zip(&pointers[inputs.len()..]) {
-        device.download(p, output)?;
-    }
     Ok(times)
 }
 
-/// One call on a CUDA device: its buffers live until the call ends.
-struct CudaCall<'a> {
+/// A CUDA device: its stream, the bundle's kernels and cuBLAS handle.
+struct CudaDevice<'a> {
     stream: &'a Arc<cudarc::driver::CudaStream>,
     functions: &'a [cudarc::driver::CudaFunction],
     blas: Option<&'a cudarc::cublas::CudaBlas>,
-    buffers: Vec<(u64, cudarc::driver::CudaSlice<u8>)>,
 }
 
-impl CudaCall<'_> {
-    fn keep(&mut self, buffer: cudarc::driver::CudaSlice<u8>) -> u64 {
+impl CudaDevice<'_> {
+    fn keep(&self, buffer: cudarc::driver::CudaSlice<u8>) -> DeviceBuffer {
         use cudarc::driver::DevicePtr;
         let address = buffer.device_ptr(self.stream).0;
-        self.buffers.push((address, buffer));
-        address
+        DeviceBuffer { address, bytes: buffer.len(), owner: Owner::Cuda(buffer) }
     }
 }
 
-impl Device for CudaCall<'_> {
+impl Device for CudaDevice<'_> {
     fn synchronize(&mut self) -> Result<(), Error> {
         self.stream.synchronize().map_err(device_error)
     }
 
-    fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error> {
-        let buffer = self.stream.clone_htod(bytes).map_err(device_error)?;
-        Ok(self.keep(buffer))
+    fn owns(&self, buffer: &DeviceBuffer) -> Result<(), Error> {
+        match buffer.owner {
+            Owner::Cuda(_) => Ok(()),
+            Owner::Emulator(_) => Err(Error::Argument("a buffer of the emulator given to a GPU".into())),
+        }
+    }
+
+    fn write(&mut self, buffer: &DeviceBuffer, data: &[u8]) -> Result<(), Error> {
+        self.owns(buffer)?;
+        self.stream.context().bind_to_thread().map_err(device_error)?;
+        // SAFETY: `buffer` is a live device allocation of `data.len()` bytes (checked by the
+        // caller); the copy has finished when the stream is synchronized, before `data` goes.
+        unsafe { cudarc::driver::result::memcpy_htod_async(buffer.address, data, self.stream.cu_stream()) }
+            .map_err(device_error)?;
+        self.stream.synchronize().map_err(device_error)
     }
 
     /// Zeroed, so that a call's results never depend on what the device held before.
-    fn alloc(&mut self, bytes: usize) -> Result<u64, Error> {
+    fn alloc(&mut self, bytes: usize) -> Result<DeviceBuffer, Error> {
         let buffer = self.stream.alloc_zeros::<u8>(bytes).map_err(device_error)?;
         Ok(self.keep(buffer))
+    }
+
+    fn available(&mut self, address: u64) -> Option<u64> {
+        use cudarc::driver::sys;
+        self.stream.context().bind_to_thread().ok()?;
+        let (mut base, mut size) = (0, 0);
+        // SAFETY: only asks the driver about an address.
+        unsafe { sys::cuMemGetAddressRange_v2(&mut base, &mut size, address) }.result().ok()?;
+        Some(base + size as u64 - address)
     }
 
     fn launch(&mut self, l: &Launch, args: &[u64]) -> Result<(), Error> {
@@ -534,49 +722,65 @@ impl Device for CudaCall<'_> {
         .map_err(device_error)
     }
 
-    fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error> {
-        let buffer = &self.buffers.iter().find(|b| b.0 == address).expect("a buffer of this call").1;
-        self.stream.memcpy_dtoh(buffer, out).map_err(device_error)?;
+    fn download(&mut self, buffer: &DeviceBuffer, out: &mut [u8]) -> Result<(), Error> {
+        let Owner::Cuda(slice) = &buffer.owner else {
+            // An emulator's buffer, which `owns` refuses.
+            return self.owns(buffer);
+        };
+        self.stream.memcpy_dtoh(slice, out).map_err(device_error)?;
         self.stream.synchronize().map_err(device_error)
     }
 }
 
-/// One call on the PTX emulator.
-struct EmulatedCall<'a> {
+/// The PTX emulator: every step runs to its end when it is given.
+struct EmulatedDevice<'a> {
     kernels: &'a [ptx::Kernel],
-    memory: emulator::Memory,
+    memory: &'a Arc<Mutex<emulator::Memory>>,
 }
 
-impl Device for EmulatedCall<'_> {
-    /// Every step runs to its end when it is given.
+impl Device for EmulatedDevice<'_> {
     fn synchronize(&mut self) -> Result<(), Error> {
         Ok(())
     }
 
-    fn upload(&mut self, bytes: &[u8]) -> Result<u64, Error> {
-        let address = self.memory.alloc(bytes.len());
-        self.memory.bytes_mut(address).copy_from_slice(bytes);
-        Ok(address)
+    fn write(&mut self, buffer: &DeviceBuffer, data: &[u8]) -> Result<(), Error> {
+        self.owns(buffer)?;
+        lock(self.memory).bytes_mut(buffer.address).copy_from_slice(data);
+        Ok(())
     }
 
     /// Filled with 0xFF bytes, NaN in every float type and -1 in every integer type, so that a
     /// plan that reads memory before writing it changes results.
-    fn alloc(&mut self, bytes: usize) -> Result<u64, Error> {
-        let address = self.memory.alloc(bytes);
-        self.memory.bytes_mut(address).fill(0xFF);
-        Ok(address)
+    fn alloc(&mut self, bytes: usize) -> Result<DeviceBuffer, Error> {
+        let mut memory = lock(self.memory);
+        let address = memory.alloc(bytes);
+        memory.bytes_mut(address).fill(0xFF);
+        Ok(DeviceBuffer { address, bytes, owner: Owner::Emulator(self.memory.clone()) })
+    }
+
+    fn available(&mut self, address: u64) -> Option<u64> {
+        lock(self.memory).available(address)
+    }
+
+    fn owns(&self, buffer: &DeviceBuffer) -> Result<(), Error> {
+        match &buffer.owner {
+            Owner::Emulator(memory) if Arc::ptr_eq(memory, self.memory) => Ok(()),
+            _ => Err(Error::Argument("a buffer of another device given to the emulator".into())),
+        }
     }
 
     fn launch(&mut self, l: &Launch, args: &[u64]) -> Result<(), Error> {
-        emulator::launch(&mut self.memory, &self.kernels[l.kernel], l.grid, l.block, args).map_err(Error::Emulator)
+        emulator::launch(&mut lock(self.memory), &self.kernels[l.kernel], l.grid, l.block, args)
+            .map_err(Error::Emulator)
     }
 
     fn gemm(&mut self, g: &Gemm, [a, b, c, _scratch]: [u64; 4]) -> Result<(), Error> {
-        emulator::gemm(&mut self.memory, g, [a, b, c]).map_err(Error::Emulator)
+        emulator::gemm(&mut lock(self.memory), g, [a, b, c]).map_err(Error::Emulator)
     }
 
-    fn download(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error> {
-        out.copy_from_slice(self.memory.bytes(address));
+    fn download(&mut self, buffer: &DeviceBuffer, out: &mut [u8]) -> Result<(), Error> {
+        self.owns(buffer)?;
+        out.copy_from_slice(lock(self.memory).bytes(buffer.address));
         Ok(())
     }
 }
