@@ -348,7 +348,7 @@ pub fn saturation_report(reports: &[kiln_passes::saturate::Report]) -> String {
 
 /// The artifacts of a compiled module and the manifest that lists them all with their hashes:
 /// for a CPU, the library file of the requested kind, the C header and the Rust bindings; for a
-/// GPU, one PTX file per kernel (the launch plans are in the manifest).
+/// GPU, one PTX file per kernel (the launch plans are in the manifest) and a C header of sizes.
 fn package(
     source: &Source,
     module: &Module,
@@ -366,6 +366,7 @@ fn package(
             kernels.push(manifest::KernelInfo { name: k.name.clone(), entry: k.entry.clone(), file: file.clone() });
             files.push((file, k.ptx.clone().into_bytes()));
         }
+        files.push((format!("{m}.h"), kiln_codegen::header::emit_gpu_header(module, VERSION, workspace).into_bytes()));
     } else {
         let library = match options.output {
             OutputKind::Object => artifacts.object,

@@ -259,8 +259,9 @@ fn plans_run_on_device_buffers_and_caller_pointers() {
 const C_GPU_PROGRAM: &str = r#"#include <stdio.h>
 #include <string.h>
 #include "kiln_runtime.h"
-static float x[16 * 32], w1[32 * 64], b1[64], w2[64 * 10], b2[10];
-static int labels[16];
+#include "mlp.h"
+static float x[MLP_LOSS_X_SIZE], w1[MLP_LOSS_W1_SIZE], b1[MLP_LOSS_B1_SIZE], w2[MLP_LOSS_W2_SIZE], b2[MLP_LOSS_B2_SIZE];
+static int32_t labels[MLP_LOSS_LABELS_SIZE];
 int main(int argc, char **argv) {
     char err[512];
     if (argc < 2) return 2;
@@ -270,14 +271,14 @@ int main(int argc, char **argv) {
     const void *in[6] = {x, labels, w1, b1, w2, b2};
     size_t bytes[7] = {sizeof x, sizeof labels, sizeof w1, sizeof b1, sizeof w2, sizeof b2, sizeof loss};
     void *out[1] = {&loss};
-    if (kiln_gpu_call(gpu, "loss", in, bytes, 6, out, bytes + 6, 1, err, sizeof err)) { printf("call failed: %s\n", err); return 1; }
+    if (kiln_gpu_call(gpu, MLP_LOSS_NAME, in, bytes, 6, out, bytes + 6, 1, err, sizeof err)) { printf("call failed: %s\n", err); return 1; }
     printf("copied loss %.6f\n", loss);
     uint64_t buffers[7];
     for (int i = 0; i < 7; i++) {
         if (kiln_gpu_alloc(gpu, bytes[i], &buffers[i], err, sizeof err)) { printf("alloc failed: %s\n", err); return 1; }
         if (i < 6 && kiln_gpu_copy_to_device(gpu, buffers[i], in[i], bytes[i], err, sizeof err)) { printf("copy failed: %s\n", err); return 1; }
     }
-    if (kiln_gpu_call_device(gpu, "loss", buffers, 7, err, sizeof err)) { printf("device call failed: %s\n", err); return 1; }
+    if (kiln_gpu_call_device(gpu, MLP_LOSS_NAME, buffers, 7, err, sizeof err)) { printf("device call failed: %s\n", err); return 1; }
     loss = -1;
     if (kiln_gpu_copy_from_device(gpu, &loss, buffers[6], sizeof loss, err, sizeof err)) { printf("copy back failed: %s\n", err); return 1; }
     printf("device loss %.6f\n", loss);
@@ -294,8 +295,9 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The C API runs a GPU bundle (here on the emulator) with host buffers and with device
-/// buffers it allocated, and refuses bad counts, sizes, freed memory and a memory limit.
+/// The C API runs a GPU bundle (here on the emulator; sizes and names from the bundle's
+/// header) with host buffers and with device buffers it allocated, and refuses bad counts,
+/// sizes, freed memory and a memory limit.
 #[test]
 fn c_api_runs_gpu_bundles() {
     let dir = tempfile::tempdir().unwrap();
