@@ -51,3 +51,37 @@ fn compiled_derivatives_agree_with_interpreted_derivatives() {
     let module = Module { name: "derivs".into(), funcs };
     common::check_module(&module, &mut rng);
 }
+
+/// The reference judges well-conditioned results and leaves out those that rounding decides:
+/// nothing of `x * y + 1`, everything of a sine of a huge value, and a comparison of two values
+/// within a few ulp of each other.
+#[test]
+fn ill_conditioned_results_are_left_out_of_comparisons() {
+    use kiln_ir::interp::{Data, Tensor};
+    let source = kiln::Source {
+        name: "cond.kn".into(),
+        text: "fn good(x: f32[64], y: f32[64]) -> f32[64] { x * y + 1.0 }\n\
+               fn chaotic(x: f64[64]) -> f64[64] { sin(exp(x * 50.0 + 600.0)) }\n\
+               fn near(y: f32[64]) -> bool[64] { y >= tanh(y) }\n\
+               export good;\nexport chaotic;\nexport near;\n"
+            .into(),
+    };
+    let module = kiln::check(&source, "cond").unwrap();
+    let mut rng = Rng::new(common::seed());
+    let judged = |name: &str, args: &[Tensor]| -> Vec<bool> {
+        let f = module.func(name).unwrap();
+        common::reference(f, args, common::Check::Program).remove(0).1
+    };
+    let random = |rng: &mut Rng, f: &str| -> Vec<Tensor> {
+        module.func(f).unwrap().params.iter().map(|p| gen::tensor(rng, &p.ty, false)).collect()
+    };
+    assert!(judged("good", &random(&mut rng, "good")).iter().all(|&j| j));
+    assert!(judged("chaotic", &random(&mut rng, "chaotic")).iter().all(|&j| !j));
+    let y: Vec<f32> = (1..=64).map(|k| k as f32 * 1e-4).collect();
+    // y - tanh y = y^3 / 3: within the perturbations (1e-6 relative) below y = 1e-3, beyond
+    // them above 3e-3.
+    let near = judged("near", &[Tensor::new(vec![64], Data::F32(y.clone()))]);
+    for (y, judged) in y.iter().zip(near) {
+        assert!(if *y <= 1e-3 { !judged } else { *y < 3e-3 || judged }, "y = {y:e}: judged {judged}");
+    }
+}

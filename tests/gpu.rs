@@ -341,27 +341,24 @@ fn check_against_interpreter(
     f: &kiln_ir::Func,
     args: &[kiln_ir::interp::Tensor],
     check: common::Check,
-) -> Result<(), String> {
-    let expected = kiln_ir::interp::run(f, args);
-    for (want, got) in expected.iter().zip(call(executor, f, args)?) {
-        kiln_ir::interp::compare(want, &got, common::tolerance(want.data.dtype(), check))
-            .map_err(|e| format!("`{}`: {e}\n(inputs: {args:?})", f.name))?;
-    }
-    Ok(())
+) -> Result<common::Compared, String> {
+    common::compare_results(f, args, &call(executor, f, args)?, check)
+        .map_err(|e| format!("`{}` {e}\n(inputs: {args:?})", f.name))
 }
 
 /// Calls every function of `module` on `executor` (its GPU bundle) with random inputs and
-/// compares the results with the interpreter's.
+/// compares the results with the interpreter's; most must be well conditioned.
 fn agrees_with_interpreter(
     executor: &kiln_runtime::gpu::GpuExecutor,
     module: &kiln_ir::Module,
     rng: &mut kiln_ir::gen::Rng,
 ) -> Result<(), String> {
+    let mut compared = common::Compared::default();
     for f in &module.funcs {
         let args: Vec<_> = f.params.iter().map(|p| kiln_ir::gen::tensor(rng, &p.ty, false)).collect();
-        check_against_interpreter(executor, f, &args, common::Check::ProgramWithoutLibm)?;
+        compared += check_against_interpreter(executor, f, &args, common::Check::ProgramWithoutLibm)?;
     }
-    Ok(())
+    compared.mostly_judged()
 }
 
 /// Every op of the table (random instances over the dtypes it accepts, with the special

@@ -236,6 +236,12 @@ fn gather_indices(
 ///
 /// Panics if an argument's type differs from its parameter's: callers check arguments first.
 pub fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
+    run_with(func, args, |_, _| {})
+}
+
+/// [`run`], with `adjust` applied to each instruction's result before later ones read it: to
+/// see how a rounding difference in one op carries to the results.
+pub fn run_with(func: &Func, args: &[Tensor], mut adjust: impl FnMut(&Op, &mut Tensor)) -> Vec<Tensor> {
     assert_eq!(args.len(), func.params.len(), "argument count");
     let mut values: Vec<Tensor> = Vec::with_capacity(func.num_values());
     for (arg, p) in args.iter().zip(&func.params) {
@@ -244,7 +250,8 @@ pub fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
     }
     for inst in &func.insts {
         let operands: Vec<&Tensor> = inst.args.iter().map(|a| &values[a.index()]).collect();
-        let result = eval(&inst.op, &operands, &inst.ty);
+        let mut result = eval(&inst.op, &operands, &inst.ty);
+        adjust(&inst.op, &mut result);
         debug_assert_eq!(result.ty(), inst.ty);
         values.push(result);
     }
@@ -508,42 +515,73 @@ pub enum Tolerance {
     /// |a - r| <= rtol * max|r|: errors scaled by the tensor's magnitude, so that sums and dot
     /// products with cancellation are judged fairly.
     Scaled(f64),
+    /// |a - r| <= rtol * max(max|r|, operands): for whole programs, whose results may be
+    /// differences of values as large as their inputs (`exp(log(x)) - x`), exact only relative
+    /// to those; `operands` is the largest magnitude among the inputs.
+    Program { rtol: f64, operands: f64 },
 }
 
 /// Compares a result with the reference: same type; integers and bools exactly; floats within
 /// the tolerance, infinities exactly, and NaN exactly where the reference has NaN.
 pub fn compare(reference: &Tensor, actual: &Tensor, tolerance: Tolerance) -> Result<(), String> {
+    compare_where(reference, actual, tolerance, &vec![true; reference.data.len()])
+}
+
+/// [`compare`] on the elements `considered` marks only (the well-conditioned ones, say).
+pub fn compare_where(
+    reference: &Tensor,
+    actual: &Tensor,
+    tolerance: Tolerance,
+    considered: &[bool],
+) -> Result<(), String> {
     if reference.ty() != actual.ty() {
         return Err(format!("type {} instead of {}", actual.ty(), reference.ty()));
     }
-    let n = reference.data.len();
-    if !reference.data.dtype().is_float() {
-        return match (0..n).find(|&i| reference.data.get_f64(i) != actual.data.get_f64(i)) {
-            Some(i) => {
-                Err(format!("element {i} is {} instead of {}", actual.data.get_f64(i), reference.data.get_f64(i)))
-            }
-            None => Ok(()),
-        };
-    }
-    let scale = (0..n).map(|i| reference.data.get_f64(i)).filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()));
-    for i in 0..n {
-        let (r, a) = (reference.data.get_f64(i), actual.data.get_f64(i));
-        let allowed = match tolerance {
-            Tolerance::Elementwise(rtol) => rtol * r.abs(),
-            Tolerance::Scaled(rtol) => rtol * scale,
-        };
-        let ok = if r.is_nan() || a.is_nan() {
-            r.is_nan() && a.is_nan()
-        } else if r.is_infinite() || a.is_infinite() {
-            r == a
-        } else {
-            (a - r).abs() <= allowed.max(f64::MIN_POSITIVE)
-        };
-        if !ok {
-            return Err(format!("element {i} is {a:e} instead of {r:e} (tolerance {allowed:e})"));
+    let allowed = allowance(reference, tolerance);
+    let agree = agreement(reference, actual, tolerance);
+    match (0..agree.len()).find(|&i| considered[i] && !agree[i]) {
+        None => Ok(()),
+        Some(i) => {
+            let (r, a) = (reference.data.get_f64(i), actual.data.get_f64(i));
+            Err(if reference.data.dtype().is_float() {
+                format!("element {i} is {a:e} instead of {r:e} (tolerance {:e})", allowed(i))
+            } else {
+                format!("element {i} is {a} instead of {r}")
+            })
         }
     }
-    Ok(())
+}
+
+/// Whether each element of `actual` agrees with `reference` (of the same type) as [`compare`]
+/// judges it.
+pub fn agreement(reference: &Tensor, actual: &Tensor, tolerance: Tolerance) -> Vec<bool> {
+    let allowed = allowance(reference, tolerance);
+    let float = reference.data.dtype().is_float();
+    (0..reference.data.len())
+        .map(|i| {
+            let (r, a) = (reference.data.get_f64(i), actual.data.get_f64(i));
+            if !float {
+                r == a
+            } else if r.is_nan() || a.is_nan() {
+                r.is_nan() && a.is_nan()
+            } else if r.is_infinite() || a.is_infinite() {
+                r == a
+            } else {
+                (a - r).abs() <= allowed(i).max(f64::MIN_POSITIVE)
+            }
+        })
+        .collect()
+}
+
+/// The error `tolerance` allows at each element of `reference`.
+fn allowance(reference: &Tensor, tolerance: Tolerance) -> impl Fn(usize) -> f64 + '_ {
+    let n = reference.data.len();
+    let scale = (0..n).map(|i| reference.data.get_f64(i)).filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()));
+    move |i| match tolerance {
+        Tolerance::Elementwise(rtol) => rtol * reference.data.get_f64(i).abs(),
+        Tolerance::Scaled(rtol) => rtol * scale,
+        Tolerance::Program { rtol, operands } => rtol * scale.max(operands),
+    }
 }
 
 /// A short text form of a tensor: all elements if there are at most 8, else the first 8.

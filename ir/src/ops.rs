@@ -457,6 +457,20 @@ impl Op {
         }
     }
 
+    /// Whether the op rounds its float results, so that two correct implementations may
+    /// differ in the last bits (a summation order, a polynomial instead of libm). The others
+    /// give the exact value everywhere: selections and extremes return one of their operands,
+    /// neg and abs flip a sign, shape ops move elements, and a conversion rounds as IEEE says.
+    pub fn rounds(&self) -> bool {
+        match self {
+            Op::Unary(u) => !matches!(u, UnaryOp::Neg | UnaryOp::Abs),
+            Op::Binary(b) => matches!(b, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Pow),
+            Op::Reduce { kind, .. } => *kind == ReduceKind::Sum,
+            Op::Dot | Op::Conv(_) => true,
+            _ => false,
+        }
+    }
+
     /// Number of operands, or None for variadic ops (concat takes one or more).
     pub fn arity(&self) -> Option<usize> {
         match self {

@@ -10,11 +10,10 @@
 //!
 //! - f32 exp, log, tanh (2 ulp) and sigmoid (4 ulp) on every target (measured: 1, 1, 1, 3 ulp);
 //! - f32 sin and cos (2 ulp for |x| <= π/4, 1.2e-7 absolute at any magnitude: Payne and
-//!   Hanek's exact reduction) and pow (3 + 2 |y ln x| ulp: exp amplifies the rounding of
-//!   y ln x), and every f64 function (exp 2 ulp, log and sigmoid 3, tanh 6, sin and cos 2
-//!   within π/4 and 1e-15 absolute at any magnitude, pow
-//!   3 + 3 |y ln x|: log's f64 error is larger relative to its ulp), on targets without libm (`Target::libm` false: GPUs); CPU targets call libm for
-//!   those.
+//!   Hanek's exact reduction) and pow (1 ulp: computed in f64), and every f64 function (exp
+//!   2 ulp, log and sigmoid 3, tanh 6, sin and cos 2 within π/4 and 1e-15 absolute at any
+//!   magnitude, pow 3 + 3 |y ln x|: exp amplifies the rounding of y ln x), on targets without
+//!   libm (`Target::libm` false: GPUs); CPU targets call libm for those.
 
 use super::Body;
 use kiln_ir::{DType, Literal};
@@ -515,10 +514,21 @@ impl Body {
 
     /// pow(x, y) = ±exp(y log|x|) with C's special cases: pow(x, 0) = pow(1, y) = 1, pow(-1, ±inf)
     /// = 1, a finite negative base needs an integer exponent (NaN otherwise; pow(-inf, y) is
-    /// exp(y log inf), +inf or +0, for a fractional y) and is negative for an odd one. Error within 3 + 2 |y ln x| ulp in f32 and 3 + 3 |y ln x| in
-    /// f64: exp turns the absolute error of y ln x (log's error plus the product's half ulp,
-    /// relative to |y ln x|) into a relative error of the result, up to twice as many of its ulps.
+    /// exp(y log inf), +inf or +0, for a fractional y) and is negative for an odd one. Error
+    /// within 3 + 3 |y ln x| ulp in f64: exp turns the absolute error of y ln x (log's error plus
+    /// the product's half ulp, relative to |y ln x|) into a relative error of the result, up to
+    /// three times as many of its ulps. f32 is computed in f64 and rounded once: |y ln x| is at
+    /// most 150 where an f32 result is neither 0 nor infinite, so the f64 error stays below
+    /// 2^-44 relative and the result is within 1 ulp (correctly rounded but for ties so close
+    /// that the f64 error decides them). Done in f32, the same amplification cost up to 300 ulp,
+    /// and a sin or cos of the result turned that into absolute error.
     pub(super) fn pow(&mut self, fmt: Fmt, x: &str, y: &str) -> String {
+        if fmt == F32 {
+            let (wx, wy) =
+                (self.op(format!("arith.extf {x} : f32 to f64")), self.op(format!("arith.extf {y} : f32 to f64")));
+            let wide = self.pow(F64, &wx, &wy);
+            return self.op(format!("arith.truncf {wide} : f64 to f32"));
+        }
         let a = self.fun(fmt, "absf", x);
         let l = self.log(fmt, &a);
         let p = self.fop(fmt, "mulf", y, &l);
