@@ -200,6 +200,10 @@ fn gpu_sin_cos_and_pow_polynomials_are_within_their_bounds() {
         (f32::NEG_INFINITY, 3.0),
         (f32::NEG_INFINITY, -3.0),
         (f32::NEG_INFINITY, 2.0),
+        (-0.0, 3.0),
+        (-0.0, -3.0),
+        (-0.0, 2.0),
+        (-0.0, 0.5),
         // Near overflow and underflow, where y ln x is largest.
         (10.0, 38.5),
         (3.0, 80.7),
@@ -226,6 +230,7 @@ fn gpu_sin_cos_and_pow_polynomials_are_within_their_bounds() {
         let want = (x as f64).powf(y as f64) as f32;
         let u = ulps(got, want);
         assert!(u <= 1, "pow({x:e}, {y:e}) = {got:e}, libm {want:e}: {u} ulp");
+        assert!(want != 0.0 || got.to_bits() == want.to_bits(), "pow({x:e}, {y:e}) = {got:e}, libm {want:e}");
         worst = worst.max(u);
     }
     eprintln!("pow: at most {worst} ulp");
@@ -321,5 +326,50 @@ fn f64_functions_without_libm_are_within_their_bounds() {
     for ((&x, &y), &got) in xs.iter().zip(&ys).zip(out) {
         let bound = 3.0 + 3.0 * (y * x.abs().ln()).abs();
         assert!(ulps64(got, x.powf(y)) as f64 <= bound, "pow({x:e}, {y:e}) = {got:e}, libm {:e}", x.powf(y));
+    }
+}
+
+/// Every function gives zeros the sign libm gives them (the interpreter's): the odd ones keep
+/// x's (sin(-0) = tanh(-0) = -0, pow(-0, 3) = -0, pow(-0, -3) = -inf), which ulp distances
+/// cannot see. With kiln's polynomials (GPUs) and on the CPU target.
+#[test]
+fn zeros_keep_their_sign() {
+    let text = ["exp", "log", "tanh", "sigmoid", "sin", "cos", "sqrt"]
+        .iter()
+        .flat_map(|f| {
+            ["f32", "f64"].map(|t| format!("fn {f}_{t}(x: {t}[2]) -> {t}[2] {{ {f}(x) }}\nexport {f}_{t};\n"))
+        })
+        .chain(
+            ["f32", "f64"]
+                .map(|t| format!("fn pow_{t}(x: {t}[4], y: {t}[4]) -> {t}[4] {{ pow(x, y) }}\nexport pow_{t};\n")),
+        )
+        .collect::<String>();
+    for target in [without_libm(), kiln_codegen::Target::default()] {
+        let loaded = load_for(&text, &target);
+        for f in &loaded.module.funcs {
+            let f64 = f.name.ends_with("f64");
+            let data =
+                |v: &[f64]| if f64 { Data::F64(v.to_vec()) } else { Data::F32(v.iter().map(|&x| x as f32).collect()) };
+            let args: Vec<Tensor> = if f.params.len() == 2 {
+                vec![
+                    Tensor::new(vec![4], data(&[-0.0, -0.0, -0.0, 0.0])),
+                    Tensor::new(vec![4], data(&[3.0, -3.0, 2.0, 3.0])),
+                ]
+            } else {
+                vec![Tensor::new(vec![2], data(&[-0.0, 0.0]))]
+            };
+            let want = kiln_ir::interp::run(f, &args);
+            let got = loaded.call(&f.name, &args);
+            let bits = |t: &Tensor| (0..t.data.len()).map(|i| t.data.get_f64(i).to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&got[0]),
+                bits(&want[0]),
+                "{} (libm {}): {:?} for {:?}",
+                f.name,
+                target.libm,
+                got[0].data,
+                want[0].data
+            );
+        }
     }
 }

@@ -236,12 +236,13 @@ fn gather_indices(
 ///
 /// Panics if an argument's type differs from its parameter's: callers check arguments first.
 pub fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
-    run_with(func, args, |_, _| {})
+    run_with(func, args, |_, _, _| {})
 }
 
-/// [`run`], with `adjust` applied to each instruction's result before later ones read it: to
-/// see how a rounding difference in one op carries to the results.
-pub fn run_with(func: &Func, args: &[Tensor], mut adjust: impl FnMut(&Op, &mut Tensor)) -> Vec<Tensor> {
+/// [`run`], with `adjust` applied to each instruction's result (given its op and operands)
+/// before later ones read it: to see how a rounding difference in one op carries to the
+/// results.
+pub fn run_with(func: &Func, args: &[Tensor], mut adjust: impl FnMut(&Op, &[&Tensor], &mut Tensor)) -> Vec<Tensor> {
     assert_eq!(args.len(), func.params.len(), "argument count");
     let mut values: Vec<Tensor> = Vec::with_capacity(func.num_values());
     for (arg, p) in args.iter().zip(&func.params) {
@@ -251,7 +252,7 @@ pub fn run_with(func: &Func, args: &[Tensor], mut adjust: impl FnMut(&Op, &mut T
     for inst in &func.insts {
         let operands: Vec<&Tensor> = inst.args.iter().map(|a| &values[a.index()]).collect();
         let mut result = eval(&inst.op, &operands, &inst.ty);
-        adjust(&inst.op, &mut result);
+        adjust(&inst.op, &operands, &mut result);
         debug_assert_eq!(result.ty(), inst.ty);
         values.push(result);
     }

@@ -457,14 +457,16 @@ impl Op {
         }
     }
 
-    /// Whether the op rounds its float results, so that two correct implementations may
-    /// differ in the last bits (a summation order, a polynomial instead of libm). The others
-    /// give the exact value everywhere: selections and extremes return one of their operands,
-    /// neg and abs flip a sign, shape ops move elements, and a conversion rounds as IEEE says.
-    pub fn rounds(&self) -> bool {
+    /// Whether two correct implementations may give different float results: functions IEEE
+    /// does not require to be correctly rounded (exp, log, tanh, sigmoid, sin, cos, rsqrt,
+    /// pow: libm on one target, kiln's polynomials on another), and sums, products and
+    /// convolutions, whose order of accumulation is free. add, sub, mul, div and sqrt round
+    /// correctly everywhere; selections and extremes return an operand, neg and abs flip a
+    /// sign, shape ops move elements, and a conversion rounds as IEEE says.
+    pub fn inexact(&self) -> bool {
         match self {
-            Op::Unary(u) => !matches!(u, UnaryOp::Neg | UnaryOp::Abs),
-            Op::Binary(b) => matches!(b, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Pow),
+            Op::Unary(u) => !matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sqrt),
+            Op::Binary(b) => *b == BinaryOp::Pow,
             Op::Reduce { kind, .. } => *kind == ReduceKind::Sum,
             Op::Dot | Op::Conv(_) => true,
             _ => false,

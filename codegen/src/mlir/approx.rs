@@ -307,6 +307,8 @@ impl Body {
             );
             let pz = self.fop(fmt, "mulf", &p, &z);
             let small = self.mul_add(fmt, &pz, x, x);
+            // x^3 P(x^2) + x is +0 at x = -0: tanh(-0) = -0.
+            let small = self.op(format!("math.copysign {small}, {x} : {}", fmt.ty));
             let e = self.exp(fmt, &twice);
             let e1 = self.fop(fmt, "addf", &e, &one);
             let q = self.fop(fmt, "divf", &two, &e1);
@@ -340,6 +342,13 @@ impl Body {
         let masked = self.iop(fmt, "andi", value, &mask);
         let zero = self.i(fmt, 0);
         self.op(format!("arith.cmpi ne, {masked}, {zero} : {}", fmt.int))
+    }
+
+    /// Whether `x`'s sign bit is set (true for -0 and negative NaNs, where `x < 0` is false).
+    fn sign_bit(&mut self, fmt: Fmt, x: &str) -> String {
+        let bits = self.op(format!("arith.bitcast {x} : {} to {}", fmt.ty, fmt.int));
+        let zero = self.i(fmt, 0);
+        self.op(format!("arith.cmpi slt, {bits}, {zero} : {}", fmt.int))
     }
 
     fn negate_if(&mut self, fmt: Fmt, cond: &str, x: &str) -> String {
@@ -500,8 +509,8 @@ impl Body {
     /// sin(x) by [`Body::quadrant`], odd in x.
     pub(super) fn sin(&mut self, fmt: Fmt, x: &str) -> String {
         let (s, _) = self.quadrant(fmt, x);
-        let zero = self.f(fmt, 0.0);
-        let negative = self.fop(fmt, "cmpf olt,", x, &zero);
+        // Odd in x, -0 included: sin(-0) = -0.
+        let negative = self.sign_bit(fmt, x);
         let s = self.negate_if(fmt, &negative, &s);
         self.nan_unless_finite(fmt, x, &s)
     }
@@ -514,7 +523,8 @@ impl Body {
 
     /// pow(x, y) = ±exp(y log|x|) with C's special cases: pow(x, 0) = pow(1, y) = 1, pow(-1, ±inf)
     /// = 1, a finite negative base needs an integer exponent (NaN otherwise; pow(-inf, y) is
-    /// exp(y log inf), +inf or +0, for a fractional y) and is negative for an odd one. Error
+    /// exp(y log inf), +inf or +0, for a fractional y), and an odd exponent keeps x's sign
+    /// (-0 included). Error
     /// within 3 + 3 |y ln x| ulp in f64: exp turns the absolute error of y ln x (log's error plus
     /// the product's half ulp, relative to |y ln x|) into a relative error of the result, up to
     /// three times as many of its ulps. f32 is computed in f64 and rounded once: |y ln x| is at
@@ -542,7 +552,9 @@ impl Body {
         let odd = self.op(format!("arith.andi {odd}, {integer} : i1"));
         let zero = self.f(fmt, 0.0);
         let negative = self.fop(fmt, "cmpf olt,", x, &zero);
-        let flip = self.op(format!("arith.andi {negative}, {odd} : i1"));
+        // An odd power keeps the sign of x, -0 included: pow(-0, 3) = -0, pow(-0, -3) = -inf.
+        let sign = self.sign_bit(fmt, x);
+        let flip = self.op(format!("arith.andi {sign}, {odd} : i1"));
         let r = self.negate_if(fmt, &flip, &r);
         let fractional = self.fop(fmt, "cmpf one,", &fl, y);
         let inf = self.f(fmt, f64::INFINITY);
