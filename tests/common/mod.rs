@@ -159,9 +159,9 @@ fn rtol(dtype: kiln_ir::DType, check: Check) -> f64 {
 /// conditioned under `check`: those the interpreter gives again, within the tolerance, when
 /// the float results of every op that correct implementations may compute differently
 /// ([`kiln_ir::Op::inexact`]: kiln's functions where there is no libm, another summation
-/// order) are moved by a hundredth of the tolerance, in runs that move every two such ops apart
-/// both ways round and four runs in random directions, and equality holds between values that
-/// close. The others (a comparison of two nearly equal values, a difference of nearly equal
+/// order) are moved by up to a hundredth of the tolerance, in runs that move every two such ops
+/// apart both ways round and six runs that move each element randomly, and equality holds
+/// between values that close. The others (a comparison of two nearly equal values, a difference of nearly equal
 /// values, a sine of a huge argument) depend on
 /// rounding, not on the compiler: whole programs are compared on the well conditioned elements
 /// only, single ops on all.
@@ -172,17 +172,25 @@ pub fn reference(f: &kiln_ir::Func, args: &[Tensor], check: Check) -> Vec<(Tenso
         let mut rng = kiln_ir::gen::Rng::new(f.name.bytes().fold(7, |h, b| h.wrapping_mul(31) + b as u64));
         // Runs 2k and 2k + 1 move op j up where bit k of j is set (down where it is clear),
         // and the other way: every two ops move apart in some run, both ways round. The last
-        // runs pick a direction per element, for elements of one op compared with each other.
+        // runs move each element by a random fraction of the step, either way: elements of
+        // one op compared with each other, and functions (a cosine of a huge value) that two
+        // points would not show.
         let bits = (usize::BITS - f.insts.len().leading_zeros()) as usize;
-        for run in 0..2 * bits + 4 {
+        for run in 0..2 * bits + 6 {
             let mut op = 0;
             let moved = kiln_ir::interp::run_with(f, args, |o, operands, t| {
                 op += 1;
-                let up = || match run / 2 {
-                    k if k < bits => ((op - 1) >> k & 1 == 1) == (run % 2 == 0),
-                    _ => rng.below(2) == 0,
+                let by = || match run / 2 {
+                    k if k < bits => {
+                        if ((op - 1) >> k & 1 == 1) == (run % 2 == 0) {
+                            1.0
+                        } else {
+                            -1.0
+                        }
+                    }
+                    _ => rng.unit() * 2.0 - 1.0,
                 };
-                perturb(o, operands, t, |dtype| rtol(dtype, check) / 100.0, up);
+                perturb(o, operands, t, |dtype| rtol(dtype, check) / 100.0, by);
             });
             for ((e, m), s) in expected.iter().zip(&moved).zip(&mut stable) {
                 let agree = kiln_ir::interp::agreement(e, m, tolerance(e.data.dtype(), check, args));
@@ -196,11 +204,11 @@ pub fn reference(f: &kiln_ir::Func, args: &[Tensor], check: Check) -> Vec<(Tenso
 /// How many of [`perturb`]'s moves apart values near a discontinuity may be.
 const NEAR: f64 = 16.0;
 
-/// One op's result in a perturbed run of [`reference`], each float moved by `step` of its type
-/// (relative). Where values within [`NEAR`] such moves (several ops' worth) decide a
+/// One op's result in a perturbed run of [`reference`], with floats moved by up to `step` of
+/// their type (relative). Where values within [`NEAR`] such moves (several ops' worth) decide a
 /// discontinuity, the result is taken on its other side: equality of nearly equal values, a
 /// negative base to a power that close to an integer. An op correct implementations may
-/// compute differently then has its values moved up or down as `up` says, but for a function's
+/// compute differently then has each value x moved to x (1 + by() step), but for a function's
 /// values 0 and ±1: its special cases (exp 0 = 1, cos 0 = 1, pow(x, 0) = 1, log 1 = 0), which
 /// every implementation gives exactly.
 fn perturb(
@@ -208,7 +216,7 @@ fn perturb(
     operands: &[&Tensor],
     t: &mut Tensor,
     step: impl Fn(kiln_ir::DType) -> f64,
-    mut up: impl FnMut() -> bool,
+    mut by: impl FnMut() -> f64,
 ) {
     let float = operands.first().is_some_and(|a| a.data.dtype().is_float());
     let operand = |k: usize, i: usize| operands[k].data.get_f64(i);
@@ -244,7 +252,7 @@ fn perturb(
         if special(x) {
             x
         } else {
-            x * (1.0 + if up() { step } else { -step })
+            x * (1.0 + by() * step)
         }
     };
     match &mut t.data {

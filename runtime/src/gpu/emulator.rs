@@ -617,10 +617,26 @@ fn float(op: Arith, f64_: bool, round: Round, a: f64, b: f64, c: f64) -> Result<
         Arith::Div => f64::from(single(a) / single(b)),
         Arith::Sqrt if f64_ => a.sqrt(),
         Arith::Sqrt => f64::from(single(a).sqrt()),
+        Arith::MinNan | Arith::MaxNan if a.is_nan() || b.is_nan() => f64::NAN,
+        // -0 is below +0 (IEEE 754-2019 minimum and maximum: LLVM selects min/max.NaN for
+        // llvm.minimum/maximum, which order the zeros so); Rust's min and max may return
+        // either zero.
+        Arith::Min | Arith::MinNan if a == b => {
+            if a.is_sign_negative() {
+                a
+            } else {
+                b
+            }
+        }
+        Arith::Max | Arith::MaxNan if a == b => {
+            if a.is_sign_negative() {
+                b
+            } else {
+                a
+            }
+        }
         Arith::Min => a.min(b),
         Arith::Max => a.max(b),
-        Arith::MinNan if a.is_nan() || b.is_nan() => f64::NAN,
-        Arith::MaxNan if a.is_nan() || b.is_nan() => f64::NAN,
         Arith::MinNan => a.min(b),
         Arith::MaxNan => a.max(b),
         Arith::Abs => a.abs(),
@@ -1003,6 +1019,12 @@ $L__done:
         assert_eq!(arith(Arith::Copysign, Ty::F32, no, false, false, [f(-1.0), f(2.0), 0]).unwrap(), f(-2.0));
         assert_eq!(arith(Arith::MaxNan, Ty::F32, no, false, false, [f(f32::NAN), f(2.0), 0]).unwrap(), f(f32::NAN));
         assert_eq!(arith(Arith::Max, Ty::F32, no, false, false, [f(f32::NAN), f(2.0), 0]).unwrap(), f(2.0));
+        // -0 below +0, either way round.
+        for (op, want) in [(Arith::Max, 0.0f32), (Arith::MaxNan, 0.0), (Arith::Min, -0.0), (Arith::MinNan, -0.0)] {
+            for pair in [[f(-0.0), f(0.0), 0], [f(0.0), f(-0.0), 0]] {
+                assert_eq!(arith(op, Ty::F32, no, false, false, pair).unwrap(), f(want), "{op:?}");
+            }
+        }
         assert_eq!(arith(Arith::Mul(Half::Wide), Ty::U(32), no, false, false, [1 << 31, 4, 0]).unwrap(), 1 << 33);
         assert_eq!(arith(Arith::Shr, Ty::S(32), no, false, false, [0x8000_0000, 4, 0]).unwrap(), 0xf800_0000);
         assert_eq!(arith(Arith::Bfe, Ty::U(32), no, false, false, [0xabcd, 4, 8]).unwrap(), 0xbc);
