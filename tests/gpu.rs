@@ -155,26 +155,24 @@ fn gpu_bundles_verify_and_run_or_report_no_gpu() {
     // Matrix products are library steps; one whose matrices overrun their buffers is refused.
     let text = std::fs::read_to_string(&manifest).unwrap();
     assert!(bundle.functions.iter().flat_map(|f| &f.launches).any(|s| matches!(s, kiln_runtime::gpu::Step::Gemm(_))));
-    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let steps = json["functions"][0]["launches"].as_array_mut().unwrap();
-    let gemm = steps.iter_mut().find(|s| s.get("gemm").is_some()).expect("a product in `loss`");
-    gemm["gemm"]["m"] = (gemm["gemm"]["m"].as_u64().unwrap() * 2).into();
-    std::fs::write(&manifest, serde_json::to_string(&json).unwrap()).unwrap();
-    match GpuBundle::open(&manifest) {
-        Err(kiln_runtime::Error::Manifest(m)) => assert!(m.contains("out of range"), "{m}"),
-        other => panic!("a product overrunning its buffers must be refused, got {other:?}"),
-    }
+    // The manifest with the first product of `loss` changed by `change` is refused, the
+    // message naming `why`.
+    let refused = |change: &dyn Fn(&mut serde_json::Value), why: &str| {
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let steps = json["functions"][0]["launches"].as_array_mut().unwrap();
+        change(&mut steps.iter_mut().find(|s| s.get("gemm").is_some()).expect("a product in `loss`")["gemm"]);
+        std::fs::write(&manifest, serde_json::to_string(&json).unwrap()).unwrap();
+        match GpuBundle::open(&manifest) {
+            Err(kiln_runtime::Error::Manifest(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("a product that is {why} must be refused, got {other:?}"),
+        }
+    };
+    refused(&|g| g["m"] = (g["m"].as_u64().unwrap() * 2).into(), "out of range");
     // So is one whose scratch memory is not aligned workspace.
-    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let steps = json["functions"][0]["launches"].as_array_mut().unwrap();
-    let gemm = steps.iter_mut().find(|s| s.get("gemm").is_some()).unwrap();
-    let offset = &mut gemm["gemm"]["scratch"]["workspace"]["offset"];
-    *offset = (offset.as_u64().unwrap() - 4).into();
-    std::fs::write(&manifest, serde_json::to_string(&json).unwrap()).unwrap();
-    match GpuBundle::open(&manifest) {
-        Err(kiln_runtime::Error::Manifest(m)) => assert!(m.contains("not aligned"), "{m}"),
-        other => panic!("misaligned scratch memory must be refused, got {other:?}"),
-    }
+    refused(
+        &|g| g["scratch"]["workspace"]["offset"] = (g["scratch"]["workspace"]["offset"].as_u64().unwrap() - 4).into(),
+        "not aligned",
+    );
     std::fs::write(&manifest, text).unwrap();
     // A tampered kernel is refused.
     let ptx = dir.path().join(format!("mlp.{}.ptx", bundle.kernels[0].name));

@@ -538,14 +538,13 @@ pub fn compare_where(
     if reference.ty() != actual.ty() {
         return Err(format!("type {} instead of {}", actual.ty(), reference.ty()));
     }
-    let allowed = allowance(reference, tolerance);
     let agree = agreement(reference, actual, tolerance);
     match (0..agree.len()).find(|&i| considered[i] && !agree[i]) {
         None => Ok(()),
         Some(i) => {
             let (r, a) = (reference.data.get_f64(i), actual.data.get_f64(i));
             Err(if reference.data.dtype().is_float() {
-                format!("element {i} is {a:e} instead of {r:e} (tolerance {:e})", allowed(i))
+                format!("element {i} is {a:e} instead of {r:e} (tolerance {:e})", allowance(reference, tolerance)(i))
             } else {
                 format!("element {i} is {a} instead of {r}")
             })

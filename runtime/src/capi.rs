@@ -21,6 +21,14 @@ pub struct KilnGpu {
     buffers: Mutex<Vec<DeviceBuffer>>,
 }
 
+impl KilnGpu {
+    /// Its buffers; a panic while they were held leaves the list whole, so a poisoned lock is
+    /// taken as it is.
+    fn buffers(&self) -> std::sync::MutexGuard<'_, Vec<DeviceBuffer>> {
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Copies `message` into the caller's buffer (truncated, NUL-terminated), if there is one.
 unsafe fn report(error: *mut c_char, len: usize, message: &str) {
     if error.is_null() || len == 0 {
@@ -303,7 +311,7 @@ pub unsafe extern "C" fn kiln_gpu_alloc(
             let out = address.as_mut().ok_or("address is NULL")?;
             let buffer = gpu.executor.alloc(bytes).map_err(|e| e.to_string())?;
             *out = buffer.address();
-            gpu.buffers.lock().unwrap_or_else(|e| e.into_inner()).push(buffer);
+            gpu.buffers().push(buffer);
             Ok(())
         })
     }
@@ -321,7 +329,7 @@ unsafe fn copy(gpu: *const KilnGpu, address: u64, data: *mut u8, bytes: usize, t
     if data.is_null() {
         return Err("data is NULL".into());
     }
-    let buffers = gpu.buffers.lock().unwrap_or_else(|e| e.into_inner());
+    let buffers = gpu.buffers();
     let buffer = buffers
         .iter()
         .find(|b| b.address() == address)
@@ -385,7 +393,7 @@ pub unsafe extern "C" fn kiln_gpu_free(gpu: *const KilnGpu, address: u64) {
     let _ = std::panic::catch_unwind(|| {
         // SAFETY: forwarded from the caller.
         if let Some(gpu) = unsafe { gpu.as_ref() } {
-            gpu.buffers.lock().unwrap_or_else(|e| e.into_inner()).retain(|b| b.address() != address);
+            gpu.buffers().retain(|b| b.address() != address);
         }
     });
 }

@@ -524,10 +524,9 @@ impl Body {
     /// pow(x, y) = ±exp(y log|x|) with C's special cases: pow(x, 0) = pow(1, y) = 1, pow(-1, ±inf)
     /// = 1, a finite negative base needs an integer exponent (NaN otherwise; pow(-inf, y) is
     /// exp(y log inf), +inf or +0, for a fractional y), and an odd exponent keeps x's sign
-    /// (-0 included). Error
-    /// within 3 + 3 |y ln x| ulp in f64: exp turns the absolute error of y ln x (log's error plus
-    /// the product's half ulp, relative to |y ln x|) into a relative error of the result, up to
-    /// three times as many of its ulps. f32 is computed in f64 and rounded once: |y ln x| is at
+    /// (-0 included). Error within 3 + 3 |y ln x| ulp in f64: exp turns the absolute error of
+    /// y ln x (log's error plus the product's half ulp, relative to |y ln x|) into a relative
+    /// error of the result, up to three times as many of its ulps. f32 is computed in f64 and rounded once: |y ln x| is at
     /// most 150 where an f32 result is neither 0 nor infinite, so the f64 error stays below
     /// 2^-44 relative and the result is within 1 ulp (correctly rounded but for ties so close
     /// that the f64 error decides them). Done in f32, the same amplification cost up to 300 ulp,

@@ -447,7 +447,7 @@ impl GpuExecutor {
         let mut device = self.device();
         let spans = buffers
             .iter()
-            .map(|b| device.owns(b).map(|()| (b.address, b.bytes as u64)))
+            .map(|b| device.owns(b).map(|()| (b.address, Some(b.bytes as u64))))
             .collect::<Result<Vec<_>, _>>()?;
         // SAFETY: each buffer is a live allocation of this device, borrowed for the call.
         unsafe { self.call_spans(&mut *device, name, &spans) }
@@ -464,17 +464,23 @@ impl GpuExecutor {
     /// reads the results, while it runs.
     pub unsafe fn call_pointers(&self, name: &str, pointers: &[u64]) -> Result<(), Error> {
         let mut device = self.device();
-        let spans: Vec<(u64, u64)> = pointers.iter().map(|&p| (p, device.available(p).unwrap_or(0))).collect();
+        let spans: Vec<(u64, Option<u64>)> = pointers.iter().map(|&p| (p, device.available(p))).collect();
         // SAFETY: forwarded from the caller.
         unsafe { self.call_spans(&mut *device, name, &spans) }
     }
 
     /// Runs `name` once with its parameters and results in the device memory `spans`
-    /// (address, bytes available there; 0 when it is not device memory), after checking them.
+    /// (address, bytes available there; `None` when it is not device memory), after checking
+    /// them.
     ///
     /// # Safety
     /// As for [`GpuExecutor::call_pointers`].
-    unsafe fn call_spans(&self, device: &mut dyn Device, name: &str, spans: &[(u64, u64)]) -> Result<(), Error> {
+    unsafe fn call_spans(
+        &self,
+        device: &mut dyn Device,
+        name: &str,
+        spans: &[(u64, Option<u64>)],
+    ) -> Result<(), Error> {
         let f = self.function(name)?;
         let specs: Vec<&ArgSpec> = f.params.iter().chain(&f.results).collect();
         if spans.len() != specs.len() {
@@ -487,12 +493,12 @@ impl GpuExecutor {
             )));
         }
         for (&(p, n), spec) in spans.iter().zip(&specs) {
-            if n == 0 {
+            let Some(n) = n else {
                 return Err(Error::Argument(format!(
                     "`{}` of `{name}`: {p:#x} is not memory of this executor's device",
                     spec.name
                 )));
-            }
+            };
             if n < spec.bytes as u64 {
                 return Err(Error::Argument(format!(
                     "`{}` of `{name}` needs {} bytes, its device memory holds {n} from {p:#x}",
