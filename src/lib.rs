@@ -9,7 +9,7 @@
 //! Guarantees: user errors are [`Error::Source`] diagnostics; the same input, compiler version,
 //! target and options give byte-identical artifacts (no time or path is recorded).
 
-use kiln_codegen::manifest::{self, Compiler, FileInfo, Manifest, TargetInfo};
+use kiln_codegen::manifest::{self, Compiler, FileInfo, Kind, Manifest, TargetInfo};
 use kiln_codegen::{Emit, Target};
 use kiln_frontend::Transform;
 use kiln_ir::{Diagnostic, Func, Module};
@@ -93,6 +93,15 @@ impl OutputKind {
 
     pub fn parse(name: &str) -> Option<OutputKind> {
         Self::ALL.iter().find(|k| k.1 == name).map(|k| k.0)
+    }
+
+    /// The manifest's name for the kind.
+    pub fn manifest_kind(self) -> Kind {
+        match self {
+            OutputKind::Object => Kind::Object,
+            OutputKind::Static => Kind::Static,
+            OutputKind::Shared => Kind::Shared,
+        }
     }
 
     /// The library file's name for module `m`.
@@ -379,11 +388,11 @@ fn package(
     }
     let source_name = Path::new(&source.name).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let manifest = Manifest {
-        format: manifest::FORMAT,
+        format: manifest::FORMAT.to_string(),
         version: manifest::VERSION,
         module: m.clone(),
-        kind: if gpu { "gpu" } else { options.output.name() },
-        compiler: Compiler { name: "kiln", version: VERSION.to_string() },
+        kind: if gpu { Kind::Gpu } else { options.output.manifest_kind() },
+        compiler: Compiler { name: "kiln".to_string(), version: VERSION.to_string() },
         target: TargetInfo {
             triple: options.target.triple.clone(),
             cpu: options.target.cpu.clone(),

@@ -466,7 +466,7 @@ fn products_overwrite_their_output_and_their_scratch_is_workspace() {
             assert_eq!(gemms.len(), 1, "`{}`: {:?}", f.name, f.launches);
             let g = gemms[0];
             assert!(!g.accumulate && g.scratch_bytes == scratch, "{g:?}");
-            let LaunchArg::Workspace(offset) = g.scratch else { panic!("{g:?}") };
+            let LaunchArg::Workspace { offset } = g.scratch else { panic!("{g:?}") };
             assert_eq!(offset + scratch, f.workspace_bytes as u64, "the scratch ends the workspace");
         }
         assert_eq!(bundle.function("bmm").unwrap().launches.len(), 1, "a product alone is one step");
@@ -641,70 +641,15 @@ fn random_programs_over_long_rows_agree_on_the_emulator() {
         .unwrap_or_else(|e| panic!("{e}\n{}", kiln_ir::text::print_module(&module)));
 }
 
-/// The GPU bundle of `module` compiled into `artifacts`, as the runtime reads it from a
-/// manifest (for modules that have no source text to build from).
+/// The GPU bundle of `module` compiled into `artifacts`, checked as the runtime checks a
+/// manifest's (for modules that have no source text to build from).
 fn bundle_of(module: &kiln_ir::Module, artifacts: &kiln_codegen::Artifacts) -> kiln_runtime::gpu::GpuBundle {
-    use kiln_codegen::gpu::{LaunchArg as Planned, Step};
-    use kiln_runtime::gpu::{GpuBundle, GpuFunction, GpuKernel, Launch, LaunchArg};
-    use kiln_runtime::{bundle::ArgSpec, DType};
-    let spec = |name: String, ty: &kiln_ir::types::TensorType| ArgSpec {
-        name,
-        dtype: match ty.dtype {
-            kiln_ir::types::DType::Bool => DType::Bool,
-            kiln_ir::types::DType::I32 => DType::I32,
-            kiln_ir::types::DType::I64 => DType::I64,
-            kiln_ir::types::DType::F32 => DType::F32,
-            kiln_ir::types::DType::F64 => DType::F64,
-        },
-        shape: ty.shape.iter().map(|&d| d as u64).collect(),
-        bytes: ty.size_bytes(),
-    };
-    let arg = |a: &Planned| match *a {
-        Planned::Buffer { index } => LaunchArg::Buffer(index),
-        Planned::Workspace { offset } => LaunchArg::Workspace(offset),
-        Planned::Int { value } => LaunchArg::Int(value),
-    };
-    let kernels: Vec<GpuKernel> = artifacts
+    use kiln_runtime::gpu::{GpuBundle, GpuKernel};
+    let kernels = artifacts
         .kernels
         .iter()
         .map(|k| GpuKernel { name: k.name.clone(), entry: k.entry.clone(), ptx: k.ptx.clone() })
         .collect();
-    let functions = module
-        .funcs
-        .iter()
-        .zip(&artifacts.launches)
-        .zip(&artifacts.workspace)
-        .map(|((f, plan), &workspace)| GpuFunction {
-            name: f.name.clone(),
-            params: f.params.iter().map(|p| spec(p.name.clone(), &p.ty)).collect(),
-            results: f.result_types().iter().enumerate().map(|(i, t)| spec(format!("r{i}"), t)).collect(),
-            workspace_bytes: workspace as usize,
-            launches: plan
-                .iter()
-                .map(|step| match step {
-                    Step::Kernel(l) => kiln_runtime::gpu::Step::Kernel(Launch {
-                        kernel: kernels.iter().position(|k| k.name == l.kernel).unwrap(),
-                        grid: l.grid.map(|d| d as u32),
-                        block: l.block.map(|d| d as u32),
-                        args: l.args.iter().map(arg).collect(),
-                    }),
-                    Step::Gemm { gemm: g } => kiln_runtime::gpu::Step::Gemm(kiln_runtime::gpu::Gemm {
-                        dtype: if g.dtype == "f64" { DType::F64 } else { DType::F32 },
-                        batch: g.batch,
-                        m: g.m,
-                        n: g.n,
-                        k: g.k,
-                        a_transposed: g.a_transposed,
-                        accumulate: g.accumulate,
-                        a: arg(&g.a),
-                        b: arg(&g.b),
-                        c: arg(&g.c),
-                        scratch: arg(&g.scratch),
-                        scratch_bytes: g.scratch_bytes,
-                    }),
-                })
-                .collect(),
-        })
-        .collect();
-    GpuBundle { module: module.name.clone(), gpu: "sm_90".into(), kernels, functions }
+    let functions = kiln_codegen::manifest::functions(module, &artifacts.workspace, &[], &artifacts.launches);
+    GpuBundle::from_plan(&module.name, "sm_90", &functions, kernels).unwrap()
 }

@@ -10,11 +10,12 @@ fn root() -> &'static Path {
 
 /// The kiln crates each crate may depend on, and whether it may have other dependencies.
 const LAYERS: &[(&str, &[&str], bool)] = &[
+    ("manifest", &[], true),
     ("ir", &[], false),
     ("frontend", &["kiln-ir"], true),
     ("passes", &["kiln-ir"], true),
-    ("codegen", &["kiln-ir"], true),
-    ("runtime", &[], true),
+    ("codegen", &["kiln-ir", "kiln-manifest"], true),
+    ("runtime", &["kiln-manifest"], true),
     (".", &["kiln-ir", "kiln-frontend", "kiln-passes", "kiln-codegen", "kiln-runtime"], true),
 ];
 
@@ -34,18 +35,44 @@ fn crates_depend_only_on_lower_layers() {
     }
 }
 
-fn codes_in(dir: &Path, codes: &mut BTreeSet<String>) {
+/// The artifact contract (format name, entry-point and descriptor symbols, launch-plan types)
+/// is spelled in kiln-manifest alone: the compiler and the runtime name it, never restate it.
+#[test]
+fn the_artifact_contract_is_written_once() {
+    let restated = ["\"kiln-manifest\"", "kiln_abi", "set_parallel_for\"", "enum LaunchArg", "struct Gemm"];
+    for dir in ["codegen/src", "runtime/src", "src"] {
+        for path in rust_files(&root().join(dir)) {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for code in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for r in restated {
+                    assert!(!code.contains(r), "{} restates the artifact contract: {code}", path.display());
+                }
+            }
+        }
+    }
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = vec![];
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            codes_in(&path, codes);
+            files.extend(rust_files(&path));
         } else if path.extension().is_some_and(|e| e == "rs") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            for (i, _) in text.match_indices("\"E") {
-                let code = &text[i + 1..(i + 6).min(text.len())];
-                if code.len() == 5 && code[1..].chars().all(|c| c.is_ascii_digit()) && text[i + 6..].starts_with('"') {
-                    codes.insert(code.to_string());
-                }
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn codes_in(dir: &Path, codes: &mut BTreeSet<String>) {
+    for path in rust_files(dir) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, _) in text.match_indices("\"E") {
+            let code = &text[i + 1..(i + 6).min(text.len())];
+            if code.len() == 5 && code[1..].chars().all(|c| c.is_ascii_digit()) && text[i + 6..].starts_with('"') {
+                codes.insert(code.to_string());
             }
         }
     }

@@ -2,7 +2,7 @@
 //! safe wrapper per function that checks every slice's length before the call and turns the
 //! status code into a `Result`. Build scripts `include!` the file (see `kiln::Build`).
 
-use crate::mlir::entry_symbol;
+use crate::manifest::entry_symbol;
 use kiln_ir::{DType, Func, Module, TensorType};
 use std::fmt::Write;
 

@@ -1,7 +1,7 @@
 //! The C header of a module: one prototype per exported function, and the shape of every
 //! argument as constants, so that C code can size its buffers without magic numbers.
 
-use crate::mlir::entry_symbol;
+use crate::manifest::{entry_symbol, parallel_for_symbol};
 use kiln_ir::{Func, Module, TensorType};
 use std::fmt::Write;
 
@@ -27,7 +27,7 @@ pub fn emit_header(module: &Module, version: &str, workspace: &[u64]) -> String 
         "\n/* Parallel loops call this module's parallel-for, a serial loop until set here: pass\n * kiln_parallel_for from kiln_runtime.h (thread count: kiln_set_threads), or your own with\n * the same contract; NULL restores the serial loop. Set it before calling any function. */\n\
          void {}(void (*parallel_for)(void (*body)(void *ctx, int64_t begin, int64_t end), void *ctx,\n\
          \x20                                   int64_t n, int64_t grain));\n",
-        crate::parallel::setter_symbol(&module.name)
+        parallel_for_symbol(&module.name)
     );
     wrap(&module.name, version, &about, &body)
 }

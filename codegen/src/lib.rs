@@ -4,7 +4,8 @@
 //! dialect ([`pipeline`]), threads ([`parallel`]), next-row prefetches ([`prefetch`]), loop schedules: contractions, row groups and vectorization ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
 //! ([`target`]) and object emission, PTX kernels and launch plans for GPUs ([`gpu`]), the generated C header ([`header`]).
 //!
-//! May depend on: kiln-ir, melior and mlir-sys (MLIR 22), inkwell (LLVM 22).
+//! May depend on: kiln-ir, kiln-manifest (the artifact contract), melior and mlir-sys (MLIR 22),
+//! inkwell (LLVM 22).
 //!
 //! Guarantees: the same module, target and options give byte-identical outputs; every
 //! exported function `f` of module `m` is a C function `int32_t m_f(const T* in..., T* out...)`

@@ -80,11 +80,6 @@ pub fn span_in(text: &str) -> Option<Span> {
     Some(Span::new(start.parse().ok()?, end.parse().ok()?))
 }
 
-/// The C symbol of an exported function.
-pub fn entry_symbol(module: &str, func: &str) -> String {
-    format!("{module}_{func}")
-}
-
 /// A contraction the emitter tagged `{kiln.contraction = ID}` for [`crate::schedule`]: its
 /// loops are (batch..., m, k, n).
 #[derive(Clone, Debug, PartialEq, Eq)]

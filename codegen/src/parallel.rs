@@ -331,13 +331,8 @@ fn emit_with_dependencies<'t>(
     text.push('\n');
 }
 
-/// The exported setter of a module's parallel-for: `void M_set_parallel_for(fn)`.
-pub fn setter_symbol(module: &str) -> String {
-    format!("{module}_set_parallel_for")
-}
-
 /// Defines, in the translated LLVM module, the module's parallel-for pointer (a serial loop
-/// until [`setter_symbol`] is called with a pool's parallel-for), its setter, and for each
+/// until [`kiln_manifest::parallel_for_symbol`] is called with a pool's parallel-for), its setter, and for each
 /// stage the dispatch function the MLIR module declared and a trampoline
 /// `(ctx, begin, end)` that unpacks the arguments and runs the stage.
 ///
@@ -374,7 +369,7 @@ pub fn add_dispatch<'c>(
     current.set_initializer(&serial.as_global_value().as_pointer_value());
 
     // The setter: NULL restores the serial loop.
-    let setter = m.add_function(&setter_symbol(module), void.fn_type(&[ptr.into()], false), None);
+    let setter = m.add_function(&kiln_manifest::parallel_for_symbol(module), void.fn_type(&[ptr.into()], false), None);
     b.position_at_end(llvm.append_basic_block(setter, "entry"));
     let given = setter.get_first_param().expect("one parameter").into_pointer_value();
     let is_null = b.build_is_null(given, "").map_err(e)?;

@@ -2,7 +2,8 @@
 //! lower to the LLVM dialect), translation to LLVM IR, C entry points, LLVM optimization, and
 //! assembly or object emission. Each step is timed under its name.
 
-use crate::mlir::{emit_module, entry_symbol, impl_symbol};
+use crate::manifest::entry_symbol;
+use crate::mlir::{emit_module, impl_symbol};
 use crate::parallel;
 use crate::schedule;
 use crate::target::Target;
@@ -71,7 +72,7 @@ pub struct Artifacts {
     /// The kernels (GPU targets).
     pub kernels: Vec<crate::gpu::Kernel>,
     /// The launch plan of each function, in module order (GPU targets).
-    pub launches: Vec<Vec<crate::gpu::Step>>,
+    pub launches: Vec<Vec<crate::manifest::Step>>,
     /// Workspace bytes of each function, in module order.
     pub workspace: Vec<u64>,
     /// Stack bytes of each function's loop scratch (see [`workspace`]), in module order.
@@ -386,13 +387,13 @@ fn check_external_functions(m: &LlvmModule) -> Result<(), CodegenError> {
     Ok(())
 }
 
-/// Adds the constant C string `<module>.kiln_abi` holding [`crate::manifest::abi`]: a loader can
-/// check that a manifest describes the library it sits beside before calling anything. The `.`
-/// keeps the name apart from every C identifier, so it cannot clash with an entry point.
+/// Adds the constant C string [`crate::manifest::abi_symbol`] holding the module's ABI descriptor
+/// ([`crate::manifest::module_abi`]): a loader can check that a manifest describes the library it
+/// sits beside before calling anything.
 fn add_abi_descriptor<'c>(llvm: &'c LlvmContext, m: &LlvmModule<'c>, module: &Module, workspace: &[u64]) {
-    let text = crate::manifest::abi(module, workspace);
+    let text = crate::manifest::module_abi(module, workspace);
     let value = llvm.const_string(text.as_bytes(), true);
-    let global = m.add_global(value.get_type(), None, &format!("{}.kiln_abi", module.name));
+    let global = m.add_global(value.get_type(), None, &crate::manifest::abi_symbol(&module.name));
     global.set_initializer(&value);
     global.set_constant(true);
 }

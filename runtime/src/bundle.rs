@@ -8,155 +8,18 @@
 //! shapes is refused rather than believed. [`Bundle::call`] checks argument count, dtypes and
 //! buffer lengths before the call.
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::ffi::{c_void, CStr};
 use std::path::{Path, PathBuf};
 
-/// The manifest format this runtime reads.
-pub const FORMAT: &str = "kiln-manifest";
-pub const VERSION: u64 = 3;
+use kiln_manifest::{ArgInfo, FileInfo, FunctionInfo, Kind, Manifest};
+pub use kiln_manifest::{DType, FORMAT, VERSION};
 
 /// The alignment a caller's workspace must have.
-pub const WORKSPACE_ALIGNMENT: usize = 64;
+pub const WORKSPACE_ALIGNMENT: usize = kiln_manifest::WORKSPACE_ALIGNMENT as usize;
 
 /// The largest manifest the runtime reads (a bigger one is refused, not parsed).
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
-
-#[derive(Deserialize, Debug, Clone)]
-pub(crate) struct Manifest {
-    format: String,
-    version: u64,
-    pub module: String,
-    pub kind: String,
-    pub target: TargetInfo,
-    pub functions: Vec<FunctionInfo>,
-    /// GPU bundles only.
-    #[serde(default)]
-    pub kernels: Vec<KernelInfo>,
-    files: Vec<FileInfo>,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-pub(crate) struct TargetInfo {
-    pub triple: String,
-    pub cpu: String,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-struct FileInfo {
-    name: String,
-    sha256: String,
-    bytes: u64,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-pub(crate) struct FunctionInfo {
-    pub name: String,
-    pub symbol: String,
-    pub params: Vec<ArgInfo>,
-    pub results: Vec<ArgInfo>,
-    pub workspace_bytes: u64,
-    /// GPU bundles only.
-    #[serde(default)]
-    pub launches: Vec<StepInfo>,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-pub(crate) struct KernelInfo {
-    pub name: String,
-    pub entry: String,
-    pub file: String,
-}
-
-/// A step of a GPU launch plan: a kernel launch or a library product.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(untagged)]
-pub(crate) enum StepInfo {
-    Kernel(LaunchInfo),
-    Gemm { gemm: GemmInfo },
-}
-
-#[derive(Deserialize, Debug, Clone)]
-pub(crate) struct GemmInfo {
-    pub dtype: String,
-    pub batch: u64,
-    pub m: u64,
-    pub n: u64,
-    pub k: u64,
-    pub a_transposed: bool,
-    pub accumulate: bool,
-    pub a: LaunchArgInfo,
-    pub b: LaunchArgInfo,
-    pub c: LaunchArgInfo,
-    pub scratch: LaunchArgInfo,
-    pub scratch_bytes: u64,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-pub(crate) struct LaunchInfo {
-    pub kernel: String,
-    pub grid: [u64; 3],
-    pub block: [u64; 3],
-    pub args: Vec<LaunchArgInfo>,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum LaunchArgInfo {
-    Buffer { index: usize },
-    Workspace { offset: u64 },
-    Int { value: i64 },
-}
-
-#[derive(Deserialize, Debug, Clone)]
-pub(crate) struct ArgInfo {
-    name: String,
-    dtype: String,
-    shape: Vec<u64>,
-    bytes: u64,
-}
-
-/// Element types, as the manifest names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DType {
-    Bool,
-    I32,
-    I64,
-    F32,
-    F64,
-}
-
-impl DType {
-    pub(crate) fn parse(name: &str) -> Option<DType> {
-        Some(match name {
-            "bool" => DType::Bool,
-            "i32" => DType::I32,
-            "i64" => DType::I64,
-            "f32" => DType::F32,
-            "f64" => DType::F64,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::Bool => "bool",
-            DType::I32 => "i32",
-            DType::I64 => "i64",
-            DType::F32 => "f32",
-            DType::F64 => "f64",
-        }
-    }
-
-    pub fn size(self) -> u64 {
-        match self {
-            DType::Bool => 1,
-            DType::I32 | DType::F32 => 4,
-            DType::I64 | DType::F64 => 8,
-        }
-    }
-}
 
 /// A typed view of an input buffer, for [`Bundle::call_typed`].
 #[derive(Clone, Copy, Debug)]
@@ -365,7 +228,7 @@ pub(crate) fn lists(m: &Manifest, name: &str) -> bool {
 
 /// A function's checked parameters, results and workspace bytes.
 pub(crate) fn signature(module: &str, f: &FunctionInfo) -> Result<(Vec<ArgSpec>, Vec<ArgSpec>, usize), Error> {
-    if !is_identifier(&f.name) || f.symbol != format!("{module}_{}", f.name) {
+    if !is_identifier(&f.name) || f.symbol != kiln_manifest::entry_symbol(module, &f.name) {
         return Err(Error::Manifest(format!("function `{}` has symbol `{}`", f.name, f.symbol)));
     }
     let params = f.params.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
@@ -380,7 +243,7 @@ pub(crate) fn signature(module: &str, f: &FunctionInfo) -> Result<(Vec<ArgSpec>,
 }
 
 fn spec(a: &ArgInfo) -> Result<ArgSpec, Error> {
-    let dtype = DType::parse(&a.dtype).ok_or_else(|| Error::Manifest(format!("unknown dtype `{}`", a.dtype)))?;
+    let dtype = a.dtype;
     let elements = a.shape.iter().try_fold(1u64, |n, &d| if d == 0 { None } else { n.checked_mul(d) });
     let bytes = elements.and_then(|n| n.checked_mul(dtype.size())).filter(|&b| b == a.bytes && b <= 1 << 44);
     let bytes = bytes.ok_or_else(|| {
@@ -389,34 +252,15 @@ fn spec(a: &ArgInfo) -> Result<ArgSpec, Error> {
     Ok(ArgSpec { name: a.name.clone(), dtype, shape: a.shape.clone(), bytes: bytes as usize })
 }
 
-/// The ABI descriptor the manifest implies (the format of docs/artifact-format.md).
-fn abi(functions: &[Function], symbols: &[String]) -> String {
-    let list = |args: &[ArgSpec]| -> String {
-        let items: Vec<String> = args
-            .iter()
-            .map(|a| {
-                format!("{}[{}]", a.dtype.name(), a.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
-            })
-            .collect();
-        items.join(",")
-    };
-    let items: Vec<String> = functions
-        .iter()
-        .zip(symbols)
-        .map(|(f, s)| format!("{s}({})->({})ws={}", list(&f.params), list(&f.results), f.workspace_bytes))
-        .collect();
-    items.join(";")
-}
-
 impl Bundle {
     /// Opens the bundle whose manifest is at `manifest` (its files sit beside it).
     pub fn open(manifest: &Path) -> Result<Bundle, Error> {
         let (m, dir) = read_manifest(manifest)?;
-        if m.kind != "shared" {
+        if m.kind != Kind::Shared {
             return Err(Error::Target(format!(
                 "a `{}` build; the runtime loads shared libraries (--output-kind shared){}",
-                m.kind,
-                if m.kind == "gpu" { " here, and GPU bundles with kiln_runtime::gpu" } else { "" }
+                m.kind.name(),
+                if m.kind == Kind::Gpu { " here, and GPU bundles with kiln_runtime::gpu" } else { "" }
             )));
         }
         let arch = m.target.triple.split('-').next().unwrap_or("");
@@ -444,14 +288,14 @@ impl Bundle {
         // no initializers.
         let library =
             unsafe { libloading::Library::new(dir.join(&library_name)) }.map_err(|e| Error::Library(e.to_string()))?;
-        let descriptor = format!("{}.kiln_abi\0", m.module);
+        let descriptor = format!("{}\0", kiln_manifest::abi_symbol(&m.module));
         // SAFETY: the symbol is a NUL-terminated constant string in kiln's libraries.
         let embedded = unsafe {
             let s: libloading::Symbol<*const std::ffi::c_char> =
                 library.get(descriptor.as_bytes()).map_err(|e| Error::Library(e.to_string()))?;
             CStr::from_ptr(*s).to_string_lossy().into_owned()
         };
-        let expected = abi(&functions, &symbols);
+        let expected = kiln_manifest::abi(&m.functions);
         if embedded != expected {
             return Err(Error::Library(format!(
                 "the library's ABI `{embedded}` differs from the manifest's `{expected}`"
@@ -465,7 +309,7 @@ impl Bundle {
             f.entry = *entry;
         }
         // Parallel loops run on this runtime's pool (serially until `pool::set_threads`).
-        let setter = format!("{}_set_parallel_for\0", m.module);
+        let setter = format!("{}\0", kiln_manifest::parallel_for_symbol(&m.module));
         // SAFETY: kiln's libraries define the setter as `void (ParallelFor)`.
         if let Ok(set) = unsafe { library.get::<unsafe extern "C" fn(crate::pool::ParallelFor)>(setter.as_bytes()) } {
             unsafe { set(crate::pool::kiln_parallel_for) };

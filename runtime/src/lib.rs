@@ -5,8 +5,9 @@
 //! compiled parallel loops ([`pool`]), the C API ([`capi`], CPU and GPU bundles), the GPU executor ([`gpu`]: CUDA's
 //! driver loaded at run time, or kiln's PTX emulator, which runs GPU bundles on any machine).
 //!
-//! May depend on: nothing of the compiler; cudarc (dynamically loaded driver API). The runtime sees only the C ABI of entry points
-//! (`int32_t f(void* in..., void* out...)`) and the manifest format of docs/artifact-format.md.
+//! May depend on: kiln-manifest (the artifact contract, shared with the compiler) and nothing
+//! else of the compiler; cudarc (dynamically loaded driver API). The runtime sees only the C
+//! ABI of entry points (`int32_t f(void* in..., void* out...)`) and the manifest.
 //!
 //! Guarantees: a bundle is verified (format, version, target, file hashes, argument
 //! consistency, and the ABI compiled into the library) before any of its code is called; a call

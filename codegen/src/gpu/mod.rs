@@ -22,6 +22,7 @@
 
 mod reduce;
 
+use crate::manifest::{Gemm, Launch, LaunchArg, Step, SCRATCH_ALIGN};
 use crate::mlir::{emit_module, Contraction};
 use crate::pipeline::{bufferize_and_plan, err, Artifacts, CodegenError, Emit, Mlir, Timer};
 use crate::printed::{defined, indent, names, op_name, rhs};
@@ -30,7 +31,6 @@ use inkwell::context::Context as LlvmContext;
 use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::FileType;
 use kiln_ir::{DType, Module};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -47,57 +47,6 @@ pub struct Kernel {
     pub name: String,
     pub entry: String,
     pub ptx: String,
-}
-
-/// An argument of a launch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LaunchArg {
-    /// The function's parameter or result buffer number `index` (parameters first).
-    Buffer { index: usize },
-    /// The device workspace, `offset` bytes in.
-    Workspace { offset: u64 },
-    /// A 64-bit integer passed by value.
-    Int { value: i64 },
-}
-
-/// One kernel launch of a function's plan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Launch {
-    pub kernel: String,
-    pub grid: [u64; 3],
-    pub block: [u64; 3],
-    pub args: Vec<LaunchArg>,
-}
-
-/// A matrix product the runtime computes with the GPU's BLAS (cuBLAS), as XLA does for dots:
-/// `c[i] = a[i] b[i]` (`c[i] += a[i] b[i]` when `accumulate`) for each of `batch` row-major
-/// matrices, `a[i]` m×k (k×m stored when `a_transposed`), `b[i]` k×n, `c[i]` m×n, each batch
-/// following the previous one densely. The library works in `scratch_bytes` of the function's
-/// workspace at `scratch`, so that the manifest's workspace is all the device memory a call uses.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Gemm {
-    /// `f32` or `f64`.
-    pub dtype: String,
-    pub batch: u64,
-    pub m: u64,
-    pub n: u64,
-    pub k: u64,
-    pub a_transposed: bool,
-    pub accumulate: bool,
-    pub a: LaunchArg,
-    pub b: LaunchArg,
-    pub c: LaunchArg,
-    pub scratch: LaunchArg,
-    pub scratch_bytes: u64,
-}
-
-/// One step of a function's launch plan, in order: a kernel launch or a library call.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Step {
-    Kernel(Launch),
-    Gemm { gemm: Gemm },
 }
 
 /// Host ops that may stay around the launches: they compute no data.
@@ -122,9 +71,6 @@ const HOST_OPS: &[&str] = &[
 const GEMM_CALLEE: &str = "kiln_gemm_";
 const OVERWRITE: &str = "set_";
 const ACCUMULATE: &str = "add_";
-
-/// Alignment of the library's scratch memory in the workspace (cuBLAS asks for 256 bytes).
-const SCRATCH_ALIGN: u64 = 256;
 
 /// The scratch memory cuBLAS is given for the products of a function on `gpu`: the sizes the
 /// cuBLAS guide recommends for `cublasSetWorkspace`, 32 MiB on Hopper (sm_90) and 4 MiB before.
@@ -462,7 +408,7 @@ fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Con
         names(t.split('(').nth(1)?.split(')').next()?).map(|n| values.get(n).cloned()).collect::<Option<_>>()?;
     let [a, b, out]: [LaunchArg; 3] = operands.try_into().ok()?;
     Some(Gemm {
-        dtype: c.dtype.name().to_string(),
+        dtype: crate::manifest::dtype(c.dtype),
         batch: c.batch.iter().product::<usize>() as u64,
         m: c.m as u64,
         n: c.n as u64,

@@ -134,7 +134,7 @@ fn bench(executor: &GpuExecutor, runs: usize) -> Result<(), String> {
             .launches
             .iter()
             .map(|s| match s {
-                Step::Gemm(g) => 2.0 * (g.batch * g.m * g.n * g.k) as f64,
+                Step::Gemm(g) => g.flops(),
                 Step::Kernel(_) => 0.0,
             })
             .sum();

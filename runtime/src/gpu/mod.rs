@@ -19,22 +19,14 @@
 pub mod emulator;
 pub mod ptx;
 
-use crate::bundle::{lists, read_manifest, signature, ArgSpec, DType, Error, GemmInfo, LaunchArgInfo, StepInfo};
+use crate::bundle::{lists, read_manifest, signature, ArgSpec, DType, Error};
+use kiln_manifest::{FunctionInfo, Kind, MAX_DIM, MAX_THREADS_PER_BLOCK};
+pub use kiln_manifest::{Gemm, LaunchArg, BLOCK_LIMITS, GRID_LIMITS, SCRATCH_ALIGN};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// An argument of a launch (see docs/artifact-format.md, GPU bundles).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LaunchArg {
-    /// Parameter or result buffer `index` (parameters first).
-    Buffer(usize),
-    /// The workspace, this many bytes in.
-    Workspace(u64),
-    /// A 64-bit integer by value.
-    Int(i64),
-}
-
-/// One launch of a function's plan.
+/// One launch of a function's checked plan: the manifest's [`kiln_manifest::Launch`] with its
+/// kernel resolved to an index and its dimensions within CUDA's limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Launch {
     /// Index into the bundle's kernels.
@@ -44,38 +36,8 @@ pub struct Launch {
     pub args: Vec<LaunchArg>,
 }
 
-/// A matrix product computed with cuBLAS (on the emulator, by loops): `c[i] = a[i] b[i]`
-/// (`c[i] += a[i] b[i]` when `accumulate`) for each of `batch` dense row-major matrices, `a[i]`
-/// m×k (stored k×m when `a_transposed`), `b[i]` k×n, `c[i]` m×n; cuBLAS works in the
-/// `scratch_bytes` of workspace at `scratch` (docs/artifact-format.md, GPU bundles).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Gemm {
-    /// `F32` or `F64`.
-    pub dtype: DType,
-    pub batch: u64,
-    pub m: u64,
-    pub n: u64,
-    pub k: u64,
-    pub a_transposed: bool,
-    pub accumulate: bool,
-    pub a: LaunchArg,
-    pub b: LaunchArg,
-    pub c: LaunchArg,
-    /// A [`LaunchArg::Workspace`] aligned to [`SCRATCH_ALIGN`].
-    pub scratch: LaunchArg,
-    pub scratch_bytes: u64,
-}
-
-impl Gemm {
-    /// Bytes of a, b and c (all batches).
-    pub fn bytes(&self) -> [u64; 3] {
-        let size = self.dtype.size();
-        [(self.m, self.k), (self.k, self.n), (self.m, self.n)]
-            .map(|(r, c)| r.saturating_mul(c).saturating_mul(self.batch).saturating_mul(size))
-    }
-}
-
-/// One step of a function's plan.
+/// One step of a function's checked plan: a kernel launch, or a product whose operands lie in
+/// their buffers and whose scratch memory is aligned workspace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     Kernel(Launch),
@@ -118,21 +80,16 @@ pub struct GpuBundle {
     pub functions: Vec<GpuFunction>,
 }
 
-/// The largest matrix dimension, leading dimension and batch count of a product (cuBLAS's
-/// `int`s), and CUDA's grid x limit.
-const MAX_DIM: u64 = (1 << 31) - 1;
-/// CUDA's limits on grid and block dimensions (and at most 1024 threads per block).
-pub const GRID_LIMITS: [u64; 3] = [MAX_DIM, 65535, 65535];
-pub const BLOCK_LIMITS: [u64; 3] = [1024, 1024, 64];
-/// The alignment cuBLAS requires of the scratch memory it is given.
-pub const SCRATCH_ALIGN: u64 = 256;
-
 impl GpuBundle {
     /// Opens and verifies the GPU bundle whose manifest is at `manifest`.
     pub fn open(manifest: &Path) -> Result<GpuBundle, Error> {
         let (m, dir) = read_manifest(manifest)?;
-        if m.kind != "gpu" || !m.target.triple.starts_with("nvptx64-") {
-            return Err(Error::Target(format!("a `{}` build for {}, not a GPU bundle", m.kind, m.target.triple)));
+        if m.kind != Kind::Gpu || !m.target.triple.starts_with("nvptx64-") {
+            return Err(Error::Target(format!(
+                "a `{}` build for {}, not a GPU bundle",
+                m.kind.name(),
+                m.target.triple
+            )));
         }
         let mut kernels = vec![];
         for k in &m.kernels {
@@ -140,42 +97,28 @@ impl GpuBundle {
                 return Err(Error::Manifest(format!("kernel `{}`: its file `{}` is not listed", k.name, k.file)));
             }
             let ptx = std::fs::read_to_string(dir.join(&k.file)).map_err(|e| Error::Io(format!("{}: {e}", k.file)))?;
-            if !ptx.contains(&format!(".entry {}(", k.entry)) {
-                return Err(Error::Manifest(format!("kernel `{}` has no entry `{}`", k.name, k.entry)));
-            }
             kernels.push(GpuKernel { name: k.name.clone(), entry: k.entry.clone(), ptx });
         }
-        let mut functions = vec![];
-        for f in &m.functions {
-            let (params, results, workspace_bytes) = signature(&m.module, f)?;
-            let buffers = params.len() + results.len();
-            let buffer_bytes: Vec<u64> = params.iter().chain(&results).map(|a| a.bytes as u64).collect();
-            // An argument in range, holding `bytes` from where it points.
-            let arg = |a: &LaunchArgInfo, bytes: u64| match *a {
-                LaunchArgInfo::Buffer { index } if index < buffers && bytes <= buffer_bytes[index] => {
-                    Ok(LaunchArg::Buffer(index))
-                }
-                LaunchArgInfo::Workspace { offset }
-                    if offset.checked_add(bytes).is_some_and(|e| e <= workspace_bytes as u64) =>
-                {
-                    Ok(LaunchArg::Workspace(offset))
-                }
-                LaunchArgInfo::Int { value } if bytes == 0 => Ok(LaunchArg::Int(value)),
-                _ => Err(Error::Manifest(format!("`{}`: launch argument {a:?} is out of range", f.name))),
-            };
-            let mut launches: Vec<Step> = vec![];
-            for step in &f.launches {
-                launches.push(match step {
-                    StepInfo::Kernel(l) => Step::Kernel(kernel_launch(&f.name, l, &kernels, |a| arg(a, 0))?),
-                    StepInfo::Gemm { gemm } => Step::Gemm(library_product(&f.name, gemm, arg)?),
-                });
+        GpuBundle::from_plan(&m.module, &m.target.cpu, &m.functions, kernels)
+    }
+
+    /// A bundle of module `module` for GPU architecture `gpu` from its functions, as a manifest
+    /// lists them, and its kernels, after the checks [`GpuBundle::open`] makes of everything
+    /// but files: every kernel has its entry, and every function's plan names known kernels,
+    /// launches within CUDA's limits and passes arguments that lie in their buffers.
+    pub fn from_plan(
+        module: &str,
+        gpu: &str,
+        functions: &[FunctionInfo],
+        kernels: Vec<GpuKernel>,
+    ) -> Result<GpuBundle, Error> {
+        for k in &kernels {
+            if !k.ptx.contains(&format!(".entry {}(", k.entry)) {
+                return Err(Error::Manifest(format!("kernel `{}` has no entry `{}`", k.name, k.entry)));
             }
-            if launches.is_empty() {
-                return Err(Error::Manifest(format!("`{}` has no launches", f.name)));
-            }
-            functions.push(GpuFunction { name: f.name.clone(), params, results, workspace_bytes, launches });
         }
-        Ok(GpuBundle { module: m.module, gpu: m.target.cpu, kernels, functions })
+        let functions = functions.iter().map(|f| checked_function(module, f, &kernels)).collect::<Result<_, _>>()?;
+        Ok(GpuBundle { module: module.to_string(), gpu: gpu.to_string(), kernels, functions })
     }
 
     pub fn function(&self, name: &str) -> Option<&GpuFunction> {
@@ -183,19 +126,48 @@ impl GpuBundle {
     }
 }
 
+/// A function of a GPU bundle with its signature and launch plan checked.
+fn checked_function(module: &str, f: &FunctionInfo, kernels: &[GpuKernel]) -> Result<GpuFunction, Error> {
+    let (params, results, workspace_bytes) = signature(module, f)?;
+    let buffer_bytes: Vec<u64> = params.iter().chain(&results).map(|a| a.bytes as u64).collect();
+    // An argument in range, holding `bytes` from where it points.
+    let arg = |a: &LaunchArg, bytes: u64| match *a {
+        LaunchArg::Buffer { index } if buffer_bytes.get(index).is_some_and(|&b| bytes <= b) => Ok(*a),
+        LaunchArg::Workspace { offset } if offset.checked_add(bytes).is_some_and(|e| e <= workspace_bytes as u64) => {
+            Ok(*a)
+        }
+        LaunchArg::Int { .. } if bytes == 0 => Ok(*a),
+        _ => Err(Error::Manifest(format!("`{}`: launch argument {a:?} is out of range", f.name))),
+    };
+    let mut launches: Vec<Step> = vec![];
+    for step in &f.launches {
+        launches.push(match step {
+            kiln_manifest::Step::Kernel(l) => Step::Kernel(kernel_launch(&f.name, l, kernels, |a| arg(a, 0))?),
+            kiln_manifest::Step::Gemm { gemm } => Step::Gemm(library_product(&f.name, gemm, arg)?),
+        });
+    }
+    if launches.is_empty() {
+        return Err(Error::Manifest(format!("`{}` has no launches", f.name)));
+    }
+    Ok(GpuFunction { name: f.name.clone(), params, results, workspace_bytes, launches })
+}
+
 /// A kernel launch of function `f`'s plan, its kernel known and its dimensions in range.
 fn kernel_launch(
     f: &str,
-    l: &crate::bundle::LaunchInfo,
+    l: &kiln_manifest::Launch,
     kernels: &[GpuKernel],
-    arg: impl Fn(&LaunchArgInfo) -> Result<LaunchArg, Error>,
+    arg: impl Fn(&LaunchArg) -> Result<LaunchArg, Error>,
 ) -> Result<Launch, Error> {
     let kernel = kernels
         .iter()
         .position(|k| k.name == l.kernel)
         .ok_or_else(|| Error::Manifest(format!("`{f}` launches unknown kernel `{}`", l.kernel)))?;
     let within = |d: [u64; 3], limits: [u64; 3]| d.iter().zip(limits).all(|(&x, max)| (1..=max).contains(&x));
-    if !within(l.grid, GRID_LIMITS) || !within(l.block, BLOCK_LIMITS) || l.block.iter().product::<u64>() > 1024 {
+    if !within(l.grid, GRID_LIMITS)
+        || !within(l.block, BLOCK_LIMITS)
+        || l.block.iter().product::<u64>() > MAX_THREADS_PER_BLOCK
+    {
         return Err(Error::Manifest(format!(
             "`{f}` launches `{}` with grid {:?} and block {:?}, beyond CUDA's limits",
             l.kernel, l.grid, l.block
@@ -209,40 +181,22 @@ fn kernel_launch(
 /// whose buffers hold every matrix, and aligned scratch memory in the workspace.
 fn library_product(
     f: &str,
-    g: &GemmInfo,
-    arg: impl Fn(&LaunchArgInfo, u64) -> Result<LaunchArg, Error>,
+    g: &Gemm,
+    arg: impl Fn(&LaunchArg, u64) -> Result<LaunchArg, Error>,
 ) -> Result<Gemm, Error> {
-    let dtype = DType::parse(&g.dtype).filter(|d| matches!(d, DType::F32 | DType::F64));
     let dims = [g.batch, g.m, g.n, g.k];
-    let (Some(dtype), true) = (dtype, dims.iter().all(|&d| (1..=MAX_DIM).contains(&d))) else {
-        return Err(Error::Manifest(format!("`{f}`: a {} product of dimensions {dims:?}", g.dtype)));
-    };
-    let mut gemm = Gemm {
-        dtype,
-        batch: g.batch,
-        m: g.m,
-        n: g.n,
-        k: g.k,
-        a_transposed: g.a_transposed,
-        accumulate: g.accumulate,
-        a: LaunchArg::Int(0),
-        b: LaunchArg::Int(0),
-        c: LaunchArg::Int(0),
-        scratch: LaunchArg::Int(0),
-        scratch_bytes: g.scratch_bytes,
-    };
-    let [a, b, c] = gemm.bytes();
-    (gemm.a, gemm.b, gemm.c) = (arg(&g.a, a)?, arg(&g.b, b)?, arg(&g.c, c)?);
-    gemm.scratch = match arg(&g.scratch, g.scratch_bytes)? {
-        LaunchArg::Workspace(offset) if offset % SCRATCH_ALIGN == 0 => LaunchArg::Workspace(offset),
+    if !matches!(g.dtype, DType::F32 | DType::F64) || !dims.iter().all(|&d| (1..=MAX_DIM).contains(&d)) {
+        return Err(Error::Manifest(format!("`{f}`: a {} product of dimensions {dims:?}", g.dtype.name())));
+    }
+    for (operand, bytes) in [&g.a, &g.b, &g.c].into_iter().zip(g.bytes()) {
+        arg(operand, bytes)?;
+    }
+    match arg(&g.scratch, g.scratch_bytes)? {
+        LaunchArg::Workspace { offset } if offset % SCRATCH_ALIGN == 0 => Ok(g.clone()),
         _ => {
-            return Err(Error::Manifest(format!(
-                "`{f}`: a product's scratch memory {:?} is not aligned workspace",
-                g.scratch
-            )))
+            Err(Error::Manifest(format!("`{f}`: a product's scratch memory {:?} is not aligned workspace", g.scratch)))
         }
-    };
-    Ok(gemm)
+    }
 }
 
 /// A GPU bundle loaded on a device, or on the PTX emulator.
@@ -586,9 +540,9 @@ trait Device {
 fn replay(device: &mut dyn Device, f: &GpuFunction, pointers: &[u64], runs: usize) -> Result<Vec<f64>, Error> {
     let workspace = device.alloc(f.workspace_bytes.max(1))?;
     let value = |a: &LaunchArg| match *a {
-        LaunchArg::Buffer(i) => pointers[i],
-        LaunchArg::Workspace(offset) => workspace.address + offset,
-        LaunchArg::Int(v) => v as u64,
+        LaunchArg::Buffer { index } => pointers[index],
+        LaunchArg::Workspace { offset } => workspace.address + offset,
+        LaunchArg::Int { value } => value as u64,
     };
     let mut times = vec![];
     for _ in 0..runs.max(1) {
