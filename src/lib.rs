@@ -277,13 +277,13 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
     if wants(EmitKind::Ir) {
         out.dumps.push((EmitKind::Ir.extension().into(), kiln_ir::text::print_module(&module)));
     }
-    for d in &options.dump_after {
-        if !kiln_passes::step_names().contains(&d.as_str()) {
-            return Err(Error::Usage(format!(
-                "unknown step `{d}` in --dump-after; steps are: {}",
-                kiln_passes::step_names().join(", ")
-            )));
-        }
+    let steps: Vec<&str> = ["all"]
+        .into_iter()
+        .chain(kiln_passes::step_names())
+        .chain(kiln_codegen::stage_names(options.target.arch.is_gpu()).iter().copied())
+        .collect();
+    if let Some(d) = options.dump_after.iter().find(|d| !steps.contains(&d.as_str())) {
+        return Err(Error::Usage(format!("unknown step `{d}` in --dump-after; steps are: {}", steps.join(", "))));
     }
     let pipeline =
         kiln_passes::PipelineOptions { dump_after: options.dump_after.clone(), saturate: options.saturate.clone() };
@@ -301,11 +301,18 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         text.push_str(&saturation_report(&out.saturation));
         out.dumps.push((EmitKind::Stats.extension().into(), text));
     }
-    let needs_codegen = [EmitKind::Mlir, EmitKind::Llvm, EmitKind::Asm, EmitKind::Obj].iter().any(|&k| wants(k));
+    let stages = kiln_codegen::stage_names(options.target.arch.is_gpu());
+    let needs_codegen = [EmitKind::Mlir, EmitKind::Llvm, EmitKind::Asm, EmitKind::Obj].iter().any(|&k| wants(k))
+        || options.dump_after.iter().any(|d| d == "all" || stages.contains(&d.as_str()));
     if !needs_codegen {
         return Ok(out);
     }
-    let emit = Emit { mlir: wants(EmitKind::Mlir), llvm: wants(EmitKind::Llvm), asm: wants(EmitKind::Asm) };
+    let emit = Emit {
+        mlir: wants(EmitKind::Mlir),
+        llvm: wants(EmitKind::Llvm),
+        asm: wants(EmitKind::Asm),
+        dump_after: options.dump_after.clone(),
+    };
     let artifacts = kiln_codegen::compile(&module, &options.target, options.opt_level, emit).map_err(|e| {
         if e.stage == kiln_codegen::gpu::UNSUPPORTED {
             return Error::Usage(format!("{}: {}", options.target.cpu, e.message));
@@ -319,6 +326,7 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         Error::Internal(format!("{e}{}", place.map(|p| format!("\n{p}")).unwrap_or_default()))
     })?;
     out.timings.extend(artifacts.timings.iter().cloned());
+    out.dumps.extend(artifacts.dumps.iter().cloned());
     for (kind, text) in
         [(EmitKind::Mlir, &artifacts.mlir), (EmitKind::Llvm, &artifacts.llvm), (EmitKind::Asm, &artifacts.asm)]
     {

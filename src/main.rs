@@ -80,11 +80,13 @@ struct BuildArgs {
     /// What to produce: ast, ir, opt, stats, mlir, llvm, asm, obj (comma-separated).
     #[arg(long, value_delimiter = ',')]
     emit: Vec<String>,
-    /// Print the IR after these pipeline steps.
+    /// Print the module after these steps: the IR passes (saturate, dce) and the code
+    /// generation stages (emit, fuse, ..., object or ptx), or `all`; with -o, write each to
+    /// DIR/M.after-STEP.EXT instead.
     #[arg(long = "dump-after", value_delimiter = ',')]
     dump_after: Vec<String>,
-    /// Print the time spent in each stage to stderr.
-    #[arg(long = "time-passes")]
+    /// Print the time spent in each step and stage to stderr.
+    #[arg(long = "timings", alias = "time-passes")]
     time_passes: bool,
     /// The library to produce: object (M.o), static (libM.a) or shared (libM.so).
     #[arg(long = "output-kind", default_value = "object")]
@@ -231,7 +233,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     if args.time_passes {
         let total: f64 = out.timings.iter().map(|(_, d)| d.as_secs_f64()).sum();
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "time-passes: {:.3} ms total", total * 1e3);
+        let _ = writeln!(err, "timings: {:.3} ms total", total * 1e3);
         for (name, d) in &out.timings {
             let _ = writeln!(err, "  {:<16} {:>10.3} ms", name, d.as_secs_f64() * 1e3);
         }

@@ -52,6 +52,97 @@ fn the_artifact_contract_is_written_once() {
     }
 }
 
+/// The modules of kiln-codegen import each other without a cycle: the CPU and GPU back ends
+/// are siblings over the shared front half, and the pipeline alone sees both (issue #16).
+/// A module is a file of codegen/src or a folder (gpu/, schedule/); an import is a
+/// `crate::NAME` in code (not in comments), items re-exported at the crate root counting as
+/// their module's.
+#[test]
+fn codegen_modules_import_each_other_without_a_cycle() {
+    let src = root().join("codegen/src");
+    let module_of = |path: &Path| -> String {
+        let relative = path.strip_prefix(&src).unwrap();
+        let first = relative.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+        first.trim_end_matches(".rs").to_string()
+    };
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    // `pub use module::{A, B};` at the root: which module each re-exported item is.
+    let mut reexported = std::collections::BTreeMap::new();
+    for line in lib.lines().filter_map(|l| l.strip_prefix("pub use ")) {
+        let (module, items) = line.trim_end_matches(';').split_once("::").unwrap();
+        for item in items.trim_matches(['{', '}']).split(',') {
+            reexported.insert(item.trim().to_string(), module.to_string());
+        }
+    }
+    let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
+    for path in rust_files(&src).into_iter().filter(|p| !p.ends_with("lib.rs")) {
+        let from = module_of(&path);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for code in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            let mut names = vec![];
+            for (i, _) in code.match_indices("crate::") {
+                let rest = &code[i + "crate::".len()..];
+                if let Some(group) = rest.strip_prefix('{') {
+                    names.extend(group.split('}').next().unwrap().split(',').map(|n| n.trim().to_string()));
+                } else {
+                    names.push(rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap().to_string());
+                }
+            }
+            for name in names {
+                let to = reexported.get(&name).cloned().unwrap_or(name);
+                if to != from && !to.is_empty() {
+                    edges.insert((from.clone(), to));
+                }
+            }
+        }
+    }
+    // Depth-first search for a cycle, reporting its path.
+    fn visit(
+        node: &str,
+        edges: &BTreeSet<(String, String)>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            return Some(path[at..].iter().cloned().chain([node.to_string()]).collect());
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for (_, to) in edges.iter().filter(|(from, _)| from == node) {
+            if let Some(cycle) = visit(to, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    assert!(edges.contains(&("pipeline".to_string(), "gpu".to_string())), "the check sees imports: {edges:?}");
+    let mut done = BTreeSet::new();
+    for (from, _) in &edges {
+        if let Some(cycle) = visit(from, &edges, &mut vec![], &mut done) {
+            panic!("codegen modules import each other in a circle: {}", cycle.join(" -> "));
+        }
+    }
+}
+
+/// No document or source file points outside the repository (the shared notes beside it are
+/// not shipped): what kiln relies on is in docs/.
+#[test]
+fn nothing_points_outside_the_repository() {
+    let mut files = vec![root().join("README.md")];
+    for dir in ["docs", "codegen/src", "runtime/src", "passes/src", "frontend/src", "ir/src", "manifest/src", "src"] {
+        files.extend(rust_files(&root().join(dir)));
+    }
+    files.extend(std::fs::read_dir(root().join("docs")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()));
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("../shared"), "{} points outside the repository", path.display());
+    }
+}
+
 /// Every `.rs` file under `dir`.
 fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = vec![];

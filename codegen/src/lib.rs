@@ -13,6 +13,9 @@
 //! `m.kiln_abi` and the parallel-for setter `m_set_parallel_for` are exported.
 
 pub mod bindings;
+pub mod context;
+pub mod cpu;
+pub mod front;
 pub mod gpu;
 pub mod header;
 pub mod lower;
@@ -26,5 +29,6 @@ pub mod schedule;
 pub mod target;
 pub mod workspace;
 
-pub use pipeline::{compile, Artifacts, CodegenError, Emit};
+pub use context::CodegenError;
+pub use pipeline::{compile, stage_names, Artifacts, Emit};
 pub use target::{Arch, Target};

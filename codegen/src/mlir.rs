@@ -72,14 +72,6 @@ pub fn span_location(span: Span) -> String {
     format!("kiln.span:{}-{}", span.start, span.end)
 }
 
-/// The first source span named in MLIR diagnostics text, if any.
-pub fn span_in(text: &str) -> Option<Span> {
-    let rest = &text[text.find("kiln.span:")? + "kiln.span:".len()..];
-    let (start, rest) = rest.split_once('-')?;
-    let end: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    Some(Span::new(start.parse().ok()?, end.parse().ok()?))
-}
-
 /// A contraction the emitter tagged `{kiln.contraction = ID}` for [`crate::schedule`]: its
 /// loops are (batch..., m, k, n).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,17 +113,23 @@ pub struct Emitted {
 /// schedule splits into partial results on CPUs and two stages on GPUs (partial results in
 /// parallel threads). Ops computed as compositions of others are expanded first
 /// ([`crate::lower`]); that fails only when an expansion would exceed kiln's shape limits.
-pub fn emit_module(module: &Module, target: &crate::target::Target) -> Result<Emitted, crate::CodegenError> {
+///
+/// `pad_b_from_m` is the schedule's decision on padding a product's right operand
+/// (`schedule::MatmulTiles::pad_b_from_m`), which the emitter carries out on CPUs.
+pub fn emit_module(
+    module: &Module,
+    target: &crate::target::Target,
+    pad_b_from_m: Option<usize>,
+) -> Result<Emitted, crate::CodegenError> {
     let mut text = String::from("module {\n");
     let (mut contractions, mut convolutions) = (vec![], vec![]);
     let gpu = target.arch.is_gpu();
     for f in &module.funcs {
         let f = crate::lower::expand(f, !gpu)
-            .map_err(|e| crate::pipeline::err("expansion", format!("in `{}`: {e}", f.name)))?;
+            .map_err(|e| crate::context::err("expansion", format!("in `{}`: {e}", f.name)))?;
         let mut emitter = FuncEmitter::new(&f, contractions.len() + convolutions.len(), target.libm);
         emitter.gpu = gpu;
-        emitter.pad_b_from_m =
-            crate::schedule::MatmulTiles::for_target(target.registers(), 32).pad_b_from_m.filter(|_| !emitter.gpu);
+        emitter.pad_b_from_m = pad_b_from_m.filter(|_| !gpu);
         text.push_str(&emitter.emit(&impl_symbol(&module.name, &f.name)));
         contractions.append(&mut emitter.contractions);
         convolutions.append(&mut emitter.convolutions);
@@ -1241,7 +1239,7 @@ mod tests {
     fn spans_round_trip_through_location_names() {
         let span = Span::new(12, 30);
         let message = format!("loc(\"{}\"): 'linalg.generic' op failed", span_location(span));
-        assert_eq!(span_in(&message), Some(span));
-        assert_eq!(span_in("loc(\"-\":3:4): no span"), None);
+        assert_eq!(crate::context::span_in(&message), Some(span));
+        assert_eq!(crate::context::span_in("loc(\"-\":3:4): no span"), None);
     }
 }

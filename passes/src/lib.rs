@@ -57,7 +57,7 @@ pub fn run_pipeline(module: &mut Module, options: &PipelineOptions) -> Result<Pi
         (step.run)(module, options, &mut report);
         kiln_ir::verify::verify_module(module).map_err(|e| format!("after step `{}`: {e}", step.name))?;
         report.timings.push((step.name.to_string(), start.elapsed()));
-        if options.dump_after.iter().any(|d| d == step.name) {
+        if options.dump_after.iter().any(|d| d == step.name || d == "all") {
             report.dumps.push((step.name.to_string(), kiln_ir::text::print_module(module)));
         }
     }

@@ -30,8 +30,7 @@ pub fn compile_and_load_for(module: &Module, opt: u8, target: &kiln_codegen::Tar
     kiln_ir::verify::verify_module(module).expect("test modules verify");
     let artifacts = kiln_codegen::compile(module, target, opt, Default::default()).unwrap_or_else(|e| {
         let path = std::env::temp_dir().join(format!("kiln-failed-{}.mlir", module.name));
-        let _ =
-            std::fs::write(&path, kiln_codegen::mlir::emit_module(module, target).map(|e| e.text).unwrap_or_default());
+        let _ = std::fs::write(&path, kiln_codegen::front::emitted(module, target).map(|e| e.text).unwrap_or_default());
         panic!("codegen failed: {e}\n(MLIR written to {})\n{}", path.display(), kiln_ir::text::print_module(module))
     });
     let dir = tempfile::tempdir().expect("temp dir");

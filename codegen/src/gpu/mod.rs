@@ -1,7 +1,7 @@
 //! GPU code generation for NVIDIA GPUs: PTX kernels and, per function, a launch plan that
 //! kiln's runtime replays (no MLIR host runtime, no libdevice).
 //!
-//! Route (../shared/docs/gpu.md): the same tensor program as on the CPU is fused, bufferized and
+//! Route (docs/gpu.md): the same tensor program as on the CPU is fused, bufferized and
 //! planned (intermediates are views of one device workspace); float matrix products over whole
 //! buffers become library calls ([`Gemm`], cuBLAS in the runtime); other linalg ops become parallel loops,
 //! tiled by [`THREADS_PER_BLOCK`] and mapped to blocks and threads, and outlined into
@@ -22,17 +22,16 @@
 
 mod reduce;
 
+use crate::context::{err, CodegenError};
+use crate::front::Compilation;
 use crate::manifest::{Gemm, Launch, LaunchArg, Step, SCRATCH_ALIGN};
-use crate::mlir::{emit_module, Contraction};
-use crate::pipeline::{bufferize_and_plan, err, Artifacts, CodegenError, Emit, Mlir, Timer};
+use crate::mlir::Contraction;
 use crate::printed::{defined, indent, names, op_name, rhs};
-use crate::target::Target;
 use inkwell::context::Context as LlvmContext;
 use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::FileType;
-use kiln_ir::{DType, Module};
+use kiln_ir::DType;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// The stage of a [`CodegenError`] for programs the GPU backend cannot compile yet: a
 /// limitation to report to the user, not a compiler bug.
@@ -96,53 +95,71 @@ const DEVICE_PIPELINE: &str = "builtin.module(gpu.module(fold-memref-alias-ops,e
      convert-scf-to-cf,convert-gpu-to-nvvm{index-bitwidth=64 use-bare-ptr-memref-call-conv=1},canonicalize,cse,\
      reconcile-unrealized-casts))";
 
-/// Compiles `module` into PTX kernels and launch plans.
-pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
-    let mut timer = Timer { timings: vec![], start: Instant::now() };
-    let emitted = emit_module(module, target)?;
-    let text = emitted.text.clone();
-    timer.lap("mlir-emit");
-    let mlir = Mlir::new();
-    let blocks = |bufferized: &str| reduce::block_reductions(&library_products(bufferized, &emitted.contractions));
-    let planned = bufferize_and_plan(&mlir, module, &text, opt, |_| None, Some(&blocks))?;
-    let (workspace, planned) = (planned.workspace, planned.text);
-    let mut loops = mlir.parse(&planned, "MLIR parsing (planned)")?;
-    mlir.run(&mut loops, "builtin.module(func.func(convert-linalg-to-parallel-loops),canonicalize,cse)")?;
-    let collapsed = collapse_parallel_loops(&loops.as_operation().to_string());
-    let wrapped = wrap_serial_statements(&collapsed).map_err(|e| err("GPU mapping", e))?;
-    let mut mapped = mlir.parse(&wrapped, "MLIR parsing (GPU loops)")?;
-    mlir.run(
-        &mut mapped,
-        &format!(
-            "builtin.module(func.func(scf-parallel-loop-tiling{{parallel-loop-tile-sizes={THREADS_PER_BLOCK} no-min-max-bounds=true}},\
-             gpu-map-parallel-loops,convert-parallel-loops-to-gpu),gpu-launch-sink-index-computations,gpu-kernel-outlining,canonicalize,cse)"
-        ),
-    )?;
-    let outlined = mapped.as_operation().to_string();
-    let mut launches: Vec<Vec<Step>> = module
-        .funcs
-        .iter()
-        .map(|f| {
-            let symbol = crate::mlir::impl_symbol(&module.name, &f.name);
-            launch_plan(&outlined, &symbol, f.params.len() + f.results.len(), &emitted.contractions)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| err("GPU launch plan", e))?;
-    let mut workspace = workspace;
-    for (steps, bytes) in launches.iter_mut().zip(&mut workspace) {
-        reserve_scratch(steps, bytes, blas_scratch_bytes(&target.cpu));
-    }
-    let device_text = with_intrinsics(&outlined).map_err(|e| err(UNSUPPORTED, e))?;
-    let mut device = mlir.parse(&device_text, "MLIR parsing (kernels)")?;
-    mlir.run(&mut device, DEVICE_PIPELINE)?;
-    timer.lap("mlir-lower");
+/// Stage `library-products`: float products over whole buffers become library calls
+/// ([`library_calls`]).
+pub(crate) fn library_products(c: &mut Compilation) -> Result<(), CodegenError> {
+    let contractions = std::mem::take(&mut c.contractions);
+    let edited = c.edit_text("GPU library products", |text| Ok(library_calls(text, &contractions)));
+    c.contractions = contractions;
+    edited
+}
 
-    let machine = target.machine(opt.max(2)).map_err(|e| err("target setup", e))?;
+/// Stage `block-reductions`: reductions and the row ops around them become block launches
+/// ([`reduce`]).
+pub(crate) fn block_reductions(c: &mut Compilation) -> Result<(), CodegenError> {
+    c.edit_text("GPU block reductions", |text| Ok(reduce::block_reductions(text)))
+}
+
+/// Stage `map-loops`: the remaining linalg ops become parallel loops, each nest collapsed to
+/// one linear index, and host statements that compute data wrapped in one-iteration loops.
+pub(crate) fn map_loops(c: &mut Compilation) -> Result<(), CodegenError> {
+    c.run("builtin.module(func.func(convert-linalg-to-parallel-loops),canonicalize,cse)")?;
+    c.edit_text("GPU mapping", |text| wrap_serial_statements(&collapse_parallel_loops(text)))
+}
+
+/// Stage `outline-kernels`: parallel loops tiled by [`THREADS_PER_BLOCK`], mapped to blocks
+/// and threads, and outlined into `gpu.module`s launched from the host functions.
+pub(crate) fn outline_kernels(c: &mut Compilation) -> Result<(), CodegenError> {
+    c.run(&format!(
+        "builtin.module(func.func(scf-parallel-loop-tiling{{parallel-loop-tile-sizes={THREADS_PER_BLOCK} no-min-max-bounds=true}},\
+         gpu-map-parallel-loops,convert-parallel-loops-to-gpu),gpu-launch-sink-index-computations,gpu-kernel-outlining,canonicalize,cse)"
+    ))
+}
+
+/// Stage `launch-plan`: each host function read as its launch plan, with the library's
+/// scratch memory added to its workspace.
+pub(crate) fn launch_plan(c: &mut Compilation) -> Result<Vec<Vec<Step>>, CodegenError> {
+    let outlined = c.module.as_operation().to_string();
+    let mut launches: Vec<Vec<Step>> =
+        c.ir.funcs
+            .iter()
+            .map(|f| {
+                let symbol = crate::mlir::impl_symbol(&c.ir.name, &f.name);
+                function_plan(&outlined, &symbol, f.params.len() + f.results.len(), &c.contractions)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| err("GPU launch plan", e))?;
+    for (steps, bytes) in launches.iter_mut().zip(&mut c.workspace) {
+        reserve_scratch(steps, bytes, blas_scratch_bytes(&c.target.cpu));
+    }
+    Ok(launches)
+}
+
+/// Stage `lower-kernels`: math ops to the intrinsics NVPTX selects, kernels to NVVM.
+pub(crate) fn lower_kernels(c: &mut Compilation) -> Result<(), CodegenError> {
+    let text = with_intrinsics(&c.module.as_operation().to_string()).map_err(|e| err(UNSUPPORTED, e))?;
+    c.module = c.mlir.parse(&text, "MLIR parsing (kernels)")?;
+    c.run(DEVICE_PIPELINE)
+}
+
+/// Stage `ptx`: each kernel module translated to LLVM IR, optimized and emitted as PTX.
+pub(crate) fn ptx(c: &mut Compilation) -> Result<Vec<Kernel>, CodegenError> {
+    let machine = c.target.machine(c.opt.max(2)).map_err(|e| err("target setup", e))?;
     let mut kernels = vec![];
-    for (name, body) in kernel_modules(&device.as_operation().to_string()) {
-        let kernel = mlir.parse(&format!("module {{\n{body}}}\n"), "MLIR parsing (kernel)")?;
+    for (name, body) in kernel_modules(&c.module.as_operation().to_string()) {
+        let kernel = c.mlir.parse(&format!("module {{\n{body}}}\n"), "MLIR parsing (kernel)")?;
         let llvm = LlvmContext::create();
-        let m = mlir.translate(&kernel, &llvm)?;
+        let m = c.mlir.translate(&kernel, &llvm)?;
         m.set_name(&name);
         m.set_triple(&machine.get_triple());
         m.set_data_layout(&machine.get_target_data().get_data_layout());
@@ -167,15 +184,7 @@ pub fn compile(module: &Module, target: &Target, opt: u8, emit: Emit) -> Result<
             machine.write_to_memory_buffer(&m, FileType::Assembly).map_err(|e| err("PTX emission", e.to_string()))?;
         kernels.push(Kernel { name, entry, ptx: String::from_utf8_lossy(ptx.as_slice()).into_owned() });
     }
-    timer.lap("ptx");
-    Ok(Artifacts {
-        mlir: emit.mlir.then_some(text),
-        workspace,
-        kernels,
-        launches,
-        timings: timer.timings,
-        ..Default::default()
-    })
+    Ok(kernels)
 }
 
 /// Gives the library products of a plan `scratch` bytes at the end of its `workspace`, which
@@ -336,7 +345,7 @@ fn wrap_serial_statements(text: &str) -> Result<String, String> {
 /// The launch plan of host function `symbol` in the outlined module: every statement must be a
 /// constant, a view or a launch. `buffers` is its number of parameter and result buffers (the
 /// workspace follows them).
-fn launch_plan(text: &str, symbol: &str, buffers: usize, contractions: &[Contraction]) -> Result<Vec<Step>, String> {
+fn function_plan(text: &str, symbol: &str, buffers: usize, contractions: &[Contraction]) -> Result<Vec<Step>, String> {
     let header = text
         .lines()
         .position(|l| l.trim_start().starts_with("func.func ") && l.contains(&format!("@{symbol}(")))
@@ -394,7 +403,7 @@ fn launch_plan(text: &str, symbol: &str, buffers: usize, contractions: &[Contrac
     Ok(launches)
 }
 
-/// One `func.call @kiln_gemm_MODE_ID(%a, %b, %c)` written by [`library_products`], its
+/// One `func.call @kiln_gemm_MODE_ID(%a, %b, %c)` written by [`library_calls`], its
 /// scratch memory not yet placed (see [`reserve_scratch`]).
 fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Contraction]) -> Option<Gemm> {
     let callee = t.split(&format!("@{GEMM_CALLEE}")).nth(1)?.split('(').next()?;
@@ -425,12 +434,12 @@ fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Con
 
 /// The bufferized module with each float product whose operands are whole dense buffers turned
 /// into a call of `@kiln_gemm_MODE_ID`, declared at the end of the module: it stays on the
-/// host, where [`launch_plan`] reads it as a library call. cuBLAS runs these products far faster
-/// than loops MLIR can map to threads (../shared/docs/gpu.md); products of integers, or of
+/// host, where [`function_plan`] reads it as a library call. cuBLAS runs these products far faster
+/// than loops MLIR can map to threads (docs/gpu.md); products of integers, or of
 /// strided views, stay loops. A zero fill of the product's output just before it is dropped and
 /// the product overwrites instead of accumulating (BLAS's beta = 0): `c = 0; c += a b` is
 /// `c = a b`, one launch and one pass over c fewer.
-fn library_products(bufferized: &str, contractions: &[Contraction]) -> String {
+fn library_calls(bufferized: &str, contractions: &[Contraction]) -> String {
     let memref = |dims: Vec<usize>, dtype: DType| {
         format!("memref<{}x{}>", dims.iter().map(usize::to_string).collect::<Vec<_>>().join("x"), dtype.name())
     };

@@ -397,7 +397,7 @@ impl Launch {
     /// Each warp combines its 32 values by 5 butterfly shuffles; lane 0 of each warp stores
     /// its result in workgroup memory; after a barrier every warp combines those 8 (padded
     /// with the identity) the same way, and thread 0 uses its total: a fixed order, two
-    /// barriers (as ../shared/docs/gpu.md's template).
+    /// barriers (docs/gpu.md's template).
     fn combine(&mut self, pq: &str, combiner: &str, elem: &str, out: &str) {
         let p = self.p.clone();
         let (smem, buffer) = (smem(elem), format!("{p}smem_{elem}"));

@@ -13,7 +13,8 @@
 //! (`tile_using_for`), fuses each producer into that loop, consumers first
 //! (`fuse_into_containing_op`: one tiled copy per use, merged by cse), and then vectorizes
 //! each member inside the loop like any other op. This is the schedule of
-//! ../shared/docs/perf.md's hand-written softmax and layernorm, derived from the program.
+//! a hand-written one-pass softmax and layernorm (docs/decisions.md, row groups), derived from
+//! the program.
 
 use super::{annotate_parallel, list, Generic, Loops};
 use melior::ir::operation::OperationLike;
