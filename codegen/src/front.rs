@@ -4,6 +4,7 @@
 //! function here is one stage of [`crate::pipeline::compile`] over a [`Compilation`].
 
 use crate::context::{err, CodegenError, Dump, Mlir};
+use crate::hide;
 use crate::mlir::{emit_module, impl_symbol, Contraction, Convolution, Emitted};
 use crate::target::Target;
 use crate::workspace;
@@ -12,7 +13,7 @@ use melior::ir::Module as MlirModule;
 
 /// Fuses elementwise producers into their consumers and folds unit dimensions (at -O1 and
 /// above; unit dimensions left by reshapes would block the row groups' fusion), with the
-/// contractions hidden (see [`crate::mlir::hide_contractions`]).
+/// contractions hidden (see [`crate::hide`]).
 const FUSE_PIPELINE: &str = "builtin.module(linalg-fuse-elementwise-ops,linalg-fold-unit-extent-dims,canonicalize)";
 
 /// Replaces each result's `tensor.empty` with its destination. This runs before the
@@ -103,16 +104,15 @@ pub(crate) fn emit<'c>(
     })
 }
 
-/// Stage `fuse` (-O1 and above): elementwise fusion with the contractions hidden.
+/// Stage `fuse` (-O1 and above): elementwise fusion with the contractions hidden
+/// ([`crate::hide`]).
 pub(crate) fn fuse(c: &mut Compilation) -> Result<(), CodegenError> {
     if c.opt == 0 {
         return Ok(());
     }
-    // The hiding reads the emitted text, where each tagged op is one line.
-    let (text, hidden) = crate::mlir::hide_contractions(&c.emitted);
-    c.module = c.mlir.parse(&text, "MLIR parsing")?;
+    let hidden = hide::hide(&c.mlir.context, &c.module).map_err(|e| err("elementwise fusion", e))?;
     c.run(FUSE_PIPELINE)?;
-    c.edit_text("elementwise fusion", |text| crate::mlir::restore_contractions(text, &hidden))
+    hide::restore(&c.module, hidden).map_err(|e| err("elementwise fusion", e))
 }
 
 /// Stage `prepare`: results' empty tensors replaced by their destinations.

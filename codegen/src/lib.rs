@@ -18,6 +18,7 @@ pub mod cpu;
 pub mod front;
 pub mod gpu;
 pub mod header;
+mod hide;
 pub mod lower;
 pub mod manifest;
 pub mod mlir;

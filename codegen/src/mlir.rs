@@ -138,105 +138,6 @@ pub fn emit_module(
     Ok(Emitted { text, contractions, convolutions })
 }
 
-/// The callee that stands for contraction `id` while the contractions are hidden.
-fn hidden_contraction(id: usize) -> String {
-    format!("@kiln_contraction_{id}")
-}
-
-/// An op hidden by [`hide_contractions`]: its text around its operands,
-/// `{result} = {head} ins({a}, {b} : {ta}, {tb}) outs({init} : {t}){tail}`.
-#[derive(Clone, Debug)]
-pub struct Hidden {
-    id: usize,
-    head: String,
-    tail: String,
-}
-
-/// The module `text` (as [`emit_module`] writes it) with every op tagged `kiln.contraction`
-/// (the `linalg.contract`s and the convolutions' generics, each on one line) replaced by a
-/// call of a declared function. Elementwise fusion propagates reshapes into every linalg op it
-/// meets, turning a contraction whose operand is reshaped (an im2col matrix, say) into a
-/// generic with several reduction loops that the contraction schedule no longer recognizes,
-/// and would fuse elementwise producers into a convolution, recomputing them for every tap; a
-/// call is opaque to it. [`restore_contractions`] puts them back.
-pub fn hide_contractions(text: &str) -> (String, Vec<Hidden>) {
-    let mut out = String::with_capacity(text.len());
-    let mut hidden = vec![];
-    let mut declarations = String::new();
-    for line in text.lines() {
-        let parsed = (|| {
-            let (result, rest) = line.split_once(" = ")?;
-            let (head, rest) = rest.split_once(" ins(")?;
-            let (ins, rest) = rest.split_once(") outs(")?;
-            let (init, tail) = rest.split_once(')')?;
-            let (_, id) = tail.split_once("kiln.contraction = ")?;
-            let id: usize = id.split(' ').next()?.parse().ok()?;
-            let (operands, operand_types) = ins.split_once(" : ")?;
-            let (init, result_type) = init.split_once(" : ")?;
-            let tail = tail.find(" loc(").map_or(tail, |i| &tail[..i]);
-            Some((result, head, operands, operand_types, init, result_type, tail, id))
-        })();
-        match parsed {
-            Some((result, head, operands, operand_types, init, result_type, tail, id)) => {
-                let callee = hidden_contraction(id);
-                let location = line.find(" loc(").map_or("", |i| &line[i..]);
-                let _ = writeln!(
-                    out,
-                    "{result} = func.call {callee}({operands}, {init}) : ({operand_types}, {result_type}) -> {result_type}{location}"
-                );
-                let _ = writeln!(
-                    declarations,
-                    "  func.func private {callee}({operand_types}, {result_type}) -> {result_type}"
-                );
-                hidden.push(Hidden { id, head: head.to_string(), tail: tail.to_string() });
-            }
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    if let Some(end) = out.trim_end().rfind('}') {
-        out.insert_str(end, &declarations);
-    }
-    (out, hidden)
-}
-
-/// The printed module `text` with the calls and declarations of [`hide_contractions`] turned
-/// back into the ops they stand for.
-pub fn restore_contractions(text: &str, hidden: &[Hidden]) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("func.func private @kiln_contraction_") {
-            continue;
-        }
-        let call = line.split_once(" = ").and_then(|(result, rest)| {
-            let rest = rest.strip_prefix("func.").unwrap_or(rest).strip_prefix("call @kiln_contraction_")?;
-            Some((result, rest))
-        });
-        let Some((result, rest)) = call else {
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        };
-        let bad = || format!("unexpected hidden contraction `{line}`");
-        let (id, rest) = rest.split_once('(').ok_or_else(bad)?;
-        let id: usize = id.parse().map_err(|_| bad())?;
-        let (args, rest) = rest.split_once(") : (").ok_or_else(bad)?;
-        let (types, result_type) = rest.split_once(") -> ").ok_or_else(bad)?;
-        let args: Vec<&str> = args.split(", ").collect();
-        // Tensor types contain no ", " (static shapes): split the types at the top level.
-        let types: Vec<&str> = types.split(", ").collect();
-        let op = hidden.iter().find(|h| h.id == id).ok_or_else(bad)?;
-        let ([a, b, init], [ta, tb, _]) = (args.as_slice(), types.as_slice()) else { return Err(bad()) };
-        let result_type = result_type.split(' ').next().unwrap_or(result_type);
-        let _ =
-            writeln!(out, "{result} = {} ins({a}, {b} : {ta}, {tb}) outs({init} : {result_type}){}", op.head, op.tail);
-    }
-    Ok(out)
-}
-
 /// The `[offsets] [sizes] [strides]` of a `tensor.extract_slice` or `insert_slice`.
 fn window(offsets: &[usize], sizes: &[usize], strides: &[i64]) -> String {
     let list = |xs: Vec<String>| xs.join(", ");
@@ -1011,9 +912,8 @@ impl<'f> FuncEmitter<'f> {
         self.tagged(&head, a, b, &filled, ty, &format!(" {{kiln.contraction = {id} : i64}} -> {t}"))
     }
 
-    /// Writes `{out} = {head} ins({a}, {b} : ..) outs({init} : {ty}){tail}` on one line, the
-    /// form of the tagged ops (contractions, convolutions) that [`hide_contractions`] reads,
-    /// and returns `out`.
+    /// Writes `{out} = {head} ins({a}, {b} : ..) outs({init} : {ty}){tail}`, the form of the
+    /// tagged ops (contractions, convolutions), and returns `out`.
     fn tagged(
         &mut self,
         head: &str,
@@ -1205,35 +1105,6 @@ impl<'f> FuncEmitter<'f> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hidden_contractions_come_back_as_they_were() {
-        let contract = "    %t5 = linalg.contract indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1)>, affine_map<(d0, d1, d2) -> (d1, d2)>, affine_map<(d0, d1, d2) -> (d0, d2)>] ins(%t1, %t2 : tensor<4x3xf32>, tensor<3x2xf32>) outs(%t4 : tensor<4x2xf32>) {kiln.contraction = 7 : i64} -> tensor<4x2xf32>";
-        let text = format!(
-            "module {{\n  func.func private @f() {{\n{contract} loc(\"kiln.span:1-2\")\n    return\n  }}\n}}\n"
-        );
-        let (hidden, maps) = hide_contractions(&text);
-        assert!(!hidden.contains("linalg.contract"));
-        assert!(hidden.contains("%t5 = func.call @kiln_contraction_7(%t1, %t2, %t4) : (tensor<4x3xf32>, tensor<3x2xf32>, tensor<4x2xf32>) -> tensor<4x2xf32> loc("));
-        assert!(hidden.contains("  func.func private @kiln_contraction_7(tensor<4x3xf32>, tensor<3x2xf32>, tensor<4x2xf32>) -> tensor<4x2xf32>\n}"));
-        // As MLIR prints the call inside a function (the `func.` prefix elided).
-        let printed = hidden.replace("func.call @", "call @").replace(" loc(\"kiln.span:1-2\")", "");
-        let restored = restore_contractions(&printed, &maps).unwrap();
-        assert!(restored.contains(contract), "{restored}");
-        assert!(!restored.contains("kiln_contraction_7("));
-    }
-
-    #[test]
-    fn hidden_convolutions_come_back_as_they_were() {
-        let conv = "    %t9 = linalg.generic {indexing_maps = [affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1 + d4 * 1, d2 + d5 * 1, d6)>, affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5, d6, d3)>, affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1, d2, d3)>], iterator_types = [\"parallel\", \"parallel\", \"parallel\", \"parallel\", \"reduction\", \"reduction\", \"reduction\"]} ins(%t1, %t2 : tensor<1x4x4x2xf32>, tensor<3x3x2x5xf32>) outs(%t8 : tensor<1x2x2x5xf32>) attrs = {kiln.contraction = 3 : i64} { ^bb0(%a0: f32, %a1: f32, %acc: f32): %s0 = arith.mulf %a0, %a1 fastmath<contract> : f32 %s1 = arith.addf %acc, %s0 fastmath<contract> : f32 linalg.yield %s1 : f32 } -> tensor<1x2x2x5xf32>";
-        let text =
-            format!("module {{\n  func.func private @f() {{\n{conv} loc(\"kiln.span:1-2\")\n    return\n  }}\n}}\n");
-        let (hidden, ops) = hide_contractions(&text);
-        assert!(!hidden.contains("linalg.generic") && hidden.contains("call @kiln_contraction_3(%t1, %t2, %t8)"));
-        let printed = hidden.replace("func.call @", "call @").replace(" loc(\"kiln.span:1-2\")", "");
-        let restored = restore_contractions(&printed, &ops).unwrap();
-        assert!(restored.contains(conv), "{restored}");
-    }
 
     #[test]
     fn spans_round_trip_through_location_names() {
