@@ -9,7 +9,11 @@ use crate::mlir::{emit_module, impl_symbol, Contraction, Convolution, Emitted};
 use crate::target::Target;
 use crate::workspace;
 use kiln_ir::Module;
-use melior::ir::Module as MlirModule;
+use melior::ir::attribute::{FlatSymbolRefAttribute, StringAttribute};
+use melior::ir::operation::{OperationLike, OperationMutLike, OperationRefMut, WalkOrder, WalkResult};
+use melior::ir::{BlockLike, Module as MlirModule};
+use melior::Context;
+use std::collections::BTreeMap;
 
 /// Fuses elementwise producers into their consumers and folds unit dimensions (at -O1 and
 /// above; unit dimensions left by reshapes would block the row groups' fusion), with the
@@ -120,9 +124,66 @@ pub(crate) fn prepare(c: &mut Compilation) -> Result<(), CodegenError> {
     c.run(PREPARE_PIPELINE)
 }
 
-/// Stage `bufferize`: tensors to buffers.
+/// Stage `bufferize`: tensors to buffers, constants numbered in the order they are used.
 pub(crate) fn bufferize(c: &mut Compilation) -> Result<(), CodegenError> {
-    c.run(BUFFERIZE_PIPELINE)
+    c.run(BUFFERIZE_PIPELINE)?;
+    number_constants(&c.mlir.context, &c.module).map_err(|e| err("bufferization", e))
+}
+
+/// Renames the module's `memref.global`s `kiln_constant_N`, N the order of their first use
+/// (functions in order, ops in pre-order), and puts them in that order at the module's start.
+/// Bufferization names and orders the globals it makes for constants by an order that varies
+/// from run to run (`__constant_xf32_0` was one constant in one build and another in the
+/// next), which made -O0 objects differ between identical builds.
+fn number_constants<'c>(context: &'c Context, module: &MlirModule<'c>) -> Result<(), String> {
+    let mut globals = BTreeMap::new();
+    let mut uses = vec![];
+    module.as_operation().walk(WalkOrder::PreOrder, |op| {
+        match op.name().as_string_ref().as_str() {
+            Ok("memref.global") => {
+                if let Some(name) = op.attribute("sym_name").ok().and_then(|a| StringAttribute::try_from(a).ok()) {
+                    globals.insert(name.value().to_string(), op.to_raw());
+                }
+            }
+            Ok("memref.get_global") => uses.push(op.to_raw()),
+            _ => {}
+        }
+        WalkResult::Advance
+    });
+    // Old name to new name, in order of first use.
+    let mut numbered: Vec<(String, String)> = vec![];
+    // The numbered globals go, in order, before the module's first op that is not a global.
+    let mut first = module.body().first_operation();
+    while let Some(op) = first.filter(|op| op.name().as_string_ref().as_str() == Ok("memref.global")) {
+        first = op.next_in_block();
+    }
+    let first = first.ok_or("a module of globals alone")?;
+    for raw in uses {
+        // SAFETY: collected from the live module; renaming changes no op's existence.
+        let mut get = unsafe { OperationRefMut::from_raw(raw) };
+        let old = get
+            .attribute("name")
+            .ok()
+            .and_then(|a| FlatSymbolRefAttribute::try_from(a).ok())
+            .ok_or("a `memref.get_global` without a name")?
+            .value()
+            .to_string();
+        let new = match numbered.iter().find(|(o, _)| *o == old) {
+            Some((_, new)) => new.clone(),
+            None => {
+                let new = format!("kiln_constant_{}", numbered.len());
+                let global = *globals.get(&old).ok_or_else(|| format!("no global `{old}`"))?;
+                // SAFETY: a live op of the module body.
+                let mut global = unsafe { OperationRefMut::from_raw(global) };
+                global.set_attribute("sym_name", StringAttribute::new(context, &new).into());
+                global.move_before(first);
+                numbered.push((old, new.clone()));
+                new
+            }
+        };
+        get.set_attribute("name", FlatSymbolRefAttribute::new(context, &new).into());
+    }
+    Ok(())
 }
 
 /// Stage `plan-workspace`: every allocation a view of the workspace or of the stack arena
@@ -142,5 +203,5 @@ pub(crate) fn plan_workspace(c: &mut Compilation) -> Result<(), CodegenError> {
             .collect::<Result<_, _>>()?;
     c.workspace = ordered.iter().map(|p| p.bytes).collect();
     c.stack = ordered.iter().map(|p| p.stack).collect();
-    c.edit_text("workspace planning", |text| workspace::rewrite(text, &plans))
+    workspace::apply(&c.mlir.context, &c.module, &plans).map_err(|e| err("workspace planning", e))
 }

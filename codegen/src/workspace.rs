@@ -5,21 +5,29 @@
 //! After bufferization, each function's top-level block holds its `memref.alloc`s. The plan
 //! computes each buffer's live range (from its allocation to the last top-level op that uses
 //! it or a view of it, nested uses included), places buffers largest first at the lowest
-//! 64-byte-aligned offset that overlaps no buffer whose range intersects its own, and rewrites
-//! each allocation into a `memref.view` of a new last function argument, `%kiln_ws`.
+//! 64-byte-aligned offset that overlaps no buffer whose range intersects its own, and replaces
+//! each allocation by a `memref.view` of a new last function argument, the workspace
+//! ([`apply`], in memory).
 //!
 //! A buffer used only inside one loop marked parallel (`kiln.parallel`, see [`crate::parallel`])
 //! is that loop's scratch (a row of a row group, say): threads running different iterations
 //! need their own copy, so it is not in the workspace but on the stack: a view of one stack
-//! arena (`%kiln_stack`, a `memref.alloca` that each stage call recomputes). Different loops'
+//! arena (a `memref.alloca` that each stage call recomputes). Different loops'
 //! scratch shares the arena, since no two loops run at once, so the arena is the largest
 //! loop's scratch, not the sum: a function with twenty softmaxes needs one softmax's rows. The
 //! schedule bounds each loop's scratch (32 KiB); the plan reports the arena's bytes and
 //! refuses more than [`STACK_LIMIT`].
 
-use melior::ir::operation::{OperationLike, WalkOrder, WalkResult};
-
-use melior::ir::{BlockLike, Module, RegionLike, ValueLike};
+use melior::dialect::arith;
+use melior::ir::attribute::{ArrayAttribute, DenseI32ArrayAttribute, IntegerAttribute, StringAttribute, TypeAttribute};
+use melior::ir::operation::{
+    OperationBuilder, OperationLike, OperationMutLike, OperationRef, OperationRefMut, WalkOrder, WalkResult,
+};
+use melior::ir::r#type::{FunctionType, IntegerType, MemRefType, ShapedTypeLike};
+use melior::ir::{
+    Attribute, Block, BlockLike, BlockRef, Identifier, Module, Region, RegionLike, Type, Value, ValueLike,
+};
+use melior::Context;
 use std::collections::HashMap;
 
 /// Alignment of every buffer in the workspace, and of the workspace itself.
@@ -207,93 +215,194 @@ fn place(buffers: &[Buffer]) -> (Vec<u64>, u64) {
     (offsets, total)
 }
 
-/// `memref.copy %a, %b : A to B` as `linalg.copy`, which becomes a loop nest: MLIR lowers a
-/// `memref.copy` between strided views to a call into its runtime library, which a kiln object
-/// must not need. Bufferization writes such copies where it cannot compute a value in place.
-fn copy_as_loops(line: &str) -> Option<String> {
-    let trimmed = line.trim_start();
-    let indent = &line[..line.len() - trimmed.len()];
-    let (operands, types) = trimmed.strip_prefix("memref.copy ")?.split_once(" : ")?;
-    let (source, dest) = operands.split_once(", ")?;
-    let (from, to) = types.split_once(" to ")?;
-    Some(format!("{indent}linalg.copy ins({source} : {from}) outs({dest} : {to})"))
+/// Carries out `plans` on the bufferized module, in memory: each function gets a last argument
+/// `memref<Nxi8> {llvm.noalias}`, the workspace, and its allocations become `memref.view`s of
+/// it at the planned offsets (or of the stack arena, see the module's documentation); copies
+/// become loops ([`copy_as_loops`]).
+pub fn apply<'c>(context: &'c Context, module: &Module<'c>, plans: &[FunctionPlan]) -> Result<(), String> {
+    let mut op = module.body().first_operation();
+    while let Some(func) = op {
+        op = func.next_in_block();
+        if func.name().as_string_ref().as_str() != Ok("func.func") {
+            continue;
+        }
+        let Some(body) = func.region(0).map_err(|e| e.to_string())?.first_block() else { continue };
+        let symbol = StringAttribute::try_from(func.attribute("sym_name").map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?
+            .value();
+        let plan =
+            plans.iter().find(|p| p.symbol == symbol).ok_or_else(|| format!("no workspace plan for `{symbol}`"))?;
+        // SAFETY: `func` is a live op of `module`, changed only through this reference.
+        let mut func = unsafe { OperationRefMut::from_raw(func.to_raw()) };
+        let workspace = add_workspace_argument(context, &mut func, &body, plan.bytes)?;
+        place_allocations(context, &body, plan, workspace)?;
+    }
+    copy_as_loops(context, module)
 }
 
-/// Rewrites the printed, bufferized module: each function of `plans` gets the argument
-/// `%kiln_ws: memref<Nxi8> {llvm.noalias}` and its allocations become views of it at the
-/// planned offsets (or stack buffers, see the module's documentation); copies become loops
-/// (`copy_as_loops`).
-pub fn rewrite(text: &str, plans: &[FunctionPlan]) -> Result<String, String> {
-    let by_symbol: HashMap<&str, &FunctionPlan> = plans.iter().map(|p| (p.symbol.as_str(), p)).collect();
-    let mut out = String::with_capacity(text.len() + 1024);
-    // The function being rewritten, its allocations seen so far, and whether its stack arena
-    // is defined yet.
-    let mut current: Option<(&FunctionPlan, usize, bool)> = None;
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        let indent = &line[..line.len() - trimmed.len()];
-        // Declarations (no body) keep their line.
-        let definition = trimmed.strip_prefix("func.func ").filter(|_| trimmed.ends_with('{'));
-        if let Some(rest) = definition {
-            if let Some((plan, seen, _)) = current.take() {
-                check_count(plan, seen)?;
-            }
-            let symbol = rest.split('@').nth(1).and_then(|s| s.split('(').next()).unwrap_or("");
-            let plan = by_symbol.get(symbol).ok_or_else(|| format!("no workspace plan for `{symbol}`"))?;
-            let close = line.rfind(") {").ok_or_else(|| format!("unexpected function header `{line}`"))?;
-            let sep = if line[..close].ends_with('(') { "" } else { ", " };
-            out.push_str(&format!(
-                "{}{sep}%kiln_ws: memref<{}xi8> {{llvm.noalias}}{}\n",
-                &line[..close],
-                plan.bytes,
-                &line[close..]
-            ));
-            current = Some((plan, 0, false));
-        } else if let Some((name, alloc)) = trimmed.split_once(" = memref.alloc()") {
-            let (plan, seen, arena) = current.as_mut().ok_or("an allocation outside a function")?;
-            let ty = alloc.rsplit(": ").next().unwrap_or("").trim();
-            let offset = *plan
-                .offsets
-                .get(*seen)
-                .ok_or_else(|| format!("`{}` has more allocations than planned", plan.symbol))?;
-            let (base, bytes, offset) = match offset {
-                Placement::Workspace(offset) => ("%kiln_ws", plan.bytes, offset),
-                Placement::Stack(offset) => {
-                    if !*arena {
-                        out.push_str(&format!(
-                            "{indent}%kiln_stack = memref.alloca() {{alignment = {ALIGNMENT} : i64}} : memref<{}xi8>\n",
-                            plan.stack
-                        ));
-                        *arena = true;
+/// `memref<Nxi8>`, the type of a workspace or stack arena of `bytes`.
+fn byte_buffer(context: &Context, bytes: u64) -> Type<'_> {
+    MemRefType::new(IntegerType::new(context, 8).into(), &[bytes as i64], None, None).into()
+}
+
+/// Appends the workspace argument to `func` (its entry block `body`, its type and its argument
+/// attributes) and returns it.
+fn add_workspace_argument<'c, 'a>(
+    context: &'c Context,
+    func: &mut OperationRefMut<'c, 'a>,
+    body: &BlockRef<'c, 'a>,
+    bytes: u64,
+) -> Result<Value<'c, 'a>, String> {
+    let ty = byte_buffer(context, bytes);
+    let signature = func
+        .attribute("function_type")
+        .ok()
+        .and_then(|a| TypeAttribute::try_from(a).ok())
+        .and_then(|t| FunctionType::try_from(t.value()).ok())
+        .ok_or("a function without a type")?;
+    let inputs: Vec<Type> = (0..signature.input_count())
+        .map(|i| signature.input(i))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let results: Vec<Type> = (0..signature.result_count())
+        .map(|i| signature.result(i))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let no_alias = Attribute::parse(context, "{llvm.noalias}").ok_or("no `llvm.noalias` attribute")?;
+    let mut arg_attrs: Vec<Attribute> = match func.attribute("arg_attrs").ok().map(ArrayAttribute::try_from) {
+        Some(Ok(array)) => {
+            (0..array.len()).map(|i| array.element(i)).collect::<Result<_, _>>().map_err(|e| e.to_string())?
+        }
+        _ => vec![Attribute::parse(context, "{}").ok_or("no empty dictionary")?; inputs.len()],
+    };
+    arg_attrs.push(no_alias);
+    let with_workspace: Vec<Type> = inputs.iter().copied().chain([ty]).collect();
+    func.set_attribute(
+        "function_type",
+        TypeAttribute::new(FunctionType::new(context, &with_workspace, &results).into()).into(),
+    );
+    func.set_attribute("arg_attrs", ArrayAttribute::new(context, &arg_attrs).into());
+    Ok(body.add_argument(ty, func.location()))
+}
+
+/// Replaces each top-level allocation of `body` by a view of `workspace` or of the stack
+/// arena (created before the first allocation placed there), at its planned offset.
+fn place_allocations<'c, 'a>(
+    context: &'c Context,
+    body: &BlockRef<'c, 'a>,
+    plan: &FunctionPlan,
+    workspace: Value<'c, 'a>,
+) -> Result<(), String> {
+    let index = Type::index(context);
+    let mut arena: Option<Value> = None;
+    let mut seen = 0;
+    let mut op = body.first_operation();
+    while let Some(alloc) = op {
+        op = alloc.next_in_block();
+        if alloc.name().as_string_ref().as_str() != Ok("memref.alloc") {
+            continue;
+        }
+        let placement =
+            *plan.offsets.get(seen).ok_or_else(|| format!("`{}` has more allocations than planned", plan.symbol))?;
+        seen += 1;
+        let location = alloc.location();
+        let (base, offset) = match placement {
+            Placement::Workspace(offset) => (workspace, offset),
+            Placement::Stack(offset) => {
+                let base = match arena {
+                    Some(base) => base,
+                    None => {
+                        let alloca = OperationBuilder::new("memref.alloca", location)
+                            .add_attributes(&[
+                                (
+                                    Identifier::new(context, "alignment"),
+                                    IntegerAttribute::new(IntegerType::new(context, 64).into(), ALIGNMENT as i64)
+                                        .into(),
+                                ),
+                                (
+                                    Identifier::new(context, "operandSegmentSizes"),
+                                    DenseI32ArrayAttribute::new(context, &[0, 0]).into(),
+                                ),
+                            ])
+                            .add_results(&[byte_buffer(context, plan.stack)])
+                            .build()
+                            .map_err(|e| e.to_string())?;
+                        let alloca = body.insert_operation_before(alloc, alloca);
+                        *arena.insert(alloca.result(0).map_err(|e| e.to_string())?.into())
                     }
-                    ("%kiln_stack", plan.stack, offset)
-                }
-            };
-            out.push_str(&format!("{indent}%kiln_off{seen} = arith.constant {offset} : index\n"));
-            out.push_str(&format!(
-                "{indent}{name} = memref.view {base}[%kiln_off{seen}][] : memref<{bytes}xi8> to {ty}\n"
-            ));
-            *seen += 1;
-        } else if let Some(copy) = copy_as_loops(line) {
-            out.push_str(&copy);
-            out.push('\n');
-        } else {
-            out.push_str(line);
-            out.push('\n');
+                };
+                (base, offset)
+            }
+        };
+        let shift = body.insert_operation_before(
+            alloc,
+            arith::constant(context, IntegerAttribute::new(index, offset as i64).into(), location),
+        );
+        let result = alloc.result(0).map_err(|e| e.to_string())?;
+        let view = OperationBuilder::new("memref.view", location)
+            .add_operands(&[base, shift.result(0).map_err(|e| e.to_string())?.into()])
+            .add_results(&[result.r#type()])
+            .build()
+            .map_err(|e| e.to_string())?;
+        let view = body.insert_operation_before(alloc, view);
+        // SAFETY: the allocation and the view are alive with the same type; the allocation has
+        // no use left when it is erased.
+        unsafe {
+            mlir_sys::mlirValueReplaceAllUsesOfWith(
+                result.to_raw(),
+                view.result(0).map_err(|e| e.to_string())?.to_raw(),
+            );
+            mlir_sys::mlirOperationDestroy(alloc.to_raw());
         }
     }
-    if let Some((plan, seen, _)) = current {
-        check_count(plan, seen)?;
-    }
-    Ok(out)
-}
-
-fn check_count(plan: &FunctionPlan, seen: usize) -> Result<(), String> {
     if seen == plan.offsets.len() {
         Ok(())
     } else {
-        Err(format!("`{}` has {seen} allocations in its text but {} in its plan", plan.symbol, plan.offsets.len()))
+        Err(format!("`{}` has {seen} allocations but {} in its plan", plan.symbol, plan.offsets.len()))
     }
+}
+
+/// Every `memref.copy %a, %b` as `linalg.copy ins(%a) outs(%b)`, which becomes a loop nest:
+/// MLIR lowers a `memref.copy` between strided views to a call into its runtime library,
+/// which a kiln object must not need. Bufferization writes such copies where it cannot
+/// compute a value in place.
+fn copy_as_loops<'c>(context: &'c Context, module: &Module<'c>) -> Result<(), String> {
+    let mut copies = vec![];
+    module.as_operation().walk(WalkOrder::PreOrder, |op| {
+        if op.name().as_string_ref().as_str() == Ok("memref.copy") {
+            copies.push(op.to_raw());
+        }
+        WalkResult::Advance
+    });
+    for raw in copies {
+        // SAFETY: collected from the live module; each copy is replaced once.
+        let copy = unsafe { OperationRef::from_raw(raw) };
+        let (source, dest) = (copy.operand(0).map_err(|e| e.to_string())?, copy.operand(1).map_err(|e| e.to_string())?);
+        let element = MemRefType::try_from(source.r#type()).map_err(|e| e.to_string())?.element();
+        let location = copy.location();
+        let block = Block::new(&[(element, location), (element, location)]);
+        block.append_operation(
+            OperationBuilder::new("linalg.yield", location)
+                .add_operands(&[block.argument(0).map_err(|e| e.to_string())?.into()])
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+        let region = Region::new();
+        region.append_block(block);
+        let linalg_copy = OperationBuilder::new("linalg.copy", location)
+            .add_operands(&[source, dest])
+            .add_attributes(&[(
+                Identifier::new(context, "operandSegmentSizes"),
+                DenseI32ArrayAttribute::new(context, &[1, 1]).into(),
+            )])
+            .add_regions([region])
+            .build()
+            .map_err(|e| e.to_string())?;
+        copy.block().ok_or("a copy outside a block")?.insert_operation_before(copy, linalg_copy);
+        // SAFETY: a copy has no results, so nothing uses it.
+        unsafe { mlir_sys::mlirOperationDestroy(raw) };
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -308,16 +417,6 @@ mod tests {
         assert_eq!(offsets, vec![0, 128, 0]);
         assert_eq!(total, 192);
         assert_eq!(place(&[]), (vec![], 0));
-    }
-
-    #[test]
-    fn copies_become_linalg_copies() {
-        let line = "    memref.copy %a, %sub : memref<2x3xf32> to memref<2x3xf32, strided<[6, 1], offset: 3>>";
-        assert_eq!(
-            copy_as_loops(line).unwrap(),
-            "    linalg.copy ins(%a : memref<2x3xf32>) outs(%sub : memref<2x3xf32, strided<[6, 1], offset: 3>>)"
-        );
-        assert_eq!(copy_as_loops("    %x = memref.alloc() : memref<4xf32>"), None);
     }
 
     #[test]

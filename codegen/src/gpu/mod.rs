@@ -147,6 +147,7 @@ pub(crate) fn launch_plan(c: &mut Compilation) -> Result<Vec<Vec<Step>>, Codegen
 
 /// Stage `lower-kernels`: math ops to the intrinsics NVPTX selects, kernels to NVVM.
 pub(crate) fn lower_kernels(c: &mut Compilation) -> Result<(), CodegenError> {
+    // A math op without an intrinsic is the user's limit, not a bug: reported as unsupported.
     let text = with_intrinsics(&c.module.as_operation().to_string()).map_err(|e| err(UNSUPPORTED, e))?;
     c.module = c.mlir.parse(&text, "MLIR parsing (kernels)")?;
     c.run(DEVICE_PIPELINE)
