@@ -26,11 +26,19 @@ use crate::context::{err, CodegenError};
 use crate::front::Compilation;
 use crate::manifest::{Gemm, Launch, LaunchArg, Step, SCRATCH_ALIGN};
 use crate::mlir::Contraction;
-use crate::printed::{defined, indent, names, op_name, rhs};
+use crate::printed::{defined, indent, names, op_name};
 use inkwell::context::Context as LlvmContext;
 use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::FileType;
 use kiln_ir::DType;
+use melior::ir::attribute::{
+    AttributeLike, DenseI32ArrayAttribute, FlatSymbolRefAttribute, IntegerAttribute, StringAttribute,
+};
+use melior::ir::operation::{OperationBuilder, OperationLike, OperationRef, WalkOrder, WalkResult};
+use melior::ir::{
+    Attribute, BlockLike, Identifier, Location, Module as MlirModule, Operation, RegionLike, Value, ValueLike,
+};
+use melior::Context;
 use std::collections::BTreeMap;
 
 /// The stage of a [`CodegenError`] for programs the GPU backend cannot compile yet: a
@@ -59,10 +67,26 @@ const HOST_OPS: &[&str] = &[
     "scf.parallel",
     "gpu.launch_func",
     "gpu.launch",
-    // `func.call`, printed in its short form inside functions: the library products.
+    // The library products, and the end of a function.
+    "func.call",
+    "func.return",
+    // The same, as MLIR prints them inside functions (read by `wrap_serial_statements`).
     "call",
     "return",
 ];
+
+/// The function `symbol` of the module's body.
+fn host_function<'c, 'a>(module: &'a MlirModule<'c>, symbol: &str) -> Option<OperationRef<'c, 'a>> {
+    let mut op = module.body().first_operation();
+    while let Some(func) = op {
+        let name = func.attribute("sym_name").ok().and_then(|a| StringAttribute::try_from(a).ok());
+        if func.name().as_string_ref().as_str() == Ok("func.func") && name.is_some_and(|n| n.value() == symbol) {
+            return Some(func);
+        }
+        op = func.next_in_block();
+    }
+    None
+}
 
 /// The prefix of the functions that stand for library products between planning and the
 /// launch plan, followed by [`OVERWRITE`] or [`ACCUMULATE`] and the contraction's id (see
@@ -129,16 +153,15 @@ pub(crate) fn outline_kernels(c: &mut Compilation) -> Result<(), CodegenError> {
 /// Stage `launch-plan`: each host function read as its launch plan, with the library's
 /// scratch memory added to its workspace.
 pub(crate) fn launch_plan(c: &mut Compilation) -> Result<Vec<Vec<Step>>, CodegenError> {
-    let outlined = c.module.as_operation().to_string();
-    let mut launches: Vec<Vec<Step>> =
-        c.ir.funcs
-            .iter()
-            .map(|f| {
-                let symbol = crate::mlir::impl_symbol(&c.ir.name, &f.name);
-                function_plan(&outlined, &symbol, f.params.len() + f.results.len(), &c.contractions)
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| err("GPU launch plan", e))?;
+    let mut launches: Vec<Vec<Step>> = vec![];
+    for f in &c.ir.funcs {
+        let symbol = crate::mlir::impl_symbol(&c.ir.name, &f.name);
+        let func = host_function(&c.module, &symbol).ok_or_else(|| err("GPU launch plan", format!("no `{symbol}`")))?;
+        launches.push(
+            function_plan(func, f.params.len() + f.results.len(), &c.contractions)
+                .map_err(|e| err("GPU launch plan", e))?,
+        );
+    }
     for (steps, bytes) in launches.iter_mut().zip(&mut c.workspace) {
         reserve_scratch(steps, bytes, blas_scratch_bytes(&c.target.cpu));
     }
@@ -148,8 +171,7 @@ pub(crate) fn launch_plan(c: &mut Compilation) -> Result<Vec<Vec<Step>>, Codegen
 /// Stage `lower-kernels`: math ops to the intrinsics NVPTX selects, kernels to NVVM.
 pub(crate) fn lower_kernels(c: &mut Compilation) -> Result<(), CodegenError> {
     // A math op without an intrinsic is the user's limit, not a bug: reported as unsupported.
-    let text = with_intrinsics(&c.module.as_operation().to_string()).map_err(|e| err(UNSUPPORTED, e))?;
-    c.module = c.mlir.parse(&text, "MLIR parsing (kernels)")?;
+    with_intrinsics(&c.mlir.context, &c.module).map_err(|e| err(UNSUPPORTED, e))?;
     c.run(DEVICE_PIPELINE)
 }
 
@@ -157,8 +179,7 @@ pub(crate) fn lower_kernels(c: &mut Compilation) -> Result<(), CodegenError> {
 pub(crate) fn ptx(c: &mut Compilation) -> Result<Vec<Kernel>, CodegenError> {
     let machine = c.target.machine(c.opt.max(2)).map_err(|e| err("target setup", e))?;
     let mut kernels = vec![];
-    for (name, body) in kernel_modules(&c.module.as_operation().to_string()) {
-        let kernel = c.mlir.parse(&format!("module {{\n{body}}}\n"), "MLIR parsing (kernel)")?;
+    for (name, kernel) in kernel_modules(&c.mlir.context, &c.module).map_err(|e| err("PTX emission", e))? {
         let llvm = LlvmContext::create();
         let m = c.mlir.translate(&kernel, &llvm)?;
         m.set_name(&name);
@@ -343,62 +364,57 @@ fn wrap_serial_statements(text: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// The launch plan of host function `symbol` in the outlined module: every statement must be a
-/// constant, a view or a launch. `buffers` is its number of parameter and result buffers (the
-/// workspace follows them).
-fn function_plan(text: &str, symbol: &str, buffers: usize, contractions: &[Contraction]) -> Result<Vec<Step>, String> {
-    let header = text
-        .lines()
-        .position(|l| l.trim_start().starts_with("func.func ") && l.contains(&format!("@{symbol}(")))
-        .ok_or_else(|| format!("no function `{symbol}`"))?;
-    let lines: Vec<&str> = text.lines().skip(header + 1).take_while(|l| l.trim() != "}" || indent(l) > 2).collect();
-    let params: Vec<&str> = names(text.lines().nth(header).unwrap_or("")).collect();
-    // What each host value is: a launch argument, or an index for grid sizes.
-    let mut values: BTreeMap<&str, LaunchArg> = BTreeMap::new();
-    for (i, p) in params.iter().enumerate() {
+/// The launch plan of host function `func` of the outlined module: every top-level op must be
+/// a constant, a view, a launch or a library call ([`HOST_OPS`]). `buffers` is its number of
+/// parameter and result buffers (the workspace follows them).
+fn function_plan(func: OperationRef, buffers: usize, contractions: &[Contraction]) -> Result<Vec<Step>, String> {
+    let symbol = func.attribute("sym_name").map_err(|e| e.to_string())?;
+    let body = func.region(0).map_err(|e| e.to_string())?.first_block().ok_or("a host function without a body")?;
+    // What each host value is: a launch argument, or an integer for grid sizes (by its raw
+    // pointer, only looked up).
+    let mut values: BTreeMap<usize, LaunchArg> = BTreeMap::new();
+    let key = |v: &Value| v.to_raw().ptr as usize;
+    for i in 0..body.argument_count() {
         let arg = if i < buffers { LaunchArg::Buffer { index: i } } else { LaunchArg::Workspace { offset: 0 } };
-        values.insert(p, arg);
+        values.insert(key(&body.argument(i).map_err(|e| e.to_string())?.into()), arg);
     }
     let mut launches = vec![];
-    for line in &lines {
-        let op = op_name(line);
-        if !HOST_OPS.contains(&op) {
-            return Err(format!("`{op}` remains on the host in `{symbol}`"));
+    let mut next = body.first_operation();
+    while let Some(op) = next {
+        next = op.next_in_block();
+        let name = op.name().as_string_ref().as_str().map_err(|e| e.to_string())?.to_string();
+        if !HOST_OPS.contains(&name.as_str()) {
+            return Err(format!("`{name}` remains on the host in {symbol}"));
         }
-        let t = line.trim_start();
-        let target = defined(t);
-        let operands: Vec<&str> = names(rhs(t)).filter(|n| !n.starts_with("%arg") || params.contains(n)).collect();
-        match (op, target) {
-            ("arith.constant", Some(name)) => {
-                if let Some(v) = t
-                    .split(" = arith.constant ")
-                    .nth(1)
-                    .and_then(|r| r.split(" : ").next())
-                    .and_then(|v| v.parse().ok())
-                {
-                    values.insert(name, LaunchArg::Int { value: v });
+        let operand = |i: usize| op.operand(i).ok().and_then(|v| values.get(&key(&v)).copied());
+        let defined = match name.as_str() {
+            "arith.constant" => op
+                .attribute("value")
+                .ok()
+                .and_then(|a| IntegerAttribute::try_from(a).ok())
+                .map(|v| LaunchArg::Int { value: v.value() }),
+            "memref.view" => match (operand(0), operand(1)) {
+                (Some(LaunchArg::Workspace { offset }), Some(LaunchArg::Int { value })) => {
+                    Some(LaunchArg::Workspace { offset: offset + value as u64 })
                 }
+                _ => return Err(format!("unexpected view in {symbol}: {op}")),
+            },
+            "memref.expand_shape" | "memref.collapse_shape" | "memref.cast" => {
+                Some(operand(0).ok_or_else(|| format!("unexpected reshape in {symbol}: {op}"))?)
             }
-            ("memref.view", Some(name)) => {
-                let (Some(LaunchArg::Workspace { offset }), Some(LaunchArg::Int { value })) =
-                    (operands.first().and_then(|n| values.get(n)), operands.get(1).and_then(|n| values.get(n)))
-                else {
-                    return Err(format!("unexpected view in `{symbol}`: {t}"));
-                };
-                values.insert(name, LaunchArg::Workspace { offset: offset + *value as u64 });
+            "gpu.launch_func" => {
+                launches.push(Step::Kernel(launch(&op, &values).ok_or_else(|| format!("unexpected launch: {op}"))?));
+                None
             }
-            ("memref.expand_shape" | "memref.collapse_shape" | "memref.cast", Some(name)) => {
-                let source = operands.first().and_then(|n| values.get(n)).cloned();
-                values.insert(name, source.ok_or_else(|| format!("unexpected reshape in `{symbol}`: {t}"))?);
+            "func.call" => {
+                let gemm = library_call(&op, &values, contractions).ok_or_else(|| format!("unexpected call: {op}"))?;
+                launches.push(Step::Gemm { gemm });
+                None
             }
-            ("gpu.launch_func", _) => {
-                launches.push(Step::Kernel(launch(t, &values).ok_or_else(|| format!("unexpected launch: {t}"))?))
-            }
-            ("call", _) => {
-                let gemm = library_call(t, &values, contractions).ok_or_else(|| format!("unexpected call: {t}"))?;
-                launches.push(Step::Gemm { gemm })
-            }
-            _ => {}
+            _ => None,
+        };
+        if let (Some(arg), Ok(result)) = (defined, op.result(0)) {
+            values.insert(key(&result.into()), arg);
         }
     }
     Ok(launches)
@@ -406,8 +422,9 @@ fn function_plan(text: &str, symbol: &str, buffers: usize, contractions: &[Contr
 
 /// One `func.call @kiln_gemm_MODE_ID(%a, %b, %c)` written by [`library_calls`], its
 /// scratch memory not yet placed (see [`reserve_scratch`]).
-fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Contraction]) -> Option<Gemm> {
-    let callee = t.split(&format!("@{GEMM_CALLEE}")).nth(1)?.split('(').next()?;
+fn library_call(op: &OperationRef, values: &BTreeMap<usize, LaunchArg>, contractions: &[Contraction]) -> Option<Gemm> {
+    let callee = FlatSymbolRefAttribute::try_from(op.attribute("callee").ok()?).ok()?;
+    let callee = callee.value().strip_prefix(GEMM_CALLEE)?;
     let (accumulate, id) = match callee.strip_prefix(OVERWRITE) {
         Some(id) => (false, id),
         None => (true, callee.strip_prefix(ACCUMULATE)?),
@@ -415,7 +432,7 @@ fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Con
     let id: usize = id.parse().ok()?;
     let c = contractions.iter().find(|c| c.id == id)?;
     let operands: Vec<LaunchArg> =
-        names(t.split('(').nth(1)?.split(')').next()?).map(|n| values.get(n).cloned()).collect::<Option<_>>()?;
+        op.operands().map(|v| values.get(&(v.to_raw().ptr as usize)).copied()).collect::<Option<_>>()?;
     let [a, b, out]: [LaunchArg; 3] = operands.try_into().ok()?;
     Some(Gemm {
         dtype: crate::manifest::dtype(c.dtype),
@@ -431,6 +448,54 @@ fn library_call(t: &str, values: &BTreeMap<&str, LaunchArg>, contractions: &[Con
         scratch: LaunchArg::Workspace { offset: 0 },
         scratch_bytes: 0,
     })
+}
+
+/// The operand groups of a `gpu.launch_func`, in order (its `operandSegmentSizes`): async
+/// dependencies, grid x, y, z, block x, y, z, cluster x, y, z, dynamic shared memory, kernel
+/// operands, async object.
+const LAUNCH_SEGMENTS: usize = 13;
+const GRID: usize = 1;
+const BLOCK: usize = 4;
+const KERNEL_OPERANDS: usize = 11;
+
+/// One `gpu.launch_func @module::@kernel blocks in (...) threads in (...) args(...)`, its
+/// grid and block sizes constants, its arguments known values.
+fn launch(op: &OperationRef, values: &BTreeMap<usize, LaunchArg>) -> Option<Launch> {
+    let kernel = op.attribute("kernel").ok()?;
+    // SAFETY: `kernel` is a live symbol reference attribute (checked first).
+    let kernel = unsafe {
+        if !mlir_sys::mlirAttributeIsASymbolRef(kernel.to_raw()) {
+            return None;
+        }
+        melior::StringRef::from_raw(mlir_sys::mlirSymbolRefAttrGetRootReference(kernel.to_raw()))
+            .as_str()
+            .ok()?
+            .to_string()
+    };
+    let segments = DenseI32ArrayAttribute::try_from(op.attribute("operandSegmentSizes").ok()?).ok()?;
+    let sizes: Vec<usize> =
+        (0..segments.len()).map(|i| segments.element(i).map(|n| n as usize)).collect::<Result<_, _>>().ok()?;
+    if sizes.len() != LAUNCH_SEGMENTS {
+        return None;
+    }
+    // The operands of segment `s`.
+    let segment = |s: usize| -> Vec<Option<LaunchArg>> {
+        let start: usize = sizes[..s].iter().sum();
+        (start..start + sizes[s])
+            .map(|i| op.operand(i).ok().and_then(|v| values.get(&(v.to_raw().ptr as usize)).copied()))
+            .collect()
+    };
+    let dims = |first: usize| -> Option<[u64; 3]> {
+        let dims: Vec<u64> = (first..first + 3)
+            .map(|s| match segment(s).as_slice() {
+                [Some(LaunchArg::Int { value })] => u64::try_from(*value).ok(),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        dims.try_into().ok()
+    };
+    let args = segment(KERNEL_OPERANDS).into_iter().collect::<Option<_>>()?;
+    Some(Launch { kernel, grid: dims(GRID)?, block: dims(BLOCK)?, args })
 }
 
 /// The bufferized module with each float product whose operands are whole dense buffers turned
@@ -504,72 +569,80 @@ fn library_calls(bufferized: &str, contractions: &[Contraction]) -> String {
     out
 }
 
-/// One `gpu.launch_func @module::@kernel blocks in (...) threads in (...) args(%a : T, ...)`.
-fn launch(t: &str, values: &BTreeMap<&str, LaunchArg>) -> Option<Launch> {
-    let kernel = t.split('@').nth(1)?.split("::").next()?.to_string();
-    let dims = |key: &str| -> Option<[u64; 3]> {
-        let inside = t.split(key).nth(1)?.split(')').next()?;
-        let v: Vec<u64> = names(inside)
-            .map(|n| match values.get(n) {
-                Some(LaunchArg::Int { value }) => u64::try_from(*value).ok(),
-                _ => None,
-            })
-            .collect::<Option<_>>()?;
-        v.try_into().ok()
-    };
-    let args_text = t.split(" args(").nth(1).unwrap_or("");
-    let args = names(args_text)
-        .filter(|n| args_text.contains(&format!("{n} :")))
-        .map(|n| values.get(n).cloned())
-        .collect::<Option<_>>()?;
-    Some(Launch { kernel, grid: dims("blocks in (")?, block: dims("threads in (")?, args })
-}
-
-/// The outlined module with every math op in the kernels turned into the LLVM intrinsic the
-/// NVPTX backend selects; any other math op is an error.
-fn with_intrinsics(text: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let op = op_name(line);
-        if let Some(rest) = op.strip_prefix("math.") {
-            let (_, intrinsic) = INTRINSICS.iter().find(|(m, _)| *m == op).ok_or_else(|| {
-                format!("`{rest}` ({}) is not supported on GPU targets", line.rsplit(" : ").next().unwrap_or("").trim())
-            })?;
-            // %r = math.op %a[, %b] : T  ->  %r = llvm.call_intrinsic "llvm.op.T"(%a[, %b]) : (T[, T]) -> T
-            let (lhs, call) = line.split_once(" = ").ok_or("a math op without a result")?;
-            let (operands, ty) = call[op.len()..].rsplit_once(" : ").ok_or("a math op without a type")?;
-            let ty = ty.split(" loc(").next().unwrap_or(ty).trim();
-            let operands = operands.split(" {").next().unwrap_or(operands).trim();
-            let n = operands.split(',').count();
-            out.push_str(&format!(
-                "{lhs} = llvm.call_intrinsic \"{intrinsic}.{ty}\"({operands}) : ({}) -> {ty}\n",
-                vec![ty; n].join(", ")
-            ));
-        } else {
-            out.push_str(line);
-            out.push('\n');
+/// Turns every math op of the outlined module (they are all in kernels) into the LLVM
+/// intrinsic the NVPTX backend selects, `llvm.call_intrinsic "llvm.floor.f32"(%a)`; any other
+/// math op is an error.
+fn with_intrinsics<'c>(context: &'c Context, module: &MlirModule<'c>) -> Result<(), String> {
+    let mut math = vec![];
+    module.as_operation().walk(WalkOrder::PreOrder, |op| {
+        if op.name().as_string_ref().as_str().is_ok_and(|n| n.starts_with("math.")) {
+            math.push(op.to_raw());
+        }
+        WalkResult::Advance
+    });
+    let no_fast_math = Attribute::parse(context, "#llvm.fastmath<none>").ok_or("no fast-math flags attribute")?;
+    for raw in math {
+        // SAFETY: collected from the live module; each op is replaced once.
+        let op = unsafe { OperationRef::from_raw(raw) };
+        let name = op.name().as_string_ref().as_str().map_err(|e| e.to_string())?.to_string();
+        let ty = op.result(0).map_err(|e| e.to_string())?.r#type();
+        let (_, intrinsic) = INTRINSICS
+            .iter()
+            .find(|(m, _)| *m == name)
+            .ok_or_else(|| format!("`{}` ({ty}) is not supported on GPU targets", name.trim_start_matches("math.")))?;
+        let operands: Vec<_> = op.operands().collect();
+        let attribute = |name: &str, value: Attribute<'c>| (Identifier::new(context, name), value);
+        let call = OperationBuilder::new("llvm.call_intrinsic", op.location())
+            .add_operands(&operands)
+            .add_results(&[ty])
+            .add_attributes(&[
+                attribute("intrin", StringAttribute::new(context, &format!("{intrinsic}.{ty}")).into()),
+                attribute("fastmathFlags", no_fast_math),
+                attribute("op_bundle_sizes", DenseI32ArrayAttribute::new(context, &[]).into()),
+                attribute(
+                    "operandSegmentSizes",
+                    DenseI32ArrayAttribute::new(context, &[operands.len() as i32, 0]).into(),
+                ),
+            ])
+            .build()
+            .map_err(|e| e.to_string())?;
+        let call = op.block().ok_or("a math op outside a block")?.insert_operation_before(op, call);
+        // SAFETY: the op and the call are alive with the same result type; the op has no use
+        // left when it is erased.
+        unsafe {
+            mlir_sys::mlirValueReplaceAllUsesOfWith(
+                op.result(0).map_err(|e| e.to_string())?.to_raw(),
+                call.result(0).map_err(|e| e.to_string())?.to_raw(),
+            );
+            mlir_sys::mlirOperationDestroy(raw);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-/// The body text of each `gpu.module` of the lowered module, by module name, in order.
-fn kernel_modules(text: &str) -> Vec<(String, String)> {
+/// Each `gpu.module` of the lowered module as a module of its own (its ops cloned), by name,
+/// in order.
+fn kernel_modules<'c>(context: &'c Context, module: &MlirModule<'c>) -> Result<Vec<(String, MlirModule<'c>)>, String> {
     let mut modules = vec![];
-    let mut current: Option<(String, usize, String)> = None;
-    for line in text.lines() {
-        if let Some((name, depth, body)) = current.as_mut() {
-            if indent(line) == *depth && line.trim() == "}" {
-                modules.push((std::mem::take(name), std::mem::take(body)));
-                current = None;
-            } else {
-                body.push_str(line);
-                body.push('\n');
-            }
-        } else if let Some(rest) = line.trim_start().strip_prefix("gpu.module @") {
-            let name = rest.split([' ', '{']).next().unwrap_or("").to_string();
-            current = Some((name, indent(line), String::new()));
+    let mut op = module.body().first_operation();
+    while let Some(gpu_module) = op {
+        op = gpu_module.next_in_block();
+        if gpu_module.name().as_string_ref().as_str() != Ok("gpu.module") {
+            continue;
         }
+        let name = StringAttribute::try_from(gpu_module.attribute("sym_name").map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?
+            .value()
+            .to_string();
+        let kernel = MlirModule::new(Location::unknown(context));
+        let body = gpu_module.region(0).map_err(|e| e.to_string())?.first_block().ok_or("an empty gpu.module")?;
+        let mut inner = body.first_operation();
+        while let Some(op) = inner {
+            inner = op.next_in_block();
+            // SAFETY: cloning a live op gives an owned op, which the new module then owns.
+            kernel.body().append_operation(unsafe { Operation::from_raw(mlir_sys::mlirOperationClone(op.to_raw())) });
+        }
+        modules.push((name, kernel));
     }
-    modules
+    Ok(modules)
 }
