@@ -388,9 +388,12 @@ fn function_plan(func: OperationRef, buffers: usize, contractions: &[Contraction
         }
         let operand = |i: usize| op.operand(i).ok().and_then(|v| values.get(&key(&v)).copied());
         let defined = match name.as_str() {
+            // (The kind is checked first: a failed conversion prints the attribute, and float
+            // constants can be large.)
             "arith.constant" => op
                 .attribute("value")
                 .ok()
+                .filter(|a| a.is_integer())
                 .and_then(|a| IntegerAttribute::try_from(a).ok())
                 .map(|v| LaunchArg::Int { value: v.value() }),
             "memref.view" => match (operand(0), operand(1)) {
@@ -413,8 +416,10 @@ fn function_plan(func: OperationRef, buffers: usize, contractions: &[Contraction
             }
             _ => None,
         };
-        if let (Some(arg), Ok(result)) = (defined, op.result(0)) {
-            values.insert(key(&result.into()), arg);
+        // (melior's error for a missing result prints the op, verifying it: a symbol lookup
+        // for a call, milliseconds each; the count is checked first.)
+        if let (Some(arg), true) = (defined, op.result_count() > 0) {
+            values.insert(key(&op.result(0).map_err(|e| e.to_string())?.into()), arg);
         }
     }
     Ok(launches)
