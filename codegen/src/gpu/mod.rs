@@ -31,12 +31,16 @@ use inkwell::context::Context as LlvmContext;
 use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::FileType;
 use kiln_ir::DType;
+use melior::dialect::func;
 use melior::ir::attribute::{
-    AttributeLike, DenseI32ArrayAttribute, FlatSymbolRefAttribute, IntegerAttribute, StringAttribute,
+    AttributeLike, DenseI32ArrayAttribute, FlatSymbolRefAttribute, FloatAttribute, IntegerAttribute, StringAttribute,
+    TypeAttribute,
 };
-use melior::ir::operation::{OperationBuilder, OperationLike, OperationRef, WalkOrder, WalkResult};
+use melior::ir::operation::{OperationBuilder, OperationLike, OperationRef, OperationResult, WalkOrder, WalkResult};
+use melior::ir::r#type::{FunctionType, MemRefType};
 use melior::ir::{
-    Attribute, BlockLike, Identifier, Location, Module as MlirModule, Operation, RegionLike, Value, ValueLike,
+    Attribute, BlockLike, Identifier, Location, Module as MlirModule, Operation, Region, RegionLike, Type, Value,
+    ValueLike,
 };
 use melior::Context;
 use std::collections::BTreeMap;
@@ -122,10 +126,7 @@ const DEVICE_PIPELINE: &str = "builtin.module(gpu.module(fold-memref-alias-ops,e
 /// Stage `library-products`: float products over whole buffers become library calls
 /// ([`library_calls`]).
 pub(crate) fn library_products(c: &mut Compilation) -> Result<(), CodegenError> {
-    let contractions = std::mem::take(&mut c.contractions);
-    let edited = c.edit_text("GPU library products", |text| Ok(library_calls(text, &contractions)));
-    c.contractions = contractions;
-    edited
+    library_calls(&c.mlir.context, &c.module, &c.contractions).map_err(|e| err("GPU library products", e))
 }
 
 /// Stage `block-reductions`: reductions and the row ops around them become block launches
@@ -503,75 +504,107 @@ fn launch(op: &OperationRef, values: &BTreeMap<usize, LaunchArg>) -> Option<Laun
     Some(Launch { kernel, grid: dims(GRID)?, block: dims(BLOCK)?, args })
 }
 
-/// The bufferized module with each float product whose operands are whole dense buffers turned
+/// Turns each float product of the bufferized module whose operands are whole dense buffers
 /// into a call of `@kiln_gemm_MODE_ID`, declared at the end of the module: it stays on the
 /// host, where [`function_plan`] reads it as a library call. cuBLAS runs these products far faster
 /// than loops MLIR can map to threads (docs/gpu.md); products of integers, or of
 /// strided views, stay loops. A zero fill of the product's output just before it is dropped and
 /// the product overwrites instead of accumulating (BLAS's beta = 0): `c = 0; c += a b` is
 /// `c = a b`, one launch and one pass over c fewer.
-fn library_calls(bufferized: &str, contractions: &[Contraction]) -> String {
-    let memref = |dims: Vec<usize>, dtype: DType| {
-        format!("memref<{}x{}>", dims.iter().map(usize::to_string).collect::<Vec<_>>().join("x"), dtype.name())
-    };
-    let mut out: Vec<String> = vec![];
-    let mut declarations = String::new();
-    // The float constants equal to zero of the function being read (names are per function).
-    let mut zeros: Vec<&str> = vec![];
-    for line in bufferized.lines() {
-        let t = line.trim_start();
-        if t.starts_with("func.func ") {
-            zeros.clear();
+fn library_calls<'c>(
+    context: &'c Context,
+    module: &MlirModule<'c>,
+    contractions: &[Contraction],
+) -> Result<(), String> {
+    let mut products = vec![];
+    module.as_operation().walk(WalkOrder::PreOrder, |op| {
+        if op.name().as_string_ref().as_str() == Ok("linalg.contract") {
+            products.push(op.to_raw());
         }
-        if let Some((name, value)) = t.split_once(" = arith.constant ") {
-            if value.split(" : ").next().and_then(|v| v.parse::<f64>().ok()) == Some(0.0) {
-                zeros.push(name);
-            }
+        WalkResult::Advance
+    });
+    for raw in products {
+        // SAFETY: collected from the live module; each product is replaced once.
+        let op = unsafe { OperationRef::from_raw(raw) };
+        let Some(c) = op
+            .attribute("kiln.contraction")
+            .ok()
+            .filter(|a| a.is_integer())
+            .and_then(|a| IntegerAttribute::try_from(a).ok())
+            .and_then(|id| contractions.iter().find(|c| c.id as i64 == id.value() && c.dtype.is_float()))
+        else {
+            continue;
+        };
+        // The operands must be whole dense buffers of the product's shapes.
+        let element = if c.dtype == DType::F64 { Type::float64(context) } else { Type::float32(context) };
+        let memref = |x: usize, y: usize| -> Type<'c> {
+            let dims: Vec<i64> = c.batch.iter().copied().chain([x, y]).map(|d| d as i64).collect();
+            MemRefType::new(element, &dims, None, None).into()
+        };
+        let a = if c.a_transposed { memref(c.k, c.m) } else { memref(c.m, c.k) };
+        let types = [a, memref(c.k, c.n), memref(c.m, c.n)];
+        let operands: Vec<Value> = op.operands().collect();
+        if operands.len() != 3 || operands.iter().zip(&types).any(|(v, t)| v.r#type() != *t) {
+            continue;
         }
-        let call = (|| {
-            if !t.starts_with("linalg.contract ") {
-                return None;
+        let block = op.block().ok_or("a product outside a block")?;
+        // `c = 0; c += a b` is `c = a b`: the zero fill just before the product goes.
+        let zero_fill = previous_in_block(&op).filter(|fill| {
+            fill.name().as_string_ref().as_str() == Ok("linalg.fill")
+                && fill.operand(1).is_ok_and(|out| out == operands[2])
+                && fill.operand(0).ok().and_then(|v| is_float_zero(&v)).unwrap_or(false)
+        });
+        let callee = format!("{GEMM_CALLEE}{}{}", if zero_fill.is_some() { OVERWRITE } else { ACCUMULATE }, c.id);
+        block.insert_operation_before(
+            op,
+            func::call(context, FlatSymbolRefAttribute::new(context, &callee), &operands, &[], op.location()),
+        );
+        module.body().append_operation(func::func(
+            context,
+            StringAttribute::new(context, &callee),
+            TypeAttribute::new(FunctionType::new(context, &types, &[]).into()),
+            Region::new(),
+            &[(Identifier::new(context, "sym_visibility"), StringAttribute::new(context, "private").into())],
+            Location::unknown(context),
+        ));
+        // SAFETY: a product and a fill on buffers have no results, so nothing uses them.
+        unsafe {
+            if let Some(fill) = zero_fill {
+                mlir_sys::mlirOperationDestroy(fill.to_raw());
             }
-            let id: usize = t.split("kiln.contraction = ").nth(1)?.split(' ').next()?.parse().ok()?;
-            let c = contractions.iter().find(|c| c.id == id && c.dtype.is_float())?;
-            let with = |x: usize, y: usize| c.batch.iter().copied().chain([x, y]).collect::<Vec<_>>();
-            let a = if c.a_transposed { with(c.k, c.m) } else { with(c.m, c.k) };
-            let types = format!(
-                "{}, {}, {}",
-                memref(a, c.dtype),
-                memref(with(c.k, c.n), c.dtype),
-                memref(with(c.m, c.n), c.dtype)
-            );
-            let ins = t.split(" ins(").nth(1)?.split(") outs(").collect::<Vec<_>>();
-            let (ab, result) = (ins.first()?.split_once(" : ")?, ins.get(1)?.trim_end_matches(')').split_once(" : ")?);
-            if format!("{}, {}", ab.1, result.1) != types {
-                return None;
-            }
-            let zero_fill =
-                |z: &&str| format!("linalg.fill ins({z} : {}) outs({} : {})", c.dtype.name(), result.0, result.1);
-            let overwrite = out.last().is_some_and(|last| zeros.iter().any(|z| last.trim_start() == zero_fill(z)));
-            let callee = format!("{GEMM_CALLEE}{}{id}", if overwrite { OVERWRITE } else { ACCUMULATE });
-            declarations.push_str(&format!("  func.func private @{callee}({types})\n"));
-            let call =
-                format!("{}func.call @{callee}({}, {}) : ({types}) -> ()", &line[..indent(line)], ab.0, result.0);
-            Some((call, overwrite))
-        })();
-        match call {
-            Some((call, overwrite)) => {
-                if overwrite {
-                    out.pop();
-                }
-                out.push(call);
-            }
-            None => out.push(line.to_string()),
+            mlir_sys::mlirOperationDestroy(raw);
         }
     }
-    let mut out = out.join("\n");
-    out.push('\n');
-    // The module's closing brace is its last line.
-    let end = out.trim_end().rfind('}').unwrap_or(out.len());
-    out.insert_str(end, &declarations);
-    out
+    Ok(())
+}
+
+/// The op before `op` in its block (melior 0.27's `previous_in_block` is unimplemented: the
+/// C API lacks it).
+fn previous_in_block<'c, 'a>(op: &OperationRef<'c, 'a>) -> Option<OperationRef<'c, 'a>> {
+    let mut previous = None;
+    let mut next = op.block()?.first_operation();
+    while let Some(current) = next {
+        if current.to_raw().ptr == op.to_raw().ptr {
+            return previous;
+        }
+        next = current.next_in_block();
+        previous = Some(current);
+    }
+    None
+}
+
+/// Whether `v` is a float constant equal to zero (either sign); None if it is not a constant.
+fn is_float_zero(v: &Value) -> Option<bool> {
+    if !v.is_operation_result() {
+        return None;
+    }
+    let result = OperationResult::try_from(*v).ok()?;
+    let constant = result.owner();
+    if constant.name().as_string_ref().as_str() != Ok("arith.constant") {
+        return None;
+    }
+    let value = constant.attribute("value").ok().filter(|a| a.is_float())?;
+    Some(FloatAttribute::try_from(value).ok()?.value() == 0.0)
 }
 
 /// Turns every math op of the outlined module (they are all in kernels) into the LLVM
