@@ -20,13 +20,13 @@
 //! sequentially in their thread). Every plan is checked by ptxas and, in the test suite, run on
 //! kiln's PTX emulator against the interpreter.
 
+mod loops;
 mod reduce;
 
 use crate::context::{err, CodegenError};
 use crate::front::Compilation;
 use crate::manifest::{Gemm, Launch, LaunchArg, Step, SCRATCH_ALIGN};
 use crate::mlir::Contraction;
-use crate::printed::{defined, indent, names, op_name};
 use inkwell::context::Context as LlvmContext;
 use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::FileType;
@@ -74,9 +74,6 @@ const HOST_OPS: &[&str] = &[
     // The library products, and the end of a function.
     "func.call",
     "func.return",
-    // The same, as MLIR prints them inside functions (read by `wrap_serial_statements`).
-    "call",
-    "return",
 ];
 
 /// The function `symbol` of the module's body.
@@ -139,7 +136,8 @@ pub(crate) fn block_reductions(c: &mut Compilation) -> Result<(), CodegenError> 
 /// one linear index, and host statements that compute data wrapped in one-iteration loops.
 pub(crate) fn map_loops(c: &mut Compilation) -> Result<(), CodegenError> {
     c.run("builtin.module(func.func(convert-linalg-to-parallel-loops),canonicalize,cse)")?;
-    c.edit_text("GPU mapping", |text| wrap_serial_statements(&collapse_parallel_loops(text)))
+    loops::collapse_parallel_loops(&c.mlir.context, &c.module).map_err(|e| err("GPU mapping", e))?;
+    loops::wrap_serial_statements(&c.mlir.context, &c.module).map_err(|e| err("GPU mapping", e))
 }
 
 /// Stage `outline-kernels`: parallel loops tiled by [`THREADS_PER_BLOCK`], mapped to blocks
@@ -224,145 +222,6 @@ fn reserve_scratch(steps: &mut [Step], workspace: &mut u64, scratch: u64) {
     if used {
         *workspace = offset + scratch;
     }
-}
-
-/// Statements of a function body at `depth` spaces: each is its first line and the lines of its
-/// regions, up to its closing line at the same depth.
-fn statements<'t>(body: &[&'t str], depth: usize) -> Vec<Vec<&'t str>> {
-    let mut out: Vec<Vec<&str>> = vec![];
-    for &line in body {
-        match out.last_mut() {
-            // Lines deeper than the statement, its closing brace, and its regions' block labels.
-            Some(open)
-                if indent(line) > depth || (indent(line) == depth && line.trim_start().starts_with(['}', '^'])) =>
-            {
-                open.push(line)
-            }
-            _ => out.push(vec![line]),
-        }
-    }
-    out
-}
-
-/// Each multi-dimensional `scf.parallel` with constant bounds, from 0 by 1, as a loop over
-/// one linear index, its indices recovered by division (the last fastest). Tiling then gives
-/// [`THREADS_PER_BLOCK`] consecutive linear indices, consecutive elements of the innermost
-/// dimension, to the threads of a block (coalesced accesses, every thread busy) and the rest
-/// to blocks along x, the grid dimension that is not limited to 65535. Mapped as they were,
-/// the first dimension went to the threads (4 of 256 busy over a [4, 100000] array, each
-/// reading 400 KB apart) and the second to grid y, beyond its limit.
-fn collapse_parallel_loops(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut constants = BTreeMap::new();
-    let mut out = String::with_capacity(text.len() + 1024);
-    for (n, line) in lines.iter().enumerate() {
-        if line.trim_start().starts_with("func.func ") {
-            // The index constants of this function (names are per function).
-            let end = (n + 1..lines.len()).find(|&j| indent(lines[j]) == indent(line) && lines[j].trim() == "}");
-            constants = crate::printed::index_constants(lines[n..end.unwrap_or(lines.len())].iter().copied());
-        }
-        let collapsed = (|| {
-            let t = line.trim_start();
-            let rest = t.strip_prefix("scf.parallel (")?;
-            let (ivs, rest) = rest.split_once(") = (")?;
-            let (lower, rest) = rest.split_once(") to (")?;
-            let (upper, rest) = rest.split_once(") step (")?;
-            let (step, tail) = rest.split_once(')')?;
-            let ivs: Vec<&str> = ivs.split(", ").collect();
-            let value =
-                |names: &str| -> Option<Vec<i64>> { names.split(", ").map(|v| constants.get(v).copied()).collect() };
-            let (lower, upper, step) = (value(lower)?, value(upper)?, value(step)?);
-            if ivs.len() < 2 || lower.iter().any(|&l| l != 0) || step.iter().any(|&s| s != 1) {
-                return None;
-            }
-            let total = upper.iter().try_fold(1i64, |a, &e| a.checked_mul(e))?;
-            let pad = &line[..indent(line)];
-            let p = format!("%kiln_lin{n}");
-            let mut s = format!(
-                "{pad}{p}_zero = arith.constant 0 : index\n{pad}{p}_one = arith.constant 1 : index\n\
-                 {pad}{p}_total = arith.constant {total} : index\n\
-                 {pad}scf.parallel ({p}) = ({p}_zero) to ({p}_total) step ({p}_one){tail}\n"
-            );
-            let mut rest = p.clone();
-            for (k, (iv, extent)) in ivs.iter().zip(&upper).enumerate().rev() {
-                if k == 0 {
-                    s.push_str(&format!("{pad}  {iv} = arith.addi {rest}, {p}_zero : index\n"));
-                } else {
-                    s.push_str(&format!("{pad}  {p}_e{k} = arith.constant {extent} : index\n"));
-                    s.push_str(&format!("{pad}  {iv} = arith.remui {rest}, {p}_e{k} : index\n"));
-                    s.push_str(&format!("{pad}  {p}_q{k} = arith.divui {rest}, {p}_e{k} : index\n"));
-                    rest = format!("{p}_q{k}");
-                }
-            }
-            Some(s)
-        })();
-        match collapsed {
-            Some(c) => out.push_str(&c),
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
-
-/// Wraps each run of host statements that compute data (loop nests without parallel loops,
-/// scalar loads and stores) into a one-iteration `scf.parallel`, so that it becomes a kernel.
-fn wrap_serial_statements(text: &str) -> Result<String, String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = String::with_capacity(text.len() + 1024);
-    let mut i = 0;
-    let mut group = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        let is_definition = line.trim_start().starts_with("func.func ") && line.trim_end().ends_with('{');
-        out.push_str(line);
-        out.push('\n');
-        i += 1;
-        if !is_definition {
-            continue;
-        }
-        let depth = indent(line) + 2;
-        let start = i;
-        while i < lines.len() && !(indent(lines[i]) == depth - 2 && lines[i].trim() == "}") {
-            i += 1;
-        }
-        let stmts = statements(&lines[start..i], depth);
-        let mut k = 0;
-        while k < stmts.len() {
-            if HOST_OPS.contains(&op_name(stmts[k][0])) {
-                for l in &stmts[k] {
-                    out.push_str(l);
-                    out.push('\n');
-                }
-                k += 1;
-                continue;
-            }
-            let end = (k..stmts.len()).find(|&j| HOST_OPS.contains(&op_name(stmts[j][0]))).unwrap_or(stmts.len());
-            let run: Vec<&str> = stmts[k..end].iter().flatten().copied().collect();
-            // Only results of the run's own statements can escape it (region arguments cannot).
-            let defined: Vec<&str> = stmts[k..end].iter().filter_map(|st| defined(st[0])).collect();
-            let later = stmts[end..].iter().flatten();
-            if let Some(n) = later.clone().flat_map(|l| names(l)).find(|n| defined.contains(n)) {
-                return Err(format!("the value `{n}` computed on the host is used by a later kernel"));
-            }
-            let pad = " ".repeat(depth);
-            out.push_str(&format!(
-                "{pad}%kiln_zero{group} = arith.constant 0 : index\n{pad}%kiln_one{group} = arith.constant 1 : index\n\
-                 {pad}scf.parallel (%kiln_serial{group}) = (%kiln_zero{group}) to (%kiln_one{group}) step (%kiln_one{group}) {{\n"
-            ));
-            for l in run {
-                out.push_str("  ");
-                out.push_str(l);
-                out.push('\n');
-            }
-            out.push_str(&format!("{pad}  scf.reduce\n{pad}}}\n"));
-            group += 1;
-            k = end;
-        }
-    }
-    Ok(out)
 }
 
 /// The launch plan of host function `func` of the outlined module: every top-level op must be

@@ -609,7 +609,7 @@ pub fn block_reductions(text: &str) -> String {
         let depth = indent(line) + 2;
         let end =
             (i..lines.len()).find(|&j| indent(lines[j]) == depth - 2 && lines[j].trim() == "}").unwrap_or(lines.len());
-        let statements = super::statements(&lines[i..end], depth);
+        let statements = statements(&lines[i..end], depth);
         let places = Places::of(&lines[i..end]);
         let pad = " ".repeat(depth);
         // The function's body as rewritten, and the buffers moved to workgroup memory, whose
@@ -682,6 +682,24 @@ pub fn block_reductions(text: &str) -> String {
             }
         }
         i = end;
+    }
+    out
+}
+
+/// Statements of a function body at `depth` spaces: each is its first line and the lines of its
+/// regions, up to its closing line at the same depth.
+fn statements<'t>(body: &[&'t str], depth: usize) -> Vec<Vec<&'t str>> {
+    let mut out: Vec<Vec<&str>> = vec![];
+    for &line in body {
+        match out.last_mut() {
+            // Lines deeper than the statement, its closing brace, and its regions' block labels.
+            Some(open)
+                if indent(line) > depth || (indent(line) == depth && line.trim_start().starts_with(['}', '^'])) =>
+            {
+                open.push(line)
+            }
+            _ => out.push(vec![line]),
+        }
     }
     out
 }
