@@ -46,7 +46,7 @@ pub(crate) fn prefetch(c: &mut Compilation) -> Result<(), CodegenError> {
     if c.opt == 0 {
         return Ok(());
     }
-    c.edit_text("next-row prefetch", |text| Ok(crate::prefetch::next_rows(text)))
+    crate::prefetch::next_rows(&c.mlir.context, &c.module).map_err(|e| err("next-row prefetch", e))
 }
 
 /// Stage `outline-parallel` (-O1 and above): loops marked parallel become stage functions
