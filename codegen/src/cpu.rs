@@ -55,13 +55,7 @@ pub(crate) fn outline_parallel(c: &mut Compilation) -> Result<Vec<parallel::Stag
     if c.opt == 0 {
         return Ok(vec![]);
     }
-    let mut stages = vec![];
-    c.edit_text("parallel loops", |text| {
-        let (text, s) = parallel::outline(text)?;
-        stages = s;
-        Ok(text)
-    })?;
-    Ok(stages)
+    parallel::outline(&c.mlir.context, &c.module).map_err(|e| err("parallel loops", e))
 }
 
 /// Stage `lower`: buffers and loops to the LLVM dialect.

@@ -25,7 +25,6 @@ pub mod mlir;
 pub mod parallel;
 pub mod pipeline;
 pub mod prefetch;
-pub mod printed;
 pub mod schedule;
 pub mod target;
 pub mod workspace;

@@ -2,21 +2,28 @@
 //! function that runs a range of the loop's iterations, and the loop itself a call that hands
 //! the stage to a parallel-for.
 //!
-//! This works on the printed, bufferized and planned module (after [`crate::workspace`]), where a
-//! function body is a sequence of top-level loop nests that communicate only through memory
-//! (parameters, results and workspace views). A stage `@F_parK(args of F..., begin, end)` takes
+//! This works in memory on the bufferized and planned module (after [`crate::workspace`]),
+//! where a function body is a sequence of top-level loop nests that communicate only through
+//! memory (parameters, results and workspace views). A stage `@F_parK(args of F..., begin, end)` takes
 //! the same arguments as its function `@F`, recomputes the pure top-level values the loop uses
 //! (constants, views, subviews, reshapes) and runs iterations `[begin, end)`; a loop that uses
 //! any other top-level value (a hoisted load, say) stays serial. The loop is replaced by a call
 //! of `@F_parK_dispatch(args of F...)`, which the LLVM stage defines (see
-//! `pipeline::add_parallel_dispatch`): it packs the arguments into a stack array and calls the
+//! [`add_dispatch`]): it packs the arguments into a stack array and calls the
 //! module's parallel-for with a trampoline `(ctx, begin, end)`.
 //!
 //! Iterations of a marked loop write disjoint outputs, so results do not depend on how the
 //! iterations are split among threads.
 
-use crate::printed::{defined, definitions, index_constants, loop_at, names, op_name, rhs, Loop};
-use std::collections::{BTreeMap, BTreeSet};
+use melior::dialect::{arith, func};
+use melior::ir::attribute::{ArrayAttribute, AttributeLike, IntegerAttribute, StringAttribute, TypeAttribute};
+use melior::ir::operation::{OperationLike, OperationMutLike, OperationRef, OperationRefMut, WalkOrder, WalkResult};
+use melior::ir::r#type::FunctionType;
+use melior::ir::{
+    Attribute, Block, BlockLike, Identifier, Location, Module, Operation, Region, RegionLike, Type, Value, ValueLike,
+};
+use melior::Context;
+use std::collections::BTreeMap;
 
 /// A stage outlined from a parallel loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,272 +70,308 @@ const RECOMPUTABLE: &[&str] = &[
 /// writes parameters, so the read gives the same value wherever it runs.
 const PARAMETER_READS: &[&str] = &["memref.load", "vector.transfer_read", "vector.load"];
 
-/// Whether a top-level op `op` with operands `operands` can be recomputed in a stage.
-fn is_recomputable(op: &str, operands: &[&str], recomputable: &BTreeMap<&str, &str>, params: &[Param]) -> bool {
-    let known = |n: &&str| recomputable.contains_key(n) || params.iter().any(|p| p.name == *n);
-    if PARAMETER_READS.contains(&op) {
-        let source = operands.first().and_then(|n| params.iter().find(|p| p.name == *n));
-        return source.is_some_and(|p| p.readonly) && operands[1..].iter().all(known);
+/// A value's identity (its raw pointer), for maps that are only looked up.
+fn key(v: Value) -> usize {
+    v.to_raw().ptr as usize
+}
+
+/// The value of `v` if it is an integer constant.
+fn constant(v: Value) -> Option<i64> {
+    if !v.is_operation_result() {
+        return None;
     }
-    (RECOMPUTABLE.contains(&op) || op.starts_with("arith.")) && operands.iter().all(known)
+    // SAFETY: `v` is an operation result, so its owner is a live op.
+    let owner = unsafe { OperationRef::from_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw())) };
+    let value = owner.attribute("value").ok().filter(|a| a.is_integer())?;
+    (owner.name().as_string_ref().as_str() == Ok("arith.constant"))
+        .then_some(IntegerAttribute::try_from(value).ok()?.value())
 }
 
-/// A parameter of a function: its name, type, and whether it is `llvm.readonly`.
-struct Param {
-    name: String,
-    ty: String,
-    readonly: bool,
+/// A function being outlined: its entry block's arguments, which are read-only, and the
+/// top-level ops a stage may recompute (by the values they define).
+struct Function<'c, 'a> {
+    params: Vec<Value<'c, 'a>>,
+    readonly: Vec<bool>,
+    recomputable: BTreeMap<usize, OperationRef<'c, 'a>>,
 }
 
-/// One function of the printed module: its header, body lines and closing line.
-struct Function<'t> {
-    header: &'t str,
-    body: Vec<&'t str>,
+impl<'c, 'a> Function<'c, 'a> {
+    fn param(&self, v: Value) -> Option<usize> {
+        self.params.iter().position(|&p| p == v)
+    }
+
+    /// Whether a value is a parameter or recomputable.
+    fn known(&self, v: Value) -> bool {
+        self.param(v).is_some() || self.recomputable.contains_key(&key(v))
+    }
+
+    /// Whether the top-level op `op` can be recomputed in a stage.
+    fn is_recomputable(&self, op: &OperationRef) -> bool {
+        let name = op.name().as_string_ref().as_str().unwrap_or("").to_string();
+        let operands: Vec<Value> = op.operands().collect();
+        if PARAMETER_READS.contains(&name.as_str()) {
+            let readonly = operands.first().and_then(|&m| self.param(m)).is_some_and(|i| self.readonly[i]);
+            return readonly && operands[1..].iter().all(|&v| self.known(v));
+        }
+        (RECOMPUTABLE.contains(&name.as_str()) || name.starts_with("arith.")) && operands.iter().all(|&v| self.known(v))
+    }
 }
 
-/// Rewrites every marked loop of `text` into a stage and a dispatch call. Returns the new
-/// module text and the stages, in order.
-pub fn outline(text: &str) -> Result<(String, Vec<Stage>), String> {
-    let mut out = String::with_capacity(text.len() * 2);
+/// Whether argument `index` of `func` has `llvm.readonly` among its argument attributes.
+fn is_readonly(func: &OperationRef, index: usize) -> bool {
+    let Some(attrs) = func.attribute("arg_attrs").ok().and_then(|a| ArrayAttribute::try_from(a).ok()) else {
+        return false;
+    };
+    let Ok(dictionary) = attrs.element(index) else { return false };
+    // SAFETY: a query on a live attribute; the name is a valid string reference.
+    unsafe {
+        mlir_sys::mlirAttributeIsADictionary(dictionary.to_raw())
+            && !mlir_sys::mlirDictionaryAttrGetElementByName(
+                dictionary.to_raw(),
+                melior::StringRef::new("llvm.readonly").to_raw(),
+            )
+            .ptr
+            .is_null()
+    }
+}
+
+/// Outlines every marked loop of the module into a stage and replaces it by a dispatch call
+/// (declared at the module's end). Returns the stages, in order.
+pub fn outline<'c>(context: &'c Context, module: &Module<'c>) -> Result<Vec<Stage>, String> {
     let mut stages = vec![];
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if !line.trim_start().starts_with("func.func ") || line.trim_end().ends_with(')') {
-            out.push_str(line);
-            out.push('\n');
+    let mut dispatch_types = vec![];
+    let mut next = module.body().first_operation();
+    while let Some(func) = next {
+        next = func.next_in_block();
+        if func.name().as_string_ref().as_str() != Ok("func.func") {
             continue;
         }
-        // A function definition: its body runs until the line `  }`.
-        let indent = &line[..line.len() - line.trim_start().len()];
-        let close = format!("{indent}}}");
-        let mut body = vec![];
-        for l in lines.by_ref() {
-            if l == close {
-                break;
-            }
-            body.push(l);
-        }
-        let f = Function { header: line, body };
-        let (function, stage_functions) = rewrite_function(&f, indent, &mut stages)?;
-        out.push_str(&function);
-        out.push_str(&close);
-        out.push('\n');
-        out.push_str(&stage_functions);
-    }
-    // Declarations of the dispatch functions, before the module's closing brace.
-    if !stages.is_empty() {
-        let end = out.trim_end().rfind('}').ok_or("no module in the text")?;
-        let mut decls = String::new();
-        for (stage, types) in &stages {
-            decls.push_str(&format!("  func.func private @{}({types})\n", stage.dispatch_symbol()));
-        }
-        out.insert_str(end, &decls);
-    }
-    Ok((out, stages.into_iter().map(|(s, _)| s).collect()))
-}
-
-/// The symbol and the (name, type) parameters of a function header
-/// `func.func private @f(%a: T {attrs}, ...) {`.
-fn signature(header: &str) -> Result<(String, Vec<Param>), String> {
-    let bad = || format!("unexpected function header `{header}`");
-    let symbol = header.split('@').nth(1).and_then(|s| s.split('(').next()).ok_or_else(bad)?;
-    let open = header.find('(').ok_or_else(bad)?;
-    let close = header.rfind(") {").ok_or_else(bad)?;
-    let mut params = vec![];
-    for p in split_top_level(&header[open + 1..close]) {
-        let (name, rest) = p.split_once(": ").ok_or_else(bad)?;
-        let ty = rest.split(" {").next().unwrap_or(rest).trim();
-        let readonly = rest.contains("llvm.readonly");
-        params.push(Param { name: name.trim().to_string(), ty: ty.to_string(), readonly });
-    }
-    Ok((symbol.to_string(), params))
-}
-
-/// Splits at commas outside `<>`, `()`, `[]` and `{}`.
-fn split_top_level(s: &str) -> Vec<&str> {
-    let (mut depth, mut start, mut parts) = (0i32, 0, vec![]);
-    for (i, c) in s.char_indices() {
-        match c {
-            '<' | '(' | '[' | '{' => depth += 1,
-            '>' | ')' | ']' | '}' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(s[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if !s[start..].trim().is_empty() {
-        parts.push(s[start..].trim());
-    }
-    parts
-}
-
-/// Whether a body line is at the function's top level (one indentation step in).
-fn is_top_level(line: &str, indent: &str) -> bool {
-    line.len() > indent.len() + 2
-        && line.starts_with(indent)
-        && line[indent.len()..].starts_with("  ")
-        && !line[indent.len() + 2..].starts_with(' ')
-}
-
-/// The function with its marked loops replaced by dispatch calls (without its closing line),
-/// and the text of the stage functions.
-fn rewrite_function(f: &Function, indent: &str, stages: &mut Vec<(Stage, String)>) -> Result<(String, String), String> {
-    let (symbol, params) = signature(f.header)?;
-    let constants = index_constants(f.body.iter().copied().filter(|l| is_top_level(l, indent)));
-    let inner = format!("{indent}  ");
-    let mut out = format!("{}\n", f.header);
-    let mut stage_texts = String::new();
-    // Top-level names that a stage may recompute, with their defining line.
-    let mut recomputable: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut i = 0;
-    while i < f.body.len() {
-        let line = f.body[i];
-        if !is_top_level(line, indent) {
-            out.push_str(line);
-            out.push('\n');
-            i += 1;
-            continue;
-        }
-        if let Some(name) = defined(line) {
-            let operands: Vec<&str> = names(rhs(line)).collect();
-            if is_recomputable(op_name(line), &operands, &recomputable, &params) {
-                recomputable.insert(name, line);
-            }
-        }
-        // A loop without results: its lines run to the closing line at the same indentation.
-        let Some(l) = loop_at(&f.body, i).filter(|_| line.trim_start().starts_with("scf.for ")) else {
-            out.push_str(line);
-            out.push('\n');
-            i += 1;
-            continue;
-        };
-        let loop_lines = &f.body[l.header..=l.close];
-        match stage_of(&l, loop_lines, &params, &constants, &recomputable, &symbol, stages.len())? {
-            Some((stage, text)) => {
-                let arg_names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-                let types: Vec<&str> = params.iter().map(|p| p.ty.as_str()).collect();
-                out.push_str(&format!(
-                    "{inner}func.call @{}({}) : ({}) -> ()\n",
-                    stage.dispatch_symbol(),
-                    arg_names.join(", "),
-                    types.join(", ")
-                ));
-                stage_texts.push_str(&text);
-                stages.push((stage, types.join(", ")));
-            }
-            None => {
-                for l in loop_lines {
-                    out.push_str(l);
-                    out.push('\n');
+        let Some(body) = func.region(0).map_err(|e| e.to_string())?.first_block() else { continue };
+        let symbol = StringAttribute::try_from(func.attribute("sym_name").map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?
+            .value()
+            .to_string();
+        let params: Vec<Value> = (0..body.argument_count())
+            .map(|i| body.argument(i).map(Value::from))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let readonly = (0..params.len()).map(|i| is_readonly(&func, i)).collect();
+        let mut f = Function { params, readonly, recomputable: BTreeMap::new() };
+        // The last stage function placed after this function.
+        let mut after = func;
+        let mut op = body.first_operation();
+        while let Some(top) = op {
+            op = top.next_in_block();
+            if top.result_count() > 0 && f.is_recomputable(&top) {
+                for r in top.results() {
+                    f.recomputable.insert(key(r.into()), top);
                 }
             }
+            let Some(stage) = stage_of(&f, &top, &symbol, stages.len()) else { continue };
+            let stage_func = stage_function(context, &f, &func, &top, &stage)?;
+            after = module.body().insert_operation_after(after, stage_func);
+            let types: Vec<Type> = f.params.iter().map(|p| p.r#type()).collect();
+            let call = func::call(
+                context,
+                melior::ir::attribute::FlatSymbolRefAttribute::new(context, &stage.dispatch_symbol()),
+                &f.params,
+                &[],
+                top.location(),
+            );
+            body.insert_operation_before(top, call);
+            // SAFETY: a loop without results, used by nothing, replaced by the call.
+            unsafe { mlir_sys::mlirOperationDestroy(top.to_raw()) };
+            dispatch_types.push((stage.dispatch_symbol(), types));
+            stages.push(stage);
         }
-        i = l.close + 1;
     }
-    Ok((out, stage_texts))
+    for (symbol, types) in dispatch_types {
+        module.body().append_operation(func::func(
+            context,
+            StringAttribute::new(context, &symbol),
+            TypeAttribute::new(FunctionType::new(context, &types, &[]).into()),
+            Region::new(),
+            &[(Identifier::new(context, "sym_visibility"), StringAttribute::new(context, "private").into())],
+            Location::unknown(context),
+        ));
+    }
+    Ok(stages)
 }
 
-/// The stage for the loop `l` (its `lines`, header to closing line), when it is marked
-/// parallel, has constant bounds and no loop-carried values, and uses only recomputable
-/// top-level values.
-fn stage_of(
-    l: &Loop,
-    lines: &[&str],
-    params: &[Param],
-    constants: &BTreeMap<&str, i64>,
-    recomputable: &BTreeMap<&str, &str>,
-    function: &str,
-    index: usize,
-) -> Result<Option<(Stage, String)>, String> {
-    let (header, close) = (lines[0], lines[lines.len() - 1]);
-    let Some(grain) =
-        close.split("kiln.parallel = ").nth(1).and_then(|g| g.split(' ').next()).and_then(|g| g.parse::<u64>().ok())
-    else {
-        return Ok(None);
-    };
-    // Exactly `scf.for %iv = %lb to %ub step %step {`: index bounds, no loop-carried values.
-    let words: Vec<&str> = header.split_whitespace().collect();
-    if words.len() != 9 || words[0] != "scf.for" || words[8] != "{" {
-        return Ok(None);
+/// The stage for the top-level op `l`, when it is a loop marked parallel with constant bounds,
+/// at least 2 iterations and no loop-carried values, that uses only parameters and
+/// recomputable values.
+fn stage_of(f: &Function, l: &OperationRef, function: &str, index: usize) -> Option<Stage> {
+    if l.name().as_string_ref().as_str() != Ok("scf.for") || l.result_count() != 0 || l.operand_count() != 3 {
+        return None;
     }
-    let iv = &l.iv;
-    let (Some(&lb_v), Some(&ub_v), Some(&step_v)) =
-        (constants.get(l.lower.as_str()), constants.get(l.upper.as_str()), constants.get(l.step.as_str()))
-    else {
-        return Ok(None);
-    };
-    let iterations = u64::try_from((ub_v - lb_v + step_v - 1) / step_v).unwrap_or(0);
+    let grain = l.attribute("kiln.parallel").ok().filter(|a| a.is_integer())?;
+    let grain = u64::try_from(IntegerAttribute::try_from(grain).ok()?.value()).ok()?;
+    let [lb, ub, step] = [0, 1, 2].map(|i| l.operand(i).ok().and_then(constant));
+    let (lb, ub, step) = (lb?, ub?, step?);
+    let iterations = u64::try_from((ub - lb + step - 1) / step).unwrap_or(0);
     if iterations < 2 {
-        return Ok(None);
+        return None;
     }
-    // Every top-level value the loop uses must be a parameter or recomputable.
-    let inside: BTreeSet<&str> = lines.iter().flat_map(|l| definitions(l)).collect();
-    let mut needed = BTreeSet::new();
-    for n in lines.iter().flat_map(|l| names(l)) {
-        if inside.contains(n) || params.iter().any(|p| p.name == n) {
+    // Every value from outside the loop that its body uses must be a parameter or recomputable.
+    let mut outside_ok = true;
+    l.walk(WalkOrder::PreOrder, |op| {
+        if op.to_raw().ptr != l.to_raw().ptr {
+            outside_ok &= op.operands().all(|v| is_inside(v, l) || f.known(v));
+        }
+        WalkResult::Advance
+    });
+    outside_ok.then(|| Stage { symbol: format!("{function}_par{index}"), args: f.params.len(), iterations, grain })
+}
+
+/// Whether `v` is defined inside `op` (by an op nested in it, or as an argument of a block of
+/// its regions).
+fn is_inside(v: Value, op: &OperationRef) -> bool {
+    // SAFETY: ownership queries on live values, blocks and ops.
+    let mut owner = unsafe {
+        if v.is_operation_result() {
+            OperationRef::from_option_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw()))
+                .and_then(|o| o.parent_operation().map(|_| o))
+        } else {
+            OperationRef::from_option_raw(mlir_sys::mlirBlockGetParentOperation(mlir_sys::mlirBlockArgumentGetOwner(
+                v.to_raw(),
+            )))
+        }
+    };
+    while let Some(o) = owner {
+        if o.to_raw().ptr == op.to_raw().ptr {
+            return true;
+        }
+        owner = o.parent_operation();
+    }
+    false
+}
+
+/// Sets every operand of `op` and of the ops nested in it that `map` has a replacement for.
+fn remap(op: &OperationRef, map: &BTreeMap<usize, Value>) {
+    op.walk(WalkOrder::PreOrder, |inner| {
+        for (i, v) in inner.operands().enumerate() {
+            if let Some(new) = map.get(&key(v)) {
+                // SAFETY: `inner` is live; the replacement has the same type and dominates it.
+                unsafe { mlir_sys::mlirOperationSetOperand(inner.to_raw(), i as isize, new.to_raw()) };
+            }
+        }
+        WalkResult::Advance
+    });
+}
+
+/// A clone of a live op, owned by the caller.
+fn cloned<'c>(op: &OperationRef<'c, '_>) -> Operation<'c> {
+    // SAFETY: cloning a live op gives an op nobody else owns.
+    unsafe { Operation::from_raw(mlir_sys::mlirOperationClone(op.to_raw())) }
+}
+
+/// The stage function of loop `l` of `func`: `@F_parK(params..., begin, end)` recomputes the
+/// values the loop needs, in their order in the function, and runs iterations
+/// `[begin, end)` of the loop.
+fn stage_function<'c>(
+    context: &'c Context,
+    f: &Function<'c, '_>,
+    func: &OperationRef<'c, '_>,
+    l: &OperationRef<'c, '_>,
+    stage: &Stage,
+) -> Result<Operation<'c>, String> {
+    let location = l.location();
+    let index = Type::index(context);
+    let param_types: Vec<Type> = f.params.iter().map(|p| p.r#type()).collect();
+    let arguments: Vec<(Type, Location)> = param_types.iter().chain([&index, &index]).map(|&t| (t, location)).collect();
+    let block = Block::new(&arguments);
+    // Old value -> its value in the stage.
+    let mut map: BTreeMap<usize, Value> = BTreeMap::new();
+    for (i, &p) in f.params.iter().enumerate() {
+        map.insert(key(p), block.argument(i).map_err(|e| e.to_string())?.into());
+    }
+    // The recomputable values the loop needs, with what they need, in function order.
+    let mut needed: Vec<OperationRef> = vec![];
+    let mut pending: Vec<Value> = vec![];
+    l.walk(WalkOrder::PreOrder, |op| {
+        pending.extend(
+            op.operands()
+                .filter(|&v| f.recomputable.contains_key(&key(v)))
+                .map(|v| unsafe { Value::from_raw(v.to_raw()) }),
+        );
+        WalkResult::Advance
+    });
+    while let Some(v) = pending.pop() {
+        let Some(&def) = f.recomputable.get(&key(v)) else { continue };
+        if needed.iter().any(|n| n.to_raw().ptr == def.to_raw().ptr) {
             continue;
         }
-        if !recomputable.contains_key(n) {
-            return Ok(None);
-        }
-        needed.insert(n);
+        needed.push(def);
+        pending.extend(def.operands().filter(|&v| f.recomputable.contains_key(&key(v))));
     }
-    let symbol = format!("{function}_par{index}");
-    let indent = &header[..header.len() - header.trim_start().len()];
-    let sig: Vec<String> = params
-        .iter()
-        .map(|p| format!("{}: {} {{llvm.noalias{}}}", p.name, p.ty, if p.readonly { ", llvm.readonly" } else { "" }))
-        .collect();
-    let mut text = format!(
-        "{}func.func private @{symbol}({}, %kiln_begin: index, %kiln_end: index) {{\n",
-        &indent[2..],
-        sig.join(", ")
+    needed.sort_by(|a, b| {
+        if a.to_raw().ptr == b.to_raw().ptr {
+            std::cmp::Ordering::Equal
+        } else if a.is_before_in_block(*b) {
+            std::cmp::Ordering::Less
+        } else {
+            std::cmp::Ordering::Greater
+        }
+    });
+    for def in needed {
+        let copy = block.append_operation(cloned(&def));
+        remap(&copy, &map);
+        for (old, new) in def.results().zip(copy.results()) {
+            map.insert(key(old.into()), new.into());
+        }
+    }
+    // Iterations [begin, end) of the loop: from lb + begin * step to min(lb + end * step, ub).
+    let [lb, ub, step] = [0, 1, 2].map(|i| l.operand(i).ok().and_then(constant).unwrap_or(0));
+    let constant_op = |value: i64| arith::constant(context, IntegerAttribute::new(index, value).into(), location);
+    fn value<'c, 'a>(op: OperationRef<'c, 'a>) -> Value<'c, 'a> {
+        op.result(0).expect("an op with a result").into()
+    }
+    let (begin, end): (Value, Value) = (
+        block.argument(f.params.len()).map_err(|e| e.to_string())?.into(),
+        block.argument(f.params.len() + 1).map_err(|e| e.to_string())?.into(),
     );
-    // Recomputed values, each after the values it uses.
-    let mut emitted = BTreeSet::new();
-    for &n in &needed {
-        emit_with_dependencies(n, recomputable, &mut emitted, &mut text);
+    let lb = value(block.append_operation(constant_op(lb)));
+    let ub = value(block.append_operation(constant_op(ub)));
+    let step = value(block.append_operation(constant_op(step)));
+    let b = value(block.append_operation(arith::muli(begin, step, location)));
+    let lo = value(block.append_operation(arith::addi(lb, b, location)));
+    let e = value(block.append_operation(arith::muli(end, step, location)));
+    let e1 = value(block.append_operation(arith::addi(lb, e, location)));
+    let hi = value(block.append_operation(arith::minsi(e1, ub, location)));
+    let copy = block.append_operation(cloned(l));
+    remap(&copy, &map);
+    // SAFETY: the copied loop is live; its bounds become the stage's range.
+    let mut copy = unsafe { OperationRefMut::from_raw(copy.to_raw()) };
+    copy.set_operand(0, lo);
+    copy.set_operand(1, hi);
+    copy.set_operand(2, step);
+    let _ = copy.remove_attribute("kiln.parallel");
+    let _ = copy.remove_attribute("kiln.rows");
+    block.append_operation(func::r#return(&[], location));
+    let region = Region::new();
+    region.append_block(block);
+    // Every parameter is noalias (as in the function), and read-only where it is.
+    let mut arg_attrs = vec![];
+    for &readonly in &f.readonly {
+        let text = if readonly { "{llvm.noalias, llvm.readonly}" } else { "{llvm.noalias}" };
+        arg_attrs.push(Attribute::parse(context, text).ok_or("no argument attributes")?);
     }
-    text.push_str(&format!(
-        "{indent}%kiln_lb = arith.constant {lb_v} : index\n\
-         {indent}%kiln_ub = arith.constant {ub_v} : index\n\
-         {indent}%kiln_step = arith.constant {step_v} : index\n\
-         {indent}%kiln_b = arith.muli %kiln_begin, %kiln_step : index\n\
-         {indent}%kiln_lo = arith.addi %kiln_lb, %kiln_b : index\n\
-         {indent}%kiln_e = arith.muli %kiln_end, %kiln_step : index\n\
-         {indent}%kiln_e1 = arith.addi %kiln_lb, %kiln_e : index\n\
-         {indent}%kiln_hi = arith.minsi %kiln_e1, %kiln_ub : index\n\
-         {indent}scf.for {iv} = %kiln_lo to %kiln_hi step %kiln_step {{\n"
-    ));
-    for l in &lines[1..lines.len() - 1] {
-        text.push_str(l);
-        text.push('\n');
-    }
-    text.push_str(&format!("{indent}}}\n{indent}return\n{}}}\n", &indent[2..]));
-    let stage = Stage { symbol, args: params.len(), iterations, grain };
-    Ok(Some((stage, text)))
-}
-
-/// Emits the definition of `name` after those of the recomputable values it uses.
-fn emit_with_dependencies<'t>(
-    name: &'t str,
-    recomputable: &BTreeMap<&'t str, &'t str>,
-    emitted: &mut BTreeSet<&'t str>,
-    text: &mut String,
-) {
-    let Some(def) = recomputable.get(name) else { return };
-    if !emitted.insert(name) {
-        return;
-    }
-    for n in names(rhs(def)) {
-        if let Some((&k, _)) = recomputable.get_key_value(n) {
-            emit_with_dependencies(k, recomputable, emitted, text);
-        }
-    }
-    text.push_str(def);
-    text.push('\n');
+    let empty = Attribute::parse(context, "{}").ok_or("no empty dictionary")?;
+    arg_attrs.extend([empty, empty]);
+    let _ = func;
+    let signature: Vec<Type> = arguments.iter().map(|(t, _)| *t).collect();
+    Ok(func::func(
+        context,
+        StringAttribute::new(context, &stage.symbol),
+        TypeAttribute::new(FunctionType::new(context, &signature, &[]).into()),
+        region,
+        &[
+            (Identifier::new(context, "sym_visibility"), StringAttribute::new(context, "private").into()),
+            (Identifier::new(context, "arg_attrs"), ArrayAttribute::new(context, &arg_attrs).into()),
+        ],
+        location,
+    ))
 }
 
 /// Defines, in the translated LLVM module, the module's parallel-for pointer (a serial loop
@@ -416,4 +459,53 @@ pub fn add_dispatch<'c>(
         b.build_return(None).map_err(e)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Mlir;
+
+    /// A function with two marked loops: the first uses a view (recomputed in its stage), the
+    /// second a value loaded from a written buffer (it stays serial).
+    const MODULE: &str = r#"module {
+  func.func private @f(%x: memref<64xf32> {llvm.noalias, llvm.readonly}, %y: memref<64xf32> {llvm.noalias}, %ws: memref<256xi8> {llvm.noalias}) {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c64 = arith.constant 64 : index
+    %t = memref.view %ws[%c0][] : memref<256xi8> to memref<64xf32>
+    scf.for %i = %c0 to %c64 step %c1 {
+      %v = memref.load %x[%i] : memref<64xf32>
+      memref.store %v, %t[%i] : memref<64xf32>
+    } {kiln.parallel = 8 : i64}
+    %s = memref.load %t[%c0] : memref<64xf32>
+    scf.for %i = %c0 to %c64 step %c1 {
+      memref.store %s, %y[%i] : memref<64xf32>
+    } {kiln.parallel = 8 : i64}
+    return
+  }
+}
+"#;
+
+    #[test]
+    fn marked_loops_become_stages_unless_they_need_a_computed_value() {
+        let mlir = Mlir::new();
+        let module = mlir.parse(MODULE, "test").unwrap();
+        let stages = outline(&mlir.context, &module).unwrap();
+        let text = module.as_operation().to_string();
+        assert!(module.as_operation().verify(), "{text}");
+        assert_eq!(stages, [Stage { symbol: "f_par0".into(), args: 3, iterations: 64, grain: 8 }]);
+        assert!(text.contains("call @f_par0_dispatch(%arg0, %arg1, %arg2)"), "{text}");
+        assert!(
+            text.contains("func.func private @f_par0_dispatch(memref<64xf32>, memref<64xf32>, memref<256xi8>)"),
+            "{text}"
+        );
+        // The stage recomputes the view and runs [begin, end) of the loop.
+        let stage = text.split("func.func private @f_par0(").nth(1).unwrap();
+        assert!(stage.starts_with("%arg0: memref<64xf32> {llvm.noalias, llvm.readonly}"), "{stage}");
+        assert!(stage.contains("memref.view") && stage.contains("arith.minsi"), "{stage}");
+        assert!(!stage.contains("kiln.parallel"), "{stage}");
+        // The second loop reads a value loaded from the workspace: serial, still marked.
+        assert_eq!(text.matches("kiln.parallel").count(), 1, "{text}");
+    }
 }

@@ -21,6 +21,7 @@
 //! kiln's PTX emulator against the interpreter.
 
 mod loops;
+mod printed;
 mod reduce;
 
 use crate::context::{err, CodegenError};

@@ -28,7 +28,7 @@
 //! over other loops (the first stage of a full sum) gets its own launch; anything else (several
 //! outputs, strided views, another body) keeps the naive mapping.
 
-use crate::printed::{definitions, indent, names, op_name, rhs};
+use super::printed::{definitions, indent, names, op_name, rhs};
 use std::collections::BTreeMap;
 
 /// Statements that compute nothing a group reads or writes, hoisted above its launch.
