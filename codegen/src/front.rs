@@ -60,18 +60,6 @@ impl Dump for Compilation<'_> {
 }
 
 impl<'c> Compilation<'c> {
-    /// Replaces the module by `edit` of its printed form: the stages that still rewrite text
-    /// (issue #16 replaces each with an in-memory pass).
-    pub fn edit_text(
-        &mut self,
-        stage: &'static str,
-        edit: impl FnOnce(&str) -> Result<String, String>,
-    ) -> Result<(), CodegenError> {
-        let text = edit(&self.module.as_operation().to_string()).map_err(|e| err(stage, e))?;
-        self.module = self.mlir.parse(&text, stage)?;
-        Ok(())
-    }
-
     /// Runs a textual pass pipeline on the module.
     pub fn run(&mut self, pipeline: &str) -> Result<(), CodegenError> {
         self.mlir.run(&mut self.module, pipeline)

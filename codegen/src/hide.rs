@@ -16,11 +16,11 @@
 //! replaces a value's uses updates both. Ops still detached when [`Hidden`] is dropped (a
 //! failed pass) are destroyed.
 
+use crate::edit::{declaration, erase, ops_where, replace_uses};
 use melior::dialect::func;
-use melior::ir::attribute::{FlatSymbolRefAttribute, IntegerAttribute, StringAttribute, TypeAttribute};
-use melior::ir::operation::{OperationLike, OperationRef, WalkOrder, WalkResult};
-use melior::ir::r#type::FunctionType;
-use melior::ir::{BlockLike, Identifier, Location, Module, Region, Type, ValueLike};
+use melior::ir::attribute::{FlatSymbolRefAttribute, IntegerAttribute, StringAttribute};
+use melior::ir::operation::{OperationLike, OperationRef};
+use melior::ir::{BlockLike, Module, Type, ValueLike};
 use melior::Context;
 use mlir_sys::MlirOperation;
 
@@ -40,29 +40,6 @@ impl Drop for Hidden {
             // SAFETY: the op is detached and owned by `self` alone.
             unsafe { mlir_sys::mlirOperationDestroy(op) };
         }
-    }
-}
-
-/// The ops of `module` that pass `pick`, in pre-order (collected before any is changed).
-fn ops_where<'c>(module: &Module<'c>, mut pick: impl FnMut(&OperationRef) -> bool) -> Vec<MlirOperation> {
-    let mut found = vec![];
-    module.as_operation().walk(WalkOrder::PreOrder, |op| {
-        if pick(&op) {
-            found.push(op.to_raw());
-        }
-        WalkResult::Advance
-    });
-    found
-}
-
-/// Replaces every use of `from`'s results by `to`'s, result by result.
-///
-/// # Safety
-/// Both ops are alive and have the same result types.
-unsafe fn replace_results(from: MlirOperation, to: MlirOperation) {
-    for i in 0..mlir_sys::mlirOperationGetNumResults(from) {
-        let (old, new) = (mlir_sys::mlirOperationGetResult(from, i), mlir_sys::mlirOperationGetResult(to, i));
-        mlir_sys::mlirValueReplaceAllUsesOfWith(old, new);
     }
 }
 
@@ -93,19 +70,11 @@ pub(crate) fn hide<'c>(context: &'c Context, module: &Module<'c>) -> Result<Hidd
         // SAFETY: the call and the op are alive with the same result types; the op is then
         // detached, owned by `hidden` until `restore` or drop.
         unsafe {
-            replace_results(raw, call.to_raw());
+            replace_uses(raw, call.to_raw());
             mlir_sys::mlirOperationRemoveFromParent(raw);
         }
         hidden.ops.push((callee.clone(), raw));
-        let signature = FunctionType::new(context, &operand_types, &result_types);
-        module.body().append_operation(func::func(
-            context,
-            StringAttribute::new(context, &callee),
-            TypeAttribute::new(signature.into()),
-            Region::new(),
-            &[(Identifier::new(context, "sym_visibility"), StringAttribute::new(context, "private").into())],
-            Location::unknown(context),
-        ));
+        module.body().append_operation(declaration(context, &callee, &operand_types, &result_types));
     }
     Ok(hidden)
 }
@@ -140,14 +109,11 @@ pub(crate) fn restore(module: &Module, mut hidden: Hidden) -> Result<(), String>
                     mlir_sys::mlirOperationSetOperand(original, i as isize, operand.to_raw());
                 }
                 mlir_sys::mlirBlockInsertOwnedOperationBefore(block.to_raw(), raw, original);
-                replace_results(raw, original);
+                replace_uses(raw, original);
             }
         }
         // SAFETY: the call has no uses left; a declaration has none.
-        unsafe {
-            mlir_sys::mlirOperationRemoveFromParent(raw);
-            mlir_sys::mlirOperationDestroy(raw);
-        }
+        unsafe { erase(raw) };
     }
     match hidden.ops.first() {
         Some((name, _)) => Err(format!("the call of @{name} is gone")),

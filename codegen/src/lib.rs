@@ -15,6 +15,7 @@
 pub mod bindings;
 pub mod context;
 pub mod cpu;
+mod edit;
 pub mod front;
 pub mod gpu;
 pub mod header;

@@ -15,6 +15,7 @@
 //! Iterations of a marked loop write disjoint outputs, so results do not depend on how the
 //! iterations are split among threads.
 
+use crate::edit::{cloned, declaration, erase, function_bodies, int_constant, key, remap, symbol};
 use melior::dialect::{arith, func};
 use melior::ir::attribute::{ArrayAttribute, AttributeLike, IntegerAttribute, StringAttribute, TypeAttribute};
 use melior::ir::operation::{OperationLike, OperationMutLike, OperationRef, OperationRefMut, WalkOrder, WalkResult};
@@ -23,6 +24,7 @@ use melior::ir::{
     Attribute, Block, BlockLike, Identifier, Location, Module, Operation, Region, RegionLike, Type, Value, ValueLike,
 };
 use melior::Context;
+use mlir_sys::MlirValue;
 use std::collections::BTreeMap;
 
 /// A stage outlined from a parallel loop.
@@ -70,23 +72,6 @@ const RECOMPUTABLE: &[&str] = &[
 /// writes parameters, so the read gives the same value wherever it runs.
 const PARAMETER_READS: &[&str] = &["memref.load", "vector.transfer_read", "vector.load"];
 
-/// A value's identity (its raw pointer), for maps that are only looked up.
-fn key(v: Value) -> usize {
-    v.to_raw().ptr as usize
-}
-
-/// The value of `v` if it is an integer constant.
-fn constant(v: Value) -> Option<i64> {
-    if !v.is_operation_result() {
-        return None;
-    }
-    // SAFETY: `v` is an operation result, so its owner is a live op.
-    let owner = unsafe { OperationRef::from_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw())) };
-    let value = owner.attribute("value").ok().filter(|a| a.is_integer())?;
-    (owner.name().as_string_ref().as_str() == Ok("arith.constant"))
-        .then_some(IntegerAttribute::try_from(value).ok()?.value())
-}
-
 /// A function being outlined: its entry block's arguments, which are read-only, and the
 /// top-level ops a stage may recompute (by the values they define).
 struct Function<'c, 'a> {
@@ -102,7 +87,7 @@ impl<'c, 'a> Function<'c, 'a> {
 
     /// Whether a value is a parameter or recomputable.
     fn known(&self, v: Value) -> bool {
-        self.param(v).is_some() || self.recomputable.contains_key(&key(v))
+        self.param(v).is_some() || self.recomputable.contains_key(&key(v.to_raw()))
     }
 
     /// Whether the top-level op `op` can be recomputed in a stage.
@@ -140,17 +125,9 @@ fn is_readonly(func: &OperationRef, index: usize) -> bool {
 pub fn outline<'c>(context: &'c Context, module: &Module<'c>) -> Result<Vec<Stage>, String> {
     let mut stages = vec![];
     let mut dispatch_types = vec![];
-    let mut next = module.body().first_operation();
-    while let Some(func) = next {
-        next = func.next_in_block();
-        if func.name().as_string_ref().as_str() != Ok("func.func") {
-            continue;
-        }
-        let Some(body) = func.region(0).map_err(|e| e.to_string())?.first_block() else { continue };
-        let symbol = StringAttribute::try_from(func.attribute("sym_name").map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?
-            .value()
-            .to_string();
+    // The functions as they are before any stage is added.
+    for (func, body) in function_bodies(module) {
+        let symbol = symbol(&func).ok_or("a function without a name")?;
         let params: Vec<Value> = (0..body.argument_count())
             .map(|i| body.argument(i).map(Value::from))
             .collect::<Result<_, _>>()
@@ -164,7 +141,7 @@ pub fn outline<'c>(context: &'c Context, module: &Module<'c>) -> Result<Vec<Stag
             op = top.next_in_block();
             if top.result_count() > 0 && f.is_recomputable(&top) {
                 for r in top.results() {
-                    f.recomputable.insert(key(r.into()), top);
+                    f.recomputable.insert(key(r.to_raw()), top);
                 }
             }
             let Some(stage) = stage_of(&f, &top, &symbol, stages.len()) else { continue };
@@ -180,20 +157,13 @@ pub fn outline<'c>(context: &'c Context, module: &Module<'c>) -> Result<Vec<Stag
             );
             body.insert_operation_before(top, call);
             // SAFETY: a loop without results, used by nothing, replaced by the call.
-            unsafe { mlir_sys::mlirOperationDestroy(top.to_raw()) };
+            unsafe { erase(top.to_raw()) };
             dispatch_types.push((stage.dispatch_symbol(), types));
             stages.push(stage);
         }
     }
     for (symbol, types) in dispatch_types {
-        module.body().append_operation(func::func(
-            context,
-            StringAttribute::new(context, &symbol),
-            TypeAttribute::new(FunctionType::new(context, &types, &[]).into()),
-            Region::new(),
-            &[(Identifier::new(context, "sym_visibility"), StringAttribute::new(context, "private").into())],
-            Location::unknown(context),
-        ));
+        module.body().append_operation(declaration(context, &symbol, &types, &[]));
     }
     Ok(stages)
 }
@@ -207,7 +177,7 @@ fn stage_of(f: &Function, l: &OperationRef, function: &str, index: usize) -> Opt
     }
     let grain = l.attribute("kiln.parallel").ok().filter(|a| a.is_integer())?;
     let grain = u64::try_from(IntegerAttribute::try_from(grain).ok()?.value()).ok()?;
-    let [lb, ub, step] = [0, 1, 2].map(|i| l.operand(i).ok().and_then(constant));
+    let [lb, ub, step] = [0, 1, 2].map(|i| l.operand(i).ok().and_then(int_constant));
     let (lb, ub, step) = (lb?, ub?, step?);
     let iterations = u64::try_from((ub - lb + step - 1) / step).unwrap_or(0);
     if iterations < 2 {
@@ -247,25 +217,6 @@ fn is_inside(v: Value, op: &OperationRef) -> bool {
     false
 }
 
-/// Sets every operand of `op` and of the ops nested in it that `map` has a replacement for.
-fn remap(op: &OperationRef, map: &BTreeMap<usize, Value>) {
-    op.walk(WalkOrder::PreOrder, |inner| {
-        for (i, v) in inner.operands().enumerate() {
-            if let Some(new) = map.get(&key(v)) {
-                // SAFETY: `inner` is live; the replacement has the same type and dominates it.
-                unsafe { mlir_sys::mlirOperationSetOperand(inner.to_raw(), i as isize, new.to_raw()) };
-            }
-        }
-        WalkResult::Advance
-    });
-}
-
-/// A clone of a live op, owned by the caller.
-fn cloned<'c>(op: &OperationRef<'c, '_>) -> Operation<'c> {
-    // SAFETY: cloning a live op gives an op nobody else owns.
-    unsafe { Operation::from_raw(mlir_sys::mlirOperationClone(op.to_raw())) }
-}
-
 /// The stage function of loop `l` of `func`: `@F_parK(params..., begin, end)` recomputes the
 /// values the loop needs, in their order in the function, and runs iterations
 /// `[begin, end)` of the loop.
@@ -282,9 +233,9 @@ fn stage_function<'c>(
     let arguments: Vec<(Type, Location)> = param_types.iter().chain([&index, &index]).map(|&t| (t, location)).collect();
     let block = Block::new(&arguments);
     // Old value -> its value in the stage.
-    let mut map: BTreeMap<usize, Value> = BTreeMap::new();
+    let mut map: BTreeMap<usize, MlirValue> = BTreeMap::new();
     for (i, &p) in f.params.iter().enumerate() {
-        map.insert(key(p), block.argument(i).map_err(|e| e.to_string())?.into());
+        map.insert(key(p.to_raw()), block.argument(i).map_err(|e| e.to_string())?.to_raw());
     }
     // The recomputable values the loop needs, with what they need, in function order.
     let mut needed: Vec<OperationRef> = vec![];
@@ -292,18 +243,18 @@ fn stage_function<'c>(
     l.walk(WalkOrder::PreOrder, |op| {
         pending.extend(
             op.operands()
-                .filter(|&v| f.recomputable.contains_key(&key(v)))
+                .filter(|&v| f.recomputable.contains_key(&key(v.to_raw())))
                 .map(|v| unsafe { Value::from_raw(v.to_raw()) }),
         );
         WalkResult::Advance
     });
     while let Some(v) = pending.pop() {
-        let Some(&def) = f.recomputable.get(&key(v)) else { continue };
+        let Some(&def) = f.recomputable.get(&key(v.to_raw())) else { continue };
         if needed.iter().any(|n| n.to_raw().ptr == def.to_raw().ptr) {
             continue;
         }
         needed.push(def);
-        pending.extend(def.operands().filter(|&v| f.recomputable.contains_key(&key(v))));
+        pending.extend(def.operands().filter(|&v| f.recomputable.contains_key(&key(v.to_raw()))));
     }
     needed.sort_by(|a, b| {
         if a.to_raw().ptr == b.to_raw().ptr {
@@ -318,11 +269,11 @@ fn stage_function<'c>(
         let copy = block.append_operation(cloned(&def));
         remap(&copy, &map);
         for (old, new) in def.results().zip(copy.results()) {
-            map.insert(key(old.into()), new.into());
+            map.insert(key(old.to_raw()), new.to_raw());
         }
     }
     // Iterations [begin, end) of the loop: from lb + begin * step to min(lb + end * step, ub).
-    let [lb, ub, step] = [0, 1, 2].map(|i| l.operand(i).ok().and_then(constant).unwrap_or(0));
+    let [lb, ub, step] = [0, 1, 2].map(|i| l.operand(i).ok().and_then(int_constant).unwrap_or(0));
     let constant_op = |value: i64| arith::constant(context, IntegerAttribute::new(index, value).into(), location);
     fn value<'c, 'a>(op: OperationRef<'c, 'a>) -> Value<'c, 'a> {
         op.result(0).expect("an op with a result").into()

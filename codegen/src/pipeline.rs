@@ -1,8 +1,8 @@
 //! The code generation pipeline, stage by stage: [`compile`] lists every stage in order. Each
 //! stage has a name, which is its `--dump-after` name and its label in `--timings`
 //! ([`stage_names`] lists them per target). The stages work on one MLIR module in memory,
-//! then on one LLVM module; the few that still rewrite printed MLIR say so
-//! ([`crate::front::Compilation::edit_text`]).
+//! parsed once from the emitted text, then on one LLVM module: no stage reads the printed
+//! module back.
 
 use crate::context::{CodegenError, Mlir, Stages};
 use crate::{cpu, front, gpu};

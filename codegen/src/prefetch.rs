@@ -12,8 +12,9 @@
 //! where the schedule marked each row loop `kiln.rows`. A prefetch never faults and never
 //! changes a result.
 
+use crate::edit::{int_constant, ops_where};
 use melior::dialect::arith;
-use melior::ir::attribute::{AttributeLike, BoolAttribute, IntegerAttribute};
+use melior::ir::attribute::{BoolAttribute, IntegerAttribute};
 use melior::ir::operation::{OperationBuilder, OperationLike, OperationRef, WalkOrder, WalkResult};
 use melior::ir::r#type::{IntegerType, MemRefType, ShapedTypeLike, TypeLike};
 use melior::ir::{BlockLike, BlockRef, Identifier, Module, RegionLike, Type, Value, ValueLike};
@@ -21,18 +22,6 @@ use melior::Context;
 
 /// Bytes of a cache line.
 const LINE: usize = 64;
-
-/// The value of `v` if it is an integer constant.
-fn constant(v: Value) -> Option<i64> {
-    if !v.is_operation_result() {
-        return None;
-    }
-    // SAFETY: `v` is an operation result, so its owner is a live op.
-    let owner = unsafe { OperationRef::from_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw())) };
-    let value = owner.attribute("value").ok().filter(|a| a.is_integer())?;
-    (owner.name().as_string_ref().as_str() == Ok("arith.constant"))
-        .then_some(IntegerAttribute::try_from(value).ok()?.value())
-}
 
 /// Bytes of an element type (index, integers and floats).
 fn element_bytes(ty: Type) -> Option<usize> {
@@ -139,13 +128,8 @@ fn insert<'c, 'a>(block: &BlockRef<'c, 'a>, at: OperationRef<'c, 'a>, op: melior
 /// Makes the second loop of every `kiln.rows` loop prefetch the next row of what its first
 /// loop reads by row.
 pub fn next_rows<'c>(context: &'c Context, module: &Module<'c>) -> Result<(), String> {
-    let mut rows = vec![];
-    module.as_operation().walk(WalkOrder::PreOrder, |op| {
-        if op.name().as_string_ref().as_str() == Ok("scf.for") && op.has_attribute("kiln.rows") {
-            rows.push(op.to_raw());
-        }
-        WalkResult::Advance
-    });
+    let rows =
+        ops_where(module, |op| op.name().as_string_ref().as_str() == Ok("scf.for") && op.has_attribute("kiln.rows"));
     let index = Type::index(context);
     let constant_op =
         |value: i64, location| arith::constant(context, IntegerAttribute::new(index, value).into(), location);
@@ -156,7 +140,7 @@ pub fn next_rows<'c>(context: &'c Context, module: &Module<'c>) -> Result<(), St
         let inner = loops_in(&row_body);
         let (Some(first), Some(second)) = (inner.first(), inner.get(1)) else { continue };
         let row_iv: Value = row_body.argument(0).map_err(|e| e.to_string())?.into();
-        let (upper, step) = (row.operand(1).ok().and_then(constant), second.operand(2).ok().and_then(constant));
+        let (upper, step) = (row.operand(1).ok().and_then(int_constant), second.operand(2).ok().and_then(int_constant));
         let (Some(upper), Some(step)) = (upper, step) else { continue };
         if second.operand(1).ok() != first.operand(1).ok() {
             continue;

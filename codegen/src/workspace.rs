@@ -18,8 +18,9 @@
 //! schedule bounds each loop's scratch (32 KiB); the plan reports the arena's bytes and
 //! refuses more than [`STACK_LIMIT`].
 
+use crate::edit::{erase, function_bodies, ops_named, replace_op, symbol};
 use melior::dialect::arith;
-use melior::ir::attribute::{ArrayAttribute, DenseI32ArrayAttribute, IntegerAttribute, StringAttribute, TypeAttribute};
+use melior::ir::attribute::{ArrayAttribute, DenseI32ArrayAttribute, IntegerAttribute, TypeAttribute};
 use melior::ir::operation::{
     OperationBuilder, OperationLike, OperationMutLike, OperationRef, OperationRefMut, WalkOrder, WalkResult,
 };
@@ -82,20 +83,11 @@ pub(crate) fn memref_bytes(ty: &str) -> Option<u64> {
 
 /// Plans every function of a bufferized module.
 pub fn plan(module: &Module) -> Result<Vec<FunctionPlan>, String> {
-    let mut plans = vec![];
-    let mut op = module.body().first_operation();
-    while let Some(func) = op {
-        if func.name().as_string_ref().as_str() == Ok("func.func") {
-            let symbol =
-                func.attribute("sym_name").map_err(|e| e.to_string())?.to_string().trim_matches('"').to_string();
-            // Declarations (the GPU's library products) have nothing to plan.
-            if let Some(body) = func.region(0).map_err(|e| e.to_string())?.first_block() {
-                plans.push(plan_block(&symbol, &body)?);
-            }
-        }
-        op = func.next_in_block();
-    }
-    Ok(plans)
+    // Declarations (the GPU's library products) have no body and nothing to plan.
+    function_bodies(module)
+        .into_iter()
+        .map(|(func, body)| plan_block(&symbol(&func).ok_or("a function without a name")?, &body))
+        .collect()
 }
 
 fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result<FunctionPlan, String> {
@@ -220,16 +212,8 @@ fn place(buffers: &[Buffer]) -> (Vec<u64>, u64) {
 /// it at the planned offsets (or of the stack arena, see the module's documentation); copies
 /// become loops ([`copy_as_loops`]).
 pub fn apply<'c>(context: &'c Context, module: &Module<'c>, plans: &[FunctionPlan]) -> Result<(), String> {
-    let mut op = module.body().first_operation();
-    while let Some(func) = op {
-        op = func.next_in_block();
-        if func.name().as_string_ref().as_str() != Ok("func.func") {
-            continue;
-        }
-        let Some(body) = func.region(0).map_err(|e| e.to_string())?.first_block() else { continue };
-        let symbol = StringAttribute::try_from(func.attribute("sym_name").map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?
-            .value();
+    for (func, body) in function_bodies(module) {
+        let symbol = symbol(&func).ok_or("a function without a name")?;
         let plan =
             plans.iter().find(|p| p.symbol == symbol).ok_or_else(|| format!("no workspace plan for `{symbol}`"))?;
         // SAFETY: `func` is a live op of `module`, changed only through this reference.
@@ -345,15 +329,8 @@ fn place_allocations<'c, 'a>(
             .build()
             .map_err(|e| e.to_string())?;
         let view = body.insert_operation_before(alloc, view);
-        // SAFETY: the allocation and the view are alive with the same type; the allocation has
-        // no use left when it is erased.
-        unsafe {
-            mlir_sys::mlirValueReplaceAllUsesOfWith(
-                result.to_raw(),
-                view.result(0).map_err(|e| e.to_string())?.to_raw(),
-            );
-            mlir_sys::mlirOperationDestroy(alloc.to_raw());
-        }
+        // SAFETY: the allocation and the view are alive with the same type.
+        unsafe { replace_op(alloc.to_raw(), view.to_raw()) };
     }
     if seen == plan.offsets.len() {
         Ok(())
@@ -367,14 +344,7 @@ fn place_allocations<'c, 'a>(
 /// which a kiln object must not need. Bufferization writes such copies where it cannot
 /// compute a value in place.
 fn copy_as_loops<'c>(context: &'c Context, module: &Module<'c>) -> Result<(), String> {
-    let mut copies = vec![];
-    module.as_operation().walk(WalkOrder::PreOrder, |op| {
-        if op.name().as_string_ref().as_str() == Ok("memref.copy") {
-            copies.push(op.to_raw());
-        }
-        WalkResult::Advance
-    });
-    for raw in copies {
+    for raw in ops_named(module, "memref.copy") {
         // SAFETY: collected from the live module; each copy is replaced once.
         let copy = unsafe { OperationRef::from_raw(raw) };
         let (source, dest) = (copy.operand(0).map_err(|e| e.to_string())?, copy.operand(1).map_err(|e| e.to_string())?);
@@ -400,7 +370,7 @@ fn copy_as_loops<'c>(context: &'c Context, module: &Module<'c>) -> Result<(), St
             .map_err(|e| e.to_string())?;
         copy.block().ok_or("a copy outside a block")?.insert_operation_before(copy, linalg_copy);
         // SAFETY: a copy has no results, so nothing uses it.
-        unsafe { mlir_sys::mlirOperationDestroy(raw) };
+        unsafe { erase(raw) };
     }
     Ok(())
 }

@@ -4,8 +4,9 @@
 //! computation becomes a kernel.
 
 use super::HOST_OPS;
+use crate::edit::{function_bodies, int_constant, ops_named};
 use melior::dialect::arith;
-use melior::ir::attribute::{AttributeLike, DenseI32ArrayAttribute, IntegerAttribute};
+use melior::ir::attribute::{DenseI32ArrayAttribute, IntegerAttribute};
 use melior::ir::operation::{
     OperationBuilder, OperationLike, OperationMutLike, OperationRef as Op, OperationRefMut, WalkOrder, WalkResult,
 };
@@ -22,20 +23,6 @@ fn index_constant<'c, 'a>(context: &'c Context, block: &BlockRef<'c, 'a>, at: Op
     op.result(0).expect("a constant has a result").into()
 }
 
-/// The value of `v` if it is an `index` constant.
-fn constant_value(v: Value) -> Option<i64> {
-    if !v.is_operation_result() {
-        return None;
-    }
-    // SAFETY: `v` is an operation result, so its owner is a live op.
-    let owner = unsafe { Op::from_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw())) };
-    if owner.name().as_string_ref().as_str() != Ok("arith.constant") {
-        return None;
-    }
-    let value = owner.attribute("value").ok().filter(|a| a.is_integer())?;
-    Some(IntegerAttribute::try_from(value).ok()?.value())
-}
-
 /// The sizes of an op's operand segments (`operandSegmentSizes`).
 fn segments(op: &Op) -> Option<Vec<usize>> {
     let sizes = DenseI32ArrayAttribute::try_from(op.attribute("operandSegmentSizes").ok()?).ok()?;
@@ -50,13 +37,7 @@ fn segments(op: &Op) -> Option<Vec<usize>> {
 /// were, the first dimension went to the threads (4 of 256 busy over a [4, 100000] array, each
 /// reading 400 KB apart) and the second to grid y, beyond its limit.
 pub(super) fn collapse_parallel_loops<'c>(context: &'c Context, module: &Module<'c>) -> Result<(), String> {
-    let mut loops = vec![];
-    module.as_operation().walk(WalkOrder::PreOrder, |op| {
-        if op.name().as_string_ref().as_str() == Ok("scf.parallel") {
-            loops.push(op.to_raw());
-        }
-        WalkResult::Advance
-    });
+    let loops = ops_named(module, "scf.parallel");
     let index = Type::index(context);
     for raw in loops {
         // SAFETY: collected from the live module; each loop is changed once, in place.
@@ -65,7 +46,7 @@ pub(super) fn collapse_parallel_loops<'c>(context: &'c Context, module: &Module<
             return Err(format!("an scf.parallel without its operand segments: {op}"));
         };
         let operands: Vec<Value> = op.operands().collect();
-        let bounds: Option<Vec<i64>> = operands[..3 * n].iter().map(|&v| constant_value(v)).collect();
+        let bounds: Option<Vec<i64>> = operands[..3 * n].iter().map(|&v| int_constant(v)).collect();
         let Some(bounds) = bounds else { continue };
         let (lower, upper, step) = (&bounds[..n], &bounds[n..2 * n], &bounds[2 * n..]);
         if n < 2 || lower.iter().any(|&l| l != 0) || step.iter().any(|&s| s != 1) {
@@ -119,13 +100,7 @@ pub(super) fn collapse_parallel_loops<'c>(context: &'c Context, module: &Module<
 /// `scf.parallel`, so that it becomes a kernel. A value such a run computes cannot be used
 /// after it (it would live on the device).
 pub(super) fn wrap_serial_statements<'c>(context: &'c Context, module: &Module<'c>) -> Result<(), String> {
-    let mut function = module.body().first_operation();
-    while let Some(func) = function {
-        function = func.next_in_block();
-        if func.name().as_string_ref().as_str() != Ok("func.func") {
-            continue;
-        }
-        let Some(body) = func.region(0).map_err(|e| e.to_string())?.first_block() else { continue };
+    for (_, body) in function_bodies(module) {
         let mut runs: Vec<Vec<Op>> = vec![];
         let mut previous_was_host = true;
         let mut next = body.first_operation();

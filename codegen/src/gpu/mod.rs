@@ -21,10 +21,10 @@
 //! kiln's PTX emulator against the interpreter.
 
 mod loops;
-mod printed;
 mod reduce;
 
 use crate::context::{err, CodegenError};
+use crate::edit::{cloned, declaration, erase, function_bodies, ops_named, ops_where, replace_op, symbol};
 use crate::front::Compilation;
 use crate::manifest::{Gemm, Launch, LaunchArg, Step, SCRATCH_ALIGN};
 use crate::mlir::Contraction;
@@ -35,13 +35,11 @@ use kiln_ir::DType;
 use melior::dialect::func;
 use melior::ir::attribute::{
     AttributeLike, DenseI32ArrayAttribute, FlatSymbolRefAttribute, FloatAttribute, IntegerAttribute, StringAttribute,
-    TypeAttribute,
 };
-use melior::ir::operation::{OperationBuilder, OperationLike, OperationRef, OperationResult, WalkOrder, WalkResult};
-use melior::ir::r#type::{FunctionType, MemRefType};
+use melior::ir::operation::{OperationBuilder, OperationLike, OperationRef, OperationResult};
+use melior::ir::r#type::MemRefType;
 use melior::ir::{
-    Attribute, BlockLike, Identifier, Location, Module as MlirModule, Operation, Region, RegionLike, Type, Value,
-    ValueLike,
+    Attribute, BlockLike, Identifier, Location, Module as MlirModule, RegionLike, Type, Value, ValueLike,
 };
 use melior::Context;
 use std::collections::BTreeMap;
@@ -78,16 +76,8 @@ const HOST_OPS: &[&str] = &[
 ];
 
 /// The function `symbol` of the module's body.
-fn host_function<'c, 'a>(module: &'a MlirModule<'c>, symbol: &str) -> Option<OperationRef<'c, 'a>> {
-    let mut op = module.body().first_operation();
-    while let Some(func) = op {
-        let name = func.attribute("sym_name").ok().and_then(|a| StringAttribute::try_from(a).ok());
-        if func.name().as_string_ref().as_str() == Ok("func.func") && name.is_some_and(|n| n.value() == symbol) {
-            return Some(func);
-        }
-        op = func.next_in_block();
-    }
-    None
+fn host_function<'c, 'a>(module: &'a MlirModule<'c>, name: &str) -> Option<OperationRef<'c, 'a>> {
+    function_bodies(module).into_iter().map(|(func, _)| func).find(|func| symbol(func).as_deref() == Some(name))
 }
 
 /// The prefix of the functions that stand for library products between planning and the
@@ -130,7 +120,7 @@ pub(crate) fn library_products(c: &mut Compilation) -> Result<(), CodegenError> 
 /// Stage `block-reductions`: reductions and the row ops around them become block launches
 /// ([`reduce`]).
 pub(crate) fn block_reductions(c: &mut Compilation) -> Result<(), CodegenError> {
-    c.edit_text("GPU block reductions", |text| Ok(reduce::block_reductions(text)))
+    reduce::block_reductions(c.mlir, &c.module).map_err(|e| err("GPU block reductions", e))
 }
 
 /// Stage `map-loops`: the remaining linalg ops become parallel loops, each nest collapsed to
@@ -376,14 +366,7 @@ fn library_calls<'c>(
     module: &MlirModule<'c>,
     contractions: &[Contraction],
 ) -> Result<(), String> {
-    let mut products = vec![];
-    module.as_operation().walk(WalkOrder::PreOrder, |op| {
-        if op.name().as_string_ref().as_str() == Ok("linalg.contract") {
-            products.push(op.to_raw());
-        }
-        WalkResult::Advance
-    });
-    for raw in products {
+    for raw in ops_named(module, "linalg.contract") {
         // SAFETY: collected from the live module; each product is replaced once.
         let op = unsafe { OperationRef::from_raw(raw) };
         let Some(c) = op
@@ -419,20 +402,13 @@ fn library_calls<'c>(
             op,
             func::call(context, FlatSymbolRefAttribute::new(context, &callee), &operands, &[], op.location()),
         );
-        module.body().append_operation(func::func(
-            context,
-            StringAttribute::new(context, &callee),
-            TypeAttribute::new(FunctionType::new(context, &types, &[]).into()),
-            Region::new(),
-            &[(Identifier::new(context, "sym_visibility"), StringAttribute::new(context, "private").into())],
-            Location::unknown(context),
-        ));
+        module.body().append_operation(declaration(context, &callee, &types, &[]));
         // SAFETY: a product and a fill on buffers have no results, so nothing uses them.
         unsafe {
             if let Some(fill) = zero_fill {
-                mlir_sys::mlirOperationDestroy(fill.to_raw());
+                erase(fill.to_raw());
             }
-            mlir_sys::mlirOperationDestroy(raw);
+            erase(raw);
         }
     }
     Ok(())
@@ -471,13 +447,7 @@ fn is_float_zero(v: &Value) -> Option<bool> {
 /// intrinsic the NVPTX backend selects, `llvm.call_intrinsic "llvm.floor.f32"(%a)`; any other
 /// math op is an error.
 fn with_intrinsics<'c>(context: &'c Context, module: &MlirModule<'c>) -> Result<(), String> {
-    let mut math = vec![];
-    module.as_operation().walk(WalkOrder::PreOrder, |op| {
-        if op.name().as_string_ref().as_str().is_ok_and(|n| n.starts_with("math.")) {
-            math.push(op.to_raw());
-        }
-        WalkResult::Advance
-    });
+    let math = ops_where(module, |op| op.name().as_string_ref().as_str().is_ok_and(|n| n.starts_with("math.")));
     let no_fast_math = Attribute::parse(context, "#llvm.fastmath<none>").ok_or("no fast-math flags attribute")?;
     for raw in math {
         // SAFETY: collected from the live module; each op is replaced once.
@@ -505,15 +475,8 @@ fn with_intrinsics<'c>(context: &'c Context, module: &MlirModule<'c>) -> Result<
             .build()
             .map_err(|e| e.to_string())?;
         let call = op.block().ok_or("a math op outside a block")?.insert_operation_before(op, call);
-        // SAFETY: the op and the call are alive with the same result type; the op has no use
-        // left when it is erased.
-        unsafe {
-            mlir_sys::mlirValueReplaceAllUsesOfWith(
-                op.result(0).map_err(|e| e.to_string())?.to_raw(),
-                call.result(0).map_err(|e| e.to_string())?.to_raw(),
-            );
-            mlir_sys::mlirOperationDestroy(raw);
-        }
+        // SAFETY: the op and the call are alive with the same result type.
+        unsafe { replace_op(raw, call.to_raw()) };
     }
     Ok(())
 }
@@ -528,17 +491,13 @@ fn kernel_modules<'c>(context: &'c Context, module: &MlirModule<'c>) -> Result<V
         if gpu_module.name().as_string_ref().as_str() != Ok("gpu.module") {
             continue;
         }
-        let name = StringAttribute::try_from(gpu_module.attribute("sym_name").map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?
-            .value()
-            .to_string();
+        let name = symbol(&gpu_module).ok_or("a gpu.module without a name")?;
         let kernel = MlirModule::new(Location::unknown(context));
         let body = gpu_module.region(0).map_err(|e| e.to_string())?.first_block().ok_or("an empty gpu.module")?;
         let mut inner = body.first_operation();
         while let Some(op) = inner {
             inner = op.next_in_block();
-            // SAFETY: cloning a live op gives an owned op, which the new module then owns.
-            kernel.body().append_operation(unsafe { Operation::from_raw(mlir_sys::mlirOperationClone(op.to_raw())) });
+            kernel.body().append_operation(cloned(&op));
         }
         modules.push((name, kernel));
     }

@@ -27,11 +27,26 @@
 //! A group needs a reduction over at least [`MIN_EXTENT`] elements per row. A lone reduction
 //! over other loops (the first stage of a full sum) gets its own launch; anything else (several
 //! outputs, strided views, another body) keeps the naive mapping.
+//!
+//! In memory: the ops are read through melior (operand segments, indexing maps, iterator
+//! types, memref types, the body's combining op). Each launch is written as a template, a
+//! function `@kiln_template` whose arguments are the buffers and values the group uses and
+//! where each generic's body is a call `@kiln_body_Q` on its loaded inputs (and accumulator);
+//! [`splice`] parses the template, clones its ops before the op after the group with the
+//! arguments replaced by those values, and clones each generic's body in place of its call.
+//! The group's ops, and the allocations of buffers now in workgroup memory, then go.
 
-use super::printed::{definitions, indent, names, op_name, rhs};
-use std::collections::BTreeMap;
+use crate::context::Mlir;
+use crate::edit::{cloned, erase, function_bodies, key, remap, symbol};
+use melior::ir::attribute::{ArrayAttribute, AttributeLike, DenseI32ArrayAttribute, FlatSymbolRefAttribute};
+use melior::ir::operation::{OperationLike, OperationRef, WalkOrder, WalkResult};
+use melior::ir::r#type::{MemRefType, ShapedTypeLike, TypeLike};
+use melior::ir::{Attribute, BlockLike, BlockRef, Module, RegionLike, Type, Value, ValueLike};
+use mlir_sys::{MlirOperation, MlirValue};
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Statements that compute nothing a group reads or writes, hoisted above its launch.
+/// Statements that compute nothing a group reads or writes, left where they are above its
+/// launch.
 const PURE: &[&str] = &["memref.alloc", "memref.view", "arith.constant"];
 
 /// Threads per block of a block reduction.
@@ -40,6 +55,8 @@ pub const THREADS: usize = 256;
 const WARP: usize = 32;
 /// The fewest reduced elements per output worth a block of threads.
 const MIN_EXTENT: usize = 64;
+/// The prefix of the functions that stand for generic bodies in a launch template.
+const BODY: &str = "kiln_body_";
 
 /// The identity of combining operator `op` on element type `ty`, as an `arith.constant` value.
 fn identity(op: &str, ty: &str) -> Option<String> {
@@ -61,111 +78,137 @@ fn identity(op: &str, ty: &str) -> Option<String> {
     })
 }
 
-/// A dense memref type's shape and element type (`memref<64x1000xf32>`, `memref<f64>`).
-fn dense_memref(ty: &str) -> Option<(Vec<usize>, &str)> {
-    let inner = ty.strip_prefix("memref<")?.strip_suffix('>')?;
-    if inner.contains([',', '<']) {
+/// The op `raw` (collected from the live module being rewritten).
+///
+/// # Safety
+/// `raw` is a live op.
+unsafe fn op_at<'c, 'a>(raw: MlirOperation) -> OperationRef<'c, 'a> {
+    OperationRef::from_raw(raw)
+}
+
+/// A dense memref type (static shape, identity layout, default memory space): its shape and
+/// element type.
+fn dense_memref(ty: Type) -> Option<(Vec<usize>, String)> {
+    let memref = MemRefType::try_from(ty).ok()?;
+    // SAFETY: queries on a live type and its attributes.
+    let dense = unsafe {
+        let layout = mlir_sys::mlirMemRefTypeGetLayout(ty.to_raw());
+        mlir_sys::mlirShapedTypeHasStaticShape(ty.to_raw())
+            && mlir_sys::mlirAttributeIsAAffineMap(layout)
+            && mlir_sys::mlirAffineMapIsIdentity(mlir_sys::mlirAffineMapAttrGetValue(layout))
+            && mlir_sys::mlirMemRefTypeGetMemorySpace(ty.to_raw()).ptr.is_null()
+    };
+    if !dense {
         return None;
     }
-    let mut parts: Vec<&str> = inner.split('x').collect();
-    let elem = parts.pop()?;
-    Some((parts.iter().map(|d| d.parse().ok()).collect::<Option<_>>()?, elem))
+    // SAFETY: a static shape's dimensions, queried on a live type.
+    let shape: Option<Vec<usize>> = (0..memref.rank())
+        .map(|i| usize::try_from(unsafe { mlir_sys::mlirShapedTypeGetDimSize(ty.to_raw(), i as isize) }).ok())
+        .collect();
+    Some((shape?, memref.element().to_string()))
 }
 
-/// A map's results as loop dimensions (`None` for the constant 0), from
-/// `affine_map<(d0, d1) -> (d0, 0)>`.
-fn map_results(map: &str) -> Option<Vec<Option<usize>>> {
-    let results = map.split("-> (").nth(1)?.split(')').next()?;
-    results
-        .split(", ")
-        .filter(|r| !r.is_empty())
-        .map(|r| match r.strip_prefix('d') {
-            Some(d) => d.parse().ok().map(Some),
-            None => (r == "0").then_some(None),
-        })
-        .collect()
-}
-
-/// `text` with every `%name` in `renames` replaced.
-fn rename(text: &str, renames: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for name in names(text) {
-        let at = last + text[last..].find(name).expect("names come from the text");
-        out.push_str(&text[last..at]);
-        out.push_str(renames.get(name).map_or(name, String::as_str));
-        last = at + name.len();
+/// An indexing map's results as loop dimensions (`None` for the constant 0).
+fn map_results(map: Attribute) -> Option<Vec<Option<usize>>> {
+    // SAFETY: queries on a live attribute and its affine map.
+    unsafe {
+        if !mlir_sys::mlirAttributeIsAAffineMap(map.to_raw()) {
+            return None;
+        }
+        let map = mlir_sys::mlirAffineMapAttrGetValue(map.to_raw());
+        (0..mlir_sys::mlirAffineMapGetNumResults(map))
+            .map(|i| {
+                let e = mlir_sys::mlirAffineMapGetResult(map, i);
+                if mlir_sys::mlirAffineExprIsADim(e) {
+                    Some(Some(mlir_sys::mlirAffineDimExprGetPosition(e) as usize))
+                } else if mlir_sys::mlirAffineExprIsAConstant(e) && mlir_sys::mlirAffineConstantExprGetValue(e) == 0 {
+                    Some(None)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
-    out.push_str(&text[last..]);
-    out
+}
+
+/// The elements of an array attribute.
+fn elements(attribute: Attribute) -> Option<Vec<Attribute>> {
+    let array = ArrayAttribute::try_from(attribute).ok()?;
+    (0..array.len()).map(|i| array.element(i).ok()).collect()
+}
+
+/// A buffer an op reads or writes, and its map's results.
+#[derive(Clone)]
+struct Access {
+    buffer: MlirValue,
+    dims: Vec<Option<usize>>,
 }
 
 /// A bufferized statement a launch can compute.
-struct Op<'t> {
-    /// Input memrefs (name, type) and their maps' results; the output and its map's results.
-    ins: Vec<(&'t str, &'t str, Vec<Option<usize>>)>,
-    out: (&'t str, &'t str, Vec<Option<usize>>),
+struct Op {
+    op: MlirOperation,
+    ins: Vec<Access>,
+    out: Access,
     /// Loop extents and which loops reduce.
     extents: Vec<usize>,
     reduced: Vec<bool>,
-    elem: &'t str,
-    kind: Kind<'t>,
+    elem: String,
+    kind: Kind,
 }
 
-enum Kind<'t> {
+enum Kind {
     /// `linalg.fill` with this value.
-    Fill(&'t str),
+    Fill(MlirValue),
     Generic {
-        args: Vec<&'t str>,
-        body: Vec<&'t str>,
-        yielded: &'t str,
+        /// Whether the body reads the output's old value.
+        uses_out: bool,
         /// The combining operator of a reduction.
-        combiner: Option<&'t str>,
+        combiner: Option<String>,
     },
 }
 
-impl<'t> Op<'t> {
-    /// The op of a statement (its lines), if it is a fill or generic on dense memrefs with one
-    /// output (and, with reduction loops, a body a reduction phase can split).
-    fn parse(lines: &[&'t str], maps: &BTreeMap<&str, &'t str>) -> Option<Op<'t>> {
-        let head = lines[0].trim_start();
-        let operands = |key: &str| -> Option<Vec<(&'t str, &'t str)>> {
-            let inside = head.split(key).nth(1)?.split(')').next()?;
-            let (names, types) = inside.split_once(" : ")?;
-            let (names, types): (Vec<&str>, Vec<&str>) = (names.split(", ").collect(), types.split(", ").collect());
-            (names.len() == types.len()).then(|| names.into_iter().zip(types).collect())
-        };
-        let [(out, out_ty)] = operands(" outs(")?[..] else { return None };
-        let (out_shape, elem) = dense_memref(out_ty)?;
-        if op_name(head) == "linalg.fill" {
-            let [(value, _)] = operands("ins(")?[..] else { return None };
-            let dims: Vec<Option<usize>> = (0..out_shape.len()).map(Some).collect();
-            let reduced = vec![false; out_shape.len()];
+impl Op {
+    /// The op `raw`, if it is a fill or generic on dense memrefs with one output (and, with
+    /// reduction loops, a body a reduction phase can split). `reduction` is the iterator type
+    /// `#linalg.iterator_type<reduction>`.
+    fn parse(raw: MlirOperation, reduction: Attribute) -> Option<Op> {
+        // SAFETY: `raw` is a live op of the function being read.
+        let op = unsafe { op_at(raw) };
+        let name = op.name().as_string_ref().as_str().ok()?.to_string();
+        let operands: Vec<Value> = op.operands().collect();
+        if name == "linalg.fill" {
+            let [value, out] = operands[..] else { return None };
+            let (shape, elem) = dense_memref(out.r#type())?;
+            let dims = (0..shape.len()).map(Some).collect();
             return Some(Op {
+                op: raw,
                 ins: vec![],
-                out: (out, out_ty, dims),
-                extents: out_shape,
-                reduced,
+                out: Access { buffer: out.to_raw(), dims },
+                reduced: vec![false; shape.len()],
+                extents: shape,
                 elem,
-                kind: Kind::Fill(value),
+                kind: Kind::Fill(value.to_raw()),
             });
         }
-        if op_name(head) != "linalg.generic" || lines.len() < 3 {
+        if name != "linalg.generic" {
             return None;
         }
-        let list = |key: &str| Some(head.split(key).nth(1)?.split(']').next()?.split(", ").collect::<Vec<_>>());
-        let reduced: Vec<bool> = list("iterator_types = [")?.iter().map(|t| *t == "\"reduction\"").collect();
-        let results: Vec<Vec<Option<usize>>> = list("indexing_maps = [")?
-            .iter()
-            .map(|m| maps.get(m).and_then(|t| map_results(t)))
-            .collect::<Option<_>>()?;
-        let ins = operands(" ins(").unwrap_or_default();
-        if results.len() != ins.len() + 1 {
+        let segments = DenseI32ArrayAttribute::try_from(op.attribute("operandSegmentSizes").ok()?).ok()?;
+        let (inputs, outputs) = (segments.element(0).ok()? as usize, segments.element(1).ok()? as usize);
+        if outputs != 1 || operands.len() != inputs + 1 {
+            return None;
+        }
+        let reduced: Vec<bool> =
+            elements(op.attribute("iterator_types").ok()?)?.iter().map(|t| *t == reduction).collect();
+        let results: Vec<Vec<Option<usize>>> =
+            elements(op.attribute("indexing_maps").ok()?)?.into_iter().map(map_results).collect::<Option<_>>()?;
+        if results.len() != operands.len() {
             return None;
         }
         let mut extents = vec![None; reduced.len()];
-        for ((_, ty), dims) in ins.iter().chain([&(out, out_ty)]).zip(&results) {
-            let (shape, _) = dense_memref(ty)?;
+        let mut elem = String::new();
+        for (v, dims) in operands.iter().zip(&results) {
+            let (shape, e) = dense_memref(v.r#type())?;
             if shape.len() != dims.len() {
                 return None;
             }
@@ -174,36 +217,48 @@ impl<'t> Op<'t> {
                     *extents.get_mut(d)? = Some(extent);
                 }
             }
+            elem = e;
         }
         let extents: Vec<usize> = extents.into_iter().collect::<Option<_>>()?;
-        let args: Vec<&str> = names(lines[1].trim().strip_prefix("^bb0(")?).collect();
-        let (yield_line, body) = lines[2..lines.len() - 1].split_last()?;
-        let yielded = yield_line.trim().strip_prefix("linalg.yield ")?.split(" : ").next()?;
-        let out_arg = *args.last()?;
-        if args.len() != ins.len() + 1 || yielded.contains(',') {
-            return None;
+        let body = op.region(0).ok()?.first_block()?;
+        let out_arg: Value = body.argument(inputs).ok()?.into();
+        let terminator = body.terminator()?;
+        let [yielded] = terminator.operands().collect::<Vec<_>>()[..] else { return None };
+        let mut out_uses = 0;
+        let mut next = body.first_operation();
+        while let Some(inner) = next {
+            next = inner.next_in_block();
+            inner.walk(WalkOrder::PreOrder, |o| {
+                out_uses += o.operands().filter(|&v| v == out_arg).count();
+                WalkResult::Advance
+            });
         }
         let combiner = if reduced.contains(&true) {
-            let line = body.iter().find(|l| l.trim_start().starts_with(&format!("{yielded} = ")))?;
-            let combined: Vec<&str> = names(rhs(line)).collect();
-            let uses = body.iter().flat_map(|l| names(l)).filter(|&x| x == out_arg).count();
-            if combined.len() != 2 || !combined.contains(&out_arg) || uses != 1 {
+            // The body ends by combining the output with one value: `%r = OP %out, %x`.
+            if !yielded.is_operation_result() {
                 return None;
             }
-            identity(op_name(line), elem)?;
-            Some(op_name(line))
+            // SAFETY: `yielded` is an operation result, so its owner is live.
+            let last = unsafe { op_at(mlir_sys::mlirOpResultGetOwner(yielded.to_raw())) };
+            let combined: Vec<Value> = last.operands().collect();
+            let combiner = last.name().as_string_ref().as_str().ok()?.to_string();
+            if combined.len() != 2 || !combined.contains(&out_arg) || out_uses != 1 || last.block()? != body {
+                return None;
+            }
+            identity(&combiner, &elem)?;
+            Some(combiner)
         } else {
             None
         };
-        let ins = ins.into_iter().zip(results.clone()).map(|((n, t), r)| (n, t, r)).collect();
-        let out = (out, out_ty, results.last()?.clone());
+        let ins = operands[..inputs].iter().zip(&results).map(|(v, r)| Access { buffer: v.to_raw(), dims: r.clone() });
         Some(Op {
-            ins,
-            out,
+            op: raw,
+            ins: ins.collect(),
+            out: Access { buffer: operands[inputs].to_raw(), dims: results.last()?.clone() },
             extents,
             reduced,
             elem,
-            kind: Kind::Generic { args, body: body.to_vec(), yielded, combiner },
+            kind: Kind::Generic { uses_out: out_uses > 0, combiner },
         })
     }
 
@@ -221,25 +276,71 @@ impl<'t> Op<'t> {
         let reduction = self.reduced.iter().enumerate().all(|(d, &r)| r == (d + 1 == loops));
         match self.kind {
             Kind::Generic { .. } if self.is_reduction() => {
-                (reduction && in_order(&self.out.2, loops - 1)).then_some((rows, n))
+                (reduction && in_order(&self.out.dims, loops - 1)).then_some((rows, n))
             }
-            _ => (in_order(&self.out.2, loops) && loops >= 1).then_some((rows, n)),
+            _ => (in_order(&self.out.dims, loops) && loops >= 1).then_some((rows, n)),
         }
+    }
+
+    /// The buffers it reads and writes.
+    fn buffers(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ins.iter().map(|i| key(i.buffer)).chain([key(self.out.buffer)])
+    }
+
+    /// The values a launch template takes for it: its buffers and its fill value.
+    fn operands(&self) -> impl Iterator<Item = MlirValue> + '_ {
+        let value = match self.kind {
+            Kind::Fill(v) => Some(v),
+            Kind::Generic { .. } => None,
+        };
+        self.ins.iter().map(|i| i.buffer).chain([self.out.buffer]).chain(value)
     }
 }
 
-/// The text of one launch being written.
+/// The text of one launch template being written.
 struct Launch {
     text: String,
     pad: String,
     /// The prefix of its names.
     p: String,
-    /// Buffers kept in workgroup memory instead (see [`locals`]): name to its workgroup
+    /// Each value it takes, with its name and type in the template, in order.
+    names: Vec<(MlirValue, String, String)>,
+    /// Buffers kept in workgroup memory instead (see [`locals`]), in order: key, workgroup
     /// buffer and type.
-    locals: BTreeMap<String, (String, String)>,
+    locals: Vec<(usize, String, String)>,
+    /// The declarations of the functions standing for generic bodies, and the generic each
+    /// stands for.
+    declarations: String,
+    bodies: BTreeMap<String, MlirOperation>,
 }
 
 impl Launch {
+    fn new(p: String, group: &[&Op], locals: Vec<(usize, String, String)>) -> Launch {
+        let mut names: Vec<(MlirValue, String, String)> = vec![];
+        for v in group.iter().flat_map(|op| op.operands()) {
+            if !names.iter().any(|(n, _, _)| key(*n) == key(v)) {
+                // SAFETY: the values of live ops.
+                let ty = unsafe { Value::from_raw(v) }.r#type().to_string();
+                names.push((v, format!("%kiln_t{}", names.len()), ty));
+            }
+        }
+        Launch {
+            text: String::new(),
+            pad: "    ".into(),
+            p,
+            names,
+            locals,
+            declarations: String::new(),
+            bodies: BTreeMap::new(),
+        }
+    }
+
+    /// The name and type of a value the launch takes.
+    fn name(&self, v: MlirValue) -> (&str, &str) {
+        let (_, name, ty) = self.names.iter().find(|(n, _, _)| key(*n) == key(v)).expect("a value the launch takes");
+        (name, ty)
+    }
+
     fn line(&mut self, depth: usize, text: String) {
         self.text.push_str(&self.pad);
         self.text.push_str(&"  ".repeat(depth));
@@ -268,7 +369,7 @@ impl Launch {
     /// in `reduced` (named `{p}smem_<type>`) and the local buffers.
     fn open(&mut self, blocks: usize, reduced: &[&str]) {
         let p = self.p.clone();
-        let locals: Vec<String> = self.locals.values().map(|(name, ty)| format!("{name} : {ty}")).collect();
+        let locals: Vec<String> = self.locals.iter().map(|(_, name, ty)| format!("{name} : {ty}")).collect();
         self.line(0, format!("{p}blocks = arith.constant {blocks} : index"));
         self.line(0, format!("{p}threads = arith.constant {THREADS} : index"));
         self.line(0, format!("{p}one = arith.constant 1 : index"));
@@ -292,7 +393,9 @@ impl Launch {
     }
 
     /// Phase `q` computing `op`, whose loops have the index names in `index` where known (the
-    /// block's loops); the others are the thread's strided positions.
+    /// block's loops); the others are the thread's strided positions. A generic's body is a
+    /// call of `@kiln_body_Q` on its loaded inputs (and its accumulator or old output), which
+    /// [`splice`] replaces by the body itself.
     fn phase(&mut self, q: usize, op: &Op, index: &BTreeMap<usize, String>) {
         let p = self.p.clone();
         let pq = format!("{p}{q}_");
@@ -303,10 +406,10 @@ impl Launch {
         };
         // `buffer[indices] : type` of an access, in workgroup memory for a local buffer (indexed
         // by the thread's positions only: the row is the block's).
-        let locals = self.locals.clone();
-        let place = |name: &str, ty: &str, dims: &[Option<usize>]| -> String {
-            let local = locals.get(name);
-            let names: Vec<String> = dims
+        let place = |launch: &Launch, access: &Access| -> String {
+            let local = launch.locals.iter().find(|(b, _, _)| *b == key(access.buffer)).map(|(_, n, t)| (n, t));
+            let names: Vec<String> = access
+                .dims
                 .iter()
                 .filter(|d| local.is_none() || d.is_some_and(|d| !index.contains_key(&d)))
                 .map(|d| match d {
@@ -317,14 +420,17 @@ impl Launch {
             match local {
                 Some((smem, smem_ty)) if names.is_empty() => format!("{smem}[{p}zero] : {smem_ty}"),
                 Some((smem, smem_ty)) => format!("{smem}[{}] : {smem_ty}", names.join(", ")),
-                None => format!("{name}[{}] : {ty}", names.join(", ")),
+                None => {
+                    let (name, ty) = launch.name(access.buffer);
+                    format!("{name}[{}] : {ty}", names.join(", "))
+                }
             }
         };
-        let (out, out_ty, out_dims) = &op.out;
-        let out_place = place(out, out_ty, out_dims);
-        let elem = op.elem;
+        let out_place = place(self, &op.out);
+        let elem = op.elem.as_str();
         match &op.kind {
             Kind::Fill(value) if inner.is_empty() => {
+                let value = self.name(*value).0.to_string();
                 self.line(1, format!("{pq}first = arith.cmpi eq, {p}tx, {p}zero : index"));
                 self.line(1, format!("scf.if {pq}first {{"));
                 self.line(2, format!("memref.store {value}, {out_place}"));
@@ -332,25 +438,19 @@ impl Launch {
                 self.line(1, "gpu.barrier".into());
             }
             Kind::Fill(value) => {
+                let value = self.name(*value).0.to_string();
                 self.line(1, format!("{pq}extent = arith.constant {inner_extent} : index"));
                 self.line(1, format!("scf.for {pq}r = {p}tx to {pq}extent step {p}step {{"));
                 self.delinearize(2, &format!("{pq}r"), &format!("{q}_"), &inner, &op.extents);
                 self.line(2, format!("memref.store {value}, {out_place}"));
                 self.line(1, "}".into());
             }
-            Kind::Generic { args, body, yielded, combiner } => {
-                let mut renames: BTreeMap<String, String> = BTreeMap::new();
-                for line in body.iter() {
-                    for defined in definitions(line) {
-                        renames.insert(defined.to_string(), format!("{pq}v{}", &defined[1..]));
-                    }
-                }
+            Kind::Generic { uses_out, combiner } => {
                 self.line(1, format!("{pq}extent = arith.constant {inner_extent} : index"));
                 let loop_head = match combiner {
                     Some(combiner) => {
                         let identity = identity(combiner, elem).expect("checked when parsed");
                         self.line(1, format!("{pq}identity = arith.constant {identity} : {elem}"));
-                        renames.insert(args[args.len() - 1].to_string(), format!("{pq}acc"));
                         format!(
                             "{pq}partial = scf.for {pq}r = {p}tx to {pq}extent step {p}step \
                              iter_args({pq}acc = {pq}identity) -> ({elem}) {{"
@@ -360,19 +460,31 @@ impl Launch {
                 };
                 self.line(1, loop_head);
                 self.delinearize(2, &format!("{pq}r"), &format!("{q}_"), &inner, &op.extents);
-                for (k, (name, ty, dims)) in op.ins.iter().enumerate() {
-                    self.line(2, format!("{pq}in{k} = memref.load {}", place(name, ty, dims)));
-                    renames.insert(args[k].to_string(), format!("{pq}in{k}"));
+                let (mut args, mut types) = (vec![], vec![]);
+                for (k, access) in op.ins.iter().enumerate() {
+                    let at = place(self, access);
+                    self.line(2, format!("{pq}in{k} = memref.load {at}"));
+                    args.push(format!("{pq}in{k}"));
+                    // SAFETY: an operand of a live op.
+                    let ty = unsafe { Value::from_raw(access.buffer) }.r#type();
+                    types.push(dense_memref(ty).map(|(_, e)| e).unwrap_or_default());
                 }
-                let out_arg = args[args.len() - 1];
-                if combiner.is_none() && body.iter().any(|l| names(l).any(|x| x == out_arg)) {
+                if combiner.is_some() {
+                    args.push(format!("{pq}acc"));
+                    types.push(elem.to_string());
+                } else if *uses_out {
                     self.line(2, format!("{pq}old = memref.load {out_place}"));
-                    renames.insert(out_arg.to_string(), format!("{pq}old"));
+                    args.push(format!("{pq}old"));
+                    types.push(elem.to_string());
                 }
-                for line in body.iter() {
-                    self.line(2, rename(line.trim(), &renames));
-                }
-                let value = rename(yielded, &renames);
+                let callee = format!("{BODY}{q}");
+                self.line(
+                    2,
+                    format!("{pq}y = func.call @{callee}({}) : ({}) -> {elem}", args.join(", "), types.join(", ")),
+                );
+                self.declarations.push_str(&format!("  func.func private @{callee}({}) -> {elem}\n", types.join(", ")));
+                self.bodies.insert(callee, op.op);
+                let value = format!("{pq}y");
                 match combiner {
                     Some(combiner) => {
                         self.line(2, format!("scf.yield {value} : {elem}"));
@@ -390,6 +502,19 @@ impl Launch {
                 }
             }
         }
+    }
+
+    /// The template module: the launch in `@kiln_template`, whose arguments are the values
+    /// it takes, in order, beside the declarations of the bodies.
+    fn template(&self) -> (String, Vec<MlirValue>) {
+        let signature: Vec<String> = self.names.iter().map(|(_, n, t)| format!("{n}: {t}")).collect();
+        let text = format!(
+            "module {{\n{}  func.func @kiln_template({}) {{\n{}    return\n  }}\n}}\n",
+            self.declarations,
+            signature.join(", "),
+            self.text
+        );
+        (text, self.names.iter().map(|(v, _, _)| *v).collect())
     }
 
     /// Combines the threads' `{pq}partial`s and folds the total into the output at `out`
@@ -454,48 +579,45 @@ fn smem(elem: &str) -> String {
 }
 
 /// A lone reduction as one launch with a block per output element (any loops reduced).
-fn lone_reduction(op: &Op, pad: &str, n: usize) -> Option<String> {
+fn lone_reduction(op: &Op, n: usize) -> Option<Launch> {
     let parallel: Vec<usize> = (0..op.extents.len()).filter(|&d| !op.reduced[d]).collect();
     let blocks: usize = parallel.iter().map(|&d| op.extents[d]).product();
     let extent: usize = (0..op.extents.len()).filter(|&d| op.reduced[d]).map(|d| op.extents[d]).product();
     if !op.is_reduction() || extent < MIN_EXTENT || blocks > i32::MAX as usize {
         return None;
     }
-    let mut l =
-        Launch { text: String::new(), pad: pad.to_string(), p: format!("%kiln_r{n}_"), locals: BTreeMap::new() };
-    l.open(blocks, &[op.elem]);
+    let mut l = Launch::new(format!("%kiln_r{n}_"), &[op], vec![]);
+    l.open(blocks, &[&op.elem]);
     let bx = format!("{}bx", l.p);
     l.delinearize(1, &bx, "", &parallel, &op.extents);
     let index = parallel.iter().map(|&d| (d, format!("{}d{d}", l.p))).collect();
     l.phase(0, op, &index);
     l.close();
-    Some(l.text)
+    Some(l)
 }
 
 /// A row group (see the module documentation) as one launch, or `None` if it has no row
 /// reduction worth a block.
-fn row_group(ops: &[Op], rows: &[usize], locals: &BTreeMap<&str, usize>, pad: &str, n: usize) -> Option<String> {
+fn row_group(ops: &[Op], rows: &[usize], locals: &[(usize, usize)], n: usize) -> Option<Launch> {
     let worth = ops.iter().any(|o| o.is_reduction() && o.extents.last().is_some_and(|&e| e >= MIN_EXTENT));
     let blocks: usize = rows.iter().product();
     if !worth || blocks > i32::MAX as usize {
         return None;
     }
-    let mut types: Vec<&str> = ops.iter().filter(|o| o.is_reduction()).map(|o| o.elem).collect();
+    let mut types: Vec<&str> = ops.iter().filter(|o| o.is_reduction()).map(|o| o.elem.as_str()).collect();
     types.sort_unstable();
     types.dedup();
     let p = format!("%kiln_r{n}_");
     let locals = locals
         .iter()
         .enumerate()
-        .map(|(k, (&name, &count))| {
-            let elem = ops.iter().find(|o| o.out.0 == name).expect("a group op writes it").elem;
-            (
-                name.to_string(),
-                (format!("{p}local{k}"), format!("memref<{count}x{elem}, #gpu.address_space<workgroup>>")),
-            )
+        .map(|(k, &(buffer, count))| {
+            let elem = &ops.iter().find(|o| key(o.out.buffer) == buffer).expect("a group op writes it").elem;
+            (buffer, format!("{p}local{k}"), format!("memref<{count}x{elem}, #gpu.address_space<workgroup>>"))
         })
         .collect();
-    let mut l = Launch { text: String::new(), pad: pad.to_string(), p, locals };
+    let group: Vec<&Op> = ops.iter().collect();
+    let mut l = Launch::new(p, &group, locals);
     l.open(blocks, &types);
     let bx = format!("{}bx", l.p);
     let row_dims: Vec<usize> = (0..rows.len()).collect();
@@ -505,29 +627,49 @@ fn row_group(ops: &[Op], rows: &[usize], locals: &BTreeMap<&str, usize>, pad: &s
         l.phase(q + 1, op, &index);
     }
     l.close();
-    Some(l.text)
+    Some(l)
 }
 
-/// The buffers a group can keep in workgroup memory, with their elements per row: written by
-/// the group before it reads them, used by nothing after it (`later`), not parameters, at
-/// most 32 KB in all.
-fn locals<'t>(group: &[Op<'t>], rows: &[usize], later: &[Vec<&str>]) -> BTreeMap<&'t str, usize> {
-    let mut locals = BTreeMap::new();
+/// Whether any op from `later` on in its block (nested ops included) reads `buffer`.
+fn used_from(later: Option<OperationRef>, buffer: usize) -> bool {
+    let mut next = later;
+    while let Some(op) = next {
+        let mut used = false;
+        op.walk(WalkOrder::PreOrder, |inner| {
+            used |= inner.operands().any(|v| key(v.to_raw()) == buffer);
+            WalkResult::Advance
+        });
+        if used {
+            return true;
+        }
+        next = op.next_in_block();
+    }
+    false
+}
+
+/// The buffers a group can keep in workgroup memory, with their elements per row, in the
+/// order the group writes them: written by the group before it reads them, used by nothing
+/// from `later` on, not parameters, at most 32 KB in all.
+fn locals(group: &[Op], rows: &[usize], places: &Places, later: Option<OperationRef>) -> Vec<(usize, usize)> {
+    let mut locals: Vec<(usize, usize)> = vec![];
     let mut bytes = 0u64;
     for op in group {
-        let name = op.out.0;
-        let first = group.iter().find(|g| buffers(g).any(|b| b == name)).expect("op is in the group");
-        let used_later = later.iter().flatten().any(|l| names(l).any(|x| x == name));
-        let Some((shape, elem)) = dense_memref(op.out.1) else { continue };
+        let buffer = key(op.out.buffer);
+        let first = group.iter().find(|g| g.buffers().any(|b| b == buffer)).expect("op is in the group");
+        // SAFETY: an operand of a live op.
+        let Some((shape, elem)) = dense_memref(unsafe { Value::from_raw(op.out.buffer) }.r#type()) else { continue };
         let count: usize = shape[rows.len().min(shape.len())..].iter().product();
         let Some(size) = crate::workspace::memref_bytes(&format!("memref<{count}x{elem}>")) else { continue };
-        if name.starts_with("%arg") || first.ins.iter().any(|i| i.0 == name) || used_later || locals.contains_key(name)
+        if !places.allocations.contains(&buffer)
+            || first.ins.iter().any(|i| key(i.buffer) == buffer)
+            || locals.iter().any(|&(b, _)| b == buffer)
+            || used_from(later, buffer)
         {
             continue;
         }
         if bytes + size <= 32 << 10 {
             bytes += size;
-            locals.insert(name, count);
+            locals.push((buffer, count));
         }
     }
     locals
@@ -536,7 +678,7 @@ fn locals<'t>(group: &[Op<'t>], rows: &[usize], later: &[Vec<&str>]) -> BTreeMap
 /// Whether `op` is elementwise over `rows` only (a per-row value: a mean from a sum), its
 /// output indexed by its loops in order; thread 0 computes it.
 fn per_row(op: &Op, rows: &[usize]) -> bool {
-    !op.is_reduction() && op.extents == rows && op.out.2.iter().copied().eq((0..rows.len()).map(Some))
+    !op.is_reduction() && op.extents == rows && op.out.dims.iter().copied().eq((0..rows.len()).map(Some))
 }
 
 /// Whether fill `op` writes per-row values or whole rows of `rows`.
@@ -544,28 +686,19 @@ fn fills(op: &Op, rows: &[usize]) -> bool {
     op.extents == rows || op.extents.split_last().is_some_and(|(_, r)| r == rows)
 }
 
-/// The buffers of a function whose places are known: its parameters (`%argN`) and its
-/// allocations (before the workspace plan, which then sees every buffer a launch uses live
-/// across it). Any other name (a reshaped view) may alias one of them.
-struct Places<'t> {
-    allocations: std::collections::BTreeSet<&'t str>,
+/// The buffers of a function whose places are known: its parameters and its allocations
+/// (before the workspace plan, which then sees every buffer a launch uses live across it).
+/// Any other value (a reshaped view) may alias one of them.
+struct Places {
+    params: BTreeSet<usize>,
+    allocations: BTreeSet<usize>,
 }
 
-impl<'t> Places<'t> {
-    fn of(body: &[&'t str]) -> Places<'t> {
-        let allocations = body.iter().filter_map(|l| Some(l.trim_start().split_once(" = memref.alloc(")?.0)).collect();
-        Places { allocations }
+impl Places {
+    /// Whether `buffer` is a buffer of its own.
+    fn known(&self, buffer: usize) -> bool {
+        self.params.contains(&buffer) || self.allocations.contains(&buffer)
     }
-
-    /// Whether `name` is a buffer of its own.
-    fn known(&self, name: &str) -> bool {
-        name.starts_with("%arg") || self.allocations.contains(name)
-    }
-}
-
-/// The buffers `op` reads and writes.
-fn buffers<'a>(op: &'a Op) -> impl Iterator<Item = &'a str> {
-    op.ins.iter().map(|i| i.0).chain([op.out.0])
 }
 
 /// Whether `op` can join a row group over `rows` whose ops so far are `group`: same rows,
@@ -573,60 +706,144 @@ fn buffers<'a>(op: &'a Op) -> impl Iterator<Item = &'a str> {
 /// row after a barrier), it overwrites nothing the group reads, and its buffers are buffers of
 /// their own (no two names for one buffer).
 fn joins(op: &Op, rows: &[usize], group: &[Op], places: &Places) -> bool {
-    if !buffers(op).all(|a| places.known(a)) {
+    if !op.buffers().all(|b| places.known(b)) {
         return false;
     }
     let same_rows = match op.kind {
         Kind::Fill(_) => fills(op, rows),
         Kind::Generic { .. } => op.row().is_some_and(|(r, _)| r == rows) || per_row(op, rows),
     };
-    if !same_rows || group.iter().any(|g| g.ins.iter().any(|i| i.0 == op.out.0)) {
+    let out = key(op.out.buffer);
+    if !same_rows || group.iter().any(|g| g.ins.iter().any(|i| key(i.buffer) == out)) {
         return false;
     }
-    op.ins.iter().all(|(name, _, dims)| match group.iter().rev().find(|g| g.out.0 == *name) {
+    op.ins.iter().all(|access| match group.iter().rev().find(|g| key(g.out.buffer) == key(access.buffer)) {
         None => true,
-        Some(producer) => *dims == producer.out.2,
+        Some(producer) => access.dims == producer.out.dims,
     })
 }
 
-/// The bufferized module `text` with its reductions, and the row ops around them, computed by
-/// blocks of threads (see the module documentation).
-pub fn block_reductions(text: &str) -> String {
-    let maps: BTreeMap<&str, &str> =
-        text.lines().take_while(|l| !l.starts_with("module")).filter_map(|l| l.split_once(" = affine_map<")).collect();
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut count = 0;
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        out.push_str(line);
-        out.push('\n');
-        i += 1;
-        if !(line.trim_start().starts_with("func.func ") && line.trim_end().ends_with('{')) {
+/// Inserts the launch of `launch`'s template before `before` in `block`: the template's ops
+/// cloned with its arguments replaced by the values it takes, and each body call replaced by
+/// the generic's body, cloned on the call's operands.
+fn splice<'c, 'a>(
+    mlir: &'c Mlir,
+    launch: &Launch,
+    block: &BlockRef<'c, 'a>,
+    before: OperationRef<'c, 'a>,
+) -> Result<(), String> {
+    let (text, values) = launch.template();
+    let template = mlir.parse(&text, "GPU block reduction template").map_err(|e| format!("{e}\n{text}"))?;
+    let (_, body) = function_bodies(&template)
+        .into_iter()
+        .find(|(f, _)| symbol(f).as_deref() == Some("kiln_template"))
+        .ok_or("a launch template without its function")?;
+    let mut map: BTreeMap<usize, MlirValue> = BTreeMap::new();
+    for (i, &v) in values.iter().enumerate() {
+        map.insert(key(body.argument(i).map_err(|e| e.to_string())?.to_raw()), v);
+    }
+    let mut inserted = vec![];
+    let mut next = body.first_operation();
+    while let Some(op) = next {
+        next = op.next_in_block();
+        if op.name().as_string_ref().as_str() == Ok("func.return") {
             continue;
         }
-        let depth = indent(line) + 2;
-        let end =
-            (i..lines.len()).find(|&j| indent(lines[j]) == depth - 2 && lines[j].trim() == "}").unwrap_or(lines.len());
-        let statements = statements(&lines[i..end], depth);
-        let places = Places::of(&lines[i..end]);
-        let pad = " ".repeat(depth);
-        // The function's body as rewritten, and the buffers moved to workgroup memory, whose
-        // allocations go.
-        let mut body = String::new();
-        let mut moved: Vec<String> = vec![];
+        let copy = block.insert_operation_before(before, cloned(&op));
+        remap(&copy, &map);
+        for (old, new) in op.results().zip(copy.results()) {
+            map.insert(key(old.to_raw()), new.to_raw());
+        }
+        inserted.push(copy);
+    }
+    // The bodies, inlined in place of their calls.
+    let mut calls = vec![];
+    for op in &inserted {
+        op.walk(WalkOrder::PreOrder, |inner| {
+            let callee = inner.attribute("callee").ok().and_then(|a| FlatSymbolRefAttribute::try_from(a).ok());
+            if let Some(generic) = callee.and_then(|c| launch.bodies.get(c.value()).copied()) {
+                calls.push((inner.to_raw(), generic));
+            }
+            WalkResult::Advance
+        });
+    }
+    for (call, generic) in calls {
+        // SAFETY: the call is live in the launch just inserted, the generic in the function.
+        let (call, generic) = unsafe { (op_at(call), op_at(generic)) };
+        let call_block = call.block().ok_or("a body call outside a block")?;
+        let generic_body = generic.region(0).ok().and_then(|r| r.first_block()).ok_or("a generic without a body")?;
+        let mut inner_map: BTreeMap<usize, MlirValue> = BTreeMap::new();
+        // The call passes the loaded inputs, then the accumulator or old output when the body
+        // reads it: a prefix of the body's arguments.
+        for (i, operand) in call.operands().enumerate() {
+            inner_map.insert(key(generic_body.argument(i).map_err(|e| e.to_string())?.to_raw()), operand.to_raw());
+        }
+        let mut yielded = None;
+        let mut next = generic_body.first_operation();
+        while let Some(op) = next {
+            next = op.next_in_block();
+            if op.name().as_string_ref().as_str() == Ok("linalg.yield") {
+                yielded = op.operand(0).ok().map(|v| v.to_raw());
+                continue;
+            }
+            let copy = call_block.insert_operation_before(call, cloned(&op));
+            remap(&copy, &inner_map);
+            for (old, new) in op.results().zip(copy.results()) {
+                inner_map.insert(key(old.to_raw()), new.to_raw());
+            }
+        }
+        let yielded = yielded.ok_or("a generic body without its yield")?;
+        let value = inner_map.get(&key(yielded)).copied().unwrap_or(yielded);
+        // SAFETY: the call's result has the body's type; the call is then unused and erased.
+        unsafe {
+            mlir_sys::mlirValueReplaceAllUsesOfWith(mlir_sys::mlirOperationGetResult(call.to_raw(), 0), value);
+            erase(call.to_raw());
+        }
+    }
+    Ok(())
+}
+
+/// Computes the reductions of the bufferized module, and the row ops around them, by blocks
+/// of threads (see the module documentation): each group becomes a `gpu.launch` before the
+/// op after it, and its ops (and the allocations of buffers now in workgroup memory) go.
+pub(crate) fn block_reductions<'c>(mlir: &'c Mlir, module: &Module<'c>) -> Result<(), String> {
+    let reduction = Attribute::parse(&mlir.context, "#linalg.iterator_type<reduction>").ok_or("no iterator type")?;
+    let mut count = 0;
+    for (_, body) in function_bodies(module) {
+        let mut statements: Vec<MlirOperation> = vec![];
+        let mut next = body.first_operation();
+        while let Some(op) = next {
+            next = op.next_in_block();
+            statements.push(op.to_raw());
+        }
+        let name = |raw: MlirOperation| {
+            // SAFETY: the function's own ops, alive until this function is done.
+            unsafe { op_at(raw) }.name().as_string_ref().as_str().map(str::to_string).unwrap_or_default()
+        };
+        // SAFETY: an allocation's result, of a live op.
+        let allocations: Vec<(MlirOperation, usize)> = statements
+            .iter()
+            .filter(|&&s| name(s) == "memref.alloc")
+            .map(|&s| (s, key(unsafe { mlir_sys::mlirOperationGetResult(s, 0) })))
+            .collect();
+        let places = Places {
+            params: (0..body.argument_count()).filter_map(|i| body.argument(i).ok()).map(|a| key(a.to_raw())).collect(),
+            allocations: allocations.iter().map(|&(_, k)| k).collect(),
+        };
+        // The groups' ops and the allocations moved to workgroup memory, erased at the end.
+        let mut erased: Vec<MlirOperation> = vec![];
+        let mut moved: BTreeSet<usize> = BTreeSet::new();
         let mut k = 0;
         while k < statements.len() {
             // The longest row group from here, with the views and constants among its ops.
             let mut group: Vec<Op> = vec![];
             // Its rows are those of its first generic (fills before it wait to be checked).
             let (mut ends, mut rows): (Vec<usize>, Option<Vec<usize>>) = (vec![], None);
-            for (j, st) in statements.iter().enumerate().skip(k) {
-                if PURE.contains(&op_name(st[0])) {
+            for (j, &st) in statements.iter().enumerate().skip(k) {
+                if PURE.contains(&name(st).as_str()) {
                     continue;
                 }
-                let Some(op) = Op::parse(st, &maps) else { break };
+                let Some(op) = Op::parse(st, reduction) else { break };
                 match (&rows, &op.kind) {
                     (Some(r), _) if !joins(&op, r, &group, &places) => break,
                     (Some(_), _) | (None, Kind::Fill(_)) => {}
@@ -642,64 +859,49 @@ pub fn block_reductions(text: &str) -> String {
                 ends.push(j + 1);
             }
             let taken = ends.last().copied().unwrap_or(k);
-            let local = locals(&group, rows.as_deref().unwrap_or_default(), &statements[taken..]);
+            // SAFETY: the function's own ops.
+            let later = statements.get(taken).map(|&s| unsafe { op_at(s) });
+            let local = locals(&group, rows.as_deref().unwrap_or_default(), &places, later);
             let launch = match &rows {
-                Some(rows) if group.len() > 1 => row_group(&group, rows, &local, &pad, count)
-                    .map(|l| (l, taken, local.keys().map(|s| s.to_string()).collect())),
+                Some(rows) if group.len() > 1 => row_group(&group, rows, &local, count).map(|l| {
+                    let ops = group.iter().map(|o| o.op).collect::<Vec<_>>();
+                    (l, taken, ops, local.iter().map(|&(b, _)| b).collect::<Vec<_>>())
+                }),
                 _ => None,
             };
             let launch = launch.or_else(|| {
-                let op = Op::parse(&statements[k], &maps)?;
-                Some((lone_reduction(&op, &pad, count)?, k + 1, vec![]))
+                let op = Op::parse(statements[k], reduction)?;
+                Some((lone_reduction(&op, count)?, k + 1, vec![op.op], vec![]))
             });
             match launch {
-                Some((text, next, locals)) => {
-                    for st in statements[k..next].iter().filter(|st| PURE.contains(&op_name(st[0]))) {
-                        for l in st.iter() {
-                            body.push_str(l);
-                            body.push('\n');
-                        }
-                    }
-                    body.push_str(&text);
+                Some((launch, next, ops, locals)) => {
+                    // The launch goes where the group ends, after the pure statements among
+                    // its ops.
+                    let before = match statements.get(next) {
+                        // SAFETY: the function's own ops.
+                        Some(&s) => unsafe { op_at(s) },
+                        None => body.terminator().ok_or("a function without a terminator")?,
+                    };
+                    splice(mlir, &launch, &body, before)?;
+                    erased.extend(ops);
                     moved.extend(locals);
                     count += 1;
                     k = next;
                 }
-                None => {
-                    for l in &statements[k] {
-                        body.push_str(l);
-                        body.push('\n');
-                    }
-                    k += 1;
-                }
+                None => k += 1,
             }
         }
-        for l in body.lines() {
-            let allocation = l.trim_start().split_once(" = memref.alloc(").map(|(name, _)| name);
-            if !allocation.is_some_and(|name| moved.iter().any(|m| m == name)) {
-                out.push_str(l);
-                out.push('\n');
-            }
+        for op in erased {
+            // SAFETY: a group op on buffers has no results; nothing uses it.
+            unsafe { erase(op) };
         }
-        i = end;
-    }
-    out
-}
-
-/// Statements of a function body at `depth` spaces: each is its first line and the lines of its
-/// regions, up to its closing line at the same depth.
-fn statements<'t>(body: &[&'t str], depth: usize) -> Vec<Vec<&'t str>> {
-    let mut out: Vec<Vec<&str>> = vec![];
-    for &line in body {
-        match out.last_mut() {
-            // Lines deeper than the statement, its closing brace, and its regions' block labels.
-            Some(open)
-                if indent(line) > depth || (indent(line) == depth && line.trim_start().starts_with(['}', '^'])) =>
-            {
-                open.push(line)
+        for (alloc, buffer) in allocations {
+            if moved.contains(&buffer) {
+                // SAFETY: allocations are never in a group, so this one is alive; its users
+                // were the group's ops, now erased.
+                unsafe { erase(alloc) };
             }
-            _ => out.push(vec![line]),
         }
     }
-    out
+    Ok(())
 }
