@@ -232,6 +232,21 @@ fn every_diagnostic_code_is_documented_and_tested() {
     }
 }
 
+/// The README lists every builtin, the op table's unary ones in table order (so a row added to
+/// the table fails here until the README names it).
+#[test]
+fn readme_lists_every_builtin() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme.split("- **Builtins**: ").nth(1).expect("README lists the builtins");
+    let section = section.split("\n- **").next().unwrap();
+    let unary: Vec<&str> = kiln_ir::UnaryOp::ALL.iter().filter(|op| op.is_builtin()).map(|op| op.name()).collect();
+    assert!(section.starts_with(&format!("`{} relu`", unary.join(" "))), "README: {section}");
+    for name in kiln_frontend::builtin_names() {
+        let listed = section.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == name);
+        assert!(listed, "README's builtins lack `{name}`");
+    }
+}
+
 #[test]
 fn readme_language_example_compiles() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();

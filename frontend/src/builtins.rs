@@ -4,23 +4,16 @@
 
 use crate::ast::{Arg, Expr, ExprKind, Ident};
 use crate::elab::{broadcast_shapes, plural, promote, resolve_dtype, suggest, Elab, Env, Lit, Val};
+use kiln_ir::ops::Domain;
 use kiln_ir::types::format_shape;
 use kiln_ir::{BinaryOp, ConvWindow, DType, Diagnostic, Op, ReduceKind, Span, UnaryOp, Value};
 
 type R<T> = Result<T, Diagnostic>;
 
-/// Each builtin: its name, its parameters (positional order, usable as keywords) and how many
-/// are required.
+/// Each builtin other than the unary elementwise ops of the op table (whose rows say which
+/// are builtins, `UnaryOp::is_builtin`, each taking `x`): its name, its parameters (positional
+/// order, usable as keywords) and how many are required.
 const SIGNATURES: &[(&str, &[&str], usize)] = &[
-    ("exp", &["x"], 1),
-    ("log", &["x"], 1),
-    ("sqrt", &["x"], 1),
-    ("rsqrt", &["x"], 1),
-    ("tanh", &["x"], 1),
-    ("sigmoid", &["x"], 1),
-    ("sin", &["x"], 1),
-    ("cos", &["x"], 1),
-    ("abs", &["x"], 1),
     ("relu", &["x"], 1),
     ("maximum", &["x", "y"], 2),
     ("minimum", &["x", "y"], 2),
@@ -43,9 +36,21 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("conv2d", &["x", "w", "stride", "padding", "dilation"], 2),
 ];
 
-/// The names of all builtins.
+/// The parameters of a unary elementwise builtin.
+const UNARY: (&[&str], usize) = (&["x"], 1);
+
+/// The names of all builtins: the op table's unary builtins, in table order, then the rest.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    SIGNATURES.iter().map(|s| s.0)
+    let unary = UnaryOp::ALL.iter().filter(|op| op.is_builtin()).map(|op| op.name());
+    unary.chain(SIGNATURES.iter().map(|s| s.0))
+}
+
+/// A builtin's parameters and how many are required.
+fn signature(name: &str) -> Option<(&'static [&'static str], usize)> {
+    match UnaryOp::builtin(name) {
+        Some(_) => Some(UNARY),
+        None => SIGNATURES.iter().find(|s| s.0 == name).map(|&(_, params, required)| (params, required)),
+    }
 }
 
 pub fn is_builtin(name: &str) -> bool {
@@ -109,26 +114,24 @@ fn bind<'a>(name: &str, params: &[&str], required: usize, args: &'a [Arg], span:
 /// Lowers a call of the builtin `callee`.
 pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg], span: Span) -> R<Val> {
     let name = callee.name.as_str();
-    let &(_, params, required) = SIGNATURES.iter().find(|s| s.0 == name).expect("every builtin has a signature");
+    let Some((params, required)) = signature(name) else {
+        return Err(Diagnostic::error("E9999", format!("internal compiler error: `{name}` is not a builtin"))
+            .at(span, "called here"));
+    };
     let b = bind(name, params, required, args, span)?;
     let tensor = |el: &mut Elab<'a>, env: &mut Env, i: usize| -> R<(Value, Span)> {
         let e = b.get(i).expect("required");
         let v = el.eval(env, e)?;
         Ok((el.tensor_arg(v, e.span)?, e.span))
     };
+    if let Some(op) = UnaryOp::builtin(name) {
+        // A float op converts integers to floats first, as jax.numpy does.
+        let (x, s) = tensor(el, env, 0)?;
+        el.require_numeric(x, s, &format!("apply `{name}` to"))?;
+        let x = if op.domain() == Domain::Float { el.float_of(x, s)? } else { x };
+        return Ok(Val::Tensor(el.push(Op::Unary(op), vec![x], span)?));
+    }
     let v = match name {
-        "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "sigmoid" | "sin" | "cos" => {
-            let op = *UnaryOp::ALL.iter().find(|u| u.name() == name).expect("unary builtin");
-            let (x, s) = tensor(el, env, 0)?;
-            el.require_numeric(x, s, &format!("apply `{name}` to"))?;
-            let x = el.float_of(x, s)?;
-            el.push(Op::Unary(op), vec![x], span)?
-        }
-        "abs" => {
-            let (x, s) = tensor(el, env, 0)?;
-            el.require_numeric(x, s, "take `abs` of")?;
-            el.push(Op::Unary(UnaryOp::Abs), vec![x], span)?
-        }
         // relu(x) = max(x, 0)
         "relu" => {
             let (x, s) = tensor(el, env, 0)?;
@@ -412,7 +415,13 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let n = positive_int(el, env, e)?;
             el.push(Op::Iota { dtype: DType::I32, shape: vec![n], axis: 0 }, vec![], span)?
         }
-        _ => unreachable!("builtin `{name}` has a signature but no lowering"),
+        _ => {
+            return Err(Diagnostic::error(
+                "E9999",
+                format!("internal compiler error: builtin `{name}` has no lowering"),
+            )
+            .at(span, "called here"))
+        }
     };
     Ok(Val::Tensor(v))
 }

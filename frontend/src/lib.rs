@@ -19,6 +19,7 @@ pub mod parser;
 pub mod render;
 pub mod transform;
 
+pub use builtins::names as builtin_names;
 pub use elab::elaborate;
 pub use render::render_diagnostic;
 pub use transform::{Differentiator, Transform};

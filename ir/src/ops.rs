@@ -146,10 +146,12 @@ pub fn float_min<T: Float>(a: T, b: T) -> T {
     }
 }
 
-/// Declares the unary elementwise ops: `Variant "name" domain, float semantics, integer
-/// semantics` (integer semantics wrap; `none` for float-only ops).
+/// Declares the unary elementwise ops: `Variant "name" domain syntax, float semantics, integer
+/// semantics` (integer semantics wrap; `none` for float-only ops). `syntax` is `call` for a
+/// builtin function of the language named `name` (its signature, lowering and the README's
+/// list follow from this row) or `prefix` for an operator.
 macro_rules! unary_ops {
-    ($($variant:ident $name:literal $domain:ident, |$x:ident| $float:expr, $int:tt;)*) => {
+    ($($variant:ident $name:literal $domain:ident $syntax:ident, |$x:ident| $float:expr, $int:tt;)*) => {
         /// Unary elementwise ops.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum UnaryOp { $($variant),* }
@@ -163,6 +165,16 @@ macro_rules! unary_ops {
 
             pub fn domain(self) -> Domain {
                 match self { $(UnaryOp::$variant => Domain::$domain),* }
+            }
+
+            /// Whether the language calls it as a builtin function `name(x)`.
+            pub fn is_builtin(self) -> bool {
+                match self { $(UnaryOp::$variant => unary_ops!(@call $syntax)),* }
+            }
+
+            /// The op the builtin function `name` stands for, if any.
+            pub fn builtin(name: &str) -> Option<UnaryOp> {
+                Self::ALL.iter().copied().find(|op| op.is_builtin() && op.name() == name)
             }
 
             /// Reference semantics on a float.
@@ -179,22 +191,24 @@ macro_rules! unary_ops {
     };
     (@int none $x:ident) => { unreachable!("float-only op applied to an integer {}", $x) };
     (@int (|$i:ident| $e:expr) $x:ident) => { { let $i = $x; $e } };
+    (@call call) => { true };
+    (@call prefix) => { false };
 }
 
 unary_ops! {
-    Neg     "neg"     Numeric, |x| -x,                               (|i| i.wrapping_neg());
-    Abs     "abs"     Numeric, |x| x.abs(),                          (|i| i.wrapping_abs());
-    Exp     "exp"     Float,   |x| x.exp(),                          none;
-    Log     "log"     Float,   |x| x.ln(),                           none;
-    Sqrt    "sqrt"    Float,   |x| x.sqrt(),                         none;
+    Neg     "neg"     Numeric prefix, |x| -x,                        (|i| i.wrapping_neg());
+    Abs     "abs"     Numeric call,   |x| x.abs(),                   (|i| i.wrapping_abs());
+    Exp     "exp"     Float   call,   |x| x.exp(),                   none;
+    Log     "log"     Float   call,   |x| x.ln(),                    none;
+    Sqrt    "sqrt"    Float   call,   |x| x.sqrt(),                  none;
     // rsqrt(x) = 1 / sqrt(x)
-    Rsqrt   "rsqrt"   Float,   |x| T::ONE / x.sqrt(),                none;
-    Tanh    "tanh"    Float,   |x| x.tanh(),                         none;
+    Rsqrt   "rsqrt"   Float   call,   |x| T::ONE / x.sqrt(),         none;
+    Tanh    "tanh"    Float   call,   |x| x.tanh(),                  none;
     // sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, with e = exp(-|x|) <= 1:
     // never overflows, and keeps full relative accuracy down to the smallest subnormal.
-    Sigmoid "sigmoid" Float,   |x| sigmoid(x),                       none;
-    Sin     "sin"     Float,   |x| x.sin(),                          none;
-    Cos     "cos"     Float,   |x| x.cos(),                          none;
+    Sigmoid "sigmoid" Float   call,   |x| sigmoid(x),                none;
+    Sin     "sin"     Float   call,   |x| x.sin(),                   none;
+    Cos     "cos"     Float   call,   |x| x.cos(),                   none;
 }
 
 /// The logistic function, as every lowering computes it (see the `Sigmoid` row).
