@@ -145,7 +145,7 @@ pub fn outline<'c>(context: &'c Context, module: &Module<'c>) -> Result<Vec<Stag
                 }
             }
             let Some(stage) = stage_of(&f, &top, &symbol, stages.len()) else { continue };
-            let stage_func = stage_function(context, &f, &func, &top, &stage)?;
+            let stage_func = stage_function(context, &f, &top, &stage)?;
             after = module.body().insert_operation_after(after, stage_func);
             let types: Vec<Type> = f.params.iter().map(|p| p.r#type()).collect();
             let call = func::call(
@@ -217,13 +217,12 @@ fn is_inside(v: Value, op: &OperationRef) -> bool {
     false
 }
 
-/// The stage function of loop `l` of `func`: `@F_parK(params..., begin, end)` recomputes the
+/// The stage function of loop `l` of function `f`: `@F_parK(params..., begin, end)` recomputes the
 /// values the loop needs, in their order in the function, and runs iterations
 /// `[begin, end)` of the loop.
 fn stage_function<'c>(
     context: &'c Context,
     f: &Function<'c, '_>,
-    func: &OperationRef<'c, '_>,
     l: &OperationRef<'c, '_>,
     stage: &Stage,
 ) -> Result<Operation<'c>, String> {
@@ -297,6 +296,8 @@ fn stage_function<'c>(
     copy.set_operand(0, lo);
     copy.set_operand(1, hi);
     copy.set_operand(2, step);
+    // The stage's loop is no longer the function's parallel loop (and `kiln.rows` has done its
+    // work in the prefetch stage); an absent attribute is fine.
     let _ = copy.remove_attribute("kiln.parallel");
     let _ = copy.remove_attribute("kiln.rows");
     block.append_operation(func::r#return(&[], location));
@@ -310,7 +311,6 @@ fn stage_function<'c>(
     }
     let empty = Attribute::parse(context, "{}").ok_or("no empty dictionary")?;
     arg_attrs.extend([empty, empty]);
-    let _ = func;
     let signature: Vec<Type> = arguments.iter().map(|(t, _)| *t).collect();
     Ok(func::func(
         context,
