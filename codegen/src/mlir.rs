@@ -256,6 +256,25 @@ impl Body {
             UnaryOp::Abs => self.op(format!("math.absf {x} : {t}")),
             UnaryOp::Exp if own => self.exp(fmt, x),
             UnaryOp::Exp => self.op(format!("math.exp {x} : {t}")),
+            // expm1(x) = (u - 1) (x / log u) with u = e^x (Kahan): the rounding error of u
+            // cancels between u - 1 and log u. x itself where u rounds to 1 (keeping -0), -1
+            // where u - 1 is -1, and u where it is +inf.
+            UnaryOp::Expm1 => {
+                let u = self.unary(UnaryOp::Exp, x, d);
+                let c1 = self.constant(one());
+                let m1 = self.constant(Literal::Float(d, -1.0));
+                let inf = self.constant(Literal::Float(d, f64::INFINITY));
+                let um1 = self.op(format!("arith.subf {u}, {c1} : {t}"));
+                let l = self.unary(UnaryOp::Log, &u, d);
+                let q = self.op(format!("arith.divf {x}, {l} : {t}"));
+                let r = self.op(format!("arith.mulf {um1}, {q} : {t}"));
+                let is_m1 = self.op(format!("arith.cmpf oeq, {um1}, {m1} : {t}"));
+                let r = self.op(format!("arith.select {is_m1}, {m1}, {r} : {t}"));
+                let is_inf = self.op(format!("arith.cmpf oeq, {u}, {inf} : {t}"));
+                let r = self.op(format!("arith.select {is_inf}, {u}, {r} : {t}"));
+                let is_one = self.op(format!("arith.cmpf oeq, {u}, {c1} : {t}"));
+                self.op(format!("arith.select {is_one}, {x}, {r} : {t}"))
+            }
             UnaryOp::Log if own => self.log(fmt, x),
             UnaryOp::Log => self.op(format!("math.log {x} : {t}")),
             UnaryOp::Sqrt => self.op(format!("math.sqrt {x} : {t}")),

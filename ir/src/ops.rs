@@ -50,71 +50,50 @@ impl Domain {
     }
 }
 
-/// Floating-point element types the interpreter computes in, so that float semantics are
-/// written once for f32 and f64.
-pub trait Float:
-    Copy
-    + PartialOrd
-    + std::ops::Neg<Output = Self>
-    + std::ops::Add<Output = Self>
-    + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self>
-    + std::ops::Div<Output = Self>
-{
-    const ZERO: Self;
-    const ONE: Self;
-    fn exp(self) -> Self;
-    fn ln(self) -> Self;
-    fn sqrt(self) -> Self;
-    fn tanh(self) -> Self;
-    fn sin(self) -> Self;
-    fn cos(self) -> Self;
-    fn abs(self) -> Self;
-    fn powf(self, e: Self) -> Self;
-    fn is_nan(self) -> bool;
-    fn is_sign_negative(self) -> bool;
-}
+/// Declares [`Float`] with the one-argument functions the op table's float semantics use, each
+/// the standard library's function of the same name on f32 and f64.
+macro_rules! float_trait {
+    ($($method:ident),*) => {
+        /// Floating-point element types the interpreter computes in, so that float semantics
+        /// are written once for f32 and f64.
+        pub trait Float:
+            Copy
+            + PartialOrd
+            + std::ops::Neg<Output = Self>
+            + std::ops::Add<Output = Self>
+            + std::ops::Sub<Output = Self>
+            + std::ops::Mul<Output = Self>
+            + std::ops::Div<Output = Self>
+        {
+            const ZERO: Self;
+            const ONE: Self;
+            $(fn $method(self) -> Self;)*
+            fn powf(self, e: Self) -> Self;
+            fn is_nan(self) -> bool;
+            fn is_sign_negative(self) -> bool;
+        }
 
-macro_rules! impl_float {
-    ($t:ty) => {
-        impl Float for $t {
+        impl Float for f32 {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
-            fn ln(self) -> Self {
-                <$t>::ln(self)
-            }
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-            fn tanh(self) -> Self {
-                <$t>::tanh(self)
-            }
-            fn sin(self) -> Self {
-                <$t>::sin(self)
-            }
-            fn cos(self) -> Self {
-                <$t>::cos(self)
-            }
-            fn abs(self) -> Self {
-                <$t>::abs(self)
-            }
-            fn powf(self, e: Self) -> Self {
-                <$t>::powf(self, e)
-            }
-            fn is_nan(self) -> bool {
-                <$t>::is_nan(self)
-            }
-            fn is_sign_negative(self) -> bool {
-                <$t>::is_sign_negative(self)
-            }
+            $(fn $method(self) -> Self { f32::$method(self) })*
+            fn powf(self, e: Self) -> Self { f32::powf(self, e) }
+            fn is_nan(self) -> bool { f32::is_nan(self) }
+            fn is_sign_negative(self) -> bool { f32::is_sign_negative(self) }
+        }
+
+        impl Float for f64 {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            $(fn $method(self) -> Self { f64::$method(self) })*
+            fn powf(self, e: Self) -> Self { f64::powf(self, e) }
+            fn is_nan(self) -> bool { f64::is_nan(self) }
+            fn is_sign_negative(self) -> bool { f64::is_sign_negative(self) }
         }
     };
 }
-impl_float!(f32);
-impl_float!(f64);
+
+float_trait!(exp, exp_m1, ln, ln_1p, sqrt, tanh, sin, cos, abs);
 
 /// IEEE 754-2019 `maximum`: NaN propagates and +0 is greater than -0 (jax.numpy.maximum).
 pub fn float_max<T: Float>(a: T, b: T) -> T {
@@ -199,6 +178,8 @@ unary_ops! {
     Neg     "neg"     Numeric prefix, |x| -x,                        (|i| i.wrapping_neg());
     Abs     "abs"     Numeric call,   |x| x.abs(),                   (|i| i.wrapping_abs());
     Exp     "exp"     Float   call,   |x| x.exp(),                   none;
+    // expm1(x) = e^x - 1, accurate near 0 where e^x - 1 cancels
+    Expm1   "expm1"   Float   call,   |x| x.exp_m1(),                none;
     Log     "log"     Float   call,   |x| x.ln(),                    none;
     Sqrt    "sqrt"    Float   call,   |x| x.sqrt(),                  none;
     // rsqrt(x) = 1 / sqrt(x)

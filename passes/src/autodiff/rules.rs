@@ -30,6 +30,11 @@ fn unary_derivative(b: &mut Builder, op: UnaryOp, x: Value, y: Value) -> Value {
         UnaryOp::Abs => sign(b, x),
         // d exp(x) = exp(x) = y
         UnaryOp::Exp => y,
+        // d expm1(x) = exp(x) = y + 1
+        UnaryOp::Expm1 => {
+            let one = b.constant(1.0, &ty);
+            b.add(y, one)
+        }
         // d log(x) = 1 / x
         UnaryOp::Log => {
             let one = b.constant(1.0, &ty);
