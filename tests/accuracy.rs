@@ -85,16 +85,16 @@ fn distance(a_nan: bool, b_nan: bool, a: u64, b: u64, sign: u64) -> u64 {
     (ordered(a) - ordered(b)).unsigned_abs() as u64
 }
 
-/// kiln's f32 exp, log, tanh, sigmoid and expm1 (which is built on the first two) against the
-/// correctly rounded result: within 2, 2, 2, 4 and 3 ulp.
+/// kiln's f32 exp, log, tanh, sigmoid, expm1 and log1p (the last two built on the first two)
+/// against the correctly rounded result: within 2, 2, 2, 4, 3 and 3 ulp.
 #[test]
 fn transcendental_functions_are_within_their_ulp_bounds() {
     const N: usize = 1 << 21;
     let loaded = load(&format!(
         "fn e(x: f32[{N}]) -> f32[{N}] {{ exp(x) }}\nfn l(x: f32[{N}]) -> f32[{N}] {{ log(x) }}\n\
          fn t(x: f32[{N}]) -> f32[{N}] {{ tanh(x) }}\nfn s(x: f32[{N}]) -> f32[{N}] {{ sigmoid(x) }}\n\
-         fn m(x: f32[{N}]) -> f32[{N}] {{ expm1(x) }}\n\
-         export e;\nexport l;\nexport t;\nexport s;\nexport m;\n"
+         fn m(x: f32[{N}]) -> f32[{N}] {{ expm1(x) }}\nfn p(x: f32[{N}]) -> f32[{N}] {{ log1p(x) }}\n\
+         export e;\nexport l;\nexport t;\nexport s;\nexport m;\nexport p;\n"
     ));
     let mut rng = Rng::new(common::seed());
     let specials = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, 1e-45, -1e-45, 1.0];
@@ -112,12 +112,13 @@ fn transcendental_functions_are_within_their_ulp_bounds() {
         v
     };
     type Reference = fn(f64) -> f64;
-    let cases: [(&str, Reference, f64, f64, u64); 5] = [
+    let cases: [(&str, Reference, f64, f64, u64); 6] = [
         ("e", f64::exp, -104.0, 89.0, 2),
         ("l", f64::ln, 0.0, 4.0, 2),
         ("t", f64::tanh, -10.0, 10.0, 2),
         ("s", |x| 1.0 / (1.0 + (-x).exp()), -90.0, 20.0, 4),
         ("m", f64::exp_m1, -20.0, 89.0, 3),
+        ("p", f64::ln_1p, -1.0, 4.0, 3),
     ];
     for (name, reference, lo, hi, bound) in cases {
         let x = inputs(&mut rng, lo, hi);
@@ -241,7 +242,7 @@ fn gpu_sin_cos_and_pow_polynomials_are_within_their_bounds() {
 }
 
 /// kiln's f64 functions (GPU targets have no libm), on a CPU target built with `libm: false`,
-/// against glibc: exp within 2 ulp, log and sigmoid 3, tanh 6, expm1 4 (measured 1, 2, 2, 4, 3), sin and cos within 2 ulp for
+/// against glibc: exp within 2 ulp, log and sigmoid 3, tanh 6, expm1 and log1p 4 (measured 1, 2, 2, 4, 3, 3), sin and cos within 2 ulp for
 /// |x| <= π/4 and 1e-15 absolute at any magnitude, pow within 3 + 3 |y ln x| ulp (see approx.rs).
 #[test]
 fn f64_functions_without_libm_are_within_their_bounds() {
@@ -252,8 +253,8 @@ fn f64_functions_without_libm_are_within_their_bounds() {
              fn t(x: f64[{N}]) -> f64[{N}] {{ tanh(x) }}\nfn g(x: f64[{N}]) -> f64[{N}] {{ sigmoid(x) }}\n\
              fn s(x: f64[{N}]) -> f64[{N}] {{ sin(x) }}\nfn c(x: f64[{N}]) -> f64[{N}] {{ cos(x) }}\n\
              fn p(x: f64[{N}], y: f64[{N}]) -> f64[{N}] {{ pow(x, y) }}\n\
-             fn m(x: f64[{N}]) -> f64[{N}] {{ expm1(x) }}\n\
-             export e;\nexport l;\nexport t;\nexport g;\nexport s;\nexport c;\nexport p;\nexport m;\n"
+             fn m(x: f64[{N}]) -> f64[{N}] {{ expm1(x) }}\nfn q(x: f64[{N}]) -> f64[{N}] {{ log1p(x) }}\n\
+             export e;\nexport l;\nexport t;\nexport g;\nexport s;\nexport c;\nexport p;\nexport m;\nexport q;\n"
         ),
         &without_libm(),
     );
@@ -279,12 +280,13 @@ fn f64_functions_without_libm_are_within_their_bounds() {
             1.0 / (1.0 + (-x).exp())
         }
     };
-    let cases: [(&str, Reference, f64, f64, u64); 5] = [
+    let cases: [(&str, Reference, f64, f64, u64); 6] = [
         ("e", f64::exp, -750.0, 712.0, 2),
         ("l", f64::ln, 0.0, 4.0, 3),
         ("t", f64::tanh, -25.0, 25.0, 6),
         ("g", sigmoid, -750.0, 40.0, 3),
         ("m", f64::exp_m1, -40.0, 712.0, 4),
+        ("q", f64::ln_1p, -1.0, 4.0, 4),
     ];
     for (name, reference, lo, hi, bound) in cases {
         let x = inputs(&mut rng, lo, hi);
@@ -340,7 +342,7 @@ fn f64_functions_without_libm_are_within_their_bounds() {
 /// cannot see. With kiln's polynomials (GPUs) and on the CPU target.
 #[test]
 fn zeros_keep_their_sign() {
-    let text = ["exp", "expm1", "log", "tanh", "sigmoid", "sin", "cos", "sqrt"]
+    let text = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "sqrt"]
         .iter()
         .flat_map(|f| {
             ["f32", "f64"].map(|t| format!("fn {f}_{t}(x: {t}[2]) -> {t}[2] {{ {f}(x) }}\nexport {f}_{t};\n"))

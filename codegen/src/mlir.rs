@@ -277,6 +277,22 @@ impl Body {
             }
             UnaryOp::Log if own => self.log(fmt, x),
             UnaryOp::Log => self.op(format!("math.log {x} : {t}")),
+            // log1p(x) = log u (x / (u - 1)) with u = 1 + x (Goldberg): x / (u - 1) corrects
+            // the rounding of u. x itself where u rounds to 1 (keeping -0), and u where it is
+            // +inf; log gives -inf at x = -1 and NaN below.
+            UnaryOp::Log1p => {
+                let c1 = self.constant(one());
+                let inf = self.constant(Literal::Float(d, f64::INFINITY));
+                let u = self.op(format!("arith.addf {x}, {c1} : {t}"));
+                let um1 = self.op(format!("arith.subf {u}, {c1} : {t}"));
+                let l = self.unary(UnaryOp::Log, &u, d);
+                let q = self.op(format!("arith.divf {x}, {um1} : {t}"));
+                let r = self.op(format!("arith.mulf {l}, {q} : {t}"));
+                let is_inf = self.op(format!("arith.cmpf oeq, {u}, {inf} : {t}"));
+                let r = self.op(format!("arith.select {is_inf}, {u}, {r} : {t}"));
+                let is_one = self.op(format!("arith.cmpf oeq, {u}, {c1} : {t}"));
+                self.op(format!("arith.select {is_one}, {x}, {r} : {t}"))
+            }
             UnaryOp::Sqrt => self.op(format!("math.sqrt {x} : {t}")),
             UnaryOp::Tanh if own => self.tanh(fmt, x),
             UnaryOp::Tanh => self.op(format!("math.tanh {x} : {t}")),

@@ -181,6 +181,8 @@ unary_ops! {
     // expm1(x) = e^x - 1, accurate near 0 where e^x - 1 cancels
     Expm1   "expm1"   Float   call,   |x| x.exp_m1(),                none;
     Log     "log"     Float   call,   |x| x.ln(),                    none;
+    // log1p(x) = log(1 + x), accurate near 0 where 1 + x rounds
+    Log1p   "log1p"   Float   call,   |x| x.ln_1p(),                 none;
     Sqrt    "sqrt"    Float   call,   |x| x.sqrt(),                  none;
     // rsqrt(x) = 1 / sqrt(x)
     Rsqrt   "rsqrt"   Float   call,   |x| T::ONE / x.sqrt(),         none;

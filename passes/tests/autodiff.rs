@@ -9,7 +9,7 @@ use kiln_passes::autodiff::{jvp, value_and_grad, vjp};
 
 /// Ops whose operands must be positive for the derivative to exist.
 fn needs_positive(op: &Op) -> bool {
-    matches!(op, Op::Unary(UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt) | Op::Binary(BinaryOp::Pow))
+    matches!(op, Op::Unary(UnaryOp::Log | UnaryOp::Log1p | UnaryOp::Sqrt | UnaryOp::Rsqrt) | Op::Binary(BinaryOp::Pow))
 }
 
 /// A random instance of `template` whose float values are all f64 and whose result is a float,

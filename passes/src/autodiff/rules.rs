@@ -40,6 +40,12 @@ fn unary_derivative(b: &mut Builder, op: UnaryOp, x: Value, y: Value) -> Value {
             let one = b.constant(1.0, &ty);
             b.div(one, x)
         }
+        // d log1p(x) = 1 / (1 + x)
+        UnaryOp::Log1p => {
+            let one = b.constant(1.0, &ty);
+            let u = b.add(one, x);
+            b.div(one, u)
+        }
         // d sqrt(x) = 1 / (2 sqrt(x)) = 0.5 / y
         UnaryOp::Sqrt => {
             let half = b.constant(0.5, &ty);
