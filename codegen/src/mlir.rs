@@ -263,17 +263,13 @@ impl Body {
                 let u = self.unary(UnaryOp::Exp, x, d);
                 let c1 = self.constant(one());
                 let m1 = self.constant(Literal::Float(d, -1.0));
-                let inf = self.constant(Literal::Float(d, f64::INFINITY));
                 let um1 = self.op(format!("arith.subf {u}, {c1} : {t}"));
                 let l = self.unary(UnaryOp::Log, &u, d);
                 let q = self.op(format!("arith.divf {x}, {l} : {t}"));
                 let r = self.op(format!("arith.mulf {um1}, {q} : {t}"));
                 let is_m1 = self.op(format!("arith.cmpf oeq, {um1}, {m1} : {t}"));
                 let r = self.op(format!("arith.select {is_m1}, {m1}, {r} : {t}"));
-                let is_inf = self.op(format!("arith.cmpf oeq, {u}, {inf} : {t}"));
-                let r = self.op(format!("arith.select {is_inf}, {u}, {r} : {t}"));
-                let is_one = self.op(format!("arith.cmpf oeq, {u}, {c1} : {t}"));
-                self.op(format!("arith.select {is_one}, {x}, {r} : {t}"))
+                self.unless_one_or_infinite(x, &u, &r, d)
             }
             UnaryOp::Log if own => self.log(fmt, x),
             UnaryOp::Log => self.op(format!("math.log {x} : {t}")),
@@ -282,16 +278,12 @@ impl Body {
             // +inf; log gives -inf at x = -1 and NaN below.
             UnaryOp::Log1p => {
                 let c1 = self.constant(one());
-                let inf = self.constant(Literal::Float(d, f64::INFINITY));
                 let u = self.op(format!("arith.addf {x}, {c1} : {t}"));
                 let um1 = self.op(format!("arith.subf {u}, {c1} : {t}"));
                 let l = self.unary(UnaryOp::Log, &u, d);
                 let q = self.op(format!("arith.divf {x}, {um1} : {t}"));
                 let r = self.op(format!("arith.mulf {l}, {q} : {t}"));
-                let is_inf = self.op(format!("arith.cmpf oeq, {u}, {inf} : {t}"));
-                let r = self.op(format!("arith.select {is_inf}, {u}, {r} : {t}"));
-                let is_one = self.op(format!("arith.cmpf oeq, {u}, {c1} : {t}"));
-                self.op(format!("arith.select {is_one}, {x}, {r} : {t}"))
+                self.unless_one_or_infinite(x, &u, &r, d)
             }
             UnaryOp::Sqrt => self.op(format!("math.sqrt {x} : {t}")),
             UnaryOp::Tanh if own => self.tanh(fmt, x),
@@ -321,6 +313,19 @@ impl Body {
                 self.op(format!("arith.select {negative}, {es}, {s} : {t}"))
             }
         }
+    }
+
+    /// The end of expm1 and log1p, which compute `r` from an intermediate `u` (e^x or 1 + x):
+    /// `r`, but x itself where u rounds to 1 (so tiny x and -0 come through exactly) and u
+    /// where it is +inf (where `r` would be inf/inf).
+    fn unless_one_or_infinite(&mut self, x: &str, u: &str, r: &str, d: DType) -> String {
+        let t = elem(d);
+        let c1 = self.constant(Literal::Float(d, 1.0));
+        let inf = self.constant(Literal::Float(d, f64::INFINITY));
+        let is_inf = self.op(format!("arith.cmpf oeq, {u}, {inf} : {t}"));
+        let r = self.op(format!("arith.select {is_inf}, {u}, {r} : {t}"));
+        let is_one = self.op(format!("arith.cmpf oeq, {u}, {c1} : {t}"));
+        self.op(format!("arith.select {is_one}, {x}, {r} : {t}"))
     }
 
     /// `d` is the operands' dtype.
