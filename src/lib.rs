@@ -277,11 +277,8 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
     if wants(EmitKind::Ir) {
         out.dumps.push((EmitKind::Ir.extension().into(), kiln_ir::text::print_module(&module)));
     }
-    let steps: Vec<&str> = ["all"]
-        .into_iter()
-        .chain(kiln_passes::step_names())
-        .chain(kiln_codegen::stage_names(options.target.arch.is_gpu()).iter().copied())
-        .collect();
+    let stages = kiln_codegen::stage_names(options.target.arch.is_gpu());
+    let steps: Vec<&str> = ["all"].into_iter().chain(kiln_passes::step_names()).chain(stages.iter().copied()).collect();
     if let Some(d) = options.dump_after.iter().find(|d| !steps.contains(&d.as_str())) {
         return Err(Error::Usage(format!("unknown step `{d}` in --dump-after; steps are: {}", steps.join(", "))));
     }
@@ -301,7 +298,6 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
         text.push_str(&saturation_report(&out.saturation));
         out.dumps.push((EmitKind::Stats.extension().into(), text));
     }
-    let stages = kiln_codegen::stage_names(options.target.arch.is_gpu());
     let needs_codegen = [EmitKind::Mlir, EmitKind::Llvm, EmitKind::Asm, EmitKind::Obj].iter().any(|&k| wants(k))
         || options.dump_after.iter().any(|d| d == "all" || stages.contains(&d.as_str()));
     if !needs_codegen {

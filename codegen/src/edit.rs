@@ -6,9 +6,9 @@
 //! iterated, so no address reaches an artifact.
 
 use melior::dialect::func;
-use melior::ir::attribute::{AttributeLike, IntegerAttribute, StringAttribute, TypeAttribute};
+use melior::ir::attribute::{AttributeLike, DenseI32ArrayAttribute, IntegerAttribute, StringAttribute, TypeAttribute};
 use melior::ir::operation::{OperationLike, OperationRef, WalkOrder, WalkResult};
-use melior::ir::r#type::FunctionType;
+use melior::ir::r#type::{FunctionType, IntegerType, MemRefType, ShapedTypeLike, TypeLike};
 use melior::ir::ValueLike;
 use melior::ir::{BlockLike, BlockRef, Identifier, Location, Module, Operation, Region, RegionLike, Type, Value};
 use melior::Context;
@@ -71,6 +71,80 @@ pub(crate) fn int_constant(v: Value) -> Option<i64> {
     // (The kind is checked first: a failed conversion prints the attribute.)
     let value = owner.attribute("value").ok().filter(|a| a.is_integer())?;
     Some(IntegerAttribute::try_from(value).ok()?.value())
+}
+
+/// Whether `v` is defined in `op`: a result of `op` or of an op nested in it, or an argument
+/// of a block of its regions.
+pub(crate) fn defined_in(v: Value, op: &OperationRef) -> bool {
+    // SAFETY: ownership queries on live values, blocks and ops.
+    let mut owner = unsafe {
+        if v.is_operation_result() {
+            OperationRef::from_option_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw()))
+        } else {
+            let block = mlir_sys::mlirBlockArgumentGetOwner(v.to_raw());
+            OperationRef::from_option_raw(mlir_sys::mlirBlockGetParentOperation(block))
+        }
+    };
+    while let Some(o) = owner {
+        if o.to_raw().ptr == op.to_raw().ptr {
+            return true;
+        }
+        owner = o.parent_operation();
+    }
+    false
+}
+
+/// The first operand, in `from` and the ops after it in its block (nested ops included), that
+/// `pick` chooses.
+pub(crate) fn first_use_from(from: Option<OperationRef>, pick: impl Fn(Value) -> bool) -> Option<MlirValue> {
+    let mut next = from;
+    while let Some(op) = next {
+        let mut found = None;
+        op.walk(WalkOrder::PreOrder, |inner| {
+            found = found.or_else(|| inner.operands().find(|&v| pick(v)).map(|v| v.to_raw()));
+            WalkResult::Advance
+        });
+        if found.is_some() {
+            return found;
+        }
+        next = op.next_in_block();
+    }
+    None
+}
+
+/// The sizes of an op's operand segments (its `operandSegmentSizes`).
+pub(crate) fn segment_sizes(op: &OperationRef) -> Option<Vec<usize>> {
+    let sizes = DenseI32ArrayAttribute::try_from(op.attribute("operandSegmentSizes").ok()?).ok()?;
+    (0..sizes.len()).map(|i| sizes.element(i).ok().and_then(|n| usize::try_from(n).ok())).collect()
+}
+
+/// Bytes of an element type: index, integers (i1 takes a byte) and floats.
+pub(crate) fn element_bytes(ty: Type) -> Option<u64> {
+    // SAFETY: type queries on a live type.
+    unsafe {
+        if mlir_sys::mlirTypeIsAIndex(ty.to_raw()) {
+            Some(8)
+        } else if let Ok(int) = IntegerType::try_from(ty) {
+            Some(u64::from(int.width()).div_ceil(8))
+        } else if mlir_sys::mlirTypeIsAFloat(ty.to_raw()) {
+            Some(u64::from(mlir_sys::mlirFloatTypeGetWidth(ty.to_raw())).div_ceil(8))
+        } else {
+            None
+        }
+    }
+}
+
+/// Bytes of a memref type with a static shape; None for anything else.
+pub(crate) fn memref_bytes(ty: Type) -> Option<u64> {
+    let memref = MemRefType::try_from(ty).ok()?;
+    // SAFETY: shape queries on a live ranked type.
+    let dims: Vec<i64> = unsafe {
+        if !mlir_sys::mlirShapedTypeHasStaticShape(ty.to_raw()) {
+            return None;
+        }
+        (0..memref.rank()).map(|i| mlir_sys::mlirShapedTypeGetDimSize(ty.to_raw(), i as isize)).collect()
+    };
+    dims.iter().try_fold(element_bytes(memref.element())?, |n, &d| n.checked_mul(u64::try_from(d).ok()?))
 }
 
 /// A clone of a live op, owned by the caller.

@@ -15,7 +15,7 @@
 //! Iterations of a marked loop write disjoint outputs, so results do not depend on how the
 //! iterations are split among threads.
 
-use crate::edit::{cloned, declaration, erase, function_bodies, int_constant, key, remap, symbol};
+use crate::edit::{cloned, declaration, defined_in, erase, function_bodies, int_constant, key, remap, symbol};
 use melior::dialect::{arith, func};
 use melior::ir::attribute::{ArrayAttribute, AttributeLike, IntegerAttribute, StringAttribute, TypeAttribute};
 use melior::ir::operation::{OperationLike, OperationMutLike, OperationRef, OperationRefMut, WalkOrder, WalkResult};
@@ -187,34 +187,11 @@ fn stage_of(f: &Function, l: &OperationRef, function: &str, index: usize) -> Opt
     let mut outside_ok = true;
     l.walk(WalkOrder::PreOrder, |op| {
         if op.to_raw().ptr != l.to_raw().ptr {
-            outside_ok &= op.operands().all(|v| is_inside(v, l) || f.known(v));
+            outside_ok &= op.operands().all(|v| defined_in(v, l) || f.known(v));
         }
         WalkResult::Advance
     });
     outside_ok.then(|| Stage { symbol: format!("{function}_par{index}"), args: f.params.len(), iterations, grain })
-}
-
-/// Whether `v` is defined inside `op` (by an op nested in it, or as an argument of a block of
-/// its regions).
-fn is_inside(v: Value, op: &OperationRef) -> bool {
-    // SAFETY: ownership queries on live values, blocks and ops.
-    let mut owner = unsafe {
-        if v.is_operation_result() {
-            OperationRef::from_option_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw()))
-                .and_then(|o| o.parent_operation().map(|_| o))
-        } else {
-            OperationRef::from_option_raw(mlir_sys::mlirBlockGetParentOperation(mlir_sys::mlirBlockArgumentGetOwner(
-                v.to_raw(),
-            )))
-        }
-    };
-    while let Some(o) = owner {
-        if o.to_raw().ptr == op.to_raw().ptr {
-            return true;
-        }
-        owner = o.parent_operation();
-    }
-    false
 }
 
 /// The stage function of loop `l` of function `f`: `@F_parK(params..., begin, end)` recomputes the

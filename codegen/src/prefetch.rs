@@ -12,32 +12,16 @@
 //! where the schedule marked each row loop `kiln.rows`. A prefetch never faults and never
 //! changes a result.
 
-use crate::edit::{int_constant, ops_where};
+use crate::edit::{defined_in, element_bytes, int_constant, ops_where};
 use melior::dialect::arith;
 use melior::ir::attribute::{BoolAttribute, IntegerAttribute};
 use melior::ir::operation::{OperationBuilder, OperationLike, OperationRef, WalkOrder, WalkResult};
-use melior::ir::r#type::{IntegerType, MemRefType, ShapedTypeLike, TypeLike};
+use melior::ir::r#type::{IntegerType, MemRefType, ShapedTypeLike};
 use melior::ir::{BlockLike, BlockRef, Identifier, Module, RegionLike, Type, Value, ValueLike};
 use melior::Context;
 
 /// Bytes of a cache line.
 const LINE: usize = 64;
-
-/// Bytes of an element type (index, integers and floats).
-fn element_bytes(ty: Type) -> Option<usize> {
-    // SAFETY: type queries on a live type.
-    unsafe {
-        if mlir_sys::mlirTypeIsAIndex(ty.to_raw()) {
-            Some(8)
-        } else if let Ok(int) = IntegerType::try_from(ty) {
-            Some((int.width() as usize).div_ceil(8))
-        } else if mlir_sys::mlirTypeIsAFloat(ty.to_raw()) {
-            Some((mlir_sys::mlirFloatTypeGetWidth(ty.to_raw()) as usize).div_ceil(8))
-        } else {
-            None
-        }
-    }
-}
 
 /// The `scf.for` ops directly in `block`, in order.
 fn loops_in<'c, 'a>(block: &BlockRef<'c, 'a>) -> Vec<OperationRef<'c, 'a>> {
@@ -55,27 +39,6 @@ fn loops_in<'c, 'a>(block: &BlockRef<'c, 'a>) -> Vec<OperationRef<'c, 'a>> {
 /// The body block of a loop.
 fn body<'c, 'a>(op: &OperationRef<'c, 'a>) -> Option<BlockRef<'c, 'a>> {
     op.region(0).ok()?.first_block()
-}
-
-/// Whether `v` is defined outside `op` (a block argument of another op, or the result of an op
-/// not nested in it).
-fn defined_outside(v: Value, op: &OperationRef) -> bool {
-    // SAFETY: ownership queries on live values and ops.
-    let mut parent = unsafe {
-        if v.is_operation_result() {
-            OperationRef::from_option_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw()))
-        } else {
-            let block = mlir_sys::mlirBlockArgumentGetOwner(v.to_raw());
-            OperationRef::from_option_raw(mlir_sys::mlirBlockGetParentOperation(block))
-        }
-    };
-    while let Some(p) = parent {
-        if p.to_raw().ptr == op.to_raw().ptr {
-            return false;
-        }
-        parent = p.parent_operation();
-    }
-    true
 }
 
 /// A vector read by row in the first loop of a row group: a `vector.transfer_read` or
@@ -102,7 +65,7 @@ fn reads_by_row<'c, 'a>(first: &OperationRef<'c, 'a>, row_iv: Value<'c, 'a>) -> 
                 let by_row = indices.len() == rank
                     && indices.contains(&row_iv)
                     && indices.last() == Some(&first_iv)
-                    && indices[..rank - 1].iter().all(|&i| i == row_iv || defined_outside(i, first));
+                    && indices[..rank - 1].iter().all(|&i| i == row_iv || !defined_in(i, first));
                 let known = reads.iter().any(|r| r.memref == memref);
                 if let (true, false, Some(element)) = (by_row, known, element_bytes(ty.element())) {
                     // SAFETY: the values live in the module, which outlives this pass.
@@ -110,7 +73,7 @@ fn reads_by_row<'c, 'a>(first: &OperationRef<'c, 'a>, row_iv: Value<'c, 'a>) -> 
                     reads.push(Read {
                         memref: extend(memref),
                         indices: indices.into_iter().map(extend).collect(),
-                        element,
+                        element: element as usize,
                     });
                 }
             }

@@ -18,7 +18,7 @@
 //! schedule bounds each loop's scratch (32 KiB); the plan reports the arena's bytes and
 //! refuses more than [`STACK_LIMIT`].
 
-use crate::edit::{erase, function_bodies, ops_named, replace_op, symbol};
+use crate::edit::{erase, function_bodies, memref_bytes, ops_named, replace_op, symbol};
 use melior::dialect::arith;
 use melior::ir::attribute::{ArrayAttribute, DenseI32ArrayAttribute, IntegerAttribute, TypeAttribute};
 use melior::ir::operation::{
@@ -67,20 +67,6 @@ struct Buffer {
     users: Vec<usize>,
 }
 
-/// Bytes of a static `memref<AxBxT>` type; None for anything else.
-pub(crate) fn memref_bytes(ty: &str) -> Option<u64> {
-    let inner = ty.strip_prefix("memref<")?.strip_suffix('>')?;
-    let mut parts: Vec<&str> = inner.split('x').collect();
-    let elem = parts.pop()?;
-    let size = match elem {
-        "i1" | "i8" => 1,
-        "i32" | "f32" => 4,
-        "i64" | "f64" | "index" => 8,
-        _ => return None,
-    };
-    parts.iter().try_fold(size, |n: u64, d| d.parse::<u64>().ok().and_then(|d| n.checked_mul(d)))
-}
-
 /// Plans every function of a bufferized module.
 pub fn plan(module: &Module) -> Result<Vec<FunctionPlan>, String> {
     // Declarations (the GPU's library products) have no body and nothing to plan.
@@ -114,7 +100,7 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
             ));
         }
         let name = top.name().as_string_ref().as_str().map(str::to_string).unwrap_or_default();
-        let is_view = top.results().any(|r| r.r#type().to_string().starts_with("memref<"));
+        let is_view = top.results().any(|r| MemRefType::try_from(r.r#type()).is_ok());
         for v in &used {
             if let Some(&b) = owner.get(v) {
                 buffers[b].last = index;
@@ -128,15 +114,14 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
         }
         if name == "memref.alloc" {
             let result = top.result(0).map_err(|e| e.to_string())?;
-            let ty = result.r#type().to_string();
-            let bytes =
-                memref_bytes(&ty).ok_or_else(|| format!("`{symbol}` allocates `{ty}`, which has no static size"))?;
+            let bytes = memref_bytes(result.r#type())
+                .ok_or_else(|| format!("`{symbol}` allocates `{}`, which has no static size", result.r#type()))?;
             owner.insert(result.to_raw().ptr as usize, buffers.len());
             buffers.push(Buffer { bytes, first: index, last: index, users: vec![] });
         } else if let Some(&b) = top.operands().find_map(|v| owner.get(&(v.to_raw().ptr as usize))) {
             // Views (reshapes, casts, subviews) of a buffer keep it alive while they are used.
             for r in top.results() {
-                if r.r#type().to_string().starts_with("memref<") {
+                if MemRefType::try_from(r.r#type()).is_ok() {
                     owner.insert(r.to_raw().ptr as usize, b);
                 }
             }
@@ -391,9 +376,11 @@ mod tests {
 
     #[test]
     fn memref_sizes() {
-        assert_eq!(memref_bytes("memref<16x64xf32>"), Some(4096));
-        assert_eq!(memref_bytes("memref<f64>"), Some(8));
-        assert_eq!(memref_bytes("memref<3xi1>"), Some(3));
-        assert_eq!(memref_bytes("memref<?xf32>"), None);
+        let mlir = crate::context::Mlir::new();
+        let bytes = |ty: &str| memref_bytes(Type::parse(&mlir.context, ty).unwrap());
+        assert_eq!(bytes("memref<16x64xf32>"), Some(4096));
+        assert_eq!(bytes("memref<f64>"), Some(8));
+        assert_eq!(bytes("memref<3xi1>"), Some(3));
+        assert_eq!(bytes("memref<?xf32>"), None);
     }
 }

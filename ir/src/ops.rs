@@ -53,6 +53,16 @@ impl Domain {
 /// Declares [`Float`] with the one-argument functions the op table's float semantics use, each
 /// the standard library's function of the same name on f32 and f64.
 macro_rules! float_trait {
+    (@impl $t:ty; $($method:ident),*) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            $(fn $method(self) -> Self { <$t>::$method(self) })*
+            fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
+            fn is_nan(self) -> bool { <$t>::is_nan(self) }
+            fn is_sign_negative(self) -> bool { <$t>::is_sign_negative(self) }
+        }
+    };
     ($($method:ident),*) => {
         /// Floating-point element types the interpreter computes in, so that float semantics
         /// are written once for f32 and f64.
@@ -73,23 +83,8 @@ macro_rules! float_trait {
             fn is_sign_negative(self) -> bool;
         }
 
-        impl Float for f32 {
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
-            $(fn $method(self) -> Self { f32::$method(self) })*
-            fn powf(self, e: Self) -> Self { f32::powf(self, e) }
-            fn is_nan(self) -> bool { f32::is_nan(self) }
-            fn is_sign_negative(self) -> bool { f32::is_sign_negative(self) }
-        }
-
-        impl Float for f64 {
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
-            $(fn $method(self) -> Self { f64::$method(self) })*
-            fn powf(self, e: Self) -> Self { f64::powf(self, e) }
-            fn is_nan(self) -> bool { f64::is_nan(self) }
-            fn is_sign_negative(self) -> bool { f64::is_sign_negative(self) }
-        }
+        float_trait!(@impl f32; $($method),*);
+        float_trait!(@impl f64; $($method),*);
     };
 }
 

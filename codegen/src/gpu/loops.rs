@@ -4,12 +4,10 @@
 //! computation becomes a kernel.
 
 use super::HOST_OPS;
-use crate::edit::{function_bodies, int_constant, ops_named};
+use crate::edit::{first_use_from, function_bodies, int_constant, key, ops_named, segment_sizes};
 use melior::dialect::arith;
 use melior::ir::attribute::{DenseI32ArrayAttribute, IntegerAttribute};
-use melior::ir::operation::{
-    OperationBuilder, OperationLike, OperationMutLike, OperationRef as Op, OperationRefMut, WalkOrder, WalkResult,
-};
+use melior::ir::operation::{OperationBuilder, OperationLike, OperationMutLike, OperationRef as Op, OperationRefMut};
 use melior::ir::{
     Block, BlockLike, BlockRef, Identifier, Location, Module, Region, RegionLike, Type, Value, ValueLike,
 };
@@ -21,12 +19,6 @@ fn index_constant<'c, 'a>(context: &'c Context, block: &BlockRef<'c, 'a>, at: Op
     let attribute = IntegerAttribute::new(Type::index(context), value).into();
     let op = block.insert_operation_before(at, arith::constant(context, attribute, at.location()));
     op.result(0).expect("a constant has a result").into()
-}
-
-/// The sizes of an op's operand segments (`operandSegmentSizes`).
-fn segments(op: &Op) -> Option<Vec<usize>> {
-    let sizes = DenseI32ArrayAttribute::try_from(op.attribute("operandSegmentSizes").ok()?).ok()?;
-    (0..sizes.len()).map(|i| sizes.element(i).ok().map(|n| n as usize)).collect()
 }
 
 /// Each multi-dimensional `scf.parallel` with constant bounds, from 0 by 1, as a loop over
@@ -42,7 +34,7 @@ pub(super) fn collapse_parallel_loops<'c>(context: &'c Context, module: &Module<
     for raw in loops {
         // SAFETY: collected from the live module; each loop is changed once, in place.
         let op = unsafe { Op::from_raw(raw) };
-        let Some([n, _, _, inits]) = segments(&op).and_then(|s| <[usize; 4]>::try_from(s).ok()) else {
+        let Some([n, _, _, inits]) = segment_sizes(&op).and_then(|s| <[usize; 4]>::try_from(s).ok()) else {
             return Err(format!("an scf.parallel without its operand segments: {op}"));
         };
         let operands: Vec<Value> = op.operands().collect();
@@ -125,21 +117,11 @@ pub(super) fn wrap_serial_statements<'c>(context: &'c Context, module: &Module<'
 /// Moves `run`, consecutive ops of `body`, into a new `scf.parallel` of one iteration.
 fn wrap<'c, 'a>(context: &'c Context, body: &BlockRef<'c, 'a>, run: &[Op<'c, 'a>]) -> Result<(), String> {
     let last = *run.last().ok_or("an empty run")?;
-    let defined: BTreeSet<usize> = run.iter().flat_map(|op| op.results().map(|r| r.to_raw().ptr as usize)).collect();
-    let mut later = last.next_in_block();
-    while let Some(op) = later {
-        let mut escaped = None;
-        op.walk(WalkOrder::PreOrder, |inner| {
-            if escaped.is_none() {
-                escaped =
-                    inner.operands().find(|v| defined.contains(&(v.to_raw().ptr as usize))).map(|v| v.to_string());
-            }
-            WalkResult::Advance
-        });
-        if let Some(v) = escaped {
-            return Err(format!("the value `{v}` computed on the host is used by a later kernel"));
-        }
-        later = op.next_in_block();
+    let defined: BTreeSet<usize> = run.iter().flat_map(|op| op.results().map(|r| key(r.to_raw()))).collect();
+    if let Some(v) = first_use_from(last.next_in_block(), |v| defined.contains(&key(v.to_raw()))) {
+        // SAFETY: an operand of a live op.
+        let v = unsafe { Value::from_raw(v) };
+        return Err(format!("the value `{v}` computed on the host is used by a later kernel"));
     }
     let (zero, one) = (index_constant(context, body, run[0], 0), index_constant(context, body, run[0], 1));
     let location = Location::unknown(context);

@@ -24,7 +24,9 @@ mod loops;
 mod reduce;
 
 use crate::context::{err, CodegenError};
-use crate::edit::{cloned, declaration, erase, function_bodies, ops_named, ops_where, replace_op, symbol};
+use crate::edit::{
+    cloned, declaration, erase, function_bodies, key, ops_named, ops_where, replace_op, segment_sizes, symbol,
+};
 use crate::front::Compilation;
 use crate::manifest::{Gemm, Launch, LaunchArg, Step, SCRATCH_ALIGN};
 use crate::mlir::Contraction;
@@ -288,7 +290,7 @@ fn library_call(op: &OperationRef, values: &BTreeMap<usize, LaunchArg>, contract
     let id: usize = id.parse().ok()?;
     let c = contractions.iter().find(|c| c.id == id)?;
     let operands: Vec<LaunchArg> =
-        op.operands().map(|v| values.get(&(v.to_raw().ptr as usize)).copied()).collect::<Option<_>>()?;
+        op.operands().map(|v| values.get(&key(v.to_raw())).copied()).collect::<Option<_>>()?;
     let [a, b, out]: [LaunchArg; 3] = operands.try_into().ok()?;
     Some(Gemm {
         dtype: crate::manifest::dtype(c.dtype),
@@ -328,9 +330,7 @@ fn launch(op: &OperationRef, values: &BTreeMap<usize, LaunchArg>) -> Option<Laun
             .ok()?
             .to_string()
     };
-    let segments = DenseI32ArrayAttribute::try_from(op.attribute("operandSegmentSizes").ok()?).ok()?;
-    let sizes: Vec<usize> =
-        (0..segments.len()).map(|i| segments.element(i).map(|n| n as usize)).collect::<Result<_, _>>().ok()?;
+    let sizes = segment_sizes(op)?;
     if sizes.len() != LAUNCH_SEGMENTS {
         return None;
     }
@@ -338,7 +338,7 @@ fn launch(op: &OperationRef, values: &BTreeMap<usize, LaunchArg>) -> Option<Laun
     let segment = |s: usize| -> Vec<Option<LaunchArg>> {
         let start: usize = sizes[..s].iter().sum();
         (start..start + sizes[s])
-            .map(|i| op.operand(i).ok().and_then(|v| values.get(&(v.to_raw().ptr as usize)).copied()))
+            .map(|i| op.operand(i).ok().and_then(|v| values.get(&key(v.to_raw())).copied()))
             .collect()
     };
     let dims = |first: usize| -> Option<[u64; 3]> {

@@ -37,8 +37,8 @@
 //! The group's ops, and the allocations of buffers now in workgroup memory, then go.
 
 use crate::context::Mlir;
-use crate::edit::{cloned, erase, function_bodies, key, remap, symbol};
-use melior::ir::attribute::{ArrayAttribute, AttributeLike, DenseI32ArrayAttribute, FlatSymbolRefAttribute};
+use crate::edit::{cloned, element_bytes, erase, first_use_from, function_bodies, key, remap, segment_sizes, symbol};
+use melior::ir::attribute::{ArrayAttribute, AttributeLike, FlatSymbolRefAttribute};
 use melior::ir::operation::{OperationLike, OperationRef, WalkOrder, WalkResult};
 use melior::ir::r#type::{MemRefType, ShapedTypeLike, TypeLike};
 use melior::ir::{Attribute, BlockLike, BlockRef, Module, RegionLike, Type, Value, ValueLike};
@@ -193,8 +193,7 @@ impl Op {
         if name != "linalg.generic" {
             return None;
         }
-        let segments = DenseI32ArrayAttribute::try_from(op.attribute("operandSegmentSizes").ok()?).ok()?;
-        let (inputs, outputs) = (segments.element(0).ok()? as usize, segments.element(1).ok()? as usize);
+        let [inputs, outputs] = segment_sizes(&op)?[..] else { return None };
         if outputs != 1 || operands.len() != inputs + 1 {
             return None;
         }
@@ -630,23 +629,6 @@ fn row_group(ops: &[Op], rows: &[usize], locals: &[(usize, usize)], n: usize) ->
     Some(l)
 }
 
-/// Whether any op from `later` on in its block (nested ops included) reads `buffer`.
-fn used_from(later: Option<OperationRef>, buffer: usize) -> bool {
-    let mut next = later;
-    while let Some(op) = next {
-        let mut used = false;
-        op.walk(WalkOrder::PreOrder, |inner| {
-            used |= inner.operands().any(|v| key(v.to_raw()) == buffer);
-            WalkResult::Advance
-        });
-        if used {
-            return true;
-        }
-        next = op.next_in_block();
-    }
-    false
-}
-
 /// The buffers a group can keep in workgroup memory, with their elements per row, in the
 /// order the group writes them: written by the group before it reads them, used by nothing
 /// from `later` on, not parameters, at most 32 KB in all.
@@ -657,13 +639,14 @@ fn locals(group: &[Op], rows: &[usize], places: &Places, later: Option<Operation
         let buffer = key(op.out.buffer);
         let first = group.iter().find(|g| g.buffers().any(|b| b == buffer)).expect("op is in the group");
         // SAFETY: an operand of a live op.
-        let Some((shape, elem)) = dense_memref(unsafe { Value::from_raw(op.out.buffer) }.r#type()) else { continue };
+        let ty = unsafe { Value::from_raw(op.out.buffer) }.r#type();
+        let (Some((shape, _)), Ok(memref)) = (dense_memref(ty), MemRefType::try_from(ty)) else { continue };
         let count: usize = shape[rows.len().min(shape.len())..].iter().product();
-        let Some(size) = crate::workspace::memref_bytes(&format!("memref<{count}x{elem}>")) else { continue };
+        let Some(size) = element_bytes(memref.element()).and_then(|b| b.checked_mul(count as u64)) else { continue };
         if !places.allocations.contains(&buffer)
             || first.ins.iter().any(|i| key(i.buffer) == buffer)
             || locals.iter().any(|&(b, _)| b == buffer)
-            || used_from(later, buffer)
+            || first_use_from(later, |v| key(v.to_raw()) == buffer).is_some()
         {
             continue;
         }
