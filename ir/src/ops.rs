@@ -120,12 +120,24 @@ pub fn float_min<T: Float>(a: T, b: T) -> T {
     }
 }
 
-/// Declares the unary elementwise ops: `Variant "name" domain syntax, float semantics, integer
-/// semantics` (integer semantics wrap; `none` for float-only ops). `syntax` is `call` for a
-/// builtin function of the language named `name` (its signature, lowering and the README's
-/// list follow from this row) or `prefix` for an operator.
+/// The `smooth` column of the op tables (see [`UnaryOp::smooth_above`]).
+macro_rules! smooth {
+    (reals) => {
+        None
+    };
+    ((above $b:literal)) => {
+        Some($b)
+    };
+}
+
+/// Declares the unary elementwise ops: `Variant "name" domain syntax smooth, float semantics,
+/// integer semantics` (integer semantics wrap; `none` for float-only ops). `syntax` is `call`
+/// for a builtin function of the language named `name` (its signature, lowering and the
+/// README's list follow from this row) or `prefix` for an operator. `smooth` is where the
+/// derivative exists, so where derivative tests draw their inputs: `reals` (but for isolated
+/// kinks, such as abs's at 0) or `(above b)` for the open interval (b, inf).
 macro_rules! unary_ops {
-    ($($variant:ident $name:literal $domain:ident $syntax:ident, |$x:ident| $float:expr, $int:tt;)*) => {
+    ($($variant:ident $name:literal $domain:ident $syntax:ident $smooth:tt, |$x:ident| $float:expr, $int:tt;)*) => {
         /// Unary elementwise ops.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum UnaryOp { $($variant),* }
@@ -151,6 +163,12 @@ macro_rules! unary_ops {
                 Self::ALL.iter().copied().find(|op| op.is_builtin() && op.name() == name)
             }
 
+            /// The lower end of the open interval where the op is smooth, if it is not smooth
+            /// on all the reals (but for isolated kinks).
+            pub fn smooth_above(self) -> Option<f64> {
+                match self { $(UnaryOp::$variant => smooth!($smooth)),* }
+            }
+
             /// Reference semantics on a float.
             pub fn eval_float<T: Float>(self, x: T) -> T {
                 match self { $(UnaryOp::$variant => { let $x = x; $float }),* }
@@ -170,23 +188,23 @@ macro_rules! unary_ops {
 }
 
 unary_ops! {
-    Neg     "neg"     Numeric prefix, |x| -x,                        (|i| i.wrapping_neg());
-    Abs     "abs"     Numeric call,   |x| x.abs(),                   (|i| i.wrapping_abs());
-    Exp     "exp"     Float   call,   |x| x.exp(),                   none;
+    Neg     "neg"     Numeric prefix reals,        |x| -x,                (|i| i.wrapping_neg());
+    Abs     "abs"     Numeric call   reals,        |x| x.abs(),           (|i| i.wrapping_abs());
+    Exp     "exp"     Float   call   reals,        |x| x.exp(),           none;
     // expm1(x) = e^x - 1, accurate near 0 where e^x - 1 cancels
-    Expm1   "expm1"   Float   call,   |x| x.exp_m1(),                none;
-    Log     "log"     Float   call,   |x| x.ln(),                    none;
+    Expm1   "expm1"   Float   call   reals,        |x| x.exp_m1(),        none;
+    Log     "log"     Float   call   (above 0.0),  |x| x.ln(),            none;
     // log1p(x) = log(1 + x), accurate near 0 where 1 + x rounds
-    Log1p   "log1p"   Float   call,   |x| x.ln_1p(),                 none;
-    Sqrt    "sqrt"    Float   call,   |x| x.sqrt(),                  none;
+    Log1p   "log1p"   Float   call   (above -1.0), |x| x.ln_1p(),         none;
+    Sqrt    "sqrt"    Float   call   (above 0.0),  |x| x.sqrt(),          none;
     // rsqrt(x) = 1 / sqrt(x)
-    Rsqrt   "rsqrt"   Float   call,   |x| T::ONE / x.sqrt(),         none;
-    Tanh    "tanh"    Float   call,   |x| x.tanh(),                  none;
+    Rsqrt   "rsqrt"   Float   call   (above 0.0),  |x| T::ONE / x.sqrt(), none;
+    Tanh    "tanh"    Float   call   reals,        |x| x.tanh(),          none;
     // sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, with e = exp(-|x|) <= 1:
     // never overflows, and keeps full relative accuracy down to the smallest subnormal.
-    Sigmoid "sigmoid" Float   call,   |x| sigmoid(x),                none;
-    Sin     "sin"     Float   call,   |x| x.sin(),                   none;
-    Cos     "cos"     Float   call,   |x| x.cos(),                   none;
+    Sigmoid "sigmoid" Float   call   reals,        |x| sigmoid(x),        none;
+    Sin     "sin"     Float   call   reals,        |x| x.sin(),           none;
+    Cos     "cos"     Float   call   reals,        |x| x.cos(),           none;
 }
 
 /// The logistic function, as every lowering computes it (see the `Sigmoid` row).
@@ -200,10 +218,11 @@ fn sigmoid<T: Float>(x: T) -> T {
     }
 }
 
-/// Declares the binary elementwise ops: `Variant "name" domain result, float semantics,
-/// integer semantics`. `result` is `same` (the operand dtype) or `bool` (comparisons).
+/// Declares the binary elementwise ops: `Variant "name" domain result smooth, float semantics,
+/// integer semantics`. `result` is `same` (the operand dtype) or `bool` (comparisons); `smooth`
+/// is as for unary ops, for both operands (away from poles such as division's at b = 0).
 macro_rules! binary_ops {
-    ($($variant:ident $name:literal $domain:ident $result:ident,
+    ($($variant:ident $name:literal $domain:ident $result:ident $smooth:tt,
        |$a:ident, $b:ident| $float:expr, $int:tt;)*) => {
         /// Binary elementwise ops; both operands have the same type.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -223,6 +242,12 @@ macro_rules! binary_ops {
             /// True for comparisons, whose result is bool.
             pub fn is_comparison(self) -> bool {
                 match self { $(BinaryOp::$variant => binary_ops!(@cmp $result)),* }
+            }
+
+            /// The lower end of the open interval where both operands keep the op smooth, if
+            /// not all the reals (see [`UnaryOp::smooth_above`]).
+            pub fn smooth_above(self) -> Option<f64> {
+                match self { $(BinaryOp::$variant => smooth!($smooth)),* }
             }
 
             /// Reference semantics on floats; comparisons return 1 or 0.
@@ -245,23 +270,24 @@ macro_rules! binary_ops {
 }
 
 binary_ops! {
-    Add "add" Numeric same, |a, b| a + b,             (|a, b| a.wrapping_add(b));
-    Sub "sub" Numeric same, |a, b| a - b,             (|a, b| a.wrapping_sub(b));
-    Mul "mul" Numeric same, |a, b| a * b,             (|a, b| a.wrapping_mul(b));
+    Add "add" Numeric same reals,       |a, b| a + b,           (|a, b| a.wrapping_add(b));
+    Sub "sub" Numeric same reals,       |a, b| a - b,           (|a, b| a.wrapping_sub(b));
+    Mul "mul" Numeric same reals,       |a, b| a * b,           (|a, b| a.wrapping_mul(b));
     // True division (jax.numpy.true_divide); the frontend converts integers to floats first.
-    Div "div" Float   same, |a, b| a / b,             none;
+    Div "div" Float   same reals,       |a, b| a / b,           none;
     // NaN-propagating maximum and minimum (IEEE 754-2019 maximum/minimum).
-    Max "max" Numeric same, |a, b| float_max(a, b),   (|a, b| a.max(b));
-    Min "min" Numeric same, |a, b| float_min(a, b),   (|a, b| a.min(b));
-    Pow "pow" Float   same, |a, b| a.powf(b),         none;
+    Max "max" Numeric same reals,       |a, b| float_max(a, b), (|a, b| a.max(b));
+    Min "min" Numeric same reals,       |a, b| float_min(a, b), (|a, b| a.min(b));
+    // pow(a, b) = exp(b log a): smooth in b where a > 0.
+    Pow "pow" Float   same (above 0.0), |a, b| a.powf(b),       none;
     // Comparisons are ordered for floats (false when either side is NaN) except `ne`, which is
     // true when either side is NaN; bools compare as 0 < 1.
-    Eq  "eq"  Any     bool, |a, b| a == b,            (|a, b| (a == b) as i64);
-    Ne  "ne"  Any     bool, |a, b| a != b,            (|a, b| (a != b) as i64);
-    Lt  "lt"  Any     bool, |a, b| a < b,             (|a, b| (a < b) as i64);
-    Le  "le"  Any     bool, |a, b| a <= b,            (|a, b| (a <= b) as i64);
-    Gt  "gt"  Any     bool, |a, b| a > b,             (|a, b| (a > b) as i64);
-    Ge  "ge"  Any     bool, |a, b| a >= b,            (|a, b| (a >= b) as i64);
+    Eq  "eq"  Any     bool reals,       |a, b| a == b,          (|a, b| (a == b) as i64);
+    Ne  "ne"  Any     bool reals,       |a, b| a != b,          (|a, b| (a != b) as i64);
+    Lt  "lt"  Any     bool reals,       |a, b| a < b,           (|a, b| (a < b) as i64);
+    Le  "le"  Any     bool reals,       |a, b| a <= b,          (|a, b| (a <= b) as i64);
+    Gt  "gt"  Any     bool reals,       |a, b| a > b,           (|a, b| (a > b) as i64);
+    Ge  "ge"  Any     bool reals,       |a, b| a >= b,          (|a, b| (a >= b) as i64);
 }
 
 /// How a reduction combines elements.

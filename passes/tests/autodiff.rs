@@ -4,12 +4,16 @@
 
 use kiln_ir::gen::{self, Rng};
 use kiln_ir::interp::{self, Data, Tensor};
-use kiln_ir::{BinaryOp, DType, Func, Op, TensorType, UnaryOp};
+use kiln_ir::{DType, Func, Op, TensorType, UnaryOp};
 use kiln_passes::autodiff::{jvp, value_and_grad, vjp};
 
-/// Ops whose operands must be positive for the derivative to exist.
-fn needs_positive(op: &Op) -> bool {
-    matches!(op, Op::Unary(UnaryOp::Log | UnaryOp::Log1p | UnaryOp::Sqrt | UnaryOp::Rsqrt) | Op::Binary(BinaryOp::Pow))
+/// Where the op table says the op is smooth: above this bound, if any.
+fn smooth_above(op: &Op) -> Option<f64> {
+    match op {
+        Op::Unary(u) => u.smooth_above(),
+        Op::Binary(b) => b.smooth_above(),
+        _ => None,
+    }
 }
 
 /// A random instance of `template` whose float values are all f64 and whose result is a float,
@@ -26,18 +30,19 @@ fn f64_instance(rng: &mut Rng, template: &Op) -> Option<Func> {
     None
 }
 
-/// Inputs away from kinks and poles: magnitudes in [0.5, 1.5], positive where needed.
-fn input(rng: &mut Rng, ty: &TensorType, positive: bool) -> Tensor {
+/// Inputs away from kinks and poles: magnitudes in [0.5, 1.5] of either sign, or the bound of
+/// the op's smooth domain plus such a magnitude.
+fn input(rng: &mut Rng, ty: &TensorType, smooth_above: Option<f64>) -> Tensor {
     if ty.dtype != DType::F64 {
         return gen::tensor(rng, ty, false);
     }
     let v = (0..ty.num_elements())
         .map(|_| {
             let m = 0.5 + rng.unit();
-            if positive || rng.chance(0.5) {
-                m
-            } else {
-                -m
+            match smooth_above {
+                Some(bound) => bound + m,
+                None if rng.chance(0.5) => m,
+                None => -m,
             }
         })
         .collect();
@@ -79,8 +84,8 @@ fn jvp_matches_finite_differences_and_vjp_is_its_transpose() {
         for _ in 0..4 {
             let Some(f) = f64_instance(&mut rng, &template) else { continue };
             tested += 1;
-            let positive = needs_positive(&template);
-            let x: Vec<Tensor> = f.params.iter().map(|p| input(&mut rng, &p.ty, positive)).collect();
+            let bound = smooth_above(&template);
+            let x: Vec<Tensor> = f.params.iter().map(|p| input(&mut rng, &p.ty, bound)).collect();
             let float: Vec<usize> = (0..f.params.len()).filter(|&i| f.params[i].ty.dtype == DType::F64).collect();
             let v: Vec<Tensor> = float.iter().map(|&i| direction(&mut rng, &f.params[i].ty)).collect();
             // Forward mode against central differences.
@@ -143,7 +148,7 @@ fn value_and_grad_of_a_scalar_function() {
     let g = value_and_grad(&f, "loss_grad", &[1]).unwrap();
     kiln_ir::verify::verify_func(&g).unwrap();
     let mut rng = Rng::new(gen::test_seed());
-    let (xv, wv) = (input(&mut rng, &src_x, false), input(&mut rng, &src_w, false));
+    let (xv, wv) = (input(&mut rng, &src_x, None), input(&mut rng, &src_w, None));
     let out = interp::run(&g, &[xv.clone(), wv.clone()]);
     assert_eq!(values(&out[0]), values(&interp::run(&f, &[xv.clone(), wv.clone()])[0]));
     let (xs, ws) = (values(&xv), values(&wv));
