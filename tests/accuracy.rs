@@ -23,6 +23,17 @@ fn without_libm() -> kiln_codegen::Target {
     kiln_codegen::Target { libm: false, ..Default::default() }
 }
 
+// The C library's erf (glibc's: within 1 ulp), a reference independent of the interpreter's
+// (the `libm` crate's).
+unsafe extern "C" {
+    #[link_name = "erf"]
+    safe fn c_erf(x: f64) -> f64;
+}
+
+fn erf(x: f64) -> f64 {
+    c_erf(x)
+}
+
 fn scalar(t: &Tensor) -> f64 {
     t.data.get_f64(0)
 }
@@ -85,8 +96,8 @@ fn distance(a_nan: bool, b_nan: bool, a: u64, b: u64, sign: u64) -> u64 {
     (ordered(a) - ordered(b)).unsigned_abs() as u64
 }
 
-/// kiln's f32 exp, log, tanh, sigmoid, expm1 and log1p (the last two built on the first two)
-/// against the correctly rounded result: within 2, 2, 2, 4, 3 and 3 ulp.
+/// kiln's f32 exp, log, tanh, sigmoid, expm1, log1p (the last two built on the first two) and
+/// erf (computed in f64) against the correctly rounded result: within 2, 2, 2, 4, 3, 3 and 1 ulp.
 #[test]
 fn transcendental_functions_are_within_their_ulp_bounds() {
     const N: usize = 1 << 21;
@@ -94,7 +105,8 @@ fn transcendental_functions_are_within_their_ulp_bounds() {
         "fn e(x: f32[{N}]) -> f32[{N}] {{ exp(x) }}\nfn l(x: f32[{N}]) -> f32[{N}] {{ log(x) }}\n\
          fn t(x: f32[{N}]) -> f32[{N}] {{ tanh(x) }}\nfn s(x: f32[{N}]) -> f32[{N}] {{ sigmoid(x) }}\n\
          fn m(x: f32[{N}]) -> f32[{N}] {{ expm1(x) }}\nfn p(x: f32[{N}]) -> f32[{N}] {{ log1p(x) }}\n\
-         export e;\nexport l;\nexport t;\nexport s;\nexport m;\nexport p;\n"
+         fn f(x: f32[{N}]) -> f32[{N}] {{ erf(x) }}\n\
+         export e;\nexport l;\nexport t;\nexport s;\nexport m;\nexport p;\nexport f;\n"
     ));
     let mut rng = Rng::new(common::seed());
     let specials = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, 1e-45, -1e-45, 1.0];
@@ -112,13 +124,14 @@ fn transcendental_functions_are_within_their_ulp_bounds() {
         v
     };
     type Reference = fn(f64) -> f64;
-    let cases: [(&str, Reference, f64, f64, u64); 6] = [
+    let cases: [(&str, Reference, f64, f64, u64); 7] = [
         ("e", f64::exp, -104.0, 89.0, 2),
         ("l", f64::ln, 0.0, 4.0, 2),
         ("t", f64::tanh, -10.0, 10.0, 2),
         ("s", |x| 1.0 / (1.0 + (-x).exp()), -90.0, 20.0, 4),
         ("m", f64::exp_m1, -20.0, 89.0, 3),
         ("p", f64::ln_1p, -1.0, 4.0, 3),
+        ("f", erf, -4.0, 4.0, 1),
     ];
     for (name, reference, lo, hi, bound) in cases {
         let x = inputs(&mut rng, lo, hi);
@@ -242,7 +255,7 @@ fn gpu_sin_cos_and_pow_polynomials_are_within_their_bounds() {
 }
 
 /// kiln's f64 functions (GPU targets have no libm), on a CPU target built with `libm: false`,
-/// against glibc: exp within 2 ulp, log and sigmoid 3, tanh 6, expm1 and log1p 4 (measured 1, 2, 2, 4, 3, 3), sin and cos within 2 ulp for
+/// against glibc: exp within 2 ulp, log and sigmoid 3, tanh 6, expm1 and log1p 4, erf 2 (measured 1, 2, 2, 4, 3, 3, 1), sin and cos within 2 ulp for
 /// |x| <= π/4 and 1e-15 absolute at any magnitude, pow within 3 + 3 |y ln x| ulp (see approx.rs).
 #[test]
 fn f64_functions_without_libm_are_within_their_bounds() {
@@ -254,7 +267,9 @@ fn f64_functions_without_libm_are_within_their_bounds() {
              fn s(x: f64[{N}]) -> f64[{N}] {{ sin(x) }}\nfn c(x: f64[{N}]) -> f64[{N}] {{ cos(x) }}\n\
              fn p(x: f64[{N}], y: f64[{N}]) -> f64[{N}] {{ pow(x, y) }}\n\
              fn m(x: f64[{N}]) -> f64[{N}] {{ expm1(x) }}\nfn q(x: f64[{N}]) -> f64[{N}] {{ log1p(x) }}\n\
-             export e;\nexport l;\nexport t;\nexport g;\nexport s;\nexport c;\nexport p;\nexport m;\nexport q;\n"
+             fn f(x: f64[{N}]) -> f64[{N}] {{ erf(x) }}\n\
+             export e;\nexport l;\nexport t;\nexport g;\nexport s;\nexport c;\nexport p;\nexport m;\nexport q;\n\
+             export f;\n"
         ),
         &without_libm(),
     );
@@ -280,13 +295,14 @@ fn f64_functions_without_libm_are_within_their_bounds() {
             1.0 / (1.0 + (-x).exp())
         }
     };
-    let cases: [(&str, Reference, f64, f64, u64); 6] = [
+    let cases: [(&str, Reference, f64, f64, u64); 7] = [
         ("e", f64::exp, -750.0, 712.0, 2),
         ("l", f64::ln, 0.0, 4.0, 3),
         ("t", f64::tanh, -25.0, 25.0, 6),
         ("g", sigmoid, -750.0, 40.0, 3),
         ("m", f64::exp_m1, -40.0, 712.0, 4),
         ("q", f64::ln_1p, -1.0, 4.0, 4),
+        ("f", erf, -6.5, 6.5, 2),
     ];
     for (name, reference, lo, hi, bound) in cases {
         let x = inputs(&mut rng, lo, hi);
@@ -342,7 +358,7 @@ fn f64_functions_without_libm_are_within_their_bounds() {
 /// cannot see. With kiln's polynomials (GPUs) and on the CPU target.
 #[test]
 fn zeros_keep_their_sign() {
-    let text = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "sqrt"]
+    let text = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "erf", "sqrt"]
         .iter()
         .flat_map(|f| {
             ["f32", "f64"].map(|t| format!("fn {f}_{t}(x: {t}[2]) -> {t}[2] {{ {f}(x) }}\nexport {f}_{t};\n"))

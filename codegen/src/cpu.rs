@@ -22,7 +22,7 @@ use melior::Context;
 /// The second MLIR pipeline: buffers (allocations already rewritten into workspace views) to
 /// the LLVM dialect.
 const LOWER_PIPELINE: &str = "builtin.module(func.func(convert-linalg-to-loops),convert-vector-to-scf{full-unroll=true},convert-scf-to-cf,\
-     expand-strided-metadata,lower-affine,convert-vector-to-llvm,convert-math-to-llvm,convert-math-to-libm,convert-arith-to-llvm,\
+     expand-strided-metadata,lower-affine,convert-math-to-llvm,convert-math-to-libm,convert-vector-to-llvm,convert-arith-to-llvm,\
      convert-index-to-llvm,finalize-memref-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},\
      convert-cf-to-llvm,convert-ub-to-llvm,reconcile-unrealized-casts)";
 
@@ -154,6 +154,7 @@ pub const ALLOWED_EXTERNAL: &[&str] = &[
     "sin",
     "cosf",
     "cos",
+    "erf",
     "powf",
     "pow",
     "fabsf",

@@ -249,7 +249,8 @@ impl Body {
         }
         let one = || Literal::Float(d, 1.0);
         let fmt = approx::Fmt::of(d);
-        // f32 exp, log and tanh are always kiln's (they vectorize); the rest only without libm.
+        // f32 exp, log, tanh and erf are always kiln's (they vectorize); the rest only without
+        // libm.
         let own = d == DType::F32 || !self.libm;
         match op {
             UnaryOp::Neg => self.op(format!("arith.negf {x} : {t}")),
@@ -292,6 +293,8 @@ impl Body {
             UnaryOp::Sin => self.op(format!("math.sin {x} : {t}")),
             UnaryOp::Cos if !self.libm => self.cos(fmt, x),
             UnaryOp::Cos => self.op(format!("math.cos {x} : {t}")),
+            UnaryOp::Erf if own => self.erf(fmt, x),
+            UnaryOp::Erf => self.op(format!("math.erf {x} : {t}")),
             // rsqrt(x) = 1 / sqrt(x), as the interpreter computes it.
             UnaryOp::Rsqrt => {
                 let s = self.op(format!("math.sqrt {x} : {t}"));

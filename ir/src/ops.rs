@@ -51,13 +51,16 @@ impl Domain {
 }
 
 /// Declares [`Float`] with the one-argument functions the op table's float semantics use, each
-/// the standard library's function of the same name on f32 and f64.
+/// the standard library's function of the same name on f32 and f64, and `erf`, which the
+/// standard library lacks: the `libm` crate's f64 erf (a port of musl's, within 1 ulp), rounded
+/// once for f32 as kiln's lowering computes it.
 macro_rules! float_trait {
-    (@impl $t:ty; $($method:ident),*) => {
+    (@impl $t:ty, $erf:expr; $($method:ident),*) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             $(fn $method(self) -> Self { <$t>::$method(self) })*
+            fn erf(self) -> Self { ($erf)(self) }
             fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
             fn is_nan(self) -> bool { <$t>::is_nan(self) }
             fn is_sign_negative(self) -> bool { <$t>::is_sign_negative(self) }
@@ -78,13 +81,14 @@ macro_rules! float_trait {
             const ZERO: Self;
             const ONE: Self;
             $(fn $method(self) -> Self;)*
+            fn erf(self) -> Self;
             fn powf(self, e: Self) -> Self;
             fn is_nan(self) -> bool;
             fn is_sign_negative(self) -> bool;
         }
 
-        float_trait!(@impl f32; $($method),*);
-        float_trait!(@impl f64; $($method),*);
+        float_trait!(@impl f32, |x: f32| libm::erf(f64::from(x)) as f32; $($method),*);
+        float_trait!(@impl f64, libm::erf; $($method),*);
     };
 }
 
@@ -205,6 +209,8 @@ unary_ops! {
     Sigmoid "sigmoid" Float   call   reals,        |x| sigmoid(x),        none;
     Sin     "sin"     Float   call   reals,        |x| x.sin(),           none;
     Cos     "cos"     Float   call   reals,        |x| x.cos(),           none;
+    // erf(x) = 2/sqrt(pi) times the integral of exp(-t^2) from 0 to x (the Gauss error function)
+    Erf     "erf"     Float   call   reals,        |x| x.erf(),           none;
 }
 
 /// The logistic function, as every lowering computes it (see the `Sigmoid` row).

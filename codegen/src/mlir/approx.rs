@@ -9,11 +9,12 @@
 //! used, and the bounds tests/accuracy.rs asserts against the correctly rounded result:
 //!
 //! - f32 exp, log, tanh (2 ulp) and sigmoid (4 ulp) on every target (measured: 1, 1, 1, 3 ulp);
+//! - f32 erf on every target (1 ulp: fdlibm's rational forms, computed in f64);
 //! - f32 sin and cos (2 ulp for |x| <= π/4, 1.2e-7 absolute at any magnitude: Payne and
 //!   Hanek's exact reduction) and pow (1 ulp: computed in f64), and every f64 function (exp
 //!   2 ulp, log and sigmoid 3, tanh 6, sin and cos 2 within π/4 and 1e-15 absolute at any
-//!   magnitude, pow 3 + 3 |y ln x|: exp amplifies the rounding of y ln x), on targets without
-//!   libm (`Target::libm` false: GPUs); CPU targets call libm for those.
+//!   magnitude, pow 3 + 3 |y ln x|: exp amplifies the rounding of y ln x, erf 2), on targets
+//!   without libm (`Target::libm` false: GPUs); CPU targets call libm for those.
 
 use super::Body;
 use kiln_ir::{DType, Literal};
@@ -519,6 +520,159 @@ impl Body {
     pub(super) fn cos(&mut self, fmt: Fmt, x: &str) -> String {
         let (_, c) = self.quadrant(fmt, x);
         self.nan_unless_finite(fmt, x, &c)
+    }
+
+    /// erf(x), odd in x (-0 included), from fdlibm's `s_erf.c` (Sun Microsystems, 1993): its
+    /// rational minimax approximations (errors below 2^-57) on |x| in [0, 0.84375): x + x
+    /// R(x^2); [0.84375, 1.25): c + P(s)/Q(s) with s = |x| - 1 and c = erf(1) rounded to 24 bits;
+    /// [1.25, 6): 1 - erfc, erfc(x) = exp(-z^2 - 0.5625) exp((z - x)(z + x) + R(1/x^2)) / x
+    /// with z = x cut to its top 21 bits (so z^2 is exact) and one of two rational forms either
+    /// side of 1/0.35; beyond 6, 1. Every piece is computed and the right one selected (the
+    /// loop vectorizes; the largest piece is a Horner chain whose coefficients are selected).
+    /// f32 is computed in f64 and rounded once. NaN falls through every comparison to the
+    /// first piece, which propagates it.
+    pub(super) fn erf(&mut self, fmt: Fmt, x: &str) -> String {
+        if fmt == F32 {
+            let wide = self.op(format!("arith.extf {x} : f32 to f64"));
+            let wide = self.erf(F64, &wide);
+            return self.op(format!("arith.truncf {wide} : f64 to f32"));
+        }
+        let one = self.f(fmt, 1.0);
+        let a = self.fun(fmt, "absf", x);
+        let a2 = self.fop(fmt, "mulf", &a, &a);
+        let rational = |b: &mut Body, v: &str, p: &[f64], q: &[f64]| {
+            let (p, q) = (b.horner(fmt, v, p), b.horner(fmt, v, q));
+            b.fop(fmt, "divf", &p, &q)
+        };
+        // |x| < 0.84375
+        let pp = [
+            -2.3763016656650163e-05,
+            -0.005770270296489442,
+            -0.02848174957559851,
+            -0.3250421072470015,
+            0.12837916709551256,
+        ];
+        let qq = [
+            -3.960228278775368e-06,
+            0.00013249473800432164,
+            0.005081306281875766,
+            0.0650222499887673,
+            0.39791722395915535,
+            1.0,
+        ];
+        let y = rational(self, &a2, &pp, &qq);
+        let small = self.mul_add(fmt, &a, &y, &a);
+        // 0.84375 <= |x| < 1.25
+        let pa = [
+            -0.002166375594868791,
+            0.035478304325618236,
+            -0.11089469428239668,
+            0.31834661990116175,
+            -0.3722078760357013,
+            0.41485611868374833,
+            -0.0023621185607526594,
+        ];
+        let qa = [
+            0.011984499846799107,
+            0.01363708391202905,
+            0.12617121980876164,
+            0.07182865441419627,
+            0.540397917702171,
+            0.10642088040084423,
+            1.0,
+        ];
+        let s1 = self.fop(fmt, "subf", &a, &one);
+        let pq = rational(self, &s1, &pa, &qa);
+        let erx = self.f(fmt, 8.450_629_115_104_675e-1);
+        let mid = self.fop(fmt, "addf", &erx, &pq);
+        // 1.25 <= |x| < 6: R/S of w = 1/x^2, below or above 1/0.35 (the shorter form padded
+        // with a leading zero).
+        let w = self.fop(fmt, "divf", &one, &a2);
+        let cut = self.f(fmt, 1.0 / 0.35);
+        let below = self.fop(fmt, "cmpf olt,", &a, &cut);
+        let ra = [
+            -9.814329344169145,
+            -81.2874355063066,
+            -184.60509290671104,
+            -162.39666946257347,
+            -62.375332450326006,
+            -10.558626225323291,
+            -0.6938585727071818,
+            -0.009864944034847148,
+        ];
+        let rb = [
+            0.0,
+            -483.5191916086514,
+            -1025.0951316110772,
+            -637.5664433683896,
+            -160.63638485582192,
+            -17.757954917754752,
+            -0.799283237680523,
+            -0.0098649429247001,
+        ];
+        let sa = [
+            -0.0604244152148581,
+            6.570249770319282,
+            108.63500554177944,
+            429.00814002756783,
+            645.3872717332679,
+            434.56587747522923,
+            137.65775414351904,
+            19.651271667439257,
+            1.0,
+        ];
+        let sb = [
+            0.0,
+            -22.44095244658582,
+            474.52854120695537,
+            2553.0504064331644,
+            3199.8582195085955,
+            1536.729586084437,
+            325.7925129965739,
+            30.33806074348246,
+            1.0,
+        ];
+        let r = self.horner_either(fmt, &below, &w, &ra, &rb);
+        let q = self.horner_either(fmt, &below, &w, &sa, &sb);
+        let rs = self.fop(fmt, "divf", &r, &q);
+        let bits = self.op(format!("arith.bitcast {a} : f64 to i64"));
+        let high = self.i(fmt, -1 << 32);
+        let bits = self.iop(fmt, "andi", &bits, &high);
+        let z = self.op(format!("arith.bitcast {bits} : i64 to f64"));
+        let zz = self.fop(fmt, "mulf", &z, &z);
+        let nzz = self.op(format!("arith.negf {zz} : f64"));
+        let c = self.f(fmt, 0.5625);
+        let e1 = self.fop(fmt, "subf", &nzz, &c);
+        let e1 = self.exp(fmt, &e1);
+        let (d, sum) = (self.fop(fmt, "subf", &z, &a), self.fop(fmt, "addf", &z, &a));
+        let e2 = self.fop(fmt, "mulf", &d, &sum);
+        let e2 = self.fop(fmt, "addf", &e2, &rs);
+        let e2 = self.exp(fmt, &e2);
+        let erfc = self.fop(fmt, "mulf", &e1, &e2);
+        let erfc = self.fop(fmt, "divf", &erfc, &a);
+        let large = self.fop(fmt, "subf", &one, &erfc);
+        let mut r = small;
+        for (from, piece) in [(0.84375, mid), (1.25, large), (6.0, one)] {
+            let from = self.f(fmt, from);
+            let beyond = self.fop(fmt, "cmpf oge,", &a, &from);
+            r = self.select(fmt, &beyond, &piece, &r);
+        }
+        self.op(format!("math.copysign {r}, {x} : f64"))
+    }
+
+    /// Horner's rule over `a`'s coefficients where `cond` holds and `b`'s elsewhere (of the
+    /// same length): one chain whose coefficients are selected.
+    fn horner_either(&mut self, fmt: Fmt, cond: &str, x: &str, a: &[f64], b: &[f64]) -> String {
+        let coefficient = |body: &mut Body, k: usize| {
+            let (ca, cb) = (body.f(fmt, a[k]), body.f(fmt, b[k]));
+            body.select(fmt, cond, &ca, &cb)
+        };
+        let mut acc = coefficient(self, 0);
+        for k in 1..a.len() {
+            let c = coefficient(self, k);
+            acc = self.mul_add(fmt, &acc, x, &c);
+        }
+        acc
     }
 
     /// pow(x, y) = ±exp(y log|x|) with C's special cases: pow(x, 0) = pow(1, y) = 1, pow(-1, ±inf)

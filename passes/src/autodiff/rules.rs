@@ -75,6 +75,13 @@ fn unary_derivative(b: &mut Builder, op: UnaryOp, x: Value, y: Value) -> Value {
             let s = b.unary(UnaryOp::Sin, x);
             b.neg(s)
         }
+        // d erf(x) = 2/sqrt(pi) exp(-x^2)
+        UnaryOp::Erf => {
+            let x2 = b.mul(x, x);
+            let n = b.neg(x2);
+            let e = b.unary(UnaryOp::Exp, n);
+            b.scale(e, std::f64::consts::FRAC_2_SQRT_PI)
+        }
     }
 }
 
