@@ -146,6 +146,27 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Refuses options that contradict each other rather than ignoring one of them.
+    fn check(&self) -> Result<(), Error> {
+        let gpu = self.target.arch.is_gpu();
+        if gpu && self.output != OutputKind::Object {
+            return Err(Error::Usage(format!(
+                "--output-kind {} is for CPU targets; a {} build is a bundle of PTX files and a manifest",
+                self.output.name(),
+                self.target.triple
+            )));
+        }
+        if self.linker.is_some() && self.output != OutputKind::Shared {
+            return Err(Error::Usage(format!(
+                "--linker links shared libraries, and this build's output kind is `{}`; add --output-kind shared",
+                self.output.name()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Why a build failed.
 #[derive(Debug)]
 pub enum Error {
@@ -200,7 +221,7 @@ pub struct Source {
 
 impl Source {
     pub fn read(path: &Path) -> Result<Source, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+        let bytes = read_file(path, MAX_SOURCE_BYTES)?;
         let text =
             String::from_utf8(bytes).map_err(|_| Error::Usage(format!("`{}` is not UTF-8 text", path.display())))?;
         Ok(Source { name: path.display().to_string(), text })
@@ -212,9 +233,45 @@ impl Source {
         kiln_frontend::module_name_from_stem(&stem)
     }
 
+    /// The module name a build takes from the file name: the stem itself, which must be a C
+    /// identifier. A stem that would need changing (`my-model`, `ü`) is refused rather than
+    /// changed silently: `my-model` and `my_model` would both become `my_model` and their
+    /// symbols collide when linked together.
+    pub fn artifact_module_name(&self) -> Result<String, Error> {
+        let stem = Path::new(&self.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self.default_module_name();
+        if name != stem {
+            return Err(Error::Usage(format!(
+                "the file name `{stem}` is not a C identifier, which kiln takes as the module name; \
+                 give one with --module-name (for example `{name}`)"
+            )));
+        }
+        Ok(name)
+    }
+
     fn error(&self, diag: Diagnostic) -> Error {
         Error::Source { diag: Box::new(diag), file: self.name.clone(), src: self.text.clone() }
     }
+}
+
+/// The largest source file kiln reads (16 MiB: checking takes seconds, not minutes).
+pub const MAX_SOURCE_BYTES: u64 = 16 << 20;
+
+/// The bytes of the file at `path`, refusing one of more than `limit` bytes without reading
+/// past the limit (so a device such as /dev/zero or a growing pipe ends in an error, not in
+/// running out of memory).
+pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| Error::Usage(format!("cannot read `{}`: {e}", path.display()));
+    let mut bytes = vec![];
+    std::fs::File::open(path).map_err(cannot)?.take(limit + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::Usage(format!(
+            "`{}` is larger than {limit} bytes, the most kiln reads here",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The frontend's transformations (`grad`, `value_and_grad`, `jvp`, `vjp`), applied by
@@ -262,7 +319,11 @@ fn file_info(name: &str, bytes: &[u8]) -> FileInfo {
 
 /// Compiles a source with `options`, in memory.
 pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
-    let module_name = options.module_name.clone().unwrap_or_else(|| source.default_module_name());
+    options.check()?;
+    let module_name = match &options.module_name {
+        Some(name) => name.clone(),
+        None => source.artifact_module_name()?,
+    };
     let mut out = Output { module_name: module_name.clone(), ..Default::default() };
     let wants = |k: EmitKind| options.emit.contains(&k);
     let start = Instant::now();
@@ -273,6 +334,12 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
     out.timings.push(("parse".into(), start.elapsed()));
     let start = Instant::now();
     let mut module = elaborate(source, &file, &module_name)?;
+    if module.funcs.is_empty() {
+        return Err(Error::Usage(format!(
+            "`{}` exports nothing, so its library would be empty; add `export NAME;` for each function to compile",
+            source.name
+        )));
+    }
     out.timings.push(("elaborate".into(), start.elapsed()));
     if wants(EmitKind::Ir) {
         out.dumps.push((EmitKind::Ir.extension().into(), kiln_ir::text::print_module(&module)));
@@ -456,7 +523,11 @@ pub fn build_verified(source: &Source, options: &Options) -> Result<Output, Erro
     let second = build(source, options)?;
     for ((name, a), (_, b)) in first.files.iter().zip(&second.files) {
         if a != b {
-            return Err(Error::Internal(format!("`{name}` differs between two builds of the same input")));
+            let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            return Err(Error::Usage(format!(
+                "the build is not reproducible: `{name}` differs between two builds of the same input \
+                 (first at byte {at}); please report it with the input"
+            )));
         }
     }
     Ok(first)

@@ -26,7 +26,8 @@ enum Command {
     /// Run an exported function in the reference interpreter on raw input files.
     Eval(EvalArgs),
     /// Write random inputs and the interpreter's results for every exported function as raw
-    /// files (DIR/FUNCTION.ARGUMENT.bin), for kiln-gpu-check on a machine with a GPU.
+    /// files (DIR/FUNCTION.ARGUMENT.bin), for kiln-gpu-check on a machine with a GPU (an
+    /// integer parameter named `labels` gets class indices 0 and 1).
     Expect {
         file: PathBuf,
         /// Output directory.
@@ -35,6 +36,9 @@ enum Command {
         /// Seed of the random inputs.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The most memory the interpreter may use per function, in MiB.
+        #[arg(long = "memory-limit", value_name = "MIB", default_value_t = 4096)]
+        memory_limit: u64,
     },
     /// Time kiln's compiled code on the CPU benchmark suite against this machine's limits.
     Bench {
@@ -108,8 +112,17 @@ struct BuildArgs {
     egraph_iters: usize,
     /// Equality saturation: most seconds per function (a safety net; the node and iteration
     /// limits keep results deterministic).
-    #[arg(long = "egraph-seconds", default_value_t = 5.0)]
+    #[arg(long = "egraph-seconds", default_value_t = 5.0, value_parser = seconds)]
     egraph_seconds: f64,
+}
+
+/// A time limit in seconds: finite, not negative, at most an hour.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=3600.0).contains(&s) => Ok(s),
+        Ok(_) => Err("must be between 0 and 3600 seconds".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Args)]
@@ -127,6 +140,9 @@ struct EvalArgs {
     /// Relative tolerance of --compare for floats (scaled by the largest magnitude).
     #[arg(long, default_value_t = 1e-5)]
     rtol: f64,
+    /// The most memory the interpreter may use, in MiB.
+    #[arg(long = "memory-limit", value_name = "MIB", default_value_t = 4096)]
+    memory_limit: u64,
 }
 
 fn main() -> ExitCode {
@@ -161,7 +177,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             kiln::check(&source, &source.default_module_name()).map(|_| ())
         }
         Command::Eval(args) => eval(args),
-        Command::Expect { file, out_dir, seed } => expect(&file, &out_dir, seed),
+        Command::Expect { file, out_dir, seed, memory_limit } => expect(&file, &out_dir, seed, memory_limit),
         Command::Bench { target_cpu, runs, python, filter, threads } => {
             let report = kiln::bench::run(&kiln::bench::BenchOptions { target_cpu, runs, python, filter, threads })?;
             print!("{report}");
@@ -179,6 +195,11 @@ fn build(args: BuildArgs) -> Result<(), Error> {
                 return Err(Error::Usage("--gpu needs --target nvptx64-nvidia-cuda".into()));
             }
             Some(gpu.as_str())
+        }
+        (None, Some(cpu)) if args.target.as_deref() == Some("nvptx64-nvidia-cuda") => {
+            return Err(Error::Usage(format!(
+                "--target-cpu names a CPU, and `{cpu}` is not a GPU; give a GPU architecture with --gpu (sm_80, sm_90)"
+            )))
         }
         (None, cpu) => cpu.as_deref(),
     };
@@ -212,7 +233,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         saturate: kiln_passes::saturate::Options {
             node_limit: args.egraph_nodes,
             iter_limit: args.egraph_iters,
-            time_limit: std::time::Duration::from_secs_f64(args.egraph_seconds.clamp(0.0, 3600.0)),
+            time_limit: std::time::Duration::from_secs_f64(args.egraph_seconds),
             fast_math: args.fast_math,
         },
     };
@@ -222,10 +243,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
         kiln::build(&source, &options)?
     };
     if to_stdout || !options.dump_after.is_empty() && args.out_dir.is_none() {
-        let mut stdout = std::io::stdout().lock();
-        for (_, text) in &out.dumps {
-            let _ = stdout.write_all(text.as_bytes());
-        }
+        print(out.dumps.iter().map(|(_, text)| text.as_str()))?;
     }
     if !to_stdout {
         kiln::write_output(&out, args.out_dir.as_deref().unwrap_or(Path::new(".")))?;
@@ -242,19 +260,44 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Writes `texts` to standard output, flushed: a failed write (a closed pipe, a full disk) is an
+/// error, not a silent success.
+fn print<T: AsRef<str>>(texts: impl IntoIterator<Item = T>) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    texts
+        .into_iter()
+        .try_for_each(|t| stdout.write_all(t.as_ref().as_bytes()))
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Error::Usage(format!("cannot write to standard output: {e}")))
+}
+
+/// Refuses to interpret `func` when the interpreter would hold more than `limit_mib` MiB.
+fn check_memory(func: &kiln_ir::Func, limit_mib: u64) -> Result<(), Error> {
+    let bytes = kiln_ir::interp::memory_bytes(func);
+    if bytes > limit_mib << 20 {
+        return Err(Error::Usage(format!(
+            "interpreting `{}` needs about {} MiB, more than --memory-limit {limit_mib} MiB",
+            func.name,
+            bytes >> 20
+        )));
+    }
+    Ok(())
+}
+
 fn name_and_path(spec: &str, flag: &str) -> Result<(String, PathBuf), Error> {
     let (name, path) =
         spec.split_once('=').ok_or_else(|| Error::Usage(format!("{flag} takes NAME=PATH, got `{spec}`")))?;
     Ok((name.to_string(), PathBuf::from(path)))
 }
 
-fn expect(file: &Path, dir: &Path, seed: u64) -> Result<(), Error> {
+fn expect(file: &Path, dir: &Path, seed: u64, memory_limit: u64) -> Result<(), Error> {
     let source = Source::read(file)?;
     let module = kiln::check(&source, &source.default_module_name())?;
+    module.funcs.iter().try_for_each(|f| check_memory(f, memory_limit))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
     let mut rng = kiln_ir::gen::Rng::new(seed);
     for f in &module.funcs {
-        let inputs: Vec<_> = f.params.iter().map(|p| kiln_ir::gen::tensor(&mut rng, &p.ty, false)).collect();
+        let inputs: Vec<_> = kiln_ir::gen::arguments(&mut rng, f, false);
         let results = kiln_ir::interp::run(f, &inputs);
         let names = f.params.iter().map(|p| &p.name).chain(&f.result_names);
         for (name, t) in names.zip(inputs.iter().chain(&results)) {
@@ -274,8 +317,9 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
         let names: Vec<&str> = module.funcs.iter().map(|f| f.name.as_str()).collect();
         Error::Usage(format!("no exported function `{}`; exports are: {}", args.function, names.join(", ")))
     })?;
+    check_memory(func, args.memory_limit)?;
     let read = |path: &Path, ty: &kiln_ir::TensorType, what: &str| -> Result<Tensor, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+        let bytes = kiln::read_file(path, ty.size_bytes() as u64)?;
         if bytes.len() != ty.size_bytes() {
             return Err(Error::Usage(format!(
                 "{what} is {ty}, {} bytes, but `{}` has {} bytes",
@@ -290,6 +334,9 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
     let mut inputs = vec![];
     let given: Vec<(String, PathBuf)> =
         args.inputs.iter().map(|s| name_and_path(s, "--input")).collect::<Result<_, _>>()?;
+    if let Some((n, _)) = given.iter().enumerate().find_map(|(i, g)| given[..i].iter().find(|h| h.0 == g.0)) {
+        return Err(Error::Usage(format!("--input {n}=... is given twice")));
+    }
     for p in &func.params {
         let (_, path) = given
             .iter()
@@ -316,15 +363,13 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
             failures.push(format!("result `{name}` differs from the interpreter: {e}"));
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    for (name, t) in func.result_names.iter().zip(&results) {
-        let _ = writeln!(stdout, "{name}: {} = {}", t.ty(), kiln_ir::interp::summary(t));
-    }
+    let lines = func.result_names.iter().zip(&results);
+    print(lines.map(|(name, t)| format!("{name}: {} = {}\n", t.ty(), kiln_ir::interp::summary(t))))?;
     if !failures.is_empty() {
         return Err(Error::Usage(failures.join("\n")));
     }
     if !args.compare.is_empty() {
-        let _ = writeln!(stdout, "compiled results agree with the interpreter (rtol {:e})", args.rtol);
+        print([format!("compiled results agree with the interpreter (rtol {:e})\n", args.rtol)])?;
     }
     Ok(())
 }

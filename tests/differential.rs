@@ -72,9 +72,7 @@ fn ill_conditioned_results_are_left_out_of_comparisons() {
         let f = module.func(name).unwrap();
         common::reference(f, args, common::Check::Program).remove(0).1
     };
-    let random = |rng: &mut Rng, f: &str| -> Vec<Tensor> {
-        module.func(f).unwrap().params.iter().map(|p| gen::tensor(rng, &p.ty, false)).collect()
-    };
+    let random = |rng: &mut Rng, f: &str| -> Vec<Tensor> { gen::arguments(rng, module.func(f).unwrap(), false) };
     assert!(judged("good", &random(&mut rng, "good")).iter().all(|&j| j));
     assert!(judged("chaotic", &random(&mut rng, "chaotic")).iter().all(|&j| !j));
     let y: Vec<f32> = (1..=64).map(|k| k as f32 * 1e-4).collect();

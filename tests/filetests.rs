@@ -83,7 +83,7 @@ fn check_and_run(path: &Path, rng: &mut Rng) {
         let loaded = common::compile_and_load(compiled, 2);
         for f in &module.funcs {
             for _ in 0..3 {
-                let args: Vec<_> = f.params.iter().map(|p| gen::tensor(rng, &p.ty, false)).collect();
+                let args: Vec<_> = gen::arguments(rng, f, false);
                 if let Err(e) = common::check_against(&loaded, f, &args, common::Check::Program) {
                     panic!("{}: {e}", path.display());
                 }
@@ -134,7 +134,7 @@ fn rewrite_filetests() {
             continue;
         }
         for (f, g) in original.funcs.iter().zip(&module.funcs) {
-            let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, true)).collect();
+            let args: Vec<_> = gen::arguments(&mut rng, f, true);
             let (a, b) = (kiln_ir::interp::run(f, &args), kiln_ir::interp::run(g, &args));
             for (x, y) in a.iter().zip(&b) {
                 let same = (0..x.data.len()).all(|i| {

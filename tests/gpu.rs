@@ -207,7 +207,7 @@ fn plans_run_on_device_buffers_and_caller_pointers() {
     let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
     for f in &module.funcs {
         let inputs: Vec<Vec<u8>> =
-            f.params.iter().map(|p| kiln_ir::gen::tensor(&mut rng, &p.ty, false).data.to_bytes()).collect();
+            kiln_ir::gen::arguments(&mut rng, f, false).iter().map(|t| t.data.to_bytes()).collect();
         let result_bytes: Vec<usize> = f.result_types().iter().map(|t| t.size_bytes()).collect();
         let mut copied: Vec<Vec<u8>> = result_bytes.iter().map(|&n| vec![0; n]).collect();
         let ins: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
@@ -353,7 +353,7 @@ fn agrees_with_interpreter(
 ) -> Result<(), String> {
     let mut compared = common::Compared::default();
     for f in &module.funcs {
-        let args: Vec<_> = f.params.iter().map(|p| kiln_ir::gen::tensor(rng, &p.ty, false)).collect();
+        let args: Vec<_> = kiln_ir::gen::arguments(rng, f, false);
         compared += check_against_interpreter(executor, f, &args, common::Check::ProgramWithoutLibm)?;
     }
     compared.mostly_judged()

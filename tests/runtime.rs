@@ -33,7 +33,7 @@ fn module() -> kiln_ir::Module {
 fn check_loss(bundle: &Bundle, rng: &mut Rng) {
     let module = module();
     let f = module.func("loss").unwrap();
-    let args: Vec<_> = f.params.iter().map(|p| gen::tensor(rng, &p.ty, false)).collect();
+    let args: Vec<_> = gen::arguments(rng, f, false);
     let inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
     let input_refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
     let mut out = vec![0u8; 4];
@@ -231,7 +231,7 @@ fn workspace_size_is_exact_and_nothing_outside_it_is_touched() {
         let n = f.workspace_bytes;
         assert!(n > 0, "`{name}` has intermediate results");
         let func = module.func(name).unwrap();
-        let args: Vec<_> = func.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
+        let args: Vec<_> = gen::arguments(&mut rng, func, false);
         let inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
         let input_refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
         let expected = kiln_ir::interp::run(func, &args);

@@ -117,7 +117,7 @@ fn scheduled_code_agrees_with_the_interpreter() {
         loaded.use_pool();
         let mut failures = vec![];
         for f in &module.funcs {
-            let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
+            let args: Vec<_> = gen::arguments(&mut rng, f, false);
             assert!(f.params.iter().all(|p| [DType::F32, DType::F64, DType::I32].contains(&p.ty.dtype)));
             kiln_runtime::pool::set_threads(3);
             let threaded = loaded.call(&f.name, &args);
@@ -233,7 +233,7 @@ fn row_groups_on_random_shapes() {
     let loaded = common::compile_and_load(&module, 2);
     loaded.use_pool();
     for f in &module.funcs {
-        let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
+        let args: Vec<_> = gen::arguments(&mut rng, f, false);
         kiln_runtime::pool::set_threads(3);
         let threaded = loaded.call(&f.name, &args);
         kiln_runtime::pool::set_threads(1);

@@ -360,11 +360,27 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                         format_shape(&lt.shape[..axis])
                     )));
             }
+            // Labels count from the end when negative, and the loss is NaN for a label outside
+            // [-n, n): optax's softmax_cross_entropy_with_integer_labels, whose
+            // jnp.take_along_axis normalizes negative indices and fills out-of-bounds ones.
+            let n = lt.shape[axis];
+            let zero = el.lit_to(Lit::Int(0), bt.dtype, span)?;
+            let negative = binary(el, BinaryOp::Lt, labels, zero, span)?;
+            let count = el.lit_to(Lit::Int(n as i64), bt.dtype, span)?;
+            let from_end = binary(el, BinaryOp::Add, labels, count, span)?;
+            let labels = el.push(Op::Select, vec![negative, from_end, labels], span)?;
             let lse = logsumexp(el, logits, &[axis], false, span)?;
-            let hot = one_hot(el, labels, lt.shape[axis], lt.dtype, span)?;
+            let hot = one_hot(el, labels, n, lt.dtype, span)?;
             let picked = binary(el, BinaryOp::Mul, logits, hot, span)?;
             let picked = reduce(el, ReduceKind::Sum, picked, &[axis], false, span)?;
-            binary(el, BinaryOp::Sub, lse, picked, span)?
+            let loss = binary(el, BinaryOp::Sub, lse, picked, span)?;
+            let found = reduce(el, ReduceKind::Sum, hot, &[axis], false, span)?;
+            let half = el.lit_to(Lit::Float(0.5), lt.dtype, span)?;
+            let valid = binary(el, BinaryOp::Gt, found, half, span)?;
+            let nan = el.lit_to(Lit::Float(f64::NAN), lt.dtype, span)?;
+            let shape = el.ty(loss).shape.clone();
+            let nan = el.broadcast(nan, &shape, span)?;
+            el.push(Op::Select, vec![valid, loss, nan], span)?
         }
         "one_hot" => {
             let (labels, s) = tensor(el, env, 0)?;
@@ -393,9 +409,9 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                     .also(ws, format!("this is {wt}"))
                     .note("conv2d takes an input [N, H, W, C] and a kernel [KH, KW, C, CO] with the same C"));
             }
-            let stride = pair_arg(el, env, b.get(2), 1, 1)?;
-            let padding = pair_arg(el, env, b.get(3), 0, 0)?;
-            let dilation = pair_arg(el, env, b.get(4), 1, 1)?;
+            let stride = pair_arg(el, env, b.get(2), "stride", 1, 1)?;
+            let padding = pair_arg(el, env, b.get(3), "padding", 0, 0)?;
+            let dilation = pair_arg(el, env, b.get(4), "dilation", 1, 1)?;
             for a in 0..2 {
                 let span = xt.shape[1 + a] + 2 * padding[a];
                 let reach = dilation[a] * (wt.shape[a] - 1) + 1;
@@ -591,16 +607,29 @@ fn positive_int<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr) -> R<usize> {
 
 /// An argument that is one non-negative integer or a list of two (height, width); `min` is the
 /// smallest value allowed.
-fn pair_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>, min: i64, default: usize) -> R<[usize; 2]> {
+fn pair_arg<'a>(
+    el: &mut Elab<'a>,
+    env: &mut Env,
+    e: Option<&'a Expr>,
+    what: &str,
+    min: i64,
+    default: usize,
+) -> R<[usize; 2]> {
     let Some(e) = e else { return Ok([default, default]) };
     let values = match &e.kind {
         ExprKind::List(_) => int_list(el, env, e)?,
         _ => vec![el.const_int(env, e)?; 2],
     };
-    match values.as_slice() {
-        &[h, w] if h >= min && w >= min && h < 1 << 20 && w < 1 << 20 => Ok([h as usize, w as usize]),
-        _ => Err(Diagnostic::error("E0222", "expected one integer or a pair [height, width]")
-            .at(e.span, format!("each must be {min} or more"))),
+    let range = min..1 << 20;
+    match *values.as_slice() {
+        [h, w] if range.contains(&h) && range.contains(&w) => Ok([h as usize, w as usize]),
+        [h, w] => {
+            let bad = if range.contains(&h) { w } else { h };
+            Err(Diagnostic::error("E0222", format!("a {what} of {bad} is out of range"))
+                .at(e.span, format!("each must be at least {min} and below 2^20")))
+        }
+        _ => Err(Diagnostic::error("E0222", format!("expected one integer or a pair [height, width] as the {what}"))
+            .at(e.span, format!("{} integers", values.len()))),
     }
 }
 

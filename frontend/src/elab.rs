@@ -125,12 +125,15 @@ pub fn elaborate<'a>(file: &'a SourceFile, module_name: &str, diff: Option<&'a d
         }
         module.funcs.push(Func { name, ..func });
     }
-    // Functions with fully known parameter types are checked even when nothing exports them.
+    // Functions with fully known parameter types are checked even when nothing exports them;
+    // generic ones, whose shapes only a call gives, have their names checked.
     for def in fns.values() {
-        if !exported.contains_key(&def.name.name)
-            && def.params.iter().all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..))))
-        {
-            Elab::new(&fns, &def.name.name, diff).instantiate(def, None)?;
+        if def.params.iter().all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..)))) {
+            if !exported.contains_key(&def.name.name) {
+                Elab::new(&fns, &def.name.name, diff).instantiate(def, None)?;
+            }
+        } else {
+            crate::resolve::check_names(def, &fns)?;
         }
     }
     if let Err(e) = kiln_ir::verify::verify_module(&module) {
@@ -182,7 +185,7 @@ pub fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Opt
         .map(|(_, c)| c)
 }
 
-fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnDef>) -> Diagnostic {
+pub(crate) fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnDef>) -> Diagnostic {
     let candidates = fns.keys().copied().chain(crate::builtins::names().map(|n| -> &str { n }));
     let d = Diagnostic::error("E0102", format!("cannot find function `{name}`")).at(span, "not found");
     match suggest(name, candidates) {
@@ -329,6 +332,14 @@ impl<'a> Elab<'a> {
                     .help("name the parameters with `wrt=[...]`"));
                 }
                 vec![0]
+            }
+            Some([]) => {
+                return Err(Diagnostic::error(
+                    "E0302",
+                    format!("`{}` of `{}` names no parameter", kind.name(), f.name),
+                )
+                .at(span, "`wrt=[]` differentiates with respect to nothing")
+                .help("name at least one parameter, e.g. `wrt=[w]`"));
             }
             Some(names) => {
                 let mut idx = vec![];
@@ -616,7 +627,10 @@ impl<'a> Elab<'a> {
             ExprKind::Neg(inner) => {
                 let v = self.eval(env, inner)?;
                 match v {
-                    Val::Lit(Lit::Int(i)) => Ok(Val::Lit(Lit::Int(i.wrapping_neg()))),
+                    Val::Lit(Lit::Int(i)) => i.checked_neg().map(|n| Val::Lit(Lit::Int(n))).ok_or_else(|| {
+                        Diagnostic::error("E0218", format!("`-({i})` overflows i64"))
+                            .at(e.span, "constant arithmetic out of range")
+                    }),
                     Val::Lit(Lit::Float(f)) => Ok(Val::Lit(Lit::Float(-f))),
                     v => {
                         let t = self.tensor_arg(v, inner.span)?;
@@ -887,8 +901,17 @@ impl<'a> Elab<'a> {
 
     fn binary(&mut self, op: BinOp, op_span: Span, (a, sa): (Val, Span), (b, sb): (Val, Span), span: Span) -> R<Val> {
         if let (Val::Lit(x), Val::Lit(y)) = (&a, &b) {
-            if let Some(l) = fold(op, *x, *y) {
-                return Ok(Val::Lit(l));
+            match fold(op, *x, *y) {
+                Ok(Some(l)) => return Ok(Val::Lit(l)),
+                Ok(None) => {}
+                Err(()) => {
+                    return Err(Diagnostic::error(
+                        "E0218",
+                        format!("`{} {} {}` overflows i64", lit_text(*x), op.symbol(), lit_text(*y)),
+                    )
+                    .at(span, "constant arithmetic out of range")
+                    .note("integer constants are computed exactly in 64 bits, or not at all"))
+                }
             }
         }
         if op == BinOp::MatMul {
@@ -1056,7 +1079,8 @@ impl<'a> Elab<'a> {
                             .note("kiln arrays cannot be empty"));
                     }
                     start.push(first as usize);
-                    step.push(k);
+                    // One element is selected whatever the step: keep no huge stride downstream.
+                    step.push(if len == 1 { 1 } else { k });
                     shape.push(len as usize);
                     keep.push(len as usize);
                 }
@@ -1087,8 +1111,10 @@ fn slice_indices(n: i64, start: Option<i64>, stop: Option<i64>, step: i64) -> (i
     } else {
         (start.map_or(n - 1, |s| norm(s, -1, n - 1)), stop.map_or(-1, |e| norm(e, -1, n - 1)))
     };
-    let len = if step > 0 { (e - s + step - 1).div_euclid(step) } else { (s - e + (-step) - 1).div_euclid(-step) };
-    (s, len.max(0))
+    // The distance covered is at most n + 1; a step of any size (i64::MIN included) divides it.
+    let distance = if step > 0 { e - s } else { s - e };
+    let len = if distance <= 0 { 0 } else { ((distance as u64 - 1) / step.unsigned_abs() + 1) as i64 };
+    (s, len)
 }
 
 /// numpy broadcasting of two shapes, or None when they are incompatible.
@@ -1125,8 +1151,10 @@ pub fn promote(a: DType, b: DType) -> DType {
     }
 }
 
-/// Folds arithmetic on two literals, or None when the result is not a literal (matmul).
-fn fold(op: BinOp, a: Lit, b: Lit) -> Option<Lit> {
+/// Folds arithmetic on two literals, or None when the result is not a literal (matmul); Err
+/// when integer arithmetic overflows i64 (never wrapped: a wrapped shape or index would be
+/// accepted as another).
+fn fold(op: BinOp, a: Lit, b: Lit) -> Result<Option<Lit>, ()> {
     use Lit::*;
     let as_f = |l: Lit| match l {
         Int(i) => i as f64,
@@ -1143,8 +1171,8 @@ fn fold(op: BinOp, a: Lit, b: Lit) -> Option<Lit> {
             _ => o.is_ge(),
         }
     };
-    Some(match (op, a, b) {
-        (BinOp::MatMul, ..) => return None,
+    Ok(Some(match (op, a, b) {
+        (BinOp::MatMul, ..) => return Ok(None),
         (BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge, a, b) => {
             let (x, y) = (as_f(a), as_f(b));
             match x.partial_cmp(&y) {
@@ -1152,17 +1180,17 @@ fn fold(op: BinOp, a: Lit, b: Lit) -> Option<Lit> {
                 None => Bool(op == BinOp::Ne),
             }
         }
-        (_, Bool(_), _) | (_, _, Bool(_)) => return None,
-        (BinOp::Add, Int(x), Int(y)) => Int(x.wrapping_add(y)),
-        (BinOp::Sub, Int(x), Int(y)) => Int(x.wrapping_sub(y)),
-        (BinOp::Mul, Int(x), Int(y)) => Int(x.wrapping_mul(y)),
-        (BinOp::Pow, Int(x), Int(y)) if (0..64).contains(&y) => Int(x.wrapping_pow(y as u32)),
+        (_, Bool(_), _) | (_, _, Bool(_)) => return Ok(None),
+        (BinOp::Add, Int(x), Int(y)) => Int(x.checked_add(y).ok_or(())?),
+        (BinOp::Sub, Int(x), Int(y)) => Int(x.checked_sub(y).ok_or(())?),
+        (BinOp::Mul, Int(x), Int(y)) => Int(x.checked_mul(y).ok_or(())?),
+        (BinOp::Pow, Int(x), Int(y)) if (0..64).contains(&y) => Int(x.checked_pow(y as u32).ok_or(())?),
         (BinOp::Add, x, y) => Float(as_f(x) + as_f(y)),
         (BinOp::Sub, x, y) => Float(as_f(x) - as_f(y)),
         (BinOp::Mul, x, y) => Float(as_f(x) * as_f(y)),
         (BinOp::Div, x, y) => Float(as_f(x) / as_f(y)),
         (BinOp::Pow, x, y) => Float(as_f(x).powf(as_f(y))),
-    })
+    }))
 }
 
 pub fn resolve_dtype(id: &Ident) -> R<DType> {

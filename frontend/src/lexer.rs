@@ -39,7 +39,8 @@ const PUNCT: &[&str] = &[
 pub fn lex(src: &str) -> Result<Vec<Token>, Diagnostic> {
     let bytes = src.as_bytes();
     let mut tokens = vec![];
-    let mut i = 0;
+    // A UTF-8 byte order mark, as some editors write, is not part of the program.
+    let mut i = if src.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
     while i < bytes.len() {
         let c = bytes[i];
         if c.is_ascii_whitespace() {
@@ -82,7 +83,17 @@ fn number(src: &str, start: usize) -> Result<(Tok, usize), Diagnostic> {
     };
     let mut i = digits(start);
     let mut is_float = false;
-    if i < bytes.len() && bytes[i] == b'.' && !bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') {
+    // A fraction: the point and any digits (`1.`, `1.5`), or the point before an exponent
+    // (`1.e5`), but not a point before a name.
+    let exponent_at = |j: usize| {
+        matches!(bytes.get(j), Some(b'e' | b'E'))
+            && match bytes.get(j + 1) {
+                Some(b'+' | b'-') => bytes.get(j + 2).is_some_and(u8::is_ascii_digit),
+                b => b.is_some_and(u8::is_ascii_digit),
+            }
+    };
+    let name_after = |j: usize| bytes.get(j).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') && !exponent_at(j);
+    if i < bytes.len() && bytes[i] == b'.' && !name_after(i + 1) {
         is_float = true;
         i = digits(i + 1);
     }
@@ -120,4 +131,31 @@ fn number(src: &str, start: usize) -> Result<(Tok, usize), Diagnostic> {
         })?)
     };
     Ok((tok, i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lex, Tok};
+
+    fn tokens(src: &str) -> Vec<Tok> {
+        lex(src).unwrap_or_else(|d| panic!("{src}: {}", d.message)).into_iter().map(|t| t.tok).collect()
+    }
+
+    /// Every float form Python and numpy read, `1.e5` included; a point before a name is not
+    /// a fraction.
+    #[test]
+    fn floats_take_every_python_form() {
+        for (text, value) in [("1.", 1.0), ("1.5", 1.5), ("1.e5", 1e5), ("1.E-2", 0.01), ("1e5", 1e5), (".5", 0.5)] {
+            assert_eq!(tokens(text), [Tok::Float(value), Tok::Eof], "{text}");
+        }
+        assert!(lex("1.x").is_err());
+    }
+
+    /// A UTF-8 byte order mark is skipped; spans still count it.
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let t = lex("\u{feff}fn").unwrap();
+        assert_eq!(t[0].tok, Tok::Ident("fn".into()));
+        assert_eq!(t[0].span.start, 3);
+    }
 }

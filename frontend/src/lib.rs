@@ -17,6 +17,7 @@ mod elab;
 pub mod lexer;
 pub mod parser;
 pub mod render;
+mod resolve;
 pub mod transform;
 
 pub use builtins::names as builtin_names;

@@ -90,6 +90,28 @@ pub fn tensor(rng: &mut Rng, ty: &TensorType, specials: bool) -> Tensor {
     Tensor::new(ty.shape.clone(), data)
 }
 
+/// Random arguments for `f`, one per parameter as [`tensor`] draws them, except that an
+/// integer parameter named `labels` holds class indices, drawn from [0, 2): valid for
+/// `cross_entropy` over any number of classes (whose loss is NaN for a label out of range), so
+/// that tests exercise the loss and its derivatives rather than NaN.
+pub fn arguments(rng: &mut Rng, f: &Func, specials: bool) -> Vec<Tensor> {
+    f.params
+        .iter()
+        .map(|p| match p.ty.dtype {
+            DType::I32 | DType::I64 if p.name == "labels" => {
+                let labels = (0..p.ty.num_elements()).map(|_| rng.below(2) as i64);
+                let data = if p.ty.dtype == DType::I32 {
+                    Data::I32(labels.map(|l| l as i32).collect())
+                } else {
+                    Data::I64(labels.collect())
+                };
+                Tensor::new(p.ty.shape.clone(), data)
+            }
+            _ => tensor(rng, &p.ty, specials),
+        })
+        .collect()
+}
+
 /// A random literal of `dtype`.
 pub fn literal(rng: &mut Rng, dtype: DType) -> Literal {
     match dtype {

@@ -232,6 +232,13 @@ fn gather_indices(
     indices
 }
 
+/// The bytes [`run`] holds at once on `func`: it keeps every value until the call returns.
+/// Callers refuse a function above their memory budget instead of letting the allocation abort.
+pub fn memory_bytes(func: &Func) -> u64 {
+    let params = func.params.iter().map(|p| &p.ty);
+    params.chain(func.insts.iter().map(|i| &i.ty)).map(|t| t.size_bytes() as u64).fold(0, u64::saturating_add)
+}
+
 /// Runs a function on arguments of its parameter types and returns its results.
 ///
 /// Panics if an argument's type differs from its parameter's: callers check arguments first.

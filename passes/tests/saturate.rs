@@ -42,7 +42,7 @@ fn random_programs_keep_their_results_bit_for_bit() {
         let g = optimized(&f, false);
         changed += (print_func(&g) != print_func(&f)) as usize;
         for _ in 0..2 {
-            let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, true)).collect();
+            let args: Vec<_> = gen::arguments(&mut rng, &f, true);
             let (a, b) = (run(&f, &args), run(&g, &args));
             for (x, y) in a.iter().zip(&b) {
                 assert!(
@@ -68,7 +68,7 @@ fn fast_math_rewrites_stay_within_tolerance() {
             continue;
         }
         let g = optimized(&f, true);
-        let args: Vec<_> = f.params.iter().map(|p| gen::tensor(&mut rng, &p.ty, false)).collect();
+        let args: Vec<_> = gen::arguments(&mut rng, &f, false);
         // Fast-math assumes finite arithmetic: where the reference is finite, the rewritten
         // program agrees to rounding (reassociated sums of random data).
         for (x, y) in run(&f, &args).iter().zip(&run(&g, &args)) {

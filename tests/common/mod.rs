@@ -124,7 +124,7 @@ pub fn op_instances(rng: &mut kiln_ir::gen::Rng, instances: usize) -> (Module, V
 pub fn op_inputs(rng: &mut kiln_ir::gen::Rng, f: &kiln_ir::Func, op: &kiln_ir::Op) -> Vec<Tensor> {
     use kiln_ir::{Op, ReduceKind};
     let specials = !matches!(op, Op::Dot | Op::Conv(_) | Op::Reduce { kind: ReduceKind::Sum, .. });
-    f.params.iter().map(|p| kiln_ir::gen::tensor(rng, &p.ty, specials)).collect()
+    kiln_ir::gen::arguments(rng, f, specials)
 }
 
 pub fn tolerance(dtype: kiln_ir::DType, check: Check, args: &[Tensor]) -> Tolerance {
@@ -332,7 +332,7 @@ pub fn check_module(module: &Module, rng: &mut kiln_ir::gen::Rng) {
     let mut failures = vec![];
     let mut compared = Compared::default();
     for f in &module.funcs {
-        let args: Vec<_> = f.params.iter().map(|p| kiln_ir::gen::tensor(rng, &p.ty, false)).collect();
+        let args: Vec<_> = kiln_ir::gen::arguments(rng, f, false);
         match check_against_interpreter(&loaded, &f.name, &args, Check::Program) {
             Ok(c) => compared += c,
             Err(e) => failures.push(e),

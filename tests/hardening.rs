@@ -1,0 +1,118 @@
+//! Regression tests for the defects a robustness probe found (issue #17, part A), one test per
+//! defect: each input that made kiln panic, wrap silently, read or allocate without bound,
+//! ignore an error or accept contradicting options now gets a clear error and a non-zero exit.
+//! Frontend diagnostics are error filetests (tests/errors/, named in each test's comment).
+
+mod common;
+
+use kiln_ir::interp::{Data, Tensor};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kiln(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln")).current_dir(dir).args(args).output().expect("run kiln")
+}
+
+/// Exit code 1 (a usage error, not a crash or internal error) with `message` in stderr.
+fn refused(out: &Output, message: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: ") && stderr.contains(message), "{stderr}");
+}
+
+const PROGRAM: &str = "fn f(x: f32[4]) -> f32[4] { x * 2.0 }\nexport f;\n";
+
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.kn"), PROGRAM).unwrap();
+    std::fs::write(dir.path().join("x.bin"), [0u8; 16]).unwrap();
+    dir
+}
+
+/// A.1: `--egraph-seconds NaN` was a panic converting to a Duration (huge slice steps and
+/// `wrt=[]` are tests/run/shapes.kn's `huge_steps` and tests/errors/E0302_empty_wrt.kn).
+#[test]
+fn a_time_limit_that_is_not_a_number_is_refused() {
+    let dir = project();
+    for bad in ["NaN", "inf", "-1"] {
+        let out = kiln(dir.path(), &["build", "m.kn", &format!("--egraph-seconds={bad}")]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--egraph-seconds"));
+    }
+}
+
+/// A.4: `kiln check /dev/zero` and `kiln eval --input x=/dev/zero` read until memory ran out;
+/// `kiln expect` and `kiln eval` aborted allocating terabytes for a legal shape.
+#[test]
+fn reads_and_interpreter_memory_are_bounded() {
+    let dir = project();
+    refused(&kiln(dir.path(), &["check", "/dev/zero"]), "larger than 16777216 bytes");
+    refused(&kiln(dir.path(), &["eval", "m.kn", "--function", "f", "--input", "x=/dev/zero"]), "larger than 16 bytes");
+    let huge = "fn f(x: f32[4]) -> f32[1048576, 1048576] {\n    broadcast_to(reshape(sum(x), [1, 1]), [1048576, 1048576])\n}\nexport f;\n";
+    std::fs::write(dir.path().join("huge.kn"), huge).unwrap();
+    refused(&kiln(dir.path(), &["expect", "huge.kn", "-o", "out"]), "more than --memory-limit 4096 MiB");
+    refused(&kiln(dir.path(), &["eval", "huge.kn", "--function", "f", "--input", "x=x.bin"]), "--memory-limit");
+}
+
+/// A.7: `kiln build m.kn --emit ir > /dev/full` exited 0.
+#[test]
+fn a_failed_write_to_standard_output_is_an_error() {
+    let dir = project();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .args(["build", "m.kn", "--emit", "ir"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    refused(&out, "cannot write to standard output");
+}
+
+/// A.14: options that contradict each other, a repeated input, a file name that is not a C
+/// identifier and a file that exports nothing were accepted silently (or, for a CPU name given
+/// for a GPU, reported as an unsupported GPU).
+#[test]
+fn contradicting_options_and_silent_defaults_are_refused() {
+    let dir = project();
+    let d = dir.path();
+    refused(&kiln(d, &["build", "m.kn", "--linker", "cc"]), "add --output-kind shared");
+    refused(
+        &kiln(d, &["build", "m.kn", "--target", "nvptx64-nvidia-cuda", "--output-kind", "static"]),
+        "--output-kind static is for CPU targets",
+    );
+    refused(
+        &kiln(d, &["build", "m.kn", "--target", "nvptx64-nvidia-cuda", "--target-cpu", "skylake"]),
+        "give a GPU architecture with --gpu",
+    );
+    refused(&kiln(d, &["eval", "m.kn", "--function", "f", "--input", "x=x.bin", "--input", "x=x.bin"]), "given twice");
+    std::fs::write(d.join("my-model.kn"), PROGRAM).unwrap();
+    refused(&kiln(d, &["build", "my-model.kn"]), "give one with --module-name (for example `my_model`)");
+    let named = kiln(d, &["build", "my-model.kn", "--module-name", "my_model", "-o", "out"]);
+    assert!(named.status.success(), "{}", String::from_utf8_lossy(&named.stderr));
+    std::fs::write(d.join("none.kn"), "fn f(x: f32[4]) -> f32[4] { x }\n").unwrap();
+    refused(&kiln(d, &["build", "none.kn"]), "exports nothing");
+    // A byte order mark and Python's `1.e5` are accepted.
+    std::fs::write(d.join("bom.kn"), "\u{feff}fn f(x: f32[4]) -> f32[4] { x * 1.e1 }\nexport f;\n").unwrap();
+    let bom = kiln(d, &["check", "bom.kn"]);
+    assert!(bom.status.success(), "{}", String::from_utf8_lossy(&bom.stderr));
+}
+
+/// A.14: cross_entropy with an out-of-range label returned the row's logsumexp. Labels now
+/// count from the end when negative and give NaN outside [-n, n), as optax's
+/// softmax_cross_entropy_with_integer_labels (jnp.take_along_axis) does; compiled code agrees.
+#[test]
+fn cross_entropy_labels_follow_jax() {
+    let src = "fn f(l: f32[4, 3], y: i32[4]) -> f32[4] { cross_entropy(l, y) }\nexport f;\n";
+    let module = kiln_frontend::compile_source(src, "ce").unwrap_or_else(|d| panic!("{d:?}"));
+    let logits: Vec<f32> = (0..12).map(|i| i as f32 * 0.25).collect();
+    let args =
+        [Tensor::new(vec![4, 3], Data::F32(logits.clone())), Tensor::new(vec![4], Data::I32(vec![1, -1, 3, -4]))];
+    let lse = |row: usize| logits[3 * row..3 * row + 3].iter().map(|&v| (v as f64).exp()).sum::<f64>().ln();
+    let want = [lse(0) - logits[1] as f64, lse(1) - logits[5] as f64];
+    for result in [kiln_ir::interp::run(&module.funcs[0], &args), common::compile_and_load(&module, 2).call("f", &args)]
+    {
+        let Data::F32(got) = &result[0].data else { panic!("f32") };
+        assert!((got[0] as f64 - want[0]).abs() < 1e-5 && (got[1] as f64 - want[1]).abs() < 1e-5, "{got:?}");
+        assert!(got[2].is_nan() && got[3].is_nan(), "{got:?}");
+    }
+}
