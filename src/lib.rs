@@ -306,7 +306,15 @@ fn elaborate(source: &Source, file: &kiln_frontend::ast::SourceFile, module_name
     if !kiln_ir::func::is_identifier(module_name) {
         return Err(Error::Usage(format!("module name `{module_name}` is not a C identifier")));
     }
-    kiln_frontend::elaborate(file, module_name, Some(&Autodiff)).map_err(|d| source.error(d))
+    let module = kiln_frontend::elaborate(file, module_name, Some(&Autodiff)).map_err(|d| source.error(d))?;
+    kiln_codegen::names::check(&module).map_err(|clash| {
+        source.error(
+            Diagnostic::error("E0110", clash.message)
+                .at(clash.span, "this name")
+                .help("rename it, or export the function under another name with `as`"),
+        )
+    })?;
+    Ok(module)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

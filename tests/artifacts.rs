@@ -131,7 +131,7 @@ fn module_name_prefixes_symbols() {
         .unwrap();
     assert!(status.success());
     let header = std::fs::read_to_string(dir.path().join("net2.h")).unwrap();
-    assert!(header.contains("int32_t net2_loss(const float* x, const int32_t* labels,"));
+    assert!(header.contains("int32_t net2_loss(const float* /* x */, const int32_t* /* labels */,"));
     let out = kiln().arg("build").arg(example("mlp.kn")).args(["--module-name", "2bad"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
@@ -212,22 +212,36 @@ fn cross_compiles_for_aarch64_and_other_cpus() {
     }
 }
 
+/// Names that are C11, C++ or Rust keywords or C macros (tests/run/names.kn): the header
+/// compiles as C99, C11 and C++17 and the Rust bindings compile, warnings as errors; argument
+/// names are comments in prototypes. (Names whose generated forms collide are E0110.)
 #[test]
-fn header_survives_c_keywords_and_clashing_names() {
+fn header_and_bindings_survive_keywords_and_macros_as_names() {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/run/names.kn");
     assert!(kiln().arg("build").arg(&src).arg("-o").arg(dir.path()).status().unwrap().success());
     let header = std::fs::read_to_string(dir.path().join("names.h")).unwrap();
     assert!(
         header.contains(
-            "int32_t names_f(const float* int_, const float* out0, const int32_t* double_, float* out0_, float* out1, void* workspace);"
+            "int32_t names_f(const float* /* int */, const float* /* out0 */, const int32_t* /* double */, float* /* out0_ */, float* /* out1 */, void* /* workspace */);"
         ),
         "{header}"
     );
     let c = dir.path().join("use.c");
     std::fs::write(&c, "#include \"names.h\"\nint main(void) { return 0; }\n").unwrap();
     compile_c("cc", &["-std=c99"], &c, dir.path());
+    compile_c("cc", &["-std=c11"], &c, dir.path());
     compile_c("c++", &["-std=c++17", "-x", "c++"], &c, dir.path());
+    let lib = dir.path().join("lib.rs");
+    std::fs::write(&lib, "#![deny(warnings)]\ninclude!(\"names.rs\");\n").unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc)
+        .args(["--edition", "2021", "--crate-type", "lib", "--emit", "metadata", "-o"])
+        .arg(dir.path().join("libnames.rmeta"))
+        .arg(&lib)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rustc: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Compiles `source` (with headers from `dir`) to an object, warnings as errors.

@@ -116,3 +116,33 @@ fn cross_entropy_labels_follow_jax() {
         assert!(got[2].is_nan() && got[3].is_nan(), "{got:?}");
     }
 }
+
+/// A.6: names whose generated forms collide made headers or bindings that did not compile, or
+/// size macros that made a caller under-allocate, while the build exited 0 (keywords and
+/// macros as names are tests/artifacts.rs's `header_and_bindings_survive_...`).
+#[test]
+fn generated_names_that_would_collide_are_e0110() {
+    let cases = [
+        "fn set_parallel_for(x: f32[4]) -> f32[4] { x }\nexport set_parallel_for;",
+        "fn f(workspace: f32[4]) -> f32[4] { workspace }\nexport f;",
+        "fn f(check: f32[4]) -> f32[4] { check }\nexport f;",
+        "fn f(X: f32[4], x: f32[4]) -> f32[4] { X + x }\nexport f;",
+        "fn f(x_y: f32[4]) -> f32[4] { x_y }\nfn f_x(y: f32[4]) -> f32[4] { y }\nexport f;\nexport f_x;",
+        "fn f(x: f32[4]) -> f32[4] { x }\nexport f;\nexport f as f_with_workspace;",
+        "fn f(x: f32[4]) -> f32[4] { x }\nexport f;\nexport f as call_f;",
+        "fn f(self: f32[4]) -> f32[4] { self }\nexport f;",
+        "fn f(x: f32[4]) -> f32[4] { x }\nexport f as crate;",
+    ];
+    for text in cases {
+        let source = kiln::Source { name: "m.kn".into(), text: text.into() };
+        match kiln::check(&source, "m") {
+            Err(kiln::Error::Source { diag, .. }) => assert_eq!(diag.code, "E0110", "{text}: {}", diag.message),
+            other => panic!("{text}: {:?}", other.map(|_| ())),
+        }
+    }
+    let source = kiln::Source { name: "m.kn".into(), text: PROGRAM.into() };
+    match kiln::check(&source, "__m") {
+        Err(kiln::Error::Source { diag, .. }) => assert_eq!(diag.code, "E0110"),
+        other => panic!("module __m: {:?}", other.map(|_| ())),
+    }
+}

@@ -23,6 +23,7 @@ mod hide;
 pub mod lower;
 pub mod manifest;
 pub mod mlir;
+pub mod names;
 pub mod parallel;
 pub mod pipeline;
 pub mod prefetch;
