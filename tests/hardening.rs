@@ -146,3 +146,36 @@ fn generated_names_that_would_collide_are_e0110() {
         other => panic!("module __m: {:?}", other.map(|_| ())),
     }
 }
+
+/// A.3: elaboration is linear in the program. A helper called twice on the same arguments at
+/// every level of 32 (`f{k}(x) = f{k-1}(x) + f{k-1}(x)`) inlined 2^32 copies and aborted
+/// allocating 10 GB; 3,000 chained helpers with static shapes were each elaborated again for
+/// its own check (31 s). Sizes are asserted, not times: the doubling chain gives one
+/// instruction per level, the helper chain two per helper. Calls nest at most 500 deep
+/// (E0004), on a test thread's default stack.
+#[test]
+fn elaboration_is_linear_in_calls() {
+    let mut doubling = String::from("fn f0(x: f32[4]) -> f32[4] { x * 2.0 }\n");
+    for k in 1..32 {
+        doubling += &format!("fn f{k}(x: f32[4]) -> f32[4] {{ f{}(x) + f{}(x) }}\n", k - 1, k - 1);
+    }
+    doubling += "export f31;\n";
+    let chain_of = |n: usize| {
+        let mut s = String::from("fn f0(x: f32[4]) -> f32[4] { x * 2.0 }\n");
+        for k in 1..n {
+            s += &format!("fn f{k}(x: f32[4]) -> f32[4] {{ f{}(x) + 1.0 }}\n", k - 1);
+        }
+        s + &format!("export f{};\n", n - 1)
+    };
+    for (text, most) in [(doubling, 40), (chain_of(500), 3 * 500)] {
+        let source = kiln::Source { name: "m.kn".into(), text };
+        let module = kiln::check(&source, "m").unwrap_or_else(|e| panic!("{e}"));
+        let count = module.funcs[0].insts.len();
+        assert!(count <= most, "{count} instructions, at most {most} expected");
+    }
+    let source = kiln::Source { name: "m.kn".into(), text: chain_of(502) };
+    match kiln::check(&source, "m") {
+        Err(kiln::Error::Source { diag, .. }) => assert_eq!(diag.code, "E0004", "{}", diag.message),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}

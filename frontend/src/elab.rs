@@ -10,7 +10,9 @@ use crate::ast::*;
 use crate::transform::{Differentiator, Transform};
 use kiln_ir::types::check_shape;
 use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 /// A weakly typed literal: the value of a number written in the source (and of arithmetic on
 /// such numbers, which is folded).
@@ -48,10 +50,24 @@ pub struct Env {
 }
 
 pub struct Elab<'a> {
-    fns: BTreeMap<&'a str, &'a FnDef>,
+    file: Rc<File<'a>>,
     pub func: Func,
     call_stack: Vec<&'a str>,
     diff: Option<&'a dyn Differentiator>,
+    /// The value of every op pushed so far, by op and operands: pure ops are pushed once.
+    pushed: HashMap<(Op, Vec<Value>), Value>,
+    /// The result of every helper call so far whose arguments are arrays, by helper and
+    /// arguments: a call repeated on the same values (`f(x) + f(x)`, nested) is elaborated
+    /// once, so elaboration stays linear in the program rather than exponential in the depth
+    /// of calls.
+    calls: HashMap<(&'a str, Vec<Value>), Val>,
+}
+
+/// What every elaborator of a file shares: its functions, and the names of those a call has
+/// elaborated (at their declared types, when they have no shape variables: so checked).
+struct File<'a> {
+    fns: BTreeMap<&'a str, &'a FnDef>,
+    called: RefCell<BTreeSet<&'a str>>,
 }
 
 /// A function as a value: a definition, or a transformation of a function value.
@@ -61,6 +77,10 @@ enum FnValue<'a> {
 }
 
 type R<T> = Result<T, Diagnostic>;
+
+/// The deepest chain of calls elaborated: each level takes about 2 KiB of stack, so this fits
+/// a thread's default 2 MiB beside the parser's nesting limit.
+const MAX_CALL_DEPTH: usize = 500;
 
 /// Lowers every export of `file` into a function of a module named `module_name`, and checks
 /// every function whose parameter types are fully known even if it is not exported.
@@ -91,6 +111,8 @@ pub fn elaborate<'a>(file: &'a SourceFile, module_name: &str, diff: Option<&'a d
             }
         }
     }
+    let shared = Rc::new(File { fns, called: Default::default() });
+    let fns = &shared.fns;
     let mut module = Module { name: module_name.to_string(), funcs: vec![] };
     let mut exported: HashMap<String, Span> = HashMap::new();
     for item in &file.items {
@@ -98,12 +120,12 @@ pub fn elaborate<'a>(file: &'a SourceFile, module_name: &str, diff: Option<&'a d
         let (func, default_name, name_span) = match &export.target.kind {
             ExprKind::Name(target) => {
                 let Some(def) = fns.get(target.as_str()) else {
-                    return Err(unknown_function(target, export.target.span, &fns));
+                    return Err(unknown_function(target, export.target.span, fns));
                 };
-                (Elab::new(&fns, target, diff).instantiate(def, None)?, target.clone(), export.target.span)
+                (Elab::new(&shared, target, diff).instantiate(def, None)?, target.clone(), export.target.span)
             }
             ExprKind::Call { callee, .. } if Transform::parse(&callee.name).is_some() => {
-                let el = Elab::new(&fns, &callee.name, diff);
+                let el = Elab::new(&shared, &callee.name, diff);
                 let fv = el.function_value(&export.target)?;
                 let f = el.instantiate_value(&fv, None)?;
                 let name = f.name.clone();
@@ -129,11 +151,13 @@ pub fn elaborate<'a>(file: &'a SourceFile, module_name: &str, diff: Option<&'a d
     // generic ones, whose shapes only a call gives, have their names checked.
     for def in fns.values() {
         if def.params.iter().all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..)))) {
-            if !exported.contains_key(&def.name.name) {
-                Elab::new(&fns, &def.name.name, diff).instantiate(def, None)?;
+            // A call instantiated it already, at the only types it takes.
+            let called = shared.called.borrow().contains(def.name.name.as_str());
+            if !exported.contains_key(&def.name.name) && !called {
+                Elab::new(&shared, &def.name.name, diff).instantiate(def, None)?;
             }
         } else {
-            crate::resolve::check_names(def, &fns)?;
+            crate::resolve::check_names(def, fns)?;
         }
     }
     if let Err(e) = kiln_ir::verify::verify_module(&module) {
@@ -195,27 +219,36 @@ pub(crate) fn unknown_function(name: &str, span: Span, fns: &BTreeMap<&str, &FnD
 }
 
 impl<'a> Elab<'a> {
-    fn new(fns: &BTreeMap<&'a str, &'a FnDef>, name: &str, diff: Option<&'a dyn Differentiator>) -> Elab<'a> {
-        Elab { fns: fns.clone(), func: Func::new(name, Span::default()), call_stack: vec![], diff }
+    fn new(file: &Rc<File<'a>>, name: &str, diff: Option<&'a dyn Differentiator>) -> Elab<'a> {
+        Elab {
+            file: file.clone(),
+            func: Func::new(name, Span::default()),
+            call_stack: vec![],
+            diff,
+            pushed: HashMap::new(),
+            calls: HashMap::new(),
+        }
     }
 
     /// An elaborator for a function instantiated while elaborating this one (a transformed
     /// function): it shares the call stack, so recursion through transformations is caught.
     fn child(&self, name: &str) -> Elab<'a> {
         Elab {
-            fns: self.fns.clone(),
+            file: self.file.clone(),
             func: Func::new(name, Span::default()),
             call_stack: self.call_stack.clone(),
             diff: self.diff,
+            pushed: HashMap::new(),
+            calls: HashMap::new(),
         }
     }
 
     /// The function an expression denotes: a function name, or a transformation of one.
     fn function_value(&self, e: &'a Expr) -> R<FnValue<'a>> {
         match &e.kind {
-            ExprKind::Name(name) => match self.fns.get(name.as_str()) {
+            ExprKind::Name(name) => match self.file.fns.get(name.as_str()) {
                 Some(def) => Ok(FnValue::Def(def)),
-                None => Err(unknown_function(name, e.span, &self.fns)),
+                None => Err(unknown_function(name, e.span, &self.file.fns)),
             },
             ExprKind::Call { callee, args } if Transform::parse(&callee.name).is_some() => {
                 let kind = Transform::parse(&callee.name).expect("checked");
@@ -376,11 +409,11 @@ impl<'a> Elab<'a> {
 
     /// Copies the instructions of `f` into this function with its parameters bound to `args`;
     /// returns its result, or a tuple of its results.
-    fn inline(&mut self, f: &Func, args: &[Value], span: Span) -> R<Val> {
+    fn inline(&mut self, f: &Func, args: &[Value]) -> R<Val> {
         let mut map: Vec<Value> = args.to_vec();
         for inst in &f.insts {
             let a = inst.args.iter().map(|v| map[v.index()]).collect();
-            map.push(self.push(inst.op.clone(), a, span)?);
+            map.push(self.push(inst.op.clone(), a, inst.span)?);
         }
         let results: Vec<Val> = f.results.iter().map(|r| Val::Tensor(map[r.index()])).collect();
         Ok(if results.len() == 1 { results.into_iter().next().expect("one result") } else { Val::Tuple(results) })
@@ -400,7 +433,7 @@ impl<'a> Elab<'a> {
         }
         let types: Vec<TensorType> = values.iter().map(|&v| self.ty(v).clone()).collect();
         let f = self.instantiate_value(&fv, Some((&types, span)))?;
-        self.inline(&f, &values, span)
+        self.inline(&f, &values)
     }
 
     /// Lowers `def` into a standalone function: with `types` as its parameter types (checked
@@ -574,16 +607,24 @@ impl<'a> Elab<'a> {
     /// Appends an instruction; a type rule failure here is a compiler bug, since callers check
     /// operands and report user errors first.
     pub fn push(&mut self, op: Op, args: Vec<Value>, span: Span) -> R<Value> {
-        self.func.push(op, args, span).map_err(|e| match e.strip_prefix(kiln_ir::types::SHAPE_LIMIT) {
-            // Shapes built from valid ones can still exceed the limits (broadcasting two large
-            // arrays, one_hot with a huge class count): the user's error, not a bug.
-            Some(reason) => {
-                Diagnostic::error("E0213", format!("invalid shape: {reason}")).at(span, "this expression's result")
+        let key = (op, args);
+        if let Some(&v) = self.pushed.get(&key) {
+            return Ok(v);
+        }
+        let v = self.func.push(key.0.clone(), key.1.clone(), span).map_err(|e| {
+            match e.strip_prefix(kiln_ir::types::SHAPE_LIMIT) {
+                // Shapes built from valid ones can still exceed the limits (broadcasting two large
+                // arrays, one_hot with a huge class count): the user's error, not a bug.
+                Some(reason) => {
+                    Diagnostic::error("E0213", format!("invalid shape: {reason}")).at(span, "this expression's result")
+                }
+                None => Diagnostic::error("E9999", format!("internal compiler error: {e}"))
+                    .at(span, "while lowering this expression")
+                    .help("please report this as a bug in kiln"),
             }
-            None => Diagnostic::error("E9999", format!("internal compiler error: {e}"))
-                .at(span, "while lowering this expression")
-                .help("please report this as a bug in kiln"),
-        })
+        })?;
+        self.pushed.insert(key, v);
+        Ok(v)
     }
 
     fn eval_block(&mut self, env: &mut Env, block: &'a Block) -> R<Val> {
@@ -680,7 +721,7 @@ impl<'a> Elab<'a> {
         if let Some(&n) = env.shape_vars.get(name) {
             return Ok(Val::Lit(Lit::Int(n as i64)));
         }
-        if self.fns.contains_key(name) || crate::builtins::is_builtin(name) {
+        if self.file.fns.contains_key(name) || crate::builtins::is_builtin(name) {
             return Err(Diagnostic::error("E0101", format!("`{name}` is a function, not a value"))
                 .at(span, "a function")
                 .help(format!("call it: `{name}(...)`")));
@@ -695,14 +736,19 @@ impl<'a> Elab<'a> {
     }
 
     fn call_user(&mut self, env: &mut Env, callee: &Ident, args: &'a [Arg], span: Span) -> R<Val> {
-        let Some(&def) = self.fns.get(callee.name.as_str()) else {
-            return Err(unknown_function(&callee.name, callee.span, &self.fns));
+        let Some(&def) = self.file.fns.get(callee.name.as_str()) else {
+            return Err(unknown_function(&callee.name, callee.span, &self.file.fns));
         };
         if self.call_stack.contains(&def.name.name.as_str()) {
             return Err(Diagnostic::error("E0109", format!("`{}` calls itself", def.name.name))
                 .at(span, "recursive call")
                 .also(def.name.span, "defined here")
                 .note("kiln inlines every call, so recursion cannot be compiled"));
+        }
+        if self.call_stack.len() >= MAX_CALL_DEPTH {
+            return Err(Diagnostic::error("E0004", format!("calls nest more than {MAX_CALL_DEPTH} deep"))
+                .at(span, "this call is one too many")
+                .note("kiln inlines every call, and refuses rather than risk overflowing its stack"));
         }
         if let Some(a) = args.iter().find(|a| a.keyword.is_some()) {
             return Err(Diagnostic::error("E0215", "functions defined in kiln take positional arguments only")
@@ -724,24 +770,40 @@ impl<'a> Elab<'a> {
             .also(def.name.span, "defined here"));
         }
         let mut inner = Env::default();
+        let mut tensors = vec![];
         for (p, a) in def.params.iter().zip(args) {
             let v = self.eval(env, &a.value)?;
             let v = self
                 .check_against(&mut inner, v, &p.ty, a.value.span, "E0207", &format!("argument `{}`", p.name.name))
                 .map_err(|d| d.also(p.name.span, "parameter declared here"))?;
+            if let Val::Tensor(t) = v {
+                tensors.push(t);
+            }
             inner.vars.insert(p.name.name.clone(), v);
+        }
+        let key = (def.name.name.as_str(), tensors);
+        if key.1.len() == def.params.len() {
+            if let Some(v) = self.calls.get(&key) {
+                return Ok(v.clone());
+            }
         }
         self.call_stack.push(&def.name.name);
         let result =
             self.eval_block(&mut inner, &def.body).and_then(|r| self.check_result(def, &mut inner, r)).map_err(|d| {
-                if d.labels.iter().any(|l| l.span == span) {
+                // The calls that led to an error, up to a few (not a deep chain's hundreds).
+                if d.labels.iter().any(|l| l.span == span) || d.labels.len() > 8 {
                     d
                 } else {
                     d.also(span, format!("in this call of `{}`", def.name.name))
                 }
             });
         self.call_stack.pop();
-        result
+        let result = result?;
+        if key.1.len() == def.params.len() {
+            self.file.called.borrow_mut().insert(key.0);
+            self.calls.insert(key, result.clone());
+        }
+        Ok(result)
     }
 
     // ---- values and conversions -------------------------------------------------------
