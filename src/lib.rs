@@ -360,6 +360,17 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
     let pipeline =
         kiln_passes::PipelineOptions { dump_after: options.dump_after.clone(), saturate: options.saturate.clone() };
     let report = kiln_passes::run_pipeline(&mut module, &pipeline).map_err(Error::Internal)?;
+    // Node and iteration limits give the same program on every machine; the time limit does
+    // not, so reaching it fails the build rather than making an artifact that depends on speed.
+    if let Some(r) = report.saturation.iter().find(|r| r.timed_out) {
+        return Err(Error::Usage(format!(
+            "equality saturation of `{}` reached --egraph-seconds ({:.1} s) before its node and iteration \
+             limits, so its result would depend on this machine's speed; lower --egraph-nodes or \
+             --egraph-iters, or raise --egraph-seconds",
+            r.function,
+            options.saturate.time_limit.as_secs_f64()
+        )));
+    }
     out.timings.extend(report.timings);
     out.saturation = report.saturation;
     for (step, text) in report.dumps {

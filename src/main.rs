@@ -110,8 +110,9 @@ struct BuildArgs {
     /// Equality saturation: most rewrite iterations per function.
     #[arg(long = "egraph-iters", default_value_t = 30)]
     egraph_iters: usize,
-    /// Equality saturation: most seconds per function (a safety net; the node and iteration
-    /// limits keep results deterministic).
+    /// Equality saturation: most seconds per function, a safety net: reaching it fails the
+    /// build (its result would depend on the machine's speed), so that the node and iteration
+    /// limits alone decide the program.
     #[arg(long = "egraph-seconds", default_value_t = 5.0, value_parser = seconds)]
     egraph_seconds: f64,
 }

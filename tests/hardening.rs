@@ -179,3 +179,16 @@ fn elaboration_is_linear_in_calls() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+/// F: the e-graph's wall-clock limit could change the output on a slower machine. Reaching it
+/// now fails the build (exit 1) with a hint, so only the node and iteration limits decide.
+#[test]
+fn reaching_the_saturation_time_limit_fails_the_build() {
+    let dir = project();
+    refused(
+        &kiln(dir.path(), &["build", "m.kn", "--egraph-seconds=0", "-o", "out"]),
+        "would depend on this machine's speed",
+    );
+    let out = kiln(dir.path(), &["build", "m.kn", "-o", "out"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -3,7 +3,6 @@
 //! they write). Parameters are free and constants nearly so.
 
 use super::{Graph, Node};
-use egg::{CostFunction, Id, Language};
 use kiln_ir::{Func, Op, TensorType};
 
 /// The cost of one op with operand types `args` and result `ty`.
@@ -25,25 +24,17 @@ pub fn program_cost(f: &Func) -> f64 {
         .sum()
 }
 
-/// egg's cost function over the e-graph (tree cost: a shared child counts in every parent,
-/// which is what greedy extraction can afford; the pass keeps the result only if its DAG cost,
-/// [`program_cost`], is lower).
-pub struct ShapeCost<'g> {
-    pub graph: &'g Graph,
-}
-
-impl CostFunction<Node> for ShapeCost<'_> {
-    type Cost = f64;
-
-    fn cost<C: FnMut(Id) -> f64>(&mut self, node: &Node, mut costs: C) -> f64 {
-        let own = match node {
-            Node::Param(_) => 0.0,
-            Node::Op(op, children) => {
-                let args: Vec<&TensorType> = children.iter().map(|&c| &self.graph[c].data.ty).collect();
-                let ty = op.infer(&args).expect("e-graph nodes are well typed");
-                node_cost(op, &args, &ty)
-            }
-        };
-        node.children().iter().fold(own, |acc, &c| acc + costs(c))
-    }
+/// The tree cost of `node` given its children's tree costs: its own cost plus theirs (a
+/// shared child counts in every parent, which is what a greedy extraction can afford; the pass
+/// keeps the result only if its DAG cost, [`program_cost`], is lower).
+pub fn tree_cost(graph: &Graph, node: &Node, children: impl Iterator<Item = f64>) -> f64 {
+    let own = match node {
+        Node::Param(_) => 0.0,
+        Node::Op(op, args) => {
+            let types: Vec<&TensorType> = args.iter().map(|&c| &graph[c].data.ty).collect();
+            let ty = op.infer(&types).expect("e-graph nodes are well typed");
+            node_cost(op, &types, &ty)
+        }
+    };
+    children.fold(own, |acc, c| acc + c)
 }

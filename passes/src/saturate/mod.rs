@@ -186,6 +186,8 @@ impl Default for Options {
 pub struct Report {
     pub function: String,
     pub stop: String,
+    /// Whether the time limit stopped it: then its result depends on the machine's speed.
+    pub timed_out: bool,
     pub iterations: usize,
     pub nodes: usize,
     pub classes: usize,
@@ -245,6 +247,7 @@ pub fn saturate(f: &mut Func, options: &Options) -> Report {
     Report {
         function: f.name.clone(),
         stop,
+        timed_out: matches!(runner.stop_reason, Some(StopReason::TimeLimit(_))),
         iterations: runner.iterations.len(),
         nodes: graph.total_number_of_nodes(),
         classes: graph.number_of_classes(),
@@ -255,21 +258,85 @@ pub fn saturate(f: &mut Func, options: &Options) -> Report {
     }
 }
 
-/// The chosen node of every e-class reachable from `roots`, by the cost model (greedy: each
-/// class takes its cheapest node given its children's cheapest costs).
+/// The chosen node of every e-class reachable from `roots`: the node of least tree cost
+/// ([`cost::tree_cost`]: its own cost plus its children's, a shared child counted in every
+/// parent), found in one pass in order of increasing cost (Knuth's generalization of
+/// Dijkstra's algorithm, valid because a node costs at least as much as each child). egg's
+/// extractor repeats passes over every class until nothing changes, which takes as many passes
+/// as the graph is deep: quadratic on a long chain of lets. Ties go to the lower class id and
+/// node index, so the choice is deterministic.
 fn extract(graph: &Graph, roots: &[Id]) -> HashMap<Id, Node> {
-    let extractor = egg::Extractor::new(graph, cost::ShapeCost { graph });
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut classes: Vec<Id> = graph.classes().map(|c| c.id).collect();
+    classes.sort();
+    // For each class, the (class, node index) of every node that has it as a child, once per
+    // occurrence; for each node, how many of its child occurrences have no cost yet.
+    let mut parents: HashMap<Id, Vec<(Id, usize)>> = HashMap::new();
+    let mut pending: HashMap<(Id, usize), usize> = HashMap::new();
+    let mut ready = BinaryHeap::new();
+    let candidate = |class: Id, k: usize, done: &HashMap<Id, (f64, usize)>| {
+        let node = &graph[class].nodes[k];
+        let children = node.children().iter().map(|&c| done[&graph.find(c)].0);
+        let cost = cost::tree_cost(graph, node, children);
+        Reverse((Cost(cost), class, k))
+    };
+    let done_empty = HashMap::new();
+    for &class in &classes {
+        for (k, node) in graph[class].nodes.iter().enumerate() {
+            for &c in node.children() {
+                parents.entry(graph.find(c)).or_default().push((class, k));
+            }
+            if node.children().is_empty() {
+                ready.push(candidate(class, k, &done_empty));
+            } else {
+                pending.insert((class, k), node.children().len());
+            }
+        }
+    }
+    let mut done: HashMap<Id, (f64, usize)> = HashMap::new();
+    while let Some(Reverse((Cost(cost), class, k))) = ready.pop() {
+        if done.contains_key(&class) {
+            continue;
+        }
+        done.insert(class, (cost, k));
+        for &(parent, j) in parents.get(&class).map_or(&[][..], Vec::as_slice) {
+            let left = pending.get_mut(&(parent, j)).expect("a parent node waits for its children");
+            *left -= 1;
+            if *left == 0 && !done.contains_key(&parent) {
+                ready.push(candidate(parent, j, &done));
+            }
+        }
+    }
     let mut chosen = HashMap::new();
     let mut stack: Vec<Id> = roots.iter().map(|&r| graph.find(r)).collect();
     while let Some(id) = stack.pop() {
         if chosen.contains_key(&id) {
             continue;
         }
-        let node = extractor.find_best_node(id).clone();
+        let node = graph[id].nodes[done[&id].1].clone();
         stack.extend(node.children().iter().map(|&c| graph.find(c)));
         chosen.insert(id, node);
     }
     chosen
+}
+
+/// A cost ordered totally (costs are never NaN; infinity orders last).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Cost(f64);
+
+impl Eq for Cost {}
+
+impl PartialOrd for Cost {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Cost {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
 /// Builds the extracted program as a function with `f`'s signature: every chosen class once,
