@@ -495,11 +495,7 @@ fn the_gpu_benchmark_builds_and_the_bench_mode_times_bundles() {
     let bundle = gpu_bundle(&source, "sm_90", dir.path()).unwrap();
     let matmul = bundle.function("matmul").unwrap();
     assert!(matmul.launches.iter().any(|s| matches!(s, kiln_runtime::gpu::Step::Gemm(g) if g.m == 4096)));
-    let check = Path::new(env!("CARGO_BIN_EXE_kiln")).with_file_name("kiln-gpu-check");
-    if !check.is_file() {
-        eprintln!("skipping the bench mode: build kiln-gpu-check first (cargo build -p kiln-runtime --bins)");
-        return;
-    }
+    let check = gpu_check_program();
     gpu_bundle(&mlp(), "sm_80", dir.path()).unwrap();
     let out = Command::new(&check)
         .args(["--bench", "--emulate", "--runs", "2"])
@@ -538,11 +534,7 @@ fn every_program_runs_on_the_ptx_emulator_like_the_interpreter() {
 fn the_gpu_check_program_runs_bundles_against_expected_results() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let kiln = Path::new(env!("CARGO_BIN_EXE_kiln"));
-    let check = kiln.with_file_name("kiln-gpu-check");
-    if !check.is_file() {
-        eprintln!("skipping: build kiln-gpu-check first (cargo build -p kiln-runtime --bins)");
-        return;
-    }
+    let check = gpu_check_program();
     let dir = tempfile::tempdir().unwrap();
     let (bundle, data) = (dir.path().join("bundle"), dir.path().join("data"));
     let example = root.join("examples/mlp.kn");
@@ -652,4 +644,12 @@ fn bundle_of(module: &kiln_ir::Module, artifacts: &kiln_codegen::Artifacts) -> k
         .collect();
     let functions = kiln_codegen::manifest::functions(module, &artifacts.workspace, &[], &artifacts.launches);
     GpuBundle::from_plan(&module.name, "sm_90", &functions, kernels).unwrap()
+}
+
+/// kiln-gpu-check, which `cargo test --workspace` builds beside kiln: a test that needs it
+/// fails when it is missing rather than passing without checking anything.
+fn gpu_check_program() -> std::path::PathBuf {
+    let check = Path::new(env!("CARGO_BIN_EXE_kiln")).with_file_name("kiln-gpu-check");
+    assert!(check.is_file(), "{} is missing: build it with `cargo build -p kiln-runtime --bins`", check.display());
+    check
 }
