@@ -361,3 +361,61 @@ fn typed((d, n, words): &(kiln_runtime::DType, usize, Vec<u64>)) -> kiln_runtime
         DType::F64 => TensorRef::F64(cast(words, *n)),
     }
 }
+
+/// #17 A.12: an output size of SIZE_MAX aborted the host (a slice was made before the size
+/// check); a thread count of 100,000 left hundreds of threads and a panic behind and reported
+/// 100,000; a listed file replaced by a FIFO hung the open, and a link to /dev/zero exhausted
+/// memory. Each is now refused or bounded.
+#[test]
+fn hostile_sizes_thread_counts_and_files_are_refused() {
+    use kiln_runtime::capi::{kiln_bundle_call, kiln_bundle_close, kiln_bundle_open, kiln_set_threads};
+    use std::ffi::{c_void, CString};
+    let dir = bundle_dir();
+    let manifest = CString::new(dir.path().join("mlp.json").to_str().unwrap()).unwrap();
+    let mut error = [0 as std::ffi::c_char; 256];
+    let bundle = unsafe { kiln_bundle_open(manifest.as_ptr(), error.as_mut_ptr(), error.len()) };
+    assert!(!bundle.is_null());
+    let module = module();
+    let f = module.func("loss").unwrap();
+    let args = gen::arguments(&mut Rng::new(1), f, false);
+    let inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
+    let input_ptrs: Vec<*const c_void> = inputs.iter().map(|b| b.as_ptr().cast()).collect();
+    let input_bytes: Vec<usize> = inputs.iter().map(Vec::len).collect();
+    let mut out = [0u8; 4];
+    let (outputs, output_bytes) = ([out.as_mut_ptr().cast::<c_void>()], [usize::MAX]);
+    let name = CString::new("loss").unwrap();
+    let status = unsafe {
+        kiln_bundle_call(
+            bundle,
+            name.as_ptr(),
+            input_ptrs.as_ptr(),
+            input_bytes.as_ptr(),
+            inputs.len(),
+            outputs.as_ptr(),
+            output_bytes.as_ptr(),
+            1,
+            error.as_mut_ptr(),
+            error.len(),
+        )
+    };
+    assert_eq!(status, 1);
+    let message = unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned();
+    assert!(message.contains("larger than any buffer"), "{message}");
+    unsafe { kiln_bundle_close(bundle) };
+
+    let threads = kiln_set_threads(100_000);
+    assert!((2..=kiln_runtime::pool::MAX_THREADS).contains(&threads), "{threads}");
+    assert_eq!(kiln_runtime::pool::threads(), threads);
+    assert_eq!(kiln_set_threads(1), 1);
+
+    let library = dir.path().join("libmlp.so");
+    std::fs::remove_file(&library).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &library).unwrap();
+    let Err(refused) = Bundle::open(&dir.path().join("mlp.json")) else { panic!("a link to /dev/zero opened") };
+    assert!(refused.to_string().contains("not a regular file"), "{refused}");
+    std::fs::remove_file(&library).unwrap();
+    let made = Command::new("mkfifo").arg(&library).status().unwrap();
+    assert!(made.success());
+    let Err(refused) = Bundle::open(&dir.path().join("mlp.json")) else { panic!("a FIFO opened") };
+    assert!(refused.to_string().contains("not a regular file"), "{refused}");
+}

@@ -30,9 +30,10 @@ int32_t kiln_bundle_call(const kiln_bundle *bundle, const char *function,
 void kiln_bundle_close(kiln_bundle *bundle);
 
 /* Sets how many threads (the caller's included) run compiled parallel loops: 1 by default, 0
- * for one per core. Bundles use the pool when they open; an object linked directly uses it
+ * for one per core, at most 1024 (fewer if the system refuses to start more). Returns the
+ * count now in use. Bundles use the pool when they open; an object linked directly uses it
  * after `M_set_parallel_for(kiln_parallel_for)` (M is the module name). */
-void kiln_set_threads(size_t threads);
+size_t kiln_set_threads(size_t threads);
 
 /* The pool's parallel-for: calls body on disjoint chunks covering [0, n), each at least grain
  * iterations except perhaps the last, and returns when all have finished. */

@@ -200,11 +200,8 @@ pub(crate) fn check_buffers(
 /// lie in the returned directory).
 pub(crate) fn read_manifest(path: &Path) -> Result<(Manifest, PathBuf), Error> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let size = std::fs::metadata(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?.len();
-    if size > MAX_MANIFEST_BYTES {
-        return Err(Error::Manifest(format!("{size} bytes is too large for a manifest")));
-    }
-    let text = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let text =
+        read_regular_file(path, MAX_MANIFEST_BYTES).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     let m: Manifest = serde_json::from_slice(&text).map_err(|e| Error::Manifest(e.to_string()))?;
     if m.format != FORMAT || m.version != VERSION {
         return Err(Error::Version(format!(
@@ -407,12 +404,33 @@ impl Bundle {
     }
 }
 
+/// The bytes of the regular file at `path` (symbolic links followed), refusing anything else
+/// and more than `limit` bytes, without reading past the limit: a FIFO, a device such as
+/// /dev/zero (behind a link, too) or a growing file in a bundle's place is an error, not a hang
+/// or exhausted memory. The file is opened without blocking (a FIFO's open does not wait for a
+/// writer) and checked as opened, so it cannot be swapped between the check and the read.
+pub(crate) fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = vec![];
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("more than {limit} bytes"));
+    }
+    Ok(bytes)
+}
+
 fn verify_file(dir: &Path, f: &FileInfo) -> Result<(), Error> {
     if f.name.is_empty() || f.name.contains(['/', '\\']) || f.name.starts_with('.') {
         return Err(Error::Manifest(format!("file name `{}` is not a plain file name", f.name)));
     }
     let path: PathBuf = dir.join(&f.name);
-    let bytes = std::fs::read(&path).map_err(|e| Error::Integrity(format!("{}: {e}", f.name)))?;
+    let bytes = read_regular_file(&path, f.bytes).map_err(|e| Error::Integrity(format!("`{}`: {e}", f.name)))?;
     if bytes.len() as u64 != f.bytes {
         return Err(Error::Integrity(format!("`{}` has {} bytes, the manifest says {}", f.name, bytes.len(), f.bytes)));
     }

@@ -108,6 +108,15 @@ unsafe fn host_buffers<'a>(
     if num_inputs > crate::entry::MAX_ARGS || num_outputs > crate::entry::MAX_ARGS {
         return Err("too many buffers".into());
     }
+    // No buffer can be larger than isize::MAX bytes; a size beyond (SIZE_MAX) is refused here,
+    // before a slice is made of it.
+    // SAFETY: the caller gives arrays of the stated lengths.
+    let sizes: Vec<usize> = unsafe {
+        (0..num_inputs).map(|i| *input_bytes.add(i)).chain((0..num_outputs).map(|i| *output_bytes.add(i))).collect()
+    };
+    if let Some(n) = sizes.into_iter().find(|&n| n > isize::MAX as usize) {
+        return Err(format!("a buffer size of {n} bytes is larger than any buffer"));
+    }
     // SAFETY: the caller gives arrays of the stated lengths.
     let (ins, outs) = unsafe {
         (
@@ -191,10 +200,11 @@ pub unsafe extern "C" fn kiln_bundle_close(bundle: *mut KilnBundle) {
     }
 }
 
-/// Sets the thread count of compiled parallel loops (see [`crate::pool::set_threads`]).
+/// Sets the thread count of compiled parallel loops (see [`crate::pool::set_threads`]) and
+/// returns the count now in use (1 if setting it failed).
 #[unsafe(no_mangle)]
-pub extern "C" fn kiln_set_threads(threads: usize) {
-    let _ = std::panic::catch_unwind(|| crate::pool::set_threads(threads));
+pub extern "C" fn kiln_set_threads(threads: usize) -> usize {
+    std::panic::catch_unwind(|| crate::pool::set_threads(threads)).unwrap_or(1)
 }
 
 /// Opens and verifies the GPU bundle whose manifest is at `manifest_path` and loads it on CUDA

@@ -53,6 +53,7 @@ struct Pool {
 }
 
 impl Pool {
+    /// A pool of `threads - 1` workers, or fewer if the system refuses to start more.
     fn new(threads: usize) -> Pool {
         let shared = Arc::new(Shared {
             state: Mutex::new(State { generation: 0, job: None, running: 0, stop: false }),
@@ -61,9 +62,9 @@ impl Pool {
             next: AtomicI64::new(0),
         });
         let workers = (1..threads)
-            .map(|_| {
+            .map_while(|_| {
                 let shared = shared.clone();
-                std::thread::spawn(move || work(&shared))
+                std::thread::Builder::new().spawn(move || work(&shared)).ok()
             })
             .collect();
         Pool { shared, workers }
@@ -143,13 +144,21 @@ fn pool() -> &'static Mutex<Option<Pool>> {
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
+/// The most threads a pool runs: more than any machine kiln targets has cores, and few enough
+/// that asking for an absurd count (100,000) does not exhaust the process.
+pub const MAX_THREADS: usize = 1024;
+
 /// Sets how many threads (the caller's included) run parallel loops from now on; 0 means one
-/// per available core. Waits for a running dispatch to finish.
-pub fn set_threads(threads: usize) {
-    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+/// per available core. At most [`MAX_THREADS`], and fewer if the system refuses to start
+/// more. Waits for a running dispatch to finish; returns the count now in use.
+pub fn set_threads(threads: usize) -> usize {
+    let wanted = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
     let mut pool = pool().lock().unwrap_or_else(|e| e.into_inner());
+    *pool = None;
+    *pool = (wanted > 1).then(|| Pool::new(wanted.min(MAX_THREADS)));
+    let threads = pool.as_ref().map_or(1, |p| p.workers.len() + 1);
     THREADS.store(threads, Ordering::Relaxed);
-    *pool = (threads > 1).then(|| Pool::new(threads));
+    threads
 }
 
 /// The thread count set by [`set_threads`].

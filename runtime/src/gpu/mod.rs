@@ -96,7 +96,10 @@ impl GpuBundle {
             if !lists(&m, &k.file) {
                 return Err(Error::Manifest(format!("kernel `{}`: its file `{}` is not listed", k.name, k.file)));
             }
-            let ptx = std::fs::read_to_string(dir.join(&k.file)).map_err(|e| Error::Io(format!("{}: {e}", k.file)))?;
+            let bytes = m.files.iter().find(|f| f.name == k.file).map_or(0, |f| f.bytes);
+            let ptx = crate::bundle::read_regular_file(&dir.join(&k.file), bytes)
+                .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8 text".into()))
+                .map_err(|e| Error::Io(format!("{}: {e}", k.file)))?;
             kernels.push(GpuKernel { name: k.name.clone(), entry: k.entry.clone(), ptx });
         }
         GpuBundle::from_plan(&m.module, &m.target.cpu, &m.functions, kernels)
