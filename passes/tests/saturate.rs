@@ -91,6 +91,8 @@ fn each_ieee_unsafe_identity_fires_only_with_fast_math() {
     let cases = [
         ("mul-zero", "%1 = const 0.0 : f32[]\n  %2 = broadcast[dims=[]] %1 : f32[4]\n  %3 = mul %x, %2 : f32[4]", "mul"),
         ("sub-self", "%1 = sub %x, %x : f32[4]", "sub"),
+        // The zero is a broadcast constant, as the frontend writes `x + 0.0` (#17 A.15).
+        ("add-zero", "%1 = const 0.0 : f32[]\n  %2 = broadcast[dims=[]] %1 : f32[4]\n  %3 = add %x, %2 : f32[4]", "add"),
         ("div-self", "%1 = div %x, %x : f32[4]", "div"),
         ("exp-log", "%1 = log %x : f32[4]\n  %2 = exp %1 : f32[4]", "exp"),
         ("log-exp", "%1 = exp %x : f32[4]\n  %2 = log %1 : f32[4]", "log"),

@@ -54,6 +54,8 @@ pub fn exact() -> Vec<Rule> {
         rw!("div-one"; "(div ?x ?one)" => "?x" if constant_is("?one", 1.0)),
         // x - (+0) = x (x + (+0) is not: -0 + 0 = +0)
         rw!("sub-zero"; "(sub ?x ?zero)" => "?x" if constant_is("?zero", 0.0)),
+        // x + (-0) = x, -0 included (-0 + -0 = -0)
+        rw!("add-neg-zero"; "(add ?x ?zero)" => "?x" if constant_is("?zero", -0.0)),
         // -(-x) = x
         rw!("neg-neg"; "(neg (neg ?x))" => "?x"),
         // a - b = a + (-b)
@@ -86,6 +88,8 @@ pub fn fast_math() -> Vec<Rule> {
         rw!("mul-assoc"; "(mul (mul ?a ?b) ?c)" => "(mul ?a (mul ?b ?c))"),
         // [fast-math] a * b + a * c = a * (b + c): distributivity rounds differently
         rw!("distribute"; "(add (mul ?a ?b) (mul ?a ?c))" => "(mul ?a (add ?b ?c))"),
+        // [fast-math] x + (+0) = x: false for x = -0 (the sum is +0)
+        rw!("add-zero"; "(add ?x ?zero)" => "?x" if constant_is("?zero", 0.0)),
         // [fast-math] exp(log x) = x: false for x < 0 (NaN) and x = inf rounding
         rw!("exp-log"; "(exp (log ?x))" => "?x"),
         // [fast-math] log(exp x) = x: false where exp overflows
