@@ -419,3 +419,36 @@ fn hostile_sizes_thread_counts_and_files_are_refused() {
     let Err(refused) = Bundle::open(&dir.path().join("mlp.json")) else { panic!("a FIFO opened") };
     assert!(refused.to_string().contains("not a regular file"), "{refused}");
 }
+
+/// #17 A.10: only the triple's architecture was compared (`x86_64-pc-windows-msvc` opened),
+/// and a bundle needing CPU features this machine lacks opened and died of SIGILL at the first
+/// call. The whole triple must be this machine's, and the features of the psABI level or
+/// recorded with the bundle must be present.
+#[test]
+fn bundles_for_other_systems_or_missing_cpu_features_are_refused() {
+    let dir = bundle_dir();
+    let path = dir.path().join("mlp.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let edit = |from: &str, to: &str| {
+        assert!(original.contains(from), "{original}");
+        std::fs::write(&path, original.replace(from, to)).unwrap();
+        Bundle::open(&path).err().map(|e| e.to_string())
+    };
+    let refused = edit("x86_64-unknown-linux-gnu", "x86_64-pc-windows-msvc").expect("another system is refused");
+    assert!(refused.contains("built for x86_64-pc-windows-msvc"), "{refused}");
+    // A feature this machine lacks, recorded as a native build would record it.
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        // AMD's sse4a and tbm, Intel's avx512fp16: no machine has all three.
+        let lacking = [("sse4a", has!("sse4a")), ("tbm", has!("tbm")), ("avx512fp16", has!("avx512fp16"))]
+            .into_iter()
+            .find(|(_, present)| !present)
+            .map(|(name, _)| name)
+            .expect("this machine has every candidate feature: add one it lacks to the list");
+        let refused = edit("\"features\": \"\"", &format!("\"features\": \"+avx2,+{lacking}\"")).expect("refused");
+        assert!(refused.contains(&format!("needs {lacking}")), "{refused}");
+        // The default level, x86-64-v3, is met by every machine that runs this test suite.
+        assert!(edit("\"features\": \"\"", "\"features\": \"+avx2\"").is_none());
+    }
+}

@@ -155,12 +155,72 @@ pub struct Bundle {
 unsafe impl Send for Bundle {}
 unsafe impl Sync for Bundle {}
 
-fn host_arch() -> &'static str {
+/// The triple kiln builds for this machine (kiln's CPU targets are Linux with glibc).
+fn host_triple() -> &'static str {
     if cfg!(target_arch = "aarch64") {
-        "aarch64"
+        "aarch64-unknown-linux-gnu"
     } else {
-        "x86_64"
+        "x86_64-unknown-linux-gnu"
     }
+}
+
+/// The x86-64 microarchitecture levels of the psABI and the features each adds to the one
+/// before (LLVM's `x86-64-v2` ... `x86-64-v4`; kiln's default CPU is `x86-64-v3`).
+const X86_64_LEVELS: [(&str, &[&str]); 3] = [
+    ("x86-64-v2", &["sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cmpxchg16b"]),
+    ("x86-64-v3", &["avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "lzcnt", "movbe", "xsave"]),
+    ("x86-64-v4", &["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]),
+];
+
+/// The first CPU feature a bundle for `cpu` with extra `features` (LLVM's `+name,-name` list,
+/// recorded for `--target-cpu native`) needs and this machine lacks. A feature this runtime
+/// cannot detect is not held against the bundle, nor is a named CPU beyond the psABI levels
+/// (whose features only LLVM knows): such a bundle is checked by its recorded features only.
+fn missing_cpu_features(cpu: &str, features: &str) -> Option<String> {
+    let level = X86_64_LEVELS.iter().position(|(name, _)| *name == cpu);
+    let implied = level.into_iter().flat_map(|l| X86_64_LEVELS[..=l].iter().flat_map(|(_, f)| f.iter().copied()));
+    let listed = features.split(',').filter_map(|f| f.strip_prefix('+'));
+    implied.chain(listed).find(|f| host_has(f) == Some(false)).map(String::from)
+}
+
+/// Whether this machine has x86 feature `name` (LLVM's spelling), if the runtime can tell.
+#[cfg(target_arch = "x86_64")]
+fn host_has(name: &str) -> Option<bool> {
+    use std::arch::is_x86_feature_detected as has;
+    Some(match name {
+        "sse3" => has!("sse3"),
+        "ssse3" => has!("ssse3"),
+        "sse4.1" => has!("sse4.1"),
+        "sse4.2" => has!("sse4.2"),
+        "popcnt" => has!("popcnt"),
+        "cmpxchg16b" => has!("cmpxchg16b"),
+        "avx" => has!("avx"),
+        "avx2" => has!("avx2"),
+        "bmi1" => has!("bmi1"),
+        "bmi2" => has!("bmi2"),
+        "f16c" => has!("f16c"),
+        "fma" => has!("fma"),
+        "lzcnt" => has!("lzcnt"),
+        "movbe" => has!("movbe"),
+        "xsave" => has!("xsave"),
+        "avx512f" => has!("avx512f"),
+        "avx512bw" => has!("avx512bw"),
+        "avx512cd" => has!("avx512cd"),
+        "avx512dq" => has!("avx512dq"),
+        "avx512vl" => has!("avx512vl"),
+        "avx512vnni" => has!("avx512vnni"),
+        "avx512bf16" => has!("avx512bf16"),
+        "avx512fp16" => has!("avx512fp16"),
+        "avxvnni" => has!("avxvnni"),
+        "sse4a" => has!("sse4a"),
+        "tbm" => has!("tbm"),
+        _ => return None,
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn host_has(_: &str) -> Option<bool> {
+    None
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -260,9 +320,14 @@ impl Bundle {
                 if m.kind == Kind::Gpu { " here, and GPU bundles with kiln_runtime::gpu" } else { "" }
             )));
         }
-        let arch = m.target.triple.split('-').next().unwrap_or("");
-        if arch != host_arch() {
-            return Err(Error::Target(format!("built for {}, this machine is {}", m.target.triple, host_arch())));
+        if m.target.triple != host_triple() {
+            return Err(Error::Target(format!("built for {}, this machine is {}", m.target.triple, host_triple())));
+        }
+        if let Some(missing) = missing_cpu_features(&m.target.cpu, &m.target.features) {
+            return Err(Error::Target(format!(
+                "built for CPU `{}`, which needs {missing}; this machine lacks it (its code would stop on an illegal instruction)",
+                m.target.cpu
+            )));
         }
         let library_name = format!("lib{}.so", m.module);
         if !lists(&m, &library_name) {
