@@ -130,6 +130,7 @@ fn generated_names_that_would_collide_are_e0110() {
         "fn f(x_y: f32[4]) -> f32[4] { x_y }\nfn f_x(y: f32[4]) -> f32[4] { y }\nexport f;\nexport f_x;",
         "fn f(x: f32[4]) -> f32[4] { x }\nexport f;\nexport f as f_with_workspace;",
         "fn f(x: f32[4]) -> f32[4] { x }\nexport f;\nexport f as call_f;",
+        "fn f(x: f32[4]) -> f32[4] { x }\nexport f;\nexport f as f_packed;",
         "fn f(self: f32[4]) -> f32[4] { self }\nexport f;",
         "fn f(x: f32[4]) -> f32[4] { x }\nexport f as crate;",
     ];

@@ -452,3 +452,37 @@ fn bundles_for_other_systems_or_missing_cpu_features_are_refused() {
         assert!(edit("\"features\": \"\"", "\"features\": \"+avx2\"").is_none());
     }
 }
+
+/// #17 A.11: a function with more than 31 arguments built, but its bundle was refused at open
+/// (an 8-layer MLP's value_and_grad has 35). Libraries now export a packed entry point per
+/// function, arguments in one array, which the runtime calls whatever the arity.
+#[test]
+fn functions_of_any_arity_are_called_through_packed_entry_points() {
+    const N: usize = 40;
+    let params: Vec<String> = (0..N).map(|i| format!("p{i}: f32[2]")).collect();
+    let sum: Vec<String> = (0..N).map(|i| format!("p{i} * {}.0", i + 1)).collect();
+    let src = format!(
+        "fn wide({}) -> (f32[2], f32[2]) {{\n    ({}, p0)\n}}\nexport wide;\n",
+        params.join(", "),
+        sum.join(" + ")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wide.kn"), &src).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .args(["build", "wide.kn", "--output-kind", "shared", "-o", "out"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bundle = Bundle::open(&dir.path().join("out/wide.json")).unwrap();
+    let inputs: Vec<Vec<u8>> =
+        (0..N).map(|i| [1.0f32, i as f32].iter().flat_map(|v| v.to_ne_bytes()).collect()).collect();
+    let input_refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+    bundle.call("wide", &input_refs, &mut [&mut a, &mut b]).unwrap();
+    let floats = |bytes: &[u8]| bytes.chunks(4).map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+    let expected0: f32 = (1..=N).map(|k| k as f32).sum();
+    let expected1: f32 = (0..N).map(|i| i as f32 * (i + 1) as f32).sum();
+    assert_eq!(floats(&a), [expected0, expected1]);
+    assert_eq!(floats(&b), [1.0, 0.0]);
+}

@@ -5,7 +5,7 @@
 
 use crate::context::{err, CodegenError};
 use crate::front::Compilation;
-use crate::manifest::entry_symbol;
+use crate::manifest::{entry_symbol, packed_entry_symbol};
 use crate::mlir::impl_symbol;
 use crate::parallel;
 use crate::schedule;
@@ -277,6 +277,24 @@ fn add_entry_points<'c>(
         b.build_call(imp, &own_args, "").map_err(build)?;
         b.build_call(free, &[own.into()], "").map_err(build)?;
         b.build_return(Some(&i32t.const_zero())).map_err(build)?;
+        // The packed entry point: the same arguments, read from an array of n + 1 pointers.
+        let packed =
+            m.add_function(&packed_entry_symbol(&module.name, &func.name), i32t.fn_type(&[ptr.into()], false), None);
+        b.position_at_end(llvm.append_basic_block(packed, "entry"));
+        let array = packed.get_nth_param(0).expect("the argument array").into_pointer_value();
+        let mut unpacked = vec![];
+        for i in 0..=n {
+            // SAFETY (of the generated code): the caller passes n + 1 pointers.
+            let slot = unsafe { b.build_gep(ptr, array, &[i64t.const_int(i as u64, false)], "") }.map_err(build)?;
+            unpacked.push(b.build_load(ptr, slot, "").map_err(build)?.into());
+        }
+        let status = b
+            .build_call(entry, &unpacked, "")
+            .map_err(build)?
+            .try_as_basic_value()
+            .basic()
+            .ok_or_else(|| err("entry points", "an entry point returns nothing"))?;
+        b.build_return(Some(&status)).map_err(build)?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@
 //! link refuses a duplicate (`a` exporting `b_c` and `a_b` exporting `c`); the runtime opens each
 //! bundle's library on its own.
 
-use crate::manifest::{entry_symbol, parallel_for_symbol};
+use crate::manifest::{entry_symbol, packed_entry_symbol, parallel_for_symbol};
 use kiln_ir::{Module, Span};
 use std::collections::BTreeMap;
 
@@ -127,6 +127,7 @@ pub fn check(module: &Module) -> Result<(), Clash> {
         }
         let of = |what: &str| format!("{what} of `{name}`");
         c.claim(sym.clone(), of("the entry point"), f.span, "C")?;
+        c.claim(packed_entry_symbol(m, name), of("the packed entry point"), f.span, "C")?;
         c.claim(c_workspace_macro(&sym), of("the workspace size"), f.span, "C")?;
         c.claim(c_name_macro(&sym), of("the name"), f.span, "C")?;
         rust.claim(sym.clone(), of("the entry point"), f.span, "Rust")?;

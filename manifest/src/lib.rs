@@ -253,6 +253,14 @@ pub fn entry_symbol(module: &str, function: &str) -> String {
     format!("{module}_{function}")
 }
 
+/// The symbol of a function's packed entry point, `int32_t module_function_packed(void **args)`:
+/// the entry point with its arguments (inputs, outputs, workspace) read from one array, so a
+/// loader calls a function of any arity through one signature. Libraries of kiln 0.1 built
+/// before it have only the plain entry point.
+pub fn packed_entry_symbol(module: &str, function: &str) -> String {
+    format!("{}_packed", entry_symbol(module, function))
+}
+
 /// The symbol of a module's ABI descriptor: `module.kiln_abi` (the `.` keeps it apart from
 /// every C identifier, so it cannot clash with an entry point).
 pub fn abi_symbol(module: &str) -> String {

@@ -139,8 +139,21 @@ pub struct Function {
     pub results: Vec<ArgSpec>,
     /// Bytes of scratch memory a call needs (see [`Bundle::call_with_workspace`]).
     pub workspace_bytes: usize,
-    entry: *const c_void,
+    entry: Entry,
 }
+
+/// How a function is called: through its packed entry point (arguments in one array, any
+/// arity), or, in a library built before packed entry points, its plain one (at most
+/// [`crate::entry::MAX_ARGS`] arguments).
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    Packed(*const c_void),
+    Plain(*const c_void),
+}
+
+/// The most parameters and results a function's manifest may list (bounding what a manifest
+/// makes the runtime allocate).
+const MAX_ARGUMENTS: usize = 1 << 16;
 
 /// A loaded, verified bundle.
 #[derive(Debug)]
@@ -290,8 +303,8 @@ pub(crate) fn signature(module: &str, f: &FunctionInfo) -> Result<(Vec<ArgSpec>,
     }
     let params = f.params.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
     let results = f.results.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
-    if params.len() + results.len() + 1 > crate::entry::MAX_ARGS {
-        return Err(Error::Manifest(format!("`{}` has too many arguments", f.name)));
+    if params.len() + results.len() > MAX_ARGUMENTS {
+        return Err(Error::Manifest(format!("`{}` has more than {MAX_ARGUMENTS} arguments", f.name)));
     }
     if f.workspace_bytes > 1 << 44 || !f.workspace_bytes.is_multiple_of(WORKSPACE_ALIGNMENT as u64) {
         return Err(Error::Manifest(format!("`{}` claims {} workspace bytes", f.name, f.workspace_bytes)));
@@ -342,7 +355,7 @@ impl Bundle {
                 params,
                 results,
                 workspace_bytes,
-                entry: std::ptr::null(),
+                entry: Entry::Plain(std::ptr::null()),
             });
             symbols.push(f.symbol.clone());
         }
@@ -364,11 +377,24 @@ impl Bundle {
             )));
         }
         for (f, s) in functions.iter_mut().zip(&symbols) {
-            let name = format!("{s}\0");
-            // SAFETY: resolving a symbol has no side effect.
-            let entry: libloading::Symbol<*const c_void> =
-                unsafe { library.get(name.as_bytes()) }.map_err(|e| Error::Library(e.to_string()))?;
-            f.entry = *entry;
+            let resolve = |name: String| {
+                // SAFETY: resolving a symbol has no side effect.
+                unsafe { library.get::<*const c_void>(format!("{name}\0").as_bytes()) }.map(|s| *s)
+            };
+            f.entry = match resolve(kiln_manifest::packed_entry_symbol(&m.module, &f.name)) {
+                Ok(packed) => Entry::Packed(packed),
+                Err(_) if f.params.len() + f.results.len() < crate::entry::MAX_ARGS => {
+                    Entry::Plain(resolve(s.clone()).map_err(|e| Error::Library(e.to_string()))?)
+                }
+                Err(_) => {
+                    return Err(Error::Library(format!(
+                        "`{}` takes more than {} arguments, and this library (built before packed entry points) has no `{}`",
+                        f.name,
+                        crate::entry::MAX_ARGS,
+                        kiln_manifest::packed_entry_symbol(&m.module, &f.name)
+                    )))
+                }
+            };
         }
         // Parallel loops run on this runtime's pool (serially until `pool::set_threads`).
         let setter = format!("{}\0", kiln_manifest::parallel_for_symbol(&m.module));
@@ -462,7 +488,15 @@ impl Bundle {
         // SAFETY: the entry point comes from a verified bundle whose ABI matches these specs,
         // every buffer has the size its argument needs, and the workspace is NULL or large
         // enough and aligned.
-        match unsafe { crate::entry::call(f.entry, &ptrs) }.map_err(|e| Error::Argument(e.to_string()))? {
+        let status = match f.entry {
+            // SAFETY: a packed entry point reads exactly these pointers from the array.
+            Entry::Packed(p) => unsafe {
+                let packed: extern "C" fn(*const *mut c_void) -> i32 = std::mem::transmute(p);
+                packed(ptrs.as_ptr())
+            },
+            Entry::Plain(p) => unsafe { crate::entry::call(p, &ptrs) }.map_err(|e| Error::Argument(e.to_string()))?,
+        };
+        match status {
             0 => Ok(()),
             s => Err(Error::Status(s)),
         }

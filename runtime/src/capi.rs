@@ -105,7 +105,7 @@ unsafe fn host_buffers<'a>(
             return Err("a buffer array is NULL".into());
         }
     }
-    if num_inputs > crate::entry::MAX_ARGS || num_outputs > crate::entry::MAX_ARGS {
+    if num_inputs > 1 << 16 || num_outputs > 1 << 16 {
         return Err("too many buffers".into());
     }
     // No buffer can be larger than isize::MAX bytes; a size beyond (SIZE_MAX) is refused here,
