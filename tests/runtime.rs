@@ -486,3 +486,32 @@ fn functions_of_any_arity_are_called_through_packed_entry_points() {
     assert_eq!(floats(&a), [expected0, expected1]);
     assert_eq!(floats(&b), [1.0, 0.0]);
 }
+
+/// #17 A.9: the library was hashed, then opened again by path: a bare manifest name made
+/// dlopen search the library path, a file swapped after the check ran unverified, and reopening
+/// a rebuilt bundle returned the old code (dlopen shares a path's library). The runtime now
+/// loads exactly the verified bytes, from an in-memory file of its own.
+#[test]
+fn a_bundle_runs_exactly_the_bytes_that_were_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |factor: f32| {
+        let src = format!("fn f(x: f32[4]) -> f32[4] {{ x * {factor:?} }}\nexport f;\n");
+        std::fs::write(dir.path().join("m.kn"), src).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .current_dir(dir.path())
+            .args(["build", "m.kn", "--output-kind", "shared", "-o", "out"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Bundle::open(&dir.path().join("out/m.json")).unwrap()
+    };
+    let run = |bundle: &Bundle| {
+        let x: Vec<u8> = [1.0f32; 4].iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let mut y = [0u8; 16];
+        bundle.call("f", &[&x], &mut [&mut y]).unwrap();
+        f32::from_ne_bytes(y[..4].try_into().unwrap())
+    };
+    let first = build(2.0);
+    let second = build(3.0);
+    assert_eq!((run(&first), run(&second)), (2.0, 3.0));
+}

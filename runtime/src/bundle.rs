@@ -9,6 +9,7 @@
 //! buffer lengths before the call.
 
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::ffi::{c_void, CStr};
 use std::path::{Path, PathBuf};
 
@@ -161,6 +162,9 @@ pub struct Bundle {
     pub module: String,
     functions: Vec<Function>,
     _library: libloading::Library,
+    /// The in-memory file the library was loaded from, open while it is loaded: its
+    /// /proc/self/fd path stays unique, so another bundle's load is never taken for this one.
+    _image: std::fs::File,
 }
 
 // SAFETY: entry points are plain functions with no shared mutable state (the library holds no
@@ -269,9 +273,9 @@ pub(crate) fn check_buffers(
 }
 
 /// Reads the manifest at `path` and checks what every bundle must satisfy: size, JSON shape,
-/// format and version, module name, and the size and SHA-256 of every file it lists (which
-/// lie in the returned directory).
-pub(crate) fn read_manifest(path: &Path) -> Result<(Manifest, PathBuf), Error> {
+/// format and version, module name, and the size and SHA-256 of every file it lists (beside
+/// it), whose verified bytes it returns.
+pub(crate) fn read_manifest(path: &Path) -> Result<(Manifest, Verified), Error> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let text =
         read_regular_file(path, MAX_MANIFEST_BYTES).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
@@ -285,10 +289,45 @@ pub(crate) fn read_manifest(path: &Path) -> Result<(Manifest, PathBuf), Error> {
     if !is_identifier(&m.module) {
         return Err(Error::Manifest(format!("module name `{}` is not an identifier", m.module)));
     }
+    let mut files = BTreeMap::new();
     for f in &m.files {
-        verify_file(&dir, f)?;
+        files.insert(f.name.clone(), verify_file(&dir, f)?);
     }
-    Ok((m, dir))
+    Ok((m, Verified(files)))
+}
+
+/// The bytes of a bundle's files as they were verified against the manifest's hashes: what
+/// the runtime loads, so that a file replaced after the check is never used.
+pub(crate) struct Verified(BTreeMap<String, Vec<u8>>);
+
+impl Verified {
+    /// The verified bytes of listed file `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(Vec::as_slice)
+    }
+}
+
+/// Loads a shared library from exactly `bytes`, through an anonymous in-memory file (returned:
+/// keep it open while the library is loaded): never a search of the library path (a bare file
+/// name), never a file replaced after it was verified, and never the library an earlier open of
+/// the same path left loaded.
+fn load_library(name: &str, bytes: &[u8]) -> Result<(libloading::Library, std::fs::File), Error> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let c_name = std::ffi::CString::new(name).map_err(|e| Error::Library(e.to_string()))?;
+    // SAFETY: a NUL-terminated name and valid flags; the descriptor is owned by the File below.
+    let fd = unsafe { libc::memfd_create(c_name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::Library(format!("memfd_create: {}", std::io::Error::last_os_error())));
+    }
+    // SAFETY: `fd` is a fresh descriptor this function owns.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes).map_err(|e| Error::Library(e.to_string()))?;
+    // SAFETY: the bytes are the library whose hash the manifest records; kiln's libraries run
+    // no initializers.
+    let library = unsafe { libloading::Library::new(format!("/proc/self/fd/{fd}")) }
+        .map_err(|e| Error::Library(e.to_string()))?;
+    Ok((library, file))
 }
 
 /// Whether the manifest lists a file of that name (and so has verified it).
@@ -325,7 +364,7 @@ fn spec(a: &ArgInfo) -> Result<ArgSpec, Error> {
 impl Bundle {
     /// Opens the bundle whose manifest is at `manifest` (its files sit beside it).
     pub fn open(manifest: &Path) -> Result<Bundle, Error> {
-        let (m, dir) = read_manifest(manifest)?;
+        let (m, verified) = read_manifest(manifest)?;
         if m.kind != Kind::Shared {
             return Err(Error::Target(format!(
                 "a `{}` build; the runtime loads shared libraries (--output-kind shared){}",
@@ -359,10 +398,8 @@ impl Bundle {
             });
             symbols.push(f.symbol.clone());
         }
-        // SAFETY: the library's bytes match the hash its manifest records; kiln's libraries run
-        // no initializers.
-        let library =
-            unsafe { libloading::Library::new(dir.join(&library_name)) }.map_err(|e| Error::Library(e.to_string()))?;
+        let (library, image) =
+            load_library(&library_name, verified.get(&library_name).expect("listed files are verified"))?;
         let descriptor = format!("{}\0", kiln_manifest::abi_symbol(&m.module));
         // SAFETY: the symbol is a NUL-terminated constant string in kiln's libraries.
         let embedded = unsafe {
@@ -402,7 +439,7 @@ impl Bundle {
         if let Ok(set) = unsafe { library.get::<unsafe extern "C" fn(crate::pool::ParallelFor)>(setter.as_bytes()) } {
             unsafe { set(crate::pool::kiln_parallel_for) };
         }
-        Ok(Bundle { module: m.module, functions, _library: library })
+        Ok(Bundle { module: m.module, functions, _library: library, _image: image })
     }
 
     pub fn functions(&self) -> &[Function] {
@@ -508,7 +545,7 @@ impl Bundle {
 /// /dev/zero (behind a link, too) or a growing file in a bundle's place is an error, not a hang
 /// or exhausted memory. The file is opened without blocking (a FIFO's open does not wait for a
 /// writer) and checked as opened, so it cannot be swapped between the check and the read.
-pub(crate) fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file =
@@ -524,7 +561,7 @@ pub(crate) fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, Stri
     Ok(bytes)
 }
 
-fn verify_file(dir: &Path, f: &FileInfo) -> Result<(), Error> {
+fn verify_file(dir: &Path, f: &FileInfo) -> Result<Vec<u8>, Error> {
     if f.name.is_empty() || f.name.contains(['/', '\\']) || f.name.starts_with('.') {
         return Err(Error::Manifest(format!("file name `{}` is not a plain file name", f.name)));
     }
@@ -537,5 +574,5 @@ fn verify_file(dir: &Path, f: &FileInfo) -> Result<(), Error> {
     if digest != f.sha256 {
         return Err(Error::Integrity(format!("`{}` does not match its SHA-256", f.name)));
     }
-    Ok(())
+    Ok(bytes)
 }

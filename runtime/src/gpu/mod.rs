@@ -83,7 +83,7 @@ pub struct GpuBundle {
 impl GpuBundle {
     /// Opens and verifies the GPU bundle whose manifest is at `manifest`.
     pub fn open(manifest: &Path) -> Result<GpuBundle, Error> {
-        let (m, dir) = read_manifest(manifest)?;
+        let (m, verified) = read_manifest(manifest)?;
         if m.kind != Kind::Gpu || !m.target.triple.starts_with("nvptx64-") {
             return Err(Error::Target(format!(
                 "a `{}` build for {}, not a GPU bundle",
@@ -96,10 +96,9 @@ impl GpuBundle {
             if !lists(&m, &k.file) {
                 return Err(Error::Manifest(format!("kernel `{}`: its file `{}` is not listed", k.name, k.file)));
             }
-            let bytes = m.files.iter().find(|f| f.name == k.file).map_or(0, |f| f.bytes);
-            let ptx = crate::bundle::read_regular_file(&dir.join(&k.file), bytes)
-                .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8 text".into()))
-                .map_err(|e| Error::Io(format!("{}: {e}", k.file)))?;
+            let bytes = verified.get(&k.file).expect("listed files are verified");
+            let ptx =
+                String::from_utf8(bytes.to_vec()).map_err(|_| Error::Io(format!("{}: not UTF-8 text", k.file)))?;
             kernels.push(GpuKernel { name: k.name.clone(), entry: k.entry.clone(), ptx });
         }
         GpuBundle::from_plan(&m.module, &m.target.cpu, &m.functions, kernels)
