@@ -476,6 +476,10 @@ fn package(
         files.push((format!("{m}.h"), kiln_codegen::header::emit_header(module, VERSION, workspace).into_bytes()));
         files.push((format!("{m}.rs"), kiln_codegen::bindings::emit_bindings(module, VERSION, workspace).into_bytes()));
     }
+    let functions = manifest::functions(module, workspace, &artifacts.stack, &artifacts.launches);
+    if gpu {
+        files.push((manifest::plan_file(m), manifest::plan_bytes(&functions)));
+    }
     let source_name = Path::new(&source.name).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let manifest = Manifest {
         format: manifest::FORMAT.to_string(),
@@ -490,7 +494,7 @@ fn package(
         },
         opt_level: options.opt_level,
         source: file_info(&source_name, source.text.as_bytes()),
-        functions: manifest::functions(module, workspace, &artifacts.stack, &artifacts.launches),
+        functions,
         kernels,
         files: files.iter().map(|(name, bytes)| file_info(name, bytes)).collect(),
     };

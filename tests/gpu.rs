@@ -653,3 +653,20 @@ fn gpu_check_program() -> std::path::PathBuf {
     assert!(check.is_file(), "{} is missing: build it with `cargo build -p kiln-runtime --bins`", check.display());
     check
 }
+
+/// #17 A.13: editing only a GPU manifest's launch plan (block sizes, buffer indices, kernel
+/// names) gave garbage with status 0 on the emulator, and would read out of bounds on hardware.
+/// The plan as built is a listed, hashed file of the bundle; a manifest whose plan differs is
+/// refused at open.
+#[test]
+fn a_gpu_manifest_whose_launch_plan_was_edited_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    gpu_bundle(&mlp(), "sm_80", dir.path()).unwrap();
+    let path = dir.path().join("mlp.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let edited = original.replacen("\"block\": [\n            256", "\"block\": [\n            128", 1);
+    assert_ne!(edited, original, "the plan has a block of 256 threads to edit");
+    std::fs::write(&path, edited).unwrap();
+    let Err(refused) = kiln_runtime::gpu::GpuBundle::open(&path) else { panic!("an edited plan opened") };
+    assert!(refused.to_string().contains("launch plan differs"), "{refused}");
+}

@@ -253,6 +253,21 @@ pub fn entry_symbol(module: &str, function: &str) -> String {
     format!("{module}_{function}")
 }
 
+/// The file of a GPU bundle that holds its launch plan as built: the manifest's functions
+/// (launch steps included) as compact JSON. The file is listed and hashed like every other, so
+/// a manifest whose plan was edited alone (block sizes, buffer indices, kernel names) no longer
+/// matches it and is refused at open, as a CPU bundle's ABI descriptor refuses edited shapes.
+pub fn plan_file(module: &str) -> String {
+    format!("{module}.plan")
+}
+
+/// The contents of [`plan_file`] for `functions`.
+pub fn plan_bytes(functions: &[FunctionInfo]) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(functions).expect("manifest types serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
 /// The symbol of a function's packed entry point, `int32_t module_function_packed(void **args)`:
 /// the entry point with its arguments (inputs, outputs, workspace) read from one array, so a
 /// loader calls a function of any arity through one signature. Libraries of kiln 0.1 built

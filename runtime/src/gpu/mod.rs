@@ -101,7 +101,16 @@ impl GpuBundle {
                 String::from_utf8(bytes.to_vec()).map_err(|_| Error::Io(format!("{}: not UTF-8 text", k.file)))?;
             kernels.push(GpuKernel { name: k.name.clone(), entry: k.entry.clone(), ptx });
         }
-        GpuBundle::from_plan(&m.module, &m.target.cpu, &m.functions, kernels)
+        // A plan that breaks a rule is refused for that reason; one that keeps the rules but is
+        // not the plan built (recorded in a hashed file) is refused as an edited manifest.
+        let bundle = GpuBundle::from_plan(&m.module, &m.target.cpu, &m.functions, kernels)?;
+        let plan = kiln_manifest::plan_file(&m.module);
+        if verified.get(&plan) != Some(&kiln_manifest::plan_bytes(&m.functions)[..]) {
+            return Err(Error::Integrity(format!(
+                "the manifest's launch plan differs from the one built, recorded in `{plan}` (or it is missing)"
+            )));
+        }
+        Ok(bundle)
     }
 
     /// A bundle of module `module` for GPU architecture `gpu` from its functions, as a manifest
