@@ -467,14 +467,7 @@ fn functions_of_any_arity_are_called_through_packed_entry_points() {
         sum.join(" + ")
     );
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wide.kn"), &src).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .current_dir(dir.path())
-        .args(["build", "wide.kn", "--output-kind", "shared", "-o", "out"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let bundle = Bundle::open(&dir.path().join("out/wide.json")).unwrap();
+    let bundle = build_and_open(dir.path(), "wide", &src);
     let inputs: Vec<Vec<u8>> =
         (0..N).map(|i| [1.0f32, i as f32].iter().flat_map(|v| v.to_ne_bytes()).collect()).collect();
     let input_refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
@@ -495,15 +488,7 @@ fn functions_of_any_arity_are_called_through_packed_entry_points() {
 fn a_bundle_runs_exactly_the_bytes_that_were_verified() {
     let dir = tempfile::tempdir().unwrap();
     let build = |factor: f32| {
-        let src = format!("fn f(x: f32[4]) -> f32[4] {{ x * {factor:?} }}\nexport f;\n");
-        std::fs::write(dir.path().join("m.kn"), src).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .current_dir(dir.path())
-            .args(["build", "m.kn", "--output-kind", "shared", "-o", "out"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        Bundle::open(&dir.path().join("out/m.json")).unwrap()
+        build_and_open(dir.path(), "m", &format!("fn f(x: f32[4]) -> f32[4] {{ x * {factor:?} }}\nexport f;\n"))
     };
     let run = |bundle: &Bundle| {
         let x: Vec<u8> = [1.0f32; 4].iter().flat_map(|v| v.to_ne_bytes()).collect();
@@ -514,4 +499,16 @@ fn a_bundle_runs_exactly_the_bytes_that_were_verified() {
     let first = build(2.0);
     let second = build(3.0);
     assert_eq!((run(&first), run(&second)), (2.0, 3.0));
+}
+
+/// Writes `src` as `DIR/NAME.kn`, builds it as a shared-library bundle into `DIR/out` and opens it.
+fn build_and_open(dir: &Path, name: &str, src: &str) -> Bundle {
+    std::fs::write(dir.join(format!("{name}.kn")), src).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir)
+        .args(["build", &format!("{name}.kn"), "--output-kind", "shared", "-o", "out"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Bundle::open(&dir.join(format!("out/{name}.json"))).unwrap()
 }
