@@ -229,8 +229,12 @@ impl Source {
 
     /// The default module name: the file stem as a C identifier.
     pub fn default_module_name(&self) -> String {
-        let stem = Path::new(&self.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        kiln_frontend::module_name_from_stem(&stem)
+        kiln_frontend::module_name_from_stem(&self.stem())
+    }
+
+    /// The file name without its directory and extension.
+    fn stem(&self) -> String {
+        Path::new(&self.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
     /// The module name a build takes from the file name: the stem itself, which must be a C
@@ -238,7 +242,7 @@ impl Source {
     /// changed silently: `my-model` and `my_model` would both become `my_model` and their
     /// symbols collide when linked together.
     pub fn artifact_module_name(&self) -> Result<String, Error> {
-        let stem = Path::new(&self.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = self.stem();
         let name = self.default_module_name();
         if name != stem {
             return Err(Error::Usage(format!(

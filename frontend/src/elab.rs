@@ -781,11 +781,10 @@ impl<'a> Elab<'a> {
             }
             inner.vars.insert(p.name.name.clone(), v);
         }
-        let key = (def.name.name.as_str(), tensors);
-        if key.1.len() == def.params.len() {
-            if let Some(v) = self.calls.get(&key) {
-                return Ok(v.clone());
-            }
+        // Only a call whose arguments are all arrays is remembered (a literal stays weakly typed).
+        let key = (tensors.len() == def.params.len()).then_some((def.name.name.as_str(), tensors));
+        if let Some(v) = key.as_ref().and_then(|k| self.calls.get(k)) {
+            return Ok(v.clone());
         }
         self.call_stack.push(&def.name.name);
         let result =
@@ -799,7 +798,7 @@ impl<'a> Elab<'a> {
             });
         self.call_stack.pop();
         let result = result?;
-        if key.1.len() == def.params.len() {
+        if let Some(key) = key {
             self.file.called.borrow_mut().insert(key.0);
             self.calls.insert(key, result.clone());
         }

@@ -108,15 +108,6 @@ unsafe fn host_buffers<'a>(
     if num_inputs > 1 << 16 || num_outputs > 1 << 16 {
         return Err("too many buffers".into());
     }
-    // No buffer can be larger than isize::MAX bytes; a size beyond (SIZE_MAX) is refused here,
-    // before a slice is made of it.
-    // SAFETY: the caller gives arrays of the stated lengths.
-    let sizes: Vec<usize> = unsafe {
-        (0..num_inputs).map(|i| *input_bytes.add(i)).chain((0..num_outputs).map(|i| *output_bytes.add(i))).collect()
-    };
-    if let Some(n) = sizes.into_iter().find(|&n| n > isize::MAX as usize) {
-        return Err(format!("a buffer size of {n} bytes is larger than any buffer"));
-    }
     // SAFETY: the caller gives arrays of the stated lengths.
     let (ins, outs) = unsafe {
         (
@@ -126,6 +117,11 @@ unsafe fn host_buffers<'a>(
     };
     if ins.iter().chain(&outs).any(|(p, _)| p.is_null()) {
         return Err("a buffer is NULL".into());
+    }
+    // No buffer can be larger than isize::MAX bytes; a size beyond (SIZE_MAX) is refused before
+    // a slice is made of it.
+    if let Some((_, n)) = ins.iter().chain(&outs).find(|(_, n)| *n > isize::MAX as usize) {
+        return Err(format!("a buffer size of {n} bytes is larger than any buffer"));
     }
     // SAFETY: each buffer holds its stated size (non-NULL, checked above).
     unsafe {

@@ -281,20 +281,19 @@ fn extract(graph: &Graph, roots: &[Id]) -> HashMap<Id, Node> {
         let cost = cost::tree_cost(graph, node, children);
         Reverse((Cost(cost), class, k))
     };
-    let done_empty = HashMap::new();
+    let mut done: HashMap<Id, (f64, usize)> = HashMap::new();
     for &class in &classes {
         for (k, node) in graph[class].nodes.iter().enumerate() {
             for &c in node.children() {
                 parents.entry(graph.find(c)).or_default().push((class, k));
             }
             if node.children().is_empty() {
-                ready.push(candidate(class, k, &done_empty));
+                ready.push(candidate(class, k, &done));
             } else {
                 pending.insert((class, k), node.children().len());
             }
         }
     }
-    let mut done: HashMap<Id, (f64, usize)> = HashMap::new();
     while let Some(Reverse((Cost(cost), class, k))) = ready.pop() {
         if done.contains_key(&class) {
             continue;
