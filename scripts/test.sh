@@ -9,6 +9,8 @@ KILN_PTXAS="${KILN_PTXAS:-$(bash scripts/ptxas.sh)}"
 export KILN_PTXAS
 mkdir -p target
 status=0
-cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log || status=$?
+# `cargo test` builds only the test package's own binaries; kiln-gpu-check belongs to
+# kiln-runtime and the GPU tests run it, so every binary is built first (same profile).
+{ cargo build --workspace --bins && cargo test --workspace --no-fail-fast; } 2>&1 | tee target/test.log || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test.log
 exit "$status"
