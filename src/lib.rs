@@ -129,6 +129,9 @@ pub struct Options {
     pub dump_after: Vec<String>,
     /// Equality saturation's limits and whether IEEE-unsafe rewrites may fire (`--fast-math`).
     pub saturate: kiln_passes::saturate::Options,
+    /// An ed25519 private key (PKCS#8 PEM) that signs the manifest (`--sign`): the build then
+    /// writes [`manifest::signature_file`] beside it.
+    pub sign_key: Option<String>,
 }
 
 impl Default for Options {
@@ -142,6 +145,7 @@ impl Default for Options {
             emit: vec![EmitKind::Obj],
             dump_after: vec![],
             saturate: Default::default(),
+            sign_key: None,
         }
     }
 }
@@ -164,6 +168,27 @@ impl Options {
             )));
         }
         Ok(())
+    }
+
+    /// The options that decide a build's output, as flags in a fixed order and without paths
+    /// or times: the manifest's record of how the bundle was built.
+    pub fn flags(&self) -> Vec<String> {
+        let s = &self.saturate;
+        let mut flags = vec![
+            format!("-O{}", self.opt_level),
+            format!("--target {}", self.target.triple),
+            format!("--target-cpu {}", self.target.cpu),
+            format!("--output-kind {}", self.output.name()),
+            format!("--egraph-nodes {}", s.node_limit),
+            format!("--egraph-iters {}", s.iter_limit),
+        ];
+        if s.fast_math {
+            flags.push("--fast-math".into());
+        }
+        if let Some(m) = &self.module_name {
+            flags.push(format!("--module-name {m}"));
+        }
+        flags
     }
 }
 
@@ -490,7 +515,12 @@ fn package(
         version: manifest::VERSION,
         module: m.clone(),
         kind: if gpu { Kind::Gpu } else { options.output.manifest_kind() },
-        compiler: Compiler { name: "kiln".to_string(), version: VERSION.to_string() },
+        compiler: Compiler {
+            name: "kiln".to_string(),
+            version: VERSION.to_string(),
+            llvm: kiln_codegen::target::llvm_version(),
+            flags: options.flags(),
+        },
         target: TargetInfo {
             triple: options.target.triple.clone(),
             cpu: options.target.cpu.clone(),
@@ -501,9 +531,18 @@ fn package(
         functions,
         kernels,
         files: files.iter().map(|(name, bytes)| file_info(name, bytes)).collect(),
+        requirements: None,
+    };
+    let manifest = Manifest {
+        requirements: Some(manifest::requirements(manifest.kind, &manifest.target, &manifest.functions)),
+        ..manifest
     };
     let mut json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
     json.push(b'\n');
+    if let Some(key) = &options.sign_key {
+        let signature = manifest::sign(&json, key).map_err(|e| Error::Usage(format!("--sign: {e}")))?;
+        files.push((manifest::signature_file(m), signature.into_bytes()));
+    }
     files.push((format!("{m}.json"), json));
     Ok(files)
 }

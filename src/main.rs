@@ -115,6 +115,10 @@ struct BuildArgs {
     /// limits alone decide the program.
     #[arg(long = "egraph-seconds", default_value_t = 5.0, value_parser = seconds)]
     egraph_seconds: f64,
+    /// Sign the manifest with this ed25519 private key (PKCS#8 PEM, from `openssl genpkey
+    /// -algorithm ed25519`), writing M.json.sig beside it for the runtime to verify.
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
 }
 
 /// A time limit in seconds: finite, not negative, at most an hour.
@@ -236,6 +240,13 @@ fn build(args: BuildArgs) -> Result<(), Error> {
             iter_limit: args.egraph_iters,
             time_limit: std::time::Duration::from_secs_f64(args.egraph_seconds),
             fast_math: args.fast_math,
+        },
+        sign_key: match &args.sign {
+            Some(path) => Some(
+                String::from_utf8(kiln::read_file(path, 64 << 10)?)
+                    .map_err(|_| Error::Usage(format!("--sign: `{}` is not a PEM text file", path.display())))?,
+            ),
+            None => None,
         },
     };
     let out = if args.verify_reproducible {

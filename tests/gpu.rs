@@ -670,3 +670,14 @@ fn a_gpu_manifest_whose_launch_plan_was_edited_is_refused() {
     let Err(refused) = kiln_runtime::gpu::GpuBundle::open(&path) else { panic!("an edited plan opened") };
     assert!(refused.to_string().contains("launch plan differs"), "{refused}");
 }
+
+/// #17 D: the checked-in GPU bundle of manifest version 3 (tests/fixtures/bundles/v3-gpu,
+/// built before requirements and provenance) opens and runs on the emulator like the
+/// interpreter of the source it was built from.
+#[test]
+fn a_version_3_gpu_bundle_opens_and_runs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles/v3-gpu");
+    let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.join("mlp.json")).expect("a version 3 GPU bundle opens");
+    let source = Source { name: "mlp.kn".into(), text: std::fs::read_to_string(dir.join("mlp.kn")).unwrap() };
+    agrees_on_the_emulator(&source, bundle, &mut kiln_ir::gen::Rng::new(common::seed())).unwrap();
+}

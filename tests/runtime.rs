@@ -11,6 +11,11 @@ use std::process::Command;
 
 /// Builds examples/mlp.kn as a shared-library bundle in a fresh directory.
 fn bundle_dir() -> tempfile::TempDir {
+    bundle_dir_with(&[])
+}
+
+/// Builds examples/mlp.kn as a shared-library bundle with extra `kiln build` arguments.
+fn bundle_dir_with(args: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn");
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -18,20 +23,38 @@ fn bundle_dir() -> tempfile::TempDir {
         .arg(model)
         .args(["--output-kind", "shared", "-o"])
         .arg(dir.path())
+        .args(args)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     dir
 }
 
+/// Edits the manifest at `path` as a builder that believed the edit would write it: the
+/// requirements section is recomputed, so only the check the edit aims at can refuse it.
+fn rewrite_consistently(path: &Path, edit: impl FnOnce(&mut kiln_codegen::manifest::Manifest)) {
+    let mut m: kiln_codegen::manifest::Manifest = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    edit(&mut m);
+    m.requirements = Some(kiln_codegen::manifest::requirements(m.kind, &m.target, &m.functions));
+    std::fs::write(path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
 fn module() -> kiln_ir::Module {
-    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn")).unwrap();
+    module_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlp.kn"))
+}
+
+fn module_of(source: &Path) -> kiln_ir::Module {
+    let src = std::fs::read_to_string(source).unwrap();
     kiln_frontend::compile_source_with(&src, "mlp", &kiln::Autodiff).unwrap()
 }
 
 /// Calls `loss` through the bundle on random inputs and checks it against the interpreter.
 fn check_loss(bundle: &Bundle, rng: &mut Rng) {
-    let module = module();
+    check_loss_of(bundle, &module(), rng)
+}
+
+/// [`check_loss`] against the interpreter of `module`.
+fn check_loss_of(bundle: &Bundle, module: &kiln_ir::Module, rng: &mut Rng) {
     let f = module.func("loss").unwrap();
     let args: Vec<_> = gen::arguments(rng, f, false);
     let inputs: Vec<Vec<u8>> = args.iter().map(|a| a.data.to_bytes()).collect();
@@ -170,14 +193,13 @@ fn thousands_of_mutated_bundles_are_refused_or_run_correctly() {
     eprintln!("{refused} mutated bundles refused, {loaded} loaded and ran correctly");
     assert!(refused > 1500, "most mutations must be refused ({refused} refused, {loaded} loaded)");
     // A manifest that consistently claims another shape is refused by the ABI check.
-    let forged = original.replacen(
-        "\"shape\": [\n            16,\n            32\n          ],\n          \"bytes\": 2048",
-        "\"shape\": [\n            16,\n            64\n          ],\n          \"bytes\": 4096",
-        1,
-    );
-    assert_ne!(forged, original, "the forgery pattern matches the manifest");
     std::fs::write(dir.path().join("libmlp.so"), &library).unwrap();
-    std::fs::write(&manifest_path, forged).unwrap();
+    std::fs::write(&manifest_path, &original).unwrap();
+    rewrite_consistently(&manifest_path, |m| {
+        let x = &mut m.functions[0].params[0];
+        assert_eq!((x.shape.as_slice(), x.bytes), (&[16u64, 32][..], 2048), "the forged parameter");
+        (x.shape, x.bytes) = (vec![16, 64], 4096);
+    });
     assert!(matches!(Bundle::open(&manifest_path), Err(Error::Library(m)) if m.contains("ABI")));
 }
 
@@ -429,12 +451,12 @@ fn bundles_for_other_systems_or_missing_cpu_features_are_refused() {
     let dir = bundle_dir();
     let path = dir.path().join("mlp.json");
     let original = std::fs::read_to_string(&path).unwrap();
-    let edit = |from: &str, to: &str| {
-        assert!(original.contains(from), "{original}");
-        std::fs::write(&path, original.replace(from, to)).unwrap();
+    let edit = |field: fn(&mut kiln_codegen::manifest::TargetInfo) -> &mut String, to: &str| {
+        std::fs::write(&path, &original).unwrap();
+        rewrite_consistently(&path, |m| *field(&mut m.target) = to.to_string());
         Bundle::open(&path).err().map(|e| e.to_string())
     };
-    let refused = edit("x86_64-unknown-linux-gnu", "x86_64-pc-windows-msvc").expect("another system is refused");
+    let refused = edit(|t| &mut t.triple, "x86_64-pc-windows-msvc").expect("another system is refused");
     assert!(refused.contains("built for x86_64-pc-windows-msvc"), "{refused}");
     // A feature this machine lacks, recorded as a native build would record it.
     #[cfg(target_arch = "x86_64")]
@@ -446,10 +468,10 @@ fn bundles_for_other_systems_or_missing_cpu_features_are_refused() {
             .find(|(_, present)| !present)
             .map(|(name, _)| name)
             .expect("this machine has every candidate feature: add one it lacks to the list");
-        let refused = edit("\"features\": \"\"", &format!("\"features\": \"+avx2,+{lacking}\"")).expect("refused");
+        let refused = edit(|t| &mut t.features, &format!("+avx2,+{lacking}")).expect("refused");
         assert!(refused.contains(&format!("needs {lacking}")), "{refused}");
         // The default level, x86-64-v3, is met by every machine that runs this test suite.
-        assert!(edit("\"features\": \"\"", "\"features\": \"+avx2\"").is_none());
+        assert!(edit(|t| &mut t.features, "+avx2").is_none());
     }
 }
 
@@ -511,4 +533,188 @@ fn build_and_open(dir: &Path, name: &str, src: &str) -> Bundle {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Bundle::open(&dir.join(format!("out/{name}.json"))).unwrap()
+}
+
+/// The checked-in bundles of tests/fixtures/bundles/, one per manifest version from 3 on
+/// (`v3-cpu`: examples/mlp.kn as kiln 0.1 built it before requirements and provenance,
+/// with the source it was built from).
+fn old_bundle(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles").join(name)
+}
+
+/// A copy of the v3 CPU bundle whose manifest `edit` changed.
+fn edited_old_bundle(edit: impl Fn(&mut serde_json::Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(old_bundle("v3-cpu")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let path = dir.path().join("mlp.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    dir
+}
+
+/// #17 D: the compatibility policy of docs/artifact-format.md. Every bundle from manifest
+/// version 3 on opens and runs; fields a runtime does not know are ignored; a newer major
+/// version (or one older than 3) is refused with a message naming both versions.
+#[test]
+fn bundles_from_version_3_on_open_and_newer_versions_are_refused_by_name() {
+    let dir = old_bundle("v3-cpu");
+    let bundle = Bundle::open(&dir.join("mlp.json")).expect("a version 3 bundle opens");
+    check_loss_of(&bundle, &module_of(&dir.join("mlp.kn")), &mut Rng::new(common::seed()));
+    let added = edited_old_bundle(|m| {
+        m["scheduling_hints"] = serde_json::json!({ "priority": 3 });
+        m["functions"][0]["cost"] = serde_json::json!(12.5);
+        m["target"]["vendor_notes"] = serde_json::json!("ignored");
+    });
+    Bundle::open(&added.path().join("mlp.json")).expect("fields a runtime does not know are ignored");
+    for (version, says) in [(4, "version 4, newer than this runtime's 3"), (2, "opens versions 3 to 3")] {
+        let dir = edited_old_bundle(|m| m["version"] = serde_json::json!(version));
+        match Bundle::open(&dir.path().join("mlp.json")) {
+            Err(Error::Version(m)) => assert!(m.contains(says), "{m}"),
+            other => panic!("version {version} must be refused, got {:?}", other.err()),
+        }
+    }
+}
+
+/// #17 D: a manifest says what running it needs (target, CPU features, memory per call) and
+/// how it was made (kiln and LLVM versions, flags), in a requirements section that is checked
+/// against the rest; a runtime given a memory limit refuses at open a bundle whose calls need
+/// more.
+#[test]
+fn manifests_carry_requirements_and_provenance_and_calls_fit_a_memory_limit() {
+    let dir = bundle_dir_with(&["--fast-math"]);
+    let path = dir.path().join("mlp.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let compiler = &json["compiler"];
+    assert!(compiler["llvm"].as_str().unwrap().starts_with("22."), "{compiler}");
+    let flags: Vec<&str> = compiler["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    for flag in ["-O2", "--target-cpu x86-64-v3", "--output-kind shared", "--fast-math", "--egraph-nodes 20000"] {
+        assert!(flags.contains(&flag), "{flags:?} lacks {flag}");
+    }
+    let needs = &json["requirements"];
+    assert_eq!(needs["triple"], "x86_64-unknown-linux-gnu");
+    let features: Vec<&str> = needs["cpu_features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(features.contains(&"avx2") && features.contains(&"fma") && !features.contains(&"avx512f"), "{features:?}");
+    let bundle = Bundle::open(&path).unwrap();
+    let loss = bundle.function("loss").unwrap();
+    let call_bytes: u64 =
+        loss.params.iter().chain(&loss.results).map(|a| a.bytes as u64).sum::<u64>() + loss.workspace_bytes as u64;
+    let listed = needs["functions"].as_array().unwrap().iter().find(|f| f["name"] == "loss").unwrap();
+    let listed_bytes = ["param_bytes", "result_bytes", "workspace_bytes"].map(|k| listed[k].as_u64().unwrap());
+    assert_eq!(listed_bytes.iter().sum::<u64>(), call_bytes);
+    let most = needs["call_bytes"].as_u64().unwrap();
+    assert!(most >= call_bytes);
+    // A limit at the largest call opens; one byte less is refused, naming the function.
+    let limited = |limit| {
+        Bundle::open_with(&path, &kiln_runtime::OpenOptions { memory_limit: Some(limit), ..Default::default() })
+    };
+    limited(most).expect("calls within the limit");
+    match limited(most - 1) {
+        Err(Error::Limit(m)) => assert!(m.contains("more than the limit"), "{m}"),
+        other => panic!("a bundle over the limit must be refused, got {:?}", other.err()),
+    }
+    // The section is derived from the rest: one edited alone is refused.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen(&format!("\"call_bytes\": {most}"), "\"call_bytes\": 1", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
+    assert!(matches!(Bundle::open(&path), Err(Error::Manifest(m)) if m.contains("requirements")));
+}
+
+/// Runs `openssl` (installed by scripts/setup.sh) with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// #17 C: `kiln build --sign KEY` signs the manifest with an ed25519 key made by openssl; the
+/// runtime given the public key opens the bundle only with a signature that verifies (the
+/// manifest lists every file's hash, so it covers them all), through Rust and C alike; and
+/// openssl verifies the same signature.
+#[test]
+fn signed_bundles_open_only_with_a_signature_that_verifies() {
+    let keys = tempfile::tempdir().unwrap();
+    openssl(keys.path(), &["genpkey", "-algorithm", "ed25519", "-out", "key.pem"]);
+    openssl(keys.path(), &["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"]);
+    openssl(keys.path(), &["genpkey", "-algorithm", "ed25519", "-out", "other.pem"]);
+    openssl(keys.path(), &["pkey", "-in", "other.pem", "-pubout", "-out", "other.pub.pem"]);
+    let key = keys.path().join("key.pem");
+    let dir = bundle_dir_with(&["--sign", key.to_str().unwrap()]);
+    let path = dir.path().join("mlp.json");
+    let signature = dir.path().join("mlp.json.sig");
+    assert!(signature.is_file(), "--sign writes mlp.json.sig");
+    let public = std::fs::read_to_string(keys.path().join("pub.pem")).unwrap();
+    let with_key = |pem: &str| {
+        Bundle::open_with(&path, &kiln_runtime::OpenOptions { public_key: Some(pem.into()), ..Default::default() })
+    };
+    check_loss(&with_key(&public).expect("a good signature"), &mut Rng::new(common::seed()));
+    // openssl agrees: the file holds the hex of a plain ed25519 signature of the manifest.
+    let hex = std::fs::read_to_string(&signature).unwrap();
+    let raw: Vec<u8> =
+        (0..hex.trim().len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    std::fs::write(keys.path().join("sig.bin"), raw).unwrap();
+    let verified = openssl(
+        keys.path(),
+        &[
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "pub.pem",
+            "-rawin",
+            "-in",
+            path.to_str().unwrap(),
+            "-sigfile",
+            "sig.bin",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("Signature Verified Successfully"));
+    // Another key, an edited manifest and a missing signature are refused.
+    let other = std::fs::read_to_string(keys.path().join("other.pub.pem")).unwrap();
+    assert!(matches!(with_key(&other), Err(Error::Signature(m)) if m.contains("does not verify")));
+    assert!(matches!(with_key("not a key"), Err(Error::Signature(m)) if m.contains("public key")));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"opt_level\": 2", "\"opt_level\": 3", 1)).unwrap();
+    assert!(matches!(with_key(&public), Err(Error::Signature(_))), "an edited manifest");
+    std::fs::write(&path, &text).unwrap();
+    std::fs::remove_file(&signature).unwrap();
+    assert!(matches!(with_key(&public), Err(Error::Signature(m)) if m.contains("mlp.json.sig")));
+    Bundle::open(&path).expect("without a key, a bundle needs no signature");
+    // The C API: kiln_bundle_open_with checks the same.
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let c_key = std::ffi::CString::new(public).unwrap();
+    let mut error = [0 as std::ffi::c_char; 256];
+    // SAFETY: NUL-terminated strings and an error buffer of its stated length.
+    let handle = unsafe {
+        kiln_runtime::capi::kiln_bundle_open_with(c_path.as_ptr(), c_key.as_ptr(), 0, error.as_mut_ptr(), error.len())
+    };
+    assert!(handle.is_null(), "the signature was removed");
+    // SAFETY: the runtime wrote a NUL-terminated message.
+    let message = unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned();
+    assert!(message.contains("unsigned or forged bundle"), "{message}");
+    // A key that is not a key file is a build error, not an unsigned bundle.
+    let bad = keys.path().join("bad.pem");
+    std::fs::write(&bad, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["build", "examples/mlp.kn", "--output-kind", "shared", "--sign"])
+        .arg(&bad)
+        .arg("-o")
+        .arg(keys.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--sign: not an ed25519 private key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -199,6 +199,12 @@ fn host_arch() -> Arch {
     }
 }
 
+/// The version of the LLVM kiln generates code with (`22.1.0`), recorded in manifests.
+pub fn llvm_version() -> String {
+    let (major, minor, patch) = inkwell::support::get_llvm_version();
+    format!("{major}.{minor}.{patch}")
+}
+
 /// The C compiler driver that links for `target` on this machine: `cc` for the host's
 /// architecture, the Debian cross compiler (`aarch64-linux-gnu-gcc`, ...) otherwise.
 pub fn default_linker(target: &Target) -> String {

@@ -7,8 +7,12 @@
 //! ([`Step`], [`Launch`], [`Gemm`], [`LaunchArg`]) and the limits both sides check it against
 //! ([`GRID_LIMITS`], [`BLOCK_LIMITS`], [`SCRATCH_ALIGN`]).
 //!
-//! May depend on: serde only. The compiler and the runtime both depend on this crate; it
-//! depends on neither, so the runtime links nothing of the compiler.
+//! Also owns what a manifest promises beyond the files: the versions a runtime opens
+//! ([`check_version`]), the requirements section ([`requirements`], [`cpu_features`]) and
+//! detached ed25519 signatures of the manifest ([`signature_file`], [`sign`], [`verify`]).
+//!
+//! May depend on: serde and ed25519-dalek only. The compiler and the runtime both depend on
+//! this crate; it depends on neither, so the runtime links nothing of the compiler.
 //!
 //! Guarantees: serializing a [`Manifest`] writes its fields in declaration order and nothing
 //! else (no time, no path), so the same build gives the same bytes; every type that the
@@ -18,8 +22,31 @@ use serde::{Deserialize, Serialize};
 
 /// The manifest's `format` field.
 pub const FORMAT: &str = "kiln-manifest";
-/// The manifest version this compiler writes and this runtime reads.
+/// The manifest's major version, which this compiler writes. It changes only when an older
+/// runtime could no longer run a new bundle correctly (a field removed or given another
+/// meaning, a new kind of launch step); fields added with a default do not change it, and a
+/// runtime ignores fields it does not know (docs/artifact-format.md, "Compatibility").
 pub const VERSION: u32 = 3;
+/// The oldest manifest version this runtime opens: every bundle from version 3 on.
+pub const OLDEST_VERSION: u32 = 3;
+
+/// Whether a runtime of this crate's version opens a manifest of `version`; the error names
+/// both versions and what to do.
+pub fn check_version(version: u32) -> Result<(), String> {
+    if version > VERSION {
+        return Err(format!(
+            "the bundle's manifest is version {version}, newer than this runtime's {VERSION}: \
+             load it with a kiln runtime as new as the compiler that built it"
+        ));
+    }
+    if version < OLDEST_VERSION {
+        return Err(format!(
+            "the bundle's manifest is version {version}; this runtime opens versions {OLDEST_VERSION} to \
+             {VERSION}: rebuild the bundle"
+        ));
+    }
+    Ok(())
+}
 
 /// The alignment of a CPU function's workspace and of every buffer in it (bytes).
 pub const WORKSPACE_ALIGNMENT: u64 = 64;
@@ -54,6 +81,11 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernels: Vec<KernelInfo>,
     pub files: Vec<FileInfo>,
+    /// What running the bundle needs, for a scheduler that reads only this file: always
+    /// [`requirements`] of the fields above (a runtime refuses a manifest where it is not).
+    /// Absent from bundles built before kiln wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<Requirements>,
 }
 
 /// What the library file of a build is.
@@ -81,10 +113,19 @@ impl Kind {
     }
 }
 
+/// What built a bundle (its provenance, with `target` and `source`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compiler {
     pub name: String,
     pub version: String,
+    /// The LLVM that generated the code (`22.1.0`); empty in bundles built before kiln
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub llvm: String,
+    /// The options that decided the output, in a fixed order and without paths
+    /// (`-O2`, `--target-cpu x86-64-v3`, `--egraph-nodes 20000`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,4 +396,133 @@ mod tests {
         }
         assert_eq!(DType::parse("f16"), None);
     }
+}
+
+/// What running a bundle needs: the machine, and the memory of each function's calls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirements {
+    /// The target triple the code runs on.
+    pub triple: String,
+    /// CPU bundles for x86-64: the instruction-set features the code may use (LLVM's names),
+    /// those of the psABI level (`x86-64-v3`: avx2, fma, ...) and those recorded for
+    /// `--target-cpu native`. Empty for a GPU bundle and for a named CPU beyond the psABI
+    /// levels, which a scheduler matches by `target.cpu`.
+    pub cpu_features: Vec<String>,
+    /// GPU bundles: the architecture (`sm_80`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    pub functions: Vec<FunctionNeeds>,
+    /// The most memory one call uses: the largest sum of a function's parameter, result and
+    /// workspace bytes (host memory for CPU bundles, device memory for GPU bundles).
+    pub call_bytes: u64,
+}
+
+/// The memory a call of one function uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionNeeds {
+    pub name: String,
+    pub param_bytes: u64,
+    pub result_bytes: u64,
+    pub workspace_bytes: u64,
+    /// Stack per thread of its parallel loops (CPU), beyond the caller's.
+    pub stack_bytes: u64,
+}
+
+impl FunctionNeeds {
+    /// Parameters, results and workspace together (saturating).
+    pub fn call_bytes(&self) -> u64 {
+        self.param_bytes.saturating_add(self.result_bytes).saturating_add(self.workspace_bytes)
+    }
+}
+
+/// The requirements section of a manifest with these fields.
+pub fn requirements(kind: Kind, target: &TargetInfo, functions: &[FunctionInfo]) -> Requirements {
+    let sum = |args: &[ArgInfo]| args.iter().fold(0u64, |n, a| n.saturating_add(a.bytes));
+    let functions: Vec<FunctionNeeds> = functions
+        .iter()
+        .map(|f| FunctionNeeds {
+            name: f.name.clone(),
+            param_bytes: sum(&f.params),
+            result_bytes: sum(&f.results),
+            workspace_bytes: f.workspace_bytes,
+            stack_bytes: f.stack_bytes,
+        })
+        .collect();
+    let gpu = kind == Kind::Gpu;
+    Requirements {
+        triple: target.triple.clone(),
+        cpu_features: if gpu { vec![] } else { cpu_features(&target.cpu, &target.features) },
+        gpu: gpu.then(|| target.cpu.clone()),
+        call_bytes: functions.iter().map(FunctionNeeds::call_bytes).max().unwrap_or(0),
+        functions,
+    }
+}
+
+/// The x86-64 microarchitecture levels of the psABI and the features each adds to the one
+/// before (LLVM's `x86-64-v2` ... `x86-64-v4`; kiln's default CPU is `x86-64-v3`).
+pub const X86_64_LEVELS: [(&str, &[&str]); 3] = [
+    ("x86-64-v2", &["sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cmpxchg16b"]),
+    ("x86-64-v3", &["avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "lzcnt", "movbe", "xsave"]),
+    ("x86-64-v4", &["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]),
+];
+
+/// The features code for `cpu` with extra `features` (LLVM's `+name,-name` list) may use:
+/// those of its psABI level and every `+name`, in that order, each once.
+pub fn cpu_features(cpu: &str, features: &str) -> Vec<String> {
+    let level = X86_64_LEVELS.iter().position(|(name, _)| *name == cpu);
+    let implied = level.into_iter().flat_map(|l| X86_64_LEVELS[..=l].iter().flat_map(|(_, f)| f.iter().copied()));
+    let listed = features.split(',').filter_map(|f| f.strip_prefix('+'));
+    let mut out: Vec<String> = vec![];
+    for f in implied.chain(listed) {
+        if !out.iter().any(|o| o == f) {
+            out.push(f.to_string());
+        }
+    }
+    out
+}
+
+/// The detached signature of module `module`'s manifest (`module.json`): `module.json.sig`,
+/// beside it, holding the hex of an ed25519 signature of the manifest's bytes. The manifest
+/// lists every other file with its SHA-256, so the signature covers the whole bundle.
+pub fn signature_file(module: &str) -> String {
+    format!("{module}.json.sig")
+}
+
+/// The contents of [`signature_file`] for `manifest`, signed with the PKCS#8 PEM private key
+/// `key_pem` (as `openssl genpkey -algorithm ed25519` writes it).
+pub fn sign(manifest: &[u8], key_pem: &str) -> Result<String, String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    use ed25519_dalek::Signer;
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(key_pem)
+        .map_err(|e| format!("not an ed25519 private key in PKCS#8 PEM ({e})"))?;
+    let signature = key.sign(manifest);
+    Ok(format!("{}\n", hex(&signature.to_bytes())))
+}
+
+/// Checks that `signature` (the contents of [`signature_file`]) is a signature of `manifest`
+/// by the SubjectPublicKeyInfo PEM public key `public_pem` (`openssl pkey -pubout`).
+pub fn verify(manifest: &[u8], signature: &[u8], public_pem: &str) -> Result<(), String> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(public_pem)
+        .map_err(|e| format!("not an ed25519 public key in PEM ({e})"))?;
+    let text = std::str::from_utf8(signature).map_err(|_| "the signature file is not text".to_string())?;
+    let bytes = unhex(text.trim()).ok_or("the signature file does not hold 64 bytes in hex")?;
+    let signature = ed25519_dalek::Signature::from_bytes(&bytes);
+    key.verify_strict(manifest, &signature)
+        .map_err(|_| "the manifest's signature does not verify with the given key".to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 64]> {
+    if text.len() != 128 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 64];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }

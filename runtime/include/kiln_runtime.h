@@ -18,6 +18,14 @@ typedef struct KilnBundle kiln_bundle;
  * reason in error (error_len bytes, may be NULL). */
 kiln_bundle *kiln_bundle_open(const char *manifest_path, char *error, size_t error_len);
 
+/* Opens like kiln_bundle_open, and also requires: when public_key_pem is not NULL, a
+ * signature of the manifest (M.json.sig, from `kiln build --sign KEY`) that verifies with
+ * that ed25519 public key (PEM text, as `openssl pkey -pubout` writes it); when memory_limit
+ * is not 0, that no function's call uses more than memory_limit bytes (parameters, results
+ * and workspace). */
+kiln_bundle *kiln_bundle_open_with(const char *manifest_path, const char *public_key_pem, uint64_t memory_limit,
+                                   char *error, size_t error_len);
+
 /* Calls function with input and output buffers (raw row-major elements) and their sizes in
  * bytes. Returns 0 on success, 1 when refused (unknown function, wrong count or size, NULL
  * pointer) or when the compiled code fails, with the reason in error. */

@@ -90,6 +90,11 @@ pub enum Error {
     Target(String),
     /// A file's size or hash differs from the manifest.
     Integrity(String),
+    /// A signature was asked for ([`OpenOptions::public_key`]) and is missing or does not
+    /// verify.
+    Signature(String),
+    /// A function's calls would use more memory than [`OpenOptions::memory_limit`] allows.
+    Limit(String),
     /// The library cannot be loaded, lacks a symbol, or its ABI differs from the manifest.
     Library(String),
     /// A call with the wrong function, argument count, dtype or buffer size.
@@ -112,6 +117,8 @@ impl std::fmt::Display for Error {
             Error::Version(m) => write!(f, "unsupported manifest: {m}"),
             Error::Target(m) => write!(f, "wrong target: {m}"),
             Error::Integrity(m) => write!(f, "corrupt bundle: {m}"),
+            Error::Signature(m) => write!(f, "unsigned or forged bundle: {m}"),
+            Error::Limit(m) => write!(f, "over the memory limit: {m}"),
             Error::Device(m) => write!(f, "GPU: {m}"),
             Error::Emulator(m) => write!(f, "PTX emulator: {m}"),
             Error::Library(m) => write!(f, "cannot load the library: {m}"),
@@ -181,23 +188,13 @@ fn host_triple() -> &'static str {
     }
 }
 
-/// The x86-64 microarchitecture levels of the psABI and the features each adds to the one
-/// before (LLVM's `x86-64-v2` ... `x86-64-v4`; kiln's default CPU is `x86-64-v3`).
-const X86_64_LEVELS: [(&str, &[&str]); 3] = [
-    ("x86-64-v2", &["sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cmpxchg16b"]),
-    ("x86-64-v3", &["avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "lzcnt", "movbe", "xsave"]),
-    ("x86-64-v4", &["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]),
-];
-
 /// The first CPU feature a bundle for `cpu` with extra `features` (LLVM's `+name,-name` list,
-/// recorded for `--target-cpu native`) needs and this machine lacks. A feature this runtime
-/// cannot detect is not held against the bundle, nor is a named CPU beyond the psABI levels
-/// (whose features only LLVM knows): such a bundle is checked by its recorded features only.
+/// recorded for `--target-cpu native`) needs and this machine lacks
+/// ([`kiln_manifest::cpu_features`]). A feature this runtime cannot detect is not held
+/// against the bundle, nor is a named CPU beyond the psABI levels (whose features only LLVM
+/// knows): such a bundle is checked by its recorded features only.
 fn missing_cpu_features(cpu: &str, features: &str) -> Option<String> {
-    let level = X86_64_LEVELS.iter().position(|(name, _)| *name == cpu);
-    let implied = level.into_iter().flat_map(|l| X86_64_LEVELS[..=l].iter().flat_map(|(_, f)| f.iter().copied()));
-    let listed = features.split(',').filter_map(|f| f.strip_prefix('+'));
-    implied.chain(listed).find(|f| host_has(f) == Some(false)).map(String::from)
+    kiln_manifest::cpu_features(cpu, features).into_iter().find(|f| host_has(f) == Some(false))
 }
 
 /// Whether this machine has x86 feature `name` (LLVM's spelling), if the runtime can tell.
@@ -272,22 +269,53 @@ pub(crate) fn check_buffers(
     Ok(())
 }
 
+/// How a bundle is opened: what it must prove, and what its calls may use.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// An ed25519 public key (SubjectPublicKeyInfo PEM, as `openssl pkey -pubout` writes it).
+    /// When set, the bundle opens only if its manifest's detached signature
+    /// ([`kiln_manifest::signature_file`], made by `kiln build --sign`) verifies with it.
+    pub public_key: Option<String>,
+    /// The most memory one call may use: parameters, results and workspace (host memory for
+    /// CPU bundles, device memory for GPU bundles). A bundle with a function that needs more
+    /// is refused at open.
+    pub memory_limit: Option<u64>,
+}
+
 /// Reads the manifest at `path` and checks what every bundle must satisfy: size, JSON shape,
-/// format and version, module name, and the size and SHA-256 of every file it lists (beside
-/// it), whose verified bytes it returns.
-pub(crate) fn read_manifest(path: &Path) -> Result<(Manifest, Verified), Error> {
+/// format and a version this runtime opens, module name, the requirements section, the
+/// signature when `options` asks for one, the memory limit, and the size and SHA-256 of every
+/// file it lists (beside it), whose verified bytes it returns.
+pub(crate) fn read_manifest(path: &Path, options: &OpenOptions) -> Result<(Manifest, Verified), Error> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let text =
         read_regular_file(path, MAX_MANIFEST_BYTES).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     let m: Manifest = serde_json::from_slice(&text).map_err(|e| Error::Manifest(e.to_string()))?;
-    if m.format != FORMAT || m.version != VERSION {
-        return Err(Error::Version(format!(
-            "format `{}` version {}; this runtime reads `{FORMAT}` version {VERSION}",
-            m.format, m.version
-        )));
+    if m.format != FORMAT {
+        return Err(Error::Version(format!("format `{}`; this runtime reads `{FORMAT}`", m.format)));
     }
+    kiln_manifest::check_version(m.version).map_err(Error::Version)?;
     if !is_identifier(&m.module) {
         return Err(Error::Manifest(format!("module name `{}` is not an identifier", m.module)));
+    }
+    let needs = kiln_manifest::requirements(m.kind, &m.target, &m.functions);
+    if m.requirements.as_ref().is_some_and(|r| *r != needs) {
+        return Err(Error::Manifest("the requirements section differs from the functions and target".into()));
+    }
+    if let Some(key) = &options.public_key {
+        let sig_name = kiln_manifest::signature_file(&m.module);
+        let signature =
+            read_regular_file(&dir.join(&sig_name), 1024).map_err(|e| Error::Signature(format!("{sig_name}: {e}")))?;
+        kiln_manifest::verify(&text, &signature, key).map_err(Error::Signature)?;
+    }
+    if let Some(limit) = options.memory_limit {
+        if let Some(f) = needs.functions.iter().find(|f| f.call_bytes() > limit) {
+            return Err(Error::Limit(format!(
+                "a call of `{}` uses {} bytes (parameters, results and workspace), more than the limit of {limit}",
+                f.name,
+                f.call_bytes()
+            )));
+        }
     }
     let mut files = BTreeMap::new();
     for f in &m.files {
@@ -364,7 +392,12 @@ fn spec(a: &ArgInfo) -> Result<ArgSpec, Error> {
 impl Bundle {
     /// Opens the bundle whose manifest is at `manifest` (its files sit beside it).
     pub fn open(manifest: &Path) -> Result<Bundle, Error> {
-        let (m, verified) = read_manifest(manifest)?;
+        Bundle::open_with(manifest, &OpenOptions::default())
+    }
+
+    /// Opens the bundle whose manifest is at `manifest`, requiring what `options` asks.
+    pub fn open_with(manifest: &Path, options: &OpenOptions) -> Result<Bundle, Error> {
+        let (m, verified) = read_manifest(manifest, options)?;
         if m.kind != Kind::Shared {
             return Err(Error::Target(format!(
                 "a `{}` build; the runtime loads shared libraries (--output-kind shared){}",

@@ -5,7 +5,7 @@
 //! Every function checks its pointers, never unwinds into C (panics become errors), and
 //! reports failures through a return value plus an optional message buffer.
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, OpenOptions};
 use crate::gpu::{DeviceBuffer, GpuBundle, GpuExecutor};
 use std::ffi::{c_char, c_void, CStr};
 use std::path::Path;
@@ -148,6 +148,38 @@ pub unsafe extern "C" fn kiln_bundle_open(
         handle("kiln_bundle_open", error, error_len, || {
             let path = str_arg(manifest_path, "manifest_path")?;
             Bundle::open(Path::new(path)).map(KilnBundle).map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Opens like [`kiln_bundle_open`], and also requires what the arguments ask: when
+/// `public_key_pem` is not NULL, a signature of the manifest (`M.json.sig`, from
+/// `kiln build --sign`) that verifies with that ed25519 public key (PEM text); when
+/// `memory_limit` is not 0, no function whose call uses more than that many bytes
+/// (parameters, results and workspace).
+///
+/// # Safety
+/// `manifest_path` and `public_key_pem` (unless NULL) are NUL-terminated; `error` is NULL or
+/// points to `error_len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kiln_bundle_open_with(
+    manifest_path: *const c_char,
+    public_key_pem: *const c_char,
+    memory_limit: u64,
+    error: *mut c_char,
+    error_len: usize,
+) -> *mut KilnBundle {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        handle("kiln_bundle_open_with", error, error_len, || {
+            let path = str_arg(manifest_path, "manifest_path")?;
+            let public_key = if public_key_pem.is_null() {
+                None
+            } else {
+                Some(str_arg(public_key_pem, "public_key_pem")?.to_string())
+            };
+            let options = OpenOptions { public_key, memory_limit: (memory_limit > 0).then_some(memory_limit) };
+            Bundle::open_with(Path::new(path), &options).map(KilnBundle).map_err(|e| e.to_string())
         })
     }
 }

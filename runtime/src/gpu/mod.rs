@@ -19,7 +19,7 @@
 pub mod emulator;
 pub mod ptx;
 
-use crate::bundle::{lists, read_manifest, signature, ArgSpec, DType, Error};
+use crate::bundle::{lists, read_manifest, signature, ArgSpec, DType, Error, OpenOptions};
 use kiln_manifest::{FunctionInfo, Kind, MAX_DIM, MAX_THREADS_PER_BLOCK};
 pub use kiln_manifest::{Gemm, LaunchArg, BLOCK_LIMITS, GRID_LIMITS, SCRATCH_ALIGN};
 use std::path::Path;
@@ -83,7 +83,13 @@ pub struct GpuBundle {
 impl GpuBundle {
     /// Opens and verifies the GPU bundle whose manifest is at `manifest`.
     pub fn open(manifest: &Path) -> Result<GpuBundle, Error> {
-        let (m, verified) = read_manifest(manifest)?;
+        GpuBundle::open_with(manifest, &OpenOptions::default())
+    }
+
+    /// Opens and verifies the GPU bundle whose manifest is at `manifest`, requiring what
+    /// `options` asks (a signature; calls within a memory limit of the device).
+    pub fn open_with(manifest: &Path, options: &OpenOptions) -> Result<GpuBundle, Error> {
+        let (m, verified) = read_manifest(manifest, options)?;
         if m.kind != Kind::Gpu || !m.target.triple.starts_with("nvptx64-") {
             return Err(Error::Target(format!(
                 "a `{}` build for {}, not a GPU bundle",
