@@ -9,6 +9,10 @@ KILN_PTXAS="${KILN_PTXAS:-$(bash scripts/ptxas.sh)}"
 export KILN_PTXAS
 mkdir -p target
 status=0
+# The dependency policy (deny.toml): licenses, duplicate versions, sources. Advisories need
+# the advisory database from GitHub, which CI cannot reach: scripts/sbom.sh checks them.
+command -v cargo-deny >/dev/null || cargo install cargo-deny --locked --version 0.20.2
+cargo deny --log-level error check licenses bans sources || status=$?
 # `cargo test` builds only the test package's own binaries; kiln-gpu-check belongs to
 # kiln-runtime and the GPU tests run it, so every binary is built first (same profile).
 { cargo build --workspace --bins && cargo test --workspace --no-fail-fast; } 2>&1 | tee target/test.log || status=$?

@@ -25,10 +25,14 @@ fn every_op_agrees_with_the_interpreter() {
     }
 }
 
+/// Random programs, 40 per run; `KILN_RANDOM_PROGRAMS` asks for another count
+/// (scripts/differential.sh runs 10,000 in batches this way).
 #[test]
 fn random_programs_agree_with_the_interpreter() {
     let mut rng = Rng::new(common::seed());
-    let funcs: Vec<_> = (0..40).map(|i| gen::random_func(&mut rng, 4 + i % 12, &format!("p{i}"))).collect();
+    let count =
+        std::env::var("KILN_RANDOM_PROGRAMS").map_or(40, |n| n.parse().expect("KILN_RANDOM_PROGRAMS is a count"));
+    let funcs: Vec<_> = (0..count).map(|i| gen::random_func(&mut rng, 4 + i % 12, &format!("p{i}"))).collect();
     let module = Module { name: "progs".into(), funcs };
     common::check_module(&module, &mut rng);
 }

@@ -1,0 +1,5 @@
+#![no_main]
+//! libFuzzer's entry for kiln_fuzz_targets::manifest (see that crate for the property).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    kiln_fuzz_targets::manifest(data);
+});
