@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 
 pub mod bench;
 mod build_script;
+pub mod report;
 
 pub use build_script::Build;
 pub use kiln_codegen;
 pub use kiln_frontend;
 pub use kiln_ir;
 pub use kiln_passes;
+pub use report::ErrorFormat;
 
 /// The compiler version recorded in artifacts.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -195,8 +197,9 @@ impl Options {
 /// Why a build failed.
 #[derive(Debug)]
 pub enum Error {
-    /// An error in the user's program.
-    Source { diag: Box<Diagnostic>, file: String, src: String },
+    /// Errors in the user's program: every diagnostic of the run (at least one error, and the
+    /// warnings), in source order.
+    Source { diags: Vec<Diagnostic>, file: String, src: String },
     /// A bad option or a file that cannot be read or written.
     Usage(String),
     /// A compiler bug.
@@ -206,12 +209,27 @@ pub enum Error {
 impl Error {
     /// The message as the CLI prints it (diagnostics rendered against the source).
     pub fn render(&self, color: bool) -> String {
+        self.render_as(ErrorFormat::Human, color)
+    }
+
+    /// The message in `format`: for people, or one JSON object per diagnostic for tools.
+    pub fn render_as(&self, format: ErrorFormat, color: bool) -> String {
         match self {
-            Error::Source { diag, file, src } => kiln_frontend::render_diagnostic(diag, file, src, color),
-            Error::Usage(m) => format!("error: {m}\n"),
-            Error::Internal(m) => format!(
-                "error: internal compiler error: {m}\nnote: this is a bug in kiln {VERSION}; please report it with the input that caused it\n"
+            Error::Source { diags, file, src } => report::render(diags, file, src, format, color),
+            Error::Usage(m) => report::render_message(format, m, None),
+            Error::Internal(m) => report::render_message(
+                format,
+                &format!("internal compiler error: {m}"),
+                Some(&format!("this is a bug in kiln {VERSION}; please report it with the input that caused it")),
             ),
+        }
+    }
+
+    /// The first error diagnostic, for an error in the program.
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            Error::Source { diags, .. } => diags.iter().find(|d| d.severity == kiln_ir::Severity::Error),
+            _ => None,
         }
     }
 }
@@ -236,6 +254,8 @@ pub struct Output {
     pub timings: Vec<(String, Duration)>,
     /// What equality saturation did to each function.
     pub saturation: Vec<kiln_passes::saturate::Report>,
+    /// The warnings about the source, in source order.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A source file read into memory, with the name diagnostics show.
@@ -278,8 +298,8 @@ impl Source {
         Ok(name)
     }
 
-    fn error(&self, diag: Diagnostic) -> Error {
-        Error::Source { diag: Box::new(diag), file: self.name.clone(), src: self.text.clone() }
+    fn errors(&self, diags: Vec<Diagnostic>) -> Error {
+        Error::Source { diags, file: self.name.clone(), src: self.text.clone() }
     }
 }
 
@@ -326,24 +346,37 @@ impl kiln_frontend::Differentiator for Autodiff {
 
 /// Parses and checks a source, returning the IR module (the work of `kiln check`).
 pub fn check(source: &Source, module_name: &str) -> Result<Module, Error> {
-    let file = kiln_frontend::parser::parse(&source.text).map_err(|d| source.error(d))?;
+    diagnose(source, module_name).map(|(module, _warnings)| module)
+}
+
+/// Parses and checks a source, returning the IR module and the warnings.
+pub fn diagnose(source: &Source, module_name: &str) -> Result<(Module, Vec<Diagnostic>), Error> {
+    let file = kiln_frontend::parser::parse(&source.text).map_err(|d| source.errors(d))?;
     elaborate(source, &file, module_name)
 }
 
-/// Lowers a parsed source into a module named `module_name`, with autodiff available.
-fn elaborate(source: &Source, file: &kiln_frontend::ast::SourceFile, module_name: &str) -> Result<Module, Error> {
+/// Lowers a parsed source into a module named `module_name`, with autodiff available; returns
+/// it with the warnings.
+fn elaborate(
+    source: &Source,
+    file: &kiln_frontend::ast::SourceFile,
+    module_name: &str,
+) -> Result<(Module, Vec<Diagnostic>), Error> {
     if !kiln_ir::func::is_identifier(module_name) {
         return Err(Error::Usage(format!("module name `{module_name}` is not a C identifier")));
     }
-    let module = kiln_frontend::elaborate(file, module_name, Some(&Autodiff)).map_err(|d| source.error(d))?;
-    kiln_codegen::names::check(&module).map_err(|clash| {
-        source.error(
-            Diagnostic::error("E0110", clash.message)
-                .at(clash.span, "this name")
-                .help("rename it, or export the function under another name with `as`"),
-        )
-    })?;
-    Ok(module)
+    let (module, warnings) =
+        kiln_frontend::elaborate(file, module_name, Some(&Autodiff)).map_err(|d| source.errors(d))?;
+    if let Err(clash) = kiln_codegen::names::check(&module) {
+        let error = Diagnostic::error("E0110", clash.message)
+            .at(clash.span, "this name")
+            .help("rename it, or export the function under another name with `as`");
+        let mut diags = warnings;
+        diags.push(error);
+        diags.sort_by_key(|d| d.primary_span().start);
+        return Err(source.errors(diags));
+    }
+    Ok((module, warnings))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -364,13 +397,14 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
     let mut out = Output { module_name: module_name.clone(), ..Default::default() };
     let wants = |k: EmitKind| options.emit.contains(&k);
     let start = Instant::now();
-    let file = kiln_frontend::parser::parse(&source.text).map_err(|d| source.error(d))?;
+    let file = kiln_frontend::parser::parse(&source.text).map_err(|d| source.errors(d))?;
     if wants(EmitKind::Ast) {
         out.dumps.push((EmitKind::Ast.extension().into(), format!("{file:#?}\n")));
     }
     out.timings.push(("parse".into(), start.elapsed()));
     let start = Instant::now();
-    let mut module = elaborate(source, &file, &module_name)?;
+    let (mut module, warnings) = elaborate(source, &file, &module_name)?;
+    out.warnings = warnings;
     if module.funcs.is_empty() {
         return Err(Error::Usage(format!(
             "`{}` exports nothing, so its library would be empty; add `export NAME;` for each function to compile",

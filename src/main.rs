@@ -1,10 +1,10 @@
-//! The `kiln` command line: `kiln build`, `kiln check` and `kiln eval`.
+//! The `kiln` command line: `kiln build`, `check`, `eval`, `expect`, `bench` and `explain`.
 //!
 //! Exit codes: 0 success, 1 an error in the user's program or options, 2 a malformed command
 //! line, 101 an internal compiler error (a bug, with a message that asks for a report).
 
 use clap::{Args, Parser, Subcommand};
-use kiln::{EmitKind, Error, Options, OutputKind, Source};
+use kiln::{EmitKind, Error, ErrorFormat, Options, OutputKind, Source};
 use kiln_codegen::Target;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How errors and warnings are printed: `human`, or `json` (one object per line, with
+    /// spans, for editors and tools).
+    #[arg(long = "error-format", global = true, default_value = "human", value_parser = ["human", "json"])]
+    error_format: String,
 }
 
 #[derive(Subcommand)]
@@ -22,13 +26,17 @@ enum Command {
     /// Compile a .kn file into an object, a C header and a manifest.
     Build(BuildArgs),
     /// Check a .kn file and report errors, producing nothing.
-    Check { file: PathBuf },
+    Check {
+        /// The .kn source file.
+        file: PathBuf,
+    },
     /// Run an exported function in the reference interpreter on raw input files.
     Eval(EvalArgs),
     /// Write random inputs and the interpreter's results for every exported function as raw
     /// files (DIR/FUNCTION.ARGUMENT.bin), for kiln-gpu-check on a machine with a GPU (an
     /// integer parameter named `labels` gets class indices 0 and 1).
     Expect {
+        /// The .kn source file.
         file: PathBuf,
         /// Output directory.
         #[arg(short = 'o', long = "out-dir")]
@@ -58,10 +66,16 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Print the page that explains an error or warning code (E0101, W0001, ...).
+    Explain {
+        /// The code, as diagnostics print it.
+        code: String,
+    },
 }
 
 #[derive(Args)]
 struct BuildArgs {
+    /// The .kn source file.
     file: PathBuf,
     /// Output directory; without it, --emit kinds other than obj print to stdout.
     #[arg(short = 'o', long = "out-dir")]
@@ -132,6 +146,7 @@ fn seconds(text: &str) -> Result<f64, String> {
 
 #[derive(Args)]
 struct EvalArgs {
+    /// The .kn source file.
     file: PathBuf,
     /// The exported function to run.
     #[arg(long)]
@@ -152,6 +167,7 @@ struct EvalArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = ErrorFormat::parse(&cli.error_format).expect("clap checked the name");
     // Deeply nested programs recurse deeply: give the compiler a large stack of its own.
     let worker = std::thread::Builder::new().stack_size(256 << 20).spawn(move || run(cli));
     let result = match worker {
@@ -168,30 +184,51 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprint!("{}", e.render(std::io::stderr().is_terminal()));
+            eprint!("{}", e.render_as(format, std::io::stderr().is_terminal()));
             ExitCode::from(if matches!(e, Error::Internal(_)) { 101 } else { 1 })
         }
     }
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
+    let format = ErrorFormat::parse(&cli.error_format).expect("clap checked the name");
     match cli.command {
-        Command::Build(args) => build(args),
-        Command::Check { file } => {
-            let source = Source::read(&file)?;
-            kiln::check(&source, &source.default_module_name()).map(|_| ())
-        }
-        Command::Eval(args) => eval(args),
-        Command::Expect { file, out_dir, seed, memory_limit } => expect(&file, &out_dir, seed, memory_limit),
+        Command::Build(args) => build(args, format),
+        Command::Check { file } => check(&file, format).map(|_| ()),
+        Command::Eval(args) => eval(args, format),
+        Command::Expect { file, out_dir, seed, memory_limit } => expect(&file, &out_dir, seed, memory_limit, format),
         Command::Bench { target_cpu, runs, python, filter, threads } => {
             let report = kiln::bench::run(&kiln::bench::BenchOptions { target_cpu, runs, python, filter, threads })?;
             print!("{report}");
             Ok(())
         }
+        Command::Explain { code } => match kiln::report::explain(&code) {
+            Some(page) => print([page]),
+            None => Err(Error::Usage(format!(
+                "no diagnostic has the code `{code}`; codes are: {}",
+                kiln::report::codes().collect::<Vec<_>>().join(", ")
+            ))),
+        },
     }
 }
 
-fn build(args: BuildArgs) -> Result<(), Error> {
+/// Prints the warnings about `source` to stderr.
+fn warn(source: &Source, warnings: &[kiln_ir::Diagnostic], format: ErrorFormat) {
+    if !warnings.is_empty() {
+        let color = std::io::stderr().is_terminal();
+        eprint!("{}", kiln::report::render(warnings, &source.name, &source.text, format, color));
+    }
+}
+
+/// Reads and checks the source at `file`, printing its warnings.
+fn check(file: &Path, format: ErrorFormat) -> Result<(Source, kiln_ir::Module), Error> {
+    let source = Source::read(file)?;
+    let (module, warnings) = kiln::diagnose(&source, &source.default_module_name())?;
+    warn(&source, &warnings, format);
+    Ok((source, module))
+}
+
+fn build(args: BuildArgs, format: ErrorFormat) -> Result<(), Error> {
     let source = Source::read(&args.file)?;
     let cpu = match (&args.gpu, &args.target_cpu) {
         (Some(_), Some(_)) => return Err(Error::Usage("give either --gpu or --target-cpu, not both".into())),
@@ -254,6 +291,7 @@ fn build(args: BuildArgs) -> Result<(), Error> {
     } else {
         kiln::build(&source, &options)?
     };
+    warn(&source, &out.warnings, format);
     if to_stdout || !options.dump_after.is_empty() && args.out_dir.is_none() {
         print(out.dumps.iter().map(|(_, text)| text.as_str()))?;
     }
@@ -302,9 +340,8 @@ fn name_and_path(spec: &str, flag: &str) -> Result<(String, PathBuf), Error> {
     Ok((name.to_string(), PathBuf::from(path)))
 }
 
-fn expect(file: &Path, dir: &Path, seed: u64, memory_limit: u64) -> Result<(), Error> {
-    let source = Source::read(file)?;
-    let module = kiln::check(&source, &source.default_module_name())?;
+fn expect(file: &Path, dir: &Path, seed: u64, memory_limit: u64, format: ErrorFormat) -> Result<(), Error> {
+    let (_, module) = check(file, format)?;
     module.funcs.iter().try_for_each(|f| check_memory(f, memory_limit))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
     let mut rng = kiln_ir::gen::Rng::new(seed);
@@ -321,10 +358,9 @@ fn expect(file: &Path, dir: &Path, seed: u64, memory_limit: u64) -> Result<(), E
     Ok(())
 }
 
-fn eval(args: EvalArgs) -> Result<(), Error> {
+fn eval(args: EvalArgs, format: ErrorFormat) -> Result<(), Error> {
     use kiln_ir::interp::{Data, Tensor};
-    let source = Source::read(&args.file)?;
-    let module = kiln::check(&source, &source.default_module_name())?;
+    let (_, module) = check(&args.file, format)?;
     let func = module.func(&args.function).ok_or_else(|| {
         let names: Vec<&str> = module.funcs.iter().map(|f| f.name.as_str()).collect();
         Error::Usage(format!("no exported function `{}`; exports are: {}", args.function, names.join(", ")))

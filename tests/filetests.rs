@@ -1,7 +1,8 @@
 //! Filetests: each file keeps its input and a header naming what to check.
 //!
-//! - tests/errors/*.kn start with `// error: CODE`: checking must fail with that code; the
-//!   rendered diagnostic is an insta snapshot.
+//! - tests/errors/*.kn start with `// error: CODE` (checking must fail, its first error with
+//!   that code) or `// warning: CODE` (checking succeeds, its first warning with that code);
+//!   every rendered diagnostic of the run is an insta snapshot.
 //! - examples/*.kn and tests/run/*.kn: the IR of every export is an insta snapshot, and files
 //!   whose header has a `// run` line (every example) are compiled and every export is checked
 //!   against the interpreter on random inputs drawn per run.
@@ -46,23 +47,31 @@ fn error_filetests() {
     assert!(files.len() >= 25, "at least 25 error filetests");
     for path in files {
         let src = source(&path);
-        let expected = src
-            .text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("// error: "))
-            .unwrap_or_else(|| panic!("{} must start with `// error: CODE`", path.display()));
-        match kiln::check(&src, "m") {
-            Ok(_) => panic!("{} compiled, but should fail with {expected}", path.display()),
-            Err(e @ Error::Source { .. }) => {
-                let Error::Source { diag, .. } = &e else { unreachable!() };
-                assert_eq!(diag.code, expected.trim(), "{}:\n{}", path.display(), e.render(false));
-                assert!(!diag.labels.is_empty(), "{}: a diagnostic points at the source", path.display());
-                assert!(diag.message.chars().next().is_some_and(|c| !c.is_uppercase()), "messages are lowercase");
-                insta::assert_snapshot!(format!("error_{}", stem(&path)), e.render(false));
+        let header = src.text.lines().next().unwrap_or_default();
+        let (severity, expected) = header
+            .strip_prefix("// error: ")
+            .map(|c| (kiln_ir::Severity::Error, c))
+            .or_else(|| header.strip_prefix("// warning: ").map(|c| (kiln_ir::Severity::Warning, c)))
+            .unwrap_or_else(|| panic!("{} must start with `// error: CODE` or `// warning: CODE`", path.display()));
+        let (diags, rendered) = match (severity, kiln::diagnose(&src, "m")) {
+            (kiln_ir::Severity::Error, Err(e @ Error::Source { .. })) => {
+                let Error::Source { diags, .. } = &e else { unreachable!() };
+                (diags.clone(), e.render(false))
             }
-            Err(e) => panic!("{}: {}", path.display(), e.render(false)),
+            (kiln_ir::Severity::Warning, Ok((_, warnings))) => {
+                let rendered = kiln::report::render(&warnings, &src.name, &src.text, kiln::ErrorFormat::Human, false);
+                (warnings, rendered)
+            }
+            (_, Ok(_)) => panic!("{} compiled, but should fail with {expected}", path.display()),
+            (_, Err(e)) => panic!("{}: {}", path.display(), e.render(false)),
+        };
+        let first = diags.iter().find(|d| d.severity == severity).unwrap_or_else(|| panic!("{rendered}"));
+        assert_eq!(first.code, expected.trim(), "{}:\n{rendered}", path.display());
+        for d in &diags {
+            assert!(!d.labels.is_empty(), "{}: a diagnostic points at the source", path.display());
+            assert!(d.message.chars().next().is_some_and(|c| !c.is_uppercase()), "messages are lowercase");
         }
+        insta::assert_snapshot!(format!("error_{}", stem(&path)), rendered);
     }
 }
 

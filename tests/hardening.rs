@@ -137,13 +137,13 @@ fn generated_names_that_would_collide_are_e0110() {
     for text in cases {
         let source = kiln::Source { name: "m.kn".into(), text: text.into() };
         match kiln::check(&source, "m") {
-            Err(kiln::Error::Source { diag, .. }) => assert_eq!(diag.code, "E0110", "{text}: {}", diag.message),
+            Err(e) => assert_eq!(e.diagnostic().map(|d| d.code), Some("E0110"), "{text}: {}", e.render(false)),
             other => panic!("{text}: {:?}", other.map(|_| ())),
         }
     }
     let source = kiln::Source { name: "m.kn".into(), text: PROGRAM.into() };
     match kiln::check(&source, "__m") {
-        Err(kiln::Error::Source { diag, .. }) => assert_eq!(diag.code, "E0110"),
+        Err(e) => assert_eq!(e.diagnostic().map(|d| d.code), Some("E0110"), "{}", e.render(false)),
         other => panic!("module __m: {:?}", other.map(|_| ())),
     }
 }
@@ -176,7 +176,7 @@ fn elaboration_is_linear_in_calls() {
     }
     let source = kiln::Source { name: "m.kn".into(), text: chain_of(502) };
     match kiln::check(&source, "m") {
-        Err(kiln::Error::Source { diag, .. }) => assert_eq!(diag.code, "E0004", "{}", diag.message),
+        Err(e) => assert_eq!(e.diagnostic().map(|d| d.code), Some("E0004"), "{}", e.render(false)),
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
@@ -192,4 +192,54 @@ fn reaching_the_saturation_time_limit_fails_the_build() {
     );
     let out = kiln(dir.path(), &["build", "m.kn", "-o", "out"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// #17 E: one run reports every error of a file (up to 50) with its warnings; warnings alone
+/// do not fail a check; `--error-format json` gives one object per diagnostic with spans;
+/// `kiln explain` prints the errors page built into the binary.
+#[test]
+fn diagnostics_come_all_at_once_as_text_or_json_and_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "two.kn",
+        "fn f(x: f32[4], unused: f32[4]) -> f32[4] { x + wieght }\nfn g(x: f32[4]) -> f32[4] { nope(x) }\nexport f;\nexport g;\n",
+    );
+    let out = kiln(dir.path(), &["check", "two.kn"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in ["warning[W0002]", "error[E0101]", "error[E0102]", "error: 2 errors in `two.kn`"] {
+        assert!(stderr.contains(expected), "{expected} in:\n{stderr}");
+    }
+    // The same run as JSON: one object per line, in source order, lines and columns from 1.
+    let out = kiln(dir.path(), &["check", "two.kn", "--error-format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let objects: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    let codes: Vec<&str> = objects.iter().map(|o| o["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["W0002", "E0101", "E0102"], "{stderr}");
+    let span = &objects[1]["spans"][0];
+    assert_eq!((span["line_start"].as_u64(), span["column_start"].as_u64()), (Some(1), Some(49)));
+    assert_eq!((objects[0]["level"].as_str(), objects[1]["level"].as_str()), (Some("warning"), Some("error")));
+    // Warnings alone: the check succeeds and still prints them.
+    write("warn.kn", "fn f(x: f32[4]) -> f32[4] {\n    let y = x;\n    x\n}\nexport f;\n");
+    let out = kiln(dir.path(), &["check", "warn.kn"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning[W0001]: unused value `y`"));
+    // The run stops at 50 errors and says so.
+    let body: Vec<String> = (0..60).map(|i| format!("missing{i}")).collect();
+    write("many.kn", &format!("fn f(x: f32[4]) -> f32[4] {{ x + {} }}\nexport f;\n", body.join(" + ")));
+    let stderr = String::from_utf8(kiln(dir.path(), &["check", "many.kn"]).stderr).unwrap();
+    assert_eq!(stderr.matches("error[E0101]").count(), 50);
+    assert!(stderr.contains("error: stopped after 50 errors"), "{stderr}");
+    // A bad option in JSON too.
+    let out = kiln(dir.path(), &["check", "absent.kn", "--error-format", "json"]);
+    let object: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(object["message"].as_str().unwrap().contains("absent.kn") && object["code"].is_null());
+    // Every code's page, as docs/errors has it; an unknown code is refused.
+    let page = kiln(dir.path(), &["explain", "E0209"]);
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors/E0209.md");
+    assert_eq!(String::from_utf8(page.stdout).unwrap(), std::fs::read_to_string(docs).unwrap());
+    let out = kiln(dir.path(), &["explain", "E0000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("W0003"), "the refusal lists the codes");
 }

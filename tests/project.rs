@@ -195,9 +195,10 @@ fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn codes_in(dir: &Path, codes: &mut BTreeSet<String>) {
     for path in rust_files(dir) {
         let text = std::fs::read_to_string(&path).unwrap();
-        for (i, _) in text.match_indices("\"E") {
-            let code = &text[i + 1..(i + 6).min(text.len())];
-            if code.len() == 5 && code[1..].chars().all(|c| c.is_ascii_digit()) && text[i + 6..].starts_with('"') {
+        for (i, _) in text.match_indices('"') {
+            let code = text.get(i + 1..i + 6).unwrap_or_default();
+            let is_code = code.starts_with(['E', 'W']) && code[1..].chars().all(|c| c.is_ascii_digit());
+            if code.len() == 5 && is_code && text[i + 6..].starts_with('"') {
                 codes.insert(code.to_string());
             }
         }
@@ -260,4 +261,53 @@ fn readme_language_example_compiles() {
     let module = kiln::check(&source, "mlp").unwrap_or_else(|e| panic!("{}", e.render(false)));
     let names: Vec<&str> = module.funcs.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["loss", "forward", "train_step"]);
+}
+
+/// The README's command reference is what the binaries print for `--help`, for every
+/// subcommand of kiln and for kiln-gpu-check (so no flag goes undocumented). With
+/// `KILN_BLESS=1` the test rewrites the section instead.
+#[test]
+fn readme_documents_every_flag_of_every_command() {
+    const BEGIN: &str =
+        "<!-- commands: what each binary's --help prints; tests/project.rs checks it, KILN_BLESS=1 rewrites it -->\n";
+    const END: &str = "<!-- end of commands -->\n";
+    let kiln = Path::new(env!("CARGO_BIN_EXE_kiln"));
+    let gpu_check = kiln.with_file_name("kiln-gpu-check");
+    assert!(gpu_check.is_file(), "{} is missing: build it with `cargo build --workspace --bins`", gpu_check.display());
+    let help = |program: &Path, args: &[&str]| {
+        let out = std::process::Command::new(program).args(args).output().unwrap();
+        assert!(out.status.success(), "{} {args:?}: {}", program.display(), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = help(kiln, &["--help"]);
+    let subcommands: Vec<&str> = top
+        .split("Commands:\n")
+        .nth(1)
+        .expect("kiln --help lists its commands")
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|&c| c != "help")
+        .collect();
+    assert!(subcommands.len() >= 6, "{subcommands:?}");
+    let mut section = String::from(BEGIN);
+    let mut block = |title: &str, text: &str| {
+        section.push_str(&format!("\n#### `{title}`\n\n```text\n{}\n```\n", text.trim_end()));
+    };
+    block("kiln", &top);
+    for c in &subcommands {
+        block(&format!("kiln {c}"), &help(kiln, &[c, "--help"]));
+    }
+    block("kiln-gpu-check", &help(&gpu_check, &["--help"]));
+    section.push('\n');
+    section.push_str(END);
+    let path = root().join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme.find(BEGIN).expect("the README has the commands section");
+    let end = readme.find(END).expect("the commands section ends") + END.len();
+    if std::env::var_os("KILN_BLESS").is_some() {
+        std::fs::write(&path, format!("{}{section}{}", &readme[..start], &readme[end..])).unwrap();
+    } else {
+        assert!(readme[start..end] == section, "README's command reference is stale: run with KILN_BLESS=1");
+    }
 }

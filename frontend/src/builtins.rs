@@ -57,6 +57,20 @@ pub fn is_builtin(name: &str) -> bool {
     names().any(|n| n == name)
 }
 
+/// The builtin argument that names a dtype rather than a value, by builtin and position:
+/// `cast(x, f32)`. Name resolution checks it as a dtype, not as a name in scope.
+pub const DTYPE_ARGUMENT: (&str, usize) = ("cast", 1);
+
+/// The dtype an argument in the [`DTYPE_ARGUMENT`] position names (E0217 otherwise).
+pub fn dtype_argument(e: &Expr) -> Result<DType, Diagnostic> {
+    let ExprKind::Name(n) = &e.kind else {
+        return Err(Diagnostic::error("E0217", "expected a dtype")
+            .at(e.span, "not a dtype")
+            .help("write e.g. `cast(x, f32)`"));
+    };
+    resolve_dtype(&Ident { name: n.clone(), span: e.span }).map_err(|d| Diagnostic { code: "E0217", ..d })
+}
+
 /// Arguments bound to a builtin's parameters.
 struct Bound<'a> {
     args: Vec<Option<&'a Expr>>,
@@ -311,14 +325,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         }
         "cast" => {
             let (x, _) = tensor(el, env, 0)?;
-            let e = b.get(1).expect("required");
-            let ExprKind::Name(n) = &e.kind else {
-                return Err(Diagnostic::error("E0217", "expected a dtype")
-                    .at(e.span, "not a dtype")
-                    .help("write e.g. `cast(x, f32)`"));
-            };
-            let to = resolve_dtype(&Ident { name: n.clone(), span: e.span })
-                .map_err(|d| Diagnostic { code: "E0217", ..d })?;
+            let to = dtype_argument(b.get(DTYPE_ARGUMENT.1).expect("required"))?;
             el.convert(x, to, span)?
         }
         // softmax(x) = exp(x - max(x)) * (1 / sum(exp(x - max(x)))) along `axis`: one division

@@ -64,7 +64,8 @@ pub struct Elab<'a> {
 }
 
 /// What every elaborator of a file shares: its functions, and the names of those a call has
-/// elaborated (at their declared types, when they have no shape variables: so checked).
+/// elaborated or tried to (at their declared types, when they have no shape variables: so
+/// checked, or their first error reported through the call).
 struct File<'a> {
     fns: BTreeMap<&'a str, &'a FnDef>,
     called: RefCell<BTreeSet<&'a str>>,
@@ -84,90 +85,148 @@ const MAX_CALL_DEPTH: usize = 500;
 
 /// Lowers every export of `file` into a function of a module named `module_name`, and checks
 /// every function whose parameter types are fully known even if it is not exported.
-pub fn elaborate<'a>(file: &'a SourceFile, module_name: &str, diff: Option<&'a dyn Differentiator>) -> R<Module> {
+///
+/// Errors come in two rounds, each reporting all it finds (up to [`crate::MAX_ERRORS`]):
+/// definitions and names first, in every function; then, when those are clean, types and
+/// shapes, the first error of each exported or checked function (an error inside a function
+/// leaves nothing sound to check the rest of it against).
+///
+/// Returns the module and the warnings, or the errors with the warnings, in source order.
+pub fn elaborate<'a>(
+    file: &'a SourceFile,
+    module_name: &str,
+    diff: Option<&'a dyn Differentiator>,
+) -> Result<(Module, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut errors = Errors::default();
+    let mut warnings = vec![];
     let mut fns: BTreeMap<&str, &FnDef> = BTreeMap::new();
     for item in &file.items {
         if let Item::Fn(f) = item {
             if crate::builtins::is_builtin(&f.name.name) || Transform::parse(&f.name.name).is_some() {
-                return Err(Diagnostic::error(
-                    "E0104",
-                    format!("`{}` is a builtin and cannot be redefined", f.name.name),
-                )
-                .at(f.name.span, "redefines a builtin")
-                .help("choose another name"));
-            }
-            if let Some(prev) = fns.insert(&f.name.name, f) {
-                return Err(Diagnostic::error("E0104", format!("function `{}` is defined twice", f.name.name))
-                    .at(f.name.span, "second definition")
-                    .also(prev.name.span, "first definition here"));
+                errors.push(
+                    Diagnostic::error("E0104", format!("`{}` is a builtin and cannot be redefined", f.name.name))
+                        .at(f.name.span, "redefines a builtin")
+                        .help("choose another name"),
+                );
+                continue;
             }
             let mut seen: HashMap<&str, Span> = HashMap::new();
             for p in &f.params {
                 if let Some(prev) = seen.insert(&p.name.name, p.name.span) {
-                    return Err(Diagnostic::error("E0105", format!("parameter `{}` is declared twice", p.name.name))
-                        .at(p.name.span, "second declaration")
-                        .also(prev, "first declaration here"));
+                    errors.push(
+                        Diagnostic::error("E0105", format!("parameter `{}` is declared twice", p.name.name))
+                            .at(p.name.span, "second declaration")
+                            .also(prev, "first declaration here"),
+                    );
                 }
             }
+            if let Some(prev) = fns.get(f.name.name.as_str()) {
+                errors.push(
+                    Diagnostic::error("E0104", format!("function `{}` is defined twice", f.name.name))
+                        .at(f.name.span, "second definition")
+                        .also(prev.name.span, "first definition here"),
+                );
+                continue;
+            }
+            fns.insert(&f.name.name, f);
         }
     }
+    for def in fns.values() {
+        crate::resolve::check_names(def, &fns, &mut errors, &mut warnings);
+    }
+    warnings.sort_by_key(|w| w.primary_span().start);
+    warnings.truncate(crate::MAX_ERRORS);
+    errors.take_result(&warnings)?;
     let shared = Rc::new(File { fns, called: Default::default() });
     let fns = &shared.fns;
     let mut module = Module { name: module_name.to_string(), funcs: vec![] };
     let mut exported: HashMap<String, Span> = HashMap::new();
     for item in &file.items {
         let Item::Export(export) = item else { continue };
-        let (func, default_name, name_span) = match &export.target.kind {
-            ExprKind::Name(target) => {
-                let Some(def) = fns.get(target.as_str()) else {
-                    return Err(unknown_function(target, export.target.span, fns));
-                };
-                (Elab::new(&shared, target, diff).instantiate(def, None)?, target.clone(), export.target.span)
-            }
+        let elaborated = match &export.target.kind {
+            ExprKind::Name(target) => match fns.get(target.as_str()) {
+                None => Err(unknown_function(target, export.target.span, fns)),
+                Some(def) => Elab::new(&shared, target, diff)
+                    .instantiate(def, None)
+                    .map(|f| (f, target.clone(), export.target.span)),
+            },
             ExprKind::Call { callee, .. } if Transform::parse(&callee.name).is_some() => {
                 let el = Elab::new(&shared, &callee.name, diff);
-                let fv = el.function_value(&export.target)?;
-                let f = el.instantiate_value(&fv, None)?;
-                let name = f.name.clone();
-                (f, name, export.target.span)
+                el.function_value(&export.target).and_then(|fv| el.instantiate_value(&fv, None)).map(|f| {
+                    let name = f.name.clone();
+                    (f, name, export.target.span)
+                })
             }
-            _ => {
-                return Err(Diagnostic::error("E0107", "only functions can be exported")
-                    .at(export.target.span, "not a function")
-                    .help("export a function by name, `export loss;`, or a transformation of one, `export grad(loss, wrt=[w]) as g;`"))
+            _ => Err(Diagnostic::error("E0107", "only functions can be exported")
+                .at(export.target.span, "not a function")
+                .help("export a function by name, `export loss;`, or a transformation of one, `export grad(loss, wrt=[w]) as g;`")),
+        };
+        let (func, default_name, name_span) = match elaborated {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(e);
+                continue;
             }
         };
         let name = export.alias.as_ref().map_or(default_name, |a| a.name.clone());
         let name_span = export.alias.as_ref().map_or(name_span, |a| a.span);
         if let Some(prev) = exported.insert(name.clone(), name_span) {
-            return Err(Diagnostic::error("E0106", format!("`{name}` is exported twice"))
-                .at(name_span, "second export of this name")
-                .also(prev, "first exported here")
-                .help("give one of them another name with `as`"));
+            errors.push(
+                Diagnostic::error("E0106", format!("`{name}` is exported twice"))
+                    .at(name_span, "second export of this name")
+                    .also(prev, "first exported here")
+                    .help("give one of them another name with `as`"),
+            );
+            continue;
         }
         module.funcs.push(Func { name, ..func });
     }
-    // Functions with fully known parameter types are checked even when nothing exports them;
-    // generic ones, whose shapes only a call gives, have their names checked.
+    // Functions with fully known parameter types are checked even when nothing exports them
+    // (the names of generic ones, whose shapes only a call gives, were checked above).
     for def in fns.values() {
         if def.params.iter().all(|p| p.ty.dims.iter().all(|d| matches!(d, Dim::Known(..)))) {
             // A call instantiated it already, at the only types it takes.
             let called = shared.called.borrow().contains(def.name.name.as_str());
             if !exported.contains_key(&def.name.name) && !called {
-                Elab::new(&shared, &def.name.name, diff).instantiate(def, None)?;
+                if let Err(e) = Elab::new(&shared, &def.name.name, diff).instantiate(def, None) {
+                    errors.push(e);
+                }
             }
-        } else {
-            crate::resolve::check_names(def, fns)?;
         }
     }
+    errors.take_result(&warnings)?;
     if let Err(e) = kiln_ir::verify::verify_module(&module) {
-        return Err(Diagnostic::error(
+        return Err(vec![Diagnostic::error(
             "E9999",
             format!("internal compiler error: the frontend produced invalid IR: {e}"),
         )
-        .help("please report this as a bug in kiln"));
+        .help("please report this as a bug in kiln")]);
     }
-    Ok(module)
+    Ok((module, warnings))
+}
+
+/// The errors of one run: each reported once (a helper's error reached through two exports
+/// is one error), at most [`crate::MAX_ERRORS`], in the order of the source.
+#[derive(Default)]
+pub struct Errors(Vec<Diagnostic>);
+
+impl Errors {
+    pub fn push(&mut self, d: Diagnostic) {
+        if self.0.len() < crate::MAX_ERRORS && !self.0.contains(&d) {
+            self.0.push(d);
+        }
+    }
+
+    /// Nothing when no error was pushed, otherwise the errors and `warnings` in source order.
+    pub fn take_result(&mut self, warnings: &[Diagnostic]) -> Result<(), Vec<Diagnostic>> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut all = std::mem::take(&mut self.0);
+        all.extend_from_slice(warnings);
+        all.sort_by_key(|d| d.primary_span().start);
+        Err(all)
+    }
 }
 
 /// The names of a `wrt=` argument: one name or a list of names.
@@ -204,7 +263,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 pub fn suggest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
     candidates
         .map(|c| (edit_distance(name, c), c))
-        .filter(|&(d, c)| d <= (name.len().max(c.len()) / 3).max(1))
+        // Within a third of the length, and never every character (`y` for `x`).
+        .filter(|&(d, c)| d <= (name.len().max(c.len()) / 3).max(1) && d < name.len())
         .min()
         .map(|(_, c)| c)
 }
@@ -786,6 +846,9 @@ impl<'a> Elab<'a> {
         if let Some(v) = key.as_ref().and_then(|k| self.calls.get(k)) {
             return Ok(v.clone());
         }
+        if let Some(key) = &key {
+            self.file.called.borrow_mut().insert(key.0);
+        }
         self.call_stack.push(&def.name.name);
         let result =
             self.eval_block(&mut inner, &def.body).and_then(|r| self.check_result(def, &mut inner, r)).map_err(|d| {
@@ -799,7 +862,6 @@ impl<'a> Elab<'a> {
         self.call_stack.pop();
         let result = result?;
         if let Some(key) = key {
-            self.file.called.borrow_mut().insert(key.0);
             self.calls.insert(key, result.clone());
         }
         Ok(result)

@@ -22,22 +22,27 @@ pub mod transform;
 
 pub use builtins::names as builtin_names;
 pub use elab::elaborate;
-pub use render::render_diagnostic;
+pub use render::{render_diagnostic, render_diagnostics};
 pub use transform::{Differentiator, Transform};
 
 use kiln_ir::{Diagnostic, Module};
 
+/// The most errors one run reports (and, separately, the most warnings); the rest of the file
+/// is not checked once a run has this many.
+pub const MAX_ERRORS: usize = 50;
+
 /// Parses and elaborates a source file into a module named `module_name`; transformations
 /// (`grad`, ...) are refused (E0305): [`compile_source_with`] takes the pass that applies them.
-pub fn compile_source(src: &str, module_name: &str) -> Result<Module, Diagnostic> {
+/// The error is every diagnostic of the file, warnings included, in source order.
+pub fn compile_source(src: &str, module_name: &str) -> Result<Module, Vec<Diagnostic>> {
     let file = parser::parse(src)?;
-    elaborate(&file, module_name, None)
+    elaborate(&file, module_name, None).map(|(module, _warnings)| module)
 }
 
 /// Parses and elaborates a source file, applying transformations with `diff`.
-pub fn compile_source_with(src: &str, module_name: &str, diff: &dyn Differentiator) -> Result<Module, Diagnostic> {
+pub fn compile_source_with(src: &str, module_name: &str, diff: &dyn Differentiator) -> Result<Module, Vec<Diagnostic>> {
     let file = parser::parse(src)?;
-    elaborate(&file, module_name, Some(diff))
+    elaborate(&file, module_name, Some(diff)).map(|(module, _warnings)| module)
 }
 
 /// A C identifier made from a file stem: other characters become `_`, and a leading digit

@@ -14,14 +14,33 @@ const COMPARISONS: &[(&str, BinOp)] =
 /// Nesting deeper than this is refused with a diagnostic rather than overflowing the stack.
 const MAX_DEPTH: usize = 256;
 
-pub fn parse(src: &str) -> Result<SourceFile, Diagnostic> {
-    let tokens = lex(src)?;
+/// Parses a whole file, or returns its syntax errors: after an error the parser skips to the
+/// next item (`fn` or `export` first on its line, or after a `}` or `;`) and goes on, so one run reports an error in
+/// each broken item, up to [`crate::MAX_ERRORS`].
+pub fn parse(src: &str) -> Result<SourceFile, Vec<Diagnostic>> {
+    let tokens = lex(src).map_err(|d| vec![d])?;
     let mut p = Parser { tokens, pos: 0, depth: 0 };
     let mut file = SourceFile::default();
-    while p.peek() != &Tok::Eof {
-        file.items.push(p.item()?);
+    let mut errors = vec![];
+    while p.peek() != &Tok::Eof && errors.len() < crate::MAX_ERRORS {
+        let start = p.pos;
+        match p.item() {
+            Ok(item) => file.items.push(item),
+            Err(e) => {
+                errors.push(e);
+                p.depth = 0;
+                if p.pos == start {
+                    p.bump();
+                }
+                p.skip_to_item(src);
+            }
+        }
     }
-    Ok(file)
+    if errors.is_empty() {
+        Ok(file)
+    } else {
+        Err(errors)
+    }
 }
 
 struct Parser {
@@ -56,6 +75,20 @@ impl Parser {
             self.pos += 1;
         }
         t
+    }
+
+    /// Moves to the start of the next item: `fn` or `export` first on its line or right after
+    /// a `}` or `;`, or the end of the file.
+    fn skip_to_item(&mut self, src: &str) {
+        while self.peek() != &Tok::Eof {
+            let start = self.span().start as usize;
+            let line_start = src[..start].trim_end_matches([' ', '\t']).ends_with('\n') || start == 0;
+            let after_item = self.pos > 0 && matches!(self.tokens[self.pos - 1].tok, Tok::Punct("}" | ";"));
+            if (line_start || after_item) && (self.is_keyword("fn") || self.is_keyword("export")) {
+                return;
+            }
+            self.bump();
+        }
     }
 
     fn is(&self, p: &str) -> bool {

@@ -1,94 +1,179 @@
 //! Name resolution of a function body without elaborating it: every value a body names is in
-//! scope, and every function it calls exists. Elaboration checks this and everything else for
-//! the functions it instantiates; a generic helper that nothing calls is never instantiated
-//! (its shapes are unknown), so this pass is what checks its names.
+//! scope, and every function it calls exists. It runs on every function before elaboration and
+//! reports every unknown name of the file; a generic helper that nothing calls is never
+//! elaborated (its shapes are unknown), so for it this is the only check.
+//!
+//! The same walk finds the warnings about names: a `let` binding never used (W0001), a
+//! parameter never used (W0002), a binding that shadows a parameter or an earlier binding
+//! (W0003). A name that starts with `_` is exempt, as in Rust.
 
-use crate::ast::{Block, Dim, Expr, ExprKind, FnDef, IndexItem, Pattern};
+use crate::ast::{Block, Dim, Expr, ExprKind, FnDef, Ident, IndexItem, Pattern};
+use crate::elab::Errors;
 use crate::transform::Transform;
-use kiln_ir::{DType, Diagnostic};
-use std::collections::{BTreeMap, BTreeSet};
-
-type R<T> = Result<T, Diagnostic>;
+use kiln_ir::{DType, Diagnostic, Span};
+use std::collections::BTreeMap;
 
 /// Checks the names in `def`'s body against its parameters, its shape variables, its lets and
-/// the functions of the file (`fns`) and the builtins.
-pub fn check_names(def: &FnDef, fns: &BTreeMap<&str, &FnDef>) -> R<()> {
-    let mut scope: BTreeSet<&str> = def.params.iter().map(|p| p.name.name.as_str()).collect();
+/// the functions of the file (`fns`) and the builtins, pushing an error for each unknown name
+/// and a warning for each unused or shadowing one.
+pub fn check_names(def: &FnDef, fns: &BTreeMap<&str, &FnDef>, errors: &mut Errors, warnings: &mut Vec<Diagnostic>) {
+    let mut r = Resolver { fns, errors, warnings, scope: vec![] };
     let types = def.params.iter().map(|p| &p.ty).chain(def.ret.iter().flatten());
     for ty in types {
-        scope.extend(ty.dims.iter().filter_map(|d| match d {
-            Dim::Var(v) => Some(v.name.as_str()),
-            Dim::Known(..) => None,
-        }));
-    }
-    Resolver { fns }.block(&def.body, &mut scope)
-}
-
-struct Resolver<'f, 'a> {
-    fns: &'f BTreeMap<&'a str, &'a FnDef>,
-}
-
-impl<'a> Resolver<'_, 'a> {
-    fn block<'e>(&self, block: &'e Block, scope: &mut BTreeSet<&'e str>) -> R<()> {
-        let mut inner = scope.clone();
-        for l in &block.lets {
-            self.expr(&l.value, &inner)?;
-            bind(&l.pattern, &mut inner);
-        }
-        self.expr(&block.result, &inner)
-    }
-
-    fn expr(&self, e: &Expr, scope: &BTreeSet<&str>) -> R<()> {
-        match &e.kind {
-            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) => Ok(()),
-            // A dtype (`cast(x, f64)`) or a function given to a transformation are names too.
-            ExprKind::Name(n) if scope.contains(n.as_str()) || self.is_function(n) || DType::from_name(n).is_some() => {
-                Ok(())
+        for d in &ty.dims {
+            if let Dim::Var(v) = d {
+                if !r.scope.iter().any(|b| b.name == v.name) {
+                    r.scope.push(Binding { name: &v.name, span: v.span, kind: Kind::ShapeVar, used: true });
+                }
             }
-            ExprKind::Name(n) => Err(Diagnostic::error("E0101", format!("cannot find value `{n}` in this scope"))
-                .at(e.span, "not found in this scope")),
+        }
+    }
+    for p in &def.params {
+        r.scope.push(Binding { name: &p.name.name, span: p.name.span, kind: Kind::Param, used: false });
+    }
+    r.block(&def.body);
+    r.close(0);
+}
+
+/// What a name in scope was bound by.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ShapeVar,
+    Param,
+    Let,
+}
+
+struct Binding<'e> {
+    name: &'e str,
+    span: Span,
+    kind: Kind,
+    used: bool,
+}
+
+struct Resolver<'f, 'a, 'e> {
+    fns: &'f BTreeMap<&'a str, &'a FnDef>,
+    errors: &'f mut Errors,
+    warnings: &'f mut Vec<Diagnostic>,
+    /// The names in scope, innermost last.
+    scope: Vec<Binding<'e>>,
+}
+
+impl<'e> Resolver<'_, '_, 'e> {
+    fn block(&mut self, block: &'e Block) {
+        let outer = self.scope.len();
+        for l in &block.lets {
+            self.expr(&l.value);
+            self.bind(&l.pattern);
+        }
+        self.expr(&block.result);
+        self.close(outer);
+    }
+
+    /// Leaves the scope opened when it held `outer` names, warning of those never used.
+    fn close(&mut self, outer: usize) {
+        for b in self.scope.drain(outer..) {
+            if b.used || b.name.starts_with('_') {
+                continue;
+            }
+            let (code, what) = match b.kind {
+                Kind::ShapeVar => continue,
+                Kind::Param => ("W0002", "parameter"),
+                Kind::Let => ("W0001", "value"),
+            };
+            self.warnings.push(
+                Diagnostic::warning(code, format!("unused {what} `{}`", b.name))
+                    .at(b.span, format!("this {what} is never used"))
+                    .help(format!("remove it, or name it `_{}` to say it is unused on purpose", b.name)),
+            );
+        }
+    }
+
+    fn bind(&mut self, p: &'e Pattern) {
+        match p {
+            Pattern::Name(Ident { name, span }) => {
+                if let Some(prev) = self.scope.iter().rev().find(|b| b.name == name) {
+                    if !name.starts_with('_') {
+                        let what = if prev.kind == Kind::Let { "an earlier binding" } else { "a parameter" };
+                        self.warnings.push(
+                            Diagnostic::warning("W0003", format!("`{name}` shadows {what} of the same name"))
+                                .at(*span, "this binding hides the earlier one")
+                                .also(prev.span, "earlier binding here")
+                                .help("give the new value a name of its own"),
+                        );
+                    }
+                }
+                self.scope.push(Binding { name, span: *span, kind: Kind::Let, used: false });
+            }
+            Pattern::Ignore(_) => {}
+            Pattern::Tuple(items, _) => items.iter().for_each(|i| self.bind(i)),
+        }
+    }
+
+    fn expr(&mut self, e: &'e Expr) {
+        match &e.kind {
+            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) => {}
+            ExprKind::Name(n) => {
+                if let Some(b) = self.scope.iter_mut().rev().find(|b| b.name == n) {
+                    b.used = true;
+                } else if !self.is_function(n) && DType::from_name(n).is_none() {
+                    // A dtype (`cast(x, f64)`) or a function given to a transformation are
+                    // names too.
+                    let d = Diagnostic::error("E0101", format!("cannot find value `{n}` in this scope"))
+                        .at(e.span, "not found in this scope");
+                    let similar = crate::elab::suggest(n, self.scope.iter().map(|b| b.name));
+                    self.errors.push(match similar {
+                        Some(s) => d.help(format!("a value with a similar name exists: `{s}`")),
+                        None => d,
+                    });
+                }
+            }
             ExprKind::Call { callee, args } => {
                 if !self.is_function(&callee.name) && Transform::parse(&callee.name).is_none() {
-                    return Err(crate::elab::unknown_function(&callee.name, callee.span, self.fns));
+                    self.errors.push(crate::elab::unknown_function(&callee.name, callee.span, self.fns));
                 }
-                // A transformation's `wrt=` names parameters of the function it transforms.
-                let values = args.iter().filter(|a| a.keyword.as_ref().is_none_or(|k| k.name != "wrt"));
-                values.map(|a| &a.value).try_for_each(|v| self.expr(v, scope))
+                // A transformation's `wrt=` names parameters of the function it transforms, and
+                // a cast's target is a dtype.
+                let mut positional = 0;
+                for a in args {
+                    let position = a.keyword.is_none().then(|| {
+                        positional += 1;
+                        positional - 1
+                    });
+                    if position.is_some_and(|i| (callee.name.as_str(), i) == crate::builtins::DTYPE_ARGUMENT) {
+                        if let Err(e) = crate::builtins::dtype_argument(&a.value) {
+                            self.errors.push(e);
+                        }
+                    } else if a.keyword.as_ref().is_none_or(|k| k.name != "wrt") {
+                        self.expr(&a.value);
+                    }
+                }
             }
             ExprKind::Apply { func, args } => {
-                self.expr(func, scope)?;
-                args.iter().try_for_each(|a| self.expr(&a.value, scope))
+                self.expr(func);
+                args.iter().for_each(|a| self.expr(&a.value));
             }
             ExprKind::Binary { lhs, rhs, .. } => {
-                self.expr(lhs, scope)?;
-                self.expr(rhs, scope)
+                self.expr(lhs);
+                self.expr(rhs);
             }
-            ExprKind::Neg(inner) => self.expr(inner, scope),
+            ExprKind::Neg(inner) => self.expr(inner),
             ExprKind::Index { base, items } => {
-                self.expr(base, scope)?;
-                items.iter().try_for_each(|item| match item {
-                    IndexItem::At(i) => self.expr(i, scope),
-                    IndexItem::Range { start, stop, step, .. } => {
-                        [start, stop, step].into_iter().flatten().try_for_each(|p| self.expr(p, scope))
+                self.expr(base);
+                for item in items {
+                    match item {
+                        IndexItem::At(i) => self.expr(i),
+                        IndexItem::Range { start, stop, step, .. } => {
+                            [start, stop, step].into_iter().flatten().for_each(|p| self.expr(p))
+                        }
                     }
-                })
+                }
             }
-            ExprKind::Tuple(items) | ExprKind::List(items) => items.iter().try_for_each(|i| self.expr(i, scope)),
-            ExprKind::Block(b) => self.block(b, &mut scope.clone()),
+            ExprKind::Tuple(items) | ExprKind::List(items) => items.iter().for_each(|i| self.expr(i)),
+            ExprKind::Block(b) => self.block(b),
         }
     }
 
     fn is_function(&self, name: &str) -> bool {
         self.fns.contains_key(name) || crate::builtins::is_builtin(name)
-    }
-}
-
-fn bind<'e>(p: &'e Pattern, scope: &mut BTreeSet<&'e str>) {
-    match p {
-        Pattern::Name(i) => {
-            scope.insert(&i.name);
-        }
-        Pattern::Ignore(_) => {}
-        Pattern::Tuple(items, _) => items.iter().for_each(|i| bind(i, scope)),
     }
 }

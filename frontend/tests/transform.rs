@@ -2,7 +2,9 @@
 
 #[test]
 fn transformations_need_a_differentiator() {
-    let err = kiln_frontend::compile_source("fn f(x: f32) -> f32 { x * x }\nexport grad(f) as g;\n", "m").unwrap_err();
+    let errors =
+        kiln_frontend::compile_source("fn f(x: f32) -> f32 { x * x }\nexport grad(f) as g;\n", "m").unwrap_err();
+    let [err] = &errors[..] else { panic!("one error: {errors:?}") };
     assert_eq!(err.code, "E0305");
     assert!(err.message.contains("`grad` needs the autodiff pass"), "{}", err.message);
     // Programs without transformations need none.

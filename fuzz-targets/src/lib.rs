@@ -83,14 +83,20 @@ pub fn source(data: &[u8]) -> Outcome {
                 out.dumps.iter().find(|(ext, _)| ext == kiln::EmitKind::Opt.extension()).expect("--emit opt");
             round_trips(printed);
         }
-        Err(kiln::Error::Source { diag, .. }) => {
-            assert!(
-                diag.code.starts_with('E') && diag.code != "E9999",
-                "internal error as a diagnostic: {}",
-                diag.message
-            );
-            // Rendering against the source must not panic either (spans inside the text).
-            let _ = kiln::Error::Source { diag, file: src.name.clone(), src: src.text.clone() }.render(false);
+        Err(e @ kiln::Error::Source { .. }) => {
+            let kiln::Error::Source { diags, .. } = &e else { unreachable!() };
+            assert!(e.diagnostic().is_some(), "a failed build reports an error, not only warnings");
+            for d in diags {
+                assert!(
+                    (d.code.starts_with('E') || d.code.starts_with('W')) && d.code != "E9999",
+                    "internal error as a diagnostic: {}",
+                    d.message
+                );
+            }
+            // Rendering against the source must not panic either (spans inside the text), in
+            // both forms.
+            let _ = e.render(false);
+            let _ = e.render_as(kiln::ErrorFormat::Json, false);
         }
         Err(kiln::Error::Usage(_)) => {}
         Err(e @ kiln::Error::Internal(_)) => panic!("{}", e.render(false)),

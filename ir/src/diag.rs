@@ -1,6 +1,6 @@
 //! The diagnostic type every stage of kiln reports user errors with.
 //!
-//! A diagnostic has a code (`E0203`), a lowercase message, labeled spans into the user's
+//! A diagnostic has a severity, a code (`E0203` for errors, `W0001` for warnings), a lowercase message, labeled spans into the user's
 //! source, notes and an optional help line. Rendering (source lines, carets, colors) belongs to
 //! the driver; this type only carries the facts.
 
@@ -34,9 +34,29 @@ pub struct Label {
     pub primary: bool,
 }
 
+/// Whether a diagnostic stops the build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Error,
+    /// Reported, and the build goes on.
+    Warning,
+}
+
+impl Severity {
+    /// The word diagnostics begin with: `error`, `warning`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// The error code, `E` and four digits; each is explained in docs/errors/.
+    pub severity: Severity,
+    /// The code, `E` (errors) or `W` (warnings) and four digits; each is explained in
+    /// docs/errors/.
     pub code: &'static str,
     pub message: String,
     pub labels: Vec<Label>,
@@ -46,7 +66,23 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(code: &'static str, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { code, message: message.into(), labels: vec![], notes: vec![], help: None }
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            labels: vec![],
+            notes: vec![],
+            help: None,
+        }
+    }
+
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message) }
+    }
+
+    /// The span of the primary label (the start of the file when there is none).
+    pub fn primary_span(&self) -> Span {
+        self.labels.iter().find(|l| l.primary).map_or(Span::default(), |l| l.span)
     }
 
     /// Adds the primary label.
@@ -74,7 +110,7 @@ impl Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "error[{}]: {}", self.code, self.message)
+        write!(f, "{}[{}]: {}", self.severity.name(), self.code, self.message)
     }
 }
 

@@ -21,7 +21,7 @@ pub mod text;
 pub mod types;
 pub mod verify;
 
-pub use diag::{Diagnostic, Label, Span};
+pub use diag::{Diagnostic, Label, Severity, Span};
 pub use func::{Func, Inst, Module, Param, Value};
 pub use ops::{BinaryOp, ConvWindow, Op, OpClass, ReduceKind, UnaryOp};
 pub use types::{DType, Literal, TensorType};

@@ -3,8 +3,8 @@
 //! from `kiln build --target nvptx64-nvidia-cuda` and the data from `kiln expect` (raw files
 //! DIR/FUNCTION.ARGUMENT.bin), both on any machine.
 //!
-//! Usage: kiln-gpu-check [--emulate] [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ...
-//! (manifest and data directory in pairs). Exit status: 0 all agree, 1 a mismatch or error,
+//! Usage: kiln-gpu-check [OPTIONS] MANIFEST DATA_DIR ... (manifest and data directory in
+//! pairs; `--help` lists the options). Exit status: 0 all agree, 1 a mismatch or error,
 //! 2 no usable GPU. With `--emulate` the bundles run on kiln's PTX emulator instead, on any
 //! machine: slow, every memory access checked; its times say nothing of a GPU.
 //!
@@ -18,17 +18,48 @@ use kiln_runtime::DType;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// What `--help` prints, and what a malformed command line gets.
+const USAGE: &str = "\
+Runs GPU bundles against expected results, or times them
+
+Usage: kiln-gpu-check [OPTIONS] MANIFEST DATA_DIR [MANIFEST DATA_DIR ...]
+       kiln-gpu-check --bench [OPTIONS] MANIFEST [MANIFEST ...]
+
+DATA_DIR holds FUNCTION.ARGUMENT.bin files from `kiln expect`.
+
+Options:
+      --emulate              Run on kiln's PTX emulator instead of a GPU (slow; every access checked)
+      --bench                Time every function on generated inputs instead of checking results
+      --runs <N>             Timed runs per function, the median reported [default: 10]
+      --rtol <R>             Relative tolerance of the comparison [default: 1e-4]
+      --memory-limit <BYTES> Refuse a bundle whose calls need more device memory
+      --public-key <PEM>     Open only bundles whose manifest signature verifies with this ed25519 key
+  -h, --help                 Print help
+
+Exit status: 0 all agree, 1 a mismatch or error, 2 no usable GPU.
+";
+
 struct Options {
     runs: usize,
     rtol: f64,
     memory_limit: Option<usize>,
+    public_key: Option<String>,
     emulate: bool,
     bench: bool,
     pairs: Vec<(PathBuf, PathBuf)>,
 }
 
-fn parse() -> Result<Options, String> {
-    let mut o = Options { runs: 10, rtol: 1e-4, memory_limit: None, emulate: false, bench: false, pairs: vec![] };
+/// The options of the command line, or None when it asked for help.
+fn parse() -> Result<Option<Options>, String> {
+    let mut o = Options {
+        runs: 10,
+        rtol: 1e-4,
+        memory_limit: None,
+        public_key: None,
+        emulate: false,
+        bench: false,
+        pairs: vec![],
+    };
     let mut args = std::env::args().skip(1);
     let mut paths = vec![];
     while let Some(a) = args.next() {
@@ -41,21 +72,24 @@ fn parse() -> Result<Options, String> {
             "--memory-limit" => {
                 o.memory_limit = Some(value("--memory-limit")?.parse().map_err(|e| format!("--memory-limit: {e}"))?)
             }
+            "--public-key" => {
+                let path = value("--public-key")?;
+                let pem = std::fs::read_to_string(&path).map_err(|e| format!("--public-key `{path}`: {e}"))?;
+                o.public_key = Some(pem);
+            }
+            "-h" | "--help" => return Ok(None),
+            flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`\n\n{USAGE}")),
             _ => paths.push(PathBuf::from(a)),
         }
     }
     if o.bench && !paths.is_empty() {
         o.pairs = paths.into_iter().map(|p| (p, PathBuf::new())).collect();
     } else if paths.is_empty() || paths.len() % 2 != 0 {
-        return Err(
-            "usage: kiln-gpu-check [--emulate] [--runs N] [--rtol R] [--memory-limit BYTES] MANIFEST DATA_DIR ...\n\
-                    \x20      kiln-gpu-check --bench [--emulate] [--runs N] MANIFEST ..."
-                .into(),
-        );
+        return Err(format!("give manifests and data folders in pairs\n\n{USAGE}"));
     } else {
         o.pairs = paths.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
     }
-    Ok(o)
+    Ok(Some(o))
 }
 
 /// Elements as f64 (bool and integers exactly).
@@ -153,7 +187,11 @@ fn bench(executor: &GpuExecutor, runs: usize) -> Result<(), String> {
 fn run(o: &Options) -> Result<bool, (i32, String)> {
     let mut ok = true;
     for (manifest, data) in &o.pairs {
-        let bundle = GpuBundle::open(manifest).map_err(|e| (1, format!("{}: {e}", manifest.display())))?;
+        let open = kiln_runtime::OpenOptions {
+            public_key: o.public_key.clone(),
+            memory_limit: o.memory_limit.map(|m| m as u64),
+        };
+        let bundle = GpuBundle::open_with(manifest, &open).map_err(|e| (1, format!("{}: {e}", manifest.display())))?;
         let module = bundle.module.clone();
         let executor = if o.emulate {
             GpuExecutor::emulated(bundle, o.memory_limit)
@@ -208,7 +246,11 @@ fn run(o: &Options) -> Result<bool, (i32, String)> {
 
 fn main() {
     let options = match parse() {
-        Ok(o) => o,
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return;
+        }
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(1);
