@@ -1,12 +1,16 @@
 //! Ops kept out of reach of an upstream pass, in memory: the products and direct convolutions
-//! the emitter tagged `kiln.contraction` while elementwise fusion runs (stage `fuse`).
+//! the emitter tagged `kiln.contraction`, and the elementwise ops it tagged
+//! `kiln.fusion_barrier`, while elementwise fusion runs (stage `fuse`).
 //!
 //! MLIR's `linalg-fuse-elementwise-ops` propagates reshapes into every linalg op it meets,
 //! turning a contraction whose operand is reshaped (an im2col matrix, say) into a generic with
 //! several reduction loops that the contraction schedule no longer recognizes, and would fuse
 //! elementwise producers into a convolution, recomputing them for every tap. The pass takes no
-//! control function through the C API (which is how IREE and XLA keep such ops apart), so
-//! [`hide`] replaces each tagged op by a call of a declared function `@kiln_contraction_ID`
+//! control function through the C API (which is how IREE and XLA keep such ops apart), and it
+//! grows a fused op's region by cloning at each step, quadratic in a long chain's length: the
+//! emitter bounds each fusion group (see `fusion_barriers` in mlir.rs) by tagging the op where
+//! one ends. [`hide`] replaces each tagged op by a call of a declared function
+//! `@kiln_hidden_contraction_ID` (or `_barrier_ID`)
 //! with the same operands and results, which no linalg pattern looks into, and takes the op
 //! out of its block; [`restore`] puts each op back where its call stands, on the call's
 //! operands, and removes the calls and declarations.
@@ -24,10 +28,11 @@ use melior::ir::{BlockLike, Module, Type, ValueLike};
 use melior::Context;
 use mlir_sys::MlirOperation;
 
-/// The attribute that marks the ops to hide (with the op's id, an integer).
-const TAG: &str = "kiln.contraction";
+/// The attributes that mark the ops to hide (each with the op's id, an integer), with the part
+/// of the standing-in function's name that says which.
+const TAGS: [(&str, &str); 2] = [("kiln.contraction", "contraction"), ("kiln.fusion_barrier", "barrier")];
 /// The prefix of the functions whose calls stand for hidden ops.
-const CALLEE: &str = "kiln_contraction_";
+const CALLEE: &str = "kiln_hidden_";
 
 /// The ops [`hide`] took out of the module, by the name of the function that stands for each.
 pub(crate) struct Hidden {
@@ -43,22 +48,23 @@ impl Drop for Hidden {
     }
 }
 
-/// Replaces every op of `module` tagged `kiln.contraction` by a call of a private function
+/// Replaces every op of `module` tagged with one of [`TAGS`] by a call of a private function
 /// declared at the end of the module, and returns the ops taken out.
 pub(crate) fn hide<'c>(context: &'c Context, module: &Module<'c>) -> Result<Hidden, String> {
     let mut hidden = Hidden { ops: vec![] };
-    for raw in ops_where(module, |op| op.has_attribute(TAG)) {
+    for raw in ops_where(module, |op| TAGS.iter().any(|(tag, _)| op.has_attribute(tag))) {
         // SAFETY: `raw` was collected from the live module and nothing has erased it.
         let op = unsafe { OperationRef::from_raw(raw) };
+        let &(tag, kind) = TAGS.iter().find(|(tag, _)| op.has_attribute(tag)).expect("collected as tagged");
         let id = op
-            .attribute(TAG)
+            .attribute(tag)
             .ok()
             .and_then(|a| IntegerAttribute::try_from(a).ok())
-            .ok_or_else(|| format!("`{TAG}` is not an integer on {op}"))?
+            .ok_or_else(|| format!("`{tag}` is not an integer on {op}"))?
             .value();
-        let callee = format!("{CALLEE}{id}");
+        let callee = format!("{CALLEE}{kind}_{id}");
         if hidden.ops.iter().any(|(name, _)| *name == callee) {
-            return Err(format!("two ops are tagged `{TAG} = {id}`"));
+            return Err(format!("two ops are tagged `{tag} = {id}`"));
         }
         let block = op.block().ok_or_else(|| format!("a tagged op outside a block: {op}"))?;
         let operands: Vec<_> = op.operands().collect();
@@ -156,8 +162,8 @@ mod tests {
         assert!(module.as_operation().verify(), "{text}");
         assert!(!text.contains("linalg.contract") && !text.contains("linalg.generic"), "{text}");
         for id in [7, 8] {
-            assert!(text.contains(&format!("call @kiln_contraction_{id}(")), "{text}");
-            assert!(text.contains(&format!("func.func private @kiln_contraction_{id}(")), "{text}");
+            assert!(text.contains(&format!("call @kiln_hidden_contraction_{id}(")), "{text}");
+            assert!(text.contains(&format!("func.func private @kiln_hidden_contraction_{id}(")), "{text}");
         }
         restore(&module, hidden).unwrap();
         assert!(module.as_operation().verify());

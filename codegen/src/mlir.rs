@@ -14,7 +14,7 @@
 
 mod approx;
 
-use kiln_ir::{BinaryOp, DType, Func, Literal, Module, Op, ReduceKind, Span, TensorType, UnaryOp, Value};
+use kiln_ir::{BinaryOp, DType, Func, Literal, Module, Op, OpClass, ReduceKind, Span, TensorType, UnaryOp, Value};
 use std::fmt::Write;
 
 /// Partial results per output of a reduction over contiguous elements (see `reduce`): 16 f32
@@ -31,6 +31,42 @@ fn reduction_chunks(outputs: usize, rows: usize) -> usize {
         return 1;
     }
     (1..=256).rev().find(|&c| rows.is_multiple_of(c) && rows / c >= 256).unwrap_or(1)
+}
+
+/// The most elementwise ops one fusion group may gather. MLIR's elementwise fusion clones the
+/// growing region at every step, so a chain of n ops fused into one costs n^2 (a chain of 4,000
+/// took 30 s); groups of at most this many keep it linear, and no realistic row of work fuses
+/// more (a layer norm's forward and backward pass are a few dozen).
+const MAX_FUSED_OPS: usize = 128;
+
+/// For each value of `func`, whether it is an elementwise op that ends a fusion group: the ops
+/// that would fuse into it (elementwise producers with one use, transitively, each counted
+/// once per path) reach [`MAX_FUSED_OPS`]. The emitter tags it `kiln.fusion_barrier`, and
+/// the `fuse` stage keeps it apart ([`crate::hide`]), so its producers form one group and its
+/// consumers start the next.
+fn fusion_barriers(func: &Func) -> Vec<bool> {
+    let n = func.params.len() + func.insts.len();
+    let mut uses = vec![0usize; n];
+    for a in func.insts.iter().flat_map(|i| &i.args).chain(&func.results) {
+        uses[a.index()] += 1;
+    }
+    // The ops that would fuse into each value, itself included (0 for values that fuse into
+    // nothing: parameters, other ops, barriers).
+    let mut group = vec![0usize; n];
+    let mut barrier = vec![false; n];
+    for (i, inst) in func.insts.iter().enumerate() {
+        if inst.op.class() != OpClass::Elementwise {
+            continue;
+        }
+        let v = func.params.len() + i;
+        let fused: usize = inst.args.iter().filter(|a| uses[a.index()] == 1).map(|a| group[a.index()]).sum();
+        group[v] = fused.saturating_add(1);
+        if group[v] >= MAX_FUSED_OPS {
+            barrier[v] = true;
+            group[v] = 0;
+        }
+    }
+    barrier
 }
 
 /// For each value of `func`, whether it is a transpose of the last two axes that is read only
@@ -124,13 +160,17 @@ pub fn emit_module(
     let mut text = String::from("module {\n");
     let (mut contractions, mut convolutions) = (vec![], vec![]);
     let gpu = target.arch.is_gpu();
+    // Fusion barriers are numbered through the module, as hiding them needs.
+    let mut barriers = 0;
     for f in &module.funcs {
         let f = crate::lower::expand(f, !gpu)
             .map_err(|e| crate::context::err("expansion", format!("in `{}`: {e}", f.name)))?;
         let mut emitter = FuncEmitter::new(&f, contractions.len() + convolutions.len(), target.libm);
         emitter.gpu = gpu;
         emitter.pad_b_from_m = pad_b_from_m.filter(|_| !gpu);
+        emitter.barrier_count = barriers;
         text.push_str(&emitter.emit(&impl_symbol(&module.name, &f.name)));
+        barriers = emitter.barrier_count;
         contractions.append(&mut emitter.contractions);
         convolutions.append(&mut emitter.convolutions);
     }
@@ -451,6 +491,11 @@ struct FuncEmitter<'f> {
     views: std::collections::BTreeMap<String, String>,
     /// Whether the target is a GPU (see [`emit_module`]).
     gpu: bool,
+    /// The values that end a fusion group (see [`fusion_barriers`]), and the id the next
+    /// `linalg.generic` emitted is tagged with, while one of them is emitted.
+    barriers: Vec<bool>,
+    barrier: Option<usize>,
+    barrier_count: usize,
     /// Products of at least this many rows read B with padded rows (see `with_padded_rows`).
     pad_b_from_m: Option<usize>,
 }
@@ -468,6 +513,9 @@ impl<'f> FuncEmitter<'f> {
             first_contraction,
             libm,
             fused: fused_transposes(func),
+            barriers: fusion_barriers(func),
+            barrier: None,
+            barrier_count: 0,
             views: Default::default(),
             gpu: false,
             pad_b_from_m: None,
@@ -528,7 +576,13 @@ impl<'f> FuncEmitter<'f> {
                 // Emitted by its products: the name stands for the untransposed array.
                 self.names[inst.args[0].index()].clone()
             } else {
-                self.inst(&inst.op, &inst.args, &inst.ty)
+                if self.barriers[f.params.len() + i] {
+                    self.barrier = Some(self.barrier_count);
+                    self.barrier_count += 1;
+                }
+                let r = self.inst(&inst.op, &inst.args, &inst.ty);
+                self.barrier = None;
+                r
             };
             self.names.push(r);
         }
@@ -594,8 +648,10 @@ impl<'f> FuncEmitter<'f> {
         let mut b = Body { lines: String::new(), next: 0, libm: self.libm };
         let result = body(&mut b, &arg_names);
         let n = self.fresh();
+        let attrs =
+            self.barrier.take().map(|id| format!(" attrs = {{kiln.fusion_barrier = {id} : i64}}")).unwrap_or_default();
         self.line(format!(
-            "{n} = linalg.generic {{indexing_maps = [{}], iterator_types = [{}]}}{ins} outs({init} : {out_t}) {{\n    ^bb0({}):\n{}      linalg.yield {result} : {out_elem}\n    }} -> {out_t}",
+            "{n} = linalg.generic {{indexing_maps = [{}], iterator_types = [{}]}}{ins} outs({init} : {out_t}){attrs} {{\n    ^bb0({}):\n{}      linalg.yield {result} : {out_elem}\n    }} -> {out_t}",
             maps.join(", "),
             iter_types.join(", "),
             block_args.join(", "),
