@@ -28,6 +28,13 @@ use std::fmt::Write;
 /// of the thread running the loop (see `workspace`), next to L1's 32-48 KiB.
 pub const ROW_SCRATCH_BYTES: usize = 32 << 10;
 
+/// The most generics a row group may hold. Fusing a producer into the row loop prints the loop
+/// (`fuse_into_containing_op` builds its "could not fuse" remark eagerly), so a group of n
+/// members costs n times its size: bounded groups keep the schedule linear in the program.
+/// Row-wise work is a few dozen ops (a layer norm's backward pass); a longer chain is left to
+/// the per-op schedule.
+pub const MAX_ROW_GROUP_GENERICS: usize = 32;
+
 /// A linalg op a row group may contain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Member {
@@ -92,7 +99,8 @@ pub struct RowGroup {
 
 /// The row groups among `nodes` (linalg ops in walk order): each generic not yet grouped,
 /// latest first, roots a group of the producers that may join it; groups with fewer than two
-/// generics, or whose intermediate rows exceed [`ROW_SCRATCH_BYTES`], are dropped.
+/// generics or more than [`MAX_ROW_GROUP_GENERICS`], or whose intermediate rows exceed
+/// [`ROW_SCRATCH_BYTES`], are dropped.
 pub(crate) fn find(nodes: &[Node], generics: &[Generic]) -> Vec<RowGroup> {
     let index: HashMap<usize, usize> = nodes.iter().enumerate().map(|(i, n)| (n.op.ptr as usize, i)).collect();
     let producers: Vec<Vec<(usize, usize)>> = nodes.iter().map(|n| operand_producers(n, &index)).collect();
@@ -112,7 +120,7 @@ pub(crate) fn find(nodes: &[Node], generics: &[Generic]) -> Vec<RowGroup> {
         let rows: usize = nodes[root].loops.extents[..dims].iter().product();
         let scratch: usize = members.iter().map(|&m| nodes[m].loops.bytes / rows).sum();
         let generic_count = 1 + members.iter().filter(|&&m| matches!(nodes[m].member, Member::Generic(_))).count();
-        if generic_count < 2 || scratch > ROW_SCRATCH_BYTES {
+        if !(2..=MAX_ROW_GROUP_GENERICS).contains(&generic_count) || scratch > ROW_SCRATCH_BYTES {
             continue;
         }
         for &n in std::iter::once(&root).chain(&members) {
