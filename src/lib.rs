@@ -373,8 +373,7 @@ fn elaborate(
             .help("rename it, or export the function under another name with `as`");
         let mut diags = warnings;
         diags.push(error);
-        diags.sort_by_key(|d| d.primary_span().start);
-        return Err(source.errors(diags));
+        return Err(source.errors(kiln_frontend::in_source_order(diags)));
     }
     Ok((module, warnings))
 }

@@ -169,7 +169,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = ErrorFormat::parse(&cli.error_format).expect("clap checked the name");
     // Deeply nested programs recurse deeply: give the compiler a large stack of its own.
-    let worker = std::thread::Builder::new().stack_size(256 << 20).spawn(move || run(cli));
+    let worker = std::thread::Builder::new().stack_size(256 << 20).spawn(move || run(cli, format));
     let result = match worker {
         Ok(handle) => handle.join().unwrap_or_else(|panic| {
             let msg = panic
@@ -190,8 +190,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
-    let format = ErrorFormat::parse(&cli.error_format).expect("clap checked the name");
+fn run(cli: Cli, format: ErrorFormat) -> Result<(), Error> {
     match cli.command {
         Command::Build(args) => build(args, format),
         Command::Check { file } => check(&file, format).map(|_| ()),

@@ -134,7 +134,7 @@ pub fn elaborate<'a>(
     for def in fns.values() {
         crate::resolve::check_names(def, &fns, &mut errors, &mut warnings);
     }
-    warnings.sort_by_key(|w| w.primary_span().start);
+    let mut warnings = crate::in_source_order(warnings);
     warnings.truncate(crate::MAX_ERRORS);
     errors.take_result(&warnings)?;
     let shared = Rc::new(File { fns, called: Default::default() });
@@ -224,8 +224,7 @@ impl Errors {
         }
         let mut all = std::mem::take(&mut self.0);
         all.extend_from_slice(warnings);
-        all.sort_by_key(|d| d.primary_span().start);
-        Err(all)
+        Err(crate::in_source_order(all))
     }
 }
 

@@ -31,6 +31,13 @@ use kiln_ir::{Diagnostic, Module};
 /// is not checked once a run has this many.
 pub const MAX_ERRORS: usize = 50;
 
+/// Diagnostics in the order of the source (stable: those at one place keep their order), as
+/// every run reports them.
+pub fn in_source_order(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diags.sort_by_key(|d| d.primary_span().start);
+    diags
+}
+
 /// Parses and elaborates a source file into a module named `module_name`; transformations
 /// (`grad`, ...) are refused (E0305): [`compile_source_with`] takes the pass that applies them.
 /// The error is every diagnostic of the file, warnings included, in source order.
