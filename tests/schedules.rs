@@ -257,3 +257,26 @@ fn row_groups_share_one_stack_arena() {
     let args = vec![gen::tensor(&mut rng, &module.funcs[0].params[0].ty, false)];
     common::check_against_interpreter(&loaded, "f", &args, common::Check::Program).unwrap();
 }
+
+/// Chains of centerings (`y - mean(y) * 0.5`, each step reading the last twice) form row groups
+/// of at most 32 generics (codegen/src/schedule/rows.rs): ten steps make one group, forty make
+/// several, and both agree with the interpreter. Fusing a producer read twice makes two tiled
+/// copies; unmerged, ten steps made 2^10 of them and the build ran for minutes.
+#[test]
+fn chains_of_centerings_group_in_bounded_row_groups() {
+    for (steps, groups) in [(10, 1..=1), (40, 2..=4)] {
+        let lets: String = (1..=steps)
+            .map(|i| format!("let y{i} = y{} - mean(y{}, axis=1, keepdims=true) * 0.5; ", i - 1, i - 1))
+            .collect();
+        let text = format!("fn f(x: f32[16, 64]) -> f32[16, 64] {{ let y0 = x; {lets}y{steps} }}\nexport f;\n");
+        let module = kiln::check(&kiln::Source { name: "chain.kn".into(), text }, "chain").unwrap();
+        let emit = kiln_codegen::Emit { mlir: true, ..Default::default() };
+        let artifacts = kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 2, emit).unwrap();
+        let loops = artifacts.mlir.unwrap().matches("\"kiln.rows\"").count();
+        assert!(groups.contains(&loops), "{steps} steps: {loops} row groups, expected {groups:?}");
+        let loaded = common::compile_and_load(&module, 2);
+        let mut rng = Rng::new(common::seed());
+        let args = vec![gen::tensor(&mut rng, &module.funcs[0].params[0].ty, false)];
+        common::check_against_interpreter(&loaded, "f", &args, common::Check::Program).unwrap();
+    }
+}

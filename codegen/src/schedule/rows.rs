@@ -21,7 +21,7 @@ use melior::ir::operation::OperationLike;
 use melior::ir::operation::OperationRef;
 use melior::ir::ValueLike;
 use mlir_sys::MlirOperation;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt::Write;
 
 /// Intermediate rows of a group, at most (bytes per row loop iteration): they live on the stack
@@ -31,8 +31,8 @@ pub const ROW_SCRATCH_BYTES: usize = 32 << 10;
 /// The most generics a row group may hold. Fusing a producer into the row loop prints the loop
 /// (`fuse_into_containing_op` builds its "could not fuse" remark eagerly), so a group of n
 /// members costs n times its size: bounded groups keep the schedule linear in the program.
-/// Row-wise work is a few dozen ops (a layer norm's backward pass); a longer chain is left to
-/// the per-op schedule.
+/// Row-wise work is a few dozen ops (a layer norm's backward pass); a longer chain is cut into
+/// groups of at most this many, latest first.
 pub const MAX_ROW_GROUP_GENERICS: usize = 32;
 
 /// A linalg op a row group may contain.
@@ -99,8 +99,7 @@ pub struct RowGroup {
 
 /// The row groups among `nodes` (linalg ops in walk order): each generic not yet grouped,
 /// latest first, roots a group of the producers that may join it; groups with fewer than two
-/// generics or more than [`MAX_ROW_GROUP_GENERICS`], or whose intermediate rows exceed
-/// [`ROW_SCRATCH_BYTES`], are dropped.
+/// generics, or whose intermediate rows exceed [`ROW_SCRATCH_BYTES`], are dropped.
 pub(crate) fn find(nodes: &[Node], generics: &[Generic]) -> Vec<RowGroup> {
     let index: HashMap<usize, usize> = nodes.iter().enumerate().map(|(i, n)| (n.op.ptr as usize, i)).collect();
     let producers: Vec<Vec<(usize, usize)>> = nodes.iter().map(|n| operand_producers(n, &index)).collect();
@@ -119,8 +118,8 @@ pub(crate) fn find(nodes: &[Node], generics: &[Generic]) -> Vec<RowGroup> {
         let Some((members, dims)) = grow(root, nodes, &producers, &users, &taken) else { continue };
         let rows: usize = nodes[root].loops.extents[..dims].iter().product();
         let scratch: usize = members.iter().map(|&m| nodes[m].loops.bytes / rows).sum();
-        let generic_count = 1 + members.iter().filter(|&&m| matches!(nodes[m].member, Member::Generic(_))).count();
-        if !(2..=MAX_ROW_GROUP_GENERICS).contains(&generic_count) || scratch > ROW_SCRATCH_BYTES {
+        let alone = members.iter().all(|&m| matches!(nodes[m].member, Member::Fill(_)));
+        if alone || scratch > ROW_SCRATCH_BYTES {
             continue;
         }
         for &n in std::iter::once(&root).chain(&members) {
@@ -145,8 +144,9 @@ pub(crate) fn find(nodes: &[Node], generics: &[Generic]) -> Vec<RowGroup> {
 
 /// The producers that may join `root`'s group, consumers first, and the group's row loops:
 /// every op reachable through operands whose leading row extent is the root's and that is a
-/// fill or a vectorized generic, less those with a user outside the group (a result needed
-/// elsewhere is computed whole, once), repeatedly. The row loops are the leading loops that are
+/// fill or a vectorized generic (the nearest, up to [`MAX_ROW_GROUP_GENERICS`] generics), less
+/// those with a user outside the group (a result needed elsewhere is computed whole, once),
+/// repeatedly. The row loops are the leading loops that are
 /// rows of every member's result and of every operand one member reads from another, with
 /// equal extents.
 fn grow(
@@ -164,16 +164,21 @@ fn grow(
     // The root's own initial value (a reduction's fill) is the row loop's iteration argument,
     // which fusion cannot move into the loop: it stays whole, outside.
     let root_init = nodes[root].op().operand_count().saturating_sub(1);
+    // Breadth first, nearest producers first, up to the cap: a longer chain is cut, and what
+    // lies beyond the cut roots groups of its own.
     let mut members = BTreeSet::from([root]);
-    let mut stack = vec![root];
-    while let Some(m) = stack.pop() {
+    let mut generics = 1;
+    let mut queue = VecDeque::from([root]);
+    while let Some(m) = queue.pop_front() {
         for &(operand, p) in &producers[m] {
             if m == root && operand == root_init {
                 continue;
             }
-            if !members.contains(&p) && joins(p) {
+            let generic = matches!(nodes[p].member, Member::Generic(_));
+            if !members.contains(&p) && joins(p) && !(generic && generics == MAX_ROW_GROUP_GENERICS) {
+                generics += usize::from(generic);
                 members.insert(p);
-                stack.push(p);
+                queue.push_back(p);
             }
         }
     }
@@ -266,6 +271,9 @@ pub fn fuse(s: &mut String, group: &RowGroup, root_op: &Generic) {
             member.matcher()
         );
         containing = format!("%row{root}_in{i}");
+        // One tiled copy per use: merged at once, so that the next producer is fused into one
+        // consumer, not into each copy (a chain of n producers read twice would make 2^n).
+        let _ = writeln!(s, "    transform.apply_cse to {containing} : !transform.any_op");
     }
     // Fusion may replace the loop it fuses into: the outermost row loop is marked afterwards.
     // An iteration of it runs the rows of the inner ones.
