@@ -169,3 +169,69 @@ fn derivative_programs_shrink_under_saturation() {
         assert!(r.instructions.1 < r.instructions.0 && r.flops.1 < r.flops.0, "{file} {func}: {r:?}");
     }
 }
+
+/// A conditional (`if` on a runtime scalar bool, nested, with tuple results) runs only its
+/// taken branch, compiled as in the interpreter, and its gradient (the vjp of the taken
+/// branch, run again backwards) matches central differences on both sides of each condition.
+#[test]
+fn conditionals_and_their_gradients_match_finite_differences() {
+    const COND: &str = "
+fn f(x: f64[4], w: f64[4], big: bool) -> f64 {
+    let s = sum(x * w);
+    if big { s * s + sum(sin(w)) } else if s > 0.0 { exp(s) } else { 0.5 * s }
+}
+fn g(x: f64[3], t: f64) -> (f64[3], f64[3]) {
+    if t > 1.0 { (x * t, exp(x)) } else { (x, x - t) }
+}
+fn h(x: f64[3], t: f64) -> f64 { let (a, b) = g(x, t); sum(a * b) }
+export f;
+export grad(f, wrt=[w]) as df;
+export g;
+export h;
+export value_and_grad(h, wrt=[x, t]) as dh;
+";
+    let source = kiln::Source { name: "cond.kn".into(), text: COND.into() };
+    let module = kiln::check(&source, "cond").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let loaded = common::compile_and_load(&module, 2);
+    let f = |name: &str| module.func(name).unwrap();
+    let mut rng = Rng::new(common::seed());
+    let scalar = |v: f64| Tensor::new(vec![], Data::F64(vec![v]));
+    let h = 1e-6;
+    for big in [true, false] {
+        for sign in [1.0, -1.0] {
+            let x = random(&mut rng, &[4]);
+            // Positive or negative s = x . w, so that every branch is taken.
+            let w = axpy(&x, sign - 1.0, &x);
+            let b = Tensor::new(vec![], Data::Bool(vec![big]));
+            let loss = |w: &Tensor| values(&run(f("f"), &[x.clone(), w.clone(), b.clone()])[0])[0];
+            let grad = values(&run(f("df"), &[x.clone(), w.clone(), b.clone()])[0]);
+            for (i, &g) in grad.iter().enumerate() {
+                let fd = (loss(&shifted(&w, i, h)) - loss(&shifted(&w, i, -h))) / (2.0 * h);
+                assert_close(g, fd, &format!("big={big}, sign={sign}: d/dw[{i}]"));
+            }
+            for name in ["f", "df"] {
+                common::check_against_interpreter(
+                    &loaded,
+                    name,
+                    &[x.clone(), w.clone(), b.clone()],
+                    common::Check::Program,
+                )
+                .unwrap();
+            }
+        }
+    }
+    for t in [0.5, 2.0] {
+        let x = random(&mut rng, &[3]);
+        let out = run(f("dh"), &[x.clone(), scalar(t)]);
+        let loss = |x: &Tensor, t: f64| values(&run(f("h"), &[x.clone(), scalar(t)])[0])[0];
+        for i in 0..3 {
+            let fd = (loss(&shifted(&x, i, h), t) - loss(&shifted(&x, i, -h), t)) / (2.0 * h);
+            assert_close(values(&out[1])[i], fd, &format!("t={t}: d/dx[{i}]"));
+        }
+        let fd = (loss(&x, t + h) - loss(&x, t - h)) / (2.0 * h);
+        assert_close(values(&out[2])[0], fd, &format!("t={t}: d/dt"));
+        for name in ["g", "dh"] {
+            common::check_against_interpreter(&loaded, name, &[x.clone(), scalar(t)], common::Check::Program).unwrap();
+        }
+    }
+}

@@ -27,10 +27,11 @@ const PREPARE_PIPELINE: &str = "builtin.module(eliminate-empty-tensors)";
 
 /// Linalg on tensors to buffers. The second canonicalization, after cse, removes the
 /// self-copies that tiling's `tensor.insert_slice`s bufferize into. Buffers allocated inside a
-/// loop (a row group's rows) move out of it: the workspace plan handles top-level buffers.
+/// conditional's branch or a loop (a row group's rows) move out of it: the workspace plan
+/// handles top-level buffers.
 const BUFFERIZE_PIPELINE: &str = "builtin.module(\
      one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},\
-     canonicalize,cse,canonicalize,func.func(buffer-loop-hoisting))";
+     canonicalize,cse,canonicalize,func.func(buffer-hoisting,buffer-loop-hoisting))";
 
 /// One compilation on its way through the MLIR stages: the module, and what earlier stages
 /// decided that later ones need.

@@ -28,6 +28,7 @@
 //! direct kernel's tile would read its pixels `s` apart, which linalg's vectorizer refuses;
 //! GPUs expand every convolution (their launch plans have no such kernel yet).
 
+use kiln_ir::ops::Branches;
 use kiln_ir::{compose, ConvWindow, Func, Op, Span, Value};
 use std::borrow::Cow;
 
@@ -41,7 +42,7 @@ pub const IM2COL_BYTES: usize = 32 << 20;
 /// module documentation). Fails only when an expansion's intermediate array would exceed kiln's
 /// shape limits.
 pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
-    if !f.insts.iter().any(|i| matches!(i.op, Op::Conv(_))) {
+    if !has_conv(f) {
         return Ok(Cow::Borrowed(f));
     }
     let mut out = Func::new(f.name.clone(), f.span);
@@ -50,6 +51,12 @@ pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
         let args: Vec<Value> = inst.args.iter().map(|a| map[a.index()]).collect();
         let v = match &inst.op {
             Op::Conv(window) => conv(&mut out, window, args[0], args[1], direct, inst.span)?,
+            Op::Cond { branches, result } => {
+                let [then, otherwise] = branches.funcs();
+                let branches =
+                    Branches::new(expand(then, direct)?.into_owned(), expand(otherwise, direct)?.into_owned());
+                out.push(Op::Cond { branches, result: *result }, args, inst.span)?
+            }
             op => out.push(op.clone(), args, inst.span)?,
         };
         map.push(v);
@@ -57,6 +64,15 @@ pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
     out.results = f.results.iter().map(|r| map[r.index()]).collect();
     out.result_names = f.result_names.clone();
     Ok(Cow::Owned(out))
+}
+
+/// Whether `f` or a branch in it has a convolution.
+fn has_conv(f: &Func) -> bool {
+    f.insts.iter().any(|i| match &i.op {
+        Op::Conv(_) => true,
+        Op::Cond { branches, .. } => branches.funcs().iter().any(has_conv),
+        _ => false,
+    })
 }
 
 /// conv2d(x, w) with `window` as products of gathered windows (see the module documentation).

@@ -14,6 +14,7 @@
 
 mod approx;
 
+use kiln_ir::ops::Branches;
 use kiln_ir::{BinaryOp, DType, Func, Literal, Module, Op, OpClass, ReduceKind, Span, TensorType, UnaryOp, Value};
 use std::fmt::Write;
 
@@ -498,6 +499,8 @@ struct FuncEmitter<'f> {
     barrier_count: usize,
     /// Products of at least this many rows read B with padded rows (see `with_padded_rows`).
     pad_b_from_m: Option<usize>,
+    /// The results of each conditional emitted, by branches and operands (see `cond`).
+    conds: std::collections::HashMap<(Branches, Vec<Value>), Vec<String>>,
 }
 
 impl<'f> FuncEmitter<'f> {
@@ -519,6 +522,7 @@ impl<'f> FuncEmitter<'f> {
             views: Default::default(),
             gpu: false,
             pad_b_from_m: None,
+            conds: Default::default(),
         }
     }
 
@@ -570,22 +574,7 @@ impl<'f> FuncEmitter<'f> {
             };
             self.names.push(name);
         }
-        for (i, inst) in f.insts.iter().enumerate() {
-            self.span = (inst.span != Span::default()).then_some(inst.span);
-            let r = if self.fused[f.params.len() + i] {
-                // Emitted by its products: the name stands for the untransposed array.
-                self.names[inst.args[0].index()].clone()
-            } else {
-                if self.barriers[f.params.len() + i] {
-                    self.barrier = Some(self.barrier_count);
-                    self.barrier_count += 1;
-                }
-                let r = self.inst(&inst.op, &inst.args, &inst.ty);
-                self.barrier = None;
-                r
-            };
-            self.names.push(r);
-        }
+        self.body();
         self.span = None;
         for (i, &r) in f.results.iter().enumerate() {
             let ty = f.ty(r).clone();
@@ -608,6 +597,76 @@ impl<'f> FuncEmitter<'f> {
         text.push_str(&std::mem::take(&mut self.out));
         text.push_str("    return\n  }\n");
         text
+    }
+
+    /// Emits the function's instructions, its parameters already named.
+    fn body(&mut self) {
+        let f = self.func;
+        for (i, inst) in f.insts.iter().enumerate() {
+            self.span = (inst.span != Span::default()).then_some(inst.span);
+            let r = if self.fused[f.params.len() + i] {
+                // Emitted by its products: the name stands for the untransposed array.
+                self.names[inst.args[0].index()].clone()
+            } else {
+                if self.barriers[f.params.len() + i] {
+                    self.barrier = Some(self.barrier_count);
+                    self.barrier_count += 1;
+                }
+                let r = self.inst(&inst.op, &inst.args, &inst.ty);
+                self.barrier = None;
+                r
+            };
+            self.names.push(r);
+        }
+    }
+
+    /// A conditional: `scf.if` on the predicate's element with each branch's instructions in
+    /// its region, yielding all of the branch's results. The instructions that take the other
+    /// results of the same conditional (equal branches and operands) read them from the same
+    /// `scf.if`, so that the taken branch runs once.
+    fn cond(
+        &mut self,
+        branches: &Branches,
+        result: usize,
+        args: &[Value],
+        operands: &[(String, TensorType)],
+    ) -> String {
+        let key = (branches.clone(), args.to_vec());
+        if let Some(names) = self.conds.get(&key) {
+            return names[result].clone();
+        }
+        let p = self.fresh();
+        self.line(format!("{p} = tensor.extract {}[] : tensor<i1>", operands[0].0));
+        let types: Vec<String> = branches.get(true).result_types().into_iter().map(tensor).collect();
+        let n = self.fresh();
+        let count = if types.len() > 1 { format!(":{}", types.len()) } else { String::new() };
+        let mut text = format!("{n}{count} = scf.if {p} -> ({}) {{\n", types.join(", "));
+        for (k, branch) in branches.funcs().iter().enumerate() {
+            if k == 1 {
+                text.push_str("    } else {\n");
+            }
+            let mut child = FuncEmitter::new(branch, self.next_contraction_id(), self.libm);
+            child.gpu = self.gpu;
+            child.pad_b_from_m = self.pad_b_from_m;
+            child.barrier_count = self.barrier_count;
+            child.next = self.next;
+            child.names = operands[1..].iter().map(|o| o.0.clone()).collect();
+            child.body();
+            let yielded: Vec<String> = branch.results.iter().map(|r| child.names[r.index()].clone()).collect();
+            text.push_str(&child.out);
+            let _ = writeln!(text, "      scf.yield {} : {}", yielded.join(", "), types.join(", "));
+            self.next = child.next;
+            self.barrier_count = child.barrier_count;
+            self.contractions.append(&mut child.contractions);
+            self.convolutions.append(&mut child.convolutions);
+        }
+        text.push_str("    }");
+        self.line(text);
+        let names: Vec<String> =
+            if types.len() > 1 { (0..types.len()).map(|k| format!("{n}#{k}")).collect() } else { vec![n] };
+        let r = names[result].clone();
+        self.conds.insert(key, names);
+        r
     }
 
     /// `tensor.empty` of a type with element type `e`.
@@ -783,6 +842,7 @@ impl<'f> FuncEmitter<'f> {
             Op::Slice { start, step, .. } => self.slice(&operands[0], start, step, ty),
             Op::Concat { axis } => self.concat(&operands, *axis, ty),
             Op::Conv(win) => self.conv(&operands[0], &operands[1], win, ty),
+            Op::Cond { branches, result } => self.cond(branches, *result, args, &operands),
         }
     }
 

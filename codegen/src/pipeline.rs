@@ -7,7 +7,7 @@
 use crate::context::{CodegenError, Mlir, Stages};
 use crate::{cpu, front, gpu};
 use inkwell::context::Context as LlvmContext;
-use kiln_ir::Module;
+use kiln_ir::{Module, Op};
 use std::time::Duration;
 
 /// Which outputs to produce besides the object.
@@ -90,6 +90,15 @@ pub fn stage_names(gpu: bool) -> &'static [&'static str] {
 /// for a CPU, PTX kernels and a launch plan for a GPU. Stages that only optimize (fuse,
 /// schedule, prefetch, outline-parallel) leave the module as it is at -O0.
 pub fn compile(module: &Module, target: &crate::Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
+    let conditional =
+        module.funcs.iter().find_map(|f| f.insts.iter().find(|i| matches!(i.op, Op::Cond { .. })).map(|i| (f, i)));
+    if let (true, Some((f, inst))) = (target.arch.is_gpu(), conditional) {
+        return Err(CodegenError {
+            stage: gpu::UNSUPPORTED,
+            message: format!("`{}` has a conditional, which kiln does not yet compile for GPUs", f.name),
+            span: Some(inst.span),
+        });
+    }
     let mlir = Mlir::new();
     let mut s = Stages::new(&emit.dump_after);
     let mut c = s.make("emit", || front::emit(&mlir, module, target, opt))?;

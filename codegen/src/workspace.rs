@@ -2,7 +2,8 @@
 //! one caller-provided workspace, so the exact scratch size of each function is known at
 //! compile time and generated code never allocates when given a workspace.
 //!
-//! After bufferization, each function's top-level block holds its `memref.alloc`s. The plan
+//! After bufferization, each function's top-level block holds its `memref.alloc`s (those of a
+//! conditional's branches are moved there first). The plan
 //! computes each buffer's live range (from its allocation to the last top-level op that uses
 //! it or a view of it, nested uses included), places buffers largest first at the lowest
 //! 64-byte-aligned offset that overlaps no buffer whose range intersects its own, and replaces
@@ -76,10 +77,36 @@ pub fn plan(module: &Module) -> Result<Vec<FunctionPlan>, String> {
         .collect()
 }
 
+/// Moves the allocations inside conditionals' branches before the conditional, to the top
+/// level, where the plan places buffers: a branch's scratch is reserved whether or not the
+/// branch runs, as a static plan must. (Bufferization allocates with static sizes, so an
+/// allocation has no operands and may move anywhere before its uses.)
+fn hoist_branch_allocations<'c: 'a, 'a>(body: &impl BlockLike<'c, 'a>) {
+    let mut op = body.first_operation();
+    while let Some(top) = op {
+        op = top.next_in_block();
+        if top.name().as_string_ref().as_str() != Ok("scf.if") {
+            continue;
+        }
+        let mut allocations = vec![];
+        top.walk(WalkOrder::PreOrder, |inner| {
+            if inner.name().as_string_ref().as_str() == Ok("memref.alloc") && inner.operand_count() == 0 {
+                allocations.push(inner.to_raw());
+            }
+            WalkResult::Advance
+        });
+        for raw in allocations {
+            // SAFETY: collected from the live function body just above; moving keeps it alive.
+            unsafe { OperationRefMut::from_raw(raw) }.move_before(top);
+        }
+    }
+}
+
 fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result<FunctionPlan, String> {
+    hoist_branch_allocations(body);
     let mut buffers: Vec<Buffer> = vec![];
-    // Raw value pointer -> the buffer it is (or is a view of).
-    let mut owner: HashMap<usize, usize> = HashMap::new();
+    // Raw value pointer -> the buffers it is (or may be a view of).
+    let mut owner: HashMap<usize, Vec<usize>> = HashMap::new();
     // Top-level loops marked parallel.
     let mut parallel = vec![];
     let mut index = 0;
@@ -101,12 +128,11 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
         }
         let name = top.name().as_string_ref().as_str().map(str::to_string).unwrap_or_default();
         let is_view = top.results().any(|r| MemRefType::try_from(r.r#type()).is_ok());
-        for v in &used {
-            if let Some(&b) = owner.get(v) {
-                buffers[b].last = index;
-                if !is_view && buffers[b].users.last() != Some(&index) {
-                    buffers[b].users.push(index);
-                }
+        let read: Vec<usize> = used.iter().filter_map(|v| owner.get(v)).flatten().copied().collect();
+        for &b in &read {
+            buffers[b].last = index;
+            if !is_view && buffers[b].users.last() != Some(&index) {
+                buffers[b].users.push(index);
             }
         }
         if name == "scf.for" && top.attribute("kiln.parallel").is_ok() {
@@ -116,13 +142,14 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
             let result = top.result(0).map_err(|e| e.to_string())?;
             let bytes = memref_bytes(result.r#type())
                 .ok_or_else(|| format!("`{symbol}` allocates `{}`, which has no static size", result.r#type()))?;
-            owner.insert(result.to_raw().ptr as usize, buffers.len());
+            owner.insert(result.to_raw().ptr as usize, vec![buffers.len()]);
             buffers.push(Buffer { bytes, first: index, last: index, users: vec![] });
-        } else if let Some(&b) = top.operands().find_map(|v| owner.get(&(v.to_raw().ptr as usize))) {
-            // Views (reshapes, casts, subviews) of a buffer keep it alive while they are used.
+        } else if !read.is_empty() {
+            // Views (reshapes, casts, subviews) of a buffer keep it alive while they are used,
+            // and so do the buffers a conditional's result may be (those its branches read).
             for r in top.results() {
                 if MemRefType::try_from(r.r#type()).is_ok() {
-                    owner.insert(r.to_raw().ptr as usize, b);
+                    owner.insert(r.to_raw().ptr as usize, read.clone());
                 }
             }
         }

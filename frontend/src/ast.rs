@@ -161,6 +161,12 @@ pub enum ExprKind {
     Tuple(Vec<Expr>),
     List(Vec<Expr>),
     Block(Block),
+    /// `if cond { ... } else { ... }`; `otherwise` is a block or another `if`.
+    If {
+        cond: Box<Expr>,
+        then: Block,
+        otherwise: Box<Expr>,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -752,6 +752,7 @@ impl<'a> Elab<'a> {
                 let mut inner = env.clone();
                 self.eval_block(&mut inner, b)
             }
+            ExprKind::If { cond, then, otherwise } => self.conditional(env, cond, then, otherwise, e.span),
             ExprKind::Index { base, items } => {
                 let b = self.eval(env, base)?;
                 let t = self.tensor_arg(b, base.span)?;
@@ -771,6 +772,119 @@ impl<'a> Elab<'a> {
                 }
             }
         }
+    }
+
+    /// `if cond { then } else { otherwise }`. A literal condition picks its branch here; an
+    /// array condition must be a scalar bool, and the branches become the functions of a
+    /// conditional ([`Op::Cond`]) over the arrays they read, with one type: a literal result
+    /// takes the other branch's type.
+    fn conditional(
+        &mut self,
+        env: &mut Env,
+        cond: &'a Expr,
+        then: &'a Block,
+        otherwise: &'a Expr,
+        span: Span,
+    ) -> R<Val> {
+        let p = match self.eval(env, cond)? {
+            Val::Lit(Lit::Bool(taken)) => {
+                let mut inner = env.clone();
+                return if taken { self.eval_block(&mut inner, then) } else { self.eval(&mut inner, otherwise) };
+            }
+            Val::Tensor(t) if *self.ty(t) == TensorType::scalar(DType::Bool) => t,
+            v => return Err(Diagnostic::error("E0223", "the condition of `if` must be a scalar bool")
+                .at(cond.span, format!("this is {}", self.describe(&v)))
+                .help(
+                    "compare to make one, as in `if sum(x) > 0.0 { ... }`, or select elementwise with `where(c, a, b)`",
+                )),
+        };
+        // Each branch is elaborated as a function of every array in scope; those neither reads
+        // are dropped afterwards.
+        let mut captured: Vec<Value> = env.vars.values().flat_map(tensors_of).collect();
+        captured.sort_unstable();
+        captured.dedup();
+        let (mut a, va) = self.branch("then", env, &captured, |child, env| child.eval_block(env, then))?;
+        let (mut b, vb) = self.branch("otherwise", env, &captured, |child, env| child.eval(env, otherwise))?;
+        let mismatch = |first: String, second: String| {
+            Diagnostic::error("E0224", "the branches of `if` have different types")
+                .at(then.result.span, format!("this is {first}"))
+                .also(otherwise.span, format!("this is {second}"))
+                .help(
+                    "both branches must give one type: convert with `cast(x, dtype)` or broadcast with `broadcast_to`",
+                )
+        };
+        let (parts_a, parts_b) = match (&va, &vb) {
+            (Val::Tuple(x), Val::Tuple(y)) if x.len() == y.len() => (x.clone(), y.clone()),
+            (Val::Tuple(_), _) | (_, Val::Tuple(_)) => {
+                return Err(mismatch(a.describe(&va), b.describe(&vb)));
+            }
+            _ => (vec![va.clone()], vec![vb.clone()]),
+        };
+        let mut results = vec![];
+        for (x, y) in parts_a.into_iter().zip(parts_b) {
+            let (x, y) = match (x, y) {
+                (Val::Tensor(x), Val::Tensor(y)) => (x, y),
+                (Val::Lit(l), Val::Tensor(y)) => (a.lit_as(l, &b.ty(y).clone(), then.result.span)?, y),
+                (Val::Tensor(x), Val::Lit(l)) => (x, b.lit_as(l, &a.ty(x).clone(), otherwise.span)?),
+                (x, y) => (a.tensor_arg(x, then.result.span)?, b.tensor_arg(y, otherwise.span)?),
+            };
+            if a.ty(x) != b.ty(y) {
+                return Err(mismatch(a.ty(x).to_string(), b.ty(y).to_string()));
+            }
+            results.push((x, y));
+        }
+        for (k, (x, y)) in results.iter().enumerate() {
+            a.func.results.push(*x);
+            b.func.results.push(*y);
+            a.func.result_names.push(format!("r{k}"));
+            b.func.result_names.push(format!("r{k}"));
+        }
+        let used: Vec<bool> =
+            (0..captured.len()).map(|i| a.func.reads(Value(i as u32)) || b.func.reads(Value(i as u32))).collect();
+        let branches = kiln_ir::ops::Branches::new(a.func.keep_params(&used), b.func.keep_params(&used));
+        let args: Vec<Value> =
+            std::iter::once(p).chain(captured.iter().zip(&used).filter(|(_, &u)| u).map(|(&v, _)| v)).collect();
+        let values: Vec<Val> = (0..results.len())
+            .map(|result| {
+                Ok(Val::Tensor(self.push(Op::Cond { branches: branches.clone(), result }, args.clone(), span)?))
+            })
+            .collect::<R<_>>()?;
+        Ok(match &va {
+            Val::Tuple(_) => Val::Tuple(values),
+            _ => values.into_iter().next().expect("one result"),
+        })
+    }
+
+    /// Elaborates a branch with `body` in a function whose parameters stand for `captured`,
+    /// with `env`'s names rebound to them.
+    fn branch(
+        &self,
+        name: &str,
+        env: &Env,
+        captured: &[Value],
+        body: impl FnOnce(&mut Elab<'a>, &mut Env) -> R<Val>,
+    ) -> R<(Elab<'a>, Val)> {
+        let mut child = self.child(name);
+        let map: HashMap<Value, Value> = captured
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v, child.func.add_param(format!("c{i}"), self.ty(v).clone(), Span::default())))
+            .collect();
+        let mut inner = env.clone();
+        for v in inner.vars.values_mut() {
+            *v = rebind(v, &map);
+        }
+        let v = body(&mut child, &mut inner)?;
+        Ok((child, v))
+    }
+
+    /// The literal as an array of `ty`: a scalar constant broadcast to its shape.
+    fn lit_as(&mut self, l: Lit, ty: &TensorType, span: Span) -> R<Value> {
+        let c = self.lit_to(l, ty.dtype, span)?;
+        if ty.shape.is_empty() {
+            return Ok(c);
+        }
+        self.push(Op::Broadcast { shape: ty.shape.clone(), dims: vec![] }, vec![c], span)
     }
 
     fn lookup(&mut self, env: &Env, name: &str, span: Span) -> R<Val> {
@@ -1362,5 +1476,23 @@ pub fn plural(n: usize) -> &'static str {
         ""
     } else {
         "s"
+    }
+}
+
+/// The arrays in a value.
+fn tensors_of(v: &Val) -> Vec<Value> {
+    match v {
+        Val::Tensor(t) => vec![*t],
+        Val::Lit(_) => vec![],
+        Val::Tuple(items) => items.iter().flat_map(tensors_of).collect(),
+    }
+}
+
+/// `v` with its arrays replaced as `map` says (those it does not name are kept).
+fn rebind(v: &Val, map: &HashMap<Value, Value>) -> Val {
+    match v {
+        Val::Tensor(t) => Val::Tensor(map.get(t).copied().unwrap_or(*t)),
+        Val::Lit(l) => Val::Lit(*l),
+        Val::Tuple(items) => Val::Tuple(items.iter().map(|i| rebind(i, map)).collect()),
     }
 }

@@ -364,6 +364,7 @@ impl Parser {
                 self.bump();
                 ExprKind::Float(v)
             }
+            Tok::Ident(name) if name == "if" => return self.conditional(),
             Tok::Ident(name) if name == "true" || name == "false" => {
                 self.bump();
                 ExprKind::Bool(name == "true")
@@ -400,11 +401,34 @@ impl Parser {
     }
 }
 
+impl Parser {
+    /// `if cond { ... } else { ... }`, the else branch a block or another `if`.
+    fn conditional(&mut self) -> PResult<Expr> {
+        let start = self.bump().span;
+        self.enter()?;
+        let cond = Box::new(self.expr()?);
+        let then = self.block()?;
+        if !self.is_keyword("else") {
+            return Err(self.unexpected("`else`: a conditional has a value either way"));
+        }
+        self.bump();
+        let otherwise = if self.is_keyword("if") {
+            self.conditional()?
+        } else {
+            let block_start = self.span();
+            let block = self.block()?;
+            Expr { kind: ExprKind::Block(block), span: block_start.to(self.prev_span()) }
+        };
+        self.depth -= 1;
+        Ok(Expr { span: start.to(self.prev_span()), kind: ExprKind::If { cond, then, otherwise: Box::new(otherwise) } })
+    }
+}
+
 fn mk_binary((op, op_span): (BinOp, Span), lhs: Expr, rhs: Expr) -> Expr {
     Expr { span: lhs.span.to(rhs.span), kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) } }
 }
 
 /// Words that cannot name a value or function.
 pub fn is_reserved(name: &str) -> bool {
-    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_")
+    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_" | "if" | "else")
 }

@@ -170,6 +170,11 @@ impl<'e> Resolver<'_, '_, 'e> {
             }
             ExprKind::Tuple(items) | ExprKind::List(items) => items.iter().for_each(|i| self.expr(i)),
             ExprKind::Block(b) => self.block(b),
+            ExprKind::If { cond, then, otherwise } => {
+                self.expr(cond);
+                self.block(then);
+                self.expr(otherwise);
+            }
         }
     }
 

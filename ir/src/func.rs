@@ -86,6 +86,34 @@ impl Func {
     pub fn result_types(&self) -> Vec<&TensorType> {
         self.results.iter().map(|&r| self.ty(r)).collect()
     }
+
+    /// Whether an instruction or a result reads `v`.
+    pub fn reads(&self, v: Value) -> bool {
+        self.results.contains(&v) || self.insts.iter().any(|i| i.args.contains(&v))
+    }
+
+    /// The function with only the parameters where `keep` is set (those dropped must be
+    /// unread), its values renumbered.
+    pub fn keep_params(&self, keep: &[bool]) -> Func {
+        let mut out = Func { insts: vec![], results: vec![], ..self.clone() };
+        out.params = self.params.iter().zip(keep).filter(|(_, &k)| k).map(|(p, _)| p.clone()).collect();
+        let mut map: Vec<Option<Value>> = vec![None; self.num_values()];
+        let mut next = 0;
+        for (i, &k) in keep.iter().enumerate() {
+            if k {
+                map[i] = Some(Value(next));
+                next += 1;
+            }
+        }
+        let renumber = |map: &[Option<Value>], v: &Value| map[v.index()].expect("a dropped parameter is unread");
+        for (i, inst) in self.insts.iter().enumerate() {
+            let args = inst.args.iter().map(|v| renumber(&map, v)).collect();
+            out.insts.push(Inst { args, ..inst.clone() });
+            map[self.params.len() + i] = Some(Value((out.params.len() + i) as u32));
+        }
+        out.results = self.results.iter().map(|v| renumber(&map, v)).collect();
+        out
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

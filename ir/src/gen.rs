@@ -243,7 +243,33 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
                 .collect();
             (Op::Concat { axis }, parts)
         }
+        Op::Cond { .. } => {
+            let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
+            let (op, types) = (cond_of(&t), vec![TensorType::scalar(DType::Bool), t.clone(), t]);
+            (op, types)
+        }
     }
+}
+
+/// A conditional of two operands of type `t`: `x * sin(y)` when true, `x - y` when false.
+pub fn cond_of(t: &TensorType) -> Op {
+    let branch = |name: &str, body: &dyn Fn(&mut Func, Value, Value) -> Value| {
+        let mut f = Func::new(name, Span::default());
+        let x = f.add_param("x", t.clone(), Span::default());
+        let y = f.add_param("y", t.clone(), Span::default());
+        let r = body(&mut f, x, y);
+        f.results.push(r);
+        f.result_names.push("out0".into());
+        f
+    };
+    let then = branch("then", &|f, x, y| {
+        let s = f.push(Op::Unary(UnaryOp::Sin), vec![y], Span::default()).expect("float");
+        f.push(Op::Binary(BinaryOp::Mul), vec![x, s], Span::default()).expect("same types")
+    });
+    let otherwise = branch("otherwise", &|f, x, y| {
+        f.push(Op::Binary(BinaryOp::Sub), vec![x, y], Span::default()).expect("same types")
+    });
+    Op::Cond { branches: crate::ops::Branches::new(then, otherwise), result: 0 }
 }
 
 /// A function applying one random instance of `template` to its parameters.

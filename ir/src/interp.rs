@@ -291,6 +291,11 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
             concat_data(&[a, b]).gather(&indices)
         }
         Op::Convert { to } => args[0].data.convert(*to),
+        Op::Cond { branches, result } => {
+            let Data::Bool(pred) = &args[0].data else { unreachable!("cond predicate is bool") };
+            let operands: Vec<Tensor> = args[1..].iter().map(|&a| a.clone()).collect();
+            run(branches.get(pred[0]), &operands).swap_remove(*result).data
+        }
         Op::Reduce { kind, axes } => reduce(*kind, axes, args[0]).data,
         Op::Dot => dot(args[0], args[1], ty).data,
         Op::Conv(window) => conv(window, args[0], args[1], ty),

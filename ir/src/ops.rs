@@ -7,7 +7,9 @@
 //! lowering match on [`Op`] exhaustively, so a new row cannot compile until each stage handles
 //! it, and [`Op::catalog`] lists one instance of each so that tests cover it the moment it exists.
 
+use crate::func::Func;
 use crate::types::{check_shape, format_shape, DType, Literal, TensorType};
+use std::sync::Arc;
 
 /// What a kind of op does, for cost models, printing and test generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub enum OpClass {
     Contraction,
     /// Moves or copies elements without arithmetic.
     Shape,
+    /// Runs functions of its own ([`Branches`]).
+    Control,
 }
 
 /// Which dtypes an elementwise op accepts.
@@ -392,6 +396,63 @@ impl ConvWindow {
     }
 }
 
+/// The two branches of a conditional, shared by the instructions that take its results (see
+/// [`Op::Cond`]). Each is a function from the conditional's operands (less the predicate) to
+/// the same result types. Two `Branches` are equal when their text forms are: the text is kept
+/// as the key of comparisons and hashes, so that equal conditionals are merged like any op.
+#[derive(Clone, Debug)]
+pub struct Branches(Arc<BranchPair>);
+
+#[derive(Debug)]
+struct BranchPair {
+    funcs: [Func; 2],
+    key: String,
+}
+
+impl Branches {
+    /// The branches taken when the predicate is true and false.
+    pub fn new(then: Func, otherwise: Func) -> Branches {
+        let key = format!("{}{}", crate::text::print_func(&then), crate::text::print_func(&otherwise));
+        Branches(Arc::new(BranchPair { funcs: [then, otherwise], key }))
+    }
+
+    /// The branch run when the predicate is `taken`.
+    pub fn get(&self, taken: bool) -> &Func {
+        &self.0.funcs[usize::from(!taken)]
+    }
+
+    /// Both branches: the true one, then the false one.
+    pub fn funcs(&self) -> &[Func; 2] {
+        &self.0.funcs
+    }
+}
+
+impl PartialEq for Branches {
+    fn eq(&self, other: &Branches) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.key == other.0.key
+    }
+}
+
+impl Eq for Branches {}
+
+impl std::hash::Hash for Branches {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
+
+impl PartialOrd for Branches {
+    fn partial_cmp(&self, other: &Branches) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Branches {
+    fn cmp(&self, other: &Branches) -> std::cmp::Ordering {
+        self.0.key.cmp(&other.0.key)
+    }
+}
+
 /// An op with its attributes. Every op's result type follows from its attributes and operand
 /// types alone ([`Op::infer`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -446,6 +507,13 @@ pub enum Op {
     Concat {
         axis: usize,
     },
+    /// `cond(p, xs...)`: result `result` of the branch the scalar bool `p` picks, applied to
+    /// `xs` (lax.cond). Only that branch runs. A conditional with several results is several
+    /// instructions, one per result, with equal branches and operands: they run as one.
+    Cond {
+        branches: Branches,
+        result: usize,
+    },
 }
 
 impl Op {
@@ -466,6 +534,7 @@ impl Op {
             Op::Broadcast { .. } => "broadcast",
             Op::Slice { .. } => "slice",
             Op::Concat { .. } => "concat",
+            Op::Cond { .. } => "cond",
         }
     }
 
@@ -478,6 +547,7 @@ impl Op {
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } | Op::Concat { .. } => {
                 OpClass::Shape
             }
+            Op::Cond { .. } => OpClass::Control,
         }
     }
 
@@ -493,6 +563,7 @@ impl Op {
             Op::Binary(b) => *b == BinaryOp::Pow,
             Op::Reduce { kind, .. } => *kind == ReduceKind::Sum,
             Op::Dot | Op::Conv(_) => true,
+            Op::Cond { branches, .. } => branches.funcs().iter().flat_map(|f| &f.insts).any(|i| i.op.inexact()),
             _ => false,
         }
     }
@@ -505,7 +576,7 @@ impl Op {
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
             Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
             Op::Select => Some(3),
-            Op::Concat { .. } => None,
+            Op::Concat { .. } | Op::Cond { .. } => None,
         }
     }
 
@@ -535,6 +606,7 @@ impl Op {
             Op::Slice { start: vec![0, 2], step: vec![1, -1], shape: vec![2, 2] },
             Op::Concat { axis: 0 },
         ]);
+        ops.push(crate::gen::cond_of(&TensorType::new(DType::F32, vec![2, 3])));
         ops
     }
 
@@ -707,9 +779,40 @@ impl Op {
                 check_shape(&shape)?;
                 TensorType::new(first.dtype, shape)
             }
+            Op::Cond { branches, result } => {
+                if *args[0] != TensorType::scalar(DType::Bool) {
+                    return Err(format!("the predicate of `cond` must be bool[], not {}", args[0]));
+                }
+                let [then, otherwise] = branches.funcs();
+                for (which, f) in [("true", then), ("false", otherwise)] {
+                    let params: Vec<&TensorType> = f.params.iter().map(|p| &p.ty).collect();
+                    if params != args[1..] {
+                        return Err(format!(
+                            "the {which} branch takes ({}) but `cond` passes ({})",
+                            types_text(params.iter().copied()),
+                            types_text(args[1..].iter().copied())
+                        ));
+                    }
+                }
+                let (a, b) = (then.result_types(), otherwise.result_types());
+                if a != b {
+                    return Err(format!(
+                        "the branches return ({}) and ({})",
+                        types_text(a.iter().copied()),
+                        types_text(b.iter().copied())
+                    ));
+                }
+                a.get(*result)
+                    .map(|&t| t.clone())
+                    .ok_or_else(|| format!("result {result} of branches with {} results", a.len()))?
+            }
         };
         Ok(ty)
     }
+}
+
+fn types_text<'t>(types: impl Iterator<Item = &'t TensorType>) -> String {
+    types.map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn check_domain(name: &str, domain: Domain, dtype: DType) -> Result<(), String> {

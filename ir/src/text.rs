@@ -15,7 +15,7 @@
 
 use crate::diag::{Diagnostic, Span};
 use crate::func::{is_identifier, Func, Inst, Module, Value};
-use crate::ops::{BinaryOp, ConvWindow, Op, ReduceKind, UnaryOp};
+use crate::ops::{BinaryOp, Branches, ConvWindow, Op, ReduceKind, UnaryOp};
 use crate::types::{DType, Literal, TensorType};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -61,15 +61,24 @@ fn attributes(op: &Op) -> String {
         ),
         Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
+        Op::Cond { result, .. } => format!("[result={result}]"),
     }
 }
 
 /// Prints one function in the text form.
 pub fn print_func(func: &Func) -> String {
+    let mut out = String::new();
+    write_func(&mut out, func, "");
+    out
+}
+
+/// Writes `func` with each line indented by `indent`. A conditional's branches follow its
+/// type, in braces, indented one level deeper.
+fn write_func(out: &mut String, func: &Func, indent: &str) {
     let params: Vec<String> = func.params.iter().map(|p| format!("%{}: {}", p.name, p.ty)).collect();
     let results: Vec<String> =
         func.results.iter().zip(&func.result_names).map(|(&r, name)| format!("{name}: {}", func.ty(r))).collect();
-    let mut out = format!("func @{}({}) -> ({}) {{\n", func.name, params.join(", "), results.join(", "));
+    let _ = writeln!(out, "{indent}func @{}({}) -> ({}) {{", func.name, params.join(", "), results.join(", "));
     for (i, inst) in func.insts.iter().enumerate() {
         let v = Value((func.params.len() + i) as u32);
         let mut operands: Vec<String> = inst.args.iter().map(|&a| value_name(func, a)).collect();
@@ -77,29 +86,41 @@ pub fn print_func(func: &Func) -> String {
             operands.push(lit.to_string());
         }
         let sep = if operands.is_empty() { "" } else { " " };
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "  {} = {}{}{sep}{} : {}",
+            "{indent}  {} = {}{}{sep}{} : {}",
             value_name(func, v),
             inst.op.name(),
             attributes(&inst.op),
             operands.join(", "),
             inst.ty
         );
+        if let Op::Cond { branches, .. } = &inst.op {
+            out.push_str(" {\n");
+            for branch in branches.funcs() {
+                write_func(out, branch, &format!("{indent}    "));
+            }
+            let _ = write!(out, "{indent}  }}");
+        }
+        out.push('\n');
     }
     let results: Vec<String> = func.results.iter().map(|&r| value_name(func, r)).collect();
-    let _ = writeln!(out, "  return {}\n}}", results.join(", "));
-    out
+    let _ = writeln!(out, "{indent}  return {}\n{indent}}}", results.join(", "));
 }
 
 /// Parses the text form. Errors carry code E0900 and the span of the offending token.
 pub fn parse_module(src: &str) -> Result<Module, Diagnostic> {
-    Parser { src, pos: 0 }.module()
+    Parser { src, pos: 0, depth: 0 }.module()
 }
+
+/// The deepest nesting of conditionals the parser reads (each level a few KiB of stack).
+const MAX_NESTING: usize = 64;
 
 struct Parser<'a> {
     src: &'a str,
     pos: usize,
+    /// Conditionals open around the function being read.
+    depth: usize,
 }
 
 #[derive(Default)]
@@ -313,10 +334,20 @@ impl<'a> Parser<'a> {
         }
         self.expect(":")?;
         let ty = self.ty()?;
+        let branches = if op_name == "cond" { Some(self.branches()?) } else { None };
         let end = self.pos;
         // Errors about the op itself point at its name.
         self.pos = op_start;
-        let op = self.op(op_name, &attrs, literal, &ty)?;
+        let op = match branches {
+            Some(branches) => {
+                let result = match attrs.map.get("result").map(Vec::as_slice) {
+                    Some(&[r]) => usize::try_from(r).map_err(|_| self.error("`result` must be non-negative"))?,
+                    _ => return Err(self.error("`cond` needs attribute `result`")),
+                };
+                Op::Cond { branches, result }
+            }
+            None => self.op(op_name, &attrs, literal, &ty)?,
+        };
         let arg_types: Vec<&TensorType> = args.iter().map(|&a| func.ty(a)).collect();
         match op.infer(&arg_types) {
             Ok(inferred) if inferred == ty => self.pos = end,
@@ -329,6 +360,20 @@ impl<'a> Parser<'a> {
             return Err(self.error(format!("value `%{name}` is defined twice")));
         }
         Ok(())
+    }
+
+    /// `{ func @then ... func @else ... }`: a conditional's branches.
+    fn branches(&mut self) -> Result<Branches, Diagnostic> {
+        if self.depth == MAX_NESTING {
+            return Err(self.error(format!("conditionals nest more than {MAX_NESTING} deep")));
+        }
+        self.depth += 1;
+        self.expect("{")?;
+        let then = self.func()?;
+        let otherwise = self.func()?;
+        self.expect("}")?;
+        self.depth -= 1;
+        Ok(Branches::new(then, otherwise))
     }
 
     fn attrs(&mut self) -> Result<Attrs, Diagnostic> {

@@ -8,6 +8,7 @@
 //! all elements equal to the extreme. `abs` has derivative 0 at 0 (sign(0) = 0).
 
 use super::Builder;
+use kiln_ir::ops::Branches;
 use kiln_ir::{BinaryOp, ConvWindow, Op, ReduceKind, TensorType, UnaryOp, Value};
 
 /// sign(x) = [x > 0] - [x < 0], in x's dtype.
@@ -217,6 +218,21 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
             let ts: Vec<Value> = (0..args.len()).map(|i| tangent(b, i)).collect();
             b.push(op.clone(), ts)
         }
+        // cond(p, xs)' = cond(p, xs, txs) over the branches' jvps: the taken branch runs
+        // again with its tangents.
+        Op::Cond { branches, result } => {
+            let [then, otherwise] = branches.funcs();
+            let jvps = Branches::new(super::jvp(then, &then.name), super::jvp(otherwise, &otherwise.name));
+            let mut operands = args.to_vec();
+            for (i, &a) in args.iter().enumerate().skip(1) {
+                if super::differentiable(b.ty(a)) {
+                    operands.push(tangent(b, i));
+                }
+            }
+            let results = then.result_types();
+            let position = results[..*result].iter().filter(|t| super::differentiable(t)).count();
+            b.push(Op::Cond { branches: jvps, result: results.len() + position }, operands)
+        }
     })
 }
 
@@ -328,6 +344,29 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
                     })
                 })
                 .collect()
+        }
+        // cond(p, xs) with cotangent g on result r: the cotangents of xs are
+        // cond(p, xs, cts) over the branches' vjps, cts being g for r and zeros for the other
+        // results: the taken branch runs again, then backwards (jax.checkpoint of a branch).
+        Op::Cond { branches, result } => {
+            let [then, otherwise] = branches.funcs();
+            let vjps = Branches::new(super::vjp(then, &then.name, None), super::vjp(otherwise, &otherwise.name, None));
+            let results = then.result_types();
+            let mut operands = args.to_vec();
+            for (k, t) in results.iter().enumerate().filter(|(_, t)| super::differentiable(t)) {
+                operands.push(if k == *result { g } else { b.zeros(t) });
+            }
+            let mut position = results.len();
+            let mut cts = vec![None];
+            for (i, &want) in wants.iter().enumerate().skip(1) {
+                if !super::differentiable(b.ty(args[i])) {
+                    cts.push(None);
+                    continue;
+                }
+                cts.push(want.then(|| b.push(Op::Cond { branches: vjps.clone(), result: position }, operands.clone())));
+                position += 1;
+            }
+            cts
         }
     }
 }
