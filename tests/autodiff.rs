@@ -235,3 +235,72 @@ export value_and_grad(h, wrt=[x, t]) as dh;
         }
     }
 }
+
+/// Counted loops (`loop carries = init for i < n { ... }`, n a constant or a runtime integer)
+/// run as the interpreter says, compiled, nested with conditionals, and their derivatives
+/// (forward mode: a loop of the body's jvp; reverse mode: a reverse loop of the body's vjp)
+/// match central differences, for several trip counts including none.
+#[test]
+fn counted_loops_and_their_derivatives_match_finite_differences() {
+    const LOOPS: &str = "
+fn euler(y: f64[3], k: f64[3], n: i32) -> f64 {
+    let (y, t) = loop (y, t) = (y, 0.0) for i < n {
+        let dy = -k * y + sin(t) * cast(i, f64) * 0.1;
+        (y + 0.1 * dy, t + 0.1)
+    };
+    sum(y * y) + t
+}
+fn fixed(x: f64[2, 3], w: f64[3, 3]) -> f64 {
+    let h = loop h = x for i < 4 { if sum(h) > 0.0 { tanh(h @ w) } else { h * 0.5 + 0.25 } };
+    sum(h)
+}
+export euler;
+export grad(euler, wrt=[y, k]) as deuler;
+export fixed;
+export grad(fixed, wrt=[x, w]) as dfixed;
+";
+    let source = kiln::Source { name: "loops.kn".into(), text: LOOPS.into() };
+    let module = kiln::check(&source, "loops").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let loaded = common::compile_and_load(&module, 2);
+    let f = |name: &str| module.func(name).unwrap();
+    let mut rng = Rng::new(common::seed());
+    let h = 1e-6;
+    for n in [0, 1, 5] {
+        let (y, k) = (random(&mut rng, &[3]), random(&mut rng, &[3]));
+        let count = Tensor::new(vec![], Data::I32(vec![n]));
+        let loss = |y: &Tensor, k: &Tensor| values(&run(f("euler"), &[y.clone(), k.clone(), count.clone()])[0])[0];
+        let grads = run(f("deuler"), &[y.clone(), k.clone(), count.clone()]);
+        for i in 0..3 {
+            let fd = (loss(&shifted(&y, i, h), &k) - loss(&shifted(&y, i, -h), &k)) / (2.0 * h);
+            assert_close(values(&grads[0])[i], fd, &format!("n={n}: d/dy[{i}]"));
+            let fd = (loss(&y, &shifted(&k, i, h)) - loss(&y, &shifted(&k, i, -h))) / (2.0 * h);
+            assert_close(values(&grads[1])[i], fd, &format!("n={n}: d/dk[{i}]"));
+        }
+        for name in ["euler", "deuler"] {
+            common::check_against_interpreter(
+                &loaded,
+                name,
+                &[y.clone(), k.clone(), count.clone()],
+                common::Check::Program,
+            )
+            .unwrap();
+        }
+    }
+    for sign in [1.0, -1.0] {
+        let x = axpy(&random(&mut rng, &[2, 3]), sign, &Tensor::new(vec![2, 3], Data::F64(vec![1.0; 6])));
+        let w = random(&mut rng, &[3, 3]);
+        let loss = |x: &Tensor, w: &Tensor| values(&run(f("fixed"), &[x.clone(), w.clone()])[0])[0];
+        let grads = run(f("dfixed"), &[x.clone(), w.clone()]);
+        for i in 0..6 {
+            let fd = (loss(&shifted(&x, i, h), &w) - loss(&shifted(&x, i, -h), &w)) / (2.0 * h);
+            assert_close(values(&grads[0])[i], fd, &format!("sign={sign}: d/dx[{i}]"));
+        }
+        for i in 0..9 {
+            let fd = (loss(&x, &shifted(&w, i, h)) - loss(&x, &shifted(&w, i, -h))) / (2.0 * h);
+            assert_close(values(&grads[1])[i], fd, &format!("sign={sign}: d/dw[{i}]"));
+        }
+        for name in ["fixed", "dfixed"] {
+            common::check_against_interpreter(&loaded, name, &[x.clone(), w.clone()], common::Check::Program).unwrap();
+        }
+    }
+}

@@ -4,14 +4,17 @@
 //! function here is one stage of [`crate::pipeline::compile`] over a [`Compilation`].
 
 use crate::context::{err, CodegenError, Dump, Mlir};
+use crate::edit::ops_where;
 use crate::hide;
 use crate::mlir::{emit_module, impl_symbol, Contraction, Convolution, Emitted};
 use crate::target::Target;
 use crate::workspace;
 use kiln_ir::Module;
 use melior::ir::attribute::{FlatSymbolRefAttribute, StringAttribute};
-use melior::ir::operation::{OperationLike, OperationMutLike, OperationRefMut, WalkOrder, WalkResult};
-use melior::ir::{BlockLike, Module as MlirModule};
+use melior::ir::operation::{
+    OperationBuilder, OperationLike, OperationMutLike, OperationRef, OperationRefMut, WalkOrder, WalkResult,
+};
+use melior::ir::{BlockLike, Module as MlirModule, RegionLike, ValueLike};
 use melior::Context;
 use std::collections::BTreeMap;
 
@@ -115,8 +118,41 @@ pub(crate) fn prepare(c: &mut Compilation) -> Result<(), CodegenError> {
 
 /// Stage `bufferize`: tensors to buffers, constants numbered in the order they are used.
 pub(crate) fn bufferize(c: &mut Compilation) -> Result<(), CodegenError> {
+    carry_in_place(&c.module).map_err(|e| err("bufferization", e))?;
     c.run(BUFFERIZE_PIPELINE)?;
     number_constants(&c.mlir.context, &c.module).map_err(|e| err("bufferization", e))
+}
+
+/// Writes each next carry of every loop the emitter made (`scf.for` tagged `kiln.carries`) into
+/// its carry, as `bufferization.materialize_in_destination` before the loop's yield: one-shot
+/// bufferization needs a loop's yielded buffers to be its iteration arguments', and copies
+/// only where the body still reads a carry after writing the next one. This runs after
+/// empty-tensor elimination (stage `prepare`), which would otherwise make the body's last op
+/// write the carry in place, and the tiles of a scheduled body read a carry that earlier
+/// tiles wrote.
+fn carry_in_place(module: &MlirModule) -> Result<(), String> {
+    for raw in
+        ops_where(module, |op| op.name().as_string_ref().as_str() == Ok("scf.for") && op.has_attribute("kiln.carries"))
+    {
+        // SAFETY: collected from the live module; only ops inside its body are added.
+        let lp = unsafe { OperationRef::from_raw(raw) };
+        let body = lp.region(0).map_err(|e| e.to_string())?.first_block().ok_or("a loop without a body")?;
+        let yield_op = body.terminator().ok_or("a loop body without a yield")?;
+        for k in 0..yield_op.operand_count() {
+            let next = yield_op.operand(k).map_err(|e| e.to_string())?;
+            let carry = body.argument(1 + k).map_err(|e| e.to_string())?;
+            let copy = OperationBuilder::new("bufferization.materialize_in_destination", yield_op.location())
+                .add_operands(&[next, carry.into()])
+                .add_results(&[next.r#type()])
+                .build()
+                .map_err(|e| e.to_string())?;
+            let copy = body.insert_operation_before(yield_op, copy);
+            let written = copy.result(0).map_err(|e| e.to_string())?;
+            // SAFETY: the yield is live and operand k exists; the new value has its type.
+            unsafe { mlir_sys::mlirOperationSetOperand(yield_op.to_raw(), k as isize, written.to_raw()) };
+        }
+    }
+    Ok(())
 }
 
 /// Renames the module's `memref.global`s `kiln_constant_N`, N the order of their first use

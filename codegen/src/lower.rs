@@ -28,7 +28,6 @@
 //! direct kernel's tile would read its pixels `s` apart, which linalg's vectorizer refuses;
 //! GPUs expand every convolution (their launch plans have no such kernel yet).
 
-use kiln_ir::ops::Branches;
 use kiln_ir::{compose, ConvWindow, Func, Op, Span, Value};
 use std::borrow::Cow;
 
@@ -52,10 +51,12 @@ pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
         let v = match &inst.op {
             Op::Conv(window) => conv(&mut out, window, args[0], args[1], direct, inst.span)?,
             Op::Cond { branches, result } => {
-                let [then, otherwise] = branches.funcs();
-                let branches =
-                    Branches::new(expand(then, direct)?.into_owned(), expand(otherwise, direct)?.into_owned());
+                let branches = branches.map(|f| expand(f, direct).map(Cow::into_owned))?;
                 out.push(Op::Cond { branches, result: *result }, args, inst.span)?
+            }
+            Op::Loop { body, result } => {
+                let body = body.map(|f| expand(f, direct).map(Cow::into_owned))?;
+                out.push(Op::Loop { body, result: *result }, args, inst.span)?
             }
             op => out.push(op.clone(), args, inst.span)?,
         };
@@ -70,8 +71,7 @@ pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
 fn has_conv(f: &Func) -> bool {
     f.insts.iter().any(|i| match &i.op {
         Op::Conv(_) => true,
-        Op::Cond { branches, .. } => branches.funcs().iter().any(has_conv),
-        _ => false,
+        op => op.bodies().is_some_and(|b| b.funcs().iter().any(has_conv)),
     })
 }
 

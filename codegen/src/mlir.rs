@@ -14,7 +14,7 @@
 
 mod approx;
 
-use kiln_ir::ops::Branches;
+use kiln_ir::ops::Bodies;
 use kiln_ir::{BinaryOp, DType, Func, Literal, Module, Op, OpClass, ReduceKind, Span, TensorType, UnaryOp, Value};
 use std::fmt::Write;
 
@@ -499,8 +499,8 @@ struct FuncEmitter<'f> {
     barrier_count: usize,
     /// Products of at least this many rows read B with padded rows (see `with_padded_rows`).
     pad_b_from_m: Option<usize>,
-    /// The results of each conditional emitted, by branches and operands (see `cond`).
-    conds: std::collections::HashMap<(Branches, Vec<Value>), Vec<String>>,
+    /// The results of each conditional and loop emitted, by bodies and operands (see `cond`).
+    structured: std::collections::HashMap<(Bodies, Vec<Value>), Vec<String>>,
 }
 
 impl<'f> FuncEmitter<'f> {
@@ -522,7 +522,7 @@ impl<'f> FuncEmitter<'f> {
             views: Default::default(),
             gpu: false,
             pad_b_from_m: None,
-            conds: Default::default(),
+            structured: Default::default(),
         }
     }
 
@@ -620,24 +620,86 @@ impl<'f> FuncEmitter<'f> {
         }
     }
 
+    /// The region of a conditional's branch or a loop's body `f`, ending in its `scf.yield` (of
+    /// `types`): `f`'s instructions emitted with its parameters named as `params` says (after
+    /// any lines it writes first), numbering names and contractions on from this function's.
+    fn region(&mut self, f: &Func, types: &[String], params: impl FnOnce(&mut FuncEmitter) -> Vec<String>) -> String {
+        let mut child = FuncEmitter::new(f, self.next_contraction_id(), self.libm);
+        child.gpu = self.gpu;
+        child.pad_b_from_m = self.pad_b_from_m;
+        child.barrier_count = self.barrier_count;
+        child.next = self.next;
+        child.names = params(&mut child);
+        child.body();
+        let yielded: Vec<String> = f.results.iter().map(|r| child.names[r.index()].clone()).collect();
+        let _ = writeln!(child.out, "      scf.yield {} : {}", yielded.join(", "), types.join(", "));
+        self.next = child.next;
+        self.barrier_count = child.barrier_count;
+        self.contractions.append(&mut child.contractions);
+        self.convolutions.append(&mut child.convolutions);
+        child.out
+    }
+
+    /// A loop: `scf.for` from lo to hi with the carries as `iter_args` and the body's
+    /// instructions in its region, the index as a scalar tensor of the bounds' dtype; like a
+    /// conditional's, the instructions that take its other results read them from it.
+    fn counted(&mut self, body: &Bodies, result: usize, args: &[Value], operands: &[(String, TensorType)]) -> String {
+        let key = (body.clone(), args.to_vec());
+        if let Some(names) = self.structured.get(&key) {
+            return names[result].clone();
+        }
+        let f = &body.funcs()[0];
+        let carries = f.results.len();
+        let ie = elem(operands[0].1.dtype);
+        let bound = |this: &mut Self, t: &str| {
+            let v = this.fresh();
+            this.line(format!("{v} = tensor.extract {t}[] : tensor<{ie}>"));
+            let i = this.fresh();
+            this.line(format!("{i} = arith.index_cast {v} : {ie} to index"));
+            i
+        };
+        let (lo, hi) = (bound(self, &operands[0].0), bound(self, &operands[1].0));
+        let one = self.fresh();
+        self.line(format!("{one} = arith.constant 1 : index"));
+        let types: Vec<String> = f.result_types().into_iter().map(tensor).collect();
+        let (n, iv) = (self.fresh(), self.fresh());
+        let iter_args: Vec<String> = (0..carries).map(|_| self.fresh()).collect();
+        let inits: Vec<String> =
+            iter_args.iter().zip(&operands[2..2 + carries]).map(|(a, (init, _))| format!("{a} = {init}")).collect();
+        let count = if carries > 1 { format!(":{carries}") } else { String::new() };
+        let mut text = format!(
+            "{n}{count} = scf.for {iv} = {lo} to {hi} step {one} iter_args({}) -> ({}) {{\n",
+            inits.join(", "),
+            types.join(", ")
+        );
+        text += &self.region(f, &types, |child| {
+            let i = child.fresh();
+            child.line(format!("{i} = arith.index_cast {iv} : index to {ie}"));
+            let index = child.fresh();
+            child.line(format!("{index} = tensor.from_elements {i} : tensor<{ie}>"));
+            std::iter::once(index).chain(iter_args).chain(operands[2 + carries..].iter().map(|o| o.0.clone())).collect()
+        });
+        // The carries are written in place before bufferization (`front::carry_in_place`).
+        text.push_str("    } {kiln.carries}");
+        self.line(text);
+        let names: Vec<String> = if carries > 1 { (0..carries).map(|k| format!("{n}#{k}")).collect() } else { vec![n] };
+        let r = names[result].clone();
+        self.structured.insert(key, names);
+        r
+    }
+
     /// A conditional: `scf.if` on the predicate's element with each branch's instructions in
     /// its region, yielding all of the branch's results. The instructions that take the other
     /// results of the same conditional (equal branches and operands) read them from the same
     /// `scf.if`, so that the taken branch runs once.
-    fn cond(
-        &mut self,
-        branches: &Branches,
-        result: usize,
-        args: &[Value],
-        operands: &[(String, TensorType)],
-    ) -> String {
+    fn cond(&mut self, branches: &Bodies, result: usize, args: &[Value], operands: &[(String, TensorType)]) -> String {
         let key = (branches.clone(), args.to_vec());
-        if let Some(names) = self.conds.get(&key) {
+        if let Some(names) = self.structured.get(&key) {
             return names[result].clone();
         }
         let p = self.fresh();
         self.line(format!("{p} = tensor.extract {}[] : tensor<i1>", operands[0].0));
-        let types: Vec<String> = branches.get(true).result_types().into_iter().map(tensor).collect();
+        let types: Vec<String> = branches.branch(true).result_types().into_iter().map(tensor).collect();
         let n = self.fresh();
         let count = if types.len() > 1 { format!(":{}", types.len()) } else { String::new() };
         let mut text = format!("{n}{count} = scf.if {p} -> ({}) {{\n", types.join(", "));
@@ -645,27 +707,14 @@ impl<'f> FuncEmitter<'f> {
             if k == 1 {
                 text.push_str("    } else {\n");
             }
-            let mut child = FuncEmitter::new(branch, self.next_contraction_id(), self.libm);
-            child.gpu = self.gpu;
-            child.pad_b_from_m = self.pad_b_from_m;
-            child.barrier_count = self.barrier_count;
-            child.next = self.next;
-            child.names = operands[1..].iter().map(|o| o.0.clone()).collect();
-            child.body();
-            let yielded: Vec<String> = branch.results.iter().map(|r| child.names[r.index()].clone()).collect();
-            text.push_str(&child.out);
-            let _ = writeln!(text, "      scf.yield {} : {}", yielded.join(", "), types.join(", "));
-            self.next = child.next;
-            self.barrier_count = child.barrier_count;
-            self.contractions.append(&mut child.contractions);
-            self.convolutions.append(&mut child.convolutions);
+            text += &self.region(branch, &types, |_| operands[1..].iter().map(|o| o.0.clone()).collect());
         }
         text.push_str("    }");
         self.line(text);
         let names: Vec<String> =
             if types.len() > 1 { (0..types.len()).map(|k| format!("{n}#{k}")).collect() } else { vec![n] };
         let r = names[result].clone();
-        self.conds.insert(key, names);
+        self.structured.insert(key, names);
         r
     }
 
@@ -843,6 +892,7 @@ impl<'f> FuncEmitter<'f> {
             Op::Concat { axis } => self.concat(&operands, *axis, ty),
             Op::Conv(win) => self.conv(&operands[0], &operands[1], win, ty),
             Op::Cond { branches, result } => self.cond(branches, *result, args, &operands),
+            Op::Loop { body, result } => self.counted(body, *result, args, &operands),
         }
     }
 

@@ -90,12 +90,12 @@ pub fn stage_names(gpu: bool) -> &'static [&'static str] {
 /// for a CPU, PTX kernels and a launch plan for a GPU. Stages that only optimize (fuse,
 /// schedule, prefetch, outline-parallel) leave the module as it is at -O0.
 pub fn compile(module: &Module, target: &crate::Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
-    let conditional =
-        module.funcs.iter().find_map(|f| f.insts.iter().find(|i| matches!(i.op, Op::Cond { .. })).map(|i| (f, i)));
-    if let (true, Some((f, inst))) = (target.arch.is_gpu(), conditional) {
+    let structured = module.funcs.iter().find_map(|f| f.insts.iter().find(|i| i.op.bodies().is_some()).map(|i| (f, i)));
+    if let (true, Some((f, inst))) = (target.arch.is_gpu(), structured) {
+        let what = if matches!(inst.op, Op::Loop { .. }) { "loop" } else { "conditional" };
         return Err(CodegenError {
             stage: gpu::UNSUPPORTED,
-            message: format!("`{}` has a conditional, which kiln does not yet compile for GPUs", f.name),
+            message: format!("`{}` has a {what}, which kiln does not yet compile for GPUs", f.name),
             span: Some(inst.span),
         });
     }

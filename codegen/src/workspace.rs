@@ -3,7 +3,7 @@
 //! compile time and generated code never allocates when given a workspace.
 //!
 //! After bufferization, each function's top-level block holds its `memref.alloc`s (those of a
-//! conditional's branches are moved there first). The plan
+//! conditional's branches and of a loop's body are moved there first). The plan
 //! computes each buffer's live range (from its allocation to the last top-level op that uses
 //! it or a view of it, nested uses included), places buffers largest first at the lowest
 //! 64-byte-aligned offset that overlaps no buffer whose range intersects its own, and replaces
@@ -77,15 +77,20 @@ pub fn plan(module: &Module) -> Result<Vec<FunctionPlan>, String> {
         .collect()
 }
 
-/// Moves the allocations inside conditionals' branches before the conditional, to the top
-/// level, where the plan places buffers: a branch's scratch is reserved whether or not the
-/// branch runs, as a static plan must. (Bufferization allocates with static sizes, so an
-/// allocation has no operands and may move anywhere before its uses.)
-fn hoist_branch_allocations<'c: 'a, 'a>(body: &impl BlockLike<'c, 'a>) {
+/// Moves the allocations inside conditionals and the loops the emitter made (`kiln.carries`)
+/// before them, to the top level, where the plan places buffers: a branch's scratch is
+/// reserved whether or not the branch runs, as a static plan must, and a loop body's scratch
+/// is reused by every iteration (whose carries live in the loop's own buffers, see
+/// `front::carry_in_place`). Loops nested there run serially: only top-level loops run on
+/// threads ([`crate::parallel`]), so the scratch of one has no two users at once.
+/// (Bufferization allocates with static sizes, so an allocation has no operands and may move
+/// anywhere before its uses.)
+fn hoist_nested_allocations<'c: 'a, 'a>(body: &impl BlockLike<'c, 'a>) {
     let mut op = body.first_operation();
     while let Some(top) = op {
         op = top.next_in_block();
-        if top.name().as_string_ref().as_str() != Ok("scf.if") {
+        let name = top.name().as_string_ref().as_str().map(str::to_string).unwrap_or_default();
+        if !(name == "scf.if" || name == "scf.for" && top.has_attribute("kiln.carries")) {
             continue;
         }
         let mut allocations = vec![];
@@ -103,7 +108,7 @@ fn hoist_branch_allocations<'c: 'a, 'a>(body: &impl BlockLike<'c, 'a>) {
 }
 
 fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result<FunctionPlan, String> {
-    hoist_branch_allocations(body);
+    hoist_nested_allocations(body);
     let mut buffers: Vec<Buffer> = vec![];
     // Raw value pointer -> the buffers it is (or may be a view of).
     let mut owner: HashMap<usize, Vec<usize>> = HashMap::new();

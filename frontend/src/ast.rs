@@ -161,12 +161,24 @@ pub enum ExprKind {
     Tuple(Vec<Expr>),
     List(Vec<Expr>),
     Block(Block),
+    Loop(Box<LoopExpr>),
     /// `if cond { ... } else { ... }`; `otherwise` is a block or another `if`.
     If {
         cond: Box<Expr>,
         then: Block,
         otherwise: Box<Expr>,
     },
+}
+
+/// `loop (a, b) = (a0, b0) for i < n { ... }`: the block run n times from the initial values,
+/// each run's value the next values of the pattern's names (as Futhark's `loop`).
+#[derive(Clone, Debug)]
+pub struct LoopExpr {
+    pub pattern: Pattern,
+    pub init: Expr,
+    pub index: Ident,
+    pub count: Expr,
+    pub body: Block,
 }
 
 #[derive(Clone, Debug)]

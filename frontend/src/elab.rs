@@ -8,6 +8,7 @@
 
 use crate::ast::*;
 use crate::transform::{Differentiator, Transform};
+use kiln_ir::ops::Bodies;
 use kiln_ir::types::check_shape;
 use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
 use std::cell::RefCell;
@@ -753,6 +754,7 @@ impl<'a> Elab<'a> {
                 self.eval_block(&mut inner, b)
             }
             ExprKind::If { cond, then, otherwise } => self.conditional(env, cond, then, otherwise, e.span),
+            ExprKind::Loop(_) => self.counted_loop(env, e),
             ExprKind::Index { base, items } => {
                 let b = self.eval(env, base)?;
                 let t = self.tensor_arg(b, base.span)?;
@@ -841,7 +843,7 @@ impl<'a> Elab<'a> {
         }
         let used: Vec<bool> =
             (0..captured.len()).map(|i| a.func.reads(Value(i as u32)) || b.func.reads(Value(i as u32))).collect();
-        let branches = kiln_ir::ops::Branches::new(a.func.keep_params(&used), b.func.keep_params(&used));
+        let branches = Bodies::new(vec![a.func.keep_params(&used), b.func.keep_params(&used)]);
         let args: Vec<Value> =
             std::iter::once(p).chain(captured.iter().zip(&used).filter(|(_, &u)| u).map(|(&v, _)| v)).collect();
         let values: Vec<Val> = (0..results.len())
@@ -864,7 +866,22 @@ impl<'a> Elab<'a> {
         captured: &[Value],
         body: impl FnOnce(&mut Elab<'a>, &mut Env) -> R<Val>,
     ) -> R<(Elab<'a>, Val)> {
+        self.body_function(name, env, &[], captured, |child, env, _| body(child, env))
+    }
+
+    /// Elaborates `body` in a function whose parameters are `leading` (given to `body`), then
+    /// ones that stand for `captured`, with `env`'s names rebound to them.
+    fn body_function(
+        &self,
+        name: &str,
+        env: &Env,
+        leading: &[(String, TensorType)],
+        captured: &[Value],
+        body: impl FnOnce(&mut Elab<'a>, &mut Env, &[Value]) -> R<Val>,
+    ) -> R<(Elab<'a>, Val)> {
         let mut child = self.child(name);
+        let leading: Vec<Value> =
+            leading.iter().map(|(n, ty)| child.func.add_param(n.clone(), ty.clone(), Span::default())).collect();
         let map: HashMap<Value, Value> = captured
             .iter()
             .enumerate()
@@ -874,8 +891,115 @@ impl<'a> Elab<'a> {
         for v in inner.vars.values_mut() {
             *v = rebind(v, &map);
         }
-        let v = body(&mut child, &mut inner)?;
+        let v = body(&mut child, &mut inner, &leading)?;
         Ok((child, v))
+    }
+
+    /// `loop PATTERN = INIT for INDEX < COUNT { BODY }`: a counted loop ([`Op::Loop`]) whose
+    /// carries are the pattern's names, started from `init`; the body, a function of the index,
+    /// the carries and the arrays it reads, gives the next carries, of the same types. The
+    /// count is an integer: a constant, or an i32 or i64 scalar known when the program runs.
+    fn counted_loop(&mut self, env: &mut Env, e: &'a Expr) -> R<Val> {
+        let ExprKind::Loop(l) = &e.kind else { unreachable!("a loop") };
+        let LoopExpr { pattern, init, index, count, body } = &**l;
+        let bound = match self.eval(env, count)? {
+            Val::Lit(Lit::Int(n)) => self.lit_to(Lit::Int(n), DType::I32, count.span)?,
+            Val::Tensor(t) if self.ty(t).shape.is_empty() && self.ty(t).dtype.is_int() => t,
+            v => {
+                return Err(Diagnostic::error("E0225", "the count of `loop` must be an integer scalar")
+                    .at(count.span, format!("this is {}", self.describe(&v)))
+                    .help("count with an integer: a constant, a shape variable, or an i32 or i64 scalar"))
+            }
+        };
+        let index_ty = self.ty(bound).clone();
+        let zero = self.lit_to(Lit::Int(0), index_ty.dtype, count.span)?;
+        // The carries: the pattern's names, bound to the initial values (each an array).
+        let start = self.eval(env, init)?;
+        let mut names: Vec<(String, Span)> = vec![];
+        let mut inits: Vec<Value> = vec![];
+        self.carries(pattern, start, init.span, &mut names, &mut inits)?;
+        let mut captured: Vec<Value> = env.vars.values().flat_map(tensors_of).collect();
+        captured.sort_unstable();
+        captured.dedup();
+        let leading: Vec<(String, TensorType)> = std::iter::once((index.name.clone(), index_ty.clone()))
+            .chain(names.iter().zip(&inits).map(|((n, _), &v)| (n.clone(), self.ty(v).clone())))
+            .collect();
+        let (mut child, result) = self.body_function("body", env, &leading, &captured, |child, env, params| {
+            env.vars.insert(index.name.clone(), Val::Tensor(params[0]));
+            for ((n, _), &p) in names.iter().zip(&params[1..]) {
+                env.vars.insert(n.clone(), Val::Tensor(p));
+            }
+            child.eval_block(env, body)
+        })?;
+        // The body's value: the next carries, matching the pattern.
+        let parts = match (pattern, result) {
+            (Pattern::Tuple(..), Val::Tuple(items)) if items.len() == inits.len() => items,
+            (Pattern::Tuple(..), v) => {
+                return Err(Diagnostic::error("E0226", "the body of `loop` gives other types than its carries")
+                    .at(body.result.span, format!("this is {}", child.describe(&v)))
+                    .also(pattern.span(), format!("{} carries", inits.len())))
+            }
+            (_, v) => vec![v],
+        };
+        for (k, part) in parts.into_iter().enumerate() {
+            let ty = self.ty(inits[k]).clone();
+            let v = match part {
+                Val::Lit(l) => child.lit_as(l, &ty, body.result.span)?,
+                v => child.tensor_arg(v, body.result.span)?,
+            };
+            if *child.ty(v) != ty {
+                return Err(Diagnostic::error("E0226", "the body of `loop` gives other types than its carries")
+                    .at(body.result.span, format!("this gives {} for `{}`", child.ty(v), names[k].0))
+                    .also(names[k].1, format!("`{}` is {ty}", names[k].0))
+                    .help("convert with `cast(x, dtype)` or broadcast, so that each carry keeps its type"));
+            }
+            child.func.results.push(v);
+            child.func.result_names.push(format!("r{k}"));
+        }
+        let fixed = 1 + inits.len();
+        let keep: Vec<bool> =
+            (0..fixed + captured.len()).map(|p| p < fixed || child.func.reads(Value(p as u32))).collect();
+        let body = Bodies::new(vec![child.func.keep_params(&keep)]);
+        let args: Vec<Value> = [zero, bound]
+            .into_iter()
+            .chain(inits.iter().copied())
+            .chain(captured.iter().zip(&keep[fixed..]).filter(|(_, &k)| k).map(|(&v, _)| v))
+            .collect();
+        let values: Vec<Val> = (0..inits.len())
+            .map(|result| Ok(Val::Tensor(self.push(Op::Loop { body: body.clone(), result }, args.clone(), e.span)?)))
+            .collect::<R<_>>()?;
+        Ok(match pattern {
+            Pattern::Tuple(..) => Val::Tuple(values),
+            _ => values.into_iter().next().expect("one carry"),
+        })
+    }
+
+    /// Binds a loop's carry pattern to its initial value: the names (with their spans) and the
+    /// arrays, in order.
+    fn carries(
+        &mut self,
+        pattern: &Pattern,
+        v: Val,
+        span: Span,
+        names: &mut Vec<(String, Span)>,
+        inits: &mut Vec<Value>,
+    ) -> R<()> {
+        match (pattern, v) {
+            (Pattern::Name(id), v) => {
+                inits.push(self.tensor_arg(v, span)?);
+                names.push((id.name.clone(), id.span));
+                Ok(())
+            }
+            (Pattern::Tuple(items, _), Val::Tuple(vs)) if items.len() == vs.len() => {
+                items.iter().zip(vs).try_for_each(|(p, v)| self.carries(p, v, span, names, inits))
+            }
+            (Pattern::Ignore(s), _) => Err(Diagnostic::error("E0214", "a loop's carries need names")
+                .at(*s, "`_` cannot be carried")
+                .help("name the value, as `_unused`, if the body does not read it")),
+            (p, v) => Err(Diagnostic::error("E0214", format!("cannot destructure {}", self.describe(&v)))
+                .at(p.span(), format!("this pattern expects {}", pattern_text(p)))
+                .also(span, format!("this is {}", self.describe(&v)))),
+        }
     }
 
     /// The literal as an array of `ty`: a scalar constant broadcast to its shape.

@@ -365,6 +365,7 @@ impl Parser {
                 ExprKind::Float(v)
             }
             Tok::Ident(name) if name == "if" => return self.conditional(),
+            Tok::Ident(name) if name == "loop" => return self.counted_loop(),
             Tok::Ident(name) if name == "true" || name == "false" => {
                 self.bump();
                 ExprKind::Bool(name == "true")
@@ -402,6 +403,27 @@ impl Parser {
 }
 
 impl Parser {
+    /// `loop PATTERN = INIT for I < COUNT { ... }`.
+    fn counted_loop(&mut self) -> PResult<Expr> {
+        let start = self.bump().span;
+        self.enter()?;
+        let pattern = self.pattern()?;
+        self.expect("=")?;
+        let init = self.expr()?;
+        if !self.is_keyword("for") {
+            return Err(self.unexpected("`for`, as in `loop x = x0 for i < n { ... }`"));
+        }
+        self.bump();
+        let index = self.ident("the loop index")?;
+        self.expect("<")?;
+        // The count is an expression without comparisons: its `{` begins the body.
+        let count = self.binary(0)?;
+        let body = self.block()?;
+        self.depth -= 1;
+        let kind = ExprKind::Loop(Box::new(LoopExpr { pattern, init, index, count, body }));
+        Ok(Expr { span: start.to(self.prev_span()), kind })
+    }
+
     /// `if cond { ... } else { ... }`, the else branch a block or another `if`.
     fn conditional(&mut self) -> PResult<Expr> {
         let start = self.bump().span;
@@ -430,5 +452,5 @@ fn mk_binary((op, op_span): (BinOp, Span), lhs: Expr, rhs: Expr) -> Expr {
 
 /// Words that cannot name a value or function.
 pub fn is_reserved(name: &str) -> bool {
-    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_" | "if" | "else")
+    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_" | "if" | "else" | "loop" | "for")
 }

@@ -7,7 +7,7 @@
 //! parameter never used (W0002), a binding that shadows a parameter or an earlier binding
 //! (W0003). A name that starts with `_` is exempt, as in Rust.
 
-use crate::ast::{Block, Dim, Expr, ExprKind, FnDef, Ident, IndexItem, Pattern};
+use crate::ast::{Block, Dim, Expr, ExprKind, FnDef, Ident, IndexItem, LoopExpr, Pattern};
 use crate::elab::Errors;
 use crate::transform::Transform;
 use kiln_ir::{DType, Diagnostic, Span};
@@ -170,6 +170,22 @@ impl<'e> Resolver<'_, '_, 'e> {
             }
             ExprKind::Tuple(items) | ExprKind::List(items) => items.iter().for_each(|i| self.expr(i)),
             ExprKind::Block(b) => self.block(b),
+            ExprKind::Loop(l) => {
+                let LoopExpr { pattern, init, index, count, body } = &**l;
+                self.expr(init);
+                self.expr(count);
+                // The carries (often named as the values they start from) and the index are
+                // bound without warnings: the loop's result reads the carries, and a loop need
+                // not read its index.
+                let outer = self.scope.len();
+                let mut names = vec![index];
+                pattern_names(pattern, &mut names);
+                for id in names {
+                    self.scope.push(Binding { name: &id.name, span: id.span, kind: Kind::Let, used: true });
+                }
+                self.block(body);
+                self.close(outer);
+            }
             ExprKind::If { cond, then, otherwise } => {
                 self.expr(cond);
                 self.block(then);
@@ -180,5 +196,14 @@ impl<'e> Resolver<'_, '_, 'e> {
 
     fn is_function(&self, name: &str) -> bool {
         self.fns.contains_key(name) || crate::builtins::is_builtin(name)
+    }
+}
+
+/// The names a pattern binds.
+fn pattern_names<'e>(p: &'e Pattern, out: &mut Vec<&'e Ident>) {
+    match p {
+        Pattern::Name(id) => out.push(id),
+        Pattern::Ignore(_) => {}
+        Pattern::Tuple(items, _) => items.iter().for_each(|i| pattern_names(i, out)),
     }
 }

@@ -95,15 +95,18 @@ impl Func {
     /// The function with only the parameters where `keep` is set (those dropped must be
     /// unread), its values renumbered.
     pub fn keep_params(&self, keep: &[bool]) -> Func {
+        let order: Vec<usize> = keep.iter().enumerate().filter(|(_, &k)| k).map(|(i, _)| i).collect();
+        self.with_params(&order)
+    }
+
+    /// The function taking its parameters in `order` (indices of the current ones; those left
+    /// out must be unread), its values renumbered.
+    pub fn with_params(&self, order: &[usize]) -> Func {
         let mut out = Func { insts: vec![], results: vec![], ..self.clone() };
-        out.params = self.params.iter().zip(keep).filter(|(_, &k)| k).map(|(p, _)| p.clone()).collect();
+        out.params = order.iter().map(|&i| self.params[i].clone()).collect();
         let mut map: Vec<Option<Value>> = vec![None; self.num_values()];
-        let mut next = 0;
-        for (i, &k) in keep.iter().enumerate() {
-            if k {
-                map[i] = Some(Value(next));
-                next += 1;
-            }
+        for (new, &old) in order.iter().enumerate() {
+            map[old] = Some(Value(new as u32));
         }
         let renumber = |map: &[Option<Value>], v: &Value| map[v.index()].expect("a dropped parameter is unread");
         for (i, inst) in self.insts.iter().enumerate() {

@@ -243,12 +243,39 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
                 .collect();
             (Op::Concat { axis }, parts)
         }
+        Op::Loop { .. } => {
+            let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
+            let index = if rng.chance(0.5) { DType::I32 } else { DType::I64 };
+            let bound = TensorType::scalar(index);
+            (loop_of(&t, index), vec![bound.clone(), bound, t.clone(), t])
+        }
         Op::Cond { .. } => {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
             let (op, types) = (cond_of(&t), vec![TensorType::scalar(DType::Bool), t.clone(), t]);
             (op, types)
         }
     }
+}
+
+/// A loop over indices of `index` dtype carrying one value of float type `t` and reading one
+/// more: `c <- sin(c) * 0.75 + x * i`.
+pub fn loop_of(t: &TensorType, index: DType) -> Op {
+    let mut f = Func::new("body", Span::default());
+    let i = f.add_param("i", TensorType::scalar(index), Span::default());
+    let c = f.add_param("c", t.clone(), Span::default());
+    let x = f.add_param("x", t.clone(), Span::default());
+    let mut push = |op, args| f.push(op, args, Span::default()).expect("well typed");
+    let s = push(Op::Unary(UnaryOp::Sin), vec![c]);
+    let k = push(Op::Const(Literal::of_f64(t.dtype, 0.75)), vec![]);
+    let k = push(Op::Broadcast { shape: t.shape.clone(), dims: vec![] }, vec![k]);
+    let s = push(Op::Binary(BinaryOp::Mul), vec![s, k]);
+    let fi = push(Op::Convert { to: t.dtype }, vec![i]);
+    let fi = push(Op::Broadcast { shape: t.shape.clone(), dims: vec![] }, vec![fi]);
+    let xi = push(Op::Binary(BinaryOp::Mul), vec![x, fi]);
+    let r = push(Op::Binary(BinaryOp::Add), vec![s, xi]);
+    f.results.push(r);
+    f.result_names.push("c".into());
+    Op::Loop { body: crate::ops::Bodies::new(vec![f]), result: 0 }
 }
 
 /// A conditional of two operands of type `t`: `x * sin(y)` when true, `x - y` when false.
@@ -269,7 +296,7 @@ pub fn cond_of(t: &TensorType) -> Op {
     let otherwise = branch("otherwise", &|f, x, y| {
         f.push(Op::Binary(BinaryOp::Sub), vec![x, y], Span::default()).expect("same types")
     });
-    Op::Cond { branches: crate::ops::Branches::new(then, otherwise), result: 0 }
+    Op::Cond { branches: crate::ops::Bodies::new(vec![then, otherwise]), result: 0 }
 }
 
 /// A function applying one random instance of `template` to its parameters.

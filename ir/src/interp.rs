@@ -132,6 +132,17 @@ impl Data {
         }
     }
 
+    /// Element i as i64 (floats truncated toward zero and saturated, as `convert` does).
+    pub fn get_i64(&self, i: usize) -> i64 {
+        match self {
+            Data::Bool(v) => v[i].to_i64(),
+            Data::I32(v) => v[i].to_i64(),
+            Data::I64(v) => v[i],
+            Data::F32(v) => v[i].to_i64(),
+            Data::F64(v) => v[i].to_i64(),
+        }
+    }
+
     /// `n` copies of a literal.
     pub fn splat(lit: Literal, n: usize) -> Data {
         match lit {
@@ -291,10 +302,25 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
             concat_data(&[a, b]).gather(&indices)
         }
         Op::Convert { to } => args[0].data.convert(*to),
+        Op::Loop { body, result } => {
+            let f = &body.funcs()[0];
+            let (lo, hi) = (args[0].data.get_i64(0), args[1].data.get_i64(0));
+            let carries = f.results.len();
+            let mut carried: Vec<Tensor> = args[2..2 + carries].iter().map(|&a| a.clone()).collect();
+            for i in lo..hi {
+                let index = Tensor::new(vec![], Data::I64(vec![i]).convert(args[0].data.dtype()));
+                let operands: Vec<Tensor> = std::iter::once(index)
+                    .chain(carried)
+                    .chain(args[2 + carries..].iter().map(|&a| a.clone()))
+                    .collect();
+                carried = run(f, &operands);
+            }
+            carried.swap_remove(*result).data
+        }
         Op::Cond { branches, result } => {
             let Data::Bool(pred) = &args[0].data else { unreachable!("cond predicate is bool") };
             let operands: Vec<Tensor> = args[1..].iter().map(|&a| a.clone()).collect();
-            run(branches.get(pred[0]), &operands).swap_remove(*result).data
+            run(branches.branch(pred[0]), &operands).swap_remove(*result).data
         }
         Op::Reduce { kind, axes } => reduce(*kind, axes, args[0]).data,
         Op::Dot => dot(args[0], args[1], ty).data,

@@ -21,7 +21,7 @@ pub enum OpClass {
     Contraction,
     /// Moves or copies elements without arithmetic.
     Shape,
-    /// Runs functions of its own ([`Branches`]).
+    /// Runs functions of its own ([`Bodies`]).
     Control,
 }
 
@@ -396,59 +396,63 @@ impl ConvWindow {
     }
 }
 
-/// The two branches of a conditional, shared by the instructions that take its results (see
-/// [`Op::Cond`]). Each is a function from the conditional's operands (less the predicate) to
-/// the same result types. Two `Branches` are equal when their text forms are: the text is kept
-/// as the key of comparisons and hashes, so that equal conditionals are merged like any op.
+/// The functions an op runs (a conditional's two branches, a loop's body), shared by the
+/// instructions that take its results (see [`Op::Cond`], [`Op::Loop`]). Two `Bodies` are equal
+/// when their text forms are: the text is kept as the key of comparisons and hashes, so that
+/// equal conditionals and loops are merged like any op.
 #[derive(Clone, Debug)]
-pub struct Branches(Arc<BranchPair>);
+pub struct Bodies(Arc<BodiesInner>);
 
 #[derive(Debug)]
-struct BranchPair {
-    funcs: [Func; 2],
+struct BodiesInner {
+    funcs: Vec<Func>,
     key: String,
 }
 
-impl Branches {
-    /// The branches taken when the predicate is true and false.
-    pub fn new(then: Func, otherwise: Func) -> Branches {
-        let key = format!("{}{}", crate::text::print_func(&then), crate::text::print_func(&otherwise));
-        Branches(Arc::new(BranchPair { funcs: [then, otherwise], key }))
+impl Bodies {
+    pub fn new(funcs: Vec<Func>) -> Bodies {
+        let key = funcs.iter().map(crate::text::print_func).collect();
+        Bodies(Arc::new(BodiesInner { funcs, key }))
     }
 
-    /// The branch run when the predicate is `taken`.
-    pub fn get(&self, taken: bool) -> &Func {
+    /// The functions, in order: a conditional's true branch, then its false one; a loop's body.
+    pub fn funcs(&self) -> &[Func] {
+        &self.0.funcs
+    }
+
+    /// The branch a conditional runs when its predicate is `taken`.
+    pub fn branch(&self, taken: bool) -> &Func {
         &self.0.funcs[usize::from(!taken)]
     }
 
-    /// Both branches: the true one, then the false one.
-    pub fn funcs(&self) -> &[Func; 2] {
-        &self.0.funcs
+    /// The bodies with `f` applied to each.
+    pub fn map<E>(&self, f: impl FnMut(&Func) -> Result<Func, E>) -> Result<Bodies, E> {
+        Ok(Bodies::new(self.0.funcs.iter().map(f).collect::<Result<_, E>>()?))
     }
 }
 
-impl PartialEq for Branches {
-    fn eq(&self, other: &Branches) -> bool {
+impl PartialEq for Bodies {
+    fn eq(&self, other: &Bodies) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self.0.key == other.0.key
     }
 }
 
-impl Eq for Branches {}
+impl Eq for Bodies {}
 
-impl std::hash::Hash for Branches {
+impl std::hash::Hash for Bodies {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.0.key.hash(state);
     }
 }
 
-impl PartialOrd for Branches {
-    fn partial_cmp(&self, other: &Branches) -> Option<std::cmp::Ordering> {
+impl PartialOrd for Bodies {
+    fn partial_cmp(&self, other: &Bodies) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Branches {
-    fn cmp(&self, other: &Branches) -> std::cmp::Ordering {
+impl Ord for Bodies {
+    fn cmp(&self, other: &Bodies) -> std::cmp::Ordering {
         self.0.key.cmp(&other.0.key)
     }
 }
@@ -511,7 +515,16 @@ pub enum Op {
     /// `xs` (lax.cond). Only that branch runs. A conditional with several results is several
     /// instructions, one per result, with equal branches and operands: they run as one.
     Cond {
-        branches: Branches,
+        branches: Bodies,
+        result: usize,
+    },
+    /// `loop(lo, hi, inits..., xs...)`: the body run for i = lo, lo + 1, ..., hi - 1 (not at all
+    /// when hi <= lo), each run taking (i, carries..., xs...) to the next carries, the first
+    /// carries being `inits`; result `result` of the last carries (lax.fori_loop). lo and hi
+    /// are integer scalars of one dtype, the index's. A loop with k carries is k instructions
+    /// with equal bodies and operands: they run as one.
+    Loop {
+        body: Bodies,
         result: usize,
     },
 }
@@ -535,6 +548,7 @@ impl Op {
             Op::Slice { .. } => "slice",
             Op::Concat { .. } => "concat",
             Op::Cond { .. } => "cond",
+            Op::Loop { .. } => "loop",
         }
     }
 
@@ -547,7 +561,7 @@ impl Op {
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } | Op::Concat { .. } => {
                 OpClass::Shape
             }
-            Op::Cond { .. } => OpClass::Control,
+            Op::Cond { .. } | Op::Loop { .. } => OpClass::Control,
         }
     }
 
@@ -563,7 +577,9 @@ impl Op {
             Op::Binary(b) => *b == BinaryOp::Pow,
             Op::Reduce { kind, .. } => *kind == ReduceKind::Sum,
             Op::Dot | Op::Conv(_) => true,
-            Op::Cond { branches, .. } => branches.funcs().iter().flat_map(|f| &f.insts).any(|i| i.op.inexact()),
+            Op::Cond { branches: bodies, .. } | Op::Loop { body: bodies, .. } => {
+                bodies.funcs().iter().flat_map(|f| &f.insts).any(|i| i.op.inexact())
+            }
             _ => false,
         }
     }
@@ -576,7 +592,15 @@ impl Op {
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
             Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
             Op::Select => Some(3),
-            Op::Concat { .. } | Op::Cond { .. } => None,
+            Op::Concat { .. } | Op::Cond { .. } | Op::Loop { .. } => None,
+        }
+    }
+
+    /// The functions the op runs: a conditional's branches, a loop's body.
+    pub fn bodies(&self) -> Option<&Bodies> {
+        match self {
+            Op::Cond { branches: bodies, .. } | Op::Loop { body: bodies, .. } => Some(bodies),
+            _ => None,
         }
     }
 
@@ -607,6 +631,7 @@ impl Op {
             Op::Concat { axis: 0 },
         ]);
         ops.push(crate::gen::cond_of(&TensorType::new(DType::F32, vec![2, 3])));
+        ops.push(crate::gen::loop_of(&TensorType::new(DType::F32, vec![2, 3]), DType::I32));
         ops
     }
 
@@ -783,7 +808,9 @@ impl Op {
                 if *args[0] != TensorType::scalar(DType::Bool) {
                     return Err(format!("the predicate of `cond` must be bool[], not {}", args[0]));
                 }
-                let [then, otherwise] = branches.funcs();
+                let [then, otherwise] = branches.funcs() else {
+                    return Err(format!("`cond` has {} branches, not 2", branches.funcs().len()));
+                };
                 for (which, f) in [("true", then), ("false", otherwise)] {
                     let params: Vec<&TensorType> = f.params.iter().map(|p| &p.ty).collect();
                     if params != args[1..] {
@@ -805,6 +832,36 @@ impl Op {
                 a.get(*result)
                     .map(|&t| t.clone())
                     .ok_or_else(|| format!("result {result} of branches with {} results", a.len()))?
+            }
+            Op::Loop { body, result } => {
+                let [f] = body.funcs() else {
+                    return Err(format!("`loop` has {} bodies, not 1", body.funcs().len()));
+                };
+                let index = args[0];
+                if !index.shape.is_empty() || !index.dtype.is_int() || args.get(1) != Some(&index) {
+                    return Err(format!(
+                        "the bounds of `loop` must be integer scalars of one dtype, not {}",
+                        types_text(args.iter().take(2).copied())
+                    ));
+                }
+                let carries = f.result_types();
+                let params: Vec<&TensorType> = f.params.iter().map(|p| &p.ty).collect();
+                let expected: Vec<&TensorType> = std::iter::once(index)
+                    .chain(carries.iter().copied())
+                    .chain(args[2..].iter().skip(carries.len()).copied())
+                    .collect();
+                if args.len() < 2 + carries.len() || params != expected || carries[..] != args[2..2 + carries.len()] {
+                    return Err(format!(
+                        "the body takes ({}) and returns ({}), but `loop` passes ({})",
+                        types_text(params.iter().copied()),
+                        types_text(carries.iter().copied()),
+                        types_text(args.iter().copied())
+                    ));
+                }
+                carries
+                    .get(*result)
+                    .map(|&t| t.clone())
+                    .ok_or_else(|| format!("result {result} of a loop with {} carries", carries.len()))?
             }
         };
         Ok(ty)

@@ -15,7 +15,7 @@
 
 use crate::diag::{Diagnostic, Span};
 use crate::func::{is_identifier, Func, Inst, Module, Value};
-use crate::ops::{BinaryOp, Branches, ConvWindow, Op, ReduceKind, UnaryOp};
+use crate::ops::{BinaryOp, Bodies, ConvWindow, Op, ReduceKind, UnaryOp};
 use crate::types::{DType, Literal, TensorType};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -61,7 +61,7 @@ fn attributes(op: &Op) -> String {
         ),
         Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
-        Op::Cond { result, .. } => format!("[result={result}]"),
+        Op::Cond { result, .. } | Op::Loop { result, .. } => format!("[result={result}]"),
     }
 }
 
@@ -95,10 +95,10 @@ fn write_func(out: &mut String, func: &Func, indent: &str) {
             operands.join(", "),
             inst.ty
         );
-        if let Op::Cond { branches, .. } = &inst.op {
+        if let Some(bodies) = inst.op.bodies() {
             out.push_str(" {\n");
-            for branch in branches.funcs() {
-                write_func(out, branch, &format!("{indent}    "));
+            for body in bodies.funcs() {
+                write_func(out, body, &format!("{indent}    "));
             }
             let _ = write!(out, "{indent}  }}");
         }
@@ -113,13 +113,13 @@ pub fn parse_module(src: &str) -> Result<Module, Diagnostic> {
     Parser { src, pos: 0, depth: 0 }.module()
 }
 
-/// The deepest nesting of conditionals the parser reads (each level a few KiB of stack).
+/// The deepest nesting of conditionals and loops the parser reads (each level a few KiB of stack).
 const MAX_NESTING: usize = 64;
 
 struct Parser<'a> {
     src: &'a str,
     pos: usize,
-    /// Conditionals open around the function being read.
+    /// Conditionals and loops open around the function being read.
     depth: usize,
 }
 
@@ -334,17 +334,21 @@ impl<'a> Parser<'a> {
         }
         self.expect(":")?;
         let ty = self.ty()?;
-        let branches = if op_name == "cond" { Some(self.branches()?) } else { None };
+        let bodies = if ["cond", "loop"].contains(&op_name) { Some(self.bodies()?) } else { None };
         let end = self.pos;
         // Errors about the op itself point at its name.
         self.pos = op_start;
-        let op = match branches {
-            Some(branches) => {
+        let op = match bodies {
+            Some(bodies) => {
                 let result = match attrs.map.get("result").map(Vec::as_slice) {
                     Some(&[r]) => usize::try_from(r).map_err(|_| self.error("`result` must be non-negative"))?,
-                    _ => return Err(self.error("`cond` needs attribute `result`")),
+                    _ => return Err(self.error(format!("`{op_name}` needs attribute `result`"))),
                 };
-                Op::Cond { branches, result }
+                if op_name == "cond" {
+                    Op::Cond { branches: bodies, result }
+                } else {
+                    Op::Loop { body: bodies, result }
+                }
             }
             None => self.op(op_name, &attrs, literal, &ty)?,
         };
@@ -362,18 +366,19 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// `{ func @then ... func @else ... }`: a conditional's branches.
-    fn branches(&mut self) -> Result<Branches, Diagnostic> {
+    /// `{ func ... }`: the functions of a conditional or loop (the op's rule checks how many).
+    fn bodies(&mut self) -> Result<Bodies, Diagnostic> {
         if self.depth == MAX_NESTING {
-            return Err(self.error(format!("conditionals nest more than {MAX_NESTING} deep")));
+            return Err(self.error(format!("conditionals and loops nest more than {MAX_NESTING} deep")));
         }
         self.depth += 1;
         self.expect("{")?;
-        let then = self.func()?;
-        let otherwise = self.func()?;
-        self.expect("}")?;
+        let mut funcs = vec![];
+        while !self.eat("}") {
+            funcs.push(self.func()?);
+        }
         self.depth -= 1;
-        Ok(Branches::new(then, otherwise))
+        Ok(Bodies::new(funcs))
     }
 
     fn attrs(&mut self) -> Result<Attrs, Diagnostic> {

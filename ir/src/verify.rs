@@ -8,12 +8,13 @@
 //!    instruction;
 //! 5. types: every instruction's stored type is exactly what its op's type rule
 //!    ([`crate::Op::infer`]) gives for its operands;
-//! 6. the branches of every conditional are functions that pass 1 to 5.
+//! 6. the branches of every conditional and the body of every loop are functions that pass 1
+//!    to 5.
 //!
 //! Passes run it at stage boundaries; a failure there is a compiler bug, reported as such.
 
 use crate::func::{is_identifier, Func, Module};
-use crate::ops::Op;
+use crate::ops::Bodies;
 use crate::types::{check_shape, TensorType};
 use std::collections::BTreeSet;
 
@@ -72,10 +73,8 @@ pub fn verify_func(func: &Func) -> Result<(), String> {
             return Err(format!("%{defined} uses %{} before it is defined", a.0));
         }
         valid_type(&inst.ty).map_err(|e| format!("%{defined}: {e}"))?;
-        if let Op::Cond { branches, .. } = &inst.op {
-            for branch in branches.funcs() {
-                verify_func(branch).map_err(|e| format!("%{defined}, in branch `{}`: {e}", branch.name))?;
-            }
+        for body in inst.op.bodies().map(Bodies::funcs).unwrap_or_default() {
+            verify_func(body).map_err(|e| format!("%{defined}, in `{}`: {e}", body.name))?;
         }
         let arg_types: Vec<&TensorType> = inst.args.iter().map(|&a| func.ty(a)).collect();
         match inst.op.infer(&arg_types) {

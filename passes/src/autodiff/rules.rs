@@ -8,8 +8,8 @@
 //! all elements equal to the extreme. `abs` has derivative 0 at 0 (sign(0) = 0).
 
 use super::Builder;
-use kiln_ir::ops::Branches;
-use kiln_ir::{BinaryOp, ConvWindow, Op, ReduceKind, TensorType, UnaryOp, Value};
+use kiln_ir::ops::Bodies;
+use kiln_ir::{BinaryOp, ConvWindow, Func, Op, ReduceKind, TensorType, UnaryOp, Value};
 
 /// sign(x) = [x > 0] - [x < 0], in x's dtype.
 fn sign(b: &mut Builder, x: Value) -> Value {
@@ -218,11 +218,39 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
             let ts: Vec<Value> = (0..args.len()).map(|i| tangent(b, i)).collect();
             b.push(op.clone(), ts)
         }
+        // loop(lo, hi, cs, xs)' = loop(lo, hi, (cs, tcs), (xs, txs)) over the body's jvp, its
+        // parameters ordered as a loop's: (i, cs, tcs, xs, txs).
+        Op::Loop { body, result } => {
+            let f = &body.funcs()[0];
+            let carries = f.results.len();
+            let jvp = super::jvp(f, &f.name);
+            // jvp's parameters: (i, cs, xs, tangents of the float ones among cs and xs).
+            let floats: Vec<usize> = (1..f.params.len()).filter(|&p| super::differentiable(&f.params[p].ty)).collect();
+            let tangent_of =
+                |p: usize| f.params.len() + floats.iter().position(|&q| q == p).expect("a float parameter");
+            let (cs, xs) = (1..=carries, carries + 1..f.params.len());
+            let float_cs: Vec<usize> = cs.clone().filter(|p| floats.contains(p)).collect();
+            let float_xs: Vec<usize> = xs.clone().filter(|p| floats.contains(p)).collect();
+            let order: Vec<usize> = std::iter::once(0)
+                .chain(cs)
+                .chain(float_cs.iter().map(|&p| tangent_of(p)))
+                .chain(xs)
+                .chain(float_xs.iter().map(|&p| tangent_of(p)))
+                .collect();
+            let body = Bodies::new(vec![jvp.with_params(&order)]);
+            // Operands: (lo, hi, cs, tcs, xs, txs); operand k + 1 is parameter k.
+            let mut operands: Vec<Value> = args[..2 + carries].to_vec();
+            operands.extend(float_cs.iter().map(|&p| tangent(b, p + 1)));
+            operands.extend(&args[2 + carries..]);
+            operands.extend(float_xs.iter().map(|&p| tangent(b, p + 1)));
+            let position = float_cs.iter().position(|&p| p == result + 1)?;
+            b.push(Op::Loop { body, result: carries + position }, operands)
+        }
         // cond(p, xs)' = cond(p, xs, txs) over the branches' jvps: the taken branch runs
         // again with its tangents.
         Op::Cond { branches, result } => {
-            let [then, otherwise] = branches.funcs();
-            let jvps = Branches::new(super::jvp(then, &then.name), super::jvp(otherwise, &otherwise.name));
+            let jvps = branches.map(|f| Ok::<_, ()>(super::jvp(f, &f.name))).expect("infallible");
+            let then = &branches.funcs()[0];
             let mut operands = args.to_vec();
             for (i, &a) in args.iter().enumerate().skip(1) {
                 if super::differentiable(b.ty(a)) {
@@ -345,12 +373,44 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
                 })
                 .collect()
         }
+        // loop(lo, hi, cs, xs) with cotangent g on carry r: a reverse loop over k = 0 .. hi - lo
+        // at step j = hi - 1 - k, carrying the cotangents of the float carries (g on r, zeros
+        // elsewhere at first) and the sums of those of the float xs: each step recomputes the
+        // carries entering step j from the start (an inner loop from lo to j), then applies the
+        // body's vjp there. Time grows with the square of the trip count and memory not at
+        // all; stacking the carries instead is the next step (issue 18).
+        Op::Loop { body, result } => {
+            let f = &body.funcs()[0];
+            let reverse = reverse_loop_body(f);
+            let (carries, index) = (f.results.len(), b.ty(args[0]).clone());
+            let float = |p: usize| super::differentiable(&f.params[p].ty);
+            let mut operands = vec![b.constant(0.0, &index), b.sub(args[1], args[0])];
+            for p in (1..=carries).filter(|&p| float(p)) {
+                operands.push(if p == result + 1 { g } else { b.zeros(&f.params[p].ty) });
+            }
+            for p in (carries + 1..f.params.len()).filter(|&p| float(p)) {
+                operands.push(b.zeros(&f.params[p].ty));
+            }
+            operands.extend(args);
+            let body = Bodies::new(vec![reverse]);
+            let mut position = 0;
+            let mut cts = vec![None, None];
+            for (p, &want) in (1..f.params.len()).zip(&wants[2..]) {
+                if !float(p) {
+                    cts.push(None);
+                    continue;
+                }
+                cts.push(want.then(|| b.push(Op::Loop { body: body.clone(), result: position }, operands.clone())));
+                position += 1;
+            }
+            cts
+        }
         // cond(p, xs) with cotangent g on result r: the cotangents of xs are
         // cond(p, xs, cts) over the branches' vjps, cts being g for r and zeros for the other
         // results: the taken branch runs again, then backwards (jax.checkpoint of a branch).
         Op::Cond { branches, result } => {
-            let [then, otherwise] = branches.funcs();
-            let vjps = Branches::new(super::vjp(then, &then.name, None), super::vjp(otherwise, &otherwise.name, None));
+            let vjps = branches.map(|f| Ok::<_, ()>(super::vjp(f, &f.name, None))).expect("infallible");
+            let then = &branches.funcs()[0];
             let results = then.result_types();
             let mut operands = args.to_vec();
             for (k, t) in results.iter().enumerate().filter(|(_, t)| super::differentiable(t)) {
@@ -369,6 +429,60 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             cts
         }
     }
+}
+
+/// The body of the reverse loop of a loop whose body is `f` (see the `Op::Loop` rule of
+/// [`vjp`]): parameters (k, cotangents of the float carries, sums of the cotangents of the
+/// float xs, lo, hi, inits..., xs...), results the first two groups after step
+/// j = hi - 1 - k.
+fn reverse_loop_body(f: &Func) -> Func {
+    let carries = f.results.len();
+    let floats: Vec<usize> = (1..f.params.len()).filter(|&p| super::differentiable(&f.params[p].ty)).collect();
+    let mut b = Builder::new("reverse");
+    let index = f.params[0].ty.clone();
+    let param = |b: &mut Builder, name: String, ty: &TensorType| b.func.add_param(name, ty.clone(), Default::default());
+    let k = param(&mut b, "k".into(), &index);
+    let cts: Vec<Value> = floats.iter().map(|&p| param(&mut b, format!("ct{p}"), &f.params[p].ty)).collect();
+    let (lo, hi) = (param(&mut b, "lo".into(), &index), param(&mut b, "hi".into(), &index));
+    let operands: Vec<Value> = (1..f.params.len()).map(|p| param(&mut b, format!("x{p}"), &f.params[p].ty)).collect();
+    // j = hi - 1 - k, and the carries entering step j: the loop run from lo to j.
+    let one = b.constant(1.0, &index);
+    let last = b.sub(hi, one);
+    let j = b.sub(last, k);
+    let forward = Bodies::new(vec![f.clone()]);
+    let entering: Vec<Value> = (0..carries)
+        .map(|r| {
+            let args = [lo, j].into_iter().chain(operands.iter().copied()).collect();
+            b.push(Op::Loop { body: forward.clone(), result: r }, args)
+        })
+        .collect();
+    // The body's vjp at step j: (i, cs, xs, cotangents of the float results) -> (results,
+    // cotangents of the float parameters after i, in order).
+    let vjp = super::vjp(f, &f.name, None);
+    let float_carries = floats.iter().filter(|&&p| p <= carries).count();
+    let args: Vec<Value> = std::iter::once(j)
+        .chain(entering)
+        .chain(operands[carries..].iter().copied())
+        .chain(cts[..float_carries].iter().copied())
+        .collect();
+    let out = inline(&mut b, &vjp, &args);
+    let new_cts = &out[carries..];
+    for (q, &ct) in new_cts.iter().enumerate() {
+        let r = if q < float_carries { ct } else { b.add(cts[q], ct) };
+        b.func.results.push(r);
+        b.func.result_names.push(format!("r{q}"));
+    }
+    b.func
+}
+
+/// Copies `f`'s instructions into `b` with its parameters bound to `args`; returns its results.
+fn inline(b: &mut Builder, f: &Func, args: &[Value]) -> Vec<Value> {
+    let mut map = args.to_vec();
+    for inst in &f.insts {
+        let a = inst.args.iter().map(|v| map[v.index()]).collect();
+        map.push(b.push(inst.op.clone(), a));
+    }
+    f.results.iter().map(|r| map[r.index()]).collect()
 }
 
 /// The adjoint of a strided slice: `g` placed back at the positions the slice read, zeros
