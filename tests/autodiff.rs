@@ -43,6 +43,15 @@ fn axpy(t: &Tensor, a: f64, d: &Tensor) -> Tensor {
     Tensor::new(t.shape.clone(), Data::F64(values(t).iter().zip(values(d)).map(|(x, y)| x + a * y).collect()))
 }
 
+/// Checks each coordinate of `grad` against central differences of `loss` around `at`.
+fn check_gradient(loss: impl Fn(&Tensor) -> f64, at: &Tensor, grad: &[f64], what: &str) {
+    let h = 1e-6;
+    for (i, &g) in grad.iter().enumerate() {
+        let fd = (loss(&shifted(at, i, h)) - loss(&shifted(at, i, -h))) / (2.0 * h);
+        assert_close(g, fd, &format!("{what}[{i}]"));
+    }
+}
+
 fn assert_close(actual: f64, expected: f64, what: &str) {
     assert!((actual - expected).abs() <= 1e-6 * (1.0 + expected.abs()), "{what}: {actual} vs {expected}");
 }
@@ -196,7 +205,6 @@ export value_and_grad(h, wrt=[x, t]) as dh;
     let f = |name: &str| module.func(name).unwrap();
     let mut rng = Rng::new(common::seed());
     let scalar = |v: f64| Tensor::new(vec![], Data::F64(vec![v]));
-    let h = 1e-6;
     for big in [true, false] {
         for sign in [1.0, -1.0] {
             let x = random(&mut rng, &[4]);
@@ -205,10 +213,7 @@ export value_and_grad(h, wrt=[x, t]) as dh;
             let b = Tensor::new(vec![], Data::Bool(vec![big]));
             let loss = |w: &Tensor| values(&run(f("f"), &[x.clone(), w.clone(), b.clone()])[0])[0];
             let grad = values(&run(f("df"), &[x.clone(), w.clone(), b.clone()])[0]);
-            for (i, &g) in grad.iter().enumerate() {
-                let fd = (loss(&shifted(&w, i, h)) - loss(&shifted(&w, i, -h))) / (2.0 * h);
-                assert_close(g, fd, &format!("big={big}, sign={sign}: d/dw[{i}]"));
-            }
+            check_gradient(loss, &w, &grad, &format!("big={big}, sign={sign}: d/dw"));
             for name in ["f", "df"] {
                 common::check_against_interpreter(
                     &loaded,
@@ -224,12 +229,8 @@ export value_and_grad(h, wrt=[x, t]) as dh;
         let x = random(&mut rng, &[3]);
         let out = run(f("dh"), &[x.clone(), scalar(t)]);
         let loss = |x: &Tensor, t: f64| values(&run(f("h"), &[x.clone(), scalar(t)])[0])[0];
-        for i in 0..3 {
-            let fd = (loss(&shifted(&x, i, h), t) - loss(&shifted(&x, i, -h), t)) / (2.0 * h);
-            assert_close(values(&out[1])[i], fd, &format!("t={t}: d/dx[{i}]"));
-        }
-        let fd = (loss(&x, t + h) - loss(&x, t - h)) / (2.0 * h);
-        assert_close(values(&out[2])[0], fd, &format!("t={t}: d/dt"));
+        check_gradient(|x| loss(x, t), &x, &values(&out[1]), &format!("t={t}: d/dx"));
+        check_gradient(|t| loss(&x, values(t)[0]), &scalar(t), &values(&out[2]), &format!("t={t}: d/dt"));
         for name in ["g", "dh"] {
             common::check_against_interpreter(&loaded, name, &[x.clone(), scalar(t)], common::Check::Program).unwrap();
         }
@@ -264,18 +265,13 @@ export grad(fixed, wrt=[x, w]) as dfixed;
     let loaded = common::compile_and_load(&module, 2);
     let f = |name: &str| module.func(name).unwrap();
     let mut rng = Rng::new(common::seed());
-    let h = 1e-6;
     for n in [0, 1, 5] {
         let (y, k) = (random(&mut rng, &[3]), random(&mut rng, &[3]));
         let count = Tensor::new(vec![], Data::I32(vec![n]));
         let loss = |y: &Tensor, k: &Tensor| values(&run(f("euler"), &[y.clone(), k.clone(), count.clone()])[0])[0];
         let grads = run(f("deuler"), &[y.clone(), k.clone(), count.clone()]);
-        for i in 0..3 {
-            let fd = (loss(&shifted(&y, i, h), &k) - loss(&shifted(&y, i, -h), &k)) / (2.0 * h);
-            assert_close(values(&grads[0])[i], fd, &format!("n={n}: d/dy[{i}]"));
-            let fd = (loss(&y, &shifted(&k, i, h)) - loss(&y, &shifted(&k, i, -h))) / (2.0 * h);
-            assert_close(values(&grads[1])[i], fd, &format!("n={n}: d/dk[{i}]"));
-        }
+        check_gradient(|y| loss(y, &k), &y, &values(&grads[0]), &format!("n={n}: d/dy"));
+        check_gradient(|k| loss(&y, k), &k, &values(&grads[1]), &format!("n={n}: d/dk"));
         for name in ["euler", "deuler"] {
             common::check_against_interpreter(
                 &loaded,
@@ -291,16 +287,51 @@ export grad(fixed, wrt=[x, w]) as dfixed;
         let w = random(&mut rng, &[3, 3]);
         let loss = |x: &Tensor, w: &Tensor| values(&run(f("fixed"), &[x.clone(), w.clone()])[0])[0];
         let grads = run(f("dfixed"), &[x.clone(), w.clone()]);
-        for i in 0..6 {
-            let fd = (loss(&shifted(&x, i, h), &w) - loss(&shifted(&x, i, -h), &w)) / (2.0 * h);
-            assert_close(values(&grads[0])[i], fd, &format!("sign={sign}: d/dx[{i}]"));
-        }
-        for i in 0..9 {
-            let fd = (loss(&x, &shifted(&w, i, h)) - loss(&x, &shifted(&w, i, -h))) / (2.0 * h);
-            assert_close(values(&grads[1])[i], fd, &format!("sign={sign}: d/dw[{i}]"));
-        }
+        check_gradient(|x| loss(x, &w), &x, &values(&grads[0]), &format!("sign={sign}: d/dx"));
+        check_gradient(|w| loss(&x, w), &w, &values(&grads[1]), &format!("sign={sign}: d/dw"));
         for name in ["fixed", "dfixed"] {
             common::check_against_interpreter(&loaded, name, &[x.clone(), w.clone()], common::Check::Program).unwrap();
         }
+    }
+}
+
+/// Indexing by an integer known at run time (`xs[i]`, negative indices counting from the end
+/// and others clamped, as JAX does) picks the row the reference says, compiled too, inside a
+/// loop, and its gradient puts the cotangent back in that row.
+#[test]
+fn dynamic_indices_pick_clamped_rows_and_differentiate() {
+    const INDEXED: &str = "
+fn pick(xs: f64[5, 3], i: i32) -> f64[3] { xs[i] }
+fn walk(xs: f64[5, 3], w: f64[3]) -> f64 {
+    let s = loop s = cast(0.0, f64) for i < 5 { s + sum(tanh(xs[i] * w)) * cast(i + 1, f64) };
+    s * s
+}
+export pick;
+export walk;
+export grad(walk, wrt=[xs, w]) as dwalk;
+";
+    let source = kiln::Source { name: "indexed.kn".into(), text: INDEXED.into() };
+    let module = kiln::check(&source, "indexed").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let loaded = common::compile_and_load(&module, 2);
+    let f = |name: &str| module.func(name).unwrap();
+    let mut rng = Rng::new(common::seed());
+    let xs = random(&mut rng, &[5, 3]);
+    for i in -7..8 {
+        let index = Tensor::new(vec![], Data::I32(vec![i]));
+        let row = (if i < 0 { i + 5 } else { i }).clamp(0, 4) as usize;
+        assert_eq!(
+            values(&run(f("pick"), &[xs.clone(), index.clone()])[0]),
+            values(&xs)[3 * row..3 * row + 3],
+            "xs[{i}]"
+        );
+        common::check_against_interpreter(&loaded, "pick", &[xs.clone(), index], common::Check::Program).unwrap();
+    }
+    let w = random(&mut rng, &[3]);
+    let loss = |xs: &Tensor, w: &Tensor| values(&run(f("walk"), &[xs.clone(), w.clone()])[0])[0];
+    let grads = run(f("dwalk"), &[xs.clone(), w.clone()]);
+    check_gradient(|xs| loss(xs, &w), &xs, &values(&grads[0]), "d/dxs");
+    check_gradient(|w| loss(&xs, w), &w, &values(&grads[1]), "d/dw");
+    for name in ["walk", "dwalk"] {
+        common::check_against_interpreter(&loaded, name, &[xs.clone(), w.clone()], common::Check::Program).unwrap();
     }
 }

@@ -180,7 +180,7 @@ pub fn emit_module(
 }
 
 /// The `[offsets] [sizes] [strides]` of a `tensor.extract_slice` or `insert_slice`.
-fn window(offsets: &[usize], sizes: &[usize], strides: &[i64]) -> String {
+fn window(offsets: &[impl ToString], sizes: &[usize], strides: &[i64]) -> String {
     let list = |xs: Vec<String>| xs.join(", ");
     format!(
         "[{}] [{}] [{}]",
@@ -444,6 +444,31 @@ impl Body {
             }
         }
     }
+}
+
+/// The starts of a window of `sizes` in an array of `shape`, read from scalar tensors and
+/// clamped into [0, dim - size] as indices, each op written by `emit` (which takes an op's
+/// text and returns the name of its result): in the function on CPUs, in a kernel's body on
+/// GPUs, whose kernels cannot read values the host computed.
+fn window_starts(
+    emit: &mut dyn FnMut(String) -> String,
+    starts: &[(String, TensorType)],
+    shape: &[usize],
+    sizes: &[usize],
+) -> Vec<String> {
+    let zero = emit("arith.constant 0 : index".into());
+    starts
+        .iter()
+        .zip(shape.iter().zip(sizes))
+        .map(|((s, t), (&dim, &size))| {
+            let e = elem(t.dtype);
+            let v = emit(format!("tensor.extract {s}[] : tensor<{e}>"));
+            let i = emit(format!("arith.index_cast {v} : {e} to index"));
+            let last = emit(format!("arith.constant {} : index", dim - size));
+            let low = emit(format!("arith.maxsi {i}, {zero} : index"));
+            emit(format!("arith.minsi {low}, {last} : index"))
+        })
+        .collect()
 }
 
 /// One input of a `linalg.generic`: SSA name, tensor type, indexing expressions.
@@ -718,6 +743,13 @@ impl<'f> FuncEmitter<'f> {
         r
     }
 
+    /// Emits the op `text` (its result unnamed in it) and returns its result's name.
+    fn emitted(&mut self, text: String) -> String {
+        let n = self.fresh();
+        self.line(format!("{n} = {text}"));
+        n
+    }
+
     /// `tensor.empty` of a type with element type `e`.
     fn empty(&mut self, shape: &[usize], e: &str) -> String {
         let n = self.fresh();
@@ -891,6 +923,8 @@ impl<'f> FuncEmitter<'f> {
             Op::Slice { start, step, .. } => self.slice(&operands[0], start, step, ty),
             Op::Concat { axis } => self.concat(&operands, *axis, ty),
             Op::Conv(win) => self.conv(&operands[0], &operands[1], win, ty),
+            Op::DynamicSlice { .. } => self.dynamic_slice(&operands[0], &operands[1..], ty),
+            Op::DynamicUpdateSlice => self.dynamic_update_slice(&operands[0], &operands[1], &operands[2..]),
             Op::Cond { branches, result } => self.cond(branches, *result, args, &operands),
             Op::Loop { body, result } => self.counted(body, *result, args, &operands),
         }
@@ -964,6 +998,82 @@ impl<'f> FuncEmitter<'f> {
                 })
                 .collect();
             b.op(format!("tensor.extract {}[{}] : {}", x.0, at.join(", "), tensor(&x.1)))
+        })
+    }
+
+    /// A window of `x` at starts known when the program runs: on CPUs a copy of a view
+    /// (`tensor.extract_slice` with dynamic offsets), on GPUs a gather.
+    fn dynamic_slice(&mut self, x: &(String, TensorType), starts: &[(String, TensorType)], ty: &TensorType) -> String {
+        if ty.rank() == 0 {
+            return x.0.clone();
+        }
+        if !self.gpu {
+            let at = window_starts(&mut |text| self.emitted(text), starts, &x.1.shape, &ty.shape);
+            let view = self.extract_slice(&x.0, &x.1, &window(&at, &ty.shape, &vec![1; ty.rank()]), ty);
+            let dest = self.empty(&ty.shape, elem(ty.dtype));
+            return self.copy(&view, &dest, ty);
+        }
+        self.parallel(&ty.shape, elem(ty.dtype), &[], |b, _| {
+            let at = window_starts(&mut |text| b.op(text), starts, &x.1.shape, &ty.shape);
+            let idx: Vec<String> = at
+                .iter()
+                .enumerate()
+                .map(|(d, start)| {
+                    let i = b.op(format!("linalg.index {d} : index"));
+                    b.op(format!("arith.addi {i}, {start} : index"))
+                })
+                .collect();
+            b.op(format!("tensor.extract {}[{}] : {}", x.0, idx.join(", "), tensor(&x.1)))
+        })
+    }
+
+    /// `x` with a window replaced by `update` at starts known when the program runs: on CPUs
+    /// `tensor.insert_slice` with dynamic offsets (a write of the window in place once
+    /// bufferized), on GPUs a select over x's elements.
+    fn dynamic_update_slice(
+        &mut self,
+        x: &(String, TensorType),
+        update: &(String, TensorType),
+        starts: &[(String, TensorType)],
+    ) -> String {
+        if x.1.rank() == 0 {
+            return update.0.clone();
+        }
+        if !self.gpu {
+            let at = window_starts(&mut |text| self.emitted(text), starts, &x.1.shape, &update.1.shape);
+            let n = self.fresh();
+            let place = window(&at, &update.1.shape, &vec![1; x.1.rank()]);
+            self.line(format!(
+                "{n} = tensor.insert_slice {} into {}{place} : {} into {}",
+                update.0,
+                x.0,
+                tensor(&update.1),
+                tensor(&x.1)
+            ));
+            return n;
+        }
+        let input = GenericInput::new(&x.0, &x.1, identity_exprs(x.1.rank()));
+        let e = elem(x.1.dtype);
+        self.parallel(&x.1.shape.clone(), e, &[input], |b, a| {
+            let at = window_starts(&mut |text| b.op(text), starts, &x.1.shape, &update.1.shape);
+            let mut inside = b.op("arith.constant true".into());
+            let mut idx = vec![];
+            for (d, start) in at.iter().enumerate() {
+                let i = b.op(format!("linalg.index {d} : index"));
+                let offset = b.op(format!("arith.subi {i}, {start} : index"));
+                let zero = b.op("arith.constant 0 : index".into());
+                let size = b.op(format!("arith.constant {} : index", update.1.shape[d]));
+                let above = b.op(format!("arith.cmpi sge, {offset}, {zero} : index"));
+                let below = b.op(format!("arith.cmpi slt, {offset}, {size} : index"));
+                let both = b.op(format!("arith.andi {above}, {below} : i1"));
+                inside = b.op(format!("arith.andi {inside}, {both} : i1"));
+                // Clamped into the update, read whether or not inside.
+                let last = b.op(format!("arith.constant {} : index", update.1.shape[d] - 1));
+                let low = b.op(format!("arith.maxsi {offset}, {zero} : index"));
+                idx.push(b.op(format!("arith.minsi {low}, {last} : index")));
+            }
+            let u = b.op(format!("tensor.extract {}[{}] : {}", update.0, idx.join(", "), tensor(&update.1)));
+            b.op(format!("arith.select {inside}, {u}, {} : {e}", a[0]))
         })
     }
 

@@ -1400,6 +1400,8 @@ impl<'a> Elab<'a> {
                 .at(span, format!("{} indices for rank {}", items.len(), ty.rank())));
         }
         let (mut start, mut step, mut shape, mut keep) = (vec![], vec![], vec![], vec![]);
+        // Axes indexed by an integer scalar known when the program runs, and that scalar.
+        let mut dynamic: Vec<(usize, Value)> = vec![];
         for axis in 0..ty.rank() {
             let n = ty.shape[axis] as i64;
             match items.get(axis) {
@@ -1410,7 +1412,22 @@ impl<'a> Elab<'a> {
                     keep.push(n as usize);
                 }
                 Some(IndexItem::At(e)) => {
-                    let i = self.const_int(env, e)?;
+                    let i =
+                        match self.eval(env, e)? {
+                            Val::Tensor(i) if self.ty(i).shape.is_empty() && self.ty(i).dtype.is_int() => {
+                                dynamic.push((axis, i));
+                                start.push(0);
+                                step.push(1);
+                                shape.push(n as usize);
+                                continue;
+                            }
+                            Val::Lit(Lit::Int(i)) => i,
+                            v => return Err(Diagnostic::error("E0216", "expected an integer index")
+                                .at(e.span, format!("this is {}", self.describe(&v)))
+                                .note(
+                                    "an index is an integer constant, or an integer scalar known when the program runs",
+                                )),
+                        };
                     let j = if i < 0 { i + n } else { i };
                     if !(0..n).contains(&j) {
                         return Err(Diagnostic::error(
@@ -1447,16 +1464,48 @@ impl<'a> Elab<'a> {
             }
         }
         let whole = start.iter().all(|&s| s == 0) && step.iter().all(|&k| k == 1) && shape == ty.shape;
-        let sliced = if whole { t } else { self.push(Op::Slice { start, step, shape }, vec![t], span)? };
+        let mut sliced =
+            if whole { t } else { self.push(Op::Slice { start, step, shape: shape.clone() }, vec![t], span)? };
+        if !dynamic.is_empty() {
+            sliced = self.dynamic_index(sliced, &shape, &dynamic, span)?;
+        }
         self.reshape(sliced, keep, span).map(Val::Tensor)
+    }
+
+    /// The element of each axis in `dynamic` at its index (known when the program runs), of
+    /// `t` (of `shape`): as numpy, a negative index counts from the end; as JAX, one still out
+    /// of range is clamped to the nearest element.
+    fn dynamic_index(&mut self, t: Value, shape: &[usize], dynamic: &[(usize, Value)], span: Span) -> R<Value> {
+        let mut starts = vec![];
+        let mut sizes = shape.to_vec();
+        for (axis, &n) in shape.iter().enumerate() {
+            let Some(&(_, i)) = dynamic.iter().find(|(a, _)| *a == axis) else {
+                starts.push(self.lit_to(Lit::Int(0), DType::I32, span)?);
+                continue;
+            };
+            sizes[axis] = 1;
+            let dtype = self.ty(i).dtype;
+            let zero = self.lit_to(Lit::Int(0), dtype, span)?;
+            let size = self.lit_to(Lit::Int(n as i64), dtype, span)?;
+            let negative = self.push(Op::Binary(BinaryOp::Lt), vec![i, zero], span)?;
+            let wrapped = self.push(Op::Binary(BinaryOp::Add), vec![i, size], span)?;
+            starts.push(self.push(Op::Select, vec![negative, wrapped, i], span)?);
+        }
+        self.push(Op::DynamicSlice { sizes }, std::iter::once(t).chain(starts).collect(), span)
     }
 
     /// An integer known at compile time: a literal, a shape variable, or arithmetic on them.
     pub fn const_int(&mut self, env: &mut Env, e: &'a Expr) -> R<i64> {
-        match self.eval(env, e)? {
+        let v = self.eval(env, e)?;
+        self.lit_int(v, e.span)
+    }
+
+    /// The integer constant `v` is, or an error at `span`.
+    fn lit_int(&self, v: Val, span: Span) -> R<i64> {
+        match v {
             Val::Lit(Lit::Int(i)) => Ok(i),
             v => Err(Diagnostic::error("E0216", "expected an integer constant")
-                .at(e.span, format!("this is {}", self.describe(&v)))
+                .at(span, format!("this is {}", self.describe(&v)))
                 .note("axes, shapes and indices must be known when the program is compiled")),
         }
     }

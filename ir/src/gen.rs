@@ -243,6 +243,22 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
                 .collect();
             (Op::Concat { axis }, parts)
         }
+        Op::DynamicSlice { .. } => {
+            let s = shape(rng, 0, 3);
+            let sizes: Vec<usize> = s.iter().map(|&d| 1 + rng.below(d)).collect();
+            let start = TensorType::scalar(if rng.chance(0.5) { DType::I32 } else { DType::I64 });
+            let operands = std::iter::once(TensorType::new(dtype_in(rng, Domain::Any), s.clone()))
+                .chain(s.iter().map(|_| start.clone()));
+            (Op::DynamicSlice { sizes }, operands.collect())
+        }
+        Op::DynamicUpdateSlice => {
+            let s = shape(rng, 0, 3);
+            let d = dtype_in(rng, Domain::Any);
+            let update = TensorType::new(d, s.iter().map(|&n| 1 + rng.below(n)).collect());
+            let start = TensorType::scalar(if rng.chance(0.5) { DType::I32 } else { DType::I64 });
+            let operands = [TensorType::new(d, s.clone()), update].into_iter().chain(s.iter().map(|_| start.clone()));
+            (Op::DynamicUpdateSlice, operands.collect())
+        }
         Op::Loop { .. } => {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
             let index = if rng.chance(0.5) { DType::I32 } else { DType::I64 };

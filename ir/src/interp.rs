@@ -226,6 +226,12 @@ pub fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
     }
 }
 
+/// The starts of a window of `sizes` in an array of `shape`, each clamped into
+/// [0, dim - size] as lax.dynamic_slice does.
+fn clamped_starts(shape: &[usize], starts: &[&Tensor], sizes: &[usize]) -> Vec<usize> {
+    (0..shape.len()).map(|d| starts[d].data.get_i64(0).clamp(0, (shape[d] - sizes[d]) as i64) as usize).collect()
+}
+
 /// For every element of `out_shape`, the flat index of the operand element it reads, where
 /// `source(out_index, operand_index)` fills in the operand's multi-index.
 fn gather_indices(
@@ -350,6 +356,33 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
                 }
             });
             args[0].data.gather(&idx)
+        }
+        Op::DynamicSlice { sizes } => {
+            let starts = clamped_starts(&args[0].shape, &args[1..], sizes);
+            let idx = gather_indices(&ty.shape, &args[0].shape, |o, i| {
+                for d in 0..o.len() {
+                    i[d] = starts[d] + o[d];
+                }
+            });
+            args[0].data.gather(&idx)
+        }
+        Op::DynamicUpdateSlice => {
+            let (x, update) = (args[0], args[1]);
+            let starts = clamped_starts(&x.shape, &args[2..], &update.shape);
+            // Elements of x, then of the update, laid end to end.
+            let update_strides = strides(&update.shape);
+            let mut idx = Vec::with_capacity(n);
+            let mut flat = 0;
+            for_each_index(&x.shape, |p| {
+                let inside = (0..p.len()).all(|d| p[d] >= starts[d] && p[d] < starts[d] + update.shape[d]);
+                idx.push(if inside {
+                    x.data.len() + (0..p.len()).map(|d| (p[d] - starts[d]) * update_strides[d]).sum::<usize>()
+                } else {
+                    flat
+                });
+                flat += 1;
+            });
+            concat_data(&[&x.data, &update.data]).gather(&idx)
         }
         Op::Concat { axis } => {
             // Index into the operands laid end to end.

@@ -511,6 +511,16 @@ pub enum Op {
     Concat {
         axis: usize,
     },
+    /// `dynamic_slice(x, starts...)`: the window of `sizes` of x from `starts`, one integer
+    /// scalar per axis known when the program runs, each clamped into [0, dim - size] so that
+    /// the window lies inside x (lax.dynamic_slice).
+    DynamicSlice {
+        sizes: Vec<usize>,
+    },
+    /// `dynamic_update_slice(x, update, starts...)`: x with the window of update's shape from
+    /// `starts` (clamped as [`Op::DynamicSlice`]'s) replaced by update
+    /// (lax.dynamic_update_slice).
+    DynamicUpdateSlice,
     /// `cond(p, xs...)`: result `result` of the branch the scalar bool `p` picks, applied to
     /// `xs` (lax.cond). Only that branch runs. A conditional with several results is several
     /// instructions, one per result, with equal branches and operands: they run as one.
@@ -547,6 +557,8 @@ impl Op {
             Op::Broadcast { .. } => "broadcast",
             Op::Slice { .. } => "slice",
             Op::Concat { .. } => "concat",
+            Op::DynamicSlice { .. } => "dynamic_slice",
+            Op::DynamicUpdateSlice => "dynamic_update_slice",
             Op::Cond { .. } => "cond",
             Op::Loop { .. } => "loop",
         }
@@ -558,9 +570,13 @@ impl Op {
             Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => OpClass::Elementwise,
             Op::Reduce { .. } => OpClass::Reduction,
             Op::Dot | Op::Conv(_) => OpClass::Contraction,
-            Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } | Op::Concat { .. } => {
-                OpClass::Shape
-            }
+            Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Broadcast { .. }
+            | Op::Slice { .. }
+            | Op::Concat { .. }
+            | Op::DynamicSlice { .. }
+            | Op::DynamicUpdateSlice => OpClass::Shape,
             Op::Cond { .. } | Op::Loop { .. } => OpClass::Control,
         }
     }
@@ -593,6 +609,7 @@ impl Op {
             Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
             Op::Select => Some(3),
             Op::Concat { .. } | Op::Cond { .. } | Op::Loop { .. } => None,
+            Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => None,
         }
     }
 
@@ -630,6 +647,8 @@ impl Op {
             Op::Slice { start: vec![0, 2], step: vec![1, -1], shape: vec![2, 2] },
             Op::Concat { axis: 0 },
         ]);
+        ops.push(Op::DynamicSlice { sizes: vec![2, 1] });
+        ops.push(Op::DynamicUpdateSlice);
         ops.push(crate::gen::cond_of(&TensorType::new(DType::F32, vec![2, 3])));
         ops.push(crate::gen::loop_of(&TensorType::new(DType::F32, vec![2, 3]), DType::I32));
         ops
@@ -804,6 +823,23 @@ impl Op {
                 check_shape(&shape)?;
                 TensorType::new(first.dtype, shape)
             }
+            Op::DynamicSlice { sizes } => {
+                let x = args[0];
+                check_starts("dynamic_slice", x, &args[1..])?;
+                if sizes.len() != x.rank() || sizes.iter().zip(&x.shape).any(|(&s, &d)| s == 0 || s > d) {
+                    return Err(format!("a window of {} does not fit in {x}", format_shape(sizes)));
+                }
+                TensorType::new(x.dtype, sizes.clone())
+            }
+            Op::DynamicUpdateSlice => {
+                let (x, update) = (args[0], args[1]);
+                check_starts("dynamic_update_slice", x, &args[2..])?;
+                let fits = update.rank() == x.rank() && update.shape.iter().zip(&x.shape).all(|(&s, &d)| s <= d);
+                if update.dtype != x.dtype || !fits {
+                    return Err(format!("an update of {update} does not fit in {x}"));
+                }
+                x.clone()
+            }
             Op::Cond { branches, result } => {
                 if *args[0] != TensorType::scalar(DType::Bool) {
                     return Err(format!("the predicate of `cond` must be bool[], not {}", args[0]));
@@ -866,6 +902,18 @@ impl Op {
         };
         Ok(ty)
     }
+}
+
+/// The start operands of a dynamic slice of `x`: one integer scalar per axis.
+fn check_starts(name: &str, x: &TensorType, starts: &[&TensorType]) -> Result<(), String> {
+    if starts.len() != x.rank() || starts.iter().any(|s| !s.shape.is_empty() || !s.dtype.is_int()) {
+        return Err(format!(
+            "`{name}` of {x} needs {} integer scalar starts, got ({})",
+            x.rank(),
+            types_text(starts.iter().copied())
+        ));
+    }
+    Ok(())
 }
 
 fn types_text<'t>(types: impl Iterator<Item = &'t TensorType>) -> String {

@@ -62,6 +62,7 @@ fn attributes(op: &Op) -> String {
         Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
         Op::Cond { result, .. } | Op::Loop { result, .. } => format!("[result={result}]"),
+        Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => String::new(),
     }
 }
 
@@ -452,6 +453,8 @@ impl<'a> Parser<'a> {
             "broadcast" => Op::Broadcast { shape: ty.shape.clone(), dims: indices("dims")? },
             "slice" => Op::Slice { start: indices("start")?, step: get("step")?.clone(), shape: ty.shape.clone() },
             "concat" => Op::Concat { axis: single("axis")? },
+            "dynamic_slice" => Op::DynamicSlice { sizes: ty.shape.clone() },
+            "dynamic_update_slice" => Op::DynamicUpdateSlice,
             _ => return Err(self.error(format!("unknown op `{name}`"))),
         })
     }

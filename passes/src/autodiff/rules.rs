@@ -218,6 +218,14 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
             let ts: Vec<Value> = (0..args.len()).map(|i| tangent(b, i)).collect();
             b.push(op.clone(), ts)
         }
+        // Linear in the array operands; the starts are integers.
+        Op::DynamicSlice { .. } => {
+            b.push(op.clone(), std::iter::once(t[0]?).chain(args[1..].iter().copied()).collect())
+        }
+        Op::DynamicUpdateSlice => {
+            let (tx, tu) = (tangent(b, 0), tangent(b, 1));
+            b.push(op.clone(), [tx, tu].into_iter().chain(args[2..].iter().copied()).collect())
+        }
         // loop(lo, hi, cs, xs)' = loop(lo, hi, (cs, tcs), (xs, txs)) over the body's jvp, its
         // parameters ordered as a loop's: (i, cs, tcs, xs, txs).
         Op::Loop { body, result } => {
@@ -373,16 +381,48 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
                 })
                 .collect()
         }
+        // The adjoint of taking a window is putting it back among zeros, and of replacing a
+        // window, keeping the rest (for x) and taking the window (for the update).
+        Op::DynamicSlice { .. } => {
+            let zeros = b.zeros(&b.ty(args[0]).clone());
+            let starts = args[1..].iter().copied();
+            vec![Some(b.push(Op::DynamicUpdateSlice, [zeros, g].into_iter().chain(starts).collect()))]
+        }
+        Op::DynamicUpdateSlice => {
+            let ut = b.ty(args[1]).clone();
+            let zeros = b.zeros(&ut);
+            let starts: Vec<Value> = args[2..].to_vec();
+            let gx = wants[0]
+                .then(|| b.push(Op::DynamicUpdateSlice, [g, zeros].into_iter().chain(starts.clone()).collect()));
+            let gu = wants[1].then(|| {
+                b.push(Op::DynamicSlice { sizes: ut.shape.clone() }, std::iter::once(g).chain(starts).collect())
+            });
+            vec![gx, gu]
+        }
         // loop(lo, hi, cs, xs) with cotangent g on carry r: a reverse loop over k = 0 .. hi - lo
         // at step j = hi - 1 - k, carrying the cotangents of the float carries (g on r, zeros
-        // elsewhere at first) and the sums of those of the float xs: each step recomputes the
-        // carries entering step j from the start (an inner loop from lo to j), then applies the
-        // body's vjp there. Time grows with the square of the trip count and memory not at
-        // all; stacking the carries instead is the next step (issue 18).
+        // elsewhere at first) and the sums of those of the float xs, each step applying the
+        // body's vjp at the carries entering step j. With constant bounds, a recording loop
+        // first stacks the carries entering each step (hi - lo of each, in the workspace), which
+        // the reverse loop reads back (jax.checkpoint of the body: its residuals are recomputed
+        // from the carries). With bounds known only at run time nothing can be stacked in a
+        // static plan, and each step recomputes its carries from the start: exact, quadratic in
+        // the trip count.
         Op::Loop { body, result } => {
             let f = &body.funcs()[0];
-            let reverse = reverse_loop_body(f);
             let (carries, index) = (f.results.len(), b.ty(args[0]).clone());
+            // Stacks that would pass kiln's shape limits are not made: those steps recompute.
+            let fits = |n: usize| {
+                (1..=carries).all(|p| kiln_ir::types::check_shape(&stack_type(&f.params[p].ty, n).shape).is_ok())
+            };
+            let trips = static_trips(b, args[0], args[1]).filter(|&n| fits(n));
+            let mut captured = args.to_vec();
+            if let Some(trips) = trips {
+                // The operands after (lo, hi): the stacks instead of the initial carries.
+                let stacks = record_carries(b, f, args, trips);
+                captured.splice(2..2 + carries, stacks);
+            }
+            let reverse = reverse_loop_body(f, trips);
             let float = |p: usize| super::differentiable(&f.params[p].ty);
             let mut operands = vec![b.constant(0.0, &index), b.sub(args[1], args[0])];
             for p in (1..=carries).filter(|&p| float(p)) {
@@ -391,7 +431,7 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             for p in (carries + 1..f.params.len()).filter(|&p| float(p)) {
                 operands.push(b.zeros(&f.params[p].ty));
             }
-            operands.extend(args);
+            operands.extend(captured);
             let body = Bodies::new(vec![reverse]);
             let mut position = 0;
             let mut cts = vec![None, None];
@@ -431,11 +471,62 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
     }
 }
 
+/// The trip count of a loop whose bounds are constants, and positive.
+fn static_trips(b: &Builder, lo: Value, hi: Value) -> Option<usize> {
+    let constant = |v: Value| match b.func.inst(v).map(|i| &i.op) {
+        Some(Op::Const(l)) => Some(l.as_f64() as i64),
+        _ => None,
+    };
+    usize::try_from(constant(hi)? - constant(lo)?).ok().filter(|&n| n > 0)
+}
+
+/// The type of `trips` values of type `t`, stacked along a new first axis.
+fn stack_type(t: &TensorType, trips: usize) -> TensorType {
+    TensorType::new(t.dtype, std::iter::once(trips).chain(t.shape.iter().copied()).collect())
+}
+
+/// Runs the loop `lo, hi, inits..., xs...` of body `f` (`trips` steps) again, recording the
+/// carries entering each step: one stack per carry, [trips, carry shape...], step i's at
+/// i - lo. Returns the stacks.
+fn record_carries(b: &mut Builder, f: &Func, args: &[Value], trips: usize) -> Vec<Value> {
+    let carries = f.results.len();
+    let stack_type = |t: &TensorType| stack_type(t, trips);
+    let mut r = Builder::new("record");
+    let param = |r: &mut Builder, name: String, ty: &TensorType| r.func.add_param(name, ty.clone(), Default::default());
+    let i = param(&mut r, "i".into(), &f.params[0].ty);
+    let cs: Vec<Value> = (1..=carries).map(|p| param(&mut r, format!("c{p}"), &f.params[p].ty)).collect();
+    let stacks: Vec<Value> =
+        (1..=carries).map(|p| param(&mut r, format!("s{p}"), &stack_type(&f.params[p].ty))).collect();
+    let xs: Vec<Value> =
+        (carries + 1..f.params.len()).map(|p| param(&mut r, format!("x{p}"), &f.params[p].ty)).collect();
+    let next = inline(&mut r, f, &std::iter::once(i).chain(cs.iter().copied()).chain(xs).collect::<Vec<_>>());
+    let lo = r.push(b.func.inst(args[0]).expect("a constant bound").op.clone(), vec![]);
+    let row = r.sub(i, lo);
+    let zero = r.constant(0.0, &f.params[0].ty);
+    let mut results = next;
+    for (q, (&c, &stack)) in cs.iter().zip(&stacks).enumerate() {
+        let t = f.params[q + 1].ty.clone();
+        let one_row =
+            r.push(Op::Reshape { shape: std::iter::once(1).chain(t.shape.iter().copied()).collect() }, vec![c]);
+        let starts = std::iter::once(row).chain(std::iter::repeat_n(zero, t.rank()));
+        results.push(r.push(Op::DynamicUpdateSlice, [stack, one_row].into_iter().chain(starts).collect()));
+    }
+    for (q, v) in results.into_iter().enumerate() {
+        r.func.results.push(v);
+        r.func.result_names.push(format!("r{q}"));
+    }
+    let record = Bodies::new(vec![r.func]);
+    let empty: Vec<Value> = (1..=carries).map(|p| b.zeros(&stack_type(&f.params[p].ty))).collect();
+    let operands: Vec<Value> =
+        args[..2 + carries].iter().copied().chain(empty).chain(args[2 + carries..].iter().copied()).collect();
+    (0..carries).map(|q| b.push(Op::Loop { body: record.clone(), result: carries + q }, operands.clone())).collect()
+}
+
 /// The body of the reverse loop of a loop whose body is `f` (see the `Op::Loop` rule of
 /// [`vjp`]): parameters (k, cotangents of the float carries, sums of the cotangents of the
-/// float xs, lo, hi, inits..., xs...), results the first two groups after step
-/// j = hi - 1 - k.
-fn reverse_loop_body(f: &Func) -> Func {
+/// float xs, lo, hi, then the stacks of carries when `stacked` (their step count), else the
+/// initial carries, then xs...), results the first two groups after step j = hi - 1 - k.
+fn reverse_loop_body(f: &Func, stacked: Option<usize>) -> Func {
     let carries = f.results.len();
     let floats: Vec<usize> = (1..f.params.len()).filter(|&p| super::differentiable(&f.params[p].ty)).collect();
     let mut b = Builder::new("reverse");
@@ -444,25 +535,49 @@ fn reverse_loop_body(f: &Func) -> Func {
     let k = param(&mut b, "k".into(), &index);
     let cts: Vec<Value> = floats.iter().map(|&p| param(&mut b, format!("ct{p}"), &f.params[p].ty)).collect();
     let (lo, hi) = (param(&mut b, "lo".into(), &index), param(&mut b, "hi".into(), &index));
-    let operands: Vec<Value> = (1..f.params.len()).map(|p| param(&mut b, format!("x{p}"), &f.params[p].ty)).collect();
-    // j = hi - 1 - k, and the carries entering step j: the loop run from lo to j.
+    let carry_sources: Vec<Value> = (1..=carries)
+        .map(|p| {
+            let t = &f.params[p].ty;
+            let ty = stacked.map_or_else(|| t.clone(), |trips| stack_type(t, trips));
+            param(&mut b, format!("c{p}"), &ty)
+        })
+        .collect();
+    let xs: Vec<Value> =
+        (carries + 1..f.params.len()).map(|p| param(&mut b, format!("x{p}"), &f.params[p].ty)).collect();
     let one = b.constant(1.0, &index);
     let last = b.sub(hi, one);
     let j = b.sub(last, k);
-    let forward = Bodies::new(vec![f.clone()]);
-    let entering: Vec<Value> = (0..carries)
-        .map(|r| {
-            let args = [lo, j].into_iter().chain(operands.iter().copied()).collect();
-            b.push(Op::Loop { body: forward.clone(), result: r }, args)
-        })
-        .collect();
+    // The carries entering step j: read from the stacks, or the loop run from lo to j.
+    let entering: Vec<Value> = if stacked.is_some() {
+        let row = b.sub(j, lo);
+        let zero = b.constant(0.0, &index);
+        carry_sources
+            .iter()
+            .enumerate()
+            .map(|(q, &stack)| {
+                let t = f.params[q + 1].ty.clone();
+                let starts = std::iter::once(row).chain(std::iter::repeat_n(zero, t.rank()));
+                let sizes = std::iter::once(1).chain(t.shape.iter().copied()).collect();
+                let one_row = b.push(Op::DynamicSlice { sizes }, std::iter::once(stack).chain(starts).collect());
+                b.push(Op::Reshape { shape: t.shape.clone() }, vec![one_row])
+            })
+            .collect()
+    } else {
+        let forward = Bodies::new(vec![f.clone()]);
+        (0..carries)
+            .map(|r| {
+                let args = [lo, j].into_iter().chain(carry_sources.iter().copied()).chain(xs.iter().copied()).collect();
+                b.push(Op::Loop { body: forward.clone(), result: r }, args)
+            })
+            .collect()
+    };
     // The body's vjp at step j: (i, cs, xs, cotangents of the float results) -> (results,
     // cotangents of the float parameters after i, in order).
     let vjp = super::vjp(f, &f.name, None);
     let float_carries = floats.iter().filter(|&&p| p <= carries).count();
     let args: Vec<Value> = std::iter::once(j)
         .chain(entering)
-        .chain(operands[carries..].iter().copied())
+        .chain(xs.iter().copied())
         .chain(cts[..float_carries].iter().copied())
         .collect();
     let out = inline(&mut b, &vjp, &args);
