@@ -335,3 +335,36 @@ export grad(walk, wrt=[xs, w]) as dwalk;
         common::check_against_interpreter(&loaded, name, &[xs.clone(), w.clone()], common::Check::Program).unwrap();
     }
 }
+
+/// A while loop (Newton's method for square roots, run until the residual is tiny) gives the
+/// root, compiled as interpreted, and its derivatives through the loop, forward and reverse,
+/// are the root's: d sqrt(a) / da = 1 / (2 sqrt(a)). (Reverse mode counts the steps, then
+/// recomputes the carries entering each step, as for a loop whose count is known at run time.)
+#[test]
+fn while_loops_and_their_derivatives_match_the_calculus() {
+    const NEWTON: &str = "
+fn root(a: f64) -> f64 {
+    let (x, _steps) = loop (x, k) = (a, 0) while abs(x * x - a) > 1e-13 * a { (0.5 * (x + a / x), k + 1) };
+    x
+}
+export root;
+export grad(root) as droot;
+export jvp(root) as troot;
+";
+    let source = kiln::Source { name: "newton.kn".into(), text: NEWTON.into() };
+    let module = kiln::check(&source, "newton").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let loaded = common::compile_and_load(&module, 2);
+    let f = |name: &str| module.func(name).unwrap();
+    for a in [0.25, 2.0, 9.0, 1234.5] {
+        let at = Tensor::new(vec![], Data::F64(vec![a]));
+        let one = Tensor::new(vec![], Data::F64(vec![1.0]));
+        assert_close(values(&run(f("root"), std::slice::from_ref(&at))[0])[0], a.sqrt(), &format!("sqrt({a})"));
+        let expected = 0.5 / a.sqrt();
+        assert_close(values(&run(f("droot"), std::slice::from_ref(&at))[0])[0], expected, &format!("grad at {a}"));
+        assert_close(values(&run(f("troot"), &[at.clone(), one.clone()])[1])[0], expected, &format!("jvp at {a}"));
+        for (name, args) in [("root", vec![at.clone()]), ("droot", vec![at.clone()]), ("troot", vec![at.clone(), one])]
+        {
+            common::check_against_interpreter(&loaded, name, &args, common::Check::Program).unwrap();
+        }
+    }
+}

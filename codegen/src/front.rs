@@ -123,7 +123,8 @@ pub(crate) fn bufferize(c: &mut Compilation) -> Result<(), CodegenError> {
     number_constants(&c.mlir.context, &c.module).map_err(|e| err("bufferization", e))
 }
 
-/// Writes each next carry of every loop the emitter made (`scf.for` tagged `kiln.carries`) into
+/// Writes each next carry of every loop the emitter made (`scf.for` or `scf.while` tagged
+/// `kiln.carries`) into
 /// its carry, as `bufferization.materialize_in_destination` before the loop's yield: one-shot
 /// bufferization needs a loop's yielded buffers to be its iteration arguments', and copies
 /// only where the body still reads a carry after writing the next one. This runs after
@@ -131,16 +132,17 @@ pub(crate) fn bufferize(c: &mut Compilation) -> Result<(), CodegenError> {
 /// write the carry in place, and the tiles of a scheduled body read a carry that earlier
 /// tiles wrote.
 fn carry_in_place(module: &MlirModule) -> Result<(), String> {
-    for raw in
-        ops_where(module, |op| op.name().as_string_ref().as_str() == Ok("scf.for") && op.has_attribute("kiln.carries"))
-    {
+    for raw in ops_where(module, |op| op.has_attribute("kiln.carries")) {
         // SAFETY: collected from the live module; only ops inside its body are added.
         let lp = unsafe { OperationRef::from_raw(raw) };
-        let body = lp.region(0).map_err(|e| e.to_string())?.first_block().ok_or("a loop without a body")?;
+        // `scf.for`: the body is region 0, its carries after the index; `scf.while`: the
+        // body is region 1 (after the condition), its arguments the carries.
+        let (region, first) = if lp.name().as_string_ref().as_str() == Ok("scf.while") { (1, 0) } else { (0, 1) };
+        let body = lp.region(region).map_err(|e| e.to_string())?.first_block().ok_or("a loop without a body")?;
         let yield_op = body.terminator().ok_or("a loop body without a yield")?;
         for k in 0..yield_op.operand_count() {
             let next = yield_op.operand(k).map_err(|e| e.to_string())?;
-            let carry = body.argument(1 + k).map_err(|e| e.to_string())?;
+            let carry = body.argument(first + k).map_err(|e| e.to_string())?;
             let copy = OperationBuilder::new("bufferization.materialize_in_destination", yield_op.location())
                 .add_operands(&[next, carry.into()])
                 .add_results(&[next.r#type()])

@@ -58,6 +58,10 @@ pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
                 let body = body.map(|f| expand(f, direct).map(Cow::into_owned))?;
                 out.push(Op::Loop { body, result: *result }, args, inst.span)?
             }
+            Op::While { bodies, result } => {
+                let bodies = bodies.map(|f| expand(f, direct).map(Cow::into_owned))?;
+                out.push(Op::While { bodies, result: *result }, args, inst.span)?
+            }
             op => out.push(op.clone(), args, inst.span)?,
         };
         map.push(v);

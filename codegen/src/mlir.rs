@@ -649,6 +649,18 @@ impl<'f> FuncEmitter<'f> {
     /// `types`): `f`'s instructions emitted with its parameters named as `params` says (after
     /// any lines it writes first), numbering names and contractions on from this function's.
     fn region(&mut self, f: &Func, types: &[String], params: impl FnOnce(&mut FuncEmitter) -> Vec<String>) -> String {
+        self.region_ending(f, params, |child, yielded| {
+            let _ = writeln!(child.out, "      scf.yield {} : {}", yielded.join(", "), types.join(", "));
+        })
+    }
+
+    /// [`region`](Self::region), ended by `terminate` given the names of `f`'s results.
+    fn region_ending(
+        &mut self,
+        f: &Func,
+        params: impl FnOnce(&mut FuncEmitter) -> Vec<String>,
+        terminate: impl FnOnce(&mut FuncEmitter, &[String]),
+    ) -> String {
         let mut child = FuncEmitter::new(f, self.next_contraction_id(), self.libm);
         child.gpu = self.gpu;
         child.pad_b_from_m = self.pad_b_from_m;
@@ -657,7 +669,7 @@ impl<'f> FuncEmitter<'f> {
         child.names = params(&mut child);
         child.body();
         let yielded: Vec<String> = f.results.iter().map(|r| child.names[r.index()].clone()).collect();
-        let _ = writeln!(child.out, "      scf.yield {} : {}", yielded.join(", "), types.join(", "));
+        terminate(&mut child, &yielded);
         self.next = child.next;
         self.barrier_count = child.barrier_count;
         self.contractions.append(&mut child.contractions);
@@ -706,6 +718,53 @@ impl<'f> FuncEmitter<'f> {
         });
         // The carries are written in place before bufferization (`front::carry_in_place`).
         text.push_str("    } {kiln.carries}");
+        self.line(text);
+        let names: Vec<String> = if carries > 1 { (0..carries).map(|k| format!("{n}#{k}")).collect() } else { vec![n] };
+        let r = names[result].clone();
+        self.structured.insert(key, names);
+        r
+    }
+
+    /// A while loop: `scf.while` with the carries as its arguments, the condition's
+    /// instructions in its first region (ending in `scf.condition` on the condition's element)
+    /// and the body's in its second; like a counted loop's, its carries are written in place.
+    fn while_loop(
+        &mut self,
+        bodies: &Bodies,
+        result: usize,
+        args: &[Value],
+        operands: &[(String, TensorType)],
+    ) -> String {
+        let key = (bodies.clone(), args.to_vec());
+        if let Some(names) = self.structured.get(&key) {
+            return names[result].clone();
+        }
+        let [cond, body] = bodies.funcs() else { unreachable!("the type rule checks a condition and a body") };
+        let carries = body.results.len();
+        let types: Vec<String> = body.result_types().into_iter().map(tensor).collect();
+        let types_list = types.join(", ");
+        let captured: Vec<String> = operands[carries..].iter().map(|o| o.0.clone()).collect();
+        let n = self.fresh();
+        let before: Vec<String> = (0..carries).map(|_| self.fresh()).collect();
+        let inits: Vec<String> = before.iter().zip(operands).map(|(a, (init, _))| format!("{a} = {init}")).collect();
+        let count = if carries > 1 { format!(":{carries}") } else { String::new() };
+        let mut text = format!("{n}{count} = scf.while ({}) : ({types_list}) -> ({types_list}) {{\n", inits.join(", "));
+        let carried = before.clone();
+        text += &self.region_ending(
+            cond,
+            |_| before.iter().cloned().chain(captured.iter().cloned()).collect(),
+            |child, go| {
+                let p = child.fresh();
+                child.line(format!("{p} = tensor.extract {}[] : tensor<i1>", go[0]));
+                child.line(format!("scf.condition({p}) {} : {types_list}", carried.join(", ")));
+            },
+        );
+        let after: Vec<String> = (0..carries).map(|_| self.fresh()).collect();
+        let block_args: Vec<String> = after.iter().zip(&types).map(|(a, t)| format!("{a}: {t}")).collect();
+        let _ = writeln!(text, "    }} do {{\n    ^bb0({}):", block_args.join(", "));
+        text += &self.region(body, &types, |_| after.iter().cloned().chain(captured.iter().cloned()).collect());
+        // The carries are written in place before bufferization (`front::carry_in_place`).
+        text.push_str("    } attributes {kiln.carries}");
         self.line(text);
         let names: Vec<String> = if carries > 1 { (0..carries).map(|k| format!("{n}#{k}")).collect() } else { vec![n] };
         let r = names[result].clone();
@@ -927,6 +986,7 @@ impl<'f> FuncEmitter<'f> {
             Op::DynamicUpdateSlice => self.dynamic_update_slice(&operands[0], &operands[1], &operands[2..]),
             Op::Cond { branches, result } => self.cond(branches, *result, args, &operands),
             Op::Loop { body, result } => self.counted(body, *result, args, &operands),
+            Op::While { bodies, result } => self.while_loop(bodies, *result, args, &operands),
         }
     }
 

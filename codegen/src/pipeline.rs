@@ -92,7 +92,7 @@ pub fn stage_names(gpu: bool) -> &'static [&'static str] {
 pub fn compile(module: &Module, target: &crate::Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
     let structured = module.funcs.iter().find_map(|f| f.insts.iter().find(|i| i.op.bodies().is_some()).map(|i| (f, i)));
     if let (true, Some((f, inst))) = (target.arch.is_gpu(), structured) {
-        let what = if matches!(inst.op, Op::Loop { .. }) { "loop" } else { "conditional" };
+        let what = if matches!(inst.op, Op::Cond { .. }) { "conditional" } else { "loop" };
         return Err(CodegenError {
             stage: gpu::UNSUPPORTED,
             message: format!("`{}` has a {what}, which kiln does not yet compile for GPUs", f.name),

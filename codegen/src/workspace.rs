@@ -90,7 +90,7 @@ fn hoist_nested_allocations<'c: 'a, 'a>(body: &impl BlockLike<'c, 'a>) {
     while let Some(top) = op {
         op = top.next_in_block();
         let name = top.name().as_string_ref().as_str().map(str::to_string).unwrap_or_default();
-        if !(name == "scf.if" || name == "scf.for" && top.has_attribute("kiln.carries")) {
+        if !(name == "scf.if" || top.has_attribute("kiln.carries")) {
             continue;
         }
         let mut allocations = vec![];

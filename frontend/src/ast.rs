@@ -170,15 +170,24 @@ pub enum ExprKind {
     },
 }
 
-/// `loop (a, b) = (a0, b0) for i < n { ... }`: the block run n times from the initial values,
-/// each run's value the next values of the pattern's names (as Futhark's `loop`).
+/// `loop (a, b) = (a0, b0) for i < n { ... }` or `... while cond { ... }`: the block run from
+/// the initial values, each run's value the next values of the pattern's names (as Futhark's
+/// `loop`).
 #[derive(Clone, Debug)]
 pub struct LoopExpr {
     pub pattern: Pattern,
     pub init: Expr,
-    pub index: Ident,
-    pub count: Expr,
+    pub control: LoopControl,
     pub body: Block,
+}
+
+/// How many times a loop runs.
+#[derive(Clone, Debug)]
+pub enum LoopControl {
+    /// `for i < n`: n times, i counting from 0.
+    For { index: Ident, count: Expr },
+    /// `while cond`: while the condition, read before each run, holds.
+    While(Expr),
 }
 
 #[derive(Clone, Debug)]

@@ -754,7 +754,7 @@ impl<'a> Elab<'a> {
                 self.eval_block(&mut inner, b)
             }
             ExprKind::If { cond, then, otherwise } => self.conditional(env, cond, then, otherwise, e.span),
-            ExprKind::Loop(_) => self.counted_loop(env, e),
+            ExprKind::Loop(_) => self.loop_expr(env, e),
             ExprKind::Index { base, items } => {
                 let b = self.eval(env, base)?;
                 let t = self.tensor_arg(b, base.span)?;
@@ -794,11 +794,7 @@ impl<'a> Elab<'a> {
                 return if taken { self.eval_block(&mut inner, then) } else { self.eval(&mut inner, otherwise) };
             }
             Val::Tensor(t) if *self.ty(t) == TensorType::scalar(DType::Bool) => t,
-            v => return Err(Diagnostic::error("E0223", "the condition of `if` must be a scalar bool")
-                .at(cond.span, format!("this is {}", self.describe(&v)))
-                .help(
-                    "compare to make one, as in `if sum(x) > 0.0 { ... }`, or select elementwise with `where(c, a, b)`",
-                )),
+            v => return Err(not_a_condition("if", cond.span, &self.describe(&v))),
         };
         // Each branch is elaborated as a function of every array in scope; those neither reads
         // are dropped afterwards.
@@ -895,24 +891,32 @@ impl<'a> Elab<'a> {
         Ok((child, v))
     }
 
-    /// `loop PATTERN = INIT for INDEX < COUNT { BODY }`: a counted loop ([`Op::Loop`]) whose
-    /// carries are the pattern's names, started from `init`; the body, a function of the index,
-    /// the carries and the arrays it reads, gives the next carries, of the same types. The
-    /// count is an integer: a constant, or an i32 or i64 scalar known when the program runs.
-    fn counted_loop(&mut self, env: &mut Env, e: &'a Expr) -> R<Val> {
+    /// `loop PATTERN = INIT for INDEX < COUNT { BODY }`, a counted loop ([`Op::Loop`]), or
+    /// `loop PATTERN = INIT while COND { BODY }` ([`Op::While`]). The carries are the pattern's
+    /// names, started from `init`; the body, a function of the index (when counted), the
+    /// carries and the arrays it reads, gives the next carries, of the same types. A count is
+    /// an integer: a constant, or an i32 or i64 scalar known when the program runs; a
+    /// condition, read before each run, a scalar bool of the carries and the arrays in scope.
+    fn loop_expr(&mut self, env: &mut Env, e: &'a Expr) -> R<Val> {
         let ExprKind::Loop(l) = &e.kind else { unreachable!("a loop") };
-        let LoopExpr { pattern, init, index, count, body } = &**l;
-        let bound = match self.eval(env, count)? {
-            Val::Lit(Lit::Int(n)) => self.lit_to(Lit::Int(n), DType::I32, count.span)?,
-            Val::Tensor(t) if self.ty(t).shape.is_empty() && self.ty(t).dtype.is_int() => t,
-            v => {
-                return Err(Diagnostic::error("E0225", "the count of `loop` must be an integer scalar")
-                    .at(count.span, format!("this is {}", self.describe(&v)))
-                    .help("count with an integer: a constant, a shape variable, or an i32 or i64 scalar"))
+        let LoopExpr { pattern, init, control, body } = &**l;
+        // A counted loop's bounds (0 and the count) and index.
+        let counted = match control {
+            LoopControl::For { index, count } => {
+                let bound = match self.eval(env, count)? {
+                    Val::Lit(Lit::Int(n)) => self.lit_to(Lit::Int(n), DType::I32, count.span)?,
+                    Val::Tensor(t) if self.ty(t).shape.is_empty() && self.ty(t).dtype.is_int() => t,
+                    v => {
+                        return Err(Diagnostic::error("E0225", "the count of `loop` must be an integer scalar")
+                            .at(count.span, format!("this is {}", self.describe(&v)))
+                            .help("count with an integer: a constant, a shape variable, or an i32 or i64 scalar"))
+                    }
+                };
+                let zero = self.lit_to(Lit::Int(0), self.ty(bound).dtype, count.span)?;
+                Some((index, zero, bound))
             }
+            LoopControl::While(_) => None,
         };
-        let index_ty = self.ty(bound).clone();
-        let zero = self.lit_to(Lit::Int(0), index_ty.dtype, count.span)?;
         // The carries: the pattern's names, bound to the initial values (each an array).
         let start = self.eval(env, init)?;
         let mut names: Vec<(String, Span)> = vec![];
@@ -921,14 +925,24 @@ impl<'a> Elab<'a> {
         let mut captured: Vec<Value> = env.vars.values().flat_map(tensors_of).collect();
         captured.sort_unstable();
         captured.dedup();
-        let leading: Vec<(String, TensorType)> = std::iter::once((index.name.clone(), index_ty.clone()))
-            .chain(names.iter().zip(&inits).map(|((n, _), &v)| (n.clone(), self.ty(v).clone())))
-            .collect();
-        let (mut child, result) = self.body_function("body", env, &leading, &captured, |child, env, params| {
-            env.vars.insert(index.name.clone(), Val::Tensor(params[0]));
-            for ((n, _), &p) in names.iter().zip(&params[1..]) {
+        let carried: Vec<(String, TensorType)> =
+            names.iter().zip(&inits).map(|((n, _), &v)| (n.clone(), self.ty(v).clone())).collect();
+        let index = counted.as_ref().map(|(index, _, bound)| (index.name.clone(), self.ty(*bound).clone()));
+        let leading: Vec<(String, TensorType)> = index.iter().cloned().chain(carried.iter().cloned()).collect();
+        let bind = |env: &mut Env, params: &[Value]| {
+            let carries = match &index {
+                Some((name, _)) => {
+                    env.vars.insert(name.clone(), Val::Tensor(params[0]));
+                    &params[1..]
+                }
+                None => params,
+            };
+            for ((n, _), &p) in names.iter().zip(carries) {
                 env.vars.insert(n.clone(), Val::Tensor(p));
             }
+        };
+        let (mut child, result) = self.body_function("body", env, &leading, &captured, |child, env, params| {
+            bind(env, params);
             child.eval_block(env, body)
         })?;
         // The body's value: the next carries, matching the pattern.
@@ -956,17 +970,45 @@ impl<'a> Elab<'a> {
             child.func.results.push(v);
             child.func.result_names.push(format!("r{k}"));
         }
-        let fixed = 1 + inits.len();
-        let keep: Vec<bool> =
-            (0..fixed + captured.len()).map(|p| p < fixed || child.func.reads(Value(p as u32))).collect();
-        let body = Bodies::new(vec![child.func.keep_params(&keep)]);
-        let args: Vec<Value> = [zero, bound]
-            .into_iter()
-            .chain(inits.iter().copied())
-            .chain(captured.iter().zip(&keep[fixed..]).filter(|(_, &k)| k).map(|(&v, _)| v))
-            .collect();
+        // A while loop's condition: a function of the same parameters.
+        let condition = match control {
+            LoopControl::While(cond) => {
+                let (mut c, v) = self.body_function("cond", env, &leading, &captured, |child, env, params| {
+                    bind(env, params);
+                    child.eval(env, cond)
+                })?;
+                let go = match v {
+                    Val::Lit(Lit::Bool(b)) => c.lit_to(Lit::Bool(b), DType::Bool, cond.span)?,
+                    Val::Tensor(t) if *c.ty(t) == TensorType::scalar(DType::Bool) => t,
+                    v => return Err(not_a_condition("while", cond.span, &c.describe(&v))),
+                };
+                c.func.results.push(go);
+                c.func.result_names.push("go".into());
+                Some(c.func)
+            }
+            LoopControl::For { .. } => None,
+        };
+        let fixed = leading.len();
+        let read = |p: usize| {
+            child.func.reads(Value(p as u32)) || condition.as_ref().is_some_and(|c| c.reads(Value(p as u32)))
+        };
+        let keep: Vec<bool> = (0..fixed + captured.len()).map(|p| p < fixed || read(p)).collect();
+        let inner = captured.iter().zip(&keep[fixed..]).filter(|(_, &k)| k).map(|(&v, _)| v);
+        let (op, args): (Box<dyn Fn(usize) -> Op>, Vec<Value>) = match (counted, condition) {
+            (Some((_, zero, bound)), _) => {
+                let body = Bodies::new(vec![child.func.keep_params(&keep)]);
+                let args = [zero, bound].into_iter().chain(inits.iter().copied()).chain(inner).collect();
+                (Box::new(move |result| Op::Loop { body: body.clone(), result }), args)
+            }
+            (None, Some(cond)) => {
+                let bodies = Bodies::new(vec![cond.keep_params(&keep), child.func.keep_params(&keep)]);
+                let args = inits.iter().copied().chain(inner).collect();
+                (Box::new(move |result| Op::While { bodies: bodies.clone(), result }), args)
+            }
+            (None, None) => unreachable!("a loop is counted or has a condition"),
+        };
         let values: Vec<Val> = (0..inits.len())
-            .map(|result| Ok(Val::Tensor(self.push(Op::Loop { body: body.clone(), result }, args.clone(), e.span)?)))
+            .map(|result| Ok(Val::Tensor(self.push(op(result), args.clone(), e.span)?)))
             .collect::<R<_>>()?;
         Ok(match pattern {
             Pattern::Tuple(..) => Val::Tuple(values),
@@ -1668,4 +1710,11 @@ fn rebind(v: &Val, map: &HashMap<Value, Value>) -> Val {
         Val::Lit(l) => Val::Lit(*l),
         Val::Tuple(items) => Val::Tuple(items.iter().map(|i| rebind(i, map)).collect()),
     }
+}
+
+/// E0223: the condition of an `if` or a `while` loop (`what`), at `span`, is `described`.
+fn not_a_condition(what: &str, span: Span, described: &str) -> Diagnostic {
+    Diagnostic::error("E0223", format!("the condition of `{what}` must be a scalar bool"))
+        .at(span, format!("this is {described}"))
+        .help(format!("compare to make one, as in `{what} sum(x) > 0.0`, or select elementwise with `where(c, a, b)`"))
 }

@@ -403,24 +403,28 @@ impl Parser {
 }
 
 impl Parser {
-    /// `loop PATTERN = INIT for I < COUNT { ... }`.
+    /// `loop PATTERN = INIT for I < COUNT { ... }` or `loop PATTERN = INIT while COND { ... }`.
     fn counted_loop(&mut self) -> PResult<Expr> {
         let start = self.bump().span;
         self.enter()?;
         let pattern = self.pattern()?;
         self.expect("=")?;
         let init = self.expr()?;
-        if !self.is_keyword("for") {
-            return Err(self.unexpected("`for`, as in `loop x = x0 for i < n { ... }`"));
-        }
-        self.bump();
-        let index = self.ident("the loop index")?;
-        self.expect("<")?;
-        // The count is an expression without comparisons: its `{` begins the body.
-        let count = self.binary(0)?;
+        let control = if self.is_keyword("for") {
+            self.bump();
+            let index = self.ident("the loop index")?;
+            self.expect("<")?;
+            // The count is an expression without comparisons: its `{` begins the body.
+            LoopControl::For { index, count: self.binary(0)? }
+        } else if self.is_keyword("while") {
+            self.bump();
+            LoopControl::While(self.expr()?)
+        } else {
+            return Err(self.unexpected("`for` or `while`, as in `loop x = x0 for i < n { ... }`"));
+        };
         let body = self.block()?;
         self.depth -= 1;
-        let kind = ExprKind::Loop(Box::new(LoopExpr { pattern, init, index, count, body }));
+        let kind = ExprKind::Loop(Box::new(LoopExpr { pattern, init, control, body }));
         Ok(Expr { span: start.to(self.prev_span()), kind })
     }
 
@@ -452,5 +456,5 @@ fn mk_binary((op, op_span): (BinOp, Span), lhs: Expr, rhs: Expr) -> Expr {
 
 /// Words that cannot name a value or function.
 pub fn is_reserved(name: &str) -> bool {
-    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_" | "if" | "else" | "loop" | "for")
+    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_" | "if" | "else" | "loop" | "for" | "while")
 }

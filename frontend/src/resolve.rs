@@ -7,7 +7,7 @@
 //! parameter never used (W0002), a binding that shadows a parameter or an earlier binding
 //! (W0003). A name that starts with `_` is exempt, as in Rust.
 
-use crate::ast::{Block, Dim, Expr, ExprKind, FnDef, Ident, IndexItem, LoopExpr, Pattern};
+use crate::ast::{Block, Dim, Expr, ExprKind, FnDef, Ident, IndexItem, LoopControl, LoopExpr, Pattern};
 use crate::elab::Errors;
 use crate::transform::Transform;
 use kiln_ir::{DType, Diagnostic, Span};
@@ -171,17 +171,26 @@ impl<'e> Resolver<'_, '_, 'e> {
             ExprKind::Tuple(items) | ExprKind::List(items) => items.iter().for_each(|i| self.expr(i)),
             ExprKind::Block(b) => self.block(b),
             ExprKind::Loop(l) => {
-                let LoopExpr { pattern, init, index, count, body } = &**l;
+                let LoopExpr { pattern, init, control, body } = &**l;
                 self.expr(init);
-                self.expr(count);
                 // The carries (often named as the values they start from) and the index are
                 // bound without warnings: the loop's result reads the carries, and a loop need
                 // not read its index.
                 let outer = self.scope.len();
-                let mut names = vec![index];
+                let mut names = vec![];
+                match control {
+                    LoopControl::For { index, count } => {
+                        self.expr(count);
+                        names.push(index);
+                    }
+                    LoopControl::While(_) => {}
+                }
                 pattern_names(pattern, &mut names);
                 for id in names {
                     self.scope.push(Binding { name: &id.name, span: id.span, kind: Kind::Let, used: true });
+                }
+                if let LoopControl::While(cond) = control {
+                    self.expr(cond);
                 }
                 self.block(body);
                 self.close(outer);

@@ -259,6 +259,10 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             let operands = [TensorType::new(d, s.clone()), update].into_iter().chain(s.iter().map(|_| start.clone()));
             (Op::DynamicUpdateSlice, operands.collect())
         }
+        Op::While { .. } => {
+            let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
+            (while_of(&t), vec![t.clone(), TensorType::scalar(DType::I32), t])
+        }
         Op::Loop { .. } => {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
             let index = if rng.chance(0.5) { DType::I32 } else { DType::I64 };
@@ -292,6 +296,35 @@ pub fn loop_of(t: &TensorType, index: DType) -> Op {
     f.results.push(r);
     f.result_names.push("c".into());
     Op::Loop { body: crate::ops::Bodies::new(vec![f]), result: 0 }
+}
+
+/// A while loop carrying a value of float type `t` and an i32 count, reading one more value:
+/// `(c, k) <- (c * 0.5 + x, k + 1)` while k < 3.
+pub fn while_of(t: &TensorType) -> Op {
+    let count = TensorType::scalar(DType::I32);
+    let function = |name: &str| {
+        let mut f = Func::new(name, Span::default());
+        let c = f.add_param("c", t.clone(), Span::default());
+        let k = f.add_param("k", count.clone(), Span::default());
+        let x = f.add_param("x", t.clone(), Span::default());
+        (f, c, k, x)
+    };
+    let (mut cond, _, k, _) = function("cond");
+    let three = cond.push(Op::Const(Literal::Int(DType::I32, 3)), vec![], Span::default()).expect("constant");
+    let go = cond.push(Op::Binary(BinaryOp::Lt), vec![k, three], Span::default()).expect("same types");
+    cond.results.push(go);
+    cond.result_names.push("go".into());
+    let (mut body, c, k, x) = function("body");
+    let mut push = |op, args| body.push(op, args, Span::default()).expect("well typed");
+    let half = push(Op::Const(Literal::of_f64(t.dtype, 0.5)), vec![]);
+    let half = push(Op::Broadcast { shape: t.shape.clone(), dims: vec![] }, vec![half]);
+    let scaled = push(Op::Binary(BinaryOp::Mul), vec![c, half]);
+    let next = push(Op::Binary(BinaryOp::Add), vec![scaled, x]);
+    let one = push(Op::Const(Literal::Int(DType::I32, 1)), vec![]);
+    let counted = push(Op::Binary(BinaryOp::Add), vec![k, one]);
+    body.results.extend([next, counted]);
+    body.result_names.extend(["c".to_string(), "k".to_string()]);
+    Op::While { bodies: crate::ops::Bodies::new(vec![cond, body]), result: 0 }
 }
 
 /// A conditional of two operands of type `t`: `x * sin(y)` when true, `x - y` when false.

@@ -323,6 +323,23 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
             }
             carried.swap_remove(*result).data
         }
+        Op::While { bodies, result } => {
+            let [cond, body] = bodies.funcs() else { unreachable!("the type rule checks a condition and a body") };
+            let carries = body.results.len();
+            let mut carried: Vec<Tensor> = args[..carries].iter().map(|&a| a.clone()).collect();
+            let with_xs = |carried: Vec<Tensor>| -> Vec<Tensor> {
+                carried.into_iter().chain(args[carries..].iter().map(|&a| a.clone())).collect()
+            };
+            loop {
+                let operands = with_xs(carried.clone());
+                let Data::Bool(go) = &run(cond, &operands)[0].data else { unreachable!("the condition is bool") };
+                if !go[0] {
+                    break;
+                }
+                carried = run(body, &operands);
+            }
+            carried.swap_remove(*result).data
+        }
         Op::Cond { branches, result } => {
             let Data::Bool(pred) = &args[0].data else { unreachable!("cond predicate is bool") };
             let operands: Vec<Tensor> = args[1..].iter().map(|&a| a.clone()).collect();

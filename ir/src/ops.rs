@@ -537,6 +537,14 @@ pub enum Op {
         body: Bodies,
         result: usize,
     },
+    /// `while(inits..., xs...)`: starting from `inits`, while the first function (the
+    /// condition, from (carries..., xs...) to a scalar bool) holds, the second (the body, from
+    /// the same to the next carries) runs; result `result` of the carries that fail the
+    /// condition (lax.while_loop). A loop with k carries is k instructions, run as one.
+    While {
+        bodies: Bodies,
+        result: usize,
+    },
 }
 
 impl Op {
@@ -561,6 +569,7 @@ impl Op {
             Op::DynamicUpdateSlice => "dynamic_update_slice",
             Op::Cond { .. } => "cond",
             Op::Loop { .. } => "loop",
+            Op::While { .. } => "while",
         }
     }
 
@@ -577,7 +586,7 @@ impl Op {
             | Op::Concat { .. }
             | Op::DynamicSlice { .. }
             | Op::DynamicUpdateSlice => OpClass::Shape,
-            Op::Cond { .. } | Op::Loop { .. } => OpClass::Control,
+            Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } => OpClass::Control,
         }
     }
 
@@ -593,7 +602,7 @@ impl Op {
             Op::Binary(b) => *b == BinaryOp::Pow,
             Op::Reduce { kind, .. } => *kind == ReduceKind::Sum,
             Op::Dot | Op::Conv(_) => true,
-            Op::Cond { branches: bodies, .. } | Op::Loop { body: bodies, .. } => {
+            Op::Cond { branches: bodies, .. } | Op::Loop { body: bodies, .. } | Op::While { bodies, .. } => {
                 bodies.funcs().iter().flat_map(|f| &f.insts).any(|i| i.op.inexact())
             }
             _ => false,
@@ -608,7 +617,7 @@ impl Op {
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
             Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
             Op::Select => Some(3),
-            Op::Concat { .. } | Op::Cond { .. } | Op::Loop { .. } => None,
+            Op::Concat { .. } | Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } => None,
             Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => None,
         }
     }
@@ -616,7 +625,9 @@ impl Op {
     /// The functions the op runs: a conditional's branches, a loop's body.
     pub fn bodies(&self) -> Option<&Bodies> {
         match self {
-            Op::Cond { branches: bodies, .. } | Op::Loop { body: bodies, .. } => Some(bodies),
+            Op::Cond { branches: bodies, .. } | Op::Loop { body: bodies, .. } | Op::While { bodies, .. } => {
+                Some(bodies)
+            }
             _ => None,
         }
     }
@@ -651,6 +662,7 @@ impl Op {
         ops.push(Op::DynamicUpdateSlice);
         ops.push(crate::gen::cond_of(&TensorType::new(DType::F32, vec![2, 3])));
         ops.push(crate::gen::loop_of(&TensorType::new(DType::F32, vec![2, 3]), DType::I32));
+        ops.push(crate::gen::while_of(&TensorType::new(DType::F32, vec![2, 3])));
         ops
     }
 
@@ -822,6 +834,34 @@ impl Op {
                 shape[*axis] = total;
                 check_shape(&shape)?;
                 TensorType::new(first.dtype, shape)
+            }
+            Op::While { bodies, result } => {
+                let [cond, body] = bodies.funcs() else {
+                    return Err(format!("`while` has {} functions, not a condition and a body", bodies.funcs().len()));
+                };
+                let carries = body.result_types();
+                let params: Vec<&TensorType> = body.params.iter().map(|p| &p.ty).collect();
+                let cond_params: Vec<&TensorType> = cond.params.iter().map(|p| &p.ty).collect();
+                if cond.result_types() != [&TensorType::scalar(DType::Bool)] || cond_params != params {
+                    return Err(format!(
+                        "the condition of `while` takes ({}) and returns ({}); it must take the body's ({}) and return bool[]",
+                        types_text(cond_params.iter().copied()),
+                        types_text(cond.result_types().into_iter()),
+                        types_text(params.iter().copied())
+                    ));
+                }
+                if params != args || params.get(..carries.len()) != Some(&carries[..]) {
+                    return Err(format!(
+                        "the body takes ({}) and returns ({}), but `while` passes ({})",
+                        types_text(params.iter().copied()),
+                        types_text(carries.iter().copied()),
+                        types_text(args.iter().copied())
+                    ));
+                }
+                carries
+                    .get(*result)
+                    .map(|&t| t.clone())
+                    .ok_or_else(|| format!("result {result} of a loop with {} carries", carries.len()))?
             }
             Op::DynamicSlice { sizes } => {
                 let x = args[0];

@@ -61,7 +61,7 @@ fn attributes(op: &Op) -> String {
         ),
         Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
-        Op::Cond { result, .. } | Op::Loop { result, .. } => format!("[result={result}]"),
+        Op::Cond { result, .. } | Op::Loop { result, .. } | Op::While { result, .. } => format!("[result={result}]"),
         Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => String::new(),
     }
 }
@@ -335,7 +335,7 @@ impl<'a> Parser<'a> {
         }
         self.expect(":")?;
         let ty = self.ty()?;
-        let bodies = if ["cond", "loop"].contains(&op_name) { Some(self.bodies()?) } else { None };
+        let bodies = if ["cond", "loop", "while"].contains(&op_name) { Some(self.bodies()?) } else { None };
         let end = self.pos;
         // Errors about the op itself point at its name.
         self.pos = op_start;
@@ -345,10 +345,10 @@ impl<'a> Parser<'a> {
                     Some(&[r]) => usize::try_from(r).map_err(|_| self.error("`result` must be non-negative"))?,
                     _ => return Err(self.error(format!("`{op_name}` needs attribute `result`"))),
                 };
-                if op_name == "cond" {
-                    Op::Cond { branches: bodies, result }
-                } else {
-                    Op::Loop { body: bodies, result }
+                match op_name {
+                    "cond" => Op::Cond { branches: bodies, result },
+                    "loop" => Op::Loop { body: bodies, result },
+                    _ => Op::While { bodies, result },
                 }
             }
             None => self.op(op_name, &attrs, literal, &ty)?,

@@ -231,28 +231,30 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
         Op::Loop { body, result } => {
             let f = &body.funcs()[0];
             let carries = f.results.len();
-            let jvp = super::jvp(f, &f.name);
-            // jvp's parameters: (i, cs, xs, tangents of the float ones among cs and xs).
-            let floats: Vec<usize> = (1..f.params.len()).filter(|&p| super::differentiable(&f.params[p].ty)).collect();
-            let tangent_of =
-                |p: usize| f.params.len() + floats.iter().position(|&q| q == p).expect("a float parameter");
-            let (cs, xs) = (1..=carries, carries + 1..f.params.len());
-            let float_cs: Vec<usize> = cs.clone().filter(|p| floats.contains(p)).collect();
-            let float_xs: Vec<usize> = xs.clone().filter(|p| floats.contains(p)).collect();
-            let order: Vec<usize> = std::iter::once(0)
-                .chain(cs)
-                .chain(float_cs.iter().map(|&p| tangent_of(p)))
-                .chain(xs)
-                .chain(float_xs.iter().map(|&p| tangent_of(p)))
-                .collect();
-            let body = Bodies::new(vec![jvp.with_params(&order)]);
+            let layout = TangentLayout::of(f, 1, carries);
+            let body = Bodies::new(vec![layout.arrange(&super::jvp(f, &f.name))]);
             // Operands: (lo, hi, cs, tcs, xs, txs); operand k + 1 is parameter k.
             let mut operands: Vec<Value> = args[..2 + carries].to_vec();
-            operands.extend(float_cs.iter().map(|&p| tangent(b, p + 1)));
+            operands.extend(layout.float_cs.iter().map(|&p| tangent(b, p + 1)));
             operands.extend(&args[2 + carries..]);
-            operands.extend(float_xs.iter().map(|&p| tangent(b, p + 1)));
-            let position = float_cs.iter().position(|&p| p == result + 1)?;
+            operands.extend(layout.float_xs.iter().map(|&p| tangent(b, p + 1)));
+            let position = layout.float_cs.iter().position(|&p| p == result + 1)?;
             b.push(Op::Loop { body, result: carries + position }, operands)
+        }
+        // while(cs, xs)' = while((cs, tcs), (xs, txs)) over the condition's and the body's
+        // jvps (the condition's has no tangent result: it reads the primal carries only).
+        Op::While { bodies, result } => {
+            let body = &bodies.funcs()[1];
+            let carries = body.results.len();
+            let layout = TangentLayout::of(body, 0, carries);
+            let jvps = bodies.map(|f| Ok::<_, ()>(layout.arrange(&super::jvp(f, &f.name)))).expect("infallible");
+            // Operands: (cs, tcs, xs, txs); operand k is parameter k.
+            let mut operands: Vec<Value> = args[..carries].to_vec();
+            operands.extend(layout.float_cs.iter().map(|&p| tangent(b, p)));
+            operands.extend(&args[carries..]);
+            operands.extend(layout.float_xs.iter().map(|&p| tangent(b, p)));
+            let position = layout.float_cs.iter().position(|&p| p == *result)?;
+            b.push(Op::While { bodies: jvps, result: carries + position }, operands)
         }
         // cond(p, xs)' = cond(p, xs, txs) over the branches' jvps: the taken branch runs
         // again with its tangents.
@@ -445,6 +447,24 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             }
             cts
         }
+        // while(cs, xs) with cotangent g on carry r: a while loop that also counts its steps
+        // gives the trip count n, and the loop is then loop(0, n, cs, xs) of a body that ignores
+        // its index, whose rule (with a count known only at run time: recomputing) applies.
+        Op::While { bodies, result } => {
+            let [cond, body] = bodies.funcs() else { unreachable!("the type rule checks a condition and a body") };
+            let carries = body.results.len();
+            let counter = TensorType::scalar(kiln_ir::DType::I32);
+            let (counting, stepping) = (counting_while(cond, body, &counter), indexed_body(body, &counter));
+            let zero = b.constant(0.0, &counter);
+            let counting_args: Vec<Value> =
+                args[..carries].iter().copied().chain([zero]).chain(args[carries..].iter().copied()).collect();
+            let trips = b.push(Op::While { bodies: counting, result: carries }, counting_args);
+            let loop_args: Vec<Value> = [zero, trips].into_iter().chain(args.iter().copied()).collect();
+            let loop_wants: Vec<bool> = [false, false].into_iter().chain(wants.iter().copied()).collect();
+            let mut cts = vjp(b, &Op::Loop { body: stepping, result: *result }, &loop_args, y, g, &loop_wants);
+            cts.drain(..2);
+            cts
+        }
         // cond(p, xs) with cotangent g on result r: the cotangents of xs are
         // cond(p, xs, cts) over the branches' vjps, cts being g for r and zeros for the other
         // results: the taken branch runs again, then backwards (jax.checkpoint of a branch).
@@ -469,6 +489,81 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             cts
         }
     }
+}
+
+/// Where a loop body's float parameters and their tangents go in the body's jvp, given as a
+/// loop's body: the parameters before `first` (a counted loop's index), the carries
+/// (`carries` of them), their tangents, the other parameters (xs), their tangents.
+struct TangentLayout {
+    /// The float carries and float xs, as parameter positions of the body.
+    float_cs: Vec<usize>,
+    float_xs: Vec<usize>,
+    /// The jvp's parameters in the loop's order.
+    order: Vec<usize>,
+}
+
+impl TangentLayout {
+    fn of(f: &Func, first: usize, carries: usize) -> TangentLayout {
+        // jvp's parameters: f's, then the tangents of its float ones, in order.
+        let floats: Vec<usize> = (0..f.params.len()).filter(|&p| super::differentiable(&f.params[p].ty)).collect();
+        let tangent_of = |p: usize| f.params.len() + floats.iter().position(|&q| q == p).expect("a float parameter");
+        let (cs, xs) = (first..first + carries, first + carries..f.params.len());
+        let float_cs: Vec<usize> = cs.clone().filter(|p| floats.contains(p)).collect();
+        let float_xs: Vec<usize> = xs.clone().filter(|p| floats.contains(p)).collect();
+        let order = (0..first)
+            .chain(cs)
+            .chain(float_cs.iter().map(|&p| tangent_of(p)))
+            .chain(xs)
+            .chain(float_xs.iter().map(|&p| tangent_of(p)))
+            .collect();
+        TangentLayout { float_cs, float_xs, order }
+    }
+
+    /// A jvp of a function with the body's parameters, its parameters in the loop's order.
+    fn arrange(&self, jvp: &Func) -> Func {
+        jvp.with_params(&self.order)
+    }
+}
+
+/// A while loop's condition and body that also count the steps taken, in a carry of type
+/// `counter` after the others.
+fn counting_while(cond: &Func, body: &Func, counter: &TensorType) -> Bodies {
+    let carries = body.results.len();
+    let with_counter = |name: &str, f: &Func| {
+        let mut b = Builder::new(name);
+        let mut params: Vec<Value> =
+            f.params.iter().map(|p| b.func.add_param(p.name.clone(), p.ty.clone(), Default::default())).collect();
+        let n = b.func.add_param(super::fresh_name(f, "steps".into()), counter.clone(), Default::default());
+        params.insert(carries, n);
+        (b, params, n)
+    };
+    let (mut c, params, _) = with_counter("cond", cond);
+    let go = inline(&mut c, cond, &[&params[..carries], &params[carries + 1..]].concat());
+    c.func.results.extend(go);
+    c.func.result_names.push("go".into());
+    let (mut s, params, n) = with_counter("body", body);
+    let mut next = inline(&mut s, body, &[&params[..carries], &params[carries + 1..]].concat());
+    let one = s.constant(1.0, counter);
+    next.push(s.add(n, one));
+    for (k, v) in next.into_iter().enumerate() {
+        s.func.results.push(v);
+        s.func.result_names.push(format!("r{k}"));
+    }
+    let order: Vec<usize> = (0..carries).chain([body.params.len()]).chain(carries..body.params.len()).collect();
+    Bodies::new(vec![c.func.with_params(&order), s.func.with_params(&order)])
+}
+
+/// A while loop's body as a counted loop's: an index parameter of type `index` first, unread.
+fn indexed_body(body: &Func, index: &TensorType) -> Bodies {
+    let mut b = Builder::new("body");
+    b.func.add_param(super::fresh_name(body, "i".into()), index.clone(), Default::default());
+    let params: Vec<Value> =
+        body.params.iter().map(|p| b.func.add_param(p.name.clone(), p.ty.clone(), Default::default())).collect();
+    for (k, v) in inline(&mut b, body, &params).into_iter().enumerate() {
+        b.func.results.push(v);
+        b.func.result_names.push(format!("r{k}"));
+    }
+    Bodies::new(vec![b.func])
 }
 
 /// The trip count of a loop whose bounds are constants, and positive.
