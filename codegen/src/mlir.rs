@@ -677,85 +677,83 @@ impl<'f> FuncEmitter<'f> {
         child.out
     }
 
-    /// A loop: `scf.for` from lo to hi with the carries as `iter_args` and the body's
-    /// instructions in its region, the index as a scalar tensor of the bounds' dtype; like a
-    /// conditional's, the instructions that take its other results read them from it.
-    fn counted(&mut self, body: &Bodies, result: usize, args: &[Value], operands: &[(String, TensorType)]) -> String {
-        let key = (body.clone(), args.to_vec());
-        if let Some(names) = self.structured.get(&key) {
-            return names[result].clone();
-        }
-        let f = &body.funcs()[0];
-        let carries = f.results.len();
-        let ie = elem(operands[0].1.dtype);
-        let bound = |this: &mut Self, t: &str| {
-            let v = this.fresh();
-            this.line(format!("{v} = tensor.extract {t}[] : tensor<{ie}>"));
-            let i = this.fresh();
-            this.line(format!("{i} = arith.index_cast {v} : {ie} to index"));
-            i
-        };
-        let (lo, hi) = (bound(self, &operands[0].0), bound(self, &operands[1].0));
-        let one = self.fresh();
-        self.line(format!("{one} = arith.constant 1 : index"));
-        let types: Vec<String> = f.result_types().into_iter().map(tensor).collect();
-        let (n, iv) = (self.fresh(), self.fresh());
-        let iter_args: Vec<String> = (0..carries).map(|_| self.fresh()).collect();
-        let inits: Vec<String> =
-            iter_args.iter().zip(&operands[2..2 + carries]).map(|(a, (init, _))| format!("{a} = {init}")).collect();
-        let count = if carries > 1 { format!(":{carries}") } else { String::new() };
-        let mut text = format!(
-            "{n}{count} = scf.for {iv} = {lo} to {hi} step {one} iter_args({}) -> ({}) {{\n",
-            inits.join(", "),
-            types.join(", ")
-        );
-        text += &self.region(f, &types, |child| {
-            let i = child.fresh();
-            child.line(format!("{i} = arith.index_cast {iv} : index to {ie}"));
-            let index = child.fresh();
-            child.line(format!("{index} = tensor.from_elements {i} : tensor<{ie}>"));
-            std::iter::once(index).chain(iter_args).chain(operands[2 + carries..].iter().map(|o| o.0.clone())).collect()
-        });
-        // The carries are written in place before bufferization (`front::carry_in_place`).
-        text.push_str("    } {kiln.carries}");
-        self.line(text);
-        let names: Vec<String> = if carries > 1 { (0..carries).map(|k| format!("{n}#{k}")).collect() } else { vec![n] };
-        let r = names[result].clone();
-        self.structured.insert(key, names);
-        r
-    }
-
-    /// A while loop: `scf.while` with the carries as its arguments, the condition's
-    /// instructions in its first region (ending in `scf.condition` on the condition's element)
-    /// and the body's in its second; like a counted loop's, its carries are written in place.
-    fn while_loop(
+    /// Result `result` of a conditional or loop over `bodies` on `args` (named `operands`),
+    /// written by `emit` given the text that binds its results. Every instruction that takes a
+    /// result of the same op (equal bodies and operands) reads it from the one op emitted, so
+    /// that its regions run once.
+    fn structured_op(
         &mut self,
         bodies: &Bodies,
         result: usize,
         args: &[Value],
         operands: &[(String, TensorType)],
+        emit: fn(&mut Self, &Bodies, &[(String, TensorType)], &str),
     ) -> String {
         let key = (bodies.clone(), args.to_vec());
         if let Some(names) = self.structured.get(&key) {
             return names[result].clone();
         }
+        // A conditional's branches and a loop's body (last, after a condition) give the results.
+        let count = bodies.funcs().last().map_or(0, |f| f.results.len());
+        let n = self.fresh();
+        let binding = if count > 1 { format!("{n}:{count}") } else { n.clone() };
+        emit(self, bodies, operands, &binding);
+        let names: Vec<String> = if count > 1 { (0..count).map(|k| format!("{n}#{k}")).collect() } else { vec![n] };
+        let r = names[result].clone();
+        self.structured.insert(key, names);
+        r
+    }
+
+    /// A loop: `scf.for` from lo to hi with the carries as `iter_args` and the body's
+    /// instructions in its region, the index as a scalar tensor of the bounds' dtype.
+    fn counted(&mut self, body: &Bodies, operands: &[(String, TensorType)], binding: &str) {
+        let f = &body.funcs()[0];
+        let carries = f.results.len();
+        let ie = elem(operands[0].1.dtype);
+        let bound = |this: &mut Self, t: &str| {
+            let v = this.emitted(format!("tensor.extract {t}[] : tensor<{ie}>"));
+            this.emitted(format!("arith.index_cast {v} : {ie} to index"))
+        };
+        let (lo, hi) = (bound(self, &operands[0].0), bound(self, &operands[1].0));
+        let one = self.emitted("arith.constant 1 : index".into());
+        let types: Vec<String> = f.result_types().into_iter().map(tensor).collect();
+        let iv = self.fresh();
+        let iter_args: Vec<String> = (0..carries).map(|_| self.fresh()).collect();
+        let inits: Vec<String> =
+            iter_args.iter().zip(&operands[2..2 + carries]).map(|(a, (init, _))| format!("{a} = {init}")).collect();
+        let mut text = format!(
+            "{binding} = scf.for {iv} = {lo} to {hi} step {one} iter_args({}) -> ({}) {{\n",
+            inits.join(", "),
+            types.join(", ")
+        );
+        text += &self.region(f, &types, |child| {
+            let i = child.emitted(format!("arith.index_cast {iv} : index to {ie}"));
+            let index = child.emitted(format!("tensor.from_elements {i} : tensor<{ie}>"));
+            std::iter::once(index).chain(iter_args).chain(operands[2 + carries..].iter().map(|o| o.0.clone())).collect()
+        });
+        // The carries are written in place before bufferization (`front::carry_in_place`).
+        text.push_str("    } {kiln.carries}");
+        self.line(text);
+    }
+
+    /// A while loop: `scf.while` with the carries as its arguments, the condition's
+    /// instructions in its first region (ending in `scf.condition` on the condition's element)
+    /// and the body's in its second; like a counted loop's, its carries are written in place.
+    fn while_loop(&mut self, bodies: &Bodies, operands: &[(String, TensorType)], binding: &str) {
         let [cond, body] = bodies.funcs() else { unreachable!("the type rule checks a condition and a body") };
         let carries = body.results.len();
         let types: Vec<String> = body.result_types().into_iter().map(tensor).collect();
         let types_list = types.join(", ");
         let captured: Vec<String> = operands[carries..].iter().map(|o| o.0.clone()).collect();
-        let n = self.fresh();
         let before: Vec<String> = (0..carries).map(|_| self.fresh()).collect();
         let inits: Vec<String> = before.iter().zip(operands).map(|(a, (init, _))| format!("{a} = {init}")).collect();
-        let count = if carries > 1 { format!(":{carries}") } else { String::new() };
-        let mut text = format!("{n}{count} = scf.while ({}) : ({types_list}) -> ({types_list}) {{\n", inits.join(", "));
+        let mut text = format!("{binding} = scf.while ({}) : ({types_list}) -> ({types_list}) {{\n", inits.join(", "));
         let carried = before.clone();
         text += &self.region_ending(
             cond,
             |_| before.iter().cloned().chain(captured.iter().cloned()).collect(),
             |child, go| {
-                let p = child.fresh();
-                child.line(format!("{p} = tensor.extract {}[] : tensor<i1>", go[0]));
+                let p = child.emitted(format!("tensor.extract {}[] : tensor<i1>", go[0]));
                 child.line(format!("scf.condition({p}) {} : {types_list}", carried.join(", ")));
             },
         );
@@ -766,27 +764,14 @@ impl<'f> FuncEmitter<'f> {
         // The carries are written in place before bufferization (`front::carry_in_place`).
         text.push_str("    } attributes {kiln.carries}");
         self.line(text);
-        let names: Vec<String> = if carries > 1 { (0..carries).map(|k| format!("{n}#{k}")).collect() } else { vec![n] };
-        let r = names[result].clone();
-        self.structured.insert(key, names);
-        r
     }
 
     /// A conditional: `scf.if` on the predicate's element with each branch's instructions in
-    /// its region, yielding all of the branch's results. The instructions that take the other
-    /// results of the same conditional (equal branches and operands) read them from the same
-    /// `scf.if`, so that the taken branch runs once.
-    fn cond(&mut self, branches: &Bodies, result: usize, args: &[Value], operands: &[(String, TensorType)]) -> String {
-        let key = (branches.clone(), args.to_vec());
-        if let Some(names) = self.structured.get(&key) {
-            return names[result].clone();
-        }
-        let p = self.fresh();
-        self.line(format!("{p} = tensor.extract {}[] : tensor<i1>", operands[0].0));
+    /// its region, yielding all of the branch's results.
+    fn cond(&mut self, branches: &Bodies, operands: &[(String, TensorType)], binding: &str) {
+        let p = self.emitted(format!("tensor.extract {}[] : tensor<i1>", operands[0].0));
         let types: Vec<String> = branches.branch(true).result_types().into_iter().map(tensor).collect();
-        let n = self.fresh();
-        let count = if types.len() > 1 { format!(":{}", types.len()) } else { String::new() };
-        let mut text = format!("{n}{count} = scf.if {p} -> ({}) {{\n", types.join(", "));
+        let mut text = format!("{binding} = scf.if {p} -> ({}) {{\n", types.join(", "));
         for (k, branch) in branches.funcs().iter().enumerate() {
             if k == 1 {
                 text.push_str("    } else {\n");
@@ -795,11 +780,6 @@ impl<'f> FuncEmitter<'f> {
         }
         text.push_str("    }");
         self.line(text);
-        let names: Vec<String> =
-            if types.len() > 1 { (0..types.len()).map(|k| format!("{n}#{k}")).collect() } else { vec![n] };
-        let r = names[result].clone();
-        self.structured.insert(key, names);
-        r
     }
 
     /// Emits the op `text` (its result unnamed in it) and returns its result's name.
@@ -984,9 +964,9 @@ impl<'f> FuncEmitter<'f> {
             Op::Conv(win) => self.conv(&operands[0], &operands[1], win, ty),
             Op::DynamicSlice { .. } => self.dynamic_slice(&operands[0], &operands[1..], ty),
             Op::DynamicUpdateSlice => self.dynamic_update_slice(&operands[0], &operands[1], &operands[2..]),
-            Op::Cond { branches, result } => self.cond(branches, *result, args, &operands),
-            Op::Loop { body, result } => self.counted(body, *result, args, &operands),
-            Op::While { bodies, result } => self.while_loop(bodies, *result, args, &operands),
+            Op::Cond { branches, result } => self.structured_op(branches, *result, args, &operands, Self::cond),
+            Op::Loop { body, result } => self.structured_op(body, *result, args, &operands, Self::counted),
+            Op::While { bodies, result } => self.structured_op(bodies, *result, args, &operands, Self::while_loop),
         }
     }
 

@@ -364,7 +364,7 @@ impl<'a> Elab<'a> {
                 let f = self.instantiate_value(inner, inner_types)?;
                 let g = self.transform(*kind, &f, wrt.as_deref(), *tspan)?;
                 if let Some((ts, s)) = types {
-                    let expected: Vec<&TensorType> = g.params.iter().map(|p| &p.ty).collect();
+                    let expected = g.param_types();
                     if expected.len() != ts.len() || expected.iter().zip(ts).any(|(a, b)| *a != b) {
                         let list = |v: Vec<String>| v.join(", ");
                         return Err(Diagnostic::error(

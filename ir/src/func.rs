@@ -83,6 +83,10 @@ impl Func {
         }
     }
 
+    pub fn param_types(&self) -> Vec<&TensorType> {
+        self.params.iter().map(|p| &p.ty).collect()
+    }
+
     pub fn result_types(&self) -> Vec<&TensorType> {
         self.results.iter().map(|&r| self.ty(r)).collect()
     }

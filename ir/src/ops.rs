@@ -839,9 +839,7 @@ impl Op {
                 let [cond, body] = bodies.funcs() else {
                     return Err(format!("`while` has {} functions, not a condition and a body", bodies.funcs().len()));
                 };
-                let carries = body.result_types();
-                let params: Vec<&TensorType> = body.params.iter().map(|p| &p.ty).collect();
-                let cond_params: Vec<&TensorType> = cond.params.iter().map(|p| &p.ty).collect();
+                let (params, cond_params) = (body.param_types(), cond.param_types());
                 if cond.result_types() != [&TensorType::scalar(DType::Bool)] || cond_params != params {
                     return Err(format!(
                         "the condition of `while` takes ({}) and returns ({}); it must take the body's ({}) and return bool[]",
@@ -850,18 +848,7 @@ impl Op {
                         types_text(params.iter().copied())
                     ));
                 }
-                if params != args || params.get(..carries.len()) != Some(&carries[..]) {
-                    return Err(format!(
-                        "the body takes ({}) and returns ({}), but `while` passes ({})",
-                        types_text(params.iter().copied()),
-                        types_text(carries.iter().copied()),
-                        types_text(args.iter().copied())
-                    ));
-                }
-                carries
-                    .get(*result)
-                    .map(|&t| t.clone())
-                    .ok_or_else(|| format!("result {result} of a loop with {} carries", carries.len()))?
+                carried_result("while", body, None, args, *result)?
             }
             Op::DynamicSlice { sizes } => {
                 let x = args[0];
@@ -888,7 +875,7 @@ impl Op {
                     return Err(format!("`cond` has {} branches, not 2", branches.funcs().len()));
                 };
                 for (which, f) in [("true", then), ("false", otherwise)] {
-                    let params: Vec<&TensorType> = f.params.iter().map(|p| &p.ty).collect();
+                    let params = f.param_types();
                     if params != args[1..] {
                         return Err(format!(
                             "the {which} branch takes ({}) but `cond` passes ({})",
@@ -920,28 +907,38 @@ impl Op {
                         types_text(args.iter().take(2).copied())
                     ));
                 }
-                let carries = f.result_types();
-                let params: Vec<&TensorType> = f.params.iter().map(|p| &p.ty).collect();
-                let expected: Vec<&TensorType> = std::iter::once(index)
-                    .chain(carries.iter().copied())
-                    .chain(args[2..].iter().skip(carries.len()).copied())
-                    .collect();
-                if args.len() < 2 + carries.len() || params != expected || carries[..] != args[2..2 + carries.len()] {
-                    return Err(format!(
-                        "the body takes ({}) and returns ({}), but `loop` passes ({})",
-                        types_text(params.iter().copied()),
-                        types_text(carries.iter().copied()),
-                        types_text(args.iter().copied())
-                    ));
-                }
-                carries
-                    .get(*result)
-                    .map(|&t| t.clone())
-                    .ok_or_else(|| format!("result {result} of a loop with {} carries", carries.len()))?
+                carried_result("loop", f, Some(index), &args[2..], *result)?
             }
         };
         Ok(ty)
     }
+}
+
+/// The type of result `result` of the loop `name` whose body `body` takes `index` (a counted
+/// loop's), then the carries it returns, then the other arrays it reads, given the types of
+/// the loop's operands after its bounds, `passed`: the initial carries, then those arrays.
+fn carried_result(
+    name: &str,
+    body: &Func,
+    index: Option<&TensorType>,
+    passed: &[&TensorType],
+    result: usize,
+) -> Result<TensorType, String> {
+    let carries = body.result_types();
+    let params = body.param_types();
+    let expected: Vec<&TensorType> = index.into_iter().chain(passed.iter().copied()).collect();
+    if params != expected || passed.get(..carries.len()) != Some(&carries[..]) {
+        return Err(format!(
+            "the body takes ({}) and returns ({}), but `{name}` passes ({})",
+            types_text(params.iter().copied()),
+            types_text(carries.iter().copied()),
+            types_text(passed.iter().copied())
+        ));
+    }
+    carries
+        .get(result)
+        .map(|&t| t.clone())
+        .ok_or_else(|| format!("result {result} of a loop with {} carries", carries.len()))
 }
 
 /// The start operands of a dynamic slice of `x`: one integer scalar per axis.
