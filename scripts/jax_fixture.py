@@ -2,6 +2,10 @@
 respect to w1, b1, w2 and b2, computed by JAX on the deterministic inputs of examples/c/main.c.
 tests/autodiff.rs checks kiln's value_and_grad (train_step) against it.
 
+Also writes tests/fixtures/loops_jax.json: the functions of tests/fixtures/loops.kn written with
+lax.scan, lax.fori_loop and lax.cond in float64, their values and gradients with respect to
+every parameter, on the inputs the file lists (float32 patterns, widened).
+
 Run once, with JAX from PyPI:  python3 -m venv /tmp/jax && /tmp/jax/bin/pip install jax
                                /tmp/jax/bin/python scripts/jax_fixture.py
 """
@@ -46,5 +50,75 @@ def main():
     print(f"wrote {out}: loss {float(value):.6f}")
 
 
+def gru(h0, xs, wz, uz, wh, uh):
+    def step(h, x):
+        z = jax.nn.sigmoid(x @ wz + h @ uz)
+        c = jnp.tanh(x @ wh + (h * z) @ uh)
+        nxt = (1.0 - z) * h + z * c
+        return nxt, nxt
+
+    h, hs = jax.lax.scan(step, h0, xs)
+    return jnp.sum(hs * hs) * 0.5 + jnp.sum(h)
+
+
+def twoway(xs, ws, a):
+    def step(carry, row):
+        s, p = carry
+        x, w = row
+        nxt = jnp.sin(s) * w + x
+        return (nxt, p * (1.0 + w * 0.1)), (nxt * p, w * jnp.sum(x))
+
+    (s, p), (u, v) = jax.lax.scan(step, (a, jnp.float64(1.0)), (xs, ws), reverse=True)
+    total = jax.lax.fori_loop(0, u.shape[0], lambda i, acc: acc + jnp.sum(u[i] * u[i]), jnp.float64(0.0))
+    return jnp.sum(s) + p + total + jnp.sum(v)
+
+
+def rate(y, k):
+    return -k * y + jnp.sin(y[::-1])
+
+
+def rk4(y0, k):
+    def step(i, y):
+        k1 = rate(y, k)
+        k2 = rate(y + 0.05 * k1, k)
+        k3 = rate(y + 0.05 * k2, k)
+        k4 = rate(y + 0.1 * k3, k)
+        return y + (0.1 / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+    y = jax.lax.fori_loop(0, 10, step, y0)
+    return jnp.sum(y * y)
+
+
+def branchy(x, t):
+    y = jax.lax.cond(jnp.sum(x) > t, lambda: jnp.sin(x) * t, lambda: x * x - t)
+    return jnp.sum(y * y)
+
+
+# name: (function, [(shape, seed, scale) per parameter])
+LOOPS = {
+    "gru": (gru, [((4,), 1, 0.5), ((5, 3), 2, 1.0), ((3, 4), 3, 0.5), ((4, 4), 4, 0.5), ((3, 4), 5, 0.5), ((4, 4), 6, 0.5)]),
+    "twoway": (twoway, [((6, 2), 7, 1.0), ((6,), 8, 0.8), ((2,), 9, 0.5)]),
+    "rk4": (rk4, [((2,), 10, 1.0), ((2,), 11, 0.5)]),
+    "branchy": (branchy, [((3,), 12, 1.0), ((), 13, 0.5)]),
+}
+
+
+def loops():
+    jax.config.update("jax_enable_x64", True)
+    fixture = {"jax_version": jax.__version__, "functions": {}}
+    for name, (f, specs) in LOOPS.items():
+        args = [jnp.asarray(pattern(shape, seed, scale).astype(np.float64)) for shape, seed, scale in specs]
+        value, grads = jax.value_and_grad(f, argnums=tuple(range(len(args))))(*args)
+        fixture["functions"][name] = {
+            "inputs": [{"shape": list(shape), "seed": seed, "scale": scale} for shape, seed, scale in specs],
+            "value": float(value),
+            "grads": [np.asarray(g, dtype=np.float64).ravel().tolist() for g in grads],
+        }
+    out = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "loops_jax.json"
+    out.write_text(json.dumps(fixture, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
     main()
+    loops()

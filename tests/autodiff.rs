@@ -165,6 +165,59 @@ fn mlp_gradient_agrees_with_jax() {
     }
 }
 
+/// Scans (forward and reversed, over tuples of arrays, with tuple carries and ys), a fold over
+/// rows, a counted loop (RK4) and a conditional give JAX's values and gradients (lax.scan,
+/// lax.fori_loop, lax.cond: tests/fixtures/loops_jax.json), interpreted and compiled, and the
+/// gradients match central differences.
+#[test]
+fn loops_and_their_gradients_agree_with_jax() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/loops_jax.json")).unwrap()).unwrap();
+    let module = kiln::check(&kiln::Source::read(&root.join("tests/fixtures/loops.kn")).unwrap(), "loops")
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let loaded = common::compile_and_load(&module, 2);
+    let functions = fixture["functions"].as_object().unwrap();
+    assert_eq!(functions.len(), 4, "every function of loops.kn has JAX's figures");
+    for (name, expected) in functions {
+        let args: Vec<Tensor> = expected["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let shape: Vec<usize> =
+                    i["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+                let p = pattern(&shape, i["seed"].as_f64().unwrap(), i["scale"].as_f64().unwrap());
+                Tensor::new(p.shape, p.data.convert(kiln_ir::DType::F64))
+            })
+            .collect();
+        let f = module.func(&format!("d_{name}")).unwrap();
+        for (how, out) in [("interpreted", run(f, &args)), ("compiled", loaded.call(&format!("d_{name}"), &args))] {
+            let (value, jax) = (values(&out[0])[0], expected["value"].as_f64().unwrap());
+            assert!((value - jax).abs() <= 1e-12 * jax.abs().max(1.0), "{how} {name}: {value} vs JAX {jax}");
+            for (k, grad) in expected["grads"].as_array().unwrap().iter().enumerate() {
+                let jax: Vec<f64> = grad.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+                let ours = values(&out[k + 1]);
+                assert_eq!(ours.len(), jax.len(), "{name}: gradient {k}");
+                let scale = jax.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+                for (i, (a, e)) in ours.iter().zip(&jax).enumerate() {
+                    assert!((a - e).abs() <= 1e-10 * scale, "{how} {name}: gradient {k} [{i}]: {a} vs JAX {e}");
+                }
+            }
+        }
+        let primal = module.func(name).unwrap();
+        let grads = run(f, &args);
+        for k in 0..args.len() {
+            let loss = |x: &Tensor| {
+                let mut at = args.clone();
+                at[k] = x.clone();
+                values(&run(primal, &at)[0])[0]
+            };
+            check_gradient(loss, &args[k], &values(&grads[k + 1]), &format!("{name}: gradient {k}"));
+        }
+    }
+}
+
 #[test]
 fn derivative_programs_shrink_under_saturation() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -28,8 +28,10 @@
 //! direct kernel's tile would read its pixels `s` apart, which linalg's vectorizer refuses;
 //! GPUs expand every convolution (their launch plans have no such kernel yet).
 
-use kiln_ir::{compose, ConvWindow, Func, Op, Span, Value};
+use kiln_ir::ops::Bodies;
+use kiln_ir::{compose, BinaryOp, ConvWindow, DType, Func, Literal, Op, Span, TensorType, Value};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// Bytes of an im2col matrix built at once, at most (one image's is built whatever its size):
 /// the matrix lives in the workspace, and products of a few thousand rows already run at the
@@ -38,31 +40,35 @@ pub const IM2COL_BYTES: usize = 32 << 20;
 
 /// `f` with every conv2d expanded (borrowed unchanged when it has none), except, with
 /// `direct`, stride-1 convolutions: those keep one conv2d, for the direct kernel (see the
-/// module documentation). Fails only when an expansion's intermediate array would exceed kiln's
-/// shape limits.
+/// module documentation); and with every scan a counted loop ([`scan`]). Fails only when an
+/// expansion's intermediate array would exceed kiln's shape limits.
 pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
-    if !has_conv(f) {
+    if !expands(f) {
         return Ok(Cow::Borrowed(f));
     }
     let mut out = Func::new(f.name.clone(), f.span);
     let mut map: Vec<Value> = f.params.iter().map(|p| out.add_param(p.name.clone(), p.ty.clone(), p.span)).collect();
+    // The loops scans became, by the scan (at result 0) and its operands: their results.
+    let mut scans: BTreeMap<(Op, Vec<Value>), Vec<Value>> = BTreeMap::new();
     for inst in &f.insts {
         let args: Vec<Value> = inst.args.iter().map(|a| map[a.index()]).collect();
-        let v = match &inst.op {
-            Op::Conv(window) => conv(&mut out, window, args[0], args[1], direct, inst.span)?,
-            Op::Cond { branches, result } => {
-                let branches = branches.map(|f| expand(f, direct).map(Cow::into_owned))?;
-                out.push(Op::Cond { branches, result: *result }, args, inst.span)?
-            }
-            Op::Loop { body, result } => {
-                let body = body.map(|f| expand(f, direct).map(Cow::into_owned))?;
-                out.push(Op::Loop { body, result: *result }, args, inst.span)?
-            }
-            Op::While { bodies, result } => {
+        let v = match (&inst.op, inst.op.structure()) {
+            (Op::Conv(window), _) => conv(&mut out, window, args[0], args[1], direct, inst.span)?,
+            (op, Some((bodies, result))) => {
                 let bodies = bodies.map(|f| expand(f, direct).map(Cow::into_owned))?;
-                out.push(Op::While { bodies, result: *result }, args, inst.span)?
+                let op = op.restructured(bodies.clone(), 0);
+                if let Op::Scan { carries, scanned, reverse, .. } = op {
+                    let key = (op, args);
+                    if !scans.contains_key(&key) {
+                        let results = scan(&mut out, &bodies.funcs()[0], carries, scanned, reverse, &key.1, inst.span)?;
+                        scans.insert(key.clone(), results);
+                    }
+                    scans[&key][result]
+                } else {
+                    out.push(op.restructured(bodies, result), args, inst.span)?
+                }
             }
-            op => out.push(op.clone(), args, inst.span)?,
+            (op, None) => out.push(op.clone(), args, inst.span)?,
         };
         map.push(v);
     }
@@ -71,12 +77,75 @@ pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
     Ok(Cow::Owned(out))
 }
 
-/// Whether `f` or a branch in it has a convolution.
-fn has_conv(f: &Func) -> bool {
+/// Whether `f` or a body in it has a convolution or a scan.
+fn expands(f: &Func) -> bool {
     f.insts.iter().any(|i| match &i.op {
-        Op::Conv(_) => true,
-        op => op.bodies().is_some_and(|b| b.funcs().iter().any(has_conv)),
+        Op::Conv(_) | Op::Scan { .. } => true,
+        op => op.bodies().is_some_and(|b| b.funcs().iter().any(expands)),
     })
+}
+
+/// scan(cs, xs, ws) of `body` (`carries` carries, `scanned` arrays of n rows) as
+/// loop(0, n, (cs, ys), (xs, ws)), the stacks ys starting as zeros, whose body at index i
+/// runs `body` on row t of each x (t = i, or n - 1 - i when `reverse`) and writes its ys to
+/// row t of the stacks: the loop's results are the scan's. The stacks are carries, written in
+/// place (as every carry), and the rows are windows: nothing is copied per row.
+fn scan(
+    f: &mut Func,
+    body: &Func,
+    carries: usize,
+    scanned: usize,
+    reverse: bool,
+    args: &[Value],
+    span: Span,
+) -> Result<Vec<Value>, String> {
+    let n = f.ty(args[carries]).shape[0];
+    let index = TensorType::scalar(DType::I64);
+    let bound = |f: &mut Func, v: usize| f.push(Op::Const(Literal::Int(DType::I64, v as i64)), vec![], span);
+    let ys: Vec<TensorType> = body.result_types()[carries..]
+        .iter()
+        .map(|y| TensorType::new(y.dtype, std::iter::once(n).chain(y.shape.iter().copied()).collect()))
+        .collect();
+    let mut step = Func::new("body", span);
+    let i = step.add_param("i", index.clone(), span);
+    let types: Vec<TensorType> = args.iter().map(|&a| f.ty(a).clone()).collect();
+    let params: Vec<Value> = types[..carries]
+        .iter()
+        .chain(&ys)
+        .chain(&types[carries..])
+        .enumerate()
+        .map(|(p, t)| step.add_param(format!("p{p}"), t.clone(), span))
+        .collect();
+    let t = if reverse {
+        let last = bound(&mut step, n - 1)?;
+        step.push(Op::Binary(BinaryOp::Sub), vec![last, i], span)?
+    } else {
+        i
+    };
+    let (cs, rest) = params.split_at(carries);
+    let (stacks, rest) = rest.split_at(ys.len());
+    let (xs, ws) = rest.split_at(scanned);
+    let rows = xs.iter().map(|&x| compose::row(&mut step, x, t, span)).collect::<Result<Vec<_>, _>>()?;
+    let inputs: Vec<Value> = cs.iter().chain(&rows).chain(ws).copied().collect();
+    let out = step.inline(body, &inputs, span)?;
+    let mut results = out[..carries].to_vec();
+    for (&stack, &y) in stacks.iter().zip(&out[carries..]) {
+        results.push(compose::put_row(&mut step, stack, y, t, span)?);
+    }
+    step.result_names = (0..results.len()).map(|q| format!("r{q}")).collect();
+    step.results = results;
+    let body = Bodies::new(vec![step]);
+    let (lo, hi) = (bound(f, 0)?, bound(f, n)?);
+    let mut operands = vec![lo, hi];
+    operands.extend(&args[..carries]);
+    for y in &ys {
+        let zero = f.push(Op::Const(Literal::of_i64(y.dtype, 0)), vec![], span)?;
+        operands.push(f.push(Op::Broadcast { shape: y.shape.clone(), dims: vec![] }, vec![zero], span)?);
+    }
+    operands.extend(&args[carries..]);
+    (0..carries + ys.len())
+        .map(|r| f.push(Op::Loop { body: body.clone(), result: r }, operands.clone(), span))
+        .collect()
 }
 
 /// conv2d(x, w) with `window` as products of gathered windows (see the module documentation).

@@ -967,6 +967,7 @@ impl<'f> FuncEmitter<'f> {
             Op::Cond { branches, result } => self.structured_op(branches, *result, args, &operands, Self::cond),
             Op::Loop { body, result } => self.structured_op(body, *result, args, &operands, Self::counted),
             Op::While { bodies, result } => self.structured_op(bodies, *result, args, &operands, Self::while_loop),
+            Op::Scan { .. } => unreachable!("scans are counted loops by now: lower::expand"),
         }
     }
 

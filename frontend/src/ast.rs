@@ -170,11 +170,15 @@ pub enum ExprKind {
     },
 }
 
-/// `loop (a, b) = (a0, b0) for i < n { ... }` or `... while cond { ... }`: the block run from
-/// the initial values, each run's value the next values of the pattern's names (as Futhark's
-/// `loop`).
+/// `loop (a, b) = (a0, b0) for i < n { ... }`, `... for x in xs { ... }` or `... while cond
+/// { ... }`: the block run from the initial values, each run's value the next values of the
+/// pattern's names (as Futhark's `loop`). `scan c = c0 for x in xs { ... }`: the same over
+/// rows, each run's value a pair (next carries, y), the loop's the last carries and the ys
+/// stacked (lax.scan).
 #[derive(Clone, Debug)]
 pub struct LoopExpr {
+    /// `scan`, not `loop`: the body also gives a y per row.
+    pub scan: bool,
     pub pattern: Pattern,
     pub init: Expr,
     pub control: LoopControl,
@@ -186,6 +190,9 @@ pub struct LoopExpr {
 pub enum LoopControl {
     /// `for i < n`: n times, i counting from 0.
     For { index: Ident, count: Expr },
+    /// `for x in xs` (`for x in rev xs`): once per row of xs (an array, or a tuple of arrays of
+    /// one length), first to last (last to first).
+    Over { row: Pattern, xs: Expr, reverse: bool },
     /// `while cond`: while the condition, read before each run, holds.
     While(Expr),
 }

@@ -891,15 +891,18 @@ impl<'a> Elab<'a> {
         Ok((child, v))
     }
 
-    /// `loop PATTERN = INIT for INDEX < COUNT { BODY }`, a counted loop ([`Op::Loop`]), or
-    /// `loop PATTERN = INIT while COND { BODY }` ([`Op::While`]). The carries are the pattern's
-    /// names, started from `init`; the body, a function of the index (when counted), the
-    /// carries and the arrays it reads, gives the next carries, of the same types. A count is
-    /// an integer: a constant, or an i32 or i64 scalar known when the program runs; a
-    /// condition, read before each run, a scalar bool of the carries and the arrays in scope.
+    /// `loop PATTERN = INIT for INDEX < COUNT { BODY }`, a counted loop ([`Op::Loop`]),
+    /// `loop PATTERN = INIT while COND { BODY }` ([`Op::While`]), or `loop PATTERN = INIT for
+    /// ROW in [rev] XS { BODY }` and `scan ...` with the same parts ([`Op::Scan`]). The carries
+    /// are the pattern's names, started from `init`; the body, a function of the index (when
+    /// counted), the carries, the rows (when over rows) and the arrays it reads, gives the next
+    /// carries, of the same types (a scan's, a pair: those and its ys). A count is an integer:
+    /// a constant, or an i32 or i64 scalar known when the program runs; a condition, read
+    /// before each run, a scalar bool of the carries and the arrays in scope.
     fn loop_expr(&mut self, env: &mut Env, e: &'a Expr) -> R<Val> {
         let ExprKind::Loop(l) = &e.kind else { unreachable!("a loop") };
-        let LoopExpr { pattern, init, control, body } = &**l;
+        let LoopExpr { scan, pattern, init, control, body } = &**l;
+        let keyword = if *scan { "scan" } else { "loop" };
         // A counted loop's bounds (0 and the count) and index.
         let counted = match control {
             LoopControl::For { index, count } => {
@@ -915,29 +918,47 @@ impl<'a> Elab<'a> {
                 let zero = self.lit_to(Lit::Int(0), self.ty(bound).dtype, count.span)?;
                 Some((index, zero, bound))
             }
-            LoopControl::While(_) => None,
+            LoopControl::While(_) | LoopControl::Over { .. } => None,
         };
         // The carries: the pattern's names, bound to the initial values (each an array).
         let start = self.eval(env, init)?;
         let mut names: Vec<(String, Span)> = vec![];
         let mut inits: Vec<Value> = vec![];
         self.carries(pattern, start, init.span, &mut names, &mut inits)?;
+        // A loop over rows: the row pattern's names, bound to the arrays whose rows they take.
+        let (mut row_names, mut xs) = (vec![], vec![]);
+        if let LoopControl::Over { row, xs: arrays, .. } = control {
+            let v = self.eval(env, arrays)?;
+            self.carries(row, v, arrays.span, &mut row_names, &mut xs)?;
+            let length = |x: Value| self.ty(x).shape.first().copied();
+            if let Some((k, &x)) =
+                xs.iter().enumerate().find(|(_, &x)| length(x).is_none() || length(x) != length(xs[0]))
+            {
+                let d = Diagnostic::error("E0227", format!("`{keyword}` needs arrays of one length to run over"));
+                return Err(match length(x) {
+                    None => d.at(arrays.span, format!("`{}` is {}, which has no rows", row_names[k].0, self.ty(x))),
+                    Some(n) => d
+                        .at(arrays.span, format!("`{}` has {n} rows", row_names[k].0))
+                        .also(row_names[0].1, format!("`{}` has {} rows", row_names[0].0, length(xs[0]).unwrap_or(0))),
+                }
+                .help("each array gives one row per run: their first axes must have one length"));
+            }
+        }
         let mut captured: Vec<Value> = env.vars.values().flat_map(tensors_of).collect();
         captured.sort_unstable();
         captured.dedup();
         let carried: Vec<(String, TensorType)> =
             names.iter().zip(&inits).map(|((n, _), &v)| (n.clone(), self.ty(v).clone())).collect();
         let index = counted.as_ref().map(|(index, _, bound)| (index.name.clone(), self.ty(*bound).clone()));
-        let leading: Vec<(String, TensorType)> = index.iter().cloned().chain(carried.iter().cloned()).collect();
+        let rows: Vec<(String, TensorType)> = row_names
+            .iter()
+            .zip(&xs)
+            .map(|((n, _), &x)| (n.clone(), TensorType::new(self.ty(x).dtype, self.ty(x).shape[1..].to_vec())))
+            .collect();
+        let leading: Vec<(String, TensorType)> =
+            index.iter().cloned().chain(carried.iter().cloned()).chain(rows.iter().cloned()).collect();
         let bind = |env: &mut Env, params: &[Value]| {
-            let carries = match &index {
-                Some((name, _)) => {
-                    env.vars.insert(name.clone(), Val::Tensor(params[0]));
-                    &params[1..]
-                }
-                None => params,
-            };
-            for ((n, _), &p) in names.iter().zip(carries) {
+            for ((n, _), &p) in leading.iter().zip(params) {
                 env.vars.insert(n.clone(), Val::Tensor(p));
             }
         };
@@ -945,13 +966,28 @@ impl<'a> Elab<'a> {
             bind(env, params);
             child.eval_block(env, body)
         })?;
-        // The body's value: the next carries, matching the pattern.
-        let parts = match (pattern, result) {
+        // The body's value: the next carries, matching the pattern (and a scan's ys).
+        let (next, ys) = match result {
+            Val::Tuple(mut pair) if *scan && pair.len() == 2 => {
+                let ys = pair.pop().expect("a pair");
+                (pair.pop().expect("a pair"), Some(ys))
+            }
+            v if *scan => {
+                return Err(Diagnostic::error("E0228", "the body of `scan` must give a pair (carries, y)")
+                    .at(body.result.span, format!("this is {}", child.describe(&v)))
+                    .help("end the body with `(c, y)`: the next carries and this row's y, stacked into the ys"))
+            }
+            v => (v, None),
+        };
+        let parts = match (pattern, next) {
             (Pattern::Tuple(..), Val::Tuple(items)) if items.len() == inits.len() => items,
             (Pattern::Tuple(..), v) => {
-                return Err(Diagnostic::error("E0226", "the body of `loop` gives other types than its carries")
-                    .at(body.result.span, format!("this is {}", child.describe(&v)))
-                    .also(pattern.span(), format!("{} carries", inits.len())))
+                return Err(Diagnostic::error(
+                    "E0226",
+                    format!("the body of `{keyword}` gives other types than its carries"),
+                )
+                .at(body.result.span, format!("this is {}", child.describe(&v)))
+                .also(pattern.span(), format!("{} carries", inits.len())))
             }
             (_, v) => vec![v],
         };
@@ -962,13 +998,28 @@ impl<'a> Elab<'a> {
                 v => child.tensor_arg(v, body.result.span)?,
             };
             if *child.ty(v) != ty {
-                return Err(Diagnostic::error("E0226", "the body of `loop` gives other types than its carries")
-                    .at(body.result.span, format!("this gives {} for `{}`", child.ty(v), names[k].0))
-                    .also(names[k].1, format!("`{}` is {ty}", names[k].0))
-                    .help("convert with `cast(x, dtype)` or broadcast, so that each carry keeps its type"));
+                return Err(Diagnostic::error(
+                    "E0226",
+                    format!("the body of `{keyword}` gives other types than its carries"),
+                )
+                .at(body.result.span, format!("this gives {} for `{}`", child.ty(v), names[k].0))
+                .also(names[k].1, format!("`{}` is {ty}", names[k].0))
+                .help("convert with `cast(x, dtype)` or broadcast, so that each carry keeps its type"));
             }
             child.func.results.push(v);
             child.func.result_names.push(format!("r{k}"));
+        }
+        // A scan's ys: one array, or a tuple of arrays, per row.
+        let stacked_tuple = matches!(ys, Some(Val::Tuple(_)));
+        let ys: Vec<Val> = match ys {
+            Some(Val::Tuple(items)) => items,
+            Some(y) => vec![y],
+            None => vec![],
+        };
+        for (k, y) in ys.into_iter().enumerate() {
+            let v = child.tensor_arg(y, body.result.span)?;
+            child.func.results.push(v);
+            child.func.result_names.push(format!("y{k}"));
         }
         // A while loop's condition: a function of the same parameters.
         let condition = match control {
@@ -986,7 +1037,7 @@ impl<'a> Elab<'a> {
                 c.func.result_names.push("go".into());
                 Some(c.func)
             }
-            LoopControl::For { .. } => None,
+            LoopControl::For { .. } | LoopControl::Over { .. } => None,
         };
         let fixed = leading.len();
         let read = |p: usize| {
@@ -994,25 +1045,37 @@ impl<'a> Elab<'a> {
         };
         let keep: Vec<bool> = (0..fixed + captured.len()).map(|p| p < fixed || read(p)).collect();
         let inner = captured.iter().zip(&keep[fixed..]).filter(|(_, &k)| k).map(|(&v, _)| v);
-        let (op, args): (Box<dyn Fn(usize) -> Op>, Vec<Value>) = match (counted, condition) {
-            (Some((_, zero, bound)), _) => {
+        let (op, args): (Box<dyn Fn(usize) -> Op>, Vec<Value>) = match (counted, condition, control) {
+            (_, _, &LoopControl::Over { reverse, .. }) => {
+                let body = Bodies::new(vec![child.func.keep_params(&keep)]);
+                let args = inits.iter().chain(&xs).copied().chain(inner).collect();
+                let (carries, scanned) = (inits.len(), xs.len());
+                (Box::new(move |result| Op::Scan { body: body.clone(), carries, scanned, reverse, result }), args)
+            }
+            (Some((_, zero, bound)), _, _) => {
                 let body = Bodies::new(vec![child.func.keep_params(&keep)]);
                 let args = [zero, bound].into_iter().chain(inits.iter().copied()).chain(inner).collect();
                 (Box::new(move |result| Op::Loop { body: body.clone(), result }), args)
             }
-            (None, Some(cond)) => {
+            (None, Some(cond), _) => {
                 let bodies = Bodies::new(vec![cond.keep_params(&keep), child.func.keep_params(&keep)]);
                 let args = inits.iter().copied().chain(inner).collect();
                 (Box::new(move |result| Op::While { bodies: bodies.clone(), result }), args)
             }
-            (None, None) => unreachable!("a loop is counted or has a condition"),
+            (None, None, _) => unreachable!("a loop is counted, runs over rows or has a condition"),
         };
-        let values: Vec<Val> = (0..inits.len())
+        let mut values: Vec<Val> = (0..child.func.results.len())
             .map(|result| Ok(Val::Tensor(self.push(op(result), args.clone(), e.span)?)))
             .collect::<R<_>>()?;
-        Ok(match pattern {
+        let stacked = values.split_off(inits.len());
+        let last = match pattern {
             Pattern::Tuple(..) => Val::Tuple(values),
             _ => values.into_iter().next().expect("one carry"),
+        };
+        Ok(match (*scan, stacked_tuple) {
+            (false, _) => last,
+            (true, true) => Val::Tuple(vec![last, Val::Tuple(stacked)]),
+            (true, false) => Val::Tuple(vec![last, stacked.into_iter().next().expect("one y")]),
         })
     }
 

@@ -365,7 +365,7 @@ impl Parser {
                 ExprKind::Float(v)
             }
             Tok::Ident(name) if name == "if" => return self.conditional(),
-            Tok::Ident(name) if name == "loop" => return self.counted_loop(),
+            Tok::Ident(name) if name == "loop" || name == "scan" => return self.counted_loop(),
             Tok::Ident(name) if name == "true" || name == "false" => {
                 self.bump();
                 ExprKind::Bool(name == "true")
@@ -403,8 +403,11 @@ impl Parser {
 }
 
 impl Parser {
-    /// `loop PATTERN = INIT for I < COUNT { ... }` or `loop PATTERN = INIT while COND { ... }`.
+    /// `loop PATTERN = INIT for I < COUNT { ... }`, `loop PATTERN = INIT while COND { ... }`,
+    /// `loop PATTERN = INIT for ROW in [rev] XS { ... }` or `scan PATTERN = INIT for ROW in
+    /// [rev] XS { ... }`. `rev` is a keyword only right after `in`.
     fn counted_loop(&mut self) -> PResult<Expr> {
+        let scan = self.is_keyword("scan");
         let start = self.bump().span;
         self.enter()?;
         let pattern = self.pattern()?;
@@ -412,19 +415,38 @@ impl Parser {
         let init = self.expr()?;
         let control = if self.is_keyword("for") {
             self.bump();
-            let index = self.ident("the loop index")?;
-            self.expect("<")?;
-            // The count is an expression without comparisons: its `{` begins the body.
-            LoopControl::For { index, count: self.binary(0)? }
-        } else if self.is_keyword("while") {
+            let over_rows = self.is("(") || matches!(self.peek_ahead(1), Tok::Ident(w) if w == "in");
+            if over_rows {
+                let row = self.pattern()?;
+                if !self.is_keyword("in") {
+                    return Err(self.unexpected("`in`, as in `for x in xs`"));
+                }
+                self.bump();
+                let reverse = self.is_keyword("rev") && !matches!(self.peek_ahead(1), Tok::Punct("{"));
+                if reverse {
+                    self.bump();
+                }
+                // The arrays are an expression without comparisons: its `{` begins the body.
+                LoopControl::Over { row, xs: self.binary(0)?, reverse }
+            } else if scan {
+                return Err(self.unexpected("a row and `in`, as in `scan c = c0 for x in xs { ... }`"));
+            } else {
+                let index = self.ident("the loop index")?;
+                self.expect("<")?;
+                // The count is an expression without comparisons: its `{` begins the body.
+                LoopControl::For { index, count: self.binary(0)? }
+            }
+        } else if self.is_keyword("while") && !scan {
             self.bump();
             LoopControl::While(self.expr()?)
+        } else if scan {
+            return Err(self.unexpected("`for`, as in `scan c = c0 for x in xs { ... }`"));
         } else {
             return Err(self.unexpected("`for` or `while`, as in `loop x = x0 for i < n { ... }`"));
         };
         let body = self.block()?;
         self.depth -= 1;
-        let kind = ExprKind::Loop(Box::new(LoopExpr { pattern, init, control, body }));
+        let kind = ExprKind::Loop(Box::new(LoopExpr { scan, pattern, init, control, body }));
         Ok(Expr { span: start.to(self.prev_span()), kind })
     }
 
@@ -456,5 +478,20 @@ fn mk_binary((op, op_span): (BinOp, Span), lhs: Expr, rhs: Expr) -> Expr {
 
 /// Words that cannot name a value or function.
 pub fn is_reserved(name: &str) -> bool {
-    matches!(name, "fn" | "let" | "export" | "as" | "true" | "false" | "_" | "if" | "else" | "loop" | "for" | "while")
+    matches!(
+        name,
+        "fn" | "let"
+            | "export"
+            | "as"
+            | "true"
+            | "false"
+            | "_"
+            | "if"
+            | "else"
+            | "loop"
+            | "for"
+            | "while"
+            | "scan"
+            | "in"
+    )
 }

@@ -171,7 +171,7 @@ impl<'e> Resolver<'_, '_, 'e> {
             ExprKind::Tuple(items) | ExprKind::List(items) => items.iter().for_each(|i| self.expr(i)),
             ExprKind::Block(b) => self.block(b),
             ExprKind::Loop(l) => {
-                let LoopExpr { pattern, init, control, body } = &**l;
+                let LoopExpr { pattern, init, control, body, .. } = &**l;
                 self.expr(init);
                 // The carries (often named as the values they start from) and the index are
                 // bound without warnings: the loop's result reads the carries, and a loop need
@@ -182,6 +182,10 @@ impl<'e> Resolver<'_, '_, 'e> {
                     LoopControl::For { index, count } => {
                         self.expr(count);
                         names.push(index);
+                    }
+                    LoopControl::Over { row, xs, .. } => {
+                        self.expr(xs);
+                        pattern_names(row, &mut names);
                     }
                     LoopControl::While(_) => {}
                 }

@@ -103,6 +103,26 @@ impl Func {
         self.with_params(&order)
     }
 
+    /// Appends `callee`'s instructions with its parameters bound to `args`; returns the values
+    /// of its results.
+    pub fn inline(&mut self, callee: &Func, args: &[Value], span: Span) -> Result<Vec<Value>, String> {
+        let mut map = args.to_vec();
+        for inst in &callee.insts {
+            let args = inst.args.iter().map(|v| map[v.index()]).collect();
+            map.push(self.push(inst.op.clone(), args, span)?);
+        }
+        Ok(callee.results.iter().map(|r| map[r.index()]).collect())
+    }
+
+    /// The function returning its results in `order` (indices of the current ones).
+    pub fn with_results(&self, order: &[usize]) -> Func {
+        Func {
+            results: order.iter().map(|&i| self.results[i]).collect(),
+            result_names: order.iter().map(|&i| self.result_names[i].clone()).collect(),
+            ..self.clone()
+        }
+    }
+
     /// The function taking its parameters in `order` (indices of the current ones; those left
     /// out must be unread), its values renumbered.
     pub fn with_params(&self, order: &[usize]) -> Func {

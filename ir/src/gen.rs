@@ -269,6 +269,12 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             let bound = TensorType::scalar(index);
             (loop_of(&t, index), vec![bound.clone(), bound, t.clone(), t])
         }
+        Op::Scan { .. } => {
+            let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
+            let xs =
+                TensorType::new(t.dtype, std::iter::once(1 + rng.below(4)).chain(t.shape.iter().copied()).collect());
+            (scan_of(&t, rng.chance(0.5), rng.below(2)), vec![t.clone(), xs, t])
+        }
         Op::Cond { .. } => {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
             let (op, types) = (cond_of(&t), vec![TensorType::scalar(DType::Bool), t.clone(), t]);
@@ -325,6 +331,22 @@ pub fn while_of(t: &TensorType) -> Op {
     body.results.extend([next, counted]);
     body.result_names.extend(["c".to_string(), "k".to_string()]);
     Op::While { bodies: crate::ops::Bodies::new(vec![cond, body]), result: 0 }
+}
+
+/// A scan over rows x of float type `t` carrying one value of that type and reading one
+/// more, w: `(c, y) <- (sin(c) * w + x, c * x)`, backwards when `reverse`, taking result
+/// `result` (0: the last carry, 1: the stacked ys).
+pub fn scan_of(t: &TensorType, reverse: bool, result: usize) -> Op {
+    let mut f = Func::new("body", Span::default());
+    let [c, x, w] = ["c", "x", "w"].map(|name| f.add_param(name, t.clone(), Span::default()));
+    let mut push = |op, args| f.push(op, args, Span::default()).expect("well typed");
+    let s = push(Op::Unary(UnaryOp::Sin), vec![c]);
+    let s = push(Op::Binary(BinaryOp::Mul), vec![s, w]);
+    let next = push(Op::Binary(BinaryOp::Add), vec![s, x]);
+    let y = push(Op::Binary(BinaryOp::Mul), vec![c, x]);
+    f.results.extend([next, y]);
+    f.result_names.extend(["c".to_string(), "y".to_string()]);
+    Op::Scan { body: crate::ops::Bodies::new(vec![f]), carries: 1, scanned: 1, reverse, result }
 }
 
 /// A conditional of two operands of type `t`: `x * sin(y)` when true, `x - y` when false.

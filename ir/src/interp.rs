@@ -340,6 +340,35 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
             }
             carried.swap_remove(*result).data
         }
+        Op::Scan { body, carries, scanned, reverse, result } => {
+            let f = &body.funcs()[0];
+            let xs = &args[*carries..carries + scanned];
+            let n = xs[0].shape[0];
+            let row = |x: &Tensor, t: usize| {
+                let len = x.data.len() / n;
+                Tensor::new(x.shape[1..].to_vec(), x.data.gather(&(t * len..(t + 1) * len).collect::<Vec<_>>()))
+            };
+            let mut carried: Vec<Tensor> = args[..*carries].iter().map(|&a| a.clone()).collect();
+            let mut ys: Vec<Option<Tensor>> = vec![None; n];
+            let steps: Vec<usize> = if *reverse { (0..n).rev().collect() } else { (0..n).collect() };
+            for t in steps {
+                let operands: Vec<Tensor> = carried
+                    .into_iter()
+                    .chain(xs.iter().map(|x| row(x, t)))
+                    .chain(args[carries + scanned..].iter().map(|&a| a.clone()))
+                    .collect();
+                let mut out = run(f, &operands);
+                if result >= carries {
+                    ys[t] = Some(out.swap_remove(*result));
+                }
+                out.truncate(*carries);
+                carried = out;
+            }
+            match carried.get(*result) {
+                Some(c) => c.data.clone(),
+                None => concat_data(&ys.iter().map(|y| &y.as_ref().expect("every row ran").data).collect::<Vec<_>>()),
+            }
+        }
         Op::Cond { branches, result } => {
             let Data::Bool(pred) = &args[0].data else { unreachable!("cond predicate is bool") };
             let operands: Vec<Tensor> = args[1..].iter().map(|&a| a.clone()).collect();

@@ -545,6 +545,19 @@ pub enum Op {
         bodies: Bodies,
         result: usize,
     },
+    /// `scan(inits..., xs..., captured...)`: the body run once per row of the `scanned`
+    /// arrays xs (all of one leading length n >= 1), from the first row to the last (the last
+    /// to the first when `reverse`), each run taking (carries..., rows of xs..., captured...)
+    /// to (next carries..., ys...), the first carries being `inits` (`carries` of them).
+    /// Results: the last carries, then each y stacked along a new leading axis, the y of row t
+    /// at t (lax.scan). A scan with k results is k instructions, run as one.
+    Scan {
+        body: Bodies,
+        carries: usize,
+        scanned: usize,
+        reverse: bool,
+        result: usize,
+    },
 }
 
 impl Op {
@@ -570,6 +583,7 @@ impl Op {
             Op::Cond { .. } => "cond",
             Op::Loop { .. } => "loop",
             Op::While { .. } => "while",
+            Op::Scan { .. } => "scan",
         }
     }
 
@@ -586,7 +600,7 @@ impl Op {
             | Op::Concat { .. }
             | Op::DynamicSlice { .. }
             | Op::DynamicUpdateSlice => OpClass::Shape,
-            Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } => OpClass::Control,
+            Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } | Op::Scan { .. } => OpClass::Control,
         }
     }
 
@@ -602,10 +616,7 @@ impl Op {
             Op::Binary(b) => *b == BinaryOp::Pow,
             Op::Reduce { kind, .. } => *kind == ReduceKind::Sum,
             Op::Dot | Op::Conv(_) => true,
-            Op::Cond { branches: bodies, .. } | Op::Loop { body: bodies, .. } | Op::While { bodies, .. } => {
-                bodies.funcs().iter().flat_map(|f| &f.insts).any(|i| i.op.inexact())
-            }
-            _ => false,
+            op => op.bodies().is_some_and(|b| b.funcs().iter().flat_map(|f| &f.insts).any(|i| i.op.inexact())),
         }
     }
 
@@ -617,19 +628,45 @@ impl Op {
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
             Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
             Op::Select => Some(3),
-            Op::Concat { .. } | Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } => None,
+            Op::Concat { .. } | Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } | Op::Scan { .. } => None,
             Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => None,
         }
     }
 
-    /// The functions the op runs: a conditional's branches, a loop's body.
+    /// The functions the op runs: a conditional's branches, a loop's body (after a while
+    /// loop's condition).
     pub fn bodies(&self) -> Option<&Bodies> {
+        self.structure().map(|(bodies, _)| bodies)
+    }
+
+    /// An op with bodies: its bodies and which of its results this instruction takes.
+    pub fn structure(&self) -> Option<(&Bodies, usize)> {
         match self {
-            Op::Cond { branches: bodies, .. } | Op::Loop { body: bodies, .. } | Op::While { bodies, .. } => {
-                Some(bodies)
-            }
+            Op::Cond { branches: bodies, result }
+            | Op::Loop { body: bodies, result }
+            | Op::While { bodies, result }
+            | Op::Scan { body: bodies, result, .. } => Some((bodies, *result)),
             _ => None,
         }
+    }
+
+    /// The op with bodies `bodies`, taking result `result` (for an op with bodies; any other op
+    /// is returned unchanged).
+    pub fn restructured(&self, bodies: Bodies, result: usize) -> Op {
+        let mut op = self.clone();
+        match &mut op {
+            Op::Cond { branches: b, result: r }
+            | Op::Loop { body: b, result: r }
+            | Op::While { bodies: b, result: r }
+            | Op::Scan { body: b, result: r, .. } => (*b, *r) = (bodies, result),
+            _ => {}
+        }
+        op
+    }
+
+    /// How many results the op with bodies has (one instruction each).
+    pub fn results(&self) -> usize {
+        self.bodies().and_then(|b| b.funcs().last()).map_or(1, |f| f.results.len())
     }
 
     /// One instance of every op, with representative attributes: the list tests iterate over.
@@ -663,6 +700,7 @@ impl Op {
         ops.push(crate::gen::cond_of(&TensorType::new(DType::F32, vec![2, 3])));
         ops.push(crate::gen::loop_of(&TensorType::new(DType::F32, vec![2, 3]), DType::I32));
         ops.push(crate::gen::while_of(&TensorType::new(DType::F32, vec![2, 3])));
+        ops.push(crate::gen::scan_of(&TensorType::new(DType::F32, vec![2, 3]), false, 1));
         ops
     }
 
@@ -848,7 +886,7 @@ impl Op {
                         types_text(params.iter().copied())
                     ));
                 }
-                carried_result("while", body, None, args, *result)?
+                carried_result("while", body, None, args, body.results.len(), *result)?
             }
             Op::DynamicSlice { sizes } => {
                 let x = args[0];
@@ -907,38 +945,73 @@ impl Op {
                         types_text(args.iter().take(2).copied())
                     ));
                 }
-                carried_result("loop", f, Some(index), &args[2..], *result)?
+                carried_result("loop", f, Some(index), &args[2..], f.results.len(), *result)?
+            }
+            Op::Scan { body, carries, scanned, result, .. } => {
+                let [f] = body.funcs() else {
+                    return Err(format!("`scan` has {} bodies, not 1", body.funcs().len()));
+                };
+                let Some(xs) = args.get(*carries..carries + scanned).filter(|xs| !xs.is_empty()) else {
+                    return Err(format!(
+                        "`scan` of {scanned} arrays after {carries} carries, given {} operands",
+                        args.len()
+                    ));
+                };
+                let n = xs[0].shape.first().copied();
+                if xs.iter().any(|x| x.shape.is_empty() || x.shape.first().copied() != n) {
+                    return Err(format!(
+                        "`scan` needs arrays of one leading length, not ({})",
+                        types_text(xs.iter().copied())
+                    ));
+                }
+                let rows: Vec<TensorType> =
+                    xs.iter().map(|x| TensorType::new(x.dtype, x.shape[1..].to_vec())).collect();
+                let passed: Vec<&TensorType> = args[..*carries]
+                    .iter()
+                    .copied()
+                    .chain(&rows)
+                    .chain(args[carries + scanned..].iter().copied())
+                    .collect();
+                let y = carried_result("scan", f, None, &passed, *carries, *result)?;
+                if result < carries {
+                    y
+                } else {
+                    let stacked = TensorType::new(y.dtype, n.into_iter().chain(y.shape).collect());
+                    check_shape(&stacked.shape)?;
+                    stacked
+                }
             }
         };
         Ok(ty)
     }
 }
 
-/// The type of result `result` of the loop `name` whose body `body` takes `index` (a counted
-/// loop's), then the carries it returns, then the other arrays it reads, given the types of
-/// the loop's operands after its bounds, `passed`: the initial carries, then those arrays.
+/// The type of result `result` of the body `body` of the loop `name`, a body that takes
+/// `index` (a counted loop's), then the carries (the first `carries` of its results), then
+/// the other arrays it reads, given the types the loop passes it after the index, `passed`.
 fn carried_result(
     name: &str,
     body: &Func,
     index: Option<&TensorType>,
     passed: &[&TensorType],
+    carries: usize,
     result: usize,
 ) -> Result<TensorType, String> {
-    let carries = body.result_types();
+    let results = body.result_types();
     let params = body.param_types();
     let expected: Vec<&TensorType> = index.into_iter().chain(passed.iter().copied()).collect();
-    if params != expected || passed.get(..carries.len()) != Some(&carries[..]) {
+    if params != expected || results.get(..carries).is_none() || passed.get(..carries) != results.get(..carries) {
         return Err(format!(
-            "the body takes ({}) and returns ({}), but `{name}` passes ({})",
+            "the body takes ({}) and returns ({}), but `{name}` passes ({}) with {carries} carries",
             types_text(params.iter().copied()),
-            types_text(carries.iter().copied()),
+            types_text(results.iter().copied()),
             types_text(passed.iter().copied())
         ));
     }
-    carries
+    results
         .get(result)
         .map(|&t| t.clone())
-        .ok_or_else(|| format!("result {result} of a loop with {} carries", carries.len()))
+        .ok_or_else(|| format!("result {result} of a loop body with {} results", results.len()))
 }
 
 /// The start operands of a dynamic slice of `x`: one integer scalar per axis.

@@ -62,6 +62,9 @@ fn attributes(op: &Op) -> String {
         Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
         Op::Cond { result, .. } | Op::Loop { result, .. } | Op::While { result, .. } => format!("[result={result}]"),
+        Op::Scan { carries, scanned, reverse, result, .. } => {
+            format!("[carries={carries}, scanned={scanned}, reverse={}, result={result}]", u8::from(*reverse))
+        }
         Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => String::new(),
     }
 }
@@ -335,20 +338,35 @@ impl<'a> Parser<'a> {
         }
         self.expect(":")?;
         let ty = self.ty()?;
-        let bodies = if ["cond", "loop", "while"].contains(&op_name) { Some(self.bodies()?) } else { None };
+        let bodies = if ["cond", "loop", "while", "scan"].contains(&op_name) { Some(self.bodies()?) } else { None };
         let end = self.pos;
         // Errors about the op itself point at its name.
         self.pos = op_start;
         let op = match bodies {
             Some(bodies) => {
-                let result = match attrs.map.get("result").map(Vec::as_slice) {
-                    Some(&[r]) => usize::try_from(r).map_err(|_| self.error("`result` must be non-negative"))?,
-                    _ => return Err(self.error(format!("`{op_name}` needs attribute `result`"))),
+                let count = |name: &str| match attrs.map.get(name).map(Vec::as_slice) {
+                    Some(&[r]) => usize::try_from(r).map_err(|_| self.error(format!("`{name}` must be non-negative"))),
+                    _ => Err(self.error(format!("`{op_name}` needs attribute `{name}`"))),
                 };
+                let result = count("result")?;
                 match op_name {
                     "cond" => Op::Cond { branches: bodies, result },
                     "loop" => Op::Loop { body: bodies, result },
-                    _ => Op::While { bodies, result },
+                    "while" => Op::While { bodies, result },
+                    _ => {
+                        let reverse = match count("reverse")? {
+                            0 => false,
+                            1 => true,
+                            _ => return Err(self.error("`reverse` must be 0 or 1")),
+                        };
+                        Op::Scan {
+                            body: bodies,
+                            carries: count("carries")?,
+                            scanned: count("scanned")?,
+                            reverse,
+                            result,
+                        }
+                    }
                 }
             }
             None => self.op(op_name, &attrs, literal, &ty)?,

@@ -9,7 +9,7 @@
 pub mod rules;
 
 use kiln_ir::{DType, Func, Op, Span, TensorType, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Builds derivative code into a function, next to a copy of the primal program.
 pub struct Builder {
@@ -261,16 +261,43 @@ pub fn value_and_grad(f: &Func, name: &str, wrt: &[usize]) -> Result<Func, Strin
 }
 
 /// Propagates cotangents from results to parameters through `f`'s instructions in reverse.
+/// The instructions taking the results of one op with bodies (equal but for the result they
+/// take, with equal operands) are differentiated together at the first of them, when the
+/// cotangents of all are complete.
 fn backward(b: &mut Builder, f: &Func, map: &[Value], cotangent: &mut [Option<Value>]) {
     let n = f.params.len();
-    for (k, inst) in f.insts.iter().enumerate().rev() {
-        let Some(g) = cotangent[n + k] else { continue };
-        if !differentiable(&inst.ty) {
-            continue;
+    let mut groups: BTreeMap<(Op, &[Value]), Vec<usize>> = BTreeMap::new();
+    for (k, inst) in f.insts.iter().enumerate() {
+        if let Some((bodies, _)) = inst.op.structure() {
+            groups.entry((inst.op.restructured(bodies.clone(), 0), &inst.args)).or_default().push(k);
         }
+    }
+    for (k, inst) in f.insts.iter().enumerate().rev() {
         let args: Vec<Value> = inst.args.iter().map(|a| map[a.index()]).collect();
         let wants: Vec<bool> = inst.args.iter().map(|a| differentiable(f.ty(*a))).collect();
-        let cts = rules::vjp(b, &inst.op, &args, map[n + k], g, &wants);
+        let cts = if let Some((bodies, _)) = inst.op.structure() {
+            let members = &groups[&(inst.op.restructured(bodies.clone(), 0), &inst.args[..])];
+            if members[0] != k {
+                continue;
+            }
+            let mut gs = vec![None; inst.op.results()];
+            for &m in members {
+                let result = f.insts[m].op.structure().map_or(0, |(_, r)| r);
+                if let (Some(g), true) = (cotangent[n + m], differentiable(&f.insts[m].ty)) {
+                    gs[result] = Some(b.accumulate(gs[result], g));
+                }
+            }
+            if gs.iter().all(Option::is_none) {
+                continue;
+            }
+            rules::vjp_structured(b, &inst.op, &args, &gs, &wants)
+        } else {
+            let Some(g) = cotangent[n + k] else { continue };
+            if !differentiable(&inst.ty) {
+                continue;
+            }
+            rules::vjp(b, &inst.op, &args, map[n + k], g, &wants)
+        };
         for ((a, ct), want) in inst.args.iter().zip(cts).zip(wants) {
             if let (Some(ct), true) = (ct, want) {
                 let acc = cotangent[a.index()];

@@ -9,7 +9,7 @@
 
 use super::Builder;
 use kiln_ir::ops::Bodies;
-use kiln_ir::{BinaryOp, ConvWindow, Func, Op, ReduceKind, TensorType, UnaryOp, Value};
+use kiln_ir::{compose, BinaryOp, ConvWindow, Func, Op, ReduceKind, TensorType, UnaryOp, Value};
 
 /// sign(x) = [x > 0] - [x < 0], in x's dtype.
 fn sign(b: &mut Builder, x: Value) -> Value {
@@ -231,30 +231,41 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
         Op::Loop { body, result } => {
             let f = &body.funcs()[0];
             let carries = f.results.len();
-            let layout = TangentLayout::of(f, 1, carries);
+            let layout = TangentLayout::of(f, &[1, 1 + carries], &[]);
             let body = Bodies::new(vec![layout.arrange(&super::jvp(f, &f.name))]);
             // Operands: (lo, hi, cs, tcs, xs, txs); operand k + 1 is parameter k.
-            let mut operands: Vec<Value> = args[..2 + carries].to_vec();
-            operands.extend(layout.float_cs.iter().map(|&p| tangent(b, p + 1)));
-            operands.extend(&args[2 + carries..]);
-            operands.extend(layout.float_xs.iter().map(|&p| tangent(b, p + 1)));
-            let position = layout.float_cs.iter().position(|&p| p == result + 1)?;
-            b.push(Op::Loop { body, result: carries + position }, operands)
+            let operands = layout.operands(b, &args[1..], |b, p| tangent(b, p + 1));
+            let position = layout.params[1].floats.iter().position(|&p| p == result + 1)?;
+            b.push(Op::Loop { body, result: carries + position }, [args[0]].into_iter().chain(operands).collect())
         }
         // while(cs, xs)' = while((cs, tcs), (xs, txs)) over the condition's and the body's
         // jvps (the condition's has no tangent result: it reads the primal carries only).
         Op::While { bodies, result } => {
-            let body = &bodies.funcs()[1];
+            let [cond, body] = bodies.funcs() else { unreachable!("the type rule checks a condition and a body") };
             let carries = body.results.len();
-            let layout = TangentLayout::of(body, 0, carries);
-            let jvps = bodies.map(|f| Ok::<_, ()>(layout.arrange(&super::jvp(f, &f.name)))).expect("infallible");
+            let layout = TangentLayout::of(body, &[carries], &[]);
+            let cond = super::jvp(cond, &cond.name).with_params(&layout.param_order);
+            let jvps = Bodies::new(vec![cond, layout.arrange(&super::jvp(body, &body.name))]);
             // Operands: (cs, tcs, xs, txs); operand k is parameter k.
-            let mut operands: Vec<Value> = args[..carries].to_vec();
-            operands.extend(layout.float_cs.iter().map(|&p| tangent(b, p)));
-            operands.extend(&args[carries..]);
-            operands.extend(layout.float_xs.iter().map(|&p| tangent(b, p)));
-            let position = layout.float_cs.iter().position(|&p| p == *result)?;
+            let operands = layout.operands(b, args, tangent);
+            let position = layout.params[0].floats.iter().position(|&p| p == *result)?;
             b.push(Op::While { bodies: jvps, result: carries + position }, operands)
+        }
+        // scan(cs, xs, ws)' = scan((cs, tcs), (xs, txs), (ws, tws)) over the body's jvp, its
+        // parameters so ordered and its results ordered (cs, tcs, ys, tys).
+        Op::Scan { body, carries, scanned, reverse, result } => {
+            let f = &body.funcs()[0];
+            let (k, m) = (*carries, *scanned);
+            let layout = TangentLayout::of(f, &[k, k + m], &[k]);
+            let body = Bodies::new(vec![layout.arrange(&super::jvp(f, &f.name))]);
+            let operands = layout.operands(b, args, tangent);
+            let (float_cs, float_ys) = (&layout.results[0].floats, &layout.results[1].floats);
+            let position = match float_cs.iter().position(|&q| q == *result) {
+                Some(q) => k + q,
+                None => k + float_cs.len() + (f.results.len() - k) + float_ys.iter().position(|&q| q == *result)?,
+            };
+            let (carries, scanned) = (k + float_cs.len(), m + layout.params[1].floats.len());
+            b.push(Op::Scan { body, carries, scanned, reverse: *reverse, result: position }, operands)
         }
         // cond(p, xs)' = cond(p, xs, txs) over the branches' jvps: the taken branch runs
         // again with its tangents.
@@ -401,16 +412,33 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             });
             vec![gx, gu]
         }
-        // loop(lo, hi, cs, xs) with cotangent g on carry r: a reverse loop over k = 0 .. hi - lo
-        // at step j = hi - 1 - k, carrying the cotangents of the float carries (g on r, zeros
-        // elsewhere at first) and the sums of those of the float xs, each step applying the
+        Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } | Op::Scan { .. } => {
+            unreachable!("the cotangents of ops with bodies are taken for all results at once: vjp_structured")
+        }
+    }
+}
+
+/// Reverse mode through an op with bodies: the cotangent of each operand of the op, given
+/// the cotangents `gs` of its results (one per result, None where a result has none), for
+/// the operands where `wants` is set. One reverse loop or conditional serves all results.
+pub fn vjp_structured(
+    b: &mut Builder,
+    op: &Op,
+    args: &[Value],
+    gs: &[Option<Value>],
+    wants: &[bool],
+) -> Vec<Option<Value>> {
+    match op {
+        // loop(lo, hi, cs, xs) with cotangents gs on its carries: a reverse loop over
+        // k = 0 .. hi - lo at step j = hi - 1 - k, carrying the cotangents of the float carries
+        // (gs at first, zeros where none) and the sums of those of the float xs, each step applying the
         // body's vjp at the carries entering step j. With constant bounds, a recording loop
         // first stacks the carries entering each step (hi - lo of each, in the workspace), which
         // the reverse loop reads back (jax.checkpoint of the body: its residuals are recomputed
         // from the carries). With bounds known only at run time nothing can be stacked in a
         // static plan, and each step recomputes its carries from the start: exact, quadratic in
         // the trip count.
-        Op::Loop { body, result } => {
+        Op::Loop { body, .. } => {
             let f = &body.funcs()[0];
             let (carries, index) = (f.results.len(), b.ty(args[0]).clone());
             // Stacks that would pass kiln's shape limits are not made: those steps recompute.
@@ -428,7 +456,7 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             let float = |p: usize| super::differentiable(&f.params[p].ty);
             let mut operands = vec![b.constant(0.0, &index), b.sub(args[1], args[0])];
             for p in (1..=carries).filter(|&p| float(p)) {
-                operands.push(if p == result + 1 { g } else { b.zeros(&f.params[p].ty) });
+                operands.push(b.or_zeros(gs[p - 1], &f.params[p].ty));
             }
             for p in (carries + 1..f.params.len()).filter(|&p| float(p)) {
                 operands.push(b.zeros(&f.params[p].ty));
@@ -447,10 +475,10 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             }
             cts
         }
-        // while(cs, xs) with cotangent g on carry r: a while loop that also counts its steps
+        // while(cs, xs) with cotangents gs on its carries: a while loop that also counts its steps
         // gives the trip count n, and the loop is then loop(0, n, cs, xs) of a body that ignores
         // its index, whose rule (with a count known only at run time: recomputing) applies.
-        Op::While { bodies, result } => {
+        Op::While { bodies, .. } => {
             let [cond, body] = bodies.funcs() else { unreachable!("the type rule checks a condition and a body") };
             let carries = body.results.len();
             let counter = TensorType::scalar(kiln_ir::DType::I32);
@@ -461,20 +489,19 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             let trips = b.push(Op::While { bodies: counting, result: carries }, counting_args);
             let loop_args: Vec<Value> = [zero, trips].into_iter().chain(args.iter().copied()).collect();
             let loop_wants: Vec<bool> = [false, false].into_iter().chain(wants.iter().copied()).collect();
-            let mut cts = vjp(b, &Op::Loop { body: stepping, result: *result }, &loop_args, y, g, &loop_wants);
+            let mut cts = vjp_structured(b, &Op::Loop { body: stepping, result: 0 }, &loop_args, gs, &loop_wants);
             cts.drain(..2);
             cts
         }
-        // cond(p, xs) with cotangent g on result r: the cotangents of xs are
-        // cond(p, xs, cts) over the branches' vjps, cts being g for r and zeros for the other
-        // results: the taken branch runs again, then backwards (jax.checkpoint of a branch).
-        Op::Cond { branches, result } => {
+        // cond(p, xs) with cotangents gs on its results: the cotangents of xs are
+        // cond(p, xs, gs) over the branches' vjps (zeros where a result has no cotangent): the taken branch runs again, then backwards (jax.checkpoint of a branch).
+        Op::Cond { branches, .. } => {
             let vjps = branches.map(|f| Ok::<_, ()>(super::vjp(f, &f.name, None))).expect("infallible");
             let then = &branches.funcs()[0];
             let results = then.result_types();
             let mut operands = args.to_vec();
             for (k, t) in results.iter().enumerate().filter(|(_, t)| super::differentiable(t)) {
-                operands.push(if k == *result { g } else { b.zeros(t) });
+                operands.push(b.or_zeros(gs[k], t));
             }
             let mut position = results.len();
             let mut cts = vec![None];
@@ -488,41 +515,134 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             }
             cts
         }
+        // scan(cs, xs, ws) with cotangents gc on its last carries and gy on its stacked ys: a
+        // recording scan first stacks the carries entering each row (n of each, in the
+        // workspace: jax.checkpoint of the body, whose residuals are recomputed from them).
+        // Then a scan the other way over the rows of those stacks, of xs and of gy carries the
+        // cotangents of the float carries (gc at first) and the sums of those of the float ws
+        // (zeros at first), each step applying the body's vjp at its row; its ys, stacked, are
+        // the cotangents of the float xs.
+        Op::Scan { body, carries, scanned, reverse, .. } => {
+            let (f, k, m) = (&body.funcs()[0], *carries, *scanned);
+            let n = b.ty(args[k]).shape[0];
+            let record = Bodies::new(vec![recording_body(f, k)]);
+            let stacks: Vec<Value> = (0..k)
+                .map(|q| {
+                    let op =
+                        Op::Scan { body: record.clone(), carries: k, scanned: m, reverse: *reverse, result: k + q };
+                    b.push(op, args.to_vec())
+                })
+                .collect();
+            let floats = |range: std::ops::Range<usize>| -> Vec<usize> {
+                range.filter(|&p| super::differentiable(&f.params[p].ty)).collect()
+            };
+            let (fc, fx, fw) = (floats(0..k), floats(k..k + m), floats(k + m..f.params.len()));
+            let result_types = f.result_types();
+            let fy: Vec<usize> = (k..result_types.len()).filter(|&q| super::differentiable(result_types[q])).collect();
+            let reverse_body = Bodies::new(vec![reverse_scan_body(f, k, m, &fy)]);
+            let mut operands: Vec<Value> = fc.iter().map(|&p| b.or_zeros(gs[p], &f.params[p].ty)).collect();
+            for &p in &fw {
+                operands.push(b.zeros(&f.params[p].ty));
+            }
+            operands.extend(stacks);
+            operands.extend(&args[k..k + m]);
+            for &q in &fy {
+                let ty = stack_type(result_types[q], n);
+                operands.push(b.or_zeros(gs[q], &ty));
+            }
+            operands.extend(&args[k + m..]);
+            let (carries, scanned) = (fc.len() + fw.len(), k + m + fy.len());
+            let mut take = |result: usize| {
+                let op = Op::Scan { body: reverse_body.clone(), carries, scanned, reverse: !reverse, result };
+                b.push(op, operands.clone())
+            };
+            (0..args.len())
+                .map(|p| {
+                    let position = match (fc.iter().position(|&q| q == p), fx.iter().position(|&q| q == p)) {
+                        (Some(c), _) => c,
+                        (_, Some(x)) => carries + x,
+                        _ => fc.len() + fw.iter().position(|&q| q == p)?,
+                    };
+                    wants[p].then(|| take(position))
+                })
+                .collect()
+        }
+        _ => unreachable!("an op without bodies: vjp"),
     }
 }
 
-/// Where a loop body's float parameters and their tangents go in the body's jvp, given as a
-/// loop's body: the parameters before `first` (a counted loop's index), the carries
-/// (`carries` of them), their tangents, the other parameters (xs), their tangents.
+/// Where a loop body's values and their tangents go in the body's jvp, given as a loop's
+/// body. A loop passes its body's parameters in groups (a counted loop's index, its carries
+/// and the rest; a scan's carries, rows and captured arrays), each group followed by the
+/// tangents of its float members, and takes the body's results so too (a scan's carries,
+/// then its ys); a jvp takes and returns all tangents after all values.
 struct TangentLayout {
-    /// The float carries and float xs, as parameter positions of the body.
-    float_cs: Vec<usize>,
-    float_xs: Vec<usize>,
-    /// The jvp's parameters in the loop's order.
-    order: Vec<usize>,
+    /// The groups of parameters and of results.
+    params: Vec<Group>,
+    results: Vec<Group>,
+    /// The jvp's parameters and results in the loop's order.
+    param_order: Vec<usize>,
+    result_order: Vec<usize>,
+}
+
+/// Consecutive parameters (or results) of a loop body, and which of them are floats.
+struct Group {
+    members: std::ops::Range<usize>,
+    floats: Vec<usize>,
 }
 
 impl TangentLayout {
-    fn of(f: &Func, first: usize, carries: usize) -> TangentLayout {
-        // jvp's parameters: f's, then the tangents of its float ones, in order.
-        let floats: Vec<usize> = (0..f.params.len()).filter(|&p| super::differentiable(&f.params[p].ty)).collect();
-        let tangent_of = |p: usize| f.params.len() + floats.iter().position(|&q| q == p).expect("a float parameter");
-        let (cs, xs) = (first..first + carries, first + carries..f.params.len());
-        let float_cs: Vec<usize> = cs.clone().filter(|p| floats.contains(p)).collect();
-        let float_xs: Vec<usize> = xs.clone().filter(|p| floats.contains(p)).collect();
-        let order = (0..first)
-            .chain(cs)
-            .chain(float_cs.iter().map(|&p| tangent_of(p)))
-            .chain(xs)
-            .chain(float_xs.iter().map(|&p| tangent_of(p)))
-            .collect();
-        TangentLayout { float_cs, float_xs, order }
+    /// The layout of `f`'s jvp, its parameters grouped at `param_bounds` (each bound starts a
+    /// new group) and its results at `result_bounds`.
+    fn of(f: &Func, param_bounds: &[usize], result_bounds: &[usize]) -> TangentLayout {
+        let (params, param_order) = interleave(&f.param_types(), param_bounds);
+        let (results, result_order) = interleave(&f.result_types(), result_bounds);
+        TangentLayout { params, results, param_order, result_order }
     }
 
-    /// A jvp of a function with the body's parameters, its parameters in the loop's order.
+    /// A jvp of a function with the body's parameters and results, in the loop's order.
     fn arrange(&self, jvp: &Func) -> Func {
-        jvp.with_params(&self.order)
+        jvp.with_params(&self.param_order).with_results(&self.result_order)
     }
+
+    /// The loop's operands given those of the body's parameters, `primal` (one each): each
+    /// group followed by the tangents of its floats, `tangent(b, p)` for parameter p.
+    fn operands(
+        &self,
+        b: &mut Builder,
+        primal: &[Value],
+        mut tangent: impl FnMut(&mut Builder, usize) -> Value,
+    ) -> Vec<Value> {
+        let mut operands = vec![];
+        for group in &self.params {
+            operands.extend(&primal[group.members.clone()]);
+            operands.extend(group.floats.iter().map(|&p| tangent(b, p)));
+        }
+        operands
+    }
+}
+
+/// Values of `types` in groups starting at `bounds` (and at 0), and the order of a jvp's
+/// values (all of them, then the tangents of the floats) that puts after each group the
+/// tangents of its floats.
+fn interleave(types: &[&TensorType], bounds: &[usize]) -> (Vec<Group>, Vec<usize>) {
+    let floats: Vec<usize> = (0..types.len()).filter(|&p| super::differentiable(types[p])).collect();
+    let starts = std::iter::once(0).chain(bounds.iter().copied());
+    let ends = bounds.iter().copied().chain([types.len()]);
+    let mut order = vec![];
+    let groups = starts
+        .zip(ends)
+        .map(|(start, end)| {
+            let members = start..end;
+            let group_floats: Vec<usize> = floats.iter().copied().filter(|p| members.contains(p)).collect();
+            order.extend(members.clone());
+            order.extend(
+                group_floats.iter().map(|&p| types.len() + floats.iter().position(|&q| q == p).expect("a float")),
+            );
+            Group { members, floats: group_floats }
+        })
+        .collect();
+    (groups, order)
 }
 
 /// A while loop's condition and body that also count the steps taken, in a carry of type
@@ -597,14 +717,9 @@ fn record_carries(b: &mut Builder, f: &Func, args: &[Value], trips: usize) -> Ve
     let next = inline(&mut r, f, &std::iter::once(i).chain(cs.iter().copied()).chain(xs).collect::<Vec<_>>());
     let lo = r.push(b.func.inst(args[0]).expect("a constant bound").op.clone(), vec![]);
     let row = r.sub(i, lo);
-    let zero = r.constant(0.0, &f.params[0].ty);
     let mut results = next;
-    for (q, (&c, &stack)) in cs.iter().zip(&stacks).enumerate() {
-        let t = f.params[q + 1].ty.clone();
-        let one_row =
-            r.push(Op::Reshape { shape: std::iter::once(1).chain(t.shape.iter().copied()).collect() }, vec![c]);
-        let starts = std::iter::once(row).chain(std::iter::repeat_n(zero, t.rank()));
-        results.push(r.push(Op::DynamicUpdateSlice, [stack, one_row].into_iter().chain(starts).collect()));
+    for (&c, &stack) in cs.iter().zip(&stacks) {
+        results.push(compose::put_row(&mut r.func, stack, c, row, Default::default()).expect("a row of the stack"));
     }
     for (q, v) in results.into_iter().enumerate() {
         r.func.results.push(v);
@@ -645,18 +760,8 @@ fn reverse_loop_body(f: &Func, stacked: Option<usize>) -> Func {
     // The carries entering step j: read from the stacks, or the loop run from lo to j.
     let entering: Vec<Value> = if stacked.is_some() {
         let row = b.sub(j, lo);
-        let zero = b.constant(0.0, &index);
-        carry_sources
-            .iter()
-            .enumerate()
-            .map(|(q, &stack)| {
-                let t = f.params[q + 1].ty.clone();
-                let starts = std::iter::once(row).chain(std::iter::repeat_n(zero, t.rank()));
-                let sizes = std::iter::once(1).chain(t.shape.iter().copied()).collect();
-                let one_row = b.push(Op::DynamicSlice { sizes }, std::iter::once(stack).chain(starts).collect());
-                b.push(Op::Reshape { shape: t.shape.clone() }, vec![one_row])
-            })
-            .collect()
+        let rows = carry_sources.iter().map(|&stack| compose::row(&mut b.func, stack, row, Default::default()));
+        rows.collect::<Result<_, _>>().expect("a row of the stack")
     } else {
         let forward = Bodies::new(vec![f.clone()]);
         (0..carries)
@@ -685,14 +790,61 @@ fn reverse_loop_body(f: &Func, stacked: Option<usize>) -> Func {
     b.func
 }
 
+/// A scan body `f` with `carries` carries that also returns, as its ys, the carries entering
+/// it: (cs, rows, ws) -> (next cs, cs).
+fn recording_body(f: &Func, carries: usize) -> Func {
+    let mut b = Builder::new("record");
+    let params: Vec<Value> =
+        f.params.iter().map(|p| b.func.add_param(p.name.clone(), p.ty.clone(), Default::default())).collect();
+    let next = inline(&mut b, f, &params);
+    for (q, &v) in next[..carries].iter().chain(&params[..carries]).enumerate() {
+        b.func.results.push(v);
+        b.func.result_names.push(format!("r{q}"));
+    }
+    b.func
+}
+
+/// The body of the scan that runs the scan of body `f` (`carries` carries, `scanned` rows)
+/// backwards (see the `Op::Scan` rule of [`vjp_structured`]): parameters (the cotangents of
+/// the float carries, the sums of those of the float captured arrays, the rows of the carry
+/// stacks and of xs, the rows of the cotangents of the float ys `float_ys`, the captured
+/// arrays); results the first two groups after the row, then the cotangents of the float
+/// rows of xs.
+fn reverse_scan_body(f: &Func, carries: usize, scanned: usize, float_ys: &[usize]) -> Func {
+    let mut b = Builder::new("reverse");
+    let param = |b: &mut Builder, name: String, ty: &TensorType| b.func.add_param(name, ty.clone(), Default::default());
+    let float = |p: &usize| super::differentiable(&f.params[*p].ty);
+    let rows = 0..carries + scanned;
+    let fc: Vec<usize> = (0..carries).filter(float).collect();
+    let fw: Vec<usize> = (rows.end..f.params.len()).filter(float).collect();
+    let cts: Vec<Value> = fc.iter().map(|&p| param(&mut b, format!("ct{p}"), &f.params[p].ty)).collect();
+    let sums: Vec<Value> = fw.iter().map(|&p| param(&mut b, format!("sum{p}"), &f.params[p].ty)).collect();
+    let primal: Vec<Value> = rows.clone().map(|p| param(&mut b, format!("r{p}"), &f.params[p].ty)).collect();
+    let result_types = f.result_types();
+    let gys: Vec<Value> = float_ys.iter().map(|&q| param(&mut b, format!("gy{q}"), result_types[q])).collect();
+    let ws: Vec<Value> = (rows.end..f.params.len()).map(|p| param(&mut b, format!("w{p}"), &f.params[p].ty)).collect();
+    // The body's vjp: (cs, rows, ws, cotangents of the float results) -> (results, cotangents
+    // of the float parameters, in order: carries, rows, ws).
+    let vjp = super::vjp(f, &f.name, None);
+    let args: Vec<Value> = primal.iter().chain(&ws).chain(&cts).chain(&gys).copied().collect();
+    let out = inline(&mut b, &vjp, &args);
+    let param_cts = &out[result_types.len()..];
+    let row_cts = &param_cts[fc.len()..param_cts.len() - fw.len()];
+    let mut results = param_cts[..fc.len()].to_vec();
+    for (&sum, &ct) in sums.iter().zip(&param_cts[param_cts.len() - fw.len()..]) {
+        results.push(b.add(sum, ct));
+    }
+    results.extend(row_cts);
+    for (q, v) in results.into_iter().enumerate() {
+        b.func.results.push(v);
+        b.func.result_names.push(format!("r{q}"));
+    }
+    b.func
+}
+
 /// Copies `f`'s instructions into `b` with its parameters bound to `args`; returns its results.
 fn inline(b: &mut Builder, f: &Func, args: &[Value]) -> Vec<Value> {
-    let mut map = args.to_vec();
-    for inst in &f.insts {
-        let a = inst.args.iter().map(|v| map[v.index()]).collect();
-        map.push(b.push(inst.op.clone(), a));
-    }
-    f.results.iter().map(|r| map[r.index()]).collect()
+    b.func.inline(f, args, Default::default()).expect("a well-typed body inlines")
 }
 
 /// The adjoint of a strided slice: `g` placed back at the positions the slice read, zeros
