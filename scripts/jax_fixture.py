@@ -3,7 +3,7 @@ respect to w1, b1, w2 and b2, computed by JAX on the deterministic inputs of exa
 tests/autodiff.rs checks kiln's value_and_grad (train_step) against it.
 
 Also writes tests/fixtures/loops_jax.json: the functions of tests/fixtures/loops.kn written with
-lax.scan, lax.fori_loop and lax.cond in float64, their values and gradients with respect to
+lax.scan, lax.fori_loop, lax.cond and jax.vmap in float64, their values and gradients with respect to
 every parameter, on the inputs the file lists (float32 patterns, widened).
 
 Run once, with JAX from PyPI:  python3 -m venv /tmp/jax && /tmp/jax/bin/pip install jax
@@ -94,12 +94,38 @@ def branchy(x, t):
     return jnp.sum(y * y)
 
 
+def mlp_loss(w1, w2, x, y):
+    p = jnp.tanh(x @ w1) @ w2
+    return jnp.sum((p - y) * (p - y))
+
+
+def norms(w1, w2, xs, ys):
+    g1, g2 = jax.vmap(jax.grad(mlp_loss, argnums=(0, 1)), in_axes=(None, None, 0, 0))(w1, w2, xs, ys)
+    return jnp.sum(jnp.sqrt(jnp.sum(g1 * g1, axis=(1, 2)) + jnp.sum(g2 * g2, axis=(1, 2))))
+
+
+def rnn_last(h0, xs, w):
+    def step(h, x):
+        nxt = jnp.tanh(h @ w + x)
+        return nxt, jnp.sum(nxt)
+
+    h, _ = jax.lax.scan(step, h0, xs)
+    return jax.lax.cond(jnp.sum(h) > 0.0, lambda: h * 2.0, lambda: h - 1.0)
+
+
+def sequences(h0, xss, w):
+    hs = jax.vmap(rnn_last, in_axes=(None, 0, None))(h0, xss, w)
+    return jnp.sum(hs * hs)
+
+
 # name: (function, [(shape, seed, scale) per parameter])
 LOOPS = {
     "gru": (gru, [((4,), 1, 0.5), ((5, 3), 2, 1.0), ((3, 4), 3, 0.5), ((4, 4), 4, 0.5), ((3, 4), 5, 0.5), ((4, 4), 6, 0.5)]),
     "twoway": (twoway, [((6, 2), 7, 1.0), ((6,), 8, 0.8), ((2,), 9, 0.5)]),
     "rk4": (rk4, [((2,), 10, 1.0), ((2,), 11, 0.5)]),
     "branchy": (branchy, [((3,), 12, 1.0), ((), 13, 0.5)]),
+    "norms": (norms, [((3, 8), 14, 0.5), ((8, 2), 15, 0.5), ((6, 3), 16, 1.0), ((6, 2), 17, 1.0)]),
+    "sequences": (sequences, [((3,), 18, 0.5), ((4, 5, 3), 19, 1.0), ((3, 3), 20, 0.7)]),
 }
 
 

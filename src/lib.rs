@@ -323,8 +323,8 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// The frontend's transformations (`grad`, `value_and_grad`, `jvp`, `vjp`), applied by
-/// kiln-passes' autodiff.
+/// The frontend's transformations (`grad`, `value_and_grad`, `jvp`, `vjp`, `vmap`), applied
+/// by kiln-passes' autodiff and batching.
 pub struct Autodiff;
 
 impl kiln_frontend::Differentiator for Autodiff {
@@ -340,7 +340,19 @@ impl kiln_frontend::Differentiator for Autodiff {
             }
             Transform::Jvp => Ok(autodiff::jvp(f, name)),
             Transform::Vjp => Ok(autodiff::vjp(f, name, None)),
+            Transform::Vmap => unreachable!("vmap is not a derivative: Differentiator::vmap"),
         }
+    }
+
+    fn vmap(
+        &self,
+        f: &Func,
+        in_axes: &[Option<usize>],
+        out_axes: &[usize],
+        size: usize,
+        name: &str,
+    ) -> Result<(Func, Vec<String>), String> {
+        kiln_passes::vmap::vmap(f, name, in_axes, out_axes, size).map(|v| (v.func, v.notes))
     }
 }
 

@@ -70,12 +70,91 @@ pub struct Elab<'a> {
 struct File<'a> {
     fns: BTreeMap<&'a str, &'a FnDef>,
     called: RefCell<BTreeSet<&'a str>>,
+    /// Notes on how transformations went (a vmap that runs both branches of a conditional),
+    /// reported as warnings.
+    notes: RefCell<Vec<Diagnostic>>,
 }
 
 /// A function as a value: a definition, or a transformation of a function value.
 enum FnValue<'a> {
     Def(&'a FnDef),
-    Transformed { kind: Transform, inner: Box<FnValue<'a>>, wrt: Option<Vec<Ident>>, span: Span },
+    Transformed { kind: Transform, inner: Box<FnValue<'a>>, wrt: Option<Vec<Ident>>, axes: BatchAxes<'a>, span: Span },
+}
+
+/// The arguments of a `vmap`, as written: `in_axes=`, `out_axes=` and `axis_size=`.
+#[derive(Default)]
+struct BatchAxes<'a> {
+    in_axes: Option<&'a Expr>,
+    out_axes: Option<&'a Expr>,
+    axis_size: Option<&'a Expr>,
+}
+
+/// An axis list of `vmap`: one entry for all (an axis, or `None` for unmapped), or one each.
+enum Axes {
+    All(Option<i64>, Span),
+    Each(Vec<(Option<i64>, Span)>),
+}
+
+impl Axes {
+    /// Reads `in_axes=` or `out_axes=` (`None` entries only where `unmapped` allows them);
+    /// `default` (axis 0) when absent.
+    fn read(e: Option<&Expr>, default: Span, unmapped: bool) -> R<Axes> {
+        let one = |e: &Expr| -> R<(Option<i64>, Span)> {
+            match &e.kind {
+                ExprKind::Int(v) => Ok((Some(i64::try_from(*v).unwrap_or(i64::MAX)), e.span)),
+                ExprKind::Neg(inner) if matches!(inner.kind, ExprKind::Int(_)) => {
+                    let ExprKind::Int(v) = inner.kind else { unreachable!("matched") };
+                    Ok((Some(-i64::try_from(v).unwrap_or(i64::MAX)), e.span))
+                }
+                ExprKind::Name(n) if n == "None" && unmapped => Ok((None, e.span)),
+                _ => Err(Diagnostic::error("E0229", "`vmap` axes are integers or `None`")
+                    .at(e.span, "not an axis")
+                    .help(if unmapped {
+                        "write `in_axes=[0, None]`: an axis for each mapped parameter, `None` for shared ones"
+                    } else {
+                        "write `out_axes=0`, or one axis per result: `out_axes=[0, 1]`"
+                    })),
+            }
+        };
+        match e {
+            None => Ok(Axes::All(Some(0), default)),
+            Some(Expr { kind: ExprKind::List(items), .. }) => Ok(Axes::Each(items.iter().map(one).collect::<R<_>>()?)),
+            Some(e) => {
+                let (axis, span) = one(e)?;
+                Ok(Axes::All(axis, span))
+            }
+        }
+    }
+
+    /// The axis of each of `count` values (negative axes count from the end of `rank(k)`, the
+    /// rank of value k with its batch axis), checked to be in range.
+    fn resolve(&self, count: usize, rank: impl Fn(usize) -> usize, what: &str) -> R<Vec<Option<usize>>> {
+        let entries: Vec<(Option<i64>, Span)> = match self {
+            Axes::All(a, s) => vec![(*a, *s); count],
+            Axes::Each(list) if list.len() == count => list.clone(),
+            Axes::Each(list) => {
+                let span =
+                    list.first().map_or(Span::default(), |f| f.1).to(list.last().map_or(Span::default(), |l| l.1));
+                return Err(Diagnostic::error("E0229", format!("`vmap` needs one axis per {what}"))
+                    .at(span, format!("{} axes for {count} {what}s", list.len())));
+            }
+        };
+        entries
+            .into_iter()
+            .enumerate()
+            .map(|(k, (axis, span))| {
+                let Some(axis) = axis else { return Ok(None) };
+                let r = rank(k) as i64;
+                let resolved = if axis < 0 { axis + r } else { axis };
+                if !(0..r).contains(&resolved) {
+                    return Err(Diagnostic::error("E0229", format!("`vmap` axis {axis} is out of range"))
+                        .at(span, format!("{what} {k} has {r} axes with the batch"))
+                        .help("axes count from 0, or from the end when negative"));
+                }
+                Ok(Some(resolved as usize))
+            })
+            .collect()
+    }
 }
 
 type R<T> = Result<T, Diagnostic>;
@@ -138,7 +217,7 @@ pub fn elaborate<'a>(
     let mut warnings = crate::in_source_order(warnings);
     warnings.truncate(crate::MAX_ERRORS);
     errors.take_result(&warnings)?;
-    let shared = Rc::new(File { fns, called: Default::default() });
+    let shared = Rc::new(File { fns, called: Default::default(), notes: Default::default() });
     let fns = &shared.fns;
     let mut module = Module { name: module_name.to_string(), funcs: vec![] };
     let mut exported: HashMap<String, Span> = HashMap::new();
@@ -195,6 +274,10 @@ pub fn elaborate<'a>(
             }
         }
     }
+    warnings.extend(shared.notes.take());
+    let mut warnings = crate::in_source_order(warnings);
+    warnings.dedup();
+    warnings.truncate(crate::MAX_ERRORS);
     errors.take_result(&warnings)?;
     if let Err(e) = kiln_ir::verify::verify_module(&module) {
         return Err(vec![Diagnostic::error(
@@ -227,6 +310,12 @@ impl Errors {
         all.extend_from_slice(warnings);
         Err(crate::in_source_order(all))
     }
+}
+
+fn no_mapped_parameter(span: Span) -> Diagnostic {
+    Diagnostic::error("E0229", "`vmap` maps no parameter")
+        .at(span, "every `in_axes` entry is `None`")
+        .help("give at least one parameter an axis to map over, e.g. `in_axes=[0, None]`")
 }
 
 /// The names of a `wrt=` argument: one name or a list of names.
@@ -314,20 +403,30 @@ impl<'a> Elab<'a> {
                 let kind = Transform::parse(&callee.name).expect("checked");
                 let mut inner = None;
                 let mut wrt = None;
+                let mut axes = BatchAxes::default();
                 for a in args {
                     match (&a.keyword, inner.is_none()) {
                         (None, true) => inner = Some(self.function_value(&a.value)?),
-                        (Some(k), _) if k.name == "wrt" && kind.takes_wrt() => wrt = Some(wrt_names(&a.value)?),
+                        (Some(k), _) if kind.keywords().contains(&k.name.as_str()) => match k.name.as_str() {
+                            "wrt" => wrt = Some(wrt_names(&a.value)?),
+                            "in_axes" => axes.in_axes = Some(&a.value),
+                            "out_axes" => axes.out_axes = Some(&a.value),
+                            _ => axes.axis_size = Some(&a.value),
+                        },
                         (Some(k), _) => {
                             return Err(Diagnostic::error(
                                 "E0215",
                                 format!("`{}` has no parameter named `{}`", kind.name(), k.name),
                             )
                             .at(k.span, "unknown keyword")
-                            .note(if kind.takes_wrt() {
-                                "signature: grad(f, wrt=[names])"
-                            } else {
-                                "signature: jvp(f) and vjp(f) take the function alone"
+                            .note(match kind {
+                                Transform::Grad | Transform::ValueAndGrad => "signature: grad(f, wrt=[names])",
+                                Transform::Jvp | Transform::Vjp => {
+                                    "signature: jvp(f) and vjp(f) take the function alone"
+                                }
+                                Transform::Vmap => {
+                                    "signature: vmap(f, in_axes=[0, None, ...], out_axes=0, axis_size=n)"
+                                }
                             }))
                         }
                         (None, false) => {
@@ -340,7 +439,7 @@ impl<'a> Elab<'a> {
                     Diagnostic::error("E0201", format!("`{}` is missing the function to transform", kind.name()))
                         .at(e.span, "no function given")
                 })?;
-                Ok(FnValue::Transformed { kind, inner: Box::new(inner), wrt, span: e.span })
+                Ok(FnValue::Transformed { kind, inner: Box::new(inner), wrt, axes, span: e.span })
             }
             _ => Err(Diagnostic::error("E0304", "expected a function")
                 .at(e.span, "not a function")
@@ -353,16 +452,20 @@ impl<'a> Elab<'a> {
     fn instantiate_value(&self, fv: &FnValue<'a>, types: Option<(&[TensorType], Span)>) -> R<Func> {
         match fv {
             FnValue::Def(def) => self.child(&def.name.name).instantiate(def, types),
-            FnValue::Transformed { kind, inner, wrt, span: tspan } => {
-                let inner_types = match types {
-                    Some((ts, s)) => {
-                        let k = self.param_count(inner, ts, s)?.min(ts.len());
-                        Some((&ts[..k], s))
-                    }
-                    None => None,
+            FnValue::Transformed { kind, inner, wrt, axes, span: tspan } => {
+                let g = if *kind == Transform::Vmap {
+                    self.batched(inner, axes, types, *tspan)?
+                } else {
+                    let inner_types = match types {
+                        Some((ts, s)) => {
+                            let k = self.param_count(inner, ts, s)?.min(ts.len());
+                            Some((&ts[..k], s))
+                        }
+                        None => None,
+                    };
+                    let f = self.instantiate_value(inner, inner_types)?;
+                    self.transform(*kind, &f, wrt.as_deref(), *tspan)?
                 };
-                let f = self.instantiate_value(inner, inner_types)?;
-                let g = self.transform(*kind, &f, wrt.as_deref(), *tspan)?;
                 if let Some((ts, s)) = types {
                     let expected = g.param_types();
                     if expected.len() != ts.len() || expected.iter().zip(ts).any(|(a, b)| *a != b) {
@@ -383,9 +486,9 @@ impl<'a> Elab<'a> {
     fn param_count(&self, fv: &FnValue<'a>, types: &[TensorType], span: Span) -> R<usize> {
         Ok(match fv {
             FnValue::Def(def) => def.params.len(),
-            FnValue::Transformed { kind: Transform::Grad | Transform::ValueAndGrad, inner, .. } => {
-                self.param_count(inner, types, span)?
-            }
+            FnValue::Transformed {
+                kind: Transform::Grad | Transform::ValueAndGrad | Transform::Vmap, inner, ..
+            } => self.param_count(inner, types, span)?,
             FnValue::Transformed { kind: Transform::Jvp, inner, .. } => {
                 let k = self.param_count(inner, types, span)?.min(types.len());
                 k + types[..k].iter().filter(|t| t.dtype.is_float()).count()
@@ -396,6 +499,91 @@ impl<'a> Elab<'a> {
                 k + f.result_types().iter().filter(|t| t.dtype.is_float()).count()
             }
         })
+    }
+
+    /// `vmap(inner, in_axes=, out_axes=, axis_size=)` instantiated: at `types` when given (a
+    /// call, whose arguments give the batch size), else at the inner function's declared
+    /// types with `axis_size` elements.
+    fn batched(
+        &self,
+        inner: &FnValue<'a>,
+        axes: &BatchAxes<'a>,
+        types: Option<(&[TensorType], Span)>,
+        span: Span,
+    ) -> R<Func> {
+        let in_axes = Axes::read(axes.in_axes, span, true)?;
+        let out_axes = Axes::read(axes.out_axes, span, false)?;
+        let given = match axes.axis_size {
+            None => None,
+            Some(Expr { kind: ExprKind::Int(n), span: s }) if *n >= 1 => {
+                Some((usize::try_from(*n).unwrap_or(usize::MAX), *s))
+            }
+            Some(e) => {
+                return Err(Diagnostic::error("E0229", "`axis_size` of `vmap` must be a positive integer")
+                    .at(e.span, "not a positive integer literal"))
+            }
+        };
+        let (f, mapped, size) = match types {
+            Some((ts, s)) => {
+                let k = self.param_count(inner, ts, s)?.min(ts.len());
+                let mapped = in_axes.resolve(k, |p| ts[p].rank(), "parameter")?;
+                let mut size: Option<(usize, usize)> = None;
+                let mut inner_types = ts[..k].to_vec();
+                for (p, axis) in mapped.iter().enumerate() {
+                    let Some(axis) = *axis else { continue };
+                    let n = inner_types[p].shape.remove(axis);
+                    match size {
+                        Some((m, q)) if m != n => {
+                            return Err(Diagnostic::error("E0230", "`vmap` maps axes of different lengths")
+                                .at(s, format!("argument {q} has {m} elements along its mapped axis, argument {p} has {n}"))
+                                .help("every mapped argument gives one element per batch entry: their mapped axes must have one length"))
+                        }
+                        _ => size = Some((n, p)),
+                    }
+                }
+                let Some((n, _)) = size else { return Err(no_mapped_parameter(span)) };
+                if let Some((m, at)) = given.filter(|&(m, _)| m != n) {
+                    return Err(Diagnostic::error("E0230", format!("`axis_size={m}` disagrees with the arguments"))
+                        .at(at, "this size")
+                        .also(s, format!("these arguments map {n} elements")));
+                }
+                (self.instantiate_value(inner, Some((&inner_types, s)))?, mapped, n)
+            }
+            None => {
+                let f = self.instantiate_value(inner, None)?;
+                let mapped = in_axes.resolve(f.params.len(), |p| f.params[p].ty.rank() + 1, "parameter")?;
+                let Some((n, _)) = given else {
+                    return Err(Diagnostic::error("E0229", "an exported `vmap` needs `axis_size=`")
+                        .at(span, "no batch size")
+                        .help("state how many elements the exported function maps over, e.g. `axis_size=32`"));
+                };
+                (f, mapped, n)
+            }
+        };
+        if mapped.iter().all(Option::is_none) {
+            return Err(no_mapped_parameter(span));
+        }
+        let result_types = f.result_types();
+        let stacked = out_axes.resolve(result_types.len(), |r| result_types[r].rank() + 1, "result")?;
+        let stacked: Vec<usize> = stacked.into_iter().map(|a| a.expect("out_axes has no None")).collect();
+        let diff = self.diff.ok_or_else(|| {
+            Diagnostic::error("E0305", "`vmap` needs the transformation passes, which this frontend was not given")
+                .at(span, "transformation")
+                .note("kiln's driver provides them; a bare frontend only lowers programs without transformations")
+        })?;
+        let name = format!("vmap_{}", f.name);
+        let (g, notes) = diff.vmap(&f, &mapped, &stacked, size, &name).map_err(|e| {
+            Diagnostic::error("E0301", format!("cannot take `vmap` of `{}`: {e}", f.name))
+                .at(span, "this transformation")
+        })?;
+        for note in notes {
+            self.file.notes.borrow_mut().push(
+                Diagnostic::warning("W0004", format!("in `vmap` of `{}`, {note}", f.name))
+                    .at(span, "this vmap")
+                    .note("the results are exact; only the work differs from one batched op"),
+            );
+        }
+        Ok(g)
     }
 
     /// Applies a transformation through the differentiator.

@@ -131,8 +131,9 @@ impl<'e> Resolver<'_, '_, 'e> {
                 if !self.is_function(&callee.name) && Transform::parse(&callee.name).is_none() {
                     self.errors.push(crate::elab::unknown_function(&callee.name, callee.span, self.fns));
                 }
-                // A transformation's `wrt=` names parameters of the function it transforms, and
+                // A transformation's keywords (`wrt=`, `in_axes=`, ...) are read as written, and
                 // a cast's target is a dtype.
+                let transform = Transform::parse(&callee.name);
                 let mut positional = 0;
                 for a in args {
                     let position = a.keyword.is_none().then(|| {
@@ -143,7 +144,11 @@ impl<'e> Resolver<'_, '_, 'e> {
                         if let Err(e) = crate::builtins::dtype_argument(&a.value) {
                             self.errors.push(e);
                         }
-                    } else if a.keyword.as_ref().is_none_or(|k| k.name != "wrt") {
+                    } else if a
+                        .keyword
+                        .as_ref()
+                        .is_none_or(|k| !transform.is_some_and(|t| t.keywords().contains(&k.name.as_str())))
+                    {
                         self.expr(&a.value);
                     }
                 }

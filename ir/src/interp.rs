@@ -455,7 +455,7 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
 }
 
 /// The operands' elements laid end to end (all of one dtype).
-fn concat_data(parts: &[&Data]) -> Data {
+pub fn concat_data(parts: &[&Data]) -> Data {
     macro_rules! cat {
         ($variant:ident) => {
             Data::$variant(

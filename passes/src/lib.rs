@@ -2,7 +2,8 @@
 //!
 //! Owns: the pipeline ([`run_pipeline`]), one list of named steps, and the passes: equality
 //! saturation ([`saturate`]), dead-code elimination ([`dce`]), automatic differentiation
-//! ([`autodiff`], applied where the program asks for it) and static statistics ([`stats`]).
+//! ([`autodiff`]) and batching ([`vmap`]), applied where the program asks for them, and static
+//! statistics ([`stats`]).
 //!
 //! May depend on: kiln-ir and egg.
 //!
@@ -14,6 +15,7 @@ pub mod autodiff;
 pub mod dce;
 pub mod saturate;
 pub mod stats;
+pub mod vmap;
 
 use kiln_ir::Module;
 use std::time::{Duration, Instant};
