@@ -12,7 +12,27 @@ struct Case {
     name: &'static str,
     source: String,
     compute_bound: bool,
+    /// A loop of `count` steps: a program exporting one step as `f`, timed alone for the
+    /// comparison with `count` such steps.
+    step: Option<(String, usize)>,
+    /// The same computation in JAX: Python defining `f` on the same parameters, jitted and
+    /// timed on the same inputs when `--python` has JAX.
+    jax: Option<&'static str>,
 }
+
+impl Case {
+    fn new(name: &'static str, source: impl Into<String>, compute_bound: bool) -> Case {
+        Case { name, source: source.into(), compute_bound, step: None, jax: None }
+    }
+}
+
+/// The recurrent cell of the loop benchmarks: batch 32, width 128, over `T` steps.
+const CELL: &str =
+    "fn cell(h: f32[32, 128], x: f32[32, 128], w: f32[128, 128], u: f32[128, 128], b: f32[128]) -> f32[32, 128] {
+    tanh(h @ w + x @ u + b)
+}
+";
+const STEPS: usize = 64;
 
 fn cases() -> Vec<Case> {
     let mlp = "fn dense(x: f32[B, I], w: f32[I, O], b: f32[O]) -> f32[B, O] { x @ w + b }
@@ -23,78 +43,64 @@ fn loss(x: f32[256, 784], labels: i32[256], w1: f32[784, 512], b1: f32[512], w2:
     mean(cross_entropy(dense(h2, w3, b3), labels))
 }\n";
     vec![
-        Case {
-            name: "matmul 1024^3",
-            source: "fn f(a: f32[1024, 1024], b: f32[1024, 1024]) -> f32[1024, 1024] { a @ b }".into(),
-            compute_bound: true,
-        },
-        Case {
-            name: "matmul 256x4096x256",
-            source: "fn f(a: f32[256, 4096], b: f32[4096, 256]) -> f32[256, 256] { a @ b }".into(),
-            compute_bound: true,
-        },
-        Case {
-            name: "tanh(x*a+b)*sigmoid(x) 16M",
-            source: "fn f(x: f32[16777216], a: f32, b: f32) -> f32[16777216] { tanh(x * a + b) * sigmoid(x) }".into(),
-            compute_bound: false,
-        },
-        Case {
-            name: "softmax 4096x1024",
-            source: "fn f(x: f32[4096, 1024]) -> f32[4096, 1024] { softmax(x) }".into(),
-            compute_bound: false,
-        },
-        Case {
-            name: "layernorm 4096x1024",
-            source: "fn f(x: f32[4096, 1024], g: f32[1024], b: f32[1024]) -> f32[4096, 1024] {
+        Case::new("matmul 1024^3", "fn f(a: f32[1024, 1024], b: f32[1024, 1024]) -> f32[1024, 1024] { a @ b }", true),
+        Case::new("matmul 256x4096x256", "fn f(a: f32[256, 4096], b: f32[4096, 256]) -> f32[256, 256] { a @ b }", true),
+        Case::new("tanh(x*a+b)*sigmoid(x) 16M", "fn f(x: f32[16777216], a: f32, b: f32) -> f32[16777216] { tanh(x * a + b) * sigmoid(x) }", false),
+        Case::new("softmax 4096x1024", "fn f(x: f32[4096, 1024]) -> f32[4096, 1024] { softmax(x) }", false),
+        Case::new("layernorm 4096x1024", "fn f(x: f32[4096, 1024], g: f32[1024], b: f32[1024]) -> f32[4096, 1024] {
     let m = mean(x, axis=1, keepdims=true);
     let d = x - m;
     let v = mean(d * d, axis=1, keepdims=true);
     d * rsqrt(v + 1e-5) * g + b
 }"
-            .into(),
-            compute_bound: false,
-        },
-        Case { name: "sum 64M", source: "fn f(x: f32[67108864]) -> f32 { sum(x) }".into(), compute_bound: false },
-        Case {
-            name: "MLP 784-512-512-10 forward, batch 256",
-            source: format!("{mlp}export loss as f;"),
-            compute_bound: true,
-        },
-        Case {
-            name: "MLP value_and_grad",
-            source: format!("{mlp}export value_and_grad(loss, wrt=[w1, b1, w2, b2, w3, b3]) as f;"),
-            compute_bound: true,
-        },
-        Case {
-            name: "conv 3x3, 64->64, batch 8, 56x56",
-            source:
-                "fn f(x: f32[8, 56, 56, 64], w: f32[3, 3, 64, 64]) -> f32[8, 56, 56, 64] { conv2d(x, w, padding=1) }"
-                    .into(),
-            compute_bound: true,
-        },
-        Case {
-            name: "conv 3x3 stride 2, 64->128, batch 8, 56x56",
-            source: "fn f(x: f32[8, 56, 56, 64], w: f32[3, 3, 64, 128]) -> f32[8, 28, 28, 128] { conv2d(x, w, stride=2, padding=1) }"
-                .into(),
-            compute_bound: true,
-        },
-        Case {
-            name: "conv value_and_grad (x and w)",
-            source: "fn loss(x: f32[8, 56, 56, 64], w: f32[3, 3, 64, 64]) -> f32 { sum(tanh(conv2d(x, w, padding=1))) }
+            , false),
+        Case::new("sum 64M", "fn f(x: f32[67108864]) -> f32 { sum(x) }", false),
+        Case::new("MLP 784-512-512-10 forward, batch 256", format!("{mlp}export loss as f;"), true),
+        Case::new("MLP value_and_grad", format!("{mlp}export value_and_grad(loss, wrt=[w1, b1, w2, b2, w3, b3]) as f;"), true),
+        Case::new("conv 3x3, 64->64, batch 8, 56x56", "fn f(x: f32[8, 56, 56, 64], w: f32[3, 3, 64, 64]) -> f32[8, 56, 56, 64] { conv2d(x, w, padding=1) }"
+                    , true),
+        Case::new("conv 3x3 stride 2, 64->128, batch 8, 56x56", "fn f(x: f32[8, 56, 56, 64], w: f32[3, 3, 64, 128]) -> f32[8, 28, 28, 128] { conv2d(x, w, stride=2, padding=1) }"
+                , true),
+        Case::new("conv value_and_grad (x and w)", "fn loss(x: f32[8, 56, 56, 64], w: f32[3, 3, 64, 64]) -> f32 { sum(tanh(conv2d(x, w, padding=1))) }
 export value_and_grad(loss, wrt=[x, w]) as f;"
-                .into(),
-            compute_bound: true,
-        },
-        Case {
-            name: "attention 512x64",
-            source: "fn f(q: f32[512, 64], k: f32[512, 64], v: f32[512, 64]) -> f32[512, 64] {
+                , true),
+        Case::new("attention 512x64", "fn f(q: f32[512, 64], k: f32[512, 64], v: f32[512, 64]) -> f32[512, 64] {
     softmax(q @ transpose(k) * 0.125) @ v
 }"
-            .into(),
-            compute_bound: true,
+            , true),
+        Case {
+            step: Some((format!("{CELL}export cell as f;"), STEPS)),
+            jax: Some(JAX_RNN_FORWARD),
+            ..Case::new("RNN 32x128, 64 steps (a fold over rows)", format!("{CELL}{RNN_PARAMS} -> f32[32, 128] {{
+    loop h = h0 for x in xs {{ cell(h, x, w, u, b) }}
+}}"), true)
+        },
+        Case {
+            jax: Some(JAX_RNN_GRAD),
+            ..Case::new("RNN 32x128, 64 steps, value_and_grad (scan)", format!("{CELL}{} -> f32 {{
+    let (_, hs) = scan h = h0 for x in xs {{ let next = cell(h, x, w, u, b); (next, next) }};
+    sum(hs * hs)
+}}
+export value_and_grad(loss, wrt=[h0, xs, w, u, b]) as f;", RNN_PARAMS.replace("fn f", "fn loss")), true)
         },
     ]
 }
+
+/// The parameters of the RNN benchmarks.
+const RNN_PARAMS: &str =
+    "fn f(h0: f32[32, 128], xs: f32[64, 32, 128], w: f32[128, 128], u: f32[128, 128], b: f32[128])";
+
+const JAX_RNN_FORWARD: &str = "def f(h0, xs, w, u, b):
+    return jax.lax.scan(lambda h, x: (jnp.tanh(h @ w + x @ u + b), None), h0, xs)[0]
+";
+
+const JAX_RNN_GRAD: &str = "def loss(h0, xs, w, u, b):
+    def step(h, x):
+        n = jnp.tanh(h @ w + x @ u + b)
+        return n, n
+    return jnp.sum(jax.lax.scan(step, h0, xs)[1] ** 2)
+f = jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4))
+";
 
 /// The median of `runs` timings of `f`, in seconds.
 fn median_time(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -132,6 +138,29 @@ fn numpy_sgemm(python: &str, runs: usize, threads: usize) -> Option<f64> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
+/// Seconds per call of the function `f` that `definition` defines, jitted by JAX under
+/// `python` on `threads` threads, on float32 inputs of `shapes` filled as [`measure`] fills
+/// kiln's; None when `python` has no JAX.
+fn jax_time(python: &str, definition: &str, shapes: &[Vec<usize>], runs: usize, threads: usize) -> Option<f64> {
+    let shapes: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+    let script = format!(
+        "import os, time\nimport numpy as np, jax, jax.numpy as jnp\n{definition}\n\
+         args = [jnp.asarray(((np.arange(int(np.prod(s))) % 17 - 8) / 16).astype(np.float32).reshape(s)) for s in [{}]]\n\
+         g = jax.jit(f)\njax.block_until_ready(g(*args))\nt = []\nfor _ in range({runs}):\n    \
+         s = time.perf_counter(); jax.block_until_ready(g(*args)); t.append(time.perf_counter() - s)\n\
+         t.sort()\nprint(t[len(t) // 2])\n",
+        shapes.join(", ")
+    );
+    let single = if threads == 1 { "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" } else { "" };
+    let out = std::process::Command::new(python)
+        .env("XLA_FLAGS", single)
+        .env("JAX_PLATFORMS", "cpu")
+        .args(["-c", &script])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 /// Options of `kiln bench`.
 pub struct BenchOptions {
     pub target_cpu: Option<String>,
@@ -151,6 +180,8 @@ struct Measured {
     time: f64,
     /// Bytes of the inputs and outputs.
     bytes: usize,
+    /// The parameters' shapes.
+    shapes: Vec<Vec<usize>>,
 }
 
 /// Compiles `text` (which exports `f`) as shared library number `i` under `dir`, and times
@@ -191,6 +222,7 @@ fn measure(
     let mut workspace = vec![0u8; f.workspace_bytes + 64];
     let offset = workspace.as_ptr().align_offset(64);
     let bytes: usize = f.params.iter().chain(&f.results).map(|a| a.bytes).sum();
+    let shapes = f.params.iter().map(|p| p.shape.iter().map(|&d| d as usize).collect()).collect();
     let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
     let mut call_error = None;
     let time = median_time(runs, || {
@@ -202,7 +234,7 @@ fn measure(
     });
     match call_error {
         Some(e) => Err(Error::Internal(e.to_string())),
-        None => Ok(Measured { output, compile, time, bytes }),
+        None => Ok(Measured { output, compile, time, bytes, shapes }),
     }
 }
 
@@ -228,7 +260,8 @@ pub fn run(options: &BenchOptions) -> Result<String, Error> {
     kiln_runtime::pool::set_threads(options.threads);
     let mut out = format!(
         "Target CPU {}; {} runs each, median; {} thread(s).\nCopy bandwidth: {bandwidth:.1} GB/s. numpy sgemm 1024^3: {}.\n\n\
-         | benchmark | compile | time | rate | of the limit | time / its products' |\n|---|---|---|---|---|---|\n",
+         | benchmark | compile | time | rate | of the limit | time / its products' | time / its steps alone | time / JAX's |\n\
+         |---|---|---|---|---|---|---|---|\n",
         target.cpu,
         options.runs,
         options.threads,
@@ -269,8 +302,21 @@ pub fn run(options: &BenchOptions) -> Result<String, Error> {
         } else {
             "-".into()
         };
+        // A loop is compared with its steps compiled alone, and a case with JAX's code.
+        let steps = match &case.step {
+            Some((program, count)) => {
+                next += 1;
+                let step = measure(dir.path(), next, program.clone(), &target, options.runs)?;
+                format!("{:.2}x", m.time / (*count as f64 * step.time))
+            }
+            None => "-".into(),
+        };
+        let jax = case.jax.map_or("-".into(), |definition| {
+            jax_time(&options.python, definition, &m.shapes, options.runs, options.threads)
+                .map_or("no JAX".into(), |t| format!("{:.2}x", m.time / t))
+        });
         out.push_str(&format!(
-            "| {} | {:.2} s | {:.3} ms | {rate} | {fraction} | {versus} |\n",
+            "| {} | {:.2} s | {:.3} ms | {rate} | {fraction} | {versus} | {steps} | {jax} |\n",
             case.name,
             m.compile,
             m.time * 1e3

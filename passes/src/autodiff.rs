@@ -6,6 +6,7 @@
 //! derivatives. Only float values carry tangents and cotangents; integer and bool values are
 //! constants to differentiation.
 
+mod residuals;
 pub mod rules;
 
 use kiln_ir::{DType, Func, Op, Span, TensorType, Value};
@@ -229,6 +230,7 @@ pub fn vjp(f: &Func, name: &str, wrt: Option<&[usize]>) -> Func {
         b.func.results.push(ct);
         b.func.result_names.push(fresh_name(f, format!("ct_{}", f.params[i].name)));
     }
+    residuals::share_forward_scans(&mut b.func);
     b.func
 }
 
@@ -257,6 +259,7 @@ pub fn value_and_grad(f: &Func, name: &str, wrt: &[usize]) -> Result<Func, Strin
         b.func.results.push(ct);
         b.func.result_names.push(fresh_name(f, format!("grad_{}", f.params[i].name)));
     }
+    residuals::share_forward_scans(&mut b.func);
     Ok(b.func)
 }
 

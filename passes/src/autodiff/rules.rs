@@ -515,21 +515,27 @@ pub fn vjp_structured(
             }
             cts
         }
-        // scan(cs, xs, ws) with cotangents gc on its last carries and gy on its stacked ys: a
-        // recording scan first stacks the carries entering each row (n of each, in the
-        // workspace: jax.checkpoint of the body, whose residuals are recomputed from them).
-        // Then a scan the other way over the rows of those stacks, of xs and of gy carries the
-        // cotangents of the float carries (gc at first) and the sums of those of the float ws
-        // (zeros at first), each step applying the body's vjp at its row; its ys, stacked, are
-        // the cotangents of the float xs.
+        // scan(cs, xs, ws) with cotangents gc on its last carries and gy on its stacked ys: the
+        // body's vjp is split (super::residuals) into a forward part, run as a scan like the
+        // primal that also stacks each row's residuals (in the workspace), and a backward part,
+        // run as a scan the other way over the residual stacks, the rows it reads and gy,
+        // carrying the cotangents of the float carries (gc at first) and the sums of those of
+        // the float ws (zeros at first); its ys, stacked, are the cotangents of the float xs.
         Op::Scan { body, carries, scanned, reverse, .. } => {
             let (f, k, m) = (&body.funcs()[0], *carries, *scanned);
             let n = b.ty(args[k]).shape[0];
-            let record = Bodies::new(vec![recording_body(f, k)]);
-            let stacks: Vec<Value> = (0..k)
+            let split = super::residuals::Split::of(f, k, m);
+            let forward = Bodies::new(vec![split.forward]);
+            let results = f.results.len();
+            let residuals: Vec<Value> = (0..split.residuals)
                 .map(|q| {
-                    let op =
-                        Op::Scan { body: record.clone(), carries: k, scanned: m, reverse: *reverse, result: k + q };
+                    let op = Op::Scan {
+                        body: forward.clone(),
+                        carries: k,
+                        scanned: m,
+                        reverse: *reverse,
+                        result: results + q,
+                    };
                     b.push(op, args.to_vec())
                 })
                 .collect();
@@ -538,22 +544,22 @@ pub fn vjp_structured(
             };
             let (fc, fx, fw) = (floats(0..k), floats(k..k + m), floats(k + m..f.params.len()));
             let result_types = f.result_types();
-            let fy: Vec<usize> = (k..result_types.len()).filter(|&q| super::differentiable(result_types[q])).collect();
-            let reverse_body = Bodies::new(vec![reverse_scan_body(f, k, m, &fy)]);
+            let fy: Vec<usize> = (k..results).filter(|&q| super::differentiable(result_types[q])).collect();
             let mut operands: Vec<Value> = fc.iter().map(|&p| b.or_zeros(gs[p], &f.params[p].ty)).collect();
             for &p in &fw {
                 operands.push(b.zeros(&f.params[p].ty));
             }
-            operands.extend(stacks);
-            operands.extend(&args[k..k + m]);
+            operands.extend(&residuals);
+            operands.extend(args[k..k + m].iter().zip(&split.rows_read).filter(|(_, &read)| read).map(|(&x, _)| x));
             for &q in &fy {
                 let ty = stack_type(result_types[q], n);
                 operands.push(b.or_zeros(gs[q], &ty));
             }
             operands.extend(&args[k + m..]);
-            let (carries, scanned) = (fc.len() + fw.len(), k + m + fy.len());
+            let (carries, scanned) = (fc.len() + fw.len(), operands.len() - fc.len() - fw.len() - (args.len() - k - m));
+            let backward = Bodies::new(vec![split.backward]);
             let mut take = |result: usize| {
-                let op = Op::Scan { body: reverse_body.clone(), carries, scanned, reverse: !reverse, result };
+                let op = Op::Scan { body: backward.clone(), carries, scanned, reverse: !reverse, result };
                 b.push(op, operands.clone())
             };
             (0..args.len())
@@ -785,58 +791,6 @@ fn reverse_loop_body(f: &Func, stacked: Option<usize>) -> Func {
     for (q, &ct) in new_cts.iter().enumerate() {
         let r = if q < float_carries { ct } else { b.add(cts[q], ct) };
         b.func.results.push(r);
-        b.func.result_names.push(format!("r{q}"));
-    }
-    b.func
-}
-
-/// A scan body `f` with `carries` carries that also returns, as its ys, the carries entering
-/// it: (cs, rows, ws) -> (next cs, cs).
-fn recording_body(f: &Func, carries: usize) -> Func {
-    let mut b = Builder::new("record");
-    let params: Vec<Value> =
-        f.params.iter().map(|p| b.func.add_param(p.name.clone(), p.ty.clone(), Default::default())).collect();
-    let next = inline(&mut b, f, &params);
-    for (q, &v) in next[..carries].iter().chain(&params[..carries]).enumerate() {
-        b.func.results.push(v);
-        b.func.result_names.push(format!("r{q}"));
-    }
-    b.func
-}
-
-/// The body of the scan that runs the scan of body `f` (`carries` carries, `scanned` rows)
-/// backwards (see the `Op::Scan` rule of [`vjp_structured`]): parameters (the cotangents of
-/// the float carries, the sums of those of the float captured arrays, the rows of the carry
-/// stacks and of xs, the rows of the cotangents of the float ys `float_ys`, the captured
-/// arrays); results the first two groups after the row, then the cotangents of the float
-/// rows of xs.
-fn reverse_scan_body(f: &Func, carries: usize, scanned: usize, float_ys: &[usize]) -> Func {
-    let mut b = Builder::new("reverse");
-    let param = |b: &mut Builder, name: String, ty: &TensorType| b.func.add_param(name, ty.clone(), Default::default());
-    let float = |p: &usize| super::differentiable(&f.params[*p].ty);
-    let rows = 0..carries + scanned;
-    let fc: Vec<usize> = (0..carries).filter(float).collect();
-    let fw: Vec<usize> = (rows.end..f.params.len()).filter(float).collect();
-    let cts: Vec<Value> = fc.iter().map(|&p| param(&mut b, format!("ct{p}"), &f.params[p].ty)).collect();
-    let sums: Vec<Value> = fw.iter().map(|&p| param(&mut b, format!("sum{p}"), &f.params[p].ty)).collect();
-    let primal: Vec<Value> = rows.clone().map(|p| param(&mut b, format!("r{p}"), &f.params[p].ty)).collect();
-    let result_types = f.result_types();
-    let gys: Vec<Value> = float_ys.iter().map(|&q| param(&mut b, format!("gy{q}"), result_types[q])).collect();
-    let ws: Vec<Value> = (rows.end..f.params.len()).map(|p| param(&mut b, format!("w{p}"), &f.params[p].ty)).collect();
-    // The body's vjp: (cs, rows, ws, cotangents of the float results) -> (results, cotangents
-    // of the float parameters, in order: carries, rows, ws).
-    let vjp = super::vjp(f, &f.name, None);
-    let args: Vec<Value> = primal.iter().chain(&ws).chain(&cts).chain(&gys).copied().collect();
-    let out = inline(&mut b, &vjp, &args);
-    let param_cts = &out[result_types.len()..];
-    let row_cts = &param_cts[fc.len()..param_cts.len() - fw.len()];
-    let mut results = param_cts[..fc.len()].to_vec();
-    for (&sum, &ct) in sums.iter().zip(&param_cts[param_cts.len() - fw.len()..]) {
-        results.push(b.add(sum, ct));
-    }
-    results.extend(row_cts);
-    for (q, v) in results.into_iter().enumerate() {
-        b.func.results.push(v);
         b.func.result_names.push(format!("r{q}"));
     }
     b.func
