@@ -421,3 +421,50 @@ export jvp(root) as troot;
         }
     }
 }
+
+/// Loop-invariant code motion (the `licm` step): the weights that the reverse scan of an RNN's
+/// gradient transposes in every step are transposed once, before the loop, and the optimized
+/// program gives the interpreter's results.
+#[test]
+fn loop_invariants_move_out_of_scan_gradients() {
+    const RNN: &str = "
+fn loss(h0: f64[2, 4], xs: f64[6, 2, 3], w: f64[4, 4], u: f64[3, 4]) -> f64 {
+    let (_, hs) = scan h = h0 for x in xs { let next = tanh(h @ w + x @ u); (next, next) };
+    sum(hs * hs)
+}
+export value_and_grad(loss, wrt=[h0, xs, w, u]) as step;
+";
+    let source = kiln::Source { name: "rnn.kn".into(), text: RNN.into() };
+    let module = kiln::check(&source, "rnn").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let transposes_of_captured = |m: &kiln_ir::Module| -> usize {
+        let mut count = 0;
+        for inst in m.funcs.iter().flat_map(|f| &f.insts) {
+            if let kiln_ir::Op::Scan { body, carries, scanned, .. } = &inst.op {
+                let g = &body.funcs()[0];
+                count += g
+                    .insts
+                    .iter()
+                    .filter(|i| {
+                        matches!(i.op, kiln_ir::Op::Transpose { .. })
+                            && i.args[0].index() < g.params.len()
+                            && i.args[0].index() >= carries + scanned
+                    })
+                    .count();
+            }
+        }
+        count
+    };
+    assert!(transposes_of_captured(&module) > 0, "the reverse scan transposes the weights in its body");
+    let mut optimized = module.clone();
+    kiln_passes::run_pipeline(&mut optimized, &Default::default()).unwrap();
+    assert_eq!(transposes_of_captured(&optimized), 0, "{}", kiln_ir::text::print_module(&optimized));
+    let mut rng = Rng::new(common::seed());
+    let f = module.func("step").unwrap();
+    let args: Vec<Tensor> = f.params.iter().map(|p| random(&mut rng, &p.ty.shape)).collect();
+    let (before, after) = (run(f, &args), run(optimized.func("step").unwrap(), &args));
+    for (a, b) in before.iter().zip(&after) {
+        for (x, y) in values(a).iter().zip(values(b)) {
+            assert!((x - y).abs() <= 1e-12 * x.abs().max(1.0), "{x} vs {y}");
+        }
+    }
+}

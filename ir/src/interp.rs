@@ -264,8 +264,8 @@ pub fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
 }
 
 /// [`run`], with `adjust` applied to each instruction's result (given its op and operands)
-/// before later ones read it: to see how a rounding difference in one op carries to the
-/// results.
+/// before later ones read it, in loop bodies and branches too (at every step): to see how a
+/// rounding difference in one op carries to the results.
 pub fn run_with(func: &Func, args: &[Tensor], mut adjust: impl FnMut(&Op, &[&Tensor], &mut Tensor)) -> Vec<Tensor> {
     assert_eq!(args.len(), func.params.len(), "argument count");
     let mut values: Vec<Tensor> = Vec::with_capacity(func.num_values());
@@ -275,7 +275,7 @@ pub fn run_with(func: &Func, args: &[Tensor], mut adjust: impl FnMut(&Op, &[&Ten
     }
     for inst in &func.insts {
         let operands: Vec<&Tensor> = inst.args.iter().map(|a| &values[a.index()]).collect();
-        let mut result = eval(&inst.op, &operands, &inst.ty);
+        let mut result = eval_with(&inst.op, &operands, &inst.ty, &mut adjust);
         adjust(&inst.op, &operands, &mut result);
         debug_assert_eq!(result.ty(), inst.ty);
         values.push(result);
@@ -285,6 +285,16 @@ pub fn run_with(func: &Func, args: &[Tensor], mut adjust: impl FnMut(&Op, &[&Ten
 
 /// Evaluates one op on its operands; `ty` is the result type the op's rule gave.
 pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
+    eval_with(op, args, ty, &mut |_, _, _| {})
+}
+
+/// [`eval`], running the bodies of loops and conditionals with [`run_with`]'s `adjust`.
+fn eval_with(
+    op: &Op,
+    args: &[&Tensor],
+    ty: &TensorType,
+    adjust: &mut dyn FnMut(&Op, &[&Tensor], &mut Tensor),
+) -> Tensor {
     let n = ty.num_elements();
     let data = match op {
         Op::Const(lit) => Data::splat(*lit, 1),
@@ -319,7 +329,7 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
                     .chain(carried)
                     .chain(args[2 + carries..].iter().map(|&a| a.clone()))
                     .collect();
-                carried = run(f, &operands);
+                carried = run_with(f, &operands, &mut *adjust);
             }
             carried.swap_remove(*result).data
         }
@@ -332,11 +342,13 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
             };
             loop {
                 let operands = with_xs(carried.clone());
-                let Data::Bool(go) = &run(cond, &operands)[0].data else { unreachable!("the condition is bool") };
+                let Data::Bool(go) = &run_with(cond, &operands, &mut *adjust)[0].data else {
+                    unreachable!("the condition is bool")
+                };
                 if !go[0] {
                     break;
                 }
-                carried = run(body, &operands);
+                carried = run_with(body, &operands, &mut *adjust);
             }
             carried.swap_remove(*result).data
         }
@@ -357,7 +369,7 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
                     .chain(xs.iter().map(|x| row(x, t)))
                     .chain(args[carries + scanned..].iter().map(|&a| a.clone()))
                     .collect();
-                let mut out = run(f, &operands);
+                let mut out = run_with(f, &operands, &mut *adjust);
                 if result >= carries {
                     ys[t] = Some(out.swap_remove(*result));
                 }
@@ -372,7 +384,7 @@ pub fn eval(op: &Op, args: &[&Tensor], ty: &TensorType) -> Tensor {
         Op::Cond { branches, result } => {
             let Data::Bool(pred) = &args[0].data else { unreachable!("cond predicate is bool") };
             let operands: Vec<Tensor> = args[1..].iter().map(|&a| a.clone()).collect();
-            run(branches.branch(pred[0]), &operands).swap_remove(*result).data
+            run_with(branches.branch(pred[0]), &operands, &mut *adjust).swap_remove(*result).data
         }
         Op::Reduce { kind, axes } => reduce(*kind, axes, args[0]).data,
         Op::Dot => dot(args[0], args[1], ty).data,
@@ -561,18 +573,25 @@ fn dot(a: &Tensor, b: &Tensor, ty: &TensorType) -> Tensor {
     let mut out = vec![0f64; batch * m * n];
     let mut out_int = vec![0i64; batch * m * n];
     let is_float = ty.dtype.is_float();
+    // Each result element sums its k products in order of l, as the definition does; the loops
+    // run over rows of b, the innermost over a row's elements.
+    let floats = |d: &Data| -> Vec<f64> { (0..d.len()).map(|i| d.get_f64(i)).collect() };
+    let (af, bf) = if is_float { (floats(&a.data), floats(&b.data)) } else { (vec![], vec![]) };
     for bt in 0..batch {
         for i in 0..m {
-            for j in 0..n {
-                let o = (bt * m + i) * n + j;
-                for l in 0..k {
-                    let x = bt * m * k + i * k + l;
-                    let y = bt * k * n + l * n + j;
-                    if is_float {
-                        out[o] += a.data.get_f64(x) * b.data.get_f64(y);
-                    } else {
-                        let (p, q) = (int_at(&a.data, x), int_at(&b.data, y));
-                        out_int[o] = out_int[o].wrapping_add(p.wrapping_mul(q));
+            let o = (bt * m + i) * n;
+            for l in 0..k {
+                let x = bt * m * k + i * k + l;
+                let y = bt * k * n + l * n;
+                if is_float {
+                    let p = af[x];
+                    for (acc, &q) in out[o..o + n].iter_mut().zip(&bf[y..y + n]) {
+                        *acc += p * q;
+                    }
+                } else {
+                    let p = int_at(&a.data, x);
+                    for j in 0..n {
+                        out_int[o + j] = out_int[o + j].wrapping_add(p.wrapping_mul(int_at(&b.data, y + j)));
                     }
                 }
             }

@@ -1,7 +1,8 @@
 //! kiln-passes: IR-to-IR transformations and the pass pipeline.
 //!
 //! Owns: the pipeline ([`run_pipeline`]), one list of named steps, and the passes: equality
-//! saturation ([`saturate`]), dead-code elimination ([`dce`]), automatic differentiation
+//! saturation ([`saturate`]), loop-invariant code motion ([`licm`]), dead-code elimination
+//! ([`dce`]), automatic differentiation
 //! ([`autodiff`]) and batching ([`vmap`]), applied where the program asks for them, and static
 //! statistics ([`stats`]).
 //!
@@ -13,6 +14,7 @@
 
 pub mod autodiff;
 pub mod dce;
+pub mod licm;
 pub mod saturate;
 pub mod stats;
 pub mod vmap;
@@ -43,9 +45,10 @@ pub struct Step {
     pub run: fn(&mut Module, &PipelineOptions, &mut PipelineReport),
 }
 
-/// The pipeline, in order: saturate (derivatives are already in the module), then remove what
-/// no result needs.
+/// The pipeline, in order: move loop invariants out of loops (derivatives are already in the
+/// module), saturate, then remove what no result needs.
 pub const STEPS: &[Step] = &[
+    Step { name: "licm", run: |m, _, _| licm::run(m) },
     Step { name: "saturate", run: |m, o, r| r.saturation = saturate::saturate_module(m, &o.saturate) },
     Step { name: "dce", run: |m, _, _| dce::run(m) },
 ];
