@@ -4,7 +4,7 @@
 //! the body as new captured operands. A weight transposed in every step of a scan's reverse,
 //! or a product of two captured arrays, is computed once.
 //!
-//! Broadcasts stay in the body: inside, they fuse into their consumers; hoisted, they would be
+//! Captured operands that no body reads any more are dropped. Broadcasts stay in the body: inside, they fuse into their consumers; hoisted, they would be
 //! materialized arrays. Conditionals keep their branches whole (a branch's work runs only when
 //! it is taken). Bodies are processed innermost first, so an invariant moves out of several
 //! loops in turn.
@@ -89,7 +89,7 @@ fn hoisted(f: &mut Func, op: &Op, args: &[Value], span: Span) -> (Op, Vec<Value>
         frontiers.push(frontier);
     }
     if frontiers.iter().all(Vec::is_empty) {
-        return (op.restructured(bodies, 0), args.to_vec());
+        return pruned(op.restructured(bodies, 0), args.to_vec(), first, offset);
     }
     // Inside: every body takes all the hoisted values as new captured parameters.
     let all: Vec<(usize, Value)> =
@@ -127,7 +127,23 @@ fn hoisted(f: &mut Func, op: &Op, args: &[Value], span: Span) -> (Op, Vec<Value>
         })
         .collect::<Result<Vec<_>, _>>()
         .expect("infallible");
-    (op.restructured(Bodies::new(rewritten), 0), operands)
+    pruned(op.restructured(Bodies::new(rewritten), 0), operands, first, offset)
+}
+
+/// The loop `op` without the captured parameters (from `first` on, parameter p passed as
+/// operand p + `offset`) that none of its bodies reads, nor their operands.
+fn pruned(op: Op, operands: Vec<Value>, first: usize, offset: usize) -> (Op, Vec<Value>) {
+    let bodies = op.bodies().expect("an op with bodies");
+    let params = bodies.funcs()[0].params.len();
+    let keep: Vec<bool> =
+        (0..params).map(|p| p < first || bodies.funcs().iter().any(|g| g.reads(Value(p as u32)))).collect();
+    if keep.iter().all(|&k| k) {
+        return (op, operands);
+    }
+    let bodies = bodies.map(|g| Ok::<_, ()>(g.keep_params(&keep))).expect("infallible");
+    let operands =
+        operands.into_iter().enumerate().filter(|&(i, _)| i < offset || keep[i - offset]).map(|(_, v)| v).collect();
+    (op.restructured(bodies, 0), operands)
 }
 
 /// The values of `g` that depend on its captured parameters (from `first` on) and on no other

@@ -12,8 +12,9 @@ pub mod rules;
 
 use egg::{Analysis, DidMerge, EGraph, Id, Language, Runner, StopReason};
 use kiln_ir::interp::{eval, Data, Tensor};
+use kiln_ir::ops::Bodies;
 use kiln_ir::{Func, Literal, Module, Op, Span, TensorType, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// A node of the e-graph: an op over child e-classes, or parameter `i` of the function.
@@ -198,9 +199,43 @@ pub struct Report {
     pub flops: (u64, u64),
 }
 
-/// Optimizes every function of `module`, returning one report per function.
+/// Optimizes every function of `module`, the bodies of its loops and conditionals first
+/// (each distinct body once), returning one report per function.
 pub fn saturate_module(module: &mut Module, options: &Options) -> Vec<Report> {
-    module.funcs.iter_mut().map(|f| saturate(f, options)).collect()
+    let mut done = BTreeMap::new();
+    module
+        .funcs
+        .iter_mut()
+        .map(|f| {
+            saturate_bodies(f, options, &mut done);
+            saturate(f, options)
+        })
+        .collect()
+}
+
+/// Saturates the bodies of the loops and conditionals of `f`, innermost first; `done` holds
+/// the bodies already saturated, so the instructions of one loop (one per result) keep equal
+/// bodies and each body is saturated once.
+fn saturate_bodies(f: &mut Func, options: &Options, done: &mut BTreeMap<Bodies, Bodies>) {
+    for inst in &mut f.insts {
+        let Some((bodies, result)) = inst.op.structure() else { continue };
+        let saturated = match done.get(bodies) {
+            Some(b) => b.clone(),
+            None => {
+                let b = bodies
+                    .map(|g| {
+                        let mut g = g.clone();
+                        saturate_bodies(&mut g, options, done);
+                        saturate(&mut g, options);
+                        Ok::<_, ()>(g)
+                    })
+                    .expect("infallible");
+                done.insert(bodies.clone(), b.clone());
+                b
+            }
+        };
+        inst.op = inst.op.restructured(saturated, result);
+    }
 }
 
 /// Optimizes one function in place.
