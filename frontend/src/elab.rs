@@ -1088,6 +1088,27 @@ impl<'a> Elab<'a> {
     /// a constant, or an i32 or i64 scalar known when the program runs; a condition, read
     /// before each run, a scalar bool of the carries and the arrays in scope.
     fn loop_expr(&mut self, env: &mut Env, e: &'a Expr) -> R<Val> {
+        // A carry started from a number takes the dtype its body gives it (a float scalar
+        // accumulating f64 values is f64), as JAX's weakly typed constants do: the loop is
+        // elaborated again with that dtype.
+        let mut retype = BTreeMap::new();
+        loop {
+            match self.loop_attempt(env, e, &retype)? {
+                Ok(v) => return Ok(v),
+                Err((k, dtype)) => retype.insert(k, dtype),
+            };
+        }
+    }
+
+    /// [`Self::loop_expr`] with the carries written as numbers at positions in `retype` of the
+    /// dtypes it gives; or the position and dtype of such a carry whose body gives another
+    /// dtype than its number's.
+    fn loop_attempt(
+        &mut self,
+        env: &mut Env,
+        e: &'a Expr,
+        retype: &BTreeMap<usize, DType>,
+    ) -> R<Result<Val, (usize, DType)>> {
         let ExprKind::Loop(l) = &e.kind else { unreachable!("a loop") };
         let LoopExpr { scan, pattern, init, control, body } = &**l;
         let keyword = if *scan { "scan" } else { "loop" };
@@ -1112,12 +1133,13 @@ impl<'a> Elab<'a> {
         let start = self.eval(env, init)?;
         let mut names: Vec<(String, Span)> = vec![];
         let mut inits: Vec<Value> = vec![];
-        self.carries(pattern, start, init.span, &mut names, &mut inits)?;
+        let mut weak = vec![];
+        self.carries(pattern, start, init.span, &mut names, &mut inits, &mut weak, retype)?;
         // A loop over rows: the row pattern's names, bound to the arrays whose rows they take.
         let (mut row_names, mut xs) = (vec![], vec![]);
         if let LoopControl::Over { row, xs: arrays, .. } = control {
             let v = self.eval(env, arrays)?;
-            self.carries(row, v, arrays.span, &mut row_names, &mut xs)?;
+            self.carries(row, v, arrays.span, &mut row_names, &mut xs, &mut vec![], &BTreeMap::new())?;
             let length = |x: Value| self.ty(x).shape.first().copied();
             if let Some((k, &x)) =
                 xs.iter().enumerate().find(|(_, &x)| length(x).is_none() || length(x) != length(xs[0]))
@@ -1185,7 +1207,11 @@ impl<'a> Elab<'a> {
                 Val::Lit(l) => child.lit_as(l, &ty, body.result.span)?,
                 v => child.tensor_arg(v, body.result.span)?,
             };
-            if *child.ty(v) != ty {
+            let given = child.ty(v).clone();
+            if given != ty && weak[k] && given.shape == ty.shape && !retype.contains_key(&k) {
+                return Ok(Err((k, given.dtype)));
+            }
+            if given != ty {
                 return Err(Diagnostic::error(
                     "E0226",
                     format!("the body of `{keyword}` gives other types than its carries"),
@@ -1260,15 +1286,17 @@ impl<'a> Elab<'a> {
             Pattern::Tuple(..) => Val::Tuple(values),
             _ => values.into_iter().next().expect("one carry"),
         };
-        Ok(match (*scan, stacked_tuple) {
+        Ok(Ok(match (*scan, stacked_tuple) {
             (false, _) => last,
             (true, true) => Val::Tuple(vec![last, Val::Tuple(stacked)]),
             (true, false) => Val::Tuple(vec![last, stacked.into_iter().next().expect("one y")]),
-        })
+        }))
     }
 
     /// Binds a loop's carry pattern to its initial value: the names (with their spans) and the
-    /// arrays, in order.
+    /// arrays, in order, and which were written as numbers (`weak`: a number takes the dtype
+    /// `retype` gives its position, else its default one).
+    #[allow(clippy::too_many_arguments)]
     fn carries(
         &mut self,
         pattern: &Pattern,
@@ -1276,15 +1304,21 @@ impl<'a> Elab<'a> {
         span: Span,
         names: &mut Vec<(String, Span)>,
         inits: &mut Vec<Value>,
+        weak: &mut Vec<bool>,
+        retype: &BTreeMap<usize, DType>,
     ) -> R<()> {
         match (pattern, v) {
             (Pattern::Name(id), v) => {
-                inits.push(self.tensor_arg(v, span)?);
+                weak.push(matches!(v, Val::Lit(_)));
+                inits.push(match (v, retype.get(&inits.len())) {
+                    (Val::Lit(l), Some(&dtype)) => self.lit_to(l, dtype, span)?,
+                    (v, _) => self.tensor_arg(v, span)?,
+                });
                 names.push((id.name.clone(), id.span));
                 Ok(())
             }
             (Pattern::Tuple(items, _), Val::Tuple(vs)) if items.len() == vs.len() => {
-                items.iter().zip(vs).try_for_each(|(p, v)| self.carries(p, v, span, names, inits))
+                items.iter().zip(vs).try_for_each(|(p, v)| self.carries(p, v, span, names, inits, weak, retype))
             }
             (Pattern::Ignore(s), _) => Err(Diagnostic::error("E0214", "a loop's carries need names")
                 .at(*s, "`_` cannot be carried")
