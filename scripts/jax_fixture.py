@@ -50,15 +50,24 @@ def main():
     print(f"wrote {out}: loss {float(value):.6f}")
 
 
-def gru(h0, xs, wz, uz, wh, uh):
-    def step(h, x):
-        z = jax.nn.sigmoid(x @ wz + h @ uz)
-        c = jnp.tanh(x @ wh + (h * z) @ uh)
-        nxt = (1.0 - z) * h + z * c
-        return nxt, nxt
+def gru_scan(checkpoint):
+    """loops.kn's gru, its step wrapped in jax.checkpoint when `checkpoint`."""
 
-    h, hs = jax.lax.scan(step, h0, xs)
-    return jnp.sum(hs * hs) * 0.5 + jnp.sum(h)
+    def loss(h0, xs, wz, uz, wh, uh):
+        def step(h, x):
+            z = jax.nn.sigmoid(x @ wz + h @ uz)
+            c = jnp.tanh(x @ wh + (h * z) @ uh)
+            nxt = (1.0 - z) * h + z * c
+            return nxt, nxt
+
+        h, hs = jax.lax.scan(jax.checkpoint(step) if checkpoint else step, h0, xs)
+        return jnp.sum(hs * hs) * 0.5 + jnp.sum(h)
+
+    return loss
+
+
+gru = gru_scan(False)
+gru_checkpointed = gru_scan(True)
 
 
 def twoway(xs, ws, a):
@@ -121,6 +130,7 @@ def sequences(h0, xss, w):
 # name: (function, [(shape, seed, scale) per parameter])
 LOOPS = {
     "gru": (gru, [((4,), 1, 0.5), ((5, 3), 2, 1.0), ((3, 4), 3, 0.5), ((4, 4), 4, 0.5), ((3, 4), 5, 0.5), ((4, 4), 6, 0.5)]),
+    "gru_checkpointed": (gru_checkpointed, [((4,), 1, 0.5), ((5, 3), 2, 1.0), ((3, 4), 3, 0.5), ((4, 4), 4, 0.5), ((3, 4), 5, 0.5), ((4, 4), 6, 0.5)]),
     "twoway": (twoway, [((6, 2), 7, 1.0), ((6,), 8, 0.8), ((2,), 9, 0.5)]),
     "rk4": (rk4, [((2,), 10, 1.0), ((2,), 11, 0.5)]),
     "branchy": (branchy, [((3,), 12, 1.0), ((), 13, 0.5)]),

@@ -178,7 +178,7 @@ fn loops_and_their_gradients_agree_with_jax() {
         .unwrap_or_else(|e| panic!("{}", e.render(false)));
     let loaded = common::compile_and_load(&module, 2);
     let functions = fixture["functions"].as_object().unwrap();
-    assert_eq!(functions.len(), 6, "every function of loops.kn has JAX's figures");
+    assert_eq!(functions.len(), 7, "every function of loops.kn has JAX's figures");
     for (name, expected) in functions {
         let args: Vec<Tensor> = expected["inputs"]
             .as_array()
@@ -466,5 +466,47 @@ export value_and_grad(loss, wrt=[h0, xs, w, u]) as step;
         for (x, y) in values(a).iter().zip(values(b)) {
             assert!((x - y).abs() <= 1e-12 * x.abs().max(1.0), "{x} vs {y}");
         }
+    }
+}
+
+/// `for x in xs checkpoint` keeps only the carries entering each row for reverse mode: the
+/// same gradient (interpreted, as the default scan's) in a smaller workspace, as the manifest
+/// states it.
+#[test]
+fn checkpointed_scans_trade_workspace_for_recomputation() {
+    let program = |checkpoint: &str| {
+        format!(
+            "fn loss(h0: f32[8, 32], xs: f32[16, 8, 32], w: f32[32, 32], u: f32[32, 32]) -> f32 {{
+    let (_, hs) = scan h = h0 for x in xs {checkpoint} {{ let next = tanh(h @ w + x @ u); (next, next) }};
+    sum(hs * hs)
+}}
+export value_and_grad(loss, wrt=[h0, xs, w, u]) as step;
+"
+        )
+    };
+    let workspace = |text: String| -> (u64, kiln_ir::Module) {
+        let source = kiln::Source { name: "rnn.kn".into(), text };
+        let out = kiln::build(&source, &kiln::Options::default()).unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let manifest = out.files.iter().find(|(n, _)| n.ends_with(".json")).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest.1).unwrap();
+        let bytes = manifest["functions"][0]["workspace_bytes"].as_u64().unwrap();
+        (bytes, kiln::check(&source, "rnn").unwrap())
+    };
+    let (saved, residuals) = workspace(program(""));
+    let (checkpointed, recomputing) = workspace(program("checkpoint"));
+    assert!(checkpointed < saved, "checkpointed {checkpointed} bytes, residuals saved {saved}");
+    let mut rng = Rng::new(common::seed());
+    let f = residuals.func("step").unwrap();
+    let args: Vec<Tensor> = f
+        .params
+        .iter()
+        .map(|p| {
+            let t = random(&mut rng, &p.ty.shape);
+            Tensor::new(t.shape, t.data.convert(kiln_ir::DType::F32))
+        })
+        .collect();
+    let (a, b) = (run(f, &args), run(recomputing.func("step").unwrap(), &args));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(values(x), values(y), "the same gradient either way");
     }
 }

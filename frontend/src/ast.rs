@@ -191,8 +191,9 @@ pub enum LoopControl {
     /// `for i < n`: n times, i counting from 0.
     For { index: Ident, count: Expr },
     /// `for x in xs` (`for x in rev xs`): once per row of xs (an array, or a tuple of arrays of
-    /// one length), first to last (last to first).
-    Over { row: Pattern, xs: Expr, reverse: bool },
+    /// one length), first to last (last to first). `for x in xs checkpoint`: reverse mode
+    /// saves only the carries entering each row and recomputes the rest.
+    Over { row: Pattern, xs: Expr, reverse: bool, checkpoint: bool },
     /// `while cond`: while the condition, read before each run, holds.
     While(Expr),
 }

@@ -1260,11 +1260,12 @@ impl<'a> Elab<'a> {
         let keep: Vec<bool> = (0..fixed + captured.len()).map(|p| p < fixed || read(p)).collect();
         let inner = captured.iter().zip(&keep[fixed..]).filter(|(_, &k)| k).map(|(&v, _)| v);
         let (op, args): (Box<dyn Fn(usize) -> Op>, Vec<Value>) = match (counted, condition, control) {
-            (_, _, &LoopControl::Over { reverse, .. }) => {
+            (_, _, &LoopControl::Over { reverse, checkpoint, .. }) => {
                 let body = Bodies::new(vec![child.func.keep_params(&keep)]);
                 let args = inits.iter().chain(&xs).copied().chain(inner).collect();
                 let (carries, scanned) = (inits.len(), xs.len());
-                (Box::new(move |result| Op::Scan { body: body.clone(), carries, scanned, reverse, result }), args)
+                let op = move |result| Op::Scan { body: body.clone(), carries, scanned, reverse, checkpoint, result };
+                (Box::new(op), args)
             }
             (Some((_, zero, bound)), _, _) => {
                 let body = Bodies::new(vec![child.func.keep_params(&keep)]);

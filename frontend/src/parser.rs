@@ -405,7 +405,8 @@ impl Parser {
 impl Parser {
     /// `loop PATTERN = INIT for I < COUNT { ... }`, `loop PATTERN = INIT while COND { ... }`,
     /// `loop PATTERN = INIT for ROW in [rev] XS { ... }` or `scan PATTERN = INIT for ROW in
-    /// [rev] XS { ... }`. `rev` is a keyword only right after `in`.
+    /// [rev] XS [checkpoint] { ... }`. `rev` is a keyword only right after `in`, `checkpoint`
+    /// only right after the arrays.
     fn counted_loop(&mut self) -> PResult<Expr> {
         let scan = self.is_keyword("scan");
         let start = self.bump().span;
@@ -427,7 +428,12 @@ impl Parser {
                     self.bump();
                 }
                 // The arrays are an expression without comparisons: its `{` begins the body.
-                LoopControl::Over { row, xs: self.binary(0)?, reverse }
+                let xs = self.binary(0)?;
+                let checkpoint = self.is_keyword("checkpoint");
+                if checkpoint {
+                    self.bump();
+                }
+                LoopControl::Over { row, xs, reverse, checkpoint }
             } else if scan {
                 return Err(self.unexpected("a row and `in`, as in `scan c = c0 for x in xs { ... }`"));
             } else {

@@ -273,7 +273,7 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
             let xs =
                 TensorType::new(t.dtype, std::iter::once(1 + rng.below(4)).chain(t.shape.iter().copied()).collect());
-            (scan_of(&t, rng.chance(0.5), rng.below(2)), vec![t.clone(), xs, t])
+            (scan_of(&t, rng.chance(0.5), rng.chance(0.5), rng.below(2)), vec![t.clone(), xs, t])
         }
         Op::Cond { .. } => {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
@@ -334,9 +334,9 @@ pub fn while_of(t: &TensorType) -> Op {
 }
 
 /// A scan over rows x of float type `t` carrying one value of that type and reading one
-/// more, w: `(c, y) <- (sin(c) * w + x, c * x)`, backwards when `reverse`, taking result
-/// `result` (0: the last carry, 1: the stacked ys).
-pub fn scan_of(t: &TensorType, reverse: bool, result: usize) -> Op {
+/// more, w: `(c, y) <- (sin(c) * w + x, c * x)`, backwards when `reverse`, checkpointed when
+/// `checkpoint`, taking result `result` (0: the last carry, 1: the stacked ys).
+pub fn scan_of(t: &TensorType, reverse: bool, checkpoint: bool, result: usize) -> Op {
     let mut f = Func::new("body", Span::default());
     let [c, x, w] = ["c", "x", "w"].map(|name| f.add_param(name, t.clone(), Span::default()));
     let mut push = |op, args| f.push(op, args, Span::default()).expect("well typed");
@@ -346,7 +346,7 @@ pub fn scan_of(t: &TensorType, reverse: bool, result: usize) -> Op {
     let y = push(Op::Binary(BinaryOp::Mul), vec![c, x]);
     f.results.extend([next, y]);
     f.result_names.extend(["c".to_string(), "y".to_string()]);
-    Op::Scan { body: crate::ops::Bodies::new(vec![f]), carries: 1, scanned: 1, reverse, result }
+    Op::Scan { body: crate::ops::Bodies::new(vec![f]), carries: 1, scanned: 1, reverse, checkpoint, result }
 }
 
 /// A conditional of two operands of type `t`: `x * sin(y)` when true, `x - y` when false.

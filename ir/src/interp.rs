@@ -352,7 +352,7 @@ fn eval_with(
             }
             carried.swap_remove(*result).data
         }
-        Op::Scan { body, carries, scanned, reverse, result } => {
+        Op::Scan { body, carries, scanned, reverse, result, .. } => {
             let f = &body.funcs()[0];
             let xs = &args[*carries..carries + scanned];
             let n = xs[0].shape[0];

@@ -550,12 +550,15 @@ pub enum Op {
     /// to the first when `reverse`), each run taking (carries..., rows of xs..., captured...)
     /// to (next carries..., ys...), the first carries being `inits` (`carries` of them).
     /// Results: the last carries, then each y stacked along a new leading axis, the y of row t
-    /// at t (lax.scan). A scan with k results is k instructions, run as one.
+    /// at t (lax.scan). A scan with k results is k instructions, run as one. `checkpoint`
+    /// asks reverse mode to save only the carries entering each row and recompute the rest
+    /// (jax.checkpoint of the body); it changes no value.
     Scan {
         body: Bodies,
         carries: usize,
         scanned: usize,
         reverse: bool,
+        checkpoint: bool,
         result: usize,
     },
 }
@@ -700,7 +703,7 @@ impl Op {
         ops.push(crate::gen::cond_of(&TensorType::new(DType::F32, vec![2, 3])));
         ops.push(crate::gen::loop_of(&TensorType::new(DType::F32, vec![2, 3]), DType::I32));
         ops.push(crate::gen::while_of(&TensorType::new(DType::F32, vec![2, 3])));
-        ops.push(crate::gen::scan_of(&TensorType::new(DType::F32, vec![2, 3]), false, 1));
+        ops.push(crate::gen::scan_of(&TensorType::new(DType::F32, vec![2, 3]), false, false, 1));
         ops
     }
 

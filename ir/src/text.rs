@@ -62,9 +62,11 @@ fn attributes(op: &Op) -> String {
         Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
         Op::Cond { result, .. } | Op::Loop { result, .. } | Op::While { result, .. } => format!("[result={result}]"),
-        Op::Scan { carries, scanned, reverse, result, .. } => {
-            format!("[carries={carries}, scanned={scanned}, reverse={}, result={result}]", u8::from(*reverse))
-        }
+        Op::Scan { carries, scanned, reverse, checkpoint, result, .. } => format!(
+            "[carries={carries}, scanned={scanned}, reverse={}, checkpoint={}, result={result}]",
+            u8::from(*reverse),
+            u8::from(*checkpoint)
+        ),
         Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => String::new(),
     }
 }
@@ -354,16 +356,18 @@ impl<'a> Parser<'a> {
                     "loop" => Op::Loop { body: bodies, result },
                     "while" => Op::While { bodies, result },
                     _ => {
-                        let reverse = match count("reverse")? {
-                            0 => false,
-                            1 => true,
-                            _ => return Err(self.error("`reverse` must be 0 or 1")),
+                        let flag = |name: &str| match count(name)? {
+                            0 => Ok(false),
+                            1 => Ok(true),
+                            _ => Err(self.error(format!("`{name}` must be 0 or 1"))),
                         };
+                        let (reverse, checkpoint) = (flag("reverse")?, flag("checkpoint")?);
                         Op::Scan {
                             body: bodies,
                             carries: count("carries")?,
                             scanned: count("scanned")?,
                             reverse,
+                            checkpoint,
                             result,
                         }
                     }

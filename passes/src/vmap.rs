@@ -307,7 +307,7 @@ impl Batcher {
             }
             // Rows of [B, n, ...] arrays are [B, ...]: the arrays are scanned as [n, B, ...],
             // and the stacked ys come back as [B, n, ...].
-            Op::Scan { body, carries, scanned, reverse, .. } => {
+            Op::Scan { body, carries, scanned, reverse, checkpoint, .. } => {
                 let (f, k, m) = (&body.funcs()[0], *carries, *scanned);
                 let (g, out) = self.carried_body(f, &batched, 0, k)?;
                 let mut operands = self.carry_operands(args, 0, &out[..k])?;
@@ -317,10 +317,10 @@ impl Batcher {
                     }
                 }
                 let body = Bodies::new(vec![g]);
-                let (carries, scanned, reverse) = (k, m, *reverse);
+                let (carries, scanned, reverse, checkpoint) = (k, m, *reverse, *checkpoint);
                 let results = self.group(
                     &out,
-                    |result| Op::Scan { body: body.clone(), carries, scanned, reverse, result },
+                    |result| Op::Scan { body: body.clone(), carries, scanned, reverse, checkpoint, result },
                     &operands,
                 )?;
                 results
@@ -440,7 +440,8 @@ impl Batcher {
         let operands: Vec<Value> = order.iter().map(|&p| args[p].value).collect();
         (0..count)
             .map(|result| {
-                let op = Op::Scan { body: body.clone(), carries: 0, scanned, reverse: false, result };
+                let op =
+                    Op::Scan { body: body.clone(), carries: 0, scanned, reverse: false, checkpoint: false, result };
                 Ok(Batched { value: self.push(op, operands.clone())?, batched: true })
             })
             .collect()

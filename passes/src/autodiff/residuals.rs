@@ -44,15 +44,21 @@ enum Kind {
 }
 
 impl Split {
-    pub fn of(f: &Func, carries: usize, rows: usize) -> Split {
+    /// The split of `f`'s vjp; with `checkpoint`, the forward part saves only the carries
+    /// entering the step, and the backward part recomputes every other value it needs from
+    /// them and the rows.
+    pub fn of(f: &Func, carries: usize, rows: usize, checkpoint: bool) -> Split {
         let np = f.params.len();
         let nr = f.results.len();
         // vjp: (f's parameters, cotangents of the float results) -> (f's results, cotangents
         // of the float parameters).
         let v = super::vjp(f, &f.name, None);
+        // Checkpointed, what depends on a step's carries and rows is recomputed going back,
+        // as what depends on the captured arrays alone always is.
+        let step = if checkpoint { Kind::Invariant } else { Kind::Primal };
         let mut kind: Vec<Kind> = (0..v.params.len())
             .map(|p| match p {
-                _ if p < carries + rows => Kind::Primal,
+                _ if p < carries + rows => step,
                 _ if p < np => Kind::Invariant,
                 _ => Kind::Linear,
             })
@@ -73,11 +79,12 @@ impl Split {
         for r in &v.results[nr..] {
             needed[r.index()] |= kind[r.index()] == Kind::Primal;
         }
+        // Checkpointed, the entering carries are saved and every row is read.
         let saved: Vec<Value> = (0..v.num_values())
-            .filter(|&i| needed[i] && !(carries..np).contains(&i))
+            .filter(|&i| if checkpoint { i < carries } else { needed[i] && !(carries..np).contains(&i) })
             .map(|i| Value(i as u32))
             .collect();
-        let mut rows_read: Vec<bool> = (carries..carries + rows).map(|p| needed[p]).collect();
+        let mut rows_read: Vec<bool> = (carries..carries + rows).map(|p| checkpoint || needed[p]).collect();
         let float_results: Vec<usize> = (0..nr).filter(|&q| super::differentiable(f.ty(f.results[q]))).collect();
         // A scan runs over at least one array: the first rows, when nothing else is scanned.
         if saved.is_empty() && !rows_read.contains(&true) && !float_results.iter().any(|&q| q >= carries) {

@@ -253,7 +253,7 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
         }
         // scan(cs, xs, ws)' = scan((cs, tcs), (xs, txs), (ws, tws)) over the body's jvp, its
         // parameters so ordered and its results ordered (cs, tcs, ys, tys).
-        Op::Scan { body, carries, scanned, reverse, result } => {
+        Op::Scan { body, carries, scanned, reverse, checkpoint, result } => {
             let f = &body.funcs()[0];
             let (k, m) = (*carries, *scanned);
             let layout = TangentLayout::of(f, &[k, k + m], &[k]);
@@ -265,7 +265,8 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
                 None => k + float_cs.len() + (f.results.len() - k) + float_ys.iter().position(|&q| q == *result)?,
             };
             let (carries, scanned) = (k + float_cs.len(), m + layout.params[1].floats.len());
-            b.push(Op::Scan { body, carries, scanned, reverse: *reverse, result: position }, operands)
+            let op = Op::Scan { body, carries, scanned, reverse: *reverse, checkpoint: *checkpoint, result: position };
+            b.push(op, operands)
         }
         // cond(p, xs)' = cond(p, xs, txs) over the branches' jvps: the taken branch runs
         // again with its tangents.
@@ -521,10 +522,12 @@ pub fn vjp_structured(
         // run as a scan the other way over the residual stacks, the rows it reads and gy,
         // carrying the cotangents of the float carries (gc at first) and the sums of those of
         // the float ws (zeros at first); its ys, stacked, are the cotangents of the float xs.
-        Op::Scan { body, carries, scanned, reverse, .. } => {
-            let (f, k, m) = (&body.funcs()[0], *carries, *scanned);
+        // A checkpointed scan saves only the carries entering each row, and its backward part
+        // recomputes the rest (jax.checkpoint of the body).
+        Op::Scan { body, carries, scanned, reverse, checkpoint, .. } => {
+            let (f, k, m, checkpoint) = (&body.funcs()[0], *carries, *scanned, *checkpoint);
             let n = b.ty(args[k]).shape[0];
-            let split = super::residuals::Split::of(f, k, m);
+            let split = super::residuals::Split::of(f, k, m, checkpoint);
             let forward = Bodies::new(vec![split.forward]);
             let results = f.results.len();
             let residuals: Vec<Value> = (0..split.residuals)
@@ -534,6 +537,7 @@ pub fn vjp_structured(
                         carries: k,
                         scanned: m,
                         reverse: *reverse,
+                        checkpoint,
                         result: results + q,
                     };
                     b.push(op, args.to_vec())
@@ -559,7 +563,7 @@ pub fn vjp_structured(
             let (carries, scanned) = (fc.len() + fw.len(), operands.len() - fc.len() - fw.len() - (args.len() - k - m));
             let backward = Bodies::new(vec![split.backward]);
             let mut take = |result: usize| {
-                let op = Op::Scan { body: backward.clone(), carries, scanned, reverse: !reverse, result };
+                let op = Op::Scan { body: backward.clone(), carries, scanned, reverse: !reverse, checkpoint, result };
                 b.push(op, operands.clone())
             };
             (0..args.len())
