@@ -125,12 +125,12 @@ fn scan(
     let (cs, rest) = params.split_at(carries);
     let (stacks, rest) = rest.split_at(ys.len());
     let (xs, ws) = rest.split_at(scanned);
-    let rows = xs.iter().map(|&x| compose::row(&mut step, x, t, span)).collect::<Result<Vec<_>, _>>()?;
+    let rows = xs.iter().map(|&x| row(&mut step, x, t, span)).collect::<Result<Vec<_>, _>>()?;
     let inputs: Vec<Value> = cs.iter().chain(&rows).chain(ws).copied().collect();
     let out = step.inline(body, &inputs, span)?;
     let mut results = out[..carries].to_vec();
     for (&stack, &y) in stacks.iter().zip(&out[carries..]) {
-        results.push(compose::put_row(&mut step, stack, y, t, span)?);
+        results.push(put_row(&mut step, stack, y, t, span)?);
     }
     step.result_names = (0..results.len()).map(|q| format!("r{q}")).collect();
     step.results = results;
@@ -268,6 +268,31 @@ fn concat(f: &mut Func, parts: Vec<Value>, axis: usize, span: Span) -> Result<Va
     } else {
         f.push(Op::Concat { axis }, parts, span)
     }
+}
+
+/// Row `t` of `x` (`t` an integer scalar, clamped to the rows as a dynamic slice's start):
+/// x[t], one rank lower.
+fn row(f: &mut Func, x: Value, t: Value, span: Span) -> Result<Value, String> {
+    let shape = f.ty(x).shape.clone();
+    let starts = row_starts(f, t, shape.len(), span)?;
+    let sizes = std::iter::once(1).chain(shape[1..].iter().copied()).collect();
+    let window = f.push(Op::DynamicSlice { sizes }, std::iter::once(x).chain(starts).collect(), span)?;
+    f.push(Op::Reshape { shape: shape[1..].to_vec() }, vec![window], span)
+}
+
+/// `stack` with its row `t` (clamped as [`row`]'s) replaced by `x`.
+fn put_row(f: &mut Func, stack: Value, x: Value, t: Value, span: Span) -> Result<Value, String> {
+    let shape = f.ty(stack).shape.clone();
+    let starts = row_starts(f, t, shape.len(), span)?;
+    let one = std::iter::once(1).chain(shape[1..].iter().copied()).collect();
+    let x = f.push(Op::Reshape { shape: one }, vec![x], span)?;
+    f.push(Op::DynamicUpdateSlice, [stack, x].into_iter().chain(starts).collect(), span)
+}
+
+/// The starts of the window of row `t` of an array of rank `rank`: t, then zeros.
+fn row_starts(f: &mut Func, t: Value, rank: usize, span: Span) -> Result<Vec<Value>, String> {
+    let zero = f.push(Op::Const(Literal::Int(f.ty(t).dtype, 0)), vec![], span)?;
+    Ok(std::iter::once(t).chain(std::iter::repeat_n(zero, rank - 1)).collect())
 }
 
 #[cfg(test)]

@@ -89,28 +89,3 @@ fn zeros(f: &mut Func, like: Value, shape: Vec<usize>, span: Span) -> Result<Val
     let zero = f.push(Op::Const(Literal::of_i64(f.ty(like).dtype, 0)), vec![], span)?;
     f.push(Op::Broadcast { shape, dims: vec![] }, vec![zero], span)
 }
-
-/// Row `t` of `x` (`t` an integer scalar, clamped to the rows as a dynamic slice's start):
-/// x[t], one rank lower.
-pub fn row(f: &mut Func, x: Value, t: Value, span: Span) -> Result<Value, String> {
-    let shape = f.ty(x).shape.clone();
-    let starts = row_starts(f, t, shape.len(), span)?;
-    let sizes = std::iter::once(1).chain(shape[1..].iter().copied()).collect();
-    let window = f.push(Op::DynamicSlice { sizes }, std::iter::once(x).chain(starts).collect(), span)?;
-    f.push(Op::Reshape { shape: shape[1..].to_vec() }, vec![window], span)
-}
-
-/// `stack` with its row `t` (clamped as [`row`]'s) replaced by `x`.
-pub fn put_row(f: &mut Func, stack: Value, x: Value, t: Value, span: Span) -> Result<Value, String> {
-    let shape = f.ty(stack).shape.clone();
-    let starts = row_starts(f, t, shape.len(), span)?;
-    let one = std::iter::once(1).chain(shape[1..].iter().copied()).collect();
-    let x = f.push(Op::Reshape { shape: one }, vec![x], span)?;
-    f.push(Op::DynamicUpdateSlice, [stack, x].into_iter().chain(starts).collect(), span)
-}
-
-/// The starts of the window of row `t` of an array of rank `rank`: t, then zeros.
-fn row_starts(f: &mut Func, t: Value, rank: usize, span: Span) -> Result<Vec<Value>, String> {
-    let zero = f.push(Op::Const(Literal::Int(f.ty(t).dtype, 0)), vec![], span)?;
-    Ok(std::iter::once(t).chain(std::iter::repeat_n(zero, rank - 1)).collect())
-}

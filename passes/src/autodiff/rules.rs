@@ -9,7 +9,7 @@
 
 use super::Builder;
 use kiln_ir::ops::Bodies;
-use kiln_ir::{compose, BinaryOp, ConvWindow, Func, Op, ReduceKind, TensorType, UnaryOp, Value};
+use kiln_ir::{BinaryOp, ConvWindow, Func, Op, ReduceKind, TensorType, UnaryOp, Value};
 
 /// sign(x) = [x > 0] - [x < 0], in x's dtype.
 fn sign(b: &mut Builder, x: Value) -> Value {
@@ -430,15 +430,14 @@ pub fn vjp_structured(
     wants: &[bool],
 ) -> Vec<Option<Value>> {
     match op {
-        // loop(lo, hi, cs, xs) with cotangents gs on its carries: a reverse loop over
-        // k = 0 .. hi - lo at step j = hi - 1 - k, carrying the cotangents of the float carries
-        // (gs at first, zeros where none) and the sums of those of the float xs, each step applying the
-        // body's vjp at the carries entering step j. With constant bounds, a recording loop
-        // first stacks the carries entering each step (hi - lo of each, in the workspace), which
-        // the reverse loop reads back (jax.checkpoint of the body: its residuals are recomputed
-        // from the carries). With bounds known only at run time nothing can be stacked in a
-        // static plan, and each step recomputes its carries from the start: exact, quadratic in
-        // the trip count.
+        // loop(lo, hi, cs, xs) with constant bounds is scan(cs, [lo, ..., hi - 1], xs) of the
+        // body with its index as the row, differentiated by the scan rule (residuals saved, as
+        // lax.fori_loop with a static trip count is). With bounds known only at run time
+        // nothing can be stacked in a static plan: a reverse loop over k = 0 .. hi - lo at step
+        // j = hi - 1 - k carries the cotangents of the float carries (gs at first, zeros where
+        // none) and the sums of those of the float xs, each step applying the body's vjp at the
+        // carries entering step j, which it recomputes from the start: exact, quadratic in the
+        // trip count.
         Op::Loop { body, .. } => {
             let f = &body.funcs()[0];
             let (carries, index) = (f.results.len(), b.ty(args[0]).clone());
@@ -446,14 +445,37 @@ pub fn vjp_structured(
             let fits = |n: usize| {
                 (1..=carries).all(|p| kiln_ir::types::check_shape(&stack_type(&f.params[p].ty, n).shape).is_ok())
             };
-            let trips = static_trips(b, args[0], args[1]).filter(|&n| fits(n));
-            let mut captured = args.to_vec();
-            if let Some(trips) = trips {
-                // The operands after (lo, hi): the stacks instead of the initial carries.
-                let stacks = record_carries(b, f, args, trips);
-                captured.splice(2..2 + carries, stacks);
+            if let Some(trips) = static_trips(b, args[0], args[1]).filter(|&n| fits(n)) {
+                let iota = b.push(Op::Iota { dtype: index.dtype, shape: vec![trips], axis: 0 }, vec![]);
+                let lo = b.push(Op::Broadcast { shape: vec![trips], dims: vec![] }, vec![args[0]]);
+                let indices = b.add(iota, lo);
+                // The scan's body takes (cs, i, xs); the loop's, (i, cs, xs).
+                let order: Vec<usize> = (1..=carries).chain([0]).chain(carries + 1..f.params.len()).collect();
+                let scan = Op::Scan {
+                    body: Bodies::new(vec![f.with_params(&order)]),
+                    carries,
+                    scanned: 1,
+                    reverse: false,
+                    checkpoint: false,
+                    result: 0,
+                };
+                let scan_args: Vec<Value> = args[2..2 + carries]
+                    .iter()
+                    .copied()
+                    .chain([indices])
+                    .chain(args[2 + carries..].iter().copied())
+                    .collect();
+                let scan_wants: Vec<bool> = wants[2..2 + carries]
+                    .iter()
+                    .copied()
+                    .chain([false])
+                    .chain(wants[2 + carries..].iter().copied())
+                    .collect();
+                let mut cts = vjp_structured(b, &scan, &scan_args, gs, &scan_wants);
+                cts.remove(carries);
+                return [None, None].into_iter().chain(cts).collect();
             }
-            let reverse = reverse_loop_body(f, trips);
+            let reverse = reverse_loop_body(f);
             let float = |p: usize| super::differentiable(&f.params[p].ty);
             let mut operands = vec![b.constant(0.0, &index), b.sub(args[1], args[0])];
             for p in (1..=carries).filter(|&p| float(p)) {
@@ -462,7 +484,7 @@ pub fn vjp_structured(
             for p in (carries + 1..f.params.len()).filter(|&p| float(p)) {
                 operands.push(b.zeros(&f.params[p].ty));
             }
-            operands.extend(captured);
+            operands.extend(args);
             let body = Bodies::new(vec![reverse]);
             let mut position = 0;
             let mut cts = vec![None, None];
@@ -710,43 +732,11 @@ fn stack_type(t: &TensorType, trips: usize) -> TensorType {
     TensorType::new(t.dtype, std::iter::once(trips).chain(t.shape.iter().copied()).collect())
 }
 
-/// Runs the loop `lo, hi, inits..., xs...` of body `f` (`trips` steps) again, recording the
-/// carries entering each step: one stack per carry, [trips, carry shape...], step i's at
-/// i - lo. Returns the stacks.
-fn record_carries(b: &mut Builder, f: &Func, args: &[Value], trips: usize) -> Vec<Value> {
-    let carries = f.results.len();
-    let stack_type = |t: &TensorType| stack_type(t, trips);
-    let mut r = Builder::new("record");
-    let param = |r: &mut Builder, name: String, ty: &TensorType| r.func.add_param(name, ty.clone(), Default::default());
-    let i = param(&mut r, "i".into(), &f.params[0].ty);
-    let cs: Vec<Value> = (1..=carries).map(|p| param(&mut r, format!("c{p}"), &f.params[p].ty)).collect();
-    let stacks: Vec<Value> =
-        (1..=carries).map(|p| param(&mut r, format!("s{p}"), &stack_type(&f.params[p].ty))).collect();
-    let xs: Vec<Value> =
-        (carries + 1..f.params.len()).map(|p| param(&mut r, format!("x{p}"), &f.params[p].ty)).collect();
-    let next = inline(&mut r, f, &std::iter::once(i).chain(cs.iter().copied()).chain(xs).collect::<Vec<_>>());
-    let lo = r.push(b.func.inst(args[0]).expect("a constant bound").op.clone(), vec![]);
-    let row = r.sub(i, lo);
-    let mut results = next;
-    for (&c, &stack) in cs.iter().zip(&stacks) {
-        results.push(compose::put_row(&mut r.func, stack, c, row, Default::default()).expect("a row of the stack"));
-    }
-    for (q, v) in results.into_iter().enumerate() {
-        r.func.results.push(v);
-        r.func.result_names.push(format!("r{q}"));
-    }
-    let record = Bodies::new(vec![r.func]);
-    let empty: Vec<Value> = (1..=carries).map(|p| b.zeros(&stack_type(&f.params[p].ty))).collect();
-    let operands: Vec<Value> =
-        args[..2 + carries].iter().copied().chain(empty).chain(args[2 + carries..].iter().copied()).collect();
-    (0..carries).map(|q| b.push(Op::Loop { body: record.clone(), result: carries + q }, operands.clone())).collect()
-}
-
-/// The body of the reverse loop of a loop whose body is `f` (see the `Op::Loop` rule of
-/// [`vjp`]): parameters (k, cotangents of the float carries, sums of the cotangents of the
-/// float xs, lo, hi, then the stacks of carries when `stacked` (their step count), else the
-/// initial carries, then xs...), results the first two groups after step j = hi - 1 - k.
-fn reverse_loop_body(f: &Func, stacked: Option<usize>) -> Func {
+/// The body of the reverse loop of a loop whose body is `f` and whose bounds are known at run
+/// time only (see the `Op::Loop` rule of [`vjp_structured`]): parameters (k, cotangents of
+/// the float carries, sums of the cotangents of the float xs, lo, hi, the initial carries,
+/// xs...), results the first two groups after step j = hi - 1 - k.
+fn reverse_loop_body(f: &Func) -> Func {
     let carries = f.results.len();
     let floats: Vec<usize> = (1..f.params.len()).filter(|&p| super::differentiable(&f.params[p].ty)).collect();
     let mut b = Builder::new("reverse");
@@ -755,32 +745,20 @@ fn reverse_loop_body(f: &Func, stacked: Option<usize>) -> Func {
     let k = param(&mut b, "k".into(), &index);
     let cts: Vec<Value> = floats.iter().map(|&p| param(&mut b, format!("ct{p}"), &f.params[p].ty)).collect();
     let (lo, hi) = (param(&mut b, "lo".into(), &index), param(&mut b, "hi".into(), &index));
-    let carry_sources: Vec<Value> = (1..=carries)
-        .map(|p| {
-            let t = &f.params[p].ty;
-            let ty = stacked.map_or_else(|| t.clone(), |trips| stack_type(t, trips));
-            param(&mut b, format!("c{p}"), &ty)
-        })
-        .collect();
+    let inits: Vec<Value> = (1..=carries).map(|p| param(&mut b, format!("c{p}"), &f.params[p].ty)).collect();
     let xs: Vec<Value> =
         (carries + 1..f.params.len()).map(|p| param(&mut b, format!("x{p}"), &f.params[p].ty)).collect();
     let one = b.constant(1.0, &index);
     let last = b.sub(hi, one);
     let j = b.sub(last, k);
-    // The carries entering step j: read from the stacks, or the loop run from lo to j.
-    let entering: Vec<Value> = if stacked.is_some() {
-        let row = b.sub(j, lo);
-        let rows = carry_sources.iter().map(|&stack| compose::row(&mut b.func, stack, row, Default::default()));
-        rows.collect::<Result<_, _>>().expect("a row of the stack")
-    } else {
-        let forward = Bodies::new(vec![f.clone()]);
-        (0..carries)
-            .map(|r| {
-                let args = [lo, j].into_iter().chain(carry_sources.iter().copied()).chain(xs.iter().copied()).collect();
-                b.push(Op::Loop { body: forward.clone(), result: r }, args)
-            })
-            .collect()
-    };
+    // The carries entering step j: the loop run from lo to j.
+    let forward = Bodies::new(vec![f.clone()]);
+    let entering: Vec<Value> = (0..carries)
+        .map(|r| {
+            let args = [lo, j].into_iter().chain(inits.iter().copied()).chain(xs.iter().copied()).collect();
+            b.push(Op::Loop { body: forward.clone(), result: r }, args)
+        })
+        .collect();
     // The body's vjp at step j: (i, cs, xs, cotangents of the float results) -> (results,
     // cotangents of the float parameters after i, in order).
     let vjp = super::vjp(f, &f.name, None);
