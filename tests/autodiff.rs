@@ -510,3 +510,47 @@ export value_and_grad(loss, wrt=[h0, xs, w, u]) as step;
         assert_eq!(values(x), values(y), "the same gradient either way");
     }
 }
+
+/// `while cond max_iter n` is a counted loop of n steps whose body runs while the condition
+/// holds: Newton's method so bounded gives the root when it converges in time, stops after n
+/// steps when it does not, and its gradient goes through the scan rule (residuals saved,
+/// linear time) to d sqrt(a) / da, compiled as interpreted.
+#[test]
+fn bounded_while_loops_stop_at_their_bound_and_differentiate() {
+    const NEWTON: &str = "
+fn root(a: f64) -> f64 {
+    let (x, _) = loop (x, k) = (a, 0) while abs(x * x - a) > 1e-13 * a max_iter 60 { (0.5 * (x + a / x), k + 1) };
+    x
+}
+fn three(a: f64) -> f64 {
+    let (x, _) = loop (x, k) = (a, 0) while abs(x * x - a) > 1e-13 * a max_iter 3 { (0.5 * (x + a / x), k + 1) };
+    x
+}
+export root;
+export grad(root) as droot;
+export three;
+";
+    let source = kiln::Source { name: "bounded.kn".into(), text: NEWTON.into() };
+    let module = kiln::check(&source, "bounded").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    assert!(
+        module.funcs.iter().flat_map(|f| &f.insts).all(|i| !matches!(i.op, kiln_ir::Op::While { .. })),
+        "a bounded while loop is a counted loop"
+    );
+    let loaded = common::compile_and_load(&module, 2);
+    let f = |name: &str| module.func(name).unwrap();
+    for a in [0.25, 2.0, 9.0, 1234.5] {
+        let at = Tensor::new(vec![], Data::F64(vec![a]));
+        assert_close(values(&run(f("root"), std::slice::from_ref(&at))[0])[0], a.sqrt(), &format!("sqrt({a})"));
+        let expected = 0.5 / a.sqrt();
+        assert_close(values(&run(f("droot"), std::slice::from_ref(&at))[0])[0], expected, &format!("grad at {a}"));
+        let mut x = a;
+        for _ in 0..3 {
+            x = 0.5 * (x + a / x);
+        }
+        assert_eq!(values(&run(f("three"), std::slice::from_ref(&at))[0])[0], x, "three steps from {a}");
+        for name in ["root", "droot", "three"] {
+            common::check_against_interpreter(&loaded, name, std::slice::from_ref(&at), common::Check::Program)
+                .unwrap();
+        }
+    }
+}

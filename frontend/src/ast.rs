@@ -194,8 +194,9 @@ pub enum LoopControl {
     /// one length), first to last (last to first). `for x in xs checkpoint`: reverse mode
     /// saves only the carries entering each row and recomputes the rest.
     Over { row: Pattern, xs: Expr, reverse: bool, checkpoint: bool },
-    /// `while cond`: while the condition, read before each run, holds.
-    While(Expr),
+    /// `while cond`: while the condition, read before each run, holds; `while cond max_iter n`:
+    /// at most n runs.
+    While(Expr, Option<Expr>),
 }
 
 #[derive(Clone, Debug)]

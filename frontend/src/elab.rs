@@ -312,6 +312,29 @@ impl Errors {
     }
 }
 
+/// The body of a counted loop that runs `body` while `cond` holds (both functions of the
+/// carries and the captured arrays) and keeps the carries once it fails: (i, carries,
+/// captured) -> cond(...) ? body(...) : carries, its index (of type `index`) unread.
+fn guarded(cond: &Func, body: &Func, index: &TensorType) -> Func {
+    let span = Span::default();
+    let mut g = Func::new("body", span);
+    g.add_param("i", index.clone(), span);
+    let params: Vec<Value> = body.params.iter().map(|p| g.add_param(p.name.clone(), p.ty.clone(), span)).collect();
+    let go = g.inline(cond, &params, span).expect("the condition takes the body's parameters")[0];
+    let mut keep = Func { insts: vec![], results: vec![], result_names: vec![], ..body.clone() };
+    keep.name = "done".into();
+    keep.results = (0..body.results.len()).map(|c| Value(c as u32)).collect();
+    keep.result_names = body.result_names.clone();
+    let branches = Bodies::new(vec![body.clone(), keep]);
+    let operands: Vec<Value> = std::iter::once(go).chain(params).collect();
+    for (r, name) in body.result_names.iter().enumerate() {
+        let v = g.push(Op::Cond { branches: branches.clone(), result: r }, operands.clone(), span).expect("well typed");
+        g.results.push(v);
+        g.result_names.push(name.clone());
+    }
+    g
+}
+
 fn no_mapped_parameter(span: Span) -> Diagnostic {
     Diagnostic::error("E0229", "`vmap` maps no parameter")
         .at(span, "every `in_axes` entry is `None`")
@@ -1115,19 +1138,16 @@ impl<'a> Elab<'a> {
         // A counted loop's bounds (0 and the count) and index.
         let counted = match control {
             LoopControl::For { index, count } => {
-                let bound = match self.eval(env, count)? {
-                    Val::Lit(Lit::Int(n)) => self.lit_to(Lit::Int(n), DType::I32, count.span)?,
-                    Val::Tensor(t) if self.ty(t).shape.is_empty() && self.ty(t).dtype.is_int() => t,
-                    v => {
-                        return Err(Diagnostic::error("E0225", "the count of `loop` must be an integer scalar")
-                            .at(count.span, format!("this is {}", self.describe(&v)))
-                            .help("count with an integer: a constant, a shape variable, or an i32 or i64 scalar"))
-                    }
-                };
-                let zero = self.lit_to(Lit::Int(0), self.ty(bound).dtype, count.span)?;
+                let (zero, bound) = self.loop_bounds(env, count)?;
                 Some((index, zero, bound))
             }
-            LoopControl::While(_) | LoopControl::Over { .. } => None,
+            LoopControl::While(..) | LoopControl::Over { .. } => None,
+        };
+        // A bounded while loop's bounds: it is a counted loop whose body runs while the
+        // condition holds.
+        let bounded = match control {
+            LoopControl::While(_, Some(max_iter)) => Some(self.loop_bounds(env, max_iter)?),
+            _ => None,
         };
         // The carries: the pattern's names, bound to the initial values (each an array).
         let start = self.eval(env, init)?;
@@ -1237,7 +1257,7 @@ impl<'a> Elab<'a> {
         }
         // A while loop's condition: a function of the same parameters.
         let condition = match control {
-            LoopControl::While(cond) => {
+            LoopControl::While(cond, _) => {
                 let (mut c, v) = self.body_function("cond", env, &leading, &captured, |child, env, params| {
                     bind(env, params);
                     child.eval(env, cond)
@@ -1272,6 +1292,16 @@ impl<'a> Elab<'a> {
                 let args = [zero, bound].into_iter().chain(inits.iter().copied()).chain(inner).collect();
                 (Box::new(move |result| Op::Loop { body: body.clone(), result }), args)
             }
+            (None, Some(cond), _) if bounded.is_some() => {
+                let (zero, bound) = bounded.expect("checked");
+                let body = Bodies::new(vec![guarded(
+                    &cond.keep_params(&keep),
+                    &child.func.keep_params(&keep),
+                    self.ty(bound),
+                )]);
+                let args = [zero, bound].into_iter().chain(inits.iter().copied()).chain(inner).collect();
+                (Box::new(move |result| Op::Loop { body: body.clone(), result }), args)
+            }
             (None, Some(cond), _) => {
                 let bodies = Bodies::new(vec![cond.keep_params(&keep), child.func.keep_params(&keep)]);
                 let args = inits.iter().copied().chain(inner).collect();
@@ -1292,6 +1322,22 @@ impl<'a> Elab<'a> {
             (true, true) => Val::Tuple(vec![last, Val::Tuple(stacked)]),
             (true, false) => Val::Tuple(vec![last, stacked.into_iter().next().expect("one y")]),
         }))
+    }
+
+    /// The bounds 0 and `count` of a counted loop: an integer constant (as i32) or an integer
+    /// scalar known at run time.
+    fn loop_bounds(&mut self, env: &mut Env, count: &'a Expr) -> R<(Value, Value)> {
+        let bound = match self.eval(env, count)? {
+            Val::Lit(Lit::Int(n)) => self.lit_to(Lit::Int(n), DType::I32, count.span)?,
+            Val::Tensor(t) if self.ty(t).shape.is_empty() && self.ty(t).dtype.is_int() => t,
+            v => {
+                return Err(Diagnostic::error("E0225", "the count of `loop` must be an integer scalar")
+                    .at(count.span, format!("this is {}", self.describe(&v)))
+                    .help("count with an integer: a constant, a shape variable, or an i32 or i64 scalar"))
+            }
+        };
+        let zero = self.lit_to(Lit::Int(0), self.ty(bound).dtype, count.span)?;
+        Ok((zero, bound))
     }
 
     /// Binds a loop's carry pattern to its initial value: the names (with their spans) and the

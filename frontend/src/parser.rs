@@ -403,7 +403,8 @@ impl Parser {
 }
 
 impl Parser {
-    /// `loop PATTERN = INIT for I < COUNT { ... }`, `loop PATTERN = INIT while COND { ... }`,
+    /// `loop PATTERN = INIT for I < COUNT { ... }`, `loop PATTERN = INIT while COND [max_iter
+    /// N] { ... }` (`max_iter` a keyword only there),
     /// `loop PATTERN = INIT for ROW in [rev] XS { ... }` or `scan PATTERN = INIT for ROW in
     /// [rev] XS [checkpoint] { ... }`. `rev` is a keyword only right after `in`, `checkpoint`
     /// only right after the arrays.
@@ -444,7 +445,15 @@ impl Parser {
             }
         } else if self.is_keyword("while") && !scan {
             self.bump();
-            LoopControl::While(self.expr()?)
+            let cond = self.expr()?;
+            let max_iter = if self.is_keyword("max_iter") {
+                self.bump();
+                // The bound is an expression without comparisons: its `{` begins the body.
+                Some(self.binary(0)?)
+            } else {
+                None
+            };
+            LoopControl::While(cond, max_iter)
         } else if scan {
             return Err(self.unexpected("`for`, as in `scan c = c0 for x in xs { ... }`"));
         } else {

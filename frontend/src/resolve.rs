@@ -192,13 +192,13 @@ impl<'e> Resolver<'_, '_, 'e> {
                         self.expr(xs);
                         pattern_names(row, &mut names);
                     }
-                    LoopControl::While(_) => {}
+                    LoopControl::While(_, max_iter) => max_iter.iter().for_each(|n| self.expr(n)),
                 }
                 pattern_names(pattern, &mut names);
                 for id in names {
                     self.scope.push(Binding { name: &id.name, span: id.span, kind: Kind::Let, used: true });
                 }
-                if let LoopControl::While(cond) = control {
+                if let LoopControl::While(cond, _) = control {
                     self.expr(cond);
                 }
                 self.block(body);
