@@ -48,27 +48,34 @@ pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
     }
     let mut out = Func::new(f.name.clone(), f.span);
     let mut map: Vec<Value> = f.params.iter().map(|p| out.add_param(p.name.clone(), p.ty.clone(), p.span)).collect();
-    // The loops scans became, by the scan (at result 0) and its operands: their results.
+    // Each op with bodies (at result 0), by it and its operands: the op with its bodies
+    // expanded, once for all its instructions; and the results of the loops scans became.
+    let mut expanded: BTreeMap<(Op, Vec<Value>), Op> = BTreeMap::new();
     let mut scans: BTreeMap<(Op, Vec<Value>), Vec<Value>> = BTreeMap::new();
     for inst in &f.insts {
         let args: Vec<Value> = inst.args.iter().map(|a| map[a.index()]).collect();
-        let v = match (&inst.op, inst.op.structure()) {
-            (Op::Conv(window), _) => conv(&mut out, window, args[0], args[1], direct, inst.span)?,
-            (op, Some((bodies, result))) => {
-                let bodies = bodies.map(|f| expand(f, direct).map(Cow::into_owned))?;
-                let op = op.restructured(bodies.clone(), 0);
-                if let Op::Scan { carries, scanned, reverse, .. } = op {
-                    let key = (op, args);
+        let v = match (&inst.op, inst.op.group(), inst.op.structure()) {
+            (Op::Conv(window), ..) => conv(&mut out, window, args[0], args[1], direct, inst.span)?,
+            (_, Some(group), Some((_, result))) => {
+                let key = (group, args);
+                if !expanded.contains_key(&key) {
+                    let bodies = key.0.bodies().expect("an op with bodies");
+                    let bodies = bodies.map(|f| expand(f, direct).map(Cow::into_owned))?;
+                    expanded.insert(key.clone(), key.0.restructured(bodies, 0));
+                }
+                let group = expanded[&key].clone();
+                let bodies = group.bodies().expect("an op with bodies");
+                if let Op::Scan { carries, scanned, reverse, .. } = group {
                     if !scans.contains_key(&key) {
                         let results = scan(&mut out, &bodies.funcs()[0], carries, scanned, reverse, &key.1, inst.span)?;
                         scans.insert(key.clone(), results);
                     }
                     scans[&key][result]
                 } else {
-                    out.push(op.restructured(bodies, result), args, inst.span)?
+                    out.push(group.restructured(bodies.clone(), result), key.1, inst.span)?
                 }
             }
-            (op, None) => out.push(op.clone(), args, inst.span)?,
+            (op, ..) => out.push(op.clone(), args, inst.span)?,
         };
         map.push(v);
     }

@@ -667,6 +667,12 @@ impl Op {
         op
     }
 
+    /// For an op with bodies, the op taking result 0: with the operands, the key that the
+    /// instructions of one loop, scan or conditional (one per result) share.
+    pub fn group(&self) -> Option<Op> {
+        self.structure().map(|(bodies, _)| self.restructured(bodies.clone(), 0))
+    }
+
     /// How many results the op with bodies has (one instruction each).
     pub fn results(&self) -> usize {
         self.bodies().and_then(|b| b.funcs().last()).map_or(1, |f| f.results.len())

@@ -271,15 +271,15 @@ fn backward(b: &mut Builder, f: &Func, map: &[Value], cotangent: &mut [Option<Va
     let n = f.params.len();
     let mut groups: BTreeMap<(Op, &[Value]), Vec<usize>> = BTreeMap::new();
     for (k, inst) in f.insts.iter().enumerate() {
-        if let Some((bodies, _)) = inst.op.structure() {
-            groups.entry((inst.op.restructured(bodies.clone(), 0), &inst.args)).or_default().push(k);
+        if let Some(group) = inst.op.group() {
+            groups.entry((group, &inst.args)).or_default().push(k);
         }
     }
     for (k, inst) in f.insts.iter().enumerate().rev() {
         let args: Vec<Value> = inst.args.iter().map(|a| map[a.index()]).collect();
         let wants: Vec<bool> = inst.args.iter().map(|a| differentiable(f.ty(*a))).collect();
-        let cts = if let Some((bodies, _)) = inst.op.structure() {
-            let members = &groups[&(inst.op.restructured(bodies.clone(), 0), &inst.args[..])];
+        let cts = if let Some(group) = inst.op.group() {
+            let members = &groups[&(group, &inst.args[..])];
             if members[0] != k {
                 continue;
             }

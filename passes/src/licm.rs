@@ -31,9 +31,9 @@ fn hoist(f: &mut Func) {
     let mut moved: BTreeMap<(Op, Vec<Value>), (Op, Vec<Value>)> = BTreeMap::new();
     for inst in insts {
         let args: Vec<Value> = inst.args.iter().map(|a| map[a.index()]).collect();
-        let v = match inst.op.structure() {
-            Some((bodies, result)) => {
-                let key = (inst.op.restructured(bodies.clone(), 0), args.clone());
+        let v = match (inst.op.group(), inst.op.structure()) {
+            (Some(group), Some((_, result))) => {
+                let key = (group, args.clone());
                 if !moved.contains_key(&key) {
                     let rewritten = hoisted(f, &key.0, &args, inst.span);
                     moved.insert(key.clone(), rewritten);
@@ -42,7 +42,7 @@ fn hoist(f: &mut Func) {
                 let bodies = op.bodies().expect("an op with bodies").clone();
                 f.push(op.restructured(bodies, result), operands.clone(), inst.span).expect("the same types")
             }
-            None => f.push(inst.op, args, inst.span).expect("the same types"),
+            _ => f.push(inst.op, args, inst.span).expect("the same types"),
         };
         map.push(v);
     }

@@ -42,8 +42,8 @@ pub fn func_stats(f: &Func) -> Stats {
         *s.ops.entry(inst.op.name()).or_default() += 1;
         s.instructions += 1;
         let args: Vec<&kiln_ir::TensorType> = inst.args.iter().map(|&a| f.ty(a)).collect();
-        s.flops += match inst.op.structure() {
-            Some((bodies, _)) if counted.insert((inst.op.restructured(bodies.clone(), 0), inst.args.clone())) => {
+        s.flops += match inst.op.group() {
+            Some(group) if counted.insert((group.clone(), inst.args.clone())) => {
                 structured_flops(f, &inst.op, &inst.args)
             }
             Some(_) => 0,

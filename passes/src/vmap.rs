@@ -144,8 +144,8 @@ impl Batcher {
             let v = if !args.iter().any(|a| a.batched) {
                 let values = args.iter().map(|a| a.value).collect();
                 Batched { value: self.push(inst.op.clone(), values)?, batched: false }
-            } else if let Some((bodies, result)) = inst.op.structure() {
-                let key = (inst.op.restructured(bodies.clone(), 0), args.iter().map(|a| a.value).collect());
+            } else if let (Some(group), Some((_, result))) = (inst.op.group(), inst.op.structure()) {
+                let key = (group, args.iter().map(|a| a.value).collect());
                 if !groups.contains_key(&key) {
                     let results = self.structured(&key.0, &args)?;
                     groups.insert(key.clone(), results);

@@ -166,8 +166,7 @@ fn copy(v: &Func, kind: &[Kind], to: &mut Func, map: &mut [Option<Value>], keep:
 /// scan's vjp extends the primal scan: the later scan takes the earlier one's place, and the
 /// earlier one's results are its first ones.
 pub fn share_forward_scans(f: &mut Func) {
-    let key =
-        |op: &Op, args: &[Value]| op.structure().map(|(bodies, _)| (op.restructured(bodies.clone(), 0), args.to_vec()));
+    let key = |op: &Op, args: &[Value]| op.group().map(|group| (group, args.to_vec()));
     let mut groups: Vec<(Op, Vec<Value>)> = vec![];
     for inst in &f.insts {
         if let Some(k) = key(&inst.op, &inst.args).filter(|(op, _)| matches!(op, Op::Scan { .. })) {

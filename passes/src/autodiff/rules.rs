@@ -459,18 +459,12 @@ pub fn vjp_structured(
                     checkpoint: false,
                     result: 0,
                 };
-                let scan_args: Vec<Value> = args[2..2 + carries]
-                    .iter()
-                    .copied()
-                    .chain([indices])
-                    .chain(args[2 + carries..].iter().copied())
-                    .collect();
-                let scan_wants: Vec<bool> = wants[2..2 + carries]
-                    .iter()
-                    .copied()
-                    .chain([false])
-                    .chain(wants[2 + carries..].iter().copied())
-                    .collect();
+                // The scan's operands, (cs, indices, xs), from the loop's (lo, hi, cs, xs).
+                fn as_scan<T: Copy>(loop_operands: &[T], carries: usize, row: T) -> Vec<T> {
+                    let (cs, xs) = loop_operands[2..].split_at(carries);
+                    cs.iter().copied().chain([row]).chain(xs.iter().copied()).collect()
+                }
+                let (scan_args, scan_wants) = (as_scan(args, carries, indices), as_scan(wants, carries, false));
                 let mut cts = vjp_structured(b, &scan, &scan_args, gs, &scan_wants);
                 cts.remove(carries);
                 return [None, None].into_iter().chain(cts).collect();
