@@ -27,6 +27,12 @@ pub struct Split {
     pub rows_read: Vec<bool>,
     /// How many residuals the forward part saves.
     pub residuals: usize,
+    /// The float carries, rows and captured arrays (parameter positions of the body), and
+    /// the float ys (result positions): the ones that have cotangents.
+    pub float_carries: Vec<usize>,
+    pub float_rows: Vec<usize>,
+    pub float_captured: Vec<usize>,
+    pub float_ys: Vec<usize>,
 }
 
 /// How a value of the vjp relates to the steps and the cotangents: each kind depends on
@@ -106,10 +112,11 @@ impl Split {
         // Backward: the parameters in the reverse scan's order, the linear and constant
         // instructions.
         let mut backward = Func::new(format!("{}_back", f.name), f.span);
-        let float = |t: &TensorType| super::differentiable(t);
         let param = |b: &mut Func, name: String, ty: &TensorType| b.add_param(name, ty.clone(), Default::default());
-        let fc: Vec<usize> = (0..carries).filter(|&p| float(&f.params[p].ty)).collect();
-        let fw: Vec<usize> = (carries + rows..np).filter(|&p| float(&f.params[p].ty)).collect();
+        let floats = |range: std::ops::Range<usize>| -> Vec<usize> {
+            range.filter(|&p| super::differentiable(&f.params[p].ty)).collect()
+        };
+        let (fc, fx, fw) = (floats(0..carries), floats(carries..carries + rows), floats(carries + rows..np));
         let mut map: Vec<Option<Value>> = vec![None; v.num_values()];
         // The cotangent parameters of the vjp, in order: the float carries', then the float ys'.
         let ct_of = |q: usize| np + float_results.iter().position(|&r| r == q).expect("a float result");
@@ -141,7 +148,17 @@ impl Split {
         backward.result_names = (0..results.len()).map(|q| format!("r{q}")).collect();
         backward.results = results;
         dce_func(&mut backward);
-        Split { forward, backward, rows_read, residuals: saved.len() }
+        let float_ys = float_results.into_iter().filter(|&q| q >= carries).collect();
+        Split {
+            forward,
+            backward,
+            rows_read,
+            residuals: saved.len(),
+            float_carries: fc,
+            float_rows: fx,
+            float_captured: fw,
+            float_ys,
+        }
     }
 }
 

@@ -559,12 +559,8 @@ pub fn vjp_structured(
                     b.push(op, args.to_vec())
                 })
                 .collect();
-            let floats = |range: std::ops::Range<usize>| -> Vec<usize> {
-                range.filter(|&p| super::differentiable(&f.params[p].ty)).collect()
-            };
-            let (fc, fx, fw) = (floats(0..k), floats(k..k + m), floats(k + m..f.params.len()));
+            let (fc, fx, fw, fy) = (split.float_carries, split.float_rows, split.float_captured, split.float_ys);
             let result_types = f.result_types();
-            let fy: Vec<usize> = (k..results).filter(|&q| super::differentiable(result_types[q])).collect();
             let mut operands: Vec<Value> = fc.iter().map(|&p| b.or_zeros(gs[p], &f.params[p].ty)).collect();
             for &p in &fw {
                 operands.push(b.zeros(&f.params[p].ty));
