@@ -32,7 +32,7 @@ pub(crate) fn schedule(c: &mut Compilation) -> Result<(), CodegenError> {
     if c.opt == 0 {
         return Ok(());
     }
-    let tagged = schedule::tag(&c.mlir.context, &c.module);
+    let tagged = schedule::tag(&c.mlir.context, &c.module, c.target.registers());
     c.script = schedule::transform_script(&c.contractions, &c.convolutions, &tagged, c.target.registers());
     if let Some(script) = &c.script {
         apply_schedule(&c.mlir.context, &c.module, script)
@@ -117,6 +117,9 @@ fn apply_schedule(context: &Context, payload: &MlirModule, script: &str) -> Resu
     // SAFETY: every handle is alive for the whole call; the options are destroyed once.
     let applied = unsafe {
         let options = mlir_sys::mlirTransformOptionsCreate();
+        // Handle-invalidation checks before every transform op: in debug builds, which run
+        // every schedule template in the tests (docs/decisions.md, row fusion budget).
+        mlir_sys::mlirTransformOptionsEnableExpensiveChecks(options, cfg!(debug_assertions));
         let result = mlir_sys::mlirTransformApplyNamedSequence(
             payload.as_operation().to_raw(),
             entry.to_raw(),

@@ -29,7 +29,8 @@
 //!
 //! Every other `linalg.generic` (elementwise chains after fusion, reductions, broadcasts), and
 //! every member of a row group inside its loop, is vectorized along its innermost loop: [`tag`]
-//! marks it `{kiln.vectorize = ID}` after elementwise fusion, and the script tiles its outer
+//! marks it `{kiln.vectorize = ID}` after elementwise fusion (and `{kiln.recipe = R}`, its
+//! schedule, shared by the generics that get the same one), and the script tiles its outer
 //! loops by 1 and its innermost loop by two vector registers' worth of elements
 //! ([`RegisterFile::vector_elements`]), peels the remainder, and vectorizes the tiles. A
 //! reduction over its innermost loop (a row reduction) is split into partial results instead
@@ -54,6 +55,7 @@ use melior::ir::r#type::IntegerType;
 use melior::ir::r#type::TypeLike;
 use melior::ir::{BlockLike, Module, RegionLike, ValueLike};
 use melior::{Context, StringRef};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 pub mod rows;
@@ -88,6 +90,11 @@ pub struct Generic {
 pub struct Tagged {
     pub generics: Vec<Generic>,
     pub groups: Vec<rows::RowGroup>,
+    /// The generics' distinct schedules, each by the first generic that has it. A generic is
+    /// tagged `kiln.recipe = R` with the index of its schedule here: the script matches each
+    /// schedule once, since a match walks the whole module (one match per generic made the
+    /// schedule quadratic in long programs).
+    pub recipes: Vec<usize>,
 }
 
 /// Tags every `linalg.generic` (and `linalg.copy`, see `mlir::copy`) of `module` that the
@@ -97,18 +104,37 @@ pub struct Tagged {
 /// ops that gather (`tensor.extract` in the body; vector gathers are slower than scalar loads)
 /// and ops with bool operands (vectors of `i1` are bit-packed in memory, bool buffers hold a
 /// byte per element).
-pub fn tag(context: &Context, module: &Module) -> Tagged {
+pub fn tag(context: &Context, module: &Module, registers: RegisterFile) -> Tagged {
+    tag_within(context, module, registers, rows::ROW_FUSION_BUDGET)
+}
+
+/// [`tag`], with row fusion limited to `budget` per function (see `rows::ROW_FUSION_BUDGET`).
+fn tag_within(context: &Context, module: &Module, registers: RegisterFile, budget: usize) -> Tagged {
     let mut generics = vec![];
+    let mut generic_ops = vec![];
     let mut nodes = vec![];
     let mut fills = 0;
     let mut empties = 0;
     let i64_type = IntegerType::new(context, 64).into();
+    // The function being walked: its index and its ops (see `rows::ROW_FUSION_BUDGET`).
+    let mut function = (0, 0);
+    let mut functions = 0;
     module.as_operation().walk(WalkOrder::PreOrder, |op| {
         match op.name().as_string_ref().as_str() {
+            Ok("func.func") => {
+                let mut ops = 0usize;
+                op.walk(WalkOrder::PreOrder, |_| {
+                    ops += 1;
+                    WalkResult::Advance
+                });
+                function = (functions, ops);
+                functions += 1;
+            }
             Ok("linalg.generic") => {
                 if let Some(loops) = loops_of(&op) {
                     let id = generics.len();
                     set_tag(&op, "kiln.vectorize", IntegerAttribute::new(i64_type, id as i64).into());
+                    generic_ops.push(op.to_raw());
                     let inner = loops.extents[loops.extents.len() - 1];
                     let reductions = loops.parallel.iter().filter(|&&p| !p).count();
                     generics.push(Generic {
@@ -125,13 +151,14 @@ pub fn tag(context: &Context, module: &Module) -> Tagged {
                         transposed: loops.transposed.filter(|_| loops.vectorize && loops.parallel.iter().all(|&p| p)),
                         extents: loops.extents.clone(),
                     });
-                    nodes.push(rows::Node::new(&op, rows::Member::Generic(id), loops));
+                    nodes.push(rows::Node::new(&op, rows::Member::Generic(id), loops, function));
                 }
             }
             Ok("linalg.copy") => {
                 if let Some(loops) = elementwise_loops(&op) {
                     let id = generics.len();
                     set_tag(&op, "kiln.vectorize", IntegerAttribute::new(i64_type, id as i64).into());
+                    generic_ops.push(op.to_raw());
                     generics.push(Generic {
                         id,
                         parallel_outer: true,
@@ -151,7 +178,7 @@ pub fn tag(context: &Context, module: &Module) -> Tagged {
             }
             Ok("linalg.fill") => {
                 if let Some(loops) = elementwise_loops(&op) {
-                    nodes.push(rows::Node::new(&op, rows::Member::Fill(fills), loops));
+                    nodes.push(rows::Node::new(&op, rows::Member::Fill(fills), loops, function));
                     fills += 1;
                 }
             }
@@ -159,7 +186,7 @@ pub fn tag(context: &Context, module: &Module) -> Tagged {
         }
         WalkResult::Advance
     });
-    let groups = rows::find(&nodes, &generics);
+    let groups = rows::find(&nodes, &generics, budget);
     for group in &groups {
         for (node, member) in group.nodes.iter().zip(&group.producers) {
             if let rows::Member::Fill(id) = member {
@@ -170,7 +197,21 @@ pub fn tag(context: &Context, module: &Module) -> Tagged {
             generics[g].grouped = group.dims;
         }
     }
-    Tagged { generics, groups }
+    // Generics whose schedules read the same (written for one id) share a recipe.
+    let mut recipes = vec![];
+    let mut by_schedule: HashMap<(bool, String), usize> = HashMap::new();
+    for (g, &op) in generics.iter().zip(&generic_ops) {
+        let mut schedule = String::new();
+        tile_generic(&mut schedule, 0, g, registers.vector_elements());
+        let recipe = *by_schedule.entry((g.vectorize, schedule)).or_insert_with(|| {
+            recipes.push(g.id);
+            recipes.len() - 1
+        });
+        // SAFETY: the op belongs to `module`, alive and unchanged since the walk.
+        let op = unsafe { OperationRef::from_raw(op) };
+        set_tag(&op, "kiln.recipe", IntegerAttribute::new(i64_type, recipe as i64).into());
+    }
+    Tagged { generics, groups, recipes }
 }
 
 /// Whether a generic's yielded value comes from a float add or multiply: a reduction whose
@@ -472,19 +513,18 @@ pub fn transform_script(
     if !tagged.groups.is_empty() {
         s.push_str(MERGE_FUSED);
     }
-    for g in generics {
-        tile_generic(&mut s, g, registers.vector_elements());
+    for (recipe, &g) in tagged.recipes.iter().enumerate() {
+        tile_generic(&mut s, recipe, &generics[g], registers.vector_elements());
     }
     s.push_str(CANONICALIZE);
     if !contractions.is_empty() {
         s.push_str(VECTORIZE_CONTRACTIONS);
     }
-    for g in generics.iter().filter(|g| g.vectorize) {
+    for (id, _) in tagged.recipes.iter().enumerate().filter(|(_, &g)| generics[g].vectorize) {
         let _ = writeln!(
             s,
-            "    %g{id}_tiles = transform.structured.match interface{{LinalgOp}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
-             \x20   transform.structured.vectorize %g{id}_tiles : !transform.any_op",
-            id = g.id
+            "    %r{id}_tiles = transform.structured.match interface{{LinalgOp}} attributes {{kiln.recipe = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
+             \x20   transform.structured.vectorize %r{id}_tiles : !transform.any_op"
         );
     }
     // A group's fills (reductions' initial rows) too: reads of a vectorized fill fold into
@@ -552,9 +592,9 @@ fn peel(s: &mut String, prefix: &str, loops: &[String]) {
 /// elements (or its whole extent, when shorter), peeling the remainder; a row reduction
 /// ([`Generic::lanes`]) has its innermost loop split into [`LANES`] partial results instead.
 /// Loops a row group runs are not tiled again. One left scalar only gets its outermost loop,
-/// for threads. A parallel outermost loop outside a row group is marked.
-fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
-    let id = g.id;
+/// for threads. A parallel outermost loop outside a row group is marked. The script applies it
+/// to every generic of recipe `id` (see [`Tagged::recipes`]).
+fn tile_generic(s: &mut String, id: usize, g: &Generic, vector: usize) {
     let n = g.extents.len();
     let inner = g.extents[n - 1];
     let outer = |t: usize| (0..n - 1).map(move |d| if d < g.grouped { 0 } else { t });
@@ -576,46 +616,46 @@ fn tile_generic(s: &mut String, g: &Generic, vector: usize) {
     let loops = tiles.iter().filter(|&&t| t > 0).count();
     let _ = writeln!(
         s,
-        "    %g{id} = transform.structured.match interface{{LinalgOp}} attributes {{kiln.vectorize = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op"
+        "    %r{id} = transform.structured.match interface{{LinalgOp}} attributes {{kiln.recipe = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op"
     );
-    let mut tiled = format!("%g{id}");
+    let mut tiled = format!("%r{id}");
     if loops > 0 {
         let _ = writeln!(
             s,
-            "    %g{id}_t, %g{id}_loops:{loops} = transform.structured.tile_using_for %g{id} tile_sizes [{}] : (!transform.any_op) -> ({})",
+            "    %r{id}_t, %r{id}_loops:{loops} = transform.structured.tile_using_for %r{id} tile_sizes [{}] : (!transform.any_op) -> ({})",
             list(tiles.iter().copied()),
             any_ops(loops + 1)
         );
-        tiled = format!("%g{id}_t");
+        tiled = format!("%r{id}_t");
         if g.parallel_outer && g.grouped == 0 {
             let per_iteration: usize = tiles[0] * g.extents[1..].iter().product::<usize>();
-            annotate_parallel(s, &format!("%g{id}_loops#0"), g.extents.iter().product(), per_iteration);
+            annotate_parallel(s, &format!("%r{id}_loops#0"), g.extents.iter().product(), per_iteration);
         }
     }
     if g.lanes {
-        // The partial results, the loop filling them and their merge are vectorized as `id`.
+        // The partial results, the loop filling them and their merge are vectorized with recipe `id`.
         let free = 2 * vector;
         let count = if !g.ordered && inner.is_multiple_of(free) { free } else { LANES };
         let lanes: Vec<usize> = std::iter::repeat_n(0, n - 1).chain([count]).collect();
         let _ = writeln!(
             s,
-            "    %g{id}_fill, %g{id}_part, %g{id}_merge, %g{id}_lanes = transform.structured.tile_reduction_using_for {tiled} by tile_sizes = [{}] : (!transform.any_op) -> ({})\n\
-             \x20   %g{id}_tag = transform.param.constant {id} : i64 -> !transform.param<i64>",
+            "    %r{id}_fill, %r{id}_part, %r{id}_merge, %r{id}_lanes = transform.structured.tile_reduction_using_for {tiled} by tile_sizes = [{}] : (!transform.any_op) -> ({})\n\
+             \x20   %r{id}_tag = transform.param.constant {id} : i64 -> !transform.param<i64>",
             list(lanes),
             any_ops(4)
         );
         for part in ["fill", "part", "merge"] {
             let _ = writeln!(
                 s,
-                "    transform.annotate %g{id}_{part} \"kiln.vectorize\" = %g{id}_tag : !transform.any_op, !transform.param<i64>"
+                "    transform.annotate %r{id}_{part} \"kiln.recipe\" = %r{id}_tag : !transform.any_op, !transform.param<i64>"
             );
         }
     } else if g.vectorize {
         // Loops whose extent the tile does not divide, innermost first.
-        let handle = |dim: usize| format!("%g{id}_loops#{}", tiles[..dim].iter().filter(|&&t| t > 0).count());
+        let handle = |dim: usize| format!("%r{id}_loops#{}", tiles[..dim].iter().filter(|&&t| t > 0).count());
         let partial: Vec<String> =
             (0..n).rev().filter(|&d| tiles[d] > 1 && !g.extents[d].is_multiple_of(tiles[d])).map(handle).collect();
-        peel(s, &format!("%g{id}"), &partial);
+        peel(s, &format!("%r{id}"), &partial);
     }
 }
 
@@ -814,6 +854,70 @@ const LOWER: &str = r#"    transform.apply_patterns to %root {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::Mlir;
+
+    /// Two elementwise ops over rows, the second reading the first: one row group.
+    const CHAIN: &str = r#"
+#map = affine_map<(d0, d1) -> (d0, d1)>
+module {
+  func.func @f(%x: tensor<8x64xf32>) -> tensor<8x64xf32> {
+    %e0 = tensor.empty() : tensor<8x64xf32>
+    %a = linalg.generic {indexing_maps = [#map, #map], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<8x64xf32>) outs(%e0 : tensor<8x64xf32>) {
+    ^bb0(%in: f32, %out: f32):
+      %0 = math.exp %in : f32
+      linalg.yield %0 : f32
+    } -> tensor<8x64xf32>
+    %e1 = tensor.empty() : tensor<8x64xf32>
+    %b = linalg.generic {indexing_maps = [#map, #map], iterator_types = ["parallel", "parallel"]} ins(%a : tensor<8x64xf32>) outs(%e1 : tensor<8x64xf32>) {
+    ^bb0(%in: f32, %out: f32):
+      %0 = arith.addf %in, %in : f32
+      linalg.yield %0 : f32
+    } -> tensor<8x64xf32>
+    return %b : tensor<8x64xf32>
+  }
+}
+"#;
+
+    /// Fusing a producer costs the ops of its whole function: a function whose groups would
+    /// overrun the budget keeps the per-op schedule.
+    #[test]
+    fn row_fusion_stops_at_the_function_budget() {
+        let mlir = Mlir::new();
+        let grouped = |budget| {
+            let module = mlir.parse(CHAIN, "test").unwrap();
+            tag_within(&mlir.context, &module, RegisterFile { count: 16, vector_bits: 256 }, budget).groups
+        };
+        let groups = grouped(rows::ROW_FUSION_BUDGET);
+        assert_eq!(groups.len(), 1, "{groups:?}");
+        assert_eq!(groups[0].producers, [rows::Member::Generic(0)]);
+        // The function has 10 ops (itself, two empties, two generics of two ops each, the
+        // return): one fused producer costs 10.
+        assert_eq!(grouped(10).len(), 1);
+        assert!(grouped(9).is_empty());
+    }
+
+    /// Generics scheduled alike are matched once, by one recipe; a different shape of tiles
+    /// is a recipe of its own.
+    #[test]
+    fn generics_scheduled_alike_share_a_recipe() {
+        let mlir = Mlir::new();
+        let avx2 = RegisterFile { count: 16, vector_bits: 256 };
+        let module = mlir.parse(CHAIN, "test").unwrap();
+        let tagged = tag_within(&mlir.context, &module, avx2, 0);
+        assert_eq!(tagged.recipes, [0]);
+        assert_eq!(module.as_operation().to_string().matches("kiln.recipe = 0").count(), 2);
+        let script = transform_script(&[], &[], &tagged, avx2).unwrap();
+        assert_eq!(script.matches("kiln.recipe = 0").count(), 2, "{script}");
+        // A second function on rows of 60: its tiles leave a remainder to peel.
+        let (head, f) = CHAIN.split_once("module {").unwrap();
+        let f = f.rsplit_once('}').unwrap().0;
+        let g = f.replace("@f", "@g").replace("8x64", "8x60");
+        let module = mlir.parse(&format!("{head}module {{{f}{g}}}"), "test").unwrap();
+        let tagged = tag_within(&mlir.context, &module, avx2, 0);
+        assert_eq!(tagged.recipes, [0, 2]);
+        let script = transform_script(&[], &[], &tagged, avx2).unwrap();
+        assert!(script.contains("kiln.recipe = 1") && script.contains("transform.loop.peel %r1"), "{script}");
+    }
 
     fn product(batch: &[usize], m: usize) -> Contraction {
         Contraction { id: 0, batch: batch.to_vec(), m, k: 64, n: 64, dtype: kiln_ir::DType::F32, a_transposed: false }

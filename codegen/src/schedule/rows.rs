@@ -28,12 +28,19 @@ use std::fmt::Write;
 /// of the thread running the loop (see `workspace`), next to L1's 32-48 KiB.
 pub const ROW_SCRATCH_BYTES: usize = 32 << 10;
 
-/// The most generics a row group may hold. Fusing a producer into the row loop prints the loop
-/// (`fuse_into_containing_op` builds its "could not fuse" remark eagerly), so a group of n
-/// members costs n times its size: bounded groups keep the schedule linear in the program.
-/// Row-wise work is a few dozen ops (a layer norm's backward pass); a longer chain is cut into
-/// groups of at most this many, latest first.
+/// The most generics a row group may hold. Row-wise work is a few dozen ops (a layer norm's
+/// backward pass); a longer chain is cut into groups of at most this many, latest first.
 pub const MAX_ROW_GROUP_GENERICS: usize = 32;
+
+/// Fused producers times the ops of their function, at most, per function. Fusing a producer
+/// into a row loop costs time proportional to the whole function holding it, not to the group:
+/// `fuse_into_containing_op` builds its "could not fuse" remark eagerly, and printing an op
+/// verifies and numbers every op of its enclosing `func.func` (MLIR's local scope stops at the
+/// nearest op isolated from above). A function of n ops with n/k groups would cost n²/k; past
+/// this budget (about 5 s of fusion on the host of docs/performance.md) its remaining ops run
+/// ungrouped, so the schedule stays linear in the program. Every example and benchmark is far
+/// below it; a function of 20,000 ops keeps about 200 fused producers.
+pub const ROW_FUSION_BUDGET: usize = 1 << 22;
 
 /// A linalg op a row group may contain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,11 +74,18 @@ pub(crate) struct Node {
     op: MlirOperation,
     member: Member,
     loops: Loops,
+    /// The function holding the op: its index in walk order, and its ops.
+    function: (usize, usize),
 }
 
 impl Node {
-    pub fn new<'c: 'a, 'a>(op: &impl OperationLike<'c, 'a>, member: Member, loops: Loops) -> Node {
-        Node { op: op.to_raw(), member, loops }
+    pub fn new<'c: 'a, 'a>(
+        op: &impl OperationLike<'c, 'a>,
+        member: Member,
+        loops: Loops,
+        function: (usize, usize),
+    ) -> Node {
+        Node { op: op.to_raw(), member, loops, function }
     }
 
     pub fn op(&self) -> OperationRef<'_, '_> {
@@ -99,8 +113,9 @@ pub struct RowGroup {
 
 /// The row groups among `nodes` (linalg ops in walk order): each generic not yet grouped,
 /// latest first, roots a group of the producers that may join it; groups with fewer than two
-/// generics, or whose intermediate rows exceed [`ROW_SCRATCH_BYTES`], are dropped.
-pub(crate) fn find(nodes: &[Node], generics: &[Generic]) -> Vec<RowGroup> {
+/// generics, whose intermediate rows exceed [`ROW_SCRATCH_BYTES`], or that would overrun their
+/// function's `budget` (see [`ROW_FUSION_BUDGET`]), are dropped.
+pub(crate) fn find(nodes: &[Node], generics: &[Generic], budget: usize) -> Vec<RowGroup> {
     let index: HashMap<usize, usize> = nodes.iter().enumerate().map(|(i, n)| (n.op.ptr as usize, i)).collect();
     let producers: Vec<Vec<(usize, usize)>> = nodes.iter().map(|n| operand_producers(n, &index)).collect();
     // Users that are not linalg ops of interest are usize::MAX: always outside a group.
@@ -109,6 +124,7 @@ pub(crate) fn find(nodes: &[Node], generics: &[Generic]) -> Vec<RowGroup> {
         .map(|n| result_users(n).into_iter().map(|u| index.get(&u).copied().unwrap_or(usize::MAX)).collect())
         .collect();
     let mut taken = vec![false; nodes.len()];
+    let mut spent: HashMap<usize, usize> = HashMap::new();
     let mut groups = vec![];
     for root in (0..nodes.len()).rev() {
         let Member::Generic(root_id) = nodes[root].member else { continue };
@@ -119,9 +135,13 @@ pub(crate) fn find(nodes: &[Node], generics: &[Generic]) -> Vec<RowGroup> {
         let rows: usize = nodes[root].loops.extents[..dims].iter().product();
         let scratch: usize = members.iter().map(|&m| nodes[m].loops.bytes / rows).sum();
         let alone = members.iter().all(|&m| matches!(nodes[m].member, Member::Fill(_)));
-        if alone || scratch > ROW_SCRATCH_BYTES {
+        let (function, function_ops) = nodes[root].function;
+        let cost = members.len().saturating_mul(function_ops);
+        let spent = spent.entry(function).or_default();
+        if alone || scratch > ROW_SCRATCH_BYTES || spent.saturating_add(cost) > budget {
             continue;
         }
+        *spent += cost;
         for &n in std::iter::once(&root).chain(&members) {
             taken[n] = true;
         }
