@@ -339,7 +339,7 @@ impl kiln_frontend::Differentiator for Autodiff {
                 Ok(g)
             }
             Transform::Jvp => Ok(autodiff::jvp(f, name)),
-            Transform::Vjp => Ok(autodiff::vjp(f, name, None)),
+            Transform::Vjp => autodiff::check_carry_stacks(f).map(|()| autodiff::vjp(f, name, None)),
             Transform::Vmap => unreachable!("vmap is not a derivative: Differentiator::vmap"),
         }
     }

@@ -276,3 +276,23 @@ fn long_elementwise_chains_fuse_in_bounded_groups() {
     assert!(regions.iter().all(|&n| n <= 128), "{regions:?}");
     assert!(regions.iter().filter(|&&n| n >= 100).count() >= 4, "long groups still fuse: {regions:?}");
 }
+
+/// A scan's residual stacks are checked against kiln's shape limits: one whose residuals (here
+/// exp of a 2^21-element array, at each of 2^20 rows) would not fit is checkpointed, saving
+/// only its carries (a scalar); one whose carries would not fit is an error
+/// (tests/errors/E0301_scan_carry_stacks.kn). Both were internal compiler errors.
+#[test]
+fn scan_residuals_past_the_shape_limits_are_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = "fn f(xs: f32[1048576, 1], w: f32[2097152]) -> f32 {
+    let total = loop acc = 0.0 for x in xs { acc + sum(exp(w * x[0])) };
+    total
+}
+export grad(f, wrt=[w]) as g;
+";
+    std::fs::write(dir.path().join("m.kn"), program).unwrap();
+    let out = kiln(dir.path(), &["build", "m.kn", "--emit", "ir"]);
+    let ir = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(ir.contains("scan[") && !ir.contains("checkpoint=0"), "{ir}");
+}

@@ -234,9 +234,32 @@ pub fn vjp(f: &Func, name: &str, wrt: Option<&[usize]>) -> Func {
     b.func
 }
 
+/// Whether reverse mode can save what it needs of `f`'s scans, nested ones included: each
+/// scan saves at least the carries entering every row (when its residuals would not fit, it
+/// is checkpointed, see `rules::vjp_structured`), `rows` times the carry, which must pass
+/// kiln's shape limits. Otherwise a lowercase reason, for a diagnostic.
+pub fn check_carry_stacks(f: &Func) -> Result<(), String> {
+    for inst in &f.insts {
+        if let Op::Scan { body, carries, .. } = &inst.op {
+            let rows = f.ty(inst.args[*carries]).shape[0];
+            for p in &body.funcs()[0].params[..*carries] {
+                let stack = rules::stack_type(&p.ty, rows);
+                kiln_ir::types::check_shape(&stack.shape).map_err(|e| {
+                    format!("reverse mode of a scan over {rows} rows saves its carry `{}` at every row: {e}", p.name)
+                })?;
+            }
+        }
+        for body in inst.op.bodies().map(|b| b.funcs()).unwrap_or_default() {
+            check_carry_stacks(body)?;
+        }
+    }
+    Ok(())
+}
+
 /// `value_and_grad` of a function with one scalar float result: `name(primals...) -> (value,
 /// gradients...)` with the gradient of each parameter in `wrt` (float parameters only).
 pub fn value_and_grad(f: &Func, name: &str, wrt: &[usize]) -> Result<Func, String> {
+    check_carry_stacks(f)?;
     let rt = f.result_types();
     if rt.len() != 1 || !rt[0].shape.is_empty() || !rt[0].dtype.is_float() {
         return Err(format!(

@@ -539,11 +539,22 @@ pub fn vjp_structured(
         // carrying the cotangents of the float carries (gc at first) and the sums of those of
         // the float ws (zeros at first); its ys, stacked, are the cotangents of the float xs.
         // A checkpointed scan saves only the carries entering each row, and its backward part
-        // recomputes the rest (jax.checkpoint of the body).
+        // recomputes the rest (jax.checkpoint of the body); so is a scan whose residual stacks
+        // would pass kiln's shape limits (its carries' stacks are checked before
+        // differentiating, `super::check_carry_stacks`).
         Op::Scan { body, carries, scanned, reverse, checkpoint, .. } => {
-            let (f, k, m, checkpoint) = (&body.funcs()[0], *carries, *scanned, *checkpoint);
+            let (f, k, m) = (&body.funcs()[0], *carries, *scanned);
             let n = b.ty(args[k]).shape[0];
-            let split = super::residuals::Split::of(f, k, m, checkpoint);
+            let mut split = super::residuals::Split::of(f, k, m, *checkpoint);
+            let stacks_fit = |split: &super::residuals::Split| {
+                let types = split.forward.result_types();
+                types[f.results.len()..].iter().all(|t| kiln_ir::types::check_shape(&stack_type(t, n).shape).is_ok())
+            };
+            let asked = *checkpoint;
+            let checkpoint = asked || !stacks_fit(&split);
+            if checkpoint != asked {
+                split = super::residuals::Split::of(f, k, m, true);
+            }
             let forward = Bodies::new(vec![split.forward]);
             let results = f.results.len();
             let residuals: Vec<Value> = (0..split.residuals)
@@ -718,7 +729,7 @@ fn static_trips(b: &Builder, lo: Value, hi: Value) -> Option<usize> {
 }
 
 /// The type of `trips` values of type `t`, stacked along a new first axis.
-fn stack_type(t: &TensorType, trips: usize) -> TensorType {
+pub(super) fn stack_type(t: &TensorType, trips: usize) -> TensorType {
     TensorType::new(t.dtype, std::iter::once(trips).chain(t.shape.iter().copied()).collect())
 }
 
