@@ -60,6 +60,15 @@ pub enum Pattern {
 }
 
 impl Pattern {
+    /// The names it binds.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Pattern::Name(i) => vec![&i.name],
+            Pattern::Ignore(_) => vec![],
+            Pattern::Tuple(items, _) => items.iter().flat_map(Pattern::names).collect(),
+        }
+    }
+
     pub fn span(&self) -> Span {
         match self {
             Pattern::Name(i) => i.span,

@@ -12,7 +12,7 @@ use kiln_ir::ops::Bodies;
 use kiln_ir::types::check_shape;
 use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 /// A weakly typed literal: the value of a number written in the source (and of arithmetic on
@@ -48,6 +48,8 @@ pub enum Val {
 pub struct Env {
     vars: HashMap<String, Val>,
     shape_vars: HashMap<String, usize>,
+    /// Names bound by a `let` that failed: reading one is a follow-on error, not reported.
+    poisoned: HashSet<String>,
 }
 
 pub struct Elab<'a> {
@@ -62,6 +64,9 @@ pub struct Elab<'a> {
     /// once, so elaboration stays linear in the program rather than exponential in the depth
     /// of calls.
     calls: HashMap<(&'a str, Vec<Value>), Val>,
+    /// Reads of poisoned names so far (see [`Env::poisoned`]): an error raised while this
+    /// grows follows from an error already reported.
+    follow_ons: usize,
 }
 
 /// What every elaborator of a file shares: its functions, and the names of those a call has
@@ -73,6 +78,9 @@ struct File<'a> {
     /// Notes on how transformations went (a vmap that runs both branches of a conditional),
     /// reported as warnings.
     notes: RefCell<Vec<Diagnostic>>,
+    /// Errors of `let`s that elaboration went on past (see `Elab::eval_block`), beside the
+    /// error each failing function returns.
+    recovered: RefCell<Vec<Diagnostic>>,
 }
 
 /// A function as a value: a definition, or a transformation of a function value.
@@ -168,8 +176,8 @@ const MAX_CALL_DEPTH: usize = 500;
 ///
 /// Errors come in two rounds, each reporting all it finds (up to [`crate::MAX_ERRORS`]):
 /// definitions and names first, in every function; then, when those are clean, types and
-/// shapes, the first error of each exported or checked function (an error inside a function
-/// leaves nothing sound to check the rest of it against).
+/// shapes, in each exported or checked function every error that does not follow from an
+/// earlier one (see `Elab::eval_block`).
 ///
 /// Returns the module and the warnings, or the errors with the warnings, in source order.
 pub fn elaborate<'a>(
@@ -217,7 +225,8 @@ pub fn elaborate<'a>(
     let mut warnings = crate::in_source_order(warnings);
     warnings.truncate(crate::MAX_ERRORS);
     errors.take_result(&warnings)?;
-    let shared = Rc::new(File { fns, called: Default::default(), notes: Default::default() });
+    let shared =
+        Rc::new(File { fns, called: Default::default(), notes: Default::default(), recovered: Default::default() });
     let fns = &shared.fns;
     let mut module = Module { name: module_name.to_string(), funcs: vec![] };
     let mut exported: HashMap<String, Span> = HashMap::new();
@@ -273,6 +282,9 @@ pub fn elaborate<'a>(
                 }
             }
         }
+    }
+    for e in shared.recovered.take() {
+        errors.push(e);
     }
     warnings.extend(shared.notes.take());
     let mut warnings = crate::in_source_order(warnings);
@@ -399,6 +411,7 @@ impl<'a> Elab<'a> {
             diff,
             pushed: HashMap::new(),
             calls: HashMap::new(),
+            follow_ons: 0,
         }
     }
 
@@ -412,6 +425,7 @@ impl<'a> Elab<'a> {
             diff: self.diff,
             pushed: HashMap::new(),
             calls: HashMap::new(),
+            follow_ons: 0,
         }
     }
 
@@ -898,24 +912,60 @@ impl<'a> Elab<'a> {
         Ok(v)
     }
 
+    /// A block's value. A `let` that fails does not end the block: its names are poisoned
+    /// and the rest is checked, so one run reports every independent error of a function (as
+    /// rustc's error type does); errors that only follow from a poisoned name are dropped. The
+    /// block then fails with its first error, the others going to [`File::recovered`].
     fn eval_block(&mut self, env: &mut Env, block: &'a Block) -> R<Val> {
-        let saved = env.vars.clone();
+        let saved = (env.vars.clone(), env.poisoned.clone());
+        let mut errors = vec![];
+        let mut follow_on = None;
         for l in &block.lets {
-            let mut v = self.eval(env, &l.value)?;
-            if let Some(ty) = &l.ty {
-                v = self.check_against(env, v, ty, l.value.span, "E0209", "the value")?;
+            let before = self.follow_ons;
+            if let Err(e) = self.eval_let(env, l) {
+                if self.follow_ons == before {
+                    errors.push(e);
+                } else {
+                    follow_on = Some(e);
+                }
+                for name in l.pattern.names() {
+                    env.vars.remove(name);
+                    env.poisoned.insert(name.to_string());
+                }
             }
-            self.bind(env, &l.pattern, v, l.value.span)?;
         }
+        let before = self.follow_ons;
         let result = self.eval(env, &block.result);
-        env.vars = saved;
-        result
+        (env.vars, env.poisoned) = saved;
+        match result {
+            Err(e) if self.follow_ons == before => errors.push(e),
+            Err(e) => follow_on = Some(e),
+            Ok(v) if errors.is_empty() && follow_on.is_none() => return Ok(v),
+            Ok(_) => {}
+        }
+        let mut errors = errors.into_iter();
+        match errors.next() {
+            Some(first) => {
+                self.file.recovered.borrow_mut().extend(errors);
+                Err(first)
+            }
+            None => Err(follow_on.expect("a block without errors failed")),
+        }
+    }
+
+    fn eval_let(&mut self, env: &mut Env, l: &'a Let) -> R<()> {
+        let mut v = self.eval(env, &l.value)?;
+        if let Some(ty) = &l.ty {
+            v = self.check_against(env, v, ty, l.value.span, "E0209", "the value")?;
+        }
+        self.bind(env, &l.pattern, v, l.value.span)
     }
 
     fn bind(&mut self, env: &mut Env, pattern: &Pattern, v: Val, span: Span) -> R<()> {
         match (pattern, v) {
             (Pattern::Ignore(_), _) => Ok(()),
             (Pattern::Name(id), v) => {
+                env.poisoned.remove(&id.name);
                 env.vars.insert(id.name.clone(), v);
                 Ok(())
             }
@@ -1388,6 +1438,11 @@ impl<'a> Elab<'a> {
     fn lookup(&mut self, env: &Env, name: &str, span: Span) -> R<Val> {
         if let Some(v) = env.vars.get(name) {
             return Ok(v.clone());
+        }
+        if env.poisoned.contains(name) {
+            self.follow_ons += 1;
+            return Err(Diagnostic::error("E0101", format!("`{name}` has no value: its `let` failed"))
+                .at(span, "bound by a failed `let`"));
         }
         if let Some(&n) = env.shape_vars.get(name) {
             return Ok(Val::Lit(Lit::Int(n as i64)));
