@@ -474,7 +474,7 @@ export value_and_grad(loss, wrt=[h0, xs, w, u]) as step;
 /// states it.
 #[test]
 fn checkpointed_scans_trade_workspace_for_recomputation() {
-    let program = |checkpoint: &str| {
+    checkpointing_trades_workspace_for_recomputation(|checkpoint| {
         format!(
             "fn loss(h0: f32[8, 32], xs: f32[16, 8, 32], w: f32[32, 32], u: f32[32, 32]) -> f32 {{
     let (_, hs) = scan h = h0 for x in xs {checkpoint} {{ let next = tanh(h @ w + x @ u); (next, next) }};
@@ -483,7 +483,27 @@ fn checkpointed_scans_trade_workspace_for_recomputation() {
 export value_and_grad(loss, wrt=[h0, xs, w, u]) as step;
 "
         )
-    };
+    });
+}
+
+/// `for i < n checkpoint` does for a counted loop what it does for a scan.
+#[test]
+fn checkpointed_counted_loops_trade_workspace_for_recomputation() {
+    checkpointing_trades_workspace_for_recomputation(|checkpoint| {
+        format!(
+            "fn loss(h0: f32[8, 32], w: f32[32, 32]) -> f32 {{
+    let h = loop h = h0 for i < 16 {checkpoint} {{ tanh(h @ w + cast(i, f32)) }};
+    sum(h * h)
+}}
+export value_and_grad(loss, wrt=[h0, w]) as step;
+"
+        )
+    });
+}
+
+/// `program("checkpoint")` needs a smaller workspace than `program("")` and computes the same
+/// gradient (interpreted).
+fn checkpointing_trades_workspace_for_recomputation(program: impl Fn(&str) -> String) {
     let workspace = |text: String| -> (u64, kiln_ir::Module) {
         let source = kiln::Source { name: "rnn.kn".into(), text };
         let out = kiln::build(&source, &kiln::Options::default()).unwrap_or_else(|e| panic!("{}", e.render(false)));

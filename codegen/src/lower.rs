@@ -151,7 +151,7 @@ fn scan(
     }
     operands.extend(&args[carries..]);
     (0..carries + ys.len())
-        .map(|r| f.push(Op::Loop { body: body.clone(), result: r }, operands.clone(), span))
+        .map(|r| f.push(Op::Loop { body: body.clone(), checkpoint: false, result: r }, operands.clone(), span))
         .collect()
 }
 

@@ -965,7 +965,7 @@ impl<'f> FuncEmitter<'f> {
             Op::DynamicSlice { .. } => self.dynamic_slice(&operands[0], &operands[1..], ty),
             Op::DynamicUpdateSlice => self.dynamic_update_slice(&operands[0], &operands[1], &operands[2..]),
             Op::Cond { branches, result } => self.structured_op(branches, *result, args, &operands, Self::cond),
-            Op::Loop { body, result } => self.structured_op(body, *result, args, &operands, Self::counted),
+            Op::Loop { body, result, .. } => self.structured_op(body, *result, args, &operands, Self::counted),
             Op::While { bodies, result } => self.structured_op(bodies, *result, args, &operands, Self::while_loop),
             Op::Scan { .. } => unreachable!("scans are counted loops by now: lower::expand"),
         }

@@ -197,8 +197,9 @@ pub struct LoopExpr {
 /// How many times a loop runs.
 #[derive(Clone, Debug)]
 pub enum LoopControl {
-    /// `for i < n`: n times, i counting from 0.
-    For { index: Ident, count: Expr },
+    /// `for i < n`: n times, i counting from 0. `for i < n checkpoint`: reverse mode saves only
+    /// the carries entering each run and recomputes the rest.
+    For { index: Ident, count: Expr, checkpoint: bool },
     /// `for x in xs` (`for x in rev xs`): once per row of xs (an array, or a tuple of arrays of
     /// one length), first to last (last to first). `for x in xs checkpoint`: reverse mode
     /// saves only the carries entering each row and recomputes the rest.

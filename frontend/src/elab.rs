@@ -1187,7 +1187,7 @@ impl<'a> Elab<'a> {
         let keyword = if *scan { "scan" } else { "loop" };
         // A counted loop's bounds (0 and the count) and index.
         let counted = match control {
-            LoopControl::For { index, count } => {
+            LoopControl::For { index, count, .. } => {
                 let (zero, bound) = self.loop_bounds(env, count)?;
                 Some((index, zero, bound))
             }
@@ -1340,7 +1340,8 @@ impl<'a> Elab<'a> {
             (Some((_, zero, bound)), _, _) => {
                 let body = Bodies::new(vec![child.func.keep_params(&keep)]);
                 let args = [zero, bound].into_iter().chain(inits.iter().copied()).chain(inner).collect();
-                (Box::new(move |result| Op::Loop { body: body.clone(), result }), args)
+                let checkpoint = matches!(control, LoopControl::For { checkpoint: true, .. });
+                (Box::new(move |result| Op::Loop { body: body.clone(), checkpoint, result }), args)
             }
             (None, Some(cond), _) if bounded.is_some() => {
                 let (zero, bound) = bounded.expect("checked");
@@ -1350,7 +1351,7 @@ impl<'a> Elab<'a> {
                     self.ty(bound),
                 )]);
                 let args = [zero, bound].into_iter().chain(inits.iter().copied()).chain(inner).collect();
-                (Box::new(move |result| Op::Loop { body: body.clone(), result }), args)
+                (Box::new(move |result| Op::Loop { body: body.clone(), checkpoint: false, result }), args)
             }
             (None, Some(cond), _) => {
                 let bodies = Bodies::new(vec![cond.keep_params(&keep), child.func.keep_params(&keep)]);

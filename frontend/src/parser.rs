@@ -403,11 +403,11 @@ impl Parser {
 }
 
 impl Parser {
-    /// `loop PATTERN = INIT for I < COUNT { ... }`, `loop PATTERN = INIT while COND [max_iter
-    /// N] { ... }` (`max_iter` a keyword only there),
+    /// `loop PATTERN = INIT for I < COUNT [checkpoint] { ... }`, `loop PATTERN = INIT while COND
+    /// [max_iter N] { ... }` (`max_iter` a keyword only there),
     /// `loop PATTERN = INIT for ROW in [rev] XS { ... }` or `scan PATTERN = INIT for ROW in
     /// [rev] XS [checkpoint] { ... }`. `rev` is a keyword only right after `in`, `checkpoint`
-    /// only right after the arrays.
+    /// only right after the count or the arrays.
     fn counted_loop(&mut self) -> PResult<Expr> {
         let scan = self.is_keyword("scan");
         let start = self.bump().span;
@@ -441,7 +441,12 @@ impl Parser {
                 let index = self.ident("the loop index")?;
                 self.expect("<")?;
                 // The count is an expression without comparisons: its `{` begins the body.
-                LoopControl::For { index, count: self.binary(0)? }
+                let count = self.binary(0)?;
+                let checkpoint = self.is_keyword("checkpoint");
+                if checkpoint {
+                    self.bump();
+                }
+                LoopControl::For { index, count, checkpoint }
             }
         } else if self.is_keyword("while") && !scan {
             self.bump();

@@ -184,7 +184,7 @@ impl<'e> Resolver<'_, '_, 'e> {
                 let outer = self.scope.len();
                 let mut names = vec![];
                 match control {
-                    LoopControl::For { index, count } => {
+                    LoopControl::For { index, count, .. } => {
                         self.expr(count);
                         names.push(index);
                     }

@@ -267,7 +267,7 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
             let index = if rng.chance(0.5) { DType::I32 } else { DType::I64 };
             let bound = TensorType::scalar(index);
-            (loop_of(&t, index), vec![bound.clone(), bound, t.clone(), t])
+            (loop_of(&t, index, rng.chance(0.5)), vec![bound.clone(), bound, t.clone(), t])
         }
         Op::Scan { .. } => {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
@@ -284,8 +284,8 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
 }
 
 /// A loop over indices of `index` dtype carrying one value of float type `t` and reading one
-/// more: `c <- sin(c) * 0.75 + x * i`.
-pub fn loop_of(t: &TensorType, index: DType) -> Op {
+/// more: `c <- sin(c) * 0.75 + x * i`; `checkpoint` as [`Op::Loop`] has it.
+pub fn loop_of(t: &TensorType, index: DType, checkpoint: bool) -> Op {
     let mut f = Func::new("body", Span::default());
     let i = f.add_param("i", TensorType::scalar(index), Span::default());
     let c = f.add_param("c", t.clone(), Span::default());
@@ -301,7 +301,7 @@ pub fn loop_of(t: &TensorType, index: DType) -> Op {
     let r = push(Op::Binary(BinaryOp::Add), vec![s, xi]);
     f.results.push(r);
     f.result_names.push("c".into());
-    Op::Loop { body: crate::ops::Bodies::new(vec![f]), result: 0 }
+    Op::Loop { body: crate::ops::Bodies::new(vec![f]), checkpoint, result: 0 }
 }
 
 /// A while loop carrying a value of float type `t` and an i32 count, reading one more value:

@@ -318,7 +318,7 @@ fn eval_with(
             concat_data(&[a, b]).gather(&indices)
         }
         Op::Convert { to } => args[0].data.convert(*to),
-        Op::Loop { body, result } => {
+        Op::Loop { body, result, .. } => {
             let f = &body.funcs()[0];
             let (lo, hi) = (args[0].data.get_i64(0), args[1].data.get_i64(0));
             let carries = f.results.len();

@@ -532,9 +532,11 @@ pub enum Op {
     /// when hi <= lo), each run taking (i, carries..., xs...) to the next carries, the first
     /// carries being `inits`; result `result` of the last carries (lax.fori_loop). lo and hi
     /// are integer scalars of one dtype, the index's. A loop with k carries is k instructions
-    /// with equal bodies and operands: they run as one.
+    /// with equal bodies and operands: they run as one. With `checkpoint`, reverse mode saves
+    /// only the carries entering each run and recomputes the rest (see [`Op::Scan`]).
     Loop {
         body: Bodies,
+        checkpoint: bool,
         result: usize,
     },
     /// `while(inits..., xs...)`: starting from `inits`, while the first function (the
@@ -646,7 +648,7 @@ impl Op {
     pub fn structure(&self) -> Option<(&Bodies, usize)> {
         match self {
             Op::Cond { branches: bodies, result }
-            | Op::Loop { body: bodies, result }
+            | Op::Loop { body: bodies, result, .. }
             | Op::While { bodies, result }
             | Op::Scan { body: bodies, result, .. } => Some((bodies, *result)),
             _ => None,
@@ -659,7 +661,7 @@ impl Op {
         let mut op = self.clone();
         match &mut op {
             Op::Cond { branches: b, result: r }
-            | Op::Loop { body: b, result: r }
+            | Op::Loop { body: b, result: r, .. }
             | Op::While { bodies: b, result: r }
             | Op::Scan { body: b, result: r, .. } => (*b, *r) = (bodies, result),
             _ => {}
@@ -707,7 +709,7 @@ impl Op {
         ops.push(Op::DynamicSlice { sizes: vec![2, 1] });
         ops.push(Op::DynamicUpdateSlice);
         ops.push(crate::gen::cond_of(&TensorType::new(DType::F32, vec![2, 3])));
-        ops.push(crate::gen::loop_of(&TensorType::new(DType::F32, vec![2, 3]), DType::I32));
+        ops.push(crate::gen::loop_of(&TensorType::new(DType::F32, vec![2, 3]), DType::I32, false));
         ops.push(crate::gen::while_of(&TensorType::new(DType::F32, vec![2, 3])));
         ops.push(crate::gen::scan_of(&TensorType::new(DType::F32, vec![2, 3]), false, false, 1));
         ops
@@ -943,7 +945,7 @@ impl Op {
                     .map(|&t| t.clone())
                     .ok_or_else(|| format!("result {result} of branches with {} results", a.len()))?
             }
-            Op::Loop { body, result } => {
+            Op::Loop { body, result, .. } => {
                 let [f] = body.funcs() else {
                     return Err(format!("`loop` has {} bodies, not 1", body.funcs().len()));
                 };

@@ -61,6 +61,8 @@ fn attributes(op: &Op) -> String {
         ),
         Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
+        // A loop's `checkpoint` is printed only when set: absent, it is 0.
+        Op::Loop { checkpoint: true, result, .. } => format!("[checkpoint=1, result={result}]"),
         Op::Cond { result, .. } | Op::Loop { result, .. } | Op::While { result, .. } => format!("[result={result}]"),
         Op::Scan { carries, scanned, reverse, checkpoint, result, .. } => format!(
             "[carries={carries}, scanned={scanned}, reverse={}, checkpoint={}, result={result}]",
@@ -351,16 +353,19 @@ impl<'a> Parser<'a> {
                     _ => Err(self.error(format!("`{op_name}` needs attribute `{name}`"))),
                 };
                 let result = count("result")?;
+                let flag = |name: &str| match count(name)? {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    _ => Err(self.error(format!("`{name}` must be 0 or 1"))),
+                };
                 match op_name {
                     "cond" => Op::Cond { branches: bodies, result },
-                    "loop" => Op::Loop { body: bodies, result },
+                    "loop" => {
+                        let checkpoint = attrs.map.contains_key("checkpoint") && flag("checkpoint")?;
+                        Op::Loop { body: bodies, checkpoint, result }
+                    }
                     "while" => Op::While { bodies, result },
                     _ => {
-                        let flag = |name: &str| match count(name)? {
-                            0 => Ok(false),
-                            1 => Ok(true),
-                            _ => Err(self.error(format!("`{name}` must be 0 or 1"))),
-                        };
                         let (reverse, checkpoint) = (flag("reverse")?, flag("checkpoint")?);
                         Op::Scan {
                             body: bodies,

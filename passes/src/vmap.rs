@@ -281,7 +281,7 @@ impl Batcher {
                     })
                     .collect()
             }
-            Op::Loop { body, .. } if !batched[0] && !batched[1] => {
+            &Op::Loop { ref body, checkpoint, .. } if !batched[0] && !batched[1] => {
                 let f = &body.funcs()[0];
                 let carries = f.results.len();
                 // Parameters (i, carries, captured): the operands after the bounds, i shared.
@@ -289,7 +289,11 @@ impl Batcher {
                 inputs[0] = false;
                 let (g, out) = self.carried_body(f, &inputs, 1, carries)?;
                 let operands = self.carry_operands(args, 2, &out)?;
-                self.group(&out, |result| Op::Loop { body: Bodies::new(vec![g.clone()]), result }, &operands)
+                self.group(
+                    &out,
+                    |result| Op::Loop { body: Bodies::new(vec![g.clone()]), checkpoint, result },
+                    &operands,
+                )
             }
             Op::While { bodies, .. } => {
                 let [cond, body] = bodies.funcs() else { unreachable!("the type rule checks a condition and a body") };

@@ -228,7 +228,7 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
         }
         // loop(lo, hi, cs, xs)' = loop(lo, hi, (cs, tcs), (xs, txs)) over the body's jvp, its
         // parameters ordered as a loop's: (i, cs, tcs, xs, txs).
-        Op::Loop { body, result } => {
+        Op::Loop { body, checkpoint, result } => {
             let f = &body.funcs()[0];
             let carries = f.results.len();
             let layout = TangentLayout::of(f, &[1, 1 + carries], &[]);
@@ -236,7 +236,10 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
             // Operands: (lo, hi, cs, tcs, xs, txs); operand k + 1 is parameter k.
             let operands = layout.operands(b, &args[1..], |b, p| tangent(b, p + 1));
             let position = layout.params[1].floats.iter().position(|&p| p == result + 1)?;
-            b.push(Op::Loop { body, result: carries + position }, [args[0]].into_iter().chain(operands).collect())
+            b.push(
+                Op::Loop { body, checkpoint: *checkpoint, result: carries + position },
+                [args[0]].into_iter().chain(operands).collect(),
+            )
         }
         // while(cs, xs)' = while((cs, tcs), (xs, txs)) over the condition's and the body's
         // jvps (the condition's has no tangent result: it reads the primal carries only).
@@ -438,7 +441,7 @@ pub fn vjp_structured(
         // none) and the sums of those of the float xs, each step applying the body's vjp at the
         // carries entering step j, which it recomputes from the start: exact, quadratic in the
         // trip count.
-        Op::Loop { body, .. } => {
+        Op::Loop { body, checkpoint, .. } => {
             let f = &body.funcs()[0];
             let (carries, index) = (f.results.len(), b.ty(args[0]).clone());
             // Stacks that would pass kiln's shape limits are not made: those steps recompute.
@@ -456,7 +459,7 @@ pub fn vjp_structured(
                     carries,
                     scanned: 1,
                     reverse: false,
-                    checkpoint: false,
+                    checkpoint: *checkpoint,
                     result: 0,
                 };
                 // The scan's operands, (cs, indices, xs), from the loop's (lo, hi, cs, xs).
@@ -487,7 +490,9 @@ pub fn vjp_structured(
                     cts.push(None);
                     continue;
                 }
-                cts.push(want.then(|| b.push(Op::Loop { body: body.clone(), result: position }, operands.clone())));
+                cts.push(want.then(|| {
+                    b.push(Op::Loop { body: body.clone(), checkpoint: false, result: position }, operands.clone())
+                }));
                 position += 1;
             }
             cts
@@ -506,7 +511,13 @@ pub fn vjp_structured(
             let trips = b.push(Op::While { bodies: counting, result: carries }, counting_args);
             let loop_args: Vec<Value> = [zero, trips].into_iter().chain(args.iter().copied()).collect();
             let loop_wants: Vec<bool> = [false, false].into_iter().chain(wants.iter().copied()).collect();
-            let mut cts = vjp_structured(b, &Op::Loop { body: stepping, result: 0 }, &loop_args, gs, &loop_wants);
+            let mut cts = vjp_structured(
+                b,
+                &Op::Loop { body: stepping, checkpoint: false, result: 0 },
+                &loop_args,
+                gs,
+                &loop_wants,
+            );
             cts.drain(..2);
             cts
         }
@@ -757,7 +768,7 @@ fn reverse_loop_body(f: &Func) -> Func {
     let entering: Vec<Value> = (0..carries)
         .map(|r| {
             let args = [lo, j].into_iter().chain(inits.iter().copied()).chain(xs.iter().copied()).collect();
-            b.push(Op::Loop { body: forward.clone(), result: r }, args)
+            b.push(Op::Loop { body: forward.clone(), checkpoint: false, result: r }, args)
         })
         .collect();
     // The body's vjp at step j: (i, cs, xs, cotangents of the float results) -> (results,
