@@ -6,13 +6,14 @@
 use inkwell::context::Context as LlvmContext;
 use inkwell::module::Module as LlvmModule;
 use melior::dialect::DialectRegistry;
+use melior::ir::Location;
 use melior::ir::Module as MlirModule;
 use melior::pass::PassManager;
 use melior::utility::{
     parse_pass_pipeline, register_all_dialects, register_all_llvm_translations, register_all_passes,
 };
 use melior::Context;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -35,24 +36,39 @@ impl std::fmt::Display for CodegenError {
 impl std::error::Error for CodegenError {}
 
 pub(crate) fn err(stage: &'static str, message: impl Into<String>) -> CodegenError {
-    let message = message.into();
-    CodegenError { stage, span: span_in(&message), message }
+    CodegenError { stage, span: None, message: message.into() }
 }
 
-/// The first source span named in MLIR diagnostics text (a location written by
-/// [`crate::mlir::span_location`]), if any.
-pub fn span_in(text: &str) -> Option<kiln_ir::Span> {
-    let rest = &text[text.find("kiln.span:")? + "kiln.span:".len()..];
-    let (start, rest) = rest.split_once('-')?;
-    let end: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    Some(kiln_ir::Span::new(start.parse().ok()?, end.parse().ok()?))
+/// The first source span a location names (one written by [`crate::mlir::span_location`]),
+/// looking through the locations passes wrap it in: fused (ops merged), call sites (inlined)
+/// and the children of names.
+pub fn location_span(location: Location) -> Option<kiln_ir::Span> {
+    if location.is_name() {
+        let name = location.name_value();
+        let span = name.as_string_ref().as_str().ok()?.strip_prefix(SPAN_PREFIX).and_then(|range| {
+            let (start, end) = range.split_once('-')?;
+            Some(kiln_ir::Span::new(start.parse().ok()?, end.parse().ok()?))
+        });
+        span.or_else(|| location_span(location.name_child_location()))
+    } else if location.is_fused() {
+        (0..location.fused_num_locations()).find_map(|i| location_span(location.fused_location(i)))
+    } else if location.is_call_site() {
+        location_span(location.call_site_callee()).or_else(|| location_span(location.call_site_caller()))
+    } else {
+        None
+    }
 }
+
+/// How a location name that holds a source span begins.
+pub const SPAN_PREFIX: &str = "kiln.span:";
 
 /// The MLIR context of one compilation, with every dialect, pass and translation registered,
 /// collecting diagnostics.
 pub(crate) struct Mlir {
     pub context: Context,
     messages: Rc<RefCell<Vec<String>>>,
+    /// The first source span the diagnostics' locations name.
+    span: Rc<Cell<Option<kiln_ir::Span>>>,
 }
 
 impl Mlir {
@@ -66,12 +82,17 @@ impl Mlir {
         register_all_llvm_translations(&context);
         register_all_passes();
         let messages = Rc::new(RefCell::new(Vec::<String>::new()));
-        let sink = messages.clone();
+        let span = Rc::new(Cell::new(None));
+        let (sink, first) = (messages.clone(), span.clone());
         context.attach_diagnostic_handler(move |d| {
-            sink.borrow_mut().push(format!("{}: {}", d.location(), d));
+            let location = d.location();
+            if first.get().is_none() {
+                first.set(location_span(location));
+            }
+            sink.borrow_mut().push(format!("{location}: {d}"));
             true
         });
-        Mlir { context, messages }
+        Mlir { context, messages, span }
     }
 
     /// The diagnostics so far.
@@ -79,8 +100,14 @@ impl Mlir {
         self.messages.borrow().join("\n")
     }
 
+    /// The failure of `stage`: `context`, then the diagnostics so far, at the source span the
+    /// first of them that names one points at.
+    pub fn failure(&self, stage: &'static str, context: &str) -> CodegenError {
+        CodegenError { stage, message: format!("{context}{}", self.collected()), span: self.span.get() }
+    }
+
     pub fn parse(&self, text: &str, stage: &'static str) -> Result<MlirModule<'_>, CodegenError> {
-        MlirModule::parse(&self.context, text).ok_or_else(|| err(stage, self.collected()))
+        MlirModule::parse(&self.context, text).ok_or_else(|| self.failure(stage, ""))
     }
 
     /// Runs a textual pass pipeline; any error diagnostic is a failure, even when the pass
@@ -89,11 +116,11 @@ impl Mlir {
         let pm = PassManager::new(&self.context);
         parse_pass_pipeline(pm.as_operation_pass_manager(), pipeline)
             .map_err(|e| err("MLIR pipeline parsing", e.to_string()))?;
-        pm.run(module).map_err(|_| err("MLIR lowering", self.collected()))?;
+        pm.run(module).map_err(|_| self.failure("MLIR lowering", ""))?;
         if self.messages.borrow().is_empty() {
             Ok(())
         } else {
-            Err(err("MLIR lowering", self.collected()))
+            Err(self.failure("MLIR lowering", ""))
         }
     }
 
@@ -102,7 +129,7 @@ impl Mlir {
         // SAFETY: both contexts are alive; the returned module is owned by `llvm`.
         let raw = unsafe { mlir_sys::mlirTranslateModuleToLLVMIR(module.as_operation().to_raw(), llvm.raw() as _) };
         if raw.is_null() {
-            return Err(err("translation to LLVM IR", self.collected()));
+            return Err(self.failure("translation to LLVM IR", ""));
         }
         Ok(unsafe { LlvmModule::new(raw as _) })
     }

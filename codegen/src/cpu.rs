@@ -35,8 +35,7 @@ pub(crate) fn schedule(c: &mut Compilation) -> Result<(), CodegenError> {
     let tagged = schedule::tag(&c.mlir.context, &c.module, c.target.registers());
     c.script = schedule::transform_script(&c.contractions, &c.convolutions, &tagged, c.target.registers());
     if let Some(script) = &c.script {
-        apply_schedule(&c.mlir.context, &c.module, script)
-            .map_err(|e| err("loop schedule", e + &c.mlir.collected()))?;
+        apply_schedule(&c.mlir.context, &c.module, script).map_err(|e| c.mlir.failure("loop schedule", &e))?;
     }
     Ok(())
 }

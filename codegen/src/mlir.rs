@@ -106,7 +106,7 @@ pub fn impl_symbol(module: &str, func: &str) -> String {
 
 /// The MLIR location name of a source span: `kiln.span:START-END` (byte offsets).
 pub fn span_location(span: Span) -> String {
-    format!("kiln.span:{}-{}", span.start, span.end)
+    format!("{}{}-{}", crate::context::SPAN_PREFIX, span.start, span.end)
 }
 
 /// A contraction the emitter tagged `{kiln.contraction = ID}` for [`crate::schedule`]: its
@@ -1466,11 +1466,22 @@ impl<'f> FuncEmitter<'f> {
 mod tests {
     use super::*;
 
+    /// A span written as a location name is read back from the location, also where passes
+    /// wrapped it (fused, inlined, a name's child); other locations name none.
     #[test]
     fn spans_round_trip_through_location_names() {
+        use melior::ir::{Attribute, Location};
+        let mlir = crate::context::Mlir::new();
+        let c = &mlir.context;
         let span = Span::new(12, 30);
-        let message = format!("loc(\"{}\"): 'linalg.generic' op failed", span_location(span));
-        assert_eq!(crate::context::span_in(&message), Some(span));
-        assert_eq!(crate::context::span_in("loc(\"-\":3:4): no span"), None);
+        let named = Location::name(c, &span_location(span), Location::unknown(c));
+        let read = crate::context::location_span;
+        assert_eq!(read(named), Some(span));
+        let other = Location::new(c, "m.kn", 3, 4);
+        assert_eq!(read(Location::fused(c, &[other, named], Attribute::unit(c))), Some(span));
+        assert_eq!(read(Location::call_site(named, other)), Some(span));
+        assert_eq!(read(Location::name(c, "outer", named)), Some(span));
+        assert_eq!(read(Location::name(c, "kiln.span:x-1", other)), None);
+        assert_eq!(read(other), None);
     }
 }
