@@ -107,6 +107,15 @@ impl Parser {
         found
     }
 
+    /// Consumes the contextual keyword `k` if it is next.
+    fn eat_keyword(&mut self, k: &str) -> bool {
+        let found = self.is_keyword(k);
+        if found {
+            self.bump();
+        }
+        found
+    }
+
     fn unexpected(&self, expected: &str) -> Diagnostic {
         let found = self.peek().describe();
         Diagnostic::error("E0003", format!("expected {expected}, found {found}"))
@@ -176,12 +185,7 @@ impl Parser {
         } else if self.is_keyword("export") {
             self.bump();
             let target = self.expr()?;
-            let alias = if self.is_keyword("as") {
-                self.bump();
-                Some(self.ident("an export name")?)
-            } else {
-                None
-            };
+            let alias = if self.eat_keyword("as") { Some(self.ident("an export name")?) } else { None };
             self.expect(";")?;
             Ok(Item::Export(Export { target, alias, span: start.to(self.prev_span()) }))
         } else {
@@ -430,10 +434,7 @@ impl Parser {
                 }
                 // The arrays are an expression without comparisons: its `{` begins the body.
                 let xs = self.binary(0)?;
-                let checkpoint = self.is_keyword("checkpoint");
-                if checkpoint {
-                    self.bump();
-                }
+                let checkpoint = self.eat_keyword("checkpoint");
                 LoopControl::Over { row, xs, reverse, checkpoint }
             } else if scan {
                 return Err(self.unexpected("a row and `in`, as in `scan c = c0 for x in xs { ... }`"));
@@ -442,17 +443,13 @@ impl Parser {
                 self.expect("<")?;
                 // The count is an expression without comparisons: its `{` begins the body.
                 let count = self.binary(0)?;
-                let checkpoint = self.is_keyword("checkpoint");
-                if checkpoint {
-                    self.bump();
-                }
+                let checkpoint = self.eat_keyword("checkpoint");
                 LoopControl::For { index, count, checkpoint }
             }
         } else if self.is_keyword("while") && !scan {
             self.bump();
             let cond = self.expr()?;
-            let max_iter = if self.is_keyword("max_iter") {
-                self.bump();
+            let max_iter = if self.eat_keyword("max_iter") {
                 // The bound is an expression without comparisons: its `{` begins the body.
                 Some(self.binary(0)?)
             } else {

@@ -243,8 +243,7 @@ pub fn check_carry_stacks(f: &Func) -> Result<(), String> {
         if let Op::Scan { body, carries, .. } = &inst.op {
             let rows = f.ty(inst.args[*carries]).shape[0];
             for p in &body.funcs()[0].params[..*carries] {
-                let stack = rules::stack_type(&p.ty, rows);
-                kiln_ir::types::check_shape(&stack.shape).map_err(|e| {
+                rules::stackable(&p.ty, rows).map_err(|e| {
                     format!("reverse mode of a scan over {rows} rows saves its carry `{}` at every row: {e}", p.name)
                 })?;
             }

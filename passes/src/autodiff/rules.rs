@@ -445,9 +445,7 @@ pub fn vjp_structured(
             let f = &body.funcs()[0];
             let (carries, index) = (f.results.len(), b.ty(args[0]).clone());
             // Stacks that would pass kiln's shape limits are not made: those steps recompute.
-            let fits = |n: usize| {
-                (1..=carries).all(|p| kiln_ir::types::check_shape(&stack_type(&f.params[p].ty, n).shape).is_ok())
-            };
+            let fits = |n: usize| (1..=carries).all(|p| stackable(&f.params[p].ty, n).is_ok());
             if let Some(trips) = static_trips(b, args[0], args[1]).filter(|&n| fits(n)) {
                 let iota = b.push(Op::Iota { dtype: index.dtype, shape: vec![trips], axis: 0 }, vec![]);
                 let lo = b.push(Op::Broadcast { shape: vec![trips], dims: vec![] }, vec![args[0]]);
@@ -556,16 +554,13 @@ pub fn vjp_structured(
         Op::Scan { body, carries, scanned, reverse, checkpoint, .. } => {
             let (f, k, m) = (&body.funcs()[0], *carries, *scanned);
             let n = b.ty(args[k]).shape[0];
-            let mut split = super::residuals::Split::of(f, k, m, *checkpoint);
-            let stacks_fit = |split: &super::residuals::Split| {
-                let types = split.forward.result_types();
-                types[f.results.len()..].iter().all(|t| kiln_ir::types::check_shape(&stack_type(t, n).shape).is_ok())
+            let split = super::residuals::Split::of(f, k, m, *checkpoint);
+            let residuals_fit = split.forward.result_types()[f.results.len()..].iter().all(|t| stackable(t, n).is_ok());
+            let (split, checkpoint) = if *checkpoint || residuals_fit {
+                (split, *checkpoint)
+            } else {
+                (super::residuals::Split::of(f, k, m, true), true)
             };
-            let asked = *checkpoint;
-            let checkpoint = asked || !stacks_fit(&split);
-            if checkpoint != asked {
-                split = super::residuals::Split::of(f, k, m, true);
-            }
             let forward = Bodies::new(vec![split.forward]);
             let results = f.results.len();
             let residuals: Vec<Value> = (0..split.residuals)
@@ -740,8 +735,13 @@ fn static_trips(b: &Builder, lo: Value, hi: Value) -> Option<usize> {
 }
 
 /// The type of `trips` values of type `t`, stacked along a new first axis.
-pub(super) fn stack_type(t: &TensorType, trips: usize) -> TensorType {
+fn stack_type(t: &TensorType, trips: usize) -> TensorType {
     TensorType::new(t.dtype, std::iter::once(trips).chain(t.shape.iter().copied()).collect())
+}
+
+/// Whether `trips` values of type `t` stacked pass kiln's shape limits; otherwise why not.
+pub(super) fn stackable(t: &TensorType, trips: usize) -> Result<(), String> {
+    kiln_ir::types::check_shape(&stack_type(t, trips).shape)
 }
 
 /// The body of the reverse loop of a loop whose body is `f` and whose bounds are known at run
