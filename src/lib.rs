@@ -557,7 +557,7 @@ fn package(
     let source_name = Path::new(&source.name).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let manifest = Manifest {
         format: manifest::FORMAT.to_string(),
-        version: manifest::VERSION,
+        version: manifest::version_of(&functions),
         module: m.clone(),
         kind: if gpu { Kind::Gpu } else { options.output.manifest_kind() },
         compiler: Compiler {

@@ -88,36 +88,20 @@ fn check_and_run(path: &Path, rng: &mut Rng) {
     }
     // Compiled as written, and after the pass pipeline (saturation, dce): both against the
     // program as written, interpreted.
-    let header = src.text.lines().take_while(|l| l.starts_with("//"));
-    let scale: f64 = header
-        .filter_map(|l| l.strip_prefix("// input scale: "))
-        .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("{}: a bad input scale", path.display())))
-        .next()
-        .unwrap_or(1.0);
+    let scale = common::input_scale(&src.text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut optimized = module.clone();
     kiln_passes::run_pipeline(&mut optimized, &Default::default()).unwrap();
     for compiled in [&module, &optimized] {
         let loaded = common::compile_and_load(compiled, 2);
         for f in &module.funcs {
             for _ in 0..3 {
-                let args: Vec<_> = gen::arguments(rng, f, false).iter().map(|t| scaled(t, scale)).collect();
+                let args: Vec<_> = gen::arguments(rng, f, false).iter().map(|t| common::scaled(t, scale)).collect();
                 if let Err(e) = common::check_against(&loaded, f, &args, common::Check::Program) {
                     panic!("{}: {e}", path.display());
                 }
             }
         }
     }
-}
-
-/// `t` times `scale`, if it is a float array.
-fn scaled(t: &kiln_ir::interp::Tensor, scale: f64) -> kiln_ir::interp::Tensor {
-    use kiln_ir::interp::{Data, Tensor};
-    let data = match &t.data {
-        Data::F32(v) => Data::F32(v.iter().map(|&x| (f64::from(x) * scale) as f32).collect()),
-        Data::F64(v) => Data::F64(v.iter().map(|&x| x * scale).collect()),
-        other => other.clone(),
-    };
-    Tensor::new(t.shape.clone(), data)
 }
 
 #[test]

@@ -10,11 +10,10 @@ use kiln::{build, Options, Source};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The example and test programs, each with whether it has loops or conditionals: GPU
-/// targets refuse those (issue 18's GPU part), and the checks below assert the refusal.
-fn programs() -> Vec<(PathBuf, bool)> {
+/// The example and test programs, and the loops, scans and conditionals checked against JAX.
+fn programs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![];
+    let mut files = vec![root.join("tests/fixtures/loops.kn")];
     for dir in ["examples", "tests/run", "tests/rewrites"] {
         let mut stack = vec![root.join(dir)];
         while let Some(d) = stack.pop() {
@@ -30,23 +29,6 @@ fn programs() -> Vec<(PathBuf, bool)> {
     }
     files.sort();
     files
-        .into_iter()
-        .map(|path| {
-            let source = Source::read(&path).unwrap();
-            let module = kiln::check(&source, &source.default_module_name()).unwrap();
-            let control = module.funcs.iter().any(|f| f.insts.iter().any(|i| i.op.bodies().is_some()));
-            (path, control)
-        })
-        .collect()
-}
-
-/// A GPU build of a program with loops or conditionals fails with the refusal users see.
-fn refused(result: Result<impl Sized, String>, path: &Path) -> Result<(), String> {
-    match result {
-        Err(e) if e.contains("does not yet compile for GPUs") => Ok(()),
-        Err(e) => Err(format!("{}: refused with another error: {e}", path.display())),
-        Ok(_) => Err(format!("{}: has loops or conditionals, yet built for the GPU", path.display())),
-    }
 }
 
 fn ptxas() -> Option<PathBuf> {
@@ -90,7 +72,8 @@ fn agrees_on_the_emulator(
     let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle, None).map_err(|e| e.to_string())?;
     assert!(executor.is_emulated());
     let module = kiln::check(source, &source.default_module_name()).map_err(|e| e.render(false))?;
-    agrees_with_interpreter(&executor, &module, rng)
+    let scale = common::input_scale(&source.text)?;
+    agrees_with_interpreter(&executor, &module, rng, scale)
 }
 
 /// examples/mlp.kn.
@@ -108,18 +91,12 @@ fn every_program_compiles_to_ptx_that_ptxas_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let mut failures = vec![];
     let mut kernels = 0;
-    for (path, control) in programs() {
+    for path in programs() {
         let source = Source {
             name: path.file_name().unwrap().to_string_lossy().into_owned(),
             text: std::fs::read_to_string(&path).unwrap(),
         };
         for gpu in ["sm_80", "sm_90"] {
-            if control {
-                if let Err(e) = refused(build(&source, &gpu_options(gpu)).map_err(|e| e.render(false)), &path) {
-                    failures.push(e);
-                }
-                continue;
-            }
             let out = match build(&source, &gpu_options(gpu)) {
                 Ok(out) => out,
                 Err(e) => {
@@ -215,7 +192,7 @@ fn gpu_bundles_verify_and_run_or_report_no_gpu() {
         Err(e) => panic!("{e}"),
     };
     let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
-    agrees_with_interpreter(&executor, &kiln::check(&source, "mlp").unwrap(), &mut rng).unwrap();
+    agrees_with_interpreter(&executor, &kiln::check(&source, "mlp").unwrap(), &mut rng, 1.0).unwrap();
 }
 
 /// Plans run on buffers already on the device (the runtime's, or the caller's pointers) give
@@ -375,10 +352,11 @@ fn agrees_with_interpreter(
     executor: &kiln_runtime::gpu::GpuExecutor,
     module: &kiln_ir::Module,
     rng: &mut kiln_ir::gen::Rng,
+    scale: f64,
 ) -> Result<(), String> {
     let mut compared = common::Compared::default();
     for f in &module.funcs {
-        let args: Vec<_> = kiln_ir::gen::arguments(rng, f, false);
+        let args: Vec<_> = kiln_ir::gen::arguments(rng, f, false).iter().map(|t| common::scaled(t, scale)).collect();
         compared += check_against_interpreter(executor, f, &args, common::Check::ProgramWithoutLibm)?;
     }
     compared.mostly_judged()
@@ -386,28 +364,30 @@ fn agrees_with_interpreter(
 
 /// Every op of the table (random instances over the dtypes it accepts, with the special
 /// values of the CPU's differential test), compiled for the GPU, runs on the PTX emulator like
-/// the interpreter.
+/// the interpreter. Loops, scans, while loops and conditionals run their bodies' launches from
+/// the host's side of the plan; a body is a small program of kiln's own functions (no libm),
+/// compared as a program on its well conditioned elements (a sine of a huge carry is not).
 #[test]
 fn every_op_runs_on_the_ptx_emulator_like_the_interpreter() {
     let mut rng = kiln_ir::gen::Rng::new(common::seed());
-    let (mut module, mut cases) = common::op_instances(&mut rng, 3);
-    // GPU targets refuse conditionals and loops (issue 18): checked here, and left out of the
-    // rest.
-    let refused = kiln_codegen::compile(&module, &gpu_options("sm_90").target, 2, Default::default()).unwrap_err();
-    assert!(refused.message.contains("does not yet compile for GPUs"), "{refused}");
-    module.funcs.retain(|f| !f.insts.iter().any(|i| i.op.bodies().is_some()));
-    cases.retain(|(name, _)| module.func(name).is_some());
+    let (module, cases) = common::op_instances(&mut rng, 3);
     let artifacts = kiln_codegen::compile(&module, &gpu_options("sm_90").target, 2, Default::default()).unwrap();
     let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle_of(&module, &artifacts), None).unwrap();
     let mut failures = vec![];
+    let mut bodies = common::Compared::default();
     for (name, template) in &cases {
         let f = module.func(name).unwrap();
         let args = common::op_inputs(&mut rng, f, template);
-        if let Err(e) = check_against_interpreter(&executor, f, &args, common::Check::of(template)) {
-            failures.push(e);
+        let structured = template.bodies().is_some();
+        let check = if structured { common::Check::ProgramWithoutLibm } else { common::Check::of(template) };
+        match check_against_interpreter(&executor, f, &args, check) {
+            Ok(compared) if structured => bodies += compared,
+            Ok(_) => {}
+            Err(e) => failures.push(e),
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    bodies.mostly_judged().unwrap();
 }
 
 /// Reductions big enough for a block of threads per output (`gpu::reduce`): rows, columns,
@@ -545,15 +525,11 @@ fn the_gpu_benchmark_builds_and_the_bench_mode_times_bundles() {
 fn every_program_runs_on_the_ptx_emulator_like_the_interpreter() {
     let mut rng = kiln_ir::gen::Rng::new(kiln_ir::gen::test_seed());
     let mut failures = vec![];
-    for (path, control) in programs() {
+    for path in programs() {
         let source = Source::read(&path).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let start = std::time::Instant::now();
-        let run = if control {
-            refused(gpu_bundle(&source, "sm_80", dir.path()), &path)
-        } else {
-            gpu_bundle(&source, "sm_80", dir.path()).and_then(|b| agrees_on_the_emulator(&source, b, &mut rng))
-        };
+        let run = gpu_bundle(&source, "sm_80", dir.path()).and_then(|b| agrees_on_the_emulator(&source, b, &mut rng));
         if let Err(e) = run {
             failures.push(format!("{}: {e}", path.display()));
         }
@@ -623,7 +599,7 @@ fn random_programs_compile_to_ptx() {
         }
     }
     let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle_of(&module, &artifacts), None).unwrap();
-    agrees_with_interpreter(&executor, &module, &mut rng)
+    agrees_with_interpreter(&executor, &module, &mut rng, 1.0)
         .unwrap_or_else(|e| panic!("{e}\n{}", kiln_ir::text::print_module(&module)));
 }
 
@@ -664,7 +640,7 @@ fn random_programs_over_long_rows_agree_on_the_emulator() {
         kiln_ir::text::print_module(&module)
     );
     let executor = kiln_runtime::gpu::GpuExecutor::emulated(bundle_of(&module, &artifacts), None).unwrap();
-    agrees_with_interpreter(&executor, &module, &mut rng)
+    agrees_with_interpreter(&executor, &module, &mut rng, 1.0)
         .unwrap_or_else(|e| panic!("{e}\n{}", kiln_ir::text::print_module(&module)));
 }
 
@@ -715,4 +691,105 @@ fn a_version_3_gpu_bundle_opens_and_runs() {
     let bundle = kiln_runtime::gpu::GpuBundle::open(&dir.join("mlp.json")).expect("a version 3 GPU bundle opens");
     let source = Source { name: "mlp.kn".into(), text: std::fs::read_to_string(dir.join("mlp.kn")).unwrap() };
     agrees_on_the_emulator(&source, bundle, &mut kiln_ir::gen::Rng::new(common::seed())).unwrap();
+}
+
+/// A version-4 bundle (loops and conditionals in its plans, built with the compiler that
+/// introduced them) opens and runs like the interpreter of its source; a manifest claiming
+/// version 3 for such plans is refused, and so are plans whose loop indices, reads or nesting
+/// break the rules (docs/artifact-format.md).
+#[test]
+fn a_version_4_gpu_bundle_with_loops_opens_and_runs() {
+    use kiln_codegen::manifest::{FunctionInfo, LaunchArg, Scalar, Step};
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles/v4-gpu");
+    let bundle = kiln_runtime::gpu::GpuBundle::open(&fixture.join("steps.json")).expect("a version 4 bundle opens");
+    let source = Source::read(&fixture.join("steps.kn")).unwrap();
+    agrees_on_the_emulator(&source, bundle, &mut kiln_ir::gen::Rng::new(common::seed())).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let manifest = dir.path().join("steps.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("\"version\": 4", "\"version\": 3")).unwrap();
+    match kiln_runtime::gpu::GpuBundle::open(&manifest) {
+        Err(kiln_runtime::Error::Version(m)) => assert!(m.contains("loops or conditionals"), "{m}"),
+        other => panic!("version 3 with loops must be refused, got {:?}", other.err()),
+    }
+
+    // Plans changed in memory (a changed manifest is refused by its hashed plan file first).
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let functions: Vec<FunctionInfo> = serde_json::from_value(json["functions"].clone()).unwrap();
+    let kernels: Vec<kiln_runtime::gpu::GpuKernel> = json["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| kiln_runtime::gpu::GpuKernel {
+            name: k["name"].as_str().unwrap().into(),
+            entry: k["entry"].as_str().unwrap().into(),
+            ptx: std::fs::read_to_string(fixture.join(k["file"].as_str().unwrap())).unwrap(),
+        })
+        .collect();
+    let refused = |change: &dyn Fn(&mut Vec<Step>), why: &str| {
+        let mut changed = functions.clone();
+        change(&mut changed.iter_mut().find(|f| f.name == "damped").unwrap().launches);
+        match kiln_runtime::gpu::GpuBundle::from_plan("steps", "sm_80", &changed, kernels.clone()) {
+            Err(kiln_runtime::Error::Manifest(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("a plan that is {why} must be refused, got {:?}", other.err()),
+        }
+    };
+    let the_loop = |steps: &mut Vec<Step>| -> kiln_codegen::manifest::CountedLoop {
+        match steps.iter().find(|s| matches!(s, Step::Loop { .. })) {
+            Some(Step::Loop { r#loop }) => r#loop.clone(),
+            _ => panic!("`damped` has a loop"),
+        }
+    };
+    let set_loop = |steps: &mut Vec<Step>, l: kiln_codegen::manifest::CountedLoop| {
+        let at = steps.iter().position(|s| matches!(s, Step::Loop { .. })).unwrap();
+        steps[at] = Step::Loop { r#loop: l };
+    };
+    // The index of a loop that is not there.
+    refused(
+        &|steps| {
+            let mut l = the_loop(steps);
+            if let Step::Kernel(k) = &mut l.body[0] {
+                k.args.push(LaunchArg::Index { depth: 1 });
+            }
+            set_loop(steps, l);
+        },
+        "out of range",
+    );
+    // A float read as a trip count, and a read past its buffer.
+    refused(
+        &|steps| {
+            let mut l = the_loop(steps);
+            l.to = Scalar::Read { at: LaunchArg::Buffer { index: 0 }, dtype: kiln_codegen::manifest::DType::F32 };
+            set_loop(steps, l);
+        },
+        "not an integer in memory",
+    );
+    refused(
+        &|steps| {
+            let mut l = the_loop(steps);
+            l.to = Scalar::Read {
+                at: LaunchArg::Workspace { offset: u64::MAX - 2 },
+                dtype: kiln_codegen::manifest::DType::I32,
+            };
+            set_loop(steps, l);
+        },
+        "out of range",
+    );
+    // Loops nested past the limit.
+    refused(
+        &|steps| {
+            let l = the_loop(steps);
+            let mut deep = Step::Loop { r#loop: l.clone() };
+            for _ in 0..70 {
+                deep = Step::Loop { r#loop: kiln_codegen::manifest::CountedLoop { body: vec![deep], ..l.clone() } };
+            }
+            steps.push(deep);
+        },
+        "nest deeper",
+    );
 }

@@ -7,7 +7,7 @@
 use crate::context::{CodegenError, Mlir, Stages};
 use crate::{cpu, front, gpu};
 use inkwell::context::Context as LlvmContext;
-use kiln_ir::{Module, Op};
+use kiln_ir::Module;
 use std::time::Duration;
 
 /// Which outputs to produce besides the object.
@@ -90,22 +90,13 @@ pub fn stage_names(gpu: bool) -> &'static [&'static str] {
 /// for a CPU, PTX kernels and a launch plan for a GPU. Stages that only optimize (fuse,
 /// schedule, prefetch, outline-parallel) leave the module as it is at -O0.
 pub fn compile(module: &Module, target: &crate::Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
-    let structured = module.funcs.iter().find_map(|f| f.insts.iter().find(|i| i.op.bodies().is_some()).map(|i| (f, i)));
-    if let (true, Some((f, inst))) = (target.arch.is_gpu(), structured) {
-        let what = if matches!(inst.op, Op::Cond { .. }) { "conditional" } else { "loop" };
-        return Err(CodegenError {
-            stage: gpu::UNSUPPORTED,
-            message: format!("`{}` has a {what}, which kiln does not yet compile for GPUs", f.name),
-            span: Some(inst.span),
-        });
-    }
     let mlir = Mlir::new();
     let mut s = Stages::new(&emit.dump_after);
     let mut c = s.make("emit", || front::emit(&mlir, module, target, opt))?;
     s.apply("fuse", &mut c, front::fuse)?;
     s.apply("prepare", &mut c, front::prepare)?;
     let mut artifacts = if target.arch.is_gpu() {
-        s.apply("bufferize", &mut c, front::bufferize)?;
+        s.apply("bufferize", &mut c, gpu::bufferize)?;
         s.apply("library-products", &mut c, gpu::library_products)?;
         s.apply("block-reductions", &mut c, gpu::block_reductions)?;
         s.apply("plan-workspace", &mut c, front::plan_workspace)?;

@@ -1,5 +1,6 @@
 //! The bundles the runtime targets load: examples/mlp.kn built once per process as a CPU
-//! shared library and as a GPU bundle, each in a folder of its own that lives as long as the
+//! shared library and as a GPU bundle, and the version-4 fixture's program (GPU loops and
+//! conditionals) as a GPU bundle, each in a folder of its own that lives as long as the
 //! process.
 
 use std::path::PathBuf;
@@ -15,24 +16,34 @@ pub struct Fixture {
 /// examples/mlp.kn as a CPU shared library for the host.
 pub fn cpu() -> &'static Fixture {
     static CPU: OnceLock<Fixture> = OnceLock::new();
-    CPU.get_or_init(|| build(kiln::Options { output: kiln::OutputKind::Shared, ..Default::default() }))
+    CPU.get_or_init(|| {
+        build("examples/mlp.kn", kiln::Options { output: kiln::OutputKind::Shared, ..Default::default() })
+    })
 }
 
 /// examples/mlp.kn as a GPU bundle for sm_80.
 pub fn gpu() -> &'static Fixture {
     static GPU: OnceLock<Fixture> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let target =
-            kiln::kiln_codegen::Target::new(Some("nvptx64-nvidia-cuda"), Some("sm_80")).expect("the GPU target");
-        build(kiln::Options { target, ..Default::default() })
-    })
+    GPU.get_or_init(|| build("examples/mlp.kn", gpu_options()))
 }
 
-fn build(options: kiln::Options) -> Fixture {
-    let path = super::root().join("examples/mlp.kn");
-    let source = kiln::Source::read(&path).expect("examples/mlp.kn");
+/// tests/fixtures/bundles/v4-gpu/steps.kn (loops, while loops, a conditional, a scan) as a GPU
+/// bundle for sm_80.
+pub fn gpu_loops() -> &'static Fixture {
+    static LOOPS: OnceLock<Fixture> = OnceLock::new();
+    LOOPS.get_or_init(|| build("tests/fixtures/bundles/v4-gpu/steps.kn", gpu_options()))
+}
+
+fn gpu_options() -> kiln::Options {
+    let target = kiln::kiln_codegen::Target::new(Some("nvptx64-nvidia-cuda"), Some("sm_80")).expect("the GPU target");
+    kiln::Options { target, ..Default::default() }
+}
+
+fn build(file: &str, options: kiln::Options) -> Fixture {
+    let source = kiln::Source::read(&super::root().join(file)).unwrap_or_else(|e| panic!("{file}: {e:?}"));
+    let module = source.default_module_name();
     let out = kiln::build(&source, &options).unwrap_or_else(|e| panic!("{}", e.render(false)));
     let keep = tempfile::tempdir().expect("a temporary folder");
     kiln::write_output(&out, keep.path()).unwrap_or_else(|e| panic!("{}", e.render(false)));
-    Fixture { dir: keep.path().to_path_buf(), manifest: keep.path().join("mlp.json"), _keep: keep }
+    Fixture { dir: keep.path().to_path_buf(), manifest: keep.path().join(format!("{module}.json")), _keep: keep }
 }

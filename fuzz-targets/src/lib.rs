@@ -125,7 +125,7 @@ fn round_trips(printed: &str) {
 /// CPU loader opens has its functions callable by name.
 pub fn manifest(data: &[u8]) -> Outcome {
     let mut outcome = Outcome::Refused;
-    for fixture in [bundles::cpu(), bundles::gpu()] {
+    for fixture in [bundles::cpu(), bundles::gpu(), bundles::gpu_loops()] {
         let path = fixture.dir.join("fuzzed.json");
         std::fs::write(&path, data).expect("the fixture folder is writable");
         if let Ok(bundle) = kiln_runtime::Bundle::open(&path) {
@@ -152,7 +152,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             .filter_map(|text| kiln_frontend_module(text))
             .map(|m| kiln_ir::text::print_module(&m).into_bytes())
             .collect(),
-        "manifest" => [bundles::cpu(), bundles::gpu()]
+        "manifest" => [bundles::cpu(), bundles::gpu(), bundles::gpu_loops()]
             .iter()
             .map(|b| std::fs::read(&b.manifest).expect("fixture manifest"))
             .collect(),

@@ -26,9 +26,24 @@ pub const FORMAT: &str = "kiln-manifest";
 /// runtime could no longer run a new bundle correctly (a field removed or given another
 /// meaning, a new kind of launch step); fields added with a default do not change it, and a
 /// runtime ignores fields it does not know (docs/artifact-format.md, "Compatibility").
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// The oldest manifest version this runtime opens: every bundle from version 3 on.
 pub const OLDEST_VERSION: u32 = 3;
+/// The version that added loops and conditionals to GPU launch plans ([`Step::Loop`],
+/// [`Step::While`], [`Step::If`], [`LaunchArg::Index`]).
+pub const CONTROL_VERSION: u32 = 4;
+
+/// The version a bundle of `functions` is written with: the oldest whose runtimes run it, so
+/// that a bundle that needs nothing new still opens in older runtimes ([`CONTROL_VERSION`]
+/// only when a launch plan has a loop or a conditional).
+pub fn version_of(functions: &[FunctionInfo]) -> u32 {
+    let control = functions.iter().any(|f| f.launches.iter().any(|s| !s.children().is_empty()));
+    if control {
+        CONTROL_VERSION
+    } else {
+        OLDEST_VERSION
+    }
+}
 
 /// Whether a runtime of this crate's version opens a manifest of `version`; the error names
 /// both versions and what to do.
@@ -222,12 +237,80 @@ impl DType {
     }
 }
 
-/// One step of a GPU function's launch plan, in order: a kernel launch or a library product.
+/// One step of a GPU function's launch plan, in order: a kernel launch, a library product, or
+/// (from version 4) a loop or a conditional whose steps the runtime repeats or picks on the
+/// host, reading each bound or condition back from the device as one scalar.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Step {
     Kernel(Launch),
     Gemm { gemm: Gemm },
+    Loop { r#loop: CountedLoop },
+    While { r#while: WhileLoop },
+    If { r#if: Conditional },
+}
+
+impl Step {
+    /// The step lists this step runs (none for a launch or a product).
+    pub fn children(&self) -> Vec<&[Step]> {
+        match self {
+            Step::Kernel(_) | Step::Gemm { .. } => vec![],
+            Step::Loop { r#loop } => vec![&r#loop.body],
+            Step::While { r#while } => vec![&r#while.before, &r#while.body],
+            Step::If { r#if } => vec![&r#if.then, &r#if.r#else],
+        }
+    }
+
+    /// [`children`](Self::children), to change.
+    pub fn children_mut(&mut self) -> Vec<&mut Vec<Step>> {
+        match self {
+            Step::Kernel(_) | Step::Gemm { .. } => vec![],
+            Step::Loop { r#loop } => vec![&mut r#loop.body],
+            Step::While { r#while } => vec![&mut r#while.before, &mut r#while.body],
+            Step::If { r#if } => vec![&mut r#if.then, &mut r#if.r#else],
+        }
+    }
+}
+
+/// A counted loop: `body` runs once for each index from `from` up to (not including) `to`;
+/// its launches read the index as [`LaunchArg::Index`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountedLoop {
+    pub from: Scalar,
+    pub to: Scalar,
+    pub body: Vec<Step>,
+}
+
+/// A while loop: `before` runs, then `cond` is read; while it is true, `body` runs and
+/// `before` again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhileLoop {
+    pub before: Vec<Step>,
+    pub cond: Scalar,
+    pub body: Vec<Step>,
+}
+
+/// A conditional: `then` runs when `cond` is true (not zero), `else` otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conditional {
+    pub cond: Scalar,
+    pub then: Vec<Step>,
+    pub r#else: Vec<Step>,
+}
+
+/// An integer the host needs to run a plan (a loop bound, a condition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scalar {
+    Int {
+        value: i64,
+    },
+    /// One element of type `dtype` (an integer or bool) read back from device memory `at`
+    /// (a buffer or the workspace) once every step before it has finished.
+    Read {
+        at: LaunchArg,
+        dtype: DType,
+    },
 }
 
 /// One kernel launch.
@@ -250,6 +333,9 @@ pub enum LaunchArg {
     Workspace { offset: u64 },
     /// A 64-bit integer passed by value.
     Int { value: i64 },
+    /// The index of the enclosing counted loop `depth` (0 the outermost), a 64-bit integer
+    /// passed by value (from version 4).
+    Index { depth: usize },
 }
 
 /// A matrix product the runtime computes with the GPU's BLAS (cuBLAS), as XLA does for dots:

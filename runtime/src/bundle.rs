@@ -295,6 +295,13 @@ pub(crate) fn read_manifest(path: &Path, options: &OpenOptions) -> Result<(Manif
         return Err(Error::Version(format!("format `{}`; this runtime reads `{FORMAT}`", m.format)));
     }
     kiln_manifest::check_version(m.version).map_err(Error::Version)?;
+    let needed = kiln_manifest::version_of(&m.functions);
+    if m.version < needed {
+        return Err(Error::Version(format!(
+            "the manifest says version {}, but its launch plans have loops or conditionals (version {needed})",
+            m.version
+        )));
+    }
     if !is_identifier(&m.module) {
         return Err(Error::Manifest(format!("module name `{}` is not an identifier", m.module)));
     }

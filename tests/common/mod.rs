@@ -389,3 +389,23 @@ pub fn run_c_with_runtime(dir: &Path, source: &str, arg: &Path) -> String {
     let flags = ["-I".into(), include.into(), runtime_archive(target_dir).into(), "-ldl".into(), "-lpthread".into()];
     run_c(dir, source, &flags, &[arg])
 }
+
+/// The scale of a program's random float inputs: its header line `// input scale: S` (among
+/// the comment lines it starts with), or 1.
+pub fn input_scale(text: &str) -> Result<f64, String> {
+    let header = text.lines().take_while(|l| l.starts_with("//"));
+    match header.filter_map(|l| l.strip_prefix("// input scale: ")).next() {
+        Some(s) => s.trim().parse().map_err(|_| format!("a bad input scale `{s}`")),
+        None => Ok(1.0),
+    }
+}
+
+/// `t` times `scale`, if it is a float array.
+pub fn scaled(t: &Tensor, scale: f64) -> Tensor {
+    let data = match &t.data {
+        Data::F32(v) => Data::F32(v.iter().map(|&x| (f64::from(x) * scale) as f32).collect()),
+        Data::F64(v) => Data::F64(v.iter().map(|&x| x * scale).collect()),
+        other => other.clone(),
+    };
+    Tensor::new(t.shape.clone(), data)
+}

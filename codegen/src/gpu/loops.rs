@@ -3,8 +3,8 @@
 //! compute data wrapped in one-iteration loops ([`wrap_serial_statements`]), so that every
 //! computation becomes a kernel.
 
-use super::HOST_OPS;
-use crate::edit::{first_use_from, function_bodies, int_constant, key, ops_named, segment_sizes};
+use super::{control, HOST_OPS};
+use crate::edit::{cloned, erase, first_use_from, function_bodies, int_constant, key, ops_named, segment_sizes};
 use melior::dialect::arith;
 use melior::ir::attribute::{DenseI32ArrayAttribute, IntegerAttribute};
 use melior::ir::operation::{OperationBuilder, OperationLike, OperationMutLike, OperationRef as Op, OperationRefMut};
@@ -87,31 +87,125 @@ pub(super) fn collapse_parallel_loops<'c>(context: &'c Context, module: &Module<
     Ok(())
 }
 
-/// Wraps each run of top-level host statements that compute data (loop nests without parallel
-/// loops, scalar loads and stores: ops not in [`HOST_OPS`]) into a one-iteration
-/// `scf.parallel`, so that it becomes a kernel. A value such a run computes cannot be used
-/// after it (it would live on the device).
+/// Wraps each run of host statements that compute data (loop nests without parallel loops,
+/// scalar loads and stores: ops not in [`HOST_OPS`]) into a one-iteration `scf.parallel`, so
+/// that it becomes a kernel; the same inside loops and conditionals, which stay on the host
+/// with the scalars their bounds and conditions read ([`control::host_scalars`]). A value
+/// such a run computes cannot be used after it (it would live on the device).
 pub(super) fn wrap_serial_statements<'c>(context: &'c Context, module: &Module<'c>) -> Result<(), String> {
+    sink_globals(module)?;
     for (_, body) in function_bodies(module) {
-        let mut runs: Vec<Vec<Op>> = vec![];
-        let mut previous_was_host = true;
-        let mut next = body.first_operation();
-        while let Some(op) = next {
-            next = op.next_in_block();
-            let host = op.name().as_string_ref().as_str().is_ok_and(|n| HOST_OPS.contains(&n));
-            if !host {
-                if previous_was_host {
-                    runs.push(vec![]);
-                }
-                runs.last_mut().expect("a run was started").push(op);
-            }
-            previous_was_host = host;
+        wrap_block(context, &body)?;
+    }
+    Ok(())
+}
+
+/// Clones each `memref.get_global` just before each of its users, and erases it: a constant
+/// is read where it is used, inside the kernel that reads it (outlining copies the global into
+/// the kernel's module), never on the host, which could not pass it to a launch. (Globals are
+/// read in loops whose body is inside a loop or conditional, while bufferization puts every
+/// `get_global` at the top of the function.)
+fn sink_globals(module: &Module) -> Result<(), String> {
+    for raw in ops_named(module, "memref.get_global") {
+        // SAFETY: collected from the live module; each get_global is replaced once, its users
+        // reading a clone placed before them in their block.
+        let op = unsafe { Op::from_raw(raw) };
+        let global: Value = op.result(0).map_err(|e| e.to_string())?.into();
+        for (user, number) in control::uses(global) {
+            let block = user.block().ok_or("a use outside a block")?;
+            let clone = block.insert_operation_before(user, cloned(&op));
+            let value = clone.result(0).map_err(|e| e.to_string())?;
+            // SAFETY: operand `number` of the live user, given a value of the same type.
+            unsafe { mlir_sys::mlirOperationSetOperand(user.to_raw(), number as isize, value.to_raw()) };
         }
-        for run in runs {
-            wrap(context, &body, &run)?;
+        // SAFETY: every use now reads a clone.
+        unsafe { erase(raw) };
+    }
+    Ok(())
+}
+
+/// Gives each later use of a pure value of `run` (arith ops, such as the clamped index of a
+/// dynamic slice that CSE shared between a loop body's serial statements and a later parallel
+/// loop) its own copy of the op, placed just before the user: a run's values live on the device
+/// and only its memory writes outlive it. Ops are visited last first, so that a copy's
+/// operands from the run are copied before their own later users in turn.
+fn recompute_at_later_uses(run: &[Op]) -> Result<(), String> {
+    let inside: BTreeSet<usize> = run.iter().map(|op| op.to_raw().ptr as usize).collect();
+    // Whether `op` is one of the run's ops or nested in one.
+    let in_run = |op: &Op| {
+        let mut current = Some(*op);
+        while let Some(o) = current {
+            if inside.contains(&(o.to_raw().ptr as usize)) {
+                return true;
+            }
+            current = o.parent_operation();
+        }
+        false
+    };
+    for op in run.iter().rev() {
+        let pure = op.name().as_string_ref().as_str().is_ok_and(|n| n.starts_with("arith."));
+        if !pure {
+            continue;
+        }
+        for r in 0..op.result_count() {
+            let result: Value = op.result(r).map_err(|e| e.to_string())?.into();
+            for (user, number) in control::uses(result).into_iter().filter(|(user, _)| !in_run(user)) {
+                let block = user.block().ok_or("a use outside a block")?;
+                let copy = block.insert_operation_before(user, cloned(op));
+                let value = copy.result(r).map_err(|e| e.to_string())?;
+                // SAFETY: operand `number` of the live user, given a value of the same type.
+                unsafe { mlir_sys::mlirOperationSetOperand(user.to_raw(), number as isize, value.to_raw()) };
+            }
         }
     }
     Ok(())
+}
+
+/// [`wrap_serial_statements`] for the ops of `body`, and of the regions of its control ops.
+fn wrap_block<'c, 'a>(context: &'c Context, body: &BlockRef<'c, 'a>) -> Result<(), String> {
+    let scalars = control::host_scalars(body);
+    let mut next = body.first_operation();
+    while let Some(op) = next {
+        next = op.next_in_block();
+        if control::CONTROL_OPS.contains(&op.name().as_string_ref().as_str().unwrap_or_default()) {
+            for r in 0..op.region_count() {
+                if let Some(block) = op.region(r).map_err(|e| e.to_string())?.first_block() {
+                    wrap_block(context, &block)?;
+                }
+            }
+        }
+    }
+    // A copy made for a later use in this block joins that use's run, found again after.
+    for run in runs(body, &scalars) {
+        recompute_at_later_uses(&run)?;
+    }
+    for run in runs(body, &scalars) {
+        wrap(context, body, &run)?;
+    }
+    Ok(())
+}
+
+/// The runs of consecutive ops of `body` that compute data: neither host ops, control ops nor
+/// the host's `scalars`.
+fn runs<'c, 'a>(body: &BlockRef<'c, 'a>, scalars: &BTreeSet<usize>) -> Vec<Vec<Op<'c, 'a>>> {
+    let mut runs: Vec<Vec<Op>> = vec![];
+    let mut previous_was_host = true;
+    let mut next = body.first_operation();
+    while let Some(op) = next {
+        next = op.next_in_block();
+        let name = op.name().as_string_ref().as_str().unwrap_or_default().to_string();
+        let host = HOST_OPS.contains(&name.as_str())
+            || control::is_control(&name)
+            || scalars.contains(&(op.to_raw().ptr as usize));
+        if !host {
+            if previous_was_host {
+                runs.push(vec![]);
+            }
+            runs.last_mut().expect("a run was started").push(op);
+        }
+        previous_was_host = host;
+    }
+    runs
 }
 
 /// Moves `run`, consecutive ops of `body`, into a new `scf.parallel` of one iteration.

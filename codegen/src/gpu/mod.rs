@@ -20,6 +20,7 @@
 //! sequentially in their thread). Every plan is checked by ptxas and, in the test suite, run on
 //! kiln's PTX emulator against the interpreter.
 
+mod control;
 mod loops;
 mod reduce;
 
@@ -28,7 +29,7 @@ use crate::edit::{
     cloned, declaration, erase, function_bodies, key, ops_named, ops_where, replace_op, segment_sizes, symbol,
 };
 use crate::front::Compilation;
-use crate::manifest::{Gemm, Launch, LaunchArg, Step, SCRATCH_ALIGN};
+use crate::manifest::{Conditional, CountedLoop, Gemm, Launch, LaunchArg, Scalar, Step, WhileLoop, SCRATCH_ALIGN};
 use crate::mlir::Contraction;
 use inkwell::context::Context as LlvmContext;
 use inkwell::passes::PassBuilderOptions;
@@ -41,7 +42,7 @@ use melior::ir::attribute::{
 use melior::ir::operation::{OperationBuilder, OperationLike, OperationRef, OperationResult};
 use melior::ir::r#type::MemRefType;
 use melior::ir::{
-    Attribute, BlockLike, Identifier, Location, Module as MlirModule, RegionLike, Type, Value, ValueLike,
+    Attribute, BlockLike, BlockRef, Identifier, Location, Module as MlirModule, RegionLike, Type, Value, ValueLike,
 };
 use melior::Context;
 use std::collections::BTreeMap;
@@ -112,6 +113,13 @@ const INTRINSICS: &[(&str, &str)] = &[
 const DEVICE_PIPELINE: &str = "builtin.module(gpu.module(fold-memref-alias-ops,expand-strided-metadata,lower-affine,\
      convert-scf-to-cf,convert-gpu-to-nvvm{index-bitwidth=64 use-bare-ptr-memref-call-conv=1},canonicalize,cse,\
      reconcile-unrealized-casts))";
+
+/// Stage `bufferize` for GPUs: as for CPUs ([`crate::front::bufferize`]), and then each
+/// conditional's results in buffers of their own ([`control::branches_in_place`]).
+pub(crate) fn bufferize(c: &mut Compilation) -> Result<(), CodegenError> {
+    crate::front::bufferize(c)?;
+    control::branches_in_place(&c.mlir.context, &c.module).map_err(|e| err("bufferization", e))
+}
 
 /// Stage `library-products`: float products over whole buffers become library calls
 /// ([`library_calls`]).
@@ -205,77 +213,187 @@ pub(crate) fn ptx(c: &mut Compilation) -> Result<Vec<Kernel>, CodegenError> {
 /// grows by them (products run one after another on one stream, so they share it).
 fn reserve_scratch(steps: &mut [Step], workspace: &mut u64, scratch: u64) {
     let offset = workspace.div_ceil(SCRATCH_ALIGN) * SCRATCH_ALIGN;
-    let mut used = false;
-    for step in steps {
-        if let Step::Gemm { gemm } = step {
-            (gemm.scratch, gemm.scratch_bytes) = (LaunchArg::Workspace { offset }, scratch);
-            used = true;
-        }
-    }
-    if used {
+    if place_scratch(steps, LaunchArg::Workspace { offset }, scratch) {
         *workspace = offset + scratch;
     }
 }
 
-/// The launch plan of host function `func` of the outlined module: every top-level op must be
-/// a constant, a view, a launch or a library call ([`HOST_OPS`]). `buffers` is its number of
-/// parameter and result buffers (the workspace follows them).
+/// Gives every product of `steps`, inside loops and conditionals too, `bytes` of scratch
+/// memory at `at`; whether there was one.
+fn place_scratch(steps: &mut [Step], at: LaunchArg, bytes: u64) -> bool {
+    let mut used = false;
+    for step in steps {
+        if let Step::Gemm { gemm } = step {
+            (gemm.scratch, gemm.scratch_bytes) = (at, bytes);
+            used = true;
+        }
+        for inner in step.children_mut() {
+            used |= place_scratch(inner, at, bytes);
+        }
+    }
+    used
+}
+
+/// The launch plan of host function `func` of the outlined module: every op must be a
+/// constant, a view, a launch or a library call ([`HOST_OPS`]), a loop or a conditional
+/// ([`control`]) or a scalar one of those reads. `buffers` is its number of parameter and
+/// result buffers (the workspace follows them).
 fn function_plan(func: OperationRef, buffers: usize, contractions: &[Contraction]) -> Result<Vec<Step>, String> {
-    let symbol = func.attribute("sym_name").map_err(|e| e.to_string())?;
+    let symbol = func.attribute("sym_name").map_err(|e| e.to_string())?.to_string();
     let body = func.region(0).map_err(|e| e.to_string())?.first_block().ok_or("a host function without a body")?;
-    // What each host value is: a launch argument, or an integer for grid sizes (by its raw
-    // pointer, only looked up).
-    let mut values: BTreeMap<usize, LaunchArg> = BTreeMap::new();
-    let key = |v: &Value| v.to_raw().ptr as usize;
+    let mut plan = Planner { symbol, contractions, values: BTreeMap::new(), scalars: BTreeMap::new(), condition: None };
     for i in 0..body.argument_count() {
         let arg = if i < buffers { LaunchArg::Buffer { index: i } } else { LaunchArg::Workspace { offset: 0 } };
-        values.insert(key(&body.argument(i).map_err(|e| e.to_string())?.into()), arg);
+        plan.values.insert(id(&body.argument(i).map_err(|e| e.to_string())?.into()), arg);
     }
-    let mut launches = vec![];
-    let mut next = body.first_operation();
-    while let Some(op) = next {
-        next = op.next_in_block();
-        let name = op.name().as_string_ref().as_str().map_err(|e| e.to_string())?.to_string();
-        if !HOST_OPS.contains(&name.as_str()) {
-            return Err(format!("`{name}` remains on the host in {symbol}"));
+    plan.steps(&body, 0)
+}
+
+/// A value's identity in a [`Planner`]'s maps.
+fn id(v: &Value) -> usize {
+    key(v.to_raw())
+}
+
+/// Reads a host function's ops as launch steps.
+struct Planner<'a> {
+    symbol: String,
+    contractions: &'a [Contraction],
+    /// What each host value is for a launch: a buffer, the workspace, an integer (for grid
+    /// sizes too) or a loop's index (by raw pointer, only looked up).
+    values: BTreeMap<usize, LaunchArg>,
+    /// The scalars the host reads back from the device: loads of one element, and their casts.
+    scalars: BTreeMap<usize, Scalar>,
+    /// The condition of the while loop whose first region was read last.
+    condition: Option<Scalar>,
+}
+
+impl Planner<'_> {
+    /// The scalar `v` is to the host: an integer constant or a read of the device's memory.
+    fn scalar(&self, v: Value) -> Result<Scalar, String> {
+        match (self.scalars.get(&id(&v)), self.values.get(&id(&v))) {
+            (Some(s), _) => Ok(*s),
+            (None, Some(LaunchArg::Int { value })) => Ok(Scalar::Int { value: *value }),
+            _ => Err(format!("a bound or condition the host cannot read in {}: {v}", self.symbol)),
         }
-        let operand = |i: usize| op.operand(i).ok().and_then(|v| values.get(&key(&v)).copied());
-        let defined = match name.as_str() {
-            // (The kind is checked first: a failed conversion prints the attribute, and float
-            // constants can be large.)
-            "arith.constant" => op
-                .attribute("value")
-                .ok()
-                .filter(|a| a.is_integer())
-                .and_then(|a| IntegerAttribute::try_from(a).ok())
-                .map(|v| LaunchArg::Int { value: v.value() }),
-            "memref.view" => match (operand(0), operand(1)) {
-                (Some(LaunchArg::Workspace { offset }), Some(LaunchArg::Int { value })) => {
-                    Some(LaunchArg::Workspace { offset: offset + value as u64 })
+    }
+
+    /// The steps of region `r` of `op` inside `loops` counted loops (none for an empty region).
+    fn region(&mut self, op: &OperationRef, r: usize, loops: usize) -> Result<Vec<Step>, String> {
+        match op.region(r).map_err(|e| e.to_string())?.first_block() {
+            Some(block) => self.steps(&block, loops),
+            None => Ok(vec![]),
+        }
+    }
+
+    /// The steps of `block`, inside `loops` counted loops.
+    fn steps(&mut self, block: &BlockRef, loops: usize) -> Result<Vec<Step>, String> {
+        let symbol = self.symbol.clone();
+        let mut steps = vec![];
+        let mut next = block.first_operation();
+        while let Some(op) = next {
+            next = op.next_in_block();
+            let name = op.name().as_string_ref().as_str().map_err(|e| e.to_string())?.to_string();
+            let operand = |i: usize| op.operand(i).ok().and_then(|v| self.values.get(&id(&v)).copied());
+            let defined = match name.as_str() {
+                // (The kind is checked first: a failed conversion prints the attribute, and float
+                // constants can be large.)
+                "arith.constant" => op
+                    .attribute("value")
+                    .ok()
+                    .filter(|a| a.is_integer())
+                    .and_then(|a| IntegerAttribute::try_from(a).ok())
+                    .map(|v| LaunchArg::Int { value: v.value() }),
+                "memref.view" => match (operand(0), operand(1)) {
+                    (Some(LaunchArg::Workspace { offset }), Some(LaunchArg::Int { value })) => {
+                        Some(LaunchArg::Workspace { offset: offset + value as u64 })
+                    }
+                    _ => return Err(format!("unexpected view in {symbol}: {op}")),
+                },
+                "memref.expand_shape" | "memref.collapse_shape" | "memref.cast" => {
+                    Some(operand(0).ok_or_else(|| format!("unexpected reshape in {symbol}: {op}"))?)
                 }
-                _ => return Err(format!("unexpected view in {symbol}: {op}")),
-            },
-            "memref.expand_shape" | "memref.collapse_shape" | "memref.cast" => {
-                Some(operand(0).ok_or_else(|| format!("unexpected reshape in {symbol}: {op}"))?)
+                "gpu.launch_func" => {
+                    let launch = launch(&op, &self.values).ok_or_else(|| format!("unexpected launch: {op}"))?;
+                    steps.push(Step::Kernel(launch));
+                    None
+                }
+                "func.call" => {
+                    let gemm = library_call(&op, &self.values, self.contractions)
+                        .ok_or_else(|| format!("unexpected call: {op}"))?;
+                    steps.push(Step::Gemm { gemm });
+                    None
+                }
+                "memref.load" => {
+                    let read = operand(0).filter(|_| op.operand_count() == 1).zip(scalar_dtype(&op));
+                    let (at, dtype) = read.ok_or_else(|| format!("unexpected load on the host in {symbol}: {op}"))?;
+                    self.scalars
+                        .insert(id(&op.result(0).map_err(|e| e.to_string())?.into()), Scalar::Read { at, dtype });
+                    None
+                }
+                "arith.index_cast" | "arith.index_castui" | "arith.extsi" | "arith.extui" => {
+                    let scalar = self.scalar(op.operand(0).map_err(|e| e.to_string())?)?;
+                    self.scalars.insert(id(&op.result(0).map_err(|e| e.to_string())?.into()), scalar);
+                    None
+                }
+                "scf.for" => {
+                    let bound = |i: usize| op.operand(i).map_err(|e| e.to_string()).and_then(|v| self.scalar(v));
+                    let (from, to) = (bound(0)?, bound(1)?);
+                    if bound(2)? != (Scalar::Int { value: 1 }) || op.operand_count() != 3 {
+                        return Err(format!("a counted loop with a step or carried values in {symbol}: {op}"));
+                    }
+                    let body = op.region(0).map_err(|e| e.to_string())?.first_block().ok_or("a loop without a body")?;
+                    let index = body.argument(0).map_err(|e| e.to_string())?;
+                    self.values.insert(id(&index.into()), LaunchArg::Index { depth: loops });
+                    let body = self.steps(&body, loops + 1)?;
+                    steps.push(Step::Loop { r#loop: CountedLoop { from, to, body } });
+                    None
+                }
+                "scf.while" => {
+                    if op.operand_count() != 0 {
+                        return Err(format!("a while loop with carried values in {symbol}: {op}"));
+                    }
+                    let before = self.region(&op, 0, loops)?;
+                    let cond =
+                        self.condition.take().ok_or_else(|| format!("a while loop without a condition: {op}"))?;
+                    let body = self.region(&op, 1, loops)?;
+                    steps.push(Step::While { r#while: WhileLoop { before, cond, body } });
+                    None
+                }
+                "scf.condition" => {
+                    if op.operand_count() != 1 {
+                        return Err(format!("a while loop with carried values in {symbol}: {op}"));
+                    }
+                    self.condition = Some(self.scalar(op.operand(0).map_err(|e| e.to_string())?)?);
+                    None
+                }
+                "scf.if" => {
+                    let cond = self.scalar(op.operand(0).map_err(|e| e.to_string())?)?;
+                    let (then, r#else) = (self.region(&op, 0, loops)?, self.region(&op, 1, loops)?);
+                    steps.push(Step::If { r#if: Conditional { cond, then, r#else } });
+                    None
+                }
+                _ if HOST_OPS.contains(&name.as_str()) || control::is_control(&name) => None,
+                _ => return Err(format!("`{name}` remains on the host in {symbol}")),
+            };
+            // (melior's error for a missing result prints the op, verifying it: a symbol lookup
+            // for a call, milliseconds each; the count is checked first.)
+            if let (Some(arg), true) = (defined, op.result_count() > 0) {
+                self.values.insert(id(&op.result(0).map_err(|e| e.to_string())?.into()), arg);
             }
-            "gpu.launch_func" => {
-                launches.push(Step::Kernel(launch(&op, &values).ok_or_else(|| format!("unexpected launch: {op}"))?));
-                None
-            }
-            "func.call" => {
-                let gemm = library_call(&op, &values, contractions).ok_or_else(|| format!("unexpected call: {op}"))?;
-                launches.push(Step::Gemm { gemm });
-                None
-            }
-            _ => None,
-        };
-        // (melior's error for a missing result prints the op, verifying it: a symbol lookup
-        // for a call, milliseconds each; the count is checked first.)
-        if let (Some(arg), true) = (defined, op.result_count() > 0) {
-            values.insert(key(&op.result(0).map_err(|e| e.to_string())?.into()), arg);
         }
+        Ok(steps)
     }
-    Ok(launches)
+}
+
+/// The element type of a host load's result, when the host can read it: bool, i32 or i64.
+fn scalar_dtype(load: &OperationRef) -> Option<crate::manifest::DType> {
+    let ty = load.result(0).ok()?.r#type();
+    match melior::ir::r#type::IntegerType::try_from(ty).ok()?.width() {
+        1 => Some(crate::manifest::DType::Bool),
+        32 => Some(crate::manifest::DType::I32),
+        64 => Some(crate::manifest::DType::I64),
+        _ => None,
+    }
 }
 
 /// One `func.call @kiln_gemm_MODE_ID(%a, %b, %c)` written by [`library_calls`], its

@@ -72,6 +72,14 @@ impl Memory {
         &mut self.allocations.iter_mut().find(|a| a.0 == base).expect("an allocation").1
     }
 
+    /// Copies the bytes at `[address, address + out.len())` into `out`; `None` when they do not
+    /// lie in one allocation.
+    pub fn read(&mut self, address: u64, out: &mut [u8]) -> Option<()> {
+        let (data, offset) = self.find(address, out.len() as u64)?;
+        out.copy_from_slice(&data[offset..offset + out.len()]);
+        Some(())
+    }
+
     /// The allocation holding `[address, address + len)` and the offset in it.
     fn find(&mut self, address: u64, len: u64) -> Option<(&mut Vec<u8>, usize)> {
         let i = self.allocations.partition_point(|a| a.0 <= address).checked_sub(1)?;

@@ -21,7 +21,7 @@ pub mod ptx;
 
 use crate::bundle::{lists, read_manifest, signature, ArgSpec, DType, Error, OpenOptions};
 use kiln_manifest::{FunctionInfo, Kind, MAX_DIM, MAX_THREADS_PER_BLOCK};
-pub use kiln_manifest::{Gemm, LaunchArg, BLOCK_LIMITS, GRID_LIMITS, SCRATCH_ALIGN};
+pub use kiln_manifest::{Gemm, LaunchArg, Scalar, BLOCK_LIMITS, GRID_LIMITS, SCRATCH_ALIGN};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -36,13 +36,53 @@ pub struct Launch {
     pub args: Vec<LaunchArg>,
 }
 
-/// One step of a function's checked plan: a kernel launch, or a product whose operands lie in
-/// their buffers and whose scratch memory is aligned workspace.
+/// One step of a function's checked plan: a kernel launch, a product whose operands lie in
+/// their buffers and whose scratch memory is aligned workspace, or a loop or conditional whose
+/// scalars lie in their buffers and whose launches read only the indices of loops around them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     Kernel(Launch),
     Gemm(Gemm),
+    /// `body` for each index from `from` up to `to`.
+    Loop {
+        from: Scalar,
+        to: Scalar,
+        body: Vec<Step>,
+    },
+    /// `before`, then `body` and `before` again while `cond` is true.
+    While {
+        before: Vec<Step>,
+        cond: Scalar,
+        body: Vec<Step>,
+    },
+    /// `then` when `cond` is true, `otherwise` when it is not.
+    If {
+        cond: Scalar,
+        then: Vec<Step>,
+        otherwise: Vec<Step>,
+    },
 }
+
+impl Step {
+    /// `steps` and every step inside them, in order.
+    pub fn all(steps: &[Step]) -> Vec<&Step> {
+        let mut all = vec![];
+        for step in steps {
+            all.push(step);
+            match step {
+                Step::Kernel(_) | Step::Gemm(_) => {}
+                Step::Loop { body, .. } => all.extend(Step::all(body)),
+                Step::While { before, body, .. } => all.extend(Step::all(before).into_iter().chain(Step::all(body))),
+                Step::If { then, otherwise, .. } => all.extend(Step::all(then).into_iter().chain(Step::all(otherwise))),
+            }
+        }
+        all
+    }
+}
+
+/// How deeply a plan's loops and conditionals may nest (a bound on the executor's recursion
+/// for any manifest; kiln's own plans nest as deeply as the source does).
+pub const MAX_PLAN_NESTING: usize = 64;
 
 /// A function of a GPU bundle.
 #[derive(Clone, Debug)]
@@ -146,27 +186,97 @@ impl GpuBundle {
 /// A function of a GPU bundle with its signature and launch plan checked.
 fn checked_function(module: &str, f: &FunctionInfo, kernels: &[GpuKernel]) -> Result<GpuFunction, Error> {
     let (params, results, workspace_bytes) = signature(module, f)?;
-    let buffer_bytes: Vec<u64> = params.iter().chain(&results).map(|a| a.bytes as u64).collect();
-    // An argument in range, holding `bytes` from where it points.
-    let arg = |a: &LaunchArg, bytes: u64| match *a {
-        LaunchArg::Buffer { index } if buffer_bytes.get(index).is_some_and(|&b| bytes <= b) => Ok(*a),
-        LaunchArg::Workspace { offset } if offset.checked_add(bytes).is_some_and(|e| e <= workspace_bytes as u64) => {
-            Ok(*a)
-        }
-        LaunchArg::Int { .. } if bytes == 0 => Ok(*a),
-        _ => Err(Error::Manifest(format!("`{}`: launch argument {a:?} is out of range", f.name))),
+    let plan = PlanCheck {
+        function: &f.name,
+        buffer_bytes: params.iter().chain(&results).map(|a| a.bytes as u64).collect(),
+        workspace_bytes: workspace_bytes as u64,
+        kernels,
     };
-    let mut launches: Vec<Step> = vec![];
-    for step in &f.launches {
-        launches.push(match step {
-            kiln_manifest::Step::Kernel(l) => Step::Kernel(kernel_launch(&f.name, l, kernels, |a| arg(a, 0))?),
-            kiln_manifest::Step::Gemm { gemm } => Step::Gemm(library_product(&f.name, gemm, arg)?),
-        });
-    }
+    let launches = plan.steps(&f.launches, 0, 0)?;
     if launches.is_empty() {
         return Err(Error::Manifest(format!("`{}` has no launches", f.name)));
     }
     Ok(GpuFunction { name: f.name.clone(), params, results, workspace_bytes, launches })
+}
+
+/// What the steps of one function's plan are checked against.
+struct PlanCheck<'a> {
+    function: &'a str,
+    /// Bytes of each parameter and result buffer.
+    buffer_bytes: Vec<u64>,
+    workspace_bytes: u64,
+    kernels: &'a [GpuKernel],
+}
+
+impl PlanCheck<'_> {
+    fn error(&self, what: String) -> Error {
+        Error::Manifest(format!("`{}`: {what}", self.function))
+    }
+
+    /// An argument in range inside `loops` counted loops: a buffer or workspace holding `bytes`
+    /// from where it points, or (for `bytes` 0, a value) an integer or an enclosing loop's index.
+    fn arg(&self, a: &LaunchArg, bytes: u64, loops: usize) -> Result<LaunchArg, Error> {
+        let fits = match *a {
+            LaunchArg::Buffer { index } => self.buffer_bytes.get(index).is_some_and(|&b| bytes <= b),
+            LaunchArg::Workspace { offset } => offset.checked_add(bytes).is_some_and(|e| e <= self.workspace_bytes),
+            LaunchArg::Int { .. } => bytes == 0,
+            LaunchArg::Index { depth } => bytes == 0 && depth < loops,
+        };
+        if fits {
+            Ok(*a)
+        } else {
+            Err(self.error(format!("launch argument {a:?} is out of range")))
+        }
+    }
+
+    /// A scalar the host reads: a constant, or an integer or bool element in range.
+    fn scalar(&self, s: &Scalar, loops: usize) -> Result<Scalar, Error> {
+        if let Scalar::Read { at, dtype } = s {
+            if matches!(dtype, DType::F32 | DType::F64) || matches!(at, LaunchArg::Int { .. } | LaunchArg::Index { .. })
+            {
+                return Err(self.error(format!("the plan reads {s:?}, not an integer in memory")));
+            }
+            self.arg(at, dtype.size(), loops)?;
+        }
+        Ok(*s)
+    }
+
+    /// `steps`, inside `loops` counted loops and `nesting` loops and conditionals.
+    fn steps(&self, steps: &[kiln_manifest::Step], loops: usize, nesting: usize) -> Result<Vec<Step>, Error> {
+        use kiln_manifest::Step as Planned;
+        if nesting > MAX_PLAN_NESTING {
+            return Err(self.error(format!("loops and conditionals nest deeper than {MAX_PLAN_NESTING}")));
+        }
+        let inner = |steps: &[Planned], loops: usize| self.steps(steps, loops, nesting + 1);
+        steps
+            .iter()
+            .map(|step| {
+                Ok(match step {
+                    Planned::Kernel(l) => {
+                        Step::Kernel(kernel_launch(self.function, l, self.kernels, |a| self.arg(a, 0, loops))?)
+                    }
+                    Planned::Gemm { gemm } => {
+                        Step::Gemm(library_product(self.function, gemm, |a, bytes| self.arg(a, bytes, 0))?)
+                    }
+                    Planned::Loop { r#loop } => Step::Loop {
+                        from: self.scalar(&r#loop.from, loops)?,
+                        to: self.scalar(&r#loop.to, loops)?,
+                        body: inner(&r#loop.body, loops + 1)?,
+                    },
+                    Planned::While { r#while } => Step::While {
+                        before: inner(&r#while.before, loops)?,
+                        cond: self.scalar(&r#while.cond, loops)?,
+                        body: inner(&r#while.body, loops)?,
+                    },
+                    Planned::If { r#if } => Step::If {
+                        cond: self.scalar(&r#if.cond, loops)?,
+                        then: inner(&r#if.then, loops)?,
+                        otherwise: inner(&r#if.r#else, loops)?,
+                    },
+                })
+            })
+            .collect()
+    }
 }
 
 /// A kernel launch of function `f`'s plan, its kernel known and its dimensions in range.
@@ -332,7 +442,7 @@ impl GpuExecutor {
             functions.push(module.load_function(&k.entry).map_err(device_error)?);
         }
         let stream = context.default_stream();
-        let products = bundle.functions.iter().flat_map(|f| &f.launches).any(|s| matches!(s, Step::Gemm(_)));
+        let products = bundle.functions.iter().flat_map(|f| Step::all(&f.launches)).any(|s| matches!(s, Step::Gemm(_)));
         let blas = if products {
             // SAFETY: only probes for the library (cudarc panics when it is missing).
             if !unsafe { cudarc::cublas::sys::is_culib_present() } {
@@ -549,6 +659,9 @@ trait Device {
     fn gemm(&mut self, gemm: &Gemm, operands: [u64; 4]) -> Result<(), Error>;
     /// Waits until every step given so far has finished.
     fn synchronize(&mut self) -> Result<(), Error>;
+    /// Copies the device memory at `address` into `out` once every step given so far has
+    /// finished (the plan's checks put it inside a buffer or the workspace).
+    fn read(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error>;
 }
 
 /// Runs `f`'s launch plan `runs` times on `device` with its parameters and results at
@@ -556,25 +669,88 @@ trait Device {
 /// result from the parameters); the seconds of each run between synchronizations.
 fn replay(device: &mut dyn Device, f: &GpuFunction, pointers: &[u64], runs: usize) -> Result<Vec<f64>, Error> {
     let workspace = device.alloc(f.workspace_bytes.max(1))?;
-    let value = |a: &LaunchArg| match *a {
-        LaunchArg::Buffer { index } => pointers[index],
-        LaunchArg::Workspace { offset } => workspace.address + offset,
-        LaunchArg::Int { value } => value as u64,
-    };
     let mut times = vec![];
     for _ in 0..runs.max(1) {
         device.synchronize()?;
         let start = std::time::Instant::now();
-        for step in &f.launches {
-            match step {
-                Step::Kernel(l) => device.launch(l, &l.args.iter().map(value).collect::<Vec<_>>())?,
-                Step::Gemm(g) => device.gemm(g, [&g.a, &g.b, &g.c, &g.scratch].map(value))?,
-            }
-        }
+        Replay { device: &mut *device, pointers, workspace: workspace.address, indices: vec![] }.run(&f.launches)?;
         device.synchronize()?;
         times.push(start.elapsed().as_secs_f64());
     }
     Ok(times)
+}
+
+/// One run of a plan: the device, where the function's buffers and workspace are, and the
+/// index of each counted loop being run (outermost first).
+struct Replay<'a> {
+    device: &'a mut dyn Device,
+    pointers: &'a [u64],
+    workspace: u64,
+    indices: Vec<i64>,
+}
+
+impl Replay<'_> {
+    /// The value a launch passes for `a`.
+    fn value(&self, a: &LaunchArg) -> u64 {
+        match *a {
+            LaunchArg::Buffer { index } => self.pointers[index],
+            LaunchArg::Workspace { offset } => self.workspace + offset,
+            LaunchArg::Int { value } => value as u64,
+            LaunchArg::Index { depth } => self.indices[depth] as u64,
+        }
+    }
+
+    /// `s`'s value, read back from the device once every step before has finished.
+    fn scalar(&mut self, s: &Scalar) -> Result<i64, Error> {
+        let (at, dtype) = match s {
+            Scalar::Int { value } => return Ok(*value),
+            Scalar::Read { at, dtype } => (self.value(at), *dtype),
+        };
+        let mut bytes = [0u8; 8];
+        let size = dtype.size() as usize;
+        self.device.read(at, &mut bytes[..size])?;
+        Ok(match dtype {
+            DType::Bool => i64::from(bytes[0] != 0),
+            DType::I32 => i64::from(i32::from_le_bytes(bytes[..4].try_into().expect("four bytes"))),
+            _ => i64::from_le_bytes(bytes),
+        })
+    }
+
+    fn run(&mut self, steps: &[Step]) -> Result<(), Error> {
+        for step in steps {
+            match step {
+                Step::Kernel(l) => {
+                    let args: Vec<u64> = l.args.iter().map(|a| self.value(a)).collect();
+                    self.device.launch(l, &args)?
+                }
+                Step::Gemm(g) => {
+                    let operands = [&g.a, &g.b, &g.c, &g.scratch].map(|a| self.value(a));
+                    self.device.gemm(g, operands)?
+                }
+                Step::Loop { from, to, body } => {
+                    let (from, to) = (self.scalar(from)?, self.scalar(to)?);
+                    for i in from..to {
+                        self.indices.push(i);
+                        let ran = self.run(body);
+                        self.indices.pop();
+                        ran?;
+                    }
+                }
+                Step::While { before, cond, body } => loop {
+                    self.run(before)?;
+                    if self.scalar(cond)? == 0 {
+                        break;
+                    }
+                    self.run(body)?;
+                },
+                Step::If { cond, then, otherwise } => {
+                    let taken = if self.scalar(cond)? != 0 { then } else { otherwise };
+                    self.run(taken)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A CUDA device: its stream, the bundle's kernels and cuBLAS handle.
@@ -699,6 +875,15 @@ impl Device for CudaDevice<'_> {
         .map_err(device_error)
     }
 
+    fn read(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error> {
+        self.stream.context().bind_to_thread().map_err(device_error)?;
+        // SAFETY: `address` lies in this call's buffers or workspace (checked when the bundle
+        // was opened); the copy has finished when the stream is synchronized.
+        unsafe { cudarc::driver::result::memcpy_dtoh_async(out, address, self.stream.cu_stream()) }
+            .map_err(device_error)?;
+        self.stream.synchronize().map_err(device_error)
+    }
+
     fn download(&mut self, buffer: &DeviceBuffer, out: &mut [u8]) -> Result<(), Error> {
         let Owner::Cuda(slice) = &buffer.owner else {
             // An emulator's buffer, which `owns` refuses.
@@ -753,6 +938,12 @@ impl Device for EmulatedDevice<'_> {
 
     fn gemm(&mut self, g: &Gemm, [a, b, c, _scratch]: [u64; 4]) -> Result<(), Error> {
         emulator::gemm(&mut lock(self.memory), g, [a, b, c]).map_err(Error::Emulator)
+    }
+
+    fn read(&mut self, address: u64, out: &mut [u8]) -> Result<(), Error> {
+        lock(self.memory)
+            .read(address, out)
+            .ok_or_else(|| Error::Emulator(format!("a read of {} bytes at {address:#x} outside memory", out.len())))
     }
 
     fn download(&mut self, buffer: &DeviceBuffer, out: &mut [u8]) -> Result<(), Error> {
