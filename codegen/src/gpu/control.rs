@@ -14,18 +14,27 @@ use melior::ir::{BlockLike, BlockRef, Module, RegionLike, Type, Value, ValueLike
 use melior::Context;
 use std::collections::BTreeSet;
 
-/// The ops that run on the host and hold steps: a counted loop, a while loop, a conditional.
-pub(super) const CONTROL_OPS: &[&str] = &["scf.for", "scf.while", "scf.if"];
-
-/// The terminators of their regions.
+/// The terminators of the control ops' regions.
 pub(super) const TERMINATORS: &[&str] = &["scf.yield", "scf.condition"];
+
+/// Whether `op` runs on the host and holds steps: a loop of kiln's IR (an `scf.for` or
+/// `scf.while` the emitter tagged `kiln.carries`) or a conditional. Other `scf.for`s are the
+/// serial loops of a computation (a reduction with no parallel dimension) and run inside
+/// its kernel.
+pub(super) fn is_control_op(op: &Op) -> bool {
+    match op.name().as_string_ref().as_str() {
+        Ok("scf.for") | Ok("scf.while") => op.has_attribute("kiln.carries"),
+        Ok("scf.if") => true,
+        _ => false,
+    }
+}
 
 /// The ops that may compute a scalar the host reads: a load of one element, and integer casts.
 const SCALAR_OPS: &[&str] = &["memref.load", "arith.index_cast", "arith.index_castui", "arith.extsi", "arith.extui"];
 
-/// Whether `name` is a control op or one of their terminators.
-pub(super) fn is_control(name: &str) -> bool {
-    CONTROL_OPS.contains(&name) || TERMINATORS.contains(&name)
+/// Whether `op` is a control op or one of their terminators.
+pub(super) fn is_control(op: &Op) -> bool {
+    is_control_op(op) || op.name().as_string_ref().as_str().is_ok_and(|n| TERMINATORS.contains(&n))
 }
 
 /// The uses of `v`: (the op using it, the operand's number).
@@ -47,7 +56,7 @@ pub(super) fn uses<'c, 'a>(v: Value<'c, 'a>) -> Vec<(Op<'c, 'a>, usize)> {
 /// a conditional's or a while loop's condition.
 fn read_by_host(op: &Op, number: usize) -> bool {
     match op.name().as_string_ref().as_str() {
-        Ok("scf.for") => number < 3,
+        Ok("scf.for") => is_control_op(op) && number < 3,
         Ok("scf.if") | Ok("scf.condition") => number == 0,
         _ => false,
     }

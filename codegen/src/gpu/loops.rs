@@ -167,7 +167,7 @@ fn wrap_block<'c, 'a>(context: &'c Context, body: &BlockRef<'c, 'a>) -> Result<(
     let mut next = body.first_operation();
     while let Some(op) = next {
         next = op.next_in_block();
-        if control::CONTROL_OPS.contains(&op.name().as_string_ref().as_str().unwrap_or_default()) {
+        if control::is_control_op(&op) {
             for r in 0..op.region_count() {
                 if let Some(block) = op.region(r).map_err(|e| e.to_string())?.first_block() {
                     wrap_block(context, &block)?;
@@ -195,7 +195,7 @@ fn runs<'c, 'a>(body: &BlockRef<'c, 'a>, scalars: &BTreeSet<usize>) -> Vec<Vec<O
         next = op.next_in_block();
         let name = op.name().as_string_ref().as_str().unwrap_or_default().to_string();
         let host = HOST_OPS.contains(&name.as_str())
-            || control::is_control(&name)
+            || control::is_control(&op)
             || scalars.contains(&(op.to_raw().ptr as usize));
         if !host {
             if previous_was_host {

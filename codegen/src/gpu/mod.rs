@@ -372,7 +372,7 @@ impl Planner<'_> {
                     steps.push(Step::If { r#if: Conditional { cond, then, r#else } });
                     None
                 }
-                _ if HOST_OPS.contains(&name.as_str()) || control::is_control(&name) => None,
+                _ if HOST_OPS.contains(&name.as_str()) || control::is_control(&op) => None,
                 _ => return Err(format!("`{name}` remains on the host in {symbol}")),
             };
             // (melior's error for a missing result prints the op, verifying it: a symbol lookup
