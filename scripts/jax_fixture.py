@@ -86,16 +86,25 @@ def rate(y, k):
     return -k * y + jnp.sin(y[::-1])
 
 
-def rk4(y0, k):
-    def step(i, y):
-        k1 = rate(y, k)
-        k2 = rate(y + 0.05 * k1, k)
-        k3 = rate(y + 0.05 * k2, k)
-        k4 = rate(y + 0.1 * k3, k)
-        return y + (0.1 / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+def rk4_loop(checkpoint):
+    """loops.kn's rk4, its step wrapped in jax.checkpoint when `checkpoint`."""
 
-    y = jax.lax.fori_loop(0, 10, step, y0)
-    return jnp.sum(y * y)
+    def loss(y0, k):
+        def step(i, y):
+            k1 = rate(y, k)
+            k2 = rate(y + 0.05 * k1, k)
+            k3 = rate(y + 0.05 * k2, k)
+            k4 = rate(y + 0.1 * k3, k)
+            return y + (0.1 / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+        y = jax.lax.fori_loop(0, 10, jax.checkpoint(step) if checkpoint else step, y0)
+        return jnp.sum(y * y)
+
+    return loss
+
+
+rk4 = rk4_loop(False)
+rk4_checkpointed = rk4_loop(True)
 
 
 def branchy(x, t):
@@ -133,6 +142,7 @@ LOOPS = {
     "gru_checkpointed": (gru_checkpointed, [((4,), 1, 0.5), ((5, 3), 2, 1.0), ((3, 4), 3, 0.5), ((4, 4), 4, 0.5), ((3, 4), 5, 0.5), ((4, 4), 6, 0.5)]),
     "twoway": (twoway, [((6, 2), 7, 1.0), ((6,), 8, 0.8), ((2,), 9, 0.5)]),
     "rk4": (rk4, [((2,), 10, 1.0), ((2,), 11, 0.5)]),
+    "rk4_checkpointed": (rk4_checkpointed, [((2,), 10, 1.0), ((2,), 11, 0.5)]),
     "branchy": (branchy, [((3,), 12, 1.0), ((), 13, 0.5)]),
     "norms": (norms, [((3, 8), 14, 0.5), ((8, 2), 15, 0.5), ((6, 3), 16, 1.0), ((6, 2), 17, 1.0)]),
     "sequences": (sequences, [((3,), 18, 0.5), ((4, 5, 3), 19, 1.0), ((3, 3), 20, 0.7)]),
