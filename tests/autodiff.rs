@@ -422,6 +422,68 @@ export jvp(root) as troot;
     }
 }
 
+/// The `early-exit` step: a bounded while loop (elaborated as a counted loop of max_iter
+/// guarded runs, so that reverse mode sees its length) becomes a while loop with a counter
+/// once differentiation is done, so it stops where its condition first fails; a loop nested
+/// in another is rewritten too. Values (the loop's and its gradient's) are the interpreter's
+/// for bounds below, at and above the steps the condition needs.
+#[test]
+fn bounded_while_loops_exit_early_once_differentiated() {
+    const HALVE: &str = "
+fn halve(v: f64[4], n: i32) -> f64[4] {
+    loop u = v while max(abs(u)) >= 1.0 max_iter n { u * 0.5 }
+}
+fn rows(vs: f64[3, 4]) -> f64 {
+    let total = loop t = cast(0.0, f64) for i < 3 {
+        let r = loop u = vs[i] while sum(u * u) >= 0.5 max_iter 40 { u * 0.75 };
+        t + sum(r)
+    };
+    total
+}
+export halve;
+export rows;
+export grad(rows) as drows;
+";
+    let source = kiln::Source { name: "halve.kn".into(), text: HALVE.into() };
+    let module = kiln::check(&source, "halve").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let mut optimized = module.clone();
+    kiln_passes::run_pipeline(&mut optimized, &Default::default()).unwrap();
+    // Every guarded counted loop became a while loop, at any depth.
+    fn count(insts: &[kiln_ir::Inst], pick: &dyn Fn(&kiln_ir::Op) -> bool) -> usize {
+        insts
+            .iter()
+            .map(|i| {
+                let inner: usize = i.op.bodies().map_or(0, |b| b.funcs().iter().map(|g| count(&g.insts, pick)).sum());
+                usize::from(pick(&i.op)) + inner
+            })
+            .sum()
+    }
+    let whiles = |f: &str| count(&optimized.func(f).unwrap().insts, &|op| matches!(op, kiln_ir::Op::While { .. }));
+    let guarded = |f: &str| {
+        count(
+            &optimized.func(f).unwrap().insts,
+            &|op| matches!(op, kiln_ir::Op::Loop { body, .. } if body.funcs()[0].insts.iter().any(|i| matches!(i.op, kiln_ir::Op::Cond { .. }))),
+        )
+    };
+    assert!(whiles("halve") >= 1 && guarded("halve") == 0, "{}", kiln_ir::text::print_module(&optimized));
+    assert!(whiles("rows") >= 1 && guarded("rows") == 0, "{}", kiln_ir::text::print_module(&optimized));
+    let loaded = common::compile_and_load(&optimized, 2);
+    let v = Tensor::new(vec![4], Data::F64(vec![3.0, -20.0, 0.5, 7.0]));
+    for n in [0, 1, 3, 5, 6, 100] {
+        let args = [v.clone(), Tensor::new(vec![], Data::I32(vec![n]))];
+        let expected = run(module.func("halve").unwrap(), &args);
+        assert_eq!(run(optimized.func("halve").unwrap(), &args), expected, "interpreted, max_iter {n}");
+        assert_eq!(loaded.call("halve", &args), expected, "compiled, max_iter {n}");
+    }
+    let vs = Tensor::new(vec![3, 4], Data::F64(vec![0.1, 0.2, 0.1, 0.0, 2.0, -1.0, 0.5, 3.0, 0.4, 0.4, 0.4, 0.4]));
+    for name in ["rows", "drows"] {
+        let args = std::slice::from_ref(&vs);
+        let expected = run(module.func(name).unwrap(), args);
+        assert_eq!(run(optimized.func(name).unwrap(), args), expected, "{name} interpreted");
+        common::check_against_interpreter(&loaded, name, args, common::Check::Program).unwrap();
+    }
+}
+
 /// Loop-invariant code motion (the `licm` step): the weights that the reverse scan of an RNN's
 /// gradient transposes in every step are transposed once, before the loop, and the optimized
 /// program gives the interpreter's results.

@@ -1,7 +1,8 @@
 //! kiln-passes: IR-to-IR transformations and the pass pipeline.
 //!
 //! Owns: the pipeline ([`run_pipeline`]), one list of named steps, and the passes: equality
-//! saturation ([`saturate`]), loop-invariant code motion ([`licm`]), dead-code elimination
+//! saturation ([`saturate`]), early exit for bounded while loops ([`early_exit`]), loop-invariant
+//! code motion ([`licm`]), dead-code elimination
 //! ([`dce`]), automatic differentiation
 //! ([`autodiff`]) and batching ([`vmap`]), applied where the program asks for them, and static
 //! statistics ([`stats`]).
@@ -14,6 +15,7 @@
 
 pub mod autodiff;
 pub mod dce;
+pub mod early_exit;
 pub mod licm;
 pub mod saturate;
 pub mod stats;
@@ -48,6 +50,7 @@ pub struct Step {
 /// The pipeline, in order: move loop invariants out of loops (derivatives are already in the
 /// module), saturate, then remove what no result needs.
 pub const STEPS: &[Step] = &[
+    Step { name: "early-exit", run: |m, _, _| early_exit::run(m) },
     Step { name: "licm", run: |m, _, _| licm::run(m) },
     Step { name: "saturate", run: |m, o, r| r.saturation = saturate::saturate_module(m, &o.saturate) },
     Step { name: "dce", run: |m, _, _| dce::run(m) },
