@@ -15,7 +15,9 @@
 mod approx;
 
 use kiln_ir::ops::Bodies;
-use kiln_ir::{BinaryOp, DType, Func, Literal, Module, Op, OpClass, ReduceKind, Span, TensorType, UnaryOp, Value};
+use kiln_ir::{
+    BinaryOp, DType, Func, Literal, Module, Op, OpClass, ReduceKind, ScatterKind, Span, TensorType, UnaryOp, Value,
+};
 use std::fmt::Write;
 
 /// Partial results per output of a reduction over contiguous elements (see `reduce`): 16 f32
@@ -230,6 +232,15 @@ fn affine_map(rank: usize, exprs: &[String]) -> String {
 
 fn identity_exprs(rank: usize) -> Vec<String> {
     (0..rank).map(|i| format!("d{i}")).collect()
+}
+
+/// The index `j` into an axis of `n` elements, counted from the end when negative (once).
+fn counted_from_end(b: &mut Body, j: &str, n: usize) -> String {
+    let zero = b.op("arith.constant 0 : index".into());
+    let count = b.op(format!("arith.constant {n} : index"));
+    let negative = b.op(format!("arith.cmpi slt, {j}, {zero} : index"));
+    let wrapped = b.op(format!("arith.addi {j}, {count} : index"));
+    b.op(format!("arith.select {negative}, {wrapped}, {j} : index"))
 }
 
 /// An exact MLIR float constant: the bit pattern in hex.
@@ -964,6 +975,8 @@ impl<'f> FuncEmitter<'f> {
             Op::Conv(win) => self.conv(&operands[0], &operands[1], win, ty),
             Op::DynamicSlice { .. } => self.dynamic_slice(&operands[0], &operands[1..], ty),
             Op::DynamicUpdateSlice => self.dynamic_update_slice(&operands[0], &operands[1], &operands[2..]),
+            Op::Gather { axis } => self.take(&operands[0], &operands[1], *axis, ty),
+            Op::Scatter { axis, kind } => self.scatter(&operands[0], &operands[1], &operands[2], *axis, *kind),
             Op::Cond { branches, result } => self.structured_op(branches, *result, args, &operands, Self::cond),
             Op::Loop { body, result, .. } => self.structured_op(body, *result, args, &operands, Self::counted),
             Op::While { bodies, result } => self.structured_op(bodies, *result, args, &operands, Self::while_loop),
@@ -1066,6 +1079,119 @@ impl<'f> FuncEmitter<'f> {
                 .collect();
             b.op(format!("tensor.extract {}[{}] : {}", x.0, idx.join(", "), tensor(&x.1)))
         })
+    }
+
+    /// `gather(x, idx)` along `axis`: a parallel loop over the result that reads each index
+    /// (an input of the generic, so it fuses with what computes the indices) and the element
+    /// of x it names, the index counted from the end when negative and clamped.
+    fn take(&mut self, x: &(String, TensorType), idx: &(String, TensorType), axis: usize, ty: &TensorType) -> String {
+        let rank = idx.1.rank();
+        let input = GenericInput::new(&idx.0, &idx.1, (axis..axis + rank).map(|d| format!("d{d}")).collect());
+        let (n, ie) = (x.1.shape[axis], elem(idx.1.dtype));
+        self.parallel(&ty.shape, elem(ty.dtype), &[input], |b, a| {
+            let raw = b.op(format!("arith.index_cast {} : {ie} to index", a[0]));
+            let j = counted_from_end(b, &raw, n);
+            let zero = b.op("arith.constant 0 : index".into());
+            let last = b.op(format!("arith.constant {} : index", n - 1));
+            let low = b.op(format!("arith.maxsi {j}, {zero} : index"));
+            let at = b.op(format!("arith.minsi {low}, {last} : index"));
+            let mut coords: Vec<String> = (0..axis).map(|d| b.op(format!("linalg.index {d} : index"))).collect();
+            coords.push(at);
+            coords.extend((axis + rank..ty.rank()).map(|d| b.op(format!("linalg.index {d} : index"))));
+            b.op(format!("tensor.extract {}[{}] : {}", x.0, coords.join(", "), tensor(&x.1)))
+        })
+    }
+
+    /// `scatter(x, idx, updates)` along `axis`: a serial loop over the updates in row-major
+    /// order (so that the last of several `set`s to one element wins, as in the interpreter),
+    /// carrying x: each update whose index, counted from the end when negative, lies inside
+    /// the axis is combined into the element it names. Bufferization writes the carried
+    /// tensor in place.
+    fn scatter(
+        &mut self,
+        x: &(String, TensorType),
+        idx: &(String, TensorType),
+        updates: &(String, TensorType),
+        axis: usize,
+        kind: ScatterKind,
+    ) -> String {
+        let total = updates.1.num_elements();
+        if total == 0 {
+            return x.0.clone();
+        }
+        let (tx, n, rank, d) = (tensor(&x.1), x.1.shape[axis], idx.1.rank(), x.1.dtype);
+        if total == 1 {
+            // One update (canonicalization would unroll its loop into statements that a GPU
+            // cannot keep in one kernel): a parallel loop over x that combines it into the one
+            // element it names, if any.
+            let single = |t: &TensorType| vec!["0".to_string(); t.rank()];
+            let inputs = [
+                GenericInput::new(&x.0, &x.1, identity_exprs(x.1.rank())),
+                GenericInput::new(&idx.0, &idx.1, single(&idx.1)),
+                GenericInput::new(&updates.0, &updates.1, single(&updates.1)),
+            ];
+            let ie = elem(idx.1.dtype);
+            return self.parallel(&x.1.shape, elem(d), &inputs, |b, a| {
+                let raw = b.op(format!("arith.index_cast {} : {ie} to index", a[1]));
+                let j = counted_from_end(b, &raw, n);
+                let here = b.op(format!("linalg.index {axis} : index"));
+                let target = b.op(format!("arith.cmpi eq, {here}, {j} : index"));
+                let combined = match kind.combiner() {
+                    None => a[2].clone(),
+                    Some(op) => b.binary(op, &a[0], &a[2], d),
+                };
+                b.op(format!("arith.select {target}, {combined}, {} : {}", a[0], elem(d)))
+            });
+        }
+        let zero = self.emitted("arith.constant 0 : index".into());
+        let one = self.emitted("arith.constant 1 : index".into());
+        let count = self.emitted(format!("arith.constant {total} : index"));
+        let (iv, acc) = (self.fresh(), self.fresh());
+        let mut b = Body { lines: String::new(), next: 0, libm: self.libm };
+        // The update's coordinates, the last axis fastest.
+        let shape = &updates.1.shape;
+        let mut coords = vec![String::new(); shape.len()];
+        let mut rest = iv.clone();
+        for k in (0..shape.len()).rev() {
+            if k == 0 {
+                coords[0] = rest.clone();
+            } else {
+                let e = b.op(format!("arith.constant {} : index", shape[k]));
+                coords[k] = b.op(format!("arith.remui {rest}, {e} : index"));
+                rest = b.op(format!("arith.divui {rest}, {e} : index"));
+            }
+        }
+        let ie = elem(idx.1.dtype);
+        let k =
+            b.op(format!("tensor.extract {}[{}] : {}", idx.0, coords[axis..axis + rank].join(", "), tensor(&idx.1)));
+        let raw = b.op(format!("arith.index_cast {k} : {ie} to index"));
+        let j = counted_from_end(&mut b, &raw, n);
+        let (c0, cn) = (b.op("arith.constant 0 : index".into()), b.op(format!("arith.constant {n} : index")));
+        let above = b.op(format!("arith.cmpi sge, {j}, {c0} : index"));
+        let below = b.op(format!("arith.cmpi slt, {j}, {cn} : index"));
+        let inside = b.op(format!("arith.andi {above}, {below} : i1"));
+        // A dropped update rewrites element 0 of the axis with its own value (no branch: a
+        // serial loop on a GPU becomes one kernel, and a branch would stay on the host).
+        let place = b.op(format!("arith.select {inside}, {j}, {c0} : index"));
+        let at: Vec<String> =
+            coords[..axis].iter().cloned().chain([place]).chain(coords[axis + rank..].iter().cloned()).collect();
+        let at = at.join(", ");
+        let old = b.op(format!("tensor.extract {acc}[{at}] : {tx}"));
+        let u = b.op(format!("tensor.extract {}[{}] : {}", updates.0, coords.join(", "), tensor(&updates.1)));
+        let combined = match kind.combiner() {
+            None => u,
+            Some(op) => b.binary(op, &old, &u, d),
+        };
+        let e = elem(d);
+        let value = b.op(format!("arith.select {inside}, {combined}, {old} : {e}"));
+        let inserted = b.op(format!("tensor.insert {value} into {acc}[{at}] : {tx}"));
+        let _ = writeln!(b.lines, "      scf.yield {inserted} : {tx}");
+        let r = self.fresh();
+        self.line(format!(
+            "{r} = scf.for {iv} = {zero} to {count} step {one} iter_args({acc} = {}) -> ({tx}) {{\n{}    }}",
+            x.0, b.lines
+        ));
+        r
     }
 
     /// `x` with a window replaced by `update` at starts known when the program runs: on CPUs

@@ -259,6 +259,21 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             let operands = [TensorType::new(d, s.clone()), update].into_iter().chain(s.iter().map(|_| start.clone()));
             (Op::DynamicUpdateSlice, operands.collect())
         }
+        Op::Gather { .. } => {
+            let s = shape(rng, 1, 3);
+            let axis = rng.below(s.len());
+            let idx = TensorType::new(if rng.chance(0.5) { DType::I32 } else { DType::I64 }, shape(rng, 0, 2));
+            (Op::Gather { axis }, vec![TensorType::new(dtype_in(rng, Domain::Any), s), idx])
+        }
+        Op::Scatter { kind, .. } => {
+            let s = shape(rng, 1, 3);
+            let axis = rng.below(s.len());
+            let domain = if *kind == crate::ops::ScatterKind::Set { Domain::Any } else { Domain::Numeric };
+            let x = TensorType::new(dtype_in(rng, domain), s.clone());
+            let idx = TensorType::new(if rng.chance(0.5) { DType::I32 } else { DType::I64 }, shape(rng, 0, 2));
+            let updates = Op::Gather { axis }.infer(&[&x, &idx]).expect("a gather of these types");
+            (Op::Scatter { axis, kind: *kind }, vec![x, idx, updates])
+        }
         Op::While { .. } => {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
             (while_of(&t), vec![t.clone(), TensorType::scalar(DType::I32), t])

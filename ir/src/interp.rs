@@ -101,6 +101,18 @@ impl Data {
         map_data!(self, |v| indices.iter().map(|&i| v[i]).collect())
     }
 
+    /// Sets element `i` to element 0 of `from`, of the same dtype.
+    fn set(&mut self, i: usize, from: &Data) {
+        match (self, from) {
+            (Data::Bool(v), Data::Bool(f)) => v[i] = f[0],
+            (Data::I32(v), Data::I32(f)) => v[i] = f[0],
+            (Data::I64(v), Data::I64(f)) => v[i] = f[0],
+            (Data::F32(v), Data::F32(f)) => v[i] = f[0],
+            (Data::F64(v), Data::F64(f)) => v[i] = f[0],
+            _ => unreachable!("the type rule checks that dtypes agree"),
+        }
+    }
+
     /// Every element converted to `to`.
     pub fn convert(&self, to: DType) -> Data {
         fn conv<T: Elem>(v: &[T], to: DType) -> Data {
@@ -442,6 +454,42 @@ fn eval_with(
             });
             concat_data(&[&x.data, &update.data]).gather(&idx)
         }
+        Op::Gather { axis } => {
+            let (x, idx) = (args[0], args[1]);
+            let rank = idx.shape.len();
+            let idx_strides = strides(&idx.shape);
+            let at = gather_indices(&ty.shape, &x.shape, |o, i| {
+                let k: usize = (0..rank).map(|d| o[axis + d] * idx_strides[d]).sum();
+                let j = normalized(idx.data.get_i64(k), x.shape[*axis]);
+                i[..*axis].copy_from_slice(&o[..*axis]);
+                i[*axis] = j.clamp(0, x.shape[*axis] as i64 - 1) as usize;
+                i[axis + 1..].copy_from_slice(&o[axis + rank..]);
+            });
+            x.data.gather(&at)
+        }
+        Op::Scatter { axis, kind } => {
+            let (x, idx, updates) = (args[0], args[1], args[2]);
+            let (rank, n) = (idx.shape.len(), x.shape[*axis]);
+            let (idx_strides, x_strides) = (strides(&idx.shape), strides(&x.shape));
+            let mut out = x.data.clone();
+            let mut k = 0;
+            for_each_index(&updates.shape, |o| {
+                let j = normalized(idx.data.get_i64((0..rank).map(|d| o[axis + d] * idx_strides[d]).sum()), n);
+                if (0..n as i64).contains(&j) {
+                    let before = o[..*axis].iter().zip(&x_strides).map(|(a, s)| a * s).sum::<usize>();
+                    let after = o[axis + rank..].iter().zip(&x_strides[axis + 1..]).map(|(a, s)| a * s).sum::<usize>();
+                    let t = before + j as usize * x_strides[*axis] + after;
+                    let update = updates.data.gather(&[k]);
+                    let value = match kind.combiner() {
+                        None => update,
+                        Some(op) => binary(op, &out.gather(&[t]), &update),
+                    };
+                    out.set(t, &value);
+                }
+                k += 1;
+            });
+            out
+        }
         Op::Concat { axis } => {
             // Index into the operands laid end to end.
             let mut offsets = vec![0];
@@ -464,6 +512,15 @@ fn eval_with(
         }
     };
     Tensor::new(ty.shape.clone(), data)
+}
+
+/// An index into an axis of `n` elements with a negative one counted from the end (once).
+fn normalized(j: i64, n: usize) -> i64 {
+    if j < 0 {
+        j.saturating_add(n as i64)
+    } else {
+        j
+    }
 }
 
 /// The operands' elements laid end to end (all of one dtype).

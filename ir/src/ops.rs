@@ -300,6 +300,42 @@ binary_ops! {
     Ge  "ge"  Any     bool reals,       |a, b| a >= b,          (|a, b| (a >= b) as i64);
 }
 
+/// How a scatter combines an update with the element it lands on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScatterKind {
+    /// `x.at[idx].add(v)`: updates landing on one element are all added.
+    Add,
+    /// `x.at[idx].set(v)`: the last update in idx's row-major order wins.
+    Set,
+    /// `x.at[idx].max(v)`.
+    Max,
+    /// `x.at[idx].min(v)`.
+    Min,
+}
+
+impl ScatterKind {
+    pub const ALL: [ScatterKind; 4] = [ScatterKind::Add, ScatterKind::Set, ScatterKind::Max, ScatterKind::Min];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScatterKind::Add => "scatter_add",
+            ScatterKind::Set => "scatter_set",
+            ScatterKind::Max => "scatter_max",
+            ScatterKind::Min => "scatter_min",
+        }
+    }
+
+    /// The binary op that combines the element with an update (none for `Set`).
+    pub fn combiner(self) -> Option<BinaryOp> {
+        match self {
+            ScatterKind::Add => Some(BinaryOp::Add),
+            ScatterKind::Set => None,
+            ScatterKind::Max => Some(BinaryOp::Max),
+            ScatterKind::Min => Some(BinaryOp::Min),
+        }
+    }
+}
+
 /// How a reduction combines elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReduceKind {
@@ -521,6 +557,22 @@ pub enum Op {
     /// `starts` (clamped as [`Op::DynamicSlice`]'s) replaced by update
     /// (lax.dynamic_update_slice).
     DynamicUpdateSlice,
+    /// `gather(x, idx)` along `axis`: the slices of x at the integer indices idx (of any
+    /// shape), laid out in idx's shape: result[a.., i.., b..] = x[a.., idx[i..], b..], of shape
+    /// x.shape[..axis] ++ idx.shape ++ x.shape[axis + 1..]. A negative index counts from the
+    /// end; indices still outside [0, n) clamp into it (numpy indexing `x[idx]` as jax.numpy
+    /// does it).
+    Gather {
+        axis: usize,
+    },
+    /// `scatter(x, idx, updates)` along `axis`: x with each slice of updates (shaped as
+    /// `gather(x, idx)`'s result) combined by `kind` into the slice of x that its index names,
+    /// in idx's row-major order. A negative index counts from the end; updates whose index is
+    /// still outside [0, n) are dropped (jax.numpy's `x.at[idx].add(v)` and its kin).
+    Scatter {
+        axis: usize,
+        kind: ScatterKind,
+    },
     /// `cond(p, xs...)`: result `result` of the branch the scalar bool `p` picks, applied to
     /// `xs` (lax.cond). Only that branch runs. A conditional with several results is several
     /// instructions, one per result, with equal branches and operands: they run as one.
@@ -585,6 +637,8 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::DynamicSlice { .. } => "dynamic_slice",
             Op::DynamicUpdateSlice => "dynamic_update_slice",
+            Op::Gather { .. } => "gather",
+            Op::Scatter { kind, .. } => kind.name(),
             Op::Cond { .. } => "cond",
             Op::Loop { .. } => "loop",
             Op::While { .. } => "while",
@@ -604,7 +658,9 @@ impl Op {
             | Op::Slice { .. }
             | Op::Concat { .. }
             | Op::DynamicSlice { .. }
-            | Op::DynamicUpdateSlice => OpClass::Shape,
+            | Op::DynamicUpdateSlice
+            | Op::Gather { .. }
+            | Op::Scatter { .. } => OpClass::Shape,
             Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } | Op::Scan { .. } => OpClass::Control,
         }
     }
@@ -632,7 +688,8 @@ impl Op {
             Op::Unary(_) | Op::Convert { .. } | Op::Reduce { .. } => Some(1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
             Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
-            Op::Select => Some(3),
+            Op::Select | Op::Scatter { .. } => Some(3),
+            Op::Gather { .. } => Some(2),
             Op::Concat { .. } | Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } | Op::Scan { .. } => None,
             Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => None,
         }
@@ -708,6 +765,8 @@ impl Op {
         ]);
         ops.push(Op::DynamicSlice { sizes: vec![2, 1] });
         ops.push(Op::DynamicUpdateSlice);
+        ops.push(Op::Gather { axis: 1 });
+        ops.extend(ScatterKind::ALL.iter().map(|&kind| Op::Scatter { axis: 0, kind }));
         ops.push(crate::gen::cond_of(&TensorType::new(DType::F32, vec![2, 3])));
         ops.push(crate::gen::loop_of(&TensorType::new(DType::F32, vec![2, 3]), DType::I32, false));
         ops.push(crate::gen::while_of(&TensorType::new(DType::F32, vec![2, 3])));
@@ -916,6 +975,32 @@ impl Op {
                 }
                 x.clone()
             }
+            Op::Gather { axis } => {
+                let (x, idx) = (args[0], args[1]);
+                check_axis(*axis, x.rank())?;
+                if !idx.dtype.is_int() {
+                    return Err(format!("gather's indices must be integers, not {}", idx.dtype));
+                }
+                gathered(x, idx, *axis)?
+            }
+            Op::Scatter { axis, kind } => {
+                let (x, idx, updates) = (args[0], args[1], args[2]);
+                check_axis(*axis, x.rank())?;
+                if !idx.dtype.is_int() {
+                    return Err(format!("{}'s indices must be integers, not {}", kind.name(), idx.dtype));
+                }
+                if *kind != ScatterKind::Set {
+                    check_domain(kind.name(), Domain::Numeric, x.dtype)?;
+                }
+                let expected = gathered(x, idx, *axis)?;
+                if *updates != expected {
+                    return Err(format!(
+                        "{} of {x} at indices {idx} takes updates of {expected}, not {updates}",
+                        kind.name()
+                    ));
+                }
+                x.clone()
+            }
             Op::Cond { branches, result } => {
                 if *args[0] != TensorType::scalar(DType::Bool) {
                     return Err(format!("the predicate of `cond` must be bool[], not {}", args[0]));
@@ -1026,6 +1111,17 @@ fn carried_result(
 }
 
 /// The start operands of a dynamic slice of `x`: one integer scalar per axis.
+/// The type of `gather(x, idx)` along `axis`: x's dtype, shape x.shape[..axis] ++ idx.shape ++
+/// x.shape[axis + 1..].
+fn gathered(x: &TensorType, idx: &TensorType, axis: usize) -> Result<TensorType, String> {
+    if x.shape[axis] == 0 {
+        return Err(format!("indices into an empty axis {axis} of {x}"));
+    }
+    let shape: Vec<usize> = x.shape[..axis].iter().chain(&idx.shape).chain(&x.shape[axis + 1..]).copied().collect();
+    check_shape(&shape)?;
+    Ok(TensorType::new(x.dtype, shape))
+}
+
 fn check_starts(name: &str, x: &TensorType, starts: &[&TensorType]) -> Result<(), String> {
     if starts.len() != x.rank() || starts.iter().any(|s| !s.shape.is_empty() || !s.dtype.is_int()) {
         return Err(format!(

@@ -15,7 +15,7 @@
 
 use crate::diag::{Diagnostic, Span};
 use crate::func::{is_identifier, Func, Inst, Module, Value};
-use crate::ops::{BinaryOp, Bodies, ConvWindow, Op, ReduceKind, UnaryOp};
+use crate::ops::{BinaryOp, Bodies, ConvWindow, Op, ReduceKind, ScatterKind, UnaryOp};
 use crate::types::{DType, Literal, TensorType};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -70,6 +70,7 @@ fn attributes(op: &Op) -> String {
             u8::from(*checkpoint)
         ),
         Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => String::new(),
+        Op::Gather { axis } | Op::Scatter { axis, .. } => format!("[axis={axis}]"),
     }
 }
 
@@ -462,6 +463,9 @@ impl<'a> Parser<'a> {
         if let Some(kind) = ReduceKind::ALL.iter().find(|k| k.name() == name) {
             return Ok(Op::Reduce { kind: *kind, axes: indices("axes")? });
         }
+        if let Some(kind) = ScatterKind::ALL.iter().find(|k| k.name() == name) {
+            return Ok(Op::Scatter { axis: single("axis")?, kind: *kind });
+        }
         Ok(match name {
             "const" => Op::Const(self.literal(literal, ty.dtype)?),
             "iota" => Op::Iota { dtype: ty.dtype, shape: ty.shape.clone(), axis: single("axis")? },
@@ -482,6 +486,7 @@ impl<'a> Parser<'a> {
             "concat" => Op::Concat { axis: single("axis")? },
             "dynamic_slice" => Op::DynamicSlice { sizes: ty.shape.clone() },
             "dynamic_update_slice" => Op::DynamicUpdateSlice,
+            "gather" => Op::Gather { axis: single("axis")? },
             _ => return Err(self.error(format!("unknown op `{name}`"))),
         })
     }

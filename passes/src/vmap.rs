@@ -225,6 +225,14 @@ impl Batcher {
                 operands.extend(self.batch_starts(&args[2..])?);
                 self.push(Op::DynamicUpdateSlice, operands)
             }
+            // Shared indices: the same slices of every element, one axis further in.
+            Op::Gather { axis } if !args[1].batched => {
+                self.push(Op::Gather { axis: axis + 1 }, vec![args[0].value, args[1].value])
+            }
+            Op::Scatter { axis, kind } if !args[1].batched => {
+                let (x, u) = (self.batch(args[0])?, self.batch(args[2])?);
+                self.push(Op::Scatter { axis: axis + 1, kind: *kind }, vec![x, args[1].value, u])
+            }
             _ => Ok(self.per_element(op, args)?[0].value),
         }
     }

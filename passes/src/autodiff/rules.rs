@@ -9,7 +9,7 @@
 
 use super::Builder;
 use kiln_ir::ops::Bodies;
-use kiln_ir::{BinaryOp, ConvWindow, Func, Op, ReduceKind, TensorType, UnaryOp, Value};
+use kiln_ir::{BinaryOp, ConvWindow, DType, Func, Op, ReduceKind, ScatterKind, TensorType, UnaryOp, Value};
 
 /// sign(x) = [x > 0] - [x < 0], in x's dtype.
 fn sign(b: &mut Builder, x: Value) -> Value {
@@ -137,6 +137,98 @@ fn extreme_mask(b: &mut Builder, x: Value, y: Value, axes: &[usize]) -> (Value, 
     (mask, count)
 }
 
+/// The indices `idx` into axis `axis` of `x` counted from the end when negative (once), as
+/// gather and scatter read them.
+fn counted_from_end(b: &mut Builder, idx: Value, x: Value, axis: usize) -> Value {
+    let it = b.ty(idx).clone();
+    let n = b.ty(x).shape[axis] as f64;
+    let (zero, count) = (b.constant(0.0, &it), b.constant(n, &it));
+    let negative = b.binary(BinaryOp::Lt, idx, zero);
+    let wrapped = b.add(idx, count);
+    b.push(Op::Select, vec![negative, wrapped, idx])
+}
+
+/// The indices as gather uses them: counted from the end, then clamped into the axis.
+fn clamped(b: &mut Builder, idx: Value, x: Value, axis: usize) -> Value {
+    let it = b.ty(idx).clone();
+    let last = b.ty(x).shape[axis] as f64 - 1.0;
+    let j = counted_from_end(b, idx, x, axis);
+    let (zero, last) = (b.constant(0.0, &it), b.constant(last, &it));
+    let low = b.binary(BinaryOp::Max, j, zero);
+    b.binary(BinaryOp::Min, low, last)
+}
+
+/// 1.0 (of `dtype`) for the updates of a scatter along `axis` whose index lies inside x's axis
+/// (the ones a scatter applies), 0.0 for the dropped ones, in the updates' shape.
+fn applied(b: &mut Builder, idx: Value, x: Value, axis: usize, dtype: DType) -> Value {
+    let it = b.ty(idx).clone();
+    let n = b.ty(x).shape[axis] as f64;
+    let j = counted_from_end(b, idx, x, axis);
+    let (zero, count) = (b.constant(0.0, &it), b.constant(n, &it));
+    let above = b.binary(BinaryOp::Ge, j, zero);
+    let below = b.binary(BinaryOp::Lt, j, count);
+    let (above, below) = (b.mask(above, dtype), b.mask(below, dtype));
+    let inside = b.mul(above, below);
+    spread_over_updates(b, inside, x, axis)
+}
+
+/// A value of idx's shape broadcast over the updates of a scatter into `x` along `axis`.
+fn spread_over_updates(b: &mut Builder, v: Value, x: Value, axis: usize) -> Value {
+    let (xs, vs) = (&b.ty(x).shape, &b.ty(v).shape);
+    let shape = xs[..axis].iter().chain(vs).chain(&xs[axis + 1..]).copied().collect();
+    let dims = (axis..axis + vs.len()).collect();
+    b.push(Op::Broadcast { shape, dims }, vec![v])
+}
+
+/// For a `set` scatter, 1.0 for each applied update that is the last one to its element (the
+/// one whose value lands), 0.0 for the others: each update's position in idx's row-major
+/// order, scattered with `max` into a copy of x holding -1, read back and compared.
+fn landed(b: &mut Builder, idx: Value, x: Value, axis: usize, dtype: DType) -> Value {
+    let it = b.ty(idx).clone();
+    let position_type = TensorType::new(DType::I64, it.shape.clone());
+    let mut position = b.constant(0.0, &position_type);
+    let mut stride = 1.0;
+    for d in (0..it.rank()).rev() {
+        let along = b.push(Op::Iota { dtype: DType::I64, shape: it.shape.clone(), axis: d }, vec![]);
+        let scaled = b.scale(along, stride);
+        position = b.add(position, scaled);
+        stride *= it.shape[d] as f64;
+    }
+    let positions = spread_over_updates(b, position, x, axis);
+    let none = b.constant(-1.0, &TensorType::new(DType::I64, b.ty(x).shape.clone()));
+    let last = b.push(Op::Scatter { axis, kind: ScatterKind::Max }, vec![none, idx, positions]);
+    let read = b.push(Op::Gather { axis }, vec![last, idx]);
+    let same = b.binary(BinaryOp::Eq, read, positions);
+    let same = b.mask(same, dtype);
+    let inside = applied(b, idx, x, axis, dtype);
+    b.mul(same, inside)
+}
+
+/// For a `max` or `min` scatter with result `y`: 1.0 where x's element is y's, the same for
+/// each applied update equal to the element it lands on, and how many tie at each element
+/// (the derivative is shared among ties, as for reductions).
+fn extreme_scatter_masks(b: &mut Builder, args: &[Value], y: Value, axis: usize) -> (Value, Value, Value) {
+    let (x, idx, u) = (args[0], args[1], args[2]);
+    let dtype = b.ty(x).dtype;
+    let at_x = b.binary(BinaryOp::Eq, x, y);
+    let at_x = b.mask(at_x, dtype);
+    let landed_on = b.push(Op::Gather { axis }, vec![y, idx]);
+    let at_u = b.binary(BinaryOp::Eq, u, landed_on);
+    let at_u = b.mask(at_u, dtype);
+    let inside = applied(b, idx, x, axis, dtype);
+    let at_u = b.mul(at_u, inside);
+    let zeros = zeros_like(b, x);
+    let from_updates = b.push(Op::Scatter { axis, kind: ScatterKind::Add }, vec![zeros, idx, at_u]);
+    let count = b.add(at_x, from_updates);
+    (at_x, at_u, count)
+}
+
+/// Zeros of `v`'s type.
+fn zeros_like(b: &mut Builder, v: Value) -> Value {
+    let ty = b.ty(v).clone();
+    b.zeros(&ty)
+}
+
 /// Broadcasts a reduction's result (or cotangent) back to the operand's shape.
 fn unreduce(b: &mut Builder, v: Value, xt: &TensorType, axes: &[usize]) -> Value {
     let kept = (0..xt.rank()).filter(|a| !axes.contains(a)).collect();
@@ -225,6 +317,22 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
         Op::DynamicUpdateSlice => {
             let (tx, tu) = (tangent(b, 0), tangent(b, 1));
             b.push(op.clone(), [tx, tu].into_iter().chain(args[2..].iter().copied()).collect())
+        }
+        // Linear in x; the indices are integers.
+        Op::Gather { .. } => b.push(op.clone(), vec![t[0]?, args[1]]),
+        // scatter_add and scatter_set are linear in (x, updates) for fixed indices.
+        Op::Scatter { kind: ScatterKind::Add | ScatterKind::Set, .. } => {
+            let (tx, tu) = (tangent(b, 0), tangent(b, 2));
+            b.push(op.clone(), vec![tx, args[1], tu])
+        }
+        // The tangent of the extreme, shared among the operands that tie for it.
+        Op::Scatter { axis, .. } => {
+            let (tx, tu) = (tangent(b, 0), tangent(b, 2));
+            let (at_x, at_u, count) = extreme_scatter_masks(b, args, y, *axis);
+            let from_x = b.mul(tx, at_x);
+            let picked = b.mul(tu, at_u);
+            let from_u = b.push(Op::Scatter { axis: *axis, kind: ScatterKind::Add }, vec![from_x, args[1], picked]);
+            b.div(from_u, count)
         }
         // loop(lo, hi, cs, xs)' = loop(lo, hi, (cs, tcs), (xs, txs)) over the body's jvp, its
         // parameters ordered as a loop's: (i, cs, tcs, xs, txs).
@@ -415,6 +523,45 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
                 b.push(Op::DynamicSlice { sizes: ut.shape.clone() }, std::iter::once(g).chain(starts).collect())
             });
             vec![gx, gu]
+        }
+        // The adjoint of a gather is a scatter-add of g to the elements it read (clamped
+        // indices included: a clamped read took the edge element).
+        Op::Gather { axis } => {
+            let zeros = zeros_like(b, args[0]);
+            let at = clamped(b, args[1], args[0], *axis);
+            vec![Some(b.push(Op::Scatter { axis: *axis, kind: ScatterKind::Add }, vec![zeros, at, g])), None]
+        }
+        // x's elements pass g through; each applied update receives g at its element.
+        Op::Scatter { axis, kind: ScatterKind::Add } => {
+            let dtype = b.ty(g).dtype;
+            let read = b.push(Op::Gather { axis: *axis }, vec![g, args[1]]);
+            let inside = applied(b, args[1], args[0], *axis, dtype);
+            vec![Some(g), None, wants[2].then(|| b.mul(read, inside))]
+        }
+        // Elements overwritten receive nothing through x; only the update that lands receives
+        // g.
+        Op::Scatter { axis, kind: ScatterKind::Set } => {
+            let dtype = b.ty(g).dtype;
+            let gx = wants[0].then(|| {
+                let zeros = zeros_like(b, args[2]);
+                b.push(op.clone(), vec![g, args[1], zeros])
+            });
+            let gu = wants[2].then(|| {
+                let read = b.push(Op::Gather { axis: *axis }, vec![g, args[1]]);
+                let last = landed(b, args[1], args[0], *axis, dtype);
+                b.mul(read, last)
+            });
+            vec![gx, None, gu]
+        }
+        Op::Scatter { axis, .. } => {
+            let (at_x, at_u, count) = extreme_scatter_masks(b, args, y, *axis);
+            let shared = b.div(g, count);
+            let gx = wants[0].then(|| b.mul(shared, at_x));
+            let gu = wants[2].then(|| {
+                let read = b.push(Op::Gather { axis: *axis }, vec![shared, args[1]]);
+                b.mul(read, at_u)
+            });
+            vec![gx, None, gu]
         }
         Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } | Op::Scan { .. } => {
             unreachable!("the cotangents of ops with bodies are taken for all results at once: vjp_structured")
