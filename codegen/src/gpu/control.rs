@@ -15,7 +15,7 @@ use melior::Context;
 use std::collections::BTreeSet;
 
 /// The terminators of the control ops' regions.
-pub(super) const TERMINATORS: &[&str] = &["scf.yield", "scf.condition"];
+const TERMINATORS: &[&str] = &["scf.yield", "scf.condition"];
 
 /// Whether `op` runs on the host and holds steps: a loop of kiln's IR (an `scf.for` or
 /// `scf.while` the emitter tagged `kiln.carries`) or a conditional. Other `scf.for`s are the
@@ -29,8 +29,9 @@ pub(super) fn is_control_op(op: &Op) -> bool {
     }
 }
 
-/// The ops that may compute a scalar the host reads: a load of one element, and integer casts.
-const SCALAR_OPS: &[&str] = &["memref.load", "arith.index_cast", "arith.index_castui", "arith.extsi", "arith.extui"];
+/// The integer casts a scalar the host reads may go through (the launch plan reads through
+/// them, `Planner::steps`).
+pub(super) const CASTS: &[&str] = &["arith.index_cast", "arith.index_castui", "arith.extsi", "arith.extui"];
 
 /// Whether `op` is a control op or one of their terminators.
 pub(super) fn is_control(op: &Op) -> bool {
@@ -76,8 +77,8 @@ pub(super) fn host_scalars(block: &BlockRef) -> BTreeSet<usize> {
     // Users follow their operands in a block, so one walk backwards sees every user first.
     for op in ops.iter().rev() {
         let name = op.name().as_string_ref().as_str().unwrap_or_default().to_string();
-        let one_element = name != "memref.load" || op.operand_count() == 1;
-        if !SCALAR_OPS.contains(&name.as_str()) || !one_element || op.result_count() != 1 {
+        let scalar = (name == "memref.load" && op.operand_count() == 1) || CASTS.contains(&name.as_str());
+        if !scalar || op.result_count() != 1 {
             continue;
         }
         let Ok(result) = op.result(0) else { continue };

@@ -330,7 +330,7 @@ impl Planner<'_> {
                         .insert(id(&op.result(0).map_err(|e| e.to_string())?.into()), Scalar::Read { at, dtype });
                     None
                 }
-                "arith.index_cast" | "arith.index_castui" | "arith.extsi" | "arith.extui" => {
+                cast if control::CASTS.contains(&cast) => {
                     let scalar = self.scalar(op.operand(0).map_err(|e| e.to_string())?)?;
                     self.scalars.insert(id(&op.result(0).map_err(|e| e.to_string())?.into()), scalar);
                     None
