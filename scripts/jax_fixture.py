@@ -6,6 +6,10 @@ Also writes tests/fixtures/loops_jax.json: the functions of tests/fixtures/loops
 lax.scan, lax.fori_loop, lax.cond and jax.vmap in float64, their values and gradients with respect to
 every parameter, on the inputs the file lists (float32 patterns, widened).
 
+Also writes tests/fixtures/indexing_jax.json: the functions of tests/fixtures/indexing.kn written
+with jax.numpy indexing, .at updates, take, take_along_axis and lax.dynamic_(update_)slice in
+float64, their results and the gradients of energy(result) with respect to the float parameters.
+
 Run once, with JAX from PyPI:  python3 -m venv /tmp/jax && /tmp/jax/bin/pip install jax
                                /tmp/jax/bin/python scripts/jax_fixture.py
 """
@@ -165,6 +169,69 @@ def loops():
     print(f"wrote {out}")
 
 
+def energy(y):
+    """indexing.kn's energy of a result: smooth and different for every element."""
+    y = jnp.ravel(y)
+    return jnp.sum(y * y) * 0.5 + jnp.sum(jnp.sin(y))
+
+
+def f(shape, seed, scale=1.0):
+    return ("f", shape, seed, scale)
+
+
+def ints(values):
+    return ("i", np.shape(values), values)
+
+
+# name: (function, parameters); reads that clamp use mode="clip", whose gradient reaches the
+# element read (kiln's, for every clamped read; x[idx] in JAX drops it).
+INDEXING = {
+    "rows": (lambda x, idx: x.at[idx].get(mode="clip"), [f((5, 3), 1), ints([[0, -1, 4], [7, -6, 2]])]),
+    "cols": (lambda x, idx: x.at[:, idx].get(mode="clip"), [f((4, 5), 2), ints([4, -2, 9])]),
+    "pair": (lambda x, i, j: x.at[i, j].get(mode="clip"), [f((5, 6), 3), ints([[0], [-1], [6]]), ints([1, -7, 5, 2])]),
+    "split": (lambda x, i, j: x.at[i, :, j].get(mode="clip"), [f((4, 3, 5), 4), ints([1, -1]), ints([4, 0])]),
+    "mixed": (lambda x, idx: x.at[::2, idx, 1].get(mode="clip"), [f((6, 5, 4), 5), ints([0, -1, 3])]),
+    "taken": (lambda x, idx: jnp.take(x, idx, axis=1, fill_value=-2.0), [f((4, 5), 6), ints([1, 5, -6])]),
+    "taken_flat": (lambda x, idx: jnp.take(x, idx, mode="clip"), [f((4, 5), 7), ints([[0, 19], [-1, 25]])]),
+    "along": (lambda x, idx: jnp.take_along_axis(x, idx, axis=1, fill_value=0.5),
+              [f((4, 5), 8), ints([[0, 4], [5, -1], [2, 2], [-6, 1]])]),
+    "along_broadcast": (lambda x, idx: jnp.take_along_axis(x, idx, axis=2, mode="clip"),
+                        [f((3, 1, 4), 9), ints([[[0, 3], [-1, 9]]])]),
+    "got": (lambda x, idx: x.at[idx].get(mode="fill", fill_value=3.0), [f((5, 3), 10), ints([1, -1, 5, -6])]),
+    "added": (lambda x, idx, v: x.at[idx].add(v), [f((5, 3), 11), ints([1, 3, 1, 7]), f((4, 3), 12)]),
+    "added_pairs": (lambda x, i, j, v: x.at[i, j].add(v),
+                    [f((5, 6), 13), ints([[0], [4], [-1]]), ints([1, 1, 6, -2]), f((3, 4), 14)]),
+    "set_strided": (lambda x, idx, v: x.at[1:5:2, idx].set(v), [f((6, 5), 15), ints([0, -1]), f((2, 2), 16)]),
+    "set_scalar": (lambda x, idx, v: x.at[idx, 1:3].set(v), [f((4, 5), 17), ints([3, 0]), f((), 18)]),
+    "maxed": (lambda x, idx, v: x.at[idx].max(v), [f((5, 3), 19), ints([2, 0, 2, 4]), f((4, 3), 20, 1.5)]),
+    "minned": (lambda x, idx, v: x.at[idx].min(v), [f((5, 3), 21), ints([2, 0, 2, 4]), f((4, 3), 22, 1.5)]),
+    "subtracted": (lambda x, v: x.at[2].subtract(v), [f((4, 5), 23), f((5,), 24)]),
+    "window": (lambda x, i: jax.lax.dynamic_slice(x, (i, jnp.int32(-2)), (2, 2)), [f((4, 5), 25), ints(3)]),
+    "patched": (lambda x, u, i: jax.lax.dynamic_update_slice(x, u, (i, jnp.int32(3))), [f((4, 5), 26), f((2, 3), 27), ints(-1)]),
+}
+
+
+def indexing():
+    jax.config.update("jax_enable_x64", True)
+    fixture = {"jax_version": jax.__version__, "functions": {}}
+    for name, (fn, specs) in INDEXING.items():
+        args = [jnp.asarray(pattern(s[1], s[2], s[3]).astype(np.float64)) if s[0] == "f" else jnp.asarray(np.array(s[2], dtype=np.int32))
+                for s in specs]
+        floats = tuple(k for k, s in enumerate(specs) if s[0] == "f")
+        value = fn(*args)
+        grads = jax.grad(lambda *a: energy(fn(*a)), argnums=floats)(*args)
+        fixture["functions"][name] = {
+            "inputs": [{"shape": list(s[1]), "seed": s[2], "scale": s[3]} if s[0] == "f" else
+                       {"shape": list(s[1]), "ints": np.ravel(np.array(s[2])).tolist()} for s in specs],
+            "value": np.asarray(value, dtype=np.float64).ravel().tolist(),
+            "grads": [np.asarray(g, dtype=np.float64).ravel().tolist() for g in grads],
+        }
+    out = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "indexing_jax.json"
+    out.write_text(json.dumps(fixture, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
     main()
     loops()
+    indexing()

@@ -218,6 +218,73 @@ fn loops_and_their_gradients_agree_with_jax() {
     }
 }
 
+/// Indexing by data (x[idx] with arrays on any axes, take, take_along_axis, `.at[...]` reads
+/// and updates, dynamic slices) gives jax.numpy's results and gradients
+/// (tests/fixtures/indexing_jax.json), interpreted and compiled, negative and out-of-bounds
+/// indices included; the gradients match central differences.
+#[test]
+fn indexing_and_its_gradients_agree_with_jax() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/indexing_jax.json")).unwrap()).unwrap();
+    let module = kiln::check(&kiln::Source::read(&root.join("tests/fixtures/indexing.kn")).unwrap(), "indexing")
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let loaded = common::compile_and_load(&module, 2);
+    let functions = fixture["functions"].as_object().unwrap();
+    assert_eq!(functions.len(), 19, "every function of indexing.kn has JAX's figures");
+    let list =
+        |v: &serde_json::Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    for (name, expected) in functions {
+        let mut floats = vec![];
+        let args: Vec<Tensor> = expected["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(k, i)| {
+                let shape: Vec<usize> =
+                    i["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+                match i.get("ints") {
+                    Some(v) => Tensor::new(shape, Data::I32(list(v).iter().map(|&x| x as i32).collect())),
+                    None => {
+                        floats.push(k);
+                        let p = pattern(&shape, i["seed"].as_f64().unwrap(), i["scale"].as_f64().unwrap());
+                        Tensor::new(p.shape, p.data.convert(kiln_ir::DType::F64))
+                    }
+                }
+            })
+            .collect();
+        let close = |a: &[f64], e: &[f64], what: &str| {
+            assert_eq!(a.len(), e.len(), "{what}");
+            for (i, (x, y)) in a.iter().zip(e).enumerate() {
+                assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{what}[{i}]: {x} vs JAX {y}");
+            }
+        };
+        let f = module.func(name).unwrap();
+        let d = format!("d_{name}");
+        let df = module.func(&d).unwrap();
+        let runs = [
+            ("interpreted", run(f, &args), run(df, &args)),
+            ("compiled", loaded.call(name, &args), loaded.call(&d, &args)),
+        ];
+        for (how, value, grads) in runs {
+            close(&values(&value[0]), &list(&expected["value"]), &format!("{how} {name}"));
+            for (k, g) in expected["grads"].as_array().unwrap().iter().enumerate() {
+                close(&values(&grads[k + 1]), &list(g), &format!("{how} {name}: gradient {k}"));
+            }
+        }
+        let grads = run(df, &args);
+        for (g, &k) in floats.iter().enumerate() {
+            let loss = |x: &Tensor| {
+                let mut at = args.clone();
+                at[k] = x.clone();
+                values(&run(df, &at)[0])[0]
+            };
+            check_gradient(loss, &args[k], &values(&grads[g + 1]), &format!("{name}: gradient {g}"));
+        }
+    }
+}
+
 #[test]
 fn derivative_programs_shrink_under_saturation() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

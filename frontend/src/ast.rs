@@ -167,6 +167,16 @@ pub enum ExprKind {
         base: Box<Expr>,
         items: Vec<IndexItem>,
     },
+    /// `x.at[items].method(args)`: JAX's indexed update (`set`, `add`, ...) or read (`get`)
+    /// of the elements `x[items]` names.
+    At {
+        base: Box<Expr>,
+        items: Vec<IndexItem>,
+        method: Ident,
+        args: Vec<Arg>,
+    },
+    /// `"text"`: names an option, such as `mode="clip"`; not a value.
+    Str(String),
     Tuple(Vec<Expr>),
     List(Vec<Expr>),
     Block(Block),

@@ -4,6 +4,7 @@
 
 use crate::ast::{Arg, Expr, ExprKind, Ident};
 use crate::elab::{broadcast_shapes, plural, promote, resolve_dtype, suggest, Elab, Env, Lit, Val};
+use crate::indexing::{self, Item, Mode};
 use kiln_ir::ops::Domain;
 use kiln_ir::types::format_shape;
 use kiln_ir::{BinaryOp, ConvWindow, DType, Diagnostic, Op, ReduceKind, Span, UnaryOp, Value};
@@ -34,6 +35,10 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("one_hot", &["labels", "n"], 2),
     ("arange", &["n"], 1),
     ("conv2d", &["x", "w", "stride", "padding", "dilation"], 2),
+    ("take", &["a", "indices", "axis", "mode", "fill_value"], 2),
+    ("take_along_axis", &["arr", "indices", "axis", "mode", "fill_value"], 2),
+    ("dynamic_slice", &["operand", "start_indices", "slice_sizes"], 3),
+    ("dynamic_update_slice", &["operand", "update", "start_indices"], 3),
 ];
 
 /// The parameters of a unary elementwise builtin.
@@ -72,17 +77,17 @@ pub fn dtype_argument(e: &Expr) -> Result<DType, Diagnostic> {
 }
 
 /// Arguments bound to a builtin's parameters.
-struct Bound<'a> {
+pub(crate) struct Bound<'a> {
     args: Vec<Option<&'a Expr>>,
 }
 
 impl<'a> Bound<'a> {
-    fn get(&self, i: usize) -> Option<&'a Expr> {
+    pub(crate) fn get(&self, i: usize) -> Option<&'a Expr> {
         self.args[i]
     }
 }
 
-fn bind<'a>(name: &str, params: &[&str], required: usize, args: &'a [Arg], span: Span) -> R<Bound<'a>> {
+pub(crate) fn bind<'a>(name: &str, params: &[&str], required: usize, args: &'a [Arg], span: Span) -> R<Bound<'a>> {
     let mut bound: Vec<Option<&Expr>> = vec![None; params.len()];
     let mut positional = 0;
     for a in args {
@@ -433,6 +438,115 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             }
             el.push(Op::Conv(ConvWindow::new(stride, padding, dilation)), vec![x, w], span)?
         }
+        // take(a, indices, axis): a's slices along `axis` at the indices (all of a, flattened,
+        // without an axis); negative indices count from the end and out-of-bounds ones are
+        // filled, unless mode="clip" (jnp.take).
+        "take" => {
+            let (x, _) = tensor(el, env, 0)?;
+            let indices = index_arg(el, env, &b, 1)?;
+            let (x, axis) = match b.get(2) {
+                None => (el.reshape(x, vec![el.ty(x).num_elements()], span)?, 0),
+                Some(e) => (x, axis_arg(el, env, e, el.ty(x).rank())?),
+            };
+            let mode = mode_arg(el, env, &b, 3, 4)?;
+            let mut items: Vec<Item> = el.ty(x).shape.iter().map(|&n| Item::whole(n)).collect();
+            items[axis] = match mode {
+                // As numpy's take, mode="clip" clips negative indices to 0 rather than counting
+                // them from the end.
+                Mode::Clip => {
+                    Item::Data { index: indexing::clip(el, indices, el.ty(x).shape[axis], span)?, in_range: true }
+                }
+                Mode::Fill(_) => Item::Data { index: indices, in_range: false },
+            };
+            indexing::gather(el, x, &items, mode, span)?
+        }
+        // take_along_axis(arr, indices, axis): result[.., j, ..] = arr[.., indices[.., j, ..], ..]
+        // along `axis` (the last by default), the other axes broadcast (jnp.take_along_axis);
+        // every axis indexed, each by its position but `axis`.
+        "take_along_axis" => {
+            let (x, xs) = tensor(el, env, 0)?;
+            let indices = index_arg(el, env, &b, 1)?;
+            let axis = match b.get(2) {
+                None => last_axis(el, x, xs, name)?,
+                Some(e) => axis_arg(el, env, e, el.ty(x).rank())?,
+            };
+            let (xt, it) = (el.ty(x).clone(), el.ty(indices).clone());
+            let is = b.get(1).expect("required").span;
+            let shape: Option<Vec<usize>> = (it.rank() == xt.rank())
+                .then(|| {
+                    (0..xt.rank())
+                        .map(|d| match (xt.shape[d], it.shape[d]) {
+                            (_, i) if d == axis => Some(i),
+                            (a, i) if a == i || a == 1 => Some(i),
+                            (a, 1) => Some(a),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .flatten();
+            let Some(shape) = shape else {
+                return Err(Diagnostic::error("E0231", format!("indices {it} do not match {xt} along axis {axis}"))
+                    .at(is, format!("this is {it}"))
+                    .also(xs, format!("this is {xt}"))
+                    .note("the indices have the array's rank; their other axes are equal to the array's, or 1"));
+            };
+            let indices = if it.shape == shape {
+                indices
+            } else {
+                el.push(Op::Broadcast { shape: shape.clone(), dims: (0..shape.len()).collect() }, vec![indices], span)?
+            };
+            let mut items = vec![];
+            for (d, &n) in xt.shape.iter().enumerate() {
+                items.push(if d == axis {
+                    Item::Data { index: indices, in_range: false }
+                } else if n == 1 {
+                    Item::Const(0)
+                } else {
+                    let iota = el.push(Op::Iota { dtype: DType::I32, shape: shape.clone(), axis: d }, vec![], span)?;
+                    Item::Data { index: iota, in_range: true }
+                });
+            }
+            let mode = mode_arg(el, env, &b, 3, 4)?;
+            indexing::gather(el, x, &items, mode, span)?
+        }
+        // dynamic_slice(operand, [starts...], [sizes...]): lax.dynamic_slice.
+        "dynamic_slice" => {
+            let (x, _) = tensor(el, env, 0)?;
+            let shape = el.ty(x).shape.clone();
+            let starts = starts_arg(el, env, b.get(1).expect("required"), &shape)?;
+            let e = b.get(2).expect("required");
+            let sizes = int_list(el, env, e)?;
+            let fits =
+                sizes.len() == shape.len() && sizes.iter().zip(&shape).all(|(&s, &n)| s >= 1 && s as u64 <= n as u64);
+            if !fits {
+                return Err(Diagnostic::error("E0234", format!("a window of {sizes:?} does not fit in {}", el.ty(x)))
+                    .at(e.span, "window sizes")
+                    .note("give one size per axis, each from 1 to the axis's length"));
+            }
+            let sizes = sizes.iter().map(|&s| s as usize).collect();
+            el.push(Op::DynamicSlice { sizes }, std::iter::once(x).chain(starts).collect(), span)?
+        }
+        // dynamic_update_slice(operand, update, [starts...]): lax.dynamic_update_slice.
+        "dynamic_update_slice" => {
+            let (x, _) = tensor(el, env, 0)?;
+            let xt = el.ty(x).clone();
+            let ue = b.get(1).expect("required");
+            let u = el.eval(env, ue)?;
+            let u = match u {
+                Val::Lit(l) => el.lit_to(l, xt.dtype, ue.span)?,
+                v => el.tensor_arg(v, ue.span)?,
+            };
+            let ut = el.ty(u).clone();
+            let fits = ut.rank() == xt.rank() && ut.shape.iter().zip(&xt.shape).all(|(&s, &n)| s <= n);
+            if !fits || promote(ut.dtype, xt.dtype) != xt.dtype {
+                return Err(Diagnostic::error("E0234", format!("an update of {ut} does not fit in {xt}"))
+                    .at(ue.span, format!("this is {ut}"))
+                    .note("the update has the operand's rank, no axis longer than the operand's, and a dtype that converts to the operand's without loss"));
+            }
+            let u = el.convert(u, xt.dtype, ue.span)?;
+            let starts = starts_arg(el, env, b.get(2).expect("required"), &xt.shape)?;
+            el.push(Op::DynamicUpdateSlice, [x, u].into_iter().chain(starts).collect(), span)?
+        }
         "arange" => {
             let e = b.get(0).expect("required");
             let n = positive_int(el, env, e)?;
@@ -454,6 +568,48 @@ fn values<'a>(el: &mut Elab<'a>, env: &mut Env, b: &Bound<'a>, idx: &[usize]) ->
         .map(|&i| {
             let e = b.get(i).expect("required");
             Ok((el.eval(env, e)?, e.span))
+        })
+        .collect()
+}
+
+/// An argument of integer indices (E0231 otherwise).
+fn index_arg<'a>(el: &mut Elab<'a>, env: &mut Env, b: &Bound<'a>, i: usize) -> R<Value> {
+    let e = b.get(i).expect("required");
+    let v = el.eval(env, e)?;
+    let t = el.tensor_arg(v, e.span)?;
+    if !el.ty(t).dtype.is_int() {
+        return Err(indexing::not_integers(el.ty(t), e.span));
+    }
+    Ok(t)
+}
+
+/// The `mode=` and `fill_value=` arguments (at `mode` and `fill`) of a fill-by-default gather.
+fn mode_arg<'a>(el: &mut Elab<'a>, env: &mut Env, b: &Bound<'a>, mode: usize, fill: usize) -> R<Mode> {
+    let value = b.get(fill).map(|e| el.const_lit(env, e)).transpose()?;
+    indexing::mode_arg(b.get(mode), value, Mode::Fill(None))
+}
+
+/// A list of one start per axis of `shape`: integer constants or scalars known when the
+/// program runs; negative ones count from the end.
+fn starts_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, shape: &[usize]) -> R<Vec<Value>> {
+    let ExprKind::List(items) = &e.kind else {
+        return Err(Diagnostic::error("E0234", "expected a list of starts")
+            .at(e.span, "not a list")
+            .help("write one start per axis, e.g. `[i, 0]`"));
+    };
+    if items.len() != shape.len() {
+        return Err(Diagnostic::error(
+            "E0234",
+            format!("{} start{} given for {} axes", items.len(), plural(items.len()), shape.len()),
+        )
+        .at(e.span, format!("expected {} starts", shape.len())));
+    }
+    items
+        .iter()
+        .zip(shape)
+        .map(|(item, &n)| {
+            let v = el.eval(env, item)?;
+            indexing::window_start(el, v, n, item.span)
         })
         .collect()
 }

@@ -7,10 +7,11 @@
 //! an integer meeting a float takes the float's dtype), and shapes broadcast as in numpy.
 
 use crate::ast::*;
+use crate::indexing;
 use crate::transform::{Differentiator, Transform};
 use kiln_ir::ops::Bodies;
 use kiln_ir::types::check_shape;
-use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
+use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, ScatterKind, Span, TensorType, UnaryOp, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
@@ -988,18 +989,7 @@ impl<'a> Elab<'a> {
             ExprKind::Name(name) => self.lookup(env, name, e.span),
             ExprKind::Neg(inner) => {
                 let v = self.eval(env, inner)?;
-                match v {
-                    Val::Lit(Lit::Int(i)) => i.checked_neg().map(|n| Val::Lit(Lit::Int(n))).ok_or_else(|| {
-                        Diagnostic::error("E0218", format!("`-({i})` overflows i64"))
-                            .at(e.span, "constant arithmetic out of range")
-                    }),
-                    Val::Lit(Lit::Float(f)) => Ok(Val::Lit(Lit::Float(-f))),
-                    v => {
-                        let t = self.tensor_arg(v, inner.span)?;
-                        self.require_numeric(t, inner.span, "negate")?;
-                        Ok(Val::Tensor(self.push(Op::Unary(UnaryOp::Neg), vec![t], e.span)?))
-                    }
-                }
+                self.negate(v, inner.span, e.span)
             }
             ExprKind::Binary { op, op_span, lhs, rhs } => {
                 let a = self.eval(env, lhs)?;
@@ -1021,6 +1011,10 @@ impl<'a> Elab<'a> {
                 let t = self.tensor_arg(b, base.span)?;
                 self.index(env, t, items, e.span)
             }
+            ExprKind::At { base, items, method, args } => self.indexed_update(env, (base, items), method, args, e.span),
+            ExprKind::Str(_) => Err(Diagnostic::error("E0233", "a string is not a value")
+                .at(e.span, "not a value")
+                .note("strings only name options, such as `mode=\"clip\"`")),
             ExprKind::Apply { func, args } => self.apply(env, func, args, e.span),
             ExprKind::Call { callee, .. } if Transform::parse(&callee.name).is_some() => {
                 Err(Diagnostic::error("E0304", format!("`{}` makes a function; call it", callee.name))
@@ -1822,74 +1816,52 @@ impl<'a> Elab<'a> {
         self.reshape(d, out, span)
     }
 
-    /// `x[items]`: numpy basic indexing with static integers and slices.
-    fn index(&mut self, env: &mut Env, t: Value, items: &'a [IndexItem], span: Span) -> R<Val> {
-        let ty = self.ty(t).clone();
-        if items.len() > ty.rank() {
-            return Err(Diagnostic::error("E0219", format!("too many indices for {ty}"))
-                .at(span, format!("{} indices for rank {}", items.len(), ty.rank())));
+    /// -v, folded for literals.
+    fn negate(&mut self, v: Val, inner: Span, span: Span) -> R<Val> {
+        match v {
+            Val::Lit(Lit::Int(i)) => i.checked_neg().map(|n| Val::Lit(Lit::Int(n))).ok_or_else(|| {
+                Diagnostic::error("E0218", format!("`-({i})` overflows i64"))
+                    .at(span, "constant arithmetic out of range")
+            }),
+            Val::Lit(Lit::Float(f)) => Ok(Val::Lit(Lit::Float(-f))),
+            v => {
+                let t = self.tensor_arg(v, inner)?;
+                self.require_numeric(t, inner, "negate")?;
+                Ok(Val::Tensor(self.push(Op::Unary(UnaryOp::Neg), vec![t], span)?))
+            }
         }
+    }
+
+    /// `x[items]`: numpy's basic indexing with integers and slices (a slice, then a dynamic
+    /// slice for indices known when the program runs), or advanced indexing when an item is an
+    /// integer array (a gather).
+    fn index(&mut self, env: &mut Env, t: Value, items: &'a [IndexItem], span: Span) -> R<Val> {
+        let items = indexing::items(self, env, t, items, span)?;
+        if indexing::has_arrays(self, &items) {
+            return indexing::gather(self, t, &items, indexing::Mode::Clip, span).map(Val::Tensor);
+        }
+        let ty = self.ty(t).clone();
         let (mut start, mut step, mut shape, mut keep) = (vec![], vec![], vec![], vec![]);
         // Axes indexed by an integer scalar known when the program runs, and that scalar.
         let mut dynamic: Vec<(usize, Value)> = vec![];
-        for axis in 0..ty.rank() {
-            let n = ty.shape[axis] as i64;
-            match items.get(axis) {
-                None => {
-                    start.push(0);
-                    step.push(1);
-                    shape.push(n as usize);
-                    keep.push(n as usize);
+        for (axis, item) in items.into_iter().enumerate() {
+            match item {
+                indexing::Item::Slice { first, step: k, len } => {
+                    start.push(first as usize);
+                    step.push(k);
+                    shape.push(len);
+                    keep.push(len);
                 }
-                Some(IndexItem::At(e)) => {
-                    let i =
-                        match self.eval(env, e)? {
-                            Val::Tensor(i) if self.ty(i).shape.is_empty() && self.ty(i).dtype.is_int() => {
-                                dynamic.push((axis, i));
-                                start.push(0);
-                                step.push(1);
-                                shape.push(n as usize);
-                                continue;
-                            }
-                            Val::Lit(Lit::Int(i)) => i,
-                            v => return Err(Diagnostic::error("E0216", "expected an integer index")
-                                .at(e.span, format!("this is {}", self.describe(&v)))
-                                .note(
-                                    "an index is an integer constant, or an integer scalar known when the program runs",
-                                )),
-                        };
-                    let j = if i < 0 { i + n } else { i };
-                    if !(0..n).contains(&j) {
-                        return Err(Diagnostic::error(
-                            "E0206",
-                            format!("index {i} is out of bounds for axis {axis} of size {n}"),
-                        )
-                        .at(e.span, "out of bounds"));
-                    }
+                indexing::Item::Const(j) => {
                     start.push(j as usize);
                     step.push(1);
                     shape.push(1);
                 }
-                Some(IndexItem::Range { start: s, stop, step: st, span: item_span }) => {
-                    let mut opt = |e: &'a Option<Expr>| -> R<Option<i64>> {
-                        e.as_ref().map(|e| self.const_int(env, e)).transpose()
-                    };
-                    let (s, e, k) = (opt(s)?, opt(stop)?, opt(st)?);
-                    let k = k.unwrap_or(1);
-                    if k == 0 {
-                        return Err(Diagnostic::error("E0206", "slice step cannot be zero").at(*item_span, "zero step"));
-                    }
-                    let (first, len) = slice_indices(n, s, e, k);
-                    if len == 0 {
-                        return Err(Diagnostic::error("E0206", format!("slice of axis {axis} (size {n}) is empty"))
-                            .at(*item_span, "selects no elements")
-                            .note("kiln arrays cannot be empty"));
-                    }
-                    start.push(first as usize);
-                    // One element is selected whatever the step: keep no huge stride downstream.
-                    step.push(if len == 1 { 1 } else { k });
-                    shape.push(len as usize);
-                    keep.push(len as usize);
+                indexing::Item::Data { index, .. } => {
+                    dynamic.push((axis, index));
+                    start.push(0);
+                    step.push(1);
+                    shape.push(ty.shape[axis]);
                 }
             }
         }
@@ -1909,25 +1881,77 @@ impl<'a> Elab<'a> {
         let mut starts = vec![];
         let mut sizes = shape.to_vec();
         for (axis, &n) in shape.iter().enumerate() {
-            let Some(&(_, i)) = dynamic.iter().find(|(a, _)| *a == axis) else {
-                starts.push(self.lit_to(Lit::Int(0), DType::I32, span)?);
-                continue;
-            };
-            sizes[axis] = 1;
-            let dtype = self.ty(i).dtype;
-            let zero = self.lit_to(Lit::Int(0), dtype, span)?;
-            let size = self.lit_to(Lit::Int(n as i64), dtype, span)?;
-            let negative = self.push(Op::Binary(BinaryOp::Lt), vec![i, zero], span)?;
-            let wrapped = self.push(Op::Binary(BinaryOp::Add), vec![i, size], span)?;
-            starts.push(self.push(Op::Select, vec![negative, wrapped, i], span)?);
+            match dynamic.iter().find(|(a, _)| *a == axis) {
+                None => starts.push(self.lit_to(Lit::Int(0), DType::I32, span)?),
+                Some(&(_, i)) => {
+                    sizes[axis] = 1;
+                    starts.push(indexing::window_start(self, Val::Tensor(i), n, span)?);
+                }
+            }
         }
         self.push(Op::DynamicSlice { sizes }, std::iter::once(t).chain(starts).collect(), span)
+    }
+
+    /// `x.at[items].method(args)`: an indexed update (`set`, `add`, `subtract`, `min`, `max`)
+    /// or read (`get`), as JAX's.
+    fn indexed_update(
+        &mut self,
+        env: &mut Env,
+        (base, items): (&'a Expr, &'a [IndexItem]),
+        method: &Ident,
+        args: &'a [Arg],
+        span: Span,
+    ) -> R<Val> {
+        let b = self.eval(env, base)?;
+        let x = self.tensor_arg(b, base.span)?;
+        let kind = match method.name.as_str() {
+            "get" => None,
+            "set" => Some(ScatterKind::Set),
+            "add" | "subtract" => Some(ScatterKind::Add),
+            "min" => Some(ScatterKind::Min),
+            "max" => Some(ScatterKind::Max),
+            other => {
+                const METHODS: [&str; 6] = ["get", "set", "add", "subtract", "min", "max"];
+                let d = Diagnostic::error("E0233", format!("`.at[...]` has no method `{other}`"))
+                    .at(method.span, "unknown method");
+                return Err(match suggest(other, METHODS.iter().copied()) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.note(format!("the methods are {}", METHODS.map(|m| format!("`{m}`")).join(", "))),
+                });
+            }
+        };
+        let name = format!("at[...].{}", method.name);
+        let selected = indexing::items(self, env, x, items, span)?;
+        let Some(kind) = kind else {
+            let b = crate::builtins::bind(&name, &["mode", "fill_value"], 0, args, span)?;
+            let fill = b.get(1).map(|e| self.const_lit(env, e)).transpose()?;
+            let mode = indexing::mode_arg(b.get(0), fill, indexing::Mode::Clip)?;
+            return indexing::gather(self, x, &selected, mode, span).map(Val::Tensor);
+        };
+        let b = crate::builtins::bind(&name, &["values"], 1, args, span)?;
+        let e = b.get(0).expect("required");
+        let mut v = self.eval(env, e)?;
+        if method.name == "subtract" {
+            // x - v = x + (-v), exactly.
+            v = self.negate(v, e.span, e.span)?;
+        }
+        indexing::scatter(self, x, &selected, kind, (v, e.span), span).map(Val::Tensor)
     }
 
     /// An integer known at compile time: a literal, a shape variable, or arithmetic on them.
     pub fn const_int(&mut self, env: &mut Env, e: &'a Expr) -> R<i64> {
         let v = self.eval(env, e)?;
         self.lit_int(v, e.span)
+    }
+
+    /// A scalar constant: a literal or arithmetic on literals.
+    pub fn const_lit(&mut self, env: &mut Env, e: &'a Expr) -> R<Lit> {
+        match self.eval(env, e)? {
+            Val::Lit(l) => Ok(l),
+            v => Err(Diagnostic::error("E0216", "expected a constant")
+                .at(e.span, format!("this is {}", self.describe(&v)))
+                .note("a fill value must be known when the program is compiled")),
+        }
     }
 
     /// The integer constant `v` is, or an error at `span`.
@@ -1943,7 +1967,7 @@ impl<'a> Elab<'a> {
 
 /// numpy's slice semantics: bounds are clamped, negative ones count from the end. Returns the
 /// first index and the number of elements.
-fn slice_indices(n: i64, start: Option<i64>, stop: Option<i64>, step: i64) -> (i64, i64) {
+pub(crate) fn slice_indices(n: i64, start: Option<i64>, stop: Option<i64>, step: i64) -> (i64, i64) {
     let norm = |i: i64, lo: i64, hi: i64| if i < 0 { (i + n).max(lo) } else { i.min(hi) };
     let (s, e) = if step > 0 {
         (start.map_or(0, |s| norm(s, 0, n)), stop.map_or(n, |e| norm(e, 0, n)))

@@ -7,6 +7,8 @@ pub enum Tok {
     Ident(String),
     Int(u64),
     Float(f64),
+    /// A string literal's contents, between double quotes (no escapes, no line breaks).
+    Str(String),
     Punct(&'static str),
     Eof,
 }
@@ -17,6 +19,7 @@ impl Tok {
             Tok::Ident(s) => format!("`{s}`"),
             Tok::Int(v) => format!("`{v}`"),
             Tok::Float(v) => format!("`{v}`"),
+            Tok::Str(v) => format!("`\"{v}\"`"),
             Tok::Punct(p) => format!("`{p}`"),
             Tok::Eof => "end of file".into(),
         }
@@ -32,7 +35,7 @@ pub struct Token {
 /// Punctuation, longest first so that `**` wins over `*`.
 const PUNCT: &[&str] = &[
     "->", "**", "==", "!=", "<=", ">=", "(", ")", "[", "]", "{", "}", ",", ":", ";", "=", "+", "-", "*", "/", "@", "<",
-    ">",
+    ">", ".",
 ];
 
 /// Splits source text into tokens, ending with [`Tok::Eof`].
@@ -57,6 +60,10 @@ pub fn lex(src: &str) -> Result<Vec<Token>, Diagnostic> {
             let (tok, end) = number(src, i)?;
             tokens.push(Token { tok, span: Span::new(i, end) });
             i = end;
+        } else if c == b'"' {
+            let (tok, end) = string(src, i)?;
+            tokens.push(Token { tok, span: Span::new(i, end) });
+            i = end;
         } else if let Some(p) = PUNCT.iter().find(|p| src[i..].starts_with(**p)) {
             tokens.push(Token { tok: Tok::Punct(p), span: Span::new(i, i + p.len()) });
             i += p.len();
@@ -69,6 +76,23 @@ pub fn lex(src: &str) -> Result<Vec<Token>, Diagnostic> {
     }
     tokens.push(Token { tok: Tok::Eof, span: Span::new(src.len(), src.len()) });
     Ok(tokens)
+}
+
+/// Reads a string literal starting at the quote at `start`: the text up to the next quote on
+/// the same line. Strings name options (`mode="clip"`); they need no escapes.
+fn string(src: &str, start: usize) -> Result<(Tok, usize), Diagnostic> {
+    let rest = &src[start + 1..];
+    match rest.find(['"', '\n', '\\']) {
+        Some(n) if rest.as_bytes()[n] == b'"' => Ok((Tok::Str(rest[..n].to_string()), start + n + 2)),
+        Some(n) if rest.as_bytes()[n] == b'\\' => Err(Diagnostic::error("E0005", "escapes are not allowed in strings")
+            .at(Span::new(start + 1 + n, start + 2 + n), "a backslash")
+            .note("strings name options such as `mode=\"clip\"`")),
+        n => {
+            let end = start + 1 + n.unwrap_or(rest.len());
+            Err(Diagnostic::error("E0005", "unterminated string")
+                .at(Span::new(start, end), "no closing `\"` on this line"))
+        }
+    }
 }
 
 /// Reads a number literal starting at `start`: digits, an optional fraction and exponent.
@@ -148,7 +172,19 @@ mod tests {
         for (text, value) in [("1.", 1.0), ("1.5", 1.5), ("1.e5", 1e5), ("1.E-2", 0.01), ("1e5", 1e5), (".5", 0.5)] {
             assert_eq!(tokens(text), [Tok::Float(value), Tok::Eof], "{text}");
         }
-        assert!(lex("1.x").is_err());
+        assert_eq!(tokens("1.x"), [Tok::Int(1), Tok::Punct("."), Tok::Ident("x".into()), Tok::Eof]);
+    }
+
+    /// Strings run to the next quote on their line, without escapes.
+    #[test]
+    fn strings_are_quoted_text_on_one_line() {
+        assert_eq!(
+            tokens("mode=\"clip\""),
+            [Tok::Ident("mode".into()), Tok::Punct("="), Tok::Str("clip".into()), Tok::Eof]
+        );
+        for bad in ["\"clip", "\"a\nb\"", "\"a\\\"\""] {
+            assert_eq!(lex(bad).unwrap_err().code, "E0005", "{bad}");
+        }
     }
 
     /// A UTF-8 byte order mark is skipped; spans still count it.

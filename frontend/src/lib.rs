@@ -14,6 +14,7 @@
 pub mod ast;
 mod builtins;
 mod elab;
+mod indexing;
 pub mod lexer;
 pub mod parser;
 pub mod render;

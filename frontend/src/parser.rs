@@ -307,12 +307,14 @@ impl Parser {
     fn postfix(&mut self) -> PResult<Expr> {
         let depth = self.depth;
         let mut e = self.primary()?;
-        while self.is("[") || self.is("(") {
+        while self.is("[") || self.is("(") || self.is(".") {
             self.enter()?;
             let start = e.span;
             let base = Box::new(e);
             let kind = if self.eat("[") {
                 ExprKind::Index { base, items: self.comma_list("]", Self::index_item)? }
+            } else if self.eat(".") {
+                self.indexed_update(base)?
             } else {
                 self.bump();
                 ExprKind::Apply { func: base, args: self.comma_list(")", Self::arg)? }
@@ -321,6 +323,21 @@ impl Parser {
         }
         self.depth = depth;
         Ok(e)
+    }
+
+    /// After `x.`: `at[items].method(args)`, the only attribute arrays have.
+    fn indexed_update(&mut self, base: Box<Expr>) -> PResult<ExprKind> {
+        if !matches!(self.peek(), Tok::Ident(n) if n == "at") {
+            return Err(self.unexpected("`at` (as in `x.at[i].set(v)`)"));
+        }
+        self.bump();
+        self.expect("[")?;
+        let items = self.comma_list("]", Self::index_item)?;
+        self.expect(".")?;
+        let method = self.ident("an update method such as `set` or `add`")?;
+        self.expect("(")?;
+        let args = self.comma_list(")", Self::arg)?;
+        Ok(ExprKind::At { base, items, method, args })
     }
 
     /// A call argument: `value` or `keyword = value`.
@@ -367,6 +384,10 @@ impl Parser {
             Tok::Float(v) => {
                 self.bump();
                 ExprKind::Float(v)
+            }
+            Tok::Str(v) => {
+                self.bump();
+                ExprKind::Str(v)
             }
             Tok::Ident(name) if name == "if" => return self.conditional(),
             Tok::Ident(name) if name == "loop" || name == "scan" => return self.counted_loop(),

@@ -111,7 +111,7 @@ impl<'e> Resolver<'_, '_, 'e> {
 
     fn expr(&mut self, e: &'e Expr) {
         match &e.kind {
-            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) => {}
+            ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {}
             ExprKind::Name(n) => {
                 if let Some(b) = self.scope.iter_mut().rev().find(|b| b.name == n) {
                     b.used = true;
@@ -164,14 +164,12 @@ impl<'e> Resolver<'_, '_, 'e> {
             ExprKind::Neg(inner) => self.expr(inner),
             ExprKind::Index { base, items } => {
                 self.expr(base);
-                for item in items {
-                    match item {
-                        IndexItem::At(i) => self.expr(i),
-                        IndexItem::Range { start, stop, step, .. } => {
-                            [start, stop, step].into_iter().flatten().for_each(|p| self.expr(p))
-                        }
-                    }
-                }
+                self.index_items(items);
+            }
+            ExprKind::At { base, items, args, .. } => {
+                self.expr(base);
+                self.index_items(items);
+                args.iter().for_each(|a| self.expr(&a.value));
             }
             ExprKind::Tuple(items) | ExprKind::List(items) => items.iter().for_each(|i| self.expr(i)),
             ExprKind::Block(b) => self.block(b),
@@ -208,6 +206,17 @@ impl<'e> Resolver<'_, '_, 'e> {
                 self.expr(cond);
                 self.block(then);
                 self.expr(otherwise);
+            }
+        }
+    }
+
+    fn index_items(&mut self, items: &'e [IndexItem]) {
+        for item in items {
+            match item {
+                IndexItem::At(i) => self.expr(i),
+                IndexItem::Range { start, stop, step, .. } => {
+                    [start, stop, step].into_iter().flatten().for_each(|p| self.expr(p))
+                }
             }
         }
     }
