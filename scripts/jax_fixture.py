@@ -8,7 +8,8 @@ every parameter, on the inputs the file lists (float32 patterns, widened).
 
 Also writes tests/fixtures/indexing_jax.json: the functions of tests/fixtures/indexing.kn written
 with jax.numpy indexing, .at updates, take, take_along_axis and lax.dynamic_(update_)slice in
-float64, their results and the gradients of energy(result) with respect to the float parameters.
+float64, their results and the gradients of energy(result) with respect to the float parameters;
+and tests/fixtures/ops_jax.json likewise for tests/fixtures/ops.kn (jax.nn and jax.numpy ops).
 
 Run once, with JAX from PyPI:  python3 -m venv /tmp/jax && /tmp/jax/bin/pip install jax
                                /tmp/jax/bin/python scripts/jax_fixture.py
@@ -211,22 +212,64 @@ INDEXING = {
 }
 
 
-def indexing():
+def tri(x):
+    return jnp.tril(x, k=-1) + jnp.triu(x, k=2)
+
+
+def rounding(x):
+    return jnp.floor(x * 3.0) + jnp.ceil(x * 2.0) + jnp.round(x * 4.0) + jnp.trunc(x * 5.0) + jnp.sign(x)
+
+
+def logic(x, y):
+    f = lambda b: b.astype(jnp.float64)
+    return (f(jnp.logical_xor(x > 0.0, y > 0.0)) + f(jnp.logical_and(x, y > 0.5)) * 2.0
+            + f(jnp.logical_not(x > 0.3)) * 4.0 + f(jnp.logical_or(x > 0.9, y < -0.9)) * 8.0)
+
+
+# name: (function, parameters, whether energy(result) is differentiated)
+OPS = {
+    "gelu_tanh": (lambda x: jax.nn.gelu(x), [f((3, 4), 1, 2.0)], True),
+    "gelu_exact": (lambda x: jax.nn.gelu(x, approximate=False), [f((3, 4), 2, 2.0)], True),
+    "swish": (jax.nn.silu, [f((3, 4), 3, 2.0)], True),
+    "soft": (lambda x: jax.nn.softplus(x * 40.0), [f((3, 4), 4)], True),
+    "clipped": (lambda x: jnp.clip(x, -0.5, 0.7) + jnp.clip(x, max=0.2), [f((3, 4), 5)], True),
+    "variance": (lambda x: jnp.var(x, axis=1, ddof=1), [f((4, 5), 6)], True),
+    "spread": (lambda x: jnp.std(x, axis=0, keepdims=True), [f((4, 5), 7)], True),
+    "shapes": (lambda x: jnp.squeeze(jnp.expand_dims(jnp.stack([x, jnp.flip(x, axis=1)], axis=1), (0, 3))),
+               [f((3, 4), 8)], True),
+    "flipped": (jnp.flip, [f((3, 4), 9)], True),
+    "tri": (tri, [f((2, 4, 4), 10)], True),
+    "eyes": (lambda x: x * jnp.eye(3, 5, k=1, dtype=jnp.float64), [f((3, 5), 11)], True),
+    "rounding": (rounding, [f((3, 4), 12, 2.0)], True),
+    "halves": (lambda: jnp.round(jnp.arange(8, dtype=jnp.float64) * 0.5 - 2.0), [], False),
+    "largest": (lambda x: jnp.argmax(x, axis=1), [f((4, 5), 13)], False),
+    "smallest": (jnp.argmin, [f((4, 5), 14)], False),
+    "nan_largest": (lambda x: jnp.argmax(jnp.log(x)), [f((6,), 15)], False),
+    "nans": (lambda x: jnp.isnan(jnp.log(x)).astype(jnp.float64) + 2.0 * jnp.isfinite(jnp.log(x + 0.5)).astype(jnp.float64),
+             [f((6,), 16)], False),
+    "logic": (logic, [f((6,), 17), f((6,), 18)], False),
+}
+
+
+def agreed(table, file):
+    """Writes tests/fixtures/<file>: each function's result on its parameters (float patterns
+    or the integers listed) and, where asked, the gradients of energy(result) with respect to
+    the float parameters."""
     jax.config.update("jax_enable_x64", True)
     fixture = {"jax_version": jax.__version__, "functions": {}}
-    for name, (fn, specs) in INDEXING.items():
+    for name, (fn, specs, *smooth) in table.items():
         args = [jnp.asarray(pattern(s[1], s[2], s[3]).astype(np.float64)) if s[0] == "f" else jnp.asarray(np.array(s[2], dtype=np.int32))
                 for s in specs]
         floats = tuple(k for k, s in enumerate(specs) if s[0] == "f")
         value = fn(*args)
-        grads = jax.grad(lambda *a: energy(fn(*a)), argnums=floats)(*args)
+        grads = jax.grad(lambda *a: energy(fn(*a)), argnums=floats)(*args) if smooth in ([], [True]) else []
         fixture["functions"][name] = {
             "inputs": [{"shape": list(s[1]), "seed": s[2], "scale": s[3]} if s[0] == "f" else
                        {"shape": list(s[1]), "ints": np.ravel(np.array(s[2])).tolist()} for s in specs],
             "value": np.asarray(value, dtype=np.float64).ravel().tolist(),
             "grads": [np.asarray(g, dtype=np.float64).ravel().tolist() for g in grads],
         }
-    out = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "indexing_jax.json"
+    out = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / file
     out.write_text(json.dumps(fixture, indent=1) + "\n")
     print(f"wrote {out}")
 
@@ -234,4 +277,5 @@ def indexing():
 if __name__ == "__main__":
     main()
     loops()
-    indexing()
+    agreed(INDEXING, "indexing_jax.json")
+    agreed(OPS, "ops_jax.json")

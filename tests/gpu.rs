@@ -10,11 +10,11 @@ use kiln::{build, Options, Source};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The example and test programs, and the loops, scans, conditionals and indexing by data
-/// checked against JAX.
+/// The example and test programs, and the loops, scans, conditionals, indexing by data and
+/// ops checked against JAX.
 fn programs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![root.join("tests/fixtures/loops.kn"), root.join("tests/fixtures/indexing.kn")];
+    let mut files = ["loops", "indexing", "ops"].map(|f| root.join(format!("tests/fixtures/{f}.kn"))).to_vec();
     for dir in ["examples", "tests/run", "tests/rewrites"] {
         let mut stack = vec![root.join(dir)];
         while let Some(d) = stack.pop() {

@@ -53,7 +53,7 @@ const GENERICS: &[&str] = &[
     // A reduction over several axes: two reductions, the second the root of a row group whose
     // own initial value stays outside its loop.
     "fn maxall(x: f32[3, 2, 4, 4]) -> f32[3] { max(x, axis=[1, 2, 3]) }",
-    "fn flip(x: f32[33, 70]) -> f32[70, 33] { transpose(x) * 2.0 }",
+    "fn turn(x: f32[33, 70]) -> f32[70, 33] { transpose(x) * 2.0 }",
     "fn ints(a: i32[5, 99], b: i32[99]) -> i32[5, 99] { abs(a - b) * 3 }",
     "fn doubles(x: f64[3, 101]) -> f64[3, 101] { exp(x) + log(abs(x) + 1.0) + tanh(x) }",
     "fn short(x: f32[2, 3]) -> f32[2, 3] { exp(x) * x }",

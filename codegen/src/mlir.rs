@@ -296,6 +296,17 @@ impl Body {
                     let negated = self.op(format!("arith.subi {zero}, {x} : {t}"));
                     self.op(format!("arith.select {negative}, {negated}, {x} : {t}"))
                 }
+                // Integers are integral already.
+                UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round | UnaryOp::Trunc => x.to_string(),
+                // sign(x) = [x > 0] - [x < 0]
+                UnaryOp::Sign => {
+                    let zero = self.constant(Literal::Int(d, 0));
+                    let pos = self.op(format!("arith.cmpi sgt, {x}, {zero} : {t}"));
+                    let neg = self.op(format!("arith.cmpi slt, {x}, {zero} : {t}"));
+                    let p = self.op(format!("arith.extui {pos} : i1 to {t}"));
+                    let n = self.op(format!("arith.extui {neg} : i1 to {t}"));
+                    self.op(format!("arith.subi {p}, {n} : {t}"))
+                }
                 _ => unreachable!("float-only op {} on {d}", op.name()),
             };
         }
@@ -339,6 +350,20 @@ impl Body {
                 self.unless_one_or_infinite(x, &u, &r, d)
             }
             UnaryOp::Sqrt => self.op(format!("math.sqrt {x} : {t}")),
+            UnaryOp::Floor => self.op(format!("math.floor {x} : {t}")),
+            UnaryOp::Ceil => self.op(format!("math.ceil {x} : {t}")),
+            UnaryOp::Round => self.op(format!("math.roundeven {x} : {t}")),
+            UnaryOp::Trunc => self.op(format!("math.trunc {x} : {t}")),
+            // sign(x) = 1 where x > 0, -1 where x < 0, else x (±0 and NaN).
+            UnaryOp::Sign => {
+                let zero = self.constant(Literal::Float(d, 0.0));
+                let c1 = self.constant(one());
+                let m1 = self.constant(Literal::Float(d, -1.0));
+                let pos = self.op(format!("arith.cmpf ogt, {x}, {zero} : {t}"));
+                let neg = self.op(format!("arith.cmpf olt, {x}, {zero} : {t}"));
+                let r = self.op(format!("arith.select {neg}, {m1}, {x} : {t}"));
+                self.op(format!("arith.select {pos}, {c1}, {r} : {t}"))
+            }
             UnaryOp::Tanh if own => self.tanh(fmt, x),
             UnaryOp::Tanh => self.op(format!("math.tanh {x} : {t}")),
             UnaryOp::Sin if !self.libm => self.sin(fmt, x),

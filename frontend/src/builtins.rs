@@ -39,6 +39,27 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("take_along_axis", &["arr", "indices", "axis", "mode", "fill_value"], 2),
     ("dynamic_slice", &["operand", "start_indices", "slice_sizes"], 3),
     ("dynamic_update_slice", &["operand", "update", "start_indices"], 3),
+    ("gelu", &["x", "approximate"], 1),
+    ("silu", &["x"], 1),
+    ("softplus", &["x"], 1),
+    ("clip", &["x", "min", "max"], 1),
+    ("var", &["x", "axis", "ddof", "keepdims"], 1),
+    ("std", &["x", "axis", "ddof", "keepdims"], 1),
+    ("argmax", &["x", "axis", "keepdims"], 1),
+    ("argmin", &["x", "axis", "keepdims"], 1),
+    ("isnan", &["x"], 1),
+    ("isfinite", &["x"], 1),
+    ("logical_not", &["x"], 1),
+    ("logical_and", &["x", "y"], 2),
+    ("logical_or", &["x", "y"], 2),
+    ("logical_xor", &["x", "y"], 2),
+    ("squeeze", &["x", "axis"], 1),
+    ("expand_dims", &["x", "axis"], 2),
+    ("stack", &["arrays", "axis"], 1),
+    ("flip", &["x", "axis"], 1),
+    ("tril", &["x", "k"], 1),
+    ("triu", &["x", "k"], 1),
+    ("eye", &["n", "m", "k", "dtype"], 1),
 ];
 
 /// The parameters of a unary elementwise builtin.
@@ -62,11 +83,16 @@ pub fn is_builtin(name: &str) -> bool {
     names().any(|n| n == name)
 }
 
-/// The builtin argument that names a dtype rather than a value, by builtin and position:
-/// `cast(x, f32)`. Name resolution checks it as a dtype, not as a name in scope.
-pub const DTYPE_ARGUMENT: (&str, usize) = ("cast", 1);
+/// Whether the argument of builtin `callee` given at `position` (None for a keyword
+/// argument) or by `keyword` names a dtype rather than a value: `cast(x, f32)`,
+/// `eye(3, dtype=f64)`. Name resolution checks it as a dtype, not as a name in scope.
+pub fn is_dtype_argument(callee: &str, position: Option<usize>, keyword: Option<&str>) -> bool {
+    let Some((params, _)) = signature(callee) else { return false };
+    let param = keyword.or_else(|| position.and_then(|i| params.get(i).copied()));
+    param == Some("dtype") && params.contains(&"dtype")
+}
 
-/// The dtype an argument in the [`DTYPE_ARGUMENT`] position names (E0217 otherwise).
+/// The dtype a `dtype` argument names (E0217 otherwise).
 pub fn dtype_argument(e: &Expr) -> Result<DType, Diagnostic> {
     let ExprKind::Name(n) = &e.kind else {
         return Err(Diagnostic::error("E0217", "expected a dtype")
@@ -330,7 +356,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         }
         "cast" => {
             let (x, _) = tensor(el, env, 0)?;
-            let to = dtype_argument(b.get(DTYPE_ARGUMENT.1).expect("required"))?;
+            let to = dtype_argument(b.get(1).expect("required"))?;
             el.convert(x, to, span)?
         }
         // softmax(x) = exp(x - max(x)) * (1 / sum(exp(x - max(x)))) along `axis`: one division
@@ -547,6 +573,317 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let starts = starts_arg(el, env, b.get(2).expect("required"), &xt.shape)?;
             el.push(Op::DynamicUpdateSlice, [x, u].into_iter().chain(starts).collect(), span)?
         }
+        // gelu(x) = x Φ(x): with approximate=true (the default, as jax.nn.gelu) the tanh form
+        // x (0.5 (1 + tanh(sqrt(2/π) (x + 0.044715 x³)))), else x (erf(x / sqrt 2) + 1) / 2.
+        "gelu" => {
+            let (x, s) = tensor(el, env, 0)?;
+            let x = float_arg(el, x, s, name)?;
+            let dtype = el.ty(x).dtype;
+            let c = |el: &mut Elab, v: f64| el.lit_to(Lit::Float(v), dtype, span);
+            if bool_arg_or(el, env, b.get(1), true)? {
+                let x2 = binary(el, BinaryOp::Mul, x, x, span)?;
+                let x3 = binary(el, BinaryOp::Mul, x2, x, span)?;
+                let k = c(el, 0.044715)?;
+                let kx3 = binary(el, BinaryOp::Mul, k, x3, span)?;
+                let inner = binary(el, BinaryOp::Add, x, kx3, span)?;
+                let r = c(el, (2.0 / std::f64::consts::PI).sqrt())?;
+                let arg = binary(el, BinaryOp::Mul, r, inner, span)?;
+                let t = el.push(Op::Unary(UnaryOp::Tanh), vec![arg], span)?;
+                let one = c(el, 1.0)?;
+                let t1 = binary(el, BinaryOp::Add, one, t, span)?;
+                let half = c(el, 0.5)?;
+                let cdf = binary(el, BinaryOp::Mul, half, t1, span)?;
+                binary(el, BinaryOp::Mul, x, cdf, span)?
+            } else {
+                let root2 = c(el, std::f64::consts::SQRT_2)?;
+                let z = binary(el, BinaryOp::Div, x, root2, span)?;
+                let e = el.push(Op::Unary(UnaryOp::Erf), vec![z], span)?;
+                let one = c(el, 1.0)?;
+                let e1 = binary(el, BinaryOp::Add, e, one, span)?;
+                let p = binary(el, BinaryOp::Mul, x, e1, span)?;
+                let two = c(el, 2.0)?;
+                binary(el, BinaryOp::Div, p, two, span)?
+            }
+        }
+        // silu(x) = x sigmoid(x) (jax.nn.silu).
+        "silu" => {
+            let (x, s) = tensor(el, env, 0)?;
+            let x = float_arg(el, x, s, name)?;
+            let sg = el.push(Op::Unary(UnaryOp::Sigmoid), vec![x], span)?;
+            binary(el, BinaryOp::Mul, x, sg, span)?
+        }
+        // softplus(x) = log(1 + e^x) = max(x, 0) + log1p(exp(-|x|)): jax.nn.softplus, which is
+        // logaddexp(x, 0); never overflows.
+        "softplus" => {
+            let (x, s) = tensor(el, env, 0)?;
+            let x = float_arg(el, x, s, name)?;
+            let zero = el.lit_to(Lit::Float(0.0), el.ty(x).dtype, span)?;
+            let m = binary(el, BinaryOp::Max, x, zero, span)?;
+            let a = el.push(Op::Unary(UnaryOp::Abs), vec![x], span)?;
+            let na = el.push(Op::Unary(UnaryOp::Neg), vec![a], span)?;
+            let e = el.push(Op::Unary(UnaryOp::Exp), vec![na], span)?;
+            let l = el.push(Op::Unary(UnaryOp::Log1p), vec![e], span)?;
+            binary(el, BinaryOp::Add, m, l, span)?
+        }
+        // clip(x, min, max) = minimum(maximum(x, min), max), either bound optional (jnp.clip).
+        "clip" => {
+            let (x, s) = tensor(el, env, 0)?;
+            el.require_numeric(x, s, "clip")?;
+            let mut r = Val::Tensor(x);
+            for (i, op) in [(1, BinaryOp::Max), (2, BinaryOp::Min)] {
+                if let Some(e) = b.get(i) {
+                    let bound = el.eval(env, e)?;
+                    let v = el.unify(vec![(r, s), (bound, e.span)], span)?;
+                    r = Val::Tensor(el.push(Op::Binary(op), v, span)?);
+                }
+            }
+            el.tensor_arg(r, span)?
+        }
+        // var(x) = sum(|x - mean(x)|²) / (N - ddof) over `axis` (jnp.var); std = sqrt(var).
+        "var" | "std" => {
+            let (x, s) = tensor(el, env, 0)?;
+            let x = float_arg(el, x, s, name)?;
+            let rank = el.ty(x).rank();
+            let axes = match b.get(1) {
+                None => (0..rank).collect(),
+                Some(e) => axes_arg(el, env, e, rank)?,
+            };
+            let ddof = match b.get(2) {
+                None => 0,
+                Some(e) => el.const_int(env, e)?,
+            };
+            let keepdims = bool_arg(el, env, b.get(3))?;
+            let n: usize = axes.iter().map(|&a| el.ty(x).shape[a]).product();
+            let total = reduce(el, ReduceKind::Sum, x, &axes, true, span)?;
+            let count = el.lit_to(Lit::Float(n as f64), el.ty(x).dtype, span)?;
+            let mean = binary(el, BinaryOp::Div, total, count, span)?;
+            let centered = binary(el, BinaryOp::Sub, x, mean, span)?;
+            let squares = binary(el, BinaryOp::Mul, centered, centered, span)?;
+            let sum = reduce(el, ReduceKind::Sum, squares, &axes, keepdims, span)?;
+            let normalizer = el.lit_to(Lit::Float(n as f64 - ddof as f64), el.ty(x).dtype, span)?;
+            let v = binary(el, BinaryOp::Div, sum, normalizer, span)?;
+            if name == "std" {
+                el.push(Op::Unary(UnaryOp::Sqrt), vec![v], span)?
+            } else {
+                v
+            }
+        }
+        // argmax(x, axis): the first index of the largest element along `axis` (of all of x,
+        // flattened, without one), a NaN counting as the largest (jnp.argmax); argmin likewise.
+        "argmax" | "argmin" => {
+            let (x, s) = tensor(el, env, 0)?;
+            el.require_numeric(x, s, &format!("take `{name}` of"))?;
+            let (x, axis) = match b.get(1) {
+                None => (el.reshape(x, vec![el.ty(x).num_elements()], span)?, 0),
+                Some(e) => (x, axis_arg(el, env, e, el.ty(x).rank())?),
+            };
+            let keepdims = bool_arg(el, env, b.get(2))?;
+            let kind = if name == "argmax" { ReduceKind::Max } else { ReduceKind::Min };
+            let xt = el.ty(x).clone();
+            let extreme = reduce(el, kind, x, &[axis], true, span)?;
+            let extreme = el.broadcast(extreme, &xt.shape, span)?;
+            let mut hit = binary(el, BinaryOp::Eq, x, extreme, span)?;
+            if xt.dtype.is_float() {
+                // A NaN makes the extreme NaN, and the first NaN is the answer.
+                let nan_extreme = binary(el, BinaryOp::Ne, extreme, extreme, span)?;
+                let nan = binary(el, BinaryOp::Ne, x, x, span)?;
+                hit = el.push(Op::Select, vec![nan_extreme, nan, hit], span)?;
+            }
+            let position = el.push(Op::Iota { dtype: DType::I32, shape: xt.shape.clone(), axis }, vec![], span)?;
+            let past = el.lit_to(Lit::Int(xt.shape[axis] as i64), DType::I32, span)?;
+            let past = el.broadcast(past, &xt.shape, span)?;
+            let candidates = el.push(Op::Select, vec![hit, position, past], span)?;
+            reduce(el, ReduceKind::Min, candidates, &[axis], keepdims, span)?
+        }
+        // isnan(x) = x != x; isfinite(x) = |x| < inf (false for NaN); integers are neither NaN
+        // nor infinite.
+        "isnan" | "isfinite" => {
+            let (x, s) = tensor(el, env, 0)?;
+            el.require_numeric(x, s, &format!("apply `{name}` to"))?;
+            let ty = el.ty(x).clone();
+            if ty.dtype.is_float() {
+                if name == "isnan" {
+                    binary(el, BinaryOp::Ne, x, x, span)?
+                } else {
+                    let a = el.push(Op::Unary(UnaryOp::Abs), vec![x], span)?;
+                    let inf = el.lit_to(Lit::Float(f64::INFINITY), ty.dtype, span)?;
+                    binary(el, BinaryOp::Lt, a, inf, span)?
+                }
+            } else {
+                let c = el.lit_to(Lit::Bool(name == "isfinite"), DType::Bool, span)?;
+                el.broadcast(c, &ty.shape, span)?
+            }
+        }
+        // The logical ops take bools, or numbers as `x != 0` (jnp.logical_*).
+        "logical_not" | "logical_and" | "logical_or" | "logical_xor" => {
+            let arity = if name == "logical_not" { 1 } else { 2 };
+            let mut bools = vec![];
+            for i in 0..arity {
+                let e = b.get(i).expect("required");
+                let v = el.eval(env, e)?;
+                bools.push((Val::Tensor(truth(el, v, e.span)?), e.span));
+            }
+            let v = el.unify(bools, span)?;
+            let shape = el.ty(v[0]).shape.clone();
+            let constant = |el: &mut Elab, c: bool| -> R<Value> {
+                let c = el.lit_to(Lit::Bool(c), DType::Bool, span)?;
+                el.broadcast(c, &shape, span)
+            };
+            match name {
+                "logical_not" => {
+                    let no = constant(el, false)?;
+                    let yes = constant(el, true)?;
+                    el.push(Op::Select, vec![v[0], no, yes], span)?
+                }
+                "logical_and" => {
+                    let no = constant(el, false)?;
+                    el.push(Op::Select, vec![v[0], v[1], no], span)?
+                }
+                "logical_or" => {
+                    let yes = constant(el, true)?;
+                    el.push(Op::Select, vec![v[0], yes, v[1]], span)?
+                }
+                _ => el.push(Op::Binary(BinaryOp::Ne), v, span)?,
+            }
+        }
+        // squeeze(x, axis): x without the given axes of length 1 (all of them without `axis`).
+        "squeeze" => {
+            let (x, s) = tensor(el, env, 0)?;
+            let xt = el.ty(x).clone();
+            let axes = match b.get(1) {
+                None => (0..xt.rank()).filter(|&a| xt.shape[a] == 1).collect(),
+                Some(e) => {
+                    let axes = axes_arg(el, env, e, xt.rank())?;
+                    if let Some(&a) = axes.iter().find(|&&a| xt.shape[a] != 1) {
+                        return Err(Diagnostic::error(
+                            "E0210",
+                            format!("cannot squeeze axis {a} of {xt}: it has {} elements", xt.shape[a]),
+                        )
+                        .at(e.span, "not of length 1")
+                        .also(s, format!("this is {xt}")));
+                    }
+                    axes
+                }
+            };
+            let shape = (0..xt.rank()).filter(|a| !axes.contains(a)).map(|a| xt.shape[a]).collect();
+            el.reshape(x, shape, span)?
+        }
+        // expand_dims(x, axis): x with new axes of length 1 at the given positions of the result.
+        "expand_dims" => {
+            let (x, _) = tensor(el, env, 0)?;
+            let e = b.get(1).expect("required");
+            let xt = el.ty(x).clone();
+            let count = match &e.kind {
+                ExprKind::List(items) => items.len(),
+                _ => 1,
+            };
+            let axes = axes_arg(el, env, e, xt.rank() + count)?;
+            let mut dims = xt.shape.iter().copied();
+            let shape = (0..xt.rank() + axes.len())
+                .map(|a| if axes.contains(&a) { 1 } else { dims.next().expect("one per axis") })
+                .collect();
+            el.reshape(x, shape, span)?
+        }
+        // stack([a, b], axis) = concat of each with a new axis at `axis` (jnp.stack).
+        "stack" => {
+            let e = b.get(0).expect("required");
+            let ExprKind::List(items) = &e.kind else {
+                return Err(Diagnostic::error("E0212", "`stack` takes a list of arrays")
+                    .at(e.span, "not a list")
+                    .help("write `stack([a, b], axis=0)`"));
+            };
+            let mut vals = vec![];
+            for item in items {
+                vals.push((el.eval(env, item)?, item.span));
+            }
+            if vals.is_empty() {
+                return Err(Diagnostic::error("E0212", "`stack` needs at least one array").at(e.span, "empty list"));
+            }
+            let first = el.tensor_arg(vals[0].0.clone(), vals[0].1)?;
+            let ft = el.ty(first).clone();
+            let axis = match b.get(1) {
+                None => 0,
+                Some(a) => axis_arg(el, env, a, ft.rank() + 1)?,
+            };
+            let mut shape = ft.shape.clone();
+            shape.insert(axis, 1);
+            let mut parts = vec![];
+            let mut dtype = ft.dtype;
+            for (v, vs) in &vals {
+                let t = el.tensor_arg(v.clone(), *vs)?;
+                let ty = el.ty(t).clone();
+                if ty.shape != ft.shape {
+                    return Err(Diagnostic::error("E0212", format!("cannot stack {ft} and {ty}"))
+                        .at(*vs, format!("this is {ty}"))
+                        .also(vals[0].1, format!("this is {ft}"))
+                        .note("stacked arrays have one shape"));
+                }
+                dtype = promote(dtype, ty.dtype);
+                parts.push((t, *vs));
+            }
+            let mut vs = vec![];
+            for (t, ts) in parts {
+                let t = el.convert(t, dtype, ts)?;
+                vs.push(el.reshape(t, shape.clone(), ts)?);
+            }
+            if vs.len() == 1 {
+                vs[0]
+            } else {
+                el.push(Op::Concat { axis }, vs, span)?
+            }
+        }
+        // flip(x, axis): x with the order of the given axes (all without `axis`) reversed.
+        "flip" => {
+            let (x, _) = tensor(el, env, 0)?;
+            let xt = el.ty(x).clone();
+            let axes = match b.get(1) {
+                None => (0..xt.rank()).collect(),
+                Some(e) => axes_arg(el, env, e, xt.rank())?,
+            };
+            let reversed = |a: usize| axes.contains(&a) && xt.shape[a] > 1;
+            if !(0..xt.rank()).any(reversed) {
+                x
+            } else {
+                let start = (0..xt.rank()).map(|a| if reversed(a) { xt.shape[a] - 1 } else { 0 }).collect();
+                let step = (0..xt.rank()).map(|a| if reversed(a) { -1 } else { 1 }).collect();
+                el.push(Op::Slice { start, step, shape: xt.shape.clone() }, vec![x], span)?
+            }
+        }
+        // tril(x, k): x where column - row <= k over the last two axes, else 0; triu: >= k.
+        "tril" | "triu" => {
+            let (x, s) = tensor(el, env, 0)?;
+            let xt = el.ty(x).clone();
+            if xt.rank() < 2 {
+                return Err(Diagnostic::error("E0205", format!("`{name}` needs an array with at least two axes"))
+                    .at(s, format!("this is {xt}")));
+            }
+            let k = match b.get(1) {
+                None => 0,
+                Some(e) => el.const_int(env, e)?,
+            };
+            let keep = diagonal_band(el, &xt.shape, k, if name == "tril" { BinaryOp::Le } else { BinaryOp::Ge }, span)?;
+            let zero = el.lit_to(Lit::Int(0), xt.dtype, span)?;
+            let zero = el.broadcast(zero, &xt.shape, span)?;
+            el.push(Op::Select, vec![keep, x, zero], span)?
+        }
+        // eye(n, m, k, dtype): ones on the k-th diagonal of an n x m matrix (jnp.eye).
+        "eye" => {
+            let n = positive_int(el, env, b.get(0).expect("required"))?;
+            let m = match b.get(1) {
+                None => n,
+                Some(e) => positive_int(el, env, e)?,
+            };
+            let k = match b.get(2) {
+                None => 0,
+                Some(e) => el.const_int(env, e)?,
+            };
+            let dtype = match b.get(3) {
+                None => DType::F32,
+                Some(e) => dtype_argument(e)?,
+            };
+            let on = diagonal_band(el, &[n, m], k, BinaryOp::Eq, span)?;
+            el.convert(on, dtype, span)?
+        }
         "arange" => {
             let e = b.get(0).expect("required");
             let n = positive_int(el, env, e)?;
@@ -570,6 +907,26 @@ fn values<'a>(el: &mut Elab<'a>, env: &mut Env, b: &Bound<'a>, idx: &[usize]) ->
             Ok((el.eval(env, e)?, e.span))
         })
         .collect()
+}
+
+/// Where (column - row) `cmp` k over the last two axes of `shape`.
+fn diagonal_band(el: &mut Elab, shape: &[usize], k: i64, cmp: BinaryOp, span: Span) -> R<Value> {
+    let r = shape.len();
+    let row = el.push(Op::Iota { dtype: DType::I64, shape: shape.to_vec(), axis: r - 2 }, vec![], span)?;
+    let col = el.push(Op::Iota { dtype: DType::I64, shape: shape.to_vec(), axis: r - 1 }, vec![], span)?;
+    let offset = binary(el, BinaryOp::Sub, col, row, span)?;
+    let k = el.lit_to(Lit::Int(k), DType::I64, span)?;
+    binary(el, cmp, offset, k, span)
+}
+
+/// A value as bools: bools as they are, numbers as `x != 0`.
+fn truth(el: &mut Elab, v: Val, span: Span) -> R<Value> {
+    let t = el.tensor_arg(v, span)?;
+    if el.ty(t).dtype == DType::Bool {
+        return Ok(t);
+    }
+    let zero = el.lit_to(Lit::Int(0), el.ty(t).dtype, span)?;
+    binary(el, BinaryOp::Ne, t, zero, span)
 }
 
 /// An argument of integer indices (E0231 otherwise).
@@ -739,7 +1096,12 @@ fn axes_or_last<'a>(
 }
 
 fn bool_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>) -> R<bool> {
-    let Some(e) = e else { return Ok(false) };
+    bool_arg_or(el, env, e, false)
+}
+
+/// A `true`/`false` argument, `default` when absent.
+fn bool_arg_or<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>, default: bool) -> R<bool> {
+    let Some(e) = e else { return Ok(default) };
     match el.eval(env, e)? {
         Val::Lit(Lit::Bool(b)) => Ok(b),
         v => {

@@ -140,7 +140,8 @@ impl<'e> Resolver<'_, '_, 'e> {
                         positional += 1;
                         positional - 1
                     });
-                    if position.is_some_and(|i| (callee.name.as_str(), i) == crate::builtins::DTYPE_ARGUMENT) {
+                    let keyword = a.keyword.as_ref().map(|k| k.name.as_str());
+                    if crate::builtins::is_dtype_argument(&callee.name, position, keyword) {
                         if let Err(e) = crate::builtins::dtype_argument(&a.value) {
                             self.errors.push(e);
                         }

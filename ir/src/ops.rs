@@ -96,7 +96,7 @@ macro_rules! float_trait {
     };
 }
 
-float_trait!(exp, exp_m1, ln, ln_1p, sqrt, tanh, sin, cos, abs);
+float_trait!(exp, exp_m1, ln, ln_1p, sqrt, tanh, sin, cos, abs, floor, ceil, round_ties_even, trunc);
 
 /// IEEE 754-2019 `maximum`: NaN propagates and +0 is greater than -0 (jax.numpy.maximum).
 pub fn float_max<T: Float>(a: T, b: T) -> T {
@@ -215,6 +215,25 @@ unary_ops! {
     Cos     "cos"     Float   call   reals,        |x| x.cos(),           none;
     // erf(x) = 2/sqrt(pi) times the integral of exp(-t^2) from 0 to x (the Gauss error function)
     Erf     "erf"     Float   call   reals,        |x| x.erf(),           none;
+    // Rounding to an integral value (identity on integers, as jax.numpy): toward -inf, toward
+    // +inf, to the nearest with halves to even (numpy's round), toward 0. Exact.
+    Floor   "floor"   Numeric call   reals,        |x| x.floor(),         (|i| i);
+    Ceil    "ceil"    Numeric call   reals,        |x| x.ceil(),          (|i| i);
+    Round   "round"   Numeric call   reals,        |x| x.round_ties_even(), (|i| i);
+    Trunc   "trunc"   Numeric call   reals,        |x| x.trunc(),         (|i| i);
+    // sign(x) = -1, 0 or 1 by the sign of x: NaN for NaN, and x itself for ±0.
+    Sign    "sign"    Numeric call   reals,        |x| float_sign(x),     (|i| i.signum());
+}
+
+/// sign(x) on floats (see the `Sign` row).
+fn float_sign<T: Float>(x: T) -> T {
+    if x > T::ZERO {
+        T::ONE
+    } else if x < T::ZERO {
+        -T::ONE
+    } else {
+        x
+    }
 }
 
 /// The logistic function, as every lowering computes it (see the `Sigmoid` row).
@@ -673,7 +692,17 @@ impl Op {
     /// sign, shape ops move elements, and a conversion rounds as IEEE says.
     pub fn inexact(&self) -> bool {
         match self {
-            Op::Unary(u) => !matches!(u, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sqrt),
+            Op::Unary(u) => !matches!(
+                u,
+                UnaryOp::Neg
+                    | UnaryOp::Abs
+                    | UnaryOp::Sqrt
+                    | UnaryOp::Floor
+                    | UnaryOp::Ceil
+                    | UnaryOp::Round
+                    | UnaryOp::Trunc
+                    | UnaryOp::Sign
+            ),
             Op::Binary(b) => *b == BinaryOp::Pow,
             Op::Reduce { kind, .. } => *kind == ReduceKind::Sum,
             Op::Dot | Op::Conv(_) => true,

@@ -104,6 +104,9 @@ fn blas_scratch_bytes(gpu: &str) -> u64 {
 /// Math ops and the LLVM intrinsic the NVPTX backend selects for each (per element type).
 const INTRINSICS: &[(&str, &str)] = &[
     ("math.floor", "llvm.floor"),
+    ("math.ceil", "llvm.ceil"),
+    ("math.roundeven", "llvm.roundeven"),
+    ("math.trunc", "llvm.trunc"),
     ("math.absf", "llvm.fabs"),
     ("math.copysign", "llvm.copysign"),
     ("math.sqrt", "llvm.sqrt"),

@@ -76,6 +76,9 @@ fn unary_derivative(b: &mut Builder, op: UnaryOp, x: Value, y: Value) -> Value {
             let s = b.unary(UnaryOp::Sin, x);
             b.neg(s)
         }
+        // Piecewise constant: d floor(x) = d ceil(x) = d round(x) = d trunc(x) = d sign(x) = 0
+        // (JAX's derivative, away from the jumps).
+        UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round | UnaryOp::Trunc | UnaryOp::Sign => b.zeros(&ty),
         // d erf(x) = 2/sqrt(pi) exp(-x^2)
         UnaryOp::Erf => {
             let x2 = b.mul(x, x);
