@@ -274,8 +274,115 @@ def agreed(table, file):
     print(f"wrote {out}")
 
 
+class Lcg:
+    """examples/gpt/main.c's generator: a 64-bit LCG (Knuth's MMIX constants), its high 32 bits."""
+
+    def __init__(self):
+        self.state = 1
+
+    def u32(self):
+        self.state = (self.state * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        return self.state >> 32
+
+    def uniform(self):
+        return np.float32(self.u32() >> 8) / np.float32(16777216.0)
+
+
+GPT_D, GPT_LAYERS, GPT_HEADS, GPT_CONTEXT, GPT_VOCAB = 128, 4, 4, 64, 16
+# (shape, half-width of the uniform initial values; "gain" for ones), in gpt.kn's `unpack` order.
+GPT_PARTS = [((16, 128), 0.0346), ((64, 128), 0.0346), ((4, 128), "gain"), ((4, 128), 0.0),
+             ((4, 128, 384), 0.0346), ((4, 128, 128), 0.0122), ((4, 128), "gain"), ((4, 128), 0.0),
+             ((4, 128, 512), 0.0346), ((4, 512), 0.0), ((4, 512, 128), 0.0122), ((4, 128), 0.0),
+             ((128,), "gain"), ((128,), 0.0), ((128, 16), 0.0346)]
+
+
+def gpt_init(rng):
+    parts = []
+    for shape, scale in GPT_PARTS:
+        n = int(np.prod(shape))
+        if scale == "gain":
+            parts.append(np.ones(n, np.float32))
+        elif scale == 0.0:
+            parts.append(np.zeros(n, np.float32))
+        else:
+            parts.append(np.array([np.float32(scale) * (np.float32(2.0) * rng.uniform() - np.float32(1.0)) for _ in range(n)],
+                                  np.float32))
+    return np.concatenate(parts)
+
+
+def gpt_unpack(p):
+    out, at = [], 0
+    for shape, _ in GPT_PARTS:
+        n = int(np.prod(shape))
+        out.append(p[at:at + n].reshape(shape))
+        at += n
+    return out
+
+
+def layer_norm(x, g, b):
+    mu = jnp.mean(x, axis=-1, keepdims=True)
+    return (x - mu) * jax.lax.rsqrt(jnp.var(x, axis=-1, keepdims=True) + 1e-5) * g + b
+
+
+def gpt_logits(tokens, p):
+    tok, pos, ln1g, ln1b, w_qkv, w_o, ln2g, ln2b, w_fc, b_fc, w_proj, b_proj, lnfg, lnfb, head = gpt_unpack(p)
+    bsz, t = tokens.shape
+    x = tok[tokens] + pos
+
+    def block(h, w):
+        g1, b1, wq, wo, g2, b2, wf, bf, wp, bp = w
+        qkv = layer_norm(h, g1, b1) @ wq
+        heads = lambda a: a.reshape(bsz, t, GPT_HEADS, -1).transpose(0, 2, 1, 3)
+        q, k, v = heads(qkv[..., :GPT_D]), heads(qkv[..., GPT_D:2 * GPT_D]), heads(qkv[..., 2 * GPT_D:])
+        scores = q @ k.transpose(0, 1, 3, 2) * jax.lax.rsqrt(jnp.float32(GPT_D / GPT_HEADS))
+        weights = jax.nn.softmax(jnp.where(jnp.tril(jnp.ones((t, t), bool)), scores, -1e9), axis=-1)
+        a = h + (weights @ v).transpose(0, 2, 1, 3).reshape(bsz, t, GPT_D) @ wo
+        return a + jax.nn.gelu(layer_norm(a, g2, b2) @ wf + bf) @ wp + bp, None
+
+    h, _ = jax.lax.scan(block, x, (ln1g, ln1b, w_qkv, w_o, ln2g, ln2b, w_fc, b_fc, w_proj, b_proj))
+    return layer_norm(h, lnfg, lnfb) @ head
+
+
+def gpt_loss(p, text):
+    logits = gpt_logits(text[:, :GPT_CONTEXT], p)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, text[:, 1:, None], axis=-1))
+
+
+@jax.jit
+def gpt_step(p, m, v, t, text):
+    loss, g = jax.value_and_grad(gpt_loss)(p, text)
+    m2 = 0.9 * m + 0.1 * g
+    v2 = 0.95 * v + 0.05 * g * g
+    m_hat = m2 / (1.0 - jnp.power(jnp.float32(0.9), t))
+    v_hat = v2 / (1.0 - jnp.power(jnp.float32(0.95), t))
+    return loss, p - 1e-3 * (m_hat / (jnp.sqrt(v_hat) + 1e-8) + 0.01 * p), m2, v2
+
+
+def gpt(steps=50):
+    """Writes tests/fixtures/gpt_jax.json: the losses of examples/gpt's first `steps` AdamW steps,
+    from main.c's initial parameters and batches, computed by the same model in JAX (float32)."""
+    jax.config.update("jax_enable_x64", False)
+    root = pathlib.Path(__file__).resolve().parent.parent
+    text = (root / "examples" / "gpt" / "sums.txt").read_text()
+    codes = np.array(["0123456789+=\n".index(c) for c in text], np.int32)
+    rng = Lcg()
+    p = jnp.asarray(gpt_init(rng))
+    m, v = jnp.zeros_like(p), jnp.zeros_like(p)
+    losses = []
+    for s in range(steps):
+        starts = [rng.u32() % (len(codes) - 65) for _ in range(16)]
+        batch = jnp.asarray(np.stack([codes[a:a + 65] for a in starts]))
+        loss, p, m, v = gpt_step(p, m, v, jnp.float32(s + 1), batch)
+        losses.append(float(loss))
+    out = root / "tests" / "fixtures" / "gpt_jax.json"
+    out.write_text(json.dumps({"jax_version": jax.__version__, "losses": losses}, indent=1) + "\n")
+    print(f"wrote {out}: loss {losses[0]:.6f} to {losses[-1]:.6f}")
+
+
 if __name__ == "__main__":
     main()
     loops()
     agreed(INDEXING, "indexing_jax.json")
     agreed(OPS, "ops_jax.json")
+    gpt()

@@ -17,7 +17,7 @@ struct Case {
     step: Option<(String, usize)>,
     /// The same computation in JAX: Python defining `f` on the same parameters, jitted and
     /// timed on the same inputs when `--python` has JAX.
-    jax: Option<&'static str>,
+    jax: Option<String>,
 }
 
 impl Case {
@@ -70,20 +70,42 @@ export value_and_grad(loss, wrt=[x, w]) as f;"
             , true),
         Case {
             step: Some((format!("{CELL}export cell as f;"), STEPS)),
-            jax: Some(JAX_RNN_FORWARD),
+            jax: Some(JAX_RNN_FORWARD.into()),
             ..Case::new("RNN 32x128, 64 steps (a fold over rows)", format!("{CELL}{RNN_PARAMS} -> f32[32, 128] {{
     loop h = h0 for x in xs {{ cell(h, x, w, u, b) }}
 }}"), true)
         },
         Case {
-            jax: Some(JAX_RNN_GRAD),
+            jax: Some(JAX_RNN_GRAD.into()),
             ..Case::new("RNN 32x128, 64 steps, value_and_grad (scan)", format!("{CELL}{} -> f32 {{
     let (_, hs) = scan h = h0 for x in xs {{ let next = cell(h, x, w, u, b); (next, next) }};
     sum(hs * hs)
 }}
 export value_and_grad(loss, wrt=[h0, xs, w, u, b]) as f;", RNN_PARAMS.replace("fn f", "fn loss")), true)
         },
+        Case {
+            jax: Some(jax_gpt_step()),
+            ..Case::new("GPT training step (examples/gpt: 4 layers, width 128, batch 16x64, AdamW)", gpt_step(), true)
+        },
     ]
+}
+
+/// examples/gpt/gpt.kn with its training step exported as `f`.
+fn gpt_step() -> String {
+    let model = GPT.split("\nexport ").next().expect("gpt.kn has exports");
+    format!("{model}\nexport step as f;\n")
+}
+
+const GPT: &str = include_str!("../examples/gpt/gpt.kn");
+
+/// The same step in JAX: scripts/jax_fixture.py's `gpt_step` (the script without its main
+/// block), on the token codes kiln's benchmark passes (zeros).
+fn jax_gpt_step() -> String {
+    let script = include_str!("../scripts/jax_fixture.py");
+    let definitions = script.split("\nif __name__ == \"__main__\":").next().expect("the script's definitions");
+    format!(
+        "{definitions}\ndef f(p, m, v, t, text):\n    return gpt_step(p, m, v, t, jnp.zeros(text.shape, jnp.int32))\n"
+    )
 }
 
 /// The parameters of the RNN benchmarks.
@@ -312,7 +334,7 @@ pub fn run(options: &BenchOptions) -> Result<String, Error> {
             None => "-".into(),
         };
         let jax = case.jax.map_or("-".into(), |definition| {
-            jax_time(&options.python, definition, &m.shapes, options.runs, options.threads)
+            jax_time(&options.python, &definition, &m.shapes, options.runs, options.threads)
                 .map_or("no JAX".into(), |t| format!("{:.2}x", m.time / t))
         });
         out.push_str(&format!(

@@ -7,7 +7,9 @@
 //!   whose header has a `// run` line (every example) are compiled and every export is checked
 //!   against the interpreter on random inputs drawn per run. A header line `// input scale: S`
 //!   multiplies the float inputs by S: a recurrent network with weights up to 4 is chaotic, and
-//!   its results then say nothing about the compiler.
+//!   its results then say nothing about the compiler. A header line `// not interpreted: REASON`
+//!   keeps a program too large for the interpreter to the snapshot (examples/gpt, which
+//!   tests/training.rs checks against JAX).
 
 mod common;
 
@@ -83,7 +85,7 @@ fn check_and_run(path: &Path, rng: &mut Rng) {
     insta::assert_snapshot!(format!("ir_{}", stem(path)), kiln_ir::text::print_module(&module));
     let runs = path.starts_with(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
         || src.text.lines().take_while(|l| l.starts_with("//")).any(|l| l.trim() == "// run");
-    if !runs {
+    if !runs || !common::interpreted(&src.text) {
         return;
     }
     // Compiled as written, and after the pass pipeline (saturation, dce): both against the

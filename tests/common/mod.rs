@@ -400,6 +400,13 @@ pub fn input_scale(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Whether a program's header lets the suites run it in the interpreter: not when it says
+/// `// not interpreted: REASON` (a model whose every call costs the interpreter minutes,
+/// checked another way, as the reason says).
+pub fn interpreted(text: &str) -> bool {
+    !text.lines().take_while(|l| l.starts_with("//")).any(|l| l.starts_with("// not interpreted: "))
+}
+
 /// `t` times `scale`, if it is a float array.
 pub fn scaled(t: &Tensor, scale: f64) -> Tensor {
     let data = match &t.data {

@@ -38,7 +38,7 @@
 
 use crate::context::Mlir;
 use crate::edit::{cloned, element_bytes, erase, first_use_from, function_bodies, key, remap, segment_sizes, symbol};
-use melior::ir::attribute::{ArrayAttribute, AttributeLike, FlatSymbolRefAttribute};
+use melior::ir::attribute::{ArrayAttribute, AttributeLike, FlatSymbolRefAttribute, IntegerAttribute};
 use melior::ir::operation::{OperationLike, OperationRef, WalkOrder, WalkResult};
 use melior::ir::r#type::{MemRefType, ShapedTypeLike, TypeLike};
 use melior::ir::{Attribute, BlockLike, BlockRef, Module, RegionLike, Type, Value, ValueLike};
@@ -57,6 +57,23 @@ const WARP: usize = 32;
 const MIN_EXTENT: usize = 64;
 /// The prefix of the functions that stand for generic bodies in a launch template.
 const BODY: &str = "kiln_body_";
+
+/// The op that reads a loop coordinate inside a linalg body.
+const LOOP_INDEX: &str = "linalg.index";
+
+/// Whether a linalg body reads its loop coordinates.
+fn reads_coordinates(body: &BlockRef) -> bool {
+    let mut reads = false;
+    let mut next = body.first_operation();
+    while let Some(op) = next {
+        next = op.next_in_block();
+        op.walk(WalkOrder::PreOrder, |o| {
+            reads |= o.name().as_string_ref().as_str() == Ok(LOOP_INDEX);
+            WalkResult::Advance
+        });
+    }
+    reads
+}
 
 /// The identity of combining operator `op` on element type `ty`, as an `arith.constant` value.
 fn identity(op: &str, ty: &str) -> Option<String> {
@@ -164,6 +181,9 @@ enum Kind {
         uses_out: bool,
         /// The combining operator of a reduction.
         combiner: Option<String>,
+        /// Whether the body reads its loop coordinates (`linalg.index`, as a strided slice or a
+        /// gather fused into it does): its call then passes them, one per loop.
+        indexed: bool,
     },
 }
 
@@ -232,6 +252,7 @@ impl Op {
                 WalkResult::Advance
             });
         }
+        let indexed = reads_coordinates(&body);
         let combiner = if reduced.contains(&true) {
             // The body ends by combining the output with one value: `%r = OP %out, %x`.
             if !yielded.is_operation_result() {
@@ -257,7 +278,7 @@ impl Op {
             extents,
             reduced,
             elem,
-            kind: Kind::Generic { uses_out: out_uses > 0, combiner },
+            kind: Kind::Generic { uses_out: out_uses > 0, combiner, indexed },
         })
     }
 
@@ -444,7 +465,7 @@ impl Launch {
                 self.line(2, format!("memref.store {value}, {out_place}"));
                 self.line(1, "}".into());
             }
-            Kind::Generic { uses_out, combiner } => {
+            Kind::Generic { uses_out, combiner, indexed } => {
                 self.line(1, format!("{pq}extent = arith.constant {inner_extent} : index"));
                 let loop_head = match combiner {
                     Some(combiner) => {
@@ -475,6 +496,13 @@ impl Launch {
                     self.line(2, format!("{pq}old = memref.load {out_place}"));
                     args.push(format!("{pq}old"));
                     types.push(elem.to_string());
+                }
+                if *indexed {
+                    // The coordinates of every loop: the block's row, the thread's positions.
+                    for d in 0..op.extents.len() {
+                        args.push(index.get(&d).cloned().unwrap_or(format!("{pq}d{d}")));
+                        types.push("index".into());
+                    }
                 }
                 let callee = format!("{BODY}{q}");
                 self.line(
@@ -757,9 +785,16 @@ fn splice<'c, 'a>(
         let generic_body = generic.region(0).ok().and_then(|r| r.first_block()).ok_or("a generic without a body")?;
         let mut inner_map: BTreeMap<usize, MlirValue> = BTreeMap::new();
         // The call passes the loaded inputs, then the accumulator or old output when the body
-        // reads it: a prefix of the body's arguments.
-        for (i, operand) in call.operands().enumerate() {
-            inner_map.insert(key(generic_body.argument(i).map_err(|e| e.to_string())?.to_raw()), operand.to_raw());
+        // reads it (a prefix of the body's arguments), then, when the body reads them, the
+        // coordinates of its loops, which replace its `linalg.index` ops.
+        let operands: Vec<MlirValue> = call.operands().map(|v| v.to_raw()).collect();
+        let loops = elements(generic.attribute("iterator_types").map_err(|e| e.to_string())?)
+            .ok_or("a generic without iterator types")?
+            .len();
+        let passed = if reads_coordinates(&generic_body) { loops } else { 0 };
+        let (arguments, coordinates) = operands.split_at(operands.len() - passed);
+        for (i, &operand) in arguments.iter().enumerate() {
+            inner_map.insert(key(generic_body.argument(i).map_err(|e| e.to_string())?.to_raw()), operand);
         }
         let mut yielded = None;
         let mut next = generic_body.first_operation();
@@ -767,6 +802,12 @@ fn splice<'c, 'a>(
             next = op.next_in_block();
             if op.name().as_string_ref().as_str() == Ok("linalg.yield") {
                 yielded = op.operand(0).ok().map(|v| v.to_raw());
+                continue;
+            }
+            if op.name().as_string_ref().as_str() == Ok(LOOP_INDEX) {
+                let dim = op.attribute("dim").ok().and_then(|a| IntegerAttribute::try_from(a).ok());
+                let coordinate = dim.and_then(|d| coordinates.get(d.value() as usize)).ok_or("a bad linalg.index")?;
+                inner_map.insert(key(op.result(0).map_err(|e| e.to_string())?.to_raw()), *coordinate);
                 continue;
             }
             let copy = call_block.insert_operation_before(call, cloned(&op));
