@@ -241,6 +241,13 @@ OPS = {
     "tri": (tri, [f((2, 4, 4), 10)], True),
     "eyes": (lambda x: x * jnp.eye(3, 5, k=1, dtype=jnp.float64), [f((3, 5), 11)], True),
     "rounding": (rounding, [f((3, 4), 12, 2.0)], True),
+    "running": (lambda x: jnp.cumsum(x, axis=1) + jnp.cumprod(x, axis=0) + jax.lax.cummax(x, axis=1)
+                - jax.lax.cummin(x, axis=0), [f((3, 4), 19, 1.5)], True),
+    "running_flat": (jnp.cumsum, [f((3, 4), 20)], True),
+    "padded": (lambda x: jnp.pad(x, [[2, 2], [0, 3]], constant_values=0.5) + jnp.pad(x, [[3, 1], [1, 2]], mode="edge")
+               + jnp.pad(x, [[2, 2], [3, 0]], mode="reflect"), [f((3, 4), 21)], True),
+    "masked": (lambda x: jnp.sum(x, axis=1, where=x > 0.0) + jnp.mean(x, axis=1, where=x < 0.9)
+               + jnp.max(x, axis=1, where=x < 0.3, initial=-1.0) + jnp.min(x, axis=1, initial=0.1), [f((3, 4), 22)], True),
     "halves": (lambda: jnp.round(jnp.arange(8, dtype=jnp.float64) * 0.5 - 2.0), [], False),
     "largest": (lambda x: jnp.argmax(x, axis=1), [f((4, 5), 13)], False),
     "smallest": (jnp.argmin, [f((4, 5), 14)], False),

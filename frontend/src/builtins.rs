@@ -5,9 +5,10 @@
 use crate::ast::{Arg, Expr, ExprKind, Ident};
 use crate::elab::{broadcast_shapes, plural, promote, resolve_dtype, suggest, Elab, Env, Lit, Val};
 use crate::indexing::{self, Item, Mode};
+use kiln_ir::ops::Bodies;
 use kiln_ir::ops::Domain;
 use kiln_ir::types::format_shape;
-use kiln_ir::{BinaryOp, ConvWindow, DType, Diagnostic, Op, ReduceKind, Span, UnaryOp, Value};
+use kiln_ir::{BinaryOp, ConvWindow, DType, Diagnostic, Func, Op, ReduceKind, Span, TensorType, UnaryOp, Value};
 
 type R<T> = Result<T, Diagnostic>;
 
@@ -20,10 +21,10 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("minimum", &["x", "y"], 2),
     ("pow", &["x", "y"], 2),
     ("where", &["condition", "x", "y"], 3),
-    ("sum", &["x", "axis", "keepdims"], 1),
-    ("mean", &["x", "axis", "keepdims"], 1),
-    ("max", &["x", "axis", "keepdims"], 1),
-    ("min", &["x", "axis", "keepdims"], 1),
+    ("sum", &["x", "axis", "keepdims", "where", "initial"], 1),
+    ("mean", &["x", "axis", "keepdims", "where", "initial"], 1),
+    ("max", &["x", "axis", "keepdims", "where", "initial"], 1),
+    ("min", &["x", "axis", "keepdims", "where", "initial"], 1),
     ("reshape", &["x", "shape"], 2),
     ("transpose", &["x", "axes"], 1),
     ("broadcast_to", &["x", "shape"], 2),
@@ -60,6 +61,11 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("tril", &["x", "k"], 1),
     ("triu", &["x", "k"], 1),
     ("eye", &["n", "m", "k", "dtype"], 1),
+    ("cumsum", &["a", "axis"], 1),
+    ("cumprod", &["a", "axis"], 1),
+    ("cummax", &["a", "axis"], 1),
+    ("cummin", &["a", "axis"], 1),
+    ("pad", &["array", "pad_width", "mode", "constant_values"], 2),
 ];
 
 /// The parameters of a unary elementwise builtin.
@@ -246,11 +252,58 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 _ => x,
             };
             let x = if name == "mean" { el.float_of(x, s)? } else { x };
-            let r = reduce(el, kind, x, &axes, keepdims, span)?;
+            let initial = b.get(4).map(|e| el.const_lit(env, e)).transpose()?;
+            // where=mask: the reduction over the elements where mask holds (broadcast to x),
+            // the others counting as the identity, as jnp's; max and min have none, so they
+            // take `initial=` (included in the reduction) instead.
+            let mask = match b.get(3) {
+                None => None,
+                Some(e) => {
+                    if initial.is_none() && kind != ReduceKind::Sum {
+                        return Err(Diagnostic::error(
+                            "E0201",
+                            format!("`{name}` with `where=` is missing argument `initial`"),
+                        )
+                        .at(e.span, "a mask needs a value for the reduction of no element")
+                        .help(format!("give one, e.g. `{name}(x, where=m, initial=0.0)`")));
+                    }
+                    Some(mask_arg(el, env, e, x)?)
+                }
+            };
+            let masked = match mask {
+                None => x,
+                Some(m) => {
+                    let dtype = el.ty(x).dtype;
+                    let fill =
+                        el.lit_to(initial.filter(|_| kind != ReduceKind::Sum).unwrap_or(Lit::Int(0)), dtype, span)?;
+                    let fill = el.broadcast(fill, &el.ty(x).shape.clone(), span)?;
+                    el.push(Op::Select, vec![m, x, fill], span)?
+                }
+            };
+            let mut r = reduce(el, kind, masked, &axes, keepdims, span)?;
+            if let Some(l) = initial {
+                let v = el.unify(vec![(Val::Tensor(r), span), (Val::Lit(l), span)], span)?;
+                let op = match kind {
+                    ReduceKind::Max => BinaryOp::Max,
+                    ReduceKind::Min => BinaryOp::Min,
+                    _ => BinaryOp::Add,
+                };
+                r = el.push(Op::Binary(op), v, span)?;
+            }
             if name == "mean" {
-                let n: usize = axes.iter().map(|&a| el.ty(x).shape[a]).product();
-                let inv = el.unify(vec![(Val::Tensor(r), span), (Val::Lit(Lit::Float(1.0 / n as f64)), span)], span)?;
-                el.push(Op::Binary(BinaryOp::Mul), inv, span)?
+                match mask {
+                    None => {
+                        let n: usize = axes.iter().map(|&a| el.ty(x).shape[a]).product();
+                        let inv =
+                            el.unify(vec![(Val::Tensor(r), span), (Val::Lit(Lit::Float(1.0 / n as f64)), span)], span)?;
+                        el.push(Op::Binary(BinaryOp::Mul), inv, span)?
+                    }
+                    Some(m) => {
+                        let ones = el.convert(m, el.ty(r).dtype, span)?;
+                        let count = reduce(el, ReduceKind::Sum, ones, &axes, keepdims, span)?;
+                        binary(el, BinaryOp::Div, r, count, span)?
+                    }
+                }
             } else {
                 r
             }
@@ -884,6 +937,106 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let on = diagonal_band(el, &[n, m], k, BinaryOp::Eq, span)?;
             el.convert(on, dtype, span)?
         }
+        // cumsum(a, axis): the running sums along `axis` (of all of a, flattened, without
+        // one), first to last (jnp.cumsum); cumprod, cummax and cummin likewise. A scan over the
+        // axis, each step a whole row.
+        "cumsum" | "cumprod" | "cummax" | "cummin" => {
+            let (x, s) = tensor(el, env, 0)?;
+            el.require_numeric(x, s, &format!("take `{name}` of"))?;
+            let (x, axis) = match b.get(1) {
+                None => (el.reshape(x, vec![el.ty(x).num_elements()], span)?, 0),
+                Some(e) => (x, axis_arg(el, env, e, el.ty(x).rank())?),
+            };
+            let dtype = el.ty(x).dtype;
+            let (op, identity) = match name {
+                "cumsum" => (BinaryOp::Add, Lit::Int(0)),
+                "cumprod" => (BinaryOp::Mul, Lit::Int(1)),
+                "cummax" if dtype.is_float() => (BinaryOp::Max, Lit::Float(f64::NEG_INFINITY)),
+                "cummin" if dtype.is_float() => (BinaryOp::Min, Lit::Float(f64::INFINITY)),
+                "cummax" => (BinaryOp::Max, Lit::Int(if dtype == DType::I32 { i32::MIN as i64 } else { i64::MIN })),
+                _ => (BinaryOp::Min, Lit::Int(if dtype == DType::I32 { i32::MAX as i64 } else { i64::MAX })),
+            };
+            let rank = el.ty(x).rank();
+            let mut perm: Vec<usize> = (0..rank).collect();
+            perm.remove(axis);
+            perm.insert(0, axis);
+            let front = if axis == 0 { x } else { el.push(Op::Transpose { perm: perm.clone() }, vec![x], span)? };
+            let c = cumulative(el, front, op, identity, span)?;
+            if axis == 0 {
+                c
+            } else {
+                let mut back = vec![0; rank];
+                for (i, &p) in perm.iter().enumerate() {
+                    back[p] = i;
+                }
+                el.push(Op::Transpose { perm: back }, vec![c], span)?
+            }
+        }
+        // pad(array, pad_width, mode, constant_values): numpy's pad with mode "constant" (the
+        // default; constant_values, 0 by default), "edge" (the edge element repeated) or
+        // "reflect" (mirrored about the edge element), one axis after another.
+        "pad" => {
+            let (mut x, _) = tensor(el, env, 0)?;
+            let rank = el.ty(x).rank();
+            let we = b.get(1).expect("required");
+            let widths = pad_widths(el, env, we, rank)?;
+            let mode = match b.get(2).map(|e| (e, &e.kind)) {
+                None => "constant",
+                Some((_, ExprKind::Str(m))) if ["constant", "edge", "reflect"].contains(&m.as_str()) => m.as_str(),
+                Some((e, _)) => {
+                    return Err(Diagnostic::error("E0233", "expected a padding mode")
+                        .at(e.span, "not a mode")
+                        .help("write `mode=\"constant\"`, `mode=\"edge\"` or `mode=\"reflect\"`"))
+                }
+            };
+            let value = match b.get(3) {
+                None => Lit::Int(0),
+                Some(e) => el.const_lit(env, e)?,
+            };
+            for (axis, &(before, after)) in widths.iter().enumerate() {
+                if before == 0 && after == 0 {
+                    continue;
+                }
+                let n = el.ty(x).shape[axis];
+                if mode == "reflect" && before.max(after) >= n {
+                    return Err(Diagnostic::error(
+                        "E0234",
+                        format!("cannot reflect {} elements of axis {axis}, which has {n}", before.max(after)),
+                    )
+                    .at(we.span, "pad widths")
+                    .note("a reflection mirrors the elements after the edge: at most one fewer than the axis has"));
+                }
+                let mut parts = vec![];
+                for (width, at_start) in [(before, true), (after, false)] {
+                    if width == 0 {
+                        continue;
+                    }
+                    let mut shape = el.ty(x).shape.clone();
+                    shape[axis] = width;
+                    let part = match mode {
+                        "constant" => {
+                            let c = el.lit_to(value, el.ty(x).dtype, span)?;
+                            el.broadcast(c, &shape, span)?
+                        }
+                        "edge" => {
+                            let edge = axis_slice(el, x, axis, if at_start { 0 } else { n - 1 }, 1, 1, span)?;
+                            el.push(Op::Broadcast { shape, dims: (0..rank).collect() }, vec![edge], span)?
+                        }
+                        // Before: x[width], ..., x[1]; after: x[n-2], ..., x[n-1-width].
+                        _ => {
+                            let first = if at_start { width } else { n - 2 };
+                            axis_slice(el, x, axis, first, width, -1, span)?
+                        }
+                    };
+                    parts.push((part, at_start));
+                }
+                let mut all: Vec<Value> = parts.iter().filter(|p| p.1).map(|p| p.0).collect();
+                all.push(x);
+                all.extend(parts.iter().filter(|p| !p.1).map(|p| p.0));
+                x = el.push(Op::Concat { axis }, all, span)?;
+            }
+            x
+        }
         "arange" => {
             let e = b.get(0).expect("required");
             let n = positive_int(el, env, e)?;
@@ -907,6 +1060,92 @@ fn values<'a>(el: &mut Elab<'a>, env: &mut Env, b: &Bound<'a>, idx: &[usize]) ->
             Ok((el.eval(env, e)?, e.span))
         })
         .collect()
+}
+
+/// A `where=` mask for reducing `x`: bools that broadcast to x's shape.
+fn mask_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, x: Value) -> R<Value> {
+    let v = el.eval(env, e)?;
+    let m = el.tensor_arg(v, e.span)?;
+    let (mt, xt) = (el.ty(m).clone(), el.ty(x).clone());
+    if mt.dtype != DType::Bool || broadcast_shapes(&mt.shape, &xt.shape).as_deref() != Some(&xt.shape[..]) {
+        return Err(Diagnostic::error("E0203", format!("cannot mask {xt} with {mt}"))
+            .at(e.span, format!("this is {mt}"))
+            .note("a `where=` mask is bool and broadcasts to the reduced array's shape"));
+    }
+    el.broadcast(m, &xt.shape, e.span)
+}
+
+/// `len` elements of `x` along `axis` from `start` by `step` (the other axes whole).
+fn axis_slice(el: &mut Elab, x: Value, axis: usize, start: usize, len: usize, step: i64, span: Span) -> R<Value> {
+    let xt = el.ty(x).clone();
+    let mut starts = vec![0; xt.rank()];
+    let mut steps = vec![1; xt.rank()];
+    let mut shape = xt.shape.clone();
+    starts[axis] = start;
+    steps[axis] = if len == 1 { 1 } else { step };
+    shape[axis] = len;
+    el.push(Op::Slice { start: starts, step: steps, shape }, vec![x], span)
+}
+
+/// A cumulative reduction along axis 0 of `x`: a scan whose carry starts at `identity` and
+/// takes `op` with each row, each step's carry stacked.
+fn cumulative(el: &mut Elab, x: Value, op: BinaryOp, identity: Lit, span: Span) -> R<Value> {
+    let xt = el.ty(x).clone();
+    let row = TensorType::new(xt.dtype, xt.shape[1..].to_vec());
+    let mut body = Func::new("cumulative", span);
+    let carry = body.add_param("c", row.clone(), span);
+    let x_row = body.add_param("x", row.clone(), span);
+    let next = body.push(Op::Binary(op), vec![carry, x_row], span).map_err(|e| internal(&e, span))?;
+    body.results = vec![next, next];
+    body.result_names = vec!["c".into(), "y".into()];
+    let init = el.lit_to(identity, xt.dtype, span)?;
+    let init = el.broadcast(init, &row.shape, span)?;
+    let scan = Op::Scan {
+        body: Bodies::new(vec![body]),
+        carries: 1,
+        scanned: 1,
+        reverse: false,
+        checkpoint: false,
+        result: 1,
+    };
+    el.push(scan, vec![init, x], span)
+}
+
+fn internal(message: &str, span: Span) -> Diagnostic {
+    Diagnostic::error("E9999", format!("internal compiler error: {message}")).at(span, "here")
+}
+
+/// numpy's pad widths for `rank` axes: `n` (every side), `[before, after]` (every axis) or
+/// one `[before, after]` per axis.
+fn pad_widths<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, rank: usize) -> R<Vec<(usize, usize)>> {
+    let bad = |what: &str| {
+        Diagnostic::error("E0234", format!("bad pad widths: {what}"))
+            .at(e.span, "pad widths")
+            .help("write `2`, `[1, 2]` or one `[before, after]` per axis, each from 0 to 2^20")
+    };
+    let width = |v: i64| if (0..1 << 20).contains(&v) { Ok(v as usize) } else { Err(bad("out of range")) };
+    match &e.kind {
+        ExprKind::List(items) if items.iter().all(|i| matches!(i.kind, ExprKind::List(_))) && !items.is_empty() => {
+            if items.len() != rank {
+                return Err(bad(&format!("{} pairs for {rank} axes", items.len())));
+            }
+            items
+                .iter()
+                .map(|i| match int_list(el, env, i)?[..] {
+                    [b, a] => Ok((width(b)?, width(a)?)),
+                    _ => Err(bad("a pair has two widths")),
+                })
+                .collect()
+        }
+        ExprKind::List(_) => match int_list(el, env, e)?[..] {
+            [b, a] => Ok(vec![(width(b)?, width(a)?); rank]),
+            _ => Err(bad("a pair has two widths")),
+        },
+        _ => {
+            let w = width(el.const_int(env, e)?)?;
+            Ok(vec![(w, w); rank])
+        }
+    }
 }
 
 /// Where (column - row) `cmp` k over the last two axes of `shape`.
