@@ -248,6 +248,11 @@ OPS = {
                + jnp.pad(x, [[2, 2], [3, 0]], mode="reflect"), [f((3, 4), 21)], True),
     "masked": (lambda x: jnp.sum(x, axis=1, where=x > 0.0) + jnp.mean(x, axis=1, where=x < 0.9)
                + jnp.max(x, axis=1, where=x < 0.3, initial=-1.0) + jnp.min(x, axis=1, initial=0.1), [f((3, 4), 22)], True),
+    "ein_attention": (lambda q, k: jnp.einsum("bqd,bkd->bqk", q, k), [f((2, 3, 4), 23), f((2, 5, 4), 24)], True),
+    "ein_chain": (lambda a, b, c: jnp.einsum("ij,jk,kl->il", a, b, c) + jnp.einsum("ij,jk", a, b) @ c
+                  + jnp.einsum("ij->ji", a).T @ b @ c, [f((3, 4), 25), f((4, 5), 26), f((5, 2), 27)], True),
+    "ein_rows": (lambda a, b: jnp.broadcast_to(jnp.einsum("ij,ij->i", a, b) + jnp.einsum("ij->i", a), (4, 3)) * a.T
+                 + jnp.einsum("i,j->ji", a[:, 0], b[0]), [f((3, 4), 28), f((3, 4), 29)], True),
     "halves": (lambda: jnp.round(jnp.arange(8, dtype=jnp.float64) * 0.5 - 2.0), [], False),
     "largest": (lambda x: jnp.argmax(x, axis=1), [f((4, 5), 13)], False),
     "smallest": (jnp.argmin, [f((4, 5), 14)], False),

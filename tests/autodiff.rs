@@ -230,12 +230,12 @@ fn indexing_and_its_gradients_agree_with_jax() {
 /// jax.nn and jax.numpy ops (gelu in both forms, silu, softplus, clip, var, std, stack,
 /// squeeze, expand_dims, flip, tril, triu, eye, the roundings and sign, argmax and argmin with
 /// NaNs, isnan, isfinite, the logical ops, cumulative sums, products, maxima and minima, pad in
-/// three modes, reductions with where= and initial=) give JAX's results and gradients
+/// three modes, reductions with where= and initial=, einsum) give JAX's results and gradients
 /// (tests/fixtures/ops_jax.json), interpreted and compiled; the gradients match central
 /// differences.
 #[test]
 fn ops_and_their_gradients_agree_with_jax() {
-    agrees_with_jax_fixture("ops", 22);
+    agrees_with_jax_fixture("ops", 25);
 }
 
 /// Checks every function of tests/fixtures/<stem>.kn against <stem>_jax.json (written by

@@ -9,6 +9,7 @@ use kiln_ir::ops::Bodies;
 use kiln_ir::ops::Domain;
 use kiln_ir::types::format_shape;
 use kiln_ir::{BinaryOp, ConvWindow, DType, Diagnostic, Func, Op, ReduceKind, Span, TensorType, UnaryOp, Value};
+use std::collections::BTreeMap;
 
 type R<T> = Result<T, Diagnostic>;
 
@@ -66,6 +67,7 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("cummax", &["a", "axis"], 1),
     ("cummin", &["a", "axis"], 1),
     ("pad", &["array", "pad_width", "mode", "constant_values"], 2),
+    ("einsum", &["subscripts", "a", "b", "c", "d"], 2),
 ];
 
 /// The parameters of a unary elementwise builtin.
@@ -1037,6 +1039,60 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             }
             x
         }
+        // einsum("ij,jk->ik", a, b): contractions in Einstein's notation (jnp.einsum, without
+        // `...` or repeated letters in one operand), as transposes, reshapes, reductions and
+        // products, the operands taken left to right.
+        "einsum" => {
+            let se = b.get(0).expect("required");
+            let ExprKind::Str(subscripts) = &se.kind else {
+                return Err(einsum_error("the subscripts are a string", se.span));
+            };
+            let mut operands = vec![];
+            for i in 1..params.len() {
+                if let Some(e) = b.get(i) {
+                    let v = el.eval(env, e)?;
+                    let t = el.tensor_arg(v, e.span)?;
+                    el.require_numeric(t, e.span, "contract")?;
+                    operands.push((t, e.span));
+                }
+            }
+            let dtype = operands.iter().fold(el.ty(operands[0].0).dtype, |d, &(t, _)| promote(d, el.ty(t).dtype));
+            for (t, ts) in operands.iter_mut() {
+                *t = el.convert(*t, dtype, *ts)?;
+            }
+            let (inputs, output) = einsum_labels(subscripts, operands.len(), se.span)?;
+            let mut sizes: BTreeMap<char, usize> = BTreeMap::new();
+            for ((t, ts), labels) in operands.iter().zip(&inputs) {
+                let ty = el.ty(*t).clone();
+                if ty.rank() != labels.len() {
+                    return Err(einsum_error(
+                        &format!("`{}` names {} axes of {ty}", labels.iter().collect::<String>(), labels.len()),
+                        *ts,
+                    ));
+                }
+                for (&c, &n) in labels.iter().zip(&ty.shape) {
+                    if *sizes.entry(c).or_insert(n) != n {
+                        return Err(einsum_error(
+                            &format!("`{c}` is {} long in one operand and {n} in {ty}", sizes[&c]),
+                            *ts,
+                        ));
+                    }
+                }
+            }
+            let mut current = (operands[0].0, inputs[0].clone());
+            for k in 1..operands.len() {
+                let keep: Vec<char> = output.iter().chain(inputs[k + 1..].iter().flatten()).copied().collect();
+                current = contract(el, current, (operands[k].0, inputs[k].clone()), &keep, span)?;
+            }
+            let (v, labels) = current;
+            let (v, labels) = sum_out(el, v, &labels, &output, span)?;
+            let perm: Vec<usize> = output.iter().map(|c| labels.iter().position(|l| l == c).expect("kept")).collect();
+            if perm.iter().enumerate().all(|(i, &p)| i == p) {
+                v
+            } else {
+                el.push(Op::Transpose { perm }, vec![v], span)?
+            }
+        }
         "arange" => {
             let e = b.get(0).expect("required");
             let n = positive_int(el, env, e)?;
@@ -1113,6 +1169,105 @@ fn cumulative(el: &mut Elab, x: Value, op: BinaryOp, identity: Lit, span: Span) 
 
 fn internal(message: &str, span: Span) -> Diagnostic {
     Diagnostic::error("E9999", format!("internal compiler error: {message}")).at(span, "here")
+}
+
+fn einsum_error(what: &str, span: Span) -> Diagnostic {
+    Diagnostic::error("E0235", format!("bad einsum: {what}"))
+        .at(span, "not as the subscripts say")
+        .help("write e.g. `einsum(\"bij,bjk->bik\", a, b)`: one letter per axis, operands separated by commas")
+}
+
+/// The letters of each operand and of the result of einsum `subscripts` for `n` operands; the
+/// result's are, without `->`, the letters that appear once, in alphabetical order.
+fn einsum_labels(subscripts: &str, n: usize, span: Span) -> R<(Vec<Vec<char>>, Vec<char>)> {
+    let text: String = subscripts.chars().filter(|c| !c.is_whitespace()).collect();
+    let (left, right) = match text.split_once("->") {
+        Some((l, r)) => (l, Some(r)),
+        None => (text.as_str(), None),
+    };
+    let letters = |part: &str| -> R<Vec<char>> {
+        let v: Vec<char> = part.chars().collect();
+        if let Some(c) = v.iter().find(|c| !c.is_ascii_alphabetic()) {
+            return Err(einsum_error(&format!("`{c}` is not a letter (`...` is not supported)"), span));
+        }
+        if let Some(c) = v.iter().find(|&&c| v.iter().filter(|&&d| d == c).count() > 1) {
+            return Err(einsum_error(&format!("`{c}` names two axes of `{part}` (diagonals are not supported)"), span));
+        }
+        Ok(v)
+    };
+    let inputs: Vec<Vec<char>> = left.split(',').map(letters).collect::<R<_>>()?;
+    if inputs.len() != n {
+        return Err(einsum_error(&format!("`{subscripts}` is for {} operands, given {n}", inputs.len()), span));
+    }
+    let all: Vec<char> = inputs.iter().flatten().copied().collect();
+    let output = match right {
+        Some(r) => letters(r)?,
+        None => {
+            let mut once: Vec<char> =
+                all.iter().copied().filter(|c| all.iter().filter(|d| *d == c).count() == 1).collect();
+            once.sort_unstable();
+            once
+        }
+    };
+    if let Some(c) = output.iter().find(|c| !all.contains(c)) {
+        return Err(einsum_error(&format!("the result's `{c}` is in no operand"), span));
+    }
+    Ok((inputs, output))
+}
+
+/// `v` (axes `labels`) summed over the axes whose letter is not in `keep`.
+fn sum_out(el: &mut Elab, v: Value, labels: &[char], keep: &[char], span: Span) -> R<(Value, Vec<char>)> {
+    let axes: Vec<usize> = (0..labels.len()).filter(|&i| !keep.contains(&labels[i])).collect();
+    let v = reduce(el, ReduceKind::Sum, v, &axes, false, span)?;
+    Ok((v, labels.iter().copied().filter(|c| keep.contains(c)).collect()))
+}
+
+/// The contraction of two labelled operands keeping the letters in `keep`: the letters both
+/// share and keep are batch axes, those they share and drop are summed by one product.
+fn contract(
+    el: &mut Elab,
+    (a, la): (Value, Vec<char>),
+    (b, lb): (Value, Vec<char>),
+    keep: &[char],
+    span: Span,
+) -> R<(Value, Vec<char>)> {
+    let needed_a: Vec<char> = keep.iter().chain(&lb).copied().collect();
+    let needed_b: Vec<char> = keep.iter().chain(&la).copied().collect();
+    let (a, la) = sum_out(el, a, &la, &needed_a, span)?;
+    let (b, lb) = sum_out(el, b, &lb, &needed_b, span)?;
+    let batch: Vec<char> = la.iter().copied().filter(|c| lb.contains(c) && keep.contains(c)).collect();
+    let summed: Vec<char> = la.iter().copied().filter(|c| lb.contains(c) && !keep.contains(c)).collect();
+    let free_a: Vec<char> = la.iter().copied().filter(|c| !lb.contains(c)).collect();
+    let free_b: Vec<char> = lb.iter().copied().filter(|c| !la.contains(c)).collect();
+    let size = |el: &Elab, v: Value, labels: &[char], group: &[char]| -> Vec<usize> {
+        group.iter().map(|c| el.ty(v).shape[labels.iter().position(|l| l == c).expect("present")]).collect()
+    };
+    let arrange = |el: &mut Elab, v: Value, labels: &[char], groups: [&[char]; 3]| -> R<Value> {
+        let perm: Vec<usize> = groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .map(|c| labels.iter().position(|l| l == c).expect("present"))
+            .collect();
+        let moved = if perm.iter().enumerate().all(|(i, &p)| i == p) {
+            v
+        } else {
+            el.push(Op::Transpose { perm }, vec![v], span)?
+        };
+        let mut shape: Vec<usize> = vec![];
+        if !groups[0].is_empty() {
+            shape.push(size(el, v, labels, groups[0]).iter().product());
+        }
+        shape.push(size(el, v, labels, groups[1]).iter().product());
+        shape.push(size(el, v, labels, groups[2]).iter().product());
+        el.reshape(moved, shape, span)
+    };
+    let (batch_shape, fa, fb) = (size(el, a, &la, &batch), size(el, a, &la, &free_a), size(el, b, &lb, &free_b));
+    let a2 = arrange(el, a, &la, [&batch, &free_a, &summed])?;
+    let b2 = arrange(el, b, &lb, [&batch, &summed, &free_b])?;
+    let product = el.push(Op::Dot, vec![a2, b2], span)?;
+    let shape = [batch_shape, fa, fb].concat();
+    let v = el.reshape(product, shape, span)?;
+    Ok((v, [batch, free_a, free_b].concat()))
 }
 
 /// numpy's pad widths for `rank` axes: `n` (every side), `[before, after]` (every axis) or
