@@ -366,23 +366,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             el.broadcast(x, &shape, span)?
         }
         "concat" => {
-            let e = b.get(0).expect("required");
-            let ExprKind::List(items) = &e.kind else {
-                return Err(Diagnostic::error("E0212", "`concat` takes a list of arrays")
-                    .at(e.span, "not a list")
-                    .help("write `concat([a, b], axis=0)`"));
-            };
-            if items.is_empty() {
-                return Err(Diagnostic::error("E0212", "`concat` needs at least one array").at(e.span, "empty list"));
-            }
-            let mut ts = vec![];
-            let mut dtype: Option<DType> = None;
-            for item in items {
-                let v = el.eval(env, item)?;
-                let t = el.tensor_arg(v, item.span)?;
-                dtype = Some(dtype.map_or(el.ty(t).dtype, |d| promote(d, el.ty(t).dtype)));
-                ts.push((t, item.span));
-            }
+            let (ts, dtype) = arrays_arg(el, env, b.get(0).expect("required"), name)?;
             let rank = el.ty(ts[0].0).rank();
             let axis = match b.get(1) {
                 None => 0,
@@ -401,13 +385,9 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                     .also(ts[0].1, format!("this is {first}"))
                     .note("all dimensions except the concatenation axis must be equal"));
                 }
-                vs.push(el.convert(t, dtype.expect("non-empty"), s)?);
+                vs.push(el.convert(t, dtype, s)?);
             }
-            if vs.len() == 1 {
-                vs[0]
-            } else {
-                el.push(Op::Concat { axis }, vs, span)?
-            }
+            join(el, vs, axis, span)?
         }
         "cast" => {
             let (x, _) = tensor(el, env, 0)?;
@@ -841,51 +821,27 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         }
         // stack([a, b], axis) = concat of each with a new axis at `axis` (jnp.stack).
         "stack" => {
-            let e = b.get(0).expect("required");
-            let ExprKind::List(items) = &e.kind else {
-                return Err(Diagnostic::error("E0212", "`stack` takes a list of arrays")
-                    .at(e.span, "not a list")
-                    .help("write `stack([a, b], axis=0)`"));
-            };
-            let mut vals = vec![];
-            for item in items {
-                vals.push((el.eval(env, item)?, item.span));
-            }
-            if vals.is_empty() {
-                return Err(Diagnostic::error("E0212", "`stack` needs at least one array").at(e.span, "empty list"));
-            }
-            let first = el.tensor_arg(vals[0].0.clone(), vals[0].1)?;
-            let ft = el.ty(first).clone();
+            let (ts, dtype) = arrays_arg(el, env, b.get(0).expect("required"), name)?;
+            let first = el.ty(ts[0].0).clone();
             let axis = match b.get(1) {
                 None => 0,
-                Some(a) => axis_arg(el, env, a, ft.rank() + 1)?,
+                Some(a) => axis_arg(el, env, a, first.rank() + 1)?,
             };
-            let mut shape = ft.shape.clone();
+            let mut shape = first.shape.clone();
             shape.insert(axis, 1);
-            let mut parts = vec![];
-            let mut dtype = ft.dtype;
-            for (v, vs) in &vals {
-                let t = el.tensor_arg(v.clone(), *vs)?;
+            let mut vs = vec![];
+            for &(t, ts_span) in &ts {
                 let ty = el.ty(t).clone();
-                if ty.shape != ft.shape {
-                    return Err(Diagnostic::error("E0212", format!("cannot stack {ft} and {ty}"))
-                        .at(*vs, format!("this is {ty}"))
-                        .also(vals[0].1, format!("this is {ft}"))
+                if ty.shape != first.shape {
+                    return Err(Diagnostic::error("E0212", format!("cannot stack {first} and {ty}"))
+                        .at(ts_span, format!("this is {ty}"))
+                        .also(ts[0].1, format!("this is {first}"))
                         .note("stacked arrays have one shape"));
                 }
-                dtype = promote(dtype, ty.dtype);
-                parts.push((t, *vs));
+                let t = el.convert(t, dtype, ts_span)?;
+                vs.push(el.reshape(t, shape.clone(), ts_span)?);
             }
-            let mut vs = vec![];
-            for (t, ts) in parts {
-                let t = el.convert(t, dtype, ts)?;
-                vs.push(el.reshape(t, shape.clone(), ts)?);
-            }
-            if vs.len() == 1 {
-                vs[0]
-            } else {
-                el.push(Op::Concat { axis }, vs, span)?
-            }
+            join(el, vs, axis, span)?
         }
         // flip(x, axis): x with the order of the given axes (all without `axis`) reversed.
         "flip" => {
@@ -1116,6 +1072,37 @@ fn values<'a>(el: &mut Elab<'a>, env: &mut Env, b: &Bound<'a>, idx: &[usize]) ->
             Ok((el.eval(env, e)?, e.span))
         })
         .collect()
+}
+
+/// A list of arrays (`concat([a, b])`, `stack([a, b])`), evaluated, with the dtype they
+/// promote to.
+fn arrays_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, name: &str) -> R<(Vec<(Value, Span)>, DType)> {
+    let ExprKind::List(items) = &e.kind else {
+        return Err(Diagnostic::error("E0212", format!("`{name}` takes a list of arrays"))
+            .at(e.span, "not a list")
+            .help(format!("write `{name}([a, b], axis=0)`")));
+    };
+    if items.is_empty() {
+        return Err(Diagnostic::error("E0212", format!("`{name}` needs at least one array")).at(e.span, "empty list"));
+    }
+    let mut ts = vec![];
+    let mut dtype: Option<DType> = None;
+    for item in items {
+        let v = el.eval(env, item)?;
+        let t = el.tensor_arg(v, item.span)?;
+        dtype = Some(dtype.map_or(el.ty(t).dtype, |d| promote(d, el.ty(t).dtype)));
+        ts.push((t, item.span));
+    }
+    Ok((ts, dtype.expect("non-empty")))
+}
+
+/// The arrays joined along `axis` (the one array itself when there is one).
+fn join(el: &mut Elab, vs: Vec<Value>, axis: usize, span: Span) -> R<Value> {
+    if vs.len() == 1 {
+        Ok(vs[0])
+    } else {
+        el.push(Op::Concat { axis }, vs, span)
+    }
 }
 
 /// A `where=` mask for reducing `x`: bools that broadcast to x's shape.
