@@ -184,6 +184,10 @@ def ints(values):
     return ("i", np.shape(values), values)
 
 
+def ints64(values):
+    return ("l", np.shape(values), values)
+
+
 # name: (function, parameters); reads that clamp use mode="clip", whose gradient reaches the
 # element read (kiln's, for every clamped read; x[idx] in JAX drops it).
 INDEXING = {
@@ -253,6 +257,15 @@ OPS = {
                   + jnp.einsum("ij->ji", a).T @ b @ c, [f((3, 4), 25), f((4, 5), 26), f((5, 2), 27)], True),
     "ein_rows": (lambda a, b: jnp.broadcast_to(jnp.einsum("ij,ij->i", a, b) + jnp.einsum("ij->i", a), (4, 3)) * a.T
                  + jnp.einsum("i,j->ji", a[:, 0], b[0]), [f((3, 4), 28), f((3, 4), 29)], True),
+    "float_division": (lambda x, y: jnp.remainder(x, y) + jnp.floor_divide(x * 4.0, y) + jnp.fmod(x * 3.0, y),
+                       [f((3, 4), 30), f((3, 4), 31, 0.7)], True),
+    "int_division": (lambda a, b: jnp.remainder(a, b) + 100 * jnp.floor_divide(a, b) + 10000 * jnp.fmod(a, b),
+                     [ints([7, -7, 7, -7, 0, 5, -9, 12]), ints([3, 3, -3, -3, 4, 0, 2, -5])], False),
+    "bits": (lambda a, b: jnp.bitwise_xor(jnp.bitwise_and(a, b) + jnp.left_shift(a, jnp.remainder(b, 8)), jnp.right_shift(a, 2))
+             + jax.lax.shift_right_logical(a, jnp.int32(28)) + jnp.bitwise_not(b) + jnp.bitwise_or(a, 5),
+             [ints([7, -7, 123456, -98765, 0, 1 << 30, -(1 << 31), 2147483647]), ints([3, 5, -3, 12, 4, 0, 31, -1])], False),
+    "far_shifts": (lambda a, b: jnp.left_shift(a, b) + jnp.right_shift(a, b) + jax.lax.shift_right_logical(a, b),
+                   [ints64([5, -5, -1, 1 << 40, -(1 << 50), 7]), ints64([63, 64, 70, -1, 3, 0])], False),
     "halves": (lambda: jnp.round(jnp.arange(8, dtype=jnp.float64) * 0.5 - 2.0), [], False),
     "largest": (lambda x: jnp.argmax(x, axis=1), [f((4, 5), 13)], False),
     "smallest": (jnp.argmin, [f((4, 5), 14)], False),
@@ -270,14 +283,15 @@ def agreed(table, file):
     jax.config.update("jax_enable_x64", True)
     fixture = {"jax_version": jax.__version__, "functions": {}}
     for name, (fn, specs, *smooth) in table.items():
-        args = [jnp.asarray(pattern(s[1], s[2], s[3]).astype(np.float64)) if s[0] == "f" else jnp.asarray(np.array(s[2], dtype=np.int32))
-                for s in specs]
+        args = [jnp.asarray(pattern(s[1], s[2], s[3]).astype(np.float64)) if s[0] == "f"
+                else jnp.asarray(np.array(s[2], dtype=np.int32 if s[0] == "i" else np.int64)) for s in specs]
         floats = tuple(k for k, s in enumerate(specs) if s[0] == "f")
         value = fn(*args)
         grads = jax.grad(lambda *a: energy(fn(*a)), argnums=floats)(*args) if smooth in ([], [True]) else []
         fixture["functions"][name] = {
             "inputs": [{"shape": list(s[1]), "seed": s[2], "scale": s[3]} if s[0] == "f" else
-                       {"shape": list(s[1]), "ints": np.ravel(np.array(s[2])).tolist()} for s in specs],
+                       {"shape": list(s[1]), ("ints" if s[0] == "i" else "i64s"): np.ravel(np.array(s[2])).tolist()}
+                       for s in specs],
             "value": np.asarray(value, dtype=np.float64).ravel().tolist(),
             "grads": [np.asarray(g, dtype=np.float64).ravel().tolist() for g in grads],
         }

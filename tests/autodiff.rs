@@ -230,12 +230,13 @@ fn indexing_and_its_gradients_agree_with_jax() {
 /// jax.nn and jax.numpy ops (gelu in both forms, silu, softplus, clip, var, std, stack,
 /// squeeze, expand_dims, flip, tril, triu, eye, the roundings and sign, argmax and argmin with
 /// NaNs, isnan, isfinite, the logical ops, cumulative sums, products, maxima and minima, pad in
-/// three modes, reductions with where= and initial=, einsum) give JAX's results and gradients
+/// three modes, reductions with where= and initial=, einsum, remainder, floor_divide, fmod,
+/// the bitwise ops and shifts at every amount) give JAX's results and gradients
 /// (tests/fixtures/ops_jax.json), interpreted and compiled; the gradients match central
 /// differences.
 #[test]
 fn ops_and_their_gradients_agree_with_jax() {
-    agrees_with_jax_fixture("ops", 25);
+    agrees_with_jax_fixture("ops", 29);
 }
 
 /// Checks every function of tests/fixtures/<stem>.kn against <stem>_jax.json (written by
@@ -263,9 +264,13 @@ fn agrees_with_jax_fixture(stem: &str, count: usize) {
             .map(|(k, i)| {
                 let shape: Vec<usize> =
                     i["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-                match i.get("ints") {
-                    Some(v) => Tensor::new(shape, Data::I32(list(v).iter().map(|&x| x as i32).collect())),
-                    None => {
+                let whole = |v: &serde_json::Value| -> Vec<i64> {
+                    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+                };
+                match (i.get("ints"), i.get("i64s")) {
+                    (Some(v), _) => Tensor::new(shape, Data::I32(whole(v).iter().map(|&x| x as i32).collect())),
+                    (_, Some(v)) => Tensor::new(shape, Data::I64(whole(v))),
+                    _ => {
                         floats.push(k);
                         let p = pattern(&shape, i["seed"].as_f64().unwrap(), i["scale"].as_f64().unwrap());
                         Tensor::new(p.shape, p.data.convert(kiln_ir::DType::F64))

@@ -414,6 +414,12 @@ impl Body {
         if op == BinaryOp::Pow && d.is_float() && !self.libm {
             return self.pow(approx::Fmt::of(d), a, b);
         }
+        match op {
+            BinaryOp::Rem | BinaryOp::Quot if d.is_int() => return self.division(op, a, b, d),
+            BinaryOp::Rem if !self.libm => return self.float_remainder(a, b, d),
+            BinaryOp::Shl | BinaryOp::Shr | BinaryOp::ShrU => return self.shift(op, a, b, d),
+            _ => {}
+        }
         let (float, int, boolean) = match op {
             BinaryOp::Add => ("arith.addf", "arith.addi", ""),
             BinaryOp::Sub => ("arith.subf", "arith.subi", ""),
@@ -428,6 +434,11 @@ impl Body {
             BinaryOp::Le => ("arith.cmpf ole,", "arith.cmpi sle,", "arith.cmpi ule,"),
             BinaryOp::Gt => ("arith.cmpf ogt,", "arith.cmpi sgt,", "arith.cmpi ugt,"),
             BinaryOp::Ge => ("arith.cmpf oge,", "arith.cmpi sge,", "arith.cmpi uge,"),
+            BinaryOp::Rem => ("arith.remf", "", ""),
+            BinaryOp::And => ("", "arith.andi", "arith.andi"),
+            BinaryOp::Or => ("", "arith.ori", "arith.ori"),
+            BinaryOp::Xor => ("", "arith.xori", "arith.xori"),
+            BinaryOp::Quot | BinaryOp::Shl | BinaryOp::Shr | BinaryOp::ShrU => ("", "", ""),
         };
         let name = match d {
             DType::Bool => boolean,
@@ -436,6 +447,77 @@ impl Body {
         };
         assert!(!name.is_empty(), "`{}` is not defined on {d}", op.name());
         self.op(format!("{name} {a}, {b} : {t}"))
+    }
+
+    /// Integer `rem` and `quot` as the op table defines them where LLVM's are undefined (a
+    /// divisor of 0, or -1 with the most negative dividend): the division runs by 1 there and
+    /// the result is chosen: rem(a, 0) = a, quot(a, 0) = -1, rem(a, -1) = 0, quot(a, -1) = -a.
+    fn division(&mut self, op: BinaryOp, a: &str, b: &str, d: DType) -> String {
+        let t = elem(d);
+        let zero = self.constant(Literal::Int(d, 0));
+        let one = self.constant(Literal::Int(d, 1));
+        let minus_one = self.constant(Literal::Int(d, -1));
+        let by_zero = self.op(format!("arith.cmpi eq, {b}, {zero} : {t}"));
+        let by_minus_one = self.op(format!("arith.cmpi eq, {b}, {minus_one} : {t}"));
+        let special = self.op(format!("arith.ori {by_zero}, {by_minus_one} : i1"));
+        let divisor = self.op(format!("arith.select {special}, {one}, {b} : {t}"));
+        if op == BinaryOp::Rem {
+            let r = self.op(format!("arith.remsi {a}, {divisor} : {t}"));
+            return self.op(format!("arith.select {by_zero}, {a}, {r} : {t}"));
+        }
+        let q = self.op(format!("arith.divsi {a}, {divisor} : {t}"));
+        let negated = self.op(format!("arith.subi {zero}, {a} : {t}"));
+        let q = self.op(format!("arith.select {by_minus_one}, {negated}, {q} : {t}"));
+        self.op(format!("arith.select {by_zero}, {minus_one}, {q} : {t}"))
+    }
+
+    /// fmod(a, b) without libm (GPUs): r = fma(-trunc(a / b), b, a), then b's magnitude
+    /// added or taken away once where the rounded quotient was an integer off (r of the other
+    /// sign than a, or not below |b|); a where b is infinite. Exact while |a / b| < 2^24 (f32)
+    /// or 2^53 (f64); beyond, the quotient itself is not exact (the CPU's libm fmod is).
+    fn float_remainder(&mut self, a: &str, b: &str, d: DType) -> String {
+        let t = elem(d);
+        let q = self.op(format!("arith.divf {a}, {b} : {t}"));
+        let whole = self.op(format!("math.trunc {q} : {t}"));
+        let negated = self.op(format!("arith.negf {whole} : {t}"));
+        let r = self.op(format!("math.fma {negated}, {b}, {a} : {t}"));
+        let step = self.op(format!("math.copysign {b}, {a} : {t}"));
+        let zero = self.constant(Literal::Float(d, 0.0));
+        let r_negative = self.op(format!("arith.cmpf olt, {r}, {zero} : {t}"));
+        let a_negative = self.op(format!("arith.cmpf olt, {a}, {zero} : {t}"));
+        let r_nonzero = self.op(format!("arith.cmpf one, {r}, {zero} : {t}"));
+        let flipped = self.op(format!("arith.xori {r_negative}, {a_negative} : i1"));
+        let under = self.op(format!("arith.andi {flipped}, {r_nonzero} : i1"));
+        let added = self.op(format!("arith.addf {r}, {step} : {t}"));
+        let r = self.op(format!("arith.select {under}, {added}, {r} : {t}"));
+        let (ar, ab) = (self.op(format!("math.absf {r} : {t}")), self.op(format!("math.absf {b} : {t}")));
+        let over = self.op(format!("arith.cmpf oge, {ar}, {ab} : {t}"));
+        let taken = self.op(format!("arith.subf {r}, {step} : {t}"));
+        let r = self.op(format!("arith.select {over}, {taken}, {r} : {t}"));
+        let inf = self.constant(Literal::Float(d, f64::INFINITY));
+        let b_infinite = self.op(format!("arith.cmpf oeq, {ab}, {inf} : {t}"));
+        self.op(format!("arith.select {b_infinite}, {a}, {r} : {t}"))
+    }
+
+    /// Shifts as the op table defines them for every amount (LLVM's are undefined from the
+    /// width on): 0 there, or all sign bits for the arithmetic right shift.
+    fn shift(&mut self, op: BinaryOp, a: &str, b: &str, d: DType) -> String {
+        let t = elem(d);
+        let bits = if d == DType::I32 { 32 } else { 64 };
+        let zero = self.constant(Literal::Int(d, 0));
+        let width = self.constant(Literal::Int(d, bits));
+        let in_range = self.op(format!("arith.cmpi ult, {b}, {width} : {t}"));
+        let amount = self.op(format!("arith.select {in_range}, {b}, {zero} : {t}"));
+        let (name, beyond) = match op {
+            BinaryOp::Shl => ("arith.shli", zero),
+            BinaryOp::ShrU => ("arith.shrui", zero),
+            _ => {
+                let top = self.constant(Literal::Int(d, bits - 1));
+                ("arith.shrsi", self.op(format!("arith.shrsi {a}, {top} : {t}")))
+            }
+        };
+        let r = self.op(format!("{name} {a}, {amount} : {t}"));
+        self.op(format!("arith.select {in_range}, {r}, {beyond} : {t}"))
     }
 
     /// Converts a scalar of dtype `from` to `to` with the `convert` op's semantics.

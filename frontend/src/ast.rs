@@ -96,6 +96,8 @@ pub enum BinOp {
     Sub,
     Mul,
     Div,
+    /// `%`: numpy's remainder, with the divisor's sign.
+    Rem,
     Pow,
     MatMul,
     Eq,
@@ -113,6 +115,7 @@ impl BinOp {
             BinOp::Sub => "-",
             BinOp::Mul => "*",
             BinOp::Div => "/",
+            BinOp::Rem => "%",
             BinOp::Pow => "**",
             BinOp::MatMul => "@",
             BinOp::Eq => "==",

@@ -68,6 +68,16 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("cummin", &["a", "axis"], 1),
     ("pad", &["array", "pad_width", "mode", "constant_values"], 2),
     ("einsum", &["subscripts", "a", "b", "c", "d"], 2),
+    ("remainder", &["x1", "x2"], 2),
+    ("fmod", &["x1", "x2"], 2),
+    ("floor_divide", &["x1", "x2"], 2),
+    ("bitwise_and", &["x1", "x2"], 2),
+    ("bitwise_or", &["x1", "x2"], 2),
+    ("bitwise_xor", &["x1", "x2"], 2),
+    ("bitwise_not", &["x"], 1),
+    ("left_shift", &["x1", "x2"], 2),
+    ("right_shift", &["x1", "x2"], 2),
+    ("shift_right_logical", &["x1", "x2"], 2),
 ];
 
 /// The parameters of a unary elementwise builtin.
@@ -1049,6 +1059,53 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 el.push(Op::Transpose { perm }, vec![v], span)?
             }
         }
+        // remainder(x1, x2) = x1 - floor(x1 / x2) x2, with x2's sign (numpy's `%`, jnp's);
+        // fmod has x1's (C's); both take an integer divisor of 0 as 1, as jnp's.
+        // floor_divide(x1, x2) = floor(x1 / x2) (numpy's `//`).
+        "remainder" | "fmod" | "floor_divide" => {
+            let vals = values(el, env, &b, &[0, 1])?;
+            let spans = [vals[0].1, vals[1].1];
+            let v = el.unify(vals, span)?;
+            for (&t, s) in v.iter().zip(spans) {
+                el.require_numeric(t, s, &format!("apply `{name}` to"))?;
+            }
+            match name {
+                "remainder" => remainder(el, v[0], v[1], span)?,
+                "fmod" => {
+                    let divisor = nonzero_divisor(el, v[1], span)?;
+                    el.push(Op::Binary(BinaryOp::Rem), vec![v[0], divisor], span)?
+                }
+                _ => floor_divide(el, v[0], v[1], span)?,
+            }
+        }
+        // The bitwise ops on integers (and, or, xor, not also on bools) and the shifts on
+        // integers: right_shift fills with the sign bit, shift_right_logical with zeros; a
+        // shift by the width or more gives 0 (all sign bits), as XLA's.
+        "bitwise_and" | "bitwise_or" | "bitwise_xor" | "left_shift" | "right_shift" | "shift_right_logical" => {
+            let vals = values(el, env, &b, &[0, 1])?;
+            let spans = [vals[0].1, vals[1].1];
+            let v = el.unify(vals, span)?;
+            let (op, domain) = match name {
+                "bitwise_and" => (BinaryOp::And, Domain::Bits),
+                "bitwise_or" => (BinaryOp::Or, Domain::Bits),
+                "bitwise_xor" => (BinaryOp::Xor, Domain::Bits),
+                "left_shift" => (BinaryOp::Shl, Domain::Int),
+                "right_shift" => (BinaryOp::Shr, Domain::Int),
+                _ => (BinaryOp::ShrU, Domain::Int),
+            };
+            for (&t, s) in v.iter().zip(spans) {
+                require(el, t, s, domain, name)?;
+            }
+            el.push(Op::Binary(op), v, span)?
+        }
+        // bitwise_not(x): the bits flipped (x xor -1); logical not on bools.
+        "bitwise_not" => {
+            let (x, s) = tensor(el, env, 0)?;
+            require(el, x, s, Domain::Bits, name)?;
+            let dtype = el.ty(x).dtype;
+            let ones = el.lit_to(if dtype == DType::Bool { Lit::Bool(true) } else { Lit::Int(-1) }, dtype, span)?;
+            binary(el, BinaryOp::Xor, x, ones, span)?
+        }
         "arange" => {
             let e = b.get(0).expect("required");
             let n = positive_int(el, env, e)?;
@@ -1102,6 +1159,78 @@ fn join(el: &mut Elab, vs: Vec<Value>, axis: usize, span: Span) -> R<Value> {
         Ok(vs[0])
     } else {
         el.push(Op::Concat { axis }, vs, span)
+    }
+}
+
+/// The error unless `t`'s dtype is in `domain`.
+fn require(el: &Elab, t: Value, span: Span, domain: Domain, name: &str) -> R<()> {
+    let ty = el.ty(t);
+    if domain.accepts(ty.dtype) {
+        return Ok(());
+    }
+    Err(Diagnostic::error("E0202", format!("`{name}` needs {}, not {ty}", domain.describe()))
+        .at(span, format!("this is {ty}"))
+        .help("convert it first, e.g. `cast(x, i32)`"))
+}
+
+/// numpy's remainder, with the divisor's sign (jnp.remainder): r = rem(a, b), plus b where r
+/// is not 0 and its sign differs from b's; an integer divisor of 0 counts as 1.
+pub(crate) fn remainder(el: &mut Elab, a: Value, b: Value, span: Span) -> R<Value> {
+    let dtype = el.ty(a).dtype;
+    let zero = el.lit_to(Lit::Int(0), dtype, span)?;
+    let b = nonzero_divisor(el, b, span)?;
+    let r = el.push(Op::Binary(BinaryOp::Rem), vec![a, b], span)?;
+    let nonzero = binary(el, BinaryOp::Ne, r, zero, span)?;
+    let r_negative = binary(el, BinaryOp::Lt, r, zero, span)?;
+    let b_negative = binary(el, BinaryOp::Lt, b, zero, span)?;
+    let signs_differ = binary(el, BinaryOp::Ne, r_negative, b_negative, span)?;
+    let no = el.lit_to(Lit::Bool(false), DType::Bool, span)?;
+    let no = el.broadcast(no, &el.ty(r).shape.clone(), span)?;
+    let shift = el.push(Op::Select, vec![signs_differ, nonzero, no], span)?;
+    let shifted = binary(el, BinaryOp::Add, r, b, span)?;
+    el.push(Op::Select, vec![shift, shifted, r], span)
+}
+
+/// An integer divisor with 1 for 0, as jnp's remainder and fmod take it (floats as they are).
+fn nonzero_divisor(el: &mut Elab, b: Value, span: Span) -> R<Value> {
+    let dtype = el.ty(b).dtype;
+    if !dtype.is_int() {
+        return Ok(b);
+    }
+    let zero = el.lit_to(Lit::Int(0), dtype, span)?;
+    let is_zero = binary(el, BinaryOp::Eq, b, zero, span)?;
+    let one = el.lit_to(Lit::Int(1), dtype, span)?;
+    let one = el.broadcast(one, &el.ty(b).shape.clone(), span)?;
+    el.push(Op::Select, vec![is_zero, one, b], span)
+}
+
+/// numpy's floor_divide as jnp computes it: for integers the truncated quotient, less 1 where
+/// the signs differ and the division is inexact; for floats (a - rem(a, b)) / b, less 1 where
+/// the remainder's sign differs from b's, rounded to an integer.
+fn floor_divide(el: &mut Elab, a: Value, b: Value, span: Span) -> R<Value> {
+    let dtype = el.ty(a).dtype;
+    let zero = el.lit_to(Lit::Int(0), dtype, span)?;
+    let one = el.lit_to(Lit::Int(1), dtype, span)?;
+    let r = el.push(Op::Binary(BinaryOp::Rem), vec![a, b], span)?;
+    let inexact = binary(el, BinaryOp::Ne, r, zero, span)?;
+    let sign = |el: &mut Elab, v: Value| el.push(Op::Unary(UnaryOp::Sign), vec![v], span);
+    let (q, signed) = if dtype.is_int() {
+        (el.push(Op::Binary(BinaryOp::Quot), vec![a, b], span)?, sign(el, a)?)
+    } else {
+        let d = binary(el, BinaryOp::Sub, a, r, span)?;
+        (binary(el, BinaryOp::Div, d, b, span)?, sign(el, r)?)
+    };
+    let sb = sign(el, b)?;
+    let differ = binary(el, BinaryOp::Ne, signed, sb, span)?;
+    let no = el.lit_to(Lit::Bool(false), DType::Bool, span)?;
+    let no = el.broadcast(no, &el.ty(q).shape.clone(), span)?;
+    let adjust = el.push(Op::Select, vec![differ, inexact, no], span)?;
+    let less = binary(el, BinaryOp::Sub, q, one, span)?;
+    let q = el.push(Op::Select, vec![adjust, less, q], span)?;
+    if dtype.is_int() {
+        Ok(q)
+    } else {
+        el.push(Op::Unary(UnaryOp::Round), vec![q], span)
     }
 }
 

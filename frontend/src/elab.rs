@@ -1710,6 +1710,12 @@ impl<'a> Elab<'a> {
         let vals = self.unify(vec![(a, sa), (b, sb)], span)?;
         let (mut x, mut y) = (vals[0], vals[1]);
         let dtype = self.ty(x).dtype;
+        if op == BinOp::Rem {
+            for (t, s) in [(x, sa), (y, sb)] {
+                self.require_numeric(t, s, "take `%` of")?;
+            }
+            return crate::builtins::remainder(self, x, y, span).map(Val::Tensor);
+        }
         let ir_op = match op {
             BinOp::Add => BinaryOp::Add,
             BinOp::Sub => BinaryOp::Sub,
@@ -1722,7 +1728,7 @@ impl<'a> Elab<'a> {
             BinOp::Le => BinaryOp::Le,
             BinOp::Gt => BinaryOp::Gt,
             BinOp::Ge => BinaryOp::Ge,
-            BinOp::MatMul => unreachable!("handled above"),
+            BinOp::MatMul | BinOp::Rem => unreachable!("handled above"),
         };
         if !ir_op.is_comparison() && dtype == DType::Bool {
             return Err(Diagnostic::error("E0202", format!("cannot apply `{}` to bool values", op.symbol()))
@@ -2053,6 +2059,18 @@ fn fold(op: BinOp, a: Lit, b: Lit) -> Result<Option<Lit>, ()> {
         (BinOp::Mul, x, y) => Float(as_f(x) * as_f(y)),
         (BinOp::Div, x, y) => Float(as_f(x) / as_f(y)),
         (BinOp::Pow, x, y) => Float(as_f(x).powf(as_f(y))),
+        // numpy's remainder, with the divisor's sign (0 for an integer divisor of 0, as the
+        // compiled `%` gives).
+        (BinOp::Rem, Int(_), Int(0)) => Int(0),
+        (BinOp::Rem, Int(x), Int(y)) => {
+            let r = x.wrapping_rem(y);
+            Int(if r != 0 && (r < 0) != (y < 0) { r + y } else { r })
+        }
+        (BinOp::Rem, x, y) => {
+            let (x, y) = (as_f(x), as_f(y));
+            let r = x % y;
+            Float(if r != 0.0 && (r < 0.0) != (y < 0.0) { r + y } else { r })
+        }
     }))
 }
 

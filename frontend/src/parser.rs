@@ -268,8 +268,10 @@ impl Parser {
 
     /// Left-associative levels: 0 is `+ -`, 1 is `* / @`, then unary.
     fn binary(&mut self, level: usize) -> PResult<Expr> {
-        const LEVELS: [&[(&str, BinOp)]; 2] =
-            [&[("+", BinOp::Add), ("-", BinOp::Sub)], &[("*", BinOp::Mul), ("/", BinOp::Div), ("@", BinOp::MatMul)]];
+        const LEVELS: [&[(&str, BinOp)]; 2] = [
+            &[("+", BinOp::Add), ("-", BinOp::Sub)],
+            &[("*", BinOp::Mul), ("/", BinOp::Div), ("%", BinOp::Rem), ("@", BinOp::MatMul)],
+        ];
         if level == LEVELS.len() {
             return self.unary();
         }

@@ -556,8 +556,8 @@ fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
             wrap(r)
         }
     }
-    fn int<T: Elem>(op: BinaryOp, a: &[T], b: &[T], wrap: fn(Vec<i64>) -> Data) -> Data {
-        let r: Vec<i64> = a.iter().zip(b).map(|(x, y)| op.eval_int(x.to_i64(), y.to_i64())).collect();
+    fn int<T: Elem>(op: BinaryOp, a: &[T], b: &[T], bits: u32, wrap: fn(Vec<i64>) -> Data) -> Data {
+        let r: Vec<i64> = a.iter().zip(b).map(|(x, y)| op.eval_int(x.to_i64(), y.to_i64(), bits)).collect();
         if op.is_comparison() {
             Data::Bool(r.iter().map(|&x| x != 0).collect())
         } else {
@@ -567,9 +567,9 @@ fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
     match (a, b) {
         (Data::F32(a), Data::F32(b)) => float(op, a, b, Data::F32),
         (Data::F64(a), Data::F64(b)) => float(op, a, b, Data::F64),
-        (Data::I32(a), Data::I32(b)) => int(op, a, b, |v| Data::I32(v.into_iter().map(|x| x as i32).collect())),
-        (Data::I64(a), Data::I64(b)) => int(op, a, b, Data::I64),
-        (Data::Bool(a), Data::Bool(b)) => int(op, a, b, |v| Data::Bool(v.into_iter().map(|x| x != 0).collect())),
+        (Data::I32(a), Data::I32(b)) => int(op, a, b, 32, |v| Data::I32(v.into_iter().map(|x| x as i32).collect())),
+        (Data::I64(a), Data::I64(b)) => int(op, a, b, 64, Data::I64),
+        (Data::Bool(a), Data::Bool(b)) => int(op, a, b, 1, |v| Data::Bool(v.into_iter().map(|x| x != 0).collect())),
         _ => unreachable!("type rule gives binary ops operands of one dtype"),
     }
 }
@@ -610,12 +610,12 @@ fn reduce(kind: ReduceKind, axes: &[usize], x: &Tensor) -> Tensor {
         (Data::I32(v), _) => {
             let wide: Vec<i64> = v.iter().map(|&x| x as i64).collect();
             let Literal::Int(_, init) = init else { unreachable!() };
-            let r = fold(init, m, &target, &wide, |a, b| kind.combiner().eval_int(a, b));
+            let r = fold(init, m, &target, &wide, |a, b| kind.combiner().eval_int(a, b, 32));
             Data::I32(r.into_iter().map(|x| x as i32).collect())
         }
         (Data::I64(v), _) => {
             let Literal::Int(_, init) = init else { unreachable!() };
-            Data::I64(fold(init, m, &target, v, |a, b| kind.combiner().eval_int(a, b)))
+            Data::I64(fold(init, m, &target, v, |a, b| kind.combiner().eval_int(a, b, 64)))
         }
         (Data::Bool(_), _) => unreachable!("type rule rejects reductions of bool"),
     };

@@ -34,6 +34,10 @@ pub enum Domain {
     Numeric,
     /// Every dtype, bool included.
     Any,
+    /// Integers and bools: the bitwise ops.
+    Bits,
+    /// Integers: shifts, integer quotients.
+    Int,
 }
 
 impl Domain {
@@ -42,6 +46,8 @@ impl Domain {
             Domain::Float => dtype.is_float(),
             Domain::Numeric => dtype.is_numeric(),
             Domain::Any => true,
+            Domain::Bits => !dtype.is_float(),
+            Domain::Int => dtype.is_int(),
         }
     }
 
@@ -50,6 +56,8 @@ impl Domain {
             Domain::Float => "a float type (f32 or f64)",
             Domain::Numeric => "a numeric type (i32, i64, f32 or f64)",
             Domain::Any => "any type",
+            Domain::Bits => "an integer or bool type",
+            Domain::Int => "an integer type (i32 or i64)",
         }
     }
 }
@@ -81,6 +89,7 @@ macro_rules! float_trait {
             + std::ops::Sub<Output = Self>
             + std::ops::Mul<Output = Self>
             + std::ops::Div<Output = Self>
+            + std::ops::Rem<Output = Self>
         {
             const ZERO: Self;
             const ONE: Self;
@@ -284,9 +293,11 @@ macro_rules! binary_ops {
                 match self { $(BinaryOp::$variant => { let ($a, $b) = (a, b); binary_ops!(@float $result $float) }),* }
             }
 
-            /// Reference semantics on integers (and bools as 0 and 1); comparisons return 1 or 0.
-            pub fn eval_int(self, a: i64, b: i64) -> i64 {
-                match self { $(BinaryOp::$variant => binary_ops!(@int $int a b)),* }
+            /// Reference semantics on integers of `bits` bits (and bools as 0 and 1, of 1 bit),
+            /// sign-extended to i64 (the caller wraps the result to the element width);
+            /// comparisons return 1 or 0.
+            pub fn eval_int(self, a: i64, b: i64, bits: u32) -> i64 {
+                match self { $(BinaryOp::$variant => binary_ops!(@int $int a b bits)),* }
             }
         }
     };
@@ -294,8 +305,46 @@ macro_rules! binary_ops {
     (@cmp bool) => { true };
     (@float same $e:expr) => { $e };
     (@float bool $e:expr) => { if $e { T::ONE } else { T::ZERO } };
-    (@int none $a:ident $b:ident) => { unreachable!("float-only op applied to integers {} {}", $a, $b) };
-    (@int (|$x:ident, $y:ident| $e:expr) $a:ident $b:ident) => { { let ($x, $y) = ($a, $b); $e } };
+    (@int none $a:ident $b:ident $w:ident) => { unreachable!("float-only op applied to integers {} {}", $a, $b) };
+    (@int (|$x:ident, $y:ident| $e:expr) $a:ident $b:ident $w:ident) => { { let ($x, $y) = ($a, $b); $e } };
+    (@int (|$x:ident, $y:ident, $z:ident| $e:expr) $a:ident $b:ident $w:ident) => {
+        { let ($x, $y, $z) = ($a, $b, $w); $e }
+    };
+}
+
+/// The float semantics of the integer-only ops, which the type rules never give floats.
+fn integer_only<T: Float>(_: T, _: T) -> T {
+    unreachable!("an integer-only op applied to floats")
+}
+
+/// a << b on `bits`-bit integers: 0 once b reaches the width (or is negative), as XLA's.
+fn shift_left(a: i64, b: i64, bits: u32) -> i64 {
+    if (0..bits as i64).contains(&b) {
+        a.wrapping_shl(b as u32)
+    } else {
+        0
+    }
+}
+
+/// a >> b filling with the sign bit: all sign bits once b reaches the width.
+fn shift_right_arithmetic(a: i64, b: i64, bits: u32) -> i64 {
+    if (0..bits as i64).contains(&b) {
+        a >> b
+    } else if a < 0 {
+        -1
+    } else {
+        0
+    }
+}
+
+/// a >> b filling with zeros, on the `bits`-bit pattern of a: 0 once b reaches the width.
+fn shift_right_logical(a: i64, b: i64, bits: u32) -> i64 {
+    let pattern = if bits >= 64 { a as u64 } else { (a as u64) & ((1u64 << bits) - 1) };
+    if (0..bits as i64).contains(&b) {
+        (pattern >> b) as i64
+    } else {
+        0
+    }
 }
 
 binary_ops! {
@@ -317,6 +366,31 @@ binary_ops! {
     Le  "le"  Any     bool reals,       |a, b| a <= b,          (|a, b| (a <= b) as i64);
     Gt  "gt"  Any     bool reals,       |a, b| a > b,           (|a, b| (a > b) as i64);
     Ge  "ge"  Any     bool reals,       |a, b| a >= b,          (|a, b| (a >= b) as i64);
+    // The remainder of truncating division, with a's sign (C's fmod, lax.rem): a - b trunc(a/b).
+    // Integers: a where b is 0 and 0 where b is -1, as XLA's.
+    Rem "rem" Numeric same reals,       |a, b| a % b,           (|a, b| if b == 0 { a } else { a.wrapping_rem(b) });
+    // Truncating integer division (lax.div on integers): -1 where b is 0, as XLA's; the
+    // quotient of the most negative value by -1 wraps to itself.
+    Quot "quot" Int   same reals,       |a, b| integer_only(a, b), (|a, b, w| if b == 0 { -1 } else { wrap_to(a.wrapping_div(b), w) });
+    // Bitwise and, or and xor (logical on bools).
+    And "and" Bits    same reals,       |a, b| integer_only(a, b), (|a, b| a & b);
+    Or  "or"  Bits    same reals,       |a, b| integer_only(a, b), (|a, b| a | b);
+    Xor "xor" Bits    same reals,       |a, b| integer_only(a, b), (|a, b| a ^ b);
+    // Shifts by b bits: left, right filling with the sign bit, right filling with zeros (on the
+    // element's bit pattern); a shift by the width or more gives 0 (all sign bits for the
+    // arithmetic one), as XLA's.
+    Shl  "shift_left"             Int same reals, |a, b| integer_only(a, b), (|a, b, w| shift_left(a, b, w));
+    Shr  "shift_right_arithmetic" Int same reals, |a, b| integer_only(a, b), (|a, b, w| shift_right_arithmetic(a, b, w));
+    ShrU "shift_right_logical"    Int same reals, |a, b| integer_only(a, b), (|a, b, w| shift_right_logical(a, b, w));
+}
+
+/// `v` wrapped to a `bits`-bit signed integer, sign-extended.
+fn wrap_to(v: i64, bits: u32) -> i64 {
+    if bits >= 64 {
+        v
+    } else {
+        (v << (64 - bits)) >> (64 - bits)
+    }
 }
 
 /// How a scatter combines an update with the element it lands on.
@@ -703,7 +777,9 @@ impl Op {
                     | UnaryOp::Trunc
                     | UnaryOp::Sign
             ),
-            Op::Binary(b) => *b == BinaryOp::Pow,
+            // rem: libm's fmod on CPUs, kiln's (exact only for quotients below 2^24 or 2^53)
+            // on GPUs.
+            Op::Binary(b) => matches!(b, BinaryOp::Pow | BinaryOp::Rem),
             Op::Reduce { kind, .. } => *kind == ReduceKind::Sum,
             Op::Dot | Op::Conv(_) => true,
             op => op.bodies().is_some_and(|b| b.funcs().iter().flat_map(|f| &f.insts).any(|i| i.op.inexact())),

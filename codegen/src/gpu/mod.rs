@@ -107,6 +107,7 @@ const INTRINSICS: &[(&str, &str)] = &[
     ("math.ceil", "llvm.ceil"),
     ("math.roundeven", "llvm.roundeven"),
     ("math.trunc", "llvm.trunc"),
+    ("math.fma", "llvm.fma"),
     ("math.absf", "llvm.fabs"),
     ("math.copysign", "llvm.copysign"),
     ("math.sqrt", "llvm.sqrt"),

@@ -123,8 +123,23 @@ fn binary_partials(b: &mut Builder, op: BinaryOp, x: Value, z: Value, y: Value) 
             let l = b.unary(UnaryOp::Log, x);
             Some((da, b.mul(l, y)))
         }
+        // d rem(a, b) = (1, -trunc(a / b)) (lax.rem's), away from the jumps.
+        BinaryOp::Rem => {
+            let one = b.constant(1.0, &ty);
+            let q = b.div(x, z);
+            let t = b.unary(UnaryOp::Trunc, q);
+            Some((one, b.neg(t)))
+        }
         BinaryOp::Add | BinaryOp::Sub => None,
         BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => None,
+        // Integer-only: no derivative.
+        BinaryOp::Quot
+        | BinaryOp::And
+        | BinaryOp::Or
+        | BinaryOp::Xor
+        | BinaryOp::Shl
+        | BinaryOp::Shr
+        | BinaryOp::ShrU => None,
     }
 }
 
