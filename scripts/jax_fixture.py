@@ -266,6 +266,8 @@ OPS = {
              [ints([7, -7, 123456, -98765, 0, 1 << 30, -(1 << 31), 2147483647]), ints([3, 5, -3, 12, 4, 0, 31, -1])], False),
     "far_shifts": (lambda a, b: jnp.left_shift(a, b) + jnp.right_shift(a, b) + jax.lax.shift_right_logical(a, b),
                    [ints64([5, -5, -1, 1 << 40, -(1 << 50), 7]), ints64([63, 64, 70, -1, 3, 0])], False),
+    "products": (lambda x: jnp.prod(jnp.where(jnp.abs(x) < 0.4, 0.0, x), axis=1)
+                 + jnp.prod(x * 1.5, axis=1, where=x > -0.5) + jnp.prod(x[:, :2]), [f((4, 5), 32, 1.2)], True),
     "halves": (lambda: jnp.round(jnp.arange(8, dtype=jnp.float64) * 0.5 - 2.0), [], False),
     "largest": (lambda x: jnp.argmax(x, axis=1), [f((4, 5), 13)], False),
     "smallest": (jnp.argmin, [f((4, 5), 14)], False),

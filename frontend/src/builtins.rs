@@ -26,6 +26,7 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("mean", &["x", "axis", "keepdims", "where", "initial"], 1),
     ("max", &["x", "axis", "keepdims", "where", "initial"], 1),
     ("min", &["x", "axis", "keepdims", "where", "initial"], 1),
+    ("prod", &["x", "axis", "keepdims", "where", "initial"], 1),
     ("reshape", &["x", "shape"], 2),
     ("transpose", &["x", "axes"], 1),
     ("broadcast_to", &["x", "shape"], 2),
@@ -240,7 +241,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let y = el.broadcast(v[1], &shape, span)?;
             el.push(Op::Select, vec![c, x, y], span)?
         }
-        "sum" | "mean" | "max" | "min" => {
+        "sum" | "mean" | "max" | "min" | "prod" => {
             let (x, s) = tensor(el, env, 0)?;
             let rank = el.ty(x).rank();
             let axes = match b.get(1) {
@@ -251,11 +252,12 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let kind = match name {
                 "max" => ReduceKind::Max,
                 "min" => ReduceKind::Min,
+                "prod" => ReduceKind::Prod,
                 _ => ReduceKind::Sum,
             };
             let dtype = el.ty(x).dtype;
             let x = match (dtype, kind) {
-                (DType::Bool, ReduceKind::Sum) => el.convert(x, DType::I32, s)?,
+                (DType::Bool, ReduceKind::Sum | ReduceKind::Prod) => el.convert(x, DType::I32, s)?,
                 (DType::Bool, _) => {
                     return Err(Diagnostic::error("E0202", format!("cannot take `{name}` of bool values"))
                         .at(s, "this is bool")
@@ -271,7 +273,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let mask = match b.get(3) {
                 None => None,
                 Some(e) => {
-                    if initial.is_none() && kind != ReduceKind::Sum {
+                    if initial.is_none() && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
                         return Err(Diagnostic::error(
                             "E0201",
                             format!("`{name}` with `where=` is missing argument `initial`"),
@@ -286,8 +288,12 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 None => x,
                 Some(m) => {
                     let dtype = el.ty(x).dtype;
-                    let fill =
-                        el.lit_to(initial.filter(|_| kind != ReduceKind::Sum).unwrap_or(Lit::Int(0)), dtype, span)?;
+                    let fill = match kind {
+                        ReduceKind::Sum => Lit::Int(0),
+                        ReduceKind::Prod => Lit::Int(1),
+                        _ => initial.expect("checked above"),
+                    };
+                    let fill = el.lit_to(fill, dtype, span)?;
                     let fill = el.broadcast(fill, &el.ty(x).shape.clone(), span)?;
                     el.push(Op::Select, vec![m, x, fill], span)?
                 }
@@ -295,11 +301,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let mut r = reduce(el, kind, masked, &axes, keepdims, span)?;
             if let Some(l) = initial {
                 let v = el.unify(vec![(Val::Tensor(r), span), (Val::Lit(l), span)], span)?;
-                let op = match kind {
-                    ReduceKind::Max => BinaryOp::Max,
-                    ReduceKind::Min => BinaryOp::Min,
-                    _ => BinaryOp::Add,
-                };
+                let op = kind.combiner();
                 r = el.push(Op::Binary(op), v, span)?;
             }
             if name == "mean" {

@@ -599,6 +599,8 @@ fn reduce(kind: ReduceKind, axes: &[usize], x: &Tensor) -> Tensor {
             Data::F32(fold(0.0, m, &target, &wide, |a, b| a + b).into_iter().map(|x| x as f32).collect())
         }
         (Data::F64(v), ReduceKind::Sum) => Data::F64(fold(0.0, m, &target, v, |a, b| a + b)),
+        (Data::F32(v), ReduceKind::Prod) => Data::F32(fold(1.0, m, &target, v, |a, b| a * b)),
+        (Data::F64(v), ReduceKind::Prod) => Data::F64(fold(1.0, m, &target, v, |a, b| a * b)),
         (Data::F32(v), _) => {
             let f = if kind == ReduceKind::Max { float_max::<f32> } else { float_min::<f32> };
             Data::F32(fold(init.as_f64() as f32, m, &target, v, f))

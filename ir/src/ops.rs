@@ -435,16 +435,18 @@ pub enum ReduceKind {
     Sum,
     Max,
     Min,
+    Prod,
 }
 
 impl ReduceKind {
-    pub const ALL: [ReduceKind; 3] = [ReduceKind::Sum, ReduceKind::Max, ReduceKind::Min];
+    pub const ALL: [ReduceKind; 4] = [ReduceKind::Sum, ReduceKind::Max, ReduceKind::Min, ReduceKind::Prod];
 
     pub fn name(self) -> &'static str {
         match self {
             ReduceKind::Sum => "reduce_sum",
             ReduceKind::Max => "reduce_max",
             ReduceKind::Min => "reduce_min",
+            ReduceKind::Prod => "reduce_prod",
         }
     }
 
@@ -454,6 +456,7 @@ impl ReduceKind {
             ReduceKind::Sum => BinaryOp::Add,
             ReduceKind::Max => BinaryOp::Max,
             ReduceKind::Min => BinaryOp::Min,
+            ReduceKind::Prod => BinaryOp::Mul,
         }
     }
 
@@ -461,6 +464,7 @@ impl ReduceKind {
     pub fn identity(self, dtype: DType) -> Literal {
         match (self, dtype) {
             (ReduceKind::Sum, d) => Literal::of_i64(d, 0),
+            (ReduceKind::Prod, d) => Literal::of_i64(d, 1),
             (ReduceKind::Max, DType::I32) => Literal::Int(DType::I32, i32::MIN as i64),
             (ReduceKind::Max, DType::I64) => Literal::Int(DType::I64, i64::MIN),
             (ReduceKind::Max, d) => Literal::of_f64(d, f64::NEG_INFINITY),
@@ -780,7 +784,7 @@ impl Op {
             // rem: libm's fmod on CPUs, kiln's (exact only for quotients below 2^24 or 2^53)
             // on GPUs.
             Op::Binary(b) => matches!(b, BinaryOp::Pow | BinaryOp::Rem),
-            Op::Reduce { kind, .. } => *kind == ReduceKind::Sum,
+            Op::Reduce { kind, .. } => matches!(kind, ReduceKind::Sum | ReduceKind::Prod),
             Op::Dot | Op::Conv(_) => true,
             op => op.bodies().is_some_and(|b| b.funcs().iter().flat_map(|f| &f.insts).any(|i| i.op.inexact())),
         }

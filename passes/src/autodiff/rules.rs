@@ -143,6 +143,27 @@ fn binary_partials(b: &mut Builder, op: BinaryOp, x: Value, z: Value, y: Value) 
     }
 }
 
+/// ∂prod(x)/∂x over `axes`: each element's product of the others, with zeros handled exactly
+/// (as JAX's rule): with no zero in its group, p / x_i; with one zero, p at the zero and 0
+/// elsewhere; with more, 0; p being the product of the group's nonzero elements.
+fn prod_partials(b: &mut Builder, x: Value, axes: &[usize]) -> Value {
+    let xt = b.ty(x).clone();
+    let zero = b.zeros(&xt);
+    let is_zero = b.binary(BinaryOp::Eq, x, zero);
+    let zeros = b.mask(is_zero, xt.dtype);
+    let count = b.push(Op::Reduce { kind: ReduceKind::Sum, axes: axes.to_vec() }, vec![zeros]);
+    let one = b.constant(1.0, &xt);
+    let nonzero = b.push(Op::Select, vec![is_zero, one, x]);
+    let p = b.push(Op::Reduce { kind: ReduceKind::Prod, axes: axes.to_vec() }, vec![nonzero]);
+    let (p, count) = (unreduce(b, p, &xt, axes), unreduce(b, count, &xt, axes));
+    let none = b.binary(BinaryOp::Eq, count, zero);
+    let one_zero = b.binary(BinaryOp::Eq, count, one);
+    let others = b.div(p, x);
+    let at_nonzero = b.push(Op::Select, vec![none, others, zero]);
+    let at_zero = b.push(Op::Select, vec![one_zero, p, zero]);
+    b.push(Op::Select, vec![is_zero, at_zero, at_nonzero])
+}
+
 /// For `max`/`min` reductions: the mask of elements equal to the extreme (as x's dtype) and
 /// the number of them per output element.
 fn extreme_mask(b: &mut Builder, x: Value, y: Value, axes: &[usize]) -> (Value, Value) {
@@ -301,6 +322,12 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
         Op::Reduce { kind: ReduceKind::Sum, axes } => {
             b.push(Op::Reduce { kind: ReduceKind::Sum, axes: axes.clone() }, vec![t[0]?])
         }
+        // prod(x)' = sum(t ∂prod/∂x)
+        Op::Reduce { kind: ReduceKind::Prod, axes } => {
+            let d = prod_partials(b, args[0], axes);
+            let p = b.mul(t[0]?, d);
+            b.push(Op::Reduce { kind: ReduceKind::Sum, axes: axes.clone() }, vec![p])
+        }
         // max(x)' = sum(t [x == max]) / #[x == max]
         Op::Reduce { axes, .. } => {
             let (mask, count) = extreme_mask(b, args[0], y, axes);
@@ -452,6 +479,13 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
         Op::Reduce { kind: ReduceKind::Sum, axes } => {
             let xt = b.ty(args[0]).clone();
             vec![Some(unreduce(b, g, &xt, axes))]
+        }
+        // Each element receives g times the product of the others.
+        Op::Reduce { kind: ReduceKind::Prod, axes } => {
+            let xt = b.ty(args[0]).clone();
+            let d = prod_partials(b, args[0], axes);
+            let spread = unreduce(b, g, &xt, axes);
+            vec![Some(b.mul(spread, d))]
         }
         // The extreme's cotangent, shared evenly among tied elements.
         Op::Reduce { axes, .. } => {
