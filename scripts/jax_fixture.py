@@ -19,6 +19,7 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 import numpy as np
 
 
@@ -268,6 +269,8 @@ OPS = {
                    [ints64([5, -5, -1, 1 << 40, -(1 << 50), 7]), ints64([63, 64, 70, -1, 3, 0])], False),
     "products": (lambda x: jnp.prod(jnp.where(jnp.abs(x) < 0.4, 0.0, x), axis=1)
                  + jnp.prod(x * 1.5, axis=1, where=x > -0.5) + jnp.prod(x[:, :2]), [f((4, 5), 32, 1.2)], True),
+    "inverse_erf": (lambda x: jax.scipy.special.erfinv(x * 0.9)
+                    + jax.scipy.special.erfinv(jnp.clip(x * 2.0, -0.99999999, 0.99999999)), [f((3, 4), 33)], True),
     "halves": (lambda: jnp.round(jnp.arange(8, dtype=jnp.float64) * 0.5 - 2.0), [], False),
     "largest": (lambda x: jnp.argmax(x, axis=1), [f((4, 5), 13)], False),
     "smallest": (jnp.argmin, [f((4, 5), 14)], False),

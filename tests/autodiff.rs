@@ -231,12 +231,13 @@ fn indexing_and_its_gradients_agree_with_jax() {
 /// squeeze, expand_dims, flip, tril, triu, eye, the roundings and sign, argmax and argmin with
 /// NaNs, isnan, isfinite, the logical ops, cumulative sums, products, maxima and minima, pad in
 /// three modes, reductions with where= and initial=, einsum, remainder, floor_divide, fmod,
-/// the bitwise ops and shifts at every amount, prod with zeros) give JAX's results and gradients
+/// the bitwise ops and shifts at every amount, prod with zeros, erfinv) give JAX's results and
+/// gradients
 /// (tests/fixtures/ops_jax.json), interpreted and compiled; the gradients match central
 /// differences.
 #[test]
 fn ops_and_their_gradients_agree_with_jax() {
-    agrees_with_jax_fixture("ops", 30);
+    agrees_with_jax_fixture("ops", 31);
 }
 
 /// Checks every function of tests/fixtures/<stem>.kn against <stem>_jax.json (written by

@@ -372,6 +372,7 @@ impl Body {
             UnaryOp::Cos => self.op(format!("math.cos {x} : {t}")),
             UnaryOp::Erf if own => self.erf(fmt, x),
             UnaryOp::Erf => self.op(format!("math.erf {x} : {t}")),
+            UnaryOp::ErfInv => self.erf_inv(x, d),
             // rsqrt(x) = 1 / sqrt(x), as the interpreter computes it.
             UnaryOp::Rsqrt => {
                 let s = self.op(format!("math.sqrt {x} : {t}"));
@@ -447,6 +448,58 @@ impl Body {
         };
         assert!(!name.is_empty(), "`{}` is not defined on {d}", op.name());
         self.op(format!("{name} {a}, {b} : {t}"))
+    }
+
+    /// erfinv(x) by Giles' polynomials as XLA evaluates them ([`kiln_ir::ops::ERF_INV_F32`],
+    /// [`kiln_ir::ops::ERF_INV_F64`]): each range's polynomial by Horner's rule in its own
+    /// variable, the one of x's range chosen, times x; ±MAX at ±1.
+    fn erf_inv(&mut self, x: &str, d: DType) -> String {
+        let t = elem(d);
+        let xx = self.op(format!("arith.mulf {x}, {x} : {t}"));
+        let negated = self.op(format!("arith.negf {xx} : {t}"));
+        let l = self.unary(UnaryOp::Log1p, &negated, d);
+        let w = self.op(format!("arith.negf {l} : {t}"));
+        let root = self.op(format!("math.sqrt {w} : {t}"));
+        // (upper bound of w, coefficients, the polynomial's variable: w or sqrt(w), less a shift)
+        let ranges: Vec<(f64, &[f64], bool, f64)> = match d {
+            DType::F32 => {
+                let [low, high] = &kiln_ir::ops::ERF_INV_F32;
+                vec![(low.0, &low.1[..], false, 2.5), (high.0, &high.1[..], true, 3.0)]
+            }
+            _ => {
+                let [low, mid, high] = kiln_ir::ops::ERF_INV_F64;
+                vec![(6.25, low, false, 3.125), (16.0, mid, true, 3.25), (f64::INFINITY, high, true, 5.0)]
+            }
+        };
+        let mut result: Option<String> = None;
+        for &(bound, coefficients, on_root, shift) in ranges.iter().rev() {
+            let s = self.constant(Literal::Float(d, shift));
+            let base = if on_root { &root } else { &w };
+            let v = self.op(format!("arith.subf {base}, {s} : {t}"));
+            let mut p = self.constant(Literal::Float(d, coefficients[0]));
+            for &c in &coefficients[1..] {
+                let scaled = self.op(format!("arith.mulf {p}, {v} : {t}"));
+                let c = self.constant(Literal::Float(d, c));
+                p = self.op(format!("arith.addf {c}, {scaled} : {t}"));
+            }
+            result = Some(match result {
+                None => p,
+                Some(above) => {
+                    let b = self.constant(Literal::Float(d, bound));
+                    let below = self.op(format!("arith.cmpf olt, {w}, {b} : {t}"));
+                    self.op(format!("arith.select {below}, {p}, {above} : {t}"))
+                }
+            });
+        }
+        let p = result.expect("at least one range");
+        let y = self.op(format!("arith.mulf {p}, {x} : {t}"));
+        let max = if d == DType::F32 { f32::MAX as f64 } else { f64::MAX };
+        let max = self.constant(Literal::Float(d, max));
+        let one = self.constant(Literal::Float(d, 1.0));
+        let a = self.op(format!("math.absf {x} : {t}"));
+        let edge = self.op(format!("arith.cmpf oeq, {a}, {one} : {t}"));
+        let extreme = self.op(format!("arith.mulf {x}, {max} : {t}"));
+        self.op(format!("arith.select {edge}, {extreme}, {y} : {t}"))
     }
 
     /// Integer `rem` and `quot` as the op table defines them where LLVM's are undefined (a

@@ -73,6 +73,10 @@ macro_rules! float_trait {
             const ONE: Self = 1.0;
             $(fn $method(self) -> Self { <$t>::$method(self) })*
             fn erf(self) -> Self { ($erf)(self) }
+            fn erf_inv(self) -> Self {
+                // ±1 gives ±MAX, as XLA's ErfInv (and so JAX's).
+                if <$t>::abs(self) == 1.0 { self * <$t>::MAX } else { erf_inv_f64(self as f64) as $t }
+            }
             fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
             fn is_nan(self) -> bool { <$t>::is_nan(self) }
             fn is_sign_negative(self) -> bool { <$t>::is_sign_negative(self) }
@@ -95,6 +99,7 @@ macro_rules! float_trait {
             const ONE: Self;
             $(fn $method(self) -> Self;)*
             fn erf(self) -> Self;
+            fn erf_inv(self) -> Self;
             fn powf(self, e: Self) -> Self;
             fn is_nan(self) -> bool;
             fn is_sign_negative(self) -> bool;
@@ -106,6 +111,127 @@ macro_rules! float_trait {
 }
 
 float_trait!(exp, exp_m1, ln, ln_1p, sqrt, tanh, sin, cos, abs, floor, ceil, round_ties_even, trunc);
+
+/// The inverse error function's approximations of M. Giles ("Approximating the erfinv
+/// function", GPU Computing Gems 2011) as XLA writes them (ErfInv32 and ErfInv64, which JAX's
+/// `lax.erf_inv` runs): erfinv(x) = p(w') x with w = -log1p(-x²) and p a polynomial in w' per
+/// range of w, highest coefficient first. f32: for w < 5 in w' = w - 2.5, else in
+/// w' = sqrt(w) - 3.
+pub const ERF_INV_F32: [(f64, [f64; 9]); 2] = [
+    (
+        5.0,
+        [
+            2.81022636e-08,
+            3.43273939e-07,
+            -3.5233877e-06,
+            -4.39150654e-06,
+            0.00021858087,
+            -0.00125372503,
+            -0.00417768164,
+            0.246640727,
+            1.50140941,
+        ],
+    ),
+    (
+        f64::INFINITY,
+        [
+            -0.000200214257,
+            0.000100950558,
+            0.00134934322,
+            -0.00367342844,
+            0.00573950773,
+            -0.0076224613,
+            0.00943887047,
+            1.00167406,
+            2.83297682,
+        ],
+    ),
+];
+
+/// f64 (see [`ERF_INV_F32`]): for w < 6.25, 23 coefficients in w' = w - 3.125; for w < 16,
+/// 19 in w' = sqrt(w) - 3.25; else 17 in w' = sqrt(w) - 5. The digits are XLA's, kept as
+/// written there so that the table can be checked against it.
+#[allow(clippy::excessive_precision)]
+pub const ERF_INV_F64: [&[f64]; 3] = [
+    &[
+        -3.6444120640178196996e-21,
+        -1.685059138182016589e-19,
+        1.2858480715256400167e-18,
+        1.115787767802518096e-17,
+        -1.333171662854620906e-16,
+        2.0972767875968561637e-17,
+        6.6376381343583238325e-15,
+        -4.0545662729752068639e-14,
+        -8.1519341976054721522e-14,
+        2.6335093153082322977e-12,
+        -1.2975133253453532498e-11,
+        -5.4154120542946279317e-11,
+        1.051212273321532285e-09,
+        -4.1126339803469836976e-09,
+        -2.9070369957882005086e-08,
+        4.2347877827932403518e-07,
+        -1.3654692000834678645e-06,
+        -1.3882523362786468719e-05,
+        0.0001867342080340571352,
+        -0.00074070253416626697512,
+        -0.0060336708714301490533,
+        0.24015818242558961693,
+        1.6536545626831027356,
+    ],
+    &[
+        2.2137376921775787049e-09,
+        9.0756561938885390979e-08,
+        -2.7517406297064545428e-07,
+        1.8239629214389227755e-08,
+        1.5027403968909827627e-06,
+        -4.013867526981545969e-06,
+        2.9234449089955446044e-06,
+        1.2475304481671778723e-05,
+        -4.7318229009055733981e-05,
+        6.8284851459573175448e-05,
+        2.4031110387097893999e-05,
+        -0.0003550375203628474796,
+        0.00095328937973738049703,
+        -0.0016882755560235047313,
+        0.0024914420961078508066,
+        -0.0037512085075692412107,
+        0.005370914553590063617,
+        1.0052589676941592334,
+        3.0838856104922207635,
+    ],
+    &[
+        -2.7109920616438573243e-11,
+        -2.5556418169965252055e-10,
+        1.5076572693500548083e-09,
+        -3.7894654401267369937e-09,
+        7.6157012080783393804e-09,
+        -1.4960026627149240478e-08,
+        2.9147953450901080826e-08,
+        -6.7711997758452339498e-08,
+        2.2900482228026654717e-07,
+        -9.9298272942317002539e-07,
+        4.5260625972231537039e-06,
+        -1.9681778105531670567e-05,
+        7.5995277030017761139e-05,
+        -0.00021503011930044477347,
+        -0.00013871931833623122026,
+        1.0103004648645343977,
+        4.8499064014085844221,
+    ],
+];
+
+/// erfinv in f64 by [`ERF_INV_F64`] (within a few ulp): the reference for both float types.
+pub fn erf_inv_f64(x: f64) -> f64 {
+    let w = -(-x * x).ln_1p();
+    let (coefficients, shifted) = if w < 6.25 {
+        (ERF_INV_F64[0], w - 3.125)
+    } else if w < 16.0 {
+        (ERF_INV_F64[1], w.sqrt() - 3.25)
+    } else {
+        (ERF_INV_F64[2], w.sqrt() - 5.0)
+    };
+    coefficients.iter().fold(0.0, |p, &c| p * shifted + c) * x
+}
 
 /// IEEE 754-2019 `maximum`: NaN propagates and +0 is greater than -0 (jax.numpy.maximum).
 pub fn float_max<T: Float>(a: T, b: T) -> T {
@@ -224,6 +350,9 @@ unary_ops! {
     Cos     "cos"     Float   call   reals,        |x| x.cos(),           none;
     // erf(x) = 2/sqrt(pi) times the integral of exp(-t^2) from 0 to x (the Gauss error function)
     Erf     "erf"     Float   call   reals,        |x| x.erf(),           none;
+    // erfinv(x): the y in (-1, 1)'s preimage with erf(y) = x; NaN outside [-1, 1], ±MAX at ±1
+    // (XLA's, see ERF_INV_F32).
+    ErfInv  "erfinv"  Float   call   (above -1.0), |x| x.erf_inv(),       none;
     // Rounding to an integral value (identity on integers, as jax.numpy): toward -inf, toward
     // +inf, to the nearest with halves to even (numpy's round), toward 0. Exact.
     Floor   "floor"   Numeric call   reals,        |x| x.floor(),         (|i| i);

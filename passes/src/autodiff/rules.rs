@@ -76,6 +76,12 @@ fn unary_derivative(b: &mut Builder, op: UnaryOp, x: Value, y: Value) -> Value {
             let s = b.unary(UnaryOp::Sin, x);
             b.neg(s)
         }
+        // d erfinv(x) = sqrt(pi)/2 exp(y^2)
+        UnaryOp::ErfInv => {
+            let y2 = b.mul(y, y);
+            let e = b.unary(UnaryOp::Exp, y2);
+            b.scale(e, std::f64::consts::PI.sqrt() / 2.0)
+        }
         // Piecewise constant: d floor(x) = d ceil(x) = d round(x) = d trunc(x) = d sign(x) = 0
         // (JAX's derivative, away from the jumps).
         UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round | UnaryOp::Trunc | UnaryOp::Sign => b.zeros(&ty),
