@@ -213,6 +213,10 @@ INDEXING = {
     "minned": (lambda x, idx, v: x.at[idx].min(v), [f((5, 3), 21), ints([2, 0, 2, 4]), f((4, 3), 22, 1.5)]),
     "subtracted": (lambda x, v: x.at[2].subtract(v), [f((4, 5), 23), f((5,), 24)]),
     "window": (lambda x, i: jax.lax.dynamic_slice(x, (i, jnp.int32(-2)), (2, 2)), [f((4, 5), 25), ints(3)]),
+    "new_axes": (lambda x, idx, labels: x[:, None, idx] + jnp.take_along_axis(x, labels[:, None], axis=-1).reshape(4, 1, 1),
+                 [f((4, 5), 28), ints([4, -1, 0]), ints([0, 3, 4, 1])]),
+    "ellipses": (lambda x, v: x.at[..., 0].set(v) + jnp.broadcast_to((x[..., 1] + x[None, ..., 2][0]).reshape(2, 3, 1), (2, 3, 4)),
+                 [f((2, 3, 4), 29), f((2, 3), 30)]),
     "patched": (lambda x, u, i: jax.lax.dynamic_update_slice(x, u, (i, jnp.int32(3))), [f((4, 5), 26), f((2, 3), 27), ints(-1)]),
 }
 

@@ -219,12 +219,12 @@ fn loops_and_their_gradients_agree_with_jax() {
 }
 
 /// Indexing by data (x[idx] with arrays on any axes, take, take_along_axis, `.at[...]` reads
-/// and updates, dynamic slices) gives jax.numpy's results and gradients
+/// and updates, dynamic slices, `None` and `...`) gives jax.numpy's results and gradients
 /// (tests/fixtures/indexing_jax.json), interpreted and compiled, negative and out-of-bounds
 /// indices included; the gradients match central differences.
 #[test]
 fn indexing_and_its_gradients_agree_with_jax() {
-    agrees_with_jax_fixture("indexing", 19);
+    agrees_with_jax_fixture("indexing", 21);
 }
 
 /// jax.nn and jax.numpy ops (gelu in both forms, silu, softplus, clip, var, std, stack,

@@ -142,6 +142,10 @@ pub enum IndexItem {
     At(Expr),
     /// `start:stop:step`, each part optional.
     Range { start: Option<Expr>, stop: Option<Expr>, step: Option<Expr>, span: Span },
+    /// `None`: a new axis of length 1 here (numpy's newaxis).
+    NewAxis(Span),
+    /// `...`: as many whole axes as the other items leave.
+    Ellipsis(Span),
 }
 
 #[derive(Clone, Debug)]

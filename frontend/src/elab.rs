@@ -1842,7 +1842,7 @@ impl<'a> Elab<'a> {
     /// slice for indices known when the program runs), or advanced indexing when an item is an
     /// integer array (a gather).
     fn index(&mut self, env: &mut Env, t: Value, items: &'a [IndexItem], span: Span) -> R<Val> {
-        let items = indexing::items(self, env, t, items, span)?;
+        let (t, items) = indexing::items(self, env, t, items, span)?;
         if indexing::has_arrays(self, &items) {
             return indexing::gather(self, t, &items, indexing::Mode::Clip, span).map(Val::Tensor);
         }
@@ -1927,12 +1927,12 @@ impl<'a> Elab<'a> {
             }
         };
         let name = format!("at[...].{}", method.name);
-        let selected = indexing::items(self, env, x, items, span)?;
+        let (x_new_axes, selected) = indexing::items(self, env, x, items, span)?;
         let Some(kind) = kind else {
             let b = crate::builtins::bind(&name, &["mode", "fill_value"], 0, args, span)?;
             let fill = b.get(1).map(|e| self.const_lit(env, e)).transpose()?;
             let mode = indexing::mode_arg(b.get(0), fill, indexing::Mode::Clip)?;
-            return indexing::gather(self, x, &selected, mode, span).map(Val::Tensor);
+            return indexing::gather(self, x_new_axes, &selected, mode, span).map(Val::Tensor);
         };
         let b = crate::builtins::bind(&name, &["values"], 1, args, span)?;
         let e = b.get(0).expect("required");
@@ -1941,7 +1941,10 @@ impl<'a> Elab<'a> {
             // x - v = x + (-v), exactly.
             v = self.negate(v, e.span, e.span)?;
         }
-        indexing::scatter(self, x, &selected, kind, (v, e.span), span).map(Val::Tensor)
+        // New axes (`None`) are indexed whole; the update is of x's own shape.
+        let updated = indexing::scatter(self, x_new_axes, &selected, kind, (v, e.span), span)?;
+        let shape = self.ty(x).shape.clone();
+        self.reshape(updated, shape, span).map(Val::Tensor)
     }
 
     /// An integer known at compile time: a literal, a shape variable, or arithmetic on them.

@@ -52,18 +52,57 @@ pub enum Mode {
     Fill(Option<Lit>),
 }
 
-/// Evaluates the items of `x[items]`, one per axis (omitted trailing ones are whole axes).
-pub fn items<'a>(el: &mut Elab<'a>, env: &mut Env, x: Value, items: &'a [IndexItem], span: Span) -> R<Vec<Item>> {
+/// Evaluates the items of `x[items]`, one per axis (omitted trailing ones, and those `...`
+/// stands for, are whole axes), with x: as given, or with an axis of length 1 inserted for
+/// each `None` and indexed whole there (which is numpy's newaxis, also among arrays).
+pub fn items<'a>(
+    el: &mut Elab<'a>,
+    env: &mut Env,
+    x: Value,
+    items: &'a [IndexItem],
+    span: Span,
+) -> R<(Value, Vec<Item>)> {
     let ty = el.ty(x).clone();
-    if items.len() > ty.rank() {
+    let consuming = items.iter().filter(|i| matches!(i, IndexItem::At(_) | IndexItem::Range { .. })).count();
+    if consuming > ty.rank() {
         return Err(Diagnostic::error("E0219", format!("too many indices for {ty}"))
-            .at(span, format!("{} indices for rank {}", items.len(), ty.rank())));
+            .at(span, format!("{consuming} indices for rank {}", ty.rank())));
     }
+    let ellipses: Vec<Span> =
+        items.iter().filter_map(|i| if let IndexItem::Ellipsis(s) = i { Some(*s) } else { None }).collect();
+    if let [_, second, ..] = ellipses[..] {
+        return Err(Diagnostic::error("E0206", "an index can have only one `...`").at(second, "a second ellipsis"));
+    }
+    // One entry per axis of x with its new axes: the item, or None for a whole axis.
+    let mut per_axis: Vec<Option<&'a IndexItem>> = vec![];
+    let mut new_axes = vec![];
+    for item in items {
+        match item {
+            IndexItem::Ellipsis(_) => per_axis.extend(std::iter::repeat_n(None, ty.rank() - consuming)),
+            IndexItem::NewAxis(_) => {
+                new_axes.push(per_axis.len());
+                per_axis.push(None);
+            }
+            item => per_axis.push(Some(item)),
+        }
+    }
+    let x = if new_axes.is_empty() {
+        x
+    } else {
+        let mut dims = ty.shape.iter().copied();
+        let mut shape = vec![];
+        let total = ty.rank() + new_axes.len();
+        for a in 0..total {
+            shape.push(if new_axes.contains(&a) { 1 } else { dims.next().expect("one per axis") });
+        }
+        el.reshape(x, shape, span)?
+    };
+    let ty = el.ty(x).clone();
     let mut out = vec![];
     for (axis, &n) in ty.shape.iter().enumerate() {
         let n = n as i64;
-        out.push(match items.get(axis) {
-            None => Item::whole(n as usize),
+        out.push(match per_axis.get(axis).copied().flatten() {
+            None | Some(IndexItem::NewAxis(_) | IndexItem::Ellipsis(_)) => Item::whole(n as usize),
             Some(IndexItem::At(e)) => match el.eval(env, e)? {
                 Val::Lit(Lit::Int(i)) => {
                     let j = if i < 0 { i + n } else { i };
@@ -105,7 +144,7 @@ pub fn items<'a>(el: &mut Elab<'a>, env: &mut Env, x: Value, items: &'a [IndexIt
             }
         });
     }
-    Ok(out)
+    Ok((x, out))
 }
 
 /// Whether any item is an array, which makes `x[items]` advanced indexing.

@@ -357,6 +357,14 @@ impl Parser {
 
     fn index_item(&mut self) -> PResult<IndexItem> {
         let start_span = self.span();
+        if self.eat("...") {
+            return Ok(IndexItem::Ellipsis(start_span));
+        }
+        let ends_item = matches!(self.peek_ahead(1), Tok::Punct("," | "]"));
+        if matches!(self.peek(), Tok::Ident(n) if n == "None") && ends_item {
+            self.bump();
+            return Ok(IndexItem::NewAxis(start_span));
+        }
         let part = |p: &mut Self| -> PResult<Option<Expr>> {
             if p.is(":") || p.is(",") || p.is("]") {
                 Ok(None)

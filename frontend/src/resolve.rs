@@ -218,6 +218,7 @@ impl<'e> Resolver<'_, '_, 'e> {
                 IndexItem::Range { start, stop, step, .. } => {
                     [start, stop, step].into_iter().flatten().for_each(|p| self.expr(p))
                 }
+                IndexItem::NewAxis(_) | IndexItem::Ellipsis(_) => {}
             }
         }
     }
