@@ -293,8 +293,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                         ReduceKind::Prod => Lit::Int(1),
                         _ => initial.expect("checked above"),
                     };
-                    let fill = el.lit_to(fill, dtype, span)?;
-                    let fill = el.broadcast(fill, &el.ty(x).shape.clone(), span)?;
+                    let fill = el.splat(fill, dtype, &el.ty(x).shape.clone(), span)?;
                     el.push(Op::Select, vec![m, x, fill], span)?
                 }
             };
@@ -353,11 +352,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                     }
                 }
             };
-            if perm.iter().enumerate().all(|(i, &p)| i == p) {
-                x
-            } else {
-                el.push(Op::Transpose { perm }, vec![x], span)?
-            }
+            el.transpose(x, perm, span)?
         }
         "broadcast_to" => {
             let (x, s) = tensor(el, env, 0)?;
@@ -517,10 +512,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         "take" => {
             let (x, _) = tensor(el, env, 0)?;
             let indices = index_arg(el, env, &b, 1)?;
-            let (x, axis) = match b.get(2) {
-                None => (el.reshape(x, vec![el.ty(x).num_elements()], span)?, 0),
-                Some(e) => (x, axis_arg(el, env, e, el.ty(x).rank())?),
-            };
+            let (x, axis) = axis_or_flattened(el, env, b.get(2), x, span)?;
             let mode = mode_arg(el, env, &b, 3, 4)?;
             let mut items: Vec<Item> = el.ty(x).shape.iter().map(|&n| Item::whole(n)).collect();
             items[axis] = match mode {
@@ -720,10 +712,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         "argmax" | "argmin" => {
             let (x, s) = tensor(el, env, 0)?;
             el.require_numeric(x, s, &format!("take `{name}` of"))?;
-            let (x, axis) = match b.get(1) {
-                None => (el.reshape(x, vec![el.ty(x).num_elements()], span)?, 0),
-                Some(e) => (x, axis_arg(el, env, e, el.ty(x).rank())?),
-            };
+            let (x, axis) = axis_or_flattened(el, env, b.get(1), x, span)?;
             let keepdims = bool_arg(el, env, b.get(2))?;
             let kind = if name == "argmax" { ReduceKind::Max } else { ReduceKind::Min };
             let xt = el.ty(x).clone();
@@ -737,8 +726,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 hit = el.push(Op::Select, vec![nan_extreme, nan, hit], span)?;
             }
             let position = el.push(Op::Iota { dtype: DType::I32, shape: xt.shape.clone(), axis }, vec![], span)?;
-            let past = el.lit_to(Lit::Int(xt.shape[axis] as i64), DType::I32, span)?;
-            let past = el.broadcast(past, &xt.shape, span)?;
+            let past = el.splat(Lit::Int(xt.shape[axis] as i64), DType::I32, &xt.shape, span)?;
             let candidates = el.push(Op::Select, vec![hit, position, past], span)?;
             reduce(el, ReduceKind::Min, candidates, &[axis], keepdims, span)?
         }
@@ -757,8 +745,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                     binary(el, BinaryOp::Lt, a, inf, span)?
                 }
             } else {
-                let c = el.lit_to(Lit::Bool(name == "isfinite"), DType::Bool, span)?;
-                el.broadcast(c, &ty.shape, span)?
+                el.splat(Lit::Bool(name == "isfinite"), DType::Bool, &ty.shape, span)?
             }
         }
         // The logical ops take bools, or numbers as `x != 0` (jnp.logical_*).
@@ -772,22 +759,15 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             }
             let v = el.unify(bools, span)?;
             let shape = el.ty(v[0]).shape.clone();
-            let constant = |el: &mut Elab, c: bool| -> R<Value> {
-                let c = el.lit_to(Lit::Bool(c), DType::Bool, span)?;
-                el.broadcast(c, &shape, span)
-            };
             match name {
+                // not a = (a != true); a or b = select(a, true, b); a xor b = (a != b).
                 "logical_not" => {
-                    let no = constant(el, false)?;
-                    let yes = constant(el, true)?;
-                    el.push(Op::Select, vec![v[0], no, yes], span)?
+                    let yes = el.splat(Lit::Bool(true), DType::Bool, &shape, span)?;
+                    el.push(Op::Binary(BinaryOp::Ne), vec![v[0], yes], span)?
                 }
-                "logical_and" => {
-                    let no = constant(el, false)?;
-                    el.push(Op::Select, vec![v[0], v[1], no], span)?
-                }
+                "logical_and" => and(el, v[0], v[1], span)?,
                 "logical_or" => {
-                    let yes = constant(el, true)?;
+                    let yes = el.splat(Lit::Bool(true), DType::Bool, &shape, span)?;
                     el.push(Op::Select, vec![v[0], yes, v[1]], span)?
                 }
                 _ => el.push(Op::Binary(BinaryOp::Ne), v, span)?,
@@ -885,8 +865,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 Some(e) => el.const_int(env, e)?,
             };
             let keep = diagonal_band(el, &xt.shape, k, if name == "tril" { BinaryOp::Le } else { BinaryOp::Ge }, span)?;
-            let zero = el.lit_to(Lit::Int(0), xt.dtype, span)?;
-            let zero = el.broadcast(zero, &xt.shape, span)?;
+            let zero = el.splat(Lit::Int(0), xt.dtype, &xt.shape, span)?;
             el.push(Op::Select, vec![keep, x, zero], span)?
         }
         // eye(n, m, k, dtype): ones on the k-th diagonal of an n x m matrix (jnp.eye).
@@ -913,10 +892,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         "cumsum" | "cumprod" | "cummax" | "cummin" => {
             let (x, s) = tensor(el, env, 0)?;
             el.require_numeric(x, s, &format!("take `{name}` of"))?;
-            let (x, axis) = match b.get(1) {
-                None => (el.reshape(x, vec![el.ty(x).num_elements()], span)?, 0),
-                Some(e) => (x, axis_arg(el, env, e, el.ty(x).rank())?),
-            };
+            let (x, axis) = axis_or_flattened(el, env, b.get(1), x, span)?;
             let dtype = el.ty(x).dtype;
             let (op, identity) = match name {
                 "cumsum" => (BinaryOp::Add, Lit::Int(0)),
@@ -926,21 +902,12 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 "cummax" => (BinaryOp::Max, Lit::Int(if dtype == DType::I32 { i32::MIN as i64 } else { i64::MIN })),
                 _ => (BinaryOp::Min, Lit::Int(if dtype == DType::I32 { i32::MAX as i64 } else { i64::MAX })),
             };
-            let rank = el.ty(x).rank();
-            let mut perm: Vec<usize> = (0..rank).collect();
+            let mut perm: Vec<usize> = (0..el.ty(x).rank()).collect();
             perm.remove(axis);
             perm.insert(0, axis);
-            let front = if axis == 0 { x } else { el.push(Op::Transpose { perm: perm.clone() }, vec![x], span)? };
+            let front = el.transpose(x, perm.clone(), span)?;
             let c = cumulative(el, front, op, identity, span)?;
-            if axis == 0 {
-                c
-            } else {
-                let mut back = vec![0; rank];
-                for (i, &p) in perm.iter().enumerate() {
-                    back[p] = i;
-                }
-                el.push(Op::Transpose { perm: back }, vec![c], span)?
-            }
+            el.transpose(c, indexing::inverse(&perm), span)?
         }
         // pad(array, pad_width, mode, constant_values): numpy's pad with mode "constant" (the
         // default; constant_values, 0 by default), "edge" (the edge element repeated) or
@@ -984,10 +951,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                     let mut shape = el.ty(x).shape.clone();
                     shape[axis] = width;
                     let part = match mode {
-                        "constant" => {
-                            let c = el.lit_to(value, el.ty(x).dtype, span)?;
-                            el.broadcast(c, &shape, span)?
-                        }
+                        "constant" => el.splat(value, el.ty(x).dtype, &shape, span)?,
                         "edge" => {
                             let edge = axis_slice(el, x, axis, if at_start { 0 } else { n - 1 }, 1, 1, span)?;
                             el.push(Op::Broadcast { shape, dims: (0..rank).collect() }, vec![edge], span)?
@@ -1055,11 +1019,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let (v, labels) = current;
             let (v, labels) = sum_out(el, v, &labels, &output, span)?;
             let perm: Vec<usize> = output.iter().map(|c| labels.iter().position(|l| l == c).expect("kept")).collect();
-            if perm.iter().enumerate().all(|(i, &p)| i == p) {
-                v
-            } else {
-                el.push(Op::Transpose { perm }, vec![v], span)?
-            }
+            el.transpose(v, perm, span)?
         }
         // remainder(x1, x2) = x1 - floor(x1 / x2) x2, with x2's sign (numpy's `%`, jnp's);
         // fmod has x1's (C's); both take an integer divisor of 0 as 1, as jnp's.
@@ -1186,9 +1146,7 @@ pub(crate) fn remainder(el: &mut Elab, a: Value, b: Value, span: Span) -> R<Valu
     let r_negative = binary(el, BinaryOp::Lt, r, zero, span)?;
     let b_negative = binary(el, BinaryOp::Lt, b, zero, span)?;
     let signs_differ = binary(el, BinaryOp::Ne, r_negative, b_negative, span)?;
-    let no = el.lit_to(Lit::Bool(false), DType::Bool, span)?;
-    let no = el.broadcast(no, &el.ty(r).shape.clone(), span)?;
-    let shift = el.push(Op::Select, vec![signs_differ, nonzero, no], span)?;
+    let shift = and(el, signs_differ, nonzero, span)?;
     let shifted = binary(el, BinaryOp::Add, r, b, span)?;
     el.push(Op::Select, vec![shift, shifted, r], span)
 }
@@ -1201,8 +1159,7 @@ fn nonzero_divisor(el: &mut Elab, b: Value, span: Span) -> R<Value> {
     }
     let zero = el.lit_to(Lit::Int(0), dtype, span)?;
     let is_zero = binary(el, BinaryOp::Eq, b, zero, span)?;
-    let one = el.lit_to(Lit::Int(1), dtype, span)?;
-    let one = el.broadcast(one, &el.ty(b).shape.clone(), span)?;
+    let one = el.splat(Lit::Int(1), dtype, &el.ty(b).shape.clone(), span)?;
     el.push(Op::Select, vec![is_zero, one, b], span)
 }
 
@@ -1224,15 +1181,28 @@ fn floor_divide(el: &mut Elab, a: Value, b: Value, span: Span) -> R<Value> {
     };
     let sb = sign(el, b)?;
     let differ = binary(el, BinaryOp::Ne, signed, sb, span)?;
-    let no = el.lit_to(Lit::Bool(false), DType::Bool, span)?;
-    let no = el.broadcast(no, &el.ty(q).shape.clone(), span)?;
-    let adjust = el.push(Op::Select, vec![differ, inexact, no], span)?;
+    let adjust = and(el, differ, inexact, span)?;
     let less = binary(el, BinaryOp::Sub, q, one, span)?;
     let q = el.push(Op::Select, vec![adjust, less, q], span)?;
     if dtype.is_int() {
         Ok(q)
     } else {
         el.push(Op::Unary(UnaryOp::Round), vec![q], span)
+    }
+}
+
+/// The `axis` argument of a builtin that works on all of x flattened without one (take,
+/// argmax, cumsum): x, or x flattened, and the axis.
+fn axis_or_flattened<'a>(
+    el: &mut Elab<'a>,
+    env: &mut Env,
+    e: Option<&'a Expr>,
+    x: Value,
+    span: Span,
+) -> R<(Value, usize)> {
+    match e {
+        None => Ok((el.reshape(x, vec![el.ty(x).num_elements()], span)?, 0)),
+        Some(e) => Ok((x, axis_arg(el, env, e, el.ty(x).rank())?)),
     }
 }
 
@@ -1366,11 +1336,7 @@ fn contract(
             .flat_map(|g| g.iter())
             .map(|c| labels.iter().position(|l| l == c).expect("present"))
             .collect();
-        let moved = if perm.iter().enumerate().all(|(i, &p)| i == p) {
-            v
-        } else {
-            el.push(Op::Transpose { perm }, vec![v], span)?
-        };
+        let moved = el.transpose(v, perm, span)?;
         let mut shape: Vec<usize> = vec![];
         if !groups[0].is_empty() {
             shape.push(size(el, v, labels, groups[0]).iter().product());
@@ -1497,8 +1463,14 @@ fn last_axis(el: &Elab, x: Value, s: Span, name: &str) -> R<usize> {
     Ok(rank - 1)
 }
 
+/// a && b on bools: select(a, b, false).
+pub(crate) fn and(el: &mut Elab, a: Value, b: Value, span: Span) -> R<Value> {
+    let no = el.splat(Lit::Bool(false), DType::Bool, &el.ty(a).shape.clone(), span)?;
+    el.push(Op::Select, vec![a, b, no], span)
+}
+
 /// A binary op on operands that broadcast against each other.
-fn binary(el: &mut Elab, op: BinaryOp, a: Value, b: Value, span: Span) -> R<Value> {
+pub(crate) fn binary(el: &mut Elab, op: BinaryOp, a: Value, b: Value, span: Span) -> R<Value> {
     let v = el.unify(vec![(Val::Tensor(a), span), (Val::Tensor(b), span)], span)?;
     el.push(Op::Binary(op), v, span)
 }

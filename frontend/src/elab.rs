@@ -11,7 +11,7 @@ use crate::indexing;
 use crate::transform::{Differentiator, Transform};
 use kiln_ir::ops::Bodies;
 use kiln_ir::types::check_shape;
-use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, ScatterKind, Span, TensorType, UnaryOp, Value};
+use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
@@ -1601,6 +1601,21 @@ impl<'a> Elab<'a> {
         }
     }
 
+    /// Transposes `t` by `perm` (no instruction when it is the identity).
+    pub fn transpose(&mut self, t: Value, perm: Vec<usize>, span: Span) -> R<Value> {
+        if perm.iter().enumerate().all(|(i, &p)| i == p) {
+            Ok(t)
+        } else {
+            self.push(Op::Transpose { perm }, vec![t], span)
+        }
+    }
+
+    /// The literal as `dtype`, broadcast to `shape`.
+    pub fn splat(&mut self, l: Lit, dtype: DType, shape: &[usize], span: Span) -> R<Value> {
+        let c = self.lit_to(l, dtype, span)?;
+        self.broadcast(c, shape, span)
+    }
+
     /// A float version of `t`: integers and bools convert to f32 (as jax.numpy does for exp,
     /// true division and the like).
     pub fn float_of(&mut self, t: Value, span: Span) -> R<Value> {
@@ -1910,21 +1925,17 @@ impl<'a> Elab<'a> {
     ) -> R<Val> {
         let b = self.eval(env, base)?;
         let x = self.tensor_arg(b, base.span)?;
-        let kind = match method.name.as_str() {
-            "get" => None,
-            "set" => Some(ScatterKind::Set),
-            "add" | "subtract" => Some(ScatterKind::Add),
-            "min" => Some(ScatterKind::Min),
-            "max" => Some(ScatterKind::Max),
-            other => {
-                const METHODS: [&str; 6] = ["get", "set", "add", "subtract", "min", "max"];
-                let d = Diagnostic::error("E0233", format!("`.at[...]` has no method `{other}`"))
-                    .at(method.span, "unknown method");
-                return Err(match suggest(other, METHODS.iter().copied()) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.note(format!("the methods are {}", METHODS.map(|m| format!("`{m}`")).join(", "))),
-                });
-            }
+        let names = || indexing::AT_METHODS.iter().map(|m| m.0);
+        let Some(&(_, kind)) = indexing::AT_METHODS.iter().find(|m| m.0 == method.name) else {
+            let d = Diagnostic::error("E0233", format!("`.at[...]` has no method `{}`", method.name))
+                .at(method.span, "unknown method");
+            return Err(match suggest(&method.name, names()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.note(format!(
+                    "the methods are {}",
+                    names().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                )),
+            });
         };
         let name = format!("at[...].{}", method.name);
         let (x_new_axes, selected) = indexing::items(self, env, x, items, span)?;

@@ -12,6 +12,7 @@
 //! lands on another element.
 
 use crate::ast::{Expr, ExprKind, IndexItem};
+use crate::builtins::{and, binary};
 use crate::elab::{broadcast_shapes, lit_text, promote, slice_indices, Elab, Env, Lit, Val};
 use kiln_ir::types::format_shape;
 use kiln_ir::{BinaryOp, DType, Diagnostic, Op, ScatterKind, Span, TensorType, Value};
@@ -41,6 +42,17 @@ impl Item {
         matches!(self, Item::Data { index, .. } if el.ty(*index).rank() > 0)
     }
 }
+
+/// The methods of `x.at[...]`: a read (`get`), or an update by a scatter (`subtract` adds
+/// the negated values).
+pub const AT_METHODS: [(&str, Option<ScatterKind>); 6] = [
+    ("get", None),
+    ("set", Some(ScatterKind::Set)),
+    ("add", Some(ScatterKind::Add)),
+    ("subtract", Some(ScatterKind::Add)),
+    ("min", Some(ScatterKind::Min)),
+    ("max", Some(ScatterKind::Max)),
+];
 
 /// What a gather gives where an index is out of bounds.
 #[derive(Clone, Copy, Debug)]
@@ -277,8 +289,8 @@ impl Plan {
 struct Merged {
     x: Value,
     axis: usize,
-    /// The transpose that brought the indexed axes together, when they were not.
-    perm: Option<Vec<usize>>,
+    /// The transpose that brought the indexed axes together (the identity when they were).
+    order: Vec<usize>,
     /// The shape before merging (after the transpose).
     unmerged: Vec<usize>,
     /// The dimensions of a gather of the merged x, with the grid in place of the merged axis.
@@ -290,14 +302,13 @@ impl Merged {
         let rank = el.ty(x).rank();
         let first = plan.indexed[0];
         let contiguous = plan.indexed.iter().enumerate().all(|(i, &k)| k == first + i);
-        let (x, axis, perm) = if contiguous {
-            (x, first, None)
+        let (axis, order): (usize, Vec<usize>) = if contiguous {
+            (first, (0..rank).collect())
         } else {
             let kept = (0..rank).filter(|k| !plan.indexed.contains(k));
-            let perm: Vec<usize> = plan.indexed.iter().copied().chain(kept).collect();
-            (el.push(Op::Transpose { perm: perm.clone() }, vec![x], span)?, 0, Some(perm))
+            (0, plan.indexed.iter().copied().chain(kept).collect())
         };
-        let order: Vec<usize> = perm.clone().unwrap_or_else(|| (0..rank).collect());
+        let x = el.transpose(x, order.clone(), span)?;
         let unmerged = el.ty(x).shape.clone();
         let m = plan.indexed.len();
         let size: usize = unmerged[axis..axis + m].iter().product();
@@ -309,17 +320,15 @@ impl Merged {
             .chain(plan.grid_labels())
             .chain(order[axis + m..].iter().map(|&k| Label::Axis(k)))
             .collect();
-        Ok(Merged { x: merged, axis, perm, unmerged, labels })
+        Ok(Merged { x: merged, axis, order, unmerged, labels })
     }
 
-    /// The transpose from the gather's layout to numpy's order (None when it is the same).
-    fn to_result(&self, plan: &Plan) -> Option<Vec<usize>> {
-        let perm: Vec<usize> = plan
-            .result_labels()
+    /// The transpose from the gather's layout to numpy's order.
+    fn to_result(&self, plan: &Plan) -> Vec<usize> {
+        plan.result_labels()
             .iter()
             .map(|l| self.labels.iter().position(|m| m == l).expect("every result dimension is gathered"))
-            .collect();
-        (!perm.iter().enumerate().all(|(i, &p)| i == p)).then_some(perm)
+            .collect()
     }
 }
 
@@ -335,11 +344,12 @@ fn merged_index(el: &mut Elab, x: Value, plan: &Plan, valid: bool, span: Span) -
         return Ok((index, mask));
     }
     let grid = plan.grid();
-    let to_grid = |el: &mut Elab, t: Value, from: usize, len: usize| -> R<Value> {
+    // A value over the block, over the grid (which extends it by the strided axes).
+    let to_grid = |el: &mut Elab, t: Value| -> R<Value> {
         if el.ty(t).shape == grid {
             return Ok(t);
         }
-        el.push(Op::Broadcast { shape: grid.clone(), dims: (from..from + len).collect() }, vec![t], span)
+        el.push(Op::Broadcast { shape: grid.clone(), dims: (0..plan.block.len()).collect() }, vec![t], span)
     };
     let (mut linear, mut mask): (Option<Value>, Option<Value>) = (None, None);
     let mut stride: i64 = 1;
@@ -371,19 +381,19 @@ fn merged_index(el: &mut Elab, x: Value, plan: &Plan, valid: bool, span: Span) -
                     }
                     clamp(el, wrapped, 0, n - 1, span)?
                 };
-                to_grid(el, index, 0, plan.block.len())?
+                to_grid(el, index)?
             }
             Axis::Whole => unreachable!("whole axes are not indexed"),
         };
         let term = scale(el, index, stride, plan.dtype, span)?;
         linear = Some(match linear {
             None => term,
-            Some(l) => arith(el, BinaryOp::Add, l, term, span)?,
+            Some(l) => binary(el, BinaryOp::Add, l, term, span)?,
         });
         stride *= n;
     }
     let mask = match mask {
-        Some(m) => Some(to_grid(el, m, 0, plan.block.len())?),
+        Some(m) => Some(to_grid(el, m)?),
         None => None,
     };
     Ok((linear.expect("at least one indexed axis"), mask))
@@ -413,10 +423,7 @@ pub fn gather(el: &mut Elab, x: Value, items: &[Item], mode: Mode, span: Span) -
         let fill = el.broadcast(fill, &ty.shape, span)?;
         g = el.push(Op::Select, vec![valid, g, fill], span)?;
     }
-    match merged.to_result(&plan) {
-        Some(perm) => el.push(Op::Transpose { perm }, vec![g], span),
-        None => Ok(g),
-    }
+    el.transpose(g, merged.to_result(&plan), span)
 }
 
 /// `x.at[items]` updated by `kind` with `updates` (broadcast to the shape of `x[items]`);
@@ -448,8 +455,7 @@ pub fn scatter(
     let index = match valid {
         Some(valid) => {
             let size: usize = plan.indexed.iter().map(|&k| xt.shape[k]).product();
-            let past = el.lit_to(Lit::Int(size as i64), plan.dtype, span)?;
-            let past = el.broadcast(past, &el.ty(index).shape.clone(), span)?;
+            let past = el.splat(Lit::Int(size as i64), plan.dtype, &el.ty(index).shape.clone(), span)?;
             el.push(Op::Select, vec![valid, index, past], span)?
         }
         _ => index,
@@ -461,21 +467,12 @@ pub fn scatter(
         [&mx[..merged.axis], &it[..], &mx[merged.axis + 1..]].concat()
     };
     let to_result = merged.to_result(&plan);
-    let target: Vec<usize> = match &to_result {
-        Some(perm) => perm.iter().map(|&p| gathered[p]).collect(),
-        None => gathered.clone(),
-    };
+    let target: Vec<usize> = to_result.iter().map(|&p| gathered[p]).collect();
     let u = fit(el, updates, us, &target, span)?;
-    let u = match &to_result {
-        Some(perm) => el.push(Op::Transpose { perm: inverse(perm) }, vec![u], span)?,
-        None => u,
-    };
+    let u = el.transpose(u, inverse(&to_result), span)?;
     let s = el.push(Op::Scatter { axis: merged.axis, kind }, vec![merged.x, index, u], span)?;
     let s = el.reshape(s, merged.unmerged.clone(), span)?;
-    match &merged.perm {
-        Some(perm) => el.push(Op::Transpose { perm: inverse(perm) }, vec![s], span),
-        None => Ok(s),
-    }
+    el.transpose(s, inverse(&merged.order), span)
 }
 
 /// The updates of a scatter into `x`, as x's dtype: literals take it; arrays convert when no
@@ -518,13 +515,8 @@ fn fit(el: &mut Elab, u: Value, us: Span, shape: &[usize], span: Span) -> R<Valu
 }
 
 /// The method of `x.at[...]` a scatter kind comes from.
-pub fn method_name(kind: ScatterKind) -> &'static str {
-    match kind {
-        ScatterKind::Add => "add",
-        ScatterKind::Set => "set",
-        ScatterKind::Max => "max",
-        ScatterKind::Min => "min",
-    }
+fn method_name(kind: ScatterKind) -> &'static str {
+    AT_METHODS.iter().find(|m| m.1 == Some(kind)).expect("every kind has a method").0
 }
 
 /// The scalar a fill-mode gather gives out of bounds, as jax.lax.gather chooses it.
@@ -577,13 +569,13 @@ fn clamp(el: &mut Elab, i: Value, lo: i64, hi: i64, span: Span) -> R<Value> {
     let dtype = el.ty(i).dtype;
     let lo = el.lit_to(Lit::Int(lo), dtype, span)?;
     let hi = el.lit_to(Lit::Int(hi), dtype, span)?;
-    let up = arith(el, BinaryOp::Max, i, lo, span)?;
-    arith(el, BinaryOp::Min, up, hi, span)
+    let up = binary(el, BinaryOp::Max, i, lo, span)?;
+    binary(el, BinaryOp::Min, up, hi, span)
 }
 
 fn compare(el: &mut Elab, op: BinaryOp, i: Value, c: i64, span: Span) -> R<Value> {
     let c = el.lit_to(Lit::Int(c), el.ty(i).dtype, span)?;
-    arith(el, op, i, c, span)
+    binary(el, op, i, c, span)
 }
 
 /// i * c (no instruction when c is 1).
@@ -592,7 +584,7 @@ fn scale(el: &mut Elab, i: Value, c: i64, dtype: DType, span: Span) -> R<Value> 
         return Ok(i);
     }
     let c = el.lit_to(Lit::Int(c), dtype, span)?;
-    arith(el, BinaryOp::Mul, i, c, span)
+    binary(el, BinaryOp::Mul, i, c, span)
 }
 
 /// i + c (no instruction when c is 0).
@@ -601,23 +593,11 @@ fn offset(el: &mut Elab, i: Value, c: i64, dtype: DType, span: Span) -> R<Value>
         return Ok(i);
     }
     let c = el.lit_to(Lit::Int(c), dtype, span)?;
-    arith(el, BinaryOp::Add, i, c, span)
+    binary(el, BinaryOp::Add, i, c, span)
 }
 
-/// a && b on bools: select(a, b, false).
-fn and(el: &mut Elab, a: Value, b: Value, span: Span) -> R<Value> {
-    let no = el.lit_to(Lit::Bool(false), DType::Bool, span)?;
-    let no = el.broadcast(no, &el.ty(a).shape.clone(), span)?;
-    el.push(Op::Select, vec![a, b, no], span)
-}
-
-/// A binary op, a scalar operand broadcast to the other's shape.
-fn arith(el: &mut Elab, op: BinaryOp, a: Value, b: Value, span: Span) -> R<Value> {
-    let v = el.unify(vec![(Val::Tensor(a), span), (Val::Tensor(b), span)], span)?;
-    el.push(Op::Binary(op), v, span)
-}
-
-fn inverse(perm: &[usize]) -> Vec<usize> {
+/// The permutation that undoes `perm`.
+pub fn inverse(perm: &[usize]) -> Vec<usize> {
     let mut inv = vec![0; perm.len()];
     for (i, &p) in perm.iter().enumerate() {
         inv[p] = i;
