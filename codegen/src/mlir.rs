@@ -372,7 +372,7 @@ impl Body {
             UnaryOp::Cos => self.op(format!("math.cos {x} : {t}")),
             UnaryOp::Erf if own => self.erf(fmt, x),
             UnaryOp::Erf => self.op(format!("math.erf {x} : {t}")),
-            UnaryOp::ErfInv => self.erf_inv(x, d),
+            UnaryOp::ErfInv => self.erf_inv(fmt, x),
             // rsqrt(x) = 1 / sqrt(x), as the interpreter computes it.
             UnaryOp::Rsqrt => {
                 let s = self.op(format!("math.sqrt {x} : {t}"));
@@ -417,7 +417,7 @@ impl Body {
         }
         match op {
             BinaryOp::Rem | BinaryOp::Quot if d.is_int() => return self.division(op, a, b, d),
-            BinaryOp::Rem if !self.libm => return self.float_remainder(a, b, d),
+            BinaryOp::Rem if !self.libm => return self.remainder(approx::Fmt::of(d), a, b),
             BinaryOp::Shl | BinaryOp::Shr | BinaryOp::ShrU => return self.shift(op, a, b, d),
             _ => {}
         }
@@ -450,58 +450,6 @@ impl Body {
         self.op(format!("{name} {a}, {b} : {t}"))
     }
 
-    /// erfinv(x) by Giles' polynomials as XLA evaluates them ([`kiln_ir::ops::ERF_INV_F32`],
-    /// [`kiln_ir::ops::ERF_INV_F64`]): each range's polynomial by Horner's rule in its own
-    /// variable, the one of x's range chosen, times x; ±MAX at ±1.
-    fn erf_inv(&mut self, x: &str, d: DType) -> String {
-        let t = elem(d);
-        let xx = self.op(format!("arith.mulf {x}, {x} : {t}"));
-        let negated = self.op(format!("arith.negf {xx} : {t}"));
-        let l = self.unary(UnaryOp::Log1p, &negated, d);
-        let w = self.op(format!("arith.negf {l} : {t}"));
-        let root = self.op(format!("math.sqrt {w} : {t}"));
-        // (upper bound of w, coefficients, the polynomial's variable: w or sqrt(w), less a shift)
-        let ranges: Vec<(f64, &[f64], bool, f64)> = match d {
-            DType::F32 => {
-                let [low, high] = &kiln_ir::ops::ERF_INV_F32;
-                vec![(low.0, &low.1[..], false, 2.5), (high.0, &high.1[..], true, 3.0)]
-            }
-            _ => {
-                let [low, mid, high] = kiln_ir::ops::ERF_INV_F64;
-                vec![(6.25, low, false, 3.125), (16.0, mid, true, 3.25), (f64::INFINITY, high, true, 5.0)]
-            }
-        };
-        let mut result: Option<String> = None;
-        for &(bound, coefficients, on_root, shift) in ranges.iter().rev() {
-            let s = self.constant(Literal::Float(d, shift));
-            let base = if on_root { &root } else { &w };
-            let v = self.op(format!("arith.subf {base}, {s} : {t}"));
-            let mut p = self.constant(Literal::Float(d, coefficients[0]));
-            for &c in &coefficients[1..] {
-                let scaled = self.op(format!("arith.mulf {p}, {v} : {t}"));
-                let c = self.constant(Literal::Float(d, c));
-                p = self.op(format!("arith.addf {c}, {scaled} : {t}"));
-            }
-            result = Some(match result {
-                None => p,
-                Some(above) => {
-                    let b = self.constant(Literal::Float(d, bound));
-                    let below = self.op(format!("arith.cmpf olt, {w}, {b} : {t}"));
-                    self.op(format!("arith.select {below}, {p}, {above} : {t}"))
-                }
-            });
-        }
-        let p = result.expect("at least one range");
-        let y = self.op(format!("arith.mulf {p}, {x} : {t}"));
-        let max = if d == DType::F32 { f32::MAX as f64 } else { f64::MAX };
-        let max = self.constant(Literal::Float(d, max));
-        let one = self.constant(Literal::Float(d, 1.0));
-        let a = self.op(format!("math.absf {x} : {t}"));
-        let edge = self.op(format!("arith.cmpf oeq, {a}, {one} : {t}"));
-        let extreme = self.op(format!("arith.mulf {x}, {max} : {t}"));
-        self.op(format!("arith.select {edge}, {extreme}, {y} : {t}"))
-    }
-
     /// Integer `rem` and `quot` as the op table defines them where LLVM's are undefined (a
     /// divisor of 0, or -1 with the most negative dividend): the division runs by 1 there and
     /// the result is chosen: rem(a, 0) = a, quot(a, 0) = -1, rem(a, -1) = 0, quot(a, -1) = -a.
@@ -522,34 +470,6 @@ impl Body {
         let negated = self.op(format!("arith.subi {zero}, {a} : {t}"));
         let q = self.op(format!("arith.select {by_minus_one}, {negated}, {q} : {t}"));
         self.op(format!("arith.select {by_zero}, {minus_one}, {q} : {t}"))
-    }
-
-    /// fmod(a, b) without libm (GPUs): r = fma(-trunc(a / b), b, a), then b's magnitude
-    /// added or taken away once where the rounded quotient was an integer off (r of the other
-    /// sign than a, or not below |b|); a where b is infinite. Exact while |a / b| < 2^24 (f32)
-    /// or 2^53 (f64); beyond, the quotient itself is not exact (the CPU's libm fmod is).
-    fn float_remainder(&mut self, a: &str, b: &str, d: DType) -> String {
-        let t = elem(d);
-        let q = self.op(format!("arith.divf {a}, {b} : {t}"));
-        let whole = self.op(format!("math.trunc {q} : {t}"));
-        let negated = self.op(format!("arith.negf {whole} : {t}"));
-        let r = self.op(format!("math.fma {negated}, {b}, {a} : {t}"));
-        let step = self.op(format!("math.copysign {b}, {a} : {t}"));
-        let zero = self.constant(Literal::Float(d, 0.0));
-        let r_negative = self.op(format!("arith.cmpf olt, {r}, {zero} : {t}"));
-        let a_negative = self.op(format!("arith.cmpf olt, {a}, {zero} : {t}"));
-        let r_nonzero = self.op(format!("arith.cmpf one, {r}, {zero} : {t}"));
-        let flipped = self.op(format!("arith.xori {r_negative}, {a_negative} : i1"));
-        let under = self.op(format!("arith.andi {flipped}, {r_nonzero} : i1"));
-        let added = self.op(format!("arith.addf {r}, {step} : {t}"));
-        let r = self.op(format!("arith.select {under}, {added}, {r} : {t}"));
-        let (ar, ab) = (self.op(format!("math.absf {r} : {t}")), self.op(format!("math.absf {b} : {t}")));
-        let over = self.op(format!("arith.cmpf oge, {ar}, {ab} : {t}"));
-        let taken = self.op(format!("arith.subf {r}, {step} : {t}"));
-        let r = self.op(format!("arith.select {over}, {taken}, {r} : {t}"));
-        let inf = self.constant(Literal::Float(d, f64::INFINITY));
-        let b_infinite = self.op(format!("arith.cmpf oeq, {ab}, {inf} : {t}"));
-        self.op(format!("arith.select {b_infinite}, {a}, {r} : {t}"))
     }
 
     /// Shifts as the op table defines them for every amount (LLVM's are undefined from the

@@ -17,7 +17,7 @@
 //!   without libm (`Target::libm` false: GPUs); CPU targets call libm for those.
 
 use super::Body;
-use kiln_ir::{DType, Literal};
+use kiln_ir::{DType, Literal, UnaryOp};
 
 /// A float format: its MLIR types and IEEE fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -673,6 +673,74 @@ impl Body {
             acc = self.mul_add(fmt, &acc, x, &c);
         }
         acc
+    }
+
+    /// erfinv(x) by Giles' polynomials as XLA evaluates them ([`kiln_ir::ops::ERF_INV_F32`],
+    /// [`kiln_ir::ops::ERF_INV_F64`]): w = -log1p(-x²), each range's polynomial by Horner's
+    /// rule in its own variable, the one of x's range chosen, times x; ±MAX at ±1.
+    pub(super) fn erf_inv(&mut self, fmt: Fmt, x: &str) -> String {
+        let xx = self.fop(fmt, "mulf", x, x);
+        let negated = self.op(format!("arith.negf {xx} : {}", fmt.ty));
+        let l = self.unary(UnaryOp::Log1p, &negated, fmt.dtype);
+        let w = self.op(format!("arith.negf {l} : {}", fmt.ty));
+        let root = self.fun(fmt, "sqrt", &w);
+        // (upper bound of w, coefficients, whether the variable is sqrt(w) rather than w, shift)
+        let ranges: Vec<(f64, &[f64], bool, f64)> = if fmt == F32 {
+            let [low, high] = &kiln_ir::ops::ERF_INV_F32;
+            vec![(low.0, &low.1[..], false, 2.5), (high.0, &high.1[..], true, 3.0)]
+        } else {
+            let [low, mid, high] = kiln_ir::ops::ERF_INV_F64;
+            vec![(6.25, low, false, 3.125), (16.0, mid, true, 3.25), (f64::INFINITY, high, true, 5.0)]
+        };
+        let mut result: Option<String> = None;
+        for &(bound, coefficients, on_root, shift) in ranges.iter().rev() {
+            let s = self.f(fmt, shift);
+            let v = self.fop(fmt, "subf", if on_root { &root } else { &w }, &s);
+            let p = self.horner(fmt, &v, coefficients);
+            result = Some(match result {
+                None => p,
+                Some(above) => {
+                    let b = self.f(fmt, bound);
+                    let below = self.fop(fmt, "cmpf olt,", &w, &b);
+                    self.select(fmt, &below, &p, &above)
+                }
+            });
+        }
+        let y = self.fop(fmt, "mulf", &result.expect("at least one range"), x);
+        let max = self.f(fmt, if fmt == F32 { f32::MAX as f64 } else { f64::MAX });
+        let one = self.f(fmt, 1.0);
+        let a = self.fun(fmt, "absf", x);
+        let edge = self.fop(fmt, "cmpf oeq,", &a, &one);
+        let extreme = self.fop(fmt, "mulf", x, &max);
+        self.select(fmt, &edge, &extreme, &y)
+    }
+
+    /// fmod(a, b) without libm (GPUs): r = fma(-trunc(a / b), b, a), then b's magnitude
+    /// added or taken away once where the rounded quotient was an integer off (r of the other
+    /// sign than a, or not below |b|); a where b is infinite. Exact while |a / b| < 2^24 (f32)
+    /// or 2^53 (f64); beyond, the quotient itself is not exact (the CPU's libm fmod is).
+    pub(super) fn remainder(&mut self, fmt: Fmt, a: &str, b: &str) -> String {
+        let t = fmt.ty;
+        let q = self.fop(fmt, "divf", a, b);
+        let whole = self.fun(fmt, "trunc", &q);
+        let negated = self.op(format!("arith.negf {whole} : {t}"));
+        let r = self.op(format!("math.fma {negated}, {b}, {a} : {t}"));
+        let step = self.op(format!("math.copysign {b}, {a} : {t}"));
+        let zero = self.f(fmt, 0.0);
+        let r_negative = self.fop(fmt, "cmpf olt,", &r, &zero);
+        let a_negative = self.fop(fmt, "cmpf olt,", a, &zero);
+        let r_nonzero = self.fop(fmt, "cmpf one,", &r, &zero);
+        let flipped = self.op(format!("arith.xori {r_negative}, {a_negative} : i1"));
+        let under = self.op(format!("arith.andi {flipped}, {r_nonzero} : i1"));
+        let added = self.fop(fmt, "addf", &r, &step);
+        let r = self.select(fmt, &under, &added, &r);
+        let (ar, ab) = (self.fun(fmt, "absf", &r), self.fun(fmt, "absf", b));
+        let over = self.fop(fmt, "cmpf oge,", &ar, &ab);
+        let taken = self.fop(fmt, "subf", &r, &step);
+        let r = self.select(fmt, &over, &taken, &r);
+        let inf = self.f(fmt, f64::INFINITY);
+        let b_infinite = self.fop(fmt, "cmpf oeq,", &ab, &inf);
+        self.select(fmt, &b_infinite, a, &r)
     }
 
     /// pow(x, y) = ±exp(y log|x|) with C's special cases: pow(x, 0) = pow(1, y) = 1, pow(-1, ±inf)
