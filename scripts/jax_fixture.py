@@ -189,13 +189,25 @@ def ints64(values):
     return ("l", np.shape(values), values)
 
 
+def uints(values):
+    return ("u", np.shape(values), values)
+
+
+def bytes_(values):
+    return ("b", np.shape(values), values)
+
+
+# Integer parameter kinds: numpy dtype and the fixture's key for the values.
+INTEGER_KINDS = {"i": (np.int32, "ints"), "l": (np.int64, "i64s"), "u": (np.uint32, "u32s"), "b": (np.uint8, "u8s")}
+
+
 # name: (function, parameters); reads that clamp use mode="clip", whose gradient reaches the
 # element read (kiln's, for every clamped read; x[idx] in JAX drops it).
 INDEXING = {
     "rows": (lambda x, idx: x.at[idx].get(mode="clip"), [f((5, 3), 1), ints([[0, -1, 4], [7, -6, 2]])]),
     "cols": (lambda x, idx: x.at[:, idx].get(mode="clip"), [f((4, 5), 2), ints([4, -2, 9])]),
     "pair": (lambda x, i, j: x.at[i, j].get(mode="clip"), [f((5, 6), 3), ints([[0], [-1], [6]]), ints([1, -7, 5, 2])]),
-    "split": (lambda x, i, j: x.at[i, :, j].get(mode="clip"), [f((4, 3, 5), 4), ints([1, -1]), ints([4, 0])]),
+    "apart": (lambda x, i, j: x.at[i, :, j].get(mode="clip"), [f((4, 3, 5), 4), ints([1, -1]), ints([4, 0])]),
     "mixed": (lambda x, idx: x.at[::2, idx, 1].get(mode="clip"), [f((6, 5, 4), 5), ints([0, -1, 3])]),
     "taken": (lambda x, idx: jnp.take(x, idx, axis=1, fill_value=-2.0), [f((4, 5), 6), ints([1, 5, -6])]),
     "taken_flat": (lambda x, idx: jnp.take(x, idx, mode="clip"), [f((4, 5), 7), ints([[0, 19], [-1, 25]])]),
@@ -227,6 +239,21 @@ def tri(x):
 
 def rounding(x):
     return jnp.floor(x * 3.0) + jnp.ceil(x * 2.0) + jnp.round(x * 4.0) + jnp.trunc(x * 5.0) + jnp.sign(x)
+
+
+def unsigned(a, b):
+    s = jnp.remainder(b, 40)
+    return jnp.stack([a + b, a - b, a * b, -a, jnp.floor_divide(a, b), jnp.remainder(a, b), jnp.maximum(a, b),
+                      (a < b).astype(jnp.uint32), jnp.right_shift(a, s), jnp.left_shift(a, s),
+                      jax.lax.shift_right_arithmetic(a, s), jnp.bitwise_not(a) ^ (b | 7), jnp.abs(a) + jnp.sign(b),
+                      jnp.cumsum(a), jnp.max(a, keepdims=True) + jnp.sum(b, keepdims=True, dtype=jnp.uint32) + jnp.zeros_like(a)])
+
+
+def unsigned_mixed(a, c, i, x):
+    f = lambda v: v.astype(jnp.float64)
+    return jnp.concatenate([f(a + i), f(c + i), f(a + c), f(c * jnp.uint8(3) + jnp.uint8(200)), f(a.astype(jnp.float32)),
+                            f((x * 3.0e9).astype(jnp.uint32)), f((x * 300.0).astype(jnp.uint8)), f(a.astype(jnp.int32)),
+                            f(a + 4294967295), x[c % 8]])
 
 
 def logic(x, y):
@@ -282,6 +309,53 @@ OPS = {
     "nans": (lambda x: jnp.isnan(jnp.log(x)).astype(jnp.float64) + 2.0 * jnp.isfinite(jnp.log(x + 0.5)).astype(jnp.float64),
              [f((6,), 16)], False),
     "logic": (logic, [f((6,), 17), f((6,), 18)], False),
+    "unsigned": (unsigned, [uints([7, 4294967295, 123456, 3000000000, 0, 1 << 31, 5, 2147483647]),
+                            uints([3, 5, 4294967290, 12, 4, 0, 31, 1])], False),
+    "unsigned_mixed": (unsigned_mixed, [uints([7, 4294967295, 123456, 3000000000, 0, 1 << 31, 5, 2147483647]),
+                                        bytes_([0, 255, 17, 128, 3, 9, 200, 6]), ints([-5, 7, -1, 0, 12, -100, 3, 2]),
+                                        f((8,), 34, 1.5)], False),
+}
+
+
+def bits_of(x):
+    return jax.random.key_data(x).astype(jnp.float64).ravel()
+
+
+def flat(*parts):
+    return jnp.concatenate([jnp.ravel(p).astype(jnp.float64) for p in parts])
+
+
+def key_stream(seed):
+    k = jax.random.key(seed)
+    a, b = jax.random.split(k)
+    ks = jax.random.split(b, (2, 3))
+    return flat(bits_of(k), bits_of(a), bits_of(ks), bits_of(jax.random.fold_in(a, jnp.int32(123456))),
+                bits_of(jax.random.fold_in(k, jnp.int32(-7))), bits_of(jax.random.split(ks[1, 2], 1)))
+
+
+# name: (function, parameters, False: no gradients): jax.random's bits and draws from keys made
+# from the seeds given (scalar i32 or i64), in float64; tests/fixtures/random.kn computes the same.
+# Dtypes are explicit: with 64-bit types enabled, jax.random's defaults are float64 and uint64.
+RANDOM = {
+    "keys": (key_stream, [ints(42)], False),
+    "wide_seed": (lambda s: flat(bits_of(jax.random.key(s)), bits_of(jax.random.key(-(1 << 40) - 3))), [ints64(5 * (1 << 33) + 11)], False),
+    "bits": (lambda s: flat(jax.random.bits(jax.random.key(s), (3, 4), dtype=jnp.uint32),
+                            jax.random.bits(jax.random.fold_in(jax.random.key(s), 9), (7,), dtype=jnp.uint8),
+                            jax.random.bits(jax.random.key(s), dtype=jnp.uint32)), [ints(0)], False),
+    "uniforms": (lambda s: flat(jax.random.uniform(jax.random.key(s), (3, 5), jnp.float32, minval=-2.0, maxval=3.0),
+                                jax.random.uniform(jax.random.split(jax.random.key(s))[1], (4,), dtype=jnp.float64),
+                                jax.random.uniform(jax.random.key(s + 1), (2, 3), jnp.float32, minval=jnp.array([-5.0, 2.5, 10.0], jnp.float32),
+                                                   maxval=jnp.float32(20.0))), [ints(7)], False),
+    "normals": (lambda s: flat(jax.random.normal(jax.random.key(s), (4, 6), jnp.float32),
+                               jax.random.normal(jax.random.key(s), (5,), dtype=jnp.float64)), [ints(3)], False),
+    "bernoullis": (lambda s, p: flat(jax.random.bernoulli(jax.random.key(s), p.astype(jnp.float32)),
+                                     jax.random.bernoulli(jax.random.key(s + 5), jnp.float32(0.3), (2, 4))),
+                   [ints(11), f((6,), 35, 1.0)], False),
+    "categoricals": (lambda s, logits: flat(jax.random.categorical(jax.random.key(s), logits.astype(jnp.float32)),
+                                            jax.random.categorical(jax.random.key(s), logits[0].astype(jnp.float32), shape=(9,)),
+                                            jax.random.categorical(jax.random.key(s + 2), logits.astype(jnp.float32), axis=0,
+                                                                   shape=(2, 5))),
+                     [ints(5), f((4, 5), 36, 3.0)], False),
 }
 
 
@@ -293,13 +367,13 @@ def agreed(table, file):
     fixture = {"jax_version": jax.__version__, "functions": {}}
     for name, (fn, specs, *smooth) in table.items():
         args = [jnp.asarray(pattern(s[1], s[2], s[3]).astype(np.float64)) if s[0] == "f"
-                else jnp.asarray(np.array(s[2], dtype=np.int32 if s[0] == "i" else np.int64)) for s in specs]
+                else jnp.asarray(np.array(s[2], dtype=INTEGER_KINDS[s[0]][0])) for s in specs]
         floats = tuple(k for k, s in enumerate(specs) if s[0] == "f")
         value = fn(*args)
         grads = jax.grad(lambda *a: energy(fn(*a)), argnums=floats)(*args) if smooth in ([], [True]) else []
         fixture["functions"][name] = {
             "inputs": [{"shape": list(s[1]), "seed": s[2], "scale": s[3]} if s[0] == "f" else
-                       {"shape": list(s[1]), ("ints" if s[0] == "i" else "i64s"): np.ravel(np.array(s[2])).tolist()}
+                       {"shape": list(s[1]), INTEGER_KINDS[s[0]][1]: np.ravel(np.array(s[2])).tolist()}
                        for s in specs],
             "value": np.asarray(value, dtype=np.float64).ravel().tolist(),
             "grads": [np.asarray(g, dtype=np.float64).ravel().tolist() for g in grads],
@@ -420,4 +494,5 @@ if __name__ == "__main__":
     loops()
     agreed(INDEXING, "indexing_jax.json")
     agreed(OPS, "ops_jax.json")
+    agreed(RANDOM, "random_jax.json")
     gpt()

@@ -377,7 +377,9 @@ fn typed((d, n, words): &(kiln_runtime::DType, usize, Vec<u64>)) -> kiln_runtime
     }
     match d {
         DType::Bool => TensorRef::Bool(cast(words, *n)),
+        DType::U8 => TensorRef::U8(cast(words, *n)),
         DType::I32 => TensorRef::I32(cast(words, *n)),
+        DType::U32 => TensorRef::U32(cast(words, *n)),
         DType::I64 => TensorRef::I64(cast(words, *n)),
         DType::F32 => TensorRef::F32(cast(words, *n)),
         DType::F64 => TensorRef::F64(cast(words, *n)),

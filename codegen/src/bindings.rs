@@ -9,8 +9,9 @@ use std::fmt::Write;
 
 fn rust_type(d: DType) -> &'static str {
     match d {
-        DType::Bool => "u8",
+        DType::Bool | DType::U8 => "u8",
         DType::I32 => "i32",
+        DType::U32 => "u32",
         DType::I64 => "i64",
         DType::F32 => "f32",
         DType::F64 => "f64",

@@ -9,7 +9,9 @@ pub use kiln_manifest::*;
 pub fn dtype(d: kiln_ir::DType) -> DType {
     match d {
         kiln_ir::DType::Bool => DType::Bool,
+        kiln_ir::DType::U8 => DType::U8,
         kiln_ir::DType::I32 => DType::I32,
+        kiln_ir::DType::U32 => DType::U32,
         kiln_ir::DType::I64 => DType::I64,
         kiln_ir::DType::F32 => DType::F32,
         kiln_ir::DType::F64 => DType::F64,

@@ -196,7 +196,8 @@ fn window(offsets: &[impl ToString], sizes: &[usize], strides: &[i64]) -> String
 fn elem(d: DType) -> &'static str {
     match d {
         DType::Bool => "i1",
-        DType::I32 => "i32",
+        DType::U8 => "i8",
+        DType::I32 | DType::U32 => "i32",
         DType::I64 => "i64",
         DType::F32 => "f32",
         DType::F64 => "f64",
@@ -243,6 +244,21 @@ fn counted_from_end(b: &mut Body, j: &str, n: usize) -> String {
     b.op(format!("arith.select {negative}, {wrapped}, {j} : index"))
 }
 
+/// The signed value of the low `bits` bits of `v`.
+fn sign_extended(v: i64, bits: u32) -> i64 {
+    let unused = 64 - bits;
+    (v << unused) >> unused
+}
+
+/// The cast of an integer of dtype `d` to an index: unsigned values are zero-extended.
+fn index_cast(d: DType) -> &'static str {
+    if d.is_unsigned() {
+        "arith.index_castui"
+    } else {
+        "arith.index_cast"
+    }
+}
+
 /// An exact MLIR float constant: the bit pattern in hex.
 fn float_bits(d: DType, v: f64) -> String {
     match d {
@@ -255,7 +271,9 @@ fn float_bits(d: DType, v: f64) -> String {
 fn scalar_const(lit: Literal) -> String {
     match lit {
         Literal::Bool(b) => format!("{b}"),
-        Literal::Int(d, v) => format!("{v} : {}", elem(d)),
+        // MLIR's integers are signless: an unsigned value is written as the signed one with its
+        // bits.
+        Literal::Int(d, v) => format!("{} : {}", sign_extended(v, d.bits()), elem(d)),
         Literal::Float(d, v) => format!("{} : {}", float_bits(d, v), elem(d)),
     }
 }
@@ -283,6 +301,8 @@ impl Body {
     fn unary(&mut self, op: UnaryOp, x: &str, d: DType) -> String {
         let t = elem(d);
         if d.is_int() {
+            // Signed or unsigned predicates: an unsigned value is never below 0.
+            let s = if d.is_unsigned() { 'u' } else { 's' };
             return match op {
                 UnaryOp::Neg => {
                     let zero = self.constant(Literal::Int(d, 0));
@@ -292,7 +312,7 @@ impl Body {
                 // cannot lower math.absi on the 2-D vectors of a vectorized tile).
                 UnaryOp::Abs => {
                     let zero = self.constant(Literal::Int(d, 0));
-                    let negative = self.op(format!("arith.cmpi slt, {x}, {zero} : {t}"));
+                    let negative = self.op(format!("arith.cmpi {s}lt, {x}, {zero} : {t}"));
                     let negated = self.op(format!("arith.subi {zero}, {x} : {t}"));
                     self.op(format!("arith.select {negative}, {negated}, {x} : {t}"))
                 }
@@ -301,8 +321,8 @@ impl Body {
                 // sign(x) = [x > 0] - [x < 0]
                 UnaryOp::Sign => {
                     let zero = self.constant(Literal::Int(d, 0));
-                    let pos = self.op(format!("arith.cmpi sgt, {x}, {zero} : {t}"));
-                    let neg = self.op(format!("arith.cmpi slt, {x}, {zero} : {t}"));
+                    let pos = self.op(format!("arith.cmpi {s}gt, {x}, {zero} : {t}"));
+                    let neg = self.op(format!("arith.cmpi {s}lt, {x}, {zero} : {t}"));
                     let p = self.op(format!("arith.extui {pos} : i1 to {t}"));
                     let n = self.op(format!("arith.extui {neg} : i1 to {t}"));
                     self.op(format!("arith.subi {p}, {n} : {t}"))
@@ -421,13 +441,14 @@ impl Body {
             BinaryOp::Shl | BinaryOp::Shr | BinaryOp::ShrU => return self.shift(op, a, b, d),
             _ => {}
         }
-        let (float, int, boolean) = match op {
-            BinaryOp::Add => ("arith.addf", "arith.addi", ""),
-            BinaryOp::Sub => ("arith.subf", "arith.subi", ""),
-            BinaryOp::Mul => ("arith.mulf", "arith.muli", ""),
+        // Bools compare as unsigned 0 < 1; the type rules give them no arithmetic.
+        let (float, signed, unsigned) = match op {
+            BinaryOp::Add => ("arith.addf", "arith.addi", "arith.addi"),
+            BinaryOp::Sub => ("arith.subf", "arith.subi", "arith.subi"),
+            BinaryOp::Mul => ("arith.mulf", "arith.muli", "arith.muli"),
             BinaryOp::Div => ("arith.divf", "", ""),
-            BinaryOp::Max => ("arith.maximumf", "arith.maxsi", ""),
-            BinaryOp::Min => ("arith.minimumf", "arith.minsi", ""),
+            BinaryOp::Max => ("arith.maximumf", "arith.maxsi", "arith.maxui"),
+            BinaryOp::Min => ("arith.minimumf", "arith.minsi", "arith.minui"),
             BinaryOp::Pow => ("math.powf", "", ""),
             BinaryOp::Eq => ("arith.cmpf oeq,", "arith.cmpi eq,", "arith.cmpi eq,"),
             BinaryOp::Ne => ("arith.cmpf une,", "arith.cmpi ne,", "arith.cmpi ne,"),
@@ -442,8 +463,8 @@ impl Body {
             BinaryOp::Quot | BinaryOp::Shl | BinaryOp::Shr | BinaryOp::ShrU => ("", "", ""),
         };
         let name = match d {
-            DType::Bool => boolean,
-            DType::I32 | DType::I64 => int,
+            DType::Bool | DType::U8 | DType::U32 => unsigned,
+            DType::I32 | DType::I64 => signed,
             DType::F32 | DType::F64 => float,
         };
         assert!(!name.is_empty(), "`{}` is not defined on {d}", op.name());
@@ -451,32 +472,39 @@ impl Body {
     }
 
     /// Integer `rem` and `quot` as the op table defines them where LLVM's are undefined (a
-    /// divisor of 0, or -1 with the most negative dividend): the division runs by 1 there and
-    /// the result is chosen: rem(a, 0) = a, quot(a, 0) = -1, rem(a, -1) = 0, quot(a, -1) = -a.
+    /// divisor of 0, or -1 with the most negative signed dividend): the division runs by 1
+    /// there and the result is chosen: rem(a, 0) = a, quot(a, 0) = all ones (-1 if signed),
+    /// and for signed types rem(a, -1) = 0, quot(a, -1) = -a.
     fn division(&mut self, op: BinaryOp, a: &str, b: &str, d: DType) -> String {
         let t = elem(d);
+        let s = if d.is_unsigned() { 'u' } else { 's' };
         let zero = self.constant(Literal::Int(d, 0));
         let one = self.constant(Literal::Int(d, 1));
-        let minus_one = self.constant(Literal::Int(d, -1));
+        let ones = self.constant(Literal::of_i64(d, -1));
         let by_zero = self.op(format!("arith.cmpi eq, {b}, {zero} : {t}"));
-        let by_minus_one = self.op(format!("arith.cmpi eq, {b}, {minus_one} : {t}"));
+        let by_minus_one = if d.is_unsigned() {
+            self.op("arith.constant false".into())
+        } else {
+            self.op(format!("arith.cmpi eq, {b}, {ones} : {t}"))
+        };
         let special = self.op(format!("arith.ori {by_zero}, {by_minus_one} : i1"));
         let divisor = self.op(format!("arith.select {special}, {one}, {b} : {t}"));
         if op == BinaryOp::Rem {
-            let r = self.op(format!("arith.remsi {a}, {divisor} : {t}"));
+            let r = self.op(format!("arith.rem{s}i {a}, {divisor} : {t}"));
             return self.op(format!("arith.select {by_zero}, {a}, {r} : {t}"));
         }
-        let q = self.op(format!("arith.divsi {a}, {divisor} : {t}"));
+        let q = self.op(format!("arith.div{s}i {a}, {divisor} : {t}"));
         let negated = self.op(format!("arith.subi {zero}, {a} : {t}"));
         let q = self.op(format!("arith.select {by_minus_one}, {negated}, {q} : {t}"));
-        self.op(format!("arith.select {by_zero}, {minus_one}, {q} : {t}"))
+        self.op(format!("arith.select {by_zero}, {ones}, {q} : {t}"))
     }
 
     /// Shifts as the op table defines them for every amount (LLVM's are undefined from the
-    /// width on): 0 there, or all sign bits for the arithmetic right shift.
+    /// width on): 0 there, or all copies of the top bit for the arithmetic right shift (which
+    /// reads the bits as signed, on unsigned types too).
     fn shift(&mut self, op: BinaryOp, a: &str, b: &str, d: DType) -> String {
         let t = elem(d);
-        let bits = if d == DType::I32 { 32 } else { 64 };
+        let bits = d.bits() as i64;
         let zero = self.constant(Literal::Int(d, 0));
         let width = self.constant(Literal::Int(d, bits));
         let in_range = self.op(format!("arith.cmpi ult, {b}, {width} : {t}"));
@@ -508,25 +536,35 @@ impl Body {
                 let zero = self.constant(Literal::Float(d, 0.0));
                 self.op(format!("arith.cmpf une, {x}, {zero} : {f}"))
             }
-            (DType::I32, DType::I64) => self.op(format!("arith.extsi {x} : i32 to i64")),
-            (DType::I64, DType::I32) => self.op(format!("arith.trunci {x} : i64 to i32")),
+            // Integers widen by their signedness and narrow by dropping the top bits (one width
+            // is one bit pattern, for both signednesses).
+            (i, j) if i.is_int() && j.is_int() => {
+                let s = if i.is_unsigned() { 'u' } else { 's' };
+                match i.bits().cmp(&j.bits()) {
+                    std::cmp::Ordering::Less => self.op(format!("arith.ext{s}i {x} : {f} to {t}")),
+                    std::cmp::Ordering::Greater => self.op(format!("arith.trunci {x} : {f} to {t}")),
+                    std::cmp::Ordering::Equal => x.to_string(),
+                }
+            }
             (DType::F32, DType::F64) => self.op(format!("arith.extf {x} : f32 to f64")),
             (DType::F64, DType::F32) => self.op(format!("arith.truncf {x} : f64 to f32")),
+            (i, _) if i.is_unsigned() => self.op(format!("arith.uitofp {x} : {f} to {t}")),
             (i, _) if i.is_int() => self.op(format!("arith.sitofp {x} : {f} to {t}")),
             // Float to integer saturates and maps NaN to 0 (Rust's `as`, LLVM's fptosi.sat):
             // clamp into range, convert, then fix the top end and NaN with selects.
             (fl, int) => {
-                let bits = if int == DType::I32 { 31 } else { 63 };
+                let s = if int.is_unsigned() { 'u' } else { 's' };
+                let bits = if int.is_unsigned() { int.bits() as i32 } else { int.bits() as i32 - 1 };
                 let mantissa = if fl == DType::F32 { 24 } else { 53 };
                 let top = 2f64.powi(bits);
                 let hi = if mantissa > bits { top - 1.0 } else { top - 2f64.powi(bits - mantissa) };
-                let lo_c = self.constant(Literal::Float(fl, -top));
+                let lo_c = self.constant(Literal::Float(fl, int.int_range().0 as f64));
                 let hi_c = self.constant(Literal::Float(fl, hi));
                 let top_c = self.constant(Literal::Float(fl, top));
                 let lo = self.op(format!("arith.maximumf {x}, {lo_c} : {f}"));
                 let clamped = self.op(format!("arith.minimumf {lo}, {hi_c} : {f}"));
-                let y = self.op(format!("arith.fptosi {clamped} : {f} to {t}"));
-                let max = self.constant(Literal::Int(int, if int == DType::I32 { i32::MAX as i64 } else { i64::MAX }));
+                let y = self.op(format!("arith.fpto{s}i {clamped} : {f} to {t}"));
+                let max = self.constant(Literal::Int(int, int.int_range().1));
                 let over = self.op(format!("arith.cmpf oge, {x}, {top_c} : {f}"));
                 let y = self.op(format!("arith.select {over}, {max}, {y} : {t}"));
                 let zero = self.constant(Literal::Int(int, 0));
@@ -554,7 +592,7 @@ fn window_starts(
         .map(|((s, t), (&dim, &size))| {
             let e = elem(t.dtype);
             let v = emit(format!("tensor.extract {s}[] : tensor<{e}>"));
-            let i = emit(format!("arith.index_cast {v} : {e} to index"));
+            let i = emit(format!("{} {v} : {e} to index", index_cast(t.dtype)));
             let last = emit(format!("arith.constant {} : index", dim - size));
             let low = emit(format!("arith.maxsi {i}, {zero} : index"));
             emit(format!("arith.minsi {low}, {last} : index"))
@@ -803,7 +841,7 @@ impl<'f> FuncEmitter<'f> {
         let ie = elem(operands[0].1.dtype);
         let bound = |this: &mut Self, t: &str| {
             let v = this.emitted(format!("tensor.extract {t}[] : tensor<{ie}>"));
-            this.emitted(format!("arith.index_cast {v} : {ie} to index"))
+            this.emitted(format!("{} {v} : {ie} to index", index_cast(operands[0].1.dtype)))
         };
         let (lo, hi) = (bound(self, &operands[0].0), bound(self, &operands[1].0));
         let one = self.emitted("arith.constant 1 : index".into());
@@ -1019,6 +1057,10 @@ impl<'f> FuncEmitter<'f> {
                 let from = operands[0].1.dtype;
                 self.map(&operands, ty, |b, a| b.convert(&a[0], from, *to), None)
             }
+            Op::Bitcast { to } => {
+                let (f, t) = (elem(operands[0].1.dtype), elem(*to));
+                self.map(&operands, ty, |b, a| b.op(format!("arith.bitcast {} : {f} to {t}", a[0])), None)
+            }
             Op::Reduce { kind, axes } => self.reduce(*kind, axes, &operands[0], ty),
             Op::Dot => {
                 // A fused transpose's name is its untransposed source, of that type.
@@ -1169,7 +1211,7 @@ impl<'f> FuncEmitter<'f> {
         let input = GenericInput::new(&idx.0, &idx.1, (axis..axis + rank).map(|d| format!("d{d}")).collect());
         let (n, ie) = (x.1.shape[axis], elem(idx.1.dtype));
         self.parallel(&ty.shape, elem(ty.dtype), &[input], |b, a| {
-            let raw = b.op(format!("arith.index_cast {} : {ie} to index", a[0]));
+            let raw = b.op(format!("{} {} : {ie} to index", index_cast(idx.1.dtype), a[0]));
             let j = counted_from_end(b, &raw, n);
             let zero = b.op("arith.constant 0 : index".into());
             let last = b.op(format!("arith.constant {} : index", n - 1));
@@ -1212,7 +1254,7 @@ impl<'f> FuncEmitter<'f> {
             ];
             let ie = elem(idx.1.dtype);
             return self.parallel(&x.1.shape, elem(d), &inputs, |b, a| {
-                let raw = b.op(format!("arith.index_cast {} : {ie} to index", a[1]));
+                let raw = b.op(format!("{} {} : {ie} to index", index_cast(idx.1.dtype), a[1]));
                 let j = counted_from_end(b, &raw, n);
                 let here = b.op(format!("linalg.index {axis} : index"));
                 let target = b.op(format!("arith.cmpi eq, {here}, {j} : index"));
@@ -1244,7 +1286,7 @@ impl<'f> FuncEmitter<'f> {
         let ie = elem(idx.1.dtype);
         let k =
             b.op(format!("tensor.extract {}[{}] : {}", idx.0, coords[axis..axis + rank].join(", "), tensor(&idx.1)));
-        let raw = b.op(format!("arith.index_cast {k} : {ie} to index"));
+        let raw = b.op(format!("{} {k} : {ie} to index", index_cast(idx.1.dtype)));
         let j = counted_from_end(&mut b, &raw, n);
         let (c0, cn) = (b.op("arith.constant 0 : index".into()), b.op(format!("arith.constant {n} : index")));
         let above = b.op(format!("arith.cmpi sge, {j}, {c0} : index"));

@@ -5,6 +5,7 @@
 use crate::ast::{Arg, Expr, ExprKind, Ident};
 use crate::elab::{broadcast_shapes, plural, promote, resolve_dtype, suggest, Elab, Env, Lit, Val};
 use crate::indexing::{self, Item, Mode};
+use crate::random;
 use kiln_ir::ops::Bodies;
 use kiln_ir::ops::Domain;
 use kiln_ir::types::format_shape;
@@ -79,22 +80,28 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("left_shift", &["x1", "x2"], 2),
     ("right_shift", &["x1", "x2"], 2),
     ("shift_right_logical", &["x1", "x2"], 2),
+    ("shift_right_arithmetic", &["x1", "x2"], 2),
 ];
 
 /// The parameters of a unary elementwise builtin.
 const UNARY: (&[&str], usize) = (&["x"], 1);
 
-/// The names of all builtins: the op table's unary builtins, in table order, then the rest.
+/// The names of all builtins: the op table's unary builtins, in table order, then the rest,
+/// then the random ones.
 pub fn names() -> impl Iterator<Item = &'static str> {
     let unary = UnaryOp::ALL.iter().filter(|op| op.is_builtin()).map(|op| op.name());
-    unary.chain(SIGNATURES.iter().map(|s| s.0))
+    unary.chain(SIGNATURES.iter().chain(random::SIGNATURES).map(|s| s.0))
 }
 
 /// A builtin's parameters and how many are required.
 fn signature(name: &str) -> Option<(&'static [&'static str], usize)> {
     match UnaryOp::builtin(name) {
         Some(_) => Some(UNARY),
-        None => SIGNATURES.iter().find(|s| s.0 == name).map(|&(_, params, required)| (params, required)),
+        None => SIGNATURES
+            .iter()
+            .chain(random::SIGNATURES)
+            .find(|s| s.0 == name)
+            .map(|&(_, params, required)| (params, required)),
     }
 }
 
@@ -183,6 +190,9 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             .at(span, "called here"));
     };
     let b = bind(name, params, required, args, span)?;
+    if random::SIGNATURES.iter().any(|s| s.0 == name) {
+        return random::call(el, env, name, &b, span);
+    }
     let tensor = |el: &mut Elab<'a>, env: &mut Env, i: usize| -> R<(Value, Span)> {
         let e = b.get(i).expect("required");
         let v = el.eval(env, e)?;
@@ -715,20 +725,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let (x, axis) = axis_or_flattened(el, env, b.get(1), x, span)?;
             let keepdims = bool_arg(el, env, b.get(2))?;
             let kind = if name == "argmax" { ReduceKind::Max } else { ReduceKind::Min };
-            let xt = el.ty(x).clone();
-            let extreme = reduce(el, kind, x, &[axis], true, span)?;
-            let extreme = el.broadcast(extreme, &xt.shape, span)?;
-            let mut hit = binary(el, BinaryOp::Eq, x, extreme, span)?;
-            if xt.dtype.is_float() {
-                // A NaN makes the extreme NaN, and the first NaN is the answer.
-                let nan_extreme = binary(el, BinaryOp::Ne, extreme, extreme, span)?;
-                let nan = binary(el, BinaryOp::Ne, x, x, span)?;
-                hit = el.push(Op::Select, vec![nan_extreme, nan, hit], span)?;
-            }
-            let position = el.push(Op::Iota { dtype: DType::I32, shape: xt.shape.clone(), axis }, vec![], span)?;
-            let past = el.splat(Lit::Int(xt.shape[axis] as i64), DType::I32, &xt.shape, span)?;
-            let candidates = el.push(Op::Select, vec![hit, position, past], span)?;
-            reduce(el, ReduceKind::Min, candidates, &[axis], keepdims, span)?
+            arg_extreme(el, kind, x, axis, keepdims, span)?
         }
         // isnan(x) = x != x; isfinite(x) = |x| < inf (false for NaN); integers are neither NaN
         // nor infinite.
@@ -899,8 +896,8 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 "cumprod" => (BinaryOp::Mul, Lit::Int(1)),
                 "cummax" if dtype.is_float() => (BinaryOp::Max, Lit::Float(f64::NEG_INFINITY)),
                 "cummin" if dtype.is_float() => (BinaryOp::Min, Lit::Float(f64::INFINITY)),
-                "cummax" => (BinaryOp::Max, Lit::Int(if dtype == DType::I32 { i32::MIN as i64 } else { i64::MIN })),
-                _ => (BinaryOp::Min, Lit::Int(if dtype == DType::I32 { i32::MAX as i64 } else { i64::MAX })),
+                "cummax" => (BinaryOp::Max, Lit::Int(dtype.int_range().0)),
+                _ => (BinaryOp::Min, Lit::Int(dtype.int_range().1)),
             };
             let mut perm: Vec<usize> = (0..el.ty(x).rank()).collect();
             perm.remove(axis);
@@ -1041,9 +1038,17 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             }
         }
         // The bitwise ops on integers (and, or, xor, not also on bools) and the shifts on
-        // integers: right_shift fills with the sign bit, shift_right_logical with zeros; a
-        // shift by the width or more gives 0 (all sign bits), as XLA's.
-        "bitwise_and" | "bitwise_or" | "bitwise_xor" | "left_shift" | "right_shift" | "shift_right_logical" => {
+        // integers: right_shift fills with the sign bit (with zeros on unsigned types, as
+        // numpy's), shift_right_logical with zeros, shift_right_arithmetic with the top bit
+        // (lax's, on unsigned types too); a shift by the width or more gives 0 (all sign
+        // bits), as XLA's.
+        "bitwise_and"
+        | "bitwise_or"
+        | "bitwise_xor"
+        | "left_shift"
+        | "right_shift"
+        | "shift_right_logical"
+        | "shift_right_arithmetic" => {
             let vals = values(el, env, &b, &[0, 1])?;
             let spans = [vals[0].1, vals[1].1];
             let v = el.unify(vals, span)?;
@@ -1052,7 +1057,8 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 "bitwise_or" => (BinaryOp::Or, Domain::Bits),
                 "bitwise_xor" => (BinaryOp::Xor, Domain::Bits),
                 "left_shift" => (BinaryOp::Shl, Domain::Int),
-                "right_shift" => (BinaryOp::Shr, Domain::Int),
+                "right_shift" if !el.ty(v[0]).dtype.is_unsigned() => (BinaryOp::Shr, Domain::Int),
+                "shift_right_arithmetic" => (BinaryOp::Shr, Domain::Int),
                 _ => (BinaryOp::ShrU, Domain::Int),
             };
             for (&t, s) in v.iter().zip(spans) {
@@ -1060,12 +1066,17 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             }
             el.push(Op::Binary(op), v, span)?
         }
-        // bitwise_not(x): the bits flipped (x xor -1); logical not on bools.
+        // bitwise_not(x): the bits flipped (x xor all ones); logical not on bools.
         "bitwise_not" => {
             let (x, s) = tensor(el, env, 0)?;
             require(el, x, s, Domain::Bits, name)?;
             let dtype = el.ty(x).dtype;
-            let ones = el.lit_to(if dtype == DType::Bool { Lit::Bool(true) } else { Lit::Int(-1) }, dtype, span)?;
+            let ones = match dtype {
+                DType::Bool => Lit::Bool(true),
+                d if d.is_unsigned() => Lit::Int(d.int_range().1),
+                _ => Lit::Int(-1),
+            };
+            let ones = el.lit_to(ones, dtype, span)?;
             binary(el, BinaryOp::Xor, x, ones, span)?
         }
         "arange" => {
@@ -1164,10 +1175,14 @@ fn nonzero_divisor(el: &mut Elab, b: Value, span: Span) -> R<Value> {
 }
 
 /// numpy's floor_divide as jnp computes it: for integers the truncated quotient, less 1 where
-/// the signs differ and the division is inexact; for floats (a - rem(a, b)) / b, less 1 where
-/// the remainder's sign differs from b's, rounded to an integer.
+/// the signs differ and the division is inexact (never, unsigned); for floats
+/// (a - rem(a, b)) / b, less 1 where the remainder's sign differs from b's, rounded to an
+/// integer.
 fn floor_divide(el: &mut Elab, a: Value, b: Value, span: Span) -> R<Value> {
     let dtype = el.ty(a).dtype;
+    if dtype.is_unsigned() {
+        return el.push(Op::Binary(BinaryOp::Quot), vec![a, b], span);
+    }
     let zero = el.lit_to(Lit::Int(0), dtype, span)?;
     let one = el.lit_to(Lit::Int(1), dtype, span)?;
     let r = el.push(Op::Binary(BinaryOp::Rem), vec![a, b], span)?;
@@ -1415,7 +1430,7 @@ fn index_arg<'a>(el: &mut Elab<'a>, env: &mut Env, b: &Bound<'a>, i: usize) -> R
     if !el.ty(t).dtype.is_int() {
         return Err(indexing::not_integers(el.ty(t), e.span));
     }
-    Ok(t)
+    indexing::signed(el, t, e.span)
 }
 
 /// The `mode=` and `fill_value=` arguments (at `mode` and `fill`) of a fill-by-default gather.
@@ -1475,6 +1490,32 @@ pub(crate) fn binary(el: &mut Elab, op: BinaryOp, a: Value, b: Value, span: Span
     el.push(Op::Binary(op), v, span)
 }
 
+/// The first position of the maximum (`kind` Max) or minimum along `axis`, as i32: argmax and
+/// argmin. A NaN counts as the extreme.
+pub(crate) fn arg_extreme(
+    el: &mut Elab,
+    kind: ReduceKind,
+    x: Value,
+    axis: usize,
+    keepdims: bool,
+    span: Span,
+) -> R<Value> {
+    let xt = el.ty(x).clone();
+    let extreme = reduce(el, kind, x, &[axis], true, span)?;
+    let extreme = el.broadcast(extreme, &xt.shape, span)?;
+    let mut hit = binary(el, BinaryOp::Eq, x, extreme, span)?;
+    if xt.dtype.is_float() {
+        // A NaN makes the extreme NaN, and the first NaN is the answer.
+        let nan_extreme = binary(el, BinaryOp::Ne, extreme, extreme, span)?;
+        let nan = binary(el, BinaryOp::Ne, x, x, span)?;
+        hit = el.push(Op::Select, vec![nan_extreme, nan, hit], span)?;
+    }
+    let position = el.push(Op::Iota { dtype: DType::I32, shape: xt.shape.clone(), axis }, vec![], span)?;
+    let past = el.splat(Lit::Int(xt.shape[axis] as i64), DType::I32, &xt.shape, span)?;
+    let candidates = el.push(Op::Select, vec![hit, position, past], span)?;
+    reduce(el, ReduceKind::Min, candidates, &[axis], keepdims, span)
+}
+
 /// Reduces `x` over `axes` (sorted), keeping them as size-1 axes when `keepdims`.
 fn reduce(el: &mut Elab, kind: ReduceKind, x: Value, axes: &[usize], keepdims: bool, span: Span) -> R<Value> {
     if axes.is_empty() {
@@ -1528,7 +1569,7 @@ fn one_hot(el: &mut Elab, labels: Value, n: usize, dtype: DType, span: Span) -> 
     el.convert(eq, dtype, span)
 }
 
-fn normalize_axis(a: i64, rank: usize) -> Option<usize> {
+pub(crate) fn normalize_axis(a: i64, rank: usize) -> Option<usize> {
     let r = rank as i64;
     let a = if a < 0 { a + r } else { a };
     (0..r).contains(&a).then_some(a as usize)
@@ -1539,7 +1580,7 @@ fn axis_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, rank: usize) -> R
     normalize_axis(a, rank).ok_or_else(|| axis_error(a, rank, e.span))
 }
 
-fn axis_error(a: i64, rank: usize, span: Span) -> Diagnostic {
+pub(crate) fn axis_error(a: i64, rank: usize, span: Span) -> Diagnostic {
     Diagnostic::error("E0205", format!("axis {a} is out of bounds for an array of rank {rank}"))
         .at(span, "out of bounds")
         .note(format!("valid axes are {} to {}", -(rank as i64), rank as i64 - 1))

@@ -42,6 +42,10 @@ pub enum Val {
     Tensor(Value),
     Lit(Lit),
     Tuple(Vec<Val>),
+    /// Random keys (jax.random's key arrays): the key data, u32 of the keys' shape and then 2
+    /// (threefry2x32's two words). A key is not an array: arithmetic refuses it, and only the
+    /// random builtins, indexing and `key_data` read it.
+    Key(Value),
 }
 
 /// What a name refers to inside a function body.
@@ -714,8 +718,11 @@ impl<'a> Elab<'a> {
         }
         let mut values = vec![];
         for a in args {
-            let v = self.eval(env, &a.value)?;
-            values.push(self.tensor_arg(v, a.value.span)?);
+            // A key passes as its data; the function's parameter types say which are keys.
+            values.push(match self.eval(env, &a.value)? {
+                Val::Key(t) => t,
+                v => self.tensor_arg(v, a.value.span)?,
+            });
         }
         let types: Vec<TensorType> = values.iter().map(|&v| self.ty(v).clone()).collect();
         let f = self.instantiate_value(&fv, Some((&types, span)))?;
@@ -739,14 +746,9 @@ impl<'a> Elab<'a> {
             }
             for (p, ty) in def.params.iter().zip(types) {
                 let v = self.func.add_param(p.name.name.clone(), ty.clone(), p.name.span);
-                let v = self.check_against(
-                    &mut env,
-                    Val::Tensor(v),
-                    &p.ty,
-                    span,
-                    "E0207",
-                    &format!("argument `{}`", p.name.name),
-                )?;
+                let v = if crate::random::is_key_type(&p.ty) { Val::Key(v) } else { Val::Tensor(v) };
+                let v =
+                    self.check_against(&mut env, v, &p.ty, span, "E0207", &format!("argument `{}`", p.name.name))?;
                 env.vars.insert(p.name.name.clone(), v);
             }
             return self.finish(def, env);
@@ -764,10 +766,12 @@ impl<'a> Elab<'a> {
                     }
                 }
             }
-            let dtype = resolve_dtype(&p.ty.dtype)?;
+            let key = crate::random::is_key_type(&p.ty);
+            let (dtype, dims) =
+                if key { (DType::U32, [dims, vec![2]].concat()) } else { (resolve_dtype(&p.ty.dtype)?, dims) };
             check_type_shape(&dims, p.ty.span)?;
             let v = self.func.add_param(p.name.name.clone(), TensorType::new(dtype, dims), p.name.span);
-            env.vars.insert(p.name.name.clone(), Val::Tensor(v));
+            env.vars.insert(p.name.name.clone(), if key { Val::Key(v) } else { Val::Tensor(v) });
         }
         self.finish(def, env)
     }
@@ -787,7 +791,11 @@ impl<'a> Elab<'a> {
             v => vec![v],
         };
         for (i, part) in parts.into_iter().enumerate() {
-            let v = self.tensor_default(part, def.body.result.span)?;
+            // A key crosses the boundary as its data (jax.random.key_data).
+            let v = match part {
+                Val::Key(t) => t,
+                part => self.tensor_default(part, def.body.result.span)?,
+            };
             self.func.results.push(v);
             // `out0`, `out1`, ...; underscores added until no parameter has the name.
             let mut name = format!("out{i}");
@@ -813,7 +821,7 @@ impl<'a> Elab<'a> {
         };
         let span = def.body.result.span;
         let items = match (ret.len(), result) {
-            (1, v @ (Val::Tensor(_) | Val::Lit(_))) => vec![v],
+            (1, v @ (Val::Tensor(_) | Val::Lit(_) | Val::Key(_))) => vec![v],
             (n, Val::Tuple(items)) if n == items.len() && n != 1 => items,
             (_, v) => {
                 return Err(Diagnostic::error("E0209", "the function's result does not match its declared type")
@@ -833,7 +841,7 @@ impl<'a> Elab<'a> {
 
     /// Checks that `v` has type `ty` (binding shape variables of `env`), converting a literal
     /// to a scalar of the declared dtype. `what` names the value in the message.
-    fn check_against(
+    pub(crate) fn check_against(
         &mut self,
         env: &mut Env,
         v: Val,
@@ -842,6 +850,9 @@ impl<'a> Elab<'a> {
         code: &'static str,
         what: &str,
     ) -> R<Val> {
+        if crate::random::is_key_type(ty) {
+            return crate::random::check_key(self, env, v, ty, span, code, what);
+        }
         let dtype = resolve_dtype(&ty.dtype)?;
         let mismatch = |found: String| {
             Diagnostic::error(code, format!("mismatched types: {what} is {found}, declared {}", type_expr_text(ty)))
@@ -883,6 +894,7 @@ impl<'a> Elab<'a> {
             Val::Tensor(t) => self.func.ty(*t).to_string(),
             Val::Lit(l) => format!("the number {}", lit_text(*l)),
             Val::Tuple(items) => format!("a tuple of {} values", items.len()),
+            Val::Key(t) => crate::random::key_text(self.func.ty(*t)),
         }
     }
 
@@ -973,6 +985,13 @@ impl<'a> Elab<'a> {
             (Pattern::Tuple(pats, _), Val::Tuple(items)) if pats.len() == items.len() => {
                 pats.iter().zip(items).try_for_each(|(p, item)| self.bind(env, p, item, span))
             }
+            // An array of keys comes apart along its first axis: `let (k1, k2) = split(k);`.
+            (Pattern::Tuple(pats, _), Val::Key(t)) if self.ty(t).rank() > 1 && self.ty(t).shape[0] == pats.len() => {
+                pats.iter().enumerate().try_for_each(|(i, p)| {
+                    let key = crate::random::key_at(self, t, i, span)?;
+                    self.bind(env, p, key, span)
+                })
+            }
             (p, v) => Err(Diagnostic::error("E0214", format!("cannot destructure {}", self.describe(&v)))
                 .at(p.span(), format!("this pattern expects {}", pattern_text(p)))
                 .also(span, format!("this is {}", self.describe(&v)))),
@@ -1006,11 +1025,13 @@ impl<'a> Elab<'a> {
             }
             ExprKind::If { cond, then, otherwise } => self.conditional(env, cond, then, otherwise, e.span),
             ExprKind::Loop(_) => self.loop_expr(env, e),
-            ExprKind::Index { base, items } => {
-                let b = self.eval(env, base)?;
-                let t = self.tensor_arg(b, base.span)?;
-                self.index(env, t, items, e.span)
-            }
+            ExprKind::Index { base, items } => match self.eval(env, base)? {
+                Val::Key(t) => crate::random::index(self, env, t, items, e.span),
+                b => {
+                    let t = self.tensor_arg(b, base.span)?;
+                    self.index(env, t, items, e.span)
+                }
+            },
             ExprKind::At { base, items, method, args } => self.indexed_update(env, (base, items), method, args, e.span),
             ExprKind::Str(_) => Err(Diagnostic::error("E0233", "a string is not a value")
                 .at(e.span, "not a value")
@@ -1197,13 +1218,13 @@ impl<'a> Elab<'a> {
         let start = self.eval(env, init)?;
         let mut names: Vec<(String, Span)> = vec![];
         let mut inits: Vec<Value> = vec![];
-        let mut weak = vec![];
-        self.carries(pattern, start, init.span, &mut names, &mut inits, &mut weak, retype)?;
+        let mut kinds = vec![];
+        self.carries(pattern, start, init.span, &mut names, &mut inits, &mut kinds, retype)?;
         // A loop over rows: the row pattern's names, bound to the arrays whose rows they take.
-        let (mut row_names, mut xs) = (vec![], vec![]);
+        let (mut row_names, mut xs, mut row_kinds) = (vec![], vec![], vec![]);
         if let LoopControl::Over { row, xs: arrays, .. } = control {
             let v = self.eval(env, arrays)?;
-            self.carries(row, v, arrays.span, &mut row_names, &mut xs, &mut vec![], &BTreeMap::new())?;
+            self.carries(row, v, arrays.span, &mut row_names, &mut xs, &mut row_kinds, &BTreeMap::new())?;
             let length = |x: Value| self.ty(x).shape.first().copied();
             if let Some((k, &x)) =
                 xs.iter().enumerate().find(|(_, &x)| length(x).is_none() || length(x) != length(xs[0]))
@@ -1231,9 +1252,11 @@ impl<'a> Elab<'a> {
             .collect();
         let leading: Vec<(String, TensorType)> =
             index.iter().cloned().chain(carried.iter().cloned()).chain(rows.iter().cloned()).collect();
+        let leading_kinds: Vec<Carry> =
+            index.iter().map(|_| Carry::Array).chain(kinds.iter().copied()).chain(row_kinds.iter().copied()).collect();
         let bind = |env: &mut Env, params: &[Value]| {
-            for ((n, _), &p) in leading.iter().zip(params) {
-                env.vars.insert(n.clone(), Val::Tensor(p));
+            for (((n, _), &p), kind) in leading.iter().zip(params).zip(&leading_kinds) {
+                env.vars.insert(n.clone(), kind.value(p));
             }
         };
         let (mut child, result) = self.body_function("body", env, &leading, &captured, |child, env, params| {
@@ -1267,12 +1290,21 @@ impl<'a> Elab<'a> {
         };
         for (k, part) in parts.into_iter().enumerate() {
             let ty = self.ty(inits[k]).clone();
-            let v = match part {
-                Val::Lit(l) => child.lit_as(l, &ty, body.result.span)?,
-                v => child.tensor_arg(v, body.result.span)?,
+            let v = match (part, kinds[k]) {
+                (Val::Key(t), Carry::Key) => t,
+                (v, Carry::Key) => {
+                    return Err(Diagnostic::error(
+                        "E0226",
+                        format!("the body of `{keyword}` gives other types than its carries"),
+                    )
+                    .at(body.result.span, format!("this gives {} for `{}`", child.describe(&v), names[k].0))
+                    .also(names[k].1, format!("`{}` is a {}", names[k].0, crate::random::key_text(&ty))))
+                }
+                (Val::Lit(l), _) => child.lit_as(l, &ty, body.result.span)?,
+                (v, _) => child.tensor_arg(v, body.result.span)?,
             };
             let given = child.ty(v).clone();
-            if given != ty && weak[k] && given.shape == ty.shape && !retype.contains_key(&k) {
+            if given != ty && kinds[k] == Carry::Number && given.shape == ty.shape && !retype.contains_key(&k) {
                 return Ok(Err((k, given.dtype)));
             }
             if given != ty {
@@ -1355,7 +1387,10 @@ impl<'a> Elab<'a> {
             (None, None, _) => unreachable!("a loop is counted, runs over rows or has a condition"),
         };
         let mut values: Vec<Val> = (0..child.func.results.len())
-            .map(|result| Ok(Val::Tensor(self.push(op(result), args.clone(), e.span)?)))
+            .map(|result| {
+                let kind = kinds.get(result).copied().unwrap_or(Carry::Array);
+                Ok(kind.value(self.push(op(result), args.clone(), e.span)?))
+            })
             .collect::<R<_>>()?;
         let stacked = values.split_off(inits.len());
         let last = match pattern {
@@ -1370,10 +1405,14 @@ impl<'a> Elab<'a> {
     }
 
     /// The bounds 0 and `count` of a counted loop: an integer constant (as i32) or an integer
-    /// scalar known at run time.
+    /// scalar known at run time (as i64 when unsigned: the index is always signed, so that
+    /// every target reads bounds one way).
     fn loop_bounds(&mut self, env: &mut Env, count: &'a Expr) -> R<(Value, Value)> {
         let bound = match self.eval(env, count)? {
             Val::Lit(Lit::Int(n)) => self.lit_to(Lit::Int(n), DType::I32, count.span)?,
+            Val::Tensor(t) if self.ty(t).shape.is_empty() && self.ty(t).dtype.is_unsigned() => {
+                self.convert(t, DType::I64, count.span)?
+            }
             Val::Tensor(t) if self.ty(t).shape.is_empty() && self.ty(t).dtype.is_int() => t,
             v => {
                 return Err(Diagnostic::error("E0225", "the count of `loop` must be an integer scalar")
@@ -1386,8 +1425,8 @@ impl<'a> Elab<'a> {
     }
 
     /// Binds a loop's carry pattern to its initial value: the names (with their spans) and the
-    /// arrays, in order, and which were written as numbers (`weak`: a number takes the dtype
-    /// `retype` gives its position, else its default one).
+    /// arrays, in order, and what each was (a number takes the dtype `retype` gives its
+    /// position, else its default one).
     #[allow(clippy::too_many_arguments)]
     fn carries(
         &mut self,
@@ -1396,21 +1435,26 @@ impl<'a> Elab<'a> {
         span: Span,
         names: &mut Vec<(String, Span)>,
         inits: &mut Vec<Value>,
-        weak: &mut Vec<bool>,
+        kinds: &mut Vec<Carry>,
         retype: &BTreeMap<usize, DType>,
     ) -> R<()> {
         match (pattern, v) {
             (Pattern::Name(id), v) => {
-                weak.push(matches!(v, Val::Lit(_)));
+                kinds.push(match v {
+                    Val::Lit(_) => Carry::Number,
+                    Val::Key(_) => Carry::Key,
+                    _ => Carry::Array,
+                });
                 inits.push(match (v, retype.get(&inits.len())) {
                     (Val::Lit(l), Some(&dtype)) => self.lit_to(l, dtype, span)?,
+                    (Val::Key(t), _) => t,
                     (v, _) => self.tensor_arg(v, span)?,
                 });
                 names.push((id.name.clone(), id.span));
                 Ok(())
             }
             (Pattern::Tuple(items, _), Val::Tuple(vs)) if items.len() == vs.len() => {
-                items.iter().zip(vs).try_for_each(|(p, v)| self.carries(p, v, span, names, inits, weak, retype))
+                items.iter().zip(vs).try_for_each(|(p, v)| self.carries(p, v, span, names, inits, kinds, retype))
             }
             (Pattern::Ignore(s), _) => Err(Diagnostic::error("E0214", "a loop's carries need names")
                 .at(*s, "`_` cannot be carried")
@@ -1497,7 +1541,7 @@ impl<'a> Elab<'a> {
             let v = self
                 .check_against(&mut inner, v, &p.ty, a.value.span, "E0207", &format!("argument `{}`", p.name.name))
                 .map_err(|d| d.also(p.name.span, "parameter declared here"))?;
-            if let Val::Tensor(t) = v {
+            if let Val::Tensor(t) | Val::Key(t) = v {
                 tensors.push(t);
             }
             inner.vars.insert(p.name.name.clone(), v);
@@ -1546,6 +1590,7 @@ impl<'a> Elab<'a> {
             Val::Tuple(items) => Err(Diagnostic::error("E0214", "expected an array, found a tuple")
                 .at(span, format!("a tuple of {} values", items.len()))
                 .help("destructure it first: `let (a, b) = ...;`")),
+            Val::Key(t) => Err(crate::random::key_as_array(self.ty(t), span)),
         }
     }
 
@@ -1554,13 +1599,13 @@ impl<'a> Elab<'a> {
         let literal = match (l, dtype) {
             (Lit::Bool(b), DType::Bool) => Literal::Bool(b),
             (Lit::Bool(b), d) => Literal::of_i64(d, b as i64),
-            (Lit::Int(i), d @ (DType::I32 | DType::I64)) => {
-                let lit = Literal::of_i64(d, i);
-                if lit != Literal::Int(d, i) {
+            (Lit::Int(i), d) if d.is_int() => {
+                let (lo, hi) = d.int_range();
+                if !(lo..=hi).contains(&i) {
                     return Err(Diagnostic::error("E0218", format!("literal `{i}` does not fit in {d}"))
                         .at(span, format!("out of range for {d}")));
                 }
-                lit
+                Literal::Int(d, i)
             }
             (Lit::Int(i), d) => Literal::of_i64(d, i),
             (Lit::Float(f), d) if d.is_float() => Literal::of_f64(d, f),
@@ -1648,6 +1693,8 @@ impl<'a> Elab<'a> {
                 dtype = Some(dtype.map_or(d, |e| promote(e, d)));
             } else if let Val::Tuple(_) = v {
                 return Err(Diagnostic::error("E0214", "expected an array, found a tuple").at(*s, self.describe(v)));
+            } else if let Val::Key(t) = v {
+                return Err(crate::random::key_as_array(self.ty(*t), *s));
             }
         }
         // Literals are weak: they join the arrays' dtype, except that a float literal lifts
@@ -1670,7 +1717,7 @@ impl<'a> Elab<'a> {
             let t = match v {
                 Val::Lit(l) => self.lit_to(l, dtype, s)?,
                 Val::Tensor(t) => self.convert(t, dtype, s)?,
-                Val::Tuple(_) => unreachable!("rejected above"),
+                Val::Tuple(_) | Val::Key(_) => unreachable!("rejected above"),
             };
             let ts = self.ty(t).shape.clone();
             shape = match broadcast_shapes(&shape, &ts) {
@@ -1856,7 +1903,7 @@ impl<'a> Elab<'a> {
     /// `x[items]`: numpy's basic indexing with integers and slices (a slice, then a dynamic
     /// slice for indices known when the program runs), or advanced indexing when an item is an
     /// integer array (a gather).
-    fn index(&mut self, env: &mut Env, t: Value, items: &'a [IndexItem], span: Span) -> R<Val> {
+    pub(crate) fn index(&mut self, env: &mut Env, t: Value, items: &'a [IndexItem], span: Span) -> R<Val> {
         let (t, items) = indexing::items(self, env, t, items, span)?;
         if indexing::has_arrays(self, &items) {
             return indexing::gather(self, t, &items, indexing::Mode::Clip, span).map(Val::Tensor);
@@ -2017,8 +2064,10 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     Some(out)
 }
 
-/// JAX's promotion of two array dtypes: bool yields to anything, an integer meeting a float
-/// takes the float, otherwise the wider one wins.
+/// JAX's promotion of two array dtypes (with 64-bit types enabled): bool yields to anything,
+/// an integer meeting a float takes the float, integers of one signedness or two floats take
+/// the wider, and a signed integer meeting an unsigned one takes the narrowest signed type
+/// that holds both (u8 with i32 is i32; u32 with i32 is i64).
 pub fn promote(a: DType, b: DType) -> DType {
     match (a, b) {
         (a, b) if a == b => a,
@@ -2030,7 +2079,21 @@ pub fn promote(a: DType, b: DType) -> DType {
                 y
             }
         }
-        (x, y) => x.max(y),
+        (x, y) if x.is_unsigned() != y.is_unsigned() => {
+            let (u, s) = if x.is_unsigned() { (x, y) } else { (y, x) };
+            if s.bits() > u.bits() {
+                s
+            } else {
+                DType::I64
+            }
+        }
+        (x, y) => {
+            if x.bits() >= y.bits() {
+                x
+            } else {
+                y
+            }
+        }
     }
 }
 
@@ -2093,8 +2156,8 @@ pub fn resolve_dtype(id: &Ident) -> R<DType> {
         let names = DType::ALL.iter().map(|d| d.name());
         let d = Diagnostic::error("E0103", format!("unknown element type `{}`", id.name)).at(id.span, "not a dtype");
         match suggest(&id.name, names) {
-            Some(s) => d.help(format!("did you mean `{s}`? kiln's dtypes are bool, i32, i64, f32 and f64")),
-            None => d.help("kiln's dtypes are bool, i32, i64, f32 and f64"),
+            Some(s) => d.help(format!("did you mean `{s}`? kiln's dtypes are bool, u8, i32, u32, i64, f32 and f64")),
+            None => d.help("kiln's dtypes are bool, u8, i32, u32, i64, f32 and f64"),
         }
     })
 }
@@ -2138,10 +2201,30 @@ pub fn plural(n: usize) -> &'static str {
     }
 }
 
+/// What a loop carries (or runs over) in one place: an array, an array started from a number
+/// (weakly typed: it takes the dtype its body gives), or random keys.
+#[derive(Clone, Copy, PartialEq)]
+enum Carry {
+    Array,
+    Number,
+    Key,
+}
+
+impl Carry {
+    /// The value of a carry whose data is `t`.
+    fn value(self, t: Value) -> Val {
+        if self == Carry::Key {
+            Val::Key(t)
+        } else {
+            Val::Tensor(t)
+        }
+    }
+}
+
 /// The arrays in a value.
 fn tensors_of(v: &Val) -> Vec<Value> {
     match v {
-        Val::Tensor(t) => vec![*t],
+        Val::Tensor(t) | Val::Key(t) => vec![*t],
         Val::Lit(_) => vec![],
         Val::Tuple(items) => items.iter().flat_map(tensors_of).collect(),
     }
@@ -2151,6 +2234,7 @@ fn tensors_of(v: &Val) -> Vec<Value> {
 fn rebind(v: &Val, map: &HashMap<Value, Value>) -> Val {
     match v {
         Val::Tensor(t) => Val::Tensor(map.get(t).copied().unwrap_or(*t)),
+        Val::Key(t) => Val::Key(map.get(t).copied().unwrap_or(*t)),
         Val::Lit(l) => Val::Lit(*l),
         Val::Tuple(items) => Val::Tuple(items.iter().map(|i| rebind(i, map)).collect()),
     }

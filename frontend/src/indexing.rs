@@ -127,7 +127,9 @@ pub fn items<'a>(
                     }
                     Item::Const(j)
                 }
-                Val::Tensor(t) if el.ty(t).dtype.is_int() => Item::Data { index: t, in_range: false },
+                Val::Tensor(t) if el.ty(t).dtype.is_int() => {
+                    Item::Data { index: signed(el, t, e.span)?, in_range: false }
+                }
                 Val::Tensor(t) if el.ty(t).rank() > 0 || el.ty(t).dtype == DType::Bool => {
                     return Err(not_integers(el.ty(t), e.span))
                 }
@@ -523,9 +525,9 @@ fn method_name(kind: ScatterKind) -> &'static str {
 fn fill_value(el: &mut Elab, value: Option<Lit>, dtype: DType, span: Span) -> R<Value> {
     let lit = value.unwrap_or(match dtype {
         DType::Bool => Lit::Bool(true),
-        DType::I32 => Lit::Int(i32::MIN as i64),
-        DType::I64 => Lit::Int(i64::MIN),
-        DType::F32 | DType::F64 => Lit::Float(f64::NAN),
+        d if d.is_unsigned() => Lit::Int(d.int_range().1),
+        d if d.is_int() => Lit::Int(d.int_range().0),
+        _ => Lit::Float(f64::NAN),
     });
     el.lit_to(lit, dtype, span)
         .map_err(|d| d.note(format!("the fill value {} is given for {dtype} elements", lit_text(lit))))
@@ -538,11 +540,21 @@ pub fn window_start(el: &mut Elab, v: Val, n: usize, span: Span) -> R<Value> {
         Val::Lit(Lit::Int(i)) => {
             el.lit_to(Lit::Int(if i < 0 { i.saturating_add(n as i64) } else { i }), DType::I32, span)
         }
-        Val::Tensor(t) if el.ty(t).shape.is_empty() && el.ty(t).dtype.is_int() => wrap(el, t, n as i64, span),
+        Val::Tensor(t) if el.ty(t).shape.is_empty() && el.ty(t).dtype.is_int() => {
+            let t = signed(el, t, span)?;
+            wrap(el, t, n as i64, span)
+        }
         v => Err(Diagnostic::error("E0216", "expected an integer start")
             .at(span, format!("this is {}", el.describe(&v)))
             .note("a start is an integer constant or an integer scalar known when the program runs")),
     }
+}
+
+/// Integer indices as a signed type that holds them all (u8 as i32, u32 as i64), so that one
+/// path counts negative indices from the end and clamps or masks the rest.
+pub fn signed(el: &mut Elab, i: Value, span: Span) -> R<Value> {
+    let dtype = el.ty(i).dtype;
+    el.convert(i, promote(dtype, DType::I32), span)
 }
 
 /// Indices clipped into [0, n): negative ones to 0.

@@ -17,6 +17,7 @@ mod elab;
 mod indexing;
 pub mod lexer;
 pub mod parser;
+mod random;
 pub mod render;
 mod resolve;
 pub mod transform;

@@ -82,7 +82,14 @@ pub fn tensor(rng: &mut Rng, ty: &TensorType, specials: bool) -> Tensor {
     };
     let data = match ty.dtype {
         DType::Bool => Data::Bool((0..n).map(|_| rng.chance(0.5)).collect()),
+        DType::U8 => Data::U8((0..n).map(|_| rng.below(256) as u8).collect()),
         DType::I32 => Data::I32((0..n).map(|_| rng.below(21) as i32 - 10).collect()),
+        // Mostly small values, some with the top bit set, where unsigned and signed differ.
+        DType::U32 => Data::U32(
+            (0..n)
+                .map(|_| if rng.chance(0.2) { u32::MAX - rng.below(16) as u32 } else { rng.below(21) as u32 })
+                .collect(),
+        ),
         DType::I64 => Data::I64((0..n).map(|_| rng.below(21) as i64 - 10).collect()),
         DType::F32 => Data::F32((0..n).map(|_| float(rng) as f32).collect()),
         DType::F64 => Data::F64((0..n).map(|_| float(rng)).collect()),
@@ -149,6 +156,18 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
         Op::Convert { .. } => {
             let ty = TensorType::new(dtype_in(rng, Domain::Any), shape(rng, 0, 3));
             (Op::Convert { to: dtype_in(rng, Domain::Any) }, vec![ty])
+        }
+        Op::Bitcast { .. } => {
+            let (from, to) = rng.pick(&[
+                (DType::F32, DType::U32),
+                (DType::U32, DType::F32),
+                (DType::F32, DType::I32),
+                (DType::I32, DType::F32),
+                (DType::F64, DType::I64),
+                (DType::I64, DType::F64),
+                (DType::U8, DType::U8),
+            ]);
+            (Op::Bitcast { to }, vec![TensorType::new(from, shape(rng, 0, 3))])
         }
         Op::Reduce { kind, .. } => {
             let s = shape(rng, 1, 4);

@@ -12,7 +12,9 @@ use crate::types::{DType, Literal, TensorType};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
     Bool(Vec<bool>),
+    U8(Vec<u8>),
     I32(Vec<i32>),
+    U32(Vec<u32>),
     I64(Vec<i64>),
     F32(Vec<f32>),
     F64(Vec<f64>),
@@ -23,7 +25,9 @@ macro_rules! map_data {
     ($data:expr, |$v:ident| $e:expr) => {
         match $data {
             Data::Bool($v) => Data::Bool($e),
+            Data::U8($v) => Data::U8($e),
             Data::I32($v) => Data::I32($e),
+            Data::U32($v) => Data::U32($e),
             Data::I64($v) => Data::I64($e),
             Data::F32($v) => Data::F32($e),
             Data::F64($v) => Data::F64($e),
@@ -37,6 +41,8 @@ pub trait Elem: Copy + Default + PartialEq + std::fmt::Debug {
     fn to_f32(self) -> f32;
     fn to_i64(self) -> i64;
     fn to_i32(self) -> i32;
+    fn to_u8(self) -> u8;
+    fn to_u32(self) -> u32;
     fn to_bool(self) -> bool;
 }
 
@@ -47,11 +53,13 @@ macro_rules! impl_elem {
             fn to_f32(self) -> f32 { self as f32 }
             fn to_i64(self) -> i64 { self as i64 }
             fn to_i32(self) -> i32 { self as i32 }
+            fn to_u8(self) -> u8 { self as u8 }
+            fn to_u32(self) -> u32 { self as u32 }
             fn to_bool(self) -> bool { self != (0 as $t) }
         }
     )*};
 }
-impl_elem!(i32, i64, f32, f64);
+impl_elem!(u8, i32, u32, i64, f32, f64);
 
 impl Elem for bool {
     fn to_f64(self) -> f64 {
@@ -66,6 +74,12 @@ impl Elem for bool {
     fn to_i32(self) -> i32 {
         self as i32
     }
+    fn to_u8(self) -> u8 {
+        self as u8
+    }
+    fn to_u32(self) -> u32 {
+        self as u32
+    }
     fn to_bool(self) -> bool {
         self
     }
@@ -75,7 +89,9 @@ impl Data {
     pub fn dtype(&self) -> DType {
         match self {
             Data::Bool(_) => DType::Bool,
+            Data::U8(_) => DType::U8,
             Data::I32(_) => DType::I32,
+            Data::U32(_) => DType::U32,
             Data::I64(_) => DType::I64,
             Data::F32(_) => DType::F32,
             Data::F64(_) => DType::F64,
@@ -85,7 +101,9 @@ impl Data {
     pub fn len(&self) -> usize {
         match self {
             Data::Bool(v) => v.len(),
+            Data::U8(v) => v.len(),
             Data::I32(v) => v.len(),
+            Data::U32(v) => v.len(),
             Data::I64(v) => v.len(),
             Data::F32(v) => v.len(),
             Data::F64(v) => v.len(),
@@ -105,7 +123,9 @@ impl Data {
     fn set(&mut self, i: usize, from: &Data) {
         match (self, from) {
             (Data::Bool(v), Data::Bool(f)) => v[i] = f[0],
+            (Data::U8(v), Data::U8(f)) => v[i] = f[0],
             (Data::I32(v), Data::I32(f)) => v[i] = f[0],
+            (Data::U32(v), Data::U32(f)) => v[i] = f[0],
             (Data::I64(v), Data::I64(f)) => v[i] = f[0],
             (Data::F32(v), Data::F32(f)) => v[i] = f[0],
             (Data::F64(v), Data::F64(f)) => v[i] = f[0],
@@ -118,7 +138,9 @@ impl Data {
         fn conv<T: Elem>(v: &[T], to: DType) -> Data {
             match to {
                 DType::Bool => Data::Bool(v.iter().map(|x| x.to_bool()).collect()),
+                DType::U8 => Data::U8(v.iter().map(|x| x.to_u8()).collect()),
                 DType::I32 => Data::I32(v.iter().map(|x| x.to_i32()).collect()),
+                DType::U32 => Data::U32(v.iter().map(|x| x.to_u32()).collect()),
                 DType::I64 => Data::I64(v.iter().map(|x| x.to_i64()).collect()),
                 DType::F32 => Data::F32(v.iter().map(|x| x.to_f32()).collect()),
                 DType::F64 => Data::F64(v.iter().map(|x| x.to_f64()).collect()),
@@ -126,7 +148,9 @@ impl Data {
         }
         match self {
             Data::Bool(v) => conv(v, to),
+            Data::U8(v) => conv(v, to),
             Data::I32(v) => conv(v, to),
+            Data::U32(v) => conv(v, to),
             Data::I64(v) => conv(v, to),
             Data::F32(v) => conv(v, to),
             Data::F64(v) => conv(v, to),
@@ -137,7 +161,9 @@ impl Data {
     pub fn get_f64(&self, i: usize) -> f64 {
         match self {
             Data::Bool(v) => v[i].to_f64(),
+            Data::U8(v) => v[i].to_f64(),
             Data::I32(v) => v[i].to_f64(),
+            Data::U32(v) => v[i].to_f64(),
             Data::I64(v) => v[i].to_f64(),
             Data::F32(v) => v[i].to_f64(),
             Data::F64(v) => v[i],
@@ -148,10 +174,22 @@ impl Data {
     pub fn get_i64(&self, i: usize) -> i64 {
         match self {
             Data::Bool(v) => v[i].to_i64(),
+            Data::U8(v) => v[i].to_i64(),
             Data::I32(v) => v[i].to_i64(),
+            Data::U32(v) => v[i].to_i64(),
             Data::I64(v) => v[i],
             Data::F32(v) => v[i].to_i64(),
             Data::F64(v) => v[i].to_i64(),
+        }
+    }
+
+    /// Element i as a literal of the data's dtype.
+    pub fn literal(&self, i: usize) -> Literal {
+        match self {
+            Data::Bool(v) => Literal::Bool(v[i]),
+            Data::F32(v) => Literal::Float(DType::F32, v[i] as f64),
+            Data::F64(v) => Literal::Float(DType::F64, v[i]),
+            int => Literal::Int(int.dtype(), int.get_i64(i)),
         }
     }
 
@@ -159,8 +197,7 @@ impl Data {
     pub fn splat(lit: Literal, n: usize) -> Data {
         match lit {
             Literal::Bool(b) => Data::Bool(vec![b; n]),
-            Literal::Int(DType::I32, v) => Data::I32(vec![v as i32; n]),
-            Literal::Int(_, v) => Data::I64(vec![v; n]),
+            Literal::Int(d, v) => Data::I64(vec![v; n]).convert(d),
             Literal::Float(DType::F32, v) => Data::F32(vec![v as f32; n]),
             Literal::Float(_, v) => Data::F64(vec![v; n]),
         }
@@ -171,7 +208,9 @@ impl Data {
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             Data::Bool(v) => v.iter().map(|&b| b as u8).collect(),
+            Data::U8(v) => v.clone(),
             Data::I32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+            Data::U32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
             Data::I64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
             Data::F32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
             Data::F64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
@@ -187,7 +226,9 @@ impl Data {
         let chunks = bytes.chunks_exact(size);
         Some(match dtype {
             DType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            DType::U8 => Data::U8(bytes.to_vec()),
             DType::I32 => Data::I32(chunks.map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::U32 => Data::U32(chunks.map(|c| u32::from_ne_bytes(c.try_into().unwrap())).collect()),
             DType::I64 => Data::I64(chunks.map(|c| i64::from_ne_bytes(c.try_into().unwrap())).collect()),
             DType::F32 => Data::F32(chunks.map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect()),
             DType::F64 => Data::F64(chunks.map(|c| f64::from_ne_bytes(c.try_into().unwrap())).collect()),
@@ -318,7 +359,9 @@ fn eval_with(
         Op::Unary(u) => match &args[0].data {
             Data::F32(v) => Data::F32(v.iter().map(|&x| u.eval_float(x)).collect()),
             Data::F64(v) => Data::F64(v.iter().map(|&x| u.eval_float(x)).collect()),
+            Data::U8(v) => Data::U8(v.iter().map(|&x| u.eval_int(x as i64) as u8).collect()),
             Data::I32(v) => Data::I32(v.iter().map(|&x| u.eval_int(x as i64) as i32).collect()),
+            Data::U32(v) => Data::U32(v.iter().map(|&x| u.eval_int(x as i64) as u32).collect()),
             Data::I64(v) => Data::I64(v.iter().map(|&x| u.eval_int(x)).collect()),
             Data::Bool(_) => unreachable!("type rule rejects unary ops on bool"),
         },
@@ -330,6 +373,7 @@ fn eval_with(
             concat_data(&[a, b]).gather(&indices)
         }
         Op::Convert { to } => args[0].data.convert(*to),
+        Op::Bitcast { to } => Data::from_bytes(*to, &args[0].data.to_bytes()).expect("the type rule checks widths"),
         Op::Loop { body, result, .. } => {
             let f = &body.funcs()[0];
             let (lo, hi) = (args[0].data.get_i64(0), args[1].data.get_i64(0));
@@ -540,7 +584,9 @@ pub fn concat_data(parts: &[&Data]) -> Data {
     }
     match parts[0] {
         Data::Bool(_) => cat!(Bool),
+        Data::U8(_) => cat!(U8),
         Data::I32(_) => cat!(I32),
+        Data::U32(_) => cat!(U32),
         Data::I64(_) => cat!(I64),
         Data::F32(_) => cat!(F32),
         Data::F64(_) => cat!(F64),
@@ -567,7 +613,9 @@ fn binary(op: BinaryOp, a: &Data, b: &Data) -> Data {
     match (a, b) {
         (Data::F32(a), Data::F32(b)) => float(op, a, b, Data::F32),
         (Data::F64(a), Data::F64(b)) => float(op, a, b, Data::F64),
+        (Data::U8(a), Data::U8(b)) => int(op, a, b, 8, |v| Data::U8(v.into_iter().map(|x| x as u8).collect())),
         (Data::I32(a), Data::I32(b)) => int(op, a, b, 32, |v| Data::I32(v.into_iter().map(|x| x as i32).collect())),
+        (Data::U32(a), Data::U32(b)) => int(op, a, b, 32, |v| Data::U32(v.into_iter().map(|x| x as u32).collect())),
         (Data::I64(a), Data::I64(b)) => int(op, a, b, 64, Data::I64),
         (Data::Bool(a), Data::Bool(b)) => int(op, a, b, 1, |v| Data::Bool(v.into_iter().map(|x| x != 0).collect())),
         _ => unreachable!("type rule gives binary ops operands of one dtype"),
@@ -609,17 +657,14 @@ fn reduce(kind: ReduceKind, axes: &[usize], x: &Tensor) -> Tensor {
             let f = if kind == ReduceKind::Max { float_max::<f64> } else { float_min::<f64> };
             Data::F64(fold(init.as_f64(), m, &target, v, f))
         }
-        (Data::I32(v), _) => {
-            let wide: Vec<i64> = v.iter().map(|&x| x as i64).collect();
-            let Literal::Int(_, init) = init else { unreachable!() };
-            let r = fold(init, m, &target, &wide, |a, b| kind.combiner().eval_int(a, b, 32));
-            Data::I32(r.into_iter().map(|x| x as i32).collect())
-        }
-        (Data::I64(v), _) => {
-            let Literal::Int(_, init) = init else { unreachable!() };
-            Data::I64(fold(init, m, &target, v, |a, b| kind.combiner().eval_int(a, b, 64)))
-        }
         (Data::Bool(_), _) => unreachable!("type rule rejects reductions of bool"),
+        (data, _) => {
+            let d = data.dtype();
+            let wide: Vec<i64> = (0..data.len()).map(|i| data.get_i64(i)).collect();
+            let Literal::Int(_, init) = init else { unreachable!("integer identity") };
+            let r = fold(init, m, &target, &wide, |a, b| d.wrap(kind.combiner().eval_int(a, b, d.bits())));
+            Data::I64(r).convert(d)
+        }
     };
     Tensor::new(out_shape, data)
 }
@@ -648,9 +693,9 @@ fn dot(a: &Tensor, b: &Tensor, ty: &TensorType) -> Tensor {
                         *acc += p * q;
                     }
                 } else {
-                    let p = int_at(&a.data, x);
+                    let p = a.data.get_i64(x);
                     for j in 0..n {
-                        out_int[o + j] = out_int[o + j].wrapping_add(p.wrapping_mul(int_at(&b.data, y + j)));
+                        out_int[o + j] = out_int[o + j].wrapping_add(p.wrapping_mul(b.data.get_i64(y + j)));
                     }
                 }
             }
@@ -693,14 +738,6 @@ fn conv(window: &ConvWindow, x: &Tensor, w: &Tensor, ty: &TensorType) -> Data {
         }
     }
     Data::F64(out).convert(ty.dtype)
-}
-
-fn int_at(d: &Data, i: usize) -> i64 {
-    match d {
-        Data::I32(v) => v[i] as i64,
-        Data::I64(v) => v[i],
-        _ => unreachable!("integer dot"),
-    }
 }
 
 /// How float results are compared with the reference.
@@ -785,7 +822,9 @@ pub fn summary(t: &Tensor) -> String {
     let shown: Vec<String> = (0..n.min(8))
         .map(|i| match &t.data {
             Data::Bool(v) => v[i].to_string(),
+            Data::U8(v) => v[i].to_string(),
             Data::I32(v) => v[i].to_string(),
+            Data::U32(v) => v[i].to_string(),
             Data::I64(v) => v[i].to_string(),
             Data::F32(v) => format!("{:.6}", v[i]),
             Data::F64(v) => format!("{:.6}", v[i]),

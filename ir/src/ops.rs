@@ -54,10 +54,10 @@ impl Domain {
     pub fn describe(self) -> &'static str {
         match self {
             Domain::Float => "a float type (f32 or f64)",
-            Domain::Numeric => "a numeric type (i32, i64, f32 or f64)",
+            Domain::Numeric => "a numeric type (an integer or a float)",
             Domain::Any => "any type",
             Domain::Bits => "an integer or bool type",
-            Domain::Int => "an integer type (i32 or i64)",
+            Domain::Int => "an integer type (u8, i32, u32 or i64)",
         }
     }
 }
@@ -455,8 +455,10 @@ fn shift_left(a: i64, b: i64, bits: u32) -> i64 {
     }
 }
 
-/// a >> b filling with the sign bit: all sign bits once b reaches the width.
+/// a >> b filling with the top bit of a's `bits`-bit pattern (its sign, read as signed): all
+/// top bits once b reaches the width.
 fn shift_right_arithmetic(a: i64, b: i64, bits: u32) -> i64 {
+    let a = wrap_to(a, bits);
     if (0..bits as i64).contains(&b) {
         a >> b
     } else if a < 0 {
@@ -498,7 +500,7 @@ binary_ops! {
     // The remainder of truncating division, with a's sign (C's fmod, lax.rem): a - b trunc(a/b).
     // Integers: a where b is 0 and 0 where b is -1, as XLA's.
     Rem "rem" Numeric same reals,       |a, b| a % b,           (|a, b| if b == 0 { a } else { a.wrapping_rem(b) });
-    // Truncating integer division (lax.div on integers): -1 where b is 0, as XLA's; the
+    // Truncating integer division (lax.div on integers): all ones (-1 if signed) where b is 0, as XLA's; the
     // quotient of the most negative value by -1 wraps to itself.
     Quot "quot" Int   same reals,       |a, b| integer_only(a, b), (|a, b, w| if b == 0 { -1 } else { wrap_to(a.wrapping_div(b), w) });
     // Bitwise and, or and xor (logical on bools).
@@ -594,11 +596,9 @@ impl ReduceKind {
         match (self, dtype) {
             (ReduceKind::Sum, d) => Literal::of_i64(d, 0),
             (ReduceKind::Prod, d) => Literal::of_i64(d, 1),
-            (ReduceKind::Max, DType::I32) => Literal::Int(DType::I32, i32::MIN as i64),
-            (ReduceKind::Max, DType::I64) => Literal::Int(DType::I64, i64::MIN),
+            (ReduceKind::Max, d) if d.is_int() => Literal::Int(d, d.int_range().0),
             (ReduceKind::Max, d) => Literal::of_f64(d, f64::NEG_INFINITY),
-            (ReduceKind::Min, DType::I32) => Literal::Int(DType::I32, i32::MAX as i64),
-            (ReduceKind::Min, DType::I64) => Literal::Int(DType::I64, i64::MAX),
+            (ReduceKind::Min, d) if d.is_int() => Literal::Int(d, d.int_range().1),
             (ReduceKind::Min, d) => Literal::of_f64(d, f64::INFINITY),
         }
     }
@@ -740,6 +740,11 @@ pub enum Op {
     Convert {
         to: DType,
     },
+    /// Elementwise reinterpretation of each element's bits as `to`, a non-bool dtype of the
+    /// same width (lax.bitcast_convert_type): f32 with i32 and u32, f64 with i64.
+    Bitcast {
+        to: DType,
+    },
     /// Reduces over `axes` (sorted, distinct), removing them from the shape.
     Reduce {
         kind: ReduceKind,
@@ -853,6 +858,7 @@ impl Op {
             Op::Binary(b) => b.name(),
             Op::Select => "select",
             Op::Convert { .. } => "convert",
+            Op::Bitcast { .. } => "bitcast",
             Op::Reduce { kind, .. } => kind.name(),
             Op::Dot => "dot",
             Op::Conv(_) => "conv2d",
@@ -875,7 +881,7 @@ impl Op {
     pub fn class(&self) -> OpClass {
         match self {
             Op::Const(_) | Op::Iota { .. } => OpClass::Source,
-            Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => OpClass::Elementwise,
+            Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } | Op::Bitcast { .. } => OpClass::Elementwise,
             Op::Reduce { .. } => OpClass::Reduction,
             Op::Dot | Op::Conv(_) => OpClass::Contraction,
             Op::Reshape { .. }
@@ -923,7 +929,7 @@ impl Op {
     pub fn arity(&self) -> Option<usize> {
         match self {
             Op::Const(_) | Op::Iota { .. } => Some(0),
-            Op::Unary(_) | Op::Convert { .. } | Op::Reduce { .. } => Some(1),
+            Op::Unary(_) | Op::Convert { .. } | Op::Bitcast { .. } | Op::Reduce { .. } => Some(1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
             Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
             Op::Select | Op::Scatter { .. } => Some(3),
@@ -985,6 +991,7 @@ impl Op {
         ops.extend(BinaryOp::ALL.iter().map(|&b| Op::Binary(b)));
         ops.push(Op::Select);
         ops.push(Op::Convert { to: DType::I32 });
+        ops.push(Op::Bitcast { to: DType::U32 });
         ops.extend(ReduceKind::ALL.iter().map(|&kind| Op::Reduce { kind, axes: vec![1] }));
         ops.extend([
             Op::Dot,
@@ -1060,6 +1067,13 @@ impl Op {
                 args[1].clone()
             }
             Op::Convert { to } => args[0].with_dtype(*to),
+            Op::Bitcast { to } => {
+                let from = args[0].dtype;
+                if from == DType::Bool || *to == DType::Bool || from.size_bytes() != to.size_bytes() {
+                    return Err(format!("cannot bitcast {from} to {to}: both must be non-bool types of one width"));
+                }
+                args[0].with_dtype(*to)
+            }
             Op::Reduce { kind, axes } => {
                 let x = args[0];
                 if !x.dtype.is_numeric() {

@@ -59,7 +59,9 @@ fn attributes(op: &Op) -> String {
             list(&w.lhs_dilation),
             list(&w.rhs_dilation)
         ),
-        Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } => String::new(),
+        Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } | Op::Bitcast { .. } => {
+            String::new()
+        }
         Op::Dot | Op::Reshape { .. } => String::new(),
         // A loop's `checkpoint` is printed only when set: absent, it is 0.
         Op::Loop { checkpoint: true, result, .. } => format!("[checkpoint=1, result={result}]"),
@@ -471,6 +473,7 @@ impl<'a> Parser<'a> {
             "iota" => Op::Iota { dtype: ty.dtype, shape: ty.shape.clone(), axis: single("axis")? },
             "select" => Op::Select,
             "convert" => Op::Convert { to: ty.dtype },
+            "bitcast" => Op::Bitcast { to: ty.dtype },
             "dot" => Op::Dot,
             "conv2d" => Op::Conv(ConvWindow {
                 stride: positive_pair("stride")?,
@@ -500,7 +503,7 @@ impl<'a> Parser<'a> {
                 "false" => Ok(Literal::Bool(false)),
                 _ => Err(bad()),
             },
-            DType::I32 | DType::I64 => {
+            DType::U8 | DType::I32 | DType::U32 | DType::I64 => {
                 let v: i64 = text.parse().map_err(|_| bad())?;
                 match Literal::of_i64(dtype, v) {
                     Literal::Int(_, w) if w == v => Ok(Literal::Int(dtype, v)),

@@ -6,20 +6,24 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DType {
     Bool,
+    U8,
     I32,
+    U32,
     I64,
     F32,
     F64,
 }
 
 impl DType {
-    /// Every element type, in promotion order.
-    pub const ALL: [DType; 5] = [DType::Bool, DType::I32, DType::I64, DType::F32, DType::F64];
+    /// Every element type.
+    pub const ALL: [DType; 7] = [DType::Bool, DType::U8, DType::I32, DType::U32, DType::I64, DType::F32, DType::F64];
 
     pub fn name(self) -> &'static str {
         match self {
             DType::Bool => "bool",
+            DType::U8 => "u8",
             DType::I32 => "i32",
+            DType::U32 => "u32",
             DType::I64 => "i64",
             DType::F32 => "f32",
             DType::F64 => "f64",
@@ -34,9 +38,17 @@ impl DType {
     /// byte, 0 or 1).
     pub fn size_bytes(self) -> usize {
         match self {
-            DType::Bool => 1,
-            DType::I32 | DType::F32 => 4,
+            DType::Bool | DType::U8 => 1,
+            DType::I32 | DType::U32 | DType::F32 => 4,
             DType::I64 | DType::F64 => 8,
+        }
+    }
+
+    /// Width in bits of the values (1 for bool, which is stored in a byte).
+    pub fn bits(self) -> u32 {
+        match self {
+            DType::Bool => 1,
+            d => 8 * d.size_bytes() as u32,
         }
     }
 
@@ -44,8 +56,36 @@ impl DType {
         matches!(self, DType::F32 | DType::F64)
     }
 
+    /// Signed and unsigned integers.
     pub fn is_int(self) -> bool {
-        matches!(self, DType::I32 | DType::I64)
+        matches!(self, DType::U8 | DType::I32 | DType::U32 | DType::I64)
+    }
+
+    /// The unsigned integers, whose division, comparison, widening and conversion to floats
+    /// read the bits as a value in [0, 2^bits).
+    pub fn is_unsigned(self) -> bool {
+        matches!(self, DType::U8 | DType::U32)
+    }
+
+    /// `v` wrapped to this integer dtype's range (modulo 2^bits), as kiln holds integer values
+    /// in i64: sign-extended for signed types, zero-extended for unsigned ones.
+    pub fn wrap(self, v: i64) -> i64 {
+        match self {
+            DType::U8 => v as u8 as i64,
+            DType::U32 => v as u32 as i64,
+            DType::I32 => v as i32 as i64,
+            _ => v,
+        }
+    }
+
+    /// The range of an integer dtype's values.
+    pub fn int_range(self) -> (i64, i64) {
+        match self {
+            DType::U8 => (0, u8::MAX as i64),
+            DType::U32 => (0, u32::MAX as i64),
+            DType::I32 => (i32::MIN as i64, i32::MAX as i64),
+            _ => (i64::MIN, i64::MAX),
+        }
     }
 
     /// Integers and floats: the types arithmetic is defined on.
@@ -56,8 +96,9 @@ impl DType {
     /// The C type used for this dtype in generated headers.
     pub fn c_type(self) -> &'static str {
         match self {
-            DType::Bool => "uint8_t",
+            DType::Bool | DType::U8 => "uint8_t",
             DType::I32 => "int32_t",
+            DType::U32 => "uint32_t",
             DType::I64 => "int64_t",
             DType::F32 => "float",
             DType::F64 => "double",
@@ -168,7 +209,9 @@ impl Literal {
     pub fn of_f64(dtype: DType, value: f64) -> Literal {
         match dtype {
             DType::Bool => Literal::Bool(value != 0.0),
+            DType::U8 => Literal::Int(dtype, value as u8 as i64),
             DType::I32 => Literal::Int(dtype, value as i32 as i64),
+            DType::U32 => Literal::Int(dtype, value as u32 as i64),
             DType::I64 => Literal::Int(dtype, value as i64),
             DType::F32 => Literal::Float(dtype, value as f32 as f64),
             DType::F64 => Literal::Float(dtype, value),
@@ -179,8 +222,7 @@ impl Literal {
     pub fn of_i64(dtype: DType, value: i64) -> Literal {
         match dtype {
             DType::Bool => Literal::Bool(value != 0),
-            DType::I32 => Literal::Int(dtype, value as i32 as i64),
-            DType::I64 => Literal::Int(dtype, value),
+            DType::U8 | DType::I32 | DType::U32 | DType::I64 => Literal::Int(dtype, dtype.wrap(value)),
             DType::F32 => Literal::Float(dtype, value as f32 as f64),
             DType::F64 => Literal::Float(dtype, value as f64),
         }

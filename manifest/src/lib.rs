@@ -26,19 +26,28 @@ pub const FORMAT: &str = "kiln-manifest";
 /// runtime could no longer run a new bundle correctly (a field removed or given another
 /// meaning, a new kind of launch step); fields added with a default do not change it, and a
 /// runtime ignores fields it does not know (docs/artifact-format.md, "Compatibility").
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// The oldest manifest version this runtime opens: every bundle from version 3 on.
 pub const OLDEST_VERSION: u32 = 3;
 /// The version that added loops and conditionals to GPU launch plans ([`Step::Loop`],
 /// [`Step::While`], [`Step::If`], [`LaunchArg::Index`]).
 pub const CONTROL_VERSION: u32 = 4;
+/// The version that added the unsigned dtypes `u8` and `u32` to parameters and results.
+pub const UNSIGNED_VERSION: u32 = 5;
 
 /// The version a bundle of `functions` is written with: the oldest whose runtimes run it, so
 /// that a bundle that needs nothing new still opens in older runtimes ([`CONTROL_VERSION`]
-/// only when a launch plan has a loop or a conditional).
+/// only when a launch plan has a loop or a conditional, [`UNSIGNED_VERSION`] only when an
+/// argument is unsigned).
 pub fn version_of(functions: &[FunctionInfo]) -> u32 {
     let control = functions.iter().any(|f| f.launches.iter().any(|s| !s.children().is_empty()));
-    if control {
+    let unsigned = functions
+        .iter()
+        .flat_map(|f| f.params.iter().chain(&f.results))
+        .any(|a| matches!(a.dtype, DType::U8 | DType::U32));
+    if unsigned {
+        UNSIGNED_VERSION
+    } else if control {
         CONTROL_VERSION
     } else {
         OLDEST_VERSION
@@ -204,19 +213,23 @@ pub struct ArgInfo {
 pub enum DType {
     /// One byte per element: 0 or 1 on output, any nonzero byte is true on input.
     Bool,
+    U8,
     I32,
+    U32,
     I64,
     F32,
     F64,
 }
 
 impl DType {
-    pub const ALL: [DType; 5] = [DType::Bool, DType::I32, DType::I64, DType::F32, DType::F64];
+    pub const ALL: [DType; 7] = [DType::Bool, DType::U8, DType::I32, DType::U32, DType::I64, DType::F32, DType::F64];
 
     pub fn name(self) -> &'static str {
         match self {
             DType::Bool => "bool",
+            DType::U8 => "u8",
             DType::I32 => "i32",
+            DType::U32 => "u32",
             DType::I64 => "i64",
             DType::F32 => "f32",
             DType::F64 => "f64",
@@ -230,8 +243,8 @@ impl DType {
     /// Bytes of one element.
     pub fn size(self) -> u64 {
         match self {
-            DType::Bool => 1,
-            DType::I32 | DType::F32 => 4,
+            DType::Bool | DType::U8 => 1,
+            DType::I32 | DType::U32 | DType::F32 => 4,
             DType::I64 | DType::F64 => 8,
         }
     }

@@ -166,7 +166,7 @@ impl Batcher {
         let shared_starts = |from: usize| args[from..].iter().all(|s| !s.batched);
         match op {
             // Elementwise: shared operands are repeated (then fused away).
-            Op::Unary(_) | Op::Convert { .. } | Op::Binary(_) | Op::Select => {
+            Op::Unary(_) | Op::Convert { .. } | Op::Bitcast { .. } | Op::Binary(_) | Op::Select => {
                 let operands = all(self)?;
                 self.push(op.clone(), operands)
             }

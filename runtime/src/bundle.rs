@@ -27,7 +27,9 @@ const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 pub enum TensorRef<'a> {
     /// bool, one byte per element (0 or 1).
     Bool(&'a [u8]),
+    U8(&'a [u8]),
     I32(&'a [i32]),
+    U32(&'a [u32]),
     I64(&'a [i64]),
     F32(&'a [f32]),
     F64(&'a [f64]),
@@ -37,7 +39,9 @@ pub enum TensorRef<'a> {
 #[derive(Debug)]
 pub enum TensorMut<'a> {
     Bool(&'a mut [u8]),
+    U8(&'a mut [u8]),
     I32(&'a mut [i32]),
+    U32(&'a mut [u32]),
     I64(&'a mut [i64]),
     F32(&'a mut [f32]),
     F64(&'a mut [f64]),
@@ -48,7 +52,9 @@ macro_rules! typed_bytes {
     ($t:expr, $bytes:ident) => {
         match $t {
             TensorRef::Bool(v) => (DType::Bool, $bytes(v)),
+            TensorRef::U8(v) => (DType::U8, $bytes(v)),
             TensorRef::I32(v) => (DType::I32, $bytes(v)),
+            TensorRef::U32(v) => (DType::U32, $bytes(v)),
             TensorRef::I64(v) => (DType::I64, $bytes(v)),
             TensorRef::F32(v) => (DType::F32, $bytes(v)),
             TensorRef::F64(v) => (DType::F64, $bytes(v)),
@@ -70,7 +76,9 @@ impl TensorMut<'_> {
     fn dtype_and_bytes(&mut self) -> (DType, &mut [u8]) {
         match self {
             TensorMut::Bool(v) => (DType::Bool, as_bytes_mut(v)),
+            TensorMut::U8(v) => (DType::U8, as_bytes_mut(v)),
             TensorMut::I32(v) => (DType::I32, as_bytes_mut(v)),
+            TensorMut::U32(v) => (DType::U32, as_bytes_mut(v)),
             TensorMut::I64(v) => (DType::I64, as_bytes_mut(v)),
             TensorMut::F32(v) => (DType::F32, as_bytes_mut(v)),
             TensorMut::F64(v) => (DType::F64, as_bytes_mut(v)),

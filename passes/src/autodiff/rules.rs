@@ -295,7 +295,8 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
         b.or_zeros(t[i], &ty)
     };
     Some(match op {
-        Op::Const(_) | Op::Iota { .. } => return None,
+        // A bitcast's bits move in jumps: no derivative, as lax.bitcast_convert_type's.
+        Op::Const(_) | Op::Iota { .. } | Op::Bitcast { .. } => return None,
         // y' = t dy/dx
         Op::Unary(u) => {
             let d = unary_derivative(b, *u, args[0], y);
@@ -477,6 +478,7 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             let gb = wants[2].then(|| b.push(Op::Select, vec![args[0], zero, g]));
             vec![None, ga, gb]
         }
+        Op::Bitcast { .. } => vec![None],
         Op::Convert { .. } => {
             let from = b.ty(args[0]).dtype;
             vec![wants[0].then(|| b.push(Op::Convert { to: from }, vec![g]))]

@@ -103,19 +103,13 @@ pub type Graph = EGraph<Node, Facts>;
 /// The splat value of an elementwise op over splat constants, computed by the interpreter on
 /// one element.
 fn fold(op: &Op, consts: &[Literal], ty: &TensorType) -> Option<Literal> {
-    if !matches!(op, Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. }) {
+    if !matches!(op, Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } | Op::Bitcast { .. }) {
         return None;
     }
     let args: Vec<Tensor> = consts.iter().map(|&l| Tensor::new(vec![], Data::splat(l, 1))).collect();
     let refs: Vec<&Tensor> = args.iter().collect();
     let r = eval(op, &refs, &TensorType::scalar(ty.dtype));
-    Some(match r.data {
-        Data::Bool(v) => Literal::Bool(v[0]),
-        Data::I32(v) => Literal::Int(ty.dtype, v[0] as i64),
-        Data::I64(v) => Literal::Int(ty.dtype, v[0]),
-        Data::F32(v) => Literal::Float(ty.dtype, v[0] as f64),
-        Data::F64(v) => Literal::Float(ty.dtype, v[0]),
-    })
+    Some(r.data.literal(0))
 }
 
 impl Analysis<Node> for Facts {
