@@ -585,6 +585,33 @@ fn bundles_from_version_3_on_open_and_newer_versions_are_refused_by_name() {
     }
 }
 
+/// The version 5 bundle (tests/fixtures/bundles/v5-cpu: u32 and u8 arguments, random draws)
+/// opens, names its unsigned dtypes, and gives the interpreter's results through typed buffers.
+#[test]
+fn a_version_5_bundle_with_unsigned_arguments_runs_as_interpreted() {
+    use kiln_ir::interp::{Data, Tensor};
+    use kiln_runtime::{DType, TensorMut, TensorRef};
+    let dir = old_bundle("v5-cpu");
+    let bundle = Bundle::open(&dir.join("draws.json")).expect("a version 5 bundle opens");
+    let f = bundle.function("draws").unwrap();
+    let dtypes: Vec<DType> = f.params.iter().chain(&f.results).map(|a| a.dtype).collect();
+    assert_eq!(dtypes, [DType::U32, DType::U8, DType::U32, DType::F32, DType::U8]);
+    let src = std::fs::read_to_string(dir.join("draws.kn")).unwrap();
+    let module = kiln_frontend::compile_source_with(&src, "draws", &kiln::Autodiff).unwrap();
+    for seed in [0u32, 7, u32::MAX] {
+        let words = [3u8, 250, 0, 128];
+        let (mut keys, mut u, mut bits) = ([0u32; 4], [0f32; 6], [0u8; 4]);
+        let inputs = [TensorRef::U32(&[seed]), TensorRef::U8(&words)];
+        let mut outputs = [TensorMut::U32(&mut keys), TensorMut::F32(&mut u), TensorMut::U8(&mut bits)];
+        bundle.call_typed("draws", &inputs, &mut outputs).unwrap();
+        let args = [Tensor::new(vec![], Data::U32(vec![seed])), Tensor::new(vec![4], Data::U8(words.to_vec()))];
+        let want = kiln_ir::interp::run(module.func("draws").unwrap(), &args);
+        assert_eq!(want[0].data, Data::U32(keys.to_vec()), "seed {seed}");
+        assert_eq!(want[1].data, Data::F32(u.to_vec()), "seed {seed}");
+        assert_eq!(want[2].data, Data::U8(bits.to_vec()), "seed {seed}");
+    }
+}
+
 /// #17 D: a manifest says what running it needs (target, CPU features, memory per call) and
 /// how it was made (kiln and LLVM versions, flags), in a requirements section that is checked
 /// against the rest; a runtime given a memory limit refuses at open a bundle whose calls need
