@@ -6,6 +6,7 @@ use crate::ast::{Arg, Expr, ExprKind, Ident};
 use crate::elab::{broadcast_shapes, plural, promote, resolve_dtype, suggest, Elab, Env, Lit, Val};
 use crate::indexing::{self, Item, Mode};
 use crate::random;
+use crate::sort;
 use kiln_ir::ops::Bodies;
 use kiln_ir::ops::Domain;
 use kiln_ir::types::format_shape;
@@ -50,6 +51,9 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("var", &["x", "axis", "ddof", "keepdims"], 1),
     ("std", &["x", "axis", "ddof", "keepdims"], 1),
     ("argmax", &["x", "axis", "keepdims"], 1),
+    ("sort", &["a", "axis", "descending"], 1),
+    ("argsort", &["a", "axis", "descending"], 1),
+    ("top_k", &["operand", "k"], 2),
     ("argmin", &["x", "axis", "keepdims"], 1),
     ("isnan", &["x"], 1),
     ("isfinite", &["x"], 1),
@@ -570,19 +574,8 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             } else {
                 el.push(Op::Broadcast { shape: shape.clone(), dims: (0..shape.len()).collect() }, vec![indices], span)?
             };
-            let mut items = vec![];
-            for (d, &n) in xt.shape.iter().enumerate() {
-                items.push(if d == axis {
-                    Item::Data { index: indices, in_range: false }
-                } else if n == 1 {
-                    Item::Const(0)
-                } else {
-                    let iota = el.push(Op::Iota { dtype: DType::I32, shape: shape.clone(), axis: d }, vec![], span)?;
-                    Item::Data { index: iota, in_range: true }
-                });
-            }
             let mode = mode_arg(el, env, &b, 3, 4)?;
-            indexing::gather(el, x, &items, mode, span)?
+            take_along(el, x, indices, axis, (false, mode), span)?
         }
         // dynamic_slice(operand, [starts...], [sizes...]): lax.dynamic_slice.
         "dynamic_slice" => {
@@ -726,6 +719,34 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let keepdims = bool_arg(el, env, b.get(2))?;
             let kind = if name == "argmax" { ReduceKind::Max } else { ReduceKind::Min };
             arg_extreme(el, kind, x, axis, keepdims, span)?
+        }
+        // Sorting along an axis (the last by default), stable, NaNs last (frontend/src/sort.rs).
+        "sort" | "argsort" => {
+            let (x, xs) = tensor(el, env, 0)?;
+            let axis = match b.get(1) {
+                None => last_axis(el, x, xs, name)?,
+                Some(e) => axis_arg(el, env, e, el.ty(x).rank())?,
+            };
+            let descending = bool_arg(el, env, b.get(2))?;
+            if name == "sort" {
+                sort::sort(el, x, axis, descending, span)?
+            } else {
+                sort::argsort(el, x, axis, descending, span)?
+            }
+        }
+        "top_k" => {
+            let (x, xs) = tensor(el, env, 0)?;
+            let last = last_axis(el, x, xs, name)?;
+            let e = b.get(1).expect("required");
+            let k = positive_int(el, env, e)?;
+            let n = el.ty(x).shape[last];
+            if k > n {
+                return Err(Diagnostic::error("E0234", format!("`top_k` of {k} from an axis of {n}"))
+                    .at(e.span, format!("more than {n}"))
+                    .note("k is at most the length of the last axis"));
+            }
+            let (values, indices) = sort::top_k(el, x, k, span)?;
+            return Ok(Val::Tuple(vec![Val::Tensor(values), Val::Tensor(indices)]));
         }
         // isnan(x) = x != x; isfinite(x) = |x| < inf (false for NaN); integers are neither NaN
         // nor infinite.
@@ -1204,6 +1225,32 @@ fn floor_divide(el: &mut Elab, a: Value, b: Value, span: Span) -> R<Value> {
     } else {
         el.push(Op::Unary(UnaryOp::Round), vec![q], span)
     }
+}
+
+/// take_along_axis(x, indices, axis) once the indices have x's shape but along `axis`: each
+/// element of x at its indices' position on the other axes. `in_range` says the indices are
+/// known to be in [0, n) (so no bounds are checked), `mode` what out-of-bounds ones read.
+pub(crate) fn take_along(
+    el: &mut Elab,
+    x: Value,
+    indices: Value,
+    axis: usize,
+    (in_range, mode): (bool, Mode),
+    span: Span,
+) -> R<Value> {
+    let shape = el.ty(indices).shape.clone();
+    let mut items = vec![];
+    for (d, &n) in el.ty(x).shape.clone().iter().enumerate() {
+        items.push(if d == axis {
+            Item::Data { index: indices, in_range }
+        } else if n == 1 {
+            Item::Const(0)
+        } else {
+            let iota = el.push(Op::Iota { dtype: DType::I32, shape: shape.clone(), axis: d }, vec![], span)?;
+            Item::Data { index: iota, in_range: true }
+        });
+    }
+    indexing::gather(el, x, &items, mode, span)
 }
 
 /// The `axis` argument of a builtin that works on all of x flattened without one (take,

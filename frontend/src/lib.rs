@@ -20,6 +20,7 @@ pub mod parser;
 mod random;
 pub mod render;
 mod resolve;
+mod sort;
 pub mod transform;
 
 pub use builtins::names as builtin_names;

@@ -39,6 +39,7 @@ pub const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("normal", &["key", "shape", "dtype"], 1),
     ("bernoulli", &["key", "p", "shape"], 1),
     ("categorical", &["key", "logits", "axis", "shape"], 2),
+    ("permutation", &["key", "x", "axis", "independent"], 2),
     ("key_data", &["keys"], 1),
     ("wrap_key_data", &["key_bits_array"], 1),
 ];
@@ -251,6 +252,47 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, name: &str, b: &Bound<'a>, spa
             el.require_numeric(logits, e.span, "draw `categorical` from")?;
             let logits = el.float_of(logits, e.span)?;
             Val::Tensor(categorical(el, env, k, logits, (arg(2), arg(3)), span)?)
+        }
+        "permutation" => {
+            let k = single_key(el, env, arg(0), name)?;
+            let e = arg(1).expect("required");
+            let x = match el.eval(env, e)? {
+                Val::Lit(Lit::Int(n)) if n >= 1 => {
+                    let n = usize::try_from(n).ok().filter(|&n| n as u64 <= kiln_ir::types::MAX_ELEMENTS);
+                    let n = n.ok_or_else(|| {
+                        Diagnostic::error("E0213", "too many elements to permute").at(e.span, "too many")
+                    })?;
+                    el.push(Op::Iota { dtype: DType::I32, shape: vec![n], axis: 0 }, vec![], span)?
+                }
+                v => el.tensor_arg(v, e.span)?,
+            };
+            let rank = el.ty(x).rank();
+            if rank == 0 {
+                return Err(Diagnostic::error(
+                    "E0205",
+                    "`permutation` needs a positive integer or an array with an axis",
+                )
+                .at(e.span, "a scalar array"));
+            }
+            let axis = match arg(2) {
+                None => 0,
+                Some(a) => {
+                    let v = el.const_int(env, a)?;
+                    crate::builtins::normalize_axis(v, rank)
+                        .ok_or_else(|| crate::builtins::axis_error(v, rank, a.span))?
+                }
+            };
+            let independent = match arg(3) {
+                None => false,
+                Some(a) => match el.eval(env, a)? {
+                    Val::Lit(Lit::Bool(b)) => b,
+                    v => {
+                        return Err(Diagnostic::error("E0216", "expected `true` or `false`")
+                            .at(a.span, format!("this is {}", el.describe(&v))))
+                    }
+                },
+            };
+            Val::Tensor(permutation(el, k, x, axis, independent, span)?)
         }
         "key_data" => {
             let e = arg(0).expect("required");
@@ -548,6 +590,47 @@ fn normal(el: &mut Elab, k: [Value; 2], shape: &[usize], dtype: DType, span: Spa
     let y = el.push(Op::Unary(UnaryOp::ErfInv), vec![u], span)?;
     let sqrt2 = el.lit_to(Lit::Float(std::f64::consts::SQRT_2), dtype, span)?;
     binary(el, BinaryOp::Mul, sqrt2, y, span)
+}
+
+/// x shuffled along `axis` (each line on its own when `independent`, else all lines alike, by
+/// one shuffle of the positions): JAX's permutation, which sorts by fresh random u32 keys in
+/// as many rounds as make ties between keys unlikely to survive (3 ln n / ln(2^32 - 1)).
+fn permutation(el: &mut Elab, k: [Value; 2], x: Value, axis: usize, independent: bool, span: Span) -> R<Value> {
+    let xt = el.ty(x).clone();
+    if !independent && xt.rank() > 1 {
+        let n = xt.shape[axis];
+        let positions = el.push(Op::Iota { dtype: DType::I32, shape: vec![n], axis: 0 }, vec![], span)?;
+        let order = shuffle(el, k, positions, 0, span)?;
+        let mut shape = vec![1; xt.rank()];
+        shape[axis] = n;
+        let order = el.reshape(order, shape, span)?;
+        let order =
+            el.push(Op::Broadcast { shape: xt.shape.clone(), dims: (0..xt.rank()).collect() }, vec![order], span)?;
+        return crate::builtins::take_along(el, x, order, axis, (true, crate::indexing::Mode::Clip), span);
+    }
+    shuffle(el, k, x, axis, span)
+}
+
+/// JAX's _shuffle: x reordered along `axis` by sorting it by random u32 keys, round by round.
+fn shuffle(el: &mut Elab, mut k: [Value; 2], mut x: Value, axis: usize, span: Span) -> R<Value> {
+    let shape = el.ty(x).shape.clone();
+    let size: usize = shape.iter().product();
+    let rounds = (3.0 * (size.max(1) as f64).ln() / (u32::MAX as f64).ln()).ceil() as usize;
+    for _ in 0..rounds {
+        // key, subkey = split(key)
+        let (hi, lo) = counts(el, &[2], span)?;
+        let [b0, b1] = threefry(el, k, [hi, lo], span)?;
+        let word = |el: &mut Elab, b: Value, i: usize| -> R<Value> {
+            let one = el.push(Op::Slice { start: vec![i], step: vec![1], shape: vec![1] }, vec![b], span)?;
+            el.reshape(one, vec![], span)
+        };
+        let sub = [word(el, b0, 1)?, word(el, b1, 1)?];
+        k = [word(el, b0, 0)?, word(el, b1, 0)?];
+        let sort_keys = bits32(el, sub, &shape, span)?;
+        let order = crate::sort::argsort(el, sort_keys, axis, false, span)?;
+        x = crate::builtins::take_along(el, x, order, axis, (true, crate::indexing::Mode::Clip), span)?;
+    }
+    Ok(x)
 }
 
 /// Indices drawn from the categorical distributions of `logits` along `axis` (the last by

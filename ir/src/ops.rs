@@ -916,8 +916,8 @@ impl Op {
                     | UnaryOp::Trunc
                     | UnaryOp::Sign
             ),
-            // rem: libm's fmod on CPUs, kiln's (exact only for quotients below 2^24 or 2^53)
-            // on GPUs.
+            // rem: libm's fmod on CPUs, kiln's on GPUs (exact for f32, and for f64 quotients
+            // below 2^53).
             Op::Binary(b) => matches!(b, BinaryOp::Pow | BinaryOp::Rem),
             Op::Reduce { kind, .. } => matches!(kind, ReduceKind::Sum | ReduceKind::Prod),
             Op::Dot | Op::Conv(_) => true,

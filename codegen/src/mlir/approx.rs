@@ -717,9 +717,27 @@ impl Body {
 
     /// fmod(a, b) without libm (GPUs): r = fma(-trunc(a / b), b, a), then b's magnitude
     /// added or taken away once where the rounded quotient was an integer off (r of the other
-    /// sign than a, or not below |b|); a where b is infinite. Exact while |a / b| < 2^24 (f32)
-    /// or 2^53 (f64); beyond, the quotient itself is not exact (the CPU's libm fmod is).
+    /// sign than a, or not below |b|); a where b is infinite. Exact while |a / b| < 2^53;
+    /// beyond, the quotient itself is not exact (the CPU's libm fmod is). f32 runs in f64 in
+    /// steps, each an exact fmod by |b| 2^k that leaves less than 2^51 |b| (six cover every
+    /// pair of f32s), so it is exact for every f32 operand.
     pub(super) fn remainder(&mut self, fmt: Fmt, a: &str, b: &str) -> String {
+        if fmt == F32 {
+            let wide = |this: &mut Self, x: &str| this.op(format!("arith.extf {x} : f32 to f64"));
+            let (mut r, wb) = (wide(self, a), wide(self, b));
+            let bits = self.op(format!("arith.bitcast {wb} : f64 to i64"));
+            let magnitude_mask = self.constant(Literal::Int(DType::I64, i64::MAX));
+            let magnitude = self.op(format!("arith.andi {bits}, {magnitude_mask} : i64"));
+            let divisor = self.op(format!("arith.bitcast {magnitude} : i64 to f64"));
+            // |b| 2^(51 k) for k = 5 down to 1: each stays below 2^1022 (|b| < 2^128).
+            for k in (1..=5).rev() {
+                let scale = self.f(F64, 2f64.powi(51 * k));
+                let scaled = self.fop(F64, "mulf", &divisor, &scale);
+                r = self.remainder(F64, &r, &scaled);
+            }
+            let r = self.remainder(F64, &r, &wb);
+            return self.op(format!("arith.truncf {r} : f64 to f32"));
+        }
         let t = fmt.ty;
         let q = self.fop(fmt, "divf", a, b);
         let whole = self.fun(fmt, "trunc", &q);
