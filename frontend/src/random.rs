@@ -264,6 +264,10 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, name: &str, b: &Bound<'a>, spa
                     })?;
                     el.push(Op::Iota { dtype: DType::I32, shape: vec![n], axis: 0 }, vec![], span)?
                 }
+                Val::Lit(Lit::Int(n)) => {
+                    return Err(Diagnostic::error("E0213", format!("cannot permute {n} elements"))
+                        .at(e.span, "must be positive"))
+                }
                 v => el.tensor_arg(v, e.span)?,
             };
             let rank = el.ty(x).rank();

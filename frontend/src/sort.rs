@@ -37,6 +37,11 @@ pub fn argsort(el: &mut Elab, x: Value, axis: usize, descending: bool, span: Spa
     // Padded to a power of two with keys that sort last (the padding's positions are past n).
     let width = n.next_power_of_two();
     let padded: Vec<usize> = [&shape[..rank - 1], &[width]].concat();
+    kiln_ir::types::check_shape(&padded).map_err(|e| {
+        Diagnostic::error("E0213", format!("sorting pads an axis of {n} to {width}: {e}"))
+            .at(span, "this sort")
+            .note("the sorting network works on a power of two of elements per row")
+    })?;
     let key = if width == n {
         key
     } else {
