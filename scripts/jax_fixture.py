@@ -241,6 +241,21 @@ def rounding(x):
     return jnp.floor(x * 3.0) + jnp.ceil(x * 2.0) + jnp.round(x * 4.0) + jnp.trunc(x * 5.0) + jnp.sign(x)
 
 
+def sixteen_bit(x, y):
+    b, h = (x * 3.0).astype(jnp.bfloat16), (y * 3.0).astype(jnp.float16)
+    f = lambda v: jnp.ravel(v).astype(jnp.float64)
+    return jnp.concatenate([f(b * b + 1.0), f(b - b[::-1] / 3.0), f(h * h - h / 7.0), f(jnp.sum(b, axis=1)),
+                            f(jnp.sum(h, axis=0)), f(jnp.mean(b, axis=1)), f(jnp.var(h, axis=1)), f(b @ b.T),
+                            f(h @ h.T), f((x * 1.0e4).astype(jnp.float16)), f((x * 1.0e30).astype(jnp.bfloat16)),
+                            f(jnp.maximum(b, 0.25)), f(b.astype(jnp.float32) + h.astype(jnp.float32))])
+
+
+def half_math(x):
+    b, h = x.astype(jnp.bfloat16), x.astype(jnp.float16)
+    f = lambda v: jnp.ravel(v).astype(jnp.float64)
+    return jnp.concatenate([f(jnp.exp(b)), f(jnp.tanh(h * 2.0)), f(jax.nn.softmax(b, axis=1)), f(jnp.log1p(h * h))])
+
+
 def unsigned(a, b):
     s = jnp.remainder(b, 40)
     return jnp.stack([a + b, a - b, a * b, -a, jnp.floor_divide(a, b), jnp.remainder(a, b), jnp.maximum(a, b),
@@ -316,6 +331,8 @@ OPS = {
     "special_order": (lambda x: flat(jnp.argsort(jnp.concatenate([jnp.log(x), jnp.log(x) * 0.0, -jnp.log(x)])),
                                      jnp.nan_to_num(jnp.sort(jnp.concatenate([jnp.log(x), jnp.log(x) * 0.0])), nan=99.0)),
                       [f((8,), 39)], False),
+    "sixteen_bit": (sixteen_bit, [f((4, 6), 42), f((4, 6), 43)], False),
+    "half_math": (half_math, [f((4, 6), 44, 2.0)], False),
     "unsigned": (unsigned, [uints([7, 4294967295, 123456, 3000000000, 0, 1 << 31, 5, 2147483647]),
                             uints([3, 5, 4294967290, 12, 4, 0, 31, 1])], False),
     "unsigned_mixed": (unsigned_mixed, [uints([7, 4294967295, 123456, 3000000000, 0, 1 << 31, 5, 2147483647]),

@@ -44,6 +44,15 @@ fn loss(x: f32[256, 784], labels: i32[256], w1: f32[784, 512], b1: f32[512], w2:
 }\n";
     vec![
         Case::new("matmul 1024^3", "fn f(a: f32[1024, 1024], b: f32[1024, 1024]) -> f32[1024, 1024] { a @ b }", true),
+        Case {
+            // JAX's time includes converting its f32 inputs (2 M elements, against 2 GFLOP).
+            jax: Some("def f(a, b):\n    return a.astype(jnp.bfloat16) @ b.astype(jnp.bfloat16)\n".into()),
+            ..Case::new(
+                "matmul 1024^3 bf16 (accumulating in f32)",
+                "fn f(a: bf16[1024, 1024], b: bf16[1024, 1024]) -> bf16[1024, 1024] { a @ b }",
+                true,
+            )
+        },
         Case::new("matmul 256x4096x256", "fn f(a: f32[256, 4096], b: f32[4096, 256]) -> f32[256, 256] { a @ b }", true),
         Case::new("tanh(x*a+b)*sigmoid(x) 16M", "fn f(x: f32[16777216], a: f32, b: f32) -> f32[16777216] { tanh(x * a + b) * sigmoid(x) }", false),
         Case::new("softmax 4096x1024", "fn f(x: f32[4096, 1024]) -> f32[4096, 1024] { softmax(x) }", false),
@@ -237,6 +246,10 @@ fn measure(
             kiln_runtime::DType::F32 => {
                 (0..p.bytes / 4).flat_map(|k| (((k % 17) as f32 - 8.0) / 16.0).to_ne_bytes()).collect()
             }
+            // The same values, exact in bf16.
+            kiln_runtime::DType::BF16 => (0..p.bytes / 2)
+                .flat_map(|k| (((((k % 17) as f32 - 8.0) / 16.0).to_bits() >> 16) as u16).to_ne_bytes())
+                .collect(),
             _ => vec![0u8; p.bytes],
         })
         .collect();

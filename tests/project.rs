@@ -12,10 +12,11 @@ fn root() -> &'static Path {
 /// (`None`: any).
 type Layer = (&'static str, &'static [&'static str], Option<&'static [&'static str]>);
 
-/// The crates' layering. kiln-ir, which every stage and the interpreter share, takes only `libm` (erf).
+/// The crates' layering. kiln-ir, which every stage and the interpreter share, takes only `libm`
+/// (erf) and `half` (f16 and bf16 values and their rounding).
 const LAYERS: &[Layer] = &[
     ("manifest", &[], None),
-    ("ir", &[], Some(&["libm"])),
+    ("ir", &[], Some(&["libm", "half"])),
     ("frontend", &["kiln-ir"], None),
     ("passes", &["kiln-ir"], None),
     ("codegen", &["kiln-ir", "kiln-manifest"], None),

@@ -380,6 +380,8 @@ fn typed((d, n, words): &(kiln_runtime::DType, usize, Vec<u64>)) -> kiln_runtime
         DType::U8 => TensorRef::U8(cast(words, *n)),
         DType::I32 => TensorRef::I32(cast(words, *n)),
         DType::U32 => TensorRef::U32(cast(words, *n)),
+        DType::F16 => TensorRef::F16(cast(words, *n)),
+        DType::BF16 => TensorRef::BF16(cast(words, *n)),
         DType::I64 => TensorRef::I64(cast(words, *n)),
         DType::F32 => TensorRef::F32(cast(words, *n)),
         DType::F64 => TensorRef::F64(cast(words, *n)),

@@ -13,6 +13,8 @@ fn rust_type(d: DType) -> &'static str {
         DType::I32 => "i32",
         DType::U32 => "u32",
         DType::I64 => "i64",
+        // The bits, as the `half` crate's f16 and bf16 hold them (`to_bits`, `from_bits`).
+        DType::F16 | DType::BF16 => "u16",
         DType::F32 => "f32",
         DType::F64 => "f64",
     }

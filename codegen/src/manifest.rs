@@ -13,6 +13,8 @@ pub fn dtype(d: kiln_ir::DType) -> DType {
         kiln_ir::DType::I32 => DType::I32,
         kiln_ir::DType::U32 => DType::U32,
         kiln_ir::DType::I64 => DType::I64,
+        kiln_ir::DType::F16 => DType::F16,
+        kiln_ir::DType::BF16 => DType::BF16,
         kiln_ir::DType::F32 => DType::F32,
         kiln_ir::DType::F64 => DType::F64,
     }

@@ -199,6 +199,10 @@ fn elem(d: DType) -> &'static str {
         DType::U8 => "i8",
         DType::I32 | DType::U32 => "i32",
         DType::I64 => "i64",
+        DType::F16 => "f16",
+        // bf16 travels as its bits: an LLVM `bfloat` would be legalized through runtime
+        // functions (__truncsfbf2) that C libraries may lack; kiln converts it itself.
+        DType::BF16 => "i16",
         DType::F32 => "f32",
         DType::F64 => "f64",
     }
@@ -262,6 +266,7 @@ fn index_cast(d: DType) -> &'static str {
 /// An exact MLIR float constant: the bit pattern in hex.
 fn float_bits(d: DType, v: f64) -> String {
     match d {
+        DType::F16 => format!("0x{:04X}", half::f16::from_f64(v).to_bits()),
         DType::F32 => format!("0x{:08X}", (v as f32).to_bits()),
         _ => format!("0x{:016X}", v.to_bits()),
     }
@@ -271,10 +276,19 @@ fn float_bits(d: DType, v: f64) -> String {
 fn scalar_const(lit: Literal) -> String {
     match lit {
         Literal::Bool(b) => format!("{b}"),
-        // MLIR's integers are signless: an unsigned value is written as the signed one with its
-        // bits.
-        Literal::Int(d, v) => format!("{} : {}", sign_extended(v, d.bits()), elem(d)),
-        Literal::Float(d, v) => format!("{} : {}", float_bits(d, v), elem(d)),
+        lit => format!("{} : {}", const_value(lit), elem(lit.dtype())),
+    }
+}
+
+/// The text of a literal's value as MLIR reads it for its element type: integers are
+/// signless, so an unsigned value is written as the signed one with its bits, and a bf16 as
+/// its bits (an i16, see `elem`).
+fn const_value(lit: Literal) -> String {
+    match lit {
+        Literal::Bool(b) => format!("{b}"),
+        Literal::Int(d, v) => sign_extended(v, d.bits()).to_string(),
+        Literal::Float(DType::BF16, v) => (half::bf16::from_f64(v).to_bits() as i16).to_string(),
+        Literal::Float(d, v) => float_bits(d, v),
     }
 }
 
@@ -465,7 +479,7 @@ impl Body {
         let name = match d {
             DType::Bool | DType::U8 | DType::U32 => unsigned,
             DType::I32 | DType::I64 => signed,
-            DType::F32 | DType::F64 => float,
+            DType::F16 | DType::BF16 | DType::F32 | DType::F64 => float,
         };
         assert!(!name.is_empty(), "`{}` is not defined on {d}", op.name());
         self.op(format!("{name} {a}, {b} : {t}"))
@@ -526,6 +540,15 @@ impl Body {
         let (f, t) = (elem(from), elem(to));
         match (from, to) {
             _ if from == to => x.to_string(),
+            // 16-bit floats convert through f32 (exactly from them; to them rounding once more).
+            (h, _) if h.is_half() => {
+                let wide = self.widen_half(x, h);
+                self.convert(&wide, DType::F32, to)
+            }
+            (_, h) if h.is_half() => {
+                let wide = self.convert(x, from, DType::F32);
+                self.narrow_to_half(&wide, h)
+            }
             (DType::Bool, d) if d.is_int() => self.op(format!("arith.extui {x} : i1 to {t}")),
             (DType::Bool, _) => self.op(format!("arith.uitofp {x} : i1 to {t}")),
             (d, DType::Bool) if d.is_int() => {
@@ -572,6 +595,42 @@ impl Body {
                 self.op(format!("arith.select {nan}, {zero}, {y} : {t}"))
             }
         }
+    }
+}
+
+impl Body {
+    /// A 16-bit float widened to f32 (exact): LLVM's for f16; a bf16's bits (an i16) are an
+    /// f32's top half.
+    fn widen_half(&mut self, x: &str, h: DType) -> String {
+        if h == DType::F16 {
+            return self.op(format!("arith.extf {x} : f16 to f32"));
+        }
+        let wide = self.op(format!("arith.extui {x} : i16 to i32"));
+        let sixteen = self.constant(Literal::Int(DType::I32, 16));
+        let top = self.op(format!("arith.shli {wide}, {sixteen} : i32"));
+        self.op(format!("arith.bitcast {top} : i32 to f32"))
+    }
+
+    /// An f32 rounded to the nearest 16-bit float, ties to even: LLVM's for f16; for bf16 on
+    /// the bits, adding 0x7FFF plus the kept part's last bit and dropping the low half, NaN as
+    /// 0x7FC0 (the bf16's bits, an i16).
+    fn narrow_to_half(&mut self, x: &str, h: DType) -> String {
+        if h == DType::F16 {
+            return self.op(format!("arith.truncf {x} : f32 to f16"));
+        }
+        let bits = self.op(format!("arith.bitcast {x} : f32 to i32"));
+        let sixteen = self.constant(Literal::Int(DType::I32, 16));
+        let one = self.constant(Literal::Int(DType::I32, 1));
+        let bias = self.constant(Literal::Int(DType::I32, 0x7FFF));
+        let high = self.op(format!("arith.shrui {bits}, {sixteen} : i32"));
+        let odd = self.op(format!("arith.andi {high}, {one} : i32"));
+        let round = self.op(format!("arith.addi {odd}, {bias} : i32"));
+        let rounded = self.op(format!("arith.addi {bits}, {round} : i32"));
+        let kept = self.op(format!("arith.shrui {rounded}, {sixteen} : i32"));
+        let kept = self.op(format!("arith.trunci {kept} : i32 to i16"));
+        let nan = self.op(format!("arith.cmpf uno, {x}, {x} : f32"));
+        let quiet = self.op("arith.constant 32704 : i16".into());
+        self.op(format!("arith.select {nan}, {quiet}, {kept} : i16"))
     }
 }
 
@@ -1028,12 +1087,7 @@ impl<'f> FuncEmitter<'f> {
         match op {
             Op::Const(lit) => {
                 let n = self.fresh();
-                let text = match *lit {
-                    Literal::Bool(b) => format!("dense<{b}>"),
-                    Literal::Int(_, v) => format!("dense<{v}>"),
-                    Literal::Float(d, v) => format!("dense<{}>", float_bits(d, v)),
-                };
-                self.line(format!("{n} = arith.constant {text} : {}", tensor(ty)));
+                self.line(format!("{n} = arith.constant dense<{}> : {}", const_value(*lit), tensor(ty)));
                 n
             }
             Op::Iota { axis, .. } => self.parallel(&ty.shape, elem(ty.dtype), &[], |b, _| {

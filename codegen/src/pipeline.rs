@@ -90,6 +90,9 @@ pub fn stage_names(gpu: bool) -> &'static [&'static str] {
 /// for a CPU, PTX kernels and a launch plan for a GPU. Stages that only optimize (fuse,
 /// schedule, prefetch, outline-parallel) leave the module as it is at -O0.
 pub fn compile(module: &Module, target: &crate::Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
+    // 16-bit floats compute in f32 (kiln_ir::half): codegen sees them only at conversions and
+    // in data movement.
+    let module = &Module { funcs: module.funcs.iter().map(kiln_ir::half::widened).collect(), ..module.clone() };
     let mlir = Mlir::new();
     let mut s = Stages::new(&emit.dump_after);
     let mut c = s.make("emit", || front::emit(&mlir, module, target, opt))?;

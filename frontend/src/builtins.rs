@@ -280,6 +280,9 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 _ => x,
             };
             let x = if name == "mean" { el.float_of(x, s)? } else { x };
+            // mean computes a 16-bit float's mean in f32 and rounds it once, as jnp's.
+            let half = Some(el.ty(x).dtype).filter(|d| name == "mean" && d.is_half());
+            let x = if half.is_some() { el.convert(x, DType::F32, s)? } else { x };
             let initial = b.get(4).map(|e| el.const_lit(env, e)).transpose()?;
             // where=mask: the reduction over the elements where mask holds (broadcast to x),
             // the others counting as the identity, as jnp's; max and min have none, so they
@@ -318,7 +321,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 r = el.push(Op::Binary(op), v, span)?;
             }
             if name == "mean" {
-                match mask {
+                let mean = match mask {
                     None => {
                         let n: usize = axes.iter().map(|&a| el.ty(x).shape[a]).product();
                         let inv =
@@ -330,6 +333,10 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                         let count = reduce(el, ReduceKind::Sum, ones, &axes, keepdims, span)?;
                         binary(el, BinaryOp::Div, r, count, span)?
                     }
+                };
+                match half {
+                    Some(d) => el.convert(mean, d, span)?,
+                    None => mean,
                 }
             } else {
                 r
@@ -685,6 +692,9 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
         "var" | "std" => {
             let (x, s) = tensor(el, env, 0)?;
             let x = float_arg(el, x, s, name)?;
+            // A 16-bit float's variance is computed in f32 and rounded once, as jnp's.
+            let dtype = el.ty(x).dtype;
+            let x = if dtype.is_half() { el.convert(x, DType::F32, s)? } else { x };
             let rank = el.ty(x).rank();
             let axes = match b.get(1) {
                 None => (0..rank).collect(),
@@ -704,6 +714,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
             let sum = reduce(el, ReduceKind::Sum, squares, &axes, keepdims, span)?;
             let normalizer = el.lit_to(Lit::Float(n as f64 - ddof as f64), el.ty(x).dtype, span)?;
             let v = binary(el, BinaryOp::Div, sum, normalizer, span)?;
+            let v = el.convert(v, dtype, span)?;
             if name == "std" {
                 el.push(Op::Unary(UnaryOp::Sqrt), vec![v], span)?
             } else {

@@ -1599,6 +1599,14 @@ impl<'a> Elab<'a> {
         let literal = match (l, dtype) {
             (Lit::Bool(b), DType::Bool) => Literal::Bool(b),
             (Lit::Bool(b), d) => Literal::of_i64(d, b as i64),
+            (Lit::Float(_) | Lit::Int(_), d) if d.is_half() && overflows_half(l, d) => {
+                let largest = if d == DType::F16 { "65504" } else { "3.3895314e38" };
+                return Err(Diagnostic::error("E0218", format!("literal `{}` does not fit in {d}", lit_text(l)))
+                    .at(span, format!("out of range for {d}"))
+                    .note(format!(
+                        "the largest finite {d} is {largest}; a literal that rounds to infinity is refused"
+                    )));
+            }
             (Lit::Int(i), d) if d.is_int() => {
                 let (lo, hi) = d.int_range();
                 if !(lo..=hi).contains(&i) {
@@ -2064,6 +2072,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     Some(out)
 }
 
+/// Whether a finite number literal rounds to infinity as the 16-bit float `d`.
+fn overflows_half(l: Lit, d: DType) -> bool {
+    let v = match l {
+        Lit::Int(i) => i as f64,
+        Lit::Float(f) => f,
+        Lit::Bool(_) => return false,
+    };
+    v.is_finite() && !Literal::of_f64(d, v).as_f64().is_finite()
+}
+
 /// JAX's promotion of two array dtypes (with 64-bit types enabled): bool yields to anything,
 /// an integer meeting a float takes the float, integers of one signedness or two floats take
 /// the wider, and a signed integer meeting an unsigned one takes the narrowest signed type
@@ -2079,6 +2097,8 @@ pub fn promote(a: DType, b: DType) -> DType {
                 y
             }
         }
+        // f16 with bf16: neither holds the other (JAX's lattice joins them at f32).
+        (x, y) if x.is_half() && y.is_half() => DType::F32,
         (x, y) if x.is_unsigned() != y.is_unsigned() => {
             let (u, s) = if x.is_unsigned() { (x, y) } else { (y, x) };
             if s.bits() > u.bits() {
@@ -2156,8 +2176,10 @@ pub fn resolve_dtype(id: &Ident) -> R<DType> {
         let names = DType::ALL.iter().map(|d| d.name());
         let d = Diagnostic::error("E0103", format!("unknown element type `{}`", id.name)).at(id.span, "not a dtype");
         match suggest(&id.name, names) {
-            Some(s) => d.help(format!("did you mean `{s}`? kiln's dtypes are bool, u8, i32, u32, i64, f32 and f64")),
-            None => d.help("kiln's dtypes are bool, u8, i32, u32, i64, f32 and f64"),
+            Some(s) => {
+                d.help(format!("did you mean `{s}`? kiln's dtypes are bool, u8, i32, u32, i64, f16, bf16, f32 and f64"))
+            }
+            None => d.help("kiln's dtypes are bool, u8, i32, u32, i64, f16, bf16, f32 and f64"),
         }
     })
 }

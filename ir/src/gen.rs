@@ -91,6 +91,8 @@ pub fn tensor(rng: &mut Rng, ty: &TensorType, specials: bool) -> Tensor {
                 .collect(),
         ),
         DType::I64 => Data::I64((0..n).map(|_| rng.below(21) as i64 - 10).collect()),
+        DType::F16 => Data::F16((0..n).map(|_| half::f16::from_f32(float(rng) as f32)).collect()),
+        DType::BF16 => Data::BF16((0..n).map(|_| half::bf16::from_f32(float(rng) as f32)).collect()),
         DType::F32 => Data::F32((0..n).map(|_| float(rng) as f32).collect()),
         DType::F64 => Data::F64((0..n).map(|_| float(rng)).collect()),
     };

@@ -16,6 +16,8 @@ pub enum Data {
     I32(Vec<i32>),
     U32(Vec<u32>),
     I64(Vec<i64>),
+    F16(Vec<half::f16>),
+    BF16(Vec<half::bf16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
 }
@@ -29,6 +31,8 @@ macro_rules! map_data {
             Data::I32($v) => Data::I32($e),
             Data::U32($v) => Data::U32($e),
             Data::I64($v) => Data::I64($e),
+            Data::F16($v) => Data::F16($e),
+            Data::BF16($v) => Data::BF16($e),
             Data::F32($v) => Data::F32($e),
             Data::F64($v) => Data::F64($e),
         }
@@ -60,6 +64,22 @@ macro_rules! impl_elem {
     )*};
 }
 impl_elem!(u8, i32, u32, i64, f32, f64);
+
+/// The 16-bit floats convert as their f32 values do.
+macro_rules! impl_half_elem {
+    ($($t:ty),*) => {$(
+        impl Elem for $t {
+            fn to_f64(self) -> f64 { f64::from(self) }
+            fn to_f32(self) -> f32 { f32::from(self) }
+            fn to_i64(self) -> i64 { f32::from(self) as i64 }
+            fn to_i32(self) -> i32 { f32::from(self) as i32 }
+            fn to_u8(self) -> u8 { f32::from(self) as u8 }
+            fn to_u32(self) -> u32 { f32::from(self) as u32 }
+            fn to_bool(self) -> bool { f32::from(self) != 0.0 }
+        }
+    )*};
+}
+impl_half_elem!(half::f16, half::bf16);
 
 impl Elem for bool {
     fn to_f64(self) -> f64 {
@@ -93,6 +113,8 @@ impl Data {
             Data::I32(_) => DType::I32,
             Data::U32(_) => DType::U32,
             Data::I64(_) => DType::I64,
+            Data::F16(_) => DType::F16,
+            Data::BF16(_) => DType::BF16,
             Data::F32(_) => DType::F32,
             Data::F64(_) => DType::F64,
         }
@@ -105,6 +127,8 @@ impl Data {
             Data::I32(v) => v.len(),
             Data::U32(v) => v.len(),
             Data::I64(v) => v.len(),
+            Data::F16(v) => v.len(),
+            Data::BF16(v) => v.len(),
             Data::F32(v) => v.len(),
             Data::F64(v) => v.len(),
         }
@@ -127,6 +151,8 @@ impl Data {
             (Data::I32(v), Data::I32(f)) => v[i] = f[0],
             (Data::U32(v), Data::U32(f)) => v[i] = f[0],
             (Data::I64(v), Data::I64(f)) => v[i] = f[0],
+            (Data::F16(v), Data::F16(f)) => v[i] = f[0],
+            (Data::BF16(v), Data::BF16(f)) => v[i] = f[0],
             (Data::F32(v), Data::F32(f)) => v[i] = f[0],
             (Data::F64(v), Data::F64(f)) => v[i] = f[0],
             _ => unreachable!("the type rule checks that dtypes agree"),
@@ -142,6 +168,9 @@ impl Data {
                 DType::I32 => Data::I32(v.iter().map(|x| x.to_i32()).collect()),
                 DType::U32 => Data::U32(v.iter().map(|x| x.to_u32()).collect()),
                 DType::I64 => Data::I64(v.iter().map(|x| x.to_i64()).collect()),
+                // Through f32, as every conversion to a 16-bit float.
+                DType::F16 => Data::F16(v.iter().map(|x| half::f16::from_f32(x.to_f32())).collect()),
+                DType::BF16 => Data::BF16(v.iter().map(|x| half::bf16::from_f32(x.to_f32())).collect()),
                 DType::F32 => Data::F32(v.iter().map(|x| x.to_f32()).collect()),
                 DType::F64 => Data::F64(v.iter().map(|x| x.to_f64()).collect()),
             }
@@ -152,6 +181,8 @@ impl Data {
             Data::I32(v) => conv(v, to),
             Data::U32(v) => conv(v, to),
             Data::I64(v) => conv(v, to),
+            Data::F16(v) => conv(v, to),
+            Data::BF16(v) => conv(v, to),
             Data::F32(v) => conv(v, to),
             Data::F64(v) => conv(v, to),
         }
@@ -165,6 +196,8 @@ impl Data {
             Data::I32(v) => v[i].to_f64(),
             Data::U32(v) => v[i].to_f64(),
             Data::I64(v) => v[i].to_f64(),
+            Data::F16(v) => v[i].to_f64(),
+            Data::BF16(v) => v[i].to_f64(),
             Data::F32(v) => v[i].to_f64(),
             Data::F64(v) => v[i],
         }
@@ -178,6 +211,8 @@ impl Data {
             Data::I32(v) => v[i].to_i64(),
             Data::U32(v) => v[i].to_i64(),
             Data::I64(v) => v[i],
+            Data::F16(v) => v[i].to_i64(),
+            Data::BF16(v) => v[i].to_i64(),
             Data::F32(v) => v[i].to_i64(),
             Data::F64(v) => v[i].to_i64(),
         }
@@ -187,8 +222,8 @@ impl Data {
     pub fn literal(&self, i: usize) -> Literal {
         match self {
             Data::Bool(v) => Literal::Bool(v[i]),
-            Data::F32(v) => Literal::Float(DType::F32, v[i] as f64),
             Data::F64(v) => Literal::Float(DType::F64, v[i]),
+            float @ (Data::F16(_) | Data::BF16(_) | Data::F32(_)) => Literal::Float(float.dtype(), float.get_f64(i)),
             int => Literal::Int(int.dtype(), int.get_i64(i)),
         }
     }
@@ -198,8 +233,7 @@ impl Data {
         match lit {
             Literal::Bool(b) => Data::Bool(vec![b; n]),
             Literal::Int(d, v) => Data::I64(vec![v; n]).convert(d),
-            Literal::Float(DType::F32, v) => Data::F32(vec![v as f32; n]),
-            Literal::Float(_, v) => Data::F64(vec![v; n]),
+            Literal::Float(d, v) => Data::F64(vec![v; n]).convert(d),
         }
     }
 
@@ -212,6 +246,8 @@ impl Data {
             Data::I32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
             Data::U32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
             Data::I64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+            Data::F16(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+            Data::BF16(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
             Data::F32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
             Data::F64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
         }
@@ -230,6 +266,8 @@ impl Data {
             DType::I32 => Data::I32(chunks.map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect()),
             DType::U32 => Data::U32(chunks.map(|c| u32::from_ne_bytes(c.try_into().unwrap())).collect()),
             DType::I64 => Data::I64(chunks.map(|c| i64::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::F16 => Data::F16(chunks.map(|c| half::f16::from_ne_bytes(c.try_into().unwrap())).collect()),
+            DType::BF16 => Data::BF16(chunks.map(|c| half::bf16::from_ne_bytes(c.try_into().unwrap())).collect()),
             DType::F32 => Data::F32(chunks.map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect()),
             DType::F64 => Data::F64(chunks.map(|c| f64::from_ne_bytes(c.try_into().unwrap())).collect()),
         })
@@ -348,6 +386,16 @@ fn eval_with(
     ty: &TensorType,
     adjust: &mut dyn FnMut(&Op, &[&Tensor], &mut Tensor),
 ) -> Tensor {
+    if crate::half::computes_in_f32(op) && (ty.dtype.is_half() || args.iter().any(|a| a.data.dtype().is_half())) {
+        // 16-bit floats compute in f32, the result rounded back (crate::half).
+        let wide: Vec<Tensor> = args
+            .iter()
+            .map(|a| Tensor::new(a.shape.clone(), a.data.convert(crate::half::compute_dtype(a.data.dtype()))))
+            .collect();
+        let refs: Vec<&Tensor> = wide.iter().collect();
+        let r = eval_with(op, &refs, &ty.with_dtype(crate::half::compute_dtype(ty.dtype)), adjust);
+        return Tensor::new(r.shape, r.data.convert(ty.dtype));
+    }
     let n = ty.num_elements();
     let data = match op {
         Op::Const(lit) => Data::splat(*lit, 1),
@@ -362,6 +410,7 @@ fn eval_with(
             Data::U8(v) => Data::U8(v.iter().map(|&x| u.eval_int(x as i64) as u8).collect()),
             Data::I32(v) => Data::I32(v.iter().map(|&x| u.eval_int(x as i64) as i32).collect()),
             Data::U32(v) => Data::U32(v.iter().map(|&x| u.eval_int(x as i64) as u32).collect()),
+            Data::F16(_) | Data::BF16(_) => unreachable!("16-bit floats compute in f32 (crate::half)"),
             Data::I64(v) => Data::I64(v.iter().map(|&x| u.eval_int(x)).collect()),
             Data::Bool(_) => unreachable!("type rule rejects unary ops on bool"),
         },
@@ -588,6 +637,8 @@ pub fn concat_data(parts: &[&Data]) -> Data {
         Data::I32(_) => cat!(I32),
         Data::U32(_) => cat!(U32),
         Data::I64(_) => cat!(I64),
+        Data::F16(_) => cat!(F16),
+        Data::BF16(_) => cat!(BF16),
         Data::F32(_) => cat!(F32),
         Data::F64(_) => cat!(F64),
     }
@@ -826,6 +877,8 @@ pub fn summary(t: &Tensor) -> String {
             Data::I32(v) => v[i].to_string(),
             Data::U32(v) => v[i].to_string(),
             Data::I64(v) => v[i].to_string(),
+            Data::F16(v) => format!("{:.4}", v[i]),
+            Data::BF16(v) => format!("{:.3}", v[i]),
             Data::F32(v) => format!("{:.6}", v[i]),
             Data::F64(v) => format!("{:.6}", v[i]),
         })

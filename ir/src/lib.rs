@@ -15,6 +15,7 @@ pub mod compose;
 pub mod diag;
 pub mod func;
 pub mod gen;
+pub mod half;
 pub mod interp;
 pub mod ops;
 pub mod text;

@@ -510,7 +510,7 @@ impl<'a> Parser<'a> {
                     _ => Err(bad()),
                 }
             }
-            DType::F32 | DType::F64 => {
+            DType::F16 | DType::BF16 | DType::F32 | DType::F64 => {
                 let v: f64 = text.parse().map_err(|_| bad())?;
                 Ok(Literal::of_f64(dtype, v))
             }

@@ -10,13 +10,17 @@ pub enum DType {
     I32,
     U32,
     I64,
+    /// IEEE binary16 and bfloat16: stored in 2 bytes, computed in f32 (see [`DType::is_half`]).
+    F16,
+    BF16,
     F32,
     F64,
 }
 
 impl DType {
     /// Every element type.
-    pub const ALL: [DType; 7] = [DType::Bool, DType::U8, DType::I32, DType::U32, DType::I64, DType::F32, DType::F64];
+    pub const ALL: [DType; 9] =
+        [DType::Bool, DType::U8, DType::I32, DType::U32, DType::I64, DType::F16, DType::BF16, DType::F32, DType::F64];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -25,6 +29,8 @@ impl DType {
             DType::I32 => "i32",
             DType::U32 => "u32",
             DType::I64 => "i64",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
             DType::F32 => "f32",
             DType::F64 => "f64",
         }
@@ -39,6 +45,7 @@ impl DType {
     pub fn size_bytes(self) -> usize {
         match self {
             DType::Bool | DType::U8 => 1,
+            DType::F16 | DType::BF16 => 2,
             DType::I32 | DType::U32 | DType::F32 => 4,
             DType::I64 | DType::F64 => 8,
         }
@@ -53,7 +60,13 @@ impl DType {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64)
+        matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
+    }
+
+    /// The 16-bit floats, which every op but data movement computes in f32, rounding its
+    /// result back as XLA does (`half::widened`).
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16)
     }
 
     /// Signed and unsigned integers.
@@ -99,6 +112,8 @@ impl DType {
             DType::Bool | DType::U8 => "uint8_t",
             DType::I32 => "int32_t",
             DType::U32 => "uint32_t",
+            // The bits (C has no portable 16-bit float type).
+            DType::F16 | DType::BF16 => "uint16_t",
             DType::I64 => "int64_t",
             DType::F32 => "float",
             DType::F64 => "double",
@@ -213,7 +228,7 @@ impl Literal {
             DType::I32 => Literal::Int(dtype, value as i32 as i64),
             DType::U32 => Literal::Int(dtype, value as u32 as i64),
             DType::I64 => Literal::Int(dtype, value as i64),
-            DType::F32 => Literal::Float(dtype, value as f32 as f64),
+            DType::F16 | DType::BF16 | DType::F32 => Literal::Float(dtype, round_float(dtype, value)),
             DType::F64 => Literal::Float(dtype, value),
         }
     }
@@ -223,7 +238,7 @@ impl Literal {
         match dtype {
             DType::Bool => Literal::Bool(value != 0),
             DType::U8 | DType::I32 | DType::U32 | DType::I64 => Literal::Int(dtype, dtype.wrap(value)),
-            DType::F32 => Literal::Float(dtype, value as f32 as f64),
+            DType::F16 | DType::BF16 | DType::F32 => Literal::Float(dtype, round_float(dtype, value as f64)),
             DType::F64 => Literal::Float(dtype, value as f64),
         }
     }
@@ -234,6 +249,17 @@ impl Literal {
             Literal::Int(_, v) => v as f64,
             Literal::Float(_, v) => v,
         }
+    }
+}
+
+/// `v` rounded to the float dtype `d` as the `convert` op rounds: to nearest, ties to even; a
+/// 16-bit float through f32 first (as every conversion to one does).
+pub fn round_float(d: DType, v: f64) -> f64 {
+    match d {
+        DType::F32 => v as f32 as f64,
+        DType::F16 => f64::from(half::f16::from_f32(v as f32)),
+        DType::BF16 => f64::from(half::bf16::from_f32(v as f32)),
+        _ => v,
     }
 }
 

@@ -32,21 +32,21 @@ pub const OLDEST_VERSION: u32 = 3;
 /// The version that added loops and conditionals to GPU launch plans ([`Step::Loop`],
 /// [`Step::While`], [`Step::If`], [`LaunchArg::Index`]).
 pub const CONTROL_VERSION: u32 = 4;
-/// The version that added the unsigned dtypes `u8` and `u32` to parameters and results.
-pub const UNSIGNED_VERSION: u32 = 5;
+/// The version that added the dtypes `u8`, `u32`, `f16` and `bf16` to parameters and results.
+pub const DTYPES_VERSION: u32 = 5;
 
 /// The version a bundle of `functions` is written with: the oldest whose runtimes run it, so
 /// that a bundle that needs nothing new still opens in older runtimes ([`CONTROL_VERSION`]
-/// only when a launch plan has a loop or a conditional, [`UNSIGNED_VERSION`] only when an
-/// argument is unsigned).
+/// only when a launch plan has a loop or a conditional, [`DTYPES_VERSION`] only when an
+/// argument has one of its dtypes).
 pub fn version_of(functions: &[FunctionInfo]) -> u32 {
     let control = functions.iter().any(|f| f.launches.iter().any(|s| !s.children().is_empty()));
-    let unsigned = functions
+    let new_dtype = functions
         .iter()
         .flat_map(|f| f.params.iter().chain(&f.results))
-        .any(|a| matches!(a.dtype, DType::U8 | DType::U32));
-    if unsigned {
-        UNSIGNED_VERSION
+        .any(|a| matches!(a.dtype, DType::U8 | DType::U32 | DType::F16 | DType::BF16));
+    if new_dtype {
+        DTYPES_VERSION
     } else if control {
         CONTROL_VERSION
     } else {
@@ -217,12 +217,16 @@ pub enum DType {
     I32,
     U32,
     I64,
+    /// IEEE binary16 and bfloat16, two bytes each (their bits).
+    F16,
+    BF16,
     F32,
     F64,
 }
 
 impl DType {
-    pub const ALL: [DType; 7] = [DType::Bool, DType::U8, DType::I32, DType::U32, DType::I64, DType::F32, DType::F64];
+    pub const ALL: [DType; 9] =
+        [DType::Bool, DType::U8, DType::I32, DType::U32, DType::I64, DType::F16, DType::BF16, DType::F32, DType::F64];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -231,6 +235,8 @@ impl DType {
             DType::I32 => "i32",
             DType::U32 => "u32",
             DType::I64 => "i64",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
             DType::F32 => "f32",
             DType::F64 => "f64",
         }
@@ -244,6 +250,7 @@ impl DType {
     pub fn size(self) -> u64 {
         match self {
             DType::Bool | DType::U8 => 1,
+            DType::F16 | DType::BF16 => 2,
             DType::I32 | DType::U32 | DType::F32 => 4,
             DType::I64 | DType::F64 => 8,
         }
@@ -493,7 +500,7 @@ mod tests {
         for d in DType::ALL {
             assert_eq!(DType::parse(d.name()), Some(d));
         }
-        assert_eq!(DType::parse("f16"), None);
+        assert_eq!(DType::parse("f8"), None);
     }
 }
 

@@ -31,6 +31,9 @@ pub enum TensorRef<'a> {
     I32(&'a [i32]),
     U32(&'a [u32]),
     I64(&'a [i64]),
+    /// f16 and bf16 as their bits.
+    F16(&'a [u16]),
+    BF16(&'a [u16]),
     F32(&'a [f32]),
     F64(&'a [f64]),
 }
@@ -43,6 +46,8 @@ pub enum TensorMut<'a> {
     I32(&'a mut [i32]),
     U32(&'a mut [u32]),
     I64(&'a mut [i64]),
+    F16(&'a mut [u16]),
+    BF16(&'a mut [u16]),
     F32(&'a mut [f32]),
     F64(&'a mut [f64]),
 }
@@ -56,6 +61,8 @@ macro_rules! typed_bytes {
             TensorRef::I32(v) => (DType::I32, $bytes(v)),
             TensorRef::U32(v) => (DType::U32, $bytes(v)),
             TensorRef::I64(v) => (DType::I64, $bytes(v)),
+            TensorRef::F16(v) => (DType::F16, $bytes(v)),
+            TensorRef::BF16(v) => (DType::BF16, $bytes(v)),
             TensorRef::F32(v) => (DType::F32, $bytes(v)),
             TensorRef::F64(v) => (DType::F64, $bytes(v)),
         }
@@ -80,6 +87,8 @@ impl TensorMut<'_> {
             TensorMut::I32(v) => (DType::I32, as_bytes_mut(v)),
             TensorMut::U32(v) => (DType::U32, as_bytes_mut(v)),
             TensorMut::I64(v) => (DType::I64, as_bytes_mut(v)),
+            TensorMut::F16(v) => (DType::F16, as_bytes_mut(v)),
+            TensorMut::BF16(v) => (DType::BF16, as_bytes_mut(v)),
             TensorMut::F32(v) => (DType::F32, as_bytes_mut(v)),
             TensorMut::F64(v) => (DType::F64, as_bytes_mut(v)),
         }

@@ -102,6 +102,8 @@ fn values(dtype: DType, bytes: &[u8]) -> Vec<f64> {
             DType::U32 => u32::from_le_bytes(c.try_into().unwrap()) as f64,
             DType::I32 => i32::from_le_bytes(c.try_into().unwrap()) as f64,
             DType::I64 => i64::from_le_bytes(c.try_into().unwrap()) as f64,
+            DType::F16 => f64::from(half::f16::from_le_bytes(c.try_into().unwrap())),
+            DType::BF16 => f64::from(half::bf16::from_le_bytes(c.try_into().unwrap())),
             DType::F32 => f32::from_le_bytes(c.try_into().unwrap()) as f64,
             DType::F64 => f64::from_le_bytes(c.try_into().unwrap()),
         })
@@ -112,7 +114,7 @@ fn values(dtype: DType, bytes: &[u8]) -> Vec<f64> {
 /// elements are equal (integers, bool: 0 or infinity).
 fn error(dtype: DType, got: &[u8], want: &[u8]) -> f64 {
     let (g, w) = (values(dtype, got), values(dtype, want));
-    let exact = !matches!(dtype, DType::F32 | DType::F64);
+    let exact = !matches!(dtype, DType::F16 | DType::BF16 | DType::F32 | DType::F64);
     let scale = w.iter().fold(1e-30f64, |m, x| m.max(x.abs()));
     g.iter().zip(&w).fold(0.0, |e: f64, (a, b)| {
         if a.is_nan() && b.is_nan() {
@@ -147,6 +149,8 @@ fn generated(dtype: DType, bytes: usize, seed: &mut u64) -> Vec<u8> {
             DType::U32 => out.extend(((u * 16.0) as u32).to_le_bytes()),
             DType::I32 => out.extend(((u * 16.0) as i32 - 8).to_le_bytes()),
             DType::I64 => out.extend(((u * 16.0) as i64 - 8).to_le_bytes()),
+            DType::F16 => out.extend(half::f16::from_f64(u * 2.0 - 1.0).to_le_bytes()),
+            DType::BF16 => out.extend(half::bf16::from_f64(u * 2.0 - 1.0).to_le_bytes()),
             DType::F32 => out.extend(((u * 2.0 - 1.0) as f32).to_le_bytes()),
             DType::F64 => out.extend((u * 2.0 - 1.0).to_le_bytes()),
         }

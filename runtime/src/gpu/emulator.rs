@@ -588,6 +588,26 @@ fn f32_of(v: u64) -> f32 {
     f32::from_bits(v as u32)
 }
 
+/// The value of a float register of type `ty` (f32 flushed when `ftz`).
+fn float_value(ty: Ty, v: u64, ftz: bool) -> f64 {
+    match ty {
+        Ty::F64 => f64::from_bits(v),
+        Ty::F16 => f64::from(half::f16::from_bits(v as u16)),
+        Ty::BF16 => f64::from(half::bf16::from_bits(v as u16)),
+        _ => f64::from(flush(f32_of(v), ftz)),
+    }
+}
+
+/// `x` rounded to the float type `ty` (to nearest even), as register bits.
+fn float_bits(ty: Ty, x: f64, ftz: bool) -> u64 {
+    match ty {
+        Ty::F64 => x.to_bits(),
+        Ty::F16 => u64::from(half::f16::from_f64(x).to_bits()),
+        Ty::BF16 => u64::from(half::bf16::from_f64(x).to_bits()),
+        _ => u64::from(flush(x as f32, ftz).to_bits()),
+    }
+}
+
 /// Flushes a subnormal f32 to zero of the same sign (`.ftz`).
 fn flush(x: f32, ftz: bool) -> f32 {
     if ftz && x.is_subnormal() {
@@ -664,12 +684,12 @@ fn float(op: Arith, f64_: bool, round: Round, a: f64, b: f64, c: f64) -> Result<
 /// An arithmetic or logic instruction on operand bits `[a, b, c]`.
 fn arith(op: Arith, ty: Ty, round: Round, ftz: bool, sat: bool, [a, b, c]: [u64; 3]) -> Result<u64, String> {
     if ty.is_float() {
-        let get = |v: u64| if ty == Ty::F64 { f64::from_bits(v) } else { f64::from(flush(f32_of(v), ftz)) };
+        let get = |v: u64| float_value(ty, v, ftz);
         let mut r = float(op, ty == Ty::F64, round, get(a), get(b), get(c))?;
         if sat {
             r = if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
         }
-        return Ok(if ty == Ty::F64 { r.to_bits() } else { u64::from(flush(r as f32, ftz).to_bits()) });
+        return Ok(float_bits(ty, r, ftz));
     }
     if ty == Ty::Pred {
         let (a, b) = (a != 0, b != 0);
@@ -786,8 +806,7 @@ fn arith(op: Arith, ty: Ty, round: Round, ftz: bool, sat: bool, [a, b, c]: [u64;
 
 fn compare(cmp: Cmp, ty: Ty, a: u64, b: u64) -> bool {
     if ty.is_float() {
-        let get = |v: u64| if ty == Ty::F64 { f64::from_bits(v) } else { f64::from(f32_of(v)) };
-        let (x, y) = (get(a), get(b));
+        let (x, y) = (float_value(ty, a, false), float_value(ty, b, false));
         let nan = x.is_nan() || y.is_nan();
         let ordered = |c: UCmp| match c {
             UCmp::Eq => x == y,
@@ -840,8 +859,8 @@ fn integral(x: f64, round: Round) -> f64 {
 /// `cvt.to.from`: integers extend or truncate (saturating with `.sat`), floats to integers
 /// round then saturate (NaN to 0, as PTX), integers to floats round to nearest.
 fn convert(to: Ty, from: Ty, round: Round, integral_: bool, sat: bool, v: u64) -> u64 {
-    let as_float = |v: u64| if from == Ty::F64 { f64::from_bits(v) } else { f64::from(f32_of(v)) };
-    let store_float = |x: f64| if to == Ty::F64 { x.to_bits() } else { u64::from((x as f32).to_bits()) };
+    let as_float = |v: u64| float_value(from, v, false);
+    let store_float = |x: f64| float_bits(to, x, false);
     match (from.is_float(), to.is_float()) {
         (true, true) => {
             let x = as_float(v);

@@ -15,6 +15,10 @@ pub enum Ty {
     U(u32),
     /// Untyped bits.
     B(u32),
+    /// IEEE binary16 and bfloat16 (conversions, comparisons and selects on them: kiln
+    /// computes in f32).
+    F16,
+    BF16,
     F32,
     F64,
     Pred,
@@ -24,6 +28,8 @@ impl Ty {
     fn parse(s: &str) -> Option<Ty> {
         let bits = |t: &str| t.parse::<u32>().ok().filter(|b| [8, 16, 32, 64].contains(b));
         Some(match s {
+            "f16" => Ty::F16,
+            "bf16" => Ty::BF16,
             "f32" => Ty::F32,
             "f64" => Ty::F64,
             "pred" => Ty::Pred,
@@ -38,6 +44,7 @@ impl Ty {
     pub fn bits(self) -> u32 {
         match self {
             Ty::S(b) | Ty::U(b) | Ty::B(b) => b,
+            Ty::F16 | Ty::BF16 => 16,
             Ty::F32 => 32,
             Ty::F64 => 64,
             Ty::Pred => 1,
@@ -45,7 +52,7 @@ impl Ty {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, Ty::F32 | Ty::F64)
+        matches!(self, Ty::F16 | Ty::BF16 | Ty::F32 | Ty::F64)
     }
 }
 
