@@ -2188,7 +2188,8 @@ pub fn check_type_shape(dims: &[usize], span: Span) -> R<()> {
     check_shape(dims).map_err(|e| Diagnostic::error("E0213", e).at(span, "this type"))
 }
 
-fn type_expr_text(ty: &TypeExpr) -> String {
+/// A declared type as written: `f32[B, 3]`, `f32` for a scalar.
+pub(crate) fn type_expr_text(ty: &TypeExpr) -> String {
     let dims: Vec<String> = ty
         .dims
         .iter()
@@ -2197,7 +2198,11 @@ fn type_expr_text(ty: &TypeExpr) -> String {
             Dim::Var(v) => v.name.clone(),
         })
         .collect();
-    format!("{}[{}]", ty.dtype.name, dims.join(", "))
+    if dims.is_empty() {
+        ty.dtype.name.clone()
+    } else {
+        format!("{}[{}]", ty.dtype.name, dims.join(", "))
+    }
 }
 
 fn pattern_text(p: &Pattern) -> String {

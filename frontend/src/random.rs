@@ -94,7 +94,7 @@ pub fn check_key<'a>(
     what: &str,
 ) -> R<Val> {
     let Val::Key(t) = v else {
-        let declared = type_text(ty);
+        let declared = crate::elab::type_expr_text(ty);
         return Err(Diagnostic::error(
             code,
             format!("mismatched types: {what} is {}, declared {declared}", el.describe(&v)),
@@ -109,26 +109,13 @@ pub fn check_key<'a>(
         Ok(_) => Ok(Val::Key(t)),
         Err(_) => {
             let found = key_text(el.ty(t));
-            Err(Diagnostic::error(code, format!("mismatched types: {what} is {found}, declared {}", type_text(ty)))
-                .at(span, format!("this is {found}"))
-                .also(ty.span, "declared here"))
+            Err(Diagnostic::error(
+                code,
+                format!("mismatched types: {what} is {found}, declared {}", crate::elab::type_expr_text(ty)),
+            )
+            .at(span, format!("this is {found}"))
+            .also(ty.span, "declared here"))
         }
-    }
-}
-
-fn type_text(ty: &TypeExpr) -> String {
-    let dims: Vec<String> = ty
-        .dims
-        .iter()
-        .map(|d| match d {
-            Dim::Known(n, _) => n.to_string(),
-            Dim::Var(v) => v.name.clone(),
-        })
-        .collect();
-    if dims.is_empty() {
-        ty.dtype.name.clone()
-    } else {
-        format!("{}[{}]", ty.dtype.name, dims.join(", "))
     }
 }
 
