@@ -539,8 +539,39 @@ fn uniform(
             return Err(shape_mismatch("a bound", &bt, shape, span));
         }
     }
-    // The mantissa's bits from the top of the random bits, under the exponent of 1.0: a float
-    // in [1, 2), less 1.
+    let unit = unit_interval(el, k, shape, dtype, span)?;
+    let width = binary(el, BinaryOp::Sub, hi, lo, span)?;
+    // u (hi - lo) + lo as XLA computes it: for f32 rounded once (a fused multiply-add; f32
+    // operands multiply exactly in f64, so the sum is rounded once there and once more to f32,
+    // which differs from one rounding only when the f64 sum ties two f32s, about 2^-29 of
+    // draws); for 16-bit floats rounded after each op, as JAX's bits show; f64 bounds other
+    // than [0, 1) round twice.
+    let wide = if dtype == DType::F32 { DType::F64 } else { dtype };
+    let [unit, width, low] = [unit, width, lo].map(|v| el.convert(v, wide, span));
+    let scaled = binary(el, BinaryOp::Mul, unit?, width?, span)?;
+    let shifted = binary(el, BinaryOp::Add, scaled, low?, span)?;
+    let shifted = el.convert(shifted, dtype, span)?;
+    binary(el, BinaryOp::Max, lo, shifted, span)
+}
+
+/// Uniform floats of `dtype` in [0, 1) over `shape`: the mantissa's bits from the top of the
+/// random bits under the exponent of 1.0, a float in [1, 2), less 1. JAX draws 32 bits for an
+/// f32, 64 for an f64, 16 for an f16 and 8 for a bf16 (whose 7 mantissa bits are fewer than 8):
+/// the low bits of b0 ^ b1 for the 16-bit types, whose value m / 2^mantissa kiln builds
+/// exactly in f32 rather than from a 16-bit pattern.
+fn unit_interval(el: &mut Elab, k: [Value; 2], shape: &[usize], dtype: DType, span: Span) -> R<Value> {
+    if dtype.is_half() {
+        let (width, mantissa) = if dtype == DType::F16 { (16, 10) } else { (8, 7) };
+        let bits = bits32(el, k, shape, span)?;
+        let low = el.lit_to(Lit::Int((1 << width) - 1), DType::U32, span)?;
+        let low = binary(el, BinaryOp::And, bits, low, span)?;
+        let drop = el.lit_to(Lit::Int(width - mantissa), DType::U32, span)?;
+        let m = binary(el, BinaryOp::ShrU, low, drop, span)?;
+        let m = el.convert(m, DType::F32, span)?;
+        let scale = el.lit_to(Lit::Float(2f64.powi(-(mantissa as i32))), DType::F32, span)?;
+        let unit = binary(el, BinaryOp::Mul, m, scale, span)?;
+        return el.convert(unit, dtype, span);
+    }
     let (bits, int, mantissa, one) = if dtype == DType::F32 {
         (bits32(el, k, shape, span)?, DType::U32, 23, 1f32.to_bits() as i64)
     } else {
@@ -556,26 +587,23 @@ fn uniform(
     let pattern = binary(el, BinaryOp::Or, top, exponent, span)?;
     let in_one_two = el.push(Op::Bitcast { to: dtype }, vec![pattern], span)?;
     let one = el.lit_to(Lit::Float(1.0), dtype, span)?;
-    let unit = binary(el, BinaryOp::Sub, in_one_two, one, span)?;
-    let width = binary(el, BinaryOp::Sub, hi, lo, span)?;
-    // u (hi - lo) + lo rounded once, as XLA computes it (a fused multiply-add): f32 operands
-    // multiply exactly in f64, so the sum is rounded once there and once more to f32, which
-    // differs from one rounding only when the f64 sum ties two f32s (about 2^-29 of draws). f64
-    // bounds other than [0, 1) round twice.
-    let wide = if dtype == DType::F32 { DType::F64 } else { dtype };
-    let [unit, width, low] = [unit, width, lo].map(|v| el.convert(v, wide, span));
-    let scaled = binary(el, BinaryOp::Mul, unit?, width?, span)?;
-    let shifted = binary(el, BinaryOp::Add, scaled, low?, span)?;
-    let shifted = el.convert(shifted, dtype, span)?;
-    binary(el, BinaryOp::Max, lo, shifted, span)
+    binary(el, BinaryOp::Sub, in_one_two, one, span)
+}
+
+/// A float dtype's machine epsilon (the step above 1.0) and smallest normal value.
+fn epsilon_and_tiny(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::F16 => (2f64.powi(-10), 2f64.powi(-14)),
+        DType::BF16 => (2f64.powi(-7), 2f64.powi(-126)),
+        DType::F32 => (f32::EPSILON as f64, f32::MIN_POSITIVE as f64),
+        _ => (f64::EPSILON, f64::MIN_POSITIVE),
+    }
 }
 
 /// Standard normal floats: sqrt(2) erfinv(u) for u uniform in (-1, 1).
 fn normal(el: &mut Elab, k: [Value; 2], shape: &[usize], dtype: DType, span: Span) -> R<Value> {
     // The float after -1 toward 0, so that erfinv stays finite.
-    let above_minus_one =
-        if dtype == DType::F32 { -(1.0 - f32::EPSILON as f64 / 2.0) } else { -(1.0 - f64::EPSILON / 2.0) };
-    let lo = el.lit_to(Lit::Float(above_minus_one), dtype, span)?;
+    let lo = el.lit_to(Lit::Float(-(1.0 - epsilon_and_tiny(dtype).0 / 2.0)), dtype, span)?;
     let hi = el.lit_to(Lit::Float(1.0), dtype, span)?;
     let u = uniform(el, k, shape, dtype, (lo, hi), span)?;
     let y = el.push(Op::Unary(UnaryOp::ErfInv), vec![u], span)?;
@@ -671,8 +699,7 @@ fn categorical<'a>(
     let prefix = shape.len() - batch.len();
     let noise_shape: Vec<usize> = [&shape[..prefix], &lt.shape[..]].concat();
     // gumbel = -log(-log(u)), u uniform in [tiny, 1): finite everywhere.
-    let tiny = if lt.dtype == DType::F32 { f32::MIN_POSITIVE as f64 } else { f64::MIN_POSITIVE };
-    let lo = el.lit_to(Lit::Float(tiny), lt.dtype, span)?;
+    let lo = el.lit_to(Lit::Float(epsilon_and_tiny(lt.dtype).1), lt.dtype, span)?;
     let hi = el.lit_to(Lit::Float(1.0), lt.dtype, span)?;
     let u = uniform(el, k, &noise_shape, lt.dtype, (lo, hi), span)?;
     let mut g = u;

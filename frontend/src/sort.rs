@@ -109,8 +109,10 @@ pub fn top_k(el: &mut Elab, x: Value, k: usize, span: Span) -> R<(Value, Value)>
 }
 
 /// Keys whose integer order is the sort's order: floats as the signed integers of their total
-/// order (zeros as one, NaNs as one above +inf), integers as they are, bools as u8.
+/// order (zeros as one, NaNs as one above +inf; 16-bit floats through their exact f32 values),
+/// integers as they are, bools as u8.
 fn order_key(el: &mut Elab, x: Value, span: Span) -> R<Value> {
+    let x = if el.ty(x).dtype.is_half() { el.convert(x, DType::F32, span)? } else { x };
     let dtype = el.ty(x).dtype;
     if dtype == DType::Bool {
         return el.convert(x, DType::U8, span);
