@@ -224,6 +224,12 @@ INDEXING = {
     "maxed": (lambda x, idx, v: x.at[idx].max(v), [f((5, 3), 19), ints([2, 0, 2, 4]), f((4, 3), 20, 1.5)]),
     "minned": (lambda x, idx, v: x.at[idx].min(v), [f((5, 3), 21), ints([2, 0, 2, 4]), f((4, 3), 22, 1.5)]),
     "subtracted": (lambda x, v: x.at[2].subtract(v), [f((4, 5), 23), f((5,), 24)]),
+    # JAX differentiates scatter_mul's updates only with unique indices; repeated ones are
+    # checked for values here and against central differences in tests/autodiff.rs.
+    "multiplied": (lambda x, idx, v: x.at[idx].multiply(v, unique_indices=True),
+                   [f((5, 3), 46), ints([3, 0, -1]), f((3, 3), 47)]),
+    "divided_powered": (lambda x, idx, v: x.at[idx].divide(v) + jnp.abs(x).at[idx].power(v * 0.5),
+                        [f((5, 3), 48), ints([1, 3, 1, 7]), f((4, 3), 49)], False),
     "window": (lambda x, i: jax.lax.dynamic_slice(x, (i, jnp.int32(-2)), (2, 2)), [f((4, 5), 25), ints(3)]),
     "new_axes": (lambda x, idx, labels: x[:, None, idx] + jnp.take_along_axis(x, labels[:, None], axis=-1).reshape(4, 1, 1),
                  [f((4, 5), 28), ints([4, -1, 0]), ints([0, 3, 4, 1])]),

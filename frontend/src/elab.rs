@@ -2007,10 +2007,28 @@ impl<'a> Elab<'a> {
             // x - v = x + (-v), exactly.
             v = self.negate(v, e.span, e.span)?;
         }
+        // x / p and x ** p for p the product of the values landing on each element (1 where
+        // none does), as jnp's `divide` and `power`.
+        let then = match method.name.as_str() {
+            "divide" => Some(BinOp::Div),
+            "power" => Some(BinOp::Pow),
+            _ => None,
+        };
+        let target = match then {
+            Some(_) => {
+                let xt = self.ty(x_new_axes).clone();
+                self.splat(Lit::Int(1), xt.dtype, &xt.shape, span)?
+            }
+            None => x_new_axes,
+        };
         // New axes (`None`) are indexed whole; the update is of x's own shape.
-        let updated = indexing::scatter(self, x_new_axes, &selected, kind, (v, e.span), span)?;
+        let updated = indexing::scatter(self, target, &selected, kind, (v, e.span), span)?;
         let shape = self.ty(x).shape.clone();
-        self.reshape(updated, shape, span).map(Val::Tensor)
+        let updated = self.reshape(updated, shape, span)?;
+        match then {
+            Some(op) => self.binary(op, method.span, (Val::Tensor(x), base.span), (Val::Tensor(updated), span), span),
+            None => Ok(Val::Tensor(updated)),
+        }
     }
 
     /// An integer known at compile time: a literal, a shape variable, or arithmetic on them.

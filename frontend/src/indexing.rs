@@ -44,12 +44,16 @@ impl Item {
 }
 
 /// The methods of `x.at[...]`: a read (`get`), or an update by a scatter (`subtract` adds
-/// the negated values).
-pub const AT_METHODS: [(&str, Option<ScatterKind>); 6] = [
+/// the negated values; `divide` and `power` divide x by, or raise it to, the product of the
+/// values landing on each element, as jnp's).
+pub const AT_METHODS: [(&str, Option<ScatterKind>); 9] = [
     ("get", None),
     ("set", Some(ScatterKind::Set)),
     ("add", Some(ScatterKind::Add)),
     ("subtract", Some(ScatterKind::Add)),
+    ("multiply", Some(ScatterKind::Mul)),
+    ("divide", Some(ScatterKind::Mul)),
+    ("power", Some(ScatterKind::Mul)),
     ("min", Some(ScatterKind::Min)),
     ("max", Some(ScatterKind::Max)),
 ];

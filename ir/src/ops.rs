@@ -535,10 +535,13 @@ pub enum ScatterKind {
     Max,
     /// `x.at[idx].min(v)`.
     Min,
+    /// `x.at[idx].multiply(v)`: updates landing on one element all multiply it.
+    Mul,
 }
 
 impl ScatterKind {
-    pub const ALL: [ScatterKind; 4] = [ScatterKind::Add, ScatterKind::Set, ScatterKind::Max, ScatterKind::Min];
+    pub const ALL: [ScatterKind; 5] =
+        [ScatterKind::Add, ScatterKind::Set, ScatterKind::Max, ScatterKind::Min, ScatterKind::Mul];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -546,6 +549,7 @@ impl ScatterKind {
             ScatterKind::Set => "scatter_set",
             ScatterKind::Max => "scatter_max",
             ScatterKind::Min => "scatter_min",
+            ScatterKind::Mul => "scatter_mul",
         }
     }
 
@@ -556,6 +560,7 @@ impl ScatterKind {
             ScatterKind::Set => None,
             ScatterKind::Max => Some(BinaryOp::Max),
             ScatterKind::Min => Some(BinaryOp::Min),
+            ScatterKind::Mul => Some(BinaryOp::Mul),
         }
     }
 }

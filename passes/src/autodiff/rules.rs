@@ -249,6 +249,37 @@ fn landed(b: &mut Builder, idx: Value, x: Value, axis: usize, dtype: DType) -> V
     b.mul(same, inside)
 }
 
+/// For a `mul` scatter of updates u into x: the product p of the applied updates landing on
+/// each element of x (1 where none does), and for each update the product of the others
+/// landing on its element (0 for a dropped one), exact through zero updates as prod's
+/// derivative: with z zeros and a product n of the nonzero updates at an element, a nonzero
+/// update's others are n / u where z = 0 (else 0), a zero update's are n where z = 1 (else 0).
+fn scatter_products(b: &mut Builder, args: &[Value], axis: usize) -> (Value, Value) {
+    let (x, idx, u) = (args[0], args[1], args[2]);
+    let (xt, ut) = (b.ty(x).clone(), b.ty(u).clone());
+    let inside = applied(b, idx, x, axis, xt.dtype);
+    let (zero_u, one_u) = (b.zeros(&ut), b.constant(1.0, &ut));
+    let is_zero = b.binary(BinaryOp::Eq, u, zero_u);
+    let nonzero = b.push(Op::Select, vec![is_zero, one_u, u]);
+    let zero_mask = b.mask(is_zero, xt.dtype);
+    let zero_mask = b.mul(zero_mask, inside);
+    let ones_x = b.constant(1.0, &xt);
+    let zeros_x = b.zeros(&xt);
+    let mul = |b: &mut Builder, base: Value, v: Value| {
+        b.push(Op::Scatter { axis, kind: ScatterKind::Mul }, vec![base, idx, v])
+    };
+    let p = mul(b, ones_x, u);
+    let n = mul(b, ones_x, nonzero);
+    let z = b.push(Op::Scatter { axis, kind: ScatterKind::Add }, vec![zeros_x, idx, zero_mask]);
+    let (n, z) = (b.push(Op::Gather { axis }, vec![n, idx]), b.push(Op::Gather { axis }, vec![z, idx]));
+    let (no_zero, one_zero) = (b.binary(BinaryOp::Eq, z, zero_u), b.binary(BinaryOp::Eq, z, one_u));
+    let quotient = b.div(n, nonzero);
+    let when_nonzero = b.push(Op::Select, vec![no_zero, quotient, zero_u]);
+    let when_zero = b.push(Op::Select, vec![one_zero, n, zero_u]);
+    let others = b.push(Op::Select, vec![is_zero, when_zero, when_nonzero]);
+    (p, b.mul(others, inside))
+}
+
 /// For a `max` or `min` scatter with result `y`: 1.0 where x's element is y's, the same for
 /// each applied update equal to the element it lands on, and how many tie at each element
 /// (the derivative is shared among ties, as for reductions).
@@ -376,6 +407,18 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
         Op::Scatter { kind: ScatterKind::Add | ScatterKind::Set, .. } => {
             let (tx, tu) = (tangent(b, 0), tangent(b, 2));
             b.push(op.clone(), vec![tx, args[1], tu])
+        }
+        // y = x p, p the product of the updates landing on each element:
+        // y' = tx p + x scatter_add(0, idx, tu * (product of the other updates there)).
+        Op::Scatter { axis, kind: ScatterKind::Mul } => {
+            let (tx, tu) = (tangent(b, 0), tangent(b, 2));
+            let (p, others) = scatter_products(b, args, *axis);
+            let from_x = b.mul(tx, p);
+            let weighted = b.mul(tu, others);
+            let zeros = zeros_like(b, args[0]);
+            let spread = b.push(Op::Scatter { axis: *axis, kind: ScatterKind::Add }, vec![zeros, args[1], weighted]);
+            let from_u = b.mul(args[0], spread);
+            b.add(from_x, from_u)
         }
         // The tangent of the extreme, shared among the operands that tie for it.
         Op::Scatter { axis, .. } => {
@@ -610,6 +653,18 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
                 let read = b.push(Op::Gather { axis: *axis }, vec![g, args[1]]);
                 let last = landed(b, args[1], args[0], *axis, dtype);
                 b.mul(read, last)
+            });
+            vec![gx, None, gu]
+        }
+        // gx = g p; each applied update receives g x at its element times the other updates'
+        // product there.
+        Op::Scatter { axis, kind: ScatterKind::Mul } => {
+            let (p, others) = scatter_products(b, args, *axis);
+            let gx = wants[0].then(|| b.mul(g, p));
+            let gu = wants[2].then(|| {
+                let gx_times_x = b.mul(g, args[0]);
+                let read = b.push(Op::Gather { axis: *axis }, vec![gx_times_x, args[1]]);
+                b.mul(read, others)
             });
             vec![gx, None, gu]
         }
