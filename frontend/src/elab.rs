@@ -1095,9 +1095,11 @@ impl<'a> Elab<'a> {
             _ => (vec![va.clone()], vec![vb.clone()]),
         };
         let mut results = vec![];
+        let mut kinds = vec![];
         for (x, y) in parts_a.into_iter().zip(parts_b) {
+            kinds.push(if matches!((&x, &y), (Val::Key(_), Val::Key(_))) { Carry::Key } else { Carry::Array });
             let (x, y) = match (x, y) {
-                (Val::Tensor(x), Val::Tensor(y)) => (x, y),
+                (Val::Tensor(x), Val::Tensor(y)) | (Val::Key(x), Val::Key(y)) => (x, y),
                 (Val::Lit(l), Val::Tensor(y)) => (a.lit_as(l, &b.ty(y).clone(), then.result.span)?, y),
                 (Val::Tensor(x), Val::Lit(l)) => (x, b.lit_as(l, &a.ty(x).clone(), otherwise.span)?),
                 (x, y) => (a.tensor_arg(x, then.result.span)?, b.tensor_arg(y, otherwise.span)?),
@@ -1120,7 +1122,11 @@ impl<'a> Elab<'a> {
             std::iter::once(p).chain(captured.iter().zip(&used).filter(|(_, &u)| u).map(|(&v, _)| v)).collect();
         let values: Vec<Val> = (0..results.len())
             .map(|result| {
-                Ok(Val::Tensor(self.push(Op::Cond { branches: branches.clone(), result }, args.clone(), span)?))
+                Ok(kinds[result].value(self.push(
+                    Op::Cond { branches: branches.clone(), result },
+                    args.clone(),
+                    span,
+                )?))
             })
             .collect::<R<_>>()?;
         Ok(match &va {
