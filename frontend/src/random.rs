@@ -93,29 +93,19 @@ pub fn check_key<'a>(
     code: &'static str,
     what: &str,
 ) -> R<Val> {
-    let Val::Key(t) = v else {
+    let mismatch = |found: String| {
         let declared = crate::elab::type_expr_text(ty);
-        return Err(Diagnostic::error(
-            code,
-            format!("mismatched types: {what} is {}, declared {declared}", el.describe(&v)),
-        )
-        .at(span, format!("this is {}", el.describe(&v)))
-        .also(ty.span, "declared here"));
+        Diagnostic::error(code, format!("mismatched types: {what} is {found}, declared {declared}"))
+            .at(span, format!("this is {found}"))
+            .also(ty.span, "declared here")
     };
+    let Val::Key(t) = v else { return Err(mismatch(el.describe(&v))) };
     let mut data = ty.clone();
     data.dtype.name = DType::U32.name().to_string();
     data.dims.push(Dim::Known(2, ty.span));
     match el.check_against(env, Val::Tensor(t), &data, span, code, what) {
         Ok(_) => Ok(Val::Key(t)),
-        Err(_) => {
-            let found = key_text(el.ty(t));
-            Err(Diagnostic::error(
-                code,
-                format!("mismatched types: {what} is {found}, declared {}", crate::elab::type_expr_text(ty)),
-            )
-            .at(span, format!("this is {found}"))
-            .also(ty.span, "declared here"))
-        }
+        Err(_) => Err(mismatch(key_text(el.ty(t)))),
     }
 }
 
