@@ -33,7 +33,7 @@ const PREPARE_PIPELINE: &str = "builtin.module(eliminate-empty-tensors)";
 /// conditional's branch or a loop (a row group's rows) move out of it: the workspace plan
 /// handles top-level buffers.
 const BUFFERIZE_PIPELINE: &str = "builtin.module(\
-     one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},\
+     one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map unknown-type-conversion=identity-layout-map},\
      canonicalize,cse,canonicalize,func.func(buffer-hoisting,buffer-loop-hoisting))";
 
 /// One compilation on its way through the MLIR stages: the module, and what earlier stages

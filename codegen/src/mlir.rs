@@ -955,7 +955,10 @@ impl<'f> FuncEmitter<'f> {
     }
 
     /// A conditional: `scf.if` on the predicate's element with each branch's instructions in
-    /// its region, yielding all of the branch's results.
+    /// its region, yielding all of the branch's results. A result that may be a view of
+    /// another buffer (a captured value, a slice or a reshape) is yielded as a copy: branches
+    /// yielding views of different offsets would give the `scf.if` a dynamically strided
+    /// buffer, whose 0-d vector reads LLVM lowering cannot translate.
     fn cond(&mut self, branches: &Bodies, operands: &[(String, TensorType)], binding: &str) {
         let p = self.emitted(format!("tensor.extract {}[] : tensor<i1>", operands[0].0));
         let types: Vec<String> = branches.branch(true).result_types().into_iter().map(tensor).collect();
@@ -964,7 +967,25 @@ impl<'f> FuncEmitter<'f> {
             if k == 1 {
                 text.push_str("    } else {\n");
             }
-            text += &self.region(branch, &types, |_| operands[1..].iter().map(|o| o.0.clone()).collect());
+            let params = |_: &mut FuncEmitter| operands[1..].iter().map(|o| o.0.clone()).collect();
+            text += &self.region_ending(branch, params, |child, yielded| {
+                let owned: Vec<String> = yielded
+                    .iter()
+                    .zip(&branch.results)
+                    .zip(&types)
+                    .map(|((name, r), ty)| {
+                        let view = branch.inst(*r).is_none_or(|i| {
+                            matches!(i.op, Op::Slice { .. } | Op::Reshape { .. } | Op::DynamicSlice { .. })
+                        });
+                        if view {
+                            child.emitted(format!("bufferization.alloc_tensor() copy({name}) : {ty}"))
+                        } else {
+                            name.clone()
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(child.out, "      scf.yield {} : {}", owned.join(", "), types.join(", "));
+            });
         }
         text.push_str("    }");
         self.line(text);

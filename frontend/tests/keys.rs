@@ -1,5 +1,5 @@
-//! Keys chosen by a conditional are the keys themselves (interpreted: the compiled form waits
-//! for a codegen defect of conditionals whose results are sliced, recorded on issue #17).
+//! Keys chosen by a conditional are the keys themselves, in the interpreter (tests/run/random.kn
+//! compiles the same).
 
 use kiln_ir::interp::{run, Data, Tensor};
 
