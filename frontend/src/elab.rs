@@ -1332,8 +1332,19 @@ impl<'a> Elab<'a> {
             Some(y) => vec![y],
             None => vec![],
         };
+        // Keys among the ys stack into an array of keys.
+        let mut y_kinds = vec![];
         for (k, y) in ys.into_iter().enumerate() {
-            let v = child.tensor_arg(y, body.result.span)?;
+            let v = match y {
+                Val::Key(t) => {
+                    y_kinds.push(Carry::Key);
+                    t
+                }
+                y => {
+                    y_kinds.push(Carry::Array);
+                    child.tensor_arg(y, body.result.span)?
+                }
+            };
             child.func.results.push(v);
             child.func.result_names.push(format!("y{k}"));
         }
@@ -1392,9 +1403,10 @@ impl<'a> Elab<'a> {
             }
             (None, None, _) => unreachable!("a loop is counted, runs over rows or has a condition"),
         };
+        let result_kinds: Vec<Carry> = kinds.iter().chain(&y_kinds).copied().collect();
         let mut values: Vec<Val> = (0..child.func.results.len())
             .map(|result| {
-                let kind = kinds.get(result).copied().unwrap_or(Carry::Array);
+                let kind = result_kinds[result];
                 Ok(kind.value(self.push(op(result), args.clone(), e.span)?))
             })
             .collect::<R<_>>()?;
