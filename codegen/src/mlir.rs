@@ -254,6 +254,15 @@ fn sign_extended(v: i64, bits: u32) -> i64 {
     (v << unused) >> unused
 }
 
+/// The letter of MLIR's signed (`s`) or unsigned (`u`) integer ops and predicates for `d`.
+fn signedness(d: DType) -> char {
+    if d.is_unsigned() {
+        'u'
+    } else {
+        's'
+    }
+}
+
 /// The cast of an integer of dtype `d` to an index: unsigned values are zero-extended.
 fn index_cast(d: DType) -> &'static str {
     if d.is_unsigned() {
@@ -316,7 +325,7 @@ impl Body {
         let t = elem(d);
         if d.is_int() {
             // Signed or unsigned predicates: an unsigned value is never below 0.
-            let s = if d.is_unsigned() { 'u' } else { 's' };
+            let s = signedness(d);
             return match op {
                 UnaryOp::Neg => {
                     let zero = self.constant(Literal::Int(d, 0));
@@ -491,7 +500,7 @@ impl Body {
     /// and for signed types rem(a, -1) = 0, quot(a, -1) = -a.
     fn division(&mut self, op: BinaryOp, a: &str, b: &str, d: DType) -> String {
         let t = elem(d);
-        let s = if d.is_unsigned() { 'u' } else { 's' };
+        let s = signedness(d);
         let zero = self.constant(Literal::Int(d, 0));
         let one = self.constant(Literal::Int(d, 1));
         let ones = self.constant(Literal::of_i64(d, -1));
@@ -562,7 +571,7 @@ impl Body {
             // Integers widen by their signedness and narrow by dropping the top bits (one width
             // is one bit pattern, for both signednesses).
             (i, j) if i.is_int() && j.is_int() => {
-                let s = if i.is_unsigned() { 'u' } else { 's' };
+                let s = signedness(i);
                 match i.bits().cmp(&j.bits()) {
                     std::cmp::Ordering::Less => self.op(format!("arith.ext{s}i {x} : {f} to {t}")),
                     std::cmp::Ordering::Greater => self.op(format!("arith.trunci {x} : {f} to {t}")),
@@ -576,7 +585,7 @@ impl Body {
             // Float to integer saturates and maps NaN to 0 (Rust's `as`, LLVM's fptosi.sat):
             // clamp into range, convert, then fix the top end and NaN with selects.
             (fl, int) => {
-                let s = if int.is_unsigned() { 'u' } else { 's' };
+                let s = signedness(int);
                 let bits = if int.is_unsigned() { int.bits() as i32 } else { int.bits() as i32 - 1 };
                 let mantissa = if fl == DType::F32 { 24 } else { 53 };
                 let top = 2f64.powi(bits);

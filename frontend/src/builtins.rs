@@ -1293,7 +1293,15 @@ fn mask_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, x: Value) -> R<Va
 }
 
 /// `len` elements of `x` along `axis` from `start` by `step` (the other axes whole).
-fn axis_slice(el: &mut Elab, x: Value, axis: usize, start: usize, len: usize, step: i64, span: Span) -> R<Value> {
+pub(crate) fn axis_slice(
+    el: &mut Elab,
+    x: Value,
+    axis: usize,
+    start: usize,
+    len: usize,
+    step: i64,
+    span: Span,
+) -> R<Value> {
     let xt = el.ty(x).clone();
     let mut starts = vec![0; xt.rank()];
     let mut steps = vec![1; xt.rank()];
@@ -1633,7 +1641,7 @@ pub(crate) fn normalize_axis(a: i64, rank: usize) -> Option<usize> {
     (0..r).contains(&a).then_some(a as usize)
 }
 
-fn axis_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, rank: usize) -> R<usize> {
+pub(crate) fn axis_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, rank: usize) -> R<usize> {
     let a = el.const_int(env, e)?;
     normalize_axis(a, rank).ok_or_else(|| axis_error(a, rank, e.span))
 }
@@ -1678,7 +1686,7 @@ fn axes_or_last<'a>(
     }
 }
 
-fn bool_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>) -> R<bool> {
+pub(crate) fn bool_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>) -> R<bool> {
     bool_arg_or(el, env, e, false)
 }
 
@@ -1694,7 +1702,7 @@ fn bool_arg_or<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>, defaul
     }
 }
 
-fn int_list<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr) -> R<Vec<i64>> {
+pub(crate) fn int_list<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr) -> R<Vec<i64>> {
     let ExprKind::List(items) = &e.kind else {
         return Err(Diagnostic::error("E0216", "expected a list of integers")
             .at(e.span, "not a list")

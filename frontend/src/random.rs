@@ -21,7 +21,7 @@
 //!   argmax(logits + gumbel), gumbel = -log(-log(uniform in [tiny, 1))).
 
 use crate::ast::{Dim, Expr, ExprKind, IndexItem, TypeExpr};
-use crate::builtins::{arg_extreme, binary, Bound};
+use crate::builtins::{arg_extreme, axis_arg, axis_slice, binary, bool_arg, int_list, Bound};
 use crate::elab::{broadcast_shapes, Elab, Env, Lit, Val};
 use kiln_ir::types::format_shape;
 use kiln_ir::{BinaryOp, DType, Diagnostic, Op, ReduceKind, Span, TensorType, UnaryOp, Value};
@@ -111,12 +111,14 @@ pub fn check_key<'a>(
 
 /// The `i`th key of an array of keys `t` (along its first axis).
 pub fn key_at(el: &mut Elab, t: Value, i: usize, span: Span) -> R<Val> {
-    let shape = el.ty(t).shape.clone();
-    let mut start = vec![0; shape.len()];
-    start[0] = i;
-    let sliced =
-        el.push(Op::Slice { start, step: vec![1; shape.len()], shape: [&[1], &shape[1..]].concat() }, vec![t], span)?;
-    el.reshape(sliced, shape[1..].to_vec(), span).map(Val::Key)
+    first_axis_at(el, t, i, span).map(Val::Key)
+}
+
+/// Element `i` of `t`'s first axis, without that axis.
+fn first_axis_at(el: &mut Elab, t: Value, i: usize, span: Span) -> R<Value> {
+    let rest = el.ty(t).shape[1..].to_vec();
+    let sliced = axis_slice(el, t, 0, i, 1, 1, span)?;
+    el.reshape(sliced, rest, span)
 }
 
 /// `keys[items]`: keys picked or sliced as an array of their shape would be (integers and
@@ -153,8 +155,7 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, name: &str, b: &Bound<'a>, spa
                 None => vec![2],
                 Some(e) => shape_arg(el, env, e, true)?,
             };
-            let (hi, lo) = counts(el, &shape, span)?;
-            let [b0, b1] = threefry(el, k, [hi, lo], span)?;
+            let [b0, b1] = words(el, k, &shape, span)?;
             Val::Key(stack_words(el, b0, b1, span)?)
         }
         "fold_in" => {
@@ -257,22 +258,9 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, name: &str, b: &Bound<'a>, spa
             }
             let axis = match arg(2) {
                 None => 0,
-                Some(a) => {
-                    let v = el.const_int(env, a)?;
-                    crate::builtins::normalize_axis(v, rank)
-                        .ok_or_else(|| crate::builtins::axis_error(v, rank, a.span))?
-                }
+                Some(a) => axis_arg(el, env, a, rank)?,
             };
-            let independent = match arg(3) {
-                None => false,
-                Some(a) => match el.eval(env, a)? {
-                    Val::Lit(Lit::Bool(b)) => b,
-                    v => {
-                        return Err(Diagnostic::error("E0216", "expected `true` or `false`")
-                            .at(a.span, format!("this is {}", el.describe(&v))))
-                    }
-                },
-            };
+            let independent = bool_arg(el, env, arg(3))?;
             Val::Tensor(permutation(el, k, x, axis, independent, span)?)
         }
         "key_data" => {
@@ -356,19 +344,14 @@ fn single_key<'a>(el: &mut Elab<'a>, env: &mut Env, e: Option<&'a Expr>, name: &
         }
         v => return Err(not_a_key(el, &v, e.span, "a random key")),
     };
-    let mut words = [t; 2];
-    for (i, w) in words.iter_mut().enumerate() {
-        let one = el.push(Op::Slice { start: vec![i], step: vec![1], shape: vec![1] }, vec![t], e.span)?;
-        *w = el.reshape(one, vec![], e.span)?;
-    }
-    Ok(words)
+    Ok([first_axis_at(el, t, 0, e.span)?, first_axis_at(el, t, 1, e.span)?])
 }
 
 /// A shape argument: a list of dimensions or (where `single` allows, as split's `num`) one
 /// number.
 fn shape_arg<'a>(el: &mut Elab<'a>, env: &mut Env, e: &'a Expr, single: bool) -> R<Vec<usize>> {
     let dims = match &e.kind {
-        ExprKind::List(items) => items.iter().map(|i| el.const_int(env, i)).collect::<R<Vec<i64>>>()?,
+        ExprKind::List(_) => int_list(el, env, e)?,
         _ if single => vec![el.const_int(env, e)?],
         _ => {
             return Err(Diagnostic::error("E0216", "expected a shape")
@@ -626,15 +609,10 @@ fn shuffle(el: &mut Elab, mut k: [Value; 2], mut x: Value, axis: usize, span: Sp
     let size: usize = shape.iter().product();
     let rounds = (3.0 * (size.max(1) as f64).ln() / (u32::MAX as f64).ln()).ceil() as usize;
     for _ in 0..rounds {
-        // key, subkey = split(key)
-        let (hi, lo) = counts(el, &[2], span)?;
-        let [b0, b1] = threefry(el, k, [hi, lo], span)?;
-        let word = |el: &mut Elab, b: Value, i: usize| -> R<Value> {
-            let one = el.push(Op::Slice { start: vec![i], step: vec![1], shape: vec![1] }, vec![b], span)?;
-            el.reshape(one, vec![], span)
-        };
-        let sub = [word(el, b0, 1)?, word(el, b1, 1)?];
-        k = [word(el, b0, 0)?, word(el, b1, 0)?];
+        // key, subkey = split(key): key i is word i of each of split's two word arrays.
+        let [b0, b1] = words(el, k, &[2], span)?;
+        let sub = [first_axis_at(el, b0, 1, span)?, first_axis_at(el, b1, 1, span)?];
+        k = [first_axis_at(el, b0, 0, span)?, first_axis_at(el, b1, 0, span)?];
         let sort_keys = bits32(el, sub, &shape, span)?;
         let order = crate::sort::argsort(el, sort_keys, axis, false, span)?;
         x = crate::builtins::take_along(el, x, order, axis, (true, crate::indexing::Mode::Clip), span)?;
@@ -661,10 +639,7 @@ fn categorical<'a>(
     }
     let axis = match axis {
         None => rank - 1,
-        Some(e) => {
-            let a = el.const_int(env, e)?;
-            crate::builtins::normalize_axis(a, rank).ok_or_else(|| crate::builtins::axis_error(a, rank, e.span))?
-        }
+        Some(e) => axis_arg(el, env, e, rank)?,
     };
     let batch: Vec<usize> = (0..rank).filter(|&d| d != axis).map(|d| lt.shape[d]).collect();
     let shape = match shape {

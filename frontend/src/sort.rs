@@ -14,7 +14,7 @@
 //! and every NaN after +inf (jax's _float_to_int_for_sort), integers by value, false before
 //! true.
 
-use crate::builtins::{binary, take_along};
+use crate::builtins::{axis_slice, binary, take_along};
 use crate::elab::{Elab, Lit};
 use crate::indexing::Mode;
 use kiln_ir::{BinaryOp, DType, Diagnostic, Op, Span, Value};
@@ -78,13 +78,7 @@ pub fn argsort(el: &mut Elab, x: Value, axis: usize, descending: bool, span: Spa
         }
         k *= 2;
     }
-    let sorted = if width == n {
-        position
-    } else {
-        let start = vec![0; rank];
-        let step = vec![1; rank];
-        el.push(Op::Slice { start, step, shape: shape.clone() }, vec![position], span)?
-    };
+    let sorted = if width == n { position } else { axis_slice(el, position, rank - 1, 0, n, 1, span)? };
     el.transpose(sorted, crate::indexing::inverse(&perm), span)
 }
 
@@ -100,10 +94,7 @@ pub fn top_k(el: &mut Elab, x: Value, k: usize, span: Span) -> R<(Value, Value)>
     let xt = el.ty(x).clone();
     let last = xt.rank() - 1;
     let order = argsort(el, x, last, true, span)?;
-    let mut shape = xt.shape.clone();
-    shape[last] = k;
-    let indices =
-        el.push(Op::Slice { start: vec![0; xt.rank()], step: vec![1; xt.rank()], shape }, vec![order], span)?;
+    let indices = axis_slice(el, order, last, 0, k, 1, span)?;
     let values = take_along(el, x, indices, last, (true, Mode::Clip), span)?;
     Ok((values, indices))
 }
@@ -162,12 +153,8 @@ fn partner(el: &mut Elab, v: Value, j: usize, span: Span) -> R<Value> {
     let shape = el.ty(v).shape.clone();
     let r = shape.len();
     let pairs: Vec<usize> = [&shape[..r - 1], &[shape[r - 1] / (2 * j), 2, j]].concat();
-    let split = el.reshape(v, pairs.clone(), span)?;
-    let mut start = vec![0; r + 2];
-    let mut step = vec![1; r + 2];
-    start[r] = 1;
-    step[r] = -1;
-    let swapped = el.push(Op::Slice { start, step, shape: pairs }, vec![split], span)?;
+    let split = el.reshape(v, pairs, span)?;
+    let swapped = axis_slice(el, split, r, 1, 2, -1, span)?;
     el.reshape(swapped, shape, span)
 }
 
