@@ -91,8 +91,14 @@ pub fn stage_names(gpu: bool) -> &'static [&'static str] {
 /// schedule, prefetch, outline-parallel) leave the module as it is at -O0.
 pub fn compile(module: &Module, target: &crate::Target, opt: u8, emit: Emit) -> Result<Artifacts, CodegenError> {
     // 16-bit floats compute in f32 (kiln_ir::half): codegen sees them only at conversions and
-    // in data movement.
-    let module = &Module { funcs: module.funcs.iter().map(kiln_ir::half::widened).collect(), ..module.clone() };
+    // in data movement. Modules without them are compiled as they are.
+    let widened;
+    let module = if module.funcs.iter().any(kiln_ir::half::uses_halves) {
+        widened = Module { funcs: module.funcs.iter().map(kiln_ir::half::widened).collect(), ..module.clone() };
+        &widened
+    } else {
+        module
+    };
     let mlir = Mlir::new();
     let mut s = Stages::new(&emit.dump_after);
     let mut c = s.make("emit", || front::emit(&mlir, module, target, opt))?;

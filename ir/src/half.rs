@@ -24,6 +24,14 @@ pub fn compute_dtype(dtype: DType) -> DType {
     }
 }
 
+/// Whether `f` (bodies included) holds a 16-bit float anywhere.
+pub fn uses_halves(f: &Func) -> bool {
+    f.params.iter().any(|p| p.ty.dtype.is_half())
+        || f.insts
+            .iter()
+            .any(|i| i.ty.dtype.is_half() || i.op.bodies().is_some_and(|b| b.funcs().iter().any(uses_halves)))
+}
+
 /// `f` with every computing op on 16-bit floats widened: its half operands converted to f32,
 /// the op on f32, and a half result converted back; bodies of loops and conditionals alike.
 /// A function without 16-bit floats comes back equal.
