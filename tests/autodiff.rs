@@ -668,6 +668,53 @@ export value_and_grad(loss, wrt=[h0, w]) as step;
     });
 }
 
+/// A fold over stacked weights that multiplies a batch by each (`h @ w` broadcasts `w` over the
+/// batch, and its cotangent reads the broadcast transposed) stacks no moved copy of a weight as
+/// a residual: the reverse scan moves the weight's elements again from the stacked weights,
+/// which it reads anyway. The residuals are the batch-shaped values alone, and the gradient is
+/// the checkpointed loop's.
+#[test]
+fn residuals_moved_from_rows_are_recomputed_not_stacked() {
+    let program = |checkpoint: &str| kiln::Source {
+        name: "stack.kn".into(),
+        text: format!(
+            "fn loss(x: f32[8, 16, 32], ws: f32[4, 32, 32]) -> f32 {{
+    let h = loop h = x for w in ws {checkpoint} {{ tanh(h @ w) }};
+    sum(h * h)
+}}
+export value_and_grad(loss, wrt=[x, ws]) as step;
+"
+        ),
+    };
+    let module = kiln::check(&program(""), "stack").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let f = module.func("step").unwrap();
+    let stacks: Vec<Vec<usize>> = f
+        .insts
+        .iter()
+        .enumerate()
+        .filter(|(_, inst)| matches!(inst.op, kiln_ir::Op::Scan { reverse: false, .. }))
+        .map(|(i, _)| f.ty(kiln_ir::Value((f.params.len() + i) as u32)).shape.clone())
+        .collect();
+    assert!(stacks.len() > 1, "the forward scan saves residuals: {stacks:?}");
+    for shape in &stacks {
+        assert!(shape.len() < 4 || shape[1..] != [8, 32, 32], "a broadcast weight stacked: {stacks:?}");
+    }
+    let recomputing = kiln::check(&program("checkpoint"), "stack").unwrap();
+    let mut rng = Rng::new(common::seed());
+    let args: Vec<Tensor> = f
+        .params
+        .iter()
+        .map(|p| {
+            let t = random(&mut rng, &p.ty.shape);
+            Tensor::new(t.shape, t.data.convert(kiln_ir::DType::F32))
+        })
+        .collect();
+    let (a, b) = (run(f, &args), run(recomputing.func("step").unwrap(), &args));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(values(x), values(y), "the same gradient either way");
+    }
+}
+
 /// `program("checkpoint")` needs a smaller workspace than `program("")` and computes the same
 /// gradient (interpreted).
 fn checkpointing_trades_workspace_for_recomputation(program: impl Fn(&str) -> String) {

@@ -7,11 +7,14 @@
 //!
 //! Values that depend on no carry or row (constants, and values of the captured arrays alone,
 //! such as a transposed weight) are the same at every step: they are recomputed in the
-//! backward part rather than stacked.
+//! backward part rather than stacked. So are values that a step's rows give through shape
+//! ops alone (a weight row broadcast over the batch and transposed, say): stacking one costs
+//! writing it going forward and reading it going back, more than moving the row's elements
+//! again, and the row is stacked already.
 
 use crate::dce::dce_func;
 use kiln_ir::ops::Bodies;
-use kiln_ir::{Func, Inst, Op, TensorType, Value};
+use kiln_ir::{Func, Inst, Op, OpClass, TensorType, Value};
 use std::collections::BTreeMap;
 
 /// A scan body `f` (carries `carries`, rows `rows`, then captured arrays) split for reverse
@@ -43,6 +46,9 @@ enum Kind {
     Constant,
     /// Depends on captured arrays only: the same at every step, recomputed where needed.
     Invariant,
+    /// Depends on the step's rows (and captured arrays) through shape ops only: recomputed
+    /// going back from the rows.
+    Row,
     /// Depends on the step's carries or rows, not on cotangents: computed going forward.
     Primal,
     /// Depends on a cotangent: computed going back.
@@ -61,10 +67,11 @@ impl Split {
         let v = super::vjp(f, &f.name, None);
         // Checkpointed, what depends on a step's carries and rows is recomputed going back,
         // as what depends on the captured arrays alone always is.
-        let step = if checkpoint { Kind::Invariant } else { Kind::Primal };
+        let (carry, row) = if checkpoint { (Kind::Invariant, Kind::Invariant) } else { (Kind::Primal, Kind::Row) };
         let mut kind: Vec<Kind> = (0..v.params.len())
             .map(|p| match p {
-                _ if p < carries + rows => step,
+                _ if p < carries => carry,
+                _ if p < carries + rows => row,
                 _ if p < np => Kind::Invariant,
                 _ => Kind::Linear,
             })
@@ -72,22 +79,39 @@ impl Split {
         for inst in &v.insts {
             let k =
                 inst.args.iter().map(|a| kind[a.index()]).fold(Kind::Constant, |acc, k| if k > acc { k } else { acc });
-            kind.push(k);
+            let moves = matches!(inst.op.class(), OpClass::Shape | OpClass::Source);
+            kind.push(if k == Kind::Row && !moves { Kind::Primal } else { k });
         }
-        // The primal values the backward part reads: saved, except rows and captured arrays,
-        // which the reverse scan passes itself.
+        // The values the backward part reads (those that cotangents' instructions and
+        // results read, and the operands of the row values among them, last to first): the
+        // primal ones are saved, the row values recomputed from the rows they read, and
+        // rows and captured arrays the reverse scan passes itself.
         let mut needed = vec![false; v.num_values()];
         for inst in v.insts.iter().zip(&kind[v.params.len()..]).filter(|(_, &k)| k == Kind::Linear).map(|(i, _)| i) {
             for a in &inst.args {
-                needed[a.index()] |= kind[a.index()] == Kind::Primal;
+                needed[a.index()] = true;
             }
         }
         for r in &v.results[nr..] {
-            needed[r.index()] |= kind[r.index()] == Kind::Primal;
+            needed[r.index()] = true;
+        }
+        for (i, inst) in v.insts.iter().enumerate().rev() {
+            let at = v.params.len() + i;
+            if needed[at] && kind[at] == Kind::Row {
+                for a in &inst.args {
+                    needed[a.index()] = true;
+                }
+            }
         }
         // Checkpointed, the entering carries are saved and every row is read.
         let saved: Vec<Value> = (0..v.num_values())
-            .filter(|&i| if checkpoint { i < carries } else { needed[i] && !(carries..np).contains(&i) })
+            .filter(|&i| {
+                if checkpoint {
+                    i < carries
+                } else {
+                    needed[i] && kind[i] == Kind::Primal && !(carries..np).contains(&i)
+                }
+            })
             .map(|i| Value(i as u32))
             .collect();
         let mut rows_read: Vec<bool> = (carries..carries + rows).map(|p| checkpoint || needed[p]).collect();
@@ -102,7 +126,7 @@ impl Split {
         forward.params.truncate(np);
         let mut map: Vec<Option<Value>> =
             (0..np).map(|p| Some(Value(p as u32))).chain(vec![None; v.num_values() - np]).collect();
-        copy(&v, &kind, &mut forward, &mut map, |k| k != Kind::Linear);
+        copy(&v, &mut forward, &mut map, |at| kind[at] != Kind::Linear);
         let value = |map: &[Option<Value>], x: &Value| map[x.index()].expect("a forward value");
         forward.results = v.results[..nr].iter().chain(&saved).map(|x| value(&map, x)).collect();
         forward.result_names =
@@ -136,7 +160,11 @@ impl Split {
         for (p, slot) in map.iter_mut().enumerate().take(np).skip(carries + rows) {
             *slot = Some(param(&mut backward, format!("w{p}"), &f.params[p].ty));
         }
-        copy(&v, &kind, &mut backward, &mut map, |k| k != Kind::Primal);
+        copy(&v, &mut backward, &mut map, |at| match kind[at] {
+            Kind::Primal => false,
+            Kind::Row => needed[at],
+            _ => true,
+        });
         let cts: Vec<Value> = v.results[nr..].iter().map(|x| map[x.index()].expect("a backward value")).collect();
         let row_cts = &cts[fc.len()..cts.len() - fw.len()];
         let mut results = cts[..fc.len()].to_vec();
@@ -162,13 +190,13 @@ impl Split {
     }
 }
 
-/// Copies the instructions of `v` whose kinds (`kind`, per value) `keep` selects into `to`,
-/// their operands mapped by `map` (which records the copies); an instruction whose value is
-/// already mapped (a saved residual) is not copied.
-fn copy(v: &Func, kind: &[Kind], to: &mut Func, map: &mut [Option<Value>], keep: impl Fn(Kind) -> bool) {
+/// Copies the instructions of `v` whose values `keep` selects into `to`, their operands
+/// mapped by `map` (which records the copies); an instruction whose value is already mapped
+/// (a saved residual) is not copied.
+fn copy(v: &Func, to: &mut Func, map: &mut [Option<Value>], keep: impl Fn(usize) -> bool) {
     for (i, inst) in v.insts.iter().enumerate() {
         let at = v.params.len() + i;
-        if !keep(kind[at]) || map[at].is_some() {
+        if !keep(at) || map[at].is_some() {
             continue;
         }
         let args =
