@@ -174,8 +174,12 @@ fn numpy_sgemm(python: &str, runs: usize, threads: usize) -> Option<f64> {
 /// kiln's; None when `python` has no JAX.
 fn jax_time(python: &str, definition: &str, shapes: &[Vec<usize>], runs: usize, threads: usize) -> Option<f64> {
     let shapes: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+    // XLA's flags leave its CPU client threads of its own (jax 0.10 runs its products on
+    // both cores of a 2-core host with them set): the process is confined to `threads` CPUs
+    // before JAX starts, as kiln's code runs on `threads` threads.
     let script = format!(
-        "import os, time\nimport numpy as np, jax, jax.numpy as jnp\n{definition}\n\
+        "import os, time\nos.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:{threads}])\n\
+         import numpy as np, jax, jax.numpy as jnp\n{definition}\n\
          args = [jnp.asarray(((np.arange(int(np.prod(s))) % 17 - 8) / 16).astype(np.float32).reshape(s)) for s in [{}]]\n\
          g = jax.jit(f)\njax.block_until_ready(g(*args))\nt = []\nfor _ in range({runs}):\n    \
          s = time.perf_counter(); jax.block_until_ready(g(*args)); t.append(time.perf_counter() - s)\n\

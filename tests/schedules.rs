@@ -280,3 +280,44 @@ fn chains_of_centerings_group_in_bounded_row_groups() {
         common::check_against_interpreter(&loaded, "f", &args, common::Check::Program).unwrap();
     }
 }
+
+/// The parallel loops inside a fold's body and the gradient's reverse scan (products, row
+/// groups, elementwise chains) run on threads, taking the step's index from the caller.
+/// Results equal the interpreter's and are the same on 1 and 3 threads, bit for bit.
+#[test]
+fn loop_bodies_run_on_threads_alike() {
+    let text = "fn layer(h: f32[8, 16, 32], w: f32[32, 32], b: f32[32]) -> f32[8, 16, 32] {
+    let z = h @ w + b;
+    z - mean(z, axis=-1, keepdims=true) + tanh(h)
+}
+fn forward(x: f32[8, 16, 32], ws: f32[3, 32, 32], bs: f32[3, 32]) -> f32[8, 16, 32] {
+    loop h = x for (w, b) in (ws, bs) { layer(h, w, b) }
+}
+fn loss(x: f32[8, 16, 32], ws: f32[3, 32, 32], bs: f32[3, 32]) -> f32 {
+    let h = forward(x, ws, bs);
+    sum(h * h)
+}
+export forward;
+export value_and_grad(loss, wrt=[x, ws, bs]) as step;
+";
+    let source = kiln::Source { name: "fold.kn".into(), text: text.into() };
+    let module = kiln::check(&source, "fold").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let options = kiln::Options { dump_after: vec!["outline-parallel".into()], ..kiln::Options::default() };
+    let out = kiln::build(&source, &options).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let outlined = &out.dumps.iter().find(|(n, _)| n == "after-outline-parallel.mlir").expect("a dump").1;
+    // Stages of loops in a loop's body take the step's index in a slot.
+    let nested = outlined.matches("memref<1xi64> {llvm.noalias, llvm.readonly}").count();
+    assert!(nested >= 4, "{nested} stages of nested loops\n{outlined}");
+    let loaded = common::compile_and_load(&module, 2);
+    loaded.use_pool();
+    let mut rng = Rng::new(common::seed());
+    for f in &module.funcs {
+        let args: Vec<_> = gen::arguments(&mut rng, f, false);
+        kiln_runtime::pool::set_threads(3);
+        let threaded = loaded.call(&f.name, &args);
+        kiln_runtime::pool::set_threads(1);
+        common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(threaded == loaded.call(&f.name, &args), "`{}` differs between 1 and 3 threads", f.name);
+    }
+}

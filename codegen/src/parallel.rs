@@ -14,14 +14,23 @@
 //!
 //! Iterations of a marked loop write disjoint outputs, so results do not depend on how the
 //! iterations are split among threads.
+//!
+//! Marked loops nested in the loops the emitter made for kiln's loops (the steps of a fold,
+//! say) become stages too: a stage then also takes the enclosing loops' induction variables,
+//! each stored by the caller in a stack slot of the function (`memref<1xi64>`, so that a
+//! stage's arguments stay pointers) and read back by the stage, which recomputes the views
+//! made from them. Such a loop stays serial when it uses scratch of its own (a buffer only it
+//! uses, a row group's row, say): the workspace plan gives that scratch per-thread stack
+//! space only for top-level loops (see [`crate::workspace`]).
 
 use crate::edit::{cloned, declaration, defined_in, erase, function_bodies, int_constant, key, remap, symbol};
-use melior::dialect::{arith, func};
+use melior::dialect::{arith, func, memref};
 use melior::ir::attribute::{ArrayAttribute, AttributeLike, IntegerAttribute, StringAttribute, TypeAttribute};
 use melior::ir::operation::{OperationLike, OperationMutLike, OperationRef, OperationRefMut, WalkOrder, WalkResult};
-use melior::ir::r#type::FunctionType;
+use melior::ir::r#type::{FunctionType, IntegerType, MemRefType};
 use melior::ir::{
-    Attribute, Block, BlockLike, Identifier, Location, Module, Operation, Region, RegionLike, Type, Value, ValueLike,
+    Attribute, Block, BlockLike, BlockRef, Identifier, Location, Module, Operation, Region, RegionLike, Type, Value,
+    ValueLike,
 };
 use melior::Context;
 use mlir_sys::MlirValue;
@@ -53,6 +62,7 @@ impl Stage {
 /// thread, gets its own).
 const RECOMPUTABLE: &[&str] = &[
     "memref.alloca",
+    "vector.step",
     "vector.broadcast",
     "vector.shape_cast",
     "vector.extract",
@@ -77,7 +87,15 @@ const PARAMETER_READS: &[&str] = &["memref.load", "vector.transfer_read", "vecto
 struct Function<'c, 'a> {
     params: Vec<Value<'c, 'a>>,
     readonly: Vec<bool>,
-    recomputable: BTreeMap<usize, OperationRef<'c, 'a>>,
+    /// By the values they define: the ops, numbered in the order they were met (an op of an
+    /// enclosing loop's body comes after the ops before that loop).
+    recomputable: BTreeMap<usize, (usize, OperationRef<'c, 'a>)>,
+    /// The induction variables of the loops enclosing the block being outlined, outermost
+    /// first, and the stack slots that pass each to stages.
+    extras: Vec<Value<'c, 'a>>,
+    slots: Vec<Value<'c, 'a>>,
+    /// How many ops (views aside) use each buffer (see [`root`]), in the whole function.
+    uses: BTreeMap<usize, usize>,
 }
 
 impl<'c, 'a> Function<'c, 'a> {
@@ -85,9 +103,10 @@ impl<'c, 'a> Function<'c, 'a> {
         self.params.iter().position(|&p| p == v)
     }
 
-    /// Whether a value is a parameter or recomputable.
+    /// Whether a value is a parameter, an enclosing loop's induction variable, or
+    /// recomputable.
     fn known(&self, v: Value) -> bool {
-        self.param(v).is_some() || self.recomputable.contains_key(&key(v.to_raw()))
+        self.param(v).is_some() || self.extras.contains(&v) || self.recomputable.contains_key(&key(v.to_raw()))
     }
 
     /// Whether the top-level op `op` can be recomputed in a stage.
@@ -123,8 +142,7 @@ fn is_readonly(func: &OperationRef, index: usize) -> bool {
 /// Outlines every marked loop of the module into a stage and replaces it by a dispatch call
 /// (declared at the module's end). Returns the stages, in order.
 pub fn outline<'c>(context: &'c Context, module: &Module<'c>) -> Result<Vec<Stage>, String> {
-    let mut stages = vec![];
-    let mut dispatch_types = vec![];
+    let mut out = Outlined { stages: vec![], dispatch_types: vec![] };
     // The functions as they are before any stage is added.
     for (func, body) in function_bodies(module) {
         let symbol = symbol(&func).ok_or("a function without a name")?;
@@ -133,39 +151,149 @@ pub fn outline<'c>(context: &'c Context, module: &Module<'c>) -> Result<Vec<Stag
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         let readonly = (0..params.len()).map(|i| is_readonly(&func, i)).collect();
-        let mut f = Function { params, readonly, recomputable: BTreeMap::new() };
-        // The last stage function placed after this function.
-        let mut after = func;
-        let mut op = body.first_operation();
-        while let Some(top) = op {
-            op = top.next_in_block();
-            if top.result_count() > 0 && f.is_recomputable(&top) {
-                for r in top.results() {
-                    f.recomputable.insert(key(r.to_raw()), top);
+        let mut uses = BTreeMap::new();
+        func.walk(WalkOrder::PreOrder, |op| {
+            if !is_view(&op) {
+                for v in op.operands().filter(is_buffer) {
+                    *uses.entry(root(v)).or_default() += 1;
                 }
             }
-            let Some(stage) = stage_of(&f, &top, &symbol, stages.len()) else { continue };
-            let stage_func = stage_function(context, &f, &top, &stage)?;
-            after = module.body().insert_operation_after(after, stage_func);
-            let types: Vec<Type> = f.params.iter().map(|p| p.r#type()).collect();
-            let call = func::call(
-                context,
-                melior::ir::attribute::FlatSymbolRefAttribute::new(context, &stage.dispatch_symbol()),
-                &f.params,
-                &[],
-                top.location(),
-            );
-            body.insert_operation_before(top, call);
-            // SAFETY: a loop without results, used by nothing, replaced by the call.
-            unsafe { erase(top.to_raw()) };
-            dispatch_types.push((stage.dispatch_symbol(), types));
-            stages.push(stage);
-        }
+            WalkResult::Advance
+        });
+        let mut f = Function { params, readonly, recomputable: BTreeMap::new(), extras: vec![], slots: vec![], uses };
+        // The last stage function placed after this function.
+        let mut after = func;
+        outline_block(context, module, &mut f, &body, &body, &symbol, &mut after, &mut out)?;
     }
-    for (symbol, types) in dispatch_types {
+    for (symbol, types) in out.dispatch_types {
         module.body().append_operation(declaration(context, &symbol, &types, &[]));
     }
-    Ok(stages)
+    Ok(out.stages)
+}
+
+/// The stages made so far, and the types of their dispatch functions.
+struct Outlined<'c> {
+    stages: Vec<Stage>,
+    dispatch_types: Vec<(String, Vec<Type<'c>>)>,
+}
+
+/// Outlines the marked loops of `block` (the function's body `entry`, or the body of a loop
+/// nested there, whose induction variables are `f.extras`), and those of the loops nested in
+/// it, placing stage functions after `after`.
+#[allow(clippy::too_many_arguments)]
+fn outline_block<'c, 'a>(
+    context: &'c Context,
+    module: &'a Module<'c>,
+    f: &mut Function<'c, 'a>,
+    entry: &BlockRef<'c, 'a>,
+    block: &BlockRef<'c, 'a>,
+    symbol: &str,
+    after: &mut OperationRef<'c, 'a>,
+    out: &mut Outlined<'c>,
+) -> Result<(), String> {
+    let location = Location::unknown(context);
+    let mut op = block.first_operation();
+    while let Some(top) = op {
+        op = top.next_in_block();
+        if top.result_count() > 0 && f.is_recomputable(&top) {
+            let seq = f.recomputable.len();
+            for r in top.results() {
+                f.recomputable.insert(key(r.to_raw()), (seq, top));
+            }
+        }
+        let Some(stage) = stage_of(f, &top, symbol, out.stages.len()) else {
+            if let Some(body) = nested_body(&top) {
+                f.extras.push(body.argument(0).map_err(|e| e.to_string())?.into());
+                if f.slots.len() < f.extras.len() {
+                    // A slot per depth, at the start of the function (an alloca in a loop
+                    // would take stack space at every iteration).
+                    let ty = MemRefType::new(IntegerType::new(context, 64).into(), &[1], None, None);
+                    let alloca = memref::alloca(context, ty, &[], &[], None, location);
+                    let slot = match entry.first_operation() {
+                        Some(first) => entry.insert_operation_before(first, alloca),
+                        None => entry.append_operation(alloca),
+                    };
+                    f.slots.push(slot.result(0).map_err(|e| e.to_string())?.into());
+                }
+                outline_block(context, module, f, entry, &body, symbol, after, out)?;
+                f.extras.pop();
+            }
+            continue;
+        };
+        let stage_func = stage_function(context, f, &top, &stage)?;
+        *after = module.body().insert_operation_after(*after, stage_func);
+        // The induction variables into their slots, then the call.
+        let slots = &f.slots[..f.extras.len()];
+        for (&iv, &slot) in f.extras.iter().zip(slots) {
+            let zero = block.insert_operation_before(top, int_index(context, 0, location));
+            let zero: Value = zero.result(0).map_err(|e| e.to_string())?.into();
+            let word = block
+                .insert_operation_before(top, arith::index_cast(iv, IntegerType::new(context, 64).into(), location));
+            let word: Value = word.result(0).map_err(|e| e.to_string())?.into();
+            block.insert_operation_before(top, memref::store(word, slot, &[zero], location));
+        }
+        let args: Vec<Value> = f.params.iter().chain(slots).copied().collect();
+        let types: Vec<Type> = args.iter().map(|p| p.r#type()).collect();
+        let call = func::call(
+            context,
+            melior::ir::attribute::FlatSymbolRefAttribute::new(context, &stage.dispatch_symbol()),
+            &args,
+            &[],
+            top.location(),
+        );
+        block.insert_operation_before(top, call);
+        // SAFETY: a loop without results, used by nothing, replaced by the call.
+        unsafe { erase(top.to_raw()) };
+        out.dispatch_types.push((stage.dispatch_symbol(), types));
+        out.stages.push(stage);
+    }
+    Ok(())
+}
+
+/// `arith.constant value : index`.
+fn int_index<'c>(context: &'c Context, value: i64, location: Location<'c>) -> Operation<'c> {
+    arith::constant(context, IntegerAttribute::new(Type::index(context), value).into(), location)
+}
+
+/// The body of a loop the emitter made for one of kiln's loops, whose marked loops may become
+/// stages: an `scf.for` without results (its carries live in buffers of their own) that is
+/// not itself marked parallel.
+fn nested_body<'c, 'a>(op: &OperationRef<'c, 'a>) -> Option<BlockRef<'c, 'a>> {
+    let is_loop = op.name().as_string_ref().as_str() == Ok("scf.for") && op.result_count() == 0;
+    (is_loop && op.has_attribute("kiln.carries") && !op.has_attribute("kiln.parallel"))
+        .then(|| op.region(0).ok()?.first_block())
+        .flatten()
+}
+
+/// Views: ops whose result is (a part of) their first operand's buffer.
+const VIEWS: &[&str] =
+    &["memref.subview", "memref.expand_shape", "memref.collapse_shape", "memref.cast", "memref.reinterpret_cast"];
+
+fn is_buffer(v: &Value) -> bool {
+    MemRefType::try_from(v.r#type()).is_ok()
+}
+
+fn is_view(op: &OperationRef) -> bool {
+    VIEWS.contains(&op.name().as_string_ref().as_str().unwrap_or(""))
+}
+
+/// The buffer a value is a view of, by its defining value (a workspace view, an allocation or
+/// a parameter): views followed to their sources.
+fn root(v: Value) -> usize {
+    let mut v = v;
+    // SAFETY: ownership queries on a live value.
+    while let Some(def) = unsafe {
+        v.is_operation_result().then(|| OperationRef::from_option_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw())))
+    }
+    .flatten()
+    .filter(is_view)
+    {
+        match def.operand(0) {
+            Ok(source) => v = source,
+            Err(_) => break,
+        }
+    }
+    key(v.to_raw())
 }
 
 /// The stage for the top-level op `l`, when it is a loop marked parallel with constant bounds,
@@ -183,15 +311,32 @@ fn stage_of(f: &Function, l: &OperationRef, function: &str, index: usize) -> Opt
     if iterations < 2 {
         return None;
     }
-    // Every value from outside the loop that its body uses must be a parameter or recomputable.
+    // Every value from outside the loop that its body uses must be a parameter, an enclosing
+    // loop's induction variable or recomputable; nested, the loop may use no buffer that only
+    // it uses (scratch, which the workspace plan shares among its iterations).
     let mut outside_ok = true;
+    let mut inside: BTreeMap<usize, usize> = BTreeMap::new();
     l.walk(WalkOrder::PreOrder, |op| {
         if op.to_raw().ptr != l.to_raw().ptr {
             outside_ok &= op.operands().all(|v| defined_in(v, l) || f.known(v));
+            if !is_view(&op) {
+                for v in op.operands().filter(is_buffer) {
+                    *inside.entry(root(v)).or_default() += 1;
+                }
+            }
         }
         WalkResult::Advance
     });
-    outside_ok.then(|| Stage { symbol: format!("{function}_par{index}"), args: f.params.len(), iterations, grain })
+    let scratch = |(buffer, n): (&usize, &usize)| {
+        f.uses.get(buffer) == Some(n) && !f.params.iter().any(|p| key(p.to_raw()) == *buffer)
+    };
+    let own_scratch = !f.extras.is_empty() && inside.iter().any(scratch);
+    (outside_ok && !own_scratch).then(|| Stage {
+        symbol: format!("{function}_par{index}"),
+        args: f.params.len() + f.extras.len(),
+        iterations,
+        grain,
+    })
 }
 
 /// The stage function of loop `l` of function `f`: `@F_parK(params..., begin, end)` recomputes the
@@ -205,7 +350,8 @@ fn stage_function<'c>(
 ) -> Result<Operation<'c>, String> {
     let location = l.location();
     let index = Type::index(context);
-    let param_types: Vec<Type> = f.params.iter().map(|p| p.r#type()).collect();
+    let slots = &f.slots[..f.extras.len()];
+    let param_types: Vec<Type> = f.params.iter().chain(slots).map(|p| p.r#type()).collect();
     let arguments: Vec<(Type, Location)> = param_types.iter().chain([&index, &index]).map(|&t| (t, location)).collect();
     let block = Block::new(&arguments);
     // Old value -> its value in the stage.
@@ -213,8 +359,18 @@ fn stage_function<'c>(
     for (i, &p) in f.params.iter().enumerate() {
         map.insert(key(p.to_raw()), block.argument(i).map_err(|e| e.to_string())?.to_raw());
     }
+    // The enclosing loops' induction variables, read from their slots.
+    for (d, &iv) in f.extras.iter().enumerate() {
+        let slot: Value = block.argument(f.params.len() + d).map_err(|e| e.to_string())?.into();
+        let zero = block.append_operation(int_index(context, 0, location));
+        let zero: Value = zero.result(0).map_err(|e| e.to_string())?.into();
+        let word = block.append_operation(memref::load(slot, &[zero], location));
+        let word: Value = word.result(0).map_err(|e| e.to_string())?.into();
+        let value = block.append_operation(arith::index_cast(word, index, location));
+        map.insert(key(iv.to_raw()), value.result(0).map_err(|e| e.to_string())?.to_raw());
+    }
     // The recomputable values the loop needs, with what they need, in function order.
-    let mut needed: Vec<OperationRef> = vec![];
+    let mut needed: Vec<(usize, OperationRef)> = vec![];
     let mut pending: Vec<Value> = vec![];
     l.walk(WalkOrder::PreOrder, |op| {
         pending.extend(
@@ -225,23 +381,15 @@ fn stage_function<'c>(
         WalkResult::Advance
     });
     while let Some(v) = pending.pop() {
-        let Some(&def) = f.recomputable.get(&key(v.to_raw())) else { continue };
-        if needed.iter().any(|n| n.to_raw().ptr == def.to_raw().ptr) {
+        let Some(&(seq, def)) = f.recomputable.get(&key(v.to_raw())) else { continue };
+        if needed.iter().any(|&(s, _)| s == seq) {
             continue;
         }
-        needed.push(def);
+        needed.push((seq, def));
         pending.extend(def.operands().filter(|&v| f.recomputable.contains_key(&key(v.to_raw()))));
     }
-    needed.sort_by(|a, b| {
-        if a.to_raw().ptr == b.to_raw().ptr {
-            std::cmp::Ordering::Equal
-        } else if a.is_before_in_block(*b) {
-            std::cmp::Ordering::Less
-        } else {
-            std::cmp::Ordering::Greater
-        }
-    });
-    for def in needed {
+    needed.sort_by_key(|&(seq, _)| seq);
+    for (_, def) in needed {
         let copy = block.append_operation(cloned(&def));
         remap(&copy, &map);
         for (old, new) in def.results().zip(copy.results()) {
@@ -255,8 +403,8 @@ fn stage_function<'c>(
         op.result(0).expect("an op with a result").into()
     }
     let (begin, end): (Value, Value) = (
-        block.argument(f.params.len()).map_err(|e| e.to_string())?.into(),
-        block.argument(f.params.len() + 1).map_err(|e| e.to_string())?.into(),
+        block.argument(f.params.len() + slots.len()).map_err(|e| e.to_string())?.into(),
+        block.argument(f.params.len() + slots.len() + 1).map_err(|e| e.to_string())?.into(),
     );
     let lb = value(block.append_operation(constant_op(lb)));
     let ub = value(block.append_operation(constant_op(ub)));
@@ -282,7 +430,7 @@ fn stage_function<'c>(
     region.append_block(block);
     // Every parameter is noalias (as in the function), and read-only where it is.
     let mut arg_attrs = vec![];
-    for &readonly in &f.readonly {
+    for &readonly in f.readonly.iter().chain(slots.iter().map(|_| &true)) {
         let text = if readonly { "{llvm.noalias, llvm.readonly}" } else { "{llvm.noalias}" };
         arg_attrs.push(Attribute::parse(context, text).ok_or("no argument attributes")?);
     }
@@ -434,6 +582,52 @@ mod tests {
         assert!(stage.contains("memref.view") && stage.contains("arith.minsi"), "{stage}");
         assert!(!stage.contains("kiln.parallel"), "{stage}");
         // The second loop reads a value loaded from the workspace: serial, still marked.
+        assert_eq!(text.matches("kiln.parallel").count(), 1, "{text}");
+    }
+
+    /// A kiln loop (`kiln.carries`) whose body holds two marked loops: the first writes the
+    /// row of the result its induction variable picks (a stage that reads the variable from
+    /// its slot), the second uses a buffer nothing else uses (scratch: it stays serial).
+    const NESTED: &str = r#"module {
+  func.func private @g(%x: memref<4x64xf32> {llvm.noalias, llvm.readonly}, %y: memref<4x64xf32> {llvm.noalias}, %ws: memref<256xi8> {llvm.noalias}) {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c4 = arith.constant 4 : index
+    %c64 = arith.constant 64 : index
+    %t = memref.view %ws[%c0][] : memref<256xi8> to memref<64xf32>
+    scf.for %k = %c0 to %c4 step %c1 {
+      %row = memref.subview %y[%k, 0] [1, 64] [1, 1] : memref<4x64xf32> to memref<64xf32, strided<[1], offset: ?>>
+      scf.for %i = %c0 to %c64 step %c1 {
+        %v = memref.load %x[%k, %i] : memref<4x64xf32>
+        memref.store %v, %row[%i] : memref<64xf32, strided<[1], offset: ?>>
+      } {kiln.parallel = 8 : i64}
+      scf.for %i = %c0 to %c64 step %c1 {
+        %v = memref.load %x[%k, %i] : memref<4x64xf32>
+        memref.store %v, %t[%i] : memref<64xf32>
+      } {kiln.parallel = 8 : i64}
+    } {kiln.carries}
+    return
+  }
+}
+"#;
+
+    #[test]
+    fn marked_loops_in_kiln_loops_take_the_induction_variable_unless_they_use_scratch() {
+        let mlir = Mlir::new();
+        let module = mlir.parse(NESTED, "test").unwrap();
+        let stages = outline(&mlir.context, &module).unwrap();
+        let text = module.as_operation().to_string();
+        assert!(module.as_operation().verify(), "{text}");
+        assert_eq!(stages, [Stage { symbol: "g_par0".into(), args: 4, iterations: 64, grain: 8 }]);
+        // The function stores the induction variable in a slot made at its start and passes it.
+        let (caller, stage) = text.split_once("func.func private @g_par0(").unwrap();
+        assert!(caller.contains("memref.alloca() : memref<1xi64>"), "{caller}");
+        assert!(caller.contains("arith.index_cast") && caller.contains("memref.store"), "{caller}");
+        assert!(text.contains("call @g_par0_dispatch(%arg0, %arg1, %arg2, %alloca)"), "{text}");
+        // The stage reads it back and recomputes the row's view from it.
+        assert!(stage.contains("%arg3: memref<1xi64> {llvm.noalias, llvm.readonly}"), "{stage}");
+        assert!(stage.contains("memref.load %arg3") && stage.contains("memref.subview"), "{stage}");
+        // The loop with scratch of its own stays serial, still marked.
         assert_eq!(text.matches("kiln.parallel").count(), 1, "{text}");
     }
 }

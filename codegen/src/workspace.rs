@@ -81,8 +81,9 @@ pub fn plan(module: &Module) -> Result<Vec<FunctionPlan>, String> {
 /// before them, to the top level, where the plan places buffers: a branch's scratch is
 /// reserved whether or not the branch runs, as a static plan must, and a loop body's scratch
 /// is reused by every iteration (whose carries live in the loop's own buffers, see
-/// `front::carry_in_place`). Loops nested there run serially: only top-level loops run on
-/// threads ([`crate::parallel`]), so the scratch of one has no two users at once.
+/// `front::carry_in_place`). The parallel loops nested there that run on threads use none
+/// of this scratch ([`crate::parallel`] keeps a loop with scratch of its own serial), so
+/// the scratch of one has no two users at once.
 /// (Bufferization allocates with static sizes, so an allocation has no operands and may move
 /// anywhere before its uses.)
 fn hoist_nested_allocations<'c: 'a, 'a>(body: &impl BlockLike<'c, 'a>) {
