@@ -19,9 +19,9 @@
 //! say) become stages too: a stage then also takes the enclosing loops' induction variables,
 //! each stored by the caller in a stack slot of the function (`memref<1xi64>`, so that a
 //! stage's arguments stay pointers) and read back by the stage, which recomputes the views
-//! made from them. Such a loop stays serial when it uses scratch of its own (a buffer only it
-//! uses, a row group's row, say): the workspace plan gives that scratch per-thread stack
-//! space only for top-level loops (see [`crate::workspace`]).
+//! made from them. Such a loop's scratch (a buffer only it uses, a row group's row, say) is on
+//! the stack arena, as a top-level loop's is (see [`crate::workspace`]); one with scratch in
+//! the workspace (which the plan could not place on the stack) stays serial.
 
 use crate::edit::{cloned, declaration, defined_in, erase, function_bodies, int_constant, key, remap, symbol};
 use melior::dialect::{arith, func, memref};
@@ -277,23 +277,38 @@ fn is_view(op: &OperationRef) -> bool {
     VIEWS.contains(&op.name().as_string_ref().as_str().unwrap_or(""))
 }
 
-/// The buffer a value is a view of, by its defining value (a workspace view, an allocation or
-/// a parameter): views followed to their sources.
-fn root(v: Value) -> usize {
-    let mut v = v;
-    // SAFETY: ownership queries on a live value.
-    while let Some(def) = unsafe {
+/// The op defining `v`, if an op does.
+fn definition<'c, 'a>(v: Value<'c, 'a>) -> Option<OperationRef<'c, 'a>> {
+    // SAFETY: an ownership query on a live value.
+    unsafe {
         v.is_operation_result().then(|| OperationRef::from_option_raw(mlir_sys::mlirOpResultGetOwner(v.to_raw())))
     }
     .flatten()
-    .filter(is_view)
-    {
-        match def.operand(0) {
-            Ok(source) => v = source,
-            Err(_) => break,
-        }
+}
+
+/// The buffer a value is a view of, by its defining value (a workspace view, an allocation or
+/// a parameter): views followed to their sources.
+fn root_value<'c, 'a>(v: Value<'c, 'a>) -> Value<'c, 'a> {
+    let mut v = v;
+    while let Some(source) = definition(v).filter(is_view).and_then(|def| def.operand(0).ok()) {
+        // SAFETY: the source of a live view is a live value of the same module.
+        v = unsafe { Value::from_raw(source.to_raw()) };
     }
-    key(v.to_raw())
+    v
+}
+
+fn root(v: Value) -> usize {
+    key(root_value(v).to_raw())
+}
+
+/// Whether a buffer is a view of the stack arena (a `memref.alloca` the stage recomputes, so
+/// each thread has its own: see [`crate::workspace`]).
+fn on_stack(v: Value) -> bool {
+    let arena = definition(root_value(v))
+        .filter(|def| def.name().as_string_ref().as_str() == Ok("memref.view"))
+        .and_then(|def| def.operand(0).ok())
+        .and_then(definition);
+    arena.is_some_and(|a| a.name().as_string_ref().as_str() == Ok("memref.alloca"))
 }
 
 /// The stage for the top-level op `l`, when it is a loop marked parallel with constant bounds,
@@ -320,7 +335,7 @@ fn stage_of(f: &Function, l: &OperationRef, function: &str, index: usize) -> Opt
         if op.to_raw().ptr != l.to_raw().ptr {
             outside_ok &= op.operands().all(|v| defined_in(v, l) || f.known(v));
             if !is_view(&op) {
-                for v in op.operands().filter(is_buffer) {
+                for v in op.operands().filter(|v| is_buffer(v) && !on_stack(*v)) {
                     *inside.entry(root(v)).or_default() += 1;
                 }
             }

@@ -13,7 +13,9 @@
 //! A buffer used only inside one loop marked parallel (`kiln.parallel`, see [`crate::parallel`])
 //! is that loop's scratch (a row of a row group, say): threads running different iterations
 //! need their own copy, so it is not in the workspace but on the stack: a view of one stack
-//! arena (a `memref.alloca` that each stage call recomputes). Different loops'
+//! arena (a `memref.alloca` that each stage call recomputes). So is a buffer that, inside a
+//! kiln loop's body, only one parallel loop uses (its allocation hoisted as any body's is).
+//! Different loops'
 //! scratch shares the arena, since no two loops run at once, so the arena is the largest
 //! loop's scratch, not the sum: a function with twenty softmaxes needs one softmax's rows. The
 //! schedule bounds each loop's scratch (32 KiB); the plan reports the arena's bytes and
@@ -30,7 +32,7 @@ use melior::ir::{
     Attribute, Block, BlockLike, BlockRef, Identifier, Module, Region, RegionLike, Type, Value, ValueLike,
 };
 use melior::Context;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Alignment of every buffer in the workspace, and of the workspace itself.
 pub const ALIGNMENT: u64 = 64;
@@ -81,9 +83,9 @@ pub fn plan(module: &Module) -> Result<Vec<FunctionPlan>, String> {
 /// before them, to the top level, where the plan places buffers: a branch's scratch is
 /// reserved whether or not the branch runs, as a static plan must, and a loop body's scratch
 /// is reused by every iteration (whose carries live in the loop's own buffers, see
-/// `front::carry_in_place`). The parallel loops nested there that run on threads use none
-/// of this scratch ([`crate::parallel`] keeps a loop with scratch of its own serial), so
-/// the scratch of one has no two users at once.
+/// `front::carry_in_place`). The scratch of one parallel loop nested there goes to the stack
+/// arena like a top-level loop's ([`crate::parallel`] keeps a loop whose scratch is in the
+/// workspace serial), so workspace scratch has no two users at once.
 /// (Bufferization allocates with static sizes, so an allocation has no operands and may move
 /// anywhere before its uses.)
 fn hoist_nested_allocations<'c: 'a, 'a>(body: &impl BlockLike<'c, 'a>) {
@@ -115,6 +117,9 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
     let mut owner: HashMap<usize, Vec<usize>> = HashMap::new();
     // Top-level loops marked parallel.
     let mut parallel = vec![];
+    // Buffers used by one parallel loop inside a kiln loop alone: by buffer, the loop (an
+    // index after the top-level ops').
+    let mut inner = NestedScratch::default();
     let mut index = 0;
     let mut op = body.first_operation();
     while let Some(top) = op {
@@ -133,6 +138,9 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
             ));
         }
         let name = top.name().as_string_ref().as_str().map(str::to_string).unwrap_or_default();
+        if top.has_attribute("kiln.carries") {
+            nested_scratch(&top, &owner, &mut inner);
+        }
         let is_view = top.results().any(|r| MemRefType::try_from(r.r#type()).is_ok());
         let read: Vec<usize> = used.iter().filter_map(|v| owner.get(v)).flatten().copied().collect();
         for &b in &read {
@@ -168,13 +176,20 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
     let mut loop_bytes: HashMap<usize, u64> = HashMap::new();
     let mut in_workspace = vec![];
     for (i, b) in buffers.iter().enumerate() {
-        match b.users.as_slice() {
-            [l] if parallel.contains(l) => {
-                let used = loop_bytes.entry(*l).or_default();
+        // The loop whose scratch the buffer is: a top-level parallel loop, or one in a kiln
+        // loop's body (the buffer's only top-level user).
+        let scratch_of = match b.users.as_slice() {
+            [l] if parallel.contains(l) => Some(*l),
+            [_] => inner.loop_of.get(&i).copied().flatten().map(|l| index + l),
+            _ => None,
+        };
+        match scratch_of {
+            Some(l) => {
+                let used = loop_bytes.entry(l).or_default();
                 offsets[i] = Placement::Stack(*used);
                 *used += align(b.bytes);
             }
-            _ => in_workspace.push(i),
+            None => in_workspace.push(i),
         }
     }
     let stack = loop_bytes.values().copied().max().unwrap_or(0);
@@ -189,6 +204,53 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
         offsets[i] = Placement::Workspace(offset);
     }
     Ok(FunctionPlan { symbol: symbol.to_string(), offsets, bytes, stack })
+}
+
+/// The buffers that ops inside kiln loops use, each with the parallel loop (nested in a kiln
+/// loop, numbered in order) that holds all of those ops, or `None` when some are outside
+/// such a loop or in two.
+#[derive(Default)]
+struct NestedScratch {
+    loop_of: BTreeMap<usize, Option<usize>>,
+    loops: Vec<usize>,
+}
+
+/// Records in `inner` the buffers (by `owner`, raw value -> buffers) that the ops inside the
+/// kiln loop `top` use, with the outermost parallel loop in `top` around each use.
+fn nested_scratch(top: &OperationRef, owner: &HashMap<usize, Vec<usize>>, inner: &mut NestedScratch) {
+    top.walk(WalkOrder::PreOrder, |op| {
+        if op.to_raw().ptr == top.to_raw().ptr {
+            return WalkResult::Advance;
+        }
+        let buffers: Vec<usize> =
+            op.operands().filter_map(|v| owner.get(&(v.to_raw().ptr as usize))).flatten().copied().collect();
+        if buffers.is_empty() {
+            return WalkResult::Advance;
+        }
+        // The outermost parallel loop between the op (itself included) and `top`.
+        let mut around = None;
+        let mut at = Some(op);
+        while let Some(o) = at.filter(|o| o.to_raw().ptr != top.to_raw().ptr) {
+            if o.name().as_string_ref().as_str() == Ok("scf.for") && o.has_attribute("kiln.parallel") {
+                around = Some(o.to_raw().ptr as usize);
+            }
+            at = o.parent_operation();
+        }
+        let id = around.map(|l| match inner.loops.iter().position(|&x| x == l) {
+            Some(id) => id,
+            None => {
+                inner.loops.push(l);
+                inner.loops.len() - 1
+            }
+        });
+        for b in buffers {
+            let entry = inner.loop_of.entry(b).or_insert(id);
+            if *entry != id {
+                *entry = None;
+            }
+        }
+        WalkResult::Advance
+    });
 }
 
 fn align(n: u64) -> u64 {
