@@ -700,19 +700,7 @@ export value_and_grad(loss, wrt=[x, ws]) as step;
         assert!(shape.len() < 4 || shape[1..] != [8, 32, 32], "a broadcast weight stacked: {stacks:?}");
     }
     let recomputing = kiln::check(&program("checkpoint"), "stack").unwrap();
-    let mut rng = Rng::new(common::seed());
-    let args: Vec<Tensor> = f
-        .params
-        .iter()
-        .map(|p| {
-            let t = random(&mut rng, &p.ty.shape);
-            Tensor::new(t.shape, t.data.convert(kiln_ir::DType::F32))
-        })
-        .collect();
-    let (a, b) = (run(f, &args), run(recomputing.func("step").unwrap(), &args));
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(values(x), values(y), "the same gradient either way");
-    }
+    same_gradient(f, recomputing.func("step").unwrap());
 }
 
 /// `program("checkpoint")` needs a smaller workspace than `program("")` and computes the same
@@ -729,8 +717,13 @@ fn checkpointing_trades_workspace_for_recomputation(program: impl Fn(&str) -> St
     let (saved, residuals) = workspace(program(""));
     let (checkpointed, recomputing) = workspace(program("checkpoint"));
     assert!(checkpointed < saved, "checkpointed {checkpointed} bytes, residuals saved {saved}");
+    same_gradient(residuals.func("step").unwrap(), recomputing.func("step").unwrap());
+}
+
+/// `f` and `g` (of the same f32 parameters) give the same results, interpreted on random
+/// arguments.
+fn same_gradient(f: &kiln_ir::Func, g: &kiln_ir::Func) {
     let mut rng = Rng::new(common::seed());
-    let f = residuals.func("step").unwrap();
     let args: Vec<Tensor> = f
         .params
         .iter()
@@ -739,7 +732,7 @@ fn checkpointing_trades_workspace_for_recomputation(program: impl Fn(&str) -> St
             Tensor::new(t.shape, t.data.convert(kiln_ir::DType::F32))
         })
         .collect();
-    let (a, b) = (run(f, &args), run(recomputing.func("step").unwrap(), &args));
+    let (a, b) = (run(f, &args), run(g, &args));
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(values(x), values(y), "the same gradient either way");
     }

@@ -230,16 +230,23 @@ fn row_groups_on_random_shapes() {
     }
     let source = kiln::Source { name: "rows.kn".into(), text: text.clone() };
     let module = kiln::check(&source, "rows").unwrap_or_else(|e| panic!("{}\n{text}", e.render(false)));
-    let loaded = common::compile_and_load(&module, 2);
+    agrees_on_threads(&module, &mut rng, &text);
+}
+
+/// Every function of `module`, compiled at -O2, agrees with the interpreter on random
+/// arguments and gives the same results on 1 and 3 threads, bit for bit (`context` is
+/// printed with a failure).
+fn agrees_on_threads(module: &kiln_ir::Module, rng: &mut Rng, context: &str) {
+    let loaded = common::compile_and_load(module, 2);
     loaded.use_pool();
     for f in &module.funcs {
-        let args: Vec<_> = gen::arguments(&mut rng, f, false);
+        let args: Vec<_> = gen::arguments(rng, f, false);
         kiln_runtime::pool::set_threads(3);
         let threaded = loaded.call(&f.name, &args);
         kiln_runtime::pool::set_threads(1);
         common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program)
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        assert!(threaded == loaded.call(&f.name, &args), "`{}` differs between 1 and 3 threads\n{text}", f.name);
+            .unwrap_or_else(|e| panic!("{e}\n{context}"));
+        assert!(threaded == loaded.call(&f.name, &args), "`{}` differs between 1 and 3 threads\n{context}", f.name);
     }
 }
 
@@ -319,16 +326,5 @@ export value_and_grad(loss, wrt=[x, ws, bs]) as step;
             > 0,
         "{forward}"
     );
-    let loaded = common::compile_and_load(&module, 2);
-    loaded.use_pool();
-    let mut rng = Rng::new(common::seed());
-    for f in &module.funcs {
-        let args: Vec<_> = gen::arguments(&mut rng, f, false);
-        kiln_runtime::pool::set_threads(3);
-        let threaded = loaded.call(&f.name, &args);
-        kiln_runtime::pool::set_threads(1);
-        common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(threaded == loaded.call(&f.name, &args), "`{}` differs between 1 and 3 threads", f.name);
-    }
+    agrees_on_threads(&module, &mut Rng::new(common::seed()), text);
 }
