@@ -203,8 +203,8 @@ fn outline_block<'c, 'a>(
         }
         let Some(stage) = stage_of(f, &top, symbol, out.stages.len()) else {
             if let Some(body) = nested_body(&top) {
-                f.extras.push(body.argument(0).map_err(|e| e.to_string())?.into());
-                if f.slots.len() < f.extras.len() {
+                let iv: Value = body.argument(0).map_err(|e| e.to_string())?.into();
+                if f.slots.len() == f.extras.len() {
                     // A slot per depth, at the start of the function (an alloca in a loop
                     // would take stack space at every iteration).
                     let ty = MemRefType::new(IntegerType::new(context, 64).into(), &[1], None, None);
@@ -215,6 +215,18 @@ fn outline_block<'c, 'a>(
                     };
                     f.slots.push(slot.result(0).map_err(|e| e.to_string())?.into());
                 }
+                // The induction variable into its slot, once per iteration, for every stage
+                // of the body.
+                let first = body.first_operation().ok_or("a loop body without ops")?;
+                let zero = body.insert_operation_before(first, int_index(context, 0, location));
+                let zero: Value = zero.result(0).map_err(|e| e.to_string())?.into();
+                let word = body.insert_operation_before(
+                    first,
+                    arith::index_cast(iv, IntegerType::new(context, 64).into(), location),
+                );
+                let word: Value = word.result(0).map_err(|e| e.to_string())?.into();
+                body.insert_operation_before(first, memref::store(word, f.slots[f.extras.len()], &[zero], location));
+                f.extras.push(iv);
                 outline_block(context, module, f, entry, &body, symbol, after, out)?;
                 f.extras.pop();
             }
@@ -222,16 +234,8 @@ fn outline_block<'c, 'a>(
         };
         let stage_func = stage_function(context, f, &top, &stage)?;
         *after = module.body().insert_operation_after(*after, stage_func);
-        // The induction variables into their slots, then the call.
+        // The stage takes the slots of the enclosing induction variables after the parameters.
         let slots = &f.slots[..f.extras.len()];
-        for (&iv, &slot) in f.extras.iter().zip(slots) {
-            let zero = block.insert_operation_before(top, int_index(context, 0, location));
-            let zero: Value = zero.result(0).map_err(|e| e.to_string())?.into();
-            let word = block
-                .insert_operation_before(top, arith::index_cast(iv, IntegerType::new(context, 64).into(), location));
-            let word: Value = word.result(0).map_err(|e| e.to_string())?.into();
-            block.insert_operation_before(top, memref::store(word, slot, &[zero], location));
-        }
         let args: Vec<Value> = f.params.iter().chain(slots).copied().collect();
         let types: Vec<Type> = args.iter().map(|p| p.r#type()).collect();
         let call = func::call(
@@ -329,12 +333,13 @@ fn stage_of(f: &Function, l: &OperationRef, function: &str, index: usize) -> Opt
     // Every value from outside the loop that its body uses must be a parameter, an enclosing
     // loop's induction variable or recomputable; nested, the loop may use no buffer that only
     // it uses (scratch, which the workspace plan shares among its iterations).
+    let nested = !f.extras.is_empty();
     let mut outside_ok = true;
     let mut inside: BTreeMap<usize, usize> = BTreeMap::new();
     l.walk(WalkOrder::PreOrder, |op| {
         if op.to_raw().ptr != l.to_raw().ptr {
             outside_ok &= op.operands().all(|v| defined_in(v, l) || f.known(v));
-            if !is_view(&op) {
+            if nested && !is_view(&op) {
                 for v in op.operands().filter(|v| is_buffer(v) && !on_stack(*v)) {
                     *inside.entry(root(v)).or_default() += 1;
                 }
@@ -345,7 +350,7 @@ fn stage_of(f: &Function, l: &OperationRef, function: &str, index: usize) -> Opt
     let scratch = |(buffer, n): (&usize, &usize)| {
         f.uses.get(buffer) == Some(n) && !f.params.iter().any(|p| key(p.to_raw()) == *buffer)
     };
-    let own_scratch = !f.extras.is_empty() && inside.iter().any(scratch);
+    let own_scratch = inside.iter().any(scratch);
     (outside_ok && !own_scratch).then(|| Stage {
         symbol: format!("{function}_par{index}"),
         args: f.params.len() + f.extras.len(),
@@ -413,7 +418,6 @@ fn stage_function<'c>(
     }
     // Iterations [begin, end) of the loop: from lb + begin * step to min(lb + end * step, ub).
     let [lb, ub, step] = [0, 1, 2].map(|i| l.operand(i).ok().and_then(int_constant).unwrap_or(0));
-    let constant_op = |value: i64| arith::constant(context, IntegerAttribute::new(index, value).into(), location);
     fn value<'c, 'a>(op: OperationRef<'c, 'a>) -> Value<'c, 'a> {
         op.result(0).expect("an op with a result").into()
     }
@@ -421,9 +425,9 @@ fn stage_function<'c>(
         block.argument(f.params.len() + slots.len()).map_err(|e| e.to_string())?.into(),
         block.argument(f.params.len() + slots.len() + 1).map_err(|e| e.to_string())?.into(),
     );
-    let lb = value(block.append_operation(constant_op(lb)));
-    let ub = value(block.append_operation(constant_op(ub)));
-    let step = value(block.append_operation(constant_op(step)));
+    let lb = value(block.append_operation(int_index(context, lb, location)));
+    let ub = value(block.append_operation(int_index(context, ub, location)));
+    let step = value(block.append_operation(int_index(context, step, location)));
     let b = value(block.append_operation(arith::muli(begin, step, location)));
     let lo = value(block.append_operation(arith::addi(lb, b, location)));
     let e = value(block.append_operation(arith::muli(end, step, location)));

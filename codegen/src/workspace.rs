@@ -212,7 +212,8 @@ fn plan_block<'c: 'a, 'a>(symbol: &str, body: &impl BlockLike<'c, 'a>) -> Result
 #[derive(Default)]
 struct NestedScratch {
     loop_of: BTreeMap<usize, Option<usize>>,
-    loops: Vec<usize>,
+    /// The loops met, by raw op pointer: their numbers.
+    loops: BTreeMap<usize, usize>,
 }
 
 /// Records in `inner` the buffers (by `owner`, raw value -> buffers) that the ops inside the
@@ -236,13 +237,8 @@ fn nested_scratch(top: &OperationRef, owner: &HashMap<usize, Vec<usize>>, inner:
             }
             at = o.parent_operation();
         }
-        let id = around.map(|l| match inner.loops.iter().position(|&x| x == l) {
-            Some(id) => id,
-            None => {
-                inner.loops.push(l);
-                inner.loops.len() - 1
-            }
-        });
+        let met = inner.loops.len();
+        let id = around.map(|l| *inner.loops.entry(l).or_insert(met));
         for b in buffers {
             let entry = inner.loop_of.entry(b).or_insert(id);
             if *entry != id {
