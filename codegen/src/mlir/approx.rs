@@ -717,7 +717,8 @@ impl Body {
 
     /// fmod(a, b) without libm (GPUs): r = fma(-trunc(a / b), b, a), then b's magnitude
     /// added or taken away once where the rounded quotient was an integer off (r of the other
-    /// sign than a, or not below |b|); a where b is infinite. Exact while |a / b| < 2^53;
+    /// sign than a, or not below |b|); a where b is infinite and a finite (an infinite a gives
+    /// NaN, as the quotient does). Exact while |a / b| < 2^53;
     /// beyond, the quotient itself is not exact (the CPU's libm fmod is). f32 runs in f64 in
     /// steps, each an exact fmod by |b| 2^k that leaves less than 2^51 |b| (six cover every
     /// pair of f32s), so it is exact for every f32 operand.
@@ -758,7 +759,10 @@ impl Body {
         let r = self.select(fmt, &over, &taken, &r);
         let inf = self.f(fmt, f64::INFINITY);
         let b_infinite = self.fop(fmt, "cmpf oeq,", &ab, &inf);
-        self.select(fmt, &b_infinite, a, &r)
+        let a_finite = self.fun(fmt, "absf", a);
+        let a_finite = self.fop(fmt, "cmpf one,", &a_finite, &inf);
+        let a_kept = self.op(format!("arith.andi {b_infinite}, {a_finite} : i1"));
+        self.select(fmt, &a_kept, a, &r)
     }
 
     /// pow(x, y) = ±exp(y log|x|) with C's special cases: pow(x, 0) = pow(1, y) = 1, pow(-1, ±inf)
