@@ -78,6 +78,10 @@ export value_and_grad(loss, wrt=[x, w]) as f;"
 }"
             , true),
         Case {
+            jax: Some("def f(x):\n    return jnp.argsort(x, axis=1)\n".into()),
+            ..Case::new("argsort 64x50000 (rows, stable)", "fn f(x: f32[64, 50000]) -> i32[64, 50000] { argsort(x, axis=1) }", false)
+        },
+        Case {
             step: Some((format!("{CELL}export cell as f;"), STEPS)),
             jax: Some(JAX_RNN_FORWARD.into()),
             ..Case::new("RNN 32x128, 64 steps (a fold over rows)", format!("{CELL}{RNN_PARAMS} -> f32[32, 128] {{

@@ -1,5 +1,7 @@
 //! Ops this backend computes as compositions of others, expanded in the IR before MLIR is
-//! emitted: conv2d, except where the direct kernel computes it.
+//! emitted: conv2d, except where the direct kernel computes it, and on GPUs argsort (the
+//! bitonic network of [`kiln_ir::compose::argsort_network`]: a merge sort's data-dependent
+//! loop would run as one thread per row there; CPUs run it, `mlir/sort.rs`).
 //!
 //! The convolution's input is first dilated and padded ([`kiln_ir::compose::pad`]), so that
 //! every tap reads a strided window of one array. Then, for
@@ -39,11 +41,12 @@ use std::collections::BTreeMap;
 pub const IM2COL_BYTES: usize = 32 << 20;
 
 /// `f` with every conv2d expanded (borrowed unchanged when it has none), except, with
-/// `direct`, stride-1 convolutions: those keep one conv2d, for the direct kernel (see the
-/// module documentation); and with every scan a counted loop ([`scan`]). Fails only when an
+/// `cpu`, stride-1 convolutions: those keep one conv2d, for the direct kernel (see the
+/// module documentation); with every scan a counted loop ([`scan`]); and, unless `cpu`, every
+/// argsort a sorting network. Fails only when an
 /// expansion's intermediate array would exceed kiln's shape limits.
-pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
-    if !expands(f) {
+pub fn expand(f: &Func, cpu: bool) -> Result<Cow<'_, Func>, String> {
+    if !expands(f, cpu) {
         return Ok(Cow::Borrowed(f));
     }
     let mut out = Func::new(f.name.clone(), f.span);
@@ -55,12 +58,15 @@ pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
     for inst in &f.insts {
         let args: Vec<Value> = inst.args.iter().map(|a| map[a.index()]).collect();
         let v = match (&inst.op, inst.op.group(), inst.op.structure()) {
-            (Op::Conv(window), ..) => conv(&mut out, window, args[0], args[1], direct, inst.span)?,
+            (Op::Conv(window), ..) => conv(&mut out, window, args[0], args[1], cpu, inst.span)?,
+            (Op::Argsort { descending }, ..) if !cpu => {
+                compose::argsort_network(&mut out, args[0], *descending, inst.span)?
+            }
             (_, Some(group), Some((_, result))) => {
                 let key = (group, args);
                 if !expanded.contains_key(&key) {
                     let bodies = key.0.bodies().expect("an op with bodies");
-                    let bodies = bodies.map(|f| expand(f, direct).map(Cow::into_owned))?;
+                    let bodies = bodies.map(|f| expand(f, cpu).map(Cow::into_owned))?;
                     expanded.insert(key.clone(), key.0.restructured(bodies, 0));
                 }
                 let group = expanded[&key].clone();
@@ -84,11 +90,12 @@ pub fn expand(f: &Func, direct: bool) -> Result<Cow<'_, Func>, String> {
     Ok(Cow::Owned(out))
 }
 
-/// Whether `f` or a body in it has a convolution or a scan.
-fn expands(f: &Func) -> bool {
+/// Whether `f` or a body in it has a convolution, a scan, or (not on `cpu`) an argsort.
+fn expands(f: &Func, cpu: bool) -> bool {
     f.insts.iter().any(|i| match &i.op {
         Op::Conv(_) | Op::Scan { .. } => true,
-        op => op.bodies().is_some_and(|b| b.funcs().iter().any(expands)),
+        Op::Argsort { .. } => !cpu,
+        op => op.bodies().is_some_and(|b| b.funcs().iter().any(|f| expands(f, cpu))),
     })
 }
 

@@ -13,6 +13,7 @@
 //! accurate than an f32 accumulator, at no cost in memory traffic.
 
 mod approx;
+mod sort;
 
 use kiln_ir::ops::Bodies;
 use kiln_ir::{
@@ -1183,6 +1184,7 @@ impl<'f> FuncEmitter<'f> {
             Op::DynamicUpdateSlice => self.dynamic_update_slice(&operands[0], &operands[1], &operands[2..]),
             Op::Gather { axis } => self.take(&operands[0], &operands[1], *axis, ty),
             Op::Scatter { axis, kind } => self.scatter(&operands[0], &operands[1], &operands[2], *axis, *kind),
+            Op::Argsort { descending } => self.argsort(&operands[0], *descending, ty),
             Op::Cond { branches, result } => self.structured_op(branches, *result, args, &operands, Self::cond),
             Op::Loop { body, result, .. } => self.structured_op(body, *result, args, &operands, Self::counted),
             Op::While { bodies, result } => self.structured_op(bodies, *result, args, &operands, Self::while_loop),

@@ -295,6 +295,12 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             let updates = Op::Gather { axis }.infer(&[&x, &idx]).expect("a gather of these types");
             (Op::Scatter { axis, kind: *kind }, vec![x, idx, updates])
         }
+        Op::Argsort { .. } => {
+            // Rows of up to 20 keys from a small range: ties are common.
+            let mut s = shape(rng, 0, 2);
+            s.push(1 + rng.below(20));
+            (Op::Argsort { descending: rng.chance(0.5) }, vec![TensorType::new(dtype_in(rng, Domain::Int), s)])
+        }
         Op::While { .. } => {
             let t = TensorType::new(dtype_in(rng, Domain::Float), shape(rng, 0, 3));
             (while_of(&t), vec![t.clone(), TensorType::scalar(DType::I32), t])

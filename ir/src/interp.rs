@@ -560,6 +560,26 @@ fn eval_with(
             });
             x.data.gather(&at)
         }
+        Op::Argsort { descending } => {
+            let keys = args[0];
+            let n = *keys.shape.last().expect("the type rule checks the rank");
+            let mut order = Vec::with_capacity(keys.data.len());
+            for row in 0..keys.data.len().checked_div(n).unwrap_or(0) {
+                let mut positions: Vec<usize> = (0..n).collect();
+                let key = |i: usize| keys.data.get_i64(row * n + i);
+                // A stable sort: equal keys keep their order, descending too.
+                if *descending {
+                    positions.sort_by_key(|&i| std::cmp::Reverse(key(i)));
+                } else {
+                    positions.sort_by_key(|&i| key(i));
+                }
+                order.extend(positions.into_iter().map(|i| i as i64));
+            }
+            match ty.dtype {
+                DType::I32 => Data::I32(order.into_iter().map(|i| i as i32).collect()),
+                _ => Data::I64(order),
+            }
+        }
         Op::Scatter { axis, kind } => {
             let (x, idx, updates) = (args[0], args[1], args[2]);
             let (rank, n) = (idx.shape.len(), x.shape[*axis]);

@@ -23,6 +23,8 @@ pub enum OpClass {
     Shape,
     /// Runs functions of its own ([`Bodies`]).
     Control,
+    /// Orders elements by their values ([`Op::Argsort`]): O(n log n) comparisons per row.
+    Sort,
 }
 
 /// Which dtypes an elementwise op accepts.
@@ -809,6 +811,13 @@ pub enum Op {
         axis: usize,
         kind: ScatterKind,
     },
+    /// `argsort(keys)`: the positions that sort each row (the last axis) of the integer
+    /// `keys` ascending, or descending; equal keys keep their order (a stable sort). Positions
+    /// are i32, or i64 for rows longer than i32 counts. The frontend maps floats and bools to
+    /// integer keys of lax.sort's order first (frontend/src/sort.rs).
+    Argsort {
+        descending: bool,
+    },
     /// `cond(p, xs...)`: result `result` of the branch the scalar bool `p` picks, applied to
     /// `xs` (lax.cond). Only that branch runs. A conditional with several results is several
     /// instructions, one per result, with equal branches and operands: they run as one.
@@ -876,6 +885,7 @@ impl Op {
             Op::DynamicUpdateSlice => "dynamic_update_slice",
             Op::Gather { .. } => "gather",
             Op::Scatter { kind, .. } => kind.name(),
+            Op::Argsort { .. } => "argsort",
             Op::Cond { .. } => "cond",
             Op::Loop { .. } => "loop",
             Op::While { .. } => "while",
@@ -899,6 +909,7 @@ impl Op {
             | Op::Gather { .. }
             | Op::Scatter { .. } => OpClass::Shape,
             Op::Cond { .. } | Op::Loop { .. } | Op::While { .. } | Op::Scan { .. } => OpClass::Control,
+            Op::Argsort { .. } => OpClass::Sort,
         }
     }
 
@@ -934,7 +945,7 @@ impl Op {
     pub fn arity(&self) -> Option<usize> {
         match self {
             Op::Const(_) | Op::Iota { .. } => Some(0),
-            Op::Unary(_) | Op::Convert { .. } | Op::Bitcast { .. } | Op::Reduce { .. } => Some(1),
+            Op::Unary(_) | Op::Convert { .. } | Op::Bitcast { .. } | Op::Reduce { .. } | Op::Argsort { .. } => Some(1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
             Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
             Op::Select | Op::Scatter { .. } => Some(3),
@@ -1017,6 +1028,7 @@ impl Op {
         ops.push(Op::DynamicUpdateSlice);
         ops.push(Op::Gather { axis: 1 });
         ops.extend(ScatterKind::ALL.iter().map(|&kind| Op::Scatter { axis: 0, kind }));
+        ops.push(Op::Argsort { descending: false });
         ops.push(crate::gen::cond_of(&TensorType::new(DType::F32, vec![2, 3])));
         ops.push(crate::gen::loop_of(&TensorType::new(DType::F32, vec![2, 3]), DType::I32, false));
         ops.push(crate::gen::while_of(&TensorType::new(DType::F32, vec![2, 3])));
@@ -1257,6 +1269,14 @@ impl Op {
                     ));
                 }
                 x.clone()
+            }
+            Op::Argsort { .. } => {
+                let keys = args[0];
+                check_domain("argsort", Domain::Int, keys.dtype)?;
+                let Some(&n) = keys.shape.last() else {
+                    return Err("argsort sorts along the last axis, and a scalar has none".into());
+                };
+                keys.with_dtype(if n > i32::MAX as usize { DType::I64 } else { DType::I32 })
             }
             Op::Cond { branches, result } => {
                 if *args[0] != TensorType::scalar(DType::Bool) {

@@ -73,6 +73,7 @@ fn attributes(op: &Op) -> String {
         ),
         Op::DynamicSlice { .. } | Op::DynamicUpdateSlice => String::new(),
         Op::Gather { axis } | Op::Scatter { axis, .. } => format!("[axis={axis}]"),
+        Op::Argsort { descending } => format!("[descending={}]", u8::from(*descending)),
     }
 }
 
@@ -490,6 +491,13 @@ impl<'a> Parser<'a> {
             "dynamic_slice" => Op::DynamicSlice { sizes: ty.shape.clone() },
             "dynamic_update_slice" => Op::DynamicUpdateSlice,
             "gather" => Op::Gather { axis: single("axis")? },
+            "argsort" => Op::Argsort {
+                descending: match single("descending")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(self.error("`descending` must be 0 or 1")),
+                },
+            },
             _ => return Err(self.error(format!("unknown op `{name}`"))),
         })
     }

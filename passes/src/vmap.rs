@@ -171,6 +171,8 @@ impl Batcher {
                 self.push(op.clone(), operands)
             }
             Op::Reduce { kind, axes } => self.push(Op::Reduce { kind: *kind, axes: shift(axes) }, vec![args[0].value]),
+            // Rows along the last axis: the batch axis in front is one more row index.
+            Op::Argsort { .. } => self.push(op.clone(), vec![args[0].value]),
             // [B, m, k] @ [k, n] as one product of B·m rows; otherwise batched products over
             // the leading axes.
             Op::Dot if args[0].batched && !args[1].batched && self.ty(args[1].value).rank() == 2 => {

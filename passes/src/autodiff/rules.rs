@@ -327,7 +327,7 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
     };
     Some(match op {
         // A bitcast's bits move in jumps: no derivative, as lax.bitcast_convert_type's.
-        Op::Const(_) | Op::Iota { .. } | Op::Bitcast { .. } => return None,
+        Op::Const(_) | Op::Iota { .. } | Op::Bitcast { .. } | Op::Argsort { .. } => return None,
         // y' = t dy/dx
         Op::Unary(u) => {
             let d = unary_derivative(b, *u, args[0], y);
@@ -521,7 +521,7 @@ pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: 
             let gb = wants[2].then(|| b.push(Op::Select, vec![args[0], zero, g]));
             vec![None, ga, gb]
         }
-        Op::Bitcast { .. } => vec![None],
+        Op::Bitcast { .. } | Op::Argsort { .. } => vec![None],
         Op::Convert { .. } => {
             let from = b.ty(args[0]).dtype;
             vec![wants[0].then(|| b.push(Op::Convert { to: from }, vec![g]))]
