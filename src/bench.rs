@@ -184,7 +184,7 @@ fn jax_time(python: &str, definition: &str, shapes: &[Vec<usize>], runs: usize, 
     let script = format!(
         "import os, time\nos.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:{threads}])\n\
          import numpy as np, jax, jax.numpy as jnp\n{definition}\n\
-         args = [jnp.asarray(((np.arange(int(np.prod(s))) % 17 - 8) / 16).astype(np.float32).reshape(s)) for s in [{}]]\n\
+         args = [jnp.asarray({JAX_INPUT}) for s in [{}]]\n\
          g = jax.jit(f)\njax.block_until_ready(g(*args))\nt = []\nfor _ in range({runs}):\n    \
          s = time.perf_counter(); jax.block_until_ready(g(*args)); t.append(time.perf_counter() - s)\n\
          t.sort()\nprint(t[len(t) // 2])\n",
@@ -223,6 +223,23 @@ struct Measured {
     shapes: Vec<Vec<usize>>,
 }
 
+/// Element `k` of every float input, kiln's and JAX's: in [-0.5, 0.5), exact in f32, and
+/// scattered by a 64-bit mixing function (two rounds of multiply and xor-shift, as splitmix64
+/// finishes), so that a sort sees distinct keys in no order rather than a short repeating
+/// pattern or runs. [`JAX_INPUT`] computes the same values.
+fn input_value(k: usize) -> f32 {
+    let mut x = (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 32;
+    x = x.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    x ^= x >> 32;
+    (x >> 40) as f32 / (1u32 << 24) as f32 - 0.5
+}
+
+/// [`input_value`] in numpy (whose uint64 arithmetic wraps), for an input of shape `s`.
+const JAX_INPUT: &str = "(lambda x: (lambda x: ((x ^ (x >> 32)) >> 40).astype(np.float32) / 2**24 - 0.5)(\
+(x ^ (x >> 32)) * np.uint64(0xD6E8FEB86659FD93)))(np.arange(int(np.prod(s)), dtype=np.uint64) * \
+np.uint64(0x9E3779B97F4A7C15)).reshape(s)";
+
 /// Compiles `text` (which exports `f`) as shared library number `i` under `dir`, and times
 /// calls of `f` on fixed inputs with a caller-provided workspace.
 fn measure(
@@ -251,13 +268,11 @@ fn measure(
         .params
         .iter()
         .map(|p| match p.dtype {
-            kiln_runtime::DType::F32 => {
-                (0..p.bytes / 4).flat_map(|k| (((k % 17) as f32 - 8.0) / 16.0).to_ne_bytes()).collect()
+            kiln_runtime::DType::F32 => (0..p.bytes / 4).flat_map(|k| input_value(k).to_ne_bytes()).collect(),
+            // The same values rounded to bf16, as JAX's astype rounds them.
+            kiln_runtime::DType::BF16 => {
+                (0..p.bytes / 2).flat_map(|k| half::bf16::from_f32(input_value(k)).to_bits().to_ne_bytes()).collect()
             }
-            // The same values, exact in bf16.
-            kiln_runtime::DType::BF16 => (0..p.bytes / 2)
-                .flat_map(|k| (((((k % 17) as f32 - 8.0) / 16.0).to_bits() >> 16) as u16).to_ne_bytes())
-                .collect(),
             _ => vec![0u8; p.bytes],
         })
         .collect();

@@ -25,6 +25,54 @@ fn every_op_agrees_with_the_interpreter() {
     }
 }
 
+/// Argsort of rows long enough for the CPU's radix sort (every key width: u8, i32, u32, i64),
+/// and of rows its merge sort takes in many passes, ascending and descending, gives the
+/// interpreter's positions exactly: on keys from a small range (ties everywhere, so the sort
+/// must be stable) and on keys drawn from every bit pattern (signs and high bytes).
+#[test]
+fn long_rows_sort_like_the_interpreter() {
+    use kiln_ir::interp::{Data, Tensor};
+    use kiln_ir::{DType, Func, Span, TensorType};
+    let mut rng = Rng::new(common::seed());
+    let rows = [
+        (DType::I32, 1000),
+        (DType::I32, 777),
+        (DType::U32, 1500),
+        (DType::U8, 600),
+        (DType::I64, 3000),
+        (DType::I64, 300),
+        (DType::I32, 200),
+    ];
+    let mut funcs = vec![];
+    for (k, &(dtype, n)) in rows.iter().enumerate() {
+        for descending in [false, true] {
+            let mut f = Func::new(format!("sort{k}_{}", u8::from(descending)), Span::default());
+            let keys = f.add_param("keys", TensorType::new(dtype, vec![3, n]), Span::default());
+            let r = f.push(Op::Argsort { descending }, vec![keys], Span::default()).unwrap();
+            f.results.push(r);
+            f.result_names.push("order".into());
+            funcs.push(f);
+        }
+    }
+    let module = Module { name: "sorts".into(), funcs };
+    let loaded = common::compile_and_load(&module, 2);
+    for f in &module.funcs {
+        let ty = &f.params[0].ty;
+        let n = ty.num_elements();
+        let bits = |rng: &mut Rng| rng.next_u64() as i64;
+        let any = match ty.dtype {
+            DType::U8 => Data::U8((0..n).map(|_| bits(&mut rng) as u8).collect()),
+            DType::I32 => Data::I32((0..n).map(|_| bits(&mut rng) as i32).collect()),
+            DType::U32 => Data::U32((0..n).map(|_| bits(&mut rng) as u32).collect()),
+            _ => Data::I64((0..n).map(|_| bits(&mut rng)).collect()),
+        };
+        for keys in [gen::tensor(&mut rng, ty, false), Tensor::new(ty.shape.clone(), any)] {
+            let args = [keys];
+            assert_eq!(loaded.call(&f.name, &args), kiln_ir::interp::run(f, &args), "`{}` on {:?}", f.name, args[0]);
+        }
+    }
+}
+
 /// Random programs, 40 per run; `KILN_RANDOM_PROGRAMS` asks for another count
 /// (scripts/differential.sh runs 10,000 in batches this way).
 #[test]
