@@ -78,6 +78,14 @@ export value_and_grad(loss, wrt=[x, w]) as f;"
 }"
             , true),
         Case {
+            jax: Some("def f(a, b, v):\n    return a @ (b @ v)\n".into()),
+            ..Case::new(
+                "A @ (B @ v), 2048 (two matrix-vector products)",
+                "fn f(a: f32[2048, 2048], b: f32[2048, 2048], v: f32[2048]) -> f32[2048] { a @ (b @ v) }",
+                false,
+            )
+        },
+        Case {
             jax: Some("def f(x):\n    return jnp.argsort(x, axis=1)\n".into()),
             ..Case::new("argsort 64x50000 (rows, stable)", "fn f(x: f32[64, 50000]) -> i32[64, 50000] { argsort(x, axis=1) }", false)
         },

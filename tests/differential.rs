@@ -73,6 +73,34 @@ fn long_rows_sort_like_the_interpreter() {
     }
 }
 
+/// Products of a matrix and a vector, which CPUs compute as row or column sums of
+/// elementwise products (codegen/src/lower.rs), agree with the interpreter: a column, a row,
+/// a dot product of two vectors, in f32, f64 and i32.
+#[test]
+fn matrix_vector_products_agree_with_the_interpreter() {
+    use kiln_ir::{DType, Func, Span, TensorType};
+    let mut rng = Rng::new(common::seed());
+    let shapes = [([37, 300], [300, 1]), ([1, 300], [300, 41]), ([1, 5], [5, 1]), ([64, 2048], [2048, 1])];
+    let mut funcs = vec![];
+    for (i, (a, b)) in shapes.iter().enumerate() {
+        for dtype in [DType::F32, DType::F64, DType::I32] {
+            let mut f = Func::new(format!("dot{i}_{}", dtype.name()), Span::default());
+            let x = f.add_param("a", TensorType::new(dtype, a.to_vec()), Span::default());
+            let y = f.add_param("b", TensorType::new(dtype, b.to_vec()), Span::default());
+            let r = f.push(Op::Dot, vec![x, y], Span::default()).unwrap();
+            f.results.push(r);
+            f.result_names.push("out0".into());
+            funcs.push(f);
+        }
+    }
+    let module = Module { name: "products".into(), funcs };
+    let loaded = common::compile_and_load(&module, 2);
+    for f in &module.funcs {
+        let args = gen::arguments(&mut rng, f, false);
+        common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Reduction).unwrap();
+    }
+}
+
 /// Random programs, 40 per run; `KILN_RANDOM_PROGRAMS` asks for another count
 /// (scripts/differential.sh runs 10,000 in batches this way).
 #[test]
