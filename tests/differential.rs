@@ -73,9 +73,9 @@ fn long_rows_sort_like_the_interpreter() {
     }
 }
 
-/// Products of a matrix and a vector, which CPUs compute as row or column sums of
-/// elementwise products (codegen/src/lower.rs), agree with the interpreter: a column, a row,
-/// a dot product of two vectors, in f32, f64 and i32.
+/// Products of a matrix and a vector, which CPUs compute as row or column reductions rather
+/// than contractions (codegen/src/mlir.rs `vector_product`), agree with the interpreter: a
+/// column, a row, a dot product of two vectors, in f32, f64 and i32.
 #[test]
 fn matrix_vector_products_agree_with_the_interpreter() {
     use kiln_ir::{DType, Func, Span, TensorType};

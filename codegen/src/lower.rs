@@ -59,9 +59,6 @@ pub fn expand(f: &Func, cpu: bool) -> Result<Cow<'_, Func>, String> {
         let args: Vec<Value> = inst.args.iter().map(|a| map[a.index()]).collect();
         let v = match (&inst.op, inst.op.group(), inst.op.structure()) {
             (Op::Conv(window), ..) => conv(&mut out, window, args[0], args[1], cpu, inst.span)?,
-            (Op::Dot, ..) if cpu && vector_product(&inst.args.iter().map(|&a| f.ty(a)).collect::<Vec<_>>()) => {
-                multiply_and_sum(&mut out, args[0], args[1], inst.span)?
-            }
             (Op::Argsort { descending }, ..) if !cpu => {
                 compose::argsort_network(&mut out, args[0], *descending, inst.span)?
             }
@@ -93,13 +90,11 @@ pub fn expand(f: &Func, cpu: bool) -> Result<Cow<'_, Func>, String> {
     Ok(Cow::Owned(out))
 }
 
-/// Whether `f` or a body in it has a convolution, a scan, (not on `cpu`) an argsort, or (on
-/// `cpu`) a product of a matrix and a vector.
+/// Whether `f` or a body in it has a convolution, a scan, or (not on `cpu`) an argsort.
 fn expands(f: &Func, cpu: bool) -> bool {
     f.insts.iter().any(|i| match &i.op {
         Op::Conv(_) | Op::Scan { .. } => true,
         Op::Argsort { .. } => !cpu,
-        Op::Dot => cpu && vector_product(&i.args.iter().map(|&a| f.ty(a)).collect::<Vec<_>>()),
         op => op.bodies().is_some_and(|b| b.funcs().iter().any(|f| expands(f, cpu))),
     })
 }
@@ -269,32 +264,6 @@ fn gathered_product(
     let joined = concat(f, windows, axis, span)?;
     let matrix = reshape(f, joined, vec![rows, depth], span)?;
     f.push(Op::Dot, vec![matrix, kernel], span)
-}
-
-/// Whether a product of operands of these types is one of a matrix and a vector: [m, k] x
-/// [k, 1] or [1, k] x [k, n], unbatched (a vector operand of `@` is a matrix of one column or
-/// one row by now).
-fn vector_product(operands: &[&TensorType]) -> bool {
-    let [a, b] = operands else { return false };
-    a.rank() == 2 && b.rank() == 2 && (b.shape[1] == 1 || a.shape[0] == 1)
-}
-
-/// A product of a matrix and a vector (see [`vector_product`]) as a sum of elementwise
-/// products over k: y[i] = Σ_k a[i, k] v[k], a reduction along the matrix's rows, or y[j] =
-/// Σ_k v[k] b[k, j], along its columns. The schedules of row and column reductions read the
-/// matrix once at the memory's speed; as a contraction with one column, its register tile
-/// held one element per row and ran scalar code (A @ v of 2048 took 0.79 ms, v @ A 1.8 ms,
-/// against 0.46 and 0.48 ms summed).
-fn multiply_and_sum(f: &mut Func, a: Value, b: Value, span: Span) -> Result<Value, String> {
-    let (ta, tb) = (f.ty(a).clone(), f.ty(b).clone());
-    let (m, k, n) = (ta.shape[0], ta.shape[1], tb.shape[1]);
-    let (matrix, vector, along) = if n == 1 { (a, b, 1) } else { (b, a, 0) };
-    let vector = reshape(f, vector, vec![k], span)?;
-    let shape = f.ty(matrix).shape.clone();
-    let spread = f.push(Op::Broadcast { shape, dims: vec![along] }, vec![vector], span)?;
-    let products = f.push(Op::Binary(BinaryOp::Mul), vec![matrix, spread], span)?;
-    let sums = f.push(Op::Reduce { kind: kiln_ir::ReduceKind::Sum, axes: vec![along] }, vec![products], span)?;
-    reshape(f, sums, vec![m, n], span)
 }
 
 /// `x` reshaped, or `x` itself when it has the shape already.
