@@ -328,3 +328,28 @@ export value_and_grad(loss, wrt=[x, ws, bs]) as step;
     );
     agrees_on_threads(&module, &mut Rng::new(common::seed()), text);
 }
+
+/// Sorts run their rows on threads: the radix sort's counting, prefix and scatter loops and
+/// the merge sort's passes each become a stage (every loop left marked `kiln.parallel` would
+/// have stayed serial), and the positions agree with the interpreter, bit for bit on 1 and 3
+/// threads.
+#[test]
+fn sorts_run_their_rows_on_threads() {
+    let text = "fn radix(x: f32[48, 3000]) -> i32[48, 3000] { argsort(x, axis=1) }
+fn merged(k: i32[4096, 40]) -> i32[4096, 40] { argsort(k, axis=1, descending=true) }
+export radix;
+export merged;
+";
+    let source = kiln::Source { name: "sorts.kn".into(), text: text.into() };
+    let module = kiln::check(&source, "sorts").unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let options = kiln::Options { dump_after: vec!["outline-parallel".into()], ..kiln::Options::default() };
+    let out = kiln::build(&source, &options).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let outlined = &out.dumps.iter().find(|(n, _)| n == "after-outline-parallel.mlir").expect("a dump").1;
+    assert!(!outlined.contains("kiln.parallel"), "a sort's loop left serial\n{outlined}");
+    // Counting, prefix sums and four scatters; six merge passes.
+    for (function, loops) in [("radix", 6), ("merged", 6)] {
+        let stages = outlined.matches(&format!("func.func private @sorts_{function}_impl_par")).count();
+        assert!(stages >= loops, "{stages} stages in `{function}`\n{outlined}");
+    }
+    agrees_on_threads(&module, &mut Rng::new(common::seed()), text);
+}

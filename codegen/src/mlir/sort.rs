@@ -54,6 +54,25 @@ fn scf_for(result: &str, [iv, lo, hi, step]: [&str; 4], carried: &[Carried], bod
     )
 }
 
+/// The loop over the rows of a sort, of `rows` rows doing `per_row` steps each: rows are
+/// independent (each writes its own row of every array it carries), so the loop is marked
+/// for threads when the work is worth it (`kiln.parallel`, see [`crate::parallel`]).
+fn row_loop_text(
+    result: &str,
+    bounds: [&str; 4],
+    carried: &[Carried],
+    body: &str,
+    yielded: &[String],
+    [rows, per_row]: [usize; 2],
+) -> String {
+    let text = scf_for(result, bounds, carried, body, yielded);
+    let text = text.trim_end();
+    match crate::schedule::parallel_grain(rows * per_row, per_row) {
+        Some(grain) => format!("{text} {{kiln.parallel = {grain} : i64}}"),
+        None => text.to_string(),
+    }
+}
+
 /// The results `{result}#0..k` of a loop.
 fn results(result: &str, k: usize) -> Vec<String> {
     (0..k).map(|r| format!("{result}#{r}")).collect()
@@ -182,9 +201,15 @@ impl FuncEmitter<'_> {
             &pair,
             &results(&step_loop, k),
         );
-        let rows_text =
-            scf_for(&row_loop, [&row, &c0, &crows, &c1], &carried(&row_acc, &inits), &pairs, &results(&pair_loop, k));
-        self.line(rows_text.trim_end().to_string());
+        let bounds = [row.as_str(), &c0, &crows, &c1];
+        self.line(row_loop_text(
+            &row_loop,
+            bounds,
+            &carried(&row_acc, &inits),
+            &pairs,
+            &results(&pair_loop, k),
+            [rows, n],
+        ));
         let out = results(&row_loop, k);
         if write_keys {
             (out[0].clone(), out[1].clone())
@@ -243,14 +268,15 @@ impl FuncEmitter<'_> {
         }
         let sweep =
             scf_for(&at_loop, [&at, &c0, &cn, &c1], &[carry(&at_acc, &row_acc, &counters_t)], &b.lines, &[counts]);
-        let counted = scf_for(
+        let counted = row_loop_text(
             &count_loop,
             [&row, &c0, &crows, &c1],
             &[carry(&row_acc, &zeros, &counters_t)],
             &sweep,
             &results(&at_loop, 1),
+            [rows, n * digits],
         );
-        self.line(counted.trim_end().to_string());
+        self.line(counted);
         // Each byte's counts as the first slot of each value: an exclusive prefix sum that
         // starts again at every 256th counter.
         let [row, at, row_acc, at_acc, sum, row_loop, at_loop] = [(); 7].map(|_| self.fresh());
@@ -272,14 +298,15 @@ impl FuncEmitter<'_> {
             &b.lines,
             &[written, next],
         );
-        let summed = scf_for(
+        let summed = row_loop_text(
             &row_loop,
             [&row, &c0, &crows, &c1],
             &[carry(&row_acc, &format!("{count_loop}#0"), &counters_t)],
             &sweep,
             &[format!("{at_loop}#0")],
+            [rows, 256 * digits],
         );
-        self.line(summed.trim_end().to_string());
+        self.line(summed);
         // One stable scatter per byte, the least significant first.
         let mut slots = format!("{row_loop}#0");
         let mut current = (bits_of, None::<String>);
@@ -324,9 +351,15 @@ impl FuncEmitter<'_> {
             let row_carried: Vec<Carried> =
                 row_accs.iter().zip(&written).map(|(r, (t, init))| carry(r, init, t)).collect();
             let sweep = scf_for(&at_loop, [&at, &c0, &cn, &c1], &at_carried, &b.lines, &yielded);
-            let text =
-                scf_for(&row_loop, [&row, &c0, &crows, &c1], &row_carried, &sweep, &results(&at_loop, written.len()));
-            self.line(text.trim_end().to_string());
+            let bounds = [row.as_str(), &c0, &crows, &c1];
+            self.line(row_loop_text(
+                &row_loop,
+                bounds,
+                &row_carried,
+                &sweep,
+                &results(&at_loop, written.len()),
+                [rows, n],
+            ));
             let out = results(&row_loop, written.len());
             slots = out.last().expect("the counters are carried").clone();
             current = if last {
