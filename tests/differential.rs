@@ -32,7 +32,7 @@ fn every_op_agrees_with_the_interpreter() {
 #[test]
 fn long_rows_sort_like_the_interpreter() {
     use kiln_ir::interp::{Data, Tensor};
-    use kiln_ir::{DType, Func, Span, TensorType};
+    use kiln_ir::{DType, TensorType};
     let mut rng = Rng::new(common::seed());
     let rows = [
         (DType::I32, 1000),
@@ -46,12 +46,10 @@ fn long_rows_sort_like_the_interpreter() {
     let mut funcs = vec![];
     for (k, &(dtype, n)) in rows.iter().enumerate() {
         for descending in [false, true] {
-            let mut f = Func::new(format!("sort{k}_{}", u8::from(descending)), Span::default());
-            let keys = f.add_param("keys", TensorType::new(dtype, vec![3, n]), Span::default());
-            let r = f.push(Op::Argsort { descending }, vec![keys], Span::default()).unwrap();
-            f.results.push(r);
-            f.result_names.push("order".into());
-            funcs.push(f);
+            let name = format!("sort{k}_{}", u8::from(descending));
+            funcs.push(
+                gen::op_func(&name, Op::Argsort { descending }, vec![TensorType::new(dtype, vec![3, n])]).unwrap(),
+            );
         }
     }
     let module = Module { name: "sorts".into(), funcs };
@@ -78,19 +76,14 @@ fn long_rows_sort_like_the_interpreter() {
 /// column, a row, a dot product of two vectors, in f32, f64 and i32.
 #[test]
 fn matrix_vector_products_agree_with_the_interpreter() {
-    use kiln_ir::{DType, Func, Span, TensorType};
+    use kiln_ir::{DType, TensorType};
     let mut rng = Rng::new(common::seed());
     let shapes = [([37, 300], [300, 1]), ([1, 300], [300, 41]), ([1, 5], [5, 1]), ([64, 2048], [2048, 1])];
     let mut funcs = vec![];
     for (i, (a, b)) in shapes.iter().enumerate() {
         for dtype in [DType::F32, DType::F64, DType::I32] {
-            let mut f = Func::new(format!("dot{i}_{}", dtype.name()), Span::default());
-            let x = f.add_param("a", TensorType::new(dtype, a.to_vec()), Span::default());
-            let y = f.add_param("b", TensorType::new(dtype, b.to_vec()), Span::default());
-            let r = f.push(Op::Dot, vec![x, y], Span::default()).unwrap();
-            f.results.push(r);
-            f.result_names.push("out0".into());
-            funcs.push(f);
+            let operands = vec![TensorType::new(dtype, a.to_vec()), TensorType::new(dtype, b.to_vec())];
+            funcs.push(gen::op_func(&format!("dot{i}_{}", dtype.name()), Op::Dot, operands).unwrap());
         }
     }
     let module = Module { name: "products".into(), funcs };

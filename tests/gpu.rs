@@ -415,7 +415,7 @@ fn every_op_runs_on_the_ptx_emulator_like_the_interpreter() {
 #[test]
 fn elementwise_ops_on_special_values_run_on_the_ptx_emulator_like_the_interpreter() {
     use kiln_ir::interp::{Data, Tensor};
-    use kiln_ir::{BinaryOp, DType, Func, Op, UnaryOp};
+    use kiln_ir::{BinaryOp, DType, Op, UnaryOp};
     const SPECIAL: [f64; 13] = [
         0.0,
         -0.0,
@@ -440,12 +440,8 @@ fn elementwise_ops_on_special_values_run_on_the_ptx_emulator_like_the_interprete
         let unary = UnaryOp::ALL.iter().filter(|u| u.domain().accepts(dtype)).map(|&u| (Op::Unary(u), u.name(), 1));
         let binary = BinaryOp::ALL.iter().filter(|b| b.domain().accepts(dtype)).map(|&b| (Op::Binary(b), b.name(), 2));
         for (op, name, arity) in unary.chain(binary) {
-            let mut f = Func::new(format!("{name}_{}", dtype.name()), Default::default());
-            let args = (0..arity).map(|k| f.add_param(format!("p{k}"), ty.clone(), Default::default())).collect();
-            let r = f.push(op, args, Default::default()).unwrap();
-            f.results.push(r);
-            f.result_names.push("out0".into());
-            funcs.push(f);
+            funcs
+                .push(kiln_ir::gen::op_func(&format!("{name}_{}", dtype.name()), op, vec![ty.clone(); arity]).unwrap());
         }
     }
     let module = kiln_ir::Module { name: "specials".into(), funcs };

@@ -415,13 +415,19 @@ pub fn cond_of(t: &TensorType) -> Op {
 /// A function applying one random instance of `template` to its parameters.
 pub fn single_op_func(rng: &mut Rng, template: &Op, name: &str) -> Func {
     let (op, types) = instance(rng, template);
+    op_func(name, op, types).expect("generated instances are well typed")
+}
+
+/// A function `name` applying `op` to parameters `p0, p1, ...` of `types`, with one result
+/// `out0`; an error when the op does not accept those types.
+pub fn op_func(name: &str, op: Op, types: Vec<TensorType>) -> Result<Func, String> {
     let mut f = Func::new(name, Span::default());
     let args: Vec<Value> =
         types.into_iter().enumerate().map(|(i, t)| f.add_param(format!("p{i}"), t, Span::default())).collect();
-    let r = f.push(op, args, Span::default()).expect("generated instances are well typed");
+    let r = f.push(op, args, Span::default())?;
     f.results.push(r);
     f.result_names.push("out0".into());
-    f
+    Ok(f)
 }
 
 /// A random program of about `size` instructions: each step applies a random elementwise,
