@@ -169,6 +169,14 @@ impl Body {
         let (lo, hi) = (self.f(fmt, lo), self.f(fmt, hi));
         let clamped = self.fop(fmt, "maximumf", x, &lo);
         let clamped = self.fop(fmt, "minimumf", &clamped, &hi);
+        let y = self.exp_of_finite(fmt, &clamped, true);
+        self.keep_nan(fmt, x, &y)
+    }
+
+    /// exp(x) for a finite x within [`Self::exp`]'s clamps, as that function computes it. With
+    /// `extremes`, 2^n is applied in two halves, for results that are subnormal or near
+    /// overflow; without, x must keep the result normal (2^n a normal number).
+    fn exp_of_finite(&mut self, fmt: Fmt, clamped: &str, extremes: bool) -> String {
         let (log2e, half) = (self.f(fmt, std::f64::consts::LOG2_E), self.f(fmt, 0.5));
         let t = self.mul_add(fmt, &clamped, &log2e, &half);
         let n = self.fun(fmt, "floor", &t);
@@ -194,13 +202,16 @@ impl Body {
             self.horner(fmt, &r, &terms)
         };
         let ni = self.op(format!("arith.fptosi {n} : {} to {}", fmt.ty, fmt.int));
+        if !extremes {
+            let scale = self.pow2(fmt, &ni);
+            return self.fop(fmt, "mulf", &y, &scale);
+        }
         let one_i = self.i(fmt, 1);
         let n1 = self.iop(fmt, "shrsi", &ni, &one_i);
         let n2 = self.iop(fmt, "subi", &ni, &n1);
         let (s1, s2) = (self.pow2(fmt, &n1), self.pow2(fmt, &n2));
         let y = self.fop(fmt, "mulf", &y, &s1);
-        let y = self.fop(fmt, "mulf", &y, &s2);
-        self.keep_nan(fmt, x, &y)
+        self.fop(fmt, "mulf", &y, &s2)
     }
 
     /// log(x) = e ln 2 + log(1 + t), x = 2^e (1 + t) with 1 + t in [sqrt(1/2), sqrt(2));
@@ -291,31 +302,38 @@ impl Body {
         self.keep_nan(fmt, x, &r)
     }
 
-    /// tanh(x). f32: for |x| < 0.625, x + x^3 P(x^2) (Cephes); beyond, 1 - 2 / (exp(2|x|) + 1).
-    /// f64: e / (e + 2) with e = expm1(2|x|) (its Taylor series to u^13 below ln 2 / 2, exp - 1
-    /// above). Both carry the sign of x and saturate to +-1; NaN propagates.
+    /// tanh(x). f32: for |x| < 0.625, |x| + |x|^3 P(x^2) (Cephes); beyond, 1 - 2 / (exp(2|x|) +
+    /// 1) with |x| capped at 9.5, where tanh has rounded to 1 (tanh(9.02) does), so that the
+    /// exponential needs no clamps or subnormal scaling; x's sign applied once. f64: e / (e +
+    /// 2) with e = expm1(2|x|) (its Taylor series to u^13 below ln 2 / 2, exp - 1 above),
+    /// signed, and ±1 beyond 20. NaN propagates.
     pub(super) fn tanh(&mut self, fmt: Fmt, x: &str) -> String {
         let a = self.fun(fmt, "absf", x);
-        let twice = self.fop(fmt, "addf", &a, &a);
         let one = self.f(fmt, 1.0);
         let two = self.f(fmt, 2.0);
-        let (threshold, small, large) = if fmt == F32 {
-            let z = self.fop(fmt, "mulf", x, x);
+        let r = if fmt == F32 {
+            let z = self.fop(fmt, "mulf", &a, &a);
             let p = self.horner(
                 fmt,
                 &z,
                 &[-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1],
             );
             let pz = self.fop(fmt, "mulf", &p, &z);
-            let small = self.mul_add(fmt, &pz, x, x);
-            // x^3 P(x^2) + x is +0 at x = -0: tanh(-0) = -0.
-            let small = self.op(format!("math.copysign {small}, {x} : {}", fmt.ty));
-            let e = self.exp(fmt, &twice);
+            let small = self.mul_add(fmt, &pz, &a, &a);
+            let cap = self.f(fmt, 9.5);
+            let capped = self.fop(fmt, "minimumf", &a, &cap);
+            let twice = self.fop(fmt, "addf", &capped, &capped);
+            let e = self.exp_of_finite(fmt, &twice, false);
             let e1 = self.fop(fmt, "addf", &e, &one);
             let q = self.fop(fmt, "divf", &two, &e1);
             let large = self.fop(fmt, "subf", &one, &q);
-            (0.625, small, self.op(format!("math.copysign {large}, {x} : {}", fmt.ty)))
+            let threshold = self.f(fmt, 0.625);
+            let is_small = self.fop(fmt, "cmpf olt,", &a, &threshold);
+            let magnitude = self.select(fmt, &is_small, &small, &large);
+            // |x| + |x|^3 P(x^2) is +0 at x = -0: the sign makes tanh(-0) = -0.
+            self.op(format!("math.copysign {magnitude}, {x} : {}", fmt.ty))
         } else {
+            let twice = self.fop(fmt, "addf", &a, &a);
             let mut terms = inverse_factorials(2, 13);
             terms.push(1.0);
             let series = self.horner(fmt, &twice, &terms);
@@ -330,11 +348,10 @@ impl Body {
             let r = self.op(format!("math.copysign {r}, {x} : {}", fmt.ty));
             let signed_one = self.op(format!("math.copysign {one}, {x} : {}", fmt.ty));
             // Beyond 20, tanh rounds to 1 (and e / (e + 2) would be inf / inf).
-            (20.0, r, signed_one)
+            let threshold = self.f(fmt, 20.0);
+            let is_small = self.fop(fmt, "cmpf olt,", &a, &threshold);
+            self.select(fmt, &is_small, &r, &signed_one)
         };
-        let threshold = self.f(fmt, threshold);
-        let is_small = self.fop(fmt, "cmpf olt,", &a, &threshold);
-        let r = self.select(fmt, &is_small, &small, &large);
         self.keep_nan(fmt, x, &r)
     }
 
