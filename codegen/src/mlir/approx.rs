@@ -178,12 +178,12 @@ impl Body {
     /// overflow; without, x must keep the result normal (2^n a normal number).
     fn exp_of_finite(&mut self, fmt: Fmt, clamped: &str, extremes: bool) -> String {
         let (log2e, half) = (self.f(fmt, std::f64::consts::LOG2_E), self.f(fmt, 0.5));
-        let t = self.mul_add(fmt, &clamped, &log2e, &half);
+        let t = self.mul_add(fmt, clamped, &log2e, &half);
         let n = self.fun(fmt, "floor", &t);
         let (c1, c2) = fmt.ln2();
         let (c1, c2) = (self.f(fmt, c1), self.f(fmt, c2));
         let nc1 = self.fop(fmt, "mulf", &n, &c1);
-        let r = self.fop(fmt, "subf", &clamped, &nc1);
+        let r = self.fop(fmt, "subf", clamped, &nc1);
         let nc2 = self.fop(fmt, "mulf", &n, &c2);
         let r = self.fop(fmt, "subf", &r, &nc2);
         let y = if fmt == F32 {
