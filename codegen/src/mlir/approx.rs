@@ -302,11 +302,11 @@ impl Body {
         self.keep_nan(fmt, x, &r)
     }
 
-    /// tanh(x). f32: for |x| < 0.625, |x| + |x|^3 P(x^2) (Cephes); beyond, 1 - 2 / (exp(2|x|) +
-    /// 1) with |x| capped at 9.5, where tanh has rounded to 1 (tanh(9.02) does), so that the
-    /// exponential needs no clamps or subnormal scaling; x's sign applied once. f64: e / (e +
-    /// 2) with e = expm1(2|x|) (its Taylor series to u^13 below ln 2 / 2, exp - 1 above),
-    /// signed, and ±1 beyond 20. NaN propagates.
+    /// tanh(x). f32: for |x| < 0.625, |x| + |x|^3 P(x^2) (Cephes); beyond, 1 - 2 / (e + 1)
+    /// with e = exp(2 min(|x|, 9.5)): tanh has rounded to 1 by 9.5 (tanh(9.02) does), and the
+    /// cap keeps e normal, so the exponential needs no clamps or subnormal scaling; x's sign
+    /// is applied once. f64: e / (e + 2) with e = expm1(2|x|) (its Taylor series to u^13
+    /// below ln 2 / 2, exp - 1 above), signed, and ±1 beyond 20. NaN propagates.
     pub(super) fn tanh(&mut self, fmt: Fmt, x: &str) -> String {
         let a = self.fun(fmt, "absf", x);
         let one = self.f(fmt, 1.0);
