@@ -36,6 +36,19 @@ use melior::Context;
 use mlir_sys::MlirValue;
 use std::collections::BTreeMap;
 
+/// Loops doing less work than this (elements, or multiply-adds) run serially: a parallel
+/// dispatch costs about a microsecond.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// Work per chunk of a parallel loop, at least: 16K elements or multiply-adds.
+const PARALLEL_GRAIN_WORK: usize = 1 << 14;
+
+/// The grain (`kiln.parallel = GRAIN`, iterations per chunk) of a parallel loop doing `total`
+/// work, `per_iteration` per iteration, or None when the loop is not worth threads.
+pub(crate) fn grain(total: usize, per_iteration: usize) -> Option<usize> {
+    (total >= PARALLEL_MIN_WORK).then(|| PARALLEL_GRAIN_WORK.div_ceil(per_iteration.max(1)))
+}
+
 /// A stage outlined from a parallel loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stage {

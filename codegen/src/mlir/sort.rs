@@ -67,7 +67,7 @@ fn row_loop_text(
 ) -> String {
     let text = scf_for(result, bounds, carried, body, yielded);
     let text = text.trim_end();
-    match crate::schedule::parallel_grain(rows * per_row, per_row) {
+    match crate::parallel::grain(rows * per_row, per_row) {
         Some(grain) => format!("{text} {{kiln.parallel = {grain} : i64}}"),
         None => text.to_string(),
     }

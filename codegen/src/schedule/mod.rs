@@ -554,24 +554,11 @@ fn list(xs: impl IntoIterator<Item = usize>) -> String {
     xs.into_iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// Loops doing less work than this (elements, or multiply-adds) run serially: a parallel
-/// dispatch costs about a microsecond.
-const PARALLEL_MIN_WORK: usize = 1 << 16;
-
-/// Work per chunk of a parallel loop, at least: 16K elements or multiply-adds.
-const PARALLEL_GRAIN_WORK: usize = 1 << 14;
-
-/// The grain of a parallel loop doing `total` work, `per_iteration` per iteration: iterations
-/// per chunk, or None when the loop is not worth threads.
-pub(crate) fn parallel_grain(total: usize, per_iteration: usize) -> Option<usize> {
-    (total >= PARALLEL_MIN_WORK).then(|| PARALLEL_GRAIN_WORK.div_ceil(per_iteration.max(1)))
-}
-
 /// Marks a parallel loop `kiln.parallel = GRAIN` (iterations per chunk, see [`crate::parallel`])
 /// when its `total` work is worth threads; `per_iteration` is the work of one iteration. Peeling
 /// later copies the mark onto the remainder loop.
 fn annotate_parallel(s: &mut String, handle: &str, total: usize, per_iteration: usize) {
-    let Some(grain) = parallel_grain(total, per_iteration) else { return };
+    let Some(grain) = crate::parallel::grain(total, per_iteration) else { return };
     let name = &handle[1..].replace('#', "_");
     let _ = writeln!(
         s,
