@@ -54,7 +54,10 @@ fn loss(x: f32[256, 784], labels: i32[256], w1: f32[784, 512], b1: f32[512], w2:
             )
         },
         Case::new("matmul 256x4096x256", "fn f(a: f32[256, 4096], b: f32[4096, 256]) -> f32[256, 256] { a @ b }", true),
-        Case::new("tanh(x*a+b)*sigmoid(x) 16M", "fn f(x: f32[16777216], a: f32, b: f32) -> f32[16777216] { tanh(x * a + b) * sigmoid(x) }", false),
+        Case {
+            jax: Some("def f(x, a, b):\n    return jnp.tanh(x * a + b) * jax.nn.sigmoid(x)\n".into()),
+            ..Case::new("tanh(x*a+b)*sigmoid(x) 16M", "fn f(x: f32[16777216], a: f32, b: f32) -> f32[16777216] { tanh(x * a + b) * sigmoid(x) }", false)
+        },
         Case::new("softmax 4096x1024", "fn f(x: f32[4096, 1024]) -> f32[4096, 1024] { softmax(x) }", false),
         Case::new("layernorm 4096x1024", "fn f(x: f32[4096, 1024], g: f32[1024], b: f32[1024]) -> f32[4096, 1024] {
     let m = mean(x, axis=1, keepdims=true);
@@ -167,13 +170,51 @@ fn copy_bandwidth(runs: usize) -> f64 {
     2.0 * src.len() as f64 / t / 1e9
 }
 
+/// How the peers are held to the instruction set kiln targets, so that the comparison is
+/// like for like: for x86-64-v3 (kiln's default target), OpenBLAS's Haswell kernels and XLA
+/// at AVX2 at most; for other targets (`native` included), nothing.
+struct PeerIsa {
+    /// OPENBLAS_CORETYPE, if held.
+    openblas: Option<&'static str>,
+    /// Flags added to XLA_FLAGS.
+    xla: &'static str,
+}
+
+impl PeerIsa {
+    fn for_target(cpu: &str) -> PeerIsa {
+        match cpu {
+            "x86-64-v3" => PeerIsa { openblas: Some("Haswell"), xla: "--xla_cpu_max_isa=AVX2" },
+            _ => PeerIsa { openblas: None, xla: "" },
+        }
+    }
+
+    /// The header's account of it.
+    fn describe(&self) -> String {
+        match self.openblas {
+            Some(core) => {
+                format!("Peers held to the target's instructions: OPENBLAS_CORETYPE={core}, XLA_FLAGS {}.", self.xla)
+            }
+            None => "Peers use every instruction this CPU has.".into(),
+        }
+    }
+
+    /// `command` with the environment that holds the peers.
+    fn apply<'a>(&self, command: &'a mut std::process::Command) -> &'a mut std::process::Command {
+        if let Some(core) = self.openblas {
+            command.env("OPENBLAS_CORETYPE", core);
+        }
+        command
+    }
+}
+
 /// OpenBLAS sgemm 1024^3 through numpy, in GFLOP/s, if `python` has numpy.
-fn numpy_sgemm(python: &str, runs: usize, threads: usize) -> Option<f64> {
+fn numpy_sgemm(python: &str, runs: usize, threads: usize, peers: &PeerIsa) -> Option<f64> {
     let script = format!(
         "import numpy as np, time\na = np.random.rand(1024, 1024).astype(np.float32)\nb = np.random.rand(1024, 1024).astype(np.float32)\na @ b\nt = []\nfor _ in range({runs}):\n    s = time.perf_counter(); a @ b; t.append(time.perf_counter() - s)\nt.sort()\nprint(2 * 1024**3 / t[len(t) // 2] / 1e9)\n"
     );
     // As many threads as kiln's code gets.
-    let out = std::process::Command::new(python)
+    let out = peers
+        .apply(&mut std::process::Command::new(python))
         .env("OPENBLAS_NUM_THREADS", threads.to_string())
         .args(["-c", &script])
         .output()
@@ -184,7 +225,14 @@ fn numpy_sgemm(python: &str, runs: usize, threads: usize) -> Option<f64> {
 /// Seconds per call of the function `f` that `definition` defines, jitted by JAX under
 /// `python` on `threads` threads, on float32 inputs of `shapes` filled as [`measure`] fills
 /// kiln's; None when `python` has no JAX.
-fn jax_time(python: &str, definition: &str, shapes: &[Vec<usize>], runs: usize, threads: usize) -> Option<f64> {
+fn jax_time(
+    python: &str,
+    definition: &str,
+    shapes: &[Vec<usize>],
+    runs: usize,
+    threads: usize,
+    peers: &PeerIsa,
+) -> Option<f64> {
     let shapes: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
     // XLA's flags leave its CPU client threads of its own (jax 0.10 runs its products on
     // both cores of a 2-core host with them set): the process is confined to `threads` CPUs
@@ -199,8 +247,9 @@ fn jax_time(python: &str, definition: &str, shapes: &[Vec<usize>], runs: usize, 
         shapes.join(", ")
     );
     let single = if threads == 1 { "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" } else { "" };
-    let out = std::process::Command::new(python)
-        .env("XLA_FLAGS", single)
+    let out = peers
+        .apply(&mut std::process::Command::new(python))
+        .env("XLA_FLAGS", format!("{single} {}", peers.xla).trim())
         .env("JAX_PLATFORMS", "cpu")
         .args(["-c", &script])
         .output()
@@ -322,15 +371,17 @@ fn products(output: &crate::Output) -> Result<Vec<String>, Error> {
 pub fn run(options: &BenchOptions) -> Result<String, Error> {
     let target = kiln_codegen::Target::new(None, options.target_cpu.as_deref()).map_err(Error::Usage)?;
     let bandwidth = copy_bandwidth(options.runs);
-    let sgemm = numpy_sgemm(&options.python, options.runs, options.threads);
+    let peers = PeerIsa::for_target(&target.cpu);
+    let sgemm = numpy_sgemm(&options.python, options.runs, options.threads, &peers);
     kiln_runtime::pool::set_threads(options.threads);
     let mut out = format!(
-        "Target CPU {}; {} runs each, median; {} thread(s).\nCopy bandwidth: {bandwidth:.1} GB/s. numpy sgemm 1024^3: {}.\n\n\
+        "Target CPU {}; {} runs each, median; {} thread(s). {}\nCopy bandwidth: {bandwidth:.1} GB/s. numpy sgemm 1024^3: {}.\n\n\
          | benchmark | compile | time | rate | of the limit | time / its products' | time / its steps alone | time / JAX's |\n\
          |---|---|---|---|---|---|---|---|\n",
         target.cpu,
         options.runs,
         options.threads,
+        peers.describe(),
         sgemm.map_or("unavailable (no numpy)".to_string(), |g| format!("{g:.1} GFLOP/s"))
     );
     let dir = tempfile::tempdir().map_err(|e| Error::Usage(e.to_string()))?;
@@ -378,7 +429,7 @@ pub fn run(options: &BenchOptions) -> Result<String, Error> {
             None => "-".into(),
         };
         let jax = case.jax.map_or("-".into(), |definition| {
-            jax_time(&options.python, &definition, &m.shapes, options.runs, options.threads)
+            jax_time(&options.python, &definition, &m.shapes, options.runs, options.threads, &peers)
                 .map_or("no JAX".into(), |t| format!("{:.2}x", m.time / t))
         });
         out.push_str(&format!(
