@@ -353,10 +353,15 @@ fn measure(
     }
 }
 
-/// A program of one product for each `dot` in the optimized IR of `output`, in order.
+/// A program of one product for each `dot` in the optimized IR of `output`, in order; none for
+/// a program with loops or conditionals, whose bodies' products run any number of times (the
+/// GPT step's column read 1000x: its top-level products against the whole step).
 fn products(output: &crate::Output) -> Result<Vec<String>, Error> {
     let text = output.dumps.iter().find(|(ext, _)| ext == "opt.kir").map(|(_, t)| t.as_str()).unwrap_or("");
     let module = kiln_ir::text::parse_module(text).map_err(|d| Error::Internal(d.message))?;
+    if module.funcs.iter().flat_map(|f| &f.insts).any(|inst| inst.op.bodies().is_some()) {
+        return Ok(vec![]);
+    }
     let mut programs = vec![];
     for func in &module.funcs {
         for inst in func.insts.iter().filter(|inst| inst.op == kiln_ir::Op::Dot) {
