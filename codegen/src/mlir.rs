@@ -1604,7 +1604,9 @@ impl<'f> FuncEmitter<'f> {
     ) -> String {
         let r = ty.rank();
         if !self.gpu && r == 2 && (ty.shape[0] == 1 || ty.shape[1] == 1) {
-            return self.vector_product(a, a_transposed, b, ty);
+            // The matrix, whether k is its outer axis, and the vector of k elements.
+            let (matrix, k_outer, vector) = if ty.shape[1] == 1 { (a, a_transposed, b) } else { (b, true, a) };
+            return self.vector_product(matrix, k_outer, vector, ty);
         }
         let batch: Vec<String> = (0..r - 2).map(|i| format!("d{i}")).collect();
         let (m, k, n) = (format!("d{}", r - 2), format!("d{}", r - 1), format!("d{r}"));
@@ -1637,20 +1639,19 @@ impl<'f> FuncEmitter<'f> {
     /// A product of a matrix and a vector on CPUs ([m, k] x [k, 1] or [1, k] x [k, n]: `@`
     /// makes a vector operand a matrix of one column or row) as a `linalg.generic` that sums
     /// the products over k in the product's dtype (as BLAS's gemv), loops in the matrix's
-    /// memory order: a row reduction, or a column reduction when k is the matrix's outer axis.
-    /// The reduction schedules then read the matrix once, vectorized along its rows. As a
+    /// memory order: a row reduction, or a column reduction when k is the matrix's outer axis
+    /// (`k_outer`). The reduction schedules then read the matrix once, vectorized along its
+    /// rows. As a
     /// contraction of one column, the register tile held one element per row and the loop ran
     /// scalar code (A @ v of 2048 took 0.79 ms, v @ A 1.8 ms; see docs/performance.md).
     fn vector_product(
         &mut self,
-        a: &(String, TensorType),
-        a_transposed: bool,
-        b: &(String, TensorType),
+        matrix: &(String, TensorType),
+        k_outer: bool,
+        vector: &(String, TensorType),
         ty: &TensorType,
     ) -> String {
         let (m, n) = (ty.shape[0], ty.shape[1]);
-        // The matrix, whether k is its outer axis, and the vector of k elements.
-        let (matrix, k_outer, vector) = if n == 1 { (a, a_transposed, b) } else { (b, true, a) };
         let k = if k_outer { matrix.1.shape[0] } else { matrix.1.shape[1] };
         let flat = TensorType::new(vector.1.dtype, vec![k]);
         let vector = (self.reshape(vector, &[k], &flat), flat);
