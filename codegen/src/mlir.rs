@@ -1641,9 +1641,9 @@ impl<'f> FuncEmitter<'f> {
     /// the products over k in the product's dtype (as BLAS's gemv), loops in the matrix's
     /// memory order: a row reduction, or a column reduction when k is the matrix's outer axis
     /// (`k_outer`). The reduction schedules then read the matrix once, vectorized along its
-    /// rows. As a
-    /// contraction of one column, the register tile held one element per row and the loop ran
-    /// scalar code (A @ v of 2048 took 0.79 ms, v @ A 1.8 ms; see docs/performance.md).
+    /// rows. As a contraction of one column, the register tile held one element per row and
+    /// the loop ran scalar code (A @ v of 2048 took 0.79 ms, v @ A 1.8 ms; see
+    /// docs/performance.md).
     fn vector_product(
         &mut self,
         matrix: &(String, TensorType),
