@@ -43,6 +43,17 @@ fn reduction_chunks(outputs: usize, rows: usize) -> usize {
 /// more (a layer norm's forward and backward pass are a few dozen).
 const MAX_FUSED_OPS: usize = 128;
 
+/// Which operand of a product with result type `ty` is a vector, if it is a product of a
+/// matrix and a vector: [m, k] x [k, 1] (the second) or [1, k] x [k, n] (the first), as `@`
+/// makes a vector operand a matrix of one column or row.
+fn vector_operand(ty: &TensorType) -> Option<usize> {
+    match ty.shape[..] {
+        [_, 1] => Some(1),
+        [1, _] => Some(0),
+        _ => None,
+    }
+}
+
 /// For each value of `func`, whether it is an elementwise op that ends a fusion group: the ops
 /// that would fuse into it (elementwise producers with one use, transitively, each counted
 /// once per path) reach [`MAX_FUSED_OPS`]. The emitter tags it `kiln.fusion_barrier`, and
@@ -73,18 +84,9 @@ fn fusion_barriers(func: &Func) -> Vec<bool> {
     // The vector of a product of a matrix and a vector, computed once: fused into the sum over
     // the matrix's rows (`FuncEmitter::vector_product`), an elementwise producer would run
     // once per row (a @ tanh(v) of 2048 took 3.9 ms against 0.3 ms for a @ v).
-    for inst in &func.insts {
-        let [a, b] = inst.args[..] else { continue };
-        if inst.op != Op::Dot || inst.ty.rank() != 2 {
-            continue;
-        }
-        let mut vector = if inst.ty.shape[1] == 1 {
-            b
-        } else if inst.ty.shape[0] == 1 {
-            a
-        } else {
-            continue;
-        };
+    for inst in func.insts.iter().filter(|i| i.op == Op::Dot) {
+        let Some(k) = vector_operand(&inst.ty) else { continue };
+        let mut vector = inst.args[k];
         while let Some(producer) = vector.index().checked_sub(func.params.len()).map(|i| &func.insts[i]) {
             match producer.op {
                 Op::Reshape { .. } => vector = producer.args[0],
@@ -568,6 +570,12 @@ impl Body {
         };
         let r = self.op(format!("{name} {a}, {amount} : {t}"));
         self.op(format!("arith.select {in_range}, {r}, {beyond} : {t}"))
+    }
+
+    /// The index `i` as an integer of dtype `d` (iota's value, a loop's position).
+    fn index_as(&mut self, i: &str, d: DType) -> String {
+        let i = self.op(format!("arith.index_cast {i} : index to i64"));
+        self.convert(&i, DType::I64, d)
     }
 
     /// Converts a scalar of dtype `from` to `to` with the `convert` op's semantics.
@@ -1148,8 +1156,7 @@ impl<'f> FuncEmitter<'f> {
             }
             Op::Iota { axis, .. } => self.parallel(&ty.shape, elem(ty.dtype), &[], |b, _| {
                 let i = b.op(format!("linalg.index {axis} : index"));
-                let i = b.op(format!("arith.index_cast {i} : index to i64"));
-                b.convert(&i, DType::I64, ty.dtype)
+                b.index_as(&i, ty.dtype)
             }),
             Op::Unary(u) => {
                 let d = ty.dtype;
@@ -1603,9 +1610,9 @@ impl<'f> FuncEmitter<'f> {
         ty: &TensorType,
     ) -> String {
         let r = ty.rank();
-        if !self.gpu && r == 2 && (ty.shape[0] == 1 || ty.shape[1] == 1) {
+        if let Some(v) = vector_operand(ty).filter(|_| !self.gpu) {
             // The matrix, whether k is its outer axis, and the vector of k elements.
-            let (matrix, k_outer, vector) = if ty.shape[1] == 1 { (a, a_transposed, b) } else { (b, true, a) };
+            let (matrix, k_outer, vector) = if v == 1 { (a, a_transposed, b) } else { (b, true, a) };
             return self.vector_product(matrix, k_outer, vector, ty);
         }
         let batch: Vec<String> = (0..r - 2).map(|i| format!("d{i}")).collect();
@@ -1636,8 +1643,7 @@ impl<'f> FuncEmitter<'f> {
         self.tagged(&head, a, b, &filled, ty, &format!(" {{kiln.contraction = {id} : i64}} -> {t}"))
     }
 
-    /// A product of a matrix and a vector on CPUs ([m, k] x [k, 1] or [1, k] x [k, n]: `@`
-    /// makes a vector operand a matrix of one column or row) as a `linalg.generic` that sums
+    /// A product of a matrix and a vector on CPUs (see [`vector_operand`]) as a `linalg.generic` that sums
     /// the products over k in the product's dtype (as BLAS's gemv), loops in the matrix's
     /// memory order: a row reduction, or a column reduction when k is the matrix's outer axis
     /// (`k_outer`). The reduction schedules then read the matrix once, vectorized along its

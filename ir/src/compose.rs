@@ -86,8 +86,14 @@ fn window(f: &mut Func, x: Value, axis: usize, start: usize, len: usize, span: S
 
 /// Zeros of `like`'s dtype in `shape`.
 fn zeros(f: &mut Func, like: Value, shape: Vec<usize>, span: Span) -> Result<Value, String> {
-    let zero = f.push(Op::Const(Literal::of_i64(f.ty(like).dtype, 0)), vec![], span)?;
-    f.push(Op::Broadcast { shape, dims: vec![] }, vec![zero], span)
+    let dtype = f.ty(like).dtype;
+    splat(f, dtype, 0, shape, span)
+}
+
+/// `value` of `dtype` in every element of `shape`.
+fn splat(f: &mut Func, dtype: crate::DType, value: i64, shape: Vec<usize>, span: Span) -> Result<Value, String> {
+    let scalar = f.push(Op::Const(Literal::of_i64(dtype, value)), vec![], span)?;
+    f.push(Op::Broadcast { shape, dims: vec![] }, vec![scalar], span)
 }
 
 /// [`Op::Argsort`] of integer `keys` as a bitonic sorting network of elementwise ops, for
@@ -106,17 +112,11 @@ pub fn argsort_network(f: &mut Func, keys: Value, descending: bool, span: Span) 
     let width = n.next_power_of_two();
     let padded: Vec<usize> = [&shape[..rank - 1], &[width]].concat();
     let kt = f.ty(keys).dtype;
-    let scalar = |f: &mut Func, dtype, v: i64| f.push(Op::Const(Literal::of_i64(dtype, v)), vec![], span);
     let key = if width == n {
         keys
     } else {
         let (lo, hi) = kt.int_range();
-        let fill = scalar(f, kt, if descending { lo } else { hi })?;
-        let fill = f.push(
-            Op::Broadcast { shape: [&shape[..rank - 1], &[width - n]].concat(), dims: vec![] },
-            vec![fill],
-            span,
-        )?;
+        let fill = splat(f, kt, if descending { lo } else { hi }, [&shape[..rank - 1], &[width - n]].concat(), span)?;
         f.push(Op::Concat { axis: rank - 1 }, vec![keys, fill], span)?
     };
     let index = result.dtype;
@@ -125,11 +125,9 @@ pub fn argsort_network(f: &mut Func, keys: Value, descending: bool, span: Span) 
     let binary = |f: &mut Func, op, a, b| f.push(Op::Binary(op), vec![a, b], span);
     // (lane & bit) == 0.
     let bit_clear = |f: &mut Func, bit: usize| {
-        let b = scalar(f, index, bit as i64)?;
-        let b = f.push(Op::Broadcast { shape: vec![width], dims: vec![] }, vec![b], span)?;
+        let b = splat(f, index, bit as i64, vec![width], span)?;
         let masked = binary(f, BinaryOp::And, lane, b)?;
-        let zero = scalar(f, index, 0)?;
-        let zero = f.push(Op::Broadcast { shape: vec![width], dims: vec![] }, vec![zero], span)?;
+        let zero = splat(f, index, 0, vec![width], span)?;
         binary(f, BinaryOp::Eq, masked, zero)
     };
     // The element at position i xor j along the last axis.

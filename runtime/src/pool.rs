@@ -41,15 +41,14 @@ struct Job {
 unsafe impl Send for Job {}
 
 struct State {
-    /// Incremented for every job; workers run each generation once.
-    generation: u64,
     job: Option<Job>,
     stop: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// `state.generation`, for spinning workers to watch without the lock (written under it).
+    /// Incremented for every job, under `state`'s lock; workers run each generation once, and
+    /// spinning workers watch it without the lock.
     generation: AtomicU64,
     /// Workers that have not finished the current generation.
     running: AtomicUsize,
@@ -83,7 +82,7 @@ impl Pool {
     /// A pool of `threads - 1` workers, or fewer if the system refuses to start more.
     fn new(threads: usize) -> Pool {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { generation: 0, job: None, stop: false }),
+            state: Mutex::new(State { job: None, stop: false }),
             generation: AtomicU64::new(0),
             running: AtomicUsize::new(0),
             wake: Condvar::new(),
@@ -105,10 +104,9 @@ impl Pool {
         s.next.store(0, Ordering::Relaxed);
         {
             let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.generation += 1;
             state.job = Some(job);
             s.running.store(self.workers.len(), Ordering::Release);
-            s.generation.store(state.generation, Ordering::Release);
+            s.generation.fetch_add(1, Ordering::Release);
         }
         s.wake.notify_all();
         take_chunks(s, job);
@@ -156,13 +154,13 @@ fn work(s: &Shared) {
         spin_until(|| s.generation.load(Ordering::Acquire) != seen);
         let job = {
             let mut state = s.state.lock().unwrap_or_else(|e| e.into_inner());
-            while state.generation == seen && !state.stop {
+            while s.generation.load(Ordering::Acquire) == seen && !state.stop {
                 state = s.wake.wait(state).unwrap_or_else(|e| e.into_inner());
             }
             if state.stop {
                 return;
             }
-            seen = state.generation;
+            seen = s.generation.load(Ordering::Acquire);
             state.job
         };
         if let Some(job) = job {

@@ -21,7 +21,7 @@
 //! The last pass of either writes positions only.
 
 use super::{elem, signedness, tensor, Body, FuncEmitter};
-use kiln_ir::{DType, Literal, TensorType};
+use kiln_ir::{DType, Literal, Op, TensorType};
 use std::fmt::Write;
 
 /// Whether rows of `n` keys of `bytes` bytes are sorted by radix rather than by merging. A
@@ -39,6 +39,12 @@ struct Carried {
     name: String,
     init: String,
     ty: String,
+}
+
+impl Carried {
+    fn new(name: &str, init: &str, ty: &str) -> Carried {
+        Carried { name: name.into(), init: init.into(), ty: ty.into() }
+    }
 }
 
 /// The text of `scf.for {iv} = {lo} to {hi} step {step}` carrying `carried` through `body`,
@@ -105,11 +111,8 @@ impl FuncEmitter<'_> {
     /// The row-by-row merge sort of `key` ([rows, n]): the sorted positions, of type `positions`.
     fn merge_sort(&mut self, mut key: (String, TensorType), positions: &TensorType, descending: bool) -> String {
         let n = positions.shape[1];
-        let mut position = self.parallel(&positions.shape, elem(positions.dtype), &[], |b, _| {
-            let i = b.op("linalg.index 1 : index".into());
-            let i = b.op(format!("arith.index_cast {i} : index to i64"));
-            b.convert(&i, DType::I64, positions.dtype)
-        });
+        let iota = Op::Iota { dtype: positions.dtype, shape: positions.shape.clone(), axis: 1 };
+        let mut position = self.inst(&iota, &[], positions);
         let mut run = 1;
         while run < n {
             let write_keys = 2 * run < n;
@@ -144,14 +147,8 @@ impl FuncEmitter<'_> {
         let k = written.len();
         let [row_acc, pair_acc, step_acc] = [(); 3].map(|_| (0..k).map(|_| self.fresh()).collect::<Vec<_>>());
         let carried = |names: &[String], inits: &[String]| -> Vec<Carried> {
-            names
-                .iter()
-                .zip(inits)
-                .zip(&types)
-                .map(|((n, i), t)| Carried { name: n.clone(), init: i.clone(), ty: t.clone() })
-                .collect()
+            names.iter().zip(inits).zip(&types).map(|((n, i), t)| Carried::new(n, i, t)).collect()
         };
-        let index_carry = |name: &str, init: &str| Carried { name: name.into(), init: init.into(), ty: "index".into() };
         // One step: the heads of both runs read, the one that goes first written at `at` and
         // its cursor advanced.
         let mut b = Body { lines: String::new(), next: 0, libm: self.libm };
@@ -169,13 +166,14 @@ impl FuncEmitter<'_> {
         let yes = b.op("arith.constant true".into());
         let left_done = b.op(format!("arith.xori {left_open}, {yes} : i1"));
         let take_right = b.op(format!("arith.ori {left_done}, {right_first} : i1"));
+        // The heads of each array written: the keys' (already read), then the positions'.
+        let mut heads = vec![];
+        if write_keys {
+            heads.push((left_key, right_key));
+        }
+        heads.push((read(&mut b, position, &left), read(&mut b, position, &right)));
         let mut stored = vec![];
-        for (acc, array) in step_acc.iter().zip(&written) {
-            let (l, r) = if array.0 == key.0 {
-                (left_key.clone(), right_key.clone())
-            } else {
-                (read(&mut b, position, &left), read(&mut b, position, &right))
-            };
+        for ((acc, array), (l, r)) in step_acc.iter().zip(&written).zip(heads) {
             let value = b.op(format!("arith.select {take_right}, {r}, {l} : {}", elem(array.1.dtype)));
             stored.push(b.op(format!("tensor.insert {value} into {acc}[{row}, {at}] : {}", tensor(&array.1))));
         }
@@ -185,7 +183,7 @@ impl FuncEmitter<'_> {
         stored.push(b.op(format!("arith.addi {i}, {left_step} : index")));
         stored.push(b.op(format!("arith.addi {j}, {right_step} : index")));
         let mut step_carried = carried(&step_acc, &pair_acc);
-        step_carried.extend([index_carry(&i, &start), index_carry(&j, &mid)]);
+        step_carried.extend([Carried::new(&i, &start, "index"), Carried::new(&j, &mid, "index")]);
         let steps = scf_for(&step_loop, [&at, &start, &end, &c1], &step_carried, &b.lines, &stored);
         // The pair of runs from `start`: [start, mid) and [mid, end).
         let mut pair = String::new();
@@ -254,7 +252,6 @@ impl FuncEmitter<'_> {
             let base = b.op(format!("arith.constant {} : index", 256 * k));
             b.op(format!("arith.addi {byte}, {base} : index"))
         };
-        let carry = |name: &str, init: &str, ty: &str| Carried { name: name.into(), init: init.into(), ty: ty.into() };
         // Counting every byte in one sweep.
         let mut b = Body { lines: String::new(), next: 0, libm: self.libm };
         let value = b.op(format!("tensor.extract {}[{row}, {at}] : {}", bits_of.0, tensor(&bits_of.1)));
@@ -266,12 +263,17 @@ impl FuncEmitter<'_> {
             let new = b.op(format!("arith.addi {old}, {one} : i64"));
             counts = b.op(format!("tensor.insert {new} into {counts}[{row}, {s}] : {counters_t}"));
         }
-        let sweep =
-            scf_for(&at_loop, [&at, &c0, &cn, &c1], &[carry(&at_acc, &row_acc, &counters_t)], &b.lines, &[counts]);
+        let sweep = scf_for(
+            &at_loop,
+            [&at, &c0, &cn, &c1],
+            &[Carried::new(&at_acc, &row_acc, &counters_t)],
+            &b.lines,
+            &[counts],
+        );
         let counted = row_loop_text(
             &count_loop,
             [&row, &c0, &crows, &c1],
-            &[carry(&row_acc, &zeros, &counters_t)],
+            &[Carried::new(&row_acc, &zeros, &counters_t)],
             &sweep,
             &results(&at_loop, 1),
             [rows, n * digits],
@@ -294,14 +296,14 @@ impl FuncEmitter<'_> {
         let sweep = scf_for(
             &at_loop,
             [&at, &c0, &cslots, &c1],
-            &[carry(&at_acc, &row_acc, &counters_t), carry(&sum, &zero_sum, "i64")],
+            &[Carried::new(&at_acc, &row_acc, &counters_t), Carried::new(&sum, &zero_sum, "i64")],
             &b.lines,
             &[written, next],
         );
         let summed = row_loop_text(
             &row_loop,
             [&row, &c0, &crows, &c1],
-            &[carry(&row_acc, &format!("{count_loop}#0"), &counters_t)],
+            &[Carried::new(&row_acc, &format!("{count_loop}#0"), &counters_t)],
             &sweep,
             &[format!("{at_loop}#0")],
             [rows, 256 * digits],
@@ -309,7 +311,8 @@ impl FuncEmitter<'_> {
         self.line(summed);
         // One stable scatter per byte, the least significant first.
         let mut slots = format!("{row_loop}#0");
-        let mut current = (bits_of, None::<String>);
+        // The keys as the last scatter left them, and the positions (none before the first).
+        let (mut keys, mut sorted) = (bits_of, None::<String>);
         let positions_t = tensor(positions);
         let pe = elem(positions.dtype);
         for k in 0..digits {
@@ -317,20 +320,17 @@ impl FuncEmitter<'_> {
             let [row, at, row_loop, at_loop] = [(); 4].map(|_| self.fresh());
             let mut written = vec![(positions_t.clone(), self.empty(&positions.shape, pe))];
             if !last {
-                written.push((tensor(&current.0 .1), self.empty(&current.0 .1.shape, ke)));
+                written.push((tensor(&keys.1), self.empty(&keys.1.shape, ke)));
             }
             written.push((counters_t.clone(), slots.clone()));
             let row_accs: Vec<String> = written.iter().map(|_| self.fresh()).collect();
             let at_accs: Vec<String> = written.iter().map(|_| self.fresh()).collect();
             let mut b = Body { lines: String::new(), next: 0, libm: self.libm };
-            let value = b.op(format!("tensor.extract {}[{row}, {at}] : {}", current.0 .0, tensor(&current.0 .1)));
-            let position = match &current.1 {
+            let value = b.op(format!("tensor.extract {}[{row}, {at}] : {}", keys.0, tensor(&keys.1)));
+            let position = match &sorted {
                 Some(p) => b.op(format!("tensor.extract {p}[{row}, {at}] : {positions_t}")),
                 // The first scatter's positions are the loop's.
-                None => {
-                    let i = b.op(format!("arith.index_cast {at} : index to i64"));
-                    b.convert(&i, DType::I64, positions.dtype)
-                }
+                None => b.index_as(&at, positions.dtype),
             };
             let s = slot(&mut b, &value, k);
             let counters_acc = at_accs.last().expect("the counters are carried");
@@ -347,9 +347,9 @@ impl FuncEmitter<'_> {
             let next = b.op(format!("arith.addi {to}, {one} : i64"));
             yielded.push(b.op(format!("tensor.insert {next} into {counters_acc}[{row}, {s}] : {counters_t}")));
             let at_carried: Vec<Carried> =
-                at_accs.iter().zip(&row_accs).zip(&written).map(|((a, r), (t, _))| carry(a, r, t)).collect();
+                at_accs.iter().zip(&row_accs).zip(&written).map(|((a, r), (t, _))| Carried::new(a, r, t)).collect();
             let row_carried: Vec<Carried> =
-                row_accs.iter().zip(&written).map(|(r, (t, init))| carry(r, init, t)).collect();
+                row_accs.iter().zip(&written).map(|(r, (t, init))| Carried::new(r, init, t)).collect();
             let sweep = scf_for(&at_loop, [&at, &c0, &cn, &c1], &at_carried, &b.lines, &yielded);
             let bounds = [row.as_str(), &c0, &crows, &c1];
             self.line(row_loop_text(
@@ -362,13 +362,12 @@ impl FuncEmitter<'_> {
             ));
             let out = results(&row_loop, written.len());
             slots = out.last().expect("the counters are carried").clone();
-            current = if last {
-                (current.0, Some(out[0].clone()))
-            } else {
-                ((out[1].clone(), current.0 .1), Some(out[0].clone()))
-            };
+            sorted = Some(out[0].clone());
+            if !last {
+                keys.0 = out[1].clone();
+            }
         }
-        current.1.expect("keys have at least one byte")
+        sorted.expect("keys have at least one byte")
     }
 }
 
