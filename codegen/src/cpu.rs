@@ -57,6 +57,12 @@ pub(crate) fn outline_parallel(c: &mut Compilation) -> Result<Vec<parallel::Stag
     parallel::outline(&c.mlir.context, &c.module).map_err(|e| err("parallel loops", e))
 }
 
+/// Stage `split-functions` (every level): functions too long for LLVM to compile in linear
+/// time cut into segments ([`crate::segment`]).
+pub(crate) fn split_functions(c: &mut Compilation) -> Result<(), CodegenError> {
+    crate::segment::split(&c.mlir.context, &c.module).map(|_| ()).map_err(|e| err("function segments", e))
+}
+
 /// Stage `lower`: buffers and loops to the LLVM dialect.
 pub(crate) fn lower(c: &mut Compilation) -> Result<(), CodegenError> {
     c.run(LOWER_PIPELINE)

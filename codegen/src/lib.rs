@@ -1,7 +1,7 @@
 //! kiln-codegen: from verified IR to machine code.
 //!
 //! Owns: the expansion of ops computed as compositions of others ([`lower`]), IR to MLIR ([`mlir`]), the MLIR pass pipeline that bufferizes and lowers to the LLVM
-//! dialect ([`pipeline`]), threads ([`parallel`]), next-row prefetches ([`prefetch`]), loop schedules: contractions, row groups and vectorization ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
+//! dialect ([`pipeline`]), threads ([`parallel`]), long functions cut into segments ([`segment`]), next-row prefetches ([`prefetch`]), loop schedules: contractions, row groups and vectorization ([`schedule`]), translation to LLVM IR and the C entry points, LLVM target machines
 //! ([`target`]) and object emission, PTX kernels and launch plans for GPUs ([`gpu`]), the generated C header ([`header`]).
 //!
 //! May depend on: kiln-ir, kiln-manifest (the artifact contract), melior and mlir-sys (MLIR 22),
@@ -28,6 +28,7 @@ pub mod parallel;
 pub mod pipeline;
 pub mod prefetch;
 pub mod schedule;
+pub mod segment;
 pub mod target;
 pub mod workspace;
 

@@ -70,11 +70,12 @@ impl Stage {
 }
 
 /// Ops whose top-level results a stage may recompute, given recomputable operands: pure ops
-/// (all of `arith` too), reads of read-only parameters (see [`is_recomputable`]), and the
+/// (all of `arith` too; `memref.get_global` names a constant), reads of read-only parameters (see [`is_recomputable`]), and the
 /// stack buffers the workspace plan gives a parallel loop's scratch (each stage call, so each
 /// thread, gets its own).
 const RECOMPUTABLE: &[&str] = &[
     "memref.alloca",
+    "memref.get_global",
     "vector.step",
     "vector.broadcast",
     "vector.shape_cast",
@@ -97,7 +98,7 @@ const PARAMETER_READS: &[&str] = &["memref.load", "vector.transfer_read", "vecto
 
 /// A function being outlined: its entry block's arguments, which are read-only, and the
 /// top-level ops a stage may recompute (by the values they define).
-struct Function<'c, 'a> {
+pub(crate) struct Function<'c, 'a> {
     params: Vec<Value<'c, 'a>>,
     readonly: Vec<bool>,
     /// By the values they define: the ops, numbered in the order they were met (an op of an
@@ -112,6 +113,96 @@ struct Function<'c, 'a> {
 }
 
 impl<'c, 'a> Function<'c, 'a> {
+    /// The function `func` with entry block `body`, before any top-level op is noted.
+    pub(crate) fn new(func: &OperationRef<'c, 'a>, body: &BlockRef<'c, 'a>) -> Result<Self, String> {
+        let params: Vec<Value> = (0..body.argument_count())
+            .map(|i| body.argument(i).map(Value::from))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let readonly = (0..params.len()).map(|i| is_readonly(func, i)).collect();
+        let mut uses = BTreeMap::new();
+        func.walk(WalkOrder::PreOrder, |op| {
+            if !is_view(&op) {
+                for v in op.operands().filter(is_buffer) {
+                    *uses.entry(root(v)).or_default() += 1;
+                }
+            }
+            WalkResult::Advance
+        });
+        Ok(Function { params, readonly, recomputable: BTreeMap::new(), extras: vec![], slots: vec![], uses })
+    }
+
+    /// Notes the top-level op `top`, met in block order, as recomputable when it is; returns
+    /// whether it is.
+    pub(crate) fn note(&mut self, top: &OperationRef<'c, 'a>) -> bool {
+        let recomputable = top.result_count() > 0 && self.is_recomputable(top);
+        if recomputable {
+            let seq = self.recomputable.len();
+            for r in top.results() {
+                self.recomputable.insert(key(r.to_raw()), (seq, *top));
+            }
+        }
+        recomputable
+    }
+
+    /// The function's parameters, which an outlined function takes first.
+    pub(crate) fn params(&self) -> &[Value<'c, 'a>] {
+        &self.params
+    }
+
+    /// Clones into `block`, in function order, the recomputable values that `ops` (and the ops
+    /// nested in them) use, with the recomputable values those need, and maps each old value
+    /// to its clone in `map` (which must already map the parameters).
+    pub(crate) fn recompute_into(
+        &self,
+        ops: &[OperationRef<'c, 'a>],
+        block: &Block<'c>,
+        map: &mut BTreeMap<usize, MlirValue>,
+    ) {
+        let mut needed: Vec<(usize, OperationRef)> = vec![];
+        let mut pending: Vec<Value> = vec![];
+        for op in ops {
+            op.walk(WalkOrder::PreOrder, |op| {
+                pending.extend(
+                    op.operands()
+                        .filter(|&v| self.recomputable.contains_key(&key(v.to_raw())))
+                        // SAFETY: the operands of live ops of this function outlive the walk.
+                        .map(|v| unsafe { Value::from_raw(v.to_raw()) }),
+                );
+                WalkResult::Advance
+            });
+        }
+        while let Some(v) = pending.pop() {
+            let Some(&(seq, def)) = self.recomputable.get(&key(v.to_raw())) else { continue };
+            if needed.iter().any(|&(s, _)| s == seq) {
+                continue;
+            }
+            needed.push((seq, def));
+            pending.extend(def.operands().filter(|&v| self.recomputable.contains_key(&key(v.to_raw()))));
+        }
+        needed.sort_by_key(|&(seq, _)| seq);
+        for (_, def) in needed {
+            let copy = block.append_operation(cloned(&def));
+            remap(&copy, map);
+            for (old, new) in def.results().zip(copy.results()) {
+                map.insert(key(old.to_raw()), new.to_raw());
+            }
+        }
+    }
+
+    /// The argument attributes of an outlined function that takes the parameters and then
+    /// `extra` read-only pointers: every one noalias (as in the function), and read-only where
+    /// the function's is.
+    pub(crate) fn argument_attributes(&self, context: &'c Context, extra: usize) -> Result<Vec<Attribute<'c>>, String> {
+        let extras = std::iter::repeat_n(&true, extra);
+        let text = |readonly: &bool| if *readonly { "{llvm.noalias, llvm.readonly}" } else { "{llvm.noalias}" };
+        self.readonly
+            .iter()
+            .chain(extras)
+            .map(|r| Attribute::parse(context, text(r)).ok_or_else(|| "no argument attributes".to_string()))
+            .collect()
+    }
+
     fn param(&self, v: Value) -> Option<usize> {
         self.params.iter().position(|&p| p == v)
     }
@@ -159,21 +250,7 @@ pub fn outline<'c>(context: &'c Context, module: &Module<'c>) -> Result<Vec<Stag
     // The functions as they are before any stage is added.
     for (func, body) in function_bodies(module) {
         let symbol = symbol(&func).ok_or("a function without a name")?;
-        let params: Vec<Value> = (0..body.argument_count())
-            .map(|i| body.argument(i).map(Value::from))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        let readonly = (0..params.len()).map(|i| is_readonly(&func, i)).collect();
-        let mut uses = BTreeMap::new();
-        func.walk(WalkOrder::PreOrder, |op| {
-            if !is_view(&op) {
-                for v in op.operands().filter(is_buffer) {
-                    *uses.entry(root(v)).or_default() += 1;
-                }
-            }
-            WalkResult::Advance
-        });
-        let mut f = Function { params, readonly, recomputable: BTreeMap::new(), extras: vec![], slots: vec![], uses };
+        let mut f = Function::new(&func, &body)?;
         // The last stage function placed after this function.
         let mut after = func;
         outline_block(context, module, &mut f, &body, &body, &symbol, &mut after, &mut out)?;
@@ -208,12 +285,7 @@ fn outline_block<'c, 'a>(
     let mut op = block.first_operation();
     while let Some(top) = op {
         op = top.next_in_block();
-        if top.result_count() > 0 && f.is_recomputable(&top) {
-            let seq = f.recomputable.len();
-            for r in top.results() {
-                f.recomputable.insert(key(r.to_raw()), (seq, top));
-            }
-        }
+        f.note(&top);
         let Some(stage) = stage_of(f, &top, symbol, out.stages.len()) else {
             if let Some(body) = nested_body(&top) {
                 let iv: Value = body.argument(0).map_err(|e| e.to_string())?.into();
@@ -403,32 +475,7 @@ fn stage_function<'c>(
         map.insert(key(iv.to_raw()), value.result(0).map_err(|e| e.to_string())?.to_raw());
     }
     // The recomputable values the loop needs, with what they need, in function order.
-    let mut needed: Vec<(usize, OperationRef)> = vec![];
-    let mut pending: Vec<Value> = vec![];
-    l.walk(WalkOrder::PreOrder, |op| {
-        pending.extend(
-            op.operands()
-                .filter(|&v| f.recomputable.contains_key(&key(v.to_raw())))
-                .map(|v| unsafe { Value::from_raw(v.to_raw()) }),
-        );
-        WalkResult::Advance
-    });
-    while let Some(v) = pending.pop() {
-        let Some(&(seq, def)) = f.recomputable.get(&key(v.to_raw())) else { continue };
-        if needed.iter().any(|&(s, _)| s == seq) {
-            continue;
-        }
-        needed.push((seq, def));
-        pending.extend(def.operands().filter(|&v| f.recomputable.contains_key(&key(v.to_raw()))));
-    }
-    needed.sort_by_key(|&(seq, _)| seq);
-    for (_, def) in needed {
-        let copy = block.append_operation(cloned(&def));
-        remap(&copy, &map);
-        for (old, new) in def.results().zip(copy.results()) {
-            map.insert(key(old.to_raw()), new.to_raw());
-        }
-    }
+    f.recompute_into(&[*l], &block, &mut map);
     // Iterations [begin, end) of the loop: from lb + begin * step to min(lb + end * step, ub).
     let [lb, ub, step] = [0, 1, 2].map(|i| l.operand(i).ok().and_then(int_constant).unwrap_or(0));
     fn value<'c, 'a>(op: OperationRef<'c, 'a>) -> Value<'c, 'a> {
@@ -460,12 +507,7 @@ fn stage_function<'c>(
     block.append_operation(func::r#return(&[], location));
     let region = Region::new();
     region.append_block(block);
-    // Every parameter is noalias (as in the function), and read-only where it is.
-    let mut arg_attrs = vec![];
-    for &readonly in f.readonly.iter().chain(slots.iter().map(|_| &true)) {
-        let text = if readonly { "{llvm.noalias, llvm.readonly}" } else { "{llvm.noalias}" };
-        arg_attrs.push(Attribute::parse(context, text).ok_or("no argument attributes")?);
-    }
+    let mut arg_attrs = f.argument_attributes(context, slots.len())?;
     let empty = Attribute::parse(context, "{}").ok_or("no empty dictionary")?;
     arg_attrs.extend([empty, empty]);
     let signature: Vec<Type> = arguments.iter().map(|(t, _)| *t).collect();

@@ -55,6 +55,7 @@ pub const CPU_STAGES: &[&str] = &[
     "plan-workspace",
     "prefetch",
     "outline-parallel",
+    "split-functions",
     "lower",
     "llvm-ir",
     "llvm-opt",
@@ -121,6 +122,7 @@ pub fn compile(module: &Module, target: &crate::Target, opt: u8, emit: Emit) -> 
         s.apply("plan-workspace", &mut c, front::plan_workspace)?;
         s.apply("prefetch", &mut c, cpu::prefetch)?;
         let stages = s.apply("outline-parallel", &mut c, cpu::outline_parallel)?;
+        s.apply("split-functions", &mut c, cpu::split_functions)?;
         s.apply("lower", &mut c, cpu::lower)?;
         let machine = target.machine(opt).map_err(|e| crate::context::err("target setup", e))?;
         let llvm = LlvmContext::create();
