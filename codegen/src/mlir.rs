@@ -100,6 +100,26 @@ fn fusion_barriers(func: &Func) -> Vec<bool> {
     barrier
 }
 
+/// For each value of `func`, whether it is a splat: a constant, or a broadcast or reshape of
+/// a splat. The emitter writes a splat again at each use (`FuncEmitter::use_of`), as XLA's
+/// fusion duplicates broadcasts of constants into every consumer: shared, one splat read by n
+/// ops cost n^2 in one-shot bufferization's analysis, which visits every reader of a value at
+/// each of its reads (5,000 chained `exp(y) * 0.5` share one `broadcast(0.5)`: 13 s in
+/// `bufferize` at -O0), and at -O1 and above a shared splat was a buffer that every
+/// consumer read instead of a constant fused into its loop.
+fn splats(func: &Func) -> Vec<bool> {
+    let mut splat = vec![false; func.params.len()];
+    for inst in &func.insts {
+        let is = match inst.op {
+            Op::Const(_) => true,
+            Op::Broadcast { .. } | Op::Reshape { .. } => splat[inst.args[0].index()],
+            _ => false,
+        };
+        splat.push(is);
+    }
+    splat
+}
+
 /// For each value of `func`, whether it is a transpose of the last two axes that is read only
 /// as the left operand of products (not a result): products read A^T's source through a
 /// transposed indexing map (XLA's dot dimension numbers do the same), which the contraction
@@ -743,6 +763,8 @@ struct FuncEmitter<'f> {
     /// Values that are transposes read only as the left operand of products: the product reads
     /// the untransposed array through its indexing map instead (see [`fused_transposes`]).
     fused: Vec<bool>,
+    /// Values emitted again at each use (see [`splats`]).
+    splats: Vec<bool>,
     /// The strided view each slice copies (by SSA name of the copy): a concatenation copies the
     /// view into its window directly, and the slice's own copy, then unused, is erased.
     views: std::collections::BTreeMap<String, String>,
@@ -772,6 +794,7 @@ impl<'f> FuncEmitter<'f> {
             first_contraction,
             libm,
             fused: fused_transposes(func),
+            splats: splats(func),
             barriers: fusion_barriers(func),
             barrier: None,
             barrier_count: 0,
@@ -834,7 +857,7 @@ impl<'f> FuncEmitter<'f> {
         self.span = None;
         for (i, &r) in f.results.iter().enumerate() {
             let ty = f.ty(r).clone();
-            let mut t = self.names[r.index()].clone();
+            let mut t = self.use_of(r);
             if ty.dtype == DType::Bool {
                 // i1 to bytes 0 and 1.
                 t = self.map(
@@ -862,7 +885,10 @@ impl<'f> FuncEmitter<'f> {
             self.span = (inst.span != Span::default()).then_some(inst.span);
             let r = if self.fused[f.params.len() + i] {
                 // Emitted by its products: the name stands for the untransposed array.
-                self.names[inst.args[0].index()].clone()
+                self.use_of(inst.args[0])
+            } else if self.splats[f.params.len() + i] {
+                // Emitted at each use (see `use_of`).
+                String::new()
             } else {
                 if self.barriers[f.params.len() + i] {
                     self.barrier = Some(self.barrier_count);
@@ -899,7 +925,7 @@ impl<'f> FuncEmitter<'f> {
         child.next = self.next;
         child.names = params(&mut child);
         child.body();
-        let yielded: Vec<String> = f.results.iter().map(|r| child.names[r.index()].clone()).collect();
+        let yielded: Vec<String> = f.results.iter().map(|&r| child.use_of(r)).collect();
         terminate(&mut child, &yielded);
         self.next = child.next;
         self.barrier_count = child.barrier_count;
@@ -910,8 +936,8 @@ impl<'f> FuncEmitter<'f> {
 
     /// Result `result` of a conditional or loop over `bodies` on `args` (named `operands`),
     /// written by `emit` given the text that binds its results. Every instruction that takes a
-    /// result of the same op (equal bodies and operands) reads it from the one op emitted, so
-    /// that its regions run once.
+    /// result of the same op (equal bodies and operands) reads it from the one op emitted
+    /// ([`emitted_result`](Self::emitted_result)), so that its regions run once.
     fn structured_op(
         &mut self,
         bodies: &Bodies,
@@ -921,9 +947,6 @@ impl<'f> FuncEmitter<'f> {
         emit: fn(&mut Self, &Bodies, &[(String, TensorType)], &str),
     ) -> String {
         let key = (bodies.clone(), args.to_vec());
-        if let Some(names) = self.structured.get(&key) {
-            return names[result].clone();
-        }
         // A conditional's branches and a loop's body (last, after a condition) give the results.
         let count = bodies.funcs().last().map_or(0, |f| f.results.len());
         let n = self.fresh();
@@ -1141,12 +1164,42 @@ impl<'f> FuncEmitter<'f> {
         self.parallel(&ty.shape, out_elem.unwrap_or(elem(ty.dtype)), &inputs, body)
     }
 
-    fn operand(&self, v: Value) -> (String, TensorType) {
-        (self.names[v.index()].clone(), self.func.ty(v).clone())
+    fn operand(&mut self, v: Value) -> (String, TensorType) {
+        (self.use_of(v), self.func.ty(v).clone())
+    }
+
+    /// The result of a conditional or loop whose op an earlier result emitted (see
+    /// [`structured_op`](Self::structured_op)), before its operands are emitted again.
+    fn emitted_result(&self, op: &Op, args: &[Value]) -> Option<String> {
+        let (bodies, result) = match op {
+            Op::Cond { branches, result } => (branches, *result),
+            Op::Loop { body, result, .. } => (body, *result),
+            Op::While { bodies, result } => (bodies, *result),
+            _ => return None,
+        };
+        self.structured.get(&(bodies.clone(), args.to_vec())).map(|names| names[result].clone())
+    }
+
+    /// The name of `v` at a use: a splat ([`splats`]) is emitted again there.
+    fn use_of(&mut self, v: Value) -> String {
+        let f = self.func;
+        match v.index().checked_sub(f.params.len()).filter(|_| self.splats[v.index()]) {
+            Some(i) => {
+                // A fusion barrier's tag is for the op using the splat, not the splat.
+                let barrier = self.barrier.take();
+                let name = self.inst(&f.insts[i].op, &f.insts[i].args, &f.insts[i].ty);
+                self.barrier = barrier;
+                name
+            }
+            None => self.names[v.index()].clone(),
+        }
     }
 
     /// Emits one instruction and returns the SSA name of its result.
     fn inst(&mut self, op: &Op, args: &[Value], ty: &TensorType) -> String {
+        if let Some(name) = self.emitted_result(op, args) {
+            return name;
+        }
         let operands: Vec<(String, TensorType)> = args.iter().map(|&a| self.operand(a)).collect();
         match op {
             Op::Const(lit) => {
