@@ -32,8 +32,9 @@ pub(crate) fn schedule(c: &mut Compilation) -> Result<(), CodegenError> {
     if c.opt == 0 {
         return Ok(());
     }
-    let tagged = schedule::tag(&c.mlir.context, &c.module, c.target.registers());
-    c.script = schedule::transform_script(&c.contractions, &c.convolutions, &tagged, c.target.registers());
+    let products = schedule::Products { contractions: &c.contractions, convolutions: &c.convolutions };
+    let tagged = schedule::tag(&c.mlir.context, &c.module, &products, c.target.registers());
+    c.script = schedule::transform_script(&products, &tagged, c.target.registers());
     if let Some(script) = &c.script {
         apply_schedule(&c.mlir.context, &c.module, script).map_err(|e| c.mlir.failure("loop schedule", &e))?;
     }

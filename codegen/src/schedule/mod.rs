@@ -95,6 +95,10 @@ pub struct Tagged {
     /// schedule once, since a match walks the whole module (one match per generic made the
     /// schedule quadratic in long programs).
     pub recipes: Vec<usize>,
+    /// The products' (contractions' and direct convolutions') distinct schedules, each by the
+    /// id of the first product that has it; a product is tagged `kiln.product_recipe = R`, as
+    /// generics are tagged with their recipes, and for the same reason.
+    pub products: Vec<usize>,
 }
 
 /// Tags every `linalg.generic` (and `linalg.copy`, see `mlir::copy`) of `module` that the
@@ -104,22 +108,83 @@ pub struct Tagged {
 /// ops that gather (`tensor.extract` in the body; vector gathers are slower than scalar loads)
 /// and ops with bool operands (vectors of `i1` are bit-packed in memory, bool buffers hold a
 /// byte per element).
-pub fn tag(context: &Context, module: &Module, registers: RegisterFile) -> Tagged {
-    tag_within(context, module, registers, rows::ROW_FUSION_BUDGET)
+pub fn tag(context: &Context, module: &Module, products: &Products, registers: RegisterFile) -> Tagged {
+    tag_within(context, module, products, registers, rows::ROW_FUSION_BUDGET)
+}
+
+/// The products the emitter made, which the schedule tiles: contractions and direct
+/// convolutions, with ids shared between them (`kiln.contraction = ID`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Products<'a> {
+    pub contractions: &'a [Contraction],
+    pub convolutions: &'a [Convolution],
+}
+
+/// One product the schedule tiles.
+#[derive(Clone, Copy, Debug)]
+enum Product<'a> {
+    Contraction(&'a Contraction),
+    Convolution(&'a Convolution),
+}
+
+impl<'a> Products<'a> {
+    /// Every product by its id.
+    fn by_id(&self) -> std::collections::BTreeMap<usize, Product<'a>> {
+        let contractions = self.contractions.iter().map(|c| (c.id, Product::Contraction(c)));
+        contractions.chain(self.convolutions.iter().map(|c| (c.id, Product::Convolution(c)))).collect()
+    }
+}
+
+impl Product<'_> {
+    /// Writes the schedule of the products of recipe `recipe`, scheduled as this one.
+    fn schedule(self, s: &mut String, recipe: usize, registers: RegisterFile) {
+        let bits = |dtype: kiln_ir::DType| dtype.size_bytes() * 8;
+        match self {
+            Product::Contraction(c) => {
+                tile_contraction(s, recipe, c, MatmulTiles::for_target(registers, bits(c.dtype)).clamped(c))
+            }
+            Product::Convolution(c) => {
+                tile_convolution(s, recipe, c, MatmulTiles::for_target(registers, bits(c.dtype)))
+            }
+        }
+    }
 }
 
 /// [`tag`], with row fusion limited to `budget` per function (see `rows::ROW_FUSION_BUDGET`).
-fn tag_within(context: &Context, module: &Module, registers: RegisterFile, budget: usize) -> Tagged {
+fn tag_within(
+    context: &Context,
+    module: &Module,
+    products: &Products,
+    registers: RegisterFile,
+    budget: usize,
+) -> Tagged {
     let mut generics = vec![];
     let mut generic_ops = vec![];
     let mut nodes = vec![];
     let mut fills = 0;
     let mut empties = 0;
     let i64_type = IntegerType::new(context, 64).into();
+    // Products whose schedules read the same (written for one recipe) share a recipe.
+    let mut recipes_of_products = vec![];
+    let mut product_recipe: std::collections::BTreeMap<usize, usize> = Default::default();
+    let mut by_schedule: HashMap<String, usize> = HashMap::new();
+    for (&id, product) in &products.by_id() {
+        let mut schedule = String::new();
+        product.schedule(&mut schedule, 0, registers);
+        let recipe = *by_schedule.entry(schedule).or_insert_with(|| {
+            recipes_of_products.push(id);
+            recipes_of_products.len() - 1
+        });
+        product_recipe.insert(id, recipe);
+    }
     // The function being walked: its index and its ops (see `rows::ROW_FUSION_BUDGET`).
     let mut function = (0, 0);
     let mut functions = 0;
     module.as_operation().walk(WalkOrder::PreOrder, |op| {
+        let product = op.attribute("kiln.contraction").ok().and_then(|a| IntegerAttribute::try_from(a).ok());
+        if let Some(&recipe) = product.and_then(|id| product_recipe.get(&usize::try_from(id.value()).ok()?)) {
+            set_tag(&op, "kiln.product_recipe", IntegerAttribute::new(i64_type, recipe as i64).into());
+        }
         match op.name().as_string_ref().as_str() {
             Ok("func.func") => {
                 let mut ops = 0usize;
@@ -211,7 +276,7 @@ fn tag_within(context: &Context, module: &Module, registers: RegisterFile, budge
         let op = unsafe { OperationRef::from_raw(op) };
         set_tag(&op, "kiln.recipe", IntegerAttribute::new(i64_type, recipe as i64).into());
     }
-    Tagged { generics, groups, recipes }
+    Tagged { generics, groups, recipes, products: recipes_of_products }
 }
 
 /// Whether a generic's yielded value comes from a float add or multiply: a reduction whose
@@ -488,24 +553,17 @@ impl MatmulTiles {
 
 /// The transform module scheduling `contractions`, fusing the row groups and vectorizing the
 /// generics of `tagged`, or `None` when there is nothing to schedule.
-pub fn transform_script(
-    contractions: &[Contraction],
-    convolutions: &[Convolution],
-    tagged: &Tagged,
-    registers: RegisterFile,
-) -> Option<String> {
+pub fn transform_script(products: &Products, tagged: &Tagged, registers: RegisterFile) -> Option<String> {
     let generics = &tagged.generics;
-    if contractions.is_empty() && convolutions.is_empty() && generics.is_empty() {
+    if tagged.products.is_empty() && generics.is_empty() {
         return None;
     }
     let mut s = String::from(
         "module attributes {transform.with_named_sequence} {\n  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {\n",
     );
-    for c in contractions {
-        tile_contraction(&mut s, c, MatmulTiles::for_target(registers, c.dtype.size_bytes() * 8).clamped(c));
-    }
-    for c in convolutions {
-        tile_convolution(&mut s, c, MatmulTiles::for_target(registers, c.dtype.size_bytes() * 8));
+    let by_id = products.by_id();
+    for (recipe, product) in tagged.products.iter().filter_map(|id| by_id.get(id)).enumerate() {
+        product.schedule(&mut s, recipe, registers);
     }
     for group in &tagged.groups {
         rows::fuse(&mut s, group, &generics[group.root]);
@@ -517,7 +575,7 @@ pub fn transform_script(
         tile_generic(&mut s, recipe, &generics[g], registers.vector_elements());
     }
     s.push_str(CANONICALIZE);
-    if !contractions.is_empty() {
+    if !products.contractions.is_empty() {
         s.push_str(VECTORIZE_CONTRACTIONS);
     }
     for (id, _) in tagged.recipes.iter().enumerate().filter(|(_, &g)| generics[g].vectorize) {
@@ -649,9 +707,9 @@ fn tile_generic(s: &mut String, id: usize, g: &Generic, vector: usize) {
     }
 }
 
-/// Steps 1 to 4 for one contraction, whose loops are (batch..., m, k, n).
-fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
-    let id = c.id;
+/// Steps 1 to 4 for the contractions of recipe `id` (scheduled as `c`), whose loops are
+/// (batch..., m, k, n).
+fn tile_contraction(s: &mut String, id: usize, c: &Contraction, t: MatmulTiles) {
     let b = c.batch.len();
     let ones = || std::iter::repeat_n(1, b);
     let zeros = || std::iter::repeat_n(0, b);
@@ -662,7 +720,7 @@ fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
     let interchange: Vec<usize> = (0..b).chain([b, b + 2, b + 1]).collect();
     let _ = writeln!(
         s,
-        "    %c{id} = transform.structured.match ops{{[\"linalg.contract\"]}} attributes {{kiln.contraction = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
+        "    %c{id} = transform.structured.match ops{{[\"linalg.contract\"]}} attributes {{kiln.product_recipe = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op\n\
          \x20   %c{id}_t1, %c{id}_cache:{nc} = transform.structured.tile_using_for %c{id} tile_sizes [{cache}] : (!transform.any_op) -> ({r1})\n\
          \x20   %c{id}_t2, %c{id}_k = transform.structured.tile_using_for %c{id}_t1 tile_sizes [{k_tile}] : (!transform.any_op) -> ({r2})\n\
          \x20   %c{id}_t3, %c{id}_reg:3 = transform.structured.tile_using_for %c{id}_t2 tile_sizes [{reg}] interchange = [{interchange}] : (!transform.any_op) -> ({r4})\n\
@@ -700,7 +758,8 @@ fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
     peel(s, &format!("%c{id}"), &needed);
 }
 
-/// The direct convolution kernel, loops (n, oh, ow, f, kh, kw, c): register tiles of `reg_m`
+/// The direct convolution kernel of the convolutions of recipe `id` (scheduled as `c`), loops
+/// (n, oh, ow, f, kh, kw, c): register tiles of `reg_m`
 /// result pixels by `reg_n` channels, the matmul kernel's, accumulated over every tap and
 /// input channel (kh, kw, c innermost). Once the tile's unit loops are folded away it is a
 /// rank-1 update, `reg_m` broadcast pixels times a row of the kernel, which vectorizes into
@@ -712,15 +771,14 @@ fn tile_contraction(s: &mut String, c: &Contraction, t: MatmulTiles) {
 /// (kernel cotangents, whose rows are the kernel's: 3 pixels) take the pixel at one position
 /// in `reg_m` images instead, the largest divisor of the image count that fits, so that no
 /// loop needs peeling but the channels'; the loop over groups of images is the parallel one.
-fn tile_convolution(s: &mut String, c: &Convolution, t: MatmulTiles) {
-    let id = c.id;
+fn tile_convolution(s: &mut String, id: usize, c: &Convolution, t: MatmulTiles) {
     let [n, oh, ow, f, kh, kw, ch] = c.loops;
     let reg_n = tile_without_single_remainder(f, t.reg_n);
     let across_images =
         (ow < t.reg_m).then(|| (ow + 1..=t.reg_m.min(n)).rev().find(|&d| n.is_multiple_of(d))).flatten();
     let _ = writeln!(
         s,
-        "    %v{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.contraction = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op"
+        "    %v{id} = transform.structured.match ops{{[\"linalg.generic\"]}} attributes {{kiln.product_recipe = {id} : i64}} in %root : (!transform.any_op) -> !transform.any_op"
     );
     let per_row = ow * f * kh * kw * ch;
     let (outer, mut peels) = match across_images {
@@ -758,20 +816,25 @@ fn tile_convolution(s: &mut String, c: &Convolution, t: MatmulTiles) {
     peels.retain(|(_, needed)| *needed);
     let needed: Vec<String> = peels.into_iter().map(|(handle, _)| handle).collect();
     peel(s, &format!("%v{id}"), &needed);
-    // Within the outer loop: the unit loops folded away, then vectorized.
+    // Within each outer loop (one per convolution of the recipe): the unit loops folded away,
+    // then vectorized.
     let _ = writeln!(
         s,
-        "    transform.apply_patterns to {outer} {{\n\
+        "    transform.foreach {outer} : !transform.any_op {{\n\
+         \x20   ^bb0(%v{id}_outer: !transform.any_op):\n\
+         \x20   transform.apply_patterns to %v{id}_outer {{\n\
          \x20     transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices\n\
          \x20     transform.apply_patterns.canonicalization\n\
          \x20   }} : !transform.any_op\n\
-         \x20   %v{id}_tiles = transform.structured.match ops{{[\"linalg.generic\"]}} in {outer} : (!transform.any_op) -> !transform.any_op\n\
+         \x20   %v{id}_tiles = transform.structured.match ops{{[\"linalg.generic\"]}} in %v{id}_outer : (!transform.any_op) -> !transform.any_op\n\
          \x20   transform.structured.vectorize %v{id}_tiles : !transform.any_op\n\
-         \x20   transform.apply_patterns to {outer} {{\n\
+         \x20   transform.apply_patterns to %v{id}_outer {{\n\
          \x20     transform.apply_patterns.canonicalization\n\
          \x20     transform.apply_patterns.tensor.fold_tensor_subset_ops_into_vector_transfers\n\
          \x20     transform.apply_patterns.tensor.fold_tensor_subset_ops\n\
-         \x20   }} : !transform.any_op"
+         \x20   }} : !transform.any_op\n\
+         \x20   transform.yield\n\
+         \x20   }}"
     );
 }
 
@@ -875,7 +938,14 @@ module {
         let mlir = Mlir::new();
         let grouped = |budget| {
             let module = mlir.parse(CHAIN, "test").unwrap();
-            tag_within(&mlir.context, &module, RegisterFile { count: 16, vector_bits: 256 }, budget).groups
+            tag_within(
+                &mlir.context,
+                &module,
+                &Products::default(),
+                RegisterFile { count: 16, vector_bits: 256 },
+                budget,
+            )
+            .groups
         };
         let groups = grouped(rows::ROW_FUSION_BUDGET);
         assert_eq!(groups.len(), 1, "{groups:?}");
@@ -893,19 +963,19 @@ module {
         let mlir = Mlir::new();
         let avx2 = RegisterFile { count: 16, vector_bits: 256 };
         let module = mlir.parse(CHAIN, "test").unwrap();
-        let tagged = tag_within(&mlir.context, &module, avx2, 0);
+        let tagged = tag_within(&mlir.context, &module, &Products::default(), avx2, 0);
         assert_eq!(tagged.recipes, [0]);
         assert_eq!(module.as_operation().to_string().matches("kiln.recipe = 0").count(), 2);
-        let script = transform_script(&[], &[], &tagged, avx2).unwrap();
+        let script = transform_script(&Products::default(), &tagged, avx2).unwrap();
         assert_eq!(script.matches("kiln.recipe = 0").count(), 2, "{script}");
         // A second function on rows of 60: its tiles leave a remainder to peel.
         let (head, f) = CHAIN.split_once("module {").unwrap();
         let f = f.rsplit_once('}').unwrap().0;
         let g = f.replace("@f", "@g").replace("8x64", "8x60");
         let module = mlir.parse(&format!("{head}module {{{f}{g}}}"), "test").unwrap();
-        let tagged = tag_within(&mlir.context, &module, avx2, 0);
+        let tagged = tag_within(&mlir.context, &module, &Products::default(), avx2, 0);
         assert_eq!(tagged.recipes, [0, 2]);
-        let script = transform_script(&[], &[], &tagged, avx2).unwrap();
+        let script = transform_script(&Products::default(), &tagged, avx2).unwrap();
         assert!(script.contains("kiln.recipe = 1") && script.contains("transform.loop.peel %r1"), "{script}");
     }
 
