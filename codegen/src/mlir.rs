@@ -55,31 +55,49 @@ fn vector_operand(ty: &TensorType) -> Option<usize> {
 }
 
 /// For each value of `func`, whether it is an elementwise op that ends a fusion group: the ops
-/// that would fuse into it (elementwise producers with one use, transitively, each counted
-/// once per path) reach [`MAX_FUSED_OPS`]. The emitter tags it `kiln.fusion_barrier`, and
-/// the `fuse` stage keeps it apart ([`crate::hide`]), so its producers form one group and its
-/// consumers start the next.
+/// MLIR's elementwise fusion would merge into it reach [`MAX_FUSED_OPS`]. Fusion merges a
+/// producer into its consumer once the consumer is the producer's only reader (two operands of
+/// one op reading a value count once: fusion merges duplicate operands), so a producer joins a
+/// group when every op that reads it is in the group: in `y * 0.5 + y * y`, `y` joins the sum's
+/// group with both products (counting only producers read once, a chain of such lets fused
+/// into one op with no barrier, and `fuse` was quadratic in its length again). The emitter
+/// tags the op `kiln.fusion_barrier`, and the `fuse` stage keeps it apart ([`crate::hide`]),
+/// so its producers form one group and its consumers start the next.
 fn fusion_barriers(func: &Func) -> Vec<bool> {
-    let n = func.params.len() + func.insts.len();
-    let mut uses = vec![0usize; n];
-    for a in func.insts.iter().flat_map(|i| &i.args).chain(&func.results) {
-        uses[a.index()] += 1;
-    }
-    // The ops that would fuse into each value, itself included (0 for values that fuse into
-    // nothing: parameters, other ops, barriers).
-    let mut group = vec![0usize; n];
-    let mut barrier = vec![false; n];
+    let p = func.params.len();
+    let n = p + func.insts.len();
+    // The instructions reading each value, each once; results are read by the caller.
+    let mut readers: Vec<Vec<usize>> = vec![vec![]; n];
     for (i, inst) in func.insts.iter().enumerate() {
-        if inst.op.class() != OpClass::Elementwise {
-            continue;
+        for a in &inst.args {
+            if readers[a.index()].last() != Some(&(p + i)) {
+                readers[a.index()].push(p + i);
+            }
         }
-        let v = func.params.len() + i;
-        let fused: usize = inst.args.iter().filter(|a| uses[a.index()] == 1).map(|a| group[a.index()]).sum();
-        group[v] = fused.saturating_add(1);
-        if group[v] >= MAX_FUSED_OPS {
-            barrier[v] = true;
-            group[v] = 0;
+    }
+    let mut returned = vec![false; n];
+    for r in &func.results {
+        returned[r.index()] = true;
+    }
+    let elementwise = |v: usize| v >= p && func.insts[v - p].op.class() == OpClass::Elementwise;
+    let mut barrier = vec![false; n];
+    for v in (p..n).filter(|&v| elementwise(v)) {
+        // The group of `v`, producers taken latest first: every reader of a producer comes
+        // after it, so each is in or out of the group by the time the producer is decided.
+        let mut group = std::collections::BTreeSet::from([v]);
+        let mut producers: std::collections::BinaryHeap<usize> =
+            func.insts[v - p].args.iter().map(|a| a.index()).collect();
+        while let Some(a) = producers.pop() {
+            if group.len() >= MAX_FUSED_OPS {
+                break;
+            }
+            let joins = elementwise(a) && !barrier[a] && !returned[a] && !group.contains(&a);
+            if joins && readers[a].iter().all(|r| group.contains(r)) {
+                group.insert(a);
+                producers.extend(func.insts[a - p].args.iter().map(|x| x.index()));
+            }
         }
+        barrier[v] = group.len() >= MAX_FUSED_OPS;
     }
     // The vector of a product of a matrix and a vector, computed once: fused into the sum over
     // the matrix's rows (`FuncEmitter::vector_product`), an elementwise producer would run
