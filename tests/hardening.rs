@@ -261,37 +261,32 @@ fn long_elementwise_chains_fuse_in_bounded_groups() {
         }
         s + &format!("    a{}\n}}\nexport {name};\n", n - 1)
     };
-    let text = chain("f", 150, "a * 0.999 + 0.001") + &chain("g", 150, "a * 0.999 + 0.001");
-    let source = kiln::Source { name: "m.kn".into(), text };
-    let module = kiln::check(&source, "m").unwrap_or_else(|e| panic!("{e}"));
-    common::check_module(&module, &mut kiln_ir::gen::Rng::new(common::seed()));
-    let options =
-        kiln::Options { module_name: Some("m".into()), dump_after: vec!["fuse".into()], ..Default::default() };
-    let out = kiln::build(&source, &options).unwrap_or_else(|e| panic!("{e}"));
-    let (_, fused) = out.dumps.iter().find(|(ext, _)| ext.contains("fuse")).expect("the module after fuse");
+    // The program checked against the interpreter, and its barriers and fused regions' ops
+    // (one arith op each) after `fuse`.
+    let fused = |text: String| {
+        let source = kiln::Source { name: "m.kn".into(), text };
+        let module = kiln::check(&source, "m").unwrap_or_else(|e| panic!("{e}"));
+        common::check_module(&module, &mut kiln_ir::gen::Rng::new(common::seed()));
+        let options =
+            kiln::Options { module_name: Some("m".into()), dump_after: vec!["fuse".into()], ..Default::default() };
+        let out = kiln::build(&source, &options).unwrap_or_else(|e| panic!("{e}"));
+        let (_, fused) = out.dumps.iter().find(|(ext, _)| ext.contains("fuse")).expect("the module after fuse");
+        let regions: Vec<usize> = fused
+            .split("linalg.generic")
+            .skip(1)
+            .map(|op| op.split("linalg.yield").next().unwrap().matches("arith.").count())
+            .collect();
+        (fused.matches("kiln.fusion_barrier = ").count(), regions)
+    };
     // Each function: 299 ops (a multiply and an add per let), two barriers, and no fused
-    // region of more than 128 ops (one arith op each).
-    assert_eq!(fused.matches("kiln.fusion_barrier = ").count(), 4, "{fused}");
-    let regions: Vec<usize> = fused
-        .split("linalg.generic")
-        .skip(1)
-        .map(|op| op.split("linalg.yield").next().unwrap().matches("arith.").count())
-        .collect();
+    // region of more than 128 ops.
+    let (barriers, regions) = fused(chain("f", 150, "a * 0.999 + 0.001") + &chain("g", 150, "a * 0.999 + 0.001"));
+    assert_eq!(barriers, 4);
     assert!(regions.iter().all(|&n| n <= 128), "{regions:?}");
     assert!(regions.iter().filter(|&&n| n >= 100).count() >= 4, "long groups still fuse: {regions:?}");
-
     // 150 lets of four ops each: at least four barriers, groups of at most 128 ops.
-    let source = kiln::Source { name: "m.kn".into(), text: chain("h", 150, "a * 0.999 + a * a * 0.001") };
-    let module = kiln::check(&source, "m").unwrap_or_else(|e| panic!("{e}"));
-    common::check_module(&module, &mut kiln_ir::gen::Rng::new(common::seed()));
-    let out = kiln::build(&source, &options).unwrap_or_else(|e| panic!("{e}"));
-    let (_, fused) = out.dumps.iter().find(|(ext, _)| ext.contains("fuse")).expect("the module after fuse");
-    assert!(fused.matches("kiln.fusion_barrier = ").count() >= 4, "{fused}");
-    let regions: Vec<usize> = fused
-        .split("linalg.generic")
-        .skip(1)
-        .map(|op| op.split("linalg.yield").next().unwrap().matches("arith.").count())
-        .collect();
+    let (barriers, regions) = fused(chain("h", 150, "a * 0.999 + a * a * 0.001"));
+    assert!(barriers >= 4, "{barriers} barriers");
     assert!(regions.iter().all(|&n| n <= 128), "{regions:?}");
 }
 
