@@ -156,3 +156,26 @@ fn ill_conditioned_results_are_left_out_of_comparisons() {
         assert!(if *y <= 1e-3 { !judged } else { *y < 3e-3 || judged }, "y = {y:e}: judged {judged}");
     }
 }
+
+/// Random programs long enough to be cut into segments (codegen/src/segment.rs), whose values
+/// cross the cuts through the workspace, agree with the interpreter at -O0 and -O2.
+#[test]
+fn random_programs_cut_into_segments_agree_with_the_interpreter() {
+    let mut rng = Rng::new(common::seed());
+    let funcs: Vec<_> = (0..2).map(|i| gen::random_func(&mut rng, 2000, &format!("long{i}"))).collect();
+    let module = Module { name: "long".into(), funcs };
+    let emit = kiln_codegen::Emit { dump_after: vec!["split-functions".into()], ..Default::default() };
+    let artifacts = kiln_codegen::compile(&module, &kiln_codegen::Target::default(), 0, emit).unwrap();
+    let (_, split) = &artifacts.dumps[0];
+    for f in &module.funcs {
+        assert!(split.contains(&format!("@long_{}_impl_seg1(", f.name)), "`{}` is cut", f.name);
+    }
+    for opt in [0, 2] {
+        let loaded = common::compile_and_load(&module, opt);
+        for f in &module.funcs {
+            let args = gen::arguments(&mut rng, f, false);
+            common::check_against_interpreter(&loaded, &f.name, &args, common::Check::Program)
+                .unwrap_or_else(|e| panic!("-O{opt}: {e}"));
+        }
+    }
+}
