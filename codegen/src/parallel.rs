@@ -159,7 +159,8 @@ impl<'c, 'a> Function<'c, 'a> {
         block: &Block<'c>,
         map: &mut BTreeMap<usize, MlirValue>,
     ) {
-        let mut needed: Vec<(usize, OperationRef)> = vec![];
+        // By their place in the function, each once.
+        let mut needed: BTreeMap<usize, OperationRef> = BTreeMap::new();
         let mut pending: Vec<Value> = vec![];
         for op in ops {
             op.walk(WalkOrder::PreOrder, |op| {
@@ -174,14 +175,11 @@ impl<'c, 'a> Function<'c, 'a> {
         }
         while let Some(v) = pending.pop() {
             let Some(&(seq, def)) = self.recomputable.get(&key(v.to_raw())) else { continue };
-            if needed.iter().any(|&(s, _)| s == seq) {
-                continue;
+            if needed.insert(seq, def).is_none() {
+                pending.extend(def.operands().filter(|&v| self.recomputable.contains_key(&key(v.to_raw()))));
             }
-            needed.push((seq, def));
-            pending.extend(def.operands().filter(|&v| self.recomputable.contains_key(&key(v.to_raw()))));
         }
-        needed.sort_by_key(|&(seq, _)| seq);
-        for (_, def) in needed {
+        for def in needed.into_values() {
             let copy = block.append_operation(cloned(&def));
             remap(&copy, map);
             for (old, new) in def.results().zip(copy.results()) {

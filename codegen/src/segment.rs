@@ -67,6 +67,10 @@ struct Segments<'c, 'a> {
 /// the run is used later. A last run that cannot be closed stays in the function.
 fn segments_of<'c, 'a>(func: &OperationRef<'c, 'a>, body: &BlockRef<'c, 'a>) -> Result<Segments<'c, 'a>, String> {
     let none = || Segments { function: None, runs: vec![], recomputable: vec![] };
+    // A function of no more ops than a segment holds is left before any analysis.
+    if weight(func) <= SEGMENT_OPS {
+        return Ok(none());
+    }
     let mut f = Function::new(func, body)?;
     let (mut tops, mut recomputable) = (vec![], vec![]);
     let mut op = body.first_operation();
