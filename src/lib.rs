@@ -194,6 +194,28 @@ impl Options {
     }
 }
 
+/// The target of a build: an LLVM triple (default x86-64 Linux), and a CPU name (`native`
+/// for this machine) or, for `nvptx64-nvidia-cuda`, a GPU architecture (`sm_80`), as the CLI's
+/// `--target`, `--target-cpu` and `--gpu` give them.
+pub fn target(triple: Option<&str>, cpu: Option<&str>, gpu: Option<&str>) -> Result<Target, Error> {
+    let cpu = match (gpu, cpu) {
+        (Some(_), Some(_)) => return Err(Error::Usage("give either --gpu or --target-cpu, not both".into())),
+        (Some(gpu), None) => {
+            if triple != Some("nvptx64-nvidia-cuda") {
+                return Err(Error::Usage("--gpu needs --target nvptx64-nvidia-cuda".into()));
+            }
+            Some(gpu)
+        }
+        (None, Some(cpu)) if triple == Some("nvptx64-nvidia-cuda") => {
+            return Err(Error::Usage(format!(
+                "--target-cpu names a CPU, and `{cpu}` is not a GPU; give a GPU architecture with --gpu (sm_80, sm_90)"
+            )))
+        }
+        (None, cpu) => cpu,
+    };
+    Target::new(triple, cpu).map_err(Error::Usage)
+}
+
 /// Why a build failed.
 #[derive(Debug)]
 pub enum Error {

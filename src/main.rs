@@ -5,7 +5,6 @@
 
 use clap::{Args, Parser, Subcommand};
 use kiln::{EmitKind, Error, ErrorFormat, Options, OutputKind, Source};
-use kiln_codegen::Target;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -229,22 +228,7 @@ fn check(file: &Path, format: ErrorFormat) -> Result<(Source, kiln_ir::Module), 
 
 fn build(args: BuildArgs, format: ErrorFormat) -> Result<(), Error> {
     let source = Source::read(&args.file)?;
-    let cpu = match (&args.gpu, &args.target_cpu) {
-        (Some(_), Some(_)) => return Err(Error::Usage("give either --gpu or --target-cpu, not both".into())),
-        (Some(gpu), None) => {
-            if args.target.as_deref() != Some("nvptx64-nvidia-cuda") {
-                return Err(Error::Usage("--gpu needs --target nvptx64-nvidia-cuda".into()));
-            }
-            Some(gpu.as_str())
-        }
-        (None, Some(cpu)) if args.target.as_deref() == Some("nvptx64-nvidia-cuda") => {
-            return Err(Error::Usage(format!(
-                "--target-cpu names a CPU, and `{cpu}` is not a GPU; give a GPU architecture with --gpu (sm_80, sm_90)"
-            )))
-        }
-        (None, cpu) => cpu.as_deref(),
-    };
-    let target = Target::new(args.target.as_deref(), cpu).map_err(Error::Usage)?;
+    let target = kiln::target(args.target.as_deref(), args.target_cpu.as_deref(), args.gpu.as_deref())?;
     let mut emit = vec![];
     for e in &args.emit {
         emit.push(EmitKind::parse(e).ok_or_else(|| {

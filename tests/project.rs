@@ -22,6 +22,7 @@ const LAYERS: &[Layer] = &[
     ("codegen", &["kiln-ir", "kiln-manifest"], None),
     ("runtime", &["kiln-manifest"], None),
     (".", &["kiln-ir", "kiln-frontend", "kiln-passes", "kiln-codegen", "kiln-runtime"], None),
+    ("python", &["kiln", "kiln-runtime"], None),
 ];
 
 #[test]
@@ -45,7 +46,7 @@ fn crates_depend_only_on_lower_layers() {
 #[test]
 fn the_artifact_contract_is_written_once() {
     let restated = ["\"kiln-manifest\"", "kiln_abi", "set_parallel_for\"", "enum LaunchArg", "struct Gemm"];
-    for dir in ["codegen/src", "runtime/src", "src"] {
+    for dir in ["codegen/src", "runtime/src", "src", "python/src"] {
         for path in rust_files(&root().join(dir)) {
             let text = std::fs::read_to_string(&path).unwrap();
             for code in text.lines().filter(|l| !l.trim_start().starts_with("//")) {

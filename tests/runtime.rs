@@ -97,6 +97,34 @@ fn loads_and_calls_a_verified_bundle() {
     assert_eq!(call(&good, &mut out, "loss"), Ok(()));
 }
 
+/// A bundle read into memory (`read_bundle`, as the Python package pickles it) opens as it does
+/// from its directory, with the same checks: a missing, changed or extra-large file is refused.
+#[test]
+fn bundles_open_from_memory_with_the_same_checks() {
+    use kiln_runtime::{read_bundle, Files, OpenOptions};
+    let dir = bundle_dir();
+    let (manifest, files) = read_bundle(&dir.path().join("mlp.json")).unwrap();
+    assert_eq!(manifest, "mlp.json");
+    assert_eq!(files.keys().collect::<Vec<_>>(), ["libmlp.so", "mlp.h", "mlp.json", "mlp.rs"]);
+    assert_eq!(kiln_runtime::bundle::kind(Files::Memory(&manifest, &files)), Ok(kiln_runtime::bundle::Kind::Shared));
+    let open = |files: &std::collections::BTreeMap<String, Vec<u8>>| {
+        Bundle::load(Files::Memory(&manifest, files), &OpenOptions::default())
+    };
+    check_loss(&open(&files).unwrap(), &mut Rng::new(common::seed()));
+    let mut missing = files.clone();
+    missing.remove("mlp.h");
+    assert!(matches!(open(&missing), Err(Error::Integrity(m)) if m.contains("`mlp.h`: no such file")));
+    let mut changed = files.clone();
+    changed.get_mut("libmlp.so").unwrap()[100] ^= 1;
+    assert!(matches!(open(&changed), Err(Error::Integrity(m)) if m.contains("SHA-256")));
+    let mut longer = files.clone();
+    longer.get_mut("mlp.rs").unwrap().push(b'\n');
+    assert!(matches!(open(&longer), Err(Error::Integrity(_))));
+    let mut no_manifest = files.clone();
+    no_manifest.remove("mlp.json");
+    assert!(matches!(open(&no_manifest), Err(Error::Io(_))));
+}
+
 #[test]
 fn refuses_other_kinds_versions_and_targets() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,9 +11,10 @@
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::ffi::{c_void, CStr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use kiln_manifest::{ArgInfo, FileInfo, FunctionInfo, Kind, Manifest};
+pub use kiln_manifest::Kind;
+use kiln_manifest::{ArgInfo, FileInfo, FunctionInfo, Manifest};
 pub use kiln_manifest::{DType, FORMAT, VERSION};
 
 /// The alignment a caller's workspace must have.
@@ -299,14 +300,47 @@ pub struct OpenOptions {
     pub memory_limit: Option<u64>,
 }
 
-/// Reads the manifest at `path` and checks what every bundle must satisfy: size, JSON shape,
+/// Where a bundle's files are read from.
+#[derive(Clone, Copy, Debug)]
+pub enum Files<'a> {
+    /// The manifest at this path, its files beside it.
+    Directory(&'a Path),
+    /// In memory: the manifest's file name and every file by name (a bundle built in this
+    /// process, or received as bytes from another), checked exactly as files on disk are.
+    Memory(&'a str, &'a BTreeMap<String, Vec<u8>>),
+}
+
+impl Files<'_> {
+    /// The manifest's bytes, refusing more than `limit`.
+    fn manifest(&self, limit: u64) -> Result<Vec<u8>, Error> {
+        match *self {
+            Files::Directory(path) => {
+                read_regular_file(path, limit).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+            }
+            Files::Memory(name, _) => self.file(name, limit).map_err(|e| Error::Io(format!("{name}: {e}"))),
+        }
+    }
+
+    /// The bytes of the file `name` (a plain file name) of the bundle, refusing more than
+    /// `limit`.
+    fn file(&self, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+        match *self {
+            Files::Directory(path) => read_regular_file(&path.parent().unwrap_or(Path::new("")).join(name), limit),
+            Files::Memory(_, files) => match files.get(name) {
+                None => Err("no such file".into()),
+                Some(b) if b.len() as u64 > limit => Err(format!("more than {limit} bytes")),
+                Some(b) => Ok(b.clone()),
+            },
+        }
+    }
+}
+
+/// Reads the manifest from `files` and checks what every bundle must satisfy: size, JSON shape,
 /// format and a version this runtime opens, module name, the requirements section, the
 /// signature when `options` asks for one, the memory limit, and the size and SHA-256 of every
-/// file it lists (beside it), whose verified bytes it returns.
-pub(crate) fn read_manifest(path: &Path, options: &OpenOptions) -> Result<(Manifest, Verified), Error> {
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let text =
-        read_regular_file(path, MAX_MANIFEST_BYTES).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+/// file it lists, whose verified bytes it returns.
+pub(crate) fn read_manifest(files: Files, options: &OpenOptions) -> Result<(Manifest, Verified), Error> {
+    let text = files.manifest(MAX_MANIFEST_BYTES)?;
     let m: Manifest = serde_json::from_slice(&text).map_err(|e| Error::Manifest(e.to_string()))?;
     if m.format != FORMAT {
         return Err(Error::Version(format!("format `{}`; this runtime reads `{FORMAT}`", m.format)));
@@ -328,8 +362,7 @@ pub(crate) fn read_manifest(path: &Path, options: &OpenOptions) -> Result<(Manif
     }
     if let Some(key) = &options.public_key {
         let sig_name = kiln_manifest::signature_file(&m.module);
-        let signature =
-            read_regular_file(&dir.join(&sig_name), 1024).map_err(|e| Error::Signature(format!("{sig_name}: {e}")))?;
+        let signature = files.file(&sig_name, 1024).map_err(|e| Error::Signature(format!("{sig_name}: {e}")))?;
         kiln_manifest::verify(&text, &signature, key).map_err(Error::Signature)?;
     }
     if let Some(limit) = options.memory_limit {
@@ -341,11 +374,36 @@ pub(crate) fn read_manifest(path: &Path, options: &OpenOptions) -> Result<(Manif
             )));
         }
     }
-    let mut files = BTreeMap::new();
+    let mut verified = BTreeMap::new();
     for f in &m.files {
-        files.insert(f.name.clone(), verify_file(&dir, f)?);
+        verified.insert(f.name.clone(), verify_file(files, f)?);
     }
-    Ok((m, Verified(files)))
+    Ok((m, Verified(verified)))
+}
+
+/// The bundle whose manifest is at `manifest`, in memory, as [`Files::Memory`] takes it: the
+/// manifest's file name, and the bytes of the manifest, of every file it lists (verified
+/// against it) and of its signature when one lies beside it. To send a bundle to another
+/// process, which verifies it again when it loads it.
+pub fn read_bundle(manifest: &Path) -> Result<(String, BTreeMap<String, Vec<u8>>), Error> {
+    let files = Files::Directory(manifest);
+    let (m, Verified(mut bytes)) = read_manifest(files, &OpenOptions::default())?;
+    let name = manifest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    bytes.insert(name.clone(), files.manifest(MAX_MANIFEST_BYTES)?);
+    let signature = kiln_manifest::signature_file(&m.module);
+    if let Ok(b) = files.file(&signature, 1024) {
+        bytes.insert(signature, b);
+    }
+    Ok((name, bytes))
+}
+
+/// The kind of build whose manifest `files` holds (a CPU shared library, a GPU bundle), for a
+/// caller that opens either, as C callers choose `kiln_bundle_open` or `kiln_gpu_open`. Only
+/// the kind is read: opening the bundle checks the rest.
+pub fn kind(files: Files) -> Result<Kind, Error> {
+    let text = files.manifest(MAX_MANIFEST_BYTES)?;
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::Manifest(e.to_string()))?;
+    serde_json::from_value(value["kind"].clone()).map_err(|e| Error::Manifest(format!("kind: {e}")))
 }
 
 /// The bytes of a bundle's files as they were verified against the manifest's hashes: what
@@ -421,7 +479,12 @@ impl Bundle {
 
     /// Opens the bundle whose manifest is at `manifest`, requiring what `options` asks.
     pub fn open_with(manifest: &Path, options: &OpenOptions) -> Result<Bundle, Error> {
-        let (m, verified) = read_manifest(manifest, options)?;
+        Bundle::load(Files::Directory(manifest), options)
+    }
+
+    /// Opens the bundle in `files`, requiring what `options` asks.
+    pub fn load(files: Files, options: &OpenOptions) -> Result<Bundle, Error> {
+        let (m, verified) = read_manifest(files, options)?;
         if m.kind != Kind::Shared {
             return Err(Error::Target(format!(
                 "a `{}` build; the runtime loads shared libraries (--output-kind shared){}",
@@ -618,12 +681,11 @@ fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn verify_file(dir: &Path, f: &FileInfo) -> Result<Vec<u8>, Error> {
+fn verify_file(files: Files, f: &FileInfo) -> Result<Vec<u8>, Error> {
     if f.name.is_empty() || f.name.contains(['/', '\\']) || f.name.starts_with('.') {
         return Err(Error::Manifest(format!("file name `{}` is not a plain file name", f.name)));
     }
-    let path: PathBuf = dir.join(&f.name);
-    let bytes = read_regular_file(&path, f.bytes).map_err(|e| Error::Integrity(format!("`{}`: {e}", f.name)))?;
+    let bytes = files.file(&f.name, f.bytes).map_err(|e| Error::Integrity(format!("`{}`: {e}", f.name)))?;
     if bytes.len() as u64 != f.bytes {
         return Err(Error::Integrity(format!("`{}` has {} bytes, the manifest says {}", f.name, bytes.len(), f.bytes)));
     }

@@ -19,4 +19,4 @@ pub mod entry;
 pub mod gpu;
 pub mod pool;
 
-pub use bundle::{Bundle, DType, Error, OpenOptions, TensorMut, TensorRef};
+pub use bundle::{read_bundle, Bundle, DType, Error, Files, OpenOptions, TensorMut, TensorRef};

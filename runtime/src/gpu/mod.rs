@@ -19,7 +19,7 @@
 pub mod emulator;
 pub mod ptx;
 
-use crate::bundle::{lists, read_manifest, signature, ArgSpec, DType, Error, OpenOptions};
+use crate::bundle::{lists, read_manifest, signature, ArgSpec, DType, Error, Files, OpenOptions};
 use kiln_manifest::{FunctionInfo, Kind, MAX_DIM, MAX_THREADS_PER_BLOCK};
 pub use kiln_manifest::{Gemm, LaunchArg, Scalar, BLOCK_LIMITS, GRID_LIMITS, SCRATCH_ALIGN};
 use std::path::Path;
@@ -129,7 +129,12 @@ impl GpuBundle {
     /// Opens and verifies the GPU bundle whose manifest is at `manifest`, requiring what
     /// `options` asks (a signature; calls within a memory limit of the device).
     pub fn open_with(manifest: &Path, options: &OpenOptions) -> Result<GpuBundle, Error> {
-        let (m, verified) = read_manifest(manifest, options)?;
+        GpuBundle::load(Files::Directory(manifest), options)
+    }
+
+    /// Opens and verifies the GPU bundle in `files`, requiring what `options` asks.
+    pub fn load(files: Files, options: &OpenOptions) -> Result<GpuBundle, Error> {
+        let (m, verified) = read_manifest(files, options)?;
         if m.kind != Kind::Gpu || !m.target.triple.starts_with("nvptx64-") {
             return Err(Error::Target(format!(
                 "a `{}` build for {}, not a GPU bundle",
