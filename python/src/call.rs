@@ -2,9 +2,10 @@
 //! arguments here against the function's signature and gets row-major byte buffers back.
 //!
 //! Inputs are read in place when they are C-contiguous numpy arrays of the parameter's dtype
-//! (no copy); a non-contiguous array of that dtype is copied; a DLPack producer (a JAX or
-//! PyTorch array on the CPU) is viewed through `numpy.from_dlpack`; a Python scalar is taken
-//! for a scalar parameter of a kind that holds it, as kiln's weakly typed literals are. Any
+//! (no copy); a non-contiguous array of that dtype is copied; a numpy scalar is a 0-d array of
+//! its dtype; a DLPack producer (a JAX or PyTorch array on the CPU) is viewed through
+//! `numpy.from_dlpack`; a Python scalar is taken for a scalar parameter of a kind that holds
+//! it, as kiln's weakly typed literals are. Any
 //! other dtype, shape or count is an error naming the parameter: kiln never converts an
 //! array's dtype behind the caller's back.
 
@@ -69,6 +70,9 @@ pub fn dtype_name(name: &str) -> &'static str {
 fn itemsize(dtype: &str) -> usize {
     DTYPES.iter().find(|d| d.0 == dtype).map(|d| d.2).expect("kiln's dtypes are all listed")
 }
+
+/// numpy.generic, the class of numpy's scalars, imported once.
+static NUMPY_SCALAR: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
 
 /// ml_dtypes' bfloat16, imported once (only when a bf16 argument is met).
 static BFLOAT16: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -208,6 +212,9 @@ fn input<'py>(
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
     let array = if let Ok(a) = value.cast::<PyUntypedArray>() {
         a.clone()
+    } else if value.is_instance(NUMPY_SCALAR.import(py, "numpy", "generic")?)? {
+        // A numpy scalar (np.float32(2.0)) has its dtype, as a 0-d array does.
+        py.import("numpy")?.call_method1("asarray", (&value,))?.cast_into::<PyUntypedArray>()?
     } else if value.hasattr("__dlpack__")? {
         py.import("numpy")?.call_method1("from_dlpack", (&value,))?.cast_into::<PyUntypedArray>()?
     } else if value.is_instance_of::<PyBool>() || value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {

@@ -121,16 +121,23 @@ fn load(
     module::open(py, name, files, &OpenOptions { public_key, memory_limit }, device_of(emulate, device))
 }
 
-/// Loads a bundle from its files' bytes: how a pickled module is rebuilt.
+/// Loads a bundle from its files' bytes, and returns the module or its function `function`:
+/// how a pickled module or function is rebuilt.
 #[pyfunction]
+#[pyo3(signature = (manifest, files, emulate, device, function = None))]
 fn _load_files(
     py: Python<'_>,
     manifest: String,
     files: BTreeMap<String, Vec<u8>>,
     emulate: bool,
     device: usize,
-) -> PyResult<Module> {
-    module::open(py, manifest, files, &OpenOptions::default(), device_of(emulate, device))
+    function: Option<&str>,
+) -> PyResult<Py<PyAny>> {
+    let module = Py::new(py, module::open(py, manifest, files, &OpenOptions::default(), device_of(emulate, device))?)?;
+    match function {
+        None => Ok(module.into_any()),
+        Some(name) => module.bind(py).as_any().getattr(name).map(Bound::unbind),
+    }
 }
 
 /// The reference interpreter: a module whose functions run kiln's interpreter on the checked,

@@ -102,6 +102,31 @@ impl Loaded {
         }
     }
 
+    /// The bundle's files as a dict of bytes.
+    fn files_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let files = PyDict::new(py);
+        for (name, bytes) in self.bundle()? {
+            files.set_item(name, PyBytes::new(py, bytes))?;
+        }
+        Ok(files)
+    }
+
+    /// How a pickle rebuilds this module, or its function `function`: `_load_files` and its
+    /// arguments, the bundle's bytes among them.
+    fn reduce<'py>(
+        &self,
+        py: Python<'py>,
+        function: Option<&str>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let load = py.import("kiln._kiln")?.getattr("_load_files")?;
+        let (emulate, device) = match self.device {
+            Device::Cuda(d) => (false, d),
+            Device::Emulator => (true, 0),
+        };
+        let args = (self.manifest.clone(), self.files_dict(py)?, emulate, device, function);
+        Ok((load, args.into_pyobject(py)?))
+    }
+
     /// The bundle's files, refusing for an interpreted module, which has none.
     fn bundle(&self) -> PyResult<&BTreeMap<String, Vec<u8>>> {
         match self.runner {
@@ -206,11 +231,7 @@ impl Module {
     /// when it has one.
     #[getter]
     fn files<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let files = PyDict::new(py);
-        for (name, bytes) in self.loaded.bundle()? {
-            files.set_item(name, PyBytes::new(py, bytes))?;
-        }
-        Ok(files)
+        self.loaded.files_dict(py)
     }
 
     /// The manifest's JSON text.
@@ -268,14 +289,7 @@ impl Module {
 
     /// Pickles as the bundle's bytes: the receiving process verifies and loads them again.
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        let load = py.import("kiln._kiln")?.getattr("_load_files")?;
-        let emulate = self.loaded.device == Device::Emulator;
-        let device = match self.loaded.device {
-            Device::Cuda(d) => d,
-            Device::Emulator => 0,
-        };
-        let args = (self.loaded.manifest.clone(), self.files(py)?, emulate, device);
-        Ok((load, args.into_pyobject(py)?))
+        self.loaded.reduce(py, None)
     }
 }
 
@@ -333,6 +347,11 @@ impl Function {
     #[getter]
     fn results(&self) -> Vec<(String, &'static str, Vec<usize>)> {
         describe(&self.sig.results)
+    }
+
+    /// Pickles as its module's bundle and its name.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        self.loaded.reduce(py, Some(&self.sig.name))
     }
 
     fn __repr__(&self) -> String {

@@ -120,6 +120,36 @@ def test_python_scalars_are_weakly_typed():
         m.f(1.0, 2**40, True)
 
 
+def test_numpy_scalars_keep_their_dtype():
+    m = kiln.compile("fn f(a: f32, n: i64) -> f32 { a * n }\nexport f;")
+    assert m.f(np.float32(1.5), np.int64(4)) == 6.0
+    with pytest.raises(TypeError, match="parameter `a: f32` of `f` is f32, got an array of float64"):
+        m.f(np.float64(1.5), 4)
+
+
+def test_hostile_arguments_raise_and_never_crash():
+    m = kiln.compile("fn f(x: f32[2, 3], n: i32) -> f32[2, 3] { x * n }\nexport f;")
+    x = np.ones((2, 3), np.float32)
+    hostile = [
+        None, "x", b"bytes", [[1.0] * 3] * 2, {"x": 1}, object(), memoryview(b"123456"),
+        np.ones((2, 3), object), np.zeros(6, np.float32), np.zeros((3, 2), np.float32),
+        np.zeros((2, 3, 1), np.float32), np.zeros((0, 3), np.float32), np.zeros((2, 3), "V4"),
+        np.zeros((2, 3), [("a", np.float32)]), np.float32(1), np.zeros((2, 3), np.float16),
+        np.zeros((2, 3), np.complex64), np.zeros((2, 3), ">f4"), np.zeros((2, 3), "S4"),
+    ]
+    for value in hostile:
+        with pytest.raises((TypeError, ValueError)):
+            m.f(value, 2)
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            m.f(x, value)
+    for out in hostile[1:] + [x, (x,), (x, x), np.ones((2, 3), np.float32)[:, ::-1]]:  # out=None: no out
+        if isinstance(out, np.ndarray) and out.flags.c_contiguous and out.dtype == np.float32 and out.shape == (2, 3):
+            continue
+        with pytest.raises((TypeError, ValueError)):
+            m.f(x, 2, out=out)
+    np.testing.assert_array_equal(m.f(x, 2), 2 * x)
+
+
 def test_dlpack_producers_are_accepted():
     class Producer:  # what a JAX or PyTorch CPU array offers: the DLPack protocol only
         def __init__(self, a):

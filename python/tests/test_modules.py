@@ -50,6 +50,13 @@ def test_refused_options_and_sources_are_errors(tmp_path):
         kiln.compile(b"fn f() {}")
 
 
+def test_module_names_are_c_identifiers():
+    source = "fn f(x: f32) -> f32 { x }\nexport f;"
+    assert kiln.compile(source, module_name="model_2").name == "model_2"
+    with pytest.raises(kiln.CompileError, match="module name `my-model` is not a C identifier"):
+        kiln.compile(source, module_name="my-model")
+
+
 def test_warnings_are_compile_warnings():
     with pytest.warns(kiln.CompileWarning, match="unused parameter `y`"):
         m = kiln.compile("fn f(x: f32, y: f32) -> f32 { x }\nexport f;")
@@ -91,8 +98,10 @@ def test_modules_pickle_as_their_verified_bundle(mlp, mlp_inputs):
     copy = pickle.loads(pickle.dumps(mlp))
     assert copy.name == "mlp" and copy.files == mlp.files
     assert copy.loss(**mlp_inputs) == mlp.loss(**mlp_inputs)
-    name, (manifest, files, emulate, device) = mlp.__reduce__()[0].__name__, mlp.__reduce__()[1]
-    assert name == "_load_files"
+    name, (manifest, files, emulate, device, function) = mlp.__reduce__()[0].__name__, mlp.__reduce__()[1]
+    assert name == "_load_files" and function is None
+    f = pickle.loads(pickle.dumps(mlp.loss))
+    assert isinstance(f, kiln.Function) and f(**mlp_inputs) == mlp.loss(**mlp_inputs)
     files = dict(files)
     files["libmlp.so"] = files["libmlp.so"][:-1] + bytes([files["libmlp.so"][-1] ^ 1])
     with pytest.raises(kiln.LoadError, match="does not match its SHA-256"):
@@ -119,6 +128,16 @@ def test_gpu_bundles_run_on_the_ptx_emulator():
 def test_the_type_stubs_match_the_extension():
     result = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "kiln._kiln", "--allowlist", str(ALLOWLIST)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_package_type_checks_against_its_stubs():
+    package = pathlib.Path(__file__).resolve().parents[1] / "kiln"
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", str(package), "--ignore-missing-imports", "--no-incremental"],
         capture_output=True,
         text=True,
     )
