@@ -1,9 +1,8 @@
 """Data-parallel training of a compiled kiln model on a Ray cluster, and batch inference.
 
     target/pyenv/bin/python examples/ray/train.py            # a local 3-node cluster
-    target/pyenv/bin/python examples/ray/train.py --bench    # step times over 1, 2, 3 workers
 
-The driver compiles examples/ray/mlp.kn once. kiln.ray.DataParallel puts the bundle in the
+The driver compiles examples/ray/classifier.kn once. kiln.ray.DataParallel puts the bundle in the
 object store, and each worker actor loads it once. Every step cuts the global batch of 96 into
 three shards of 32. Each worker computes the loss and gradient of its shards with the compiled
 `shard_step`, and the driver averages them and takes an SGD step. The same training in one
@@ -17,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import statistics
-import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 import kiln
 
-SOURCE = pathlib.Path(__file__).with_name("mlp.kn")
+SOURCE = pathlib.Path(__file__).with_name("classifier.kn")
 SHARD, FEATURES, HIDDEN, CLASSES = 32, 64, 128, 10
 WEIGHTS = ("w1", "b1", "w2", "b2")
 
@@ -77,14 +74,17 @@ def batches(steps: int, shards: int, seed: int = 2) -> List[Tuple[np.ndarray, np
     return [(x[i * size : (i + 1) * size], labels[i * size : (i + 1) * size]) for i in range(steps)]
 
 
-def local_cluster(nodes: int):
-    """A Ray cluster of `nodes` nodes of one CPU each on this machine, connected to."""
+def local_cluster(nodes: int, cpus_per_node: int = 1):
+    """A Ray cluster of `nodes` nodes on this machine, connected to."""
+    import os
+
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports to a closed network
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus_per_node})
     for _ in range(nodes - 1):
-        cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=cpus_per_node)
     ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     cluster.wait_for_nodes()
     return cluster
@@ -115,51 +115,11 @@ def accuracy_with_ray_data(module: kiln.Module, weights: Dict[str, np.ndarray], 
     return float(np.mean(classes == labels))
 
 
-def bench(runs: int, shards: int = 6) -> None:
-    """The data-parallel step of bench.kn over 1, 2 and 3 workers: its median time on the
-    driver, the time in compiled calls (the slowest worker's) and Ray's overhead, the rest, on
-    a global batch of `shards` shards; and the same shards computed in one process, no Ray."""
-    from kiln.ray import DataParallel
-
-    module = kiln.compile(SOURCE.with_name("bench.kn"))
-    f = module.shard_step
-    rng = np.random.default_rng(0)
-    rows = f.params[0][2][0]
-    args = [
-        rng.integers(0, 10, [shards * rows], dtype=np.int32)
-        if dtype == "i32"
-        else (rng.standard_normal([shards * rows, *shape[1:]] if i == 0 else shape) * 0.05).astype(np.float32)
-        for i, (_, dtype, shape) in enumerate(f.params)
-    ]
-    single = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for k in range(shards):
-            f(args[0][k * rows : (k + 1) * rows], args[1][k * rows : (k + 1) * rows], *args[2:])
-        single.append(time.perf_counter() - start)
-    print(f"one process, no Ray: {statistics.median(single) * 1e3:.1f} ms per step of {shards} shards of {rows}")
-    print("| workers | step (ms) | in compiled calls, slowest worker (ms) | Ray's overhead (ms) |")
-    print("|---|---|---|---|")
-    for workers in (1, 2, 3):
-        parallel = DataParallel(module, "shard_step", workers, sharded=["x", "labels"])
-        parallel(*args)  # the actors start and load the module
-        times = []
-        for _ in range(runs):
-            parallel(*args)
-            times.append(parallel.last)
-        parallel.close()
-        total = statistics.median(t.total for t in times) * 1e3
-        compute = statistics.median(t.compute for t in times) * 1e3
-        print(f"| {workers} | {total:.1f} | {compute:.1f} | {total - compute:.1f} |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--bench", action="store_true", help="time the step over 1, 2 and 3 workers")
-    parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
 
     import ray
@@ -168,9 +128,6 @@ def main() -> None:
 
     cluster = local_cluster(args.nodes)
     try:
-        if args.bench:
-            bench(args.runs)
-            return
         module = kiln.compile(SOURCE)
         data_parallel = DataParallel(module, "shard_step", args.workers, sharded=["x", "labels"])
         steps = batches(args.steps, shards=3)
