@@ -25,6 +25,7 @@ pub use build_script::Build;
 pub use kiln_codegen;
 pub use kiln_frontend;
 pub use kiln_ir;
+pub use kiln_onnx;
 pub use kiln_passes;
 pub use report::ErrorFormat;
 
@@ -343,6 +344,42 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
         )));
     }
     Ok(bytes)
+}
+
+/// The largest ONNX model kiln reads (protobuf's own limit is 2 GiB; larger models keep their
+/// weights in external-data files).
+pub const MAX_ONNX_BYTES: u64 = 2 << 30;
+
+/// Reads `fields` of `--shape NAME=DIMS` (`input=1x3x224x224`) into the importer's options.
+pub fn onnx_options(shapes: &[String]) -> Result<kiln_onnx::Options, Error> {
+    let mut options = kiln_onnx::Options::default();
+    for spec in shapes {
+        let bad = || Error::Usage(format!("--shape takes NAME=DIMS such as input=1x3x224x224, got `{spec}`"));
+        let (name, dims) = spec.rsplit_once('=').ok_or_else(bad)?;
+        let dims = dims.split('x').map(|d| d.parse::<usize>().ok().filter(|&d| d > 0)).collect::<Option<Vec<_>>>();
+        if options.shapes.insert(name.to_string(), dims.ok_or_else(bad)?).is_some() {
+            return Err(Error::Usage(format!("--shape {name}=... is given twice")));
+        }
+    }
+    Ok(options)
+}
+
+/// Imports the ONNX model at `path`: its graph as kiln source (named after the model's file,
+/// so the module takes the file's name) and its weights. Every problem with the model is a
+/// diagnostic (docs/onnx.md).
+pub fn import_onnx(path: &Path, options: &kiln_onnx::Options) -> Result<(Source, kiln_onnx::Imported), Error> {
+    let bytes = read_file(path, MAX_ONNX_BYTES)?;
+    let imported = kiln_onnx::import(&bytes, path, options).map_err(|diags| Error::Source {
+        diags,
+        file: path.display().to_string(),
+        src: String::new(),
+    })?;
+    Ok((Source { name: path.display().to_string(), text: imported.source.clone() }, imported))
+}
+
+/// Whether `path` names an ONNX model (by its extension).
+pub fn is_onnx(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
 /// The frontend's transformations (`grad`, `value_and_grad`, `jvp`, `vjp`, `vmap`), applied

@@ -22,8 +22,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile a .kn file into an object, a C header and a manifest.
-    Build(BuildArgs),
+    /// Compile a .kn file (or an .onnx model) into an object, a C header and a manifest.
+    Build(Box<BuildArgs>),
+    /// Import an ONNX model as kiln source (DIR/NAME.kn) and its weights (DIR/NAME.safetensors).
+    Import {
+        /// The .onnx model.
+        file: PathBuf,
+        /// Output directory.
+        #[arg(short = 'o', long = "out-dir", default_value = ".")]
+        out_dir: PathBuf,
+        /// Sizes of an input's symbolic dimensions: NAME=DIMS, such as input=1x3x224x224.
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
+    },
     /// Check a .kn file and report errors, producing nothing.
     Check {
         /// The .kn source file.
@@ -74,8 +85,15 @@ enum Command {
 
 #[derive(Args)]
 struct BuildArgs {
-    /// The .kn source file.
+    /// The .kn source file, or an .onnx model (imported as `kiln import` does).
     file: PathBuf,
+    /// For an .onnx model: sizes of an input's symbolic dimensions, NAME=DIMS.
+    #[arg(long = "shape", value_name = "NAME=DIMS")]
+    shapes: Vec<String>,
+    /// For an .onnx model: take its weights as parameters after its inputs (written beside
+    /// the object as NAME.safetensors).
+    #[arg(long = "weights-as-params")]
+    weights_as_params: bool,
     /// Output directory; without it, --emit kinds other than obj print to stdout.
     #[arg(short = 'o', long = "out-dir")]
     out_dir: Option<PathBuf>,
@@ -191,8 +209,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, format: ErrorFormat) -> Result<(), Error> {
     match cli.command {
-        Command::Build(args) => build(args, format),
+        Command::Build(args) => build(*args, format),
         Command::Check { file } => check(&file, format).map(|_| ()),
+        Command::Import { file, out_dir, shapes } => import(&file, &out_dir, &shapes),
         Command::Eval(args) => eval(args, format),
         Command::Expect { file, out_dir, seed, memory_limit } => expect(&file, &out_dir, seed, memory_limit, format),
         Command::Bench { target_cpu, runs, python, filter, threads } => {
@@ -226,8 +245,45 @@ fn check(file: &Path, format: ErrorFormat) -> Result<(Source, kiln_ir::Module), 
     Ok((source, module))
 }
 
+/// Writes `file`'s import: DIR/NAME.kn and, when it has weights, DIR/NAME.safetensors.
+fn import(file: &Path, dir: &Path, shapes: &[String]) -> Result<(), Error> {
+    let (source, imported) = kiln::import_onnx(file, &kiln::onnx_options(shapes)?)?;
+    let stem = source.artifact_module_name()?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
+    let write = |name: String, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|e| Error::Usage(format!("cannot write `{}`: {e}", path.display())))
+    };
+    write(format!("{stem}.kn"), source.text.as_bytes())?;
+    if !imported.weights.is_empty() {
+        write(format!("{stem}.safetensors"), &weights_file(&imported)?)?;
+    }
+    Ok(())
+}
+
+fn weights_file(imported: &kiln::kiln_onnx::Imported) -> Result<Vec<u8>, Error> {
+    kiln::kiln_onnx::safetensors(&imported.weights).map_err(|e| Error::Internal(format!("writing the weights: {e}")))
+}
+
 fn build(args: BuildArgs, format: ErrorFormat) -> Result<(), Error> {
-    let source = Source::read(&args.file)?;
+    let onnx = kiln::is_onnx(&args.file);
+    if !onnx && (!args.shapes.is_empty() || args.weights_as_params) {
+        return Err(Error::Usage("--shape and --weights-as-params are for .onnx models".into()));
+    }
+    let (source, weights) = if onnx {
+        if !args.weights_as_params {
+            return Err(Error::Usage(
+                "an ONNX model's weights are compiled in as parameters for now: add --weights-as-params \
+                 (constants in the object's read-only data are the next step of issue 22)"
+                    .into(),
+            ));
+        }
+        let (source, imported) = kiln::import_onnx(&args.file, &kiln::onnx_options(&args.shapes)?)?;
+        let weights = (!imported.weights.is_empty()).then(|| weights_file(&imported)).transpose()?;
+        (source, weights)
+    } else {
+        (Source::read(&args.file)?, None)
+    };
     let target = kiln::target(args.target.as_deref(), args.target_cpu.as_deref(), args.gpu.as_deref())?;
     let mut emit = vec![];
     for e in &args.emit {
@@ -279,7 +335,13 @@ fn build(args: BuildArgs, format: ErrorFormat) -> Result<(), Error> {
         print(out.dumps.iter().map(|(_, text)| text.as_str()))?;
     }
     if !to_stdout {
-        kiln::write_output(&out, args.out_dir.as_deref().unwrap_or(Path::new(".")))?;
+        let dir = args.out_dir.as_deref().unwrap_or(Path::new("."));
+        kiln::write_output(&out, dir)?;
+        if let Some(bytes) = weights {
+            let path = dir.join(format!("{}.safetensors", out.module_name));
+            std::fs::write(&path, bytes)
+                .map_err(|e| Error::Usage(format!("cannot write `{}`: {e}", path.display())))?;
+        }
     }
     if args.time_passes {
         let total: f64 = out.timings.iter().map(|(_, d)| d.as_secs_f64()).sum();

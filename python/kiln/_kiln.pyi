@@ -13,6 +13,7 @@ __all__ = [
     "_load_files",
     "compile",
     "explain",
+    "import_onnx",
     "interpret",
     "load",
     "set_threads",
@@ -98,6 +99,12 @@ def load(
 
 def interpret(source: Union[str, os.PathLike], *, memory_limit_mib: int = 4096) -> Module:
     """A module whose functions run in kiln's reference interpreter."""
+
+def import_onnx(
+    model: Union[str, os.PathLike], *, shapes: Optional[Dict[str, List[int]]] = None
+) -> Tuple[str, Dict[str, np.ndarray]]:
+    """An ONNX model as kiln source (its function `forward` takes the inputs, then the weights)
+    and its weights by parameter name (kiln.CompileError when it cannot be imported)."""
 
 def set_threads(threads: int) -> int:
     """Sets the threads running compiled parallel loops; returns the previous number."""

@@ -163,6 +163,31 @@ fn interpret(py: Python<'_>, source: &Bound<'_, PyAny>, memory_limit_mib: u64) -
     Module::interpreted(py, ir)
 }
 
+/// Imports the ONNX model at `model`: returns its graph as kiln source (one exported function,
+/// `forward`, whose parameters are the model's inputs and then its weights) and the weights,
+/// by parameter name in parameter order. `shapes` fixes the sizes of inputs whose dimensions
+/// the model leaves symbolic (`{"input": [1, 3, 224, 224]}`).
+#[pyfunction]
+#[pyo3(signature = (model, *, shapes = None))]
+fn import_onnx<'py>(
+    py: Python<'py>,
+    model: PathBuf,
+    shapes: Option<BTreeMap<String, Vec<usize>>>,
+) -> PyResult<(String, Bound<'py, pyo3::types::PyDict>)> {
+    let options = kiln::kiln_onnx::Options { shapes: shapes.unwrap_or_default() };
+    let (source, imported) =
+        py.detach(|| kiln::import_onnx(&model, &options)).map_err(|e| errors::compile_error(py, e))?;
+    let weights = pyo3::types::PyDict::new(py);
+    for w in &imported.weights {
+        let dtype = call::numpy_dtype(py, w.tensor.data.dtype().name())?;
+        let array = call::empty(py, &dtype, &w.tensor.shape)?;
+        let bytes = w.tensor.data.to_bytes();
+        call::output_buffers(&mut [array.clone()])[0].copy_from_slice(&bytes);
+        weights.set_item(&w.name, array)?;
+    }
+    Ok((source.text, weights))
+}
+
 /// Sets the number of threads that run compiled parallel loops (the caller's included; 1 runs
 /// them serially, the default) and returns the previous number.
 #[pyfunction]
@@ -192,6 +217,7 @@ fn _kiln(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(_load_files, m)?)?;
     m.add_function(wrap_pyfunction!(interpret, m)?)?;
+    m.add_function(wrap_pyfunction!(import_onnx, m)?)?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     m.add_function(wrap_pyfunction!(threads, m)?)?;
     m.add_function(wrap_pyfunction!(explain, m)?)?;
