@@ -14,6 +14,7 @@ use kiln_codegen::{Emit, Target};
 use kiln_frontend::Transform;
 use kiln_ir::{Diagnostic, Func, Module};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,9 @@ pub struct Options {
     /// An ed25519 private key (PKCS#8 PEM) that signs the manifest (`--sign`): the build then
     /// writes [`manifest::signature_file`] beside it.
     pub sign_key: Option<String>,
+    /// Weights files given in memory, by the name the program's `load` calls use; a name not
+    /// here is read beside the program.
+    pub weights: BTreeMap<String, Vec<u8>>,
 }
 
 impl Default for Options {
@@ -149,6 +153,7 @@ impl Default for Options {
             dump_after: vec![],
             saturate: Default::default(),
             sign_key: None,
+            weights: BTreeMap::new(),
         }
     }
 }
@@ -423,7 +428,68 @@ pub fn check(source: &Source, module_name: &str) -> Result<Module, Error> {
 /// Parses and checks a source, returning the IR module and the warnings.
 pub fn diagnose(source: &Source, module_name: &str) -> Result<(Module, Vec<Diagnostic>), Error> {
     let file = kiln_frontend::parser::parse(&source.text).map_err(|d| source.errors(d))?;
-    elaborate(source, &file, module_name)
+    elaborate(source, &file, module_name, &BTreeMap::new())
+}
+
+/// The most bytes of one weights file `load` reads.
+pub const MAX_WEIGHTS_BYTES: u64 = 16 << 30;
+
+/// The weights files `load` reads: safetensors files given in memory by name, else beside the
+/// program. Each file is read once per compilation.
+struct WeightFiles<'a> {
+    dir: PathBuf,
+    memory: &'a BTreeMap<String, Vec<u8>>,
+    read: std::cell::RefCell<BTreeMap<String, std::rc::Rc<Vec<u8>>>>,
+}
+
+impl kiln_frontend::Files for WeightFiles<'_> {
+    fn load(&self, file: &str, name: &str) -> Result<kiln_ir::Constant, String> {
+        let bytes = match self.memory.get(file) {
+            Some(b) => std::rc::Rc::new(b.clone()),
+            None => {
+                let cached = self.read.borrow().get(file).cloned();
+                match cached {
+                    Some(b) => b,
+                    None => {
+                        let b = std::rc::Rc::new(
+                            read_file(&self.dir.join(file), MAX_WEIGHTS_BYTES)
+                                .map_err(|e| e.render(false).trim().trim_start_matches("error: ").to_string())?,
+                        );
+                        self.read.borrow_mut().insert(file.to_string(), b.clone());
+                        b
+                    }
+                }
+            }
+        };
+        let tensors =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("it is not a safetensors file ({e})"))?;
+        let view = tensors.tensor(name).map_err(|_| {
+            let mut names = tensors.names();
+            names.sort();
+            let shown: Vec<&str> = names.iter().take(8).map(|n| &n[..]).collect();
+            format!(
+                "it has no tensor of that name (it has {}{})",
+                shown.join(", "),
+                if names.len() > 8 { ", ..." } else { "" }
+            )
+        })?;
+        use kiln_ir::DType;
+        let dtype = match view.dtype() {
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::F64 => DType::F64,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            safetensors::Dtype::I32 => DType::I32,
+            safetensors::Dtype::I64 => DType::I64,
+            safetensors::Dtype::U8 => DType::U8,
+            safetensors::Dtype::U32 => DType::U32,
+            other => return Err(format!("its dtype {other:?} is not one `load` reads (floats, i32, i64, u8, u32)")),
+        };
+        if view.shape().contains(&0) {
+            return Err(format!("its shape {:?} is empty", view.shape()));
+        }
+        kiln_ir::Constant::new(kiln_ir::TensorType::new(dtype, view.shape().to_vec()), view.data().to_vec())
+    }
 }
 
 /// Lowers a parsed source into a module named `module_name`, with autodiff available; returns
@@ -432,12 +498,15 @@ fn elaborate(
     source: &Source,
     file: &kiln_frontend::ast::SourceFile,
     module_name: &str,
+    weights: &BTreeMap<String, Vec<u8>>,
 ) -> Result<(Module, Vec<Diagnostic>), Error> {
     if !kiln_ir::func::is_identifier(module_name) {
         return Err(Error::Usage(format!("module name `{module_name}` is not a C identifier")));
     }
+    let dir = Path::new(&source.name).parent().map(Path::to_path_buf).unwrap_or_default();
+    let files = WeightFiles { dir, memory: weights, read: Default::default() };
     let (module, warnings) =
-        kiln_frontend::elaborate(file, module_name, Some(&Autodiff)).map_err(|d| source.errors(d))?;
+        kiln_frontend::elaborate(file, module_name, Some(&Autodiff), Some(&files)).map_err(|d| source.errors(d))?;
     if let Err(clash) = kiln_codegen::names::check(&module) {
         let error = Diagnostic::error("E0110", clash.message)
             .at(clash.span, "this name")
@@ -473,7 +542,7 @@ pub fn build(source: &Source, options: &Options) -> Result<Output, Error> {
     }
     out.timings.push(("parse".into(), start.elapsed()));
     let start = Instant::now();
-    let (mut module, warnings) = elaborate(source, &file, &module_name)?;
+    let (mut module, warnings) = elaborate(source, &file, &module_name, &options.weights)?;
     out.warnings = warnings;
     if module.funcs.is_empty() {
         return Err(Error::Usage(format!(

@@ -26,6 +26,9 @@ enum Command {
     Build(Box<BuildArgs>),
     /// Import an ONNX model as kiln source (DIR/NAME.kn) and its weights (DIR/NAME.safetensors).
     Import {
+        /// Take the weights as parameters after the inputs, rather than `load`ing them.
+        #[arg(long = "weights-as-params")]
+        weights_as_params: bool,
         /// The .onnx model.
         file: PathBuf,
         /// Output directory.
@@ -91,7 +94,7 @@ struct BuildArgs {
     #[arg(long = "shape", value_name = "NAME=DIMS")]
     shapes: Vec<String>,
     /// For an .onnx model: take its weights as parameters after its inputs (written beside
-    /// the object as NAME.safetensors).
+    /// the object as NAME.safetensors) rather than compiling them into the object.
     #[arg(long = "weights-as-params")]
     weights_as_params: bool,
     /// Output directory; without it, --emit kinds other than obj print to stdout.
@@ -211,7 +214,9 @@ fn run(cli: Cli, format: ErrorFormat) -> Result<(), Error> {
     match cli.command {
         Command::Build(args) => build(*args, format),
         Command::Check { file } => check(&file, format).map(|_| ()),
-        Command::Import { file, out_dir, shapes } => import(&file, &out_dir, &shapes),
+        Command::Import { file, out_dir, shapes, weights_as_params } => {
+            import(&file, &out_dir, &shapes, weights_as_params)
+        }
         Command::Eval(args) => eval(args, format),
         Command::Expect { file, out_dir, seed, memory_limit } => expect(&file, &out_dir, seed, memory_limit, format),
         Command::Bench { target_cpu, runs, python, filter, threads } => {
@@ -246,8 +251,10 @@ fn check(file: &Path, format: ErrorFormat) -> Result<(Source, kiln_ir::Module), 
 }
 
 /// Writes `file`'s import: DIR/NAME.kn and, when it has weights, DIR/NAME.safetensors.
-fn import(file: &Path, dir: &Path, shapes: &[String]) -> Result<(), Error> {
-    let (source, imported) = kiln::import_onnx(file, &kiln::onnx_options(shapes)?)?;
+fn import(file: &Path, dir: &Path, shapes: &[String], weights_as_params: bool) -> Result<(), Error> {
+    let mut options = kiln::onnx_options(shapes)?;
+    options.weights_as_params = weights_as_params;
+    let (source, imported) = kiln::import_onnx(file, &options)?;
     let stem = source.artifact_module_name()?;
     std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
     let write = |name: String, bytes: &[u8]| {
@@ -256,7 +263,7 @@ fn import(file: &Path, dir: &Path, shapes: &[String]) -> Result<(), Error> {
     };
     write(format!("{stem}.kn"), source.text.as_bytes())?;
     if !imported.weights.is_empty() {
-        write(format!("{stem}.safetensors"), &weights_file(&imported)?)?;
+        write(imported.weights_file.clone(), &weights_file(&imported)?)?;
     }
     Ok(())
 }
@@ -270,20 +277,18 @@ fn build(args: BuildArgs, format: ErrorFormat) -> Result<(), Error> {
     if !onnx && (!args.shapes.is_empty() || args.weights_as_params) {
         return Err(Error::Usage("--shape and --weights-as-params are for .onnx models".into()));
     }
+    // An ONNX model's weights are compiled in from memory, or with --weights-as-params
+    // written beside the object for the caller to pass.
     let (source, weights) = if onnx {
-        if !args.weights_as_params {
-            return Err(Error::Usage(
-                "an ONNX model's weights are compiled in as parameters for now: add --weights-as-params \
-                 (constants in the object's read-only data are the next step of issue 22)"
-                    .into(),
-            ));
-        }
-        let (source, imported) = kiln::import_onnx(&args.file, &kiln::onnx_options(&args.shapes)?)?;
+        let mut options = kiln::onnx_options(&args.shapes)?;
+        options.weights_as_params = args.weights_as_params;
+        let (source, imported) = kiln::import_onnx(&args.file, &options)?;
         let weights = (!imported.weights.is_empty()).then(|| weights_file(&imported)).transpose()?;
-        (source, weights)
+        (source, weights.map(|w| (imported.weights_file, w)))
     } else {
         (Source::read(&args.file)?, None)
     };
+    let compiled_in = weights.iter().filter(|_| !args.weights_as_params).cloned().collect();
     let target = kiln::target(args.target.as_deref(), args.target_cpu.as_deref(), args.gpu.as_deref())?;
     let mut emit = vec![];
     for e in &args.emit {
@@ -304,6 +309,7 @@ fn build(args: BuildArgs, format: ErrorFormat) -> Result<(), Error> {
         Error::Usage(format!("unknown --output-kind `{}`; kinds are: {}", args.output_kind, names.join(", ")))
     })?;
     let options = Options {
+        weights: compiled_in,
         opt_level: args.opt_level,
         target,
         output,
@@ -337,7 +343,7 @@ fn build(args: BuildArgs, format: ErrorFormat) -> Result<(), Error> {
     if !to_stdout {
         let dir = args.out_dir.as_deref().unwrap_or(Path::new("."));
         kiln::write_output(&out, dir)?;
-        if let Some(bytes) = weights {
+        if let Some((_, bytes)) = weights.filter(|_| args.weights_as_params) {
             let path = dir.join(format!("{}.safetensors", out.module_name));
             std::fs::write(&path, bytes)
                 .map_err(|e| Error::Usage(format!("cannot write `{}`: {e}", path.display())))?;

@@ -1225,6 +1225,17 @@ impl<'f> FuncEmitter<'f> {
                 self.line(format!("{n} = arith.constant dense<{}> : {}", const_value(*lit), tensor(ty)));
                 n
             }
+            // MLIR's hex form of dense data: the elements' little-endian bytes. Bufferization
+            // makes it a constant global, in the object's read-only data.
+            Op::Data(c) => {
+                let n = self.fresh();
+                let mut hex = String::with_capacity(2 * c.bytes().len());
+                for b in c.bytes() {
+                    let _ = write!(hex, "{b:02X}");
+                }
+                self.line(format!("{n} = arith.constant dense<\"0x{hex}\"> : {}", tensor(ty)));
+                n
+            }
             Op::Iota { axis, .. } => self.parallel(&ty.shape, elem(ty.dtype), &[], |b, _| {
                 let i = b.op(format!("linalg.index {axis} : index"));
                 b.index_as(&i, ty.dtype)

@@ -74,6 +74,7 @@ const SIGNATURES: &[(&str, &[&str], usize)] = &[
     ("cummin", &["a", "axis"], 1),
     ("pad", &["array", "pad_width", "mode", "constant_values"], 2),
     ("einsum", &["subscripts", "a", "b", "c", "d"], 2),
+    ("load", &["file", "name"], 2),
     ("remainder", &["x1", "x2"], 2),
     ("fmod", &["x1", "x2"], 2),
     ("floor_divide", &["x1", "x2"], 2),
@@ -999,6 +1000,27 @@ pub fn call<'a>(el: &mut Elab<'a>, env: &mut Env, callee: &Ident, args: &'a [Arg
                 x = el.push(Op::Concat { axis }, all, span)?;
             }
             x
+        }
+        // load("weights.safetensors", "name"): the tensor `name` of a weights file beside the
+        // program, compiled in as a constant (its dtype and shape are the file's).
+        "load" => {
+            let strings: Vec<(&str, Span)> = (0..2)
+                .map(|i| {
+                    let e = b.get(i).expect("required");
+                    match &e.kind {
+                        ExprKind::Str(s) => Ok((s.as_str(), e.span)),
+                        _ => Err(Diagnostic::error("E0238", "`load` takes the file and the tensor's name as strings")
+                            .at(e.span, "not a string")),
+                    }
+                })
+                .collect::<R<_>>()?;
+            let ((file, fs), (tensor, ts)) = (strings[0], strings[1]);
+            let data = el.load(file, tensor).map_err(|reason| {
+                Diagnostic::error("E0238", format!("cannot load `{tensor}` from `{file}`: {reason}"))
+                    .at(fs.to(ts), "loaded here")
+                    .help("a weights file is a safetensors file, found relative to the program's folder")
+            })?;
+            el.push(Op::Data(data), vec![], span)?
         }
         // einsum("ij,jk->ik", a, b): contractions in Einstein's notation (jnp.einsum, without
         // `...` or repeated letters in one operand), as transposes, reshapes, reductions and

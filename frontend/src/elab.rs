@@ -9,6 +9,7 @@
 use crate::ast::*;
 use crate::indexing;
 use crate::transform::{Differentiator, Transform};
+use crate::Files;
 use kiln_ir::ops::Bodies;
 use kiln_ir::types::check_shape;
 use kiln_ir::{BinaryOp, DType, Diagnostic, Func, Literal, Module, Op, Span, TensorType, UnaryOp, Value};
@@ -79,6 +80,8 @@ pub struct Elab<'a> {
 /// checked, or their first error reported through the call).
 struct File<'a> {
     fns: BTreeMap<&'a str, &'a FnDef>,
+    /// Where `load` reads weights files, when the caller gave it a way.
+    files: Option<&'a dyn Files>,
     called: RefCell<BTreeSet<&'a str>>,
     /// Notes on how transformations went (a vmap that runs both branches of a conditional),
     /// reported as warnings.
@@ -189,6 +192,7 @@ pub fn elaborate<'a>(
     file: &'a SourceFile,
     module_name: &str,
     diff: Option<&'a dyn Differentiator>,
+    files: Option<&'a dyn Files>,
 ) -> Result<(Module, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut errors = Errors::default();
     let mut warnings = vec![];
@@ -230,8 +234,13 @@ pub fn elaborate<'a>(
     let mut warnings = crate::in_source_order(warnings);
     warnings.truncate(crate::MAX_ERRORS);
     errors.take_result(&warnings)?;
-    let shared =
-        Rc::new(File { fns, called: Default::default(), notes: Default::default(), recovered: Default::default() });
+    let shared = Rc::new(File {
+        fns,
+        files,
+        called: Default::default(),
+        notes: Default::default(),
+        recovered: Default::default(),
+    });
     let fns = &shared.fns;
     let mut module = Module { name: module_name.to_string(), funcs: vec![] };
     let mut exported: HashMap<String, Span> = HashMap::new();
@@ -626,6 +635,14 @@ impl<'a> Elab<'a> {
             );
         }
         Ok(g)
+    }
+
+    /// The tensor `name` of weights file `file`, through the caller's [`Files`].
+    pub(crate) fn load(&self, file: &str, name: &str) -> Result<kiln_ir::Constant, String> {
+        match self.file.files {
+            Some(files) => files.load(file, name),
+            None => Err("this compilation reads no files".into()),
+        }
     }
 
     /// Applies a transformation through the differentiator.

@@ -28,6 +28,15 @@ pub use elab::elaborate;
 pub use render::{render_diagnostic, render_diagnostics};
 pub use transform::{Differentiator, Transform};
 
+/// What a program may read while it is compiled: the tensors of weights files, for `load`.
+/// The driver reads them (safetensors files beside the program, or files given in memory);
+/// the frontend only asks.
+pub trait Files {
+    /// The tensor `name` of the weights file `file` (as the program names it), as a constant;
+    /// an error is a lowercase reason.
+    fn load(&self, file: &str, name: &str) -> Result<kiln_ir::Constant, String>;
+}
+
 use kiln_ir::{Diagnostic, Module};
 
 /// The most errors one run reports (and, separately, the most warnings); the rest of the file
@@ -46,13 +55,13 @@ pub fn in_source_order(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
 /// The error is every diagnostic of the file, warnings included, in source order.
 pub fn compile_source(src: &str, module_name: &str) -> Result<Module, Vec<Diagnostic>> {
     let file = parser::parse(src)?;
-    elaborate(&file, module_name, None).map(|(module, _warnings)| module)
+    elaborate(&file, module_name, None, None).map(|(module, _warnings)| module)
 }
 
 /// Parses and elaborates a source file, applying transformations with `diff`.
 pub fn compile_source_with(src: &str, module_name: &str, diff: &dyn Differentiator) -> Result<Module, Vec<Diagnostic>> {
     let file = parser::parse(src)?;
-    elaborate(&file, module_name, Some(diff)).map(|(module, _warnings)| module)
+    elaborate(&file, module_name, Some(diff), None).map(|(module, _warnings)| module)
 }
 
 /// A C identifier made from a file stem: other characters become `_`, and a leading digit

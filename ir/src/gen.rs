@@ -138,6 +138,13 @@ pub fn instance(rng: &mut Rng, template: &Op) -> (Op, Vec<TensorType>) {
             let d = dtype_in(rng, Domain::Any);
             (Op::Const(literal(rng, d)), vec![])
         }
+        Op::Data(_) => {
+            let ty = TensorType::new(dtype_in(rng, Domain::Numeric), shape(rng, 0, 3));
+            let bytes = (0..ty.num_elements())
+                .flat_map(|_| crate::interp::Data::splat(literal(rng, ty.dtype), 1).to_bytes())
+                .collect();
+            (Op::Data(crate::Constant::new(ty, bytes).expect("one element per position")), vec![])
+        }
         Op::Iota { .. } => {
             let s = shape(rng, 1, 3);
             let axis = rng.below(s.len());

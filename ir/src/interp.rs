@@ -386,6 +386,10 @@ fn eval_with(
     ty: &TensorType,
     adjust: &mut dyn FnMut(&Op, &[&Tensor], &mut Tensor),
 ) -> Tensor {
+    if let Op::Data(c) = op {
+        let data = Data::from_bytes(c.ty().dtype, c.bytes()).expect("a constant's bytes fill its type");
+        return Tensor::new(c.ty().shape.clone(), data);
+    }
     if crate::half::computes_in_f32(op) && (ty.dtype.is_half() || args.iter().any(|a| a.data.dtype().is_half())) {
         // 16-bit floats compute in f32, the result rounded back (crate::half).
         let wide: Vec<Tensor> = args
@@ -399,6 +403,7 @@ fn eval_with(
     let n = ty.num_elements();
     let data = match op {
         Op::Const(lit) => Data::splat(*lit, 1),
+        Op::Data(_) => unreachable!("constants are read above"),
         Op::Iota { shape, axis, .. } => {
             let mut v = Vec::with_capacity(n);
             for_each_index(shape, |idx| v.push(idx[*axis] as i64));

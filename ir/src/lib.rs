@@ -24,5 +24,5 @@ pub mod verify;
 
 pub use diag::{Diagnostic, Label, Severity, Span};
 pub use func::{Func, Inst, Module, Param, Value};
-pub use ops::{BinaryOp, ConvWindow, Op, OpClass, ReduceKind, ScatterKind, UnaryOp};
+pub use ops::{BinaryOp, Constant, ConvWindow, Op, OpClass, ReduceKind, ScatterKind, UnaryOp};
 pub use types::{DType, Literal, TensorType};

@@ -726,12 +726,79 @@ impl Ord for Bodies {
     }
 }
 
+/// Tensor data known when compiling: weights loaded from a file (`load` in the language). Its
+/// bytes are row-major and little-endian; a hash of them, made once, identifies it cheaply
+/// (equal data are equal ops, so the e-graph and value numbering share them).
+#[derive(Clone, Debug)]
+pub struct Constant(Arc<ConstantData>);
+
+#[derive(Debug)]
+struct ConstantData {
+    ty: TensorType,
+    bytes: Vec<u8>,
+    hash: u64,
+}
+
+impl Constant {
+    /// The constant of type `ty` whose elements are `bytes`, or an error when their sizes differ.
+    pub fn new(ty: TensorType, bytes: Vec<u8>) -> Result<Constant, String> {
+        if bytes.len() != ty.size_bytes() {
+            return Err(format!("{ty} takes {} bytes, got {}", ty.size_bytes(), bytes.len()));
+        }
+        use std::hash::{Hash, Hasher};
+        // SipHash with its fixed default keys: the same bytes hash alike in every run.
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        bytes.hash(&mut h);
+        Ok(Constant(Arc::new(ConstantData { ty, bytes, hash: h.finish() })))
+    }
+
+    pub fn ty(&self) -> &TensorType {
+        &self.0.ty
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+impl PartialEq for Constant {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash && self.0.ty == other.0.ty && self.0.bytes == other.0.bytes)
+    }
+}
+
+impl Eq for Constant {}
+
+impl std::hash::Hash for Constant {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.ty.hash(state);
+        self.0.hash.hash(state);
+    }
+}
+
+impl PartialOrd for Constant {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Constant {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let key = |c: &Constant| (c.0.ty.dtype, c.0.ty.shape.clone(), c.0.hash);
+        key(self).cmp(&key(other)).then_with(|| self.0.bytes.cmp(&other.0.bytes))
+    }
+}
+
 /// An op with its attributes. Every op's result type follows from its attributes and operand
 /// types alone ([`Op::infer`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
     /// A scalar constant.
     Const(Literal),
+    /// A tensor constant: data known when compiling.
+    Data(Constant),
     /// `iota[shape, axis]`: element (i_0, ..., i_n) is i_axis.
     Iota {
         dtype: DType,
@@ -867,6 +934,7 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::Const(_) => "const",
+            Op::Data(_) => "data",
             Op::Iota { .. } => "iota",
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
@@ -895,7 +963,7 @@ impl Op {
 
     pub fn class(&self) -> OpClass {
         match self {
-            Op::Const(_) | Op::Iota { .. } => OpClass::Source,
+            Op::Const(_) | Op::Data(_) | Op::Iota { .. } => OpClass::Source,
             Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } | Op::Bitcast { .. } => OpClass::Elementwise,
             Op::Reduce { .. } => OpClass::Reduction,
             Op::Dot | Op::Conv(_) => OpClass::Contraction,
@@ -944,7 +1012,7 @@ impl Op {
     /// Number of operands, or None for variadic ops (concat takes one or more).
     pub fn arity(&self) -> Option<usize> {
         match self {
-            Op::Const(_) | Op::Iota { .. } => Some(0),
+            Op::Const(_) | Op::Data(_) | Op::Iota { .. } => Some(0),
             Op::Unary(_) | Op::Convert { .. } | Op::Bitcast { .. } | Op::Reduce { .. } | Op::Argsort { .. } => Some(1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Broadcast { .. } | Op::Slice { .. } => Some(1),
             Op::Binary(_) | Op::Dot | Op::Conv(_) => Some(2),
@@ -1001,6 +1069,13 @@ impl Op {
     pub fn catalog() -> Vec<Op> {
         let mut ops = vec![
             Op::Const(Literal::Float(DType::F32, 1.5)),
+            Op::Data(
+                Constant::new(
+                    TensorType::new(DType::F32, vec![2, 3]),
+                    [0.5f32, -1.0, 2.0, 0.0, 3.5, -0.25].iter().flat_map(|v| v.to_le_bytes()).collect(),
+                )
+                .expect("six f32s"),
+            ),
             Op::Iota { dtype: DType::I32, shape: vec![2, 3], axis: 1 },
         ];
         ops.extend(UnaryOp::ALL.iter().map(|&u| Op::Unary(u)));
@@ -1048,6 +1123,7 @@ impl Op {
         }
         let ty = match self {
             Op::Const(lit) => TensorType::scalar(lit.dtype()),
+            Op::Data(c) => c.ty().clone(),
             Op::Iota { dtype, shape, axis } => {
                 check_shape(shape)?;
                 check_axis(*axis, shape.len())?;

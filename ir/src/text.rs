@@ -59,9 +59,13 @@ fn attributes(op: &Op) -> String {
             list(&w.lhs_dilation),
             list(&w.rhs_dilation)
         ),
-        Op::Const(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Convert { .. } | Op::Bitcast { .. } => {
-            String::new()
-        }
+        Op::Const(_)
+        | Op::Data(_)
+        | Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Select
+        | Op::Convert { .. }
+        | Op::Bitcast { .. } => String::new(),
         Op::Dot | Op::Reshape { .. } => String::new(),
         // A loop's `checkpoint` is printed only when set: absent, it is 0.
         Op::Loop { checkpoint: true, result, .. } => format!("[checkpoint=1, result={result}]"),
@@ -94,8 +98,12 @@ fn write_func(out: &mut String, func: &Func, indent: &str) {
     for (i, inst) in func.insts.iter().enumerate() {
         let v = Value((func.params.len() + i) as u32);
         let mut operands: Vec<String> = inst.args.iter().map(|&a| value_name(func, a)).collect();
-        if let Op::Const(lit) = &inst.op {
-            operands.push(lit.to_string());
+        match &inst.op {
+            Op::Const(lit) => operands.push(lit.to_string()),
+            Op::Data(c) => {
+                operands.push(format!("0x{}", c.bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()))
+            }
+            _ => {}
         }
         let sep = if operands.is_empty() { "" } else { " " };
         let _ = write!(
@@ -471,6 +479,7 @@ impl<'a> Parser<'a> {
         }
         Ok(match name {
             "const" => Op::Const(self.literal(literal, ty.dtype)?),
+            "data" => Op::Data(self.data(literal, ty)?),
             "iota" => Op::Iota { dtype: ty.dtype, shape: ty.shape.clone(), axis: single("axis")? },
             "select" => Op::Select,
             "convert" => Op::Convert { to: ty.dtype },
@@ -500,6 +509,17 @@ impl<'a> Parser<'a> {
             },
             _ => return Err(self.error(format!("unknown op `{name}`"))),
         })
+    }
+
+    /// The bytes of a `data` op, written `0x` and two hex digits per byte.
+    fn data(&self, text: Option<&str>, ty: &TensorType) -> Result<crate::Constant, Diagnostic> {
+        let hex = text.and_then(|t| t.strip_prefix("0x")).ok_or_else(|| self.error("`data` needs its bytes, 0x..."))?;
+        if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.error("`data` bytes are pairs of hex digits"));
+        }
+        let bytes =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits")).collect();
+        crate::Constant::new(ty.clone(), bytes).map_err(|e| self.error(format!("`data`: {e}")))
     }
 
     fn literal(&self, text: Option<&str>, dtype: DType) -> Result<Literal, Diagnostic> {

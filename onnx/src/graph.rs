@@ -48,6 +48,8 @@ pub struct Weight {
 /// The kiln source being written and the values it names.
 pub struct Graph {
     pub opset: i64,
+    /// The weights file the source `load`s weights from, or None to take them as parameters.
+    pub loads_from: Option<String>,
     values: BTreeMap<String, Val>,
     /// Known values already given a name in the source (weights and literals).
     materialized: BTreeMap<String, String>,
@@ -66,9 +68,10 @@ pub struct Node<'a> {
 pub type R<T> = Result<T, String>;
 
 impl Graph {
-    pub fn new(opset: i64) -> Graph {
+    pub fn new(opset: i64, loads_from: Option<String>) -> Graph {
         Graph {
             opset,
+            loads_from,
             values: BTreeMap::new(),
             materialized: BTreeMap::new(),
             params: vec![],
@@ -142,7 +145,10 @@ impl Graph {
                     }
                     None => {
                         let name = self.fresh(onnx);
-                        self.params.push((name.clone(), t.ty()));
+                        match &self.loads_from {
+                            Some(file) => self.lines.push(format!("let {name} = load(\"{file}\", \"{name}\");")),
+                            None => self.params.push((name.clone(), t.ty())),
+                        }
                         self.weights.push(Weight { name: name.clone(), onnx_name: onnx.to_string(), tensor: t });
                         name
                     }

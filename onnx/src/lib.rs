@@ -40,15 +40,22 @@ pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 pub struct Options {
     /// Sizes for inputs whose dimensions the model leaves symbolic, by input name.
     pub shapes: BTreeMap<String, Vec<usize>>,
+    /// Take the weights as parameters after the inputs, rather than `load` them from the
+    /// weights file.
+    pub weights_as_params: bool,
 }
 
 /// An imported model.
 #[derive(Debug)]
 pub struct Imported {
-    /// `fn forward(inputs..., weights...) -> outputs { ... }` and its export.
+    /// `fn forward(inputs...) -> outputs { ... }` and its export; with
+    /// [`Options::weights_as_params`], the weights are parameters after the inputs.
     pub source: String,
-    /// The weights, in parameter order after the inputs.
+    /// The weights, in the order the source loads them (or takes them as parameters).
     pub weights: Vec<Weight>,
+    /// The weights file's name, which the source's `load` calls read: the model's file stem
+    /// with `.safetensors`.
+    pub weights_file: String,
     /// The graph's input names with their kiln parameter names, in order.
     pub inputs: Vec<(String, String)>,
 }
@@ -92,7 +99,9 @@ pub fn import(bytes: &[u8], path: &Path, options: &Options) -> Result<Imported, 
         return Err(vec![d.help("docs/onnx.md lists the operators kiln imports")]);
     }
     let dir = path.parent().unwrap_or(Path::new(""));
-    let mut g = graph::Graph::new(opset);
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let weights_file = format!("{}.safetensors", kiln_frontend::module_name_from_stem(&stem));
+    let mut g = graph::Graph::new(opset, (!options.weights_as_params).then(|| weights_file.clone()));
     let mut diags = vec![];
     for init in &graph.initializer {
         match tensor::decode(init, dir) {
@@ -146,7 +155,7 @@ pub fn import(bytes: &[u8], path: &Path, options: &Options) -> Result<Imported, 
     if results.is_empty() {
         return Err(vec![error("E0700", "the model's graph has no outputs")]);
     }
-    Ok(Imported { source: source(path, &g, &results), weights: g.weights, inputs })
+    Ok(Imported { source: source(path, &g, &results), weights: g.weights, weights_file, inputs })
 }
 
 fn plural(n: usize) -> &'static str {
@@ -226,7 +235,7 @@ fn input_type(v: &proto::ValueInfoProto, options: &Options) -> Result<TensorType
 fn source(path: &Path, g: &graph::Graph, results: &[(String, TensorType)]) -> String {
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let mut s = format!("// Imported from {file} (ONNX opset {}) by `kiln import`.\n", g.opset);
-    if !g.weights.is_empty() {
+    if !g.weights.is_empty() && g.loads_from.is_none() {
         s.push_str("// The parameters after the model's inputs are its weights, in the weights file.\n");
     }
     let params: Vec<String> = g.params.iter().map(|(n, t)| format!("{n}: {t}")).collect();

@@ -731,7 +731,8 @@ fn matmul(g: &mut Graph, n: &Node) -> R<()> {
 }
 
 fn gemm(g: &mut Graph, n: &Node) -> R<()> {
-    let ((a, at), (b, bt)) = (arg(g, n, 0)?, arg(g, n, 1)?);
+    let (a, at) = arg(g, n, 0)?;
+    let bt = val(g, n, 1)?.ty();
     if at.rank() != 2 || bt.rank() != 2 || at.dtype != bt.dtype {
         return Err(format!("Gemm takes two matrices of one type, got {at} and {bt}"));
     }
@@ -750,7 +751,7 @@ fn gemm(g: &mut Graph, n: &Node) -> R<()> {
             g.define(&onnx, Val::Known(permuted(known, &[1, 0])));
             g.name_of(&onnx)?
         }
-        _ => operand(b, tb),
+        _ => operand(g.name_of(n.required(1)?)?, tb),
     };
     let mut expr = format!("{} @ {b}", operand(a, ta));
     if alpha != 1.0 {

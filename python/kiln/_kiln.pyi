@@ -81,8 +81,10 @@ def compile(
     module_name: Optional[str] = None,
     emulate: bool = False,
     device: int = 0,
+    shapes: Optional[Dict[str, List[int]]] = None,
 ) -> Module:
-    """Compiles a program (a str holding it, or a path to a .kn file) in this process.
+    """Compiles a program (a str holding it, or a path to a .kn file or an .onnx model, whose
+    weights are compiled in; `shapes` fixes a model's symbolic input dimensions) in this process.
 
     Raises kiln.CompileError with the rendered diagnostics, their code, file and span.
     """
@@ -101,10 +103,14 @@ def interpret(source: Union[str, os.PathLike], *, memory_limit_mib: int = 4096) 
     """A module whose functions run in kiln's reference interpreter."""
 
 def import_onnx(
-    model: Union[str, os.PathLike], *, shapes: Optional[Dict[str, List[int]]] = None
+    model: Union[str, os.PathLike],
+    *,
+    shapes: Optional[Dict[str, List[int]]] = None,
+    weights_as_params: bool = False,
 ) -> Tuple[str, Dict[str, np.ndarray]]:
-    """An ONNX model as kiln source (its function `forward` takes the inputs, then the weights)
-    and its weights by parameter name (kiln.CompileError when it cannot be imported)."""
+    """An ONNX model as kiln source (its function `forward` takes the inputs and loads the
+    weights, or with `weights_as_params` takes them after the inputs) and its weights by name
+    (kiln.CompileError when it cannot be imported)."""
 
 def set_threads(threads: int) -> int:
     """Sets the threads running compiled parallel loops; returns the previous number."""

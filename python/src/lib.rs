@@ -26,17 +26,40 @@ mod module;
 
 use module::{Device, Module};
 
-/// The source text and the name diagnostics show: a `str` is the program itself, a path
-/// (`os.PathLike`) names a file.
-fn source(py: Python<'_>, source: &Bound<'_, PyAny>) -> PyResult<(Source, Option<String>)> {
+/// A program to compile: its source, the module name its file gives, and the weights files
+/// it loads from memory (an imported ONNX model's).
+struct Program {
+    source: Source,
+    module: Option<String>,
+    weights: BTreeMap<String, Vec<u8>>,
+}
+
+/// The program `source` names: a `str` is the program itself, a path (`os.PathLike`) names a
+/// .kn file or an .onnx model (imported with its weights compiled in; `shapes` fixes its
+/// symbolic input dimensions).
+fn program(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    shapes: Option<BTreeMap<String, Vec<usize>>>,
+) -> PyResult<Program> {
     if source.is_instance_of::<PyString>() {
-        return Ok((Source { name: "<string>".into(), text: source.extract()? }, None));
+        let source = Source { name: "<string>".into(), text: source.extract()? };
+        return Ok(Program { source, module: None, weights: BTreeMap::new() });
     }
     if source.hasattr("__fspath__")? {
         let path: PathBuf = source.extract()?;
-        let source = Source::read(&path).map_err(|e| errors::compile_error(py, e))?;
-        let name = source.artifact_module_name().map_err(|e| errors::compile_error(py, e))?;
-        return Ok((source, Some(name)));
+        let (source, weights) = if kiln::is_onnx(&path) {
+            let options = kiln::kiln_onnx::Options { shapes: shapes.unwrap_or_default(), weights_as_params: false };
+            let (source, imported) =
+                py.detach(|| kiln::import_onnx(&path, &options)).map_err(|e| errors::compile_error(py, e))?;
+            let bytes =
+                kiln::kiln_onnx::safetensors(&imported.weights).map_err(pyo3::exceptions::PyRuntimeError::new_err)?;
+            (source, BTreeMap::from([(imported.weights_file, bytes)]))
+        } else {
+            (Source::read(&path).map_err(|e| errors::compile_error(py, e))?, BTreeMap::new())
+        };
+        let module = source.artifact_module_name().map_err(|e| errors::compile_error(py, e))?;
+        return Ok(Program { source, module: Some(module), weights });
     }
     Err(PyTypeError::new_err(format!(
         "the source is a str holding the program or a path (os.PathLike) to a .kn file, got {}",
@@ -49,7 +72,7 @@ fn source(py: Python<'_>, source: &Bound<'_, PyAny>) -> PyResult<(Source, Option
 /// text, or a path to a .kn file. A GPU target (`target="nvptx64-nvidia-cuda"`, `gpu="sm_80"`)
 /// runs on CUDA device `device`, or on kiln's PTX emulator with `emulate=True`.
 #[pyfunction]
-#[pyo3(signature = (source, *, opt_level = 2, target = None, target_cpu = None, gpu = None, fast_math = false, module_name = None, emulate = false, device = 0))]
+#[pyo3(signature = (source, *, opt_level = 2, target = None, target_cpu = None, gpu = None, fast_math = false, module_name = None, emulate = false, device = 0, shapes = None))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -62,11 +85,12 @@ fn compile(
     module_name: Option<String>,
     emulate: bool,
     device: usize,
+    shapes: Option<BTreeMap<String, Vec<usize>>>,
 ) -> PyResult<Module> {
     if opt_level > 3 {
         return Err(PyValueError::new_err(format!("opt_level is 0 to 3, got {opt_level}")));
     }
-    let (source, file_module) = self::source(py, source)?;
+    let Program { source, module: file_module, weights } = program(py, source, shapes)?;
     let target = kiln::target(target, target_cpu, gpu).map_err(|e| errors::compile_error(py, e))?;
     let output = if target.arch.is_gpu() { OutputKind::Object } else { OutputKind::Shared };
     let options = kiln::Options {
@@ -75,6 +99,7 @@ fn compile(
         output,
         module_name: Some(module_name.or(file_module).unwrap_or_else(|| "module".into())),
         saturate: kiln_passes_options(fast_math),
+        weights,
         ..Default::default()
     };
     let out = py.detach(|| kiln::build(&source, &options)).map_err(|e| errors::compile_error(py, e))?;
@@ -147,7 +172,7 @@ fn _load_files(
 #[pyfunction]
 #[pyo3(signature = (source, *, memory_limit_mib = 4096))]
 fn interpret(py: Python<'_>, source: &Bound<'_, PyAny>, memory_limit_mib: u64) -> PyResult<Module> {
-    let (source, file_module) = self::source(py, source)?;
+    let Program { source, module: file_module, .. } = program(py, source, None)?;
     let name = file_module.unwrap_or_else(|| "module".into());
     let (ir, warnings) = py.detach(|| kiln::diagnose(&source, &name)).map_err(|e| errors::compile_error(py, e))?;
     let warnings: Vec<String> =
@@ -164,17 +189,19 @@ fn interpret(py: Python<'_>, source: &Bound<'_, PyAny>, memory_limit_mib: u64) -
 }
 
 /// Imports the ONNX model at `model`: returns its graph as kiln source (one exported function,
-/// `forward`, whose parameters are the model's inputs and then its weights) and the weights,
-/// by parameter name in parameter order. `shapes` fixes the sizes of inputs whose dimensions
+/// `forward`, that takes the model's inputs and `load`s its weights from the model's
+/// `.safetensors` file, or with `weights_as_params` takes them as parameters after the inputs)
+/// and the weights by name, in order. `shapes` fixes the sizes of inputs whose dimensions
 /// the model leaves symbolic (`{"input": [1, 3, 224, 224]}`).
 #[pyfunction]
-#[pyo3(signature = (model, *, shapes = None))]
+#[pyo3(signature = (model, *, shapes = None, weights_as_params = false))]
 fn import_onnx<'py>(
     py: Python<'py>,
     model: PathBuf,
     shapes: Option<BTreeMap<String, Vec<usize>>>,
+    weights_as_params: bool,
 ) -> PyResult<(String, Bound<'py, pyo3::types::PyDict>)> {
-    let options = kiln::kiln_onnx::Options { shapes: shapes.unwrap_or_default() };
+    let options = kiln::kiln_onnx::Options { shapes: shapes.unwrap_or_default(), weights_as_params };
     let (source, imported) =
         py.detach(|| kiln::import_onnx(&model, &options)).map_err(|e| errors::compile_error(py, e))?;
     let weights = pyo3::types::PyDict::new(py);

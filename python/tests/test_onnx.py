@@ -36,20 +36,24 @@ def model(nodes, inputs, outputs, initializers=(), opset=17, infer=True):
 
 
 def check(m, inputs, tmp_path, rtol=1e-4, atol=1e-5):
-    """Runs `m` in onnxruntime and through kiln, and compares every output."""
+    """Runs `m` in onnxruntime and through kiln, its weights compiled in and as parameters, and
+    compares every output."""
     path = tmp_path / "m.onnx"
     onnx.save(m, path)
     want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, inputs)
-    source, weights = kiln.import_onnx(path)
-    module = kiln.compile(source, module_name="m")
-    got = module.forward(*inputs.values(), **weights)
-    got = got if isinstance(got, tuple) else (got,)
-    assert len(got) == len(want), source
-    for g, w in zip(got, want):
-        assert g.shape == w.shape, (source, g.shape, w.shape)
-        assert g.dtype == w.dtype, (source, g.dtype, w.dtype)
-        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=source)
-    return source
+    source, weights = kiln.import_onnx(path, weights_as_params=True)
+    runs = {
+        "compiled in": kiln.compile(path).forward(*inputs.values()),
+        "as parameters": kiln.compile(source, module_name="m").forward(*inputs.values(), **weights),
+    }
+    for how, got in runs.items():
+        got = got if isinstance(got, tuple) else (got,)
+        assert len(got) == len(want), source
+        for g, w in zip(got, want):
+            assert g.shape == w.shape, (how, source, g.shape, w.shape)
+            assert g.dtype == w.dtype, (how, source, g.dtype, w.dtype)
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"{how}\n{source}")
+    return kiln.import_onnx(path)[0]
 
 
 def single(op, inputs, initializers=(), outputs=1, opset=17, **attrs):
@@ -361,6 +365,7 @@ def test_external_data_is_read(tmp_path):
     want = nh.to_array(m.graph.initializer[0])
     path = tmp_path / "m.onnx"
     onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
-    source, weights = kiln.import_onnx(path)
+    source, weights = kiln.import_onnx(path, weights_as_params=True)
     np.testing.assert_array_equal(weights["w"], want)
     np.testing.assert_array_equal(kiln.compile(source).forward(x, **weights), x + want)
+    np.testing.assert_array_equal(kiln.compile(path).forward(x), x + want)

@@ -327,7 +327,7 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
     };
     Some(match op {
         // A bitcast's bits move in jumps: no derivative, as lax.bitcast_convert_type's.
-        Op::Const(_) | Op::Iota { .. } | Op::Bitcast { .. } | Op::Argsort { .. } => return None,
+        Op::Const(_) | Op::Data(_) | Op::Iota { .. } | Op::Bitcast { .. } | Op::Argsort { .. } => return None,
         // y' = t dy/dx
         Op::Unary(u) => {
             let d = unary_derivative(b, *u, args[0], y);
@@ -496,7 +496,7 @@ pub fn jvp(b: &mut Builder, op: &Op, args: &[Value], y: Value, t: &[Option<Value
 /// for the operands where `wants` is set.
 pub fn vjp(b: &mut Builder, op: &Op, args: &[Value], y: Value, g: Value, wants: &[bool]) -> Vec<Option<Value>> {
     match op {
-        Op::Const(_) | Op::Iota { .. } => vec![],
+        Op::Const(_) | Op::Data(_) | Op::Iota { .. } => vec![],
         // ga = g dy/dx
         Op::Unary(u) => {
             let d = unary_derivative(b, *u, args[0], y);
