@@ -7,7 +7,7 @@
 use crate::context::{CodegenError, Mlir, Stages};
 use crate::{cpu, front, gpu};
 use inkwell::context::Context as LlvmContext;
-use kiln_ir::Module;
+use kiln_ir::{Module, Op};
 use std::time::Duration;
 
 /// Which outputs to produce besides the object.
@@ -87,6 +87,14 @@ pub fn stage_names(gpu: bool) -> &'static [&'static str] {
     }
 }
 
+/// Where `f` (or a body inside it) uses a constant loaded from a weights file, if it does.
+fn loaded_constant(f: &kiln_ir::Func) -> Option<kiln_ir::Span> {
+    f.insts.iter().find_map(|i| match &i.op {
+        Op::Data(_) => Some(i.span),
+        op => op.bodies().and_then(|b| b.funcs().iter().find_map(loaded_constant)),
+    })
+}
+
 /// Compiles a verified module for `target` at optimization level `opt` (0 to 3): an object
 /// for a CPU, PTX kernels and a launch plan for a GPU. Stages that only optimize (fuse,
 /// schedule, prefetch, outline-parallel) leave the module as it is at -O0.
@@ -100,6 +108,17 @@ pub fn compile(module: &Module, target: &crate::Target, opt: u8, emit: Emit) -> 
     } else {
         module
     };
+    if target.arch.is_gpu() {
+        if let Some(span) = module.funcs.iter().find_map(loaded_constant) {
+            return Err(CodegenError {
+                stage: crate::gpu::UNSUPPORTED,
+                message:
+                    "weights compiled in with `load` are not supported on GPU targets yet; take them as parameters"
+                        .into(),
+                span: Some(span),
+            });
+        }
+    }
     let mlir = Mlir::new();
     let mut s = Stages::new(&emit.dump_after);
     let mut c = s.make("emit", || front::emit(&mlir, module, target, opt))?;

@@ -335,15 +335,16 @@ def test_bad_models_are_diagnosed(tmp_path):
             kiln.import_onnx(path)
         assert caught.value.code == "E0700"
     onnx.save(single("Relu", {"x": x}, opset=9), path)
-    with pytest.raises(kiln.CompileError, match="opset 9; kiln imports opsets 13 to 21"):
+    with pytest.raises(kiln.CompileError, match="opset 9; kiln imports opsets 13 to 21") as caught:
         kiln.import_onnx(path)
+    assert caught.value.code == "E0705"
     symbolic = single("Relu", {"x": x})
     for v in (symbolic.graph.input[0], symbolic.graph.output[0]):
         v.type.tensor_type.shape.dim[0].dim_param = "batch"
     onnx.save(symbolic, path)
     with pytest.raises(kiln.CompileError, match=r"input `x` has symbolic dimensions \[\?, 3\]") as caught:
         kiln.import_onnx(path)
-    assert "--shape x=1x3" in str(caught.value)
+    assert "--shape x=1x3" in str(caught.value) and caught.value.code == "E0703"
     source, _ = kiln.import_onnx(path, shapes={"x": [5, 3]})
     assert "fn forward(x: f32[5, 3])" in source
     with pytest.raises(kiln.CompileError, match="contradicts"):
@@ -351,12 +352,14 @@ def test_bad_models_are_diagnosed(tmp_path):
     external = single("Add", {"x": x}, {"w": f32(2, 3)})
     onnx.save(external, path, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
     (tmp_path / "w.bin").unlink()
-    with pytest.raises(kiln.CompileError, match=r"initializer `w`: its external data file .*w.bin"):
+    with pytest.raises(kiln.CompileError, match=r"initializer `w`: its external data file .*w.bin") as caught:
         kiln.import_onnx(path)
+    assert caught.value.code == "E0702"
     mismatch = single("MatMul", {"a": f32(2, 3), "b": f32(4, 5)})
     onnx.save(mismatch, path)
-    with pytest.raises(kiln.CompileError, match=r"node `y0` \(MatMul\) cannot be imported: .*inner dimensions 3 and 4"):
+    with pytest.raises(kiln.CompileError, match=r"node `y0` \(MatMul\) cannot be imported: .*inner dimensions 3 and 4") as caught:
         kiln.import_onnx(path)
+    assert caught.value.code == "E0704"
 
 
 def test_external_data_is_read(tmp_path):
