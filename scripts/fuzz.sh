@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of kiln under libFuzzer, with the address sanitizer: each target of
-# fuzz-targets/ (source, ir_text, manifest, call) runs for SECONDS (default 60) on 2 jobs,
+# fuzz-targets/ (source, ir_text, manifest, call, onnx) runs for SECONDS (default 60) on 2 jobs,
 # starting from the seeds (examples, filetests, fixture bundles) and fuzz/regressions/.
 #   bash scripts/fuzz.sh [SECONDS] [TARGET...]
 # Crashes land in fuzz/artifacts/<target>/; copy one into fuzz/regressions/<target>/ once it
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(source ir_text manifest call)
+[ ${#targets[@]} -gt 0 ] || targets=(source ir_text manifest call onnx)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cargo run -q -p kiln-fuzz-targets --bin kiln-fuzz-seeds -- fuzz/corpus
 # cargo-fuzz passes unstable flags (-Zsanitizer=address); the one toolchain here is stable.

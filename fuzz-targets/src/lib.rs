@@ -8,6 +8,8 @@
 //! - [`manifest`]: a manifest beside a real library is refused or opens (CPU and GPU loaders).
 //! - [`call`]: a call through the C API with any function name, buffer count, size or NULL
 //!   pointer succeeds exactly when it matches the manifest, and otherwise returns an error.
+//! - [`onnx`]: an ONNX model is imported, and then builds, or is refused with the importer's
+//!   diagnostics; the importer never writes a program kiln refuses.
 //!
 //! `fuzz/` runs them under libFuzzer (`scripts/fuzz.sh SECONDS`); tests/replay.rs runs each
 //! on its seeds, the checked-in regressions and a few thousand mutations of them in the test
@@ -16,9 +18,11 @@
 mod bundles;
 mod call;
 mod mutate;
+mod onnx;
 
 pub use call::call;
 pub use mutate::Mutator;
+pub use onnx::onnx;
 
 use std::path::{Path, PathBuf};
 
@@ -48,11 +52,12 @@ impl Outcome {
 }
 
 /// Every target, in the order scripts/fuzz.sh runs them.
-pub const TARGETS: [Target; 4] = [
+pub const TARGETS: [Target; 5] = [
     Target { name: "source", run: source },
     Target { name: "ir_text", run: ir_text },
     Target { name: "manifest", run: manifest },
     Target { name: "call", run: call },
+    Target { name: "onnx", run: onnx },
 ];
 
 /// The repository root (the kiln package's folder).
@@ -157,6 +162,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             .map(|b| std::fs::read(&b.manifest).expect("fixture manifest"))
             .collect(),
         "call" => call::seeds(),
+        "onnx" => onnx::seeds(),
         other => panic!("no fuzz target `{other}`"),
     }
 }

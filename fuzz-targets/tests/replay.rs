@@ -78,6 +78,11 @@ fn call() {
 }
 
 #[test]
+fn onnx() {
+    replay("onnx");
+}
+
+#[test]
 fn every_target_is_replayed_here_and_built_by_the_fuzz_harness() {
     let here = include_str!("replay.rs");
     let harness =

@@ -634,6 +634,9 @@ fn slice(g: &mut Graph, n: &Node) -> R<()> {
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() || steps.contains(&0) {
         return Err("its starts, ends, axes and steps disagree in length, or a step is 0".into());
     }
+    if let Some(a) = axes.iter().find(|&&a| a >= t.rank()) {
+        return Err(format!("axis {a} is out of range for rank {}", t.rank()));
+    }
     let mut items: Vec<(i64, usize, i64)> = t.shape.iter().map(|&d| (0, d, 1)).collect();
     for k in 0..starts.len() {
         let (s, count) = slice_range(starts[k], ends[k], steps[k], t.shape[axes[k]]);
@@ -1054,7 +1057,7 @@ fn reduce(g: &mut Graph, n: &Node) -> R<()> {
     let axes = if n.op() == "ReduceSum" || g.opset >= 18 { known_ints(g, n, 1, "axes")? } else { n.ints("axes")? };
     let axes: Vec<usize> = match axes.filter(|a| !a.is_empty()) {
         Some(a) => a.iter().map(|&a| axis(a, t.rank())).collect::<R<_>>()?,
-        None if n.int("noop_with_empty_axes", 0)? != 0 => return identity(g, n),
+        None if n.int("noop_with_empty_axes", 0)? != 0 || t.rank() == 0 => return identity(g, n),
         None => (0..t.rank()).collect(),
     };
     let keep = n.int("keepdims", 1)? != 0;

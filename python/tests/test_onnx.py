@@ -372,3 +372,27 @@ def test_external_data_is_read(tmp_path):
     np.testing.assert_array_equal(weights["w"], want)
     np.testing.assert_array_equal(kiln.compile(source).forward(x, **weights), x + want)
     np.testing.assert_array_equal(kiln.compile(path).forward(x), x + want)
+
+
+def _models():
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
+    import onnx_models  # scripts/onnx_models.py
+
+    return onnx_models
+
+
+def test_a_resnet18_shaped_cnn(tmp_path):
+    """ResNet-18's layout at a small width and input (scripts/onnx_models.py)."""
+    m = _models().resnet18(size=32, width=8, classes=10)
+    x = {"input": f32(1, 3, 32, 32)}
+    check(m, x, tmp_path, rtol=1e-4, atol=1e-5)
+
+
+def test_a_bert_tiny_shaped_encoder(tmp_path):
+    """BERT-tiny's encoder as PyTorch exports it, on 16 tokens (scripts/onnx_models.py)."""
+    m = _models().bert_tiny(tokens=16, vocab=100)
+    ids = {"input_ids": RNG.integers(0, 100, (1, 16)).astype(np.int64)}
+    check(m, ids, tmp_path, rtol=1e-4, atol=2e-5)
