@@ -90,18 +90,17 @@ def local_cluster(nodes: int, cpus_per_node: int = 1):
     return cluster
 
 
-def accuracy_with_ray_data(module: kiln.Module, weights: Dict[str, np.ndarray], rows: int) -> float:
-    """Classifies `rows` held-out examples with Ray Data through the compiled `predict`."""
+def predict_with_ray_data(module: kiln.Module, weights: Dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The classes `predict` gives the rows of `x`, through Ray Data (kiln.ray.BatchFunction)
+    on two actors, in batches of 48: pieces of the compiled 32 rows, the last one padded."""
     import ray
 
     from kiln.ray import BatchFunction
 
-    x, labels = data(rows, seed=3)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
-    dataset = ray.data.from_items([{"x": row} for row in x])
-    predicted = dataset.map_batches(
+    predicted = ray.data.from_items([{"x": row} for row in x]).map_batches(
         BatchFunction,
         fn_constructor_kwargs=dict(
             module=ray.put(module), function="predict", columns=["x"], constants=weights, outputs=["class"]
@@ -110,7 +109,13 @@ def accuracy_with_ray_data(module: kiln.Module, weights: Dict[str, np.ndarray], 
         compute=ray.data.ActorPoolStrategy(size=2),
         batch_format="numpy",
     )
-    classes = np.concatenate([b["class"] for b in predicted.iter_batches(batch_size=None, batch_format="numpy")])
+    return np.concatenate([b["class"] for b in predicted.iter_batches(batch_size=None, batch_format="numpy")])
+
+
+def accuracy_with_ray_data(module: kiln.Module, weights: Dict[str, np.ndarray], rows: int) -> float:
+    """The share of `rows` held-out examples that `predict` classifies right, through Ray Data."""
+    x, labels = data(rows, seed=3)
+    classes = predict_with_ray_data(module, weights, x)
     assert classes.shape == labels.shape, classes.shape
     return float(np.mean(classes == labels))
 

@@ -803,6 +803,27 @@ fn window_pads(
     Ok(pads)
 }
 
+/// The output size of a 2-D window op along each spatial axis: how many windows (`kernel`
+/// wide, dilated) fit in the padded input at the strides.
+fn window_output(
+    input: &[usize],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    pads: [[usize; 2]; 2],
+) -> R<Vec<usize>> {
+    (0..2)
+        .map(|a| {
+            let span = input[a] + pads[a][0] + pads[a][1];
+            let reach = dilations[a] * (kernel[a] - 1) + 1;
+            if reach > span {
+                return Err(format!("its window ({reach} wide) is larger than the padded input ({span})"));
+            }
+            Ok((span - reach) / strides[a] + 1)
+        })
+        .collect()
+}
+
 /// A 2-D window attribute (`strides`, `dilations`), 1 by default.
 fn pair(n: &Node, name: &str) -> R<[usize; 2]> {
     match n.ints(name)?.as_deref() {
@@ -828,14 +849,7 @@ fn conv(g: &mut Graph, n: &Node) -> R<()> {
     let (strides, dilations) = (pair(n, "strides")?, pair(n, "dilations")?);
     let pads = window_pads(n, &xt.shape[2..], &kernel, &strides, &dilations)?;
     let mut out = vec![xt.shape[0], wt.shape[0]];
-    for a in 0..2 {
-        let span = xt.shape[2 + a] + pads[a][0] + pads[a][1];
-        let reach = dilations[a] * (kernel[a] - 1) + 1;
-        if reach > span {
-            return Err(format!("its kernel ({reach} wide) is larger than the padded input ({span})"));
-        }
-        out.push((span - reach) / strides[a] + 1);
-    }
+    out.extend(window_output(&xt.shape[2..], kernel, strides, dilations, pads)?);
     // kiln's conv2d is NHWC with an [KH, KW, C, CO] kernel: a known kernel is stored so.
     let (x, _) = arg(g, n, 0)?;
     let w = match val(g, n, 1)?.known() {
@@ -890,14 +904,7 @@ fn pool(g: &mut Graph, n: &Node) -> R<()> {
     let pads = window_pads(n, &t.shape[2..], &kernel, &strides, &dilations)?;
     let max = n.op() == "MaxPool";
     let mut out = t.shape[..2].to_vec();
-    for a in 0..2 {
-        let span = t.shape[2 + a] + pads[a][0] + pads[a][1];
-        let reach = dilations[a] * (kernel[a] - 1) + 1;
-        if reach > span {
-            return Err(format!("its window ({reach} wide) is larger than the padded input ({span})"));
-        }
-        out.push((span - reach) / strides[a] + 1);
-    }
+    out.extend(window_output(&t.shape[2..], kernel, strides, dilations, pads)?);
     let padded = if pads.iter().flatten().any(|&p| p > 0) {
         // Padding never wins a maximum, and adds nothing to a sum.
         let fill = if max { format!("{:?}", -(f32::MAX as f64)) } else { "0.0".into() };

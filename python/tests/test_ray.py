@@ -8,7 +8,7 @@ import pytest
 import ray
 
 import kiln
-from kiln.ray import BatchFunction, DataParallel
+from kiln.ray import DataParallel
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "examples" / "ray"))
 import train  # noqa: E402  (examples/ray/train.py)
@@ -95,23 +95,7 @@ def test_data_parallel_refuses_what_it_cannot_shard(model):
 def test_batch_inference_with_ray_data_matches_direct_calls(model):
     weights = train.initial_weights(seed=4)
     x, _ = train.data(100, seed=3)  # 48-row batches: 32 + 16, the last piece padded
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
-    got = np.concatenate(
-        [
-            b["class"]
-            for b in ray.data.from_items([{"x": row} for row in x])
-            .map_batches(
-                BatchFunction,
-                fn_constructor_kwargs=dict(
-                    module=ray.put(model), function="predict", columns=["x"], constants=weights, outputs=["class"]
-                ),
-                batch_size=48,
-                compute=ray.data.ActorPoolStrategy(size=2),
-                batch_format="numpy",
-            )
-            .iter_batches(batch_size=None, batch_format="numpy")
-        ]
-    )
+    got = train.predict_with_ray_data(model, weights, x)
     padded = np.concatenate([x, np.zeros((28, x.shape[1]), np.float32)])
     want = np.concatenate([model.predict(padded[k : k + 32], **weights) for k in range(0, 128, 32)])[:100]
     assert got.dtype == np.int32 and got.shape == (100,)
