@@ -255,7 +255,7 @@ fn import(file: &Path, dir: &Path, shapes: &[String], weights_as_params: bool) -
     let mut options = kiln::onnx_options(shapes)?;
     options.weights_as_params = weights_as_params;
     let (source, imported) = kiln::import_onnx(file, &options)?;
-    let stem = source.artifact_module_name()?;
+    let stem = source.default_module_name();
     std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
     let write = |name: String, bytes: &[u8]| {
         let path = dir.join(name);

@@ -833,45 +833,75 @@ fn pair(n: &Node, name: &str) -> R<[usize; 2]> {
     }
 }
 
+/// Conv as kiln's conv2d, which is NHWC with an [KH, KW, C, CO] kernel (a known kernel is
+/// stored so). A grouped convolution is one conv2d per group, on its slice of the input's
+/// channels with its block of kernels, joined along the channels.
 fn conv(g: &mut Graph, n: &Node) -> R<()> {
     let (xt, wt) = (val(g, n, 0)?.ty(), val(g, n, 1)?.ty());
     if xt.rank() != 4 || wt.rank() != 4 {
         return Err(format!("only 2-D convolutions are imported (input [N, C, H, W]), got {xt} and {wt}"));
     }
-    let group = n.int("group", 1)?;
-    if group != 1 {
-        return Err(format!("grouped convolutions (group={group}) are not imported yet"));
-    }
-    if wt.shape[1] != xt.shape[1] || wt.dtype != xt.dtype {
-        return Err(format!("a kernel {wt} cannot convolve an input {xt}"));
+    let group = usize::try_from(n.int("group", 1)?).ok().filter(|&g| g > 0).ok_or("its group is not positive")?;
+    if wt.shape[1] * group != xt.shape[1] || wt.shape[0] % group != 0 || wt.dtype != xt.dtype {
+        return Err(format!("a kernel {wt} in {group} group(s) cannot convolve an input {xt}"));
     }
     let kernel = [wt.shape[2], wt.shape[3]];
     let (strides, dilations) = (pair(n, "strides")?, pair(n, "dilations")?);
     let pads = window_pads(n, &xt.shape[2..], &kernel, &strides, &dilations)?;
     let mut out = vec![xt.shape[0], wt.shape[0]];
     out.extend(window_output(&xt.shape[2..], kernel, strides, dilations, pads)?);
-    // kiln's conv2d is NHWC with an [KH, KW, C, CO] kernel: a known kernel is stored so.
     let (x, _) = arg(g, n, 0)?;
-    let w = match val(g, n, 1)?.known() {
-        Some(known) => {
-            let onnx = format!("{}_hwio", n.required(1)?);
-            g.define(&onnx, Val::Known(permuted(known, &[2, 3, 1, 0])));
-            g.name_of(&onnx)?
-        }
-        None => format!("transpose({}, [2, 3, 1, 0])", g.name_of(n.required(1)?)?),
-    };
     let mut input = format!("transpose({x}, [0, 2, 3, 1])");
     let symmetric = pads.iter().all(|p| p[0] == p[1]);
     if !symmetric {
         input = format!("pad({input}, [[0, 0], {}, {}, [0, 0]])", list(&pads[0]), list(&pads[1]));
     }
+    if group > 1 {
+        let name = g.fresh(&format!("{x}_nhwc"));
+        g.lines.push(format!("let {name} = {input};"));
+        input = name;
+    }
     let padding = if symmetric { [pads[0][0], pads[1][0]] } else { [0, 0] };
-    let mut expr = format!(
-        "transpose(conv2d({input}, {w}, stride={}, padding={}, dilation={}), [0, 3, 1, 2])",
-        list(&strides),
-        list(&padding),
-        list(&dilations)
-    );
+    let (channels, kernels) = (wt.shape[1], wt.shape[0] / group);
+    let known = val(g, n, 1)?.known().cloned();
+    let mut parts = vec![];
+    for j in 0..group {
+        let block = |t: &Tensor| {
+            let size = t.data.len() / group;
+            Tensor::new(
+                [vec![kernels], t.shape[1..].to_vec()].concat(),
+                t.data.gather(&(j * size..(j + 1) * size).collect::<Vec<_>>()),
+            )
+        };
+        let w = match &known {
+            Some(k) => {
+                let onnx =
+                    format!("{}_hwio{}", n.required(1)?, if group > 1 { format!("_{j}") } else { String::new() });
+                g.define(&onnx, Val::Known(permuted(&block(k), &[2, 3, 1, 0])));
+                g.name_of(&onnx)?
+            }
+            None if group == 1 => format!("transpose({}, [2, 3, 1, 0])", g.name_of(n.required(1)?)?),
+            None => format!(
+                "transpose({}[{}:{}], [2, 3, 1, 0])",
+                g.name_of(n.required(1)?)?,
+                j * kernels,
+                (j + 1) * kernels
+            ),
+        };
+        let x = if group == 1 {
+            input.clone()
+        } else {
+            format!("{input}[:, :, :, {}:{}]", j * channels, (j + 1) * channels)
+        };
+        parts.push(format!(
+            "conv2d({x}, {w}, stride={}, padding={}, dilation={})",
+            list(&strides),
+            list(&padding),
+            list(&dilations)
+        ));
+    }
+    let joined = if group == 1 { parts.remove(0) } else { format!("concat({}, axis=3)", list(&parts)) };
+    let mut expr = format!("transpose({joined}, [0, 3, 1, 2])");
     if let Some(b) = n.input(2) {
         let bt = g.value(b)?.ty();
         if bt.shape != [wt.shape[0]] {

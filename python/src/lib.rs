@@ -58,7 +58,9 @@ fn program(
         } else {
             (Source::read(&path).map_err(|e| errors::compile_error(py, e))?, BTreeMap::new())
         };
-        let module = source.artifact_module_name().map_err(|e| errors::compile_error(py, e))?;
+        // In-process modules are loaded privately, so a file name that is not a C identifier
+        // (`my-model.kn`) is made into one rather than refused as the CLI refuses it.
+        let module = source.default_module_name();
         return Ok(Program { source, module: Some(module), weights });
     }
     Err(PyTypeError::new_err(format!(

@@ -1,6 +1,9 @@
 """ONNX import (kiln-onnx) against onnxruntime: one small model per operator, built with onnx's
 helper API, and the refusals of bad models."""
 
+import pathlib
+import subprocess
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -158,6 +161,13 @@ def test_gemm(trans, tmp_path):
 def test_conv(attrs, tmp_path):
     x = f32(2, 3, 9, 8)
     m = single("Conv", {"x": x}, {"w": f32(4, 3, 3, 3), "b": f32(4)}, kernel_shape=[3, 3], **attrs)
+    check(m, {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("group", [2, 6])
+def test_grouped_and_depthwise_conv(group, tmp_path):
+    x = f32(1, 6, 7, 7)
+    m = single("Conv", {"x": x}, {"w": f32(12, 6 // group, 3, 3), "b": f32(12)}, kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=group)
     check(m, {"x": x}, tmp_path)
 
 
@@ -362,6 +372,17 @@ def test_bad_models_are_diagnosed(tmp_path):
     assert caught.value.code == "E0704"
 
 
+def test_file_names_that_are_not_identifiers(tmp_path):
+    x = f32(2, 3)
+    path = tmp_path / "my-model.v2.onnx"
+    onnx.save(single("Relu", {"x": x}, {}), path)
+    assert kiln.compile(path).name == "my_model_v2"
+    out = tmp_path / "out"
+    kiln_cli = pathlib.Path(__file__).resolve().parents[2] / "target" / "debug" / "kiln"
+    subprocess.run([kiln_cli, "import", path, "-o", out], check=True)
+    assert (out / "my_model_v2.kn").is_file()
+
+
 def test_external_data_is_read(tmp_path):
     x = f32(2, 3)
     m = single("Add", {"x": x}, {"w": f32(2, 3)})
@@ -375,7 +396,6 @@ def test_external_data_is_read(tmp_path):
 
 
 def _models():
-    import pathlib
     import sys
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
