@@ -57,6 +57,14 @@ pub struct Graph {
     pub weights: Vec<Weight>,
     pub lines: Vec<String>,
     names: BTreeSet<String>,
+    /// For 4-D values of convolutional networks, the kiln name of the same value with its
+    /// channels last (NHWC, kiln's conv2d layout), by ONNX name. Ops that have one compute
+    /// both forms; dead-code elimination keeps the form that is read, so a chain of Conv,
+    /// BatchNormalization, Relu, Add and pooling stays in NHWC without a transpose per op.
+    pub nhwc: BTreeMap<String, String>,
+    /// `let`s written only when their value is first read: the NCHW forms of values computed
+    /// channels-last, which a network of convolutions may never read.
+    pending: BTreeMap<String, String>,
 }
 
 /// The node an op handler works on, with the graph.
@@ -78,6 +86,8 @@ impl Graph {
             weights: vec![],
             lines: vec![],
             names: BTreeSet::new(),
+            nhwc: BTreeMap::new(),
+            pending: BTreeMap::new(),
         }
     }
 
@@ -127,7 +137,12 @@ impl Graph {
     /// when all its elements are equal and finite, else a weight.
     pub fn name_of(&mut self, onnx: &str) -> R<String> {
         match self.value(onnx)?.clone() {
-            Val::Named { name, .. } => Ok(name),
+            Val::Named { name, .. } => {
+                if let Some(line) = self.pending.remove(&name) {
+                    self.lines.push(line);
+                }
+                Ok(name)
+            }
             Val::Known(t) => {
                 if let Some(name) = self.materialized.get(onnx) {
                     return Ok(name.clone());
@@ -157,6 +172,17 @@ impl Graph {
                 Ok(name)
             }
         }
+    }
+
+    /// Emits `let NAME_nhwc = expr;`, the channels-last form of the 4-D output `onnx` of type
+    /// `ty` (NCHW), whose NCHW form is then written only if something reads it.
+    pub fn emit_nhwc(&mut self, onnx: &str, expr: String, ty: TensorType) {
+        let alias = self.fresh(&format!("{onnx}_nhwc"));
+        self.lines.push(format!("let {alias} = {expr};"));
+        let name = self.fresh(onnx);
+        self.pending.insert(name.clone(), format!("let {name} = transpose({alias}, [0, 3, 1, 2]);"));
+        self.define(onnx, Val::Named { name, ty });
+        self.nhwc.insert(onnx.to_string(), alias);
     }
 
     /// Emits `let NAME = expr;` for the output `onnx` of type `ty`.

@@ -179,21 +179,32 @@ fn broadcast_index(t: &Tensor, out: &[usize], index: usize) -> usize {
 // ---- elementwise --------------------------------------------------------------------------
 
 fn unary(g: &mut Graph, n: &Node) -> R<()> {
-    let (x, t) = arg(g, n, 0)?;
-    let float = t.dtype.is_float();
-    let expr = match n.op() {
-        "Neg" => format!("-{x}"),
-        "Reciprocal" if float => format!("1.0 / {x}"),
-        "Not" if t.dtype == DType::Bool => format!("logical_not({x})"),
-        "Abs" | "Sign" => format!("{}({x})", n.op().to_lowercase()),
-        "Relu" | "Sigmoid" | "Tanh" | "Exp" | "Log" | "Sqrt" | "Floor" | "Ceil" | "Erf" | "Sin" | "Cos" | "Round"
-        | "Softplus"
-            if float =>
-        {
-            format!("{}({x})", n.op().to_lowercase())
-        }
-        op => return Err(format!("{op} of {t} is not defined")),
+    let t = val(g, n, 0)?.ty();
+    let x = match g.nhwc.contains_key(n.required(0)?) {
+        true => String::new(),
+        false => arg(g, n, 0)?.0,
     };
+    let float = t.dtype.is_float();
+    let apply = |x: &str| -> R<String> {
+        Ok(match n.op() {
+            "Neg" => format!("-{x}"),
+            "Reciprocal" if float => format!("1.0 / {x}"),
+            "Not" if t.dtype == DType::Bool => format!("logical_not({x})"),
+            "Abs" | "Sign" => format!("{}({x})", n.op().to_lowercase()),
+            "Relu" | "Sigmoid" | "Tanh" | "Exp" | "Log" | "Sqrt" | "Floor" | "Ceil" | "Erf" | "Sin" | "Cos"
+            | "Round" | "Softplus"
+                if float =>
+            {
+                format!("{}({x})", n.op().to_lowercase())
+            }
+            op => return Err(format!("{op} of {t} is not defined")),
+        })
+    };
+    if let Some(alias) = g.nhwc.get(n.required(0)?).cloned() {
+        g.emit_nhwc(out0(n)?, apply(&alias)?, t);
+        return Ok(());
+    }
+    let expr = apply(&x)?;
     g.emit(out0(n)?, expr, t);
     Ok(())
 }
@@ -232,6 +243,16 @@ fn binary(g: &mut Graph, n: &Node) -> R<()> {
     let dtype = if compare || logical { DType::Bool } else { at.dtype };
     if let Some(known) = foldable(&[&a, &b]).filter(|_| at.dtype.is_int() && !compare && !logical) {
         return fold_int(g, n, &known, shape);
+    }
+    let aliases = (g.nhwc.get(n.required(0)?).cloned(), g.nhwc.get(n.required(1)?).cloned());
+    if let (Some(xa), Some(ya), true, "Add" | "Sub" | "Mul") = (aliases.0, aliases.1, at.shape == bt.shape, n.op()) {
+        let sign = match n.op() {
+            "Add" => "+",
+            "Sub" => "-",
+            _ => "*",
+        };
+        g.emit_nhwc(out0(n)?, format!("{xa} {sign} {ya}"), ty(dtype, shape));
+        return Ok(());
     }
     let (x, y) = (g.name_of(n.required(0)?)?, g.name_of(n.required(1)?)?);
     let expr = match n.op() {
@@ -850,8 +871,11 @@ fn conv(g: &mut Graph, n: &Node) -> R<()> {
     let pads = window_pads(n, &xt.shape[2..], &kernel, &strides, &dilations)?;
     let mut out = vec![xt.shape[0], wt.shape[0]];
     out.extend(window_output(&xt.shape[2..], kernel, strides, dilations, pads)?);
-    let (x, _) = arg(g, n, 0)?;
-    let mut input = format!("transpose({x}, [0, 2, 3, 1])");
+    let mut input = match g.nhwc.get(n.required(0)?).cloned() {
+        Some(alias) => alias,
+        None => format!("transpose({}, [0, 2, 3, 1])", arg(g, n, 0)?.0),
+    };
+    let x = n.required(0)?.to_string();
     let symmetric = pads.iter().all(|p| p[0] == p[1]);
     if !symmetric {
         input = format!("pad({input}, [[0, 0], {}, {}, [0, 0]])", list(&pads[0]), list(&pads[1]));
@@ -900,23 +924,24 @@ fn conv(g: &mut Graph, n: &Node) -> R<()> {
             list(&dilations)
         ));
     }
-    let joined = if group == 1 { parts.remove(0) } else { format!("concat({}, axis=3)", list(&parts)) };
-    let mut expr = format!("transpose({joined}, [0, 3, 1, 2])");
+    let mut expr = if group == 1 { parts.remove(0) } else { format!("concat({}, axis=3)", list(&parts)) };
     if let Some(b) = n.input(2) {
         let bt = g.value(b)?.ty();
         if bt.shape != [wt.shape[0]] {
             return Err(format!("its bias is {bt}, not [{}]", wt.shape[0]));
         }
-        expr = format!("{expr} + reshape({}, [1, {}, 1, 1])", g.name_of(b)?, wt.shape[0]);
+        expr = format!("{expr} + reshape({}, [1, 1, 1, {}])", g.name_of(b)?, wt.shape[0]);
     }
-    g.emit(out0(n)?, expr, ty(xt.dtype, out));
+    // The result is computed channels-last; its NCHW form is read only by ops that lack an
+    // NHWC one.
+    g.emit_nhwc(out0(n)?, expr, ty(xt.dtype, out));
     Ok(())
 }
 
 /// MaxPool and AveragePool over 2-D windows, as the maximum or sum of the window's strided
 /// slices of the padded input.
 fn pool(g: &mut Graph, n: &Node) -> R<()> {
-    let (x, t) = arg(g, n, 0)?;
+    let t = val(g, n, 0)?.ty();
     if t.rank() != 4 || !t.dtype.is_float() {
         return Err(format!("only 2-D pooling of floats is imported (input [N, C, H, W]), got {t}"));
     }
@@ -935,44 +960,77 @@ fn pool(g: &mut Graph, n: &Node) -> R<()> {
     let max = n.op() == "MaxPool";
     let mut out = t.shape[..2].to_vec();
     out.extend(window_output(&t.shape[2..], kernel, strides, dilations, pads)?);
-    let padded = if pads.iter().flatten().any(|&p| p > 0) {
-        // Padding never wins a maximum, and adds nothing to a sum.
-        let fill = if max { format!("{:?}", -(f32::MAX as f64)) } else { "0.0".into() };
-        let name = g.fresh(&format!("{x}_padded"));
-        g.lines.push(format!(
-            "let {name} = pad({x}, [[0, 0], [0, 0], {}, {}], constant_values={fill});",
-            list(&pads[0]),
-            list(&pads[1])
-        ));
-        name
+    let include_pad = n.int("count_include_pad", 0)? != 0;
+    let window = Window { kernel, strides, dilations, pads, out: [out[2], out[3]], max };
+    // Each output divides by the elements of its window inside the input, unless padding counts.
+    let counts = if max || include_pad || pads.iter().flatten().all(|&p| p == 0) {
+        None
     } else {
-        x
+        let counts = window_counts(&t.shape[2..], &out[2..], kernel, strides, dilations, pads);
+        let onnx = format!("{}_window_counts", out0(n)?);
+        g.define(&onnx, Val::Known(Tensor::new(vec![1, 1, out[2], out[3]], Data::F32(counts).convert(t.dtype))));
+        Some(g.name_of(&onnx)?)
     };
-    let mut terms = vec![];
-    for i in 0..kernel[0] {
-        for j in 0..kernel[1] {
-            let (r, c) = (i * dilations[0], j * dilations[1]);
-            let (re, ce) = (r + strides[0] * (out[2] - 1) + 1, c + strides[1] * (out[3] - 1) + 1);
-            terms.push(format!("{padded}[:, :, {r}:{re}:{}, {c}:{ce}:{}]", strides[0], strides[1]));
-        }
+    if let Some(alias) = g.nhwc.get(n.required(0)?).cloned() {
+        let expr = window.over(g, &alias, true, counts.as_deref());
+        g.emit_nhwc(out0(n)?, expr, ty(t.dtype, out));
+        return Ok(());
     }
-    let expr = if max {
-        terms.into_iter().reduce(|a, b| format!("maximum({a}, {b})")).expect("a window has elements")
-    } else {
-        let sum = terms.join(" + ");
-        let whole = (kernel[0] * kernel[1]) as f64;
-        if n.int("count_include_pad", 0)? != 0 || pads.iter().flatten().all(|&p| p == 0) {
-            format!("({sum}) / {whole:?}")
-        } else {
-            // Each output divides by the elements of its window inside the input.
-            let counts = window_counts(&t.shape[2..], &out[2..], kernel, strides, dilations, pads);
-            let onnx = format!("{}_window_counts", out0(n)?);
-            g.define(&onnx, Val::Known(Tensor::new(vec![1, 1, out[2], out[3]], Data::F32(counts).convert(t.dtype))));
-            format!("({sum}) / {}", g.name_of(&onnx)?)
-        }
-    };
+    let x = g.name_of(n.required(0)?)?;
+    let expr = window.over(g, &x, false, counts.as_deref());
     g.emit(out0(n)?, expr, ty(t.dtype, out));
     Ok(())
+}
+
+/// A 2-D pooling window and its output size.
+struct Window {
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    pads: [[usize; 2]; 2],
+    out: [usize; 2],
+    max: bool,
+}
+
+impl Window {
+    /// The pooling of `x`, NCHW or (with `nhwc`) channels-last, as the maximum or sum of the
+    /// window's strided slices of the padded input; `counts` ([1, 1, OH, OW]) divides an average
+    /// that leaves padding out.
+    fn over(&self, g: &mut Graph, x: &str, nhwc: bool, counts: Option<&str>) -> String {
+        let spatial =
+            |a: String, b: String| if nhwc { format!("[:, {a}, {b}, :]") } else { format!("[:, :, {a}, {b}]") };
+        let padded = if self.pads.iter().flatten().any(|&p| p > 0) {
+            // Padding never wins a maximum, and adds nothing to a sum.
+            let fill = if self.max { format!("{:?}", -(f32::MAX as f64)) } else { "0.0".into() };
+            let name = g.fresh(&format!("{x}_padded"));
+            let (h, w) = (list(&self.pads[0]), list(&self.pads[1]));
+            let width =
+                if nhwc { format!("[[0, 0], {h}, {w}, [0, 0]]") } else { format!("[[0, 0], [0, 0], {h}, {w}]") };
+            g.lines.push(format!("let {name} = pad({x}, {width}, constant_values={fill});"));
+            name
+        } else {
+            x.to_string()
+        };
+        let mut terms = vec![];
+        for i in 0..self.kernel[0] {
+            for j in 0..self.kernel[1] {
+                let (r, c) = (i * self.dilations[0], j * self.dilations[1]);
+                let (re, ce) =
+                    (r + self.strides[0] * (self.out[0] - 1) + 1, c + self.strides[1] * (self.out[1] - 1) + 1);
+                let index = spatial(format!("{r}:{re}:{}", self.strides[0]), format!("{c}:{ce}:{}", self.strides[1]));
+                terms.push(format!("{padded}{index}"));
+            }
+        }
+        if self.max {
+            return terms.into_iter().reduce(|a, b| format!("maximum({a}, {b})")).expect("a window has elements");
+        }
+        let sum = terms.join(" + ");
+        match counts {
+            Some(c) if nhwc => format!("({sum}) / reshape({c}, [1, {}, {}, 1])", self.out[0], self.out[1]),
+            Some(c) => format!("({sum}) / {c}"),
+            None => format!("({sum}) / {:?}", (self.kernel[0] * self.kernel[1]) as f64),
+        }
+    }
 }
 
 /// How many elements of each output's window lie inside the input.
@@ -999,7 +1057,7 @@ fn window_counts(
 }
 
 fn global_pool(g: &mut Graph, n: &Node) -> R<()> {
-    let (x, t) = arg(g, n, 0)?;
+    let t = val(g, n, 0)?.ty();
     if t.rank() < 3 {
         return Err(format!("{} takes [N, C, ...], got {t}", n.op()));
     }
@@ -1007,6 +1065,11 @@ fn global_pool(g: &mut Graph, n: &Node) -> R<()> {
     let f = if n.op() == "GlobalMaxPool" { "max" } else { "mean" };
     let mut shape = t.shape.clone();
     axes.iter().for_each(|&a| shape[a] = 1);
+    if let (Some(alias), 4) = (g.nhwc.get(n.required(0)?).cloned(), t.rank()) {
+        g.emit_nhwc(out0(n)?, format!("{f}({alias}, axis=[1, 2], keepdims=true)"), ty(t.dtype, shape));
+        return Ok(());
+    }
+    let x = g.name_of(n.required(0)?)?;
     g.emit(out0(n)?, format!("{f}({x}, axis={}, keepdims=true)", list(&axes)), ty(t.dtype, shape));
     Ok(())
 }
@@ -1020,7 +1083,7 @@ fn batch_norm(g: &mut Graph, n: &Node) -> R<()> {
     if n.int("training_mode", 0)? != 0 || n.output(1).is_some() {
         return Err("BatchNormalization in training mode is not imported: kiln imports inference graphs".into());
     }
-    let (x, t) = arg(g, n, 0)?;
+    let t = val(g, n, 0)?.ty();
     let eps = n.float("epsilon", 1e-5)? as f64;
     let c = *t.shape.get(1).ok_or("its input has no channel axis")?;
     let vals: Vec<Val> = (1..5).map(|i| val(g, n, i)).collect::<R<_>>()?;
@@ -1041,12 +1104,19 @@ fn batch_norm(g: &mut Graph, n: &Node) -> R<()> {
                     Val::Known(Tensor::new(shape.clone(), Data::F64(v.clone()).convert(t.dtype))),
                 );
             }
-            format!("{x} * {} + {}", g.name_of(&format!("{onnx}_scale"))?, g.name_of(&format!("{onnx}_shift"))?)
+            let (scale, shift) = (g.name_of(&format!("{onnx}_scale"))?, g.name_of(&format!("{onnx}_shift"))?);
+            if let (Some(alias), 4) = (g.nhwc.get(n.required(0)?).cloned(), t.rank()) {
+                let last = list(&[1, 1, 1, c]);
+                g.emit_nhwc(&onnx, format!("{alias} * reshape({scale}, {last}) + reshape({shift}, {last})"), t);
+                return Ok(());
+            }
+            format!("{} * {scale} + {shift}", g.name_of(n.required(0)?)?)
         }
         None => {
             let r: Vec<String> = (1..5)
                 .map(|i| Ok(format!("reshape({}, {})", g.name_of(n.required(i)?)?, list(&shape))))
                 .collect::<R<_>>()?;
+            let x = g.name_of(n.required(0)?)?;
             format!("({x} - {}) / sqrt({} + {eps:?}) * {} + {}", r[2], r[3], r[0], r[1])
         }
     };
