@@ -147,6 +147,9 @@ impl Graph {
                 if let Some(name) = self.materialized.get(onnx) {
                     return Ok(name.clone());
                 }
+                if t.data.is_empty() {
+                    return Err(format!("the empty tensor `{onnx}` is used as a value, and kiln has no empty arrays"));
+                }
                 let name = match splat(&t) {
                     Some(literal) => {
                         let name = self.fresh(onnx);

@@ -69,6 +69,7 @@ pub const OPS: &[(&str, Handler)] = &[
     ("ReduceSum", reduce),
     ("Relu", unary),
     ("Reshape", reshape),
+    ("Resize", resize),
     ("Round", unary),
     ("Shape", shape),
     ("Sigmoid", unary),
@@ -1177,15 +1178,74 @@ fn reduce(g: &mut Graph, n: &Node) -> R<()> {
 
 fn arg_extreme(g: &mut Graph, n: &Node) -> R<()> {
     let (x, t) = arg(g, n, 0)?;
-    if n.int("select_last_index", 0)? != 0 {
-        return Err("select_last_index=1 is not imported yet".into());
-    }
     let a = axis(n.int("axis", 0)?, t.rank())?;
     let keep = n.int("keepdims", 1)? != 0;
     let shape: Vec<usize> =
         (0..t.rank()).filter_map(|i| if i == a { keep.then_some(1) } else { Some(t.shape[i]) }).collect();
     let f = n.op().to_lowercase();
-    g.emit(out0(n)?, format!("cast({f}({x}, axis={a}, keepdims={keep}), i64)"), ty(DType::I64, shape));
+    // kiln's argmax takes the first extreme; the last is the first of the reversed axis,
+    // counted from the end.
+    let expr = if n.int("select_last_index", 0)? != 0 {
+        format!("{} - cast({f}(flip({x}, axis={a}), axis={a}, keepdims={keep}), i64)", t.shape[a] - 1)
+    } else {
+        format!("cast({f}({x}, axis={a}, keepdims={keep}), i64)")
+    };
+    g.emit(out0(n)?, expr, ty(DType::I64, shape));
+    Ok(())
+}
+
+/// Resize with mode "nearest" by whole scales along the spatial axes of [N, C, H, W]: for
+/// the coordinate and rounding modes under which each input element is repeated `s` times
+/// (asymmetric with floor; half_pixel and pytorch_half_pixel with round_prefer_floor or floor),
+/// a broadcast and a reshape. Other modes are refused, naming the attribute.
+fn resize(g: &mut Graph, n: &Node) -> R<()> {
+    let (x, t) = arg(g, n, 0)?;
+    let mode = n.string("mode", "nearest")?;
+    let coordinates = n.string("coordinate_transformation_mode", "half_pixel")?;
+    let rounding = n.string("nearest_mode", "round_prefer_floor")?;
+    let repeats = matches!(
+        (coordinates.as_str(), rounding.as_str()),
+        ("asymmetric", "floor") | ("half_pixel" | "pytorch_half_pixel", "round_prefer_floor" | "floor")
+    );
+    if mode != "nearest" || !repeats {
+        return Err(format!(
+            "mode=\"{mode}\" with coordinate_transformation_mode=\"{coordinates}\" and nearest_mode=\"{rounding}\" is not imported yet (nearest by whole scales is)"
+        ));
+    }
+    if t.rank() != 4 {
+        return Err(format!("only [N, C, H, W] inputs are resized, got {t}"));
+    }
+    // Scales (input 2) or sizes (input 3), known when importing.
+    let factors: Vec<usize> =
+        match (n.input(2).and_then(|s| g.value(s).ok()?.known().cloned()), known_ints(g, n, 3, "sizes")?) {
+            (Some(scales), _) if scales.data.len() == 4 => (0..4)
+                .map(|i| scales.data.get_f64(i))
+                .map(|s| if s >= 1.0 && s.fract() == 0.0 { Ok(s as usize) } else { Err(format!("a scale of {s}")) })
+                .collect::<R<_>>()?,
+            (_, Some(sizes)) if sizes.len() == 4 => sizes
+                .iter()
+                .zip(&t.shape)
+                .map(|(&s, &d)| {
+                    if s > 0 && s as usize % d == 0 {
+                        Ok(s as usize / d)
+                    } else {
+                        Err(format!("a size of {s} for a dimension of {d}"))
+                    }
+                })
+                .collect::<R<_>>()?,
+            _ => return Err("its scales or sizes must be known when importing, one per axis".into()),
+        };
+    if factors[0] != 1 || factors[1] != 1 {
+        return Err(format!("it scales the batch or channel axis ({factors:?})"));
+    }
+    let [nb, c, h, w] = [t.shape[0], t.shape[1], t.shape[2], t.shape[3]];
+    let (sh, sw) = (factors[2], factors[3]);
+    let expr = format!(
+        "reshape(broadcast_to(reshape({x}, [{nb}, {c}, {h}, 1, {w}, 1]), [{nb}, {c}, {h}, {sh}, {w}, {sw}]), [{nb}, {c}, {}, {}])",
+        h * sh,
+        w * sw
+    );
+    g.emit(out0(n)?, expr, ty(t.dtype, vec![nb, c, h * sh, w * sw]));
     Ok(())
 }
 

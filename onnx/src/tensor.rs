@@ -42,10 +42,16 @@ pub fn shape(dims: &[i64]) -> Result<Vec<usize>, String> {
     Ok(dims.iter().map(|&d| d as usize).collect())
 }
 
-/// The tensor `t` holds, reading external data relative to `dir`.
+/// The tensor `t` holds, reading external data relative to `dir`. It may be empty, as ONNX's
+/// placeholders for omitted inputs are (a Resize's `roi`); an empty tensor is refused only if
+/// it is used as a value.
 pub fn decode(t: &TensorProto, dir: &Path) -> Result<Tensor, String> {
     let dtype = dtype(t.data_type).map_err(|name| format!("its element type {name} has no kiln dtype"))?;
-    let shape = shape(&t.dims)?;
+    let shape = if t.dims.contains(&0) && t.dims.iter().all(|&d| d >= 0) {
+        t.dims.iter().map(|&d| d as usize).collect()
+    } else {
+        shape(&t.dims)?
+    };
     let n: usize = shape.iter().product();
     let bytes = n * dtype.size_bytes();
     let data = if t.data_location == DataLocation::External as i32 {

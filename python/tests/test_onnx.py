@@ -315,14 +315,32 @@ def test_a_small_residual_network(tmp_path):
     check(model(nodes, {"x": x}, ["logits"], init), {"x": x}, tmp_path, rtol=2e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "attrs",
+    [{}, {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, {"coordinate_transformation_mode": "pytorch_half_pixel"}],
+)
+def test_resize_nearest_by_whole_scales(attrs, tmp_path):
+    x = f32(1, 2, 3, 4)
+    m = single("Resize", {"x": x}, {"roi": np.zeros(0, np.float32), "scales": np.array([1, 1, 2, 3], np.float32)}, mode="nearest", **attrs)
+    check(m, {"x": x}, tmp_path)
+    sizes = {"roi": np.zeros(0, np.float32), "scales": np.zeros(0, np.float32), "sizes": np.array([1, 2, 6, 4], np.int64)}
+    check(single("Resize", {"x": x}, sizes, mode="nearest", **attrs), {"x": x}, tmp_path)
+
+
+def test_arg_extremes_can_take_the_last_index(tmp_path):
+    x = np.array([[1, 3, 3, 0], [2, 2, 1, 2]], np.float32)
+    check(single("ArgMax", {"x": x}, axis=1, select_last_index=1), {"x": x}, tmp_path)
+    check(single("ArgMin", {"x": x}, axis=0, keepdims=0, select_last_index=1), {"x": x}, tmp_path)
+
+
 def test_unsupported_operators_are_listed_at_once(tmp_path):
     x = f32(1, 2, 4, 4)
     nodes = [
-        h.make_node("Resize", ["x", "", "scales"], ["a"], name="up"),
+        h.make_node("ConvTranspose", ["x", "w"], ["a"], name="up"),
         h.make_node("Relu", ["a"], ["b"]),
         h.make_node("FusedThing", ["b"], ["y"], domain="com.example", name="custom"),
     ]
-    m = model(nodes, {"x": x}, ["y"], {"scales": np.array([1, 1, 2, 2], np.float32)}, infer=False)
+    m = model(nodes, {"x": x}, ["y"], {"w": f32(2, 2, 3, 3)}, infer=False)
     m.opset_import.append(h.make_opsetid("com.example", 1))
     path = tmp_path / "m.onnx"
     onnx.save(m, path)
@@ -330,7 +348,7 @@ def test_unsupported_operators_are_listed_at_once(tmp_path):
         kiln.import_onnx(path)
     e = caught.value
     assert e.code == "E0701" and e.message == "2 nodes of the model use operators kiln does not import"
-    assert "node `up`: Resize (ai.onnx, opset 17)" in str(e) and "node `custom`: FusedThing (com.example" in str(e)
+    assert "node `up`: ConvTranspose (ai.onnx, opset 17)" in str(e) and "node `custom`: FusedThing (com.example" in str(e)
 
 
 def test_bad_models_are_diagnosed(tmp_path):
