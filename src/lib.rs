@@ -355,9 +355,10 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
 /// weights in external-data files).
 pub const MAX_ONNX_BYTES: u64 = 2 << 30;
 
-/// Reads `fields` of `--shape NAME=DIMS` (`input=1x3x224x224`) into the importer's options.
-pub fn onnx_options(shapes: &[String]) -> Result<kiln_onnx::Options, Error> {
-    let mut options = kiln_onnx::Options::default();
+/// The importer's options from the CLI's: `--shape NAME=DIMS` (`input=1x3x224x224`) and
+/// `--weights-as-params`.
+pub fn onnx_options(shapes: &[String], weights_as_params: bool) -> Result<kiln_onnx::Options, Error> {
+    let mut options = kiln_onnx::Options { weights_as_params, ..Default::default() };
     for spec in shapes {
         let bad = || Error::Usage(format!("--shape takes NAME=DIMS such as input=1x3x224x224, got `{spec}`"));
         let (name, dims) = spec.rsplit_once('=').ok_or_else(bad)?;
@@ -427,44 +428,69 @@ pub fn check(source: &Source, module_name: &str) -> Result<Module, Error> {
 
 /// Parses and checks a source, returning the IR module and the warnings.
 pub fn diagnose(source: &Source, module_name: &str) -> Result<(Module, Vec<Diagnostic>), Error> {
+    diagnose_with(source, module_name, &BTreeMap::new())
+}
+
+/// [`diagnose`], with weights files given in memory (as [`Options::weights`]).
+pub fn diagnose_with(
+    source: &Source,
+    module_name: &str,
+    weights: &BTreeMap<String, Vec<u8>>,
+) -> Result<(Module, Vec<Diagnostic>), Error> {
     let file = kiln_frontend::parser::parse(&source.text).map_err(|d| source.errors(d))?;
-    elaborate(source, &file, module_name, &BTreeMap::new())
+    elaborate(source, &file, module_name, weights)
 }
 
 /// The most bytes of one weights file `load` reads.
 pub const MAX_WEIGHTS_BYTES: u64 = 16 << 30;
 
 /// The weights files `load` reads: safetensors files given in memory by name, else beside the
-/// program. Each file is read once per compilation.
+/// program. Each file is read and its header parsed once per compilation, however many
+/// tensors the program loads from it.
 struct WeightFiles<'a> {
     dir: PathBuf,
     memory: &'a BTreeMap<String, Vec<u8>>,
-    read: std::cell::RefCell<BTreeMap<String, std::rc::Rc<Vec<u8>>>>,
+    parsed: std::cell::RefCell<BTreeMap<String, std::rc::Rc<WeightFile<'a>>>>,
+}
+
+/// A safetensors file: its bytes, where its data starts, and its parsed header.
+struct WeightFile<'a> {
+    bytes: std::borrow::Cow<'a, [u8]>,
+    data: usize,
+    header: safetensors::tensor::Metadata,
+}
+
+impl<'a> WeightFiles<'a> {
+    fn new(dir: PathBuf, memory: &'a BTreeMap<String, Vec<u8>>) -> WeightFiles<'a> {
+        WeightFiles { dir, memory, parsed: Default::default() }
+    }
+
+    /// The file `file`, read and parsed on first use.
+    fn file(&self, file: &str) -> Result<std::rc::Rc<WeightFile<'a>>, String> {
+        if let Some(f) = self.parsed.borrow().get(file) {
+            return Ok(f.clone());
+        }
+        let bytes = match self.memory.get(file) {
+            Some(b) => std::borrow::Cow::Borrowed(&b[..]),
+            None => std::borrow::Cow::Owned(
+                read_file(&self.dir.join(file), MAX_WEIGHTS_BYTES)
+                    .map_err(|e| e.render(false).trim().trim_start_matches("error: ").to_string())?,
+            ),
+        };
+        let (header_bytes, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| format!("it is not a safetensors file ({e})"))?;
+        // The format: an 8-byte header length, the JSON header, then the data.
+        let parsed = std::rc::Rc::new(WeightFile { data: 8 + header_bytes, header, bytes });
+        self.parsed.borrow_mut().insert(file.to_string(), parsed.clone());
+        Ok(parsed)
+    }
 }
 
 impl kiln_frontend::Files for WeightFiles<'_> {
     fn load(&self, file: &str, name: &str) -> Result<kiln_ir::Constant, String> {
-        let bytes = match self.memory.get(file) {
-            Some(b) => std::rc::Rc::new(b.clone()),
-            None => {
-                let cached = self.read.borrow().get(file).cloned();
-                match cached {
-                    Some(b) => b,
-                    None => {
-                        let b = std::rc::Rc::new(
-                            read_file(&self.dir.join(file), MAX_WEIGHTS_BYTES)
-                                .map_err(|e| e.render(false).trim().trim_start_matches("error: ").to_string())?,
-                        );
-                        self.read.borrow_mut().insert(file.to_string(), b.clone());
-                        b
-                    }
-                }
-            }
-        };
-        let tensors =
-            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("it is not a safetensors file ({e})"))?;
-        let view = tensors.tensor(name).map_err(|_| {
-            let mut names = tensors.names();
+        let weights = self.file(file)?;
+        let info = weights.header.info(name).ok_or_else(|| {
+            let mut names = weights.header.offset_keys();
             names.sort();
             let shown: Vec<&str> = names.iter().take(8).map(|n| &n[..]).collect();
             format!(
@@ -474,7 +500,7 @@ impl kiln_frontend::Files for WeightFiles<'_> {
             )
         })?;
         use kiln_ir::DType;
-        let dtype = match view.dtype() {
+        let dtype = match info.dtype {
             safetensors::Dtype::F32 => DType::F32,
             safetensors::Dtype::F64 => DType::F64,
             safetensors::Dtype::F16 => DType::F16,
@@ -485,10 +511,12 @@ impl kiln_frontend::Files for WeightFiles<'_> {
             safetensors::Dtype::U32 => DType::U32,
             other => return Err(format!("its dtype {other:?} is not one `load` reads (floats, i32, i64, u8, u32)")),
         };
-        if view.shape().contains(&0) {
-            return Err(format!("its shape {:?} is empty", view.shape()));
+        if info.shape.contains(&0) {
+            return Err(format!("its shape {:?} is empty", info.shape));
         }
-        kiln_ir::Constant::new(kiln_ir::TensorType::new(dtype, view.shape().to_vec()), view.data().to_vec())
+        let (begin, end) = info.data_offsets;
+        let data = weights.bytes[weights.data + begin..weights.data + end].to_vec();
+        kiln_ir::Constant::new(kiln_ir::TensorType::new(dtype, info.shape.clone()), data)
     }
 }
 
@@ -504,7 +532,7 @@ fn elaborate(
         return Err(Error::Usage(format!("module name `{module_name}` is not a C identifier")));
     }
     let dir = Path::new(&source.name).parent().map(Path::to_path_buf).unwrap_or_default();
-    let files = WeightFiles { dir, memory: weights, read: Default::default() };
+    let files = WeightFiles::new(dir, weights);
     let (module, warnings) =
         kiln_frontend::elaborate(file, module_name, Some(&Autodiff), Some(&files)).map_err(|d| source.errors(d))?;
     if let Err(clash) = kiln_codegen::names::check(&module) {

@@ -5,6 +5,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use kiln::{EmitKind, Error, ErrorFormat, Options, OutputKind, Source};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -252,9 +253,7 @@ fn check(file: &Path, format: ErrorFormat) -> Result<(Source, kiln_ir::Module), 
 
 /// Writes `file`'s import: DIR/NAME.kn and, when it has weights, DIR/NAME.safetensors.
 fn import(file: &Path, dir: &Path, shapes: &[String], weights_as_params: bool) -> Result<(), Error> {
-    let mut options = kiln::onnx_options(shapes)?;
-    options.weights_as_params = weights_as_params;
-    let (source, imported) = kiln::import_onnx(file, &options)?;
+    let (source, imported) = kiln::import_onnx(file, &kiln::onnx_options(shapes, weights_as_params)?)?;
     let stem = source.default_module_name();
     std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("cannot create `{}`: {e}", dir.display())))?;
     let write = |name: String, bytes: &[u8]| {
@@ -279,16 +278,22 @@ fn build(args: BuildArgs, format: ErrorFormat) -> Result<(), Error> {
     }
     // An ONNX model's weights are compiled in from memory, or with --weights-as-params
     // written beside the object for the caller to pass.
-    let (source, weights) = if onnx {
-        let mut options = kiln::onnx_options(&args.shapes)?;
-        options.weights_as_params = args.weights_as_params;
+    let (mut compiled_in, mut written) = (BTreeMap::new(), None);
+    let source = if onnx {
+        let options = kiln::onnx_options(&args.shapes, args.weights_as_params)?;
         let (source, imported) = kiln::import_onnx(&args.file, &options)?;
-        let weights = (!imported.weights.is_empty()).then(|| weights_file(&imported)).transpose()?;
-        (source, weights.map(|w| (imported.weights_file, w)))
+        if !imported.weights.is_empty() {
+            let bytes = weights_file(&imported)?;
+            if args.weights_as_params {
+                written = Some(bytes);
+            } else {
+                compiled_in.insert(imported.weights_file, bytes);
+            }
+        }
+        source
     } else {
-        (Source::read(&args.file)?, None)
+        Source::read(&args.file)?
     };
-    let compiled_in = weights.iter().filter(|_| !args.weights_as_params).cloned().collect();
     let target = kiln::target(args.target.as_deref(), args.target_cpu.as_deref(), args.gpu.as_deref())?;
     let mut emit = vec![];
     for e in &args.emit {
@@ -343,7 +348,7 @@ fn build(args: BuildArgs, format: ErrorFormat) -> Result<(), Error> {
     if !to_stdout {
         let dir = args.out_dir.as_deref().unwrap_or(Path::new("."));
         kiln::write_output(&out, dir)?;
-        if let Some((_, bytes)) = weights.filter(|_| args.weights_as_params) {
+        if let Some(bytes) = written {
             let path = dir.join(format!("{}.safetensors", out.module_name));
             std::fs::write(&path, bytes)
                 .map_err(|e| Error::Usage(format!("cannot write `{}`: {e}", path.display())))?;

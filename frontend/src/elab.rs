@@ -2095,7 +2095,7 @@ impl<'a> Elab<'a> {
 
 /// numpy's slice semantics: bounds are clamped, negative ones count from the end. Returns the
 /// first index and the number of elements.
-pub(crate) fn slice_indices(n: i64, start: Option<i64>, stop: Option<i64>, step: i64) -> (i64, i64) {
+pub fn slice_indices(n: i64, start: Option<i64>, stop: Option<i64>, step: i64) -> (i64, i64) {
     let norm = |i: i64, lo: i64, hi: i64| if i < 0 { (i + n).max(lo) } else { i.min(hi) };
     let (s, e) = if step > 0 {
         (start.map_or(0, |s| norm(s, 0, n)), stop.map_or(n, |e| norm(e, 0, n)))

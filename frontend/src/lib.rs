@@ -24,7 +24,7 @@ mod sort;
 pub mod transform;
 
 pub use builtins::names as builtin_names;
-pub use elab::elaborate;
+pub use elab::{broadcast_shapes, elaborate, slice_indices};
 pub use render::{render_diagnostic, render_diagnostics};
 pub use transform::{Differentiator, Transform};
 

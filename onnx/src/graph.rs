@@ -35,13 +35,12 @@ impl Val {
     }
 }
 
-/// A weight: a known tensor the source takes as a parameter.
+/// A weight: a known tensor the source `load`s from the weights file, or takes as a parameter
+/// (with `weights_as_params`).
 #[derive(Clone, Debug)]
 pub struct Weight {
-    /// The parameter's name in the kiln source.
+    /// Its name in the source and in the weights file.
     pub name: String,
-    /// The ONNX value it holds.
-    pub onnx_name: String,
     pub tensor: Tensor,
 }
 
@@ -167,7 +166,7 @@ impl Graph {
                             Some(file) => self.lines.push(format!("let {name} = load(\"{file}\", \"{name}\");")),
                             None => self.params.push((name.clone(), t.ty())),
                         }
-                        self.weights.push(Weight { name: name.clone(), onnx_name: onnx.to_string(), tensor: t });
+                        self.weights.push(Weight { name: name.clone(), tensor: t });
                         name
                     }
                 };
@@ -196,15 +195,11 @@ impl Graph {
     }
 }
 
-/// The literal `cast(v, dtype)` when every element of `t` is the same finite number.
+/// The literal `cast(v, dtype)` when every element of `t` is the same finite number (bit for
+/// bit: -0.0 is not 0.0).
 fn splat(t: &Tensor) -> Option<String> {
-    let n = t.data.len();
-    if n == 0 {
-        return None;
-    }
     let first = t.data.literal(0);
-    let text = literal(first)?;
-    (1..n).all(|i| literal(t.data.literal(i)).as_deref() == Some(text.as_str())).then_some(text)
+    (1..t.data.len()).all(|i| t.data.literal(i) == first).then(|| literal(first)).flatten()
 }
 
 /// A scalar as kiln source of its own dtype, or None for a non-finite float.

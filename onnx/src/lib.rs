@@ -56,8 +56,6 @@ pub struct Imported {
     /// The weights file's name, which the source's `load` calls read: the model's file stem
     /// with `.safetensors`.
     pub weights_file: String,
-    /// The graph's input names with their kiln parameter names, in order.
-    pub inputs: Vec<(String, String)>,
 }
 
 /// The function an imported model's graph becomes.
@@ -110,13 +108,9 @@ pub fn import(bytes: &[u8], path: &Path, options: &Options) -> Result<Imported, 
         }
     }
     let initializers: std::collections::BTreeSet<&str> = graph.initializer.iter().map(|i| i.name.as_str()).collect();
-    let mut inputs = vec![];
     for input in graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())) {
         match input_type(input, options) {
-            Ok(ty) => {
-                g.input(&input.name, ty);
-                inputs.push((input.name.clone(), g.params.last().expect("just added").0.clone()));
-            }
+            Ok(ty) => g.input(&input.name, ty),
             Err(d) => diags.push(d),
         }
     }
@@ -155,7 +149,7 @@ pub fn import(bytes: &[u8], path: &Path, options: &Options) -> Result<Imported, 
     if results.is_empty() {
         return Err(vec![error("E0700", "the model's graph has no outputs")]);
     }
-    Ok(Imported { source: source(path, &g, &results), weights: g.weights, weights_file, inputs })
+    Ok(Imported { source: source(path, &g, &results), weights: g.weights, weights_file })
 }
 
 fn plural(n: usize) -> &'static str {

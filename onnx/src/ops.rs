@@ -3,7 +3,7 @@
 //! while importing (shapes and the arithmetic on them).
 
 use kiln_ir::interp::{Data, Tensor};
-use kiln_ir::{DType, TensorType};
+use kiln_ir::{DType, Op, TensorType};
 
 use crate::graph::{i64s, ints_of, list, literal, Graph, Node, Val, R};
 
@@ -135,17 +135,9 @@ fn axis(a: i64, rank: usize) -> R<usize> {
     }
 }
 
-/// numpy's broadcast of two shapes.
+/// numpy's broadcast of two shapes (ONNX's multidirectional broadcasting).
 fn broadcast(a: &[usize], b: &[usize]) -> R<Vec<usize>> {
-    let rank = a.len().max(b.len());
-    let at = |s: &[usize], i: usize| if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 };
-    (0..rank)
-        .map(|i| match (at(a, i), at(b, i)) {
-            (x, y) if x == y || y == 1 => Ok(x),
-            (1, y) => Ok(y),
-            (x, y) => Err(format!("shapes {a:?} and {b:?} do not broadcast ({x} against {y})")),
-        })
-        .collect()
+    kiln_frontend::broadcast_shapes(a, b).ok_or_else(|| format!("shapes {a:?} and {b:?} do not broadcast"))
 }
 
 fn ty(dtype: DType, shape: Vec<usize>) -> TensorType {
@@ -531,7 +523,7 @@ fn transpose(g: &mut Graph, n: &Node) -> R<()> {
     }
     let shape: Vec<usize> = perm.iter().map(|&p| t.shape[p]).collect();
     if let Some(k) = x.known() {
-        g.define(out0(n)?, Val::Known(permuted(k, &perm)));
+        g.define(out0(n)?, Val::Known(permuted(k, &perm)?));
         return Ok(());
     }
     let (name, _) = arg(g, n, 0)?;
@@ -539,15 +531,17 @@ fn transpose(g: &mut Graph, n: &Node) -> R<()> {
     Ok(())
 }
 
+/// `op` on known tensors, as kiln's reference interpreter computes it: how the importer
+/// folds what it knows, with the IR's own semantics.
+fn fold(op: Op, args: &[&Tensor]) -> R<Tensor> {
+    let types: Vec<TensorType> = args.iter().map(|t| t.ty()).collect();
+    let ty = op.infer(&types.iter().collect::<Vec<_>>())?;
+    Ok(kiln_ir::interp::eval(&op, args, &ty))
+}
+
 /// A known tensor with its axes permuted.
-pub fn permuted(t: &Tensor, perm: &[usize]) -> Tensor {
-    let shape: Vec<usize> = perm.iter().map(|&p| t.shape[p]).collect();
-    let strides = kiln_ir::interp::strides(&t.shape);
-    let mut indices = Vec::with_capacity(t.data.len());
-    kiln_ir::interp::for_each_index(&shape, |ix| {
-        indices.push(ix.iter().zip(perm).map(|(&i, &p)| i * strides[p]).sum());
-    });
-    Tensor::new(shape, t.data.gather(&indices))
+fn permuted(t: &Tensor, perm: &[usize]) -> R<Tensor> {
+    fold(Op::Transpose { perm: perm.to_vec() }, &[t])
 }
 
 fn concat(g: &mut Graph, n: &Node) -> R<()> {
@@ -567,18 +561,8 @@ fn concat(g: &mut Graph, n: &Node) -> R<()> {
         shape[a] += t.shape[a];
     }
     if let Some(known) = foldable(&vals.iter().collect::<Vec<_>>()) {
-        // Along axis a: each input's blocks of (its length along a) x (the inner size), in turn.
-        let inner: usize = shape[a + 1..].iter().product();
-        let outer: usize = shape[..a].iter().product();
-        let mut parts = vec![];
-        for o in 0..outer {
-            for t in &known {
-                let block = t.shape[a] * inner;
-                parts.push(t.data.gather(&(o * block..(o + 1) * block).collect::<Vec<_>>()));
-            }
-        }
-        let joined = kiln_ir::interp::concat_data(&parts.iter().collect::<Vec<_>>());
-        g.define(out0(n)?, Val::Known(Tensor::new(shape, joined)));
+        let joined = fold(Op::Concat { axis: a }, &known.iter().collect::<Vec<_>>())?;
+        g.define(out0(n)?, Val::Known(joined));
         return Ok(());
     }
     let names: Vec<String> = (0..vals.len()).map(|i| g.name_of(n.required(i)?)).collect::<R<_>>()?;
@@ -628,21 +612,6 @@ fn gather(g: &mut Graph, n: &Node) -> R<()> {
     Ok(())
 }
 
-/// The indices `start`, `start + step`, ... that numpy's slice start:end:step takes of a
-/// dimension of `len`, ONNX's clamping included: (start, count).
-fn slice_range(start: i64, end: i64, step: i64, len: usize) -> (i64, usize) {
-    // In i128: ONNX writes i64::MAX and i64::MIN for "to the end".
-    let (start, end, step, len) = (start as i128, end as i128, step as i128, len as i128);
-    let norm = |v: i128, low: i128, high: i128| (if v < 0 { v + len } else { v }).clamp(low, high);
-    let (s, e) = if step > 0 {
-        (norm(start, 0, len), norm(end, 0, len))
-    } else {
-        (norm(start, -1, len - 1), norm(end, -1, len - 1))
-    };
-    let count = if step > 0 { (e - s + step - 1).max(0) / step } else { (s - e - step - 1).max(0) / -step };
-    (s as i64, count as usize)
-}
-
 fn slice(g: &mut Graph, n: &Node) -> R<()> {
     let x = val(g, n, 0)?;
     let t = x.ty();
@@ -661,26 +630,19 @@ fn slice(g: &mut Graph, n: &Node) -> R<()> {
     }
     let mut items: Vec<(i64, usize, i64)> = t.shape.iter().map(|&d| (0, d, 1)).collect();
     for k in 0..starts.len() {
-        let (s, count) = slice_range(starts[k], ends[k], steps[k], t.shape[axes[k]]);
-        items[axes[k]] = (s, count, steps[k]);
+        // ONNX clamps its bounds as numpy does (i64::MAX and i64::MIN mean "to the end").
+        let (s, count) =
+            kiln_frontend::slice_indices(t.shape[axes[k]] as i64, Some(starts[k]), Some(ends[k]), steps[k]);
+        items[axes[k]] = (s, count as usize, steps[k]);
     }
     let shape: Vec<usize> = items.iter().map(|i| i.1).collect();
     if shape.contains(&0) {
         return Err(format!("it takes an empty slice of {t}, and kiln has no empty arrays"));
     }
     if let Some(known) = x.known() {
-        let strides = kiln_ir::interp::strides(&t.shape);
-        let mut flat = vec![];
-        kiln_ir::interp::for_each_index(&shape, |ix| {
-            flat.push(
-                ix.iter()
-                    .zip(&items)
-                    .zip(&strides)
-                    .map(|((&i, &(s, _, st)), &stride)| (s + i as i64 * st) as usize * stride)
-                    .sum(),
-            );
-        });
-        g.define(out0(n)?, Val::Known(Tensor::new(shape, known.data.gather(&flat))));
+        let start = items.iter().map(|i| i.0 as usize).collect();
+        let step = items.iter().map(|i| i.2).collect();
+        g.define(out0(n)?, Val::Known(fold(Op::Slice { start, step, shape }, &[known])?));
         return Ok(());
     }
     let (name, _) = arg(g, n, 0)?;
@@ -773,7 +735,7 @@ fn gemm(g: &mut Graph, n: &Node) -> R<()> {
     let b = match (tb, val(g, n, 1)?.known()) {
         (true, Some(known)) => {
             let onnx = format!("{}_t", n.required(1)?);
-            g.define(&onnx, Val::Known(permuted(known, &[1, 0])));
+            g.define(&onnx, Val::Known(permuted(known, &[1, 0])?));
             g.name_of(&onnx)?
         }
         _ => operand(g.name_of(n.required(1)?)?, tb),
@@ -902,7 +864,7 @@ fn conv(g: &mut Graph, n: &Node) -> R<()> {
             Some(k) => {
                 let onnx =
                     format!("{}_hwio{}", n.required(1)?, if group > 1 { format!("_{j}") } else { String::new() });
-                g.define(&onnx, Val::Known(permuted(&block(k), &[2, 3, 1, 0])));
+                g.define(&onnx, Val::Known(permuted(&block(k), &[2, 3, 1, 0])?));
                 g.name_of(&onnx)?
             }
             None if group == 1 => format!("transpose({}, [2, 3, 1, 0])", g.name_of(n.required(1)?)?),
@@ -1226,7 +1188,7 @@ fn resize(g: &mut Graph, n: &Node) -> R<()> {
                 .iter()
                 .zip(&t.shape)
                 .map(|(&s, &d)| {
-                    if s > 0 && s as usize % d == 0 {
+                    if s > 0 && (s as usize).is_multiple_of(d) {
                         Ok(s as usize / d)
                     } else {
                         Err(format!("a size of {s} for a dimension of {d}"))

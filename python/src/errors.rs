@@ -39,13 +39,15 @@ pub fn load_error(py: Python<'_>, e: kiln_runtime::Error) -> PyErr {
     }
 }
 
-/// Shows the warnings of a build as `kiln.CompileWarning`s.
-pub fn warn(py: Python<'_>, rendered: &[String]) -> PyResult<()> {
-    if rendered.is_empty() {
+/// Shows the warnings of a build of `source`, rendered as the CLI prints them, as
+/// `kiln.CompileWarning`s.
+pub fn warn(py: Python<'_>, source: &kiln::Source, warnings: &[kiln::kiln_ir::Diagnostic]) -> PyResult<()> {
+    if warnings.is_empty() {
         return Ok(());
     }
     let class = COMPILE_WARNING.import(py, "kiln.errors", "CompileWarning")?;
-    for text in rendered {
+    for d in warnings {
+        let text = kiln::kiln_frontend::render_diagnostic(d, &source.name, &source.text, false);
         let message =
             std::ffi::CString::new(text.replace('\0', " ")).map_err(|e| PyValueError::new_err(e.to_string()))?;
         PyErr::warn(py, class.as_any(), &message, 2)?;

@@ -105,12 +105,7 @@ fn compile(
         ..Default::default()
     };
     let out = py.detach(|| kiln::build(&source, &options)).map_err(|e| errors::compile_error(py, e))?;
-    let warnings: Vec<String> = out
-        .warnings
-        .iter()
-        .map(|d| kiln::kiln_frontend::render_diagnostic(d, &source.name, &source.text, false))
-        .collect();
-    errors::warn(py, &warnings)?;
+    errors::warn(py, &source, &out.warnings)?;
     let manifest = format!("{}.json", out.module_name);
     let files: BTreeMap<String, Vec<u8>> = out.files.into_iter().collect();
     module::open(py, manifest, files, &OpenOptions::default(), device_of(emulate, device))
@@ -174,12 +169,11 @@ fn _load_files(
 #[pyfunction]
 #[pyo3(signature = (source, *, memory_limit_mib = 4096))]
 fn interpret(py: Python<'_>, source: &Bound<'_, PyAny>, memory_limit_mib: u64) -> PyResult<Module> {
-    let Program { source, module: file_module, .. } = program(py, source, None)?;
+    let Program { source, module: file_module, weights } = program(py, source, None)?;
     let name = file_module.unwrap_or_else(|| "module".into());
-    let (ir, warnings) = py.detach(|| kiln::diagnose(&source, &name)).map_err(|e| errors::compile_error(py, e))?;
-    let warnings: Vec<String> =
-        warnings.iter().map(|d| kiln::kiln_frontend::render_diagnostic(d, &source.name, &source.text, false)).collect();
-    errors::warn(py, &warnings)?;
+    let (ir, warnings) =
+        py.detach(|| kiln::diagnose_with(&source, &name, &weights)).map_err(|e| errors::compile_error(py, e))?;
+    errors::warn(py, &source, &warnings)?;
     if let Some(f) = ir.funcs.iter().find(|f| kiln::kiln_ir::interp::memory_bytes(f) > memory_limit_mib << 20) {
         return Err(PyValueError::new_err(format!(
             "interpreting `{}` needs about {} MiB, more than memory_limit_mib={memory_limit_mib}",

@@ -390,6 +390,13 @@ def test_bad_models_are_diagnosed(tmp_path):
     assert caught.value.code == "E0704"
 
 
+def test_imported_models_run_in_the_interpreter(tmp_path):
+    x = f32(2, 4)
+    path = tmp_path / "m.onnx"
+    onnx.save(single("Gemm", {"x": x}, {"w": f32(4, 3), "b": f32(3)}), path)
+    np.testing.assert_allclose(kiln.interpret(path).forward(x), kiln.compile(path).forward(x), rtol=1e-5)
+
+
 def test_file_names_that_are_not_identifiers(tmp_path):
     x = f32(2, 3)
     path = tmp_path / "my-model.v2.onnx"

@@ -378,7 +378,7 @@ pub(crate) fn read_manifest(files: Files, options: &OpenOptions) -> Result<(Mani
     for f in &m.files {
         verified.insert(f.name.clone(), verify_file(files, f)?);
     }
-    Ok((m, Verified(verified)))
+    Ok((m, Verified { files: verified, manifest: text }))
 }
 
 /// The bundle whose manifest is at `manifest`, in memory, as [`Files::Memory`] takes it: the
@@ -387,9 +387,9 @@ pub(crate) fn read_manifest(files: Files, options: &OpenOptions) -> Result<(Mani
 /// process, which verifies it again when it loads it.
 pub fn read_bundle(manifest: &Path) -> Result<(String, BTreeMap<String, Vec<u8>>), Error> {
     let files = Files::Directory(manifest);
-    let (m, Verified(mut bytes)) = read_manifest(files, &OpenOptions::default())?;
+    let (m, Verified { files: mut bytes, manifest: text }) = read_manifest(files, &OpenOptions::default())?;
     let name = manifest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    bytes.insert(name.clone(), files.manifest(MAX_MANIFEST_BYTES)?);
+    bytes.insert(name.clone(), text);
     let signature = kiln_manifest::signature_file(&m.module);
     if let Ok(b) = files.file(&signature, 1024) {
         bytes.insert(signature, b);
@@ -408,12 +408,16 @@ pub fn kind(files: Files) -> Result<Kind, Error> {
 
 /// The bytes of a bundle's files as they were verified against the manifest's hashes: what
 /// the runtime loads, so that a file replaced after the check is never used.
-pub(crate) struct Verified(BTreeMap<String, Vec<u8>>);
+pub(crate) struct Verified {
+    files: BTreeMap<String, Vec<u8>>,
+    /// The manifest's own bytes, as they were read and checked.
+    manifest: Vec<u8>,
+}
 
 impl Verified {
     /// The verified bytes of listed file `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0.get(name).map(Vec::as_slice)
+        self.files.get(name).map(Vec::as_slice)
     }
 }
 
